@@ -1,0 +1,1 @@
+"""Content, channel and standard: campaign definitions, planning into the outbox, dispatch."""

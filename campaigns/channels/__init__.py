@@ -1,0 +1,1 @@
+"""Channel providers behind one small interface: the sandbox here, Twilio and SendGrid live."""

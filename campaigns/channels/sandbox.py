@@ -1,0 +1,93 @@
+"""The embedded default provider: accepts sends, records them, reports their delivery.
+
+It stands in for Twilio, SendGrid and the network between: each accepted message is recorded in
+a SQLite file and a delivery status event goes to the inbox, as the providers' status webhooks
+would. Sends are idempotent by key, so reconciling after a crash finds what was accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+from campaigns.channels.base import OutboundMessage, Provider, SendResult
+from feedback.inbox import Inbox
+
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+ID_PREFIX = {"sms": "SM", "voice": "CA", "email": "SG"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sent (
+    provider_id     TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    action_id       TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    subject         TEXT,
+    body            TEXT NOT NULL,
+    locale          TEXT NOT NULL,
+    sent_at         TEXT NOT NULL,
+    simulated       INTEGER NOT NULL DEFAULT 0
+)"""
+
+
+class SandboxProvider(Provider):
+    name: ClassVar[str] = "sandbox"
+    channels: ClassVar[frozenset[str]] = frozenset({"sms", "email", "voice"})
+    max_batch: ClassVar[int] = 1000
+
+    def __init__(self, path: Path, inbox: Inbox) -> None:
+        self.path = path
+        self.inbox = inbox
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self.connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(SCHEMA)
+
+    def connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        results = [self._check(m) for m in messages]
+        accepted = [(m, r) for m, r in zip(messages, results, strict=True) if r.ok]
+        with closing(self.connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                "INSERT OR IGNORE INTO sent (provider_id, idempotency_key, action_id, channel,"
+                " recipient, subject, body, locale, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(r.provider_id, m.idempotency_key, m.action_id, m.channel, m.recipient,
+                  m.subject, m.body, m.locale, m.send_at.isoformat()) for m, r in accepted])
+            con.execute("COMMIT")
+        self.inbox.put_many(
+            ("status", f"{r.provider_id}:delivered", m.send_at + timedelta(seconds=3),
+             {"provider_id": r.provider_id, "status": "delivered", "channel": m.channel})
+            for m, r in accepted)
+        return results
+
+    def _check(self, message: OutboundMessage) -> SendResult:
+        pattern = EMAIL if message.channel == "email" else E164
+        if message.channel not in self.channels:
+            return SendResult(message.action_id, error_code="unsupported_channel",
+                              error=f"channel {message.channel} is not supported")
+        if not pattern.match(message.recipient or ""):
+            return SendResult(message.action_id, error_code="invalid_recipient",
+                              error=f"not a valid {message.channel} address")
+        digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()
+        return SendResult(message.action_id, provider_id=ID_PREFIX[message.channel] + digest)
+
+    def find_sent(self, idempotency_keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with closing(self.connect()) as con:
+            for start in range(0, len(idempotency_keys), 500):
+                chunk = list(idempotency_keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(con.execute(
+                    f"SELECT idempotency_key, provider_id FROM sent"
+                    f" WHERE idempotency_key IN ({marks})", chunk).fetchall())
+        return found

@@ -1,0 +1,114 @@
+"""Content: pick the offer for the customer's tier and render the message for each channel.
+
+Templates are Jinja2 in a sandbox with strict undefined variables. They may use ``name``,
+``tier``, ``locale``, ``offer``, ``offer_code``, ``store_name``, ``store_city`` and every column
+the campaign's segment rule returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from campaigns.spec import CareStep, Channel, Locale
+from feedback.tokens import rating_links, unsubscribe_link
+
+BASE_VARIABLES = ("name", "tier", "locale", "offer", "offer_code", "store_name", "store_city")
+SURVEY_HOW: dict[Channel, dict[str, str]] = {
+    "sms": {"zh-CN": "回复1-5打分（5=非常满意）。", "en": "Reply 1-5 (5 = very satisfied)."},
+    "voice": {"zh-CN": "请按1到5键打分，5表示非常满意。",
+              "en": "Please press 1 to 5, where 5 means very satisfied."},
+    "email": {"zh-CN": "一键评分：", "en": "Rate us with one click:"},
+}
+SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
+EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class ContentError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    public_url: str
+    secret: str
+
+
+class StepRenderer:
+    """Compiled templates of one care step; render() builds the finished text per channel."""
+
+    def __init__(self, step: CareStep, links: LinkSettings) -> None:
+        self.step = step
+        self.links = links
+        self._templates: dict[tuple[Locale, str], Template] = {}
+        for locale, messages in step.messages.items():
+            for field_name, source in messages.model_dump().items():
+                try:
+                    self._templates[(locale, field_name)] = _ENV.from_string(source)
+                except TemplateError as exc:
+                    raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
+
+    def trial_render(self, extra_columns: Iterable[str]) -> None:
+        """Render every template with sample values, so a bad variable fails at load time."""
+        sample: dict[str, Any] = {name: "x" for name in BASE_VARIABLES}
+        sample.update({column: 1 for column in extra_columns})
+        for (locale, field_name), template in self._templates.items():
+            try:
+                template.render(sample)
+            except TemplateError as exc:
+                raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
+
+    def render(self, channel: Channel, action_id: str, context: dict[str, Any],
+               issued: datetime) -> tuple[str | None, str]:
+        locale: Locale = context["locale"]
+        survey = self.step.survey[locale] if self.step.survey else None
+        if channel == "sms":
+            body = self._text(locale, "sms", context)
+            if survey:
+                body += f" {survey}{SURVEY_HOW['sms'][locale]}"
+            return None, f"{body} {SMS_OPT_OUT[locale]}"
+        if channel == "voice":
+            body = self._text(locale, "voice", context)
+            return None, body + (f" {survey}{SURVEY_HOW['voice'][locale]}" if survey else "")
+        return self._text(locale, "email_subject", context), self._email_body(
+            locale, action_id, context, survey, issued)
+
+    def _email_body(self, locale: Locale, action_id: str, context: dict[str, Any],
+                    survey: str | None, issued: datetime) -> str:
+        lines = [self._text(locale, "email_body", context)]
+        if survey:
+            lines += ["", f"{survey} {SURVEY_HOW['email'][locale]}"]
+            links = rating_links(action_id, self.links.public_url, self.links.secret, issued)
+            lines += [f"  {score}: {url}" for score, url in links.items()]
+        unsubscribe = unsubscribe_link(action_id, self.links.public_url, self.links.secret, issued)
+        lines += ["", f"{EMAIL_UNSUBSCRIBE[locale]}: {unsubscribe}"]
+        return "\n".join(lines)
+
+    def _text(self, locale: Locale, field_name: str, context: dict[str, Any]) -> str:
+        return self._templates[(locale, field_name)].render(context).strip()
+
+
+def render_members(renderer: StepRenderer, members: pl.DataFrame,
+                   issued: datetime) -> pl.DataFrame:
+    """Add offer_code plus ``{channel}_subject`` and ``{channel}_body`` for each step channel."""
+    out: dict[str, list[str | None]] = {"offer_code": []}
+    for channel in renderer.step.channels:
+        out[f"{channel}_subject"], out[f"{channel}_body"] = [], []
+    for row in members.iter_rows(named=True):
+        offer = renderer.step.offer_for(row["tier"])
+        context = {**row, "offer": offer.text[row["locale"]], "offer_code": offer.code}
+        out["offer_code"].append(offer.code)
+        for channel in renderer.step.channels:
+            subject, body = renderer.render(channel, row["action_id"], context, issued)
+            out[f"{channel}_subject"].append(subject)
+            out[f"{channel}_body"].append(body)
+    return members.with_columns(
+        [pl.Series(name, values, dtype=pl.String) for name, values in out.items()]
+    )

@@ -1,0 +1,254 @@
+"""Steps 1-4 of the loop for one campaign round: target, content, channel, standard.
+
+Each step works on the whole batch in DuckDB temp tables; only template rendering runs in
+Python, over the segment (thousands of rows), never over the population. The result lands in
+``care_actions`` (the outbox and contact archive) keyed by an idempotency key, so a rerun of the
+same campaign for the same date plans nobody twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+
+from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
+from campaigns.content import StepRenderer, render_members
+from campaigns.spec import CareStep
+from careloop.settings import Settings
+from segments.registry import SegmentRule, materialize
+from warehouse.db import query_frame
+
+# Outbox statuses that mean "this customer was (or is about to be) contacted".
+CONTACT_STATUSES = ("queued", "sending", "sent", "delivered")
+# Why an unreachable member was not contacted, most decisive first.
+REACHABILITY_ORDER = ("opted_out", "no_consent", "no_contact")
+# Segment columns with a meaning to the planner; the rest are template variables.
+SPECIAL_COLUMNS = ("subscriber_id", "occasion", "store_id", "due_at")
+PROFILE_COLUMNS = ("name", "tier", "locale", "timezone", "phone", "email",
+                   "sms_consent", "email_consent", "voice_consent")
+
+
+@dataclass
+class Plan:
+    """One planning run: what is planned, for whom, and the figures of each step."""
+
+    con: duckdb.DuckDBPyConnection
+    settings: Settings
+    campaign: LoadedCampaign
+    as_of: date
+    round: int
+    run_id: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step(self) -> CareStep:
+        return self.campaign.campaign.care if self.round == 1 else self.campaign.campaign.second_round
+
+    @property
+    def renderer(self) -> StepRenderer:
+        return self.campaign.care if self.round == 1 else self.campaign.second_round
+
+
+def target(plan: Plan, rule: SegmentRule, overrides: dict[str, Any] | None = None) -> int:
+    """Step 1: the segment's members into ``plan_target``."""
+    params = {**plan.campaign.campaign.params, **(overrides or {})} if plan.round == 1 else {}
+    size = materialize(plan.con, rule, plan.as_of, "plan_target", params)
+    if rule.name == SECOND_ROUND_SEGMENT:
+        plan.con.execute("DELETE FROM plan_target WHERE source_campaign <> ?", [plan.campaign.name])
+        size = _count(plan.con, "plan_target")
+    plan.figures["targeted"] = size
+    return size
+
+
+def content(plan: Plan) -> int:
+    """Step 2: join the profile, drop members already planned, render every channel's message."""
+    columns = _columns(plan.con, "plan_target")
+    extras = [c for c in columns
+              if c not in SPECIAL_COLUMNS and c not in PROFILE_COLUMNS and c != "store_name"]
+    occasion = "t.occasion" if "occasion" in columns else "strftime(?::DATE, '%Y-%m-%d')"
+    store = "coalesce(t.store_id, s.home_store_id)" if "store_id" in columns else "s.home_store_id"
+    due = "t.due_at" if "due_at" in columns else "NULL::TIMESTAMPTZ"
+    params: list[Any] = [] if "occasion" in columns else [plan.as_of]
+    plan.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE plan_members AS
+        SELECT *, 'ca_' || substr(md5(idempotency_key), 1, 24) AS action_id FROM (
+            SELECT t.subscriber_id, {occasion} AS occasion, {store} AS store_id,
+                   {due} AS due_at, st.name AS store_name, st.city AS store_city,
+                   {", ".join(f"s.{c}" for c in PROFILE_COLUMNS)}
+                   {"".join(f", t.{c}" for c in extras)},
+                   ? || '|' || t.subscriber_id || '|' || {occasion} || '|' || ? AS idempotency_key
+            FROM plan_target t
+            JOIN subscribers s USING (subscriber_id)
+            LEFT JOIN stores st ON st.store_id = {store}
+        )""", [*params, plan.campaign.name, *params, plan.round])
+    members = _count(plan.con, "plan_members")
+    plan.figures["unknown_subscribers"] = plan.figures.get("targeted", members) - members
+    plan.con.execute("DELETE FROM plan_members WHERE idempotency_key IN "
+                     "(SELECT idempotency_key FROM care_actions)")
+    remaining = _count(plan.con, "plan_members")
+    plan.figures["already_planned"] = members - remaining
+    frame = query_frame(plan.con, "SELECT * FROM plan_members")
+    rendered = render_members(plan.renderer, frame, plan.created_at)
+    plan.con.register("rendered_members", rendered.to_arrow())
+    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
+    plan.con.unregister("rendered_members")
+    return remaining
+
+
+def choose_channel(plan: Plan) -> dict[str, int]:
+    """Step 3: the first channel in the campaign's order with contact data, consent, no opt-out."""
+    preferred = plan.step.channels
+    chosen = " ".join(f"WHEN {ch}_state = 'ok' THEN '{ch}'" for ch in preferred)
+    states = ", ".join(f"{ch}_state" for ch in preferred)
+    reason = " ".join(f"WHEN list_contains([{states}], '{r}') THEN '{r}'"
+                      for r in REACHABILITY_ORDER)
+    plan.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE plan_channel AS
+        WITH opted AS (
+            SELECT subscriber_id, list(channel) AS channels FROM active_opt_outs GROUP BY ALL
+        ), states AS (
+            SELECT c.*,
+                {_state_sql("sms", "phone")} AS sms_state,
+                {_state_sql("email", "email")} AS email_state,
+                {_state_sql("voice", "phone")} AS voice_state
+            FROM plan_content c LEFT JOIN opted o USING (subscriber_id)
+        )
+        SELECT *,
+            CASE {chosen} END AS channel,
+            CASE WHEN ({" OR ".join(f"{ch}_state = 'ok'" for ch in preferred)}) THEN NULL
+                 {reason} END AS unreachable_reason
+        FROM states""")
+    counts = dict(plan.con.execute(
+        "SELECT coalesce(channel, 'unreachable'), count(*) FROM plan_channel GROUP BY ALL"
+    ).fetchall())
+    plan.figures["reachable_by_channel"] = {k: v for k, v in counts.items() if k != "unreachable"}
+    return counts
+
+
+def _state_sql(channel: str, contact: str) -> str:
+    return (f"CASE WHEN c.{contact} IS NULL THEN 'no_contact' "
+            f"WHEN list_contains(coalesce(o.channels, []), '{channel}') THEN 'opted_out' "
+            f"WHEN NOT c.{channel}_consent THEN 'no_consent' ELSE 'ok' END")
+
+
+def apply_standard(plan: Plan) -> dict[str, Any]:
+    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive."""
+    campaign = plan.campaign.campaign
+    start, end = campaign.send_window
+    cap_applies = plan.round == 1
+    plan.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE plan_scheduled AS
+        WITH local_due AS (
+            SELECT *, coalesce(timezone(timezone, due_at), ?::DATE + ?::TIME) AS due_local
+            FROM plan_channel
+        ), windowed AS (
+            SELECT *, CASE
+                WHEN channel = 'email' THEN due_local
+                WHEN due_local::TIME < ?::TIME THEN due_local::DATE + ?::TIME
+                WHEN due_local::TIME >= ?::TIME THEN (due_local::DATE + 1) + ?::TIME
+                ELSE due_local END AS send_local
+            FROM local_due
+        )
+        SELECT *, timezone(timezone, send_local) AS scheduled_at FROM windowed""",
+        [plan.as_of, campaign.send_time, start, start, end, start])
+    plan.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE plan_final AS
+        WITH recent AS (
+            SELECT p.action_id, count(a.action_id) AS recent_contacts
+            FROM plan_scheduled p
+            LEFT JOIN care_actions a
+              ON a.subscriber_id = p.subscriber_id
+             AND a.status IN {CONTACT_STATUSES}
+             AND a.scheduled_at > p.scheduled_at - to_days(?)
+             AND a.scheduled_at < p.scheduled_at + to_days(?)
+            GROUP BY ALL
+        ), ranked AS (
+            SELECT p.*, r.recent_contacts, row_number() OVER (
+                PARTITION BY p.subscriber_id, p.channel IS NULL
+                ORDER BY p.scheduled_at, p.action_id) AS nth_in_batch
+            FROM plan_scheduled p JOIN recent r USING (action_id)
+        )
+        SELECT *, CASE
+            WHEN channel IS NULL THEN unreachable_reason
+            WHEN {cap_applies} AND recent_contacts + nth_in_batch > ? THEN 'capped'
+            WHEN {cap_applies} AND md5_number(subscriber_id || '|' || ?) % 10000 < ?
+                THEN 'holdout'
+            END AS suppression_reason
+        FROM ranked""",
+        [plan.settings.frequency_window_days, plan.settings.frequency_window_days,
+         plan.settings.frequency_cap, campaign.name, round(campaign.holdout_percent * 100)])
+    _write_outbox(plan)
+    return _standard_figures(plan)
+
+
+def _write_outbox(plan: Plan) -> None:
+    subject = "CASE channel " + " ".join(
+        f"WHEN '{ch}' THEN {ch}_subject" for ch in plan.step.channels) + " END"
+    body = "CASE channel " + " ".join(
+        f"WHEN '{ch}' THEN {ch}_body" for ch in plan.step.channels) + " END"
+    parent = "evaluation_id" if plan.round == 2 else "NULL"
+    plan.con.execute(f"""
+        INSERT INTO care_actions (
+            action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
+            parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
+            subject, body, survey, status, suppression_reason, scheduled_at, created_at,
+            updated_at)
+        SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
+            {parent}, store_id, tier, locale, channel,
+            CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
+            offer_code, {subject}, {body}, ?,
+            CASE WHEN suppression_reason IS NULL THEN 'queued'
+                 WHEN suppression_reason = 'holdout' THEN 'held_out'
+                 ELSE 'suppressed' END,
+            suppression_reason, scheduled_at, ?, ?
+        FROM plan_final
+        ON CONFLICT DO NOTHING""",
+        [plan.run_id, plan.campaign.name, plan.round, plan.step.survey is not None,
+         plan.created_at, plan.created_at])
+
+
+def _standard_figures(plan: Plan) -> dict[str, Any]:
+    rows = plan.con.execute(
+        "SELECT coalesce(suppression_reason, 'queued'), channel, count(*) FROM plan_final "
+        "GROUP BY ALL").fetchall()
+    suppressed: dict[str, int] = {}
+    queued: dict[str, int] = {}
+    for reason, channel, n in rows:
+        if reason == "queued":
+            queued[channel] = queued.get(channel, 0) + n
+        elif reason != "holdout":
+            suppressed[reason] = suppressed.get(reason, 0) + n
+    plan.figures.update(
+        queued=queued,
+        suppressed=suppressed,
+        held_out=sum(n for reason, _, n in rows if reason == "holdout"),
+    )
+    return plan.figures
+
+
+def record_run(plan: Plan, flow_run_id: str | None = None) -> None:
+    campaign = plan.campaign.campaign
+    definition = campaign.model_dump_json()
+    plan.con.execute(
+        "INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, ?, md5(?))"
+        " ON CONFLICT (campaign_id) DO UPDATE SET segment = excluded.segment,"
+        " definition = excluded.definition, checksum = excluded.checksum",
+        [campaign.name, campaign.segment, definition, definition])
+    plan.con.execute(
+        "INSERT INTO campaign_runs VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+        [plan.run_id, campaign.name, plan.as_of, plan.round, flow_run_id, plan.created_at,
+         json.dumps(plan.figures)])
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [str(r[0]) for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,43 @@
+"""Second round: the dissatisfied get care again, and their store manager gets the case."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import duckdb
+
+from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
+from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
+from careloop.settings import Settings
+from segments.registry import load_rules
+
+
+def plan_second_round(con: duckdb.DuckDBPyConnection, settings: Settings,
+                      campaign: LoadedCampaign, as_of: date, run_id: str,
+                      created_at: datetime | None = None) -> Plan:
+    plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
+    if created_at:
+        plan.created_at = created_at
+    target(plan, load_rules()[SECOND_ROUND_SEGMENT])
+    content(plan)
+    choose_channel(plan)
+    apply_standard(plan)
+    plan.figures["cases_opened"] = open_cases(con)
+    record_run(plan)
+    return plan
+
+
+def open_cases(con: duckdb.DuckDBPyConnection) -> int:
+    """One case per dissatisfied rating on its store manager's list, with the care it got."""
+    rows = con.execute("""
+        INSERT INTO manager_cases
+        SELECT t.evaluation_id, coalesce(t.store_id, s.home_store_id), t.subscriber_id,
+               t.source_campaign, t.source_action_id, t.score, t.comment, e.received_at,
+               CASE WHEN a.status NOT IN ('suppressed', 'held_out') THEN a.action_id END,
+               NULL, 'open'
+        FROM plan_target t
+        JOIN subscribers s USING (subscriber_id)
+        JOIN evaluations e USING (evaluation_id)
+        LEFT JOIN care_actions a ON a.parent_evaluation_id = t.evaluation_id
+        ON CONFLICT DO NOTHING RETURNING 1""").fetchall()
+    return len(rows)

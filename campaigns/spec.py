@@ -1,0 +1,110 @@
+"""Campaign definition files (``campaigns/definitions/*.yaml``), validated when they load."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from careloop.settings import LOCALES
+
+DEFINITIONS_DIR = Path(__file__).parent / "definitions"
+Channel = Literal["sms", "email", "voice"]
+Locale = Literal["zh-CN", "en"]
+CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
+
+
+class CampaignError(ValueError):
+    """A campaign file that cannot be used, named by its path and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Offer(_Strict):
+    code: str
+    text: dict[Locale, str]
+
+
+class Messages(_Strict):
+    """One locale's templates (Jinja2, sandboxed); see campaigns/content.py for the variables."""
+
+    sms: str
+    email_subject: str
+    email_body: str
+    voice: str
+
+
+class CareStep(_Strict):
+    """What one round of care says and offers, and how it reaches the customer."""
+
+    channels: list[Channel] = Field(min_length=1)
+    offers: dict[str, Offer]
+    messages: dict[Locale, Messages]
+    survey: dict[Locale, str] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"channels repeat: {value}")
+        return value
+
+    def offer_for(self, tier: str) -> Offer:
+        return self.offers.get(tier) or self.offers["default"]
+
+
+class Campaign(_Strict):
+    name: str
+    description: str
+    segment: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    send_time: time = time(10, 0)
+    send_window: tuple[time, time] = (time(9, 0), time(21, 0))
+    holdout_percent: float = Field(default=10.0, ge=0, le=50)
+    care: CareStep
+    second_round: CareStep
+
+    @field_validator("send_window")
+    @classmethod
+    def _window_order(cls, value: tuple[time, time]) -> tuple[time, time]:
+        if value[0] >= value[1]:
+            raise ValueError("send_window must start before it ends")
+        return value
+
+
+def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
+    """Every tier needs an offer (or a default) and every locale its messages."""
+    for round_name, step in (("care", campaign.care), ("second_round", campaign.second_round)):
+        missing_tiers = [t for t in tiers if t not in step.offers and "default" not in step.offers]
+        if missing_tiers:
+            raise CampaignError(f"{round_name}.offers: no offer for tier(s) {missing_tiers}")
+        unknown = sorted(set(step.offers) - set(tiers) - {"default"})
+        if unknown:
+            raise CampaignError(f"{round_name}.offers: unknown tier(s) {unknown}")
+        for locale in LOCALES:
+            if locale not in step.messages:
+                raise CampaignError(f"{round_name}.messages: missing locale {locale}")
+            for code, offer in step.offers.items():
+                if locale not in offer.text:
+                    raise CampaignError(f"{round_name}.offers.{code}.text: missing {locale}")
+
+
+def parse_campaign(path: Path) -> Campaign:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CampaignError(f"{path}: must be a mapping")
+    try:
+        return Campaign(name=path.stem, **raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise CampaignError(f"{path}: {problems}") from None

@@ -1,0 +1,216 @@
+"""The ``careloop`` command: one front door to every piece of the loop."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+app = typer.Typer(help="careloop: closed-loop customer care.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_help=True)
+replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
+app.add_typer(segment_app, name="segment")
+app.add_typer(replies_app, name="replies")
+console = Console()
+AsOf = Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
+                                               help="The as-of date, YYYY-MM-DD (default today).")]
+
+
+@app.callback()
+def main() -> None:
+    # Flow logs would drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+def _show(title: str, figures: dict[str, Any]) -> None:
+    from flows.common import flatten
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for row in flatten(figures):
+        table.add_row(row["figure"], str(row["value"]))
+    console.print(table)
+
+
+@app.command("demo-data")
+def demo_data(
+    subscribers: Annotated[int, typer.Option(min=1, help="How many subscribers.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
+    until: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"],
+                                            help="The last day of the data.")] = datetime(2026, 3, 1),
+) -> None:
+    """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
+    from careloop.settings import load_settings
+    from warehouse.db import warehouse
+    from warehouse.demo_data import build_demo_data
+
+    settings = load_settings()
+    with warehouse(settings.warehouse_path) as con, Progress(console=console) as progress:
+        task = progress.add_task("subscribers", total=subscribers)
+        summary = build_demo_data(con, subscribers=subscribers, seed=seed, until=until.date(),
+                                  on_progress=lambda n: progress.advance(task, n))
+    console.print(f"{summary.stores} stores, {summary.subscribers} subscribers, "
+                  f"{summary.visits} visits in {settings.warehouse_path}")
+
+
+@app.command()
+def run(
+    campaign: Annotated[str, typer.Argument(help="A campaign in campaigns/definitions.")],
+    as_of: AsOf = None,
+    param: Annotated[list[str] | None, typer.Option(help="Segment parameter, k=v (YAML value).")]
+    = None,
+    send: Annotated[bool, typer.Option(help="Send what is due after planning.")] = True,
+) -> None:
+    """Run one campaign's care loop for an as-of date."""
+    from flows.care_loop import care_loop
+
+    _show(f"care loop: {campaign}", care_loop(campaign, as_of=_day(as_of),
+                                              params=_params(param), send=send))
+
+
+def _params(pairs: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not k=v", param_hint="--param")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+@app.command()
+def dispatch() -> None:
+    """Send everything in the outbox that is due now."""
+    from flows.dispatch_outbox import dispatch_outbox
+
+    _show("dispatch", dispatch_outbox())
+
+
+@app.command()
+def collect() -> None:
+    """Ingest the reply inbox into the warehouse."""
+    from flows.collect_feedback import collect_feedback
+
+    _show("collect feedback", collect_feedback())
+
+
+@app.command("second-round")
+def second_round_command(as_of: AsOf = None) -> None:
+    """Give every dissatisfied customer a second round of care and open store cases."""
+    from flows.second_round import second_round
+
+    _show("second round", second_round(as_of=_day(as_of)))
+
+
+@app.command()
+def report() -> None:
+    """Write the KPI report and the store managers' dissatisfied lists."""
+    from careloop.settings import load_settings
+    from flows.demo import finish, summary_rows
+    from warehouse.demo_data import DemoDataSummary
+
+    settings = load_settings()
+    result = finish(settings.home, DemoDataSummary(0, 0, 0))
+    _show("loop figures", dict(summary_rows(result.report)))
+    console.print(f"report: {result.report_path}")
+
+
+@app.command()
+def demo(
+    subscribers: Annotated[int, typer.Option(min=100)] = 50_000,
+    days: Annotated[int, typer.Option(min=1, help="Days of campaigns.")] = 14,
+    settle_days: Annotated[int, typer.Option(min=0, help="Days after, for replies.")] = 4,
+    seed: int = 7,
+) -> None:
+    """Build a demo warehouse and run the whole loop on the sandbox, in simulated time."""
+    from flows.demo import run_demo, summary_rows
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("care loop, day by day", total=days + settle_days + 1)
+        result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days,
+                          seed=seed, on_step=lambda _: progress.advance(task))
+    console.print(f"{result.data.subscribers} subscribers, {result.data.stores} stores, "
+                  f"{result.data.visits} visits in {result.home}")
+    _show("careloop demo: the loop, step by step", dict(summary_rows(result.report)))
+    console.print(f"KPI report: {result.report_path}")
+    console.print(f"store managers' lists: {len(result.store_rows)} CSV files in "
+                  f"{result.report_path.parent / 'store_lists'}")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the warehouse schema."""
+    from careloop.settings import load_settings
+    from warehouse.db import applied_versions, connect
+
+    settings = load_settings()
+    con = connect(settings.warehouse_path)
+    console.print(f"{settings.warehouse_path}: schema versions {sorted(applied_versions(con))}")
+    con.close()
+
+
+@app.command()
+def campaigns() -> None:
+    """List the campaign definitions (each is checked as it loads)."""
+    from campaigns.catalog import load_campaigns
+    from careloop.settings import load_settings
+
+    table = Table("campaign", "segment", "channels", "holdout %", "description")
+    for name, loaded in load_campaigns(load_settings()).items():
+        c = loaded.campaign
+        table.add_row(name, c.segment, ", ".join(c.care.channels), str(c.holdout_percent),
+                      c.description)
+    console.print(table)
+
+
+@segment_app.command("list")
+def segment_list() -> None:
+    """List the segment rules."""
+    from segments.registry import load_rules
+
+    table = Table("segment", "owner", "parameters", "description")
+    for name, rule in load_rules().items():
+        table.add_row(name, rule.owner, ", ".join(f"{k}={v}" for k, v in rule.params.items()),
+                      rule.description)
+    console.print(table)
+
+
+@replies_app.command("parse")
+def replies_parse(text: str) -> None:
+    """Print how a reply is understood, as one JSON object."""
+    from feedback.parsing import parse_reply
+
+    typer.echo(json.dumps(parse_reply(text).as_dict(), ensure_ascii=False))
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def run_cli() -> None:  # pragma: no cover - the console entry point
+    from campaigns.spec import CampaignError
+    from careloop.settings import ConfigError
+    from segments.registry import SegmentError
+
+    try:
+        app()
+    except (ConfigError, CampaignError, SegmentError, ValueError) as exc:
+        _fail(str(exc))
+
+

@@ -1,0 +1,85 @@
+"""The inbox: replies and status events land here durably before anyone acknowledges them.
+
+It is a SQLite file in WAL mode, not the DuckDB warehouse: the webhook service and the
+simulator write here while a flow holds the warehouse; ``collect_feedback`` drains it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL,
+    dedupe_key  TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    UNIQUE (kind, dedupe_key)
+)"""
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    kind: str            # sms | ivr | email_rating | unsubscribe | status
+    dedupe_key: str
+    received_at: datetime
+    payload: dict[str, Any]
+
+
+class Inbox:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def put(self, kind: str, dedupe_key: str, received_at: datetime,
+            payload: dict[str, Any]) -> bool:
+        """Store one item; False when an item with the same kind and key is already in."""
+        return self.put_many([(kind, dedupe_key, received_at, payload)]) == 1
+
+    def put_many(self, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]) -> int:
+        rows = [(kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
+                for kind, key, at, payload in items]
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            before = con.total_changes
+            con.executemany(
+                "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
+                " VALUES (?, ?, ?, ?)", rows)
+            added = con.total_changes - before
+            con.execute("COMMIT")
+        return added
+
+    def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
+        """Batches of items with an id above ``last_id``, in id order."""
+        with closing(self._connect()) as con:
+            while True:
+                rows = con.execute(
+                    "SELECT id, kind, dedupe_key, received_at, payload FROM inbox"
+                    " WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)).fetchall()
+                if not rows:
+                    return
+                yield [InboxItem(r[0], r[1], r[2], datetime.fromisoformat(r[3]),
+                                 json.loads(r[4])) for r in rows]
+                last_id = rows[-1][0]
+
+    def count(self) -> int:
+        with closing(self._connect()) as con:
+            return int(con.execute("SELECT count(*) FROM inbox").fetchone()[0])

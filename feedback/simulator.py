@@ -1,0 +1,147 @@
+"""The demo's customers: they answer a share of what the sandbox delivered, in simulated time.
+
+Every decision is seeded by the message's provider id, so a demo run is reproducible. Replies go
+to the inbox exactly as the webhook service would land them (Twilio form fields for SMS, the
+gathered digit for IVR, a rating-link click for email), only once their simulated time has come.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from campaigns.channels.sandbox import SandboxProvider
+from feedback.inbox import Inbox
+
+PENDING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sim_replies (
+    dedupe_key TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    reply_at   TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    released   INTEGER NOT NULL DEFAULT 0
+)"""
+REPLY_RATE = {"sms": 0.45, "voice": 0.55, "email": 0.25}
+# Second rounds are personal (a call back, an apology), so more of them end well.
+SCORE_WEIGHTS = {1: [7, 8, 15, 35, 35], 2: [6, 8, 16, 35, 35]}
+GRUMPY_WEIGHTS = [30, 30, 20, 12, 8]
+COMPLAINTS = {
+    "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
+    "en": ["waited 40 minutes", "staff was rude", "problem not fixed", "gift never arrived",
+           "called three times"],
+}
+WORDS = {
+    "zh-CN": {1: "非常不满意", 2: "不满意", 3: "一般", 4: "满意", 5: "非常满意"},
+    "en": {1: "very dissatisfied", 2: "dissatisfied", 3: "neutral", 4: "satisfied",
+           5: "very satisfied"},
+}
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+OPT_OUT_WORDS = {"zh-CN": ["TD", "退订", "T"], "en": ["STOP", "stop", "UNSUBSCRIBE"]}
+NOISE = {"zh-CN": ["谢谢", "你是谁？", "好的"], "en": ["thanks!", "who is this?", "ok"]}
+OUR_NUMBER = "+10000000000"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    provider_id: str
+    action_id: str
+    channel: str
+    recipient: str
+    locale: str
+    round: int
+    sent_at: datetime
+
+
+class CustomerSimulator:
+    def __init__(self, sandbox: SandboxProvider, inbox: Inbox, *, seed: int = 7,
+                 reply_scale: float = 1.0) -> None:
+        self.sandbox = sandbox
+        self.inbox = inbox
+        self.seed = seed
+        self.reply_scale = reply_scale
+        with closing(sandbox.connect()) as con:
+            con.execute(PENDING_SCHEMA)
+
+    def react(self, until: datetime) -> Counter[str]:
+        """Decide replies to everything newly delivered; release those due by ``until``."""
+        figures: Counter[str] = Counter()
+        with closing(self.sandbox.connect()) as con:
+            rows = con.execute(
+                "SELECT provider_id, action_id, channel, recipient, locale, idempotency_key,"
+                " sent_at FROM sent WHERE simulated = 0").fetchall()
+            pending = []
+            for pid, action_id, channel, recipient, locale, key, sent_at in rows:
+                message = Delivered(pid, action_id, channel, recipient, locale,
+                                    int(key.rsplit("|", 1)[1]), datetime.fromisoformat(sent_at))
+                reply = self.reply_to(message)
+                if reply:
+                    pending.append(reply)
+                    figures[f"decided_{reply[1]}"] += 1
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT OR IGNORE INTO sim_replies (dedupe_key, kind, reply_at,"
+                            " payload) VALUES (?, ?, ?, ?)", pending)
+            con.executemany("UPDATE sent SET simulated = 1 WHERE provider_id = ?",
+                            [(r[0],) for r in rows])
+            con.execute("COMMIT")
+            due = con.execute("SELECT dedupe_key, kind, reply_at, payload FROM sim_replies"
+                              " WHERE released = 0 AND reply_at <= ?",
+                              (until.isoformat(),)).fetchall()
+            self.inbox.put_many((kind, key, datetime.fromisoformat(at), json.loads(payload))
+                                for key, kind, at, payload in due)
+            con.executemany("UPDATE sim_replies SET released = 1 WHERE dedupe_key = ?",
+                            [(d[0],) for d in due])
+        figures["released"] = len(due)
+        return figures
+
+    def reply_to(self, m: Delivered) -> tuple[str, str, str, str] | None:
+        rng = random.Random(f"{self.seed}:{m.provider_id}")
+        if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale:
+            return None
+        grumpy = int(hashlib.md5(m.recipient.encode()).hexdigest(), 16) % 10 == 0
+        weights = GRUMPY_WEIGHTS if grumpy and m.round == 1 else SCORE_WEIGHTS[m.round]
+        score = rng.choices(range(1, 6), weights)[0]
+        if m.channel == "sms":
+            return self._sms(rng, m, score)
+        if m.channel == "voice":
+            digits = str(score) if rng.random() > 0.12 else rng.choice(["", "9", "0"])
+            at = m.sent_at + timedelta(seconds=rng.randint(25, 90))
+            payload = {"CallSid": m.provider_id, "action_id": m.action_id, "Digits": digits}
+            return f"{m.provider_id}:gather", "ivr", at.isoformat(), json.dumps(payload)
+        at = m.sent_at + timedelta(minutes=rng.lognormvariate(4.5, 1.0))
+        attributes = {name: max(1, min(5, score + rng.choice([-1, 0, 0, 1])))
+                      for name in ("wait_time", "staff_attitude", "problem_solved")}
+        payload = {"action_id": m.action_id, "score": score, "attributes": attributes}
+        return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(payload)
+
+    def _sms(self, rng: random.Random, m: Delivered, score: int) -> tuple[str, str, str, str]:
+        text = self._sms_text(rng, m.locale, score)
+        minutes = rng.lognormvariate(2.7, 1.2)
+        if rng.random() < 0.01:
+            minutes += 4 * 24 * 60  # the odd reply that comes days too late
+        at = m.sent_at + timedelta(minutes=minutes)
+        sid = "SM" + hashlib.md5(f"reply:{m.provider_id}".encode()).hexdigest()
+        payload = {"MessageSid": sid, "From": m.recipient, "To": OUR_NUMBER, "Body": text}
+        return sid, "sms", at.isoformat(), json.dumps(payload, ensure_ascii=False)
+
+    @staticmethod
+    def _sms_text(rng: random.Random, locale: str, score: int) -> str:
+        draw = rng.random()
+        if draw < 0.02:
+            return rng.choice(OPT_OUT_WORDS[locale])
+        if draw < 0.06:
+            return rng.choice(NOISE[locale])
+        if score <= 2 and rng.random() < 0.6:
+            return f"{score} {rng.choice(COMPLAINTS[locale])}"
+        form = rng.random()
+        if form < 0.55:
+            return str(score)
+        if form < 0.7:
+            return chr(0xFF10 + score) if locale == "zh-CN" else NUMBER_WORDS[score]
+        if form < 0.8 and locale == "zh-CN":
+            return f"{score}分"
+        return WORDS[locale][score]

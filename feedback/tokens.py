@@ -1,0 +1,66 @@
+"""Signed, expiring tokens scoped to one care action (rating links, one-click unsubscribe)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+class TokenError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    action_id: str
+    purpose: str          # "rate" | "unsubscribe"
+    score: int | None
+    expires: int          # unix seconds
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(token: LinkToken, secret: str) -> str:
+    payload = _b64(json.dumps([token.action_id, token.purpose, token.score, token.expires],
+                              separators=(",", ":")).encode())
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18]
+    return f"{payload}.{_b64(mac)}"
+
+
+def verify(text: str, secret: str, now: datetime) -> LinkToken:
+    """The token's content, or TokenError if it was forged, altered or has expired."""
+    payload, _, mac = text.partition(".")
+    expected = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18])
+    if not mac or not hmac.compare_digest(mac, expected):
+        raise TokenError("bad signature")
+    try:
+        action_id, purpose, score, expires = json.loads(_unb64(payload))
+    except (ValueError, TypeError):
+        raise TokenError("malformed token") from None
+    if now.timestamp() > expires:
+        raise TokenError("expired")
+    return LinkToken(action_id, purpose, score, int(expires))
+
+
+def rating_links(action_id: str, base_url: str, secret: str, issued: datetime,
+                 valid_for: timedelta = timedelta(days=14)) -> dict[int, str]:
+    expires = int((issued + valid_for).timestamp())
+    return {score: f"{base_url}/r/{sign(LinkToken(action_id, 'rate', score, expires), secret)}"
+            for score in range(1, 6)}
+
+
+def unsubscribe_link(action_id: str, base_url: str, secret: str, issued: datetime,
+                     valid_for: timedelta = timedelta(days=60)) -> str:
+    expires = int((issued + valid_for).timestamp())
+    token = sign(LinkToken(action_id, "unsubscribe", None, expires), secret)
+    return f"{base_url}/unsubscribe/{token}"

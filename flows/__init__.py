@@ -1,0 +1,1 @@
+"""Prefect flows: the care loop, dispatch, feedback collection, second round, and the demo."""

@@ -1,0 +1,67 @@
+"""The care loop for one campaign and one as-of date: target, content, channel, standard, send."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
+
+from campaigns.catalog import load_campaigns
+from campaigns.channels.factory import get_provider
+from campaigns.dispatch import dispatch
+from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
+from flows.common import current_flow_run_id, publish, settings_for
+from warehouse.db import warehouse
+
+
+@task(name="1-target", cache_policy=NO_CACHE)
+def target_step(plan: Plan, params: dict[str, Any] | None) -> int:
+    return target(plan, plan.campaign.rule, params)
+
+
+@task(name="2-content", cache_policy=NO_CACHE)
+def content_step(plan: Plan) -> int:
+    return content(plan)
+
+
+@task(name="3-channel", cache_policy=NO_CACHE)
+def channel_step(plan: Plan) -> dict[str, int]:
+    return choose_channel(plan)
+
+
+@task(name="4-standard", cache_policy=NO_CACHE)
+def standard_step(plan: Plan) -> dict[str, Any]:
+    return apply_standard(plan)
+
+
+@flow(name="care-loop", log_prints=False)
+def care_loop(campaign: str, as_of: date | None = None, params: dict[str, Any] | None = None,
+              send: bool = True, home: str | None = None, now: datetime | None = None,
+              simulated: bool = False) -> dict[str, Any]:
+    """Plan one campaign for ``as_of`` into the outbox and (unless ``send`` is off) send what is due."""
+    settings = settings_for(home)
+    as_of = as_of or datetime.now(UTC).date()
+    catalog = load_campaigns(settings)
+    if campaign not in catalog:
+        raise ValueError(f"unknown campaign {campaign!r}; known: {', '.join(sorted(catalog))}")
+    run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
+    with warehouse(settings.warehouse_path) as con:
+        plan = Plan(con, settings, catalog[campaign], as_of, round=1, run_id=run_id)
+        target_step(quote(plan), params)
+        content_step(quote(plan))
+        channel_step(quote(plan))
+        standard_step(quote(plan))
+        record_run(plan, current_flow_run_id())
+        figures = dict(plan.figures)
+        if send:
+            sent = dispatch(con, get_provider(settings), now=now or datetime.now(UTC),
+                            simulated=simulated, batch_size=settings.dispatch_batch_size)
+            figures["dispatch"] = asdict(sent)
+    get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)
+    publish(f"care-loop-{campaign}", f"Care loop {campaign} as of {as_of}", figures)
+    return figures

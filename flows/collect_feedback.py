@@ -1,0 +1,24 @@
+"""Drain the reply inbox into the warehouse: score, attribute, apply opt-outs and statuses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from prefect import flow
+
+from feedback.inbox import Inbox
+from feedback.ingest import collect
+from flows.common import publish, settings_for
+from warehouse.db import warehouse
+
+
+@flow(name="collect-feedback")
+def collect_feedback(home: str | None = None) -> dict[str, Any]:
+    settings = settings_for(home)
+    with warehouse(settings.warehouse_path) as con:
+        figures = asdict(collect(con, Inbox(settings.inbox_path),
+                                 reply_window=timedelta(hours=settings.reply_window_hours)))
+    publish("collect-feedback", "Replies and status events ingested", figures)
+    return figures

@@ -1,0 +1,47 @@
+"""What every flow shares: settings for a home folder and publishing figures as an artifact."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+
+from careloop.masking import install_masking
+from careloop.settings import Settings, load_settings
+
+
+def settings_for(home: str | None) -> Settings:
+    install_masking()
+    return load_settings(home=Path(home)) if home else load_settings()
+
+
+def end_of_day(day: date) -> datetime:
+    """The UTC midnight that ends ``day``: the demo's clock when that day's work is done."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def current_flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += flatten(value, f"{name}.")
+        else:
+            rows.append({"figure": name, "value": value})
+    return rows
+
+
+def publish(key: str, description: str, figures: Mapping[str, Any]) -> None:
+    """Record a flow's figures as a Prefect table artifact (key: lower case and dashes)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    create_table_artifact(table=flatten(figures), key=slug, description=description)

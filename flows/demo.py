@@ -1,0 +1,101 @@
+"""The demo: a synthetic warehouse, then the whole loop day by day on the sandbox.
+
+The clock is simulated: each day's work happens "at" the end of that day, messages go at their
+scheduled times and customers answer with realistic delays, so the demo never sleeps.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from campaigns.catalog import load_campaigns
+from campaigns.channels.sandbox import SandboxProvider
+from feedback.inbox import Inbox
+from feedback.report import LoopReport, loop_report, render_markdown, write_store_lists
+from feedback.simulator import CustomerSimulator
+from flows.care_loop import care_loop
+from flows.collect_feedback import collect_feedback
+from flows.common import end_of_day, settings_for
+from flows.dispatch_outbox import dispatch_outbox
+from flows.second_round import second_round
+from warehouse.db import warehouse
+from warehouse.demo_data import DemoDataSummary, build_demo_data
+
+# Spans Feb 28 of a non-leap year, so Feb 29 birthdays and anniversaries show up.
+DEMO_START = date(2026, 2, 16)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    home: Path
+    data: DemoDataSummary
+    report: LoopReport
+    store_rows: dict[str, int]
+    report_path: Path
+
+
+def run_demo(*, subscribers: int = 50_000, seed: int = 7, start: date = DEMO_START,
+             days: int = 14, settle_days: int = 4, home: Path | None = None,
+             on_step: Callable[[str], None] = lambda label: None) -> DemoResult:
+    demo_home = (home or settings_for(None).home / "demo").resolve()
+    shutil.rmtree(demo_home, ignore_errors=True)  # the demo home holds nothing but the demo
+    settings = settings_for(str(demo_home))
+    last_day = start + timedelta(days=days - 1)
+    with warehouse(settings.warehouse_path) as con:
+        data = build_demo_data(con, subscribers=subscribers, seed=seed, until=last_day)
+    on_step("data")
+    simulator = CustomerSimulator(SandboxProvider(settings.sandbox_path,
+                                                  Inbox(settings.inbox_path)),
+                                  Inbox(settings.inbox_path), seed=seed)
+    campaigns = sorted(load_campaigns(settings))
+    for offset in range(days + settle_days):
+        run_day(start + timedelta(days=offset), campaigns if offset < days else [],
+                str(demo_home), simulator)
+        on_step("day")
+    return finish(settings.home, data)
+
+
+def run_day(day: date, campaigns: list[str], home: str, simulator: CustomerSimulator) -> None:
+    now = end_of_day(day)
+    for name in campaigns:
+        care_loop(name, as_of=day, send=False, home=home)
+    second_round(as_of=day, send=False, home=home)
+    dispatch_outbox(home=home, now=now, simulated=True)
+    simulator.react(until=now)
+    collect_feedback(home=home)
+
+
+def finish(home: Path, data: DemoDataSummary) -> DemoResult:
+    settings = settings_for(str(home))
+    with warehouse(settings.warehouse_path) as con:
+        report = loop_report(con)
+        store_rows = write_store_lists(con, settings.reports_dir / "store_lists")
+    path = settings.reports_dir / "kpi_report.md"
+    path.write_text(render_markdown(report, store_rows, "careloop demo: satisfaction KPIs"),
+                    encoding="utf-8")
+    return DemoResult(home, data, report, store_rows, path)
+
+
+def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
+    """The demo's closing figures, per step of the loop."""
+    total = report.totals()
+    rows: list[tuple[str, Any]] = [
+        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns]
+    reasons: dict[str, int] = {}
+    for by_reason in report.suppressed.values():
+        for reason, n in by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    rows += [(f"suppressed: {reason}", n) for reason, n in sorted(reasons.items())]
+    rows += [("held out", total.get("held_out", 0)),
+             ("sent: sms", total.get("sent_sms", 0)), ("sent: email", total.get("sent_email", 0)),
+             ("sent: voice", total.get("sent_voice", 0)), ("replied", total.get("replied", 0)),
+             ("CSAT (% of ratings 4-5)", total.get("csat")),
+             ("dissatisfied", total.get("dissatisfied", 0)),
+             ("sent a second round", total.get("second_round_sent", 0)),
+             ("recovered", total.get("recovered", 0))]
+    return rows

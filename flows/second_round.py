@@ -1,0 +1,44 @@
+"""Second round: care again for every dissatisfied customer, and a case for their store."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from campaigns.catalog import load_campaigns
+from campaigns.channels.factory import get_provider
+from campaigns.dispatch import dispatch
+from campaigns.second_round import plan_second_round
+from careloop.settings import Settings
+from flows.common import publish, settings_for
+from warehouse.db import warehouse
+
+
+@task(name="plan-second-round", cache_policy=NO_CACHE)
+def plan_all(settings: Settings, as_of: date) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    with warehouse(settings.warehouse_path) as con:
+        for name, campaign in load_campaigns(settings).items():
+            run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
+            figures[name] = plan_second_round(con, settings, campaign, as_of, run_id).figures
+    return figures
+
+
+@flow(name="second-round")
+def second_round(as_of: date | None = None, send: bool = True, home: str | None = None,
+                 now: datetime | None = None, simulated: bool = False) -> dict[str, Any]:
+    settings = settings_for(home)
+    as_of = as_of or datetime.now(UTC).date()
+    figures = plan_all(settings, as_of)
+    if send:
+        with warehouse(settings.warehouse_path) as con:
+            figures["dispatch"] = asdict(dispatch(
+                con, get_provider(settings), now=now or datetime.now(UTC), simulated=simulated,
+                batch_size=settings.dispatch_batch_size))
+    publish("second-round", f"Second round as of {as_of}", figures)
+    return figures

@@ -1,0 +1,148 @@
+"""Load segment rules from ``segments/rules`` and run them set-based in DuckDB.
+
+A rule is ``NAME.sql`` (a SELECT returning ``subscriber_id`` and any extra columns) with
+``NAME.yml`` beside it (description, owner, parameters with defaults, output columns). Rules read
+the documented warehouse views. Every rule gets ``$as_of`` (DATE) and ``$as_of_end`` (the UTC
+midnight that ends the as-of day); any other ``$name`` must be a declared parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+RULES_DIR = Path(__file__).parent / "rules"
+BUILTIN_PARAMS = ("as_of", "as_of_end")
+_PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+class SegmentError(ValueError):
+    """A rule that cannot be used, named by its file and the reason."""
+
+    def __init__(self, source: Path | str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = str(source)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    name: str
+    sql: str
+    path: Path
+    description: str
+    owner: str
+    params: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    tests: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def referenced_params(self) -> set[str]:
+        return set(_PARAM_REF.findall(_COMMENT.sub("", self.sql)))
+
+    def bind(self, as_of: date, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The parameter values for one run; an unknown override is an error naming it."""
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise SegmentError(self.path, f"unknown parameter(s) {', '.join(unknown)}; "
+                               f"declared: {', '.join(sorted(self.params)) or 'none'}")
+        values = {**self.params, **overrides}
+        values["as_of"] = as_of
+        values["as_of_end"] = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
+        return {name: values[name] for name in self.referenced_params}
+
+
+def load_rule(sql_path: Path) -> SegmentRule:
+    meta_path = sql_path.with_suffix(".yml")
+    if not meta_path.exists():
+        raise SegmentError(sql_path, f"missing {meta_path.name} beside it")
+    try:
+        meta = yaml.safe_load(meta_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SegmentError(meta_path, f"invalid YAML: {exc}") from None
+    if not isinstance(meta, dict):
+        raise SegmentError(meta_path, "must be a mapping")
+    params = {name: _param_default(meta_path, name, spec)
+              for name, spec in (meta.get("params") or {}).items()}
+    rule = SegmentRule(
+        name=sql_path.stem,
+        sql=sql_path.read_text().strip().rstrip(";"),
+        path=sql_path,
+        description=str(meta.get("description", "")).strip(),
+        owner=str(meta.get("owner", "")),
+        params=params,
+        columns={str(k): str(v) for k, v in (meta.get("columns") or {}).items()},
+        tests=meta.get("tests") or {},
+    )
+    undeclared = rule.referenced_params - set(params) - set(BUILTIN_PARAMS)
+    if undeclared:
+        raise SegmentError(sql_path, f"uses undeclared parameter(s) "
+                           f"{', '.join('$' + p for p in sorted(undeclared))}")
+    if not rule.description:
+        raise SegmentError(meta_path, "needs a description")
+    return rule
+
+
+def _param_default(meta_path: Path, name: str, spec: object) -> Any:
+    if name in BUILTIN_PARAMS:
+        raise SegmentError(meta_path, f"parameter {name} is built in and cannot be declared")
+    if not isinstance(spec, dict) or "default" not in spec:
+        raise SegmentError(meta_path, f"parameter {name} needs a default")
+    return spec["default"]
+
+
+def load_rules(directory: Path = RULES_DIR) -> dict[str, SegmentRule]:
+    return {path.stem: load_rule(path) for path in sorted(directory.glob("*.sql"))}
+
+
+def check_rule(con: duckdb.DuckDBPyConnection, rule: SegmentRule) -> list[str]:
+    """Compile the rule against the warehouse; return its output columns or raise SegmentError."""
+    try:
+        described = con.execute(
+            f"DESCRIBE SELECT * FROM ({rule.sql})", rule.bind(date(2000, 1, 1))
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise SegmentError(rule.path, f"SQL does not compile: {_first_line(exc)}") from None
+    columns = [str(row[0]) for row in described]
+    if "subscriber_id" not in columns:
+        raise SegmentError(rule.path, f"must return subscriber_id; returns {', '.join(columns)}")
+    if len(set(columns)) != len(columns):
+        raise SegmentError(rule.path, f"returns duplicate column names: {', '.join(columns)}")
+    return columns
+
+
+def materialize(
+    con: duckdb.DuckDBPyConnection,
+    rule: SegmentRule,
+    as_of: date,
+    table: str,
+    overrides: dict[str, Any] | None = None,
+) -> int:
+    """Run the rule into TEMP table ``table`` and return its size; members must be unique."""
+    params = rule.bind(as_of, overrides)
+    columns = check_rule(con, rule)
+    occasion = ", occasion" if "occasion" in columns else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({rule.sql})", params)
+    duplicate = con.execute(
+        f"SELECT subscriber_id{occasion}, count(*) FROM {table} "
+        f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    if duplicate:
+        raise SegmentError(rule.path, f"member {duplicate[0]} appears {duplicate[-1]} times")
+    nulls = con.execute(f"SELECT count(*) FROM {table} WHERE subscriber_id IS NULL").fetchone()
+    if nulls and nulls[0]:
+        raise SegmentError(rule.path, f"{nulls[0]} member(s) with a NULL subscriber_id")
+    size = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(size[0]) if size else 0
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]

@@ -1,0 +1,109 @@
+"""Open the warehouse and keep its schema current with ordered, recorded SQL migrations."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+MIGRATIONS_PACKAGE = "warehouse.migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def available_migrations() -> list[Migration]:
+    """Every ``NNNN_name.sql`` file in warehouse/migrations, in version order."""
+    found = []
+    for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
+        if entry.name.endswith(".sql"):
+            version, _, rest = entry.name.partition("_")
+            if not version.isdigit():
+                raise MigrationError(f"migration file {entry.name} must start with a number")
+            found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {versions}")
+    return found
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, checksum VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    rows = con.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+    return {int(version): str(checksum) for version, checksum in rows}
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[Migration]:
+    """Apply the migrations this warehouse lacks, each in its own transaction; return them."""
+    done = applied_versions(con)
+    applied = []
+    for migration in available_migrations():
+        if migration.version in done:
+            if done[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version}_{migration.name} changed after it was applied;"
+                    " add a new migration instead of editing an applied one"
+                )
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(migration.sql)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                [migration.version, migration.name, migration.checksum],
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise MigrationError(f"migration {migration.version}_{migration.name}: {exc}") from exc
+        applied.append(migration)
+    return applied
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file, creating and migrating it on first use."""
+    if read_only:
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con)
+    return con
+
+
+@contextmanager
+def warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str,
+                params: list[object] | None = None) -> pl.DataFrame:
+    """Run a statement (a SELECT, or DML with RETURNING) and return its rows as a polars frame."""
+    return pl.from_pandas(con.execute(sql, params or []).fetch_df())

@@ -1,0 +1,232 @@
+"""A deterministic, realistic synthetic population: stores, subscribers and store visits.
+
+Generated in chunks with numpy and polars and appended to DuckDB, so 10 million subscribers never
+live in Python objects at once. The same (subscribers, seed, until) always gives the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import polars as pl
+
+CHUNK = 500_000
+CN_SURNAMES = [("王", "wang"), ("李", "li"), ("张", "zhang"), ("刘", "liu"), ("陈", "chen"),
+               ("杨", "yang"), ("黄", "huang"), ("赵", "zhao"), ("吴", "wu"), ("周", "zhou"),
+               ("徐", "xu"), ("孙", "sun"), ("马", "ma"), ("朱", "zhu"), ("胡", "hu"),
+               ("郭", "guo"), ("何", "he"), ("林", "lin"), ("高", "gao"), ("罗", "luo")]
+CN_GIVEN = [("伟", "wei"), ("芳", "fang"), ("娜", "na"), ("敏", "min"), ("静", "jing"),
+            ("丽", "li"), ("强", "qiang"), ("磊", "lei"), ("洋", "yang"), ("艳", "yan"),
+            ("勇", "yong"), ("军", "jun"), ("杰", "jie"), ("涛", "tao"), ("明", "ming"),
+            ("秀英", "xiuying"), ("桂英", "guiying"), ("子涵", "zihan"), ("欣怡", "xinyi"),
+            ("浩然", "haoran"), ("雨萱", "yuxuan"), ("建国", "jianguo"), ("晓东", "xiaodong")]
+EN_FIRST = ["James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda",
+            "David", "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica",
+            "Thomas", "Sarah", "Daniel", "Karen", "Emily", "Olivia", "Noah", "Liam", "Sofia",
+            "Mateo", "Aisha", "Priya", "Wei", "Mei"]
+EN_LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
+           "Rodriguez", "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson", "Taylor",
+           "Moore", "Jackson", "Martin", "Lee", "Nguyen", "Patel", "Kim", "OBrien", "Chen"]
+EMAIL_DOMAINS = ["example.com", "example.net", "example.org", "mail.example.com"]
+CN_MOBILE_PREFIXES = ["134", "135", "136", "137", "138", "139", "150", "151", "152", "157",
+                      "158", "159", "182", "183", "187", "188", "130", "131", "132", "155",
+                      "156", "185", "186", "133", "153", "180", "181", "189", "177", "199"]
+US_AREA_CODES = ["212", "646", "718", "312", "773", "303", "720", "213", "310", "323", "415",
+                 "628", "206", "425", "808", "617", "404", "512", "305", "702"]
+# (city, city in Chinese, region, timezone, country)
+CITIES = [
+    ("Shanghai", "上海", "East China", "Asia/Shanghai", "CN"),
+    ("Beijing", "北京", "North China", "Asia/Shanghai", "CN"),
+    ("Guangzhou", "广州", "South China", "Asia/Shanghai", "CN"),
+    ("Shenzhen", "深圳", "South China", "Asia/Shanghai", "CN"),
+    ("Chengdu", "成都", "Southwest China", "Asia/Shanghai", "CN"),
+    ("Urumqi", "乌鲁木齐", "Northwest China", "Asia/Urumqi", "CN"),
+    ("New York", "纽约", "US East", "America/New_York", "US"),
+    ("Chicago", "芝加哥", "US Central", "America/Chicago", "US"),
+    ("Denver", "丹佛", "US Mountain", "America/Denver", "US"),
+    ("Los Angeles", "洛杉矶", "US West", "America/Los_Angeles", "US"),
+    ("Seattle", "西雅图", "US West", "America/Los_Angeles", "US"),
+    ("Honolulu", "檀香山", "US Pacific", "Pacific/Honolulu", "US"),
+]
+STORES_PER_CITY = 4
+TIERS = np.array(["standard", "silver", "gold", "platinum"])
+SERVICE_TYPES = np.array(["new_line", "upgrade", "repair", "billing", "plan_change", "sim_swap"])
+VISITS_PER_YEAR = 2.0
+
+
+@dataclass(frozen=True)
+class DemoDataSummary:
+    stores: int
+    subscribers: int
+    visits: int
+
+
+def build_demo_data(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    subscribers: int,
+    seed: int,
+    until: date,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> DemoDataSummary:
+    """Replace stores, subscribers and visits with a synthetic population as of ``until``."""
+    if subscribers < 1:
+        raise ValueError("subscribers must be at least 1")
+    stores = make_stores()
+    con.execute("BEGIN TRANSACTION")
+    for table in ("store_visits", "subscribers", "stores"):
+        con.execute(f"DELETE FROM {table}")
+    con.register("new_stores", stores.to_arrow())
+    con.execute("INSERT INTO stores SELECT * FROM new_stores")
+    con.unregister("new_stores")
+    visits = 0
+    for start in range(0, subscribers, CHUNK):
+        rng = np.random.default_rng([seed, start // CHUNK])
+        idx = np.arange(start, min(start + CHUNK, subscribers), dtype=np.int64)
+        people = make_subscribers(rng, idx, stores, until)
+        visits += append_visits(con, rng, people, stores, until, first_visit_no=visits)
+        con.register("chunk", people.to_arrow())
+        con.execute("INSERT INTO subscribers SELECT * FROM chunk")
+        con.unregister("chunk")
+        on_progress(len(idx))
+    con.execute("COMMIT")
+    return DemoDataSummary(stores=stores.height, subscribers=subscribers, visits=visits)
+
+
+def make_stores() -> pl.DataFrame:
+    rows = []
+    for city_no, (city, city_zh, region, tz, country) in enumerate(CITIES):
+        for branch in range(1, STORES_PER_CITY + 1):
+            store_id = f"ST{city_no:02d}{branch:02d}"
+            surname, given = (CN_SURNAMES[(city_no * 7 + branch) % len(CN_SURNAMES)][0],
+                              CN_GIVEN[(city_no * 5 + branch) % len(CN_GIVEN)][0])
+            manager = (surname + given if country == "CN"
+                       else f"{EN_FIRST[(city_no + branch) % len(EN_FIRST)]} "
+                       f"{EN_LAST[(city_no * 2 + branch) % len(EN_LAST)]}")
+            label = f"{city_zh}{branch}号店" if country == "CN" else f"{city} #{branch}"
+            rows.append({"store_id": store_id, "name": label, "city": city, "region": region,
+                         "timezone": tz, "manager_name": manager,
+                         "manager_email": f"manager.{store_id.lower()}@example.com"})
+    return pl.DataFrame(rows)
+
+
+def make_subscribers(
+    rng: np.random.Generator, idx: np.ndarray, stores: pl.DataFrame, until: date
+) -> pl.DataFrame:
+    n = len(idx)
+    store_country = np.array([CITIES[int(s[2:4])][4] for s in stores["store_id"]])
+    store_tz = stores["timezone"].to_numpy()
+    in_china = rng.random(n) < 0.75
+    cn_stores = np.flatnonzero(store_country == "CN")
+    us_stores = np.flatnonzero(store_country == "US")
+    home = np.where(in_china, rng.choice(cn_stores, n), rng.choice(us_stores, n))
+    zh = np.where(in_china, rng.random(n) < 0.92, rng.random(n) < 0.15)
+    names, romanized = _names(rng, zh)
+    until_day = np.datetime64(until, "D")
+    birthday = until_day - rng.integers(int(18 * 365.25), int(85 * 365.25), n)
+    joined = until_day - rng.integers(0, int(20 * 365.25), n)
+    joined = np.maximum(joined, birthday + int(16 * 365.25))
+    tenure_years = (until_day - joined).astype(int) / 365.25
+    # Longer tenure, higher tier: about 55% standard, 25% silver, 12% gold, 3-8% platinum.
+    tier_draw = rng.random(n) * 0.85 + np.minimum(tenure_years, 20) / 20 * 0.15
+    tier = TIERS[np.searchsorted([0.55, 0.8, 0.92], tier_draw)]
+    has_email = rng.random(n) < 0.8
+    email = np.char.add(np.char.add(romanized, rng.integers(1, 999, n).astype(str)),
+                        np.char.add("@", rng.choice(EMAIL_DOMAINS, n)))
+    frame = pl.DataFrame({
+        "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 9)),
+        "name": names,
+        "phone": _phones(idx, in_china),
+        "email": email,
+        "birthday": birthday,
+        "joined_on": joined,
+        "tier": tier,
+        "home_store_id": stores["store_id"].to_numpy()[home],
+        "timezone": store_tz[home],
+        "locale": np.where(zh, "zh-CN", "en"),
+        "sms_consent": rng.random(n) < 0.88,
+        "email_consent": has_email & (rng.random(n) < 0.75),
+        "voice_consent": rng.random(n) < 0.45,
+    })
+    return frame.with_columns(
+        _null_unless(rng.random(n) < 0.98, "phone"),
+        _null_unless(has_email, "email"),
+        _null_unless(rng.random(n) < 0.95, "birthday").cast(pl.Date),
+        pl.col("joined_on").cast(pl.Date),
+    )
+
+
+def _null_unless(keep: np.ndarray, column: str) -> pl.Expr:
+    return pl.when(pl.Series(keep)).then(pl.col(column)).otherwise(None).alias(column)
+
+
+def _names(rng: np.random.Generator, zh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(zh)
+    sur = rng.integers(0, len(CN_SURNAMES), n)
+    giv = rng.integers(0, len(CN_GIVEN), n)
+    first = rng.integers(0, len(EN_FIRST), n)
+    last = rng.integers(0, len(EN_LAST), n)
+    cn_name = np.char.add(np.array([s[0] for s in CN_SURNAMES])[sur],
+                          np.array([g[0] for g in CN_GIVEN])[giv])
+    cn_roman = np.char.add(np.char.add(np.array([g[1] for g in CN_GIVEN])[giv], "."),
+                           np.array([s[1] for s in CN_SURNAMES])[sur])
+    en_name = np.char.add(np.char.add(np.array(EN_FIRST)[first], " "), np.array(EN_LAST)[last])
+    en_roman = np.char.lower(np.char.add(np.char.add(np.array(EN_FIRST)[first], "."),
+                                         np.array(EN_LAST)[last]))
+    return np.where(zh, cn_name, en_name), np.where(zh, cn_roman, en_roman)
+
+
+def _phones(idx: np.ndarray, in_china: np.ndarray) -> np.ndarray:
+    """Unique by construction: a bijection of the subscriber number onto each number plan."""
+    cn_prefix = np.array(CN_MOBILE_PREFIXES)[idx % len(CN_MOBILE_PREFIXES)]
+    cn_rest = (idx // len(CN_MOBILE_PREFIXES) * 48_271 + 24_681_357) % 100_000_000
+    cn = np.char.add(np.char.add("+86", cn_prefix), np.char.zfill(cn_rest.astype(str), 8))
+    us_area = np.array(US_AREA_CODES)[idx % len(US_AREA_CODES)]
+    us_rest = (idx // len(US_AREA_CODES) * 7_654_321 + 1_234_567) % 7_000_000
+    exchange = 300 + us_rest // 10_000  # 300-999: avoids N11 service codes below 300 only
+    us = np.char.add(np.char.add("+1", us_area),
+                     np.char.add(exchange.astype(str), np.char.zfill((us_rest % 10_000).astype(str), 4)))
+    return np.where(in_china, cn, us)
+
+
+def append_visits(
+    con: duckdb.DuckDBPyConnection,
+    rng: np.random.Generator,
+    people: pl.DataFrame,
+    stores: pl.DataFrame,
+    until: date,
+    *,
+    first_visit_no: int,
+) -> int:
+    counts = rng.poisson(VISITS_PER_YEAR, people.height)
+    who = np.repeat(np.arange(people.height), counts)
+    total = len(who)
+    if total == 0:
+        return 0
+    store_ids = stores["store_id"].to_numpy()
+    home = people["home_store_id"].to_numpy()[who]
+    elsewhere = store_ids[rng.integers(0, len(store_ids), total)]
+    visit_store = np.where(rng.random(total) < 0.85, home, elsewhere)
+    day = np.datetime64(until, "D") - rng.integers(0, 365, total)
+    minute = rng.integers(9 * 60, 21 * 60, total)
+    local = (day.astype("datetime64[m]") + minute.astype("timedelta64[m]")).astype("datetime64[ms]")
+    frame = pl.DataFrame({
+        "visit_id": np.char.add("V", np.char.zfill(
+            np.arange(first_visit_no, first_visit_no + total).astype(str), 10)),
+        "subscriber_id": people["subscriber_id"].to_numpy()[who],
+        "store_id": visit_store,
+        "local_time": local,
+        "service_type": SERVICE_TYPES[rng.integers(0, len(SERVICE_TYPES), total)],
+    })
+    con.register("visit_chunk", frame.to_arrow())
+    con.execute(
+        "INSERT INTO store_visits SELECT v.visit_id, v.subscriber_id, v.store_id,"
+        " timezone(s.timezone, v.local_time), v.service_type"
+        " FROM visit_chunk v JOIN stores s USING (store_id)"
+    )
+    con.unregister("visit_chunk")
+    return total

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
 LOCALES = ("zh-CN", "en")
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
     provider: Literal["sandbox", "live"] = "sandbox"
-    tiers: tuple[str, ...] = DEFAULT_TIERS
+    tiers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TIERS  # CARELOOP_TIERS=a,b,c
     frequency_cap: int = Field(default=1, ge=1, description="Care contacts per customer per window.")
     frequency_window_days: int = Field(default=7, ge=1)
     reply_window_hours: int = Field(default=72, ge=1)

@@ -1,0 +1,43 @@
+"""Hand-built warehouse rows for tests: small, explicit, with defaults a test can override."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+
+STORE = {"store_id": "ST1", "name": "上海1号店", "city": "Shanghai", "region": "East China",
+         "timezone": "Asia/Shanghai", "manager_name": "王伟", "manager_email": "m1@example.com"}
+
+
+def add_store(con: duckdb.DuckDBPyConnection, **overrides: Any) -> dict[str, Any]:
+    row = {**STORE, **overrides}
+    con.execute("INSERT INTO stores VALUES (?, ?, ?, ?, ?, ?, ?)", list(row.values()))
+    return row
+
+
+def add_subscriber(con: duckdb.DuckDBPyConnection, subscriber_id: str,
+                   **overrides: Any) -> dict[str, Any]:
+    number = int("".join(ch for ch in subscriber_id if ch.isdigit()) or 0)
+    row: dict[str, Any] = {
+        "subscriber_id": subscriber_id, "name": f"客户{number}",
+        "phone": f"+86138{number:08d}", "email": f"c{number}@example.com",
+        "birthday": date(1990, 6, 15), "joined_on": date(2015, 4, 10), "tier": "standard",
+        "home_store_id": "ST1", "timezone": "Asia/Shanghai", "locale": "zh-CN",
+        "sms_consent": True, "email_consent": True, "voice_consent": True,
+    }
+    row.update(overrides)
+    con.execute(f"INSERT INTO subscribers ({', '.join(row)}) VALUES "
+                f"({', '.join('?' * len(row))})", list(row.values()))
+    return row
+
+
+def add_visit(con: duckdb.DuckDBPyConnection, visit_id: str, subscriber_id: str,
+              visited_at: datetime, store_id: str = "ST1", service_type: str = "repair") -> None:
+    con.execute("INSERT INTO store_visits VALUES (?, ?, ?, ?, ?)",
+                [visit_id, subscriber_id, store_id, visited_at, service_type])
+
+
+def members(con: duckdb.DuckDBPyConnection, table: str = "plan_target") -> list[str]:
+    return [r[0] for r in con.execute(f"SELECT subscriber_id FROM {table} ORDER BY 1").fetchall()]

@@ -1,0 +1,57 @@
+import logging
+
+import pytest
+from typer.testing import CliRunner
+
+from careloop.cli import app
+from careloop.masking import MaskingFilter, mask_email, mask_phone, mask_text
+from careloop.settings import ConfigError, load_settings
+
+
+def test_bad_setting_is_named(monkeypatch):
+    monkeypatch.setenv("CARELOOP_FREQUENCY_CAP", "often")
+    with pytest.raises(ConfigError, match="CARELOOP_FREQUENCY_CAP"):
+        load_settings()
+
+
+def test_unknown_provider_is_named(monkeypatch):
+    monkeypatch.setenv("CARELOOP_PROVIDER", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="CARELOOP_PROVIDER"):
+        load_settings()
+
+
+def test_secrets_never_print(monkeypatch):
+    monkeypatch.setenv("CARELOOP_LINK_SECRET", "s3cret-value")
+    settings = load_settings()
+    assert "s3cret-value" not in repr(settings) and "s3cret-value" not in str(settings)
+    assert settings.link_secret.get_secret_value() == "s3cret-value"
+
+
+def test_tiers_from_a_comma_list(monkeypatch):
+    monkeypatch.setenv("CARELOOP_TIERS", "basic, premium")
+    assert load_settings().tiers == ("basic", "premium")
+
+
+def test_masking():
+    assert mask_phone("+8613812345678") == "+86*******5678"
+    assert mask_phone("+12125550100") == "+1******0100"
+    assert mask_email("li.wei@example.com") == "l***@example.com"
+    assert mask_text("to +8613812345678 and li.wei@example.com") == \
+        "to +86*******5678 and l***@example.com"
+
+
+def test_log_records_are_masked():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "sent to %s", ("+12125550100",),
+                               None)
+    MaskingFilter().filter(record)
+    assert record.getMessage() == "sent to +1******0100"
+
+
+def test_cli_lists_commands_and_parses_replies():
+    runner = CliRunner()
+    result = runner.invoke(app, ["--help"])
+    for command in ("demo-data", "run", "collect", "second-round", "demo", "segment", "replies"):
+        assert command in result.output
+    parsed = runner.invoke(app, ["replies", "parse", "2 排队太久了"])
+    assert parsed.exit_code == 0
+    assert parsed.output.strip() == '{"intent": "rating", "score": 2, "comment": "排队太久了"}'

@@ -31,8 +31,9 @@ def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings)
     campaign = parse_campaign(path)
     rule = rules.get(campaign.segment)
     if rule is None:
-        raise CampaignError(f"{path}: unknown segment {campaign.segment!r}; "
-                            f"known: {', '.join(sorted(rules))}")
+        raise CampaignError(
+            f"{path}: unknown segment {campaign.segment!r}; known: {', '.join(sorted(rules))}"
+        )
     links = LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     try:
         rule.bind(date(2000, 1, 1), campaign.params)  # unknown params fail here, not mid-run
@@ -46,7 +47,10 @@ def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings)
     return LoadedCampaign(campaign, rule, care, second)
 
 
-def load_campaigns(settings: Settings, directory: Path = DEFINITIONS_DIR) -> dict[str, LoadedCampaign]:
+def load_campaigns(
+    settings: Settings, directory: Path = DEFINITIONS_DIR
+) -> dict[str, LoadedCampaign]:
     rules = load_rules()
-    return {path.stem: load_campaign(path, rules, settings)
-            for path in sorted(directory.glob("*.yaml"))}
+    return {
+        path.stem: load_campaign(path, rules, settings) for path in sorted(directory.glob("*.yaml"))
+    }

@@ -22,8 +22,10 @@ from feedback.tokens import rating_links, unsubscribe_link
 BASE_VARIABLES = ("name", "tier", "locale", "offer", "offer_code", "store_name", "store_city")
 SURVEY_HOW: dict[Channel, dict[str, str]] = {
     "sms": {"zh-CN": "回复1-5打分（5=非常满意）。", "en": "Reply 1-5 (5 = very satisfied)."},
-    "voice": {"zh-CN": "请按1到5键打分，5表示非常满意。",
-              "en": "Please press 1 to 5, where 5 means very satisfied."},
+    "voice": {
+        "zh-CN": "请按1到5键打分，5表示非常满意。",
+        "en": "Please press 1 to 5, where 5 means very satisfied.",
+    },
     "email": {"zh-CN": "一键评分：", "en": "Rate us with one click:"},
 }
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
@@ -65,8 +67,9 @@ class StepRenderer:
             except TemplateError as exc:
                 raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
 
-    def render(self, channel: Channel, action_id: str, context: dict[str, Any],
-               issued: datetime) -> tuple[str | None, str]:
+    def render(
+        self, channel: Channel, action_id: str, context: dict[str, Any], issued: datetime
+    ) -> tuple[str | None, str]:
         locale: Locale = context["locale"]
         survey = self.step.survey[locale] if self.step.survey else None
         if channel == "sms":
@@ -78,10 +81,17 @@ class StepRenderer:
             body = self._text(locale, "voice", context)
             return None, body + (f" {survey}{SURVEY_HOW['voice'][locale]}" if survey else "")
         return self._text(locale, "email_subject", context), self._email_body(
-            locale, action_id, context, survey, issued)
+            locale, action_id, context, survey, issued
+        )
 
-    def _email_body(self, locale: Locale, action_id: str, context: dict[str, Any],
-                    survey: str | None, issued: datetime) -> str:
+    def _email_body(
+        self,
+        locale: Locale,
+        action_id: str,
+        context: dict[str, Any],
+        survey: str | None,
+        issued: datetime,
+    ) -> str:
         lines = [self._text(locale, "email_body", context)]
         if survey:
             lines += ["", f"{survey} {SURVEY_HOW['email'][locale]}"]
@@ -95,8 +105,7 @@ class StepRenderer:
         return self._templates[(locale, field_name)].render(context).strip()
 
 
-def render_members(renderer: StepRenderer, members: pl.DataFrame,
-                   issued: datetime) -> pl.DataFrame:
+def render_members(renderer: StepRenderer, members: pl.DataFrame, issued: datetime) -> pl.DataFrame:
     """Add offer_code plus ``{channel}_subject`` and ``{channel}_body`` for each step channel."""
     out: dict[str, list[str | None]] = {"offer_code": []}
     for channel in renderer.step.channels:

@@ -28,8 +28,17 @@ CONTACT_STATUSES = ("queued", "sending", "sent", "delivered")
 REACHABILITY_ORDER = ("opted_out", "no_consent", "no_contact")
 # Segment columns with a meaning to the planner; the rest are template variables.
 SPECIAL_COLUMNS = ("subscriber_id", "occasion", "store_id", "due_at")
-PROFILE_COLUMNS = ("name", "tier", "locale", "timezone", "phone", "email",
-                   "sms_consent", "email_consent", "voice_consent")
+PROFILE_COLUMNS = (
+    "name",
+    "tier",
+    "locale",
+    "timezone",
+    "phone",
+    "email",
+    "sms_consent",
+    "email_consent",
+    "voice_consent",
+)
 
 
 @dataclass
@@ -47,7 +56,9 @@ class Plan:
 
     @property
     def step(self) -> CareStep:
-        return self.campaign.campaign.care if self.round == 1 else self.campaign.campaign.second_round
+        return (
+            self.campaign.campaign.care if self.round == 1 else self.campaign.campaign.second_round
+        )
 
     @property
     def renderer(self) -> StepRenderer:
@@ -68,13 +79,17 @@ def target(plan: Plan, rule: SegmentRule, overrides: dict[str, Any] | None = Non
 def content(plan: Plan) -> int:
     """Step 2: join the profile, drop members already planned, render every channel's message."""
     columns = _columns(plan.con, "plan_target")
-    extras = [c for c in columns
-              if c not in SPECIAL_COLUMNS and c not in PROFILE_COLUMNS and c != "store_name"]
+    extras = [
+        c
+        for c in columns
+        if c not in SPECIAL_COLUMNS and c not in PROFILE_COLUMNS and c != "store_name"
+    ]
     occasion = "t.occasion" if "occasion" in columns else "strftime(?::DATE, '%Y-%m-%d')"
     store = "coalesce(t.store_id, s.home_store_id)" if "store_id" in columns else "s.home_store_id"
     due = "t.due_at" if "due_at" in columns else "NULL::TIMESTAMPTZ"
     params: list[Any] = [] if "occasion" in columns else [plan.as_of]
-    plan.con.execute(f"""
+    plan.con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE plan_members AS
         SELECT *, 'ca_' || substr(md5(idempotency_key), 1, 24) AS action_id FROM (
             SELECT t.subscriber_id, {occasion} AS occasion, {store} AS store_id,
@@ -85,11 +100,15 @@ def content(plan: Plan) -> int:
             FROM plan_target t
             JOIN subscribers s USING (subscriber_id)
             LEFT JOIN stores st ON st.store_id = {store}
-        )""", [*params, plan.campaign.name, *params, plan.round])
+        )""",
+        [*params, plan.campaign.name, *params, plan.round],
+    )
     members = _count(plan.con, "plan_members")
     plan.figures["unknown_subscribers"] = plan.figures.get("targeted", members) - members
-    plan.con.execute("DELETE FROM plan_members WHERE idempotency_key IN "
-                     "(SELECT idempotency_key FROM care_actions)")
+    plan.con.execute(
+        "DELETE FROM plan_members WHERE idempotency_key IN "
+        "(SELECT idempotency_key FROM care_actions)"
+    )
     remaining = _count(plan.con, "plan_members")
     plan.figures["already_planned"] = members - remaining
     frame = query_frame(plan.con, "SELECT * FROM plan_members")
@@ -105,8 +124,9 @@ def choose_channel(plan: Plan) -> dict[str, int]:
     preferred = plan.step.channels
     chosen = " ".join(f"WHEN {ch}_state = 'ok' THEN '{ch}'" for ch in preferred)
     states = ", ".join(f"{ch}_state" for ch in preferred)
-    reason = " ".join(f"WHEN list_contains([{states}], '{r}') THEN '{r}'"
-                      for r in REACHABILITY_ORDER)
+    reason = " ".join(
+        f"WHEN list_contains([{states}], '{r}') THEN '{r}'" for r in REACHABILITY_ORDER
+    )
     plan.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE plan_channel AS
         WITH opted AS (
@@ -123,17 +143,21 @@ def choose_channel(plan: Plan) -> dict[str, int]:
             CASE WHEN ({" OR ".join(f"{ch}_state = 'ok'" for ch in preferred)}) THEN NULL
                  {reason} END AS unreachable_reason
         FROM states""")
-    counts = dict(plan.con.execute(
-        "SELECT coalesce(channel, 'unreachable'), count(*) FROM plan_channel GROUP BY ALL"
-    ).fetchall())
+    counts = dict(
+        plan.con.execute(
+            "SELECT coalesce(channel, 'unreachable'), count(*) FROM plan_channel GROUP BY ALL"
+        ).fetchall()
+    )
     plan.figures["reachable_by_channel"] = {k: v for k, v in counts.items() if k != "unreachable"}
     return counts
 
 
 def _state_sql(channel: str, contact: str) -> str:
-    return (f"CASE WHEN c.{contact} IS NULL THEN 'no_contact' "
-            f"WHEN list_contains(coalesce(o.channels, []), '{channel}') THEN 'opted_out' "
-            f"WHEN NOT c.{channel}_consent THEN 'no_consent' ELSE 'ok' END")
+    return (
+        f"CASE WHEN c.{contact} IS NULL THEN 'no_contact' "
+        f"WHEN list_contains(coalesce(o.channels, []), '{channel}') THEN 'opted_out' "
+        f"WHEN NOT c.{channel}_consent THEN 'no_consent' ELSE 'ok' END"
+    )
 
 
 def apply_standard(plan: Plan) -> dict[str, Any]:
@@ -141,7 +165,8 @@ def apply_standard(plan: Plan) -> dict[str, Any]:
     campaign = plan.campaign.campaign
     start, end = campaign.send_window
     cap_applies = plan.round == 1
-    plan.con.execute(f"""
+    plan.con.execute(
+        """
         CREATE OR REPLACE TEMP TABLE plan_scheduled AS
         WITH local_due AS (
             SELECT *, coalesce(timezone(timezone, due_at), ?::DATE + ?::TIME) AS due_local
@@ -155,8 +180,10 @@ def apply_standard(plan: Plan) -> dict[str, Any]:
             FROM local_due
         )
         SELECT *, timezone(timezone, send_local) AS scheduled_at FROM windowed""",
-        [plan.as_of, campaign.send_time, start, start, end, start])
-    plan.con.execute(f"""
+        [plan.as_of, campaign.send_time, start, start, end, start],
+    )
+    plan.con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE plan_final AS
         WITH recent AS (
             SELECT p.action_id, count(a.action_id) AS recent_contacts
@@ -180,19 +207,32 @@ def apply_standard(plan: Plan) -> dict[str, Any]:
                 THEN 'holdout'
             END AS suppression_reason
         FROM ranked""",
-        [plan.settings.frequency_window_days, plan.settings.frequency_window_days,
-         plan.settings.frequency_cap, campaign.name, round(campaign.holdout_percent * 100)])
+        [
+            plan.settings.frequency_window_days,
+            plan.settings.frequency_window_days,
+            plan.settings.frequency_cap,
+            campaign.name,
+            round(campaign.holdout_percent * 100),
+        ],
+    )
     _write_outbox(plan)
     return _standard_figures(plan)
 
 
 def _write_outbox(plan: Plan) -> None:
-    subject = "CASE channel " + " ".join(
-        f"WHEN '{ch}' THEN {ch}_subject" for ch in plan.step.channels) + " END"
-    body = "CASE channel " + " ".join(
-        f"WHEN '{ch}' THEN {ch}_body" for ch in plan.step.channels) + " END"
+    subject = (
+        "CASE channel "
+        + " ".join(f"WHEN '{ch}' THEN {ch}_subject" for ch in plan.step.channels)
+        + " END"
+    )
+    body = (
+        "CASE channel "
+        + " ".join(f"WHEN '{ch}' THEN {ch}_body" for ch in plan.step.channels)
+        + " END"
+    )
     parent = "evaluation_id" if plan.round == 2 else "NULL"
-    plan.con.execute(f"""
+    plan.con.execute(
+        f"""
         INSERT INTO care_actions (
             action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
             parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
@@ -208,14 +248,22 @@ def _write_outbox(plan: Plan) -> None:
             suppression_reason, scheduled_at, ?, ?
         FROM plan_final
         ON CONFLICT DO NOTHING""",
-        [plan.run_id, plan.campaign.name, plan.round, plan.step.survey is not None,
-         plan.created_at, plan.created_at])
+        [
+            plan.run_id,
+            plan.campaign.name,
+            plan.round,
+            plan.step.survey is not None,
+            plan.created_at,
+            plan.created_at,
+        ],
+    )
 
 
 def _standard_figures(plan: Plan) -> dict[str, Any]:
     rows = plan.con.execute(
         "SELECT coalesce(suppression_reason, 'queued'), channel, count(*) FROM plan_final "
-        "GROUP BY ALL").fetchall()
+        "GROUP BY ALL"
+    ).fetchall()
     suppressed: dict[str, int] = {}
     queued: dict[str, int] = {}
     for reason, channel, n in rows:
@@ -231,18 +279,31 @@ def _standard_figures(plan: Plan) -> dict[str, Any]:
     return plan.figures
 
 
+REGISTER_CAMPAIGN_SQL = """
+INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, ?, md5(?))
+ON CONFLICT (campaign_id) DO UPDATE SET
+    segment = excluded.segment, definition = excluded.definition, checksum = excluded.checksum
+"""
+
+
 def record_run(plan: Plan, flow_run_id: str | None = None) -> None:
     campaign = plan.campaign.campaign
     definition = campaign.model_dump_json()
     plan.con.execute(
-        "INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, ?, md5(?))"
-        " ON CONFLICT (campaign_id) DO UPDATE SET segment = excluded.segment,"
-        " definition = excluded.definition, checksum = excluded.checksum",
-        [campaign.name, campaign.segment, definition, definition])
+        REGISTER_CAMPAIGN_SQL, [campaign.name, campaign.segment, definition, definition]
+    )
     plan.con.execute(
         "INSERT INTO campaign_runs VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
-        [plan.run_id, campaign.name, plan.as_of, plan.round, flow_run_id, plan.created_at,
-         json.dumps(plan.figures)])
+        [
+            plan.run_id,
+            campaign.name,
+            plan.as_of,
+            plan.round,
+            flow_run_id,
+            plan.created_at,
+            json.dumps(plan.figures),
+        ],
+    )
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

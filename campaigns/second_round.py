@@ -12,9 +12,14 @@ from careloop.settings import Settings
 from segments.registry import load_rules
 
 
-def plan_second_round(con: duckdb.DuckDBPyConnection, settings: Settings,
-                      campaign: LoadedCampaign, as_of: date, run_id: str,
-                      created_at: datetime | None = None) -> Plan:
+def plan_second_round(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    campaign: LoadedCampaign,
+    as_of: date,
+    run_id: str,
+    created_at: datetime | None = None,
+) -> Plan:
     plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
     if created_at:
         plan.created_at = created_at

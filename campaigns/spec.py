@@ -80,12 +80,12 @@ class Campaign(_Strict):
 def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
     """Every tier needs an offer (or a default) and every locale its messages."""
     for round_name, step in (("care", campaign.care), ("second_round", campaign.second_round)):
+        unknown = sorted(set(step.offers) - set(tiers) - {"default"})
+        if unknown:  # checked first: a misspelt tier is the likely cause of a missing one
+            raise CampaignError(f"{round_name}.offers: unknown tier(s) {unknown}")
         missing_tiers = [t for t in tiers if t not in step.offers and "default" not in step.offers]
         if missing_tiers:
             raise CampaignError(f"{round_name}.offers: no offer for tier(s) {missing_tiers}")
-        unknown = sorted(set(step.offers) - set(tiers) - {"default"})
-        if unknown:
-            raise CampaignError(f"{round_name}.offers: unknown tier(s) {unknown}")
         for locale in LOCALES:
             if locale not in step.messages:
                 raise CampaignError(f"{round_name}.messages: missing locale {locale}")

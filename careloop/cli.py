@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from datetime import date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,15 +12,22 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-app = typer.Typer(help="careloop: closed-loop customer care.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="careloop: closed-loop customer care.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
 app.add_typer(replies_app, name="replies")
 console = Console()
-AsOf = Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                               help="The as-of date, YYYY-MM-DD (default today).")]
+AsOf = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="The as-of date, YYYY-MM-DD (default today)."
+    ),
+]
 
 
 @app.callback()
@@ -49,8 +55,9 @@ def _show(title: str, figures: dict[str, Any]) -> None:
 def demo_data(
     subscribers: Annotated[int, typer.Option(min=1, help="How many subscribers.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
-    until: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"],
-                                            help="The last day of the data.")] = datetime(2026, 3, 1),
+    until: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="The last day of the data.")
+    ] = datetime(2026, 3, 1),
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
     from careloop.settings import load_settings
@@ -60,25 +67,35 @@ def demo_data(
     settings = load_settings()
     with warehouse(settings.warehouse_path) as con, Progress(console=console) as progress:
         task = progress.add_task("subscribers", total=subscribers)
-        summary = build_demo_data(con, subscribers=subscribers, seed=seed, until=until.date(),
-                                  on_progress=lambda n: progress.advance(task, n))
-    console.print(f"{summary.stores} stores, {summary.subscribers} subscribers, "
-                  f"{summary.visits} visits in {settings.warehouse_path}")
+        summary = build_demo_data(
+            con,
+            subscribers=subscribers,
+            seed=seed,
+            until=until.date(),
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"{summary.stores} stores, {summary.subscribers} subscribers, "
+        f"{summary.visits} visits in {settings.warehouse_path}"
+    )
 
 
 @app.command()
 def run(
     campaign: Annotated[str, typer.Argument(help="A campaign in campaigns/definitions.")],
     as_of: AsOf = None,
-    param: Annotated[list[str] | None, typer.Option(help="Segment parameter, k=v (YAML value).")]
-    = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Segment parameter, k=v (YAML value).")
+    ] = None,
     send: Annotated[bool, typer.Option(help="Send what is due after planning.")] = True,
 ) -> None:
     """Run one campaign's care loop for an as-of date."""
     from flows.care_loop import care_loop
 
-    _show(f"care loop: {campaign}", care_loop(campaign, as_of=_day(as_of),
-                                              params=_params(param), send=send))
+    _show(
+        f"care loop: {campaign}",
+        care_loop(campaign, as_of=_day(as_of), params=_params(param), send=send),
+    )
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
@@ -142,14 +159,23 @@ def demo(
 
     with Progress(console=console) as progress:
         task = progress.add_task("care loop, day by day", total=days + settle_days + 1)
-        result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days,
-                          seed=seed, on_step=lambda _: progress.advance(task))
-    console.print(f"{result.data.subscribers} subscribers, {result.data.stores} stores, "
-                  f"{result.data.visits} visits in {result.home}")
+        result = run_demo(
+            subscribers=subscribers,
+            days=days,
+            settle_days=settle_days,
+            seed=seed,
+            on_step=lambda _: progress.advance(task),
+        )
+    console.print(
+        f"{result.data.subscribers} subscribers, {result.data.stores} stores, "
+        f"{result.data.visits} visits in {result.home}"
+    )
     _show("careloop demo: the loop, step by step", dict(summary_rows(result.report)))
     console.print(f"KPI report: {result.report_path}")
-    console.print(f"store managers' lists: {len(result.store_rows)} CSV files in "
-                  f"{result.report_path.parent / 'store_lists'}")
+    console.print(
+        f"store managers' lists: {len(result.store_rows)} CSV files in "
+        f"{result.report_path.parent / 'store_lists'}"
+    )
 
 
 @app.command()
@@ -173,8 +199,9 @@ def campaigns() -> None:
     table = Table("campaign", "segment", "channels", "holdout %", "description")
     for name, loaded in load_campaigns(load_settings()).items():
         c = loaded.campaign
-        table.add_row(name, c.segment, ", ".join(c.care.channels), str(c.holdout_percent),
-                      c.description)
+        table.add_row(
+            name, c.segment, ", ".join(c.care.channels), str(c.holdout_percent), c.description
+        )
     console.print(table)
 
 
@@ -185,8 +212,12 @@ def segment_list() -> None:
 
     table = Table("segment", "owner", "parameters", "description")
     for name, rule in load_rules().items():
-        table.add_row(name, rule.owner, ", ".join(f"{k}={v}" for k, v in rule.params.items()),
-                      rule.description)
+        table.add_row(
+            name,
+            rule.owner,
+            ", ".join(f"{k}={v}" for k, v in rule.params.items()),
+            rule.description,
+        )
     console.print(table)
 
 
@@ -212,5 +243,3 @@ def run_cli() -> None:  # pragma: no cover - the console entry point
         app()
     except (ConfigError, CampaignError, SegmentError, ValueError) as exc:
         _fail(str(exc))
-
-

@@ -1,4 +1,4 @@
-"""One settings object, read from the environment (prefix ``CARELOOP_``) and an optional ``.env``."""
+"""One settings object, read from the environment (``CARELOOP_*``) and an optional ``.env``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
     provider: Literal["sandbox", "live"] = "sandbox"
     tiers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TIERS  # CARELOOP_TIERS=a,b,c
-    frequency_cap: int = Field(default=1, ge=1, description="Care contacts per customer per window.")
+    frequency_cap: int = Field(
+        default=1, ge=1, description="Care contacts per customer per window."
+    )
     frequency_window_days: int = Field(default=7, ge=1)
     reply_window_hours: int = Field(default=72, ge=1)
     dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS inbox (
 @dataclass(frozen=True)
 class InboxItem:
     id: int
-    kind: str            # sms | ivr | email_rating | unsubscribe | status
+    kind: str  # sms | ivr | email_rating | unsubscribe | status
     dedupe_key: str
     received_at: datetime
     payload: dict[str, Any]
@@ -49,20 +49,25 @@ class Inbox:
         con.execute("PRAGMA busy_timeout=30000")
         return con
 
-    def put(self, kind: str, dedupe_key: str, received_at: datetime,
-            payload: dict[str, Any]) -> bool:
+    def put(
+        self, kind: str, dedupe_key: str, received_at: datetime, payload: dict[str, Any]
+    ) -> bool:
         """Store one item; False when an item with the same kind and key is already in."""
         return self.put_many([(kind, dedupe_key, received_at, payload)]) == 1
 
     def put_many(self, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]) -> int:
-        rows = [(kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
-                for kind, key, at, payload in items]
+        rows = [
+            (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
+            for kind, key, at, payload in items
+        ]
         with closing(self._connect()) as con:
             con.execute("BEGIN IMMEDIATE")
             before = con.total_changes
             con.executemany(
                 "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
-                " VALUES (?, ?, ?, ?)", rows)
+                " VALUES (?, ?, ?, ?)",
+                rows,
+            )
             added = con.total_changes - before
             con.execute("COMMIT")
         return added
@@ -73,11 +78,15 @@ class Inbox:
             while True:
                 rows = con.execute(
                     "SELECT id, kind, dedupe_key, received_at, payload FROM inbox"
-                    " WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)).fetchall()
+                    " WHERE id > ? ORDER BY id LIMIT ?",
+                    (last_id, limit),
+                ).fetchall()
                 if not rows:
                     return
-                yield [InboxItem(r[0], r[1], r[2], datetime.fromisoformat(r[3]),
-                                 json.loads(r[4])) for r in rows]
+                yield [
+                    InboxItem(r[0], r[1], r[2], datetime.fromisoformat(r[3]), json.loads(r[4]))
+                    for r in rows
+                ]
                 last_id = rows[-1][0]
 
     def count(self) -> int:

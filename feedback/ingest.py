@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -19,8 +19,16 @@ from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 
 WATERMARK = "inbox_last_id"
-STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3,
-               "failed": 3, "bounced": 3, "dropped": 3}
+STATUS_RANK = {
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "bounced": 3,
+    "dropped": 3,
+}
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
 
 
@@ -28,26 +36,28 @@ REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
 class CollectFigures:
     drained: int = 0
     duplicates: int = 0
-    replies: Counter[str] = field(default_factory=Counter)       # by attribution
+    replies: Counter[str] = field(default_factory=Counter)  # by attribution
     intents: Counter[str] = field(default_factory=Counter)
     opt_outs: int = 0
     status_events: int = 0
 
 
-def collect(con: duckdb.DuckDBPyConnection, inbox: Inbox, *,
-            reply_window: timedelta) -> CollectFigures:
+def collect(
+    con: duckdb.DuckDBPyConnection, inbox: Inbox, *, reply_window: timedelta
+) -> CollectFigures:
     figures = CollectFigures()
     for batch in inbox.after(watermark(con)):
         con.execute("BEGIN TRANSACTION")
         try:
             fresh = land(con, batch, figures)
-            ingest_replies(con, [i for i in fresh if i.kind in REPLY_KINDS], reply_window,
-                           figures)
-            figures.opt_outs += ingest_unsubscribes(con, [i for i in fresh
-                                                          if i.kind == "unsubscribe"])
+            ingest_replies(con, [i for i in fresh if i.kind in REPLY_KINDS], reply_window, figures)
+            figures.opt_outs += ingest_unsubscribes(
+                con, [i for i in fresh if i.kind == "unsubscribe"]
+            )
             ingest_statuses(con, [i for i in fresh if i.kind == "status"], figures)
-            con.execute("INSERT OR REPLACE INTO ingest_state VALUES (?, ?)",
-                        [WATERMARK, batch[-1].id])
+            con.execute(
+                "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)", [WATERMARK, batch[-1].id]
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -61,20 +71,28 @@ def watermark(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def land(con: duckdb.DuckDBPyConnection, batch: list[InboxItem],
-         figures: CollectFigures) -> list[InboxItem]:
+def land(
+    con: duckdb.DuckDBPyConnection, batch: list[InboxItem], figures: CollectFigures
+) -> list[InboxItem]:
     """Keep every item raw; return those not seen before."""
     keys = [f"{i.kind}:{i.dedupe_key}" for i in batch]
-    frame = pl.DataFrame({
-        "dedupe_key": keys, "inbox_id": [i.id for i in batch], "kind": [i.kind for i in batch],
-        "received_at": [i.received_at for i in batch],
-        "payload": [json.dumps(i.payload, ensure_ascii=False) for i in batch],
-    })
+    frame = pl.DataFrame(
+        {
+            "dedupe_key": keys,
+            "inbox_id": [i.id for i in batch],
+            "kind": [i.kind for i in batch],
+            "received_at": [i.received_at for i in batch],
+            "payload": [json.dumps(i.payload, ensure_ascii=False) for i in batch],
+        }
+    )
     con.register("landing", frame.to_arrow())
-    new_keys = {row[0] for row in con.execute(
-        "INSERT INTO inbound_messages SELECT dedupe_key, inbox_id, kind, received_at,"
-        " payload::JSON, now() FROM landing ON CONFLICT DO NOTHING RETURNING dedupe_key"
-    ).fetchall()}
+    new_keys = {
+        row[0]
+        for row in con.execute(
+            "INSERT INTO inbound_messages SELECT dedupe_key, inbox_id, kind, received_at,"
+            " payload::JSON, now() FROM landing ON CONFLICT DO NOTHING RETURNING dedupe_key"
+        ).fetchall()
+    }
     con.unregister("landing")
     figures.drained += len(batch)
     figures.duplicates += len(batch) - len(new_keys)
@@ -88,30 +106,58 @@ def _parse(item: InboxItem) -> tuple[ParsedReply, dict[str, object]]:
     if item.kind == "ivr":
         return parse_digits(str(payload.get("Digits", ""))), {"action_id": payload["action_id"]}
     score = payload.get("score")
-    parsed = (ParsedReply("rating", int(score), payload.get("comment") or None)
-              if isinstance(score, int) and 1 <= score <= 5 else ParsedReply("unknown"))
+    parsed = (
+        ParsedReply("rating", int(score), payload.get("comment") or None)
+        if isinstance(score, int) and 1 <= score <= 5
+        else ParsedReply("unknown")
+    )
     return parsed, {"action_id": payload["action_id"]}
 
 
-def ingest_replies(con: duckdb.DuckDBPyConnection, items: list[InboxItem],
-                   reply_window: timedelta, figures: CollectFigures) -> None:
+def ingest_replies(
+    con: duckdb.DuckDBPyConnection,
+    items: list[InboxItem],
+    reply_window: timedelta,
+    figures: CollectFigures,
+) -> None:
     if not items:
         return
     rows = []
     for item in items:
         parsed, ref = _parse(item)
-        rows.append({"dedupe_key": f"{item.kind}:{item.dedupe_key}",
-                     "channel": REPLY_KINDS[item.kind], "sender": ref.get("sender"),
-                     "given_action_id": ref.get("action_id"), "received_at": item.received_at,
-                     "intent": parsed.intent, "score": parsed.score, "comment": parsed.comment})
-    con.register("replies", pl.DataFrame(rows, schema={
-        "dedupe_key": pl.String, "channel": pl.String, "sender": pl.String,
-        "given_action_id": pl.String, "received_at": pl.Datetime("us", "UTC"),
-        "intent": pl.String, "score": pl.Int32, "comment": pl.String}).to_arrow())
+        rows.append(
+            {
+                "dedupe_key": f"{item.kind}:{item.dedupe_key}",
+                "channel": REPLY_KINDS[item.kind],
+                "sender": ref.get("sender"),
+                "given_action_id": ref.get("action_id"),
+                "received_at": item.received_at,
+                "intent": parsed.intent,
+                "score": parsed.score,
+                "comment": parsed.comment,
+            }
+        )
+    con.register(
+        "replies",
+        pl.DataFrame(
+            rows,
+            schema={
+                "dedupe_key": pl.String,
+                "channel": pl.String,
+                "sender": pl.String,
+                "given_action_id": pl.String,
+                "received_at": pl.Datetime("us", "UTC"),
+                "intent": pl.String,
+                "score": pl.Int32,
+                "comment": pl.String,
+            },
+        ).to_arrow(),
+    )
     con.execute(ATTRIBUTE_SQL, [int(reply_window.total_seconds())])
     con.unregister("replies")
     for attribution, intent, n in con.execute(
-            "SELECT attribution, intent, count(*) FROM attributed GROUP BY ALL").fetchall():
+        "SELECT attribution, intent, count(*) FROM attributed GROUP BY ALL"
+    ).fetchall():
         figures.replies[attribution] += n
         figures.intents[intent] += n
     con.execute("""
@@ -172,43 +218,53 @@ def ingest_unsubscribes(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) 
     """One-click email unsubscribes (RFC 8058): an opt-out of email for that customer."""
     added = 0
     for item in items:
-        added += len(con.execute("""
+        added += len(
+            con.execute(
+                """
             INSERT INTO opt_outs
             SELECT subscriber_id, 'email', 'opt_out', ?, 'email_unsubscribe', ?
             FROM care_actions WHERE action_id = ?
             ON CONFLICT DO NOTHING RETURNING 1""",
-            [item.received_at, f"unsubscribe:{item.dedupe_key}",
-             item.payload["action_id"]]).fetchall())
+                [item.received_at, f"unsubscribe:{item.dedupe_key}", item.payload["action_id"]],
+            ).fetchall()
+        )
     return added
 
 
-def ingest_statuses(con: duckdb.DuckDBPyConnection, items: list[InboxItem],
-                    figures: CollectFigures) -> None:
+def ingest_statuses(
+    con: duckdb.DuckDBPyConnection, items: list[InboxItem], figures: CollectFigures
+) -> None:
     """Delivery events; duplicates and out-of-order events never move a status backwards."""
     if not items:
         return
-    frame = pl.DataFrame({
-        "event_key": [f"status:{i.dedupe_key}" for i in items],
-        "provider_id": [str(i.payload["provider_id"]) for i in items],
-        "status": [str(i.payload["status"]) for i in items],
-        "error_code": [i.payload.get("error_code") for i in items],
-        "occurred_at": [i.received_at for i in items],
-    }, schema_overrides={"error_code": pl.String})
+    frame = pl.DataFrame(
+        {
+            "event_key": [f"status:{i.dedupe_key}" for i in items],
+            "provider_id": [str(i.payload["provider_id"]) for i in items],
+            "status": [str(i.payload["status"]) for i in items],
+            "error_code": [i.payload.get("error_code") for i in items],
+            "occurred_at": [i.received_at for i in items],
+        },
+        schema_overrides={"error_code": pl.String},
+    )
     con.register("statuses", frame.to_arrow())
     con.execute("""
         INSERT INTO delivery_events
         SELECT s.event_key, a.action_id, s.provider_id, s.status, s.error_code, s.occurred_at
         FROM statuses s LEFT JOIN care_actions a ON a.provider_id = s.provider_id
         ON CONFLICT DO NOTHING""")
-    rank = "CASE {col} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in STATUS_RANK.items()) + \
-        " ELSE -1 END"
+    rank = (
+        "CASE {col} "
+        + " ".join(f"WHEN '{k}' THEN {v}" for k, v in STATUS_RANK.items())
+        + " ELSE -1 END"
+    )
     con.execute(f"""
         UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at
-        FROM (SELECT provider_id, arg_max(status, {rank.format(col='status')}) AS status,
+        FROM (SELECT provider_id, arg_max(status, {rank.format(col="status")}) AS status,
                      max(occurred_at) AS occurred_at
               FROM statuses GROUP BY provider_id) s
         WHERE a.provider_id = s.provider_id
-          AND {rank.format(col='s.status')} > {rank.format(col='a.status')}""")
+          AND {rank.format(col="s.status")} > {rank.format(col="a.status")}""")
     con.unregister("statuses")
     figures.status_events += len(items)
 

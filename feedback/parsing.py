@@ -16,12 +16,25 @@ OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "td", "t",
 OPT_IN = {"start", "yes", "unstop"}
 HELP = {"help", "info", "帮助"}
 # Longest phrases first, so 非常不满意 is not read as 不满意 or 满意.
-RATING_WORDS: list[tuple[str, int]] = sorted([
-    ("非常不满意", 1), ("很不满意", 1), ("不满意", 2), ("非常满意", 5), ("很满意", 5),
-    ("满意", 4), ("一般", 3),
-    ("very dissatisfied", 1), ("very unsatisfied", 1), ("dissatisfied", 2), ("unsatisfied", 2),
-    ("very satisfied", 5), ("satisfied", 4), ("neutral", 3),
-], key=lambda pair: -len(pair[0]))
+RATING_WORDS: list[tuple[str, int]] = sorted(
+    [
+        ("非常不满意", 1),
+        ("很不满意", 1),
+        ("不满意", 2),
+        ("非常满意", 5),
+        ("很满意", 5),
+        ("满意", 4),
+        ("一般", 3),
+        ("very dissatisfied", 1),
+        ("very unsatisfied", 1),
+        ("dissatisfied", 2),
+        ("unsatisfied", 2),
+        ("very satisfied", 5),
+        ("satisfied", 4),
+        ("neutral", 3),
+    ],
+    key=lambda pair: -len(pair[0]),
+)
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
@@ -71,7 +84,7 @@ def _rating(text: str) -> ParsedReply | None:
         return ParsedReply("rating", NUMBER_WORDS[word])
     for phrase, score in RATING_WORDS:
         if lowered.startswith(phrase):
-            rest = text[len(phrase):]
+            rest = text[len(phrase) :]
             if rest and phrase.isascii() and rest[0].isalnum():
                 continue  # "fives", "one day": the word is part of something else
             return ParsedReply("rating", score, _comment(rest))

@@ -13,7 +13,8 @@ LOOP_SQL = """
 WITH first AS (
     SELECT * FROM care_actions WHERE round = 1
 ), rated AS (
-    SELECT a.campaign_id, a.round, r.score FROM action_ratings r JOIN care_actions a USING (action_id)
+    SELECT a.campaign_id, a.round, r.score
+    FROM action_ratings r JOIN care_actions a USING (action_id)
 ), replied AS (
     SELECT DISTINCT action_id FROM evaluations WHERE attribution = 'matched'
 )
@@ -65,7 +66,7 @@ class LoopReport:
 
     def totals(self) -> dict[str, Any]:
         keys = [k for k in (self.campaigns[0] if self.campaigns else {}) if k != "campaign_id"]
-        total = {k: sum(int(c[k]) for c in self.campaigns) for k in keys}
+        total: dict[str, Any] = {k: sum(int(c[k]) for c in self.campaigns) for k in keys}
         total["csat"] = csat(total.get("satisfied", 0), total.get("rated", 0))
         return total
 
@@ -106,19 +107,28 @@ def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[s
 
 
 def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) -> str:
-    lines = [f"# {title}", "", "| campaign | targeted | suppressed | held out | sent (sms/email/"
-             "voice) | replied | rated | CSAT % | dissatisfied | 2nd round | recovered |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| campaign | targeted | suppressed | held out | sent (sms/email/"
+        "voice) | replied | rated | CSAT % | dissatisfied | 2nd round | recovered |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in [*report.campaigns, {"campaign_id": "**all**", **report.totals()}]:
         lines.append(
             f"| {c['campaign_id']} | {c['targeted']} | {c['suppressed']} | {c['held_out']} | "
             f"{c['sent']} ({c['sent_sms']}/{c['sent_email']}/{c['sent_voice']}) | {c['replied']}"
             f" | {c['rated']} | {c['csat'] if c['csat'] is not None else '-'} | "
-            f"{c['dissatisfied']} | {c['second_round_sent']} | {c['recovered']} |")
+            f"{c['dissatisfied']} | {c['second_round_sent']} | {c['recovered']} |"
+        )
     lines += ["", "## Suppressed, by reason", ""]
     for campaign_id, reasons in report.suppressed.items():
         lines.append(f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
-    lines += ["", "## Store managers' dissatisfied lists", "",
-              f"{sum(store_rows.values())} cases across {len(store_rows)} stores "
-              "(one CSV per store in store_lists/)."]
+    lines += [
+        "",
+        "## Store managers' dissatisfied lists",
+        "",
+        f"{sum(store_rows.values())} cases across {len(store_rows)} stores "
+        "(one CSV per store in store_lists/).",
+    ]
     return "\n".join(lines) + "\n"

@@ -32,13 +32,23 @@ SCORE_WEIGHTS = {1: [7, 8, 15, 35, 35], 2: [6, 8, 16, 35, 35]}
 GRUMPY_WEIGHTS = [30, 30, 20, 12, 8]
 COMPLAINTS = {
     "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
-    "en": ["waited 40 minutes", "staff was rude", "problem not fixed", "gift never arrived",
-           "called three times"],
+    "en": [
+        "waited 40 minutes",
+        "staff was rude",
+        "problem not fixed",
+        "gift never arrived",
+        "called three times",
+    ],
 }
 WORDS = {
     "zh-CN": {1: "非常不满意", 2: "不满意", 3: "一般", 4: "满意", 5: "非常满意"},
-    "en": {1: "very dissatisfied", 2: "dissatisfied", 3: "neutral", 4: "satisfied",
-           5: "very satisfied"},
+    "en": {
+        1: "very dissatisfied",
+        2: "dissatisfied",
+        3: "neutral",
+        4: "satisfied",
+        5: "very satisfied",
+    },
 }
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 OPT_OUT_WORDS = {"zh-CN": ["TD", "退订", "T"], "en": ["STOP", "stop", "UNSUBSCRIBE"]}
@@ -58,8 +68,9 @@ class Delivered:
 
 
 class CustomerSimulator:
-    def __init__(self, sandbox: SandboxProvider, inbox: Inbox, *, seed: int = 7,
-                 reply_scale: float = 1.0) -> None:
+    def __init__(
+        self, sandbox: SandboxProvider, inbox: Inbox, *, seed: int = 7, reply_scale: float = 1.0
+    ) -> None:
         self.sandbox = sandbox
         self.inbox = inbox
         self.seed = seed
@@ -73,28 +84,45 @@ class CustomerSimulator:
         with closing(self.sandbox.connect()) as con:
             rows = con.execute(
                 "SELECT provider_id, action_id, channel, recipient, locale, idempotency_key,"
-                " sent_at FROM sent WHERE simulated = 0").fetchall()
+                " sent_at FROM sent WHERE simulated = 0"
+            ).fetchall()
             pending = []
             for pid, action_id, channel, recipient, locale, key, sent_at in rows:
-                message = Delivered(pid, action_id, channel, recipient, locale,
-                                    int(key.rsplit("|", 1)[1]), datetime.fromisoformat(sent_at))
+                message = Delivered(
+                    pid,
+                    action_id,
+                    channel,
+                    recipient,
+                    locale,
+                    int(key.rsplit("|", 1)[1]),
+                    datetime.fromisoformat(sent_at),
+                )
                 reply = self.reply_to(message)
                 if reply:
                     pending.append(reply)
                     figures[f"decided_{reply[1]}"] += 1
             con.execute("BEGIN IMMEDIATE")
-            con.executemany("INSERT OR IGNORE INTO sim_replies (dedupe_key, kind, reply_at,"
-                            " payload) VALUES (?, ?, ?, ?)", pending)
-            con.executemany("UPDATE sent SET simulated = 1 WHERE provider_id = ?",
-                            [(r[0],) for r in rows])
+            con.executemany(
+                "INSERT OR IGNORE INTO sim_replies (dedupe_key, kind, reply_at,"
+                " payload) VALUES (?, ?, ?, ?)",
+                pending,
+            )
+            con.executemany(
+                "UPDATE sent SET simulated = 1 WHERE provider_id = ?", [(r[0],) for r in rows]
+            )
             con.execute("COMMIT")
-            due = con.execute("SELECT dedupe_key, kind, reply_at, payload FROM sim_replies"
-                              " WHERE released = 0 AND reply_at <= ?",
-                              (until.isoformat(),)).fetchall()
-            self.inbox.put_many((kind, key, datetime.fromisoformat(at), json.loads(payload))
-                                for key, kind, at, payload in due)
-            con.executemany("UPDATE sim_replies SET released = 1 WHERE dedupe_key = ?",
-                            [(d[0],) for d in due])
+            due = con.execute(
+                "SELECT dedupe_key, kind, reply_at, payload FROM sim_replies"
+                " WHERE released = 0 AND reply_at <= ?",
+                (until.isoformat(),),
+            ).fetchall()
+            self.inbox.put_many(
+                (kind, key, datetime.fromisoformat(at), json.loads(payload))
+                for key, kind, at, payload in due
+            )
+            con.executemany(
+                "UPDATE sim_replies SET released = 1 WHERE dedupe_key = ?", [(d[0],) for d in due]
+            )
         figures["released"] = len(due)
         return figures
 
@@ -110,13 +138,15 @@ class CustomerSimulator:
         if m.channel == "voice":
             digits = str(score) if rng.random() > 0.12 else rng.choice(["", "9", "0"])
             at = m.sent_at + timedelta(seconds=rng.randint(25, 90))
-            payload = {"CallSid": m.provider_id, "action_id": m.action_id, "Digits": digits}
-            return f"{m.provider_id}:gather", "ivr", at.isoformat(), json.dumps(payload)
+            call = {"CallSid": m.provider_id, "action_id": m.action_id, "Digits": digits}
+            return f"{m.provider_id}:gather", "ivr", at.isoformat(), json.dumps(call)
         at = m.sent_at + timedelta(minutes=rng.lognormvariate(4.5, 1.0))
-        attributes = {name: max(1, min(5, score + rng.choice([-1, 0, 0, 1])))
-                      for name in ("wait_time", "staff_attitude", "problem_solved")}
-        payload = {"action_id": m.action_id, "score": score, "attributes": attributes}
-        return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(payload)
+        attributes = {
+            name: max(1, min(5, score + rng.choice([-1, 0, 0, 1])))
+            for name in ("wait_time", "staff_attitude", "problem_solved")
+        }
+        click = {"action_id": m.action_id, "score": score, "attributes": attributes}
+        return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(click)
 
     def _sms(self, rng: random.Random, m: Delivered, score: int) -> tuple[str, str, str, str]:
         text = self._sms_text(rng, m.locale, score)

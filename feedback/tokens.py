@@ -17,9 +17,9 @@ class TokenError(ValueError):
 @dataclass(frozen=True)
 class LinkToken:
     action_id: str
-    purpose: str          # "rate" | "unsubscribe"
+    purpose: str  # "rate" | "unsubscribe"
     score: int | None
-    expires: int          # unix seconds
+    expires: int  # unix seconds
 
 
 def _b64(data: bytes) -> str:
@@ -31,8 +31,11 @@ def _unb64(text: str) -> bytes:
 
 
 def sign(token: LinkToken, secret: str) -> str:
-    payload = _b64(json.dumps([token.action_id, token.purpose, token.score, token.expires],
-                              separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps(
+            [token.action_id, token.purpose, token.score, token.expires], separators=(",", ":")
+        ).encode()
+    )
     mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18]
     return f"{payload}.{_b64(mac)}"
 
@@ -52,15 +55,27 @@ def verify(text: str, secret: str, now: datetime) -> LinkToken:
     return LinkToken(action_id, purpose, score, int(expires))
 
 
-def rating_links(action_id: str, base_url: str, secret: str, issued: datetime,
-                 valid_for: timedelta = timedelta(days=14)) -> dict[int, str]:
+def rating_links(
+    action_id: str,
+    base_url: str,
+    secret: str,
+    issued: datetime,
+    valid_for: timedelta = timedelta(days=14),
+) -> dict[int, str]:
     expires = int((issued + valid_for).timestamp())
-    return {score: f"{base_url}/r/{sign(LinkToken(action_id, 'rate', score, expires), secret)}"
-            for score in range(1, 6)}
+    return {
+        score: f"{base_url}/r/{sign(LinkToken(action_id, 'rate', score, expires), secret)}"
+        for score in range(1, 6)
+    }
 
 
-def unsubscribe_link(action_id: str, base_url: str, secret: str, issued: datetime,
-                     valid_for: timedelta = timedelta(days=60)) -> str:
+def unsubscribe_link(
+    action_id: str,
+    base_url: str,
+    secret: str,
+    issued: datetime,
+    valid_for: timedelta = timedelta(days=60),
+) -> str:
     expires = int((issued + valid_for).timestamp())
     token = sign(LinkToken(action_id, "unsubscribe", None, expires), secret)
     return f"{base_url}/unsubscribe/{token}"

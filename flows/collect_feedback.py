@@ -18,7 +18,12 @@ from warehouse.db import warehouse
 def collect_feedback(home: str | None = None) -> dict[str, Any]:
     settings = settings_for(home)
     with warehouse(settings.warehouse_path) as con:
-        figures = asdict(collect(con, Inbox(settings.inbox_path),
-                                 reply_window=timedelta(hours=settings.reply_window_hours)))
+        figures = asdict(
+            collect(
+                con,
+                Inbox(settings.inbox_path),
+                reply_window=timedelta(hours=settings.reply_window_hours),
+            )
+        )
     publish("collect-feedback", "Replies and status events ingested", figures)
     return figures

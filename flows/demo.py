@@ -39,9 +39,16 @@ class DemoResult:
     report_path: Path
 
 
-def run_demo(*, subscribers: int = 50_000, seed: int = 7, start: date = DEMO_START,
-             days: int = 14, settle_days: int = 4, home: Path | None = None,
-             on_step: Callable[[str], None] = lambda label: None) -> DemoResult:
+def run_demo(
+    *,
+    subscribers: int = 50_000,
+    seed: int = 7,
+    start: date = DEMO_START,
+    days: int = 14,
+    settle_days: int = 4,
+    home: Path | None = None,
+    on_step: Callable[[str], None] = lambda label: None,
+) -> DemoResult:
     demo_home = (home or settings_for(None).home / "demo").resolve()
     shutil.rmtree(demo_home, ignore_errors=True)  # the demo home holds nothing but the demo
     settings = settings_for(str(demo_home))
@@ -49,13 +56,19 @@ def run_demo(*, subscribers: int = 50_000, seed: int = 7, start: date = DEMO_STA
     with warehouse(settings.warehouse_path) as con:
         data = build_demo_data(con, subscribers=subscribers, seed=seed, until=last_day)
     on_step("data")
-    simulator = CustomerSimulator(SandboxProvider(settings.sandbox_path,
-                                                  Inbox(settings.inbox_path)),
-                                  Inbox(settings.inbox_path), seed=seed)
+    simulator = CustomerSimulator(
+        SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path)),
+        Inbox(settings.inbox_path),
+        seed=seed,
+    )
     campaigns = sorted(load_campaigns(settings))
     for offset in range(days + settle_days):
-        run_day(start + timedelta(days=offset), campaigns if offset < days else [],
-                str(demo_home), simulator)
+        run_day(
+            start + timedelta(days=offset),
+            campaigns if offset < days else [],
+            str(demo_home),
+            simulator,
+        )
         on_step("day")
     return finish(settings.home, data)
 
@@ -76,8 +89,9 @@ def finish(home: Path, data: DemoDataSummary) -> DemoResult:
         report = loop_report(con)
         store_rows = write_store_lists(con, settings.reports_dir / "store_lists")
     path = settings.reports_dir / "kpi_report.md"
-    path.write_text(render_markdown(report, store_rows, "careloop demo: satisfaction KPIs"),
-                    encoding="utf-8")
+    path.write_text(
+        render_markdown(report, store_rows, "careloop demo: satisfaction KPIs"), encoding="utf-8"
+    )
     return DemoResult(home, data, report, store_rows, path)
 
 
@@ -85,17 +99,22 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
     """The demo's closing figures, per step of the loop."""
     total = report.totals()
     rows: list[tuple[str, Any]] = [
-        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns]
+        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns
+    ]
     reasons: dict[str, int] = {}
     for by_reason in report.suppressed.values():
         for reason, n in by_reason.items():
             reasons[reason] = reasons.get(reason, 0) + n
     rows += [(f"suppressed: {reason}", n) for reason, n in sorted(reasons.items())]
-    rows += [("held out", total.get("held_out", 0)),
-             ("sent: sms", total.get("sent_sms", 0)), ("sent: email", total.get("sent_email", 0)),
-             ("sent: voice", total.get("sent_voice", 0)), ("replied", total.get("replied", 0)),
-             ("CSAT (% of ratings 4-5)", total.get("csat")),
-             ("dissatisfied", total.get("dissatisfied", 0)),
-             ("sent a second round", total.get("second_round_sent", 0)),
-             ("recovered", total.get("recovered", 0))]
+    rows += [
+        ("held out", total.get("held_out", 0)),
+        ("sent: sms", total.get("sent_sms", 0)),
+        ("sent: email", total.get("sent_email", 0)),
+        ("sent: voice", total.get("sent_voice", 0)),
+        ("replied", total.get("replied", 0)),
+        ("CSAT (% of ratings 4-5)", total.get("csat")),
+        ("dissatisfied", total.get("dissatisfied", 0)),
+        ("sent a second round", total.get("second_round_sent", 0)),
+        ("recovered", total.get("recovered", 0)),
+    ]
     return rows

@@ -15,11 +15,19 @@ from warehouse.db import warehouse
 
 
 @flow(name="dispatch-outbox")
-def dispatch_outbox(home: str | None = None, now: datetime | None = None,
-                    simulated: bool = False) -> dict[str, Any]:
+def dispatch_outbox(
+    home: str | None = None, now: datetime | None = None, simulated: bool = False
+) -> dict[str, Any]:
     settings = settings_for(home)
     with warehouse(settings.warehouse_path) as con:
-        figures = asdict(dispatch(con, get_provider(settings), now=now or datetime.now(UTC),
-                                  simulated=simulated, batch_size=settings.dispatch_batch_size))
+        figures = asdict(
+            dispatch(
+                con,
+                get_provider(settings),
+                now=now or datetime.now(UTC),
+                simulated=simulated,
+                batch_size=settings.dispatch_batch_size,
+            )
+        )
     publish("dispatch-outbox", "Outbox dispatch", figures)
     return figures

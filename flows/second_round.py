@@ -30,15 +30,26 @@ def plan_all(settings: Settings, as_of: date) -> dict[str, Any]:
 
 
 @flow(name="second-round")
-def second_round(as_of: date | None = None, send: bool = True, home: str | None = None,
-                 now: datetime | None = None, simulated: bool = False) -> dict[str, Any]:
+def second_round(
+    as_of: date | None = None,
+    send: bool = True,
+    home: str | None = None,
+    now: datetime | None = None,
+    simulated: bool = False,
+) -> dict[str, Any]:
     settings = settings_for(home)
     as_of = as_of or datetime.now(UTC).date()
     figures = plan_all(settings, as_of)
     if send:
         with warehouse(settings.warehouse_path) as con:
-            figures["dispatch"] = asdict(dispatch(
-                con, get_provider(settings), now=now or datetime.now(UTC), simulated=simulated,
-                batch_size=settings.dispatch_batch_size))
+            figures["dispatch"] = asdict(
+                dispatch(
+                    con,
+                    get_provider(settings),
+                    now=now or datetime.now(UTC),
+                    simulated=simulated,
+                    batch_size=settings.dispatch_batch_size,
+                )
+            )
     publish("second-round", f"Second round as of {as_of}", figures)
     return figures

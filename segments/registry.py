@@ -52,8 +52,11 @@ class SegmentRule:
         overrides = overrides or {}
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:
-            raise SegmentError(self.path, f"unknown parameter(s) {', '.join(unknown)}; "
-                               f"declared: {', '.join(sorted(self.params)) or 'none'}")
+            raise SegmentError(
+                self.path,
+                f"unknown parameter(s) {', '.join(unknown)}; "
+                f"declared: {', '.join(sorted(self.params)) or 'none'}",
+            )
         values = {**self.params, **overrides}
         values["as_of"] = as_of
         values["as_of_end"] = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
@@ -70,8 +73,10 @@ def load_rule(sql_path: Path) -> SegmentRule:
         raise SegmentError(meta_path, f"invalid YAML: {exc}") from None
     if not isinstance(meta, dict):
         raise SegmentError(meta_path, "must be a mapping")
-    params = {name: _param_default(meta_path, name, spec)
-              for name, spec in (meta.get("params") or {}).items()}
+    params = {
+        name: _param_default(meta_path, name, spec)
+        for name, spec in (meta.get("params") or {}).items()
+    }
     rule = SegmentRule(
         name=sql_path.stem,
         sql=sql_path.read_text().strip().rstrip(";"),
@@ -84,8 +89,10 @@ def load_rule(sql_path: Path) -> SegmentRule:
     )
     undeclared = rule.referenced_params - set(params) - set(BUILTIN_PARAMS)
     if undeclared:
-        raise SegmentError(sql_path, f"uses undeclared parameter(s) "
-                           f"{', '.join('$' + p for p in sorted(undeclared))}")
+        raise SegmentError(
+            sql_path,
+            f"uses undeclared parameter(s) {', '.join('$' + p for p in sorted(undeclared))}",
+        )
     if not rule.description:
         raise SegmentError(meta_path, "needs a description")
     return rule

@@ -5,14 +5,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import duckdb  # noqa: E402
-import pytest  # noqa: E402
+import duckdb
+import pytest
 
-from careloop.settings import Settings, load_settings  # noqa: E402
-from warehouse.db import connect  # noqa: E402
+from careloop.settings import Settings, load_settings
+from warehouse.db import connect
 
 
 @pytest.fixture

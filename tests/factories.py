@@ -7,8 +7,15 @@ from typing import Any
 
 import duckdb
 
-STORE = {"store_id": "ST1", "name": "上海1号店", "city": "Shanghai", "region": "East China",
-         "timezone": "Asia/Shanghai", "manager_name": "王伟", "manager_email": "m1@example.com"}
+STORE = {
+    "store_id": "ST1",
+    "name": "上海1号店",
+    "city": "Shanghai",
+    "region": "East China",
+    "timezone": "Asia/Shanghai",
+    "manager_name": "王伟",
+    "manager_email": "m1@example.com",
+}
 
 
 def add_store(con: duckdb.DuckDBPyConnection, **overrides: Any) -> dict[str, Any]:
@@ -17,27 +24,85 @@ def add_store(con: duckdb.DuckDBPyConnection, **overrides: Any) -> dict[str, Any
     return row
 
 
-def add_subscriber(con: duckdb.DuckDBPyConnection, subscriber_id: str,
-                   **overrides: Any) -> dict[str, Any]:
+def add_subscriber(
+    con: duckdb.DuckDBPyConnection, subscriber_id: str, **overrides: Any
+) -> dict[str, Any]:
     number = int("".join(ch for ch in subscriber_id if ch.isdigit()) or 0)
     row: dict[str, Any] = {
-        "subscriber_id": subscriber_id, "name": f"客户{number}",
-        "phone": f"+86138{number:08d}", "email": f"c{number}@example.com",
-        "birthday": date(1990, 6, 15), "joined_on": date(2015, 4, 10), "tier": "standard",
-        "home_store_id": "ST1", "timezone": "Asia/Shanghai", "locale": "zh-CN",
-        "sms_consent": True, "email_consent": True, "voice_consent": True,
+        "subscriber_id": subscriber_id,
+        "name": f"客户{number}",
+        "phone": f"+86138{number:08d}",
+        "email": f"c{number}@example.com",
+        "birthday": date(1990, 6, 15),
+        "joined_on": date(2015, 4, 10),
+        "tier": "standard",
+        "home_store_id": "ST1",
+        "timezone": "Asia/Shanghai",
+        "locale": "zh-CN",
+        "sms_consent": True,
+        "email_consent": True,
+        "voice_consent": True,
     }
     row.update(overrides)
-    con.execute(f"INSERT INTO subscribers ({', '.join(row)}) VALUES "
-                f"({', '.join('?' * len(row))})", list(row.values()))
+    con.execute(
+        f"INSERT INTO subscribers ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
     return row
 
 
-def add_visit(con: duckdb.DuckDBPyConnection, visit_id: str, subscriber_id: str,
-              visited_at: datetime, store_id: str = "ST1", service_type: str = "repair") -> None:
-    con.execute("INSERT INTO store_visits VALUES (?, ?, ?, ?, ?)",
-                [visit_id, subscriber_id, store_id, visited_at, service_type])
+def add_visit(
+    con: duckdb.DuckDBPyConnection,
+    visit_id: str,
+    subscriber_id: str,
+    visited_at: datetime,
+    store_id: str = "ST1",
+    service_type: str = "repair",
+) -> None:
+    con.execute(
+        "INSERT INTO store_visits VALUES (?, ?, ?, ?, ?)",
+        [visit_id, subscriber_id, store_id, visited_at, service_type],
+    )
 
 
 def members(con: duckdb.DuckDBPyConnection, table: str = "plan_target") -> list[str]:
     return [r[0] for r in con.execute(f"SELECT subscriber_id FROM {table} ORDER BY 1").fetchall()]
+
+
+def add_action(
+    con: duckdb.DuckDBPyConnection,
+    action_id: str,
+    subscriber_id: str,
+    *,
+    campaign: str = "birthday",
+    channel: str = "sms",
+    recipient: str | None = None,
+    sent_at: datetime | None = None,
+    status: str = "sent",
+    round: int = 1,
+    store_id: str = "ST1",
+    provider_id: str | None = None,
+) -> None:
+    con.execute(
+        """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+        subscriber_id, occasion, round, store_id, tier, locale, channel, recipient, body, survey,
+        status, scheduled_at, created_at, sent_at, provider_id, updated_at)
+        VALUES (?, ?, 'run', ?, ?, 'occ', ?, ?, 'standard', 'zh-CN', ?, ?, 'hi', true, ?, ?, ?,
+                ?, ?, ?)""",
+        [
+            action_id,
+            f"key-{action_id}",
+            campaign,
+            subscriber_id,
+            round,
+            store_id,
+            channel,
+            recipient,
+            status,
+            sent_at,
+            sent_at,
+            sent_at,
+            provider_id or f"P-{action_id}",
+            sent_at,
+        ],
+    )

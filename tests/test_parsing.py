@@ -3,44 +3,63 @@ import pytest
 from feedback.parsing import parse_digits, parse_reply
 
 
-@pytest.mark.parametrize(("text", "intent", "score", "comment"), [
-    ("5", "rating", 5, None),
-    (" 1 ", "rating", 1, None),
-    ("４", "rating", 4, None),                      # full-width digit
-    ("３分", "rating", 3, None),
-    ("2分 服务一般", "rating", 2, "服务一般"),
-    ("2 排队太久了", "rating", 2, "排队太久了"),
-    ("2排队太久了", "rating", 2, "排队太久了"),
-    ("1 waited 40 minutes", "rating", 1, "waited 40 minutes"),
-    ("非常满意", "rating", 5, None),
-    ("满意", "rating", 4, None),
-    ("一般", "rating", 3, None),
-    ("不满意", "rating", 2, None),
-    ("非常不满意", "rating", 1, None),
-    ("很不满意，服务太差", "rating", 1, "服务太差"),
-    ("Very satisfied", "rating", 5, None),
-    ("satisfied", "rating", 4, None),
-    ("NEUTRAL", "rating", 3, None),
-    ("dissatisfied", "rating", 2, None),
-    ("very dissatisfied", "rating", 1, None),
-    ("four", "rating", 4, None),
-    ("Five!", "rating", 5, None),
-    ("0", "unknown", None, "0"),
-    ("6", "unknown", None, "6"),
-    ("12", "unknown", None, "12"),
-    ("5.5", "unknown", None, "5.5"),
-    ("3x", "unknown", None, "3x"),
-    ("one day I will", "unknown", None, "one day I will"),
-    ("who is this?", "unknown", None, "who is this?"),
-    ("", "unknown", None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "intent", "score", "comment"),
+    [
+        ("5", "rating", 5, None),
+        (" 1 ", "rating", 1, None),
+        ("４", "rating", 4, None),  # full-width digit
+        ("３分", "rating", 3, None),
+        ("2分 服务一般", "rating", 2, "服务一般"),
+        ("2 排队太久了", "rating", 2, "排队太久了"),
+        ("2排队太久了", "rating", 2, "排队太久了"),
+        ("1 waited 40 minutes", "rating", 1, "waited 40 minutes"),
+        ("非常满意", "rating", 5, None),
+        ("满意", "rating", 4, None),
+        ("一般", "rating", 3, None),
+        ("不满意", "rating", 2, None),
+        ("非常不满意", "rating", 1, None),
+        ("很不满意，服务太差", "rating", 1, "服务太差"),
+        ("Very satisfied", "rating", 5, None),
+        ("satisfied", "rating", 4, None),
+        ("NEUTRAL", "rating", 3, None),
+        ("dissatisfied", "rating", 2, None),
+        ("very dissatisfied", "rating", 1, None),
+        ("four", "rating", 4, None),
+        ("Five!", "rating", 5, None),
+        ("0", "unknown", None, "0"),
+        ("6", "unknown", None, "6"),
+        ("12", "unknown", None, "12"),
+        ("5.5", "unknown", None, "5.5"),
+        ("3x", "unknown", None, "3x"),
+        ("one day I will", "unknown", None, "one day I will"),
+        ("who is this?", "unknown", None, "who is this?"),
+        ("", "unknown", None, None),
+    ],
+)
 def test_ratings_and_non_ratings(text, intent, score, comment):
     parsed = parse_reply(text)
     assert (parsed.intent, parsed.score, parsed.comment) == (intent, score, comment)
 
 
-@pytest.mark.parametrize("word", ["STOP", "stop", " Stop ", "STOPALL", "UNSUBSCRIBE", "cancel",
-                                  "END", "quit", "TD", "td", "T", "退订", "ＳＴＯＰ"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "STOP",
+        "stop",
+        " Stop ",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "cancel",
+        "END",
+        "quit",
+        "TD",
+        "td",
+        "T",
+        "退订",
+        "ＳＴＯＰ",
+    ],
+)
 def test_opt_out_keywords(word):
     assert parse_reply(word).intent == "opt_out"
 
@@ -60,8 +79,10 @@ def test_keywords_count_only_as_a_single_word():
     assert parse_reply("T T").intent == "unknown"
 
 
-@pytest.mark.parametrize(("digits", "score"), [("1", 1), ("5", 5), ("", None), ("9", None),
-                                               ("0", None), ("12", None), (None, None)])
+@pytest.mark.parametrize(
+    ("digits", "score"),
+    [("1", 1), ("5", 5), ("", None), ("9", None), ("0", None), ("12", None), (None, None)],
+)
 def test_ivr_digits(digits, score):
     parsed = parse_digits(digits)
     assert parsed.score == score

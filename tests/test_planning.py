@@ -14,7 +14,8 @@ def plan(con, settings, name="birthday", as_of=AS_OF, holdout=0.0, run="r1"):
     loaded = load_campaigns(settings)[name]
     if holdout is not None:
         loaded = dataclasses.replace(
-            loaded, campaign=loaded.campaign.model_copy(update={"holdout_percent": holdout}))
+            loaded, campaign=loaded.campaign.model_copy(update={"holdout_percent": holdout})
+        )
     p = Plan(con, settings, loaded, as_of, round=1, run_id=run)
     target(p, loaded.rule)
     content(p)
@@ -24,9 +25,12 @@ def plan(con, settings, name="birthday", as_of=AS_OF, holdout=0.0, run="r1"):
 
 
 def outbox(con):
-    return {r[0]: r[1:] for r in con.execute(
-        "SELECT subscriber_id, status, suppression_reason, channel, recipient FROM care_actions"
-    ).fetchall()}
+    return {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT subscriber_id, status, suppression_reason, channel, recipient FROM care_actions"
+        ).fetchall()
+    }
 
 
 def test_channel_choice_and_suppression_reasons(con, settings):
@@ -36,7 +40,9 @@ def test_channel_choice_and_suppression_reasons(con, settings):
     add_subscriber(con, "S3", phone=None, email=None)
     add_subscriber(con, "S4", sms_consent=False, email_consent=False, voice_consent=False)
     add_subscriber(con, "S5", email=None, voice_consent=False)
-    con.execute("INSERT INTO opt_outs VALUES ('S5', 'sms', 'opt_out', '2026-01-01', 'sms_reply', 'e1')")
+    con.execute(
+        "INSERT INTO opt_outs VALUES ('S5', 'sms', 'opt_out', '2026-01-01', 'sms_reply', 'e1')"
+    )
     p = plan(con, settings)
     assert outbox(con) == {
         "S1": ("queued", None, "sms", "+8613800000001"),
@@ -52,8 +58,10 @@ def test_channel_choice_and_suppression_reasons(con, settings):
 def test_opt_in_after_opt_out_restores_the_channel(con, settings):
     add_store(con)
     add_subscriber(con, "S1")
-    con.execute("INSERT INTO opt_outs VALUES ('S1', 'sms', 'opt_out', '2026-01-01', 'r', 'e1'),"
-                " ('S1', 'sms', 'opt_in', '2026-02-01', 'r', 'e2')")
+    con.execute(
+        "INSERT INTO opt_outs VALUES ('S1', 'sms', 'opt_out', '2026-01-01', 'r', 'e1'),"
+        " ('S1', 'sms', 'opt_in', '2026-02-01', 'r', 'e2')"
+    )
     plan(con, settings)
     assert outbox(con)["S1"][:3] == ("queued", None, "sms")
 
@@ -76,18 +84,25 @@ def test_send_time_is_local_and_calls_wait_for_the_window(con, settings):
     add_store(con)
     add_store(con, store_id="ST2", name="NY", timezone="America/New_York")
     add_subscriber(con, "S1")
-    add_subscriber(con, "S2", timezone="America/New_York", home_store_id="ST2",
-                   phone="+12125550100", locale="en")
+    add_subscriber(
+        con,
+        "S2",
+        timezone="America/New_York",
+        home_store_id="ST2",
+        phone="+12125550100",
+        locale="en",
+    )
     # A visit at 20:30 Shanghai time: due 22:30, after the window, so it waits until 09:00.
     add_visit(con, "V1", "S1", datetime(2026, 6, 15, 12, 30, tzinfo=UTC))
     plan(con, settings)
     times = dict(con.execute("SELECT subscriber_id, scheduled_at FROM care_actions").fetchall())
-    assert times["S1"] == datetime(2026, 6, 15, 2, 0, tzinfo=UTC)   # 10:00 in Shanghai
+    assert times["S1"] == datetime(2026, 6, 15, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
     assert times["S2"] == datetime(2026, 6, 15, 14, 0, tzinfo=UTC)  # 10:00 in New York (EDT)
     plan(con, settings, "store_visit", run="r2")
-    visit = con.execute("SELECT scheduled_at FROM care_actions WHERE campaign_id = "
-                        "'store_visit'").fetchone()[0]
-    assert visit == datetime(2026, 6, 16, 1, 0, tzinfo=UTC)         # 09:00 next day, Shanghai
+    visit = con.execute(
+        "SELECT scheduled_at FROM care_actions WHERE campaign_id = 'store_visit'"
+    ).fetchone()[0]
+    assert visit == datetime(2026, 6, 16, 1, 0, tzinfo=UTC)  # 09:00 next day, Shanghai
 
 
 def test_frequency_cap_spans_campaigns(con, settings):
@@ -96,11 +111,15 @@ def test_frequency_cap_spans_campaigns(con, settings):
     add_subscriber(con, "S2", birthday=date(1990, 1, 1), joined_on=date(2025, 6, 15))
     plan(con, settings, "birthday")
     p = plan(con, settings, "tenure", run="r2")
-    rows = con.execute("SELECT campaign_id, subscriber_id, status, suppression_reason "
-                       "FROM care_actions ORDER BY ALL").fetchall()
-    assert rows == [("birthday", "S1", "queued", None),
-                    ("tenure", "S1", "suppressed", "capped"),
-                    ("tenure", "S2", "queued", None)]
+    rows = con.execute(
+        "SELECT campaign_id, subscriber_id, status, suppression_reason "
+        "FROM care_actions ORDER BY ALL"
+    ).fetchall()
+    assert rows == [
+        ("birthday", "S1", "queued", None),
+        ("tenure", "S1", "suppressed", "capped"),
+        ("tenure", "S2", "queued", None),
+    ]
     assert p.figures["suppressed"] == {"capped": 1}
 
 
@@ -117,17 +136,28 @@ def test_rerun_contacts_nobody_twice(con, settings):
 
 def test_holdout_is_deterministic_and_near_its_share(con, settings):
     add_store(con)
-    con.execute("""INSERT INTO subscribers SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'),
-        NULL, DATE '1990-06-15', DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN',
-        true, false, false FROM range(2000) t(i)""")
+    con.execute("""
+        INSERT INTO subscribers
+        SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'), NULL, DATE '1990-06-15',
+               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false
+        FROM range(2000) t(i)""")
+
     p = plan(con, settings, holdout=10.0)
-    held = {r[0] for r in con.execute(
-        "SELECT subscriber_id FROM care_actions WHERE status = 'held_out'").fetchall()}
+    held = {
+        r[0]
+        for r in con.execute(
+            "SELECT subscriber_id FROM care_actions WHERE status = 'held_out'"
+        ).fetchall()
+    }
     assert 150 <= len(held) <= 250 and p.figures["held_out"] == len(held)
     con.execute("DELETE FROM care_actions")
     plan(con, settings, holdout=10.0, run="r2")
-    again = {r[0] for r in con.execute(
-        "SELECT subscriber_id FROM care_actions WHERE status = 'held_out'").fetchall()}
+    again = {
+        r[0]
+        for r in con.execute(
+            "SELECT subscriber_id FROM care_actions WHERE status = 'held_out'"
+        ).fetchall()
+    }
     assert again == held
 
 

@@ -36,13 +36,16 @@ def test_masking():
     assert mask_phone("+8613812345678") == "+86*******5678"
     assert mask_phone("+12125550100") == "+1******0100"
     assert mask_email("li.wei@example.com") == "l***@example.com"
-    assert mask_text("to +8613812345678 and li.wei@example.com") == \
-        "to +86*******5678 and l***@example.com"
+    assert (
+        mask_text("to +8613812345678 and li.wei@example.com")
+        == "to +86*******5678 and l***@example.com"
+    )
 
 
 def test_log_records_are_masked():
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "sent to %s", ("+12125550100",),
-                               None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "sent to %s", ("+12125550100",), None
+    )
     MaskingFilter().filter(record)
     assert record.getMessage() == "sent to +1******0100"
 

@@ -89,8 +89,12 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
         return duckdb.connect(str(path), read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
-    con.execute("SET TimeZone = 'UTC'")
-    migrate(con)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        migrate(con)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -103,7 +107,8 @@ def warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def query_frame(con: duckdb.DuckDBPyConnection, sql: str,
-                params: list[object] | None = None) -> pl.DataFrame:
+def query_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> pl.DataFrame:
     """Run a statement (a SELECT, or DML with RETURNING) and return its rows as a polars frame."""
     return pl.from_pandas(con.execute(sql, params or []).fetch_df())

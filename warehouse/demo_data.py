@@ -15,28 +15,166 @@ import numpy as np
 import polars as pl
 
 CHUNK = 500_000
-CN_SURNAMES = [("王", "wang"), ("李", "li"), ("张", "zhang"), ("刘", "liu"), ("陈", "chen"),
-               ("杨", "yang"), ("黄", "huang"), ("赵", "zhao"), ("吴", "wu"), ("周", "zhou"),
-               ("徐", "xu"), ("孙", "sun"), ("马", "ma"), ("朱", "zhu"), ("胡", "hu"),
-               ("郭", "guo"), ("何", "he"), ("林", "lin"), ("高", "gao"), ("罗", "luo")]
-CN_GIVEN = [("伟", "wei"), ("芳", "fang"), ("娜", "na"), ("敏", "min"), ("静", "jing"),
-            ("丽", "li"), ("强", "qiang"), ("磊", "lei"), ("洋", "yang"), ("艳", "yan"),
-            ("勇", "yong"), ("军", "jun"), ("杰", "jie"), ("涛", "tao"), ("明", "ming"),
-            ("秀英", "xiuying"), ("桂英", "guiying"), ("子涵", "zihan"), ("欣怡", "xinyi"),
-            ("浩然", "haoran"), ("雨萱", "yuxuan"), ("建国", "jianguo"), ("晓东", "xiaodong")]
-EN_FIRST = ["James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda",
-            "David", "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica",
-            "Thomas", "Sarah", "Daniel", "Karen", "Emily", "Olivia", "Noah", "Liam", "Sofia",
-            "Mateo", "Aisha", "Priya", "Wei", "Mei"]
-EN_LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis",
-           "Rodriguez", "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson", "Taylor",
-           "Moore", "Jackson", "Martin", "Lee", "Nguyen", "Patel", "Kim", "OBrien", "Chen"]
+CN_SURNAMES = [
+    ("王", "wang"),
+    ("李", "li"),
+    ("张", "zhang"),
+    ("刘", "liu"),
+    ("陈", "chen"),
+    ("杨", "yang"),
+    ("黄", "huang"),
+    ("赵", "zhao"),
+    ("吴", "wu"),
+    ("周", "zhou"),
+    ("徐", "xu"),
+    ("孙", "sun"),
+    ("马", "ma"),
+    ("朱", "zhu"),
+    ("胡", "hu"),
+    ("郭", "guo"),
+    ("何", "he"),
+    ("林", "lin"),
+    ("高", "gao"),
+    ("罗", "luo"),
+]
+CN_GIVEN = [
+    ("伟", "wei"),
+    ("芳", "fang"),
+    ("娜", "na"),
+    ("敏", "min"),
+    ("静", "jing"),
+    ("丽", "li"),
+    ("强", "qiang"),
+    ("磊", "lei"),
+    ("洋", "yang"),
+    ("艳", "yan"),
+    ("勇", "yong"),
+    ("军", "jun"),
+    ("杰", "jie"),
+    ("涛", "tao"),
+    ("明", "ming"),
+    ("秀英", "xiuying"),
+    ("桂英", "guiying"),
+    ("子涵", "zihan"),
+    ("欣怡", "xinyi"),
+    ("浩然", "haoran"),
+    ("雨萱", "yuxuan"),
+    ("建国", "jianguo"),
+    ("晓东", "xiaodong"),
+]
+EN_FIRST = [
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Daniel",
+    "Karen",
+    "Emily",
+    "Olivia",
+    "Noah",
+    "Liam",
+    "Sofia",
+    "Mateo",
+    "Aisha",
+    "Priya",
+    "Wei",
+    "Mei",
+]
+EN_LAST = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Nguyen",
+    "Patel",
+    "Kim",
+    "OBrien",
+    "Chen",
+]
 EMAIL_DOMAINS = ["example.com", "example.net", "example.org", "mail.example.com"]
-CN_MOBILE_PREFIXES = ["134", "135", "136", "137", "138", "139", "150", "151", "152", "157",
-                      "158", "159", "182", "183", "187", "188", "130", "131", "132", "155",
-                      "156", "185", "186", "133", "153", "180", "181", "189", "177", "199"]
-US_AREA_CODES = ["212", "646", "718", "312", "773", "303", "720", "213", "310", "323", "415",
-                 "628", "206", "425", "808", "617", "404", "512", "305", "702"]
+CN_MOBILE_PREFIXES = [
+    "134",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "157",
+    "158",
+    "159",
+    "182",
+    "183",
+    "187",
+    "188",
+    "130",
+    "131",
+    "132",
+    "155",
+    "156",
+    "185",
+    "186",
+    "133",
+    "153",
+    "180",
+    "181",
+    "189",
+    "177",
+    "199",
+]
+US_AREA_CODES = [
+    "212",
+    "646",
+    "718",
+    "312",
+    "773",
+    "303",
+    "720",
+    "213",
+    "310",
+    "323",
+    "415",
+    "628",
+    "206",
+    "425",
+    "808",
+    "617",
+    "404",
+    "512",
+    "305",
+    "702",
+]
 # (city, city in Chinese, region, timezone, country)
 CITIES = [
     ("Shanghai", "上海", "East China", "Asia/Shanghai", "CN"),
@@ -102,15 +240,28 @@ def make_stores() -> pl.DataFrame:
     for city_no, (city, city_zh, region, tz, country) in enumerate(CITIES):
         for branch in range(1, STORES_PER_CITY + 1):
             store_id = f"ST{city_no:02d}{branch:02d}"
-            surname, given = (CN_SURNAMES[(city_no * 7 + branch) % len(CN_SURNAMES)][0],
-                              CN_GIVEN[(city_no * 5 + branch) % len(CN_GIVEN)][0])
-            manager = (surname + given if country == "CN"
-                       else f"{EN_FIRST[(city_no + branch) % len(EN_FIRST)]} "
-                       f"{EN_LAST[(city_no * 2 + branch) % len(EN_LAST)]}")
+            surname, given = (
+                CN_SURNAMES[(city_no * 7 + branch) % len(CN_SURNAMES)][0],
+                CN_GIVEN[(city_no * 5 + branch) % len(CN_GIVEN)][0],
+            )
+            manager = (
+                surname + given
+                if country == "CN"
+                else f"{EN_FIRST[(city_no + branch) % len(EN_FIRST)]} "
+                f"{EN_LAST[(city_no * 2 + branch) % len(EN_LAST)]}"
+            )
             label = f"{city_zh}{branch}号店" if country == "CN" else f"{city} #{branch}"
-            rows.append({"store_id": store_id, "name": label, "city": city, "region": region,
-                         "timezone": tz, "manager_name": manager,
-                         "manager_email": f"manager.{store_id.lower()}@example.com"})
+            rows.append(
+                {
+                    "store_id": store_id,
+                    "name": label,
+                    "city": city,
+                    "region": region,
+                    "timezone": tz,
+                    "manager_name": manager,
+                    "manager_email": f"manager.{store_id.lower()}@example.com",
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -135,23 +286,27 @@ def make_subscribers(
     tier_draw = rng.random(n) * 0.85 + np.minimum(tenure_years, 20) / 20 * 0.15
     tier = TIERS[np.searchsorted([0.55, 0.8, 0.92], tier_draw)]
     has_email = rng.random(n) < 0.8
-    email = np.char.add(np.char.add(romanized, rng.integers(1, 999, n).astype(str)),
-                        np.char.add("@", rng.choice(EMAIL_DOMAINS, n)))
-    frame = pl.DataFrame({
-        "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 9)),
-        "name": names,
-        "phone": _phones(idx, in_china),
-        "email": email,
-        "birthday": birthday,
-        "joined_on": joined,
-        "tier": tier,
-        "home_store_id": stores["store_id"].to_numpy()[home],
-        "timezone": store_tz[home],
-        "locale": np.where(zh, "zh-CN", "en"),
-        "sms_consent": rng.random(n) < 0.88,
-        "email_consent": has_email & (rng.random(n) < 0.75),
-        "voice_consent": rng.random(n) < 0.45,
-    })
+    email = np.char.add(
+        np.char.add(romanized, rng.integers(1, 999, n).astype(str)),
+        np.char.add("@", rng.choice(EMAIL_DOMAINS, n)),
+    )
+    frame = pl.DataFrame(
+        {
+            "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 9)),
+            "name": names,
+            "phone": _phones(idx, in_china),
+            "email": email,
+            "birthday": birthday,
+            "joined_on": joined,
+            "tier": tier,
+            "home_store_id": stores["store_id"].to_numpy()[home],
+            "timezone": store_tz[home],
+            "locale": np.where(zh, "zh-CN", "en"),
+            "sms_consent": rng.random(n) < 0.88,
+            "email_consent": has_email & (rng.random(n) < 0.75),
+            "voice_consent": rng.random(n) < 0.45,
+        }
+    )
     return frame.with_columns(
         _null_unless(rng.random(n) < 0.98, "phone"),
         _null_unless(has_email, "email"),
@@ -170,13 +325,17 @@ def _names(rng: np.random.Generator, zh: np.ndarray) -> tuple[np.ndarray, np.nda
     giv = rng.integers(0, len(CN_GIVEN), n)
     first = rng.integers(0, len(EN_FIRST), n)
     last = rng.integers(0, len(EN_LAST), n)
-    cn_name = np.char.add(np.array([s[0] for s in CN_SURNAMES])[sur],
-                          np.array([g[0] for g in CN_GIVEN])[giv])
-    cn_roman = np.char.add(np.char.add(np.array([g[1] for g in CN_GIVEN])[giv], "."),
-                           np.array([s[1] for s in CN_SURNAMES])[sur])
+    cn_name = np.char.add(
+        np.array([s[0] for s in CN_SURNAMES])[sur], np.array([g[0] for g in CN_GIVEN])[giv]
+    )
+    cn_roman = np.char.add(
+        np.char.add(np.array([g[1] for g in CN_GIVEN])[giv], "."),
+        np.array([s[1] for s in CN_SURNAMES])[sur],
+    )
     en_name = np.char.add(np.char.add(np.array(EN_FIRST)[first], " "), np.array(EN_LAST)[last])
-    en_roman = np.char.lower(np.char.add(np.char.add(np.array(EN_FIRST)[first], "."),
-                                         np.array(EN_LAST)[last]))
+    en_roman = np.char.lower(
+        np.char.add(np.char.add(np.array(EN_FIRST)[first], "."), np.array(EN_LAST)[last])
+    )
     return np.where(zh, cn_name, en_name), np.where(zh, cn_roman, en_roman)
 
 
@@ -188,8 +347,10 @@ def _phones(idx: np.ndarray, in_china: np.ndarray) -> np.ndarray:
     us_area = np.array(US_AREA_CODES)[idx % len(US_AREA_CODES)]
     us_rest = (idx // len(US_AREA_CODES) * 7_654_321 + 1_234_567) % 7_000_000
     exchange = 300 + us_rest // 10_000  # 300-999: avoids N11 service codes below 300 only
-    us = np.char.add(np.char.add("+1", us_area),
-                     np.char.add(exchange.astype(str), np.char.zfill((us_rest % 10_000).astype(str), 4)))
+    us = np.char.add(
+        np.char.add("+1", us_area),
+        np.char.add(exchange.astype(str), np.char.zfill((us_rest % 10_000).astype(str), 4)),
+    )
     return np.where(in_china, cn, us)
 
 
@@ -214,14 +375,18 @@ def append_visits(
     day = np.datetime64(until, "D") - rng.integers(0, 365, total)
     minute = rng.integers(9 * 60, 21 * 60, total)
     local = (day.astype("datetime64[m]") + minute.astype("timedelta64[m]")).astype("datetime64[ms]")
-    frame = pl.DataFrame({
-        "visit_id": np.char.add("V", np.char.zfill(
-            np.arange(first_visit_no, first_visit_no + total).astype(str), 10)),
-        "subscriber_id": people["subscriber_id"].to_numpy()[who],
-        "store_id": visit_store,
-        "local_time": local,
-        "service_type": SERVICE_TYPES[rng.integers(0, len(SERVICE_TYPES), total)],
-    })
+    frame = pl.DataFrame(
+        {
+            "visit_id": np.char.add(
+                "V",
+                np.char.zfill(np.arange(first_visit_no, first_visit_no + total).astype(str), 10),
+            ),
+            "subscriber_id": people["subscriber_id"].to_numpy()[who],
+            "store_id": visit_store,
+            "local_time": local,
+            "service_type": SERVICE_TYPES[rng.integers(0, len(SERVICE_TYPES), total)],
+        }
+    )
     con.register("visit_chunk", frame.to_arrow())
     con.execute(
         "INSERT INTO store_visits SELECT v.visit_id, v.subscriber_id, v.store_id,"

@@ -17,12 +17,12 @@ from typing import ClassVar
 class OutboundMessage:
     action_id: str
     idempotency_key: str
-    channel: str          # sms | email | voice
+    channel: str  # sms | email | voice
     recipient: str
     subject: str | None
     body: str
     locale: str
-    send_at: datetime     # when the send happens (the wall clock, or the demo's simulated one)
+    send_at: datetime  # when the send happens (the wall clock, or the demo's simulated one)
 
 
 @dataclass(frozen=True)

@@ -61,23 +61,47 @@ class SandboxProvider(Provider):
             con.executemany(
                 "INSERT OR IGNORE INTO sent (provider_id, idempotency_key, action_id, channel,"
                 " recipient, subject, body, locale, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                [(r.provider_id, m.idempotency_key, m.action_id, m.channel, m.recipient,
-                  m.subject, m.body, m.locale, m.send_at.isoformat()) for m, r in accepted])
+                [
+                    (
+                        r.provider_id,
+                        m.idempotency_key,
+                        m.action_id,
+                        m.channel,
+                        m.recipient,
+                        m.subject,
+                        m.body,
+                        m.locale,
+                        m.send_at.isoformat(),
+                    )
+                    for m, r in accepted
+                ],
+            )
             con.execute("COMMIT")
         self.inbox.put_many(
-            ("status", f"{r.provider_id}:delivered", m.send_at + timedelta(seconds=3),
-             {"provider_id": r.provider_id, "status": "delivered", "channel": m.channel})
-            for m, r in accepted)
+            (
+                "status",
+                f"{r.provider_id}:delivered",
+                m.send_at + timedelta(seconds=3),
+                {"provider_id": r.provider_id, "status": "delivered", "channel": m.channel},
+            )
+            for m, r in accepted
+        )
         return results
 
     def _check(self, message: OutboundMessage) -> SendResult:
         pattern = EMAIL if message.channel == "email" else E164
         if message.channel not in self.channels:
-            return SendResult(message.action_id, error_code="unsupported_channel",
-                              error=f"channel {message.channel} is not supported")
+            return SendResult(
+                message.action_id,
+                error_code="unsupported_channel",
+                error=f"channel {message.channel} is not supported",
+            )
         if not pattern.match(message.recipient or ""):
-            return SendResult(message.action_id, error_code="invalid_recipient",
-                              error=f"not a valid {message.channel} address")
+            return SendResult(
+                message.action_id,
+                error_code="invalid_recipient",
+                error=f"not a valid {message.channel} address",
+            )
         digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()
         return SendResult(message.action_id, provider_id=ID_PREFIX[message.channel] + digest)
 
@@ -85,9 +109,13 @@ class SandboxProvider(Provider):
         found: dict[str, str] = {}
         with closing(self.connect()) as con:
             for start in range(0, len(idempotency_keys), 500):
-                chunk = list(idempotency_keys[start:start + 500])
+                chunk = list(idempotency_keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
-                found.update(con.execute(
-                    f"SELECT idempotency_key, provider_id FROM sent"
-                    f" WHERE idempotency_key IN ({marks})", chunk).fetchall())
+                found.update(
+                    con.execute(
+                        f"SELECT idempotency_key, provider_id FROM sent"
+                        f" WHERE idempotency_key IN ({marks})",
+                        chunk,
+                    ).fetchall()
+                )
         return found

@@ -1,0 +1,69 @@
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from campaigns.catalog import load_campaign, load_campaigns
+from campaigns.spec import DEFINITIONS_DIR, CampaignError
+from feedback.tokens import TokenError, verify
+from segments.registry import load_rules
+
+
+def test_builtin_campaigns_load(settings):
+    assert sorted(load_campaigns(settings)) == ["birthday", "store_visit", "tenure"]
+
+
+def broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = (DEFINITIONS_DIR / "birthday.yaml").read_text()
+    assert old in text
+    path = tmp_path / "broken.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("{{ age }}岁", "{{ agee }}岁", "'agee' is undefined"),
+        ("{{ offer }}，已自动", "{{ offer }，已自动", "messages.zh-CN.sms"),
+        ("segment: birthday", "segment: birthdays", "unknown segment 'birthdays'"),
+        ("    platinum: {code: BDAY-VIP", "    diamond: {code: BDAY-VIP", "unknown tier"),
+        ("channels: [sms, email, voice]", "channels: [sms, fax]", "channels"),
+        ("holdout_percent: 10", "holdout_percent: 80", "holdout_percent"),
+        (
+            'send_window: ["09:00", "21:00"]',
+            'send_window: ["21:00", "09:00"]',
+            "send_window must start before it ends",
+        ),
+    ],
+)
+def test_a_broken_definition_names_file_and_reason(settings, tmp_path, old, new, reason):
+    with pytest.raises(CampaignError, match=r"broken\.yaml") as err:
+        load_campaign(broken(tmp_path, old, new), load_rules(), settings)
+    assert reason in str(err.value)
+
+
+def test_missing_tier_offer_is_refused(settings, tmp_path):
+    path = broken(
+        tmp_path,
+        '    silver: {code: BDAY-5GB, text: {zh-CN: "5GB 国内流量包", en: "a 5 GB data pack"}}\n',
+        "",
+    )
+    with pytest.raises(CampaignError, match=r"no offer for tier\(s\) \['silver'\]"):
+        load_campaign(path, load_rules(), settings)
+
+
+def test_rating_links_are_signed_and_scoped(settings):
+    from feedback.tokens import rating_links
+
+    issued = datetime(2026, 3, 1, tzinfo=UTC)
+    links = rating_links("ca_1", "https://care.example.com", "secret", issued)
+    token = links[4].rsplit("/", 1)[1]
+    parsed = verify(token, "secret", issued)
+    assert (parsed.action_id, parsed.purpose, parsed.score) == ("ca_1", "rate", 4)
+    with pytest.raises(TokenError, match="bad signature"):
+        verify(token, "other-secret", issued)
+    with pytest.raises(TokenError, match="bad signature"):
+        verify(links[5].rsplit("/", 1)[1][:-2] + "xx", "secret", issued)
+    with pytest.raises(TokenError, match="expired"):
+        verify(token, "secret", datetime(2026, 4, 1, tzinfo=UTC))

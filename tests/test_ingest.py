@@ -1,0 +1,153 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from feedback.inbox import Inbox
+from feedback.ingest import collect
+from tests.factories import add_action, add_store, add_subscriber
+
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+WINDOW = timedelta(hours=72)
+PHONE = "+8613800000001"
+
+
+@pytest.fixture
+def inbox(settings):
+    return Inbox(settings.inbox_path)
+
+
+@pytest.fixture
+def world(con):
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_subscriber(con, "S2")
+    return con
+
+
+def sms(inbox, sid, sender, body, at):
+    inbox.put(
+        "sms", sid, at, {"MessageSid": sid, "From": sender, "To": "+10000000000", "Body": body}
+    )
+
+
+def evaluations(con):
+    return con.execute(
+        "SELECT dedupe_key, action_id, subscriber_id, intent, score, comment, "
+        "attribution FROM evaluations ORDER BY received_at"
+    ).fetchall()
+
+
+def test_sms_reply_is_scored_and_attributed(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "2 排队太久了", T0 + timedelta(minutes=20))
+    figures = collect(world, inbox, reply_window=WINDOW)
+    assert evaluations(world) == [("sms:SM1", "A1", "S1", "rating", 2, "排队太久了", "matched")]
+    assert figures.replies == {"matched": 1}
+    assert world.execute("SELECT action_id, score FROM action_ratings").fetchall() == [("A1", 2)]
+
+
+def test_overlapping_campaigns_attribute_to_the_latest_survey_before_the_reply(world, inbox):
+    add_action(world, "B", "S1", campaign="birthday", recipient=PHONE, sent_at=T0)
+    add_action(
+        world, "T", "S1", campaign="tenure", recipient=PHONE, sent_at=T0 + timedelta(hours=5)
+    )
+    sms(inbox, "SM1", PHONE, "4", T0 + timedelta(hours=1))
+    sms(inbox, "SM2", PHONE, "5", T0 + timedelta(hours=6))
+    collect(world, inbox, reply_window=WINDOW)
+    rows = world.execute(
+        "SELECT dedupe_key, campaign_id, action_id FROM evaluations ORDER BY 1"
+    ).fetchall()
+    assert rows == [("sms:SM1", "birthday", "B"), ("sms:SM2", "tenure", "T")]
+
+
+def test_late_unknown_and_unsolicited_replies_are_kept(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "5", T0 + timedelta(hours=80))
+    sms(inbox, "SM2", "+8613999999999", "5", T0)
+    sms(inbox, "SM3", "+8613800000002", "3", T0)  # S2, who was never asked
+    figures = collect(world, inbox, reply_window=WINDOW)
+    got = {r[0]: (r[1], r[2], r[6]) for r in evaluations(world)}
+    assert got == {
+        "sms:SM1": (None, "S1", "late"),
+        "sms:SM2": (None, None, "unknown_sender"),
+        "sms:SM3": (None, "S2", "no_open_survey"),
+    }
+    assert figures.replies == {"late": 1, "unknown_sender": 1, "no_open_survey": 1}
+    assert world.execute("SELECT count(*) FROM action_ratings").fetchone() == (0,)
+
+
+def test_duplicates_count_once_even_when_the_inbox_is_replayed(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "4", T0 + timedelta(minutes=5))
+    assert inbox.put("sms", "SM1", T0, {"From": PHONE, "Body": "4"}) is False  # provider retry
+    collect(world, inbox, reply_window=WINDOW)
+    world.execute("DELETE FROM ingest_state")  # as if the flow crashed before its watermark
+    again = collect(world, inbox, reply_window=WINDOW)
+    assert again.duplicates == 1 and again.drained == 1
+    assert world.execute("SELECT count(*) FROM evaluations").fetchone() == (1,)
+
+
+def test_stop_opts_out_and_start_opts_back_in(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "退订", T0 + timedelta(minutes=1))
+    figures = collect(world, inbox, reply_window=WINDOW)
+    assert figures.opt_outs == 1
+    assert world.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall() == [
+        ("S1", "sms")
+    ]
+    sms(inbox, "SM2", PHONE, "START", T0 + timedelta(minutes=9))
+    collect(world, inbox, reply_window=WINDOW)
+    assert world.execute("SELECT count(*) FROM active_opt_outs").fetchone() == (0,)
+
+
+def test_ivr_and_email_replies_carry_their_action(world, inbox):
+    add_action(world, "V1", "S1", channel="voice", recipient=PHONE, sent_at=T0)
+    add_action(world, "V2", "S2", channel="voice", recipient="+8613800000002", sent_at=T0)
+    add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
+    inbox.put("ivr", "CA1:gather", T0 + timedelta(seconds=40), {"action_id": "V1", "Digits": "4"})
+    inbox.put("ivr", "CA2:gather", T0 + timedelta(seconds=40), {"action_id": "V2", "Digits": "9"})
+    inbox.put(
+        "email_rating",
+        "rating:E1",
+        T0 + timedelta(hours=2),
+        {"action_id": "E1", "score": 1, "comment": "never again"},
+    )
+    collect(world, inbox, reply_window=WINDOW)
+    got = {r[1]: (r[3], r[4], r[5]) for r in evaluations(world)}
+    assert got == {
+        "V1": ("rating", 4, None),
+        "V2": ("unknown", None, None),
+        "E1": ("rating", 1, "never again"),
+    }
+
+
+def test_status_events_never_go_backwards(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0, provider_id="SM-A1")
+    inbox.put(
+        "status",
+        "SM-A1:delivered",
+        T0 + timedelta(seconds=5),
+        {"provider_id": "SM-A1", "status": "delivered"},
+    )
+    inbox.put(
+        "status",
+        "SM-A1:sent",
+        T0 + timedelta(seconds=2),
+        {"provider_id": "SM-A1", "status": "sent"},
+    )  # arrives late, out of order
+    figures = collect(world, inbox, reply_window=WINDOW)
+    assert figures.status_events == 2
+    assert world.execute("SELECT status FROM care_actions").fetchone() == ("delivered",)
+    assert world.execute(
+        "SELECT count(*) FROM delivery_events WHERE action_id = 'A1'"
+    ).fetchone() == (2,)
+
+
+def test_email_unsubscribe_opts_out_of_email(world, inbox):
+    add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
+    inbox.put("unsubscribe", "E1", T0 + timedelta(hours=1), {"action_id": "E1"})
+    figures = collect(world, inbox, reply_window=WINDOW)
+    assert figures.opt_outs == 1
+    assert world.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall() == [
+        ("S2", "email")
+    ]

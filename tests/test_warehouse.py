@@ -1,0 +1,85 @@
+import hashlib
+from datetime import date
+
+import duckdb
+import phonenumbers
+import pytest
+
+from warehouse import db
+from warehouse.db import Migration, MigrationError, applied_versions, available_migrations, connect
+from warehouse.demo_data import build_demo_data
+
+
+def test_migrations_apply_in_order_once(settings):
+    con = connect(settings.warehouse_path)
+    versions = [m.version for m in available_migrations()]
+    assert versions == sorted(versions) and versions[0] == 1
+    assert sorted(applied_versions(con)) == versions
+    con.close()
+    again = connect(settings.warehouse_path)  # reopening applies nothing twice
+    assert db.migrate(again) == []
+    again.close()
+
+
+def test_an_edited_migration_is_refused(settings, monkeypatch):
+    connect(settings.warehouse_path).close()
+    original = available_migrations()
+    edited = [
+        Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == 1 else m
+        for m in original
+    ]
+    monkeypatch.setattr(db, "available_migrations", lambda: edited)
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        connect(settings.warehouse_path)
+
+
+def test_a_new_migration_upgrades_in_place(settings, monkeypatch):
+    con = connect(settings.warehouse_path)
+    con.execute("INSERT INTO stores VALUES ('ST1', 'a', 'b', 'c', 'UTC', 'm', 'm@example.com')")
+    con.close()
+    extra = Migration(999, "add_note", "ALTER TABLE stores ADD COLUMN note VARCHAR;")
+    monkeypatch.setattr(db, "available_migrations", lambda: [*available_migrations(), extra])
+    upgraded = connect(settings.warehouse_path)
+    assert upgraded.execute("SELECT store_id, note FROM stores").fetchall() == [("ST1", None)]
+    assert 999 in applied_versions(upgraded)
+    upgraded.close()
+
+
+def fingerprint(con):
+    rows = con.execute("SELECT * FROM subscribers ORDER BY subscriber_id").fetchall()
+    visits = con.execute("SELECT * FROM store_visits ORDER BY visit_id").fetchall()
+    return hashlib.sha256(repr((rows, visits)).encode()).hexdigest()
+
+
+def test_demo_data_is_deterministic_and_realistic(settings):
+    con = connect(settings.warehouse_path)
+    summary = build_demo_data(con, subscribers=20_000, seed=3, until=date(2026, 3, 1))
+    first = fingerprint(con)
+    build_demo_data(con, subscribers=20_000, seed=3, until=date(2026, 3, 1))
+    assert fingerprint(con) == first
+    build_demo_data(con, subscribers=20_000, seed=4, until=date(2026, 3, 1))
+    assert fingerprint(con) != first
+    assert summary.subscribers == 20_000 and summary.visits > 30_000
+    phones = [
+        p
+        for (p,) in con.execute("SELECT phone FROM subscribers WHERE phone IS NOT NULL").fetchall()
+    ]
+    assert len(set(phones)) == len(phones)
+    assert all(phonenumbers.is_valid_number(phonenumbers.parse(p)) for p in phones[:2000])
+    stats = con.execute("""SELECT
+        count(*) FILTER (strftime(birthday, '%m-%d') = '02-29'),
+        count(*) FILTER (birthday > DATE '2026-03-01' OR joined_on > DATE '2026-03-01'),
+        count(DISTINCT locale), count(DISTINCT tier), count(DISTINCT timezone),
+        count(*) FILTER (phone LIKE '+86%'), count(*) FILTER (phone LIKE '+1%'),
+        count(*) FILTER (joined_on < DATE '2007-01-01')
+        FROM subscribers""").fetchone()
+    feb29, future, locales, tiers, zones, cn, us, veterans = stats
+    assert feb29 > 0 and future == 0 and locales == 2 and tiers == 4 and zones >= 5
+    assert cn > us > 0 and veterans > 0
+    con.close()
+
+
+def test_demo_data_rejects_an_empty_population(con):
+    with pytest.raises(ValueError, match="at least 1"):
+        build_demo_data(con, subscribers=0, seed=1, until=date(2026, 1, 1))
+    assert isinstance(con, duckdb.DuckDBPyConnection)

@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck clean
 
 install: $(STAMP)
 
@@ -31,9 +31,6 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy careloop flows segments campaigns feedback warehouse
-
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .careloop .pytest_cache .mypy_cache .ruff_cache

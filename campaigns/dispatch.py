@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
-from warehouse.db import query_frame
+from warehouse.db import query_frame, register_frame
 
 MAX_ATTEMPTS = 5
 
@@ -114,7 +114,7 @@ def record(
             "sent_at": [m.send_at for m in messages],
         }
     )
-    con.register("send_outcome", outcome.to_arrow())
+    register_frame(con, "send_outcome", outcome)
     con.execute(
         """
         UPDATE care_actions a SET
@@ -156,7 +156,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, provider: Provider, figures: Dispa
             "claimed_at": pl.Datetime("us", "UTC"),
         },
     )
-    con.register("settled", settled.to_arrow())
+    register_frame(con, "settled", settled)
     con.execute("""
         UPDATE care_actions a SET
             status = CASE WHEN s.provider_id IS NULL THEN 'queued' ELSE 'sent' END,

@@ -20,7 +20,7 @@ from campaigns.content import StepRenderer, render_members
 from campaigns.spec import CareStep
 from careloop.settings import Settings
 from segments.registry import SegmentRule, materialize
-from warehouse.db import query_frame
+from warehouse.db import query_frame, register_frame
 
 # Outbox statuses that mean "this customer was (or is about to be) contacted".
 CONTACT_STATUSES = ("queued", "sending", "sent", "delivered")
@@ -106,6 +106,10 @@ def content(plan: Plan) -> int:
     members = _count(plan.con, "plan_members")
     plan.figures["unknown_subscribers"] = plan.figures.get("targeted", members) - members
     plan.con.execute(
+        "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion "
+        "FROM plan_members WHERE idempotency_key IN (SELECT idempotency_key FROM care_actions)"
+    )
+    plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
         "(SELECT idempotency_key FROM care_actions)"
     )
@@ -113,7 +117,7 @@ def content(plan: Plan) -> int:
     plan.figures["already_planned"] = members - remaining
     frame = query_frame(plan.con, "SELECT * FROM plan_members")
     rendered = render_members(plan.renderer, frame, plan.created_at)
-    plan.con.register("rendered_members", rendered.to_arrow())
+    register_frame(plan.con, "rendered_members", rendered)
     plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
     plan.con.unregister("rendered_members")
     return remaining
@@ -160,8 +164,11 @@ def _state_sql(channel: str, contact: str) -> str:
     )
 
 
-def apply_standard(plan: Plan) -> dict[str, Any]:
-    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive."""
+def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
+    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive.
+
+    With ``write`` off the outcome stays in ``plan_final`` (a dry run, for audience preview).
+    """
     campaign = plan.campaign.campaign
     start, end = campaign.send_window
     cap_applies = plan.round == 1
@@ -215,7 +222,8 @@ def apply_standard(plan: Plan) -> dict[str, Any]:
             round(campaign.holdout_percent * 100),
         ],
     )
-    _write_outbox(plan)
+    if write:
+        _write_outbox(plan)
     return _standard_figures(plan)
 
 

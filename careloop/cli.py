@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,10 +21,16 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_help=True)
+audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
+app.add_typer(audience_app, name="audience")
 app.add_typer(replies_app, name="replies")
 console = Console()
+Params = Annotated[
+    list[str] | None, typer.Option("--param", help="Segment parameter k=v (a YAML value).")
+]
+OutputFormat = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 AsOf = Annotated[
     datetime | None,
     typer.Option(
@@ -84,9 +93,7 @@ def demo_data(
 def run(
     campaign: Annotated[str, typer.Argument(help="A campaign in campaigns/definitions.")],
     as_of: AsOf = None,
-    param: Annotated[
-        list[str] | None, typer.Option(help="Segment parameter, k=v (YAML value).")
-    ] = None,
+    param: Params = None,
     send: Annotated[bool, typer.Option(help="Send what is due after planning.")] = True,
 ) -> None:
     """Run one campaign's care loop for an as-of date."""
@@ -179,6 +186,37 @@ def demo(
 
 
 @app.command()
+def load(
+    entity: Annotated[str, typer.Argument(help="subscribers, stores or visits.")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet.")],
+    quarantine: Annotated[
+        bool, typer.Option(help="Load the good rows; keep the bad ones in quarantine.")
+    ] = False,
+) -> None:
+    """Validate a file and upsert it by id; a file with bad rows is refused whole by default."""
+    from careloop.settings import load_settings
+    from warehouse.db import warehouse
+    from warehouse.loading import LoadRefusedError, load_file
+
+    settings = load_settings()
+    try:
+        with warehouse(settings.warehouse_path) as con:
+            result = load_file(con, settings, entity, path, quarantine=quarantine)
+    except LoadRefusedError as refused:
+        console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
+        console.print(
+            f"report: {settings.reports_dir / 'validation'}/{refused.result.load_id}.json"
+        )
+        raise typer.Exit(1) from None
+    console.print(
+        f"{entity}: {result.rows_loaded} of {result.rows_read} rows loaded, "
+        f"{len(result.bad_rows)} quarantined; load {result.load_id}"
+    )
+    for line, reasons in sorted(result.bad_rows.items()):
+        console.print(f"  line {line}: {'; '.join(reasons)}", highlight=False)
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the warehouse schema."""
     from careloop.settings import load_settings
@@ -221,6 +259,113 @@ def segment_list() -> None:
     console.print(table)
 
 
+@segment_app.command("show")
+def segment_show(name: str) -> None:
+    """Show a segment rule: description, owner, parameters, columns and its SQL."""
+    from rich.syntax import Syntax
+
+    rule = _rule(name)
+    console.print(
+        f"[bold]{rule.name}[/bold] ({rule.path})\n{rule.description}\nowner: {rule.owner}"
+    )
+    for param, default in rule.params.items():
+        console.print(f"  param {param} = {default!r}")
+    for column, meaning in rule.columns.items():
+        console.print(f"  column {column}: {meaning}")
+    console.print(Syntax(rule.sql, "sql"))
+
+
+@segment_app.command("preview")
+def segment_preview(
+    name: str, as_of: AsOf = None, param: Params = None, fmt: OutputFormat = "table"
+) -> None:
+    """Print the rule's members for a date (the rule itself: no consent, caps or holdout)."""
+    from careloop.output import print_frame
+    from segments.registry import materialize
+    from warehouse.db import query_frame
+
+    rule = _rule(name)
+    with _reader() as con:
+        materialize(con, rule, _day(as_of) or date.today(), "preview", _params(param))
+        frame = query_frame(
+            con,
+            "SELECT subscriber_id, * EXCLUDE (subscriber_id) FROM preview ORDER BY subscriber_id",
+        )
+    print_frame(frame, _format(fmt), console, f"segment {name}")
+
+
+@segment_app.command("test")
+def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Run the tests in the rules' YAML files (all rules, or one)."""
+    from segments.registry import load_rules
+    from segments.testing import run_rule_tests
+
+    rules = load_rules()
+    chosen = [_rule(name)] if name else list(rules.values())
+    results = [result for rule in chosen for result in run_rule_tests(rule)]
+    for r in results:
+        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {r.rule}: {r.test}" + (f" - {r.detail}" if r.detail else ""))
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@audience_app.command("preview")
+def audience_preview(
+    campaign: str, as_of: AsOf = None, param: Params = None, fmt: OutputFormat = "table"
+) -> None:
+    """Who the campaign would contact, and for every other member why not."""
+    from campaigns.audience import preview_audience
+    from campaigns.catalog import load_campaigns
+    from careloop.output import print_frame
+    from careloop.settings import load_settings
+
+    settings = load_settings()
+    catalog = load_campaigns(settings)
+    if campaign not in catalog:
+        _fail(f"unknown campaign {campaign!r}; known: {', '.join(sorted(catalog))}")
+    with _reader() as con:
+        frame = preview_audience(
+            con, settings, catalog[campaign], _day(as_of) or date.today(), _params(param)
+        )
+    print_frame(frame, _format(fmt), console, f"audience {campaign}")
+
+
+def _rule(name: str) -> Any:
+    from segments.registry import load_rules
+
+    rules = load_rules()
+    if name not in rules:
+        _fail(f"unknown segment {name!r}; known: {', '.join(sorted(rules))}")
+    return rules[name]
+
+
+def _format(fmt: str) -> Any:
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter(f"{fmt!r}: use table, csv or json", param_hint="--format")
+    return fmt
+
+
+@contextmanager
+def _reader() -> Iterator[Any]:
+    """The warehouse opened read-only (previews never write), created first if missing."""
+    import duckdb
+
+    from careloop.settings import load_settings
+    from warehouse.db import connect
+
+    path = load_settings().warehouse_path
+    if not path.exists():
+        connect(path).close()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
 @replies_app.command("parse")
 def replies_parse(text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
@@ -241,5 +386,5 @@ def run_cli() -> None:  # pragma: no cover - the console entry point
 
     try:
         app()
-    except (ConfigError, CampaignError, SegmentError, ValueError) as exc:
+    except (ConfigError, CampaignError, SegmentError, ValueError) as exc:  # LoadError too
         _fail(str(exc))

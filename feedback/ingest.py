@@ -17,6 +17,7 @@ import polars as pl
 
 from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
+from warehouse.db import register_frame
 
 WATERMARK = "inbox_last_id"
 STATUS_RANK = {
@@ -85,7 +86,7 @@ def land(
             "payload": [json.dumps(i.payload, ensure_ascii=False) for i in batch],
         }
     )
-    con.register("landing", frame.to_arrow())
+    register_frame(con, "landing", frame)
     new_keys = {
         row[0]
         for row in con.execute(
@@ -137,7 +138,8 @@ def ingest_replies(
                 "comment": parsed.comment,
             }
         )
-    con.register(
+    register_frame(
+        con,
         "replies",
         pl.DataFrame(
             rows,
@@ -151,7 +153,7 @@ def ingest_replies(
                 "score": pl.Int32,
                 "comment": pl.String,
             },
-        ).to_arrow(),
+        ),
     )
     con.execute(ATTRIBUTE_SQL, [int(reply_window.total_seconds())])
     con.unregister("replies")
@@ -247,7 +249,7 @@ def ingest_statuses(
         },
         schema_overrides={"error_code": pl.String},
     )
-    con.register("statuses", frame.to_arrow())
+    register_frame(con, "statuses", frame)
     con.execute("""
         INSERT INTO delivery_events
         SELECT s.event_key, a.action_id, s.provider_id, s.status, s.error_code, s.occurred_at

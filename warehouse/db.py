@@ -112,3 +112,13 @@ def query_frame(
 ) -> pl.DataFrame:
     """Run a statement (a SELECT, or DML with RETURNING) and return its rows as a polars frame."""
     return pl.from_pandas(con.execute(sql, params or []).fetch_df())
+
+
+def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    """Expose a polars frame to SQL as ``name``.
+
+    DuckDB 2.0 refuses to register while an earlier result is still open (a ``fetchone()`` leaves
+    it open until a fetch returns nothing); running any statement closes it, so do that first.
+    """
+    con.execute("SELECT 1").fetchall()
+    con.register(name, frame.to_arrow())

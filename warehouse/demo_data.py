@@ -14,6 +14,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from warehouse.db import register_frame
+
 CHUNK = 500_000
 CN_SURNAMES = [
     ("王", "wang"),
@@ -218,7 +220,7 @@ def build_demo_data(
     con.execute("BEGIN TRANSACTION")
     for table in ("store_visits", "subscribers", "stores"):
         con.execute(f"DELETE FROM {table}")
-    con.register("new_stores", stores.to_arrow())
+    register_frame(con, "new_stores", stores)
     con.execute("INSERT INTO stores SELECT * FROM new_stores")
     con.unregister("new_stores")
     visits = 0
@@ -227,7 +229,7 @@ def build_demo_data(
         idx = np.arange(start, min(start + CHUNK, subscribers), dtype=np.int64)
         people = make_subscribers(rng, idx, stores, until)
         visits += append_visits(con, rng, people, stores, until, first_visit_no=visits)
-        con.register("chunk", people.to_arrow())
+        register_frame(con, "chunk", people)
         con.execute("INSERT INTO subscribers SELECT * FROM chunk")
         con.unregister("chunk")
         on_progress(len(idx))
@@ -387,7 +389,7 @@ def append_visits(
             "service_type": SERVICE_TYPES[rng.integers(0, len(SERVICE_TYPES), total)],
         }
     )
-    con.register("visit_chunk", frame.to_arrow())
+    register_frame(con, "visit_chunk", frame)
     con.execute(
         "INSERT INTO store_visits SELECT v.visit_id, v.subscriber_id, v.store_id,"
         " timezone(s.timezone, v.local_time), v.service_type"

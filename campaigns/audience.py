@@ -1,0 +1,52 @@
+"""Audience preview: who a campaign would contact on a date, and why each other member not.
+
+A dry run of steps 1-4 that writes nothing: the segment shows the rule itself, the audience
+shows the result of the Standard step.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from campaigns.catalog import LoadedCampaign
+from campaigns.planning import Plan, apply_standard, choose_channel, content, target
+from careloop.settings import Settings
+from warehouse.db import query_frame
+
+AUDIENCE_SQL = """
+SELECT subscriber_id, occasion,
+    CASE WHEN suppression_reason IS NULL THEN 'contact'
+         WHEN suppression_reason = 'holdout' THEN 'held_out'
+         ELSE 'not_contacted' END AS decision,
+    suppression_reason AS reason,
+    channel,
+    strftime(send_local, '%Y-%m-%d %H:%M') AS local_send_time,
+    timezone,
+    CASE WHEN channel IS NOT NULL AND send_local <> due_local
+         THEN 'quiet hours: waits for the send window' END AS note
+FROM plan_final
+UNION ALL
+SELECT subscriber_id, occasion, 'not_contacted', 'already_planned', NULL, NULL, NULL,
+       'this occasion is already in the outbox'
+FROM plan_already
+ORDER BY decision, reason NULLS FIRST, subscriber_id
+"""
+
+
+def preview_audience(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    campaign: LoadedCampaign,
+    as_of: date,
+    params: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    plan = Plan(con, settings, campaign, as_of, round=1, run_id="preview")
+    target(plan, campaign.rule, params)
+    content(plan)
+    choose_channel(plan)
+    apply_standard(plan, write=False)
+    return query_frame(con, AUDIENCE_SQL)

@@ -1,0 +1,28 @@
+"""Print a frame as a table, CSV (header, then rows) or JSON (one object per row)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Literal
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+Format = Literal["table", "csv", "json"]
+
+
+def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(frame.columns)
+        writer.writerows(["" if v is None else v for v in row] for row in frame.iter_rows())
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(frame.to_dicts(), ensure_ascii=False, default=str) + "\n")
+    else:
+        table = Table(*frame.columns, title=f"{title} ({frame.height} rows)")
+        for row in frame.iter_rows():
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)

@@ -1,0 +1,96 @@
+import csv
+import io
+import json
+from datetime import date
+
+import pytest
+from typer.testing import CliRunner
+
+from careloop.cli import app
+from segments.registry import load_rules
+from segments.testing import run_rule_tests
+from tests.factories import add_store, add_subscriber
+from warehouse.db import connect
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def warehouse_with_people(settings):
+    con = connect(settings.warehouse_path)
+    add_store(con)
+    add_subscriber(con, "S1", birthday=date(2000, 2, 29))
+    add_subscriber(
+        con, "S2", birthday=date(1990, 2, 28), sms_consent=False, email=None, voice_consent=False
+    )
+    add_subscriber(con, "S3", birthday=date(1990, 3, 1))
+    con.close()
+    return settings
+
+
+def test_builtin_rules_pass_their_own_yaml_tests():
+    results = [r for rule in load_rules().values() for r in run_rule_tests(rule)]
+    assert len(results) >= 30
+    assert [r for r in results if not r.passed] == []
+
+
+def test_a_wrong_expectation_fails_with_the_difference(tmp_path):
+    (tmp_path / "r.sql").write_text("SELECT subscriber_id FROM subscriber_profile")
+    (tmp_path / "r.yml").write_text(
+        "description: everyone\ntests:\n  examples:\n    - as_of: 2026-01-01\n"
+        "      given: {subscribers: [{subscriber_id: A}, {subscriber_id: B}]}\n"
+        "      expect: [A]\n"
+    )
+    [result] = run_rule_tests(load_rules(tmp_path)["r"])
+    assert not result.passed and result.detail == "expected ['A'], got ['A', 'B']"
+
+
+def test_segment_preview_csv_json_and_params(warehouse_with_people):
+    out = runner.invoke(
+        app, ["segment", "preview", "birthday", "--as-of", "2025-02-28", "--format", "csv"]
+    )
+    assert out.exit_code == 0, out.output
+    rows = list(csv.reader(io.StringIO(out.output)))
+    assert rows[0][0] == "subscriber_id" and rows[0] == ["subscriber_id", "occasion", "age"]
+    assert [r[0] for r in rows[1:]] == ["S1", "S2"]
+    as_json = runner.invoke(
+        app,
+        [
+            "segment",
+            "preview",
+            "tenure",
+            "--as-of",
+            "2016-04-10",
+            "--param",
+            "milestones=[1]",
+            "--format",
+            "json",
+        ],
+    )
+    assert json.loads(as_json.output) == [
+        {"subscriber_id": s, "occasion": "tenure-1", "tenure_years": 1} for s in ("S1", "S2", "S3")
+    ]
+
+
+def test_segment_test_and_show_and_list():
+    assert "42 passed, 0 failed" in " ".join(runner.invoke(app, ["segment", "test"]).output.split())
+    shown = runner.invoke(app, ["segment", "show", "tenure"]).output
+    assert "milestone_every = 5" in shown and "list_contains" in shown
+    assert "store_visit" in runner.invoke(app, ["segment", "list"]).output
+    assert runner.invoke(app, ["segment", "show", "nope"]).exit_code == 2
+
+
+def test_audience_preview_says_why_not(warehouse_with_people):
+    out = runner.invoke(
+        app, ["audience", "preview", "birthday", "--as-of", "2025-02-28", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    got = {
+        r["subscriber_id"]: (r["decision"], r["reason"], r["channel"])
+        for r in json.loads(out.output)
+    }
+    assert got["S2"] == ("not_contacted", "no_consent", None)
+    assert got["S1"][0] in ("contact", "held_out") and got["S1"][2] == "sms"
+    con = connect(warehouse_with_people.warehouse_path)
+    assert con.execute("SELECT count(*) FROM care_actions").fetchone() == (0,)  # a dry run
+    con.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from campaigns.content import ContentError, LinkSettings, StepRenderer
 from campaigns.spec import DEFINITIONS_DIR, Campaign, CampaignError, check_coverage, parse_campaign
 from careloop.settings import Settings
-from segments.registry import SegmentRule, load_rules
+from segments.registry import RULES_DIR, SegmentRule, load_rules
 
 # Second rounds target the members of this rule, whatever the campaign's own segment is.
 SECOND_ROUND_SEGMENT = "dissatisfied"
@@ -48,9 +48,9 @@ def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings)
 
 
 def load_campaigns(
-    settings: Settings, directory: Path = DEFINITIONS_DIR
+    settings: Settings, directory: Path = DEFINITIONS_DIR, rules_dir: Path = RULES_DIR
 ) -> dict[str, LoadedCampaign]:
-    rules = load_rules()
+    rules = load_rules(rules_dir)
     return {
         path.stem: load_campaign(path, rules, settings) for path in sorted(directory.glob("*.yaml"))
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -22,9 +23,11 @@ app = typer.Typer(
 )
 segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_help=True)
 audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help=True)
+model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
 app.add_typer(audience_app, name="audience")
+app.add_typer(model_app, name="model")
 app.add_typer(replies_app, name="replies")
 console = Console()
 Params = Annotated[
@@ -366,6 +369,40 @@ def _reader() -> Iterator[Any]:
         con.close()
 
 
+@model_app.command("train")
+def model_train() -> None:
+    """Train a new version on all rated care; report AUC and calibration on held-out ratings."""
+    from careloop.settings import load_settings
+    from segments.models import train
+    from warehouse.db import warehouse
+
+    settings = load_settings()
+    with warehouse(settings.warehouse_path) as con:
+        trained = train(con, settings.home / "models")
+    metrics = trained.metrics
+    _show(
+        f"at_risk v{trained.version} ({trained.path})",
+        {k: v for k, v in metrics.items() if k != "calibration"},
+    )
+    table = Table("predicted (bin mean)", "observed", title="calibration on held-out ratings")
+    for point in metrics["calibration"]:
+        table.add_row(str(point["predicted"]), str(point["observed"]))
+    console.print(table)
+
+
+@model_app.command("score")
+def model_score(as_of: AsOf = None) -> None:
+    """Score every subscriber with the latest model for a date (the at_risk rule reads it)."""
+    from careloop.settings import load_settings
+    from segments.models import score
+    from warehouse.db import warehouse
+
+    day = _day(as_of) or date.today()
+    with warehouse(load_settings().warehouse_path) as con:
+        scored = score(con, day)
+    console.print(f"scored {scored} subscribers as of {day}")
+
+
 @replies_app.command("parse")
 def replies_parse(text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
@@ -382,9 +419,11 @@ def _fail(message: str) -> None:
 def run_cli() -> None:  # pragma: no cover - the console entry point
     from campaigns.spec import CampaignError
     from careloop.settings import ConfigError
+    from segments.models import ModelError
     from segments.registry import SegmentError
 
     try:
         app()
-    except (ConfigError, CampaignError, SegmentError, ValueError) as exc:  # LoadError too
-        _fail(str(exc))
+    except (ConfigError, CampaignError, SegmentError, ModelError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)

@@ -27,9 +27,16 @@ CREATE TABLE IF NOT EXISTS sim_replies (
     released   INTEGER NOT NULL DEFAULT 0
 )"""
 REPLY_RATE = {"sms": 0.45, "voice": 0.55, "email": 0.25}
-# Second rounds are personal (a call back, an apology), so more of them end well.
-SCORE_WEIGHTS = {1: [7, 8, 15, 35, 35], 2: [6, 8, 16, 35, 35]}
-GRUMPY_WEIGHTS = [30, 30, 20, 12, 8]
+# Score weights (1..5) by a customer's mood: higher mood, more complaints. Second rounds are
+# personal (a call back, an apology), so more of them end well whatever the mood.
+MOOD_WEIGHTS = {
+    -1: [3, 4, 13, 35, 45],
+    0: [5, 7, 15, 35, 38],
+    1: [9, 10, 17, 34, 30],
+    2: [16, 16, 20, 28, 20],
+    3: [30, 30, 20, 12, 8],
+}
+SECOND_ROUND_WEIGHTS = [6, 8, 16, 35, 35]
 COMPLAINTS = {
     "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
     "en": [
@@ -57,6 +64,14 @@ OUR_NUMBER = "+10000000000"
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What the simulated customer is like: traits a model can learn satisfaction from."""
+
+    tier: str
+    tenure_years: float
+
+
+@dataclass(frozen=True)
 class Delivered:
     provider_id: str
     action_id: str
@@ -69,12 +84,19 @@ class Delivered:
 
 class CustomerSimulator:
     def __init__(
-        self, sandbox: SandboxProvider, inbox: Inbox, *, seed: int = 7, reply_scale: float = 1.0
+        self,
+        sandbox: SandboxProvider,
+        inbox: Inbox,
+        *,
+        seed: int = 7,
+        reply_scale: float = 1.0,
+        profiles: dict[str, Profile] | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.inbox = inbox
         self.seed = seed
         self.reply_scale = reply_scale
+        self.profiles = profiles or {}  # by phone number or email address
         with closing(sandbox.connect()) as con:
             con.execute(PENDING_SCHEMA)
 
@@ -130,8 +152,7 @@ class CustomerSimulator:
         rng = random.Random(f"{self.seed}:{m.provider_id}")
         if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale:
             return None
-        grumpy = int(hashlib.md5(m.recipient.encode()).hexdigest(), 16) % 10 == 0
-        weights = GRUMPY_WEIGHTS if grumpy and m.round == 1 else SCORE_WEIGHTS[m.round]
+        weights = SECOND_ROUND_WEIGHTS if m.round == 2 else MOOD_WEIGHTS[self.mood(m.recipient)]
         score = rng.choices(range(1, 6), weights)[0]
         if m.channel == "sms":
             return self._sms(rng, m, score)
@@ -147,6 +168,17 @@ class CustomerSimulator:
         }
         click = {"action_id": m.action_id, "score": score, "attributes": attributes}
         return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(click)
+
+    def mood(self, recipient: str) -> int:
+        """-1 (delighted) .. 3 (grumpy): a lasting trait, worse for new and standard-tier
+        customers, better for gold and platinum ones."""
+        grumpy = int(hashlib.md5(recipient.encode()).hexdigest(), 16) % 10 == 0
+        profile = self.profiles.get(recipient)
+        mood = 2 if grumpy else 0
+        if profile:
+            mood += (profile.tier == "standard") + (profile.tenure_years < 2)
+            mood -= profile.tier in ("gold", "platinum")
+        return max(-1, min(3, mood))
 
     def _sms(self, rng: random.Random, m: Delivered, score: int) -> tuple[str, str, str, str]:
         text = self._sms_text(rng, m.locale, score)

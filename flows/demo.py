@@ -13,11 +13,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from feedback.inbox import Inbox
 from feedback.report import LoopReport, loop_report, render_markdown, write_store_lists
-from feedback.simulator import CustomerSimulator
+from feedback.simulator import CustomerSimulator, Profile
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
@@ -55,11 +57,11 @@ def run_demo(
     last_day = start + timedelta(days=days - 1)
     with warehouse(settings.warehouse_path) as con:
         data = build_demo_data(con, subscribers=subscribers, seed=seed, until=last_day)
+        profiles = customer_profiles(con, last_day)
     on_step("data")
+    inbox = Inbox(settings.inbox_path)
     simulator = CustomerSimulator(
-        SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path)),
-        Inbox(settings.inbox_path),
-        seed=seed,
+        SandboxProvider(settings.sandbox_path, inbox), inbox, seed=seed, profiles=profiles
     )
     campaigns = sorted(load_campaigns(settings))
     for offset in range(days + settle_days):
@@ -71,6 +73,20 @@ def run_demo(
         )
         on_step("day")
     return finish(settings.home, data)
+
+
+def customer_profiles(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Profile]:
+    """The simulated customers' traits, keyed by the phone and email their messages go to."""
+    profiles: dict[str, Profile] = {}
+    rows = con.execute(
+        "SELECT phone, email, tier, date_diff('day', joined_on, ?) / 365.25 FROM subscribers", [day]
+    ).fetchall()
+    for phone, email, tier, tenure in rows:
+        profile = Profile(tier, float(tenure))
+        for address in (phone, email):
+            if address:
+                profiles[address] = profile
+    return profiles
 
 
 def run_day(day: date, campaigns: list[str], home: str, simulator: CustomerSimulator) -> None:

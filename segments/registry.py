@@ -137,7 +137,11 @@ def materialize(
     params = rule.bind(as_of, overrides)
     columns = check_rule(con, rule)
     occasion = ", occasion" if "occasion" in columns else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({rule.sql})", params)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({rule.sql})", params)
+    except duckdb.Error as exc:
+        reason = _first_line(exc).removeprefix("Invalid Input Error: ")
+        raise SegmentError(rule.path, reason) from None
     duplicate = con.execute(
         f"SELECT subscriber_id{occasion}, count(*) FROM {table} "
         f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1"

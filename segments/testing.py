@@ -17,6 +17,7 @@ import duckdb
 from segments.registry import SegmentError, SegmentRule, materialize
 from warehouse.db import migrate
 
+EXTRA_TABLES = ("evaluations", "care_actions", "opt_outs", "model_scores")
 # Columns a test may leave out: filled with plain, valid values.
 ROW_DEFAULTS: dict[str, dict[str, Any]] = {
     "stores": {
@@ -101,7 +102,7 @@ def _as_date(value: object, label: str) -> date:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    if table not in ROW_DEFAULTS and table not in ("evaluations", "care_actions", "opt_outs"):
+    if table not in ROW_DEFAULTS and table not in EXTRA_TABLES:
         raise ValueError(f"given: unknown table {table!r}")
     for row in rows:
         full = {**ROW_DEFAULTS.get(table, {}), **row}

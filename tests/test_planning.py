@@ -11,7 +11,10 @@ AS_OF = date(2026, 6, 15)  # the factory's default birthday is June 15
 
 
 def plan(con, settings, name="birthday", as_of=AS_OF, holdout=0.0, run="r1"):
-    loaded = load_campaigns(settings)[name]
+    return plan_loaded(con, settings, load_campaigns(settings)[name], as_of, holdout, run)
+
+
+def plan_loaded(con, settings, loaded, as_of=AS_OF, holdout=0.0, run="r1"):
     if holdout is not None:
         loaded = dataclasses.replace(
             loaded, campaign=loaded.campaign.model_copy(update={"holdout_percent": holdout})

@@ -73,7 +73,9 @@ def test_segment_preview_csv_json_and_params(warehouse_with_people):
 
 
 def test_segment_test_and_show_and_list():
-    assert "42 passed, 0 failed" in " ".join(runner.invoke(app, ["segment", "test"]).output.split())
+    expected = sum(len(run_rule_tests(rule)) for rule in load_rules().values())
+    output = " ".join(runner.invoke(app, ["segment", "test"]).output.split())
+    assert f"{expected} passed, 0 failed" in output
     shown = runner.invoke(app, ["segment", "show", "tenure"]).output
     assert "milestone_every = 5" in shown and "list_contains" in shown
     assert "store_visit" in runner.invoke(app, ["segment", "list"]).output
@@ -93,4 +95,44 @@ def test_audience_preview_says_why_not(warehouse_with_people):
     assert got["S1"][0] in ("contact", "held_out") and got["S1"][2] == "sms"
     con = connect(warehouse_with_people.warehouse_path)
     assert con.execute("SELECT count(*) FROM care_actions").fetchone() == (0,)  # a dry run
+    con.close()
+
+
+def test_a_rule_added_as_two_files_runs_in_a_campaign(settings, tmp_path):
+    import shutil
+
+    from campaigns.catalog import load_campaigns
+    from campaigns.spec import DEFINITIONS_DIR
+    from segments.registry import RULES_DIR
+    from tests.test_planning import plan_loaded
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "gold_members.sql").write_text(
+        "SELECT subscriber_id, 'gold-' || strftime($as_of::DATE, '%Y') AS occasion\n"
+        "FROM subscriber_profile WHERE tier = $tier"
+    )
+    (rules / "gold_members.yml").write_text(
+        "description: members of one tier\nowner: data-team\n"
+        "params:\n  tier: {default: gold}\ncolumns:\n  subscriber_id: the member\n"
+        "tests:\n  examples:\n    - as_of: 2026-01-01\n"
+        "      given: {subscribers: [{subscriber_id: A, tier: gold}, {subscriber_id: B}]}\n"
+        "      expect: [A]\n"
+    )
+    definitions = tmp_path / "campaigns"
+    definitions.mkdir()
+    text = (DEFINITIONS_DIR / "store_visit.yaml").read_text()
+    (definitions / "gold_thanks.yaml").write_text(
+        text.replace("segment: store_visit", "segment: gold_members")
+    )
+    assert run_rule_tests(load_rules(rules)["gold_members"])[0].passed
+    loaded = load_campaigns(settings, definitions, rules)["gold_thanks"]
+    con = connect(settings.warehouse_path)
+    add_store(con)
+    add_subscriber(con, "S1", tier="gold")
+    add_subscriber(con, "S2")
+    plan_loaded(con, settings, loaded)
+    assert con.execute("SELECT subscriber_id, occasion, status FROM care_actions").fetchall() == [
+        ("S1", "gold-2026", "queued")
+    ]
     con.close()

@@ -211,30 +211,38 @@ def build_demo_data(
     subscribers: int,
     seed: int,
     until: date,
+    visits: bool = True,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> DemoDataSummary:
-    """Replace stores, subscribers and visits with a synthetic population as of ``until``."""
+    """Replace stores, subscribers and visits with a synthetic population as of ``until``.
+
+    Each chunk is its own transaction: one transaction over 10 million rows would hold every
+    index change in memory until the end.
+    """
     if subscribers < 1:
         raise ValueError("subscribers must be at least 1")
     stores = make_stores()
-    con.execute("BEGIN TRANSACTION")
     for table in ("store_visits", "subscribers", "stores"):
         con.execute(f"DELETE FROM {table}")
     register_frame(con, "new_stores", stores)
     con.execute("INSERT INTO stores SELECT * FROM new_stores")
     con.unregister("new_stores")
-    visits = 0
+    visit_count = 0
     for start in range(0, subscribers, CHUNK):
         rng = np.random.default_rng([seed, start // CHUNK])
         idx = np.arange(start, min(start + CHUNK, subscribers), dtype=np.int64)
         people = make_subscribers(rng, idx, stores, until)
-        visits += append_visits(con, rng, people, stores, until, first_visit_no=visits)
+        con.execute("BEGIN TRANSACTION")
+        if visits:
+            visit_count += append_visits(
+                con, rng, people, stores, until, first_visit_no=visit_count
+            )
         register_frame(con, "chunk", people)
         con.execute("INSERT INTO subscribers SELECT * FROM chunk")
         con.unregister("chunk")
+        con.execute("COMMIT")
         on_progress(len(idx))
-    con.execute("COMMIT")
-    return DemoDataSummary(stores=stores.height, subscribers=subscribers, visits=visits)
+    return DemoDataSummary(stores=stores.height, subscribers=subscribers, visits=visit_count)
 
 
 def make_stores() -> pl.DataFrame:

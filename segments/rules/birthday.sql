@@ -1,10 +1,9 @@
--- Birthday on the as-of date. DuckDB's DATE + to_years(n) clamps Feb 29 to Feb 28 in a
--- non-leap year, which is exactly when those born on Feb 29 celebrate.
+-- Birthday on the as-of date; Feb 29 births are members on Feb 28 in non-leap years (the
+-- anniversaries_on macro encodes that rule once, for every rule that needs it).
 SELECT
-    subscriber_id,
+    p.subscriber_id,
     'birthday-' || year($as_of::DATE) AS occasion,
-    year($as_of::DATE) - year(birthday) AS age
-FROM subscriber_profile
-WHERE birthday IS NOT NULL
-  AND birthday < $as_of::DATE
-  AND CAST(birthday + to_years(year($as_of::DATE) - year(birthday)) AS DATE) = $as_of::DATE
+    a.years AS age
+FROM subscriber_profile p
+JOIN anniversaries_on($as_of::DATE) a ON p.birthday = a.day
+WHERE a.years >= 1

@@ -1,15 +1,11 @@
 -- Join anniversary on the as-of date (Feb 29 joins count on Feb 28 in non-leap years) where the
 -- completed years are a milestone: one of $milestones, or a multiple of $milestone_every.
-WITH anniversaries AS (
-    SELECT subscriber_id, joined_on, year($as_of::DATE) - year(joined_on) AS tenure_years
-    FROM subscriber_profile
-)
 SELECT
-    subscriber_id,
-    'tenure-' || tenure_years AS occasion,
-    tenure_years
-FROM anniversaries
-WHERE tenure_years >= 1
-  AND CAST(joined_on + to_years(tenure_years) AS DATE) = $as_of::DATE
-  AND (list_contains($milestones, tenure_years)
-       OR ($milestone_every > 0 AND tenure_years % $milestone_every = 0))
+    p.subscriber_id,
+    'tenure-' || a.years AS occasion,
+    a.years AS tenure_years
+FROM subscriber_profile p
+JOIN anniversaries_on($as_of::DATE) a ON p.joined_on = a.day
+WHERE a.years >= 1
+  AND (list_contains($milestones, a.years)
+       OR ($milestone_every > 0 AND a.years % $milestone_every = 0))

@@ -1,0 +1,86 @@
+from datetime import date
+
+import numpy as np
+import pytest
+
+from segments.models import ModelError, score, train
+from segments.registry import SegmentError, load_rules, materialize
+from tests.factories import add_store
+
+AS_OF = date(2026, 3, 1)
+
+
+@pytest.fixture
+def rated(con):
+    """300 customers, 4 ratings each; new standard-tier customers complain far more often."""
+    add_store(con)
+    rng = np.random.default_rng(11)
+    for n in range(300):
+        risky = n % 2 == 0
+        con.execute(
+            "INSERT INTO subscribers VALUES (?, 'c', NULL, NULL, NULL, ?, ?, 'ST1', "
+            "'Asia/Shanghai', 'zh-CN', true, true, true)",
+            [
+                f"S{n:03d}",
+                date(2025, 9, 1) if risky else date(2012, 1, 1),
+                "standard" if risky else "platinum",
+            ],
+        )
+        for k in range(4):
+            unhappy = rng.random() < (0.5 if risky else 0.08)
+            score_ = int(rng.integers(1, 3) if unhappy else rng.integers(4, 6))
+            con.execute(
+                "INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, "
+                "campaign_id, round, channel, intent, score, attribution, received_at) VALUES "
+                "(?, ?, ?, ?, 'birthday', 1, 'sms', 'rating', ?, 'matched', "
+                "TIMESTAMPTZ '2026-01-01 00:00+00' + to_days(?) + to_hours(?))",
+                [f"E{n}-{k}", f"k{n}-{k}", f"A{n}-{k}", f"S{n:03d}", score_, k * 14, n % 24],
+            )
+    return con
+
+
+def test_the_model_beats_a_constant_predictor_on_held_out_ratings(rated, tmp_path):
+    first = train(rated, tmp_path)
+    m = first.metrics
+    assert m["held_out_rows"] == 240 and m["training_rows"] == 960
+    assert m["auc"] > 0.7 > m["auc_constant"]
+    assert m["brier"] < m["brier_constant"]
+    assert len(m["calibration"]) >= 3
+    assert first.version == 1 and first.path.exists()
+    assert train(rated, tmp_path).version == 2  # versions, never overwrites
+
+
+def test_scores_feed_the_at_risk_rule(rated, tmp_path):
+    train(rated, tmp_path)
+    assert score(rated, AS_OF) == 300
+    risky, safe = rated.execute(
+        "SELECT avg(probability) FILTER (s.tier = 'standard'), "
+        "avg(probability) FILTER (s.tier = 'platinum') "
+        "FROM model_scores JOIN subscribers s USING (subscriber_id)"
+    ).fetchone()
+    assert risky > 2 * safe
+    rule = load_rules()["at_risk"]
+    size = materialize(rated, rule, AS_OF, "members", {"threshold": 0.25})
+    tiers = dict(
+        rated.execute(
+            "SELECT s.tier, count(*) FROM members "
+            "JOIN subscribers s USING (subscriber_id) GROUP BY ALL"
+        ).fetchall()
+    )
+    assert size > 0 and tiers.get("standard", 0) > 5 * tiers.get("platinum", 0)
+
+
+def test_without_a_model_the_rule_says_what_to_run(con):
+    with pytest.raises(ModelError, match="run 'careloop model train' first"):
+        score(con, AS_OF)
+    with pytest.raises(
+        SegmentError,
+        match=r"no at_risk scores for 2026-03-01: run careloop "
+        r"model train",
+    ):
+        materialize(con, load_rules()["at_risk"], AS_OF, "members")
+
+
+def test_too_little_history_is_refused(con, tmp_path):
+    with pytest.raises(ModelError, match="not enough rated care"):
+        train(con, tmp_path)

@@ -16,6 +16,7 @@ import polars as pl
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from campaigns.sms import segment_count
 from campaigns.spec import CareStep, Channel, Locale
 from feedback.tokens import rating_links, unsubscribe_link
 
@@ -118,6 +119,13 @@ def render_members(renderer: StepRenderer, members: pl.DataFrame, issued: dateti
             subject, body = renderer.render(channel, row["action_id"], context, issued)
             out[f"{channel}_subject"].append(subject)
             out[f"{channel}_body"].append(body)
-    return members.with_columns(
+    frame = members.with_columns(
         [pl.Series(name, values, dtype=pl.String) for name, values in out.items()]
     )
+    if "sms" in renderer.step.channels:
+        frame = frame.with_columns(
+            pl.col("sms_body")
+            .map_elements(segment_count, return_dtype=pl.Int32)
+            .alias("sms_segments")
+        )
+    return frame

@@ -28,6 +28,9 @@ class DispatchFigures:
     suppressed_at_send: int = 0
     reconciled_sent: int = 0
     reconciled_requeued: int = 0
+    deferred_to_window: int = 0
+    opted_out_at_provider: int = 0
+    unconfirmed: int = 0
 
 
 def dispatch(
@@ -40,10 +43,12 @@ def dispatch(
 ) -> DispatchFigures:
     """Send every queued action due by ``now``. With ``simulated`` each goes at its due time."""
     figures = DispatchFigures()
-    reconcile(con, provider, figures)
+    reconcile(con, provider, now, figures)
     figures.suppressed_at_send = suppress_opted_out(con, now)
+    if not simulated:
+        figures.deferred_to_window = defer_outside_window(con, now)
     size = min(batch_size, provider.max_batch)
-    while not (batch := claim(con, now, size)).is_empty():
+    while not (batch := claim(con, now, size, simulated)).is_empty():
         messages = [_message(row, now, simulated) for row in batch.iter_rows(named=True)]
         results = provider.send(messages)
         record(con, messages, results, now, figures)
@@ -65,19 +70,47 @@ def suppress_opted_out(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
     return len(row)
 
 
-def claim(con: duckdb.DuckDBPyConnection, now: datetime, size: int) -> pl.DataFrame:
+# The customer's local time of day, as TIME, at moment {at}.
+LOCAL_TIME = "CAST(timezone(timezone, {at}) AS TIME)"
+IN_WINDOW = (
+    "(window_start IS NULL OR timezone IS NULL OR "
+    f"({LOCAL_TIME} >= window_start AND {LOCAL_TIME} < window_end))"
+)
+
+
+def defer_outside_window(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """SMS and calls due now but outside the customer's window wait for its next opening."""
+    local = LOCAL_TIME.format(at="$now")
+    rows = con.execute(
+        f"""
+        UPDATE care_actions SET updated_at = $now, scheduled_at = timezone(timezone,
+            CASE WHEN {local} < window_start
+                 THEN CAST(timezone(timezone, $now) AS DATE) + window_start
+                 ELSE CAST(timezone(timezone, $now) AS DATE) + 1 + window_start END)
+        WHERE status = 'queued' AND scheduled_at <= $now AND NOT {IN_WINDOW.format(at="$now")}
+        RETURNING 1""",
+        {"now": now},
+    ).fetchall()
+    return len(rows)
+
+
+def claim(
+    con: duckdb.DuckDBPyConnection, now: datetime, size: int, simulated: bool = False
+) -> pl.DataFrame:
+    """Mark the next due batch ``sending`` (committed before anything is sent)."""
+    at = "scheduled_at" if simulated else "$now"
     return query_frame(
         con,
-        """
-        UPDATE care_actions SET status = 'sending', claimed_at = ?, attempts = attempts + 1,
-            updated_at = ?
+        f"""
+        UPDATE care_actions SET status = 'sending', claimed_at = $now,
+            attempts = attempts + 1, updated_at = $now
         WHERE action_id IN (
             SELECT action_id FROM care_actions
-            WHERE status = 'queued' AND scheduled_at <= ?
-            ORDER BY scheduled_at, action_id LIMIT ?)
-        RETURNING action_id, idempotency_key, channel, recipient, subject, body, locale,
-            scheduled_at, attempts""",
-        [now, now, now, size],
+            WHERE status = 'queued' AND scheduled_at <= $now AND {IN_WINDOW.format(at=at)}
+            ORDER BY scheduled_at, action_id LIMIT $size)
+        RETURNING action_id, idempotency_key, subscriber_id, channel, recipient, subject,
+            body, locale, scheduled_at, attempts""",
+        {"now": now, "size": size},
     )
 
 
@@ -103,6 +136,7 @@ def record(
     now: datetime,
     figures: DispatchFigures,
 ) -> None:
+    """Write each result: sent, failed, back to the queue, or (unconfirmed) left sending."""
     outcome = pl.DataFrame(
         {
             "action_id": [r.action_id for r in results],
@@ -111,14 +145,18 @@ def record(
             "error": [r.error for r in results],
             "retryable": [r.retryable for r in results],
             "ok": [r.ok for r in results],
+            "opted_out": [r.opted_out for r in results],
+            "unconfirmed": [r.unconfirmed for r in results],
             "sent_at": [m.send_at for m in messages],
-        }
+        },
+        schema_overrides={"provider_id": pl.String, "error_code": pl.String, "error": pl.String},
     )
     register_frame(con, "send_outcome", outcome)
     con.execute(
         """
         UPDATE care_actions a SET
             status = CASE WHEN o.ok THEN 'sent'
+                          WHEN o.unconfirmed THEN 'sending'
                           WHEN o.retryable AND a.attempts < ? THEN 'queued'
                           ELSE 'failed' END,
             provider_id = o.provider_id, error_code = o.error_code, error = o.error,
@@ -126,43 +164,69 @@ def record(
         FROM send_outcome o WHERE a.action_id = o.action_id""",
         [MAX_ATTEMPTS, now],
     )
+    con.execute(
+        """
+        INSERT INTO opt_outs
+        SELECT a.subscriber_id, a.channel, 'opt_out', ?, 'provider_' || o.error_code,
+               'provider:' || a.action_id
+        FROM send_outcome o JOIN care_actions a USING (action_id)
+        WHERE o.opted_out
+        ON CONFLICT DO NOTHING""",
+        [now],
+    )
     con.unregister("send_outcome")
+    _count(messages, results, figures)
+
+
+def _count(
+    messages: list[OutboundMessage], results: list[SendResult], figures: DispatchFigures
+) -> None:
     for message, result in zip(messages, results, strict=True):
         if result.ok:
             figures.sent[message.channel] += 1
+        elif result.unconfirmed:
+            figures.unconfirmed += 1
         elif result.retryable:
             figures.retrying += 1
         else:
             figures.failed[result.error_code or "unknown"] += 1
+            figures.opted_out_at_provider += result.opted_out
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, provider: Provider, figures: DispatchFigures) -> None:
-    """Settle actions a crash left ``sending``: ask the provider, never resend blindly."""
-    in_flight = con.execute(
-        "SELECT action_id, idempotency_key, claimed_at FROM care_actions WHERE status = 'sending'"
-    ).fetchall()
-    if not in_flight:
+def reconcile(
+    con: duckdb.DuckDBPyConnection, provider: Provider, now: datetime, figures: DispatchFigures
+) -> None:
+    """Settle actions a crash (or a timeout) left ``sending``: ask the provider, never resend
+    blindly. Unconfirmed ones go back to the queue only once the provider's grace has passed."""
+    rows = query_frame(
+        con,
+        "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
+        "claimed_at AS scheduled_at FROM care_actions WHERE status = 'sending'",
+    )
+    if rows.is_empty():
         return
-    accepted = provider.find_sent([key for _, key, _ in in_flight])
+    messages = [_message(row, now, simulated=True) for row in rows.iter_rows(named=True)]
+    accepted = provider.find_sent(messages)
     settled = pl.DataFrame(
         {
-            "action_id": [a for a, _, _ in in_flight],
-            "provider_id": [accepted.get(k) for _, k, _ in in_flight],
-            "claimed_at": [c for _, _, c in in_flight],
+            "action_id": [m.action_id for m in messages],
+            "provider_id": [accepted.get(m.action_id) for m in messages],
+            "claimed_at": [m.send_at for m in messages],
+            "requeue": [
+                m.action_id not in accepted and now - m.send_at >= provider.grace_for(m.channel)
+                for m in messages
+            ],
         },
-        schema={
-            "action_id": pl.String,
-            "provider_id": pl.String,
-            "claimed_at": pl.Datetime("us", "UTC"),
-        },
+        schema_overrides={"provider_id": pl.String, "claimed_at": pl.Datetime("us", "UTC")},
     )
     register_frame(con, "settled", settled)
     con.execute("""
         UPDATE care_actions a SET
-            status = CASE WHEN s.provider_id IS NULL THEN 'queued' ELSE 'sent' END,
+            status = CASE WHEN s.provider_id IS NOT NULL THEN 'sent' ELSE 'queued' END,
             provider_id = s.provider_id,
             sent_at = CASE WHEN s.provider_id IS NOT NULL THEN s.claimed_at END
-        FROM settled s WHERE a.action_id = s.action_id""")
+        FROM settled s
+        WHERE a.action_id = s.action_id AND (s.provider_id IS NOT NULL OR s.requeue)""")
     con.unregister("settled")
-    figures.reconciled_sent = sum(1 for k in (k for _, k, _ in in_flight) if k in accepted)
-    figures.reconciled_requeued = len(in_flight) - figures.reconciled_sent
+    figures.reconciled_sent = len(accepted)
+    figures.reconciled_requeued = int(settled["requeue"].sum())

@@ -239,13 +239,16 @@ def _write_outbox(plan: Plan) -> None:
         + " END"
     )
     parent = "evaluation_id" if plan.round == 2 else "NULL"
+    segments = (
+        "CASE WHEN channel = 'sms' THEN sms_segments END" if "sms" in plan.step.channels else "NULL"
+    )
     plan.con.execute(
         f"""
         INSERT INTO care_actions (
             action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
             parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
             subject, body, survey, status, suppression_reason, scheduled_at, created_at,
-            updated_at)
+            updated_at, timezone, window_start, window_end, segments)
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
@@ -253,7 +256,10 @@ def _write_outbox(plan: Plan) -> None:
             CASE WHEN suppression_reason IS NULL THEN 'queued'
                  WHEN suppression_reason = 'holdout' THEN 'held_out'
                  ELSE 'suppressed' END,
-            suppression_reason, scheduled_at, ?, ?
+            suppression_reason, scheduled_at, ?, ?, timezone,
+            CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
+            CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
+            {segments}
         FROM plan_final
         ON CONFLICT DO NOTHING""",
         [
@@ -263,6 +269,7 @@ def _write_outbox(plan: Plan) -> None:
             plan.step.survey is not None,
             plan.created_at,
             plan.created_at,
+            *plan.campaign.campaign.send_window,
         ],
     )
 

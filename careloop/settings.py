@@ -13,13 +13,26 @@ DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
 LOCALES = ("zh-CN", "en")
 
 
+PROVIDER_VARIABLES = {
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "SENDGRID_API_KEY",
+}
+
+
 class ConfigError(RuntimeError):
     """A missing or malformed setting, named by its environment variable."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CARELOOP_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="CARELOOP_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
     )
 
     home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
@@ -33,6 +46,32 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)
     public_url: str = "http://127.0.0.1:8000"
     link_secret: SecretStr = SecretStr("careloop-local-development-only")
+
+    # Live channels. Provider credentials keep the providers' own variable names.
+    twilio_base_url: str = "https://api.twilio.com"
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_from: str | None = Field(default=None, validation_alias="TWILIO_FROM")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, validation_alias="TWILIO_MESSAGING_SERVICE_SID"
+    )
+    sendgrid_api_key: SecretStr | None = Field(default=None, validation_alias="SENDGRID_API_KEY")
+    email_from: str = "care@example.com"
+    sms_sender_type: Literal["long_code", "toll_free", "short_code"] = "long_code"
+    sms_rate: float | None = Field(default=None, gt=0, description="Segments/s; overrides type.")
+    voice_rate: float = Field(default=1.0, gt=0, description="Calls started per second.")
+    provider_concurrency: int = Field(default=8, ge=1, le=64)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+
+    @property
+    def sms_segments_per_second(self) -> float:
+        """The sender's throughput: long code 1 segment/s, toll-free 3, short code 100."""
+        return (
+            self.sms_rate
+            or {"long_code": 1.0, "toll_free": 3.0, "short_code": 100.0}[self.sms_sender_type]
+        )
 
     @field_validator("tiers", mode="before")
     @classmethod
@@ -66,5 +105,10 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "?"
-            problems.append(f"CARELOOP_{field.upper()}: {error['msg']}")
+            name = (
+                field.upper()
+                if field.upper() in PROVIDER_VARIABLES
+                else f"CARELOOP_{field.upper()}"
+            )
+            problems.append(f"{name}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

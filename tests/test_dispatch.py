@@ -7,7 +7,7 @@ from feedback.inbox import Inbox
 from tests.factories import add_store, add_subscriber
 from tests.test_planning import plan
 
-LATER = datetime(2026, 6, 16, tzinfo=UTC)
+LATER = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: inside the window
 
 
 class CountingSandbox(SandboxProvider):

@@ -108,7 +108,9 @@ def warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def query_frame(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[object] | dict[str, object] | None = None,
 ) -> pl.DataFrame:
     """Run a statement (a SELECT, or DML with RETURNING) and return its rows as a polars frame."""
     return pl.from_pandas(con.execute(sql, params or []).fetch_df())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 
@@ -31,7 +31,9 @@ class SendResult:
     provider_id: str | None = None
     error_code: str | None = None
     error: str | None = None
-    retryable: bool = False
+    retryable: bool = False  # try again later (429, 5xx after retries)
+    opted_out: bool = False  # the provider says the recipient opted out: record it
+    unconfirmed: bool = False  # it may have gone (a timeout): reconcile, never resend blindly
 
     @property
     def ok(self) -> bool:
@@ -42,11 +44,17 @@ class Provider(ABC):
     name: ClassVar[str]
     channels: ClassVar[frozenset[str]]
     max_batch: ClassVar[int] = 100
+    # How long after a claim an unconfirmed send may still show up at the provider.
+    reconcile_grace: ClassVar[timedelta] = timedelta(0)
+
+    def grace_for(self, channel: str) -> timedelta:
+        return self.reconcile_grace
 
     @abstractmethod
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         """Send each message once; return one result per message, in order, never raise for one."""
 
     @abstractmethod
-    def find_sent(self, idempotency_keys: Sequence[str]) -> dict[str, str]:
-        """Which of these were already accepted (key -> provider id), to reconcile after a crash."""
+    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
+        """Which of these the provider already accepted (action id -> provider id), asked after a
+        crash; ``send_at`` is when each was claimed."""

@@ -105,17 +105,18 @@ class SandboxProvider(Provider):
         digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()
         return SendResult(message.action_id, provider_id=ID_PREFIX[message.channel] + digest)
 
-    def find_sent(self, idempotency_keys: Sequence[str]) -> dict[str, str]:
+    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
+        by_key = {m.idempotency_key: m.action_id for m in messages}
+        keys = list(by_key)
         found: dict[str, str] = {}
         with closing(self.connect()) as con:
-            for start in range(0, len(idempotency_keys), 500):
-                chunk = list(idempotency_keys[start : start + 500])
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(
-                    con.execute(
-                        f"SELECT idempotency_key, provider_id FROM sent"
-                        f" WHERE idempotency_key IN ({marks})",
-                        chunk,
-                    ).fetchall()
-                )
+                for key, provider_id in con.execute(
+                    f"SELECT idempotency_key, provider_id FROM sent"
+                    f" WHERE idempotency_key IN ({marks})",
+                    chunk,
+                ):
+                    found[by_key[key]] = provider_id
         return found

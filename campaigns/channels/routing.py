@@ -1,0 +1,52 @@
+"""One provider per channel behind the single interface dispatch uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import ClassVar
+
+from campaigns.channels.base import OutboundMessage, Provider, SendResult
+
+
+class RoutingProvider(Provider):
+    name: ClassVar[str] = "live"
+    channels: ClassVar[frozenset[str]] = frozenset({"sms", "email", "voice"})
+    max_batch: ClassVar[int] = 1000
+
+    def __init__(self, by_channel: dict[str, Provider]) -> None:
+        self.by_channel = by_channel
+
+    def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        results: dict[str, SendResult] = {}
+        for channel in {m.channel for m in messages}:
+            group = [m for m in messages if m.channel == channel]
+            provider = self.by_channel.get(channel)
+            if provider is None:
+                results.update(
+                    {
+                        m.action_id: SendResult(
+                            m.action_id,
+                            error_code="unsupported_channel",
+                            error=f"no provider for {channel}",
+                        )
+                        for m in group
+                    }
+                )
+                continue
+            for start in range(0, len(group), provider.max_batch):
+                chunk = group[start : start + provider.max_batch]
+                results.update({r.action_id: r for r in provider.send(chunk)})
+        return [results[m.action_id] for m in messages]
+
+    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for channel, provider in self.by_channel.items():
+            group = [m for m in messages if m.channel == channel]
+            if group:
+                found.update(provider.find_sent(group))
+        return found
+
+    def grace_for(self, channel: str) -> timedelta:
+        provider = self.by_channel.get(channel)
+        return provider.grace_for(channel) if provider else self.reconcile_grace

@@ -1,0 +1,274 @@
+"""Local HTTP servers that speak the parts of the Twilio and SendGrid APIs careloop uses.
+
+The real SDKs talk to these over loopback, so tests see the exact requests the SDKs make.
+Faults are queued per server: each request takes the next fault, if any (429 with Retry-After,
+500, a slow answer, or a stall longer than the client's timeout). Numbers in ``opted_out``
+answer Twilio's 21610, malformed ones 21211. Every request and every accepted message is
+recorded with its arrival time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "test-auth-token"
+SENDGRID_KEY = "SG.test-key"
+
+
+@dataclass
+class Fault:
+    status: int | None = None  # answer with this status (429, 500, ...)
+    retry_after: int | None = None
+    delay: float = 0.0  # seconds to wait before answering
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class FakeState:
+    faults: deque[Fault] = field(default_factory=deque)
+    opted_out: set[str] = field(default_factory=set)
+    requests: list[Recorded] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_fault(self) -> Fault | None:
+        with self.lock:
+            return self.faults.popleft() if self.faults else None
+
+    def accepted_times(self) -> list[float]:
+        with self.lock:
+            return [m["_at"] for m in self.messages]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FakeServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _read(self) -> tuple[bytes, Recorded]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        url = urlparse(self.path)
+        is_json = "json" in (self.headers.get("Content-Type") or "")
+        record = Recorded(
+            self.command,
+            url.path,
+            parse_qs(url.query),
+            {} if is_json else parse_qs(raw.decode()),
+            json.loads(raw) if is_json and raw else None,
+            dict(self.headers.items()),
+            time.monotonic(),
+        )
+        with self.server.state.lock:
+            self.server.state.requests.append(record)
+        return raw, record
+
+    def _answer(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _apply_fault(self) -> bool:
+        fault = self.server.state.next_fault()
+        if fault is None:
+            return False
+        time.sleep(fault.delay)
+        if fault.status is None:
+            return False
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        self._answer(
+            fault.status,
+            {
+                "code": 20429 if fault.status == 429 else 20500,
+                "message": "injected fault",
+                "status": fault.status,
+            },
+            headers,
+        )
+        return True
+
+    def do_GET(self) -> None:
+        _, record = self._read()
+        self.server.api.get(self, record)
+
+    def do_POST(self) -> None:
+        _, record = self._read()
+        if not self.server.api.authorized(record):
+            self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return
+        if self._apply_fault():
+            return
+        self.server.api.post(self, record)
+
+
+class _FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.api = api
+        self.state = api.state
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class TwilioApi:
+    def __init__(self) -> None:
+        self.state = FakeState()
+
+    def authorized(self, record: Recorded) -> bool:
+        expected = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        return record.headers.get("Authorization") == f"Basic {expected}"
+
+    def post(self, handler: _Handler, record: Recorded) -> None:
+        form = {k: v[0] for k, v in record.form.items()}
+        to = form.get("To", "")
+        if not E164.match(to):
+            handler._answer(
+                400, {"code": 21211, "message": f"Invalid 'To' Phone Number: {to}", "status": 400}
+            )
+            return
+        if to in self.state.opted_out:
+            handler._answer(
+                400,
+                {
+                    "code": 21610,
+                    "message": "Attempt to send to unsubscribed recipient",
+                    "status": 400,
+                },
+            )
+            return
+        kind = "Calls" if record.path.endswith("/Calls.json") else "Messages"
+        sid = ("CA" if kind == "Calls" else "SM") + uuid.uuid4().hex
+        now = datetime.now(UTC)
+        message = {
+            "sid": sid,
+            "account_sid": ACCOUNT_SID,
+            "to": to,
+            "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
+            "body": form.get("Body"),
+            "status": "queued",
+            "direction": "outbound-api",
+            "num_segments": "1",
+            "date_created": now.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            "date_sent": now.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            "uri": f"{record.path[:-5]}/{sid}.json",
+            "_kind": kind,
+            "_at": record.at,
+            "_sent": now,
+        }
+        with self.state.lock:
+            self.state.messages.append(message)
+        handler._answer(201, {k: v for k, v in message.items() if not k.startswith("_")})
+
+    def get(self, handler: _Handler, record: Recorded) -> None:
+        to = record.query.get("To", [None])[0]
+        after = record.query.get("DateSent>", [None])[0]
+        since = (
+            datetime.strptime(after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if after else None
+        )
+        with self.state.lock:
+            found = [
+                m
+                for m in self.state.messages
+                if m["_kind"] == "Messages"
+                and (to is None or m["to"] == to)
+                and (since is None or m["_sent"] >= since)
+            ]
+        handler._answer(
+            200,
+            {
+                "messages": [{k: v for k, v in m.items() if not k.startswith("_")} for m in found],
+                "first_page_uri": record.path,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": 50,
+                "uri": record.path,
+            },
+        )
+
+    def sent_to(self, to: str) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [m for m in self.state.messages if m["to"] == to]
+
+
+class SendGridApi:
+    def __init__(self) -> None:
+        self.state = FakeState()
+
+    def authorized(self, record: Recorded) -> bool:
+        return record.headers.get("Authorization") == f"Bearer {SENDGRID_KEY}"
+
+    def post(self, handler: _Handler, record: Recorded) -> None:
+        body = record.body or {}
+        personalizations = body.get("personalizations") or []
+        bad = [p["to"][0]["email"] for p in personalizations if "@" not in p["to"][0]["email"]]
+        if bad or not 1 <= len(personalizations) <= 1000:
+            handler._answer(
+                400,
+                {"errors": [{"message": f"invalid recipients {bad}", "field": "personalizations"}]},
+            )
+            return
+        message_id = uuid.uuid4().hex[:22]
+        with self.state.lock:
+            for p in personalizations:
+                self.state.messages.append(
+                    {
+                        "message_id": message_id,
+                        "to": p["to"][0]["email"],
+                        "personalization": p,
+                        "_at": record.at,
+                    }
+                )
+        handler._answer(202, None, {"X-Message-Id": message_id})
+
+    def get(self, handler: _Handler, record: Recorded) -> None:
+        handler._answer(404, {"errors": [{"message": "not found"}]})
+
+
+@contextmanager
+def serve(api: Any) -> Iterator[tuple[str, Any]]:
+    server = _FakeServer(api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url, api
+    finally:
+        server.shutdown()
+        server.server_close()

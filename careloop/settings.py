@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     provider_concurrency: int = Field(default=8, ge=1, le=64)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
+    # Look up credentials missing from the environment in Prefect Secret blocks.
+    secret_blocks: bool = True
 
     @property
     def sms_segments_per_second(self) -> float:

@@ -52,6 +52,7 @@ class Recorded:
 class FakeState:
     faults: deque[Fault] = field(default_factory=deque)
     opted_out: set[str] = field(default_factory=set)
+    rejected: set[str] = field(default_factory=set)  # SendGrid refuses a batch holding one
     requests: list[Recorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -238,7 +239,11 @@ class SendGridApi:
     def post(self, handler: _Handler, record: Recorded) -> None:
         body = record.body or {}
         personalizations = body.get("personalizations") or []
-        bad = [p["to"][0]["email"] for p in personalizations if "@" not in p["to"][0]["email"]]
+        bad = [
+            p["to"][0]["email"]
+            for p in personalizations
+            if "@" not in p["to"][0]["email"] or p["to"][0]["email"] in self.state.rejected
+        ]
         if bad or not 1 <= len(personalizations) <= 1000:
             handler._answer(
                 400,

@@ -10,22 +10,24 @@ from collections.abc import Callable
 
 
 class SlidingWindowLimiter:
-    """At most ``rate`` units in any window of ``window`` seconds, across threads.
+    """At most ``rate`` units per second in any one-second window, across threads.
 
     A token bucket allows a burst at each window edge; this never does, so a check of "the
     highest count in any one-second window" holds. Units are SMS segments or call starts.
+    ``margin`` stretches the window (never the count) to absorb network jitter; a rate below
+    one per second becomes one unit per ``1 / rate`` seconds.
     """
 
     def __init__(
         self,
         rate: float,
-        window: float = 1.0,
         *,
+        margin: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.capacity = max(1, int(rate * window))
-        self.window = window
+        self.capacity = max(1, int(rate))
+        self.window = (1.0 if rate >= 1 else 1.0 / rate) + margin
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()

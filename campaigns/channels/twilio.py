@@ -3,8 +3,8 @@
 Each worker thread has its own Client; sends run concurrently up to the configured concurrency
 and never faster than the sender's rate. 429 and 5xx are retried with backoff (honouring
 Retry-After); 21610 (the recipient replied STOP) is an opt-out, never retried; an invalid or
-non-mobile number fails permanently. A timeout is ambiguous: the message may have gone, so
-before trying again the provider asks Twilio's list whether it did.
+non-mobile number fails permanently. A timeout is ambiguous (the message may have gone), so it
+is left unconfirmed: the next dispatch asks Twilio's list before anything is sent again.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
 class _TwilioProvider(Provider):
     max_batch: ClassVar[int] = 500
     max_attempts: ClassVar[int] = 4
+    # A message accepted as our request timed out shows in the list within moments.
+    reconcile_grace: ClassVar[timedelta] = timedelta(minutes=2)
 
     def __init__(self, config: TwilioConfig, limiter: SlidingWindowLimiter) -> None:
         self.config = config
@@ -107,11 +109,14 @@ class _TwilioProvider(Provider):
                 retry_after = getattr(self._local, "http", None)
                 headers = retry_after.last_headers if retry_after else {}
                 time.sleep(backoff_seconds(attempt, headers.get("Retry-After")))
-            except requests.RequestException:
-                found = self.find_sent([message]).get(message.action_id)
-                if found:
-                    return SendResult(message.action_id, provider_id=found)
-                time.sleep(backoff_seconds(attempt, None))
+            except requests.RequestException as exc:
+                # It may have gone: the next dispatch asks Twilio's list after the grace period.
+                return SendResult(
+                    message.action_id,
+                    error_code="timeout",
+                    error=type(exc).__name__,
+                    unconfirmed=True,
+                )
         return SendResult(
             message.action_id,
             error_code="retries_exhausted",

@@ -42,9 +42,27 @@ def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings)
         care.trial_render(rule.columns)
         second = StepRenderer(campaign.second_round, links)
         second.trial_render(rules[SECOND_ROUND_SEGMENT].columns)
+        for name, renderer, columns in (
+            ("care", care, rule.columns),
+            ("second_round", second, rules[SECOND_ROUND_SEGMENT].columns),
+        ):
+            _check_sms_length(campaign, name, renderer, columns)
     except (ContentError, CampaignError, ValueError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
     return LoadedCampaign(campaign, rule, care, second)
+
+
+def _check_sms_length(
+    campaign: Campaign, round_name: str, renderer: StepRenderer, columns: dict[str, str]
+) -> None:
+    if "sms" not in renderer.step.channels:
+        return
+    segments, where = renderer.worst_sms_segments(columns)
+    if segments > campaign.sms_max_segments:
+        raise CampaignError(
+            f"{round_name}.{where}: {segments} SMS segments with the survey and "
+            f"opt-out line; the limit is {campaign.sms_max_segments}"
+        )
 
 
 def load_campaigns(

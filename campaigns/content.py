@@ -32,6 +32,21 @@ SURVEY_HOW: dict[Channel, dict[str, str]] = {
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
 EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# Long but real values, to judge an SMS template's length before any customer is known.
+LONG_SAMPLES: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "name": "欧阳晓东",
+        "tier": "platinum",
+        "store_name": "乌鲁木齐12号旗舰店",
+        "store_city": "乌鲁木齐",
+    },
+    "en": {
+        "name": "Maximilian Fitzgerald-Montgomery",
+        "tier": "platinum",
+        "store_name": "Los Angeles #12 Flagship",
+        "store_city": "Los Angeles",
+    },
+}
 
 
 class ContentError(ValueError):
@@ -67,6 +82,25 @@ class StepRenderer:
                 template.render(sample)
             except TemplateError as exc:
                 raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
+
+    def worst_sms_segments(self, extra_columns: Iterable[str]) -> tuple[int, str]:
+        """The most segments any locale's SMS takes, with long sample values and each tier's
+        offer; returned with where it happens."""
+        worst, where = 0, ""
+        for locale in self.step.messages:
+            sample: dict[str, Any] = dict(LONG_SAMPLES[locale])
+            sample.update({column: 1000 for column in extra_columns})
+            for code, offer in self.step.offers.items():
+                context = {
+                    **sample,
+                    "locale": locale,
+                    "offer": offer.text[locale],
+                    "offer_code": offer.code,
+                }
+                _, body = self.render("sms", "ca_sample", context, datetime(2000, 1, 1))
+                if (count := segment_count(body)) > worst:
+                    worst, where = count, f"messages.{locale}.sms with offer {code}"
+        return worst, where
 
     def render(
         self, channel: Channel, action_id: str, context: dict[str, Any], issued: datetime

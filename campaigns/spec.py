@@ -66,6 +66,7 @@ class Campaign(_Strict):
     send_time: time = time(10, 0)
     send_window: tuple[time, time] = (time(9, 0), time(21, 0))
     holdout_percent: float = Field(default=10.0, ge=0, le=50)
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
     care: CareStep
     second_round: CareStep
 

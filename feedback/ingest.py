@@ -17,19 +17,10 @@ import polars as pl
 
 from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
+from feedback.statuses import RANK, normalize
 from warehouse.db import register_frame
 
 WATERMARK = "inbox_last_id"
-STATUS_RANK = {
-    "queued": 0,
-    "sending": 1,
-    "sent": 2,
-    "delivered": 3,
-    "undelivered": 3,
-    "failed": 3,
-    "bounced": 3,
-    "dropped": 3,
-}
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
 
 
@@ -239,36 +230,68 @@ def ingest_statuses(
     """Delivery events; duplicates and out-of-order events never move a status backwards."""
     if not items:
         return
+    events = [normalize(i.payload) for i in items]
     frame = pl.DataFrame(
         {
             "event_key": [f"status:{i.dedupe_key}" for i in items],
-            "provider_id": [str(i.payload["provider_id"]) for i in items],
-            "status": [str(i.payload["status"]) for i in items],
-            "error_code": [i.payload.get("error_code") for i in items],
+            "provider_id": [e.provider_id for e in events],
+            "given_action_id": [e.action_id for e in events],
+            "status": [e.status for e in events],
+            "label": [e.status or _label(i.payload) for e, i in zip(events, items, strict=True)],
+            "error_code": [e.error_code for e in events],
+            "email_opt_out": [e.email_opt_out for e in events],
             "occurred_at": [i.received_at for i in items],
         },
-        schema_overrides={"error_code": pl.String},
+        schema_overrides={
+            "provider_id": pl.String,
+            "given_action_id": pl.String,
+            "status": pl.String,
+            "error_code": pl.String,
+        },
     )
     register_frame(con, "statuses", frame)
+    # SendGrid shares one message id across a batch, so its events name their action.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE resolved_statuses AS
+        SELECT s.*, coalesce(s.given_action_id, a.action_id) AS action_id
+        FROM statuses s
+        LEFT JOIN care_actions a ON s.given_action_id IS NULL AND a.provider_id = s.provider_id""")
+    con.unregister("statuses")
     con.execute("""
         INSERT INTO delivery_events
-        SELECT s.event_key, a.action_id, s.provider_id, s.status, s.error_code, s.occurred_at
-        FROM statuses s LEFT JOIN care_actions a ON a.provider_id = s.provider_id
-        ON CONFLICT DO NOTHING""")
+        SELECT event_key, action_id, provider_id, label, error_code, occurred_at
+        FROM resolved_statuses ON CONFLICT DO NOTHING""")
     rank = (
-        "CASE {col} "
-        + " ".join(f"WHEN '{k}' THEN {v}" for k, v in STATUS_RANK.items())
-        + " ELSE -1 END"
+        "CASE {col} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " ELSE -1 END"
     )
     con.execute(f"""
-        UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at
-        FROM (SELECT provider_id, arg_max(status, {rank.format(col="status")}) AS status,
+        UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
+            error_code = coalesce(s.error_code, a.error_code)
+        FROM (SELECT action_id, arg_max(status, {rank.format(col="status")}) AS status,
+                     arg_max(error_code, {rank.format(col="status")}) AS error_code,
                      max(occurred_at) AS occurred_at
-              FROM statuses GROUP BY provider_id) s
-        WHERE a.provider_id = s.provider_id
+              FROM resolved_statuses WHERE status IS NOT NULL GROUP BY action_id) s
+        WHERE a.action_id = s.action_id
           AND {rank.format(col="s.status")} > {rank.format(col="a.status")}""")
-    con.unregister("statuses")
+    figures.opt_outs += len(
+        con.execute("""
+        INSERT INTO opt_outs
+        SELECT a.subscriber_id, 'email', 'opt_out', s.occurred_at, 'sendgrid_event', s.event_key
+        FROM resolved_statuses s JOIN care_actions a USING (action_id)
+        WHERE s.email_opt_out
+        ON CONFLICT DO NOTHING RETURNING 1""").fetchall()
+    )
     figures.status_events += len(items)
+
+
+def _label(payload: dict[str, object]) -> str:
+    return str(
+        payload.get("event")
+        or payload.get("MessageStatus")
+        or payload.get("CallStatus")
+        or payload.get("status")
+        or "unknown"
+    )
 
 
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:

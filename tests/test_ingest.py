@@ -151,3 +151,64 @@ def test_email_unsubscribe_opts_out_of_email(world, inbox):
     assert world.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall() == [
         ("S2", "email")
     ]
+
+
+def test_twilio_and_sendgrid_events_map_onto_statuses(world, inbox):
+    add_action(world, "M1", "S1", recipient=PHONE, sent_at=T0, provider_id="SM1")
+    add_action(world, "C1", "S1", channel="voice", recipient=PHONE, sent_at=T0, provider_id="CA1")
+    add_action(
+        world,
+        "E1",
+        "S2",
+        channel="email",
+        recipient="c2@example.com",
+        sent_at=T0,
+        provider_id="batch",
+    )
+    add_action(
+        world,
+        "E2",
+        "S2",
+        channel="email",
+        recipient="c2@example.com",
+        sent_at=T0,
+        provider_id="batch",
+    )
+    at = T0 + timedelta(seconds=5)
+    inbox.put(
+        "status",
+        "SM1:undelivered",
+        at,
+        {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003"},
+    )
+    inbox.put("status", "CA1:no-answer", at, {"CallSid": "CA1", "CallStatus": "no-answer"})
+    for n, (action, event) in enumerate(
+        [
+            ("E1", "processed"),
+            ("E1", "bounce"),
+            ("E2", "delivered"),
+            ("E2", "open"),
+            ("E2", "unsubscribe"),
+        ]
+    ):
+        inbox.put(
+            "status",
+            f"sg{n}",
+            at,
+            {
+                "event": event,
+                "sg_event_id": f"sg{n}",
+                "sg_message_id": "batch.filter0",
+                "action_id": action,
+            },
+        )
+    collect(world, inbox, reply_window=WINDOW)
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {"M1": "undelivered", "C1": "undelivered", "E1": "bounced", "E2": "delivered"}
+    assert world.execute(
+        "SELECT error_code FROM care_actions WHERE action_id = 'M1'"
+    ).fetchone() == ("30003",)
+    assert world.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall() == [
+        ("S2", "email")
+    ]
+    assert world.execute("SELECT count(*) FROM delivery_events").fetchone() == (7,)

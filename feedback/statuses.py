@@ -1,0 +1,95 @@
+"""Provider delivery events, as they land in the inbox, mapped onto care action statuses.
+
+Twilio posts message and call status callbacks (form fields); SendGrid posts event batches
+(one inbox item per event); the sandbox posts its own small record. All become a
+DeliveryEvent; engagement events (opens, clicks) change no status, and unsubscribes and spam
+reports are email opt-outs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TWILIO_MESSAGE = {
+    "accepted": "queued",
+    "queued": "queued",
+    "scheduled": "queued",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+TWILIO_CALL = {
+    "queued": "sent",
+    "initiated": "sent",
+    "ringing": "sent",
+    "in-progress": "delivered",
+    "answered": "delivered",
+    "completed": "delivered",
+    "busy": "undelivered",
+    "no-answer": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+SENDGRID = {"processed": "sent", "delivered": "delivered", "bounce": "bounced", "dropped": "failed"}
+SENDGRID_OPT_OUT = {"unsubscribe", "group_unsubscribe", "spamreport"}
+# How far along a status is; an event never moves an action backwards.
+RANK = {
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "bounced": 3,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    provider_id: str | None
+    action_id: str | None
+    status: str | None  # None: no status change (opens, clicks, deferrals)
+    error_code: str | None
+    email_opt_out: bool = False
+
+
+def normalize(payload: dict[str, Any]) -> DeliveryEvent:
+    if "MessageStatus" in payload:
+        return DeliveryEvent(
+            payload.get("MessageSid"),
+            payload.get("action_id"),
+            TWILIO_MESSAGE.get(str(payload["MessageStatus"])),
+            _text(payload.get("ErrorCode")),
+        )
+    if "CallStatus" in payload:
+        return DeliveryEvent(
+            payload.get("CallSid"),
+            payload.get("action_id"),
+            TWILIO_CALL.get(str(payload["CallStatus"])),
+            _text(payload.get("ErrorCode")),
+        )
+    if "event" in payload:
+        event = str(payload["event"])
+        message_id = str(payload.get("sg_message_id") or "").split(".")[0] or None
+        return DeliveryEvent(
+            message_id,
+            payload.get("action_id"),
+            SENDGRID.get(event),
+            _text(payload.get("reason") or payload.get("type")),
+            email_opt_out=event in SENDGRID_OPT_OUT,
+        )
+    return DeliveryEvent(
+        payload.get("provider_id"),
+        payload.get("action_id"),
+        payload.get("status"),
+        _text(payload.get("error_code")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value in (None, "") else str(value)[:200]

@@ -129,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.api.authorized(record):
             self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
             return
+        time.sleep(self.server.state.latency)
         if self._apply_fault():
             return
         self.server.api.post(self, record)

@@ -225,6 +225,18 @@ class TwilioApi:
             },
         )
 
+    def stats(self) -> dict[str, Any]:
+        """Accepted messages, distinct recipients and the most accepted in any one second."""
+        times = sorted(self.state.accepted_times())
+        busiest, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= 1.0:
+                start += 1
+            busiest = max(busiest, end - start + 1)
+        with self.state.lock:
+            recipients = len({m["to"] for m in self.state.messages})
+        return {"accepted": len(times), "recipients": recipients, "busiest_second": busiest}
+
     def sent_to(self, to: str) -> list[dict[str, Any]]:
         with self.state.lock:
             return [m for m in self.state.messages if m["to"] == to]
@@ -278,3 +290,18 @@ def serve(api: Any) -> Iterator[tuple[str, Any]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """``python -m tests.fakes twilio LATENCY``: serve until killed, printing the URL first."""
+    import sys
+
+    api = TwilioApi()
+    api.state.latency = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    server = _FakeServer(api)
+    print(server.url, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -53,6 +53,7 @@ class FakeState:
     faults: deque[Fault] = field(default_factory=deque)
     opted_out: set[str] = field(default_factory=set)
     rejected: set[str] = field(default_factory=set)  # SendGrid refuses a batch holding one
+    latency: float = 0.0  # seconds added to every POST
     requests: list[Recorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -200,8 +201,12 @@ class TwilioApi:
         handler._answer(201, {k: v for k, v in message.items() if not k.startswith("_")})
 
     def get(self, handler: _Handler, record: Recorded) -> None:
+        if record.path == "/_stats":
+            handler._answer(200, self.stats())
+            return
+        kind = "Calls" if record.path.endswith("/Calls.json") else "Messages"
         to = record.query.get("To", [None])[0]
-        after = record.query.get("DateSent>", [None])[0]
+        after = (record.query.get("DateSent>") or record.query.get("StartTime>") or [None])[0]
         since = (
             datetime.strptime(after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if after else None
         )
@@ -209,14 +214,15 @@ class TwilioApi:
             found = [
                 m
                 for m in self.state.messages
-                if m["_kind"] == "Messages"
+                if m["_kind"] == kind
                 and (to is None or m["to"] == to)
                 and (since is None or m["_sent"] >= since)
             ]
+        listed = [{k: v for k, v in m.items() if not k.startswith("_")} for m in found]
         handler._answer(
             200,
             {
-                "messages": [{k: v for k, v in m.items() if not k.startswith("_")} for m in found],
+                kind.lower(): listed,
                 "first_page_uri": record.path,
                 "next_page_uri": None,
                 "page": 0,

@@ -229,3 +229,17 @@ def test_secrets_stay_out_of_reprs(fakes):
         + repr(provider.by_channel["email"].config)
     )
     assert AUTH_TOKEN not in text and SENDGRID_KEY not in text
+
+
+def test_a_call_that_timed_out_is_found_in_the_call_list(con, fakes):
+    twilio, _, settings = fakes
+    twilio.state.faults.append(Fault(delay=1.0))
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=False)
+    plan(con, settings)
+    provider = live()
+    assert dispatch(con, provider, now=NOW).unconfirmed == 1
+    time.sleep(1.0)
+    figures = dispatch(con, provider, now=NOW + timedelta(minutes=3))
+    assert figures.reconciled_sent == 1 and actions(con)["S1"][1] == "sent"
+    assert [m["_kind"] for m in twilio.sent_to("+8613800000001")] == ["Calls"]

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
-from benchmarks import segments_bench
+from benchmarks import segments_bench, send_bench
 
 if __name__ == "__main__":
-    segments_bench.main(10_000_000, Path(".careloop/bench"))
+    home = Path(".careloop/bench")
+    segments_bench.main(10_000_000, home)
+    lines = send_bench.main(home)
+    print("\n".join(lines))
+    (home / "send-bench.txt").write_text("\n".join(lines) + "\n")

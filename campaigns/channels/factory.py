@@ -28,8 +28,8 @@ def get_provider(settings: Settings) -> Provider:
     twilio, sendgrid = live_configs(settings)
     return RoutingProvider(
         {
-            "sms": TwilioSms(twilio, SlidingWindowLimiter(settings.sms_segments_per_second)),
-            "voice": TwilioVoice(twilio, SlidingWindowLimiter(settings.voice_rate)),
+            "sms": TwilioSms(twilio, _limiter(settings.sms_segments_per_second)),
+            "voice": TwilioVoice(twilio, _limiter(settings.voice_rate)),
             "email": SendGridEmail(sendgrid, inbox),
         }
     )

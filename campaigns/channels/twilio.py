@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,13 +50,20 @@ class TwilioConfig:
         return f"TwilioConfig(account_sid={self.account_sid!r}, base_url={self.base_url!r})"
 
 
-class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
-    """The SDK's HTTP client, keeping the last response's headers (for Retry-After)."""
+class _GatedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """The SDK's HTTP client, with the rate limit taken right before each POST leaves (where
+    the provider counts it, not where the SDK starts building it) and the last response's
+    headers kept for Retry-After."""
 
-    last_headers: dict[str, str]
+    def __init__(self, gate: Callable[[], None], timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.gate = gate
+        self.last_headers: dict[str, str] = {}
 
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().request(*args, **kwargs)
+    def request(self, method: str, *args: Any, **kwargs: Any) -> Response:
+        if method.upper() == "POST":
+            self.gate()
+        response = super().request(method, *args, **kwargs)
         self.last_headers = dict(response.headers or {})
         return response
 
@@ -74,7 +81,7 @@ class _TwilioProvider(Provider):
 
     def client(self) -> Client:
         if not hasattr(self._local, "client"):
-            http = _HeaderKeepingHttpClient(timeout=self.config.timeout)
+            http = _GatedHttpClient(self._take_slot, timeout=self.config.timeout)
             fresh = Client(self.config.account_sid, self.config.auth_token, http_client=http)
             fresh.api.base_url = self.config.base_url
             self._local.client, self._local.http = fresh, http
@@ -87,9 +94,12 @@ class _TwilioProvider(Provider):
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             return list(pool.map(self.send_one, messages))
 
+    def _take_slot(self) -> None:
+        self.limiter.acquire(getattr(self._local, "units", 1))
+
     def send_one(self, message: OutboundMessage) -> SendResult:
+        self._local.units = self.units(message)
         for attempt in range(self.max_attempts):
-            self.limiter.acquire(self.units(message))
             try:
                 return SendResult(message.action_id, provider_id=self.create(message))
             except TwilioRestException as exc:

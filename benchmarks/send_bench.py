@@ -1,0 +1,128 @@
+"""100,000 care actions through the live Twilio provider to a local fake Twilio server.
+
+The fake runs in its own process and answers each request after 10 ms (a fraction of Twilio's
+real latency, and no rate cap). Baseline, same server, same run: plain sequential
+``client.messages.create`` calls. Then, with a cap set, the highest number of messages the
+server accepted in any one-second window. Targets: at least 5x the baseline; the cap never
+exceeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from twilio.rest import Client
+
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN
+
+LATENCY = 0.010
+ACTIONS = int(os.environ.get("CARELOOP_BENCH_SEND_ACTIONS", "100000"))
+BASELINE_SENDS = 1_000
+CAPPED_RATE = 50
+CAPPED_ACTIONS = 400
+
+
+@contextmanager
+def fake_twilio() -> Iterator[str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes", "twilio", str(LATENCY)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    url = server.stdout.readline().strip()
+    try:
+        yield url
+    finally:
+        server.kill()
+        server.wait()
+
+
+def stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/_stats", timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def sequential_baseline(url: str) -> float:
+    client = Client(ACCOUNT_SID, AUTH_TOKEN)
+    client.api.base_url = url
+    start = time.perf_counter()
+    for n in range(BASELINE_SENDS):
+        client.messages.create(to=f"+1212{n:07d}", from_="+15550001111", body=f"baseline {n}")
+    return BASELINE_SENDS / (time.perf_counter() - start)
+
+
+def careloop_rate(url: str, home: Path, count: int, rate: float | None) -> float:
+    """Dispatch ``count`` queued SMS actions through the live provider; return actions/s."""
+    from campaigns.channels.factory import get_provider
+    from campaigns.dispatch import dispatch
+    from careloop.settings import load_settings
+    from warehouse.db import connect
+
+    path = home / "send.duckdb"
+    path.unlink(missing_ok=True)
+    settings = load_settings(
+        home=home,
+        provider="live",
+        twilio_base_url=url,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from="+15550001111",
+        sendgrid_api_key="unused",
+        secret_blocks=False,
+        provider_concurrency=16,
+        sms_rate=rate or 1_000_000,
+    )
+    con = connect(settings.warehouse_path.with_name("send.duckdb"))
+    now = datetime.now(UTC)
+    con.execute(
+        """
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, channel, recipient, body, survey,
+            status, scheduled_at, created_at, updated_at, segments)
+        SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
+               'en', 'sms', '+1646' || lpad(i::VARCHAR, 7, '0'), 'Your care message ' || i,
+               true, 'queued', ?, ?, ?, 1
+        FROM range(?) t(i)""",
+        [now - timedelta(hours=1), now, now, count],
+    )
+    start = time.perf_counter()
+    figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
+    elapsed = time.perf_counter() - start
+    con.close()
+    assert figures.sent["sms"] == count, figures
+    return count / elapsed
+
+
+def main(home: Path) -> list[str]:
+    home.mkdir(parents=True, exist_ok=True)
+    with fake_twilio() as url:
+        baseline = sequential_baseline(url)
+        ours = careloop_rate(url, home, ACTIONS, None)
+        uncapped = stats(url)
+    with fake_twilio() as url:
+        careloop_rate(url, home, CAPPED_ACTIONS, CAPPED_RATE)
+        capped = stats(url)
+    return [
+        f"send: sequential messages.create {baseline:,.0f}/s; careloop dispatch of "
+        f"{ACTIONS:,} actions {ours:,.0f}/s = {ours / baseline:.1f}x (target >= 5); "
+        f"server accepted {uncapped['accepted'] - BASELINE_SENDS:,} for "
+        f"{uncapped['recipients'] - BASELINE_SENDS:,} numbers",
+        f"send cap {CAPPED_RATE}/s: busiest one-second window at the server "
+        f"{capped['busiest_second']} messages (target <= {CAPPED_RATE}), "
+        f"{capped['accepted']} sent",
+    ]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    print("\n".join(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".careloop/bench"))))

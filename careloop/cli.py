@@ -220,6 +220,23 @@ def load(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the feedback service: provider webhooks, rating links and unsubscribes."""
+    import uvicorn
+
+    from careloop.masking import install_masking
+    from careloop.settings import load_settings
+    from feedback.service.app import create_app
+
+    application = create_app(load_settings())
+    install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the warehouse schema."""
     from careloop.settings import load_settings

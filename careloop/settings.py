@@ -19,6 +19,7 @@ PROVIDER_VARIABLES = {
     "TWILIO_FROM",
     "TWILIO_MESSAGING_SERVICE_SID",
     "SENDGRID_API_KEY",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
 }
 
 
@@ -66,6 +67,12 @@ class Settings(BaseSettings):
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     # Look up credentials missing from the environment in Prefect Secret blocks.
     secret_blocks: bool = True
+    # The feedback service.
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY"
+    )
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    rating_link_days: int = Field(default=14, ge=1)
 
     @property
     def sms_segments_per_second(self) -> float:

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS inbox (
 )"""
 
 
+CLARIFIED_SCHEMA = "CREATE TABLE IF NOT EXISTS clarified (sender TEXT PRIMARY KEY, at TEXT)"
+
+
 @dataclass(frozen=True)
 class InboxItem:
     id: int
@@ -88,6 +91,16 @@ class Inbox:
                     for r in rows
                 ]
                 last_id = rows[-1][0]
+
+    def may_clarify(self, sender: str, now: datetime, window_hours: int) -> bool:
+        """True once per sender per window: the customer gets at most one clarifying reply."""
+        with closing(self._connect()) as con:
+            con.execute(CLARIFIED_SCHEMA)
+            row = con.execute("SELECT at FROM clarified WHERE sender = ?", (sender,)).fetchone()
+            if row and (now - datetime.fromisoformat(row[0])).total_seconds() < window_hours * 3600:
+                return False
+            con.execute("INSERT OR REPLACE INTO clarified VALUES (?, ?)", (sender, now.isoformat()))
+            return True
 
     def count(self) -> int:
         with closing(self._connect()) as con:

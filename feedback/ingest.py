@@ -91,6 +91,12 @@ def land(
     return [item for item, key in zip(batch, keys, strict=True) if key in new_keys]
 
 
+def _attributes(item: InboxItem) -> str | None:
+    """Per-attribute ratings from the email rating page, as JSON."""
+    given = item.payload.get("attributes") if item.kind == "email_rating" else None
+    return json.dumps(given) if isinstance(given, dict) and given else None
+
+
 def _parse(item: InboxItem) -> tuple[ParsedReply, dict[str, object]]:
     payload = item.payload
     if item.kind == "sms":
@@ -127,6 +133,7 @@ def ingest_replies(
                 "intent": parsed.intent,
                 "score": parsed.score,
                 "comment": parsed.comment,
+                "attributes": _attributes(item),
             }
         )
     register_frame(
@@ -143,6 +150,7 @@ def ingest_replies(
                 "intent": pl.String,
                 "score": pl.Int32,
                 "comment": pl.String,
+                "attributes": pl.String,
             },
         ),
     )
@@ -157,7 +165,7 @@ def ingest_replies(
         INSERT INTO evaluations
         SELECT 'ev_' || substr(md5(dedupe_key), 1, 24), dedupe_key, action_id, subscriber_id,
                campaign_id, round, store_id, channel, sender, intent, score, comment,
-               attribution, received_at
+               attribution, received_at, attributes::JSON
         FROM attributed ON CONFLICT DO NOTHING""")
     figures.opt_outs += _consent_changes(con)
 
@@ -178,6 +186,7 @@ WITH sms_surveys AS (
     WHERE phone IN (SELECT sender FROM replies) GROUP BY phone
 )
 SELECT b.dedupe_key, b.channel, b.sender, b.received_at, b.intent, b.score, b.comment,
+       b.attributes,
        CASE WHEN attribution = 'matched' THEN a.action_id END AS action_id,
        coalesce(a.subscriber_id, p.subscriber_id) AS subscriber_id,
        a.campaign_id, a.round, a.store_id, attribution

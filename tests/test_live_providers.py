@@ -82,7 +82,7 @@ def test_the_exact_requests_the_sdks_make(con, fakes):
     assert call.form["To"] == ["+8613800000003"] and call.form["From"] == [SENDER]
     assert call.form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
     assert (
-        f'<Gather action="{PUBLIC}/webhooks/twilio/voice/{action_id}/gather" '
+        f'<Gather action="{PUBLIC}/webhooks/twilio/voice/{action_id}/gather?locale=zh-CN" '
         'input="dtmf" numDigits="1" timeout="5"><Say language="zh-CN">'
     ) in twiml
     mail = sendgrid.state.requests[0]

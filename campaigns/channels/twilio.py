@@ -201,7 +201,8 @@ class TwilioVoice(_TwilioProvider):
             input="dtmf",
             num_digits=1,
             timeout=5,
-            action=f"{self.config.public_url}/webhooks/twilio/voice/{message.action_id}/gather",
+            action=f"{self.config.public_url}/webhooks/twilio/voice/{message.action_id}/gather"
+            f"?locale={message.locale}",
         )
         gather.say(message.body, language=language)
         return response

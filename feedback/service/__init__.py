@@ -1,0 +1,1 @@
+"""The feedback service: provider webhooks, rating links and unsubscribes, into the inbox."""

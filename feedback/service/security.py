@@ -1,0 +1,60 @@
+"""Verify that a webhook really comes from Twilio or SendGrid; anything else gets 403."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sendgrid.helpers.eventwebhook import EventWebhook
+from twilio.request_validator import RequestValidator
+
+TWILIO_SIGNATURE = "X-Twilio-Signature"
+SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class Forbidden(Exception):  # noqa: N818 - named for the HTTP status it becomes
+    """The request is not verified; it is answered 403 and stored nowhere."""
+
+
+@dataclass
+class TwilioVerifier:
+    auth_token: str
+    public_url: str
+
+    def __post_init__(self) -> None:
+        self._validator = RequestValidator(self.auth_token)
+
+    def __repr__(self) -> str:
+        return f"TwilioVerifier(public_url={self.public_url!r})"
+
+    def check(self, path: str, query: str, form: dict[str, str], signature: str | None) -> None:
+        """Twilio signs the URL as it called it: behind a proxy, our public URL plus the path."""
+        url = self.public_url.rstrip("/") + path + (f"?{query}" if query else "")
+        if not signature or not self._validator.validate(url, form, signature):
+            raise Forbidden("bad Twilio signature")
+
+
+@dataclass
+class SendGridVerifier:
+    public_key: str
+    tolerance_seconds: int
+
+    def __post_init__(self) -> None:
+        self._webhook = EventWebhook(self.public_key)
+
+    def check(
+        self, body: str, signature: str | None, timestamp: str | None, now: float | None = None
+    ) -> None:
+        """A valid signature over timestamp + body, and a timestamp recent enough that an old
+        signed batch replayed later is refused too."""
+        if not signature or not timestamp or not timestamp.isdigit():
+            raise Forbidden("missing SendGrid signature headers")
+        if abs((now or time.time()) - int(timestamp)) > self.tolerance_seconds:
+            raise Forbidden("SendGrid timestamp outside the tolerance (a replay?)")
+        try:
+            valid = self._webhook.verify_signature(body, signature, timestamp)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise Forbidden("bad SendGrid signature")

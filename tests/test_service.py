@@ -1,0 +1,249 @@
+"""The feedback service: verified, durable, idempotent, and understood."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from careloop.settings import ConfigError, load_settings
+from feedback.inbox import Inbox
+from feedback.ingest import collect
+from feedback.service.app import create_app
+from feedback.tokens import LinkToken, rating_links, sign, unsubscribe_link
+from tests.factories import add_action, add_store, add_subscriber
+from tests.service_helpers import (
+    AUTH_TOKEN,
+    PUBLIC_URL,
+    SendGridSigner,
+    events_body,
+    sms_form,
+    twilio_post,
+)
+
+PHONE = "+8613800000001"
+
+
+@pytest.fixture
+def signer():
+    return SendGridSigner()
+
+
+@pytest.fixture
+def service(settings, monkeypatch, signer):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
+    monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
+    settings = load_settings()
+    with TestClient(create_app(settings)) as client:
+        yield client, Inbox(settings.inbox_path), settings
+
+
+def items(inbox, kind=None):
+    return [i for batch in inbox.after(0) for i in batch if kind is None or i.kind == kind]
+
+
+def test_an_sms_reply_is_stored_then_thanked_and_a_retry_counts_once(service):
+    client, inbox, _ = service
+    request = twilio_post("/webhooks/twilio/sms", sms_form("SM1", PHONE, "5"))
+    first = client.post("/webhooks/twilio/sms", **request)
+    again = client.post("/webhooks/twilio/sms", **request)
+    assert first.status_code == again.status_code == 200
+    assert first.headers["content-type"].startswith("application/xml")
+    assert "<Message>感谢您的评价！</Message>" in first.text
+    stored = items(inbox)
+    assert [(i.kind, i.dedupe_key, i.payload["Body"]) for i in stored] == [("sms", "SM1", "5")]
+
+
+@pytest.mark.parametrize("tamper", ["signature", "body", "url", "token"])
+def test_forged_twilio_requests_get_403_and_are_stored_nowhere(service, tamper):
+    client, inbox, _ = service
+    form = sms_form("SM1", PHONE, "5")
+    request = twilio_post(
+        "/webhooks/twilio/sms",
+        form,
+        token="other-token" if tamper == "token" else AUTH_TOKEN,
+        signed_url=f"{PUBLIC_URL}/elsewhere" if tamper == "url" else None,
+    )
+    if tamper == "signature":
+        request["headers"]["X-Twilio-Signature"] = "bm90IGEgc2lnbmF0dXJl"
+    if tamper == "body":
+        request["content"] = request["content"].replace("Body=5", "Body=1")
+    assert client.post("/webhooks/twilio/sms", **request).status_code == 403
+    assert items(inbox) == []
+
+
+def test_unsigned_requests_get_403(service):
+    client, inbox, _ = service
+    assert client.post("/webhooks/twilio/status", content="MessageSid=SM1").status_code == 403
+    assert items(inbox) == []
+
+
+def test_replies_get_the_right_answer_and_one_clarifying_question(service):
+    client, _, _ = service
+
+    def reply(sid, body, sender=PHONE):
+        request = twilio_post("/webhooks/twilio/sms", sms_form(sid, sender, body))
+        return client.post("/webhooks/twilio/sms", **request).text
+
+    assert "很抱歉让您失望了" in reply("SM1", "2 排队太久了")
+    assert "请回复数字1-5" in reply("SM2", "什么意思")
+    assert "<Message>" not in reply("SM3", "还是不懂")  # at most one clarification
+    assert "Please reply with a number" in reply("SM4", "huh?", "+12125550123")
+    assert "您已退订" in reply("SM5", "TD")
+    assert "<Message>" not in reply("SM6", "STOP")  # Twilio answers STOP itself
+    assert "回复1-5为服务打分" in reply("SM7", "帮助")
+
+
+def test_status_callbacks_and_ivr_digits(service):
+    client, inbox, _ = service
+    status = {"MessageSid": "SM9", "MessageStatus": "delivered", "AccountSid": "AC1"}
+    assert (
+        client.post(
+            "/webhooks/twilio/status", **twilio_post("/webhooks/twilio/status", status)
+        ).status_code
+        == 200
+    )
+    path = "/webhooks/twilio/voice/ca_1/gather"
+    answered = client.post(
+        f"{path}?locale=zh-CN",
+        **twilio_post(
+            path, {"CallSid": "CA1", "Digits": "4"}, signed_url=f"{PUBLIC_URL}{path}?locale=zh-CN"
+        ),
+    )
+    assert answered.status_code == 200 and "谢谢您的评价" in answered.text
+    missed = client.post(path, **twilio_post(path, {"CallSid": "CA2", "Digits": ""}))
+    assert "We did not get a rating" in missed.text
+    survey = client.post(
+        "/webhooks/twilio/voice/ca_1",
+        **twilio_post("/webhooks/twilio/voice/ca_1", {"CallSid": "CA1"}),
+    )
+    assert (
+        'action="https://care.example.com/webhooks/twilio/voice/ca_1/gather?locale=en"'
+        in survey.text
+        and 'numDigits="1"' in survey.text
+    )
+    stored = {(i.kind, i.dedupe_key): i.payload for i in items(inbox)}
+    assert stored[("status", "SM9:delivered")]["MessageStatus"] == "delivered"
+    assert stored[("ivr", "CA1:gather")] | {} == {
+        "CallSid": "CA1",
+        "Digits": "4",
+        "action_id": "ca_1",
+    }
+    assert ("ivr", "CA2:gather") in stored
+
+
+def test_sendgrid_batches_are_verified_deduplicated_and_replays_refused(service, signer):
+    client, inbox, _ = service
+    body = events_body(
+        [
+            {"event": "delivered", "sg_event_id": "ev1", "action_id": "ca_1"},
+            {"event": "open", "sg_event_id": "ev2", "action_id": "ca_1"},
+        ]
+    )
+    path = "/webhooks/sendgrid/events"
+    assert client.post(path, content=body, headers=signer.headers(body)).status_code == 200
+    assert client.post(path, content=body, headers=signer.headers(body)).status_code == 200
+    assert sorted(i.dedupe_key for i in items(inbox)) == ["ev1", "ev2"]
+    forged = body.replace("delivered", "bounce")
+    assert client.post(path, content=forged, headers=signer.headers(body)).status_code == 403
+    old = int((datetime.now(UTC) - timedelta(minutes=10)).timestamp())
+    replay = events_body([{"event": "delivered", "sg_event_id": "ev3"}])
+    assert client.post(path, content=replay, headers=signer.headers(replay, old)).status_code == 403
+    assert client.post(path, content=replay, headers={}).status_code == 403
+    assert len(items(inbox)) == 2
+
+
+def test_rating_links_record_the_score_and_the_detail(service):
+    client, inbox, settings = service
+    links = rating_links(
+        "ca_7", PUBLIC_URL, settings.link_secret.get_secret_value(), datetime.now(UTC)
+    )
+    path = links[2].removeprefix(PUBLIC_URL)
+    page = client.get(path)
+    assert page.status_code == 200 and "<strong>2</strong>" in page.text and "<form" in page.text
+    detail = client.post(
+        path,
+        content="wait_time=1&staff_attitude=3&problem_solved=9&comment=%E6%8E%92%E9%98%9F",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert detail.status_code == 200 and "<form" not in detail.text
+    ratings = items(inbox, "email_rating")
+    assert ratings[0].payload == {"action_id": "ca_7", "score": 2}
+    assert ratings[1].payload == {
+        "action_id": "ca_7",
+        "score": 2,
+        "comment": "排队",
+        "attributes": {"wait_time": 1, "staff_attitude": 3},
+    }
+
+
+def test_bad_expired_and_misused_tokens(service):
+    client, inbox, settings = service
+    secret = settings.link_secret.get_secret_value()
+    past = datetime.now(UTC) - timedelta(days=30)
+    expired = rating_links("ca_1", PUBLIC_URL, secret, past)[5].removeprefix(PUBLIC_URL)
+    assert client.get(expired).status_code == 410
+    forged = sign(LinkToken("ca_1", "rate", 5, 2_000_000_000), "not-our-secret")
+    assert client.get(f"/r/{forged}").status_code == 403
+    unsubscribe = unsubscribe_link("ca_1", PUBLIC_URL, secret, datetime.now(UTC))
+    token = unsubscribe.rsplit("/", 1)[1]
+    assert client.get(f"/r/{token}").status_code == 403  # wrong purpose
+    assert items(inbox) == []
+
+
+def test_one_click_unsubscribe(service):
+    client, inbox, settings = service
+    link = unsubscribe_link(
+        "ca_3", PUBLIC_URL, settings.link_secret.get_secret_value(), datetime.now(UTC)
+    ).removeprefix(PUBLIC_URL)
+    assert "<form" in client.get(link).text and items(inbox) == []  # GET changes nothing
+    done = client.post(
+        link,
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200
+    assert [(i.kind, i.payload) for i in items(inbox)] == [("unsubscribe", {"action_id": "ca_3"})]
+
+
+def test_health(service):
+    client, _, _ = service
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_service_needs_its_verification_keys(settings, monkeypatch):
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
+    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN, SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        create_app(load_settings())
+
+
+def test_from_webhook_to_attributed_evaluation(service, con):
+    client, inbox, settings = service
+    add_store(con)
+    add_subscriber(con, "S1")
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    add_action(con, "A1", "S1", recipient=PHONE, sent_at=sent)
+    add_action(con, "E1", "S1", channel="email", recipient="c1@example.com", sent_at=sent)
+    client.post(
+        "/webhooks/twilio/sms",
+        **twilio_post("/webhooks/twilio/sms", sms_form("SM1", PHONE, "１分 太慢")),
+    )
+    link = rating_links(
+        "E1", PUBLIC_URL, settings.link_secret.get_secret_value(), datetime.now(UTC)
+    )[4].removeprefix(PUBLIC_URL)
+    client.post(
+        link,
+        content="problem_solved=5",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    rows = con.execute(
+        "SELECT action_id, score, comment, attributes, attribution FROM "
+        "evaluations ORDER BY action_id"
+    ).fetchall()
+    assert rows == [
+        ("A1", 1, "太慢", None, "matched"),
+        ("E1", 4, None, json.dumps({"problem_solved": 5}), "matched"),
+    ]

@@ -444,3 +444,7 @@ def run_cli() -> None:  # pragma: no cover - the console entry point
     except (ConfigError, CampaignError, SegmentError, ModelError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -1,0 +1,120 @@
+"""The service as a real process: killed mid-load it loses no acknowledged reply, and it runs
+beside a flow that holds the warehouse."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from feedback.inbox import Inbox
+from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(home, port):
+    env = {
+        **os.environ,
+        "CARELOOP_HOME": str(home),
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
+        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "careloop.cli", "serve", "--port", str(port)], env=env
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the service did not start")
+
+
+def fire(port, prefix, acknowledged, stop, senders=16, pause=0.0):
+    """Signed SMS replies from many senders until stopped; remember what got a 2xx."""
+
+    def sender(n):
+        session = requests.Session()
+        count = 0
+        while not stop.is_set():
+            sid = f"{prefix}{n:02d}x{count:05d}"
+            request = twilio_post(
+                "/webhooks/twilio/sms", sms_form(sid, f"+86138{n:08d}", str(count % 5 + 1))
+            )
+            try:
+                response = session.post(
+                    f"http://127.0.0.1:{port}/webhooks/twilio/sms",
+                    data=request["content"],
+                    headers=request["headers"],
+                    timeout=5,
+                )
+            except requests.RequestException:
+                return
+            if response.ok:
+                acknowledged.add(sid)
+            count += 1
+            time.sleep(pause)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_a_killed_service_loses_no_acknowledged_reply(settings):
+    port = free_port()
+    service = start_service(settings.home, port)
+    acknowledged, stop = set(), threading.Event()
+    threads = fire(port, "SMk", acknowledged, stop)
+    time.sleep(2.0)
+    service.send_signal(signal.SIGKILL)  # mid-load, no warning
+    service.wait()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    stored = {i.dedupe_key for batch in Inbox(settings.inbox_path).after(0) for i in batch}
+    assert len(acknowledged) > 100
+    assert acknowledged <= stored
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_service_and_a_collecting_flow_side_by_side(settings, con):
+    from flows.collect_feedback import collect_feedback
+
+    con.close()  # the flow opens the warehouse itself, as in production
+    port = free_port()
+    service = start_service(settings.home, port)
+    acknowledged, stop = set(), threading.Event()
+    # Paced like real webhook traffic: this test shares its GIL with Prefect's test server.
+    threads = fire(port, "SMs", acknowledged, stop, senders=4, pause=0.02)
+    try:
+        runs = [collect_feedback(home=str(settings.home)) for _ in range(3)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    last = collect_feedback(home=str(settings.home))
+    service.terminate()
+    service.wait()
+    drained = sum(r["drained"] for r in [*runs, last])
+    assert len(acknowledged) > 50 and drained >= len(acknowledged)
+    from warehouse.db import connect
+
+    check = connect(settings.warehouse_path)
+    ingested = {k for (k,) in check.execute("SELECT dedupe_key FROM inbound_messages").fetchall()}
+    check.close()
+    assert {f"sms:{sid}" for sid in acknowledged} <= ingested

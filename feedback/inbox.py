@@ -58,13 +58,26 @@ class Inbox:
         """Store one item; False when an item with the same kind and key is already in."""
         return self.put_many([(kind, dedupe_key, received_at, payload)]) == 1
 
-    def put_many(self, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]) -> int:
+    def put_many(
+        self,
+        items: Iterable[tuple[str, str, datetime, dict[str, Any]]],
+        con: sqlite3.Connection | None = None,
+    ) -> int:
+        """Store items in one transaction; return how many were new. ``con`` lets a long-lived
+        writer keep its connection instead of opening one per batch."""
         rows = [
             (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
             for kind, key, at, payload in items
         ]
-        with closing(self._connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
+        if con is None:
+            with closing(self._connect()) as own:
+                return self._insert(own, rows)
+        return self._insert(con, rows)
+
+    @staticmethod
+    def _insert(con: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> int:
+        con.execute("BEGIN IMMEDIATE")
+        try:
             before = con.total_changes
             con.executemany(
                 "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
@@ -73,7 +86,13 @@ class Inbox:
             )
             added = con.total_changes - before
             con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         return added
+
+    def connect(self) -> sqlite3.Connection:
+        return self._connect()
 
     def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
         """Batches of items with an id above ``last_id``, in id order."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -52,8 +54,13 @@ def locale_of(phone: str) -> str:
 
 
 def sms_answer(parsed: ParsedReply, body: str, locale: str, may_clarify: bool) -> str:
+    return _twiml_message(_sms_text(parsed, body.strip().lower(), locale, may_clarify))
+
+
+@cache
+def _twiml_message(text: str | None) -> str:
+    """The TwiML for one of a handful of texts, built once each."""
     response = MessagingResponse()
-    text = _sms_text(parsed, body.strip().lower(), locale, may_clarify)
     if text:
         response.message(text)
     return str(response)

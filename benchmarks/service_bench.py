@@ -1,0 +1,145 @@
+"""The feedback service under signed inbound-SMS webhooks from 100 concurrent senders on
+loopback, next to a bare endpoint of the same framework in the same run; then the inbox is
+counted: every acknowledged reply must be there.
+
+Targets: at least 40% of the bare endpoint's rate; p99 latency under 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import requests
+
+from feedback.inbox import Inbox
+from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
+
+SENDERS = 100
+REQUESTS = int(os.environ.get("CARELOOP_BENCH_WEBHOOKS", "20000"))
+WARM_UP = 1000
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    acknowledged: set[str]
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+    process = subprocess.Popen(command, env={**os.environ, **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.post(f"{url}/webhooks/twilio/sms", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def signed_requests(prefix: str) -> list[tuple[str, str, dict[str, str]]]:
+    built = []
+    for n in range(REQUESTS):
+        sid = f"{prefix}{n:07d}"
+        request = twilio_post(
+            "/webhooks/twilio/sms", sms_form(sid, f"+8613{n % 10_000_000:09d}", str(n % 5 + 1))
+        )
+        built.append((sid, request["content"], request["headers"]))
+    return built
+
+
+async def drive(url: str, load: list[tuple[str, str, dict[str, str]]]) -> LoadResult:
+    queue = iter(load)
+    latencies: list[float] = []
+    acknowledged: set[str] = set()
+    connector = aiohttp.TCPConnector(limit=SENDERS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def sender() -> None:
+            for sid, body, headers in queue:
+                start = time.perf_counter()
+                async with session.post(
+                    f"{url}/webhooks/twilio/sms", data=body, headers=headers
+                ) as response:
+                    await response.read()
+                    if response.status == 200:
+                        acknowledged.add(sid)
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(SENDERS)))
+        elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100)
+    return LoadResult(len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, acknowledged)
+
+
+def measure(url: str, prefix: str) -> LoadResult:
+    """A warm-up round first (connections, caches, first-use imports), then the measured one."""
+    warm = signed_requests(f"{prefix}w")[:WARM_UP]
+    asyncio.run(drive(url, warm))
+    result = asyncio.run(drive(url, signed_requests(prefix)))
+    return LoadResult(
+        result.rate, result.p50_ms, result.p99_ms, result.acknowledged | {sid for sid, _, _ in warm}
+    )
+
+
+def main(home: Path) -> list[str]:
+    home = home / "service-bench"
+    if home.exists():
+        for item in home.iterdir():
+            item.unlink()
+    env = {
+        "CARELOOP_HOME": str(home),
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
+        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
+    }
+    bare_port, service_port = _port(), _port()
+    with running(
+        [sys.executable, "-m", "benchmarks.bare_app", str(bare_port)], bare_port, env
+    ) as url:
+        bare = measure(url, "SMb")
+    with running(
+        [sys.executable, "-m", "careloop.cli", "serve", "--port", str(service_port)],
+        service_port,
+        env,
+    ) as url:
+        ours = measure(url, "SMr")
+    stored = {i.dedupe_key for batch in Inbox(home / "inbox.sqlite").after(0) for i in batch}
+    lost = len(ours.acknowledged - stored)
+    return [
+        f"service: {SENDERS} senders, {REQUESTS:,} signed SMS webhooks each; bare endpoint "
+        f"{bare.rate:,.0f}/s (p50 {bare.p50_ms:.1f} ms, p99 {bare.p99_ms:.1f} ms); careloop "
+        f"{ours.rate:,.0f}/s = {ours.rate / bare.rate:.0%} of bare (target >= 40%), "
+        f"p50 {ours.p50_ms:.1f} ms, p99 {ours.p99_ms:.1f} ms (target < 50 ms)",
+        f"service inbox: {len(ours.acknowledged):,} acknowledged, {len(stored):,} stored, "
+        f"{lost} lost",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".careloop/bench"))))

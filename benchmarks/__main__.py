@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from benchmarks import segments_bench, send_bench
+from benchmarks import segments_bench, send_bench, service_bench
 
 if __name__ == "__main__":
     home = Path(".careloop/bench")
     segments_bench.main(10_000_000, home)
-    lines = send_bench.main(home)
-    print("\n".join(lines))
-    (home / "send-bench.txt").write_text("\n".join(lines) + "\n")
+    for name, bench in (("send", send_bench), ("service", service_bench)):
+        lines = bench.main(home)
+        print("\n".join(lines))
+        (home / f"{name}-bench.txt").write_text("\n".join(lines) + "\n")

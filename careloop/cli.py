@@ -229,9 +229,10 @@ def serve(
 
     from careloop.masking import install_masking
     from careloop.settings import load_settings
-    from feedback.service.app import create_app
+    from feedback.service.app import create_app, settle_garbage_collector
 
     application = create_app(load_settings())
+    settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 

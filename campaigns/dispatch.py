@@ -147,9 +147,15 @@ def record(
             "ok": [r.ok for r in results],
             "opted_out": [r.opted_out for r in results],
             "unconfirmed": [r.unconfirmed for r in results],
+            "sender": [r.sender for r in results],
             "sent_at": [m.send_at for m in messages],
         },
-        schema_overrides={"provider_id": pl.String, "error_code": pl.String, "error": pl.String},
+        schema_overrides={
+            "provider_id": pl.String,
+            "error_code": pl.String,
+            "error": pl.String,
+            "sender": pl.String,
+        },
     )
     register_frame(con, "send_outcome", outcome)
     con.execute(
@@ -160,7 +166,8 @@ def record(
                           WHEN o.retryable AND a.attempts < ? THEN 'queued'
                           ELSE 'failed' END,
             provider_id = o.provider_id, error_code = o.error_code, error = o.error,
-            sent_at = CASE WHEN o.ok THEN o.sent_at END, updated_at = ?
+            sent_at = CASE WHEN o.ok THEN o.sent_at END, updated_at = ?,
+            sender = coalesce(o.sender, a.sender)
         FROM send_outcome o WHERE a.action_id = o.action_id""",
         [MAX_ATTEMPTS, now],
     )

@@ -100,7 +100,10 @@ def _attributes(item: InboxItem) -> str | None:
 def _parse(item: InboxItem) -> tuple[ParsedReply, dict[str, object]]:
     payload = item.payload
     if item.kind == "sms":
-        return parse_reply(str(payload.get("Body", ""))), {"sender": payload.get("From")}
+        return parse_reply(str(payload.get("Body", ""))), {
+            "sender": payload.get("From"),
+            "receiver": payload.get("To"),
+        }
     if item.kind == "ivr":
         return parse_digits(str(payload.get("Digits", ""))), {"action_id": payload["action_id"]}
     score = payload.get("score")
@@ -128,6 +131,7 @@ def ingest_replies(
                 "dedupe_key": f"{item.kind}:{item.dedupe_key}",
                 "channel": REPLY_KINDS[item.kind],
                 "sender": ref.get("sender"),
+                "receiver": ref.get("receiver"),
                 "given_action_id": ref.get("action_id"),
                 "received_at": item.received_at,
                 "intent": parsed.intent,
@@ -145,6 +149,7 @@ def ingest_replies(
                 "dedupe_key": pl.String,
                 "channel": pl.String,
                 "sender": pl.String,
+                "receiver": pl.String,
                 "given_action_id": pl.String,
                 "received_at": pl.Datetime("us", "UTC"),
                 "intent": pl.String,
@@ -175,12 +180,13 @@ def ingest_replies(
 ATTRIBUTE_SQL = """
 CREATE OR REPLACE TEMP TABLE attributed AS
 WITH sms_surveys AS (
-    SELECT action_id, recipient, sent_at FROM care_actions
+    SELECT action_id, recipient, coalesce(sender, '?') AS our_number, sent_at FROM care_actions
     WHERE channel = 'sms' AND survey AND sent_at IS NOT NULL
 ), by_number AS (
     SELECT r.*, coalesce(r.given_action_id, s.action_id) AS candidate
     FROM replies r ASOF LEFT JOIN sms_surveys s
-      ON r.sender = s.recipient AND r.received_at >= s.sent_at
+      ON r.sender = s.recipient AND coalesce(r.receiver, '?') = s.our_number
+     AND r.received_at >= s.sent_at
 ), senders AS (
     SELECT phone, min(subscriber_id) AS subscriber_id FROM subscribers
     WHERE phone IN (SELECT sender FROM replies) GROUP BY phone

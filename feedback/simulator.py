@@ -15,7 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from campaigns.channels.sandbox import SandboxProvider
+from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxProvider
 from feedback.inbox import Inbox
 
 PENDING_SCHEMA = """
@@ -60,7 +60,6 @@ WORDS = {
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 OPT_OUT_WORDS = {"zh-CN": ["TD", "退订", "T"], "en": ["STOP", "stop", "UNSUBSCRIBE"]}
 NOISE = {"zh-CN": ["谢谢", "你是谁？", "好的"], "en": ["thanks!", "who is this?", "ok"]}
-OUR_NUMBER = "+10000000000"
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ class CustomerSimulator:
             minutes += 4 * 24 * 60  # the odd reply that comes days too late
         at = m.sent_at + timedelta(minutes=minutes)
         sid = "SM" + hashlib.md5(f"reply:{m.provider_id}".encode()).hexdigest()
-        payload = {"MessageSid": sid, "From": m.recipient, "To": OUR_NUMBER, "Body": text}
+        payload = {"MessageSid": sid, "From": m.recipient, "To": SANDBOX_NUMBER, "Body": text}
         return sid, "sms", at.isoformat(), json.dumps(payload, ensure_ascii=False)
 
     @staticmethod

@@ -82,13 +82,14 @@ def add_action(
     round: int = 1,
     store_id: str = "ST1",
     provider_id: str | None = None,
+    sender: str = "+10000000000",
 ) -> None:
     con.execute(
         """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
         subscriber_id, occasion, round, store_id, tier, locale, channel, recipient, body, survey,
-        status, scheduled_at, created_at, sent_at, provider_id, updated_at)
+        status, scheduled_at, created_at, sent_at, provider_id, updated_at, sender)
         VALUES (?, ?, 'run', ?, ?, 'occ', ?, ?, 'standard', 'zh-CN', ?, ?, 'hi', true, ?, ?, ?,
-                ?, ?, ?)""",
+                ?, ?, ?, ?)""",
         [
             action_id,
             f"key-{action_id}",
@@ -104,5 +105,6 @@ def add_action(
             sent_at,
             provider_id or f"P-{action_id}",
             sent_at,
+            sender,
         ],
     )

@@ -212,3 +212,34 @@ def test_twilio_and_sendgrid_events_map_onto_statuses(world, inbox):
         ("S2", "email")
     ]
     assert world.execute("SELECT count(*) FROM delivery_events").fetchone() == (7,)
+
+
+def test_a_reply_belongs_to_the_survey_from_the_number_it_answers(world, inbox):
+    add_action(
+        world, "B", "S1", campaign="birthday", recipient=PHONE, sent_at=T0, sender="+15550000001"
+    )
+    add_action(
+        world,
+        "T",
+        "S1",
+        campaign="tenure",
+        recipient=PHONE,
+        sent_at=T0 + timedelta(hours=1),
+        sender="+15550000002",
+    )
+    later = T0 + timedelta(hours=2)
+    for sid, to, body in [
+        ("SM1", "+15550000001", "2"),
+        ("SM2", "+15550000002", "5"),
+        ("SM3", "+15550000003", "4"),
+    ]:
+        inbox.put("sms", sid, later, {"MessageSid": sid, "From": PHONE, "To": to, "Body": body})
+    collect(world, inbox, reply_window=WINDOW)
+    rows = world.execute(
+        "SELECT dedupe_key, action_id, attribution FROM evaluations ORDER BY 1"
+    ).fetchall()
+    assert rows == [
+        ("sms:SM1", "B", "matched"),
+        ("sms:SM2", "T", "matched"),
+        ("sms:SM3", None, "no_open_survey"),
+    ]

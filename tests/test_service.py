@@ -224,7 +224,7 @@ def test_from_webhook_to_attributed_evaluation(service, con):
     add_store(con)
     add_subscriber(con, "S1")
     sent = datetime.now(UTC) - timedelta(hours=1)
-    add_action(con, "A1", "S1", recipient=PHONE, sent_at=sent)
+    add_action(con, "A1", "S1", recipient=PHONE, sent_at=sent, sender="+15550001111")
     add_action(con, "E1", "S1", channel="email", recipient="c1@example.com", sent_at=sent)
     client.post(
         "/webhooks/twilio/sms",

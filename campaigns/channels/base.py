@@ -34,6 +34,7 @@ class SendResult:
     retryable: bool = False  # try again later (429, 5xx after retries)
     opted_out: bool = False  # the provider says the recipient opted out: record it
     unconfirmed: bool = False  # it may have gone (a timeout): reconcile, never resend blindly
+    sender: str | None = None  # the number or address it went out from
 
     @property
     def ok(self) -> bool:

@@ -22,6 +22,8 @@ from feedback.inbox import Inbox
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 ID_PREFIX = {"sms": "SM", "voice": "CA", "email": "SG"}
+SANDBOX_NUMBER = "+10000000000"  # the sandbox's one sender; the demo's customers reply to it
+SANDBOX_EMAIL = "care@example.com"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
     provider_id     TEXT PRIMARY KEY,
@@ -103,7 +105,10 @@ class SandboxProvider(Provider):
                 error=f"not a valid {message.channel} address",
             )
         digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()
-        return SendResult(message.action_id, provider_id=ID_PREFIX[message.channel] + digest)
+        sender = SANDBOX_EMAIL if message.channel == "email" else SANDBOX_NUMBER
+        return SendResult(
+            message.action_id, provider_id=ID_PREFIX[message.channel] + digest, sender=sender
+        )
 
     def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
         by_key = {m.idempotency_key: m.action_id for m in messages}

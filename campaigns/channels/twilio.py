@@ -101,7 +101,8 @@ class _TwilioProvider(Provider):
         self._local.units = self.units(message)
         for attempt in range(self.max_attempts):
             try:
-                return SendResult(message.action_id, provider_id=self.create(message))
+                sid, sender = self.create(message)
+                return SendResult(message.action_id, provider_id=sid, sender=sender)
             except TwilioRestException as exc:
                 if exc.code == OPTED_OUT:
                     return SendResult(
@@ -137,7 +138,7 @@ class _TwilioProvider(Provider):
     def units(self, message: OutboundMessage) -> int:
         return 1
 
-    def create(self, message: OutboundMessage) -> str:
+    def create(self, message: OutboundMessage) -> tuple[str, str | None]:
         raise NotImplementedError
 
     def status_callback(self) -> str:
@@ -156,14 +157,14 @@ class TwilioSms(_TwilioProvider):
     def units(self, message: OutboundMessage) -> int:
         return segment_count(message.body)
 
-    def create(self, message: OutboundMessage) -> str:
+    def create(self, message: OutboundMessage) -> tuple[str, str | None]:
         sent = self.client().messages.create(
             to=message.recipient,
             body=message.body,
             status_callback=self.status_callback(),
             **self.origin(),
         )
-        return str(sent.sid)
+        return str(sent.sid), sent.from_ or self.config.sender
 
     def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
         """Ask Twilio's message list (by recipient, since the claim) which of these went."""
@@ -183,7 +184,7 @@ class TwilioVoice(_TwilioProvider):
     name: ClassVar[str] = "twilio-voice"
     channels: ClassVar[frozenset[str]] = frozenset({"voice"})
 
-    def create(self, message: OutboundMessage) -> str:
+    def create(self, message: OutboundMessage) -> tuple[str, str | None]:
         call = self.client().calls.create(
             to=message.recipient,
             from_=self.config.sender or "",
@@ -191,7 +192,7 @@ class TwilioVoice(_TwilioProvider):
             status_callback=self.status_callback(),
             status_callback_event=CALL_EVENTS,
         )
-        return str(call.sid)
+        return str(call.sid), self.config.sender
 
     def twiml(self, message: OutboundMessage) -> VoiceResponse:
         """The care message and the survey question, then one DTMF key (1-5) to our webhook."""

@@ -46,6 +46,9 @@ SUPPRESSION_SQL = """
 SELECT campaign_id, suppression_reason, count(*) FROM care_actions
 WHERE status = 'suppressed' AND round = 1 GROUP BY ALL ORDER BY ALL
 """
+REPLIES_SQL = """
+SELECT attribution, count(*) FROM evaluations GROUP BY ALL ORDER BY count(*) DESC
+"""
 STORE_LIST_SQL = """
 SELECT m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
        m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
@@ -63,6 +66,7 @@ ORDER BY m.store_id, m.status = 'recovered', m.score, m.opened_at
 class LoopReport:
     campaigns: list[dict[str, Any]]
     suppressed: dict[str, dict[str, int]]
+    replies: dict[str, int]  # every reply kept, by how it was attributed
 
     def totals(self) -> dict[str, Any]:
         keys = [k for k in (self.campaigns[0] if self.campaigns else {}) if k != "campaign_id"]
@@ -85,7 +89,8 @@ def loop_report(con: duckdb.DuckDBPyConnection) -> LoopReport:
     suppressed: dict[str, dict[str, int]] = {}
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
-    return LoopReport(campaigns, suppressed)
+    replies = dict(con.execute(REPLIES_SQL).fetchall())
+    return LoopReport(campaigns, suppressed, replies)
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
@@ -124,6 +129,12 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
     lines += ["", "## Suppressed, by reason", ""]
     for campaign_id, reasons in report.suppressed.items():
         lines.append(f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    lines += ["", "## Replies, by attribution", ""]
+    lines.append(
+        "Every reply is kept: matched to the survey it answers, late (after the reply "
+        "window), to no open survey, or from an unknown number."
+    )
+    lines += ["", *(f"- {kind}: {n}" for kind, n in report.replies.items())]
     lines += [
         "",
         "## Store managers' dissatisfied lists",

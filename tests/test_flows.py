@@ -47,6 +47,9 @@ def test_the_whole_loop_closes(settings, tmp_path):
     assert 0 < total["csat"] < 100
     assert total["second_round_sent"] > 0 and total["recovered"] > 0
     assert dict(summary_rows(result.report))["dissatisfied"] == total["dissatisfied"]
+    assert result.report.replies["matched"] > 0
+    assert sum(result.report.replies.values()) >= total["replied"]
+    assert "## Replies, by attribution" in result.report_path.read_text()
     lists = sorted((result.report_path.parent / "store_lists").glob("*.csv"))
     assert sum(result.store_rows.values()) == total["dissatisfied"]
     with lists[0].open(encoding="utf-8") as handle:

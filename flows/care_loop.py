@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -12,10 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from campaigns.catalog import load_campaigns
-from campaigns.channels.factory import get_provider
-from campaigns.dispatch import dispatch
 from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
-from flows.common import current_flow_run_id, publish, settings_for
+from flows.common import current_flow_run_id, publish, send_due, settings_for
 from warehouse.db import warehouse
 
 
@@ -70,14 +67,7 @@ def care_loop(
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)
         if send:
-            sent = dispatch(
-                con,
-                get_provider(settings),
-                now=now or datetime.now(UTC),
-                simulated=simulated,
-                batch_size=settings.dispatch_batch_size,
-            )
-            figures["dispatch"] = asdict(sent)
+            figures["dispatch"] = send_due(con, settings, now, simulated)
     get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)
     publish(f"care-loop-{campaign}", f"Care loop {campaign} as of {as_of}", figures)
     return figures

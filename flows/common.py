@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
+from campaigns.channels.factory import get_provider
+from campaigns.dispatch import dispatch
 from careloop.masking import install_masking
 from careloop.settings import Settings, load_settings
 
@@ -39,6 +43,20 @@ def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]
         else:
             rows.append({"figure": name, "value": value})
     return rows
+
+
+def send_due(
+    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None, simulated: bool
+) -> dict[str, Any]:
+    """Send what is due through the configured provider; the dispatch figures."""
+    figures = dispatch(
+        con,
+        get_provider(settings),
+        now=now or datetime.now(UTC),
+        simulated=simulated,
+        batch_size=settings.dispatch_batch_size,
+    )
+    return asdict(figures)
 
 
 def publish(key: str, description: str, figures: Mapping[str, Any]) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow
 
-from campaigns.channels.factory import get_provider
-from campaigns.dispatch import dispatch
-from flows.common import publish, settings_for
+from flows.common import publish, send_due, settings_for
 from warehouse.db import warehouse
 
 
@@ -20,14 +17,6 @@ def dispatch_outbox(
 ) -> dict[str, Any]:
     settings = settings_for(home)
     with warehouse(settings.warehouse_path) as con:
-        figures = asdict(
-            dispatch(
-                con,
-                get_provider(settings),
-                now=now or datetime.now(UTC),
-                simulated=simulated,
-                batch_size=settings.dispatch_batch_size,
-            )
-        )
+        figures = send_due(con, settings, now, simulated)
     publish("dispatch-outbox", "Outbox dispatch", figures)
     return figures

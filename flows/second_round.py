@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,11 +10,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from campaigns.catalog import load_campaigns
-from campaigns.channels.factory import get_provider
-from campaigns.dispatch import dispatch
 from campaigns.second_round import plan_second_round
 from careloop.settings import Settings
-from flows.common import publish, settings_for
+from flows.common import publish, send_due, settings_for
 from warehouse.db import warehouse
 
 
@@ -42,14 +39,6 @@ def second_round(
     figures = plan_all(settings, as_of)
     if send:
         with warehouse(settings.warehouse_path) as con:
-            figures["dispatch"] = asdict(
-                dispatch(
-                    con,
-                    get_provider(settings),
-                    now=now or datetime.now(UTC),
-                    simulated=simulated,
-                    batch_size=settings.dispatch_batch_size,
-                )
-            )
+            figures["dispatch"] = send_due(con, settings, now, simulated)
     publish("second-round", f"Second round as of {as_of}", figures)
     return figures

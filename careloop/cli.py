@@ -148,13 +148,14 @@ def second_round_command(as_of: AsOf = None) -> None:
 def report() -> None:
     """Write the KPI report and the store managers' dissatisfied lists."""
     from careloop.settings import load_settings
-    from flows.demo import finish, summary_rows
-    from warehouse.demo_data import DemoDataSummary
+    from feedback.report import summary_rows, write_reports
+    from warehouse.db import warehouse
 
     settings = load_settings()
-    result = finish(settings.home, DemoDataSummary(0, 0, 0))
-    _show("loop figures", dict(summary_rows(result.report)))
-    console.print(f"report: {result.report_path}")
+    with warehouse(settings.warehouse_path) as con:
+        written = write_reports(con, settings.reports_dir, "careloop: satisfaction KPIs")
+    _show("loop figures", dict(summary_rows(written.report)))
+    console.print(f"report: {written.path}")
 
 
 @app.command()
@@ -165,7 +166,8 @@ def demo(
     seed: int = 7,
 ) -> None:
     """Build a demo warehouse and run the whole loop on the sandbox, in simulated time."""
-    from flows.demo import run_demo, summary_rows
+    from feedback.report import summary_rows
+    from flows.demo import run_demo
 
     with Progress(console=console) as progress:
         task = progress.add_task("care loop, day by day", total=days + settle_days + 1)

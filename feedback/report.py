@@ -143,3 +143,44 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
         "(one CSV per store in store_lists/).",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    report: LoopReport
+    store_rows: dict[str, int]
+    path: Path
+
+
+def write_reports(con: duckdb.DuckDBPyConnection, directory: Path, title: str) -> WrittenReport:
+    """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
+    report = loop_report(con)
+    store_rows = write_store_lists(con, directory / "store_lists")
+    path = directory / "kpi_report.md"
+    path.write_text(render_markdown(report, store_rows, title), encoding="utf-8")
+    return WrittenReport(report, store_rows, path)
+
+
+def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
+    """The loop's figures, step by step: what the demo prints at its end."""
+    total = report.totals()
+    rows: list[tuple[str, Any]] = [
+        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns
+    ]
+    reasons: dict[str, int] = {}
+    for by_reason in report.suppressed.values():
+        for reason, n in by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    rows += [(f"suppressed: {reason}", n) for reason, n in sorted(reasons.items())]
+    rows += [
+        ("held out", total.get("held_out", 0)),
+        ("sent: sms", total.get("sent_sms", 0)),
+        ("sent: email", total.get("sent_email", 0)),
+        ("sent: voice", total.get("sent_voice", 0)),
+        ("replied", total.get("replied", 0)),
+        ("CSAT (% of ratings 4-5)", total.get("csat")),
+        ("dissatisfied", total.get("dissatisfied", 0)),
+        ("sent a second round", total.get("second_round_sent", 0)),
+        ("recovered", total.get("recovered", 0)),
+    ]
+    return rows

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from feedback.inbox import Inbox
-from feedback.report import LoopReport, loop_report, render_markdown, write_store_lists
+from feedback.report import LoopReport, write_reports
 from feedback.simulator import CustomerSimulator, Profile
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
@@ -102,35 +101,5 @@ def run_day(day: date, campaigns: list[str], home: str, simulator: CustomerSimul
 def finish(home: Path, data: DemoDataSummary) -> DemoResult:
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
-        report = loop_report(con)
-        store_rows = write_store_lists(con, settings.reports_dir / "store_lists")
-    path = settings.reports_dir / "kpi_report.md"
-    path.write_text(
-        render_markdown(report, store_rows, "careloop demo: satisfaction KPIs"), encoding="utf-8"
-    )
-    return DemoResult(home, data, report, store_rows, path)
-
-
-def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
-    """The demo's closing figures, per step of the loop."""
-    total = report.totals()
-    rows: list[tuple[str, Any]] = [
-        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns
-    ]
-    reasons: dict[str, int] = {}
-    for by_reason in report.suppressed.values():
-        for reason, n in by_reason.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    rows += [(f"suppressed: {reason}", n) for reason, n in sorted(reasons.items())]
-    rows += [
-        ("held out", total.get("held_out", 0)),
-        ("sent: sms", total.get("sent_sms", 0)),
-        ("sent: email", total.get("sent_email", 0)),
-        ("sent: voice", total.get("sent_voice", 0)),
-        ("replied", total.get("replied", 0)),
-        ("CSAT (% of ratings 4-5)", total.get("csat")),
-        ("dissatisfied", total.get("dissatisfied", 0)),
-        ("sent a second round", total.get("second_round_sent", 0)),
-        ("recovered", total.get("recovered", 0)),
-    ]
-    return rows
+        written = write_reports(con, settings.reports_dir, "careloop demo: satisfaction KPIs")
+    return DemoResult(home, data, written.report, written.store_rows, written.path)

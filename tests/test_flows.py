@@ -5,8 +5,9 @@ from datetime import date
 
 import pytest
 
+from feedback.report import summary_rows
 from flows.care_loop import care_loop
-from flows.demo import run_demo, summary_rows
+from flows.demo import run_demo
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
 

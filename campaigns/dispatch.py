@@ -212,6 +212,8 @@ def reconcile(
     )
     if rows.is_empty():
         return
+    # send_at carries the claim time (the query names it scheduled_at): a provider looks for
+    # each send from that moment on.
     messages = [_message(row, now, simulated=True) for row in rows.iter_rows(named=True)]
     accepted = provider.find_sent(messages)
     settled = pl.DataFrame(

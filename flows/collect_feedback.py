@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +9,7 @@ from prefect import flow
 
 from feedback.inbox import Inbox
 from feedback.ingest import collect
-from flows.common import publish, settings_for
+from flows.common import figures_dict, publish, settings_for
 from warehouse.db import warehouse
 
 
@@ -18,7 +17,7 @@ from warehouse.db import warehouse
 def collect_feedback(home: str | None = None) -> dict[str, Any]:
     settings = settings_for(home)
     with warehouse(settings.warehouse_path) as con:
-        figures = asdict(
+        figures = figures_dict(
             collect(
                 con,
                 Inbox(settings.inbox_path),

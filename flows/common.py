@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,17 @@ def send_due(
         simulated=simulated,
         batch_size=settings.dispatch_batch_size,
     )
-    return asdict(figures)
+    return figures_dict(figures)
+
+
+def figures_dict(figures: object) -> dict[str, Any]:
+    """A figures dataclass as plain data. Not dataclasses.asdict: it rebuilds a Counter from
+    its (key, count) pairs, so the Counter counts the pairs."""
+    assert is_dataclass(figures) and not isinstance(figures, type)
+    return {
+        f.name: dict(value) if isinstance(value := getattr(figures, f.name), Counter) else value
+        for f in fields(figures)
+    }
 
 
 def publish(key: str, description: str, figures: Mapping[str, Any]) -> None:

@@ -77,3 +77,15 @@ def _unsent(result, campaign):
     ).fetchone()
     con.close()
     return row[0]
+
+
+def test_flow_figures_keep_counts_by_name():
+    from campaigns.dispatch import DispatchFigures
+    from flows.common import figures_dict, flatten
+
+    figures = DispatchFigures()
+    figures.sent["sms"] += 8
+    figures.failed["21211"] += 1
+    plain = figures_dict(figures)
+    assert plain["sent"] == {"sms": 8} and plain["failed"] == {"21211": 1}
+    assert {"figure": "sent.sms", "value": 8} in flatten(plain)

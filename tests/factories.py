@@ -108,3 +108,15 @@ def add_action(
             sender,
         ],
     )
+
+
+def add_sms_crowd(con: duckdb.DuckDBPyConnection, count: int) -> None:
+    """``count`` subscribers reachable by SMS only, all born on June 15 (the default as-of)."""
+    con.execute(
+        """
+        INSERT INTO subscribers
+        SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'), NULL, DATE '1990-06-15',
+               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false
+        FROM range(?) t(i)""",
+        [count],
+    )

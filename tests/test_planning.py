@@ -5,7 +5,7 @@ import pytest
 
 from campaigns.catalog import load_campaigns
 from campaigns.planning import Plan, apply_standard, choose_channel, content, target
-from tests.factories import add_store, add_subscriber, add_visit
+from tests.factories import add_sms_crowd, add_store, add_subscriber, add_visit
 
 AS_OF = date(2026, 6, 15)  # the factory's default birthday is June 15
 
@@ -139,11 +139,7 @@ def test_rerun_contacts_nobody_twice(con, settings):
 
 def test_holdout_is_deterministic_and_near_its_share(con, settings):
     add_store(con)
-    con.execute("""
-        INSERT INTO subscribers
-        SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'), NULL, DATE '1990-06-15',
-               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false
-        FROM range(2000) t(i)""")
+    add_sms_crowd(con, 2000)
 
     p = plan(con, settings, holdout=10.0)
     held = {

@@ -12,7 +12,7 @@ from campaigns.dispatch import dispatch
 from campaigns.second_round import plan_second_round
 from careloop.settings import load_settings
 from feedback.inbox import Inbox
-from tests.factories import add_store, add_subscriber
+from tests.factories import add_sms_crowd, add_store, add_subscriber
 from tests.test_planning import plan
 
 
@@ -98,11 +98,7 @@ def test_sms_due_outside_the_window_waits_for_the_next_one(con, settings):
 
 def test_held_out_customers_are_never_sent_anything(con, settings):
     add_store(con)
-    con.execute("""
-        INSERT INTO subscribers
-        SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'), NULL, DATE '1990-06-15',
-               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false
-        FROM range(300) t(i)""")
+    add_sms_crowd(con, 300)
     plan(con, settings, holdout=20.0)
     provider = sandbox(settings)
     dispatch(con, provider, now=datetime(2026, 6, 15, 3, 0, tzinfo=UTC))

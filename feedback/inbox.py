@@ -38,18 +38,27 @@ class InboxItem:
     payload: dict[str, Any]
 
 
+def open_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode that waits up to 30 s for another writer."""
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
+
+
+def create_sqlite(path: Path, schema: str) -> None:
+    """Create the file (WAL, so readers never block the writer) and its table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(open_sqlite(path)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(schema)
+
+
 class Inbox:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(SCHEMA)
+        create_sqlite(path, SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con = open_sqlite(self.path)
         con.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
-        con.execute("PRAGMA busy_timeout=30000")
         return con
 
     def put(

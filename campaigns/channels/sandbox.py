@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
-from feedback.inbox import Inbox
+from feedback.inbox import Inbox, create_sqlite, open_sqlite
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -47,13 +47,10 @@ class SandboxProvider(Provider):
     def __init__(self, path: Path, inbox: Inbox) -> None:
         self.path = path
         self.inbox = inbox
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self.connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(SCHEMA)
+        create_sqlite(path, SCHEMA)
 
     def connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        return open_sqlite(self.path)
 
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         results = [self._check(m) for m in messages]

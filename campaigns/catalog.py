@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from campaigns.content import ContentError, LinkSettings, StepRenderer
 from campaigns.spec import DEFINITIONS_DIR, Campaign, CampaignError, check_coverage, parse_campaign
@@ -72,3 +73,16 @@ def load_campaigns(
     return {
         path.stem: load_campaign(path, rules, settings) for path in sorted(directory.glob("*.yaml"))
     }
+
+
+def checked_campaign(
+    settings: Settings, name: str, params: dict[str, Any] | None = None
+) -> LoadedCampaign:
+    """The named campaign with ``params`` checked against its rule's declarations; an unknown
+    campaign or a bad value raises CampaignError or SegmentError in one line."""
+    catalog = load_campaigns(settings)
+    if name not in catalog:
+        raise CampaignError(f"unknown campaign {name!r}; known: {', '.join(sorted(catalog))}")
+    loaded = catalog[name]
+    loaded.rule.bind(date(2000, 1, 1), {**loaded.campaign.params, **(params or {})})
+    return loaded

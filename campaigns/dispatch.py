@@ -1,36 +1,66 @@
 """Step 5a: send the outbox through the provider, in batches, each action at most once.
 
 Order of work per batch, chosen so that a crash at any point loses nothing and repeats nothing:
-claim (queued -> sending, committed), send, record (sending -> sent/failed/queued). A later run
-first reconciles any action still ``sending`` with the provider before sending anything new.
+claim (queued -> sending, committed), send, record (sending -> sent/failed/queued). A run first
+settles any action still ``sending`` with the provider before sending anything new. Before each
+batch the standard is applied afresh: opt-outs that reached the inbox, expiry, send windows.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
+from campaigns.retry import RetryPolicy
 from warehouse.db import query_frame, register_frame
 
-MAX_ATTEMPTS = 5
+# A retry due this soon is waited for within the run; later ones wait for the next run.
+LINGER = timedelta(seconds=60)
 
 
 @dataclass
 class DispatchFigures:
-    sent: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    retrying: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # by channel
+    failed: Counter[str] = field(default_factory=Counter)  # by error code
+    retry_scheduled: int = 0
     suppressed_at_send: int = 0
+    expired: int = 0
     reconciled_sent: int = 0
     reconciled_requeued: int = 0
+    reconciled_waiting: int = 0
+    unconfirmed: int = 0  # no word from the provider in time: for a person to review
+    in_flight: int = 0  # timed out: settled by a later run, never resent blindly
     deferred_to_window: int = 0
     opted_out_at_provider: int = 0
-    unconfirmed: int = 0
+
+
+class DispatchHaltedError(RuntimeError):
+    """The run stopped for everyone (refused credentials, a provider failing every request);
+    every action not yet sent is still queued."""
+
+    def __init__(self, reason: str, figures: DispatchFigures) -> None:
+        super().__init__(reason)
+        self.figures = figures
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Where a run's time comes from. A live run reads the wall clock before each batch and
+    waits for retries due soon; a fixed or simulated run uses ``now`` throughout."""
+
+    now: datetime
+    clock: Callable[[], datetime] | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+    def current(self) -> datetime:
+        return self.clock() if self.clock else self.now
 
 
 def dispatch(
@@ -40,19 +70,49 @@ def dispatch(
     now: datetime,
     simulated: bool = False,
     batch_size: int = 500,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry: RetryPolicy | None = None,
+    refresh: Callable[[], object] | None = None,
 ) -> DispatchFigures:
-    """Send every queued action due by ``now``. With ``simulated`` each goes at its due time."""
+    """Send every queued action due by now. With ``simulated`` each goes at its due time.
+    ``refresh`` brings the inbox's news (opt-outs above all) in before each batch."""
+    pace = Pace(now, None if simulated else clock, sleep)
+    retry = retry or RetryPolicy()
     figures = DispatchFigures()
-    reconcile(con, provider, now, figures)
-    figures.suppressed_at_send = suppress_opted_out(con, now)
-    if not simulated:
-        figures.deferred_to_window = defer_outside_window(con, now)
+    reconcile(con, provider, pace.current(), figures)
     size = min(batch_size, provider.max_batch)
-    while not (batch := claim(con, now, size, simulated)).is_empty():
-        messages = [_message(row, now, simulated) for row in batch.iter_rows(named=True)]
-        results = provider.send(messages)
-        record(con, messages, results, now, figures)
-    return figures
+    while True:
+        at = pace.current()
+        prepare(con, at, simulated, figures, refresh)
+        batch = claim(con, at, size, simulated)
+        if batch.is_empty():
+            wait = _retry_wait(con, at) if pace.clock else None
+            if wait is None:
+                return figures
+            pace.sleep(wait)
+            continue
+        messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
+        attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
+        record(con, messages, provider.send(messages), at, figures, retry, attempts)
+        if provider.halted:
+            raise DispatchHaltedError(provider.halted, figures)
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection,
+    at: datetime,
+    simulated: bool,
+    figures: DispatchFigures,
+    refresh: Callable[[], object] | None,
+) -> None:
+    """The standard at send time: fresh opt-outs, send windows, expiry."""
+    if refresh:
+        refresh()
+    figures.suppressed_at_send += suppress_opted_out(con, at)
+    if not simulated:
+        figures.deferred_to_window += defer_outside_window(con, at)
+    figures.expired += expire(con, at, simulated)
 
 
 def suppress_opted_out(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
@@ -68,6 +128,24 @@ def suppress_opted_out(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
         [now, now],
     ).fetchall()
     return len(row)
+
+
+def expire(con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool) -> int:
+    """A contact that can no longer go out before its expiry is archived as ``expired``: a
+    birthday greeting is never sent the day after. A simulated run sends at each action's
+    scheduled time, a live one no earlier than now."""
+    send_time = "scheduled_at" if simulated else "greatest(scheduled_at, $now)"
+    rows = con.execute(
+        f"""
+        UPDATE care_actions SET status = 'expired', suppression_reason = 'expired',
+            error = 'expired at ' || strftime(expires_at, '%Y-%m-%d %H:%M UTC')
+                    || ' before it could be sent',
+            updated_at = $now
+        WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= {send_time}
+        RETURNING 1""",
+        {"now": now},
+    ).fetchall()
+    return len(rows)
 
 
 # The customer's local time of day, as TIME, at moment {at}.
@@ -114,6 +192,19 @@ def claim(
     )
 
 
+def _retry_wait(con: duckdb.DuckDBPyConnection, now: datetime) -> float | None:
+    """Seconds until the next retry falls due, if that is within LINGER."""
+    row = con.execute(
+        "SELECT min(scheduled_at) FROM care_actions WHERE status = 'queued' AND attempts > 0 "
+        "AND scheduled_at > ? AND scheduled_at <= ?",
+        [now, now + LINGER],
+    ).fetchone()
+    if not row or row[0] is None:
+        return None
+    due: datetime = row[0]
+    return max((due - now).total_seconds(), 0.0)
+
+
 def _message(row: dict[str, object], now: datetime, simulated: bool) -> OutboundMessage:
     scheduled = row["scheduled_at"]
     assert isinstance(scheduled, datetime)
@@ -129,48 +220,38 @@ def _message(row: dict[str, object], now: datetime, simulated: bool) -> Outbound
     )
 
 
+RECORD_SQL = """
+UPDATE care_actions a SET
+    status = CASE WHEN o.ok THEN 'sent'
+                  WHEN o.unconfirmed THEN 'sending'
+                  WHEN o.not_attempted OR o.retry_at IS NOT NULL THEN 'queued'
+                  ELSE 'failed' END,
+    attempts = a.attempts - CASE WHEN o.not_attempted THEN 1 ELSE 0 END,
+    scheduled_at = coalesce(o.retry_at, a.scheduled_at),
+    provider_id = CASE WHEN o.not_attempted THEN a.provider_id ELSE o.provider_id END,
+    error_code = CASE WHEN o.not_attempted THEN a.error_code ELSE o.error_code END,
+    error = CASE WHEN o.not_attempted THEN a.error ELSE o.error END,
+    sent_at = CASE WHEN o.ok THEN o.sent_at END,
+    updated_at = $now,
+    sender = coalesce(o.sender, a.sender)
+FROM send_outcome o WHERE a.action_id = o.action_id
+RETURNING a.action_id, a.channel, a.status, a.error_code"""
+
+
 def record(
     con: duckdb.DuckDBPyConnection,
     messages: list[OutboundMessage],
     results: list[SendResult],
     now: datetime,
     figures: DispatchFigures,
+    retry: RetryPolicy,
+    attempts: dict[str, int],
 ) -> None:
-    """Write each result: sent, failed, back to the queue, or (unconfirmed) left sending."""
-    outcome = pl.DataFrame(
-        {
-            "action_id": [r.action_id for r in results],
-            "provider_id": [r.provider_id for r in results],
-            "error_code": [r.error_code for r in results],
-            "error": [r.error for r in results],
-            "retryable": [r.retryable for r in results],
-            "ok": [r.ok for r in results],
-            "opted_out": [r.opted_out for r in results],
-            "unconfirmed": [r.unconfirmed for r in results],
-            "sender": [r.sender for r in results],
-            "sent_at": [m.send_at for m in messages],
-        },
-        schema_overrides={
-            "provider_id": pl.String,
-            "error_code": pl.String,
-            "error": pl.String,
-            "sender": pl.String,
-        },
-    )
+    """Write each result: sent, failed, back to the queue (now or at its retry time), or
+    (unconfirmed) left sending. The figures count what the database now says."""
+    outcome = _outcome_frame(messages, results, now, retry, attempts)
     register_frame(con, "send_outcome", outcome)
-    con.execute(
-        """
-        UPDATE care_actions a SET
-            status = CASE WHEN o.ok THEN 'sent'
-                          WHEN o.unconfirmed THEN 'sending'
-                          WHEN o.retryable AND a.attempts < ? THEN 'queued'
-                          ELSE 'failed' END,
-            provider_id = o.provider_id, error_code = o.error_code, error = o.error,
-            sent_at = CASE WHEN o.ok THEN o.sent_at END, updated_at = ?,
-            sender = coalesce(o.sender, a.sender)
-        FROM send_outcome o WHERE a.action_id = o.action_id""",
-        [MAX_ATTEMPTS, now],
-    )
+    rows = con.execute(RECORD_SQL, {"now": now}).fetchall()
     con.execute(
         """
         INSERT INTO opt_outs
@@ -182,29 +263,81 @@ def record(
         [now],
     )
     con.unregister("send_outcome")
-    _count(messages, results, figures)
+    opted_out = {r.action_id for r in results if r.opted_out}
+    retried = {r.action_id for r in results if r.retryable}
+    for action_id, channel, status, error_code in rows:
+        if status == "sent":
+            figures.sent[channel] += 1
+        elif status == "failed":
+            figures.failed[error_code or "unknown"] += 1
+            figures.opted_out_at_provider += action_id in opted_out
+        elif status == "sending":
+            figures.in_flight += 1
+        elif status == "queued" and action_id in retried:
+            figures.retry_scheduled += 1
 
 
-def _count(
-    messages: list[OutboundMessage], results: list[SendResult], figures: DispatchFigures
-) -> None:
-    for message, result in zip(messages, results, strict=True):
-        if result.ok:
-            figures.sent[message.channel] += 1
-        elif result.unconfirmed:
-            figures.unconfirmed += 1
-        elif result.retryable:
-            figures.retrying += 1
-        else:
-            figures.failed[result.error_code or "unknown"] += 1
-            figures.opted_out_at_provider += result.opted_out
+def _outcome_frame(
+    messages: list[OutboundMessage],
+    results: list[SendResult],
+    now: datetime,
+    retry: RetryPolicy,
+    attempts: dict[str, int],
+) -> pl.DataFrame:
+    def retry_at(result: SendResult) -> datetime | None:
+        tries = attempts[result.action_id]
+        if not result.retryable or retry.gives_up(tries):
+            return None
+        return retry.next_attempt(tries, now, result.retry_after)
+
+    def error_code(result: SendResult) -> str | None:
+        exhausted = result.retryable and retry.gives_up(attempts[result.action_id])
+        return "retries_exhausted" if exhausted else result.error_code
+
+    return pl.DataFrame(
+        {
+            "action_id": [r.action_id for r in results],
+            "provider_id": [r.provider_id for r in results],
+            "error_code": [error_code(r) for r in results],
+            "error": [r.error for r in results],
+            "ok": [r.ok for r in results],
+            "opted_out": [r.opted_out for r in results],
+            "unconfirmed": [r.unconfirmed for r in results],
+            "not_attempted": [r.not_attempted for r in results],
+            "retry_at": [retry_at(r) for r in results],
+            "sender": [r.sender for r in results],
+            "sent_at": [m.send_at for m in messages],
+        },
+        schema_overrides={
+            "provider_id": pl.String,
+            "error_code": pl.String,
+            "error": pl.String,
+            "sender": pl.String,
+            "retry_at": pl.Datetime("us", "UTC"),
+        },
+    )
+
+
+SETTLE_SQL = """
+UPDATE care_actions a SET
+    status = CASE s.verdict WHEN 'sent' THEN 'sent' WHEN 'requeue' THEN 'queued'
+                            ELSE 'unconfirmed' END,
+    provider_id = coalesce(s.provider_id, a.provider_id),
+    sent_at = CASE WHEN s.verdict = 'sent' THEN a.claimed_at END,
+    sender = coalesce(s.sender, a.sender),
+    error = CASE WHEN s.verdict = 'unconfirmed'
+                 THEN 'no word from the provider since it was claimed: review by hand' END,
+    updated_at = ?
+FROM settled s
+WHERE a.action_id = s.action_id AND s.verdict <> 'wait'
+"""
 
 
 def reconcile(
     con: duckdb.DuckDBPyConnection, provider: Provider, now: datetime, figures: DispatchFigures
 ) -> None:
     """Settle actions a crash (or a timeout) left ``sending``: ask the provider, never resend
-    blindly. Unconfirmed ones go back to the queue only once the provider's grace has passed."""
+    blindly. The provider decides what its evidence proves (see Provider.settle)."""
     rows = query_frame(
         con,
         "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
@@ -215,27 +348,21 @@ def reconcile(
     # send_at carries the claim time (the query names it scheduled_at): a provider looks for
     # each send from that moment on.
     messages = [_message(row, now, simulated=True) for row in rows.iter_rows(named=True)]
-    accepted = provider.find_sent(messages)
-    settled = pl.DataFrame(
+    settled = provider.settle(messages, now)
+    frame = pl.DataFrame(
         {
-            "action_id": [m.action_id for m in messages],
-            "provider_id": [accepted.get(m.action_id) for m in messages],
-            "claimed_at": [m.send_at for m in messages],
-            "requeue": [
-                m.action_id not in accepted and now - m.send_at >= provider.grace_for(m.channel)
-                for m in messages
-            ],
+            "action_id": [s.action_id for s in settled],
+            "verdict": [s.verdict for s in settled],
+            "provider_id": [s.provider_id for s in settled],
+            "sender": [s.sender for s in settled],
         },
-        schema_overrides={"provider_id": pl.String, "claimed_at": pl.Datetime("us", "UTC")},
+        schema_overrides={"provider_id": pl.String, "sender": pl.String},
     )
-    register_frame(con, "settled", settled)
-    con.execute("""
-        UPDATE care_actions a SET
-            status = CASE WHEN s.provider_id IS NOT NULL THEN 'sent' ELSE 'queued' END,
-            provider_id = s.provider_id,
-            sent_at = CASE WHEN s.provider_id IS NOT NULL THEN s.claimed_at END
-        FROM settled s
-        WHERE a.action_id = s.action_id AND (s.provider_id IS NOT NULL OR s.requeue)""")
+    register_frame(con, "settled", frame)
+    con.execute(SETTLE_SQL, [now])
     con.unregister("settled")
-    figures.reconciled_sent = len(accepted)
-    figures.reconciled_requeued = int(settled["requeue"].sum())
+    verdicts = Counter(s.verdict for s in settled)
+    figures.reconciled_sent += verdicts["sent"]
+    figures.reconciled_requeued += verdicts["requeue"]
+    figures.reconciled_waiting += verdicts["wait"]
+    figures.unconfirmed += verdicts["unconfirmed"]

@@ -17,17 +17,17 @@ import duckdb
 
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
 from campaigns.content import StepRenderer, render_members
-from campaigns.spec import CareStep
+from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
 from careloop.settings import Settings
 from segments.registry import SegmentRule, materialize
 from warehouse.db import query_frame, register_frame
 
 # Outbox statuses that mean "this customer was (or is about to be) contacted".
-CONTACT_STATUSES = ("queued", "sending", "sent", "delivered")
+CONTACT_STATUSES = ("queued", "sending", "sent", "delivered", "unconfirmed")
 # Why an unreachable member was not contacted, most decisive first.
 REACHABILITY_ORDER = ("opted_out", "no_consent", "no_contact")
 # Segment columns with a meaning to the planner; the rest are template variables.
-SPECIAL_COLUMNS = ("subscriber_id", "occasion", "store_id", "due_at")
+SPECIAL_COLUMNS = ("subscriber_id", "occasion", "store_id", "due_at", "occasion_at")
 PROFILE_COLUMNS = (
     "name",
     "tier",
@@ -61,6 +61,10 @@ class Plan:
         )
 
     @property
+    def valid_for(self) -> str:
+        return self.step.valid_for or DEFAULT_VALID_FOR[self.round]
+
+    @property
     def renderer(self) -> StepRenderer:
         return self.campaign.care if self.round == 1 else self.campaign.second_round
 
@@ -87,13 +91,15 @@ def content(plan: Plan) -> int:
     occasion = "t.occasion" if "occasion" in columns else "strftime(?::DATE, '%Y-%m-%d')"
     store = "coalesce(t.store_id, s.home_store_id)" if "store_id" in columns else "s.home_store_id"
     due = "t.due_at" if "due_at" in columns else "NULL::TIMESTAMPTZ"
+    happened = "t.occasion_at" if "occasion_at" in columns else "NULL::TIMESTAMPTZ"
     params: list[Any] = [] if "occasion" in columns else [plan.as_of]
     plan.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE plan_members AS
         SELECT *, 'ca_' || substr(md5(idempotency_key), 1, 24) AS action_id FROM (
             SELECT t.subscriber_id, {occasion} AS occasion, {store} AS store_id,
-                   {due} AS due_at, st.name AS store_name, st.city AS store_city,
+                   {due} AS due_at, {happened} AS occasion_at,
+                   st.name AS store_name, st.city AS store_city,
                    {", ".join(f"s.{c}" for c in PROFILE_COLUMNS)}
                    {"".join(f", t.{c}" for c in extras)},
                    ? || '|' || t.subscriber_id || '|' || {occasion} || '|' || ? AS idempotency_key
@@ -189,6 +195,7 @@ def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
         SELECT *, timezone(timezone, send_local) AS scheduled_at FROM windowed""",
         [plan.as_of, campaign.send_time, start, start, end, start],
     )
+    _set_expiry(plan)
     plan.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE plan_final AS
@@ -227,6 +234,21 @@ def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
     return _standard_figures(plan)
 
 
+def _set_expiry(plan: Plan) -> None:
+    """When each contact stops being worth sending (see CareStep.valid_for)."""
+    seconds = validity_seconds(plan.valid_for)
+    params: list[object]
+    if seconds is None:  # the end of the occasion's day, in the customer's own timezone
+        expiry, params = "timezone(timezone, (?::DATE + 1)::TIMESTAMP)", [plan.as_of]
+    else:
+        expiry, params = "coalesce(occasion_at, due_at, scheduled_at) + to_seconds(?)", [seconds]
+    plan.con.execute(
+        f"ALTER TABLE plan_scheduled ADD COLUMN expires_at TIMESTAMPTZ; "
+        f"UPDATE plan_scheduled SET expires_at = {expiry}",
+        params,
+    )
+
+
 def _write_outbox(plan: Plan) -> None:
     subject = (
         "CASE channel "
@@ -248,7 +270,7 @@ def _write_outbox(plan: Plan) -> None:
             action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
             parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
             subject, body, survey, status, suppression_reason, scheduled_at, created_at,
-            updated_at, timezone, window_start, window_end, segments)
+            updated_at, timezone, window_start, window_end, segments, expires_at)
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
@@ -259,7 +281,7 @@ def _write_outbox(plan: Plan) -> None:
             suppression_reason, scheduled_at, ?, ?, timezone,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
-            {segments}
+            {segments}, expires_at
         FROM plan_final
         ON CONFLICT DO NOTHING""",
         [

@@ -15,6 +15,17 @@ DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 Channel = Literal["sms", "email", "voice"]
 Locale = Literal["zh-CN", "en"]
 CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
+VALID_FOR = r"^(end_of_day|[1-9][0-9]{0,3}[hd])$"
+# How long a planned contact stays worth sending, when its step does not say.
+DEFAULT_VALID_FOR = {1: "end_of_day", 2: "72h"}  # by round
+
+
+def validity_seconds(valid_for: str) -> int | None:
+    """A ``valid_for`` duration in seconds; None for ``end_of_day``."""
+    if valid_for == "end_of_day":
+        return None
+    amount, unit = int(valid_for[:-1]), valid_for[-1]
+    return amount * (3600 if unit == "h" else 86400)
 
 
 class CampaignError(ValueError):
@@ -40,12 +51,20 @@ class Messages(_Strict):
 
 
 class CareStep(_Strict):
-    """What one round of care says and offers, and how it reaches the customer."""
+    """What one round of care says and offers, and how it reaches the customer.
+
+    ``valid_for`` says how long a planned contact stays worth sending: ``end_of_day`` (the end
+    of the occasion's day in the customer's timezone: a birthday greeting is not sent the day
+    after) or a duration such as ``48h`` or ``3d``, counted from the occasion (the segment's
+    ``occasion_at``, else its ``due_at``, else the planned send time). Dispatch never sends an
+    expired contact: it is kept in the archive as ``expired``.
+    """
 
     channels: list[Channel] = Field(min_length=1)
     offers: dict[str, Offer]
     messages: dict[Locale, Messages]
     survey: dict[Locale, str] | None = None
+    valid_for: str | None = Field(default=None, pattern=VALID_FOR)  # see DEFAULT_VALID_FOR
 
     @field_validator("channels")
     @classmethod

@@ -52,6 +52,14 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
+def _today() -> date:
+    """The business's date now (CARELOOP_TIMEZONE), never the server's."""
+    from careloop.clock import business_date
+    from careloop.settings import load_settings
+
+    return business_date(load_settings().zone)
+
+
 def _show(title: str, figures: dict[str, Any]) -> None:
     from flows.common import flatten
 
@@ -100,11 +108,15 @@ def run(
     send: Annotated[bool, typer.Option(help="Send what is due after planning.")] = True,
 ) -> None:
     """Run one campaign's care loop for an as-of date."""
+    from campaigns.catalog import checked_campaign
+    from careloop.settings import load_settings
     from flows.care_loop import care_loop
 
+    params = _params(param)
+    checked_campaign(load_settings(), campaign, params)  # a user error stops here, at once
     _show(
         f"care loop: {campaign}",
-        care_loop(campaign, as_of=_day(as_of), params=_params(param), send=send),
+        care_loop(campaign, as_of=_day(as_of), params=params, send=send),
     )
 
 
@@ -291,8 +303,8 @@ def segment_show(name: str) -> None:
     console.print(
         f"[bold]{rule.name}[/bold] ({rule.path})\n{rule.description}\nowner: {rule.owner}"
     )
-    for param, default in rule.params.items():
-        console.print(f"  param {param} = {default!r}")
+    for param, spec in rule.param_specs.items():
+        console.print(f"  param {param} = {spec.default!r} ({spec.bounds()}) {spec.description}")
     for column, meaning in rule.columns.items():
         console.print(f"  column {column}: {meaning}")
     console.print(Syntax(rule.sql, "sql"))
@@ -309,7 +321,7 @@ def segment_preview(
 
     rule = _rule(name)
     with _reader() as con:
-        materialize(con, rule, _day(as_of) or date.today(), "preview", _params(param))
+        materialize(con, rule, _day(as_of) or _today(), "preview", _params(param))
         frame = query_frame(
             con,
             "SELECT subscriber_id, * EXCLUDE (subscriber_id) FROM preview ORDER BY subscriber_id",
@@ -351,7 +363,7 @@ def audience_preview(
         _fail(f"unknown campaign {campaign!r}; known: {', '.join(sorted(catalog))}")
     with _reader() as con:
         frame = preview_audience(
-            con, settings, catalog[campaign], _day(as_of) or date.today(), _params(param)
+            con, settings, catalog[campaign], _day(as_of) or _today(), _params(param)
         )
     print_frame(frame, _format(fmt), console, f"audience {campaign}")
 
@@ -417,7 +429,7 @@ def model_score(as_of: AsOf = None) -> None:
     from segments.models import score
     from warehouse.db import warehouse
 
-    day = _day(as_of) or date.today()
+    day = _day(as_of) or _today()
     with warehouse(load_settings().warehouse_path) as con:
         scored = score(con, day)
     console.print(f"scored {scored} subscribers as of {day}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
+    # The business's own calendar: every default date (as-of, report month, today) is its date.
+    timezone: str = "Asia/Shanghai"
     provider: Literal["sandbox", "live"] = "sandbox"
     tiers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TIERS  # CARELOOP_TIERS=a,b,c
     frequency_cap: int = Field(
@@ -64,6 +67,10 @@ class Settings(BaseSettings):
     voice_rate: float = Field(default=1.0, gt=0, description="Calls started per second.")
     provider_concurrency: int = Field(default=8, ge=1, le=64)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A provider failing this many requests in a row with 5xx stops the dispatch run.
+    breaker_threshold: int = Field(default=20, ge=1)
+    retry_max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     # Look up credentials missing from the environment in Prefect Secret blocks.
     secret_blocks: bool = True
@@ -81,6 +88,19 @@ class Settings(BaseSettings):
             self.sms_rate
             or {"long_code": 1.0, "toll_free": 3.0, "short_code": 100.0}[self.sms_sender_type]
         )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA timezone") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("tiers", mode="before")
     @classmethod

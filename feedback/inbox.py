@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,29 @@ CREATE TABLE IF NOT EXISTS inbox (
 )"""
 
 
+# SendGrid events name their care action (a custom arg): reconciliation looks them up by it.
+EVENT_INDEX = (
+    "CREATE INDEX IF NOT EXISTS inbox_event_action ON inbox "
+    "(json_extract(payload, '$.action_id')) WHERE kind = 'status'"
+)
+RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
+
+
 CLARIFIED_SCHEMA = "CREATE TABLE IF NOT EXISTS clarified (sender TEXT PRIMARY KEY, at TEXT)"
+
+
+@dataclass(frozen=True)
+class EmailSeen:
+    message_id: str | None  # SendGrid's X-Message-Id (the sg_message_id before its first dot)
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EmailEvidence:
+    """What the inbox knows of some emails: their events, and the newest send any event names."""
+
+    events: dict[str, EmailSeen]
+    newest_send: datetime | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,8 @@ class Inbox:
     def __init__(self, path: Path) -> None:
         self.path = path
         create_sqlite(path, SCHEMA)
+        with closing(open_sqlite(path)) as con:
+            con.execute(EVENT_INDEX)
 
     def _connect(self) -> sqlite3.Connection:
         con = open_sqlite(self.path)
@@ -130,6 +154,44 @@ class Inbox:
             con.execute("INSERT OR REPLACE INTO clarified VALUES (?, ?)", (sender, now.isoformat()))
             return True
 
+    def email_evidence(self, action_ids: list[str], sent_arg: str) -> EmailEvidence:
+        """SendGrid events for these actions, and the newest ``sent_arg`` among recent events."""
+        events: dict[str, EmailSeen] = {}
+        with closing(self._connect()) as con:
+            for start in range(0, len(action_ids), 500):
+                chunk = action_ids[start : start + 500]
+                rows = con.execute(
+                    "SELECT json_extract(payload, '$.action_id'), payload, received_at FROM inbox"
+                    " WHERE kind = 'status' AND json_extract(payload, '$.action_id') IN"
+                    f" ({','.join('?' * len(chunk))}) ORDER BY id",
+                    chunk,
+                ).fetchall()
+                for action_id, payload, received in rows:
+                    seen = _email_seen(json.loads(payload), received)
+                    if seen and action_id not in events:
+                        events[action_id] = seen
+            (newest,) = con.execute(
+                f"SELECT max(CAST(json_extract(payload, '$.{sent_arg}') AS REAL)) FROM ("
+                "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?)",
+                (RECENT_EVENTS,),
+            ).fetchone()
+        newest_send = datetime.fromtimestamp(newest, UTC) if newest is not None else None
+        return EmailEvidence(events, newest_send)
+
     def count(self) -> int:
         with closing(self._connect()) as con:
             return int(con.execute("SELECT count(*) FROM inbox").fetchone()[0])
+
+
+def _email_seen(event: dict[str, Any], received_at: str) -> EmailSeen | None:
+    """Any SendGrid event (processed, delivered, dropped, ...) proves SendGrid took the email."""
+    if "event" not in event:
+        return None
+    message_id = str(event.get("sg_message_id") or "").split(".")[0] or None
+    stamp = event.get("timestamp")
+    at = (
+        datetime.fromtimestamp(stamp, UTC)
+        if isinstance(stamp, int | float) and 0 < stamp < 1e11
+        else datetime.fromisoformat(received_at)
+    )
+    return EmailSeen(message_id, at)

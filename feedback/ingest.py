@@ -180,13 +180,25 @@ def ingest_replies(
 ATTRIBUTE_SQL = """
 CREATE OR REPLACE TEMP TABLE attributed AS
 WITH sms_surveys AS (
-    SELECT action_id, recipient, coalesce(sender, '?') AS our_number, sent_at FROM care_actions
+    SELECT action_id, recipient, sender AS our_number, sent_at FROM care_actions
     WHERE channel = 'sms' AND survey AND sent_at IS NOT NULL
-), by_number AS (
-    SELECT r.*, coalesce(r.given_action_id, s.action_id) AS candidate
-    FROM replies r ASOF LEFT JOIN sms_surveys s
+), by_sender AS (
+    SELECT r.*, s.action_id AS sender_match, s.sent_at AS sender_match_at
+    FROM replies r ASOF LEFT JOIN (SELECT * FROM sms_surveys WHERE our_number IS NOT NULL) s
       ON r.sender = s.recipient AND coalesce(r.receiver, '?') = s.our_number
      AND r.received_at >= s.sent_at
+), by_recipient AS (
+    -- A Messaging Service send has no sender until its status callback says: such a survey
+    -- is matched by the customer's number alone.
+    SELECT b.*, s.action_id AS recipient_match, s.sent_at AS recipient_match_at
+    FROM by_sender b ASOF LEFT JOIN (SELECT * FROM sms_surveys WHERE our_number IS NULL) s
+      ON b.sender = s.recipient AND b.received_at >= s.sent_at
+), by_number AS (
+    SELECT * EXCLUDE (sender_match, sender_match_at, recipient_match, recipient_match_at),
+        coalesce(given_action_id, CASE
+            WHEN sender_match IS NULL OR recipient_match_at > sender_match_at
+            THEN recipient_match ELSE sender_match END) AS candidate
+    FROM by_recipient
 ), senders AS (
     SELECT phone, min(subscriber_id) AS subscriber_id FROM subscribers
     WHERE phone IN (SELECT sender FROM replies) GROUP BY phone
@@ -245,26 +257,7 @@ def ingest_statuses(
     """Delivery events; duplicates and out-of-order events never move a status backwards."""
     if not items:
         return
-    events = [normalize(i.payload) for i in items]
-    frame = pl.DataFrame(
-        {
-            "event_key": [f"status:{i.dedupe_key}" for i in items],
-            "provider_id": [e.provider_id for e in events],
-            "given_action_id": [e.action_id for e in events],
-            "status": [e.status for e in events],
-            "label": [e.status or _label(i.payload) for e, i in zip(events, items, strict=True)],
-            "error_code": [e.error_code for e in events],
-            "email_opt_out": [e.email_opt_out for e in events],
-            "occurred_at": [i.received_at for i in items],
-        },
-        schema_overrides={
-            "provider_id": pl.String,
-            "given_action_id": pl.String,
-            "status": pl.String,
-            "error_code": pl.String,
-        },
-    )
-    register_frame(con, "statuses", frame)
+    register_frame(con, "statuses", _status_frame(items))
     # SendGrid shares one message id across a batch, so its events name their action.
     con.execute("""
         CREATE OR REPLACE TEMP TABLE resolved_statuses AS
@@ -276,18 +269,12 @@ def ingest_statuses(
         INSERT INTO delivery_events
         SELECT event_key, action_id, provider_id, label, error_code, occurred_at
         FROM resolved_statuses ON CONFLICT DO NOTHING""")
-    rank = (
-        "CASE {col} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items()) + " ELSE -1 END"
+    con.execute(
+        ADVANCE_STATUS_SQL.format(
+            rank=_rank("status"), new=_rank("s.status"), old=_rank("a.status")
+        )
     )
-    con.execute(f"""
-        UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
-            error_code = coalesce(s.error_code, a.error_code)
-        FROM (SELECT action_id, arg_max(status, {rank.format(col="status")}) AS status,
-                     arg_max(error_code, {rank.format(col="status")}) AS error_code,
-                     max(occurred_at) AS occurred_at
-              FROM resolved_statuses WHERE status IS NOT NULL GROUP BY action_id) s
-        WHERE a.action_id = s.action_id
-          AND {rank.format(col="s.status")} > {rank.format(col="a.status")}""")
+    con.execute(SENDER_SQL)
     figures.opt_outs += len(
         con.execute("""
         INSERT INTO opt_outs
@@ -297,6 +284,64 @@ def ingest_statuses(
         ON CONFLICT DO NOTHING RETURNING 1""").fetchall()
     )
     figures.status_events += len(items)
+
+
+def _status_frame(items: list[InboxItem]) -> pl.DataFrame:
+    events = [normalize(i.payload) for i in items]
+    return pl.DataFrame(
+        {
+            "event_key": [f"status:{i.dedupe_key}" for i in items],
+            "provider_id": [e.provider_id for e in events],
+            "given_action_id": [e.action_id for e in events],
+            "status": [e.status for e in events],
+            "label": [e.status or _label(i.payload) for e, i in zip(events, items, strict=True)],
+            "error_code": [e.error_code for e in events],
+            "email_opt_out": [e.email_opt_out for e in events],
+            "sender": [e.sender for e in events],
+            "occurred_at": [e.at or i.received_at for e, i in zip(events, items, strict=True)],
+        },
+        schema_overrides={
+            "provider_id": pl.String,
+            "given_action_id": pl.String,
+            "status": pl.String,
+            "error_code": pl.String,
+            "sender": pl.String,
+            "occurred_at": pl.Datetime("us", "UTC"),
+        },
+    )
+
+
+def _rank(column: str) -> str:
+    return (
+        f"CASE {column} "
+        + " ".join(f"WHEN '{k}' THEN {v}" for k, v in RANK.items())
+        + " ELSE -1 END"
+    )
+
+
+# An event moves an action forward, never back. An event for an action a crash or a timeout
+# left 'sending' (or 'unconfirmed') settles it as sent: its time and message id come from the
+# event, so its survey's replies are attributed like any other.
+ADVANCE_STATUS_SQL = """
+UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
+    error_code = coalesce(s.error_code, a.error_code),
+    provider_id = coalesce(a.provider_id, s.provider_id),
+    sent_at = CASE WHEN a.sent_at IS NULL AND s.status IN ('sent', 'delivered')
+                   THEN s.first_at ELSE a.sent_at END
+FROM (SELECT action_id, arg_max(status, {rank}) AS status,
+             arg_max(error_code, {rank}) AS error_code, max(occurred_at) AS occurred_at,
+             min(occurred_at) AS first_at, min(provider_id) AS provider_id
+      FROM resolved_statuses WHERE status IS NOT NULL GROUP BY action_id) s
+WHERE a.action_id = s.action_id AND {new} > {old}
+"""
+
+# The number a Messaging Service sent from, as the status callback's From reports it.
+SENDER_SQL = """
+UPDATE care_actions a SET sender = s.sender
+FROM (SELECT action_id, min(sender) AS sender FROM resolved_statuses
+      WHERE sender IS NOT NULL AND action_id IS NOT NULL GROUP BY action_id) s
+WHERE a.action_id = s.action_id AND a.sender IS NULL
+"""
 
 
 def _label(payload: dict[str, object]) -> str:

@@ -9,6 +9,7 @@ reports are email opt-outs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 TWILIO_MESSAGE = {
@@ -41,6 +42,7 @@ SENDGRID_OPT_OUT = {"unsubscribe", "group_unsubscribe", "spamreport"}
 RANK = {
     "queued": 0,
     "sending": 1,
+    "unconfirmed": 1,
     "sent": 2,
     "delivered": 3,
     "undelivered": 3,
@@ -56,6 +58,8 @@ class DeliveryEvent:
     status: str | None  # None: no status change (opens, clicks, deferrals)
     error_code: str | None
     email_opt_out: bool = False
+    sender: str | None = None  # Twilio's From: a Messaging Service's number, known only now
+    at: datetime | None = None  # when the provider says it happened
 
 
 def normalize(payload: dict[str, Any]) -> DeliveryEvent:
@@ -65,6 +69,7 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
             payload.get("action_id"),
             TWILIO_MESSAGE.get(str(payload["MessageStatus"])),
             _text(payload.get("ErrorCode")),
+            sender=_text(payload.get("From")),
         )
     if "CallStatus" in payload:
         return DeliveryEvent(
@@ -82,6 +87,7 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
             SENDGRID.get(event),
             _text(payload.get("reason") or payload.get("type")),
             email_opt_out=event in SENDGRID_OPT_OUT,
+            at=_moment(payload.get("timestamp")),
         )
     return DeliveryEvent(
         payload.get("provider_id"),
@@ -89,6 +95,13 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
         payload.get("status"),
         _text(payload.get("error_code")),
     )
+
+
+def _moment(stamp: object) -> datetime | None:
+    """A unix timestamp, if it is a plausible one."""
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 < stamp < 1e11:
+        return None
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 def _text(value: object) -> str | None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from campaigns.catalog import load_campaigns
+from campaigns.catalog import checked_campaign
 from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
+from careloop.clock import business_date, utc_now
 from flows.common import current_flow_run_id, publish, send_due, settings_for
 from warehouse.db import warehouse
 
@@ -41,6 +43,25 @@ def _unexamined(plan: Plan) -> Plan:
     return cast(Plan, quote(plan))
 
 
+def past_occasion_notice(
+    con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, now: datetime
+) -> str | None:
+    """Say plainly when a run plans contacts that have expired already (a past as-of date):
+    they are kept in the archive and dispatch never sends them."""
+    row = con.execute(
+        "SELECT count(*) FILTER (WHERE expires_at <= ?), count(*) FROM care_actions "
+        "WHERE run_id = ? AND status = 'queued'",
+        [now, run_id],
+    ).fetchone()
+    stale, queued = (int(row[0]), int(row[1])) if row else (0, 0)
+    if not stale:
+        return None
+    return (
+        f"as of {as_of} is in the past: {stale} of {queued} planned contact(s) had expired "
+        f"by {now:%Y-%m-%d %H:%M} UTC; they are archived as expired and will not be sent"
+    )
+
+
 @flow(name="care-loop", log_prints=False)
 def care_loop(
     campaign: str,
@@ -53,19 +74,21 @@ def care_loop(
 ) -> dict[str, Any]:
     """Plan one campaign for ``as_of`` into the outbox, then (if ``send``) send what is due."""
     settings = settings_for(home)
-    as_of = as_of or datetime.now(UTC).date()
-    catalog = load_campaigns(settings)
-    if campaign not in catalog:
-        raise ValueError(f"unknown campaign {campaign!r}; known: {', '.join(sorted(catalog))}")
+    as_of = as_of or business_date(settings.zone, now)
+    loaded = checked_campaign(settings, campaign, params)
     run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
     with warehouse(settings.warehouse_path) as con:
-        plan = Plan(con, settings, catalog[campaign], as_of, round=1, run_id=run_id)
+        plan = Plan(con, settings, loaded, as_of, round=1, run_id=run_id)
         target_step(_unexamined(plan), params)
         content_step(_unexamined(plan))
         channel_step(_unexamined(plan))
         standard_step(_unexamined(plan))
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)
+        stale = past_occasion_notice(con, run_id, as_of, now or utc_now())
+        if stale:
+            figures["notice"] = stale
+            get_run_logger().warning(stale)
         if send:
             figures["dispatch"] = send_due(con, settings, now, simulated)
     get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)

@@ -16,8 +16,12 @@ from prefect.runtime import flow_run
 
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
+from campaigns.retry import RetryPolicy
+from careloop.clock import utc_now
 from careloop.masking import install_masking
 from careloop.settings import Settings, load_settings
+from feedback.inbox import Inbox
+from feedback.ingest import collect
 
 
 def settings_for(home: str | None) -> Settings:
@@ -49,13 +53,20 @@ def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]
 def send_due(
     con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None, simulated: bool
 ) -> dict[str, Any]:
-    """Send what is due through the configured provider; the dispatch figures."""
+    """Send what is due through the configured provider; the dispatch figures. Without an
+    injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
+    inbox is collected, so an opt-out that arrived a moment ago stops the next message."""
+    inbox = Inbox(settings.inbox_path)
+    reply_window = timedelta(hours=settings.reply_window_hours)
     figures = dispatch(
         con,
         get_provider(settings),
-        now=now or datetime.now(UTC),
+        now=now or utc_now(),
+        clock=None if now else utc_now,
         simulated=simulated,
         batch_size=settings.dispatch_batch_size,
+        retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
+        refresh=lambda: collect(con, inbox, reply_window=reply_window),
     )
     return figures_dict(figures)
 

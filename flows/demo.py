@@ -90,8 +90,9 @@ def customer_profiles(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Pr
 
 def run_day(day: date, campaigns: list[str], home: str, simulator: CustomerSimulator) -> None:
     now = end_of_day(day)
+    morning = now - timedelta(days=1)  # campaigns are planned as the day starts
     for name in campaigns:
-        care_loop(name, as_of=day, send=False, home=home)
+        care_loop(name, as_of=day, send=False, home=home, now=morning)
     second_round(as_of=day, send=False, home=home)
     dispatch_outbox(home=home, now=now, simulated=True)
     simulator.react(until=now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from prefect import flow, task
@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from campaigns.catalog import load_campaigns
 from campaigns.second_round import plan_second_round
+from careloop.clock import business_date
 from careloop.settings import Settings
 from flows.common import publish, send_due, settings_for
 from warehouse.db import warehouse
@@ -35,7 +36,7 @@ def second_round(
     simulated: bool = False,
 ) -> dict[str, Any]:
     settings = settings_for(home)
-    as_of = as_of or datetime.now(UTC).date()
+    as_of = as_of or business_date(settings.zone, now)
     figures = plan_all(settings, as_of)
     if send:
         with warehouse(settings.warehouse_path) as con:

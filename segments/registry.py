@@ -17,6 +17,8 @@ from typing import Any
 import duckdb
 import yaml
 
+from segments.params import ParamError, ParamSpec
+
 RULES_DIR = Path(__file__).parent / "rules"
 BUILTIN_PARAMS = ("as_of", "as_of_end")
 _PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -39,9 +41,14 @@ class SegmentRule:
     path: Path
     description: str
     owner: str
-    params: dict[str, Any] = field(default_factory=dict)
+    param_specs: dict[str, ParamSpec] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     tests: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Each declared parameter's default."""
+        return {name: spec.default for name, spec in self.param_specs.items()}
 
     @property
     def referenced_params(self) -> set[str]:
@@ -57,7 +64,11 @@ class SegmentRule:
                 f"unknown parameter(s) {', '.join(unknown)}; "
                 f"declared: {', '.join(sorted(self.params)) or 'none'}",
             )
-        values = {**self.params, **overrides}
+        try:
+            checked = {name: self.param_specs[name].check(v) for name, v in overrides.items()}
+        except ParamError as exc:
+            raise SegmentError(self.path, str(exc)) from None
+        values = {**self.params, **checked}
         values["as_of"] = as_of
         values["as_of_end"] = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
         return {name: values[name] for name in self.referenced_params}
@@ -74,7 +85,7 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if not isinstance(meta, dict):
         raise SegmentError(meta_path, "must be a mapping")
     params = {
-        name: _param_default(meta_path, name, spec)
+        str(name): _param_spec(meta_path, str(name), spec)
         for name, spec in (meta.get("params") or {}).items()
     }
     rule = SegmentRule(
@@ -83,7 +94,7 @@ def load_rule(sql_path: Path) -> SegmentRule:
         path=sql_path,
         description=str(meta.get("description", "")).strip(),
         owner=str(meta.get("owner", "")),
-        params=params,
+        param_specs=params,
         columns={str(k): str(v) for k, v in (meta.get("columns") or {}).items()},
         tests=meta.get("tests") or {},
     )
@@ -98,12 +109,13 @@ def load_rule(sql_path: Path) -> SegmentRule:
     return rule
 
 
-def _param_default(meta_path: Path, name: str, spec: object) -> Any:
+def _param_spec(meta_path: Path, name: str, spec: object) -> ParamSpec:
     if name in BUILTIN_PARAMS:
         raise SegmentError(meta_path, f"parameter {name} is built in and cannot be declared")
-    if not isinstance(spec, dict) or "default" not in spec:
-        raise SegmentError(meta_path, f"parameter {name} needs a default")
-    return spec["default"]
+    try:
+        return ParamSpec.from_yaml(name, spec)
+    except ParamError as exc:
+        raise SegmentError(meta_path, str(exc)) from None
 
 
 def load_rules(directory: Path = RULES_DIR) -> dict[str, SegmentRule]:

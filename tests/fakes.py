@@ -5,6 +5,11 @@ Faults are queued per server: each request takes the next fault, if any (429 wit
 500, a slow answer, or a stall longer than the client's timeout). Numbers in ``opted_out``
 answer Twilio's 21610, malformed ones 21211. Every request and every accepted message is
 recorded with its arrival time.
+
+As unkind as Twilio where it matters: a created message is ``queued`` with no ``date_sent``
+(and, sent through a Messaging Service, no ``from``) until Twilio sends it; the list's
+``DateSent>`` filter leaves such a message out; lists come newest first, a page at a time.
+With ``auto_release`` off, messages and calls stay queued until ``release()``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from campaigns.sms import segment_count
+
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token"
 SENDGRID_KEY = "SG.test-key"
+SERVICE_NUMBER = "+15550009999"  # the number a Messaging Service picks as it sends
 
 
 @dataclass
@@ -54,9 +62,20 @@ class FakeState:
     opted_out: set[str] = field(default_factory=set)
     rejected: set[str] = field(default_factory=set)  # SendGrid refuses a batch holding one
     latency: float = 0.0  # seconds added to every POST
+    auto_release: bool = True  # Twilio sends what it queued at once (else: release())
     requests: list[Recorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    accepted: threading.Condition = field(init=False)
+    event_sink: Any = None  # SendGrid: called with the events its webhook would post
+
+    def __post_init__(self) -> None:
+        self.accepted = threading.Condition(self.lock)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> bool:
+        """Block until at least ``count`` messages were accepted (observed progress)."""
+        with self.accepted:
+            return self.accepted.wait_for(lambda: len(self.messages) >= count, timeout)
 
     def next_fault(self) -> Fault | None:
         with self.lock:
@@ -183,26 +202,41 @@ class TwilioApi:
         kind = "Calls" if record.path.endswith("/Calls.json") else "Messages"
         sid = ("CA" if kind == "Calls" else "SM") + uuid.uuid4().hex
         now = datetime.now(UTC)
+        body = form.get("Body")
         message = {
             "sid": sid,
             "account_sid": ACCOUNT_SID,
             "to": to,
-            "from": form.get("From"),
+            "from": form.get("From"),  # None through a Messaging Service, until sent
             "messaging_service_sid": form.get("MessagingServiceSid"),
-            "body": form.get("Body"),
+            "body": body,
             "status": "queued",
             "direction": "outbound-api",
-            "num_segments": "1",
-            "date_created": now.strftime("%a, %d %b %Y %H:%M:%S +0000"),
-            "date_sent": now.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            "num_segments": str(segment_count(body)) if body is not None else None,
+            "date_created": _rfc2822(now),
+            "date_sent": None,
+            "start_time": None,
             "uri": f"{record.path[:-5]}/{sid}.json",
             "_kind": kind,
             "_at": record.at,
-            "_sent": now,
+            "_created": now,
+            "_sent": None,
         }
+        answer = {k: v for k, v in message.items() if not k.startswith("_")}
         with self.state.lock:
             self.state.messages.append(message)
-        handler._answer(201, {k: v for k, v in message.items() if not k.startswith("_")})
+            if self.state.auto_release:
+                _release(message, now)
+            self.state.accepted.notify_all()
+        handler._answer(201, answer)
+
+    def release(self) -> None:
+        """Twilio sends everything still queued."""
+        now = datetime.now(UTC)
+        with self.state.lock:
+            for message in self.state.messages:
+                if message["status"] == "queued":
+                    _release(message, now)
 
     def get(self, handler: _Handler, record: Recorded) -> None:
         if record.path == "/_stats":
@@ -214,15 +248,18 @@ class TwilioApi:
         since = (
             datetime.strptime(after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if after else None
         )
+        size = int(_first(record.query.get("PageSize")) or 50)
         with self.state.lock:
             found = [
                 m
                 for m in self.state.messages
                 if m["_kind"] == kind
                 and (to is None or m["to"] == to)
-                and (since is None or m["_sent"] >= since)
+                # Twilio's date filters leave out what has no date_sent (start_time) yet.
+                and (since is None or (m["_sent"] is not None and m["_sent"] >= since))
             ]
-        listed = [{k: v for k, v in m.items() if not k.startswith("_")} for m in found]
+            found.sort(key=lambda m: m["_created"], reverse=True)
+            listed = [{k: v for k, v in m.items() if not k.startswith("_")} for m in found[:size]]
         handler._answer(
             200,
             {
@@ -230,22 +267,23 @@ class TwilioApi:
                 "first_page_uri": record.path,
                 "next_page_uri": None,
                 "page": 0,
-                "page_size": 50,
+                "page_size": size,
                 "uri": record.path,
             },
         )
 
     def stats(self) -> dict[str, Any]:
-        """Accepted messages, distinct recipients and the most accepted in any one second."""
-        times = sorted(self.state.accepted_times())
-        busiest, start = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= 1.0:
-                start += 1
-            busiest = max(busiest, end - start + 1)
+        """Accepted messages, distinct recipients and the most accepted in any one second, in
+        messages and in SMS segments (what a sender's rate is measured in)."""
         with self.state.lock:
+            sent = sorted((m["_at"], int(m["num_segments"] or 1)) for m in self.state.messages)
             recipients = len({m["to"] for m in self.state.messages})
-        return {"accepted": len(times), "recipients": recipients, "busiest_second": busiest}
+        return {
+            "accepted": len(sent),
+            "recipients": recipients,
+            "busiest_second": busiest_second([(at, 1) for at, _ in sent]),
+            "busiest_second_segments": busiest_second(sent),
+        }
 
     def sent_to(self, to: str) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -284,10 +322,51 @@ class SendGridApi:
                         "_at": record.at,
                     }
                 )
+            self.state.accepted.notify_all()
         handler._answer(202, None, {"X-Message-Id": message_id})
+        if self.state.event_sink:
+            self.state.event_sink([processed_event(p, message_id) for p in personalizations])
 
     def get(self, handler: _Handler, record: Recorded) -> None:
         handler._answer(404, {"errors": [{"message": "not found"}]})
+
+
+def processed_event(personalization: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """A SendGrid ``processed`` event as its webhook posts it: custom args at the top level, no
+    field of ours but those, and an sg_message_id that starts with the X-Message-Id."""
+    return {
+        "email": personalization["to"][0]["email"],
+        "timestamp": int(time.time()),
+        "event": "processed",
+        "sg_event_id": uuid.uuid4().hex,
+        "sg_message_id": f"{message_id}.filterdrecv-{uuid.uuid4().hex[:8]}.0",
+        **personalization.get("custom_args", {}),
+    }
+
+
+def busiest_second(arrivals: list[tuple[float, int]]) -> int:
+    """The most units that arrived within any one second: (arrival time, units) pairs."""
+    busiest, start, inside = 0, 0, 0
+    for at, units in arrivals:
+        inside += units
+        while at - arrivals[start][0] >= 1.0:
+            inside -= arrivals[start][1]
+            start += 1
+        busiest = max(busiest, inside)
+    return busiest
+
+
+def _rfc2822(moment: datetime) -> str:
+    return moment.strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def _release(message: dict[str, Any], now: datetime) -> None:
+    """What Twilio does as it sends: a status, the send time and (for a service) a number."""
+    message["status"] = "sent" if message["_kind"] == "Messages" else "completed"
+    message["_sent"] = now
+    message["date_sent"] = _rfc2822(now) if message["_kind"] == "Messages" else None
+    message["start_time"] = _rfc2822(now) if message["_kind"] == "Calls" else None
+    message["from"] = message["from"] or SERVICE_NUMBER
 
 
 def _first(values: list[str] | None) -> str | None:

@@ -1,6 +1,5 @@
 """The real Twilio and SendGrid SDKs against local servers that speak their APIs."""
 
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
@@ -8,6 +7,7 @@ import pytest
 
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
+from campaigns.retry import RetryPolicy
 from careloop.settings import ConfigError, load_settings
 from tests.factories import add_store, add_subscriber
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, Fault, SendGridApi, TwilioApi, serve
@@ -90,7 +90,10 @@ def test_the_exact_requests_the_sdks_make(con, fakes):
     assert mail.headers["Authorization"] == f"Bearer {SENDGRID_KEY}"
     person = mail.body["personalizations"][0]
     assert person["to"] == [{"email": "c2@example.com"}]
-    assert person["custom_args"] == {"action_id": rows["S2"][0]}
+    assert person["custom_args"] == {
+        "action_id": rows["S2"][0],
+        "careloop_sent": f"{NOW.timestamp():.3f}",
+    }
     assert person["headers"]["List-Unsubscribe"].startswith(f"<{PUBLIC}/unsubscribe/")
     assert person["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert person["substitutions"]["-care_body-"] == rows["S2"][4]
@@ -113,16 +116,35 @@ def test_a_messaging_service_replaces_the_sender(con, fakes, monkeypatch):
     assert form["MessagingServiceSid"] == ["MG" + "1" * 32] and "From" not in form
 
 
+class VirtualTime:
+    """A run's clock and sleep, in simulated seconds: backoff is observed, never waited out."""
+
+    def __init__(self, start):
+        self.now, self.slept = start, []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
 def test_429_waits_for_retry_after_and_500_is_retried(con, fakes):
     twilio, _, settings = fakes
-    twilio.state.faults.extend([Fault(status=429, retry_after=1), Fault(status=500)])
+    twilio.state.faults.extend([Fault(status=429, retry_after=7), Fault(status=500)])
     add_store(con)
     add_subscriber(con, "S1", email=None)
     plan(con, settings)
-    dispatch(con, live(), now=NOW)
+    time = VirtualTime(NOW)
+    figures = dispatch(
+        con, live(), now=NOW, clock=time.clock, sleep=time.sleep, retry=RetryPolicy(base_seconds=2)
+    )
     posts = [r for r in twilio.state.requests if r.method == "POST"]
-    assert len(posts) == 3 and posts[1].at - posts[0].at >= 1.0
+    assert len(posts) == 3 and time.slept[0] >= 7.0  # Retry-After, though backoff is shorter
+    assert 2.0 <= time.slept[1] <= 4.0  # the second failure: base * 2, with jitter
     assert actions(con)["S1"][1] == "sent" and len(twilio.sent_to("+8613800000001")) == 1
+    assert figures.sent == {"sms": 1} and figures.retry_scheduled == 2
 
 
 def test_21610_is_an_opt_out_and_never_retried(con, fakes):
@@ -162,8 +184,8 @@ def test_a_timeout_is_reconciled_not_resent(con, fakes):
     plan(con, settings)
     provider = live()
     figures = dispatch(con, provider, now=NOW)
-    assert figures.unconfirmed == 1 and actions(con)["S1"][1] == "sending"
-    time.sleep(1.0)
+    assert figures.in_flight == 1 and actions(con)["S1"][1] == "sending"
+    assert twilio.state.wait_for(1)  # the stalled answer: Twilio took it all the same
     again = dispatch(con, provider, now=NOW + timedelta(seconds=30))  # within the grace
     assert again.reconciled_requeued == 0 and actions(con)["S1"][1] in ("sending", "sent")
     dispatch(con, provider, now=NOW + timedelta(minutes=3))
@@ -238,8 +260,8 @@ def test_a_call_that_timed_out_is_found_in_the_call_list(con, fakes):
     add_subscriber(con, "S1", email=None, sms_consent=False)
     plan(con, settings)
     provider = live()
-    assert dispatch(con, provider, now=NOW).unconfirmed == 1
-    time.sleep(1.0)
+    assert dispatch(con, provider, now=NOW).in_flight == 1
+    assert twilio.state.wait_for(1)
     figures = dispatch(con, provider, now=NOW + timedelta(minutes=3))
     assert figures.reconciled_sent == 1 and actions(con)["S1"][1] == "sent"
     assert [m["_kind"] for m in twilio.sent_to("+8613800000001")] == ["Calls"]

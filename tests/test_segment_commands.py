@@ -114,7 +114,7 @@ def test_a_rule_added_as_two_files_runs_in_a_campaign(settings, tmp_path):
     )
     (rules / "gold_members.yml").write_text(
         "description: members of one tier\nowner: data-team\n"
-        "params:\n  tier: {default: gold}\ncolumns:\n  subscriber_id: the member\n"
+        "params:\n  tier: {type: string, default: gold}\ncolumns:\n  subscriber_id: the member\n"
         "tests:\n  examples:\n    - as_of: 2026-01-01\n"
         "      given: {subscribers: [{subscriber_id: A, tier: gold}, {subscriber_id: B}]}\n"
         "      expect: [A]\n"

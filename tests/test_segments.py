@@ -139,7 +139,7 @@ def test_a_rule_added_as_two_files_is_a_segment(con, tmp_path):
     write_rule(
         tmp_path,
         "SELECT subscriber_id, tier FROM subscriber_profile WHERE tier = $tier",
-        "description: one tier\nparams:\n  tier: {default: gold}\n",
+        "description: one tier\nparams:\n  tier: {type: string, default: gold}\n",
     )
     rules = load_rules(tmp_path)
     add_store(con)

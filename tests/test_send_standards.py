@@ -1,5 +1,6 @@
 """The standard, enforced at send time: windows, opt-outs, caps, holdouts, throughput."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from campaigns.second_round import plan_second_round
 from careloop.settings import load_settings
 from feedback.inbox import Inbox
 from tests.factories import add_sms_crowd, add_store, add_subscriber
-from tests.test_planning import plan
+from tests.test_planning import plan, plan_loaded
 
 
 class FakeClock:
@@ -85,7 +86,11 @@ def test_sms_due_outside_the_window_waits_for_the_next_one(con, settings):
     add_store(con)
     add_subscriber(con, "S1", email=None)  # SMS, Shanghai
     add_subscriber(con, "S2", phone=None)  # email: no window
-    plan(con, settings)  # due 10:00 Shanghai = 02:00 UTC
+    loaded = load_campaigns(settings)["birthday"]
+    care = loaded.campaign.care.model_copy(update={"valid_for": "48h"})  # may wait a night
+    plan_loaded(
+        con, settings, replace(loaded, campaign=loaded.campaign.model_copy(update={"care": care}))
+    )  # due 10:00 Shanghai = 02:00 UTC
     late = datetime(2026, 6, 15, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
     figures = dispatch(con, sandbox(settings), now=late)
     assert figures.deferred_to_window == 1 and figures.sent == {"email": 1}

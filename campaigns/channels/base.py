@@ -1,7 +1,8 @@
 """The interface every channel provider implements.
 
 Like Apprise's plugins: a provider states its limits as class attributes and returns one result
-per recipient, so one bad recipient never sinks a batch.
+per recipient, so one bad recipient never sinks a batch. A provider makes one attempt per
+message; whether and when to try again is decided in one place, ``campaigns.retry``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,53 @@ class SendResult:
     provider_id: str | None = None
     error_code: str | None = None
     error: str | None = None
-    retryable: bool = False  # try again later (429, 5xx after retries)
+    retryable: bool = False  # try again later (429, 5xx)
+    retry_after: float | None = None  # seconds the provider asked us to wait (Retry-After)
     opted_out: bool = False  # the provider says the recipient opted out: record it
     unconfirmed: bool = False  # it may have gone (a timeout): reconcile, never resend blindly
+    not_attempted: bool = False  # the run stopped before this one left: it stays queued
     sender: str | None = None  # the number or address it went out from
 
     @property
     def ok(self) -> bool:
         return self.provider_id is not None and self.error_code is None
+
+
+Verdict = Literal["sent", "requeue", "wait", "unconfirmed"]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What became of a send a crash or a timeout left unconfirmed."""
+
+    action_id: str
+    verdict: Verdict  # sent: the provider has it; requeue: it never went; wait: not yet known
+    provider_id: str | None = None
+    sender: str | None = None
+
+
+class Halt:
+    """Stops a dispatch run for everyone once one request shows it cannot go on: our own
+    credentials refused, or the provider failing every request (a circuit breaker)."""
+
+    def __init__(self, breaker_threshold: int = 20) -> None:
+        self.threshold = breaker_threshold
+        self.reason: str | None = None
+        self._consecutive_failures = 0
+
+    def stop(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+    def server_error(self, provider: str) -> None:
+        self._consecutive_failures += 1
+        if self._consecutive_failures >= self.threshold:
+            self.stop(
+                f"{provider} answered {self.threshold} consecutive requests with a server "
+                "error; the run stopped and the rest stays queued"
+            )
+
+    def success(self) -> None:
+        self._consecutive_failures = 0
 
 
 class Provider(ABC):
@@ -48,6 +88,14 @@ class Provider(ABC):
     # How long after a claim an unconfirmed send may still show up at the provider.
     reconcile_grace: ClassVar[timedelta] = timedelta(0)
 
+    def __init__(self) -> None:
+        self.halt = Halt()
+
+    @property
+    def halted(self) -> str | None:
+        """Why the run must stop (a refused credential, a tripped breaker), if it must."""
+        return self.halt.reason
+
     def grace_for(self, channel: str) -> timedelta:
         return self.reconcile_grace
 
@@ -55,7 +103,20 @@ class Provider(ABC):
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         """Send each message once; return one result per message, in order, never raise for one."""
 
-    @abstractmethod
     def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        """Which of these the provider already accepted (action id -> provider id), asked after a
-        crash; ``send_at`` is when each was claimed."""
+        """Which of these the provider already accepted (action id -> provider id)."""
+        raise NotImplementedError
+
+    def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
+        """After a crash: what became of each message (``send_at`` is when it was claimed).
+        By default what ``find_sent`` finds went; the rest goes again once the grace passed."""
+        found = self.find_sent(messages)
+        return [
+            Settlement(m.action_id, "sent", found[m.action_id])
+            if m.action_id in found
+            else Settlement(m.action_id, self.after_grace(m, now))
+            for m in messages
+        ]
+
+    def after_grace(self, message: OutboundMessage, now: datetime) -> Verdict:
+        return "requeue" if now - message.send_at >= self.grace_for(message.channel) else "wait"

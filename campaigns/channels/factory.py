@@ -64,6 +64,7 @@ def live_configs(settings: Settings) -> tuple[TwilioConfig, SendGridConfig]:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         timeout=settings.provider_timeout_seconds,
         concurrency=settings.provider_concurrency,
+        breaker_threshold=settings.breaker_threshold,
     )
     sendgrid = SendGridConfig(
         api_key=str(values["SENDGRID_API_KEY"]),
@@ -71,6 +72,7 @@ def live_configs(settings: Settings) -> tuple[TwilioConfig, SendGridConfig]:
         sender=settings.email_from,
         public_url=settings.public_url,
         timeout=settings.provider_timeout_seconds,
+        breaker_threshold=settings.breaker_threshold,
     )
     return twilio, sendgrid
 

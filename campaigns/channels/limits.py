@@ -1,21 +1,25 @@
-"""Throughput limits and retry timing shared by the live providers."""
+"""Throughput limits shared by the live providers."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 
 class SlidingWindowLimiter:
     """At most ``rate`` units per second in any one-second window, across threads.
 
     A token bucket allows a burst at each window edge; this never does, so a check of "the
-    highest count in any one-second window" holds. Units are SMS segments or call starts.
-    ``margin`` stretches the window (never the count) to absorb network jitter; a rate below
-    one per second becomes one unit per ``1 / rate`` seconds.
+    highest count in any one-second window" holds. Units are SMS segments or call starts: a
+    message of N segments takes N units, whatever N. When N exceeds one window's capacity the
+    message leaves at once and its remaining units are booked in the windows that follow, so
+    the next message waits until the sender's budget has paid for this one. ``margin``
+    stretches the window (never the count) to absorb network jitter; a rate below one per
+    second becomes one unit per ``1 / rate`` seconds.
     """
 
     def __init__(
@@ -30,32 +34,39 @@ class SlidingWindowLimiter:
         self.window = (1.0 if rate >= 1 else 1.0 / rate) + margin
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[float] = deque()
+        self._booked: deque[float] = deque()  # one time per unit, sorted; some in the future
         self._lock = threading.Lock()
 
     def acquire(self, units: int = 1) -> None:
-        units = min(units, self.capacity)
+        first = min(units, self.capacity)
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and now - self._sent[0] >= self.window:
-                    self._sent.popleft()
-                if len(self._sent) + units <= self.capacity:
-                    self._sent.extend([now] * units)
+                while self._booked and now - self._booked[0] >= self.window:
+                    self._booked.popleft()
+                if len(self._booked) + first <= self.capacity:
+                    self._book(now, units)
                     return
-                wait = self.window - (now - self._sent[len(self._sent) + units - self.capacity - 1])
+                blocking = self._booked[len(self._booked) + first - self.capacity - 1]
+                wait = self.window - (now - blocking)
             self._sleep(max(wait, 0.001))
 
+    def _book(self, now: float, units: int) -> None:
+        """``capacity`` units now, the rest ``capacity`` per window in the windows after."""
+        for n in range(units):
+            self._booked.append(now + (n // self.capacity) * self.window)
 
-def backoff_seconds(
-    attempt: int, retry_after: str | None, *, base: float = 0.5, cap: float = 30.0
-) -> float:
-    """Honour Retry-After when the server gives one; else exponential backoff with jitter."""
-    if retry_after:
-        try:
-            return min(float(retry_after), cap)
-        except ValueError:
-            pass
-    return float(
-        min(cap, base * 2**attempt) * random.uniform(0.5, 1.0)
-    )  # jitter only, not security
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date; None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult
+from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement
 
 
 class RoutingProvider(Provider):
@@ -15,7 +15,12 @@ class RoutingProvider(Provider):
     max_batch: ClassVar[int] = 1000
 
     def __init__(self, by_channel: dict[str, Provider]) -> None:
+        super().__init__()
         self.by_channel = by_channel
+
+    @property
+    def halted(self) -> str | None:
+        return next((p.halted for p in self.by_channel.values() if p.halted), None)
 
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         results: dict[str, SendResult] = {}
@@ -39,13 +44,13 @@ class RoutingProvider(Provider):
                 results.update({r.action_id: r for r in provider.send(chunk)})
         return [results[m.action_id] for m in messages]
 
-    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
+        settled: list[Settlement] = []
         for channel, provider in self.by_channel.items():
             group = [m for m in messages if m.channel == channel]
             if group:
-                found.update(provider.find_sent(group))
-        return found
+                settled += provider.settle(group, now)
+        return settled
 
     def grace_for(self, channel: str) -> timedelta:
         provider = self.by_channel.get(channel)

@@ -45,6 +45,7 @@ class SandboxProvider(Provider):
     max_batch: ClassVar[int] = 1000
 
     def __init__(self, path: Path, inbox: Inbox) -> None:
+        super().__init__()
         self.path = path
         self.inbox = inbox
         create_sqlite(path, SCHEMA)

@@ -1,23 +1,27 @@
 """Email through the SendGrid SDK: v3 mail send with up to 1000 personalizations per request.
 
 Each personalization carries its own subject and body (as substitutions), the care action id
-in ``custom_args`` (events come back with it), and RFC 8058 one-click unsubscribe headers.
-Addresses are checked before sending; if SendGrid still refuses a batch (400), it is split in
-halves until the bad address stands alone, so one bad recipient never sinks the others.
-SendGrid cannot be asked what it accepted, so a timeout leaves the batch unconfirmed until its
-events arrive.
+and the moment it was sent in ``custom_args`` (SendGrid's events come back with both), and
+RFC 8058 one-click unsubscribe headers. Addresses are checked before sending; if SendGrid still
+refuses a batch (400), it is split in halves until the bad address stands alone, so one bad
+recipient never sinks the others. One attempt per batch: 429 and 5xx come back retryable;
+a refused key (401, 403) stops the run with every email still queued.
+
+After a crash, SendGrid cannot be asked what it accepted (its activity feed is a paid extra),
+so ``settle`` reads the events that reached the inbox:
+- an event for the action: it was sent (message id and time from the event);
+- none yet, but the grace has passed and the event stream demonstrably flows (events have
+  arrived for emails sent after this one was claimed): SendGrid never took it, send it again;
+- none, and the stream shows nothing newer: keep waiting; after ``unconfirmed_after`` (the 24
+  hours SendGrid retries its webhook) mark it ``unconfirmed`` for a person to review.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 import urllib.error
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from email_validator import EmailNotValidError, validate_email
@@ -34,11 +38,12 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult
-from campaigns.channels.limits import backoff_seconds
-from feedback.inbox import Inbox
+from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement, Verdict
+from campaigns.channels.limits import retry_after_seconds
+from feedback.inbox import EmailEvidence, Inbox
 
 SUBJECT_TAG, BODY_TAG = "-care_subject-", "-care_body-"
+SENT_ARG = "careloop_sent"  # custom arg: when we sent it (unix seconds), echoed by every event
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class SendGridConfig:
     sender: str
     public_url: str
     timeout: float
+    breaker_threshold: int = 20
 
     def __repr__(self) -> str:  # the key never prints
         return f"SendGridConfig(base_url={self.base_url!r}, sender={self.sender!r})"
@@ -57,11 +63,14 @@ class SendGridEmail(Provider):
     name: ClassVar[str] = "sendgrid"
     channels: ClassVar[frozenset[str]] = frozenset({"email"})
     max_batch: ClassVar[int] = 1000
-    max_attempts: ClassVar[int] = 4
     # Events (processed, delivered) confirm a send; wait this long for them after a crash.
     reconcile_grace: ClassVar[timedelta] = timedelta(minutes=15)
+    # SendGrid retries its event webhook for 24 hours: past that, silence will not end.
+    unconfirmed_after: ClassVar[timedelta] = timedelta(hours=24)
 
     def __init__(self, config: SendGridConfig, inbox: Inbox) -> None:
+        super().__init__()
+        self.halt.threshold = config.breaker_threshold
         self.config = config
         self.inbox = inbox
         self.client = SendGridAPIClient(api_key=config.api_key, host=config.base_url)
@@ -83,31 +92,46 @@ class SendGridEmail(Provider):
     def _send_batch(self, batch: Sequence[OutboundMessage], results: dict[str, SendResult]) -> None:
         if not batch:
             return
-        for attempt in range(self.max_attempts):
-            try:
-                response = self.client.send(self.mail(batch))
-            except HTTPError as exc:
-                status = int(getattr(exc, "status_code", 0) or 0)
-                if status == 429 or status >= 500:
-                    headers = getattr(exc, "headers", None) or {}
-                    time.sleep(backoff_seconds(attempt, headers.get("Retry-After")))
-                    continue
-                self._refused(batch, results, status, exc)
-                return
-            except (urllib.error.URLError, TimeoutError, OSError):
-                for message in batch:  # it may have gone: wait for its events
-                    results[message.action_id] = SendResult(
-                        message.action_id, error_code="timeout", unconfirmed=True
-                    )
-                return
-            message_id = response.headers.get("X-Message-Id") or ""
-            for message in batch:
-                results[message.action_id] = SendResult(message.action_id, provider_id=message_id)
+        if self.halted:
+            self._all(batch, results, error_code="halted", not_attempted=True)
             return
+        try:
+            response = self.client.send(self.mail(batch))
+        except HTTPError as exc:
+            self._failed(batch, results, exc)
+            return
+        except (urllib.error.URLError, TimeoutError, OSError):
+            self._all(batch, results, error_code="timeout", unconfirmed=True)  # it may have gone
+            return
+        self.halt.success()
+        message_id = response.headers.get("X-Message-Id") or ""
+        self._all(batch, results, provider_id=message_id, sender=self.config.sender)
+
+    @staticmethod
+    def _all(
+        batch: Sequence[OutboundMessage], results: dict[str, SendResult], **outcome: object
+    ) -> None:
         for message in batch:
-            results[message.action_id] = SendResult(
-                message.action_id, error_code="retries_exhausted", retryable=True
+            results[message.action_id] = SendResult(message.action_id, **outcome)  # type: ignore[arg-type]
+
+    def _failed(
+        self, batch: Sequence[OutboundMessage], results: dict[str, SendResult], exc: HTTPError
+    ) -> None:
+        status = int(getattr(exc, "status_code", 0) or 0)
+        if status in (401, 403):
+            self.halt.stop(
+                f"SendGrid refused our key (HTTP {status}): check SENDGRID_API_KEY; every "
+                "email stays queued"
             )
+            self._all(batch, results, error_code="halted", not_attempted=True)
+        elif status == 429 or status >= 500:
+            if status >= 500:
+                self.halt.server_error("SendGrid")
+            headers = getattr(exc, "headers", None) or {}
+            wait = retry_after_seconds(headers.get("Retry-After"))
+            self._all(batch, results, error_code=str(status), retryable=True, retry_after=wait)
+        else:
+            self._refused(batch, results, status, exc)
 
     def _refused(
         self,
@@ -139,6 +163,7 @@ class SendGridEmail(Provider):
             person.add_substitution(Substitution(SUBJECT_TAG, message.subject or ""))
             person.add_substitution(Substitution(BODY_TAG, message.body))
             person.add_custom_arg(CustomArg("action_id", message.action_id))
+            person.add_custom_arg(CustomArg(SENT_ARG, f"{message.send_at.timestamp():.3f}"))
             person.add_header(
                 Header("List-Unsubscribe", f"<{unsubscribe_url(message, unsubscribe)}>")
             )
@@ -146,16 +171,22 @@ class SendGridEmail(Provider):
             mail.add_personalization(person)
         return mail
 
-    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        """A send is confirmed once SendGrid's events for it have reached the inbox."""
-        wanted = {m.action_id for m in messages}
-        found: dict[str, str] = {}
-        with closing(sqlite3.connect(self.inbox.path)) as con:
-            for (payload,) in con.execute("SELECT payload FROM inbox WHERE kind = 'status'"):
-                event = json.loads(payload)
-                if event.get("action_id") in wanted and event.get("provider_id"):
-                    found[event["action_id"]] = str(event["provider_id"])
-        return found
+    def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
+        evidence = self.inbox.email_evidence([m.action_id for m in messages], SENT_ARG)
+        return [self._verdict(m, evidence, now) for m in messages]
+
+    def _verdict(
+        self, message: OutboundMessage, evidence: EmailEvidence, now: datetime
+    ) -> Settlement:
+        seen = evidence.events.get(message.action_id)
+        if seen:
+            return Settlement(message.action_id, "sent", seen.message_id, self.config.sender)
+        verdict: Verdict = "wait"
+        if evidence.newest_send is not None and evidence.newest_send > message.send_at:
+            verdict = self.after_grace(message, now)
+        elif now - message.send_at >= self.unconfirmed_after:
+            verdict = "unconfirmed"
+        return Settlement(message.action_id, verdict)
 
 
 def unsubscribe_url(message: OutboundMessage, fallback: str) -> str:

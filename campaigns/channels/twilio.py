@@ -1,20 +1,21 @@
 """SMS and outbound IVR calls through the Twilio SDK.
 
 Each worker thread has its own Client; sends run concurrently up to the configured concurrency
-and never faster than the sender's rate. 429 and 5xx are retried with backoff (honouring
-Retry-After); 21610 (the recipient replied STOP) is an opt-out, never retried; an invalid or
-non-mobile number fails permanently. A timeout is ambiguous (the message may have gone), so it
-is left unconfirmed: the next dispatch asks Twilio's list before anything is sent again.
+and never faster than the sender's rate. One attempt per message: 429 and 5xx come back
+retryable (with Retry-After) for ``campaigns.retry`` to schedule; 21610 (the recipient replied
+STOP) is an opt-out; an invalid or non-mobile number fails permanently; refused credentials
+(20003, 401, 403) stop the run with every action still queued. A timeout is ambiguous (the
+message may have gone), so it is left unconfirmed for ``settle``.
 """
 
 from __future__ import annotations
 
 import threading
-import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
@@ -24,15 +25,19 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult
-from campaigns.channels.limits import SlidingWindowLimiter, backoff_seconds
+from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement
+from campaigns.channels.limits import SlidingWindowLimiter, retry_after_seconds
 from campaigns.sms import segment_count
 
 OPTED_OUT = 21610
+AUTHENTICATION = 20003
 VOICE_LANGUAGE = {"zh-CN": "zh-CN", "en": "en-US"}
 CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
-# A message may appear in Twilio's list with a date_sent a little before our clock says.
+# A message may carry a date_created a little before our clock says it was claimed.
 CLOCK_SLACK = timedelta(minutes=2)
+# Still on its way at Twilio: such a message may yet go, so nothing to that number is resent.
+IN_FLIGHT = frozenset({"accepted", "queued", "scheduled", "sending", "initiated", "ringing"})
+HISTORY_PAGE = 50  # the newest messages or calls to one number that reconciliation reads
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,21 @@ class TwilioConfig:
     messaging_service_sid: str | None
     timeout: float
     concurrency: int
+    breaker_threshold: int = 20
 
     def __repr__(self) -> str:  # the token never prints
         return f"TwilioConfig(account_sid={self.account_sid!r}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One message or call in Twilio's list for a recipient, as reconciliation needs it."""
+
+    sid: str
+    created: datetime
+    status: str
+    body: str | None
+    sender: str | None
 
 
 class _GatedHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -70,11 +87,12 @@ class _GatedHttpClient(TwilioHttpClient):  # type: ignore[misc]
 
 class _TwilioProvider(Provider):
     max_batch: ClassVar[int] = 500
-    max_attempts: ClassVar[int] = 4
     # A message accepted as our request timed out shows in the list within moments.
     reconcile_grace: ClassVar[timedelta] = timedelta(minutes=2)
 
     def __init__(self, config: TwilioConfig, limiter: SlidingWindowLimiter) -> None:
+        super().__init__()
+        self.halt.threshold = config.breaker_threshold
         self.config = config
         self.limiter = limiter
         self._local = threading.local()
@@ -88,52 +106,58 @@ class _TwilioProvider(Provider):
         client: Client = self._local.client
         return client
 
-    def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
-        if len(messages) <= 1 or self.config.concurrency == 1:
-            return [self.send_one(m) for m in messages]
+    def _concurrently(self, work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if len(items) <= 1 or self.config.concurrency == 1:
+            return [work(item) for item in items]
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            return list(pool.map(self.send_one, messages))
+            return list(pool.map(work, items))
+
+    def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        return self._concurrently(self.send_one, messages)
 
     def _take_slot(self) -> None:
         self.limiter.acquire(getattr(self._local, "units", 1))
 
     def send_one(self, message: OutboundMessage) -> SendResult:
+        if self.halted:
+            return SendResult(message.action_id, error_code="halted", not_attempted=True)
         self._local.units = self.units(message)
-        for attempt in range(self.max_attempts):
-            try:
-                sid, sender = self.create(message)
-                return SendResult(message.action_id, provider_id=sid, sender=sender)
-            except TwilioRestException as exc:
-                if exc.code == OPTED_OUT:
-                    return SendResult(
-                        message.action_id,
-                        error_code=str(OPTED_OUT),
-                        error="the recipient replied STOP",
-                        opted_out=True,
-                    )
-                if exc.status != 429 and exc.status < 500:
-                    return SendResult(
-                        message.action_id,
-                        error_code=str(exc.code or exc.status),
-                        error=str(exc.msg)[:200],
-                    )
-                retry_after = getattr(self._local, "http", None)
-                headers = retry_after.last_headers if retry_after else {}
-                time.sleep(backoff_seconds(attempt, headers.get("Retry-After")))
-            except requests.RequestException as exc:
-                # It may have gone: the next dispatch asks Twilio's list after the grace period.
-                return SendResult(
-                    message.action_id,
-                    error_code="timeout",
-                    error=type(exc).__name__,
-                    unconfirmed=True,
-                )
-        return SendResult(
-            message.action_id,
-            error_code="retries_exhausted",
-            error=f"no success after {self.max_attempts} attempts",
-            retryable=True,
-        )
+        try:
+            sid, sender = self.create(message)
+        except TwilioRestException as exc:
+            return self._refused(message, exc)
+        except requests.RequestException as exc:
+            # It may have gone: settle() asks Twilio's list before anything is sent again.
+            return SendResult(
+                message.action_id, error_code="timeout", error=type(exc).__name__, unconfirmed=True
+            )
+        self.halt.success()
+        return SendResult(message.action_id, provider_id=sid, sender=sender)
+
+    def _refused(self, message: OutboundMessage, exc: TwilioRestException) -> SendResult:
+        action = message.action_id
+        if exc.code == AUTHENTICATION or exc.status in (401, 403):
+            self.halt.stop(
+                f"Twilio refused our credentials (HTTP {exc.status}, code {exc.code}): check "
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN; every action stays queued"
+            )
+            return SendResult(action, error_code="halted", not_attempted=True)
+        if exc.code == OPTED_OUT:
+            return SendResult(
+                action,
+                error_code=str(OPTED_OUT),
+                error="the recipient replied STOP",
+                opted_out=True,
+            )
+        if exc.status == 429 or exc.status >= 500:
+            if exc.status >= 500:
+                self.halt.server_error("Twilio")
+            http = getattr(self._local, "http", None)
+            wait = retry_after_seconds(http.last_headers.get("Retry-After") if http else None)
+            return SendResult(
+                action, error_code=str(exc.code or exc.status), retryable=True, retry_after=wait
+            )
+        return SendResult(action, error_code=str(exc.code or exc.status), error=str(exc.msg)[:200])
 
     def units(self, message: OutboundMessage) -> int:
         return 1
@@ -144,10 +168,45 @@ class _TwilioProvider(Provider):
     def status_callback(self) -> str:
         return f"{self.config.public_url}/webhooks/twilio/status"
 
-    def origin(self) -> dict[str, str]:
-        if self.config.messaging_service_sid:
-            return {"messaging_service_sid": self.config.messaging_service_sid}
-        return {"from_": self.config.sender or ""}
+    def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
+        """Reconcile by recipient: one list request per number, concurrently, then each
+        listed message or call confirms at most one action (same body, created after the
+        claim). Twilio's DateSent filter would hide what is still queued there (it has no
+        date_sent yet), so the list is read unfiltered and compared locally; while anything
+        unmatched to a number is still in flight at Twilio, nothing to it is resent."""
+        by_recipient: dict[str, list[OutboundMessage]] = defaultdict(list)
+        for message in messages:
+            by_recipient[message.recipient].append(message)
+        histories = self._concurrently(self.history, list(by_recipient))
+        settled: list[Settlement] = []
+        for group, listed in zip(by_recipient.values(), histories, strict=True):
+            settled += self._match(group, listed, now)
+        return settled
+
+    def _match(
+        self, group: list[OutboundMessage], listed: list[Listed], now: datetime
+    ) -> list[Settlement]:
+        unused = sorted(listed, key=lambda item: item.created)
+        settled: list[Settlement] = []
+        waiting: list[OutboundMessage] = []
+        for message in sorted(group, key=lambda m: (m.send_at, m.action_id)):
+            match = next((item for item in unused if self.same_send(message, item)), None)
+            if match is None:
+                waiting.append(message)
+                continue
+            unused.remove(match)
+            settled.append(Settlement(message.action_id, "sent", match.sid, match.sender))
+        in_flight = any(item.status in IN_FLIGHT for item in unused)
+        for message in waiting:
+            verdict = "wait" if in_flight else self.after_grace(message, now)
+            settled.append(Settlement(message.action_id, verdict))
+        return settled
+
+    def same_send(self, message: OutboundMessage, item: Listed) -> bool:
+        return item.created >= message.send_at - CLOCK_SLACK
+
+    def history(self, recipient: str) -> list[Listed]:
+        raise NotImplementedError
 
 
 class TwilioSms(_TwilioProvider):
@@ -158,26 +217,30 @@ class TwilioSms(_TwilioProvider):
         return segment_count(message.body)
 
     def create(self, message: OutboundMessage) -> tuple[str, str | None]:
+        origin: dict[str, str] = (
+            {"messaging_service_sid": self.config.messaging_service_sid}
+            if self.config.messaging_service_sid
+            else {"from_": self.config.sender or ""}
+        )
         sent = self.client().messages.create(
             to=message.recipient,
             body=message.body,
             status_callback=self.status_callback(),
-            **self.origin(),
+            **origin,
         )
+        # A Messaging Service picks the number as it sends: until then ``from`` is empty, and
+        # the status callback's From records it later.
         return str(sent.sid), sent.from_ or self.config.sender
 
-    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        """Ask Twilio's message list (by recipient, since the claim) which of these went."""
-        found: dict[str, str] = {}
-        for message in messages:
-            listed = self.client().messages.list(
-                to=message.recipient, date_sent_after=message.send_at - CLOCK_SLACK, limit=50
-            )
-            for item in listed:
-                if item.body == message.body:
-                    found[message.action_id] = str(item.sid)
-                    break
-        return found
+    def same_send(self, message: OutboundMessage, item: Listed) -> bool:
+        return item.body == message.body and super().same_send(message, item)
+
+    def history(self, recipient: str) -> list[Listed]:
+        return [
+            Listed(str(m.sid), m.date_created, str(m.status), m.body, m.from_)
+            for m in self.client().messages.list(to=recipient, limit=HISTORY_PAGE)
+            if m.date_created is not None and str(m.direction).startswith("outbound")
+        ]
 
 
 class TwilioVoice(_TwilioProvider):
@@ -208,12 +271,9 @@ class TwilioVoice(_TwilioProvider):
         gather.say(message.body, language=language)
         return response
 
-    def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for message in messages:
-            calls = self.client().calls.list(
-                to=message.recipient, start_time_after=message.send_at - CLOCK_SLACK, limit=20
-            )
-            if calls:
-                found[message.action_id] = str(calls[0].sid)
-        return found
+    def history(self, recipient: str) -> list[Listed]:
+        return [
+            Listed(str(c.sid), c.date_created, str(c.status), None, c._from)
+            for c in self.client().calls.list(to=recipient, limit=HISTORY_PAGE)
+            if c.date_created is not None
+        ]

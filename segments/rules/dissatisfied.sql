@@ -15,6 +15,7 @@ SELECT
     store_id,
     score,
     comment,
+    received_at AS occasion_at,
     received_at + to_minutes($delay_minutes) AS due_at
 FROM latest l
 WHERE rn = 1 AND score <= 2 AND round = 1

@@ -15,6 +15,7 @@ SELECT
     store_id,
     arg_max(visit_id, visited_at) AS visit_id,
     arg_max(service_type, visited_at) AS service_type,
+    max(visited_at) AS occasion_at,
     max(visited_at) + to_minutes($delay_minutes) AS due_at
 FROM recent r
 WHERE NOT EXISTS (

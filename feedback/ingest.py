@@ -42,11 +42,12 @@ def collect(
         con.execute("BEGIN TRANSACTION")
         try:
             fresh = land(con, batch, figures)
+            # Statuses first: an event may settle the send a reply in this batch answers.
+            ingest_statuses(con, [i for i in fresh if i.kind == "status"], figures)
             ingest_replies(con, [i for i in fresh if i.kind in REPLY_KINDS], reply_window, figures)
             figures.opt_outs += ingest_unsubscribes(
                 con, [i for i in fresh if i.kind == "unsubscribe"]
             )
-            ingest_statuses(con, [i for i in fresh if i.kind == "status"], figures)
             con.execute(
                 "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)", [WATERMARK, batch[-1].id]
             )

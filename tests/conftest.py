@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from careloop.settings import Settings, load_settings
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, SendGridApi, TwilioApi, serve
 from warehouse.db import connect
 
 
@@ -34,3 +35,30 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness():
         yield
+
+
+PUBLIC = "https://care.example.com"
+SENDER = "+15550001111"
+
+
+@pytest.fixture
+def fakes(settings, monkeypatch):
+    """Local Twilio and SendGrid servers, and the settings that point the live providers at
+    them: (twilio, sendgrid, settings)."""
+    with serve(TwilioApi()) as (twilio_url, twilio), serve(SendGridApi()) as (sg_url, sendgrid):
+        for name, value in {
+            "CARELOOP_PROVIDER": "live",
+            "CARELOOP_TWILIO_BASE_URL": twilio_url,
+            "CARELOOP_SENDGRID_BASE_URL": sg_url,
+            "CARELOOP_PUBLIC_URL": PUBLIC,
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_FROM": SENDER,
+            "SENDGRID_API_KEY": SENDGRID_KEY,
+            "CARELOOP_SECRET_BLOCKS": "false",
+            "CARELOOP_PROVIDER_TIMEOUT_SECONDS": "0.5",
+            "CARELOOP_SMS_RATE": "1000",
+            "CARELOOP_VOICE_RATE": "1000",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield twilio, sendgrid, load_settings()

@@ -63,6 +63,9 @@ class FakeState:
     rejected: set[str] = field(default_factory=set)  # SendGrid refuses a batch holding one
     latency: float = 0.0  # seconds added to every POST
     auto_release: bool = True  # Twilio sends what it queued at once (else: release())
+    list_latency: float = 0.0  # seconds added to every GET
+    lists_in_flight: int = 0
+    most_lists_in_flight: int = 0
     requests: list[Recorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -146,7 +149,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         _, record = self._read()
-        self.server.api.get(self, record)
+        state = self.server.state
+        with state.lock:
+            state.lists_in_flight += 1
+            state.most_lists_in_flight = max(state.most_lists_in_flight, state.lists_in_flight)
+        try:
+            time.sleep(state.list_latency)
+            self.server.api.get(self, record)
+        finally:
+            with state.lock:
+                state.lists_in_flight -= 1
 
     def do_POST(self) -> None:
         _, record = self._read()

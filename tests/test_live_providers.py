@@ -9,34 +9,12 @@ from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
 from careloop.settings import ConfigError, load_settings
+from tests.conftest import PUBLIC, SENDER
 from tests.factories import add_store, add_subscriber
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, Fault, SendGridApi, TwilioApi, serve
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, Fault
 from tests.test_planning import plan
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
-PUBLIC = "https://care.example.com"
-SENDER = "+15550001111"
-
-
-@pytest.fixture
-def fakes(settings, monkeypatch):
-    with serve(TwilioApi()) as (twilio_url, twilio), serve(SendGridApi()) as (sg_url, sendgrid):
-        for name, value in {
-            "CARELOOP_PROVIDER": "live",
-            "CARELOOP_TWILIO_BASE_URL": twilio_url,
-            "CARELOOP_SENDGRID_BASE_URL": sg_url,
-            "CARELOOP_PUBLIC_URL": PUBLIC,
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "TWILIO_FROM": SENDER,
-            "SENDGRID_API_KEY": SENDGRID_KEY,
-            "CARELOOP_SECRET_BLOCKS": "false",
-            "CARELOOP_PROVIDER_TIMEOUT_SECONDS": "0.5",
-            "CARELOOP_SMS_RATE": "1000",
-            "CARELOOP_VOICE_RATE": "1000",
-        }.items():
-            monkeypatch.setenv(name, value)
-        yield twilio, sendgrid, load_settings()
 
 
 def live(**overrides):

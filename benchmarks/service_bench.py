@@ -24,6 +24,7 @@ import requests
 
 from feedback.inbox import Inbox
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
+from tests.service_helpers import sid as twilio_sid
 
 SENDERS = 100
 REQUESTS = int(os.environ.get("CARELOOP_BENCH_WEBHOOKS", "20000"))
@@ -64,7 +65,7 @@ def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]
 def signed_requests(prefix: str) -> list[tuple[str, str, dict[str, str]]]:
     built = []
     for n in range(REQUESTS):
-        sid = f"{prefix}{n:07d}"
+        sid = twilio_sid("SM", f"{prefix}{n:07d}")
         request = twilio_post(
             "/webhooks/twilio/sms", sms_form(sid, f"+8613{n % 10_000_000:09d}", str(n % 5 + 1))
         )

@@ -243,9 +243,11 @@ def serve(
 
     from careloop.masking import install_masking
     from careloop.settings import load_settings
-    from feedback.service.app import create_app, settle_garbage_collector
+    from feedback.service.app import check_exposure, create_app, settle_garbage_collector
 
-    application = create_app(load_settings())
+    settings = load_settings()
+    check_exposure(settings, host)
+    application = create_app(settings)
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Signs links on a developer's machine; `careloop serve` refuses it on any public interface.
+DEVELOPMENT_LINK_SECRET = "careloop-local-development-only"
 DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
 LOCALES = ("zh-CN", "en")
 
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     reply_window_hours: int = Field(default=72, ge=1)
     dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)
     public_url: str = "http://127.0.0.1:8000"
-    link_secret: SecretStr = SecretStr("careloop-local-development-only")
+    link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
 
     # Live channels. Provider credentials keep the providers' own variable names.
     twilio_base_url: str = "https://api.twilio.com"
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
         default=None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY"
     )
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # A request body must arrive within this time: slow or unfinished bodies are refused.
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     rating_link_days: int = Field(default=14, ge=1)
 
     @property

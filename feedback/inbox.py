@@ -91,38 +91,37 @@ class Inbox:
         """Store one item; False when an item with the same kind and key is already in."""
         return self.put_many([(kind, dedupe_key, received_at, payload)]) == 1
 
-    def put_many(
-        self,
-        items: Iterable[tuple[str, str, datetime, dict[str, Any]]],
-        con: sqlite3.Connection | None = None,
-    ) -> int:
-        """Store items in one transaction; return how many were new. ``con`` lets a long-lived
-        writer keep its connection instead of opening one per batch."""
-        rows = [
-            (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
-            for kind, key, at, payload in items
-        ]
-        if con is None:
-            with closing(self._connect()) as own:
-                return self._insert(own, rows)
-        return self._insert(con, rows)
+    def put_many(self, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]) -> int:
+        """Store items in one transaction; return how many were new."""
+        with closing(self._connect()) as con:
+            return self._insert(con, _encoded(items))
 
     @staticmethod
     def _insert(con: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> int:
         con.execute("BEGIN IMMEDIATE")
         try:
-            before = con.total_changes
-            con.executemany(
-                "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
-                " VALUES (?, ?, ?, ?)",
-                rows,
-            )
-            added = con.total_changes - before
+            added = Inbox._rows(con, rows)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         return added
+
+    @staticmethod
+    def _rows(con: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> int:
+        before = con.total_changes
+        con.executemany(
+            "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
+            " VALUES (?, ?, ?, ?)",
+            rows,
+        )
+        return con.total_changes - before
+
+    def insert(
+        self, con: sqlite3.Connection, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]
+    ) -> int:
+        """Store items inside the caller's open transaction; how many were new."""
+        return self._rows(con, _encoded(items))
 
     def connect(self) -> sqlite3.Connection:
         return self._connect()
@@ -181,6 +180,15 @@ class Inbox:
     def count(self) -> int:
         with closing(self._connect()) as con:
             return int(con.execute("SELECT count(*) FROM inbox").fetchone()[0])
+
+
+def _encoded(
+    items: Iterable[tuple[str, str, datetime, dict[str, Any]]],
+) -> list[tuple[str, str, str, str]]:
+    return [
+        (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
+        for kind, key, at, payload in items
+    ]
 
 
 def _email_seen(event: dict[str, Any], received_at: str) -> EmailSeen | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from typing import Any
@@ -50,6 +51,11 @@ def twilio_post(
             "Content-Type": "application/x-www-form-urlencoded",
         },
     }
+
+
+def sid(prefix: str, label: object) -> str:
+    """A SID of Twilio's shape (SM, MM or CA and 32 hex digits) for any label."""
+    return prefix + hashlib.md5(str(label).encode()).hexdigest()
 
 
 def sms_form(sid: str, sender: str, body: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import requests
 
 from feedback.inbox import Inbox
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
+from tests.service_helpers import sid as twilio_sid
 
 
 def free_port():
@@ -22,9 +23,10 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_service(home, port):
+def start_service(home, port, **extra):
     env = {
         **os.environ,
+        **extra,
         "CARELOOP_HOME": str(home),
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
@@ -51,7 +53,7 @@ def fire(port, prefix, acknowledged, stop, senders=16, pause=0.0):
         session = requests.Session()
         count = 0
         while not stop.is_set():
-            sid = f"{prefix}{n:02d}x{count:05d}"
+            sid = twilio_sid("SM", f"{prefix}{n:02d}x{count:05d}")
             request = twilio_post(
                 "/webhooks/twilio/sms", sms_form(sid, f"+86138{n:08d}", str(count % 5 + 1))
             )
@@ -118,3 +120,64 @@ def test_the_service_and_a_collecting_flow_side_by_side(settings, con):
     ingested = {k for (k,) in check.execute("SELECT dedupe_key FROM inbound_messages").fetchall()}
     check.close()
     assert {f"sms:{sid}" for sid in acknowledged} <= ingested
+
+
+def raw_request(port, head, timeout=30):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(head)
+    return sock
+
+
+def status_of(sock):
+    """The status code of the answer on ``sock`` (waits for it: observed progress)."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1]) if data else None
+
+
+def test_a_streamed_huge_body_is_cut_off_and_health_still_answers(settings):
+    port = free_port()
+    service = start_service(settings.home, port)
+    try:
+        sock = raw_request(
+            port,
+            b"POST /webhooks/twilio/sms HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n",
+        )
+        sent, chunk = 0, b"a" * 65536
+        try:
+            while sent < 9 * 1024 * 1024:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                if sent == 4 * 65536:  # mid-body: the service still answers others
+                    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the service hung up on the rest: the point
+        assert status_of(sock) == 413
+        sock.close()
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+    finally:
+        service.kill()
+        service.wait()
+    assert Inbox(settings.inbox_path).count() == 0
+
+
+def test_a_body_that_never_finishes_is_refused_in_time(settings):
+    port = free_port()
+    service = start_service(settings.home, port, CARELOOP_BODY_TIMEOUT_SECONDS="1")
+    try:
+        sock = raw_request(
+            port,
+            b"POST /webhooks/twilio/sms HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\nBody=5",
+        )
+        assert status_of(sock) == 408  # the other 94 bytes never come
+        sock.close()
+    finally:
+        service.kill()
+        service.wait()

@@ -5,7 +5,6 @@ It never opens the warehouse (a running flow holds it): ``collect_feedback`` dra
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hashlib
 import json
@@ -15,14 +14,29 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from careloop.settings import ConfigError, Settings
+from careloop.settings import DEVELOPMENT_LINK_SECRET, ConfigError, Settings
 from feedback.inbox import Inbox
 from feedback.parsing import parse_digits, parse_reply
-from feedback.service.pages import ATTRIBUTES, expired_page, thanks_page, unsubscribe_page
+from feedback.service.limits import (
+    OFF_LOOP_ABOVE,
+    PAGE_FORM_LIMIT,
+    SENDGRID_BATCH_LIMIT,
+    TWILIO_FORM_LIMIT,
+    RequestRefusedError,
+    read_body,
+)
+from feedback.service.pages import (
+    ATTRIBUTES,
+    confirm_rating_page,
+    expired_page,
+    thanks_page,
+    unsubscribe_page,
+)
 from feedback.service.replies import locale_of, sms_answer, voice_answer, voice_survey
 from feedback.service.security import (
     SENDGRID_SIGNATURE,
@@ -31,11 +45,14 @@ from feedback.service.security import (
     Forbidden,
     SendGridVerifier,
     TwilioVerifier,
+    twilio_sid,
 )
-from feedback.service.writer import InboxWriter
+from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write, storable
 from feedback.tokens import LinkToken, TokenError, verify
 
 XML = "application/xml"
+MAX_FORM_FIELDS = 200  # Twilio sends a few dozen; a million is an attack
+MAX_EVENTS = 10_000
 
 
 class FeedbackService:
@@ -62,17 +79,46 @@ class FeedbackService:
         )
         self.secret = settings.link_secret.get_secret_value()
 
-    async def twilio_form(self, request: Request) -> dict[str, str]:
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        self.twilio.check(
-            request.url.path, request.url.query, form, request.headers.get(TWILIO_SIGNATURE)
-        )
+    async def _body(self, request: Request, limit: int) -> bytes:
+        return await read_body(request, limit, self.settings.body_timeout_seconds)
+
+    async def twilio_form(self, request: Request) -> tuple[dict[str, str], str]:
+        """The verified form and its signature. Parsing and hashing a large body happen on a
+        worker thread, so a big request never stalls the event loop."""
+        body = await self._body(request, TWILIO_FORM_LIMIT)
+        signature = request.headers.get(TWILIO_SIGNATURE)
+        path, query = request.url.path, request.url.query
+        if len(body) > OFF_LOOP_ABOVE:
+            form = await run_in_threadpool(self._verified_form, body, path, query, signature)
+        else:
+            form = self._verified_form(body, path, query, signature)
+        return form, signature or ""
+
+    def _verified_form(
+        self, body: bytes, path: str, query: str, signature: str | None
+    ) -> dict[str, str]:
+        try:
+            text = body.decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except (UnicodeDecodeError, ValueError):
+            raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
+        form = dict(pairs)
+        self.twilio.check(path, query, form, signature)
         return form
 
+    async def _store(self, write: Write) -> None:
+        try:
+            await self.writer.write(write)
+        except ReplayedSignatureError:
+            raise Forbidden("replayed signature") from None
+        except ValueError as exc:
+            raise RequestRefusedError(400, str(exc)) from None
+
     async def sms(self, request: Request) -> Response:
-        form = await self.twilio_form(request)
+        form, signature = await self.twilio_form(request)
+        sid = twilio_sid(form, "MessageSid")
         sender, now = form.get("From", ""), datetime.now(UTC)
-        await self.writer.put("sms", form.get("MessageSid") or _digest(form), now, form)
+        await self._store(Write([("sms", sid, now, form)], signature, sid))
         parsed = parse_reply(form.get("Body"))
         may_clarify = parsed.intent == "unknown" and bool(
             await self.writer.run_in_writer(
@@ -84,14 +130,17 @@ class FeedbackService:
         )
 
     async def status(self, request: Request) -> Response:
-        form = await self.twilio_form(request)
-        sid = form.get("MessageSid") or form.get("CallSid") or _digest(form)
+        form, signature = await self.twilio_form(request)
+        sid = twilio_sid(form, "MessageSid", "CallSid")
         state = form.get("MessageStatus") or form.get("CallStatus") or "unknown"
-        await self.writer.put("status", f"{sid}:{state}", datetime.now(UTC), form)
+        await self._store(
+            Write([("status", f"{sid}:{state}", datetime.now(UTC), form)], signature, sid)
+        )
         return Response("<Response/>", media_type=XML)
 
     async def voice(self, request: Request) -> Response:
-        await self.twilio_form(request)
+        form, _ = await self.twilio_form(request)
+        twilio_sid(form, "CallSid")
         locale = _locale(request)
         gather = (
             f"{self.settings.public_url}/webhooks/twilio/voice/"
@@ -100,29 +149,48 @@ class FeedbackService:
         return Response(voice_survey(gather, locale), media_type=XML)
 
     async def gather(self, request: Request) -> Response:
-        form = await self.twilio_form(request)
+        form, signature = await self.twilio_form(request)
+        sid = twilio_sid(form, "CallSid")
         action_id = request.path_params["action_id"]
-        key = f"{form.get('CallSid') or _digest(form)}:gather"
-        await self.writer.put("ivr", key, datetime.now(UTC), {**form, "action_id": action_id})
+        item = ("ivr", f"{sid}:gather", datetime.now(UTC), {**form, "action_id": action_id})
+        await self._store(Write([item], signature, sid))
         rated = parse_digits(form.get("Digits")).intent == "rating"
         return Response(voice_answer(rated, _locale(request)), media_type=XML)
 
     async def sendgrid_events(self, request: Request) -> Response:
-        body = (await request.body()).decode()
-        self.sendgrid.check(
-            body, request.headers.get(SENDGRID_SIGNATURE), request.headers.get(SENDGRID_TIMESTAMP)
+        body = await self._body(request, SENDGRID_BATCH_LIMIT)
+        events = await run_in_threadpool(
+            self._verified_events,
+            body,
+            request.headers.get(SENDGRID_SIGNATURE),
+            request.headers.get(SENDGRID_TIMESTAMP),
         )
-        events = json.loads(body)
-        if not isinstance(events, list):
-            return PlainTextResponse("expected a JSON array of events", status_code=400)
         now = datetime.now(UTC)
-        await asyncio.gather(
-            *(
-                self.writer.put("status", str(e.get("sg_event_id") or _digest(e)), now, e)
-                for e in events
-            )
-        )
+        items = [("status", str(e.get("sg_event_id") or _digest(e)), now, e) for e in events]
+        await self._store(Write(items))
         return PlainTextResponse("ok")
+
+    def _verified_events(
+        self, body: bytes, signature: str | None, timestamp: str | None
+    ) -> list[dict[str, object]]:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestRefusedError(400, "body is not UTF-8") from None
+        self.sendgrid.check(text, signature, timestamp)
+        try:
+            events = json.loads(text)
+        except (ValueError, RecursionError):
+            raise RequestRefusedError(400, "body is not JSON") from None
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise RequestRefusedError(400, "expected a JSON array of event objects")
+        if len(events) > MAX_EVENTS:
+            raise RequestRefusedError(413, f"more than {MAX_EVENTS} events")
+        try:
+            storable(events)
+        except ValueError as exc:
+            raise RequestRefusedError(400, str(exc)) from None
+        return events
 
     def _token(self, request: Request, purpose: str) -> LinkToken:
         token = verify(request.path_params["token"], self.secret, datetime.now(UTC))
@@ -131,31 +199,34 @@ class FeedbackService:
         return token
 
     async def rating(self, request: Request) -> Response:
+        """GET and HEAD (a person, or a mail scanner) only show the rating and a button; the
+        rating is recorded by the POST that button sends, with any detail given."""
         try:
             token = self._token(request, "rate")
         except TokenError as exc:
             return _token_refused(exc)
         assert token.score is not None
+        if request.method != "POST":
+            return HTMLResponse(confirm_rating_page(token.score))
+        form = _page_form(await self._body(request, PAGE_FORM_LIMIT))
         payload: dict[str, object] = {"action_id": token.action_id, "score": token.score}
-        key = f"{token.action_id}:{token.score}"
-        detail = request.method == "POST"
-        if detail:
-            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-            payload |= _detail(form)
-            key += f":detail:{_digest(form)}"
-        await self.writer.put("email_rating", key, datetime.now(UTC), payload)
-        return HTMLResponse(thanks_page(token.score, detail))
+        payload |= _detail(form)
+        key = f"{token.action_id}:{token.score}:{_digest(payload)}"
+        await self._store(Write([("email_rating", key, datetime.now(UTC), payload)]))
+        return HTMLResponse(thanks_page(token.score))
 
     async def unsubscribe(self, request: Request) -> Response:
+        """GET and HEAD show a button; only a POST (the button, or an RFC 8058 one-click POST
+        from the mail client) unsubscribes."""
         try:
             token = self._token(request, "unsubscribe")
         except TokenError as exc:
             return _token_refused(exc)
-        if request.method == "GET":  # a page with a button: a link scanner unsubscribes nobody
+        if request.method != "POST":
             return HTMLResponse(unsubscribe_page(done=False))
-        await self.writer.put(
-            "unsubscribe", token.action_id, datetime.now(UTC), {"action_id": token.action_id}
-        )
+        await self._body(request, PAGE_FORM_LIMIT)
+        item = ("unsubscribe", token.action_id, datetime.now(UTC), {"action_id": token.action_id})
+        await self._store(Write([item]))
         return HTMLResponse(unsubscribe_page(done=True))
 
     async def health(self, request: Request) -> Response:
@@ -182,7 +253,7 @@ class FeedbackService:
                 Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", self.health, methods=["GET"]),
             ],
-            exception_handlers={Forbidden: _forbidden},
+            exception_handlers={Forbidden: _forbidden, RequestRefusedError: _refused},
             lifespan=lifespan,
         )
 
@@ -197,12 +268,41 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to serve beyond this machine with the development link secret: it is in the
+    source and action ids can be derived, so anyone could rate or unsubscribe anyone."""
+    if settings.link_secret.get_secret_value() != DEVELOPMENT_LINK_SECRET:
+        return
+    if host in LOOPBACK or host.startswith("127."):
+        return
+    raise ConfigError(
+        f"careloop serve --host {host}: CARELOOP_LINK_SECRET is still the development value "
+        "from the source, so anyone could forge rating and unsubscribe links. Set "
+        "CARELOOP_LINK_SECRET to a long random value, or listen on 127.0.0.1 only."
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     return FeedbackService(settings).app()
 
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("forbidden", status_code=403)
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRefusedError)
+    return PlainTextResponse(exc.reason, status_code=exc.status)
+
+
+def _page_form(body: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20))
+    except (UnicodeDecodeError, ValueError):
+        raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
 
 
 def _token_refused(exc: TokenError) -> Response:

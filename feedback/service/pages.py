@@ -17,14 +17,15 @@ _LAYOUT = """<!doctype html><html><head><meta charset="utf-8">
 </head><body style="font-family:sans-serif;max-width:32rem;margin:2rem auto">
 {{ body }}</body></html>"""
 _THANKS = _ENV.from_string("""<h1>感谢您的评价 / Thank you</h1>
-<p>您的评分 / Your rating: <strong>{{ score }}</strong> / 5</p>
-{% if detail %}<p>已收到您的补充意见。/ We have your comments too.</p>{% else %}
+<p>您的评分 / Your rating: <strong>{{ score }}</strong> / 5</p>""")
+# A link only opens this page; mail scanners that follow links record nothing.
+_CONFIRM = _ENV.from_string("""<h1>您的评分 / Your rating: {{ score }} / 5</h1>
 <form method="post"><p>愿意多说几句吗？/ Tell us more (optional):</p>
 {% for key, labels in attributes.items() %}<p><label>{{ labels[0] }} / {{ labels[1] }}
 <select name="{{ key }}"><option value="">-</option>
 {% for n in range(1, 6) %}<option>{{ n }}</option>{% endfor %}</select></label></p>{% endfor %}
 <p><textarea name="comment" rows="4" cols="40" maxlength="1000"></textarea></p>
-<p><button type="submit">提交 / Send</button></p></form>{% endif %}""")
+<p><button type="submit">提交评分 / Send my rating</button></p></form>""")
 _UNSUBSCRIBE = _ENV.from_string("""<h1>退订邮件 / Unsubscribe</h1>
 {% if done %}<p>您已退订。/ You are unsubscribed.</p>{% else %}
 <form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
@@ -37,8 +38,12 @@ def _page(title: str, body: str) -> str:
     return _ENV.from_string(_LAYOUT).render(title=title, body=Markup(body))
 
 
-def thanks_page(score: int, detail: bool) -> str:
-    return _page("Thank you", _THANKS.render(score=score, detail=detail, attributes=ATTRIBUTES))
+def confirm_rating_page(score: int) -> str:
+    return _page("Your rating", _CONFIRM.render(score=score, attributes=ATTRIBUTES))
+
+
+def thanks_page(score: int) -> str:
+    return _page("Thank you", _THANKS.render(score=score))
 
 
 def unsubscribe_page(done: bool) -> str:

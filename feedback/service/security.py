@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from dataclasses import dataclass
 
@@ -14,8 +15,30 @@ SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
+# Twilio's SIDs. Twilio signs the URL followed by each key and value run together, so a
+# captured request whose field boundary is moved (MessageSid absorbing the next field) keeps a
+# valid signature: a SID must have its exact shape, and a signature seen before may never come
+# back with another SID (see InboxWriter).
+MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-f]{32}$")
+CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
+TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+
 class Forbidden(Exception):  # noqa: N818 - named for the HTTP status it becomes
     """The request is not verified; it is answered 403 and stored nowhere."""
+
+
+def twilio_sid(form: dict[str, str], *fields: str) -> str:
+    """The first of ``fields`` present in the form, checked against Twilio's SID shapes."""
+    for name in fields:
+        value = form.get(name)
+        if value is None:
+            continue
+        pattern = CALL_SID if name == "CallSid" else MESSAGE_SID
+        if not pattern.match(value):
+            raise Forbidden(f"{name} is not a Twilio SID")
+        return value
+    raise Forbidden(f"no {' or '.join(fields)}")
 
 
 @dataclass
@@ -52,13 +75,13 @@ class SendGridVerifier:
     ) -> None:
         """A valid signature over timestamp + body, and a timestamp recent enough that an old
         signed batch replayed later is refused too."""
-        if not signature or not timestamp or not timestamp.isdigit():
-            raise Forbidden("missing SendGrid signature headers")
+        if not signature or not timestamp or not TIMESTAMP.match(timestamp):
+            raise Forbidden("missing or malformed SendGrid signature headers")
         if abs((now or time.time()) - int(timestamp)) > self.tolerance_seconds:
             raise Forbidden("SendGrid timestamp outside the tolerance (a replay?)")
         try:
             valid = self._webhook.verify_signature(body, signature, timestamp)
-        except ValueError:
+        except (ValueError, TypeError, IndexError):  # a malformed signature is a bad one
             valid = False
         if not valid:
             raise Forbidden("bad SendGrid signature")

@@ -32,6 +32,17 @@ SURVEY_HOW: dict[Channel, dict[str, str]] = {
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
 EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def ordinal(value: object) -> str:
+    """English ordinals for templates: ``{{ age | ordinal }}`` -> 21st, 22nd, 23rd, 11th."""
+    number = int(str(value))
+    if number % 100 in (11, 12, 13):
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
+
+
+_ENV.filters["ordinal"] = ordinal
 # Long but real values, to judge an SMS template's length before any customer is known.
 LONG_SAMPLES: dict[str, dict[str, str]] = {
     "zh-CN": {

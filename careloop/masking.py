@@ -38,9 +38,13 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+# Prefect's API log handler hangs on its run loggers: what a flow logs reaches the server there.
+DEFAULT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "careloop")
+
+
 def install_masking(*loggers: str) -> None:
     """Attach the filter to the handlers, since logger filters do not see propagated records."""
-    for name in loggers or ("", "prefect", "careloop"):
+    for name in loggers or DEFAULT_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, MaskingFilter) for f in handler.filters):
                 handler.addFilter(MaskingFilter())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from careloop.files import private_dir, write_private_csv, write_private_text
 
 LOOP_SQL = """
 WITH first AS (
@@ -70,7 +71,7 @@ class LoopReport:
 
     def totals(self) -> dict[str, Any]:
         keys = [k for k in (self.campaigns[0] if self.campaigns else {}) if k != "campaign_id"]
-        total: dict[str, Any] = {k: sum(int(c[k]) for c in self.campaigns) for k in keys}
+        total: dict[str, Any] = {k: sum(int(c[k] or 0) for c in self.campaigns) for k in keys}
         total["csat"] = csat(total.get("satisfied", 0), total.get("rated", 0))
         return total
 
@@ -95,7 +96,7 @@ def loop_report(con: duckdb.DuckDBPyConnection) -> LoopReport:
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
     """One CSV per store manager with their dissatisfied customers; returns rows per store."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     for old in directory.glob("*.csv"):
         old.unlink()
     cursor = con.execute(STORE_LIST_SQL)
@@ -104,10 +105,7 @@ def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[s
     for row in cursor.fetchall():
         by_store.setdefault(row[0], []).append(row)
     for store_id, rows in by_store.items():
-        with (directory / f"{store_id}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(names)
-            writer.writerows(rows)
+        write_private_csv(directory / f"{store_id}.csv", names, rows)
     return {store: len(rows) for store, rows in by_store.items()}
 
 
@@ -157,7 +155,7 @@ def write_reports(con: duckdb.DuckDBPyConnection, directory: Path, title: str) -
     report = loop_report(con)
     store_rows = write_store_lists(con, directory / "store_lists")
     path = directory / "kpi_report.md"
-    path.write_text(render_markdown(report, store_rows, title), encoding="utf-8")
+    write_private_text(path, render_markdown(report, store_rows, title))
     return WrittenReport(report, store_rows, path)
 
 

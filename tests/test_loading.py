@@ -69,8 +69,8 @@ BAD = {
             "joined_on '2030-01-01' is in the future",
             "sms_consent 'yes' must be true or false",
             "timezone 'Mars/Base' is not an IANA timezone",
-            "phone '+86123' is not a valid E.164 phone number",
-            "email 'not-an-email' is not a valid email address",
+            "phone '******' is not a valid E.164 phone number",  # masked: the original
+            "email '***' is not a valid email address",  # stays in the quarantine table
             "tier 'diamond' is not a tier (standard, silver, gold, platinum)",
             "locale 'fr' is not a locale (zh-CN, en)",
             "home_store_id 'ST9' is not a known store",
@@ -82,7 +82,7 @@ BAD = {
     ),
     7: (
         "S6,,8613812345671,,,2015-04-10,standard,,Asia/Shanghai,en,false,false,false",
-        ["name is missing", "phone '8613812345671' is not a valid E.164 phone number"],
+        ["name is missing", "phone '86*******5671' is not a valid E.164 phone number"],
     ),
 }
 

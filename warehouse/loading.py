@@ -24,6 +24,8 @@ import phonenumbers
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
+from careloop.files import write_private_text
+from careloop.masking import mask_email, mask_phone
 from careloop.settings import LOCALES, Settings
 from warehouse.db import query_frame, register_frame
 
@@ -380,7 +382,7 @@ def validate(
             line = int(hit["_line"])
             column = str(meta["column"])
             value = values[line][column]
-            shown = "" if value is None else f" {value!r}"
+            shown = "" if value is None else f" {shown_value(column, value)!r}"
             bad.setdefault(line, []).append(f"{column}{shown} {meta['reason']}")
     report = {
         "entity": entity.name,
@@ -497,9 +499,18 @@ def _quarantine(
     con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, now())", records)
 
 
+CONTACT_COLUMNS = frozenset({"phone", "email", "manager_email"})
+
+
+def shown_value(column: str, value: object) -> object:
+    """A refused value as reasons show it: contact data masked (the original stays in the
+    quarantine table, never in a log, a printed reason or a report)."""
+    text = str(value)
+    if column in CONTACT_COLUMNS:
+        return mask_email(text) if "email" in column else mask_phone(text)
+    return value
+
+
 def _write_report(settings: Settings, result: LoadResult) -> None:
-    directory = settings.reports_dir / "validation"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{result.load_id}.json").write_text(
-        json.dumps(result.report, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-    )
+    path = settings.reports_dir / "validation" / f"{result.load_id}.json"
+    write_private_text(path, json.dumps(result.report, ensure_ascii=False, indent=2, default=str))

@@ -1,0 +1,48 @@
+"""Files that hold customers' contact data: readable by their owner only (0600, in 0700
+folders), and, for lists people open in a spreadsheet, safe against formula injection."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+# OWASP CSV injection: a cell starting with one of these may run as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A plain number (a phone in E.164, a negative score) runs as nothing: it is kept as it is.
+PLAIN_NUMBER = re.compile(r"^[+-]?[0-9][0-9 .]*$")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that would start a formula gets a leading apostrophe; others unchanged."""
+    formula = isinstance(value, str) and value.startswith(FORMULA_START)
+    return "'" + value if formula and not PLAIN_NUMBER.match(value) else value
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``path`` so that only its owner can read it, from the moment it exists."""
+    private_dir(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A CSV for people to open: owner-only, every cell safe against formula injection."""
+    private_dir(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([spreadsheet_safe(h) for h in header])
+        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)

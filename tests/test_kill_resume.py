@@ -1,23 +1,24 @@
-"""A dispatcher killed (SIGKILL) at random moments, many times over, then resumed: every care
-action reaches the (fake) Twilio server exactly once."""
+"""A dispatcher killed (SIGKILL) many times over, at moments chosen by what the servers have
+seen, then resumed: every care action, SMS, email and call, reaches its (fake) provider
+exactly once. Twilio keeps what it accepted queued (no date_sent, as for real) the whole time,
+and SendGrid's events reach the inbox as its webhook would deliver them."""
 
 import os
 import random
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from campaigns.planning import CONTACT_STATUSES
+from feedback.inbox import Inbox
 from tests.factories import add_store, add_subscriber
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, TwilioApi, serve
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, SendGridApi, TwilioApi, serve
 from tests.test_planning import plan
 from warehouse.db import connect
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
-ACTIONS = 600
-KILL_ROUNDS = 12
+PER_CHANNEL = 120
+KILL_ROUNDS = 18
 CHILD = """
 import sys
 from datetime import datetime
@@ -27,58 +28,98 @@ from careloop.settings import load_settings
 from warehouse.db import connect
 settings = load_settings()
 con = connect(settings.warehouse_path)
-dispatch(con, get_provider(settings), now=datetime.fromisoformat(sys.argv[1]), batch_size=25)
+dispatch(con, get_provider(settings), now=datetime.fromisoformat(sys.argv[1]), batch_size=20)
 con.close()
 """
 
 
-def run_child(env, now, kill_after=None):
+def customers(con):
+    add_store(con)
+    for n in range(PER_CHANNEL):
+        add_subscriber(con, f"S{n}", email=None, voice_consent=False)  # sms
+        add_subscriber(con, f"S{10_000 + n}", phone=None)  # email
+        add_subscriber(con, f"S{20_000 + n}", email=None, sms_consent=False)  # voice
+
+
+class Servers:
+    def __init__(self, twilio, sendgrid):
+        self.twilio, self.sendgrid = twilio, sendgrid
+
+    def accepted(self):
+        return len(self.twilio.state.messages) + len(self.sendgrid.state.messages)
+
+    def wait_for(self, count, child):
+        """Until the servers have accepted ``count`` in all, or the child has ended."""
+        while child.poll() is None:
+            if self.twilio.state.wait_for(count - len(self.sendgrid.state.messages), 0.05):
+                return True
+        return False
+
+
+def run_child(env, now, servers=None, kill_after=None):
     child = subprocess.Popen([sys.executable, "-c", CHILD, now.isoformat()], env=env)
-    if kill_after is not None:
-        time.sleep(kill_after)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-            return True
-    assert child.wait(timeout=120) == 0
+    if kill_after is not None and servers.wait_for(servers.accepted() + kill_after, child):
+        child.kill()
+        child.wait()
+        return True
+    assert child.wait(timeout=300) == 0
     return False
 
 
-def test_killed_dispatch_sends_each_action_exactly_once(con, settings, monkeypatch):
-    add_store(con)
-    for n in range(ACTIONS):
-        add_subscriber(con, f"S{n}", email=None, voice_consent=False)
+def duplicates_and_lost(sent_to, recipients):
+    per = Counter(sent_to)
+    return sum(n - 1 for n in per.values()), len(set(recipients) - set(per))
+
+
+def test_killed_dispatch_sends_each_action_exactly_once(con, settings):
+    customers(con)
     plan(con, settings)
+    expected = dict(
+        con.execute("SELECT channel, list(recipient) FROM care_actions GROUP BY ALL").fetchall()
+    )
     con.close()
-    with serve(TwilioApi()) as (url, twilio):
-        # Sending all of it takes about 15 s, so every kill lands while work remains.
-        twilio.state.latency = 0.05
+    inbox = Inbox(settings.inbox_path)
+    with serve(TwilioApi()) as (twilio_url, twilio), serve(SendGridApi()) as (sg_url, sendgrid):
+        twilio.state.latency = sendgrid.state.latency = 0.02
+        twilio.state.auto_release = False  # queued at Twilio, no date_sent, all along
+        sendgrid.state.event_sink = lambda events: inbox.put_many(
+            ("status", e["sg_event_id"], datetime.now(UTC), e) for e in events
+        )
         env = {
             **os.environ,
             "CARELOOP_HOME": str(settings.home),
             "CARELOOP_PROVIDER": "live",
-            "CARELOOP_TWILIO_BASE_URL": url,
+            "CARELOOP_TWILIO_BASE_URL": twilio_url,
+            "CARELOOP_SENDGRID_BASE_URL": sg_url,
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_FROM": "+15550001111",
-            "SENDGRID_API_KEY": "unused",
+            "SENDGRID_API_KEY": SENDGRID_KEY,
             "CARELOOP_SECRET_BLOCKS": "false",
             "CARELOOP_SMS_RATE": "1000",
+            "CARELOOP_VOICE_RATE": "1000",
             "CARELOOP_PROVIDER_CONCURRENCY": "2",
         }
-        rng = random.Random(20261122)
-        kills = sum(
-            run_child(env, NOW, kill_after=rng.uniform(1.2, 2.6)) for _ in range(KILL_ROUNDS)
-        )
-        sent_before_resume = len(twilio.state.messages)
-        run_child(env, NOW + timedelta(minutes=3))  # after the grace: settle what is in flight
-        per_number = Counter(m["to"] for m in twilio.state.messages)
-    assert kills >= 5, "the test must actually kill dispatchers mid-run"
-    assert 0 < sent_before_resume <= ACTIONS
-    assert len(per_number) == ACTIONS and set(per_number.values()) == {1}
+        servers = Servers(twilio, sendgrid)
+        rng = random.Random(20261123)
+        kills = 0
+        for round_ in range(KILL_ROUNDS):  # each run a few seconds later than the one before
+            at = NOW + timedelta(seconds=5 * round_)
+            kills += run_child(env, at, servers, kill_after=rng.randint(1, 15))
+        sent_before_resume = servers.accepted()
+        for minutes in (20, 21, 22):  # past every grace; email needs the stream to show itself
+            run_child(env, NOW + timedelta(minutes=minutes))
+        sms = [m["to"] for m in twilio.state.messages if m["_kind"] == "Messages"]
+        calls = [m["to"] for m in twilio.state.messages if m["_kind"] == "Calls"]
+        mails = [m["to"] for m in sendgrid.state.messages]
+    assert kills == KILL_ROUNDS, "every run must be killed mid-run, with work left"
+    assert 0 < sent_before_resume < 3 * PER_CHANNEL
+    assert duplicates_and_lost(sms, expected["sms"]) == (0, 0)
+    assert duplicates_and_lost(calls, expected["voice"]) == (0, 0)
+    assert duplicates_and_lost(mails, expected["email"]) == (0, 0)
     con = connect(settings.warehouse_path)
     statuses = dict(
         con.execute("SELECT status, count(*) FROM care_actions GROUP BY ALL").fetchall()
     )
     con.close()
-    assert statuses == {"sent": ACTIONS} and "sent" in CONTACT_STATUSES
+    assert statuses == {"sent": 3 * PER_CHANNEL}

@@ -3,8 +3,10 @@
 The fake runs in its own process and answers each request after 10 ms (a fraction of Twilio's
 real latency, and no rate cap). Baseline, same server, same run: plain sequential
 ``client.messages.create`` calls. Then, with a cap set, the highest number of messages the
-server accepted in any one-second window. Targets: at least 5x the baseline; the cap never
-exceeded.
+server accepted in any one-second window; with 3-segment messages, the segments per second
+the server saw against a cap below one message's size; and a 503 storm, in requests per
+action. Targets: at least 5x the baseline; the cap never exceeded; a storm costs at most the
+breaker's threshold in requests, not several per action.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from twilio.rest import Client
 
@@ -29,6 +32,9 @@ ACTIONS = int(os.environ.get("CARELOOP_BENCH_SEND_ACTIONS", "100000"))
 BASELINE_SENDS = 1_000
 CAPPED_RATE = 50
 CAPPED_ACTIONS = 400
+SEGMENT_CAP = 2.0  # segments/s, below one message's 3 segments: the old clipping's blind spot
+SEGMENT_MESSAGES = 6
+STORM_ACTIONS = 500
 
 
 @contextmanager
@@ -65,12 +71,73 @@ def careloop_rate(url: str, home: Path, count: int, rate: float | None) -> float
     """Dispatch ``count`` queued SMS actions through the live provider; return actions/s."""
     from campaigns.channels.factory import get_provider
     from campaigns.dispatch import dispatch
-    from careloop.settings import load_settings
     from warehouse.db import connect
 
     path = home / "send.duckdb"
     path.unlink(missing_ok=True)
-    settings = load_settings(
+    settings = _live_settings(home, url, rate, 16)
+    con = connect(path)
+    now = datetime.now(UTC)
+    _queue(con, count, now)
+    start = time.perf_counter()
+    figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
+    elapsed = time.perf_counter() - start
+    con.close()
+    assert figures.sent["sms"] == count, figures
+    return count / elapsed
+
+
+def segment_rate(home: Path, cap: float, messages: int) -> tuple[int, float]:
+    """Send ``messages`` long zh-CN SMS at ``cap`` segments/s; segments per message and the
+    rate the server saw (what followed the first message, over the time it took)."""
+    from tests.fakes import TwilioApi, serve
+
+    with serve(TwilioApi()) as (url, twilio):
+        body = "尊敬的客户，感谢您长期以来的支持与信任，" * 8  # 3 segments in UCS-2
+        _dispatch_bodies(home, url, [body] * messages, cap, concurrency=4)
+        sent = sorted((m["_at"], int(m["num_segments"])) for m in twilio.state.messages)
+    segments = sent[0][1]
+    return segments, segments * (len(sent) - 1) / (sent[-1][0] - sent[0][0])
+
+
+def storm_requests(home: Path, actions: int) -> tuple[int, str]:
+    """Every request answered 503: how many requests the run made, and why it stopped."""
+    from campaigns.dispatch import DispatchHaltedError
+    from tests.fakes import Fault, TwilioApi, serve
+
+    with serve(TwilioApi()) as (url, twilio):
+        twilio.state.faults.extend(Fault(status=503) for _ in range(actions * 10))
+        try:
+            _dispatch_bodies(home, url, ["storm"] * actions, None, concurrency=8)
+            reason = "finished"
+        except DispatchHaltedError as halted:
+            reason = str(halted).split(";")[0]
+        return len([r for r in twilio.state.requests if r.method == "POST"]), reason
+
+
+def _dispatch_bodies(
+    home: Path, url: str, bodies: list[str], rate: float | None, concurrency: int
+) -> None:
+    from campaigns.channels.factory import get_provider
+    from campaigns.dispatch import dispatch
+    from warehouse.db import connect
+
+    path = home / "send-small.duckdb"
+    path.unlink(missing_ok=True)
+    settings = _live_settings(home, url, rate, concurrency)
+    con = connect(path)
+    now = datetime.now(UTC)
+    _queue(con, len(bodies), now, bodies)
+    try:
+        dispatch(con, get_provider(settings), now=now, batch_size=1000)
+    finally:
+        con.close()
+
+
+def _live_settings(home: Path, url: str, rate: float | None, concurrency: int) -> Any:
+    from careloop.settings import load_settings
+
+    return load_settings(
         home=home,
         provider="live",
         twilio_base_url=url,
@@ -79,28 +146,23 @@ def careloop_rate(url: str, home: Path, count: int, rate: float | None) -> float
         twilio_from="+15550001111",
         sendgrid_api_key="unused",
         secret_blocks=False,
-        provider_concurrency=16,
+        provider_concurrency=concurrency,
         sms_rate=rate or 1_000_000,
     )
-    con = connect(settings.warehouse_path.with_name("send.duckdb"))
-    now = datetime.now(UTC)
+
+
+def _queue(con: Any, count: int, now: datetime, bodies: list[str] | None = None) -> None:
     con.execute(
         """
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, tier, locale, channel, recipient, body, survey,
             status, scheduled_at, created_at, updated_at, segments)
         SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
-               'en', 'sms', '+1646' || lpad(i::VARCHAR, 7, '0'), 'Your care message ' || i,
-               true, 'queued', ?, ?, ?, 1
+               'en', 'sms', '+1646' || lpad(i::VARCHAR, 7, '0'),
+               coalesce(?[i + 1], 'Your care message ' || i), true, 'queued', ?, ?, ?, 1
         FROM range(?) t(i)""",
-        [now - timedelta(hours=1), now, now, count],
+        [bodies or [], now - timedelta(hours=1), now, now, count],
     )
-    start = time.perf_counter()
-    figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
-    elapsed = time.perf_counter() - start
-    con.close()
-    assert figures.sent["sms"] == count, figures
-    return count / elapsed
 
 
 def main(home: Path) -> list[str]:
@@ -112,6 +174,8 @@ def main(home: Path) -> list[str]:
     with fake_twilio() as url:
         careloop_rate(url, home, CAPPED_ACTIONS, CAPPED_RATE)
         capped = stats(url)
+    segments, seen_rate = segment_rate(home, SEGMENT_CAP, SEGMENT_MESSAGES)
+    storm, stopped = storm_requests(home, STORM_ACTIONS)
     return [
         f"send: sequential messages.create {baseline:,.0f}/s; careloop dispatch of "
         f"{ACTIONS:,} actions {ours:,.0f}/s = {ours / baseline:.1f}x (target >= 5); "
@@ -120,6 +184,11 @@ def main(home: Path) -> list[str]:
         f"send cap {CAPPED_RATE}/s: busiest one-second window at the server "
         f"{capped['busiest_second']} messages (target <= {CAPPED_RATE}), "
         f"{capped['accepted']} sent",
+        f"send cap {SEGMENT_CAP:g} segments/s, {SEGMENT_MESSAGES} messages of {segments} "
+        f"segments: the server saw {seen_rate:.2f} segments/s = {seen_rate / SEGMENT_CAP:.2f}x "
+        "the cap (target <= 1.05)",
+        f"503 storm, {STORM_ACTIONS} actions: {storm} requests = {storm / STORM_ACTIONS:.3f} "
+        f"per action ({stopped})",
     ]
 
 

@@ -28,7 +28,7 @@ from careloop.settings import load_settings
 from warehouse.db import connect
 settings = load_settings()
 con = connect(settings.warehouse_path)
-dispatch(con, get_provider(settings), now=datetime.fromisoformat(sys.argv[1]), batch_size=20)
+dispatch(con, get_provider(settings), now=datetime.fromisoformat(sys.argv[1]), batch_size=5)
 con.close()
 """
 
@@ -105,7 +105,7 @@ def test_killed_dispatch_sends_each_action_exactly_once(con, settings):
         kills = 0
         for round_ in range(KILL_ROUNDS):  # each run a few seconds later than the one before
             at = NOW + timedelta(seconds=5 * round_)
-            kills += run_child(env, at, servers, kill_after=rng.randint(1, 15))
+            kills += run_child(env, at, servers, kill_after=rng.randint(1, 10))
         sent_before_resume = servers.accepted()
         for minutes in (20, 21, 22):  # past every grace; email needs the stream to show itself
             run_child(env, NOW + timedelta(minutes=minutes))

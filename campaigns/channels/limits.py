@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,7 +34,7 @@ class SlidingWindowLimiter:
         self.window = (1.0 if rate >= 1 else 1.0 / rate) + margin
         self._clock = clock
         self._sleep = sleep
-        self._booked: deque[float] = deque()  # one time per unit, sorted; some in the future
+        self._booked: list[float] = []  # one time per unit, sorted; some may be in the future
         self._lock = threading.Lock()
 
     def acquire(self, units: int = 1) -> None:
@@ -42,8 +42,7 @@ class SlidingWindowLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._booked and now - self._booked[0] >= self.window:
-                    self._booked.popleft()
+                del self._booked[: bisect.bisect_right(self._booked, now - self.window)]
                 if len(self._booked) + first <= self.capacity:
                     self._book(now, units)
                     return
@@ -52,9 +51,10 @@ class SlidingWindowLimiter:
             self._sleep(max(wait, 0.001))
 
     def _book(self, now: float, units: int) -> None:
-        """``capacity`` units now, the rest ``capacity`` per window in the windows after."""
+        """``capacity`` units now, each one after that ``window / capacity`` later."""
+        step = self.window / self.capacity
         for n in range(units):
-            self._booked.append(now + (n // self.capacity) * self.window)
+            bisect.insort(self._booked, now + max(0, n - self.capacity + 1) * step)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

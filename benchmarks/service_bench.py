@@ -13,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +109,70 @@ def measure(url: str, prefix: str) -> LoadResult:
     )
 
 
+HEALTH_PROBES = 300
+ATTACKERS = 3
+NINE_MB = 9 * 1024 * 1024
+
+
+def _attack(port: int, stop: threading.Event, refused: list[int]) -> None:
+    """Unauthenticated 9 MB bodies, over and over: half announced by Content-Length, half
+    streamed in chunks with no length at all. Counts the refusals."""
+    chunk = b"f=1&" * 16384  # 64 KB of form fields
+    announce = True
+    while not stop.is_set():
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            length = f"Content-Length: {NINE_MB}" if announce else "Transfer-Encoding: chunked"
+            sock.sendall(
+                f"POST /webhooks/twilio/sms HTTP/1.1\r\nHost: x\r\n{length}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n\r\n".encode()
+            )
+            try:
+                for _ in range(NINE_MB // len(chunk)):
+                    sock.sendall(chunk if announce else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:
+                pass  # refused and hung up on: the point
+            try:
+                if b" 413 " in sock.recv(64):
+                    refused.append(1)
+            except OSError:
+                pass
+        announce = not announce
+
+
+def _health_latency(url: str) -> tuple[float, float]:
+    session = requests.Session()
+    times = []
+    for _ in range(HEALTH_PROBES):
+        start = time.perf_counter()
+        session.get(f"{url}/healthz", timeout=30).raise_for_status()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[-1]
+
+
+def health_under_attack(url: str) -> str:
+    """/healthz latency alone, then while attackers send 9 MB bodies."""
+    quiet = _health_latency(url)
+    port = int(url.rsplit(":", 1)[1])
+    stop, refused = threading.Event(), []
+    attackers = [
+        threading.Thread(target=_attack, args=(port, stop, refused)) for _ in range(ATTACKERS)
+    ]
+    for thread in attackers:
+        thread.start()
+    try:
+        loud = _health_latency(url)
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join()
+    return (
+        f"service /healthz: p50 {quiet[0]:.2f} ms, max {quiet[1]:.1f} ms alone; with "
+        f"{ATTACKERS} clients sending 9 MB bodies ({len(refused)} refused with 413) p50 "
+        f"{loud[0]:.2f} ms = {loud[0] / quiet[0]:.1f}x, max {loud[1]:.1f} ms"
+    )
+
+
 def main(home: Path) -> list[str]:
     home = home / "service-bench"
     if home.exists():
@@ -130,6 +195,7 @@ def main(home: Path) -> list[str]:
         env,
     ) as url:
         ours = measure(url, "SMr")
+        attacked = health_under_attack(url)
     stored = {i.dedupe_key for batch in Inbox(home / "inbox.sqlite").after(0) for i in batch}
     lost = len(ours.acknowledged - stored)
     return [
@@ -139,6 +205,7 @@ def main(home: Path) -> list[str]:
         f"p50 {ours.p50_ms:.1f} ms, p99 {ours.p99_ms:.1f} ms (target < 50 ms)",
         f"service inbox: {len(ours.acknowledged):,} acknowledged, {len(stored):,} stored, "
         f"{lost} lost",
+        attacked,
     ]
 
 

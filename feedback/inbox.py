@@ -127,13 +127,15 @@ class Inbox:
         return self._connect()
 
     def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
-        """Batches of items with an id above ``last_id``, in id order."""
+        """Batches of items with an id above ``last_id``, in id order, up to the newest item
+        at the start: a drain is bounded, never a chase after a service that keeps writing."""
         with closing(self._connect()) as con:
-            while True:
+            (newest,) = con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()
+            while last_id < newest:
                 rows = con.execute(
                     "SELECT id, kind, dedupe_key, received_at, payload FROM inbox"
-                    " WHERE id > ? ORDER BY id LIMIT ?",
-                    (last_id, limit),
+                    " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    (last_id, newest, limit),
                 ).fetchall()
                 if not rows:
                     return

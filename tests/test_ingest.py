@@ -243,3 +243,14 @@ def test_a_reply_belongs_to_the_survey_from_the_number_it_answers(world, inbox):
         ("sms:SM2", "T", "matched"),
         ("sms:SM3", None, "no_open_survey"),
     ]
+
+
+def test_a_drain_stops_at_what_was_there_when_it_began(inbox):
+    for n in range(3):
+        sms(inbox, f"SM{n}", PHONE, "5", T0)
+    seen = []
+    for batch in inbox.after(0, limit=1):
+        seen += [i.dedupe_key for i in batch]
+        sms(inbox, f"SMlate{len(seen)}", PHONE, "4", T0)  # a service writing all the while
+    assert seen == ["SM0", "SM1", "SM2"]
+    assert [i.dedupe_key for b in inbox.after(3) for i in b] == ["SMlate1", "SMlate2", "SMlate3"]

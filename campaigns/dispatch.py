@@ -81,6 +81,8 @@ def dispatch(
     retry = retry or RetryPolicy()
     figures = DispatchFigures()
     reconcile(con, provider, pace.current(), figures)
+    if provider.halted:
+        raise DispatchHaltedError(provider.halted, figures)
     size = min(batch_size, provider.max_batch)
     while True:
         at = pace.current()

@@ -155,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.most_lists_in_flight = max(state.most_lists_in_flight, state.lists_in_flight)
         try:
             time.sleep(state.list_latency)
+            if record.path != "/_stats" and not self.server.api.authorized(record):
+                self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                return
             self.server.api.get(self, record)
         finally:
             with state.lock:

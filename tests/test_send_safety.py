@@ -119,6 +119,15 @@ def test_a_wrong_twilio_token_stops_the_run_and_fails_nobody(con, fakes, monkeyp
     assert len(twilio.state.requests) <= settings.provider_concurrency
 
 
+def test_a_wrong_token_found_while_settling_stops_the_run_too(con, fakes, monkeypatch):
+    twilio, _, _ = fakes
+    stalled_sms(con, twilio)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "rotated-badly")
+    with pytest.raises(DispatchHaltedError, match="TWILIO_AUTH_TOKEN"):
+        dispatch(con, live(), now=NOW + timedelta(minutes=5))
+    assert db_counts(con) == {"sending": 1}  # still unsettled: never resent on a guess
+
+
 def test_a_wrong_sendgrid_key_costs_one_request_and_fails_nobody(con, fakes, monkeypatch):
     _, sendgrid, _ = fakes
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -137,10 +137,7 @@ class _TwilioProvider(Provider):
     def _refused(self, message: OutboundMessage, exc: TwilioRestException) -> SendResult:
         action = message.action_id
         if exc.code == AUTHENTICATION or exc.status in (401, 403):
-            self.halt.stop(
-                f"Twilio refused our credentials (HTTP {exc.status}, code {exc.code}): check "
-                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN; every action stays queued"
-            )
+            self._credentials_refused(exc.status, exc.code)
             return SendResult(action, error_code="halted", not_attempted=True)
         if exc.code == OPTED_OUT:
             return SendResult(
@@ -158,6 +155,12 @@ class _TwilioProvider(Provider):
                 action, error_code=str(exc.code or exc.status), retryable=True, retry_after=wait
             )
         return SendResult(action, error_code=str(exc.code or exc.status), error=str(exc.msg)[:200])
+
+    def _credentials_refused(self, status: int, code: int | None) -> None:
+        self.halt.stop(
+            f"Twilio refused our credentials (HTTP {status}, code {code}): check "
+            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN; every action stays queued"
+        )
 
     def units(self, message: OutboundMessage) -> int:
         return 1
@@ -177,11 +180,25 @@ class _TwilioProvider(Provider):
         by_recipient: dict[str, list[OutboundMessage]] = defaultdict(list)
         for message in messages:
             by_recipient[message.recipient].append(message)
-        histories = self._concurrently(self.history, list(by_recipient))
+        histories = self._concurrently(self._history_or_none, list(by_recipient))
         settled: list[Settlement] = []
         for group, listed in zip(by_recipient.values(), histories, strict=True):
-            settled += self._match(group, listed, now)
+            if listed is None:  # Twilio could not say: nothing to that number goes again yet
+                settled += [Settlement(m.action_id, "wait") for m in group]
+            else:
+                settled += self._match(group, listed, now)
         return settled
+
+    def _history_or_none(self, recipient: str) -> list[Listed] | None:
+        try:
+            return self.history(recipient)
+        except TwilioException as exc:  # a list page fails as TwilioException(msg, response)
+            status = getattr(exc.args[1] if len(exc.args) > 1 else None, "status_code", None)
+            if status in (401, 403):
+                self._credentials_refused(int(status), AUTHENTICATION)
+            return None
+        except requests.RequestException:
+            return None
 
     def _match(
         self, group: list[OutboundMessage], listed: list[Listed], now: datetime

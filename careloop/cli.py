@@ -459,7 +459,7 @@ def run_cli() -> None:  # pragma: no cover - the console entry point
     try:
         app()
     except (ConfigError, CampaignError, SegmentError, ModelError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -62,3 +62,28 @@ def fakes(settings, monkeypatch):
         }.items():
             monkeypatch.setenv(name, value)
         yield twilio, sendgrid, load_settings()
+
+
+@pytest.fixture
+def signer():
+    from tests.service_helpers import SendGridSigner
+
+    return SendGridSigner()
+
+
+@pytest.fixture
+def service(settings, monkeypatch, signer):
+    """The feedback service in a test client: (client, inbox, settings). A server error is a
+    500 answer here, as a provider would see it, not an exception."""
+    from starlette.testclient import TestClient
+
+    from feedback.inbox import Inbox
+    from feedback.service.app import create_app
+    from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL
+
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
+    monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
+    settings = load_settings()
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, Inbox(settings.inbox_path), settings

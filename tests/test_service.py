@@ -4,10 +4,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from starlette.testclient import TestClient
 
 from careloop.settings import ConfigError, load_settings
-from feedback.inbox import Inbox
 from feedback.ingest import collect
 from feedback.service.app import create_app
 from feedback.tokens import LinkToken, rating_links, sign, unsubscribe_link
@@ -15,7 +13,6 @@ from tests.factories import add_action, add_store, add_subscriber
 from tests.service_helpers import (
     AUTH_TOKEN,
     PUBLIC_URL,
-    SendGridSigner,
     events_body,
     sid,
     sms_form,
@@ -23,21 +20,6 @@ from tests.service_helpers import (
 )
 
 PHONE = "+8613800000001"
-
-
-@pytest.fixture
-def signer():
-    return SendGridSigner()
-
-
-@pytest.fixture
-def service(settings, monkeypatch, signer):
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
-    monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
-    settings = load_settings()
-    with TestClient(create_app(settings)) as client:
-        yield client, Inbox(settings.inbox_path), settings
 
 
 def items(inbox, kind=None):

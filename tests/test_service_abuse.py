@@ -6,17 +6,14 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from starlette.testclient import TestClient
 
 from careloop.settings import ConfigError, load_settings
 from feedback.inbox import Inbox
-from feedback.service.app import check_exposure, create_app
+from feedback.service.app import check_exposure
 from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write
 from feedback.tokens import rating_links
 from tests.service_helpers import (
-    AUTH_TOKEN,
     PUBLIC_URL,
-    SendGridSigner,
     events_body,
     sid,
     sms_form,
@@ -26,21 +23,6 @@ from tests.service_helpers import (
 PHONE = "+8613800000001"
 SMS = "/webhooks/twilio/sms"
 EVENTS = "/webhooks/sendgrid/events"
-
-
-@pytest.fixture
-def signer():
-    return SendGridSigner()
-
-
-@pytest.fixture
-def service(settings, monkeypatch, signer):
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
-    monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
-    settings = load_settings()
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, Inbox(settings.inbox_path), settings
 
 
 def stored(inbox):

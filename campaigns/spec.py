@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from careloop.errors import UserError
 from careloop.settings import LOCALES
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
@@ -28,7 +29,7 @@ def validity_seconds(valid_for: str) -> int | None:
     return amount * (3600 if unit == "h" else 86400)
 
 
-class CampaignError(ValueError):
+class CampaignError(UserError, ValueError):
     """A campaign file that cannot be used, named by its path and the reason."""
 
 

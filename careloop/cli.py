@@ -451,14 +451,11 @@ def _fail(message: str) -> None:
 
 
 def run_cli() -> None:  # pragma: no cover - the console entry point
-    from campaigns.spec import CampaignError
-    from careloop.settings import ConfigError
-    from segments.models import ModelError
-    from segments.registry import SegmentError
+    from careloop.errors import UserError
 
     try:
         app()
-    except (ConfigError, CampaignError, SegmentError, ModelError, ValueError) as exc:
+    except (UserError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

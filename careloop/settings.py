@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from careloop.errors import UserError
+
 # Signs links on a developer's machine; `careloop serve` refuses it on any public interface.
 DEVELOPMENT_LINK_SECRET = "careloop-local-development-only"
 DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
@@ -26,7 +28,7 @@ PROVIDER_VARIABLES = {
 }
 
 
-class ConfigError(RuntimeError):
+class ConfigError(UserError, RuntimeError):
     """A missing or malformed setting, named by its environment variable."""
 
 

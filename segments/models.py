@@ -25,6 +25,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from careloop.errors import UserError
 from warehouse.db import query_frame, register_frame
 
 MODEL = "at_risk"
@@ -70,7 +71,7 @@ JOIN subscribers s USING (subscriber_id)
 """
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     pass
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from careloop.errors import UserError
 from segments.params import ParamError, ParamSpec
 
 RULES_DIR = Path(__file__).parent / "rules"
@@ -25,7 +26,7 @@ _PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
 
 
-class SegmentError(ValueError):
+class SegmentError(UserError, ValueError):
     """A rule that cannot be used, named by its file and the reason."""
 
     def __init__(self, source: Path | str, reason: str) -> None:

@@ -24,6 +24,7 @@ import phonenumbers
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
+from careloop.errors import UserError
 from careloop.files import write_private_text
 from careloop.masking import mask_email, mask_phone
 from careloop.settings import LOCALES, Settings
@@ -39,7 +40,7 @@ TIMESTAMP_FORMATS = (
 )
 
 
-class LoadError(ValueError):
+class LoadError(UserError, ValueError):
     """A file that cannot be loaded at all (unreadable, or a required column missing)."""
 
 

@@ -169,3 +169,26 @@ def test_healthz_head_and_get(service):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.head("/healthz").status_code == 200
     assert json.loads(client.get("/healthz").text)["status"] == "ok"
+
+
+def test_old_signatures_are_pruned_after_twilios_retry_horizon(settings, monkeypatch):
+    from feedback.service import writer as writer_module
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(writer_module.time, "time", lambda: clock[0])
+
+    async def scenario():
+        writer = InboxWriter(Inbox(settings.inbox_path))
+        await writer.start()
+        now = datetime.now(UTC)
+        old, new = sid("SM", "old"), sid("SM", "new")
+        await writer.write(Write([("sms", old, now, {"Body": "5"})], "sig-old", old))
+        clock[0] += writer_module.SIGNATURE_RETENTION_SECONDS + 3601
+        await writer.write(Write([("sms", new, now, {"Body": "4"})], "sig-new", new))
+        await writer.stop()
+
+    asyncio.run(scenario())
+    con = Inbox(settings.inbox_path).connect()
+    kept = con.execute("SELECT signature FROM seen_signatures").fetchall()
+    con.close()
+    assert kept == [("sig-new",)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +22,12 @@ from feedback.inbox import Inbox
 Item = tuple[str, str, datetime, dict[str, Any]]
 MAX_BATCH = 500
 SIGNATURES_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS seen_signatures (signature TEXT PRIMARY KEY, sid TEXT NOT NULL)"
+    "CREATE TABLE IF NOT EXISTS seen_signatures "
+    "(signature TEXT PRIMARY KEY, sid TEXT NOT NULL, seen_at REAL NOT NULL)"
 )
+# Twilio retries a webhook for minutes, not days: older signatures need not be kept.
+SIGNATURE_RETENTION_SECONDS = 2 * 86400
+PRUNE_EVERY_SECONDS = 3600
 
 
 class ReplayedSignatureError(Exception):
@@ -54,6 +59,7 @@ class InboxWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
         self._task: asyncio.Task[None] | None = None
         self._con: sqlite3.Connection | None = None  # used only on the writer thread
+        self._pruned_at = 0.0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -87,21 +93,26 @@ class InboxWriter:
         """On the writer thread: one transaction, one savepoint per request."""
         con = self._connection()
         outcomes: list[Exception | None] = []
+        now = time.time()
         con.execute("BEGIN IMMEDIATE")
         try:
+            if now - self._pruned_at > PRUNE_EVERY_SECONDS:
+                cutoff = now - SIGNATURE_RETENTION_SECONDS
+                con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))
+                self._pruned_at = now
             for write in writes:
-                outcomes.append(self._one(con, write))
+                outcomes.append(self._one(con, write, now))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         return outcomes
 
-    def _one(self, con: sqlite3.Connection, write: Write) -> Exception | None:
+    def _one(self, con: sqlite3.Connection, write: Write, now: float) -> Exception | None:
         con.execute("SAVEPOINT request")
         try:
             if write.signature is not None:
-                _guard_signature(con, write.signature, write.sid or "")
+                _guard_signature(con, write.signature, write.sid or "", now)
             self.inbox.insert(con, write.items)
         except (ReplayedSignatureError, ValueError, sqlite3.Error) as exc:
             con.execute("ROLLBACK TO request")
@@ -128,8 +139,8 @@ class InboxWriter:
                     done.set_exception(outcome)
 
 
-def _guard_signature(con: sqlite3.Connection, signature: str, sid: str) -> None:
-    con.execute("INSERT OR IGNORE INTO seen_signatures VALUES (?, ?)", (signature, sid))
+def _guard_signature(con: sqlite3.Connection, signature: str, sid: str, now: float) -> None:
+    con.execute("INSERT OR IGNORE INTO seen_signatures VALUES (?, ?, ?)", (signature, sid, now))
     (first_sid,) = con.execute(
         "SELECT sid FROM seen_signatures WHERE signature = ?", (signature,)
     ).fetchone()

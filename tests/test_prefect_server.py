@@ -1,0 +1,161 @@
+"""End to end against a real Prefect server, as marketing ops run careloop: the server on
+loopback with its own PREFECT_HOME, the work pool, `prefect deploy --all` of prefect.yaml,
+the scheduler creating scheduled runs, and a worker running a triggered deployment to
+Completed, its result in the warehouse and its artifact readable through the API."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from warehouse.db import connect
+from warehouse.demo_data import build_demo_data
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def until(condition, what, timeout=120):
+    """Poll ``condition`` until it holds (observed progress), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        threading.Event().wait(0.25)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "CARELOOP_PROJECT_DIR": str(ROOT),
+        "CARELOOP_HOME": str(tmp_path / "care"),
+    }
+    env.pop("PREFECT_API_KEY", None)
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = env["PREFECT_API_URL"]
+    try:
+        until(lambda: _ok(f"{api}/health"), "the Prefect server to answer /api/health")
+        yield api, env, tmp_path
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def _ok(url):
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.ConnectionError:
+        return False
+
+
+def prefect(env, *args, timeout=180):
+    done = subprocess.run(
+        [BIN / "prefect", "--no-prompt", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def post(api, path, body=None):
+    response = requests.post(f"{api}{path}", json=body or {}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_deploy_schedule_and_run_on_a_real_server(server):
+    api, env, _ = server
+    con = connect(Path(env["CARELOOP_HOME"]) / "warehouse.duckdb")
+    build_demo_data(con, subscribers=500, seed=3, until=date(2026, 3, 1))
+    con.close()
+    prefect(env, "work-pool", "create", "careloop", "--type", "process")
+    prefect(env, "deploy", "--all")
+    deployments = {d["name"]: d["id"] for d in post(api, "/deployments/filter")}
+    assert set(deployments) == {d["name"] for d in DEPLOYMENTS}
+
+    def scheduled_deployments():
+        runs = post(
+            api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+        )
+        return {r["deployment_id"] for r in runs} >= set(deployments.values())
+
+    until(scheduled_deployments, "the scheduler to create scheduled runs for every deployment")
+
+    run = post(
+        api,
+        f"/deployments/{deployments['birthday-daily']}/create_flow_run",
+        {"parameters": {"campaign": "birthday", "as_of": "2026-02-27", "send": False}},
+    )
+    worker = subprocess.run(
+        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    state = until(
+        lambda: (
+            (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"])
+            and s["type"] in ("COMPLETED", "FAILED", "CRASHED")
+            and s
+        ),
+        "the triggered run to finish",
+    )
+    assert state["type"] == "COMPLETED", state
+    con = connect(Path(env["CARELOOP_HOME"]) / "warehouse.duckdb")
+    recorded = con.execute(
+        "SELECT as_of, flow_run_id FROM campaign_runs WHERE campaign_id = 'birthday'"
+    ).fetchall()
+    planned = con.execute("SELECT count(*) FROM care_actions").fetchone()[0]
+    con.close()
+    assert recorded == [(date(2026, 2, 27), run["id"])] and planned > 0
+    artifacts = post(
+        api, "/artifacts/filter", {"artifacts": {"key": {"any_": ["care-loop-birthday"]}}}
+    )
+    assert artifacts and artifacts[0]["flow_run_id"] == run["id"]
+    figures = {row["figure"]: row["value"] for row in _table(artifacts[0]["data"])}
+    assert figures["targeted"] == planned
+
+
+def _table(data):
+    import json
+
+    return json.loads(data) if isinstance(data, str) else data

@@ -14,8 +14,7 @@ from prefect.utilities.annotations import quote
 from campaigns.catalog import checked_campaign
 from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
 from careloop.clock import business_date, utc_now
-from flows.common import current_flow_run_id, publish, send_due, settings_for
-from warehouse.db import warehouse
+from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
 
 @task(name="1-target", cache_policy=NO_CACHE)
@@ -77,7 +76,7 @@ def care_loop(
     as_of = as_of or business_date(settings.zone, now)
     loaded = checked_campaign(settings, campaign, params)
     run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
-    with warehouse(settings.warehouse_path) as con:
+    with writing_warehouse(settings) as con:
         plan = Plan(con, settings, loaded, as_of, round=1, run_id=run_id)
         target_step(_unexamined(plan), params)
         content_step(_unexamined(plan))

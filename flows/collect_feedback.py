@@ -9,14 +9,13 @@ from prefect import flow
 
 from feedback.inbox import Inbox
 from feedback.ingest import collect
-from flows.common import figures_dict, publish, settings_for
-from warehouse.db import warehouse
+from flows.common import figures_dict, publish, settings_for, writing_warehouse
 
 
 @flow(name="collect-feedback")
 def collect_feedback(home: str | None = None) -> dict[str, Any]:
     settings = settings_for(home)
-    with warehouse(settings.warehouse_path) as con:
+    with writing_warehouse(settings) as con:
         figures = figures_dict(
             collect(
                 con,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import duckdb
 from prefect.artifacts import create_table_artifact
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from campaigns.channels.factory import get_provider
@@ -22,11 +24,45 @@ from careloop.masking import install_masking
 from careloop.settings import Settings, load_settings
 from feedback.inbox import Inbox
 from feedback.ingest import collect
+from warehouse.db import warehouse
 
 
 def settings_for(home: str | None) -> Settings:
     install_masking()
     return load_settings(home=Path(home)) if home else load_settings()
+
+
+# DuckDB has one writer: every flow that writes the warehouse holds this Prefect global
+# concurrency slot, so two deployments firing together take turns instead of colliding.
+WAREHOUSE_LIMIT = "warehouse"
+
+
+@contextmanager
+def writing_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse, opened once this flow holds the ``warehouse`` slot (waiting for it)."""
+    ensure_warehouse_limit()
+    with (
+        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=True),
+        warehouse(settings.warehouse_path) as con,
+    ):
+        yield con
+
+
+def ensure_warehouse_limit() -> None:
+    """Create the limit (1 slot) where the server has none yet: a fresh server, a temporary
+    one, a test harness. Two flows racing to create it both end up using the one that won."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=WAREHOUSE_LIMIT, limit=1)
+                )
 
 
 def end_of_day(day: date) -> datetime:

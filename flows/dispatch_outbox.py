@@ -7,8 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import publish, send_due, settings_for
-from warehouse.db import warehouse
+from flows.common import publish, send_due, settings_for, writing_warehouse
 
 
 @flow(name="dispatch-outbox")
@@ -16,7 +15,7 @@ def dispatch_outbox(
     home: str | None = None, now: datetime | None = None, simulated: bool = False
 ) -> dict[str, Any]:
     settings = settings_for(home)
-    with warehouse(settings.warehouse_path) as con:
+    with writing_warehouse(settings) as con:
         figures = send_due(con, settings, now, simulated)
     publish("dispatch-outbox", "Outbox dispatch", figures)
     return figures

@@ -13,14 +13,13 @@ from campaigns.catalog import load_campaigns
 from campaigns.second_round import plan_second_round
 from careloop.clock import business_date
 from careloop.settings import Settings
-from flows.common import publish, send_due, settings_for
-from warehouse.db import warehouse
+from flows.common import publish, send_due, settings_for, writing_warehouse
 
 
 @task(name="plan-second-round", cache_policy=NO_CACHE)
 def plan_all(settings: Settings, as_of: date) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    with warehouse(settings.warehouse_path) as con:
+    with writing_warehouse(settings) as con:
         for name, campaign in load_campaigns(settings).items():
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
             figures[name] = plan_second_round(con, settings, campaign, as_of, run_id).figures
@@ -39,7 +38,7 @@ def second_round(
     as_of = as_of or business_date(settings.zone, now)
     figures = plan_all(settings, as_of)
     if send:
-        with warehouse(settings.warehouse_path) as con:
+        with writing_warehouse(settings) as con:
             figures["dispatch"] = send_due(con, settings, now, simulated)
     publish("second-round", f"Second round as of {as_of}", figures)
     return figures

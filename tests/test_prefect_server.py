@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+from feedback.inbox import Inbox
 from warehouse.db import connect
 from warehouse.demo_data import build_demo_data
 
@@ -159,3 +160,45 @@ def _table(data):
     import json
 
     return json.loads(data) if isinstance(data, str) else data
+
+
+def test_two_warehouse_writers_triggered_at_once_take_turns(server):
+    api, env, _ = server
+    # A long collect holds the warehouse while the dispatch starts beside it: without the
+    # slot the second process fails to open the file (DuckDB has one writer).
+    home = Path(env["CARELOOP_HOME"])
+    connect(home / "warehouse.duckdb").close()
+    at = datetime.now(UTC)
+    Inbox(home / "inbox.sqlite").put_many(
+        ("sms", f"SM{n:032x}", at, {"From": "+8613800000001", "Body": "5"}) for n in range(60_000)
+    )
+    prefect(env, "work-pool", "create", "careloop", "--type", "process")
+    prefect(env, "deploy", "--all")
+    deployments = {d["name"]: d["id"] for d in post(api, "/deployments/filter")}
+    runs = [
+        post(api, f"/deployments/{deployments[name]}/create_flow_run", {})
+        for name in ("collect-feedback", "dispatch-outbox")
+    ]
+    worker = subprocess.run(
+        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    states = [
+        until(
+            lambda run=run: (
+                (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"])
+                and s["type"] in ("COMPLETED", "FAILED", "CRASHED")
+                and s["type"]
+            ),
+            "both runs to finish",
+        )
+        for run in runs
+    ]
+    assert states == ["COMPLETED", "COMPLETED"]
+    limit = requests.get(f"{api}/v2/concurrency_limits/warehouse", timeout=10).json()
+    assert limit["limit"] == 1 and limit["active_slots"] == 0  # held in turn, then given back

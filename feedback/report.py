@@ -68,9 +68,10 @@ class LoopReport:
     campaigns: list[dict[str, Any]]
     suppressed: dict[str, dict[str, int]]
     replies: dict[str, int]  # every reply kept, by how it was attributed
+    columns: tuple[str, ...] = ()  # the campaign figures' names, known with no campaign yet
 
     def totals(self) -> dict[str, Any]:
-        keys = [k for k in (self.campaigns[0] if self.campaigns else {}) if k != "campaign_id"]
+        keys = [k for k in self.columns if k not in ("campaign_id", "csat")]
         total: dict[str, Any] = {k: sum(int(c[k] or 0) for c in self.campaigns) for k in keys}
         total["csat"] = csat(total.get("satisfied", 0), total.get("rated", 0))
         return total
@@ -91,7 +92,7 @@ def loop_report(con: duckdb.DuckDBPyConnection) -> LoopReport:
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
     replies = dict(con.execute(REPLIES_SQL).fetchall())
-    return LoopReport(campaigns, suppressed, replies)
+    return LoopReport(campaigns, suppressed, replies, tuple(names))
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:

@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench clean up down
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy careloop flows segments campaigns feedback warehouse
+
+# The whole stack for marketing ops: Prefect server, pool, deployments, worker, feedback service.
+up: $(STAMP)
+	$(BIN)/python -m careloop.stack up
+
+down:
+	$(BIN)/python -m careloop.stack down
 
 # Not part of `make test`: builds a 10-million-subscriber warehouse once (about 3 minutes).
 bench: $(STAMP)

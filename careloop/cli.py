@@ -243,11 +243,13 @@ def serve(
 
     from careloop.masking import install_masking
     from careloop.settings import load_settings
-    from feedback.service.app import check_exposure, create_app, settle_garbage_collector
+    from feedback.service.app import FeedbackService, check_exposure, settle_garbage_collector
 
     settings = load_settings()
     check_exposure(settings, host)
-    application = create_app(settings)
+    service = FeedbackService(settings)
+    application = service.app()
+    console.print(f"careloop serve on http://{host}:{port}: {service.enabled()}", soft_wrap=True)
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)

@@ -202,3 +202,32 @@ def test_two_warehouse_writers_triggered_at_once_take_turns(server):
     assert states == ["COMPLETED", "COMPLETED"]
     limit = requests.get(f"{api}/v2/concurrency_limits/warehouse", timeout=10).json()
     assert limit["limit"] == 1 and limit["active_slots"] == 0  # held in turn, then given back
+
+
+def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
+    prefect_port, service_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CARELOOP_HOME": str(tmp_path / "care"),
+        "CARELOOP_PREFECT_PORT": str(prefect_port),
+        "CARELOOP_SERVICE_PORT": str(service_port),
+    }
+    stack = [sys.executable, "-m", "careloop.stack"]
+    try:
+        up = subprocess.run([*stack, "up"], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{prefect_port}" in up.stdout
+        assert _ok(f"http://127.0.0.1:{prefect_port}/api/health")
+        assert _ok(f"http://127.0.0.1:{service_port}/healthz")
+        deployed = post(f"http://127.0.0.1:{prefect_port}/api", "/deployments/filter")
+        assert len(deployed) == len(DEPLOYMENTS)
+        pids = [int(p.read_text()) for p in (tmp_path / "care" / "run").glob("*.pid")]
+        assert len(pids) == 3
+    finally:
+        started = time.monotonic()
+        down = subprocess.run([*stack, "down"], env=env, cwd=ROOT, capture_output=True, text=True)
+        took = time.monotonic() - started
+    assert down.returncode == 0 and took < 10, (took, down.stdout)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)

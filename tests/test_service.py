@@ -5,9 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from careloop.settings import ConfigError, load_settings
+from careloop.settings import load_settings
 from feedback.ingest import collect
-from feedback.service.app import create_app
 from feedback.tokens import LinkToken, rating_links, sign, unsubscribe_link
 from tests.factories import add_action, add_store, add_subscriber
 from tests.service_helpers import (
@@ -201,11 +200,21 @@ def test_health(service):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_the_service_needs_its_verification_keys(settings, monkeypatch):
+def test_a_provider_without_its_key_has_its_routes_off_with_503(settings, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from feedback.service.app import FeedbackService
+
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)
-    with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN, SENDGRID_WEBHOOK_PUBLIC_KEY"):
-        create_app(load_settings())
+    service = FeedbackService(load_settings())
+    assert "Twilio webhooks off (no TWILIO_AUTH_TOKEN)" in service.enabled()
+    with TestClient(service.app()) as client:
+        sms = client.post("/webhooks/twilio/sms", content="Body=5")
+        events = client.post("/webhooks/sendgrid/events", content="[]")
+        assert sms.status_code == events.status_code == 503
+        assert "TWILIO_AUTH_TOKEN" in sms.text and "SENDGRID_WEBHOOK_PUBLIC_KEY" in events.text
+        assert client.get("/healthz").status_code == 200
 
 
 def test_from_webhook_to_attributed_evaluation(service, con):

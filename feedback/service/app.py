@@ -57,27 +57,28 @@ MAX_EVENTS = 10_000
 
 class FeedbackService:
     def __init__(self, settings: Settings) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
-                ("SENDGRID_WEBHOOK_PUBLIC_KEY", settings.sendgrid_webhook_public_key),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigError(f"careloop serve needs {', '.join(missing)} to verify webhooks")
-        assert settings.twilio_auth_token and settings.sendgrid_webhook_public_key
+        """Each provider's webhooks are on when its verification key is set; the sandbox needs
+        none. A provider's routes without a key answer 503 saying which key is missing."""
         self.settings = settings
         self.inbox = Inbox(settings.inbox_path)
         self.writer = InboxWriter(self.inbox)
-        self.twilio = TwilioVerifier(
-            settings.twilio_auth_token.get_secret_value(), settings.public_url
+        token, key = settings.twilio_auth_token, settings.sendgrid_webhook_public_key
+        self.twilio = (
+            TwilioVerifier(token.get_secret_value(), settings.public_url) if token else None
         )
-        self.sendgrid = SendGridVerifier(
-            settings.sendgrid_webhook_public_key, settings.webhook_tolerance_seconds
-        )
+        self.sendgrid = SendGridVerifier(key, settings.webhook_tolerance_seconds) if key else None
         self.secret = settings.link_secret.get_secret_value()
+
+    def enabled(self) -> str:
+        """One line for the start-up log: which webhooks are on and which are off, and why."""
+        return "; ".join(
+            [
+                "Twilio webhooks " + ("on" if self.twilio else "off (no TWILIO_AUTH_TOKEN)"),
+                "SendGrid events "
+                + ("on" if self.sendgrid else "off (no SENDGRID_WEBHOOK_PUBLIC_KEY)"),
+                "rating and unsubscribe links on",
+            ]
+        )
 
     async def _body(self, request: Request, limit: int) -> bytes:
         return await read_body(request, limit, self.settings.body_timeout_seconds)
@@ -85,6 +86,8 @@ class FeedbackService:
     async def twilio_form(self, request: Request) -> tuple[dict[str, str], str]:
         """The verified form and its signature. Parsing and hashing a large body happen on a
         worker thread, so a big request never stalls the event loop."""
+        if self.twilio is None:
+            raise RequestRefusedError(503, "Twilio webhooks are off: TWILIO_AUTH_TOKEN is not set")
         body = await self._body(request, TWILIO_FORM_LIMIT)
         signature = request.headers.get(TWILIO_SIGNATURE)
         path, query = request.url.path, request.url.query
@@ -103,6 +106,7 @@ class FeedbackService:
         except (UnicodeDecodeError, ValueError):
             raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
         form = dict(pairs)
+        assert self.twilio is not None
         self.twilio.check(path, query, form, signature)
         return form
 
@@ -158,6 +162,9 @@ class FeedbackService:
         return Response(voice_answer(rated, _locale(request)), media_type=XML)
 
     async def sendgrid_events(self, request: Request) -> Response:
+        if self.sendgrid is None:
+            reason = "SendGrid events are off: SENDGRID_WEBHOOK_PUBLIC_KEY is not set"
+            raise RequestRefusedError(503, reason)
         body = await self._body(request, SENDGRID_BATCH_LIMIT)
         events = await run_in_threadpool(
             self._verified_events,
@@ -177,6 +184,7 @@ class FeedbackService:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise RequestRefusedError(400, "body is not UTF-8") from None
+        assert self.sendgrid is not None
         self.sendgrid.check(text, signature, timestamp)
         try:
             events = json.loads(text)

@@ -1,0 +1,145 @@
+"""`make up` / `make down`: the whole stack on one machine, for marketing ops.
+
+Up: a Prefect server (SQLite under ``$CARELOOP_HOME/prefect``), the ``careloop`` work pool, the
+deployments of ``prefect.yaml``, a worker and the feedback service, each in its own process
+group with its log and pid file under ``$CARELOOP_HOME/run``. Down: SIGTERM to every group,
+SIGKILL to what is left after a grace, so it returns within ``STOP_SECONDS`` and leaves
+nothing running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import suppress
+from pathlib import Path
+
+from careloop.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
+SERVICE_PORT = int(os.environ.get("CARELOOP_SERVICE_PORT", "8000"))
+STOP_SECONDS = 8.0
+PROCESSES = ("prefect-server", "worker", "service")
+
+
+def environment(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CARELOOP_HOME": str(home),
+        "CARELOOP_PROJECT_DIR": str(ROOT),
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+
+
+def start(name: str, command: list[str], env: dict[str, str], run: Path) -> None:
+    log = (run / f"{name}.log").open("a")
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    (run / f"{name}.pid").write_text(str(process.pid))
+
+
+def wait_for(url: str, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)  # not listening yet: ask again shortly
+    raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def prefect(env: dict[str, str], *args: str, ok_if: str | None = None) -> None:
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode and not (ok_if and ok_if in done.stdout + done.stderr):
+        raise SystemExit(f"prefect {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
+def up() -> None:
+    started = time.monotonic()
+    home = load_settings().home.resolve()
+    run = home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    env = environment(home)
+    api = env["PREFECT_API_URL"]
+    start(
+        "prefect-server",
+        [
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PREFECT_PORT),
+        ],
+        env,
+        run,
+    )
+    wait_for(f"{api}/health", "the Prefect server")
+    prefect(env, "work-pool", "create", "careloop", "--type", "process", ok_if="already exists")
+    prefect(env, "deploy", "--all")
+    start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)
+    service = [str(BIN / "careloop"), "serve", "--port", str(SERVICE_PORT)]
+    start("service", service, env, run)
+    wait_for(f"http://127.0.0.1:{SERVICE_PORT}/healthz", "the feedback service")
+    print(f"Prefect UI       http://127.0.0.1:{PREFECT_PORT}")
+    print(f"Prefect API      {api}")
+    print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
+    print(f"logs and pids    {run}")
+    print(f"ready in {time.monotonic() - started:.1f} s; stop with `make down`")
+
+
+def down() -> None:
+    run = load_settings().home.resolve() / "run"
+    groups = {}
+    for name in PROCESSES:
+        pid_file = run / f"{name}.pid"
+        if pid_file.exists():
+            groups[name] = int(pid_file.read_text())
+            pid_file.unlink()
+    for pid in groups.values():
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline and any(_alive(pid) for pid in groups.values()):
+        time.sleep(0.1)
+    for name, pid in groups.items():
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+            print(f"{name} did not stop within {STOP_SECONDS:.0f} s: killed")
+    print(f"stopped: {', '.join(groups) or 'nothing was running'}")
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down}[sys.argv[1]]()

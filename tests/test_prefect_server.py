@@ -94,6 +94,29 @@ def prefect(env, *args, timeout=180):
     return done.stdout
 
 
+def run_worker_once(env):
+    """A worker that runs every flow run due in the pool, then exits."""
+    worker = subprocess.run(
+        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+
+
+def final_state(api, run_id):
+    """The run's state once it is final (polled: observed progress)."""
+
+    def final():
+        state = requests.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
+        return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    return until(final, f"flow run {run_id} to finish")
+
+
 def post(api, path, body=None):
     response = requests.post(f"{api}{path}", json=body or {}, timeout=30)
     response.raise_for_status()
@@ -123,23 +146,8 @@ def test_deploy_schedule_and_run_on_a_real_server(server):
         f"/deployments/{deployments['birthday-daily']}/create_flow_run",
         {"parameters": {"campaign": "birthday", "as_of": "2026-02-27", "send": False}},
     )
-    worker = subprocess.run(
-        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert worker.returncode == 0, worker.stdout + worker.stderr
-    state = until(
-        lambda: (
-            (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"])
-            and s["type"] in ("COMPLETED", "FAILED", "CRASHED")
-            and s
-        ),
-        "the triggered run to finish",
-    )
+    run_worker_once(env)
+    state = final_state(api, run["id"])
     assert state["type"] == "COMPLETED", state
     con = connect(Path(env["CARELOOP_HOME"]) / "warehouse.duckdb")
     recorded = con.execute(
@@ -179,26 +187,8 @@ def test_two_warehouse_writers_triggered_at_once_take_turns(server):
         post(api, f"/deployments/{deployments[name]}/create_flow_run", {})
         for name in ("collect-feedback", "dispatch-outbox")
     ]
-    worker = subprocess.run(
-        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert worker.returncode == 0, worker.stdout + worker.stderr
-    states = [
-        until(
-            lambda run=run: (
-                (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=10).json()["state"])
-                and s["type"] in ("COMPLETED", "FAILED", "CRASHED")
-                and s["type"]
-            ),
-            "both runs to finish",
-        )
-        for run in runs
-    ]
+    run_worker_once(env)
+    states = [final_state(api, run["id"])["type"] for run in runs]
     assert states == ["COMPLETED", "COMPLETED"]
     limit = requests.get(f"{api}/v2/concurrency_limits/warehouse", timeout=10).json()
     assert limit["limit"] == 1 and limit["active_slots"] == 0  # held in turn, then given back

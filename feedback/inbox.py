@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from feedback.statuses import normalize
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,16 +40,11 @@ CLARIFIED_SCHEMA = "CREATE TABLE IF NOT EXISTS clarified (sender TEXT PRIMARY KE
 
 
 @dataclass(frozen=True)
-class EmailSeen:
-    message_id: str | None  # SendGrid's X-Message-Id (the sg_message_id before its first dot)
-    at: datetime
-
-
-@dataclass(frozen=True)
 class EmailEvidence:
-    """What the inbox knows of some emails: their events, and the newest send any event names."""
+    """What the inbox knows of some emails: which have a SendGrid event (any event proves
+    SendGrid took the email), with its message id, and the newest send any event names."""
 
-    events: dict[str, EmailSeen]
+    events: dict[str, str | None]  # action id -> SendGrid message id
     newest_send: datetime | None
 
 
@@ -157,20 +154,20 @@ class Inbox:
 
     def email_evidence(self, action_ids: list[str], sent_arg: str) -> EmailEvidence:
         """SendGrid events for these actions, and the newest ``sent_arg`` among recent events."""
-        events: dict[str, EmailSeen] = {}
+        events: dict[str, str | None] = {}
         with closing(self._connect()) as con:
             for start in range(0, len(action_ids), 500):
                 chunk = action_ids[start : start + 500]
                 rows = con.execute(
-                    "SELECT json_extract(payload, '$.action_id'), payload, received_at FROM inbox"
+                    "SELECT json_extract(payload, '$.action_id'), payload FROM inbox"
                     " WHERE kind = 'status' AND json_extract(payload, '$.action_id') IN"
                     f" ({','.join('?' * len(chunk))}) ORDER BY id",
                     chunk,
                 ).fetchall()
-                for action_id, payload, received in rows:
-                    seen = _email_seen(json.loads(payload), received)
-                    if seen and action_id not in events:
-                        events[action_id] = seen
+                for action_id, payload in rows:
+                    event = json.loads(payload)
+                    if "event" in event and action_id not in events:
+                        events[action_id] = normalize(event).provider_id
             (newest,) = con.execute(
                 f"SELECT max(CAST(json_extract(payload, '$.{sent_arg}') AS REAL)) FROM ("
                 "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?)",
@@ -191,17 +188,3 @@ def _encoded(
         (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
         for kind, key, at, payload in items
     ]
-
-
-def _email_seen(event: dict[str, Any], received_at: str) -> EmailSeen | None:
-    """Any SendGrid event (processed, delivered, dropped, ...) proves SendGrid took the email."""
-    if "event" not in event:
-        return None
-    message_id = str(event.get("sg_message_id") or "").split(".")[0] or None
-    stamp = event.get("timestamp")
-    at = (
-        datetime.fromtimestamp(stamp, UTC)
-        if isinstance(stamp, int | float) and 0 < stamp < 1e11
-        else datetime.fromisoformat(received_at)
-    )
-    return EmailSeen(message_id, at)

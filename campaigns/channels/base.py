@@ -88,8 +88,8 @@ class Provider(ABC):
     # How long after a claim an unconfirmed send may still show up at the provider.
     reconcile_grace: ClassVar[timedelta] = timedelta(0)
 
-    def __init__(self) -> None:
-        self.halt = Halt()
+    def __init__(self, breaker_threshold: int = 20) -> None:
+        self.halt = Halt(breaker_threshold)
 
     @property
     def halted(self) -> str | None:

@@ -69,8 +69,7 @@ class SendGridEmail(Provider):
     unconfirmed_after: ClassVar[timedelta] = timedelta(hours=24)
 
     def __init__(self, config: SendGridConfig, inbox: Inbox) -> None:
-        super().__init__()
-        self.halt.threshold = config.breaker_threshold
+        super().__init__(config.breaker_threshold)
         self.config = config
         self.inbox = inbox
         self.client = SendGridAPIClient(api_key=config.api_key, host=config.base_url)
@@ -178,9 +177,9 @@ class SendGridEmail(Provider):
     def _verdict(
         self, message: OutboundMessage, evidence: EmailEvidence, now: datetime
     ) -> Settlement:
-        seen = evidence.events.get(message.action_id)
-        if seen:
-            return Settlement(message.action_id, "sent", seen.message_id, self.config.sender)
+        if message.action_id in evidence.events:
+            message_id = evidence.events[message.action_id]
+            return Settlement(message.action_id, "sent", message_id, self.config.sender)
         verdict: Verdict = "wait"
         if evidence.newest_send is not None and evidence.newest_send > message.send_at:
             verdict = self.after_grace(message, now)

@@ -91,8 +91,7 @@ class _TwilioProvider(Provider):
     reconcile_grace: ClassVar[timedelta] = timedelta(minutes=2)
 
     def __init__(self, config: TwilioConfig, limiter: SlidingWindowLimiter) -> None:
-        super().__init__()
-        self.halt.threshold = config.breaker_threshold
+        super().__init__(config.breaker_threshold)
         self.config = config
         self.limiter = limiter
         self._local = threading.local()

@@ -100,12 +100,7 @@ class FeedbackService:
     def _verified_form(
         self, body: bytes, path: str, query: str, signature: str | None
     ) -> dict[str, str]:
-        try:
-            text = body.decode("utf-8")
-            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
-        except (UnicodeDecodeError, ValueError):
-            raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
-        form = dict(pairs)
+        form = _form(body, MAX_FORM_FIELDS)
         assert self.twilio is not None
         self.twilio.check(path, query, form, signature)
         return form
@@ -216,7 +211,7 @@ class FeedbackService:
         assert token.score is not None
         if request.method != "POST":
             return HTMLResponse(confirm_rating_page(token.score))
-        form = _page_form(await self._body(request, PAGE_FORM_LIMIT))
+        form = _form(await self._body(request, PAGE_FORM_LIMIT), max_fields=20)
         payload: dict[str, object] = {"action_id": token.action_id, "score": token.score}
         payload |= _detail(form)
         key = f"{token.action_id}:{token.score}:{_digest(payload)}"
@@ -306,9 +301,11 @@ async def _refused(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(exc.reason, status_code=exc.status)
 
 
-def _page_form(body: bytes) -> dict[str, str]:
+def _form(body: bytes, max_fields: int) -> dict[str, str]:
+    """A urlencoded form of UTF-8 fields, or 400: never a 500 for what a client sent."""
     try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20))
+        text = body.decode("utf-8")
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields))
     except (UnicodeDecodeError, ValueError):
         raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
 

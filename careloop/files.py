@@ -6,9 +6,10 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 # OWASP CSV injection: a cell starting with one of these may run as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -28,21 +29,24 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private_text(path: Path, text: str) -> None:
-    """Write ``path`` so that only its owner can read it, from the moment it exists."""
+@contextmanager
+def _private_file(path: Path) -> Iterator[TextIO]:
+    """``path`` opened for writing, readable by its owner only from the moment it exists."""
     private_dir(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
     with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+def write_private_text(path: Path, text: str) -> None:
+    with _private_file(path) as handle:
         handle.write(text)
 
 
 def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A CSV for people to open: owner-only, every cell safe against formula injection."""
-    private_dir(path.parent)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+    with _private_file(path) as handle:
         writer = csv.writer(handle)
         writer.writerow([spreadsheet_safe(h) for h in header])
         writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 
 from campaigns.catalog import LoadedCampaign
-from campaigns.planning import Plan, apply_standard, choose_channel, content, target
+from campaigns.planning import Plan, run_steps
 from careloop.settings import Settings
 from warehouse.db import query_frame
 
@@ -44,9 +44,8 @@ def preview_audience(
     as_of: date,
     params: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
-    plan = Plan(con, settings, campaign, as_of, round=1, run_id="preview")
-    target(plan, campaign.rule, params)
-    content(plan)
-    choose_channel(plan)
-    apply_standard(plan, write=False)
+    plan = Plan(
+        con, settings, campaign, as_of, round=1, run_id="preview", params=params or {}, dry_run=True
+    )
+    run_steps(plan)
     return query_frame(con, AUDIENCE_SQL)

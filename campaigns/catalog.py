@@ -22,6 +22,7 @@ class LoadedCampaign:
     rule: SegmentRule
     care: StepRenderer
     second_round: StepRenderer
+    second_round_rule: SegmentRule
 
     @property
     def name(self) -> str:
@@ -36,21 +37,22 @@ def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings)
             f"{path}: unknown segment {campaign.segment!r}; known: {', '.join(sorted(rules))}"
         )
     links = LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
+    second_rule = rules[SECOND_ROUND_SEGMENT]
     try:
         rule.bind(date(2000, 1, 1), campaign.params)  # unknown params fail here, not mid-run
         check_coverage(campaign, settings.tiers)
         care = StepRenderer(campaign.care, links)
         care.trial_render(rule.columns)
         second = StepRenderer(campaign.second_round, links)
-        second.trial_render(rules[SECOND_ROUND_SEGMENT].columns)
+        second.trial_render(second_rule.columns)
         for name, renderer, columns in (
             ("care", care, rule.columns),
-            ("second_round", second, rules[SECOND_ROUND_SEGMENT].columns),
+            ("second_round", second, second_rule.columns),
         ):
             _check_sms_length(campaign, name, renderer, columns)
     except (ContentError, CampaignError, ValueError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
-    return LoadedCampaign(campaign, rule, care, second)
+    return LoadedCampaign(campaign, rule, care, second, second_rule)
 
 
 def _check_sms_length(

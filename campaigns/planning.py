@@ -9,6 +9,7 @@ same campaign for the same date plans nobody twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,6 +19,7 @@ import duckdb
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
 from campaigns.content import StepRenderer, render_members
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
+from careloop.progress import step_done
 from careloop.settings import Settings
 from segments.registry import SegmentRule, materialize
 from warehouse.db import query_frame, register_frame
@@ -43,7 +45,11 @@ PROFILE_COLUMNS = (
 
 @dataclass
 class Plan:
-    """One planning run: what is planned, for whom, and the figures of each step."""
+    """One planning run: what is planned, for whom, and the figures of each step.
+
+    ``params`` override the campaign's segment parameters (first round only); a ``dry_run``
+    keeps the outcome in ``plan_final`` instead of writing the outbox (audience preview).
+    """
 
     con: duckdb.DuckDBPyConnection
     settings: Settings
@@ -51,6 +57,8 @@ class Plan:
     as_of: date
     round: int
     run_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -68,20 +76,69 @@ class Plan:
     def renderer(self) -> StepRenderer:
         return self.campaign.care if self.round == 1 else self.campaign.second_round
 
+    @property
+    def label(self) -> str:
+        """How the run's steps are named in progress: ``birthday``, ``birthday round 2``."""
+        return self.campaign.name if self.round == 1 else f"{self.campaign.name} round 2"
 
-def target(plan: Plan, rule: SegmentRule, overrides: dict[str, Any] | None = None) -> int:
+    @property
+    def rule(self) -> SegmentRule:
+        return self.campaign.rule if self.round == 1 else self.campaign.second_round_rule
+
+    @property
+    def rule_params(self) -> dict[str, Any]:
+        if self.round != 1:
+            return {}
+        return {**self.campaign.campaign.params, **self.params}
+
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the loop: a name (as flows and figures show it) and its work on a plan."""
+
+    name: str
+    run: Callable[[Plan], Figures]
+
+
+def run_steps(plan: Plan, runner: Callable[[Step, Plan], Figures] | None = None) -> Figures:
+    """Steps 1-4 in order, each one's figures merged into the plan's and reported as it
+    ends. ``runner`` runs one step (a flow wraps each in a Prefect task); default: directly."""
+    for step in STEPS:
+        figures = runner(step, plan) if runner else step.run(plan)
+        plan.figures.update(figures)
+        step_done(f"{plan.label} {step.name}", figures)
+    return plan.figures
+
+
+def target(plan: Plan) -> Figures:
     """Step 1: the segment's members into ``plan_target``."""
-    params = {**plan.campaign.campaign.params, **(overrides or {})} if plan.round == 1 else {}
-    size = materialize(plan.con, rule, plan.as_of, "plan_target", params)
-    if rule.name == SECOND_ROUND_SEGMENT:
+    size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
+    if plan.rule.name == SECOND_ROUND_SEGMENT:
         plan.con.execute("DELETE FROM plan_target WHERE source_campaign <> ?", [plan.campaign.name])
         size = _count(plan.con, "plan_target")
-    plan.figures["targeted"] = size
-    return size
+    return {"targeted": size}
 
 
-def content(plan: Plan) -> int:
+def content(plan: Plan) -> Figures:
     """Step 2: join the profile, drop members already planned, render every channel's message."""
+    members = _join_profiles(plan)
+    remaining = _drop_already_planned(plan)
+    frame = query_frame(plan.con, "SELECT * FROM plan_members")
+    rendered = render_members(plan.renderer, frame, plan.created_at)
+    register_frame(plan.con, "rendered_members", rendered)
+    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
+    plan.con.unregister("rendered_members")
+    return {
+        "unknown_subscribers": plan.figures.get("targeted", members) - members,
+        "already_planned": members - remaining,
+    }
+
+
+def _join_profiles(plan: Plan) -> int:
+    """``plan_members``: each member with profile, store and idempotency key; how many."""
     columns = _columns(plan.con, "plan_target")
     extras = [
         c
@@ -109,8 +166,11 @@ def content(plan: Plan) -> int:
         )""",
         [*params, plan.campaign.name, *params, plan.round],
     )
-    members = _count(plan.con, "plan_members")
-    plan.figures["unknown_subscribers"] = plan.figures.get("targeted", members) - members
+    return _count(plan.con, "plan_members")
+
+
+def _drop_already_planned(plan: Plan) -> int:
+    """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion "
         "FROM plan_members WHERE idempotency_key IN (SELECT idempotency_key FROM care_actions)"
@@ -119,17 +179,10 @@ def content(plan: Plan) -> int:
         "DELETE FROM plan_members WHERE idempotency_key IN "
         "(SELECT idempotency_key FROM care_actions)"
     )
-    remaining = _count(plan.con, "plan_members")
-    plan.figures["already_planned"] = members - remaining
-    frame = query_frame(plan.con, "SELECT * FROM plan_members")
-    rendered = render_members(plan.renderer, frame, plan.created_at)
-    register_frame(plan.con, "rendered_members", rendered)
-    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
-    plan.con.unregister("rendered_members")
-    return remaining
+    return _count(plan.con, "plan_members")
 
 
-def choose_channel(plan: Plan) -> dict[str, int]:
+def choose_channel(plan: Plan) -> Figures:
     """Step 3: the first channel in the campaign's order with contact data, consent, no opt-out."""
     preferred = plan.step.channels
     chosen = " ".join(f"WHEN {ch}_state = 'ok' THEN '{ch}'" for ch in preferred)
@@ -158,8 +211,7 @@ def choose_channel(plan: Plan) -> dict[str, int]:
             "SELECT coalesce(channel, 'unreachable'), count(*) FROM plan_channel GROUP BY ALL"
         ).fetchall()
     )
-    plan.figures["reachable_by_channel"] = {k: v for k, v in counts.items() if k != "unreachable"}
-    return counts
+    return {"reachable_by_channel": {k: v for k, v in counts.items() if k != "unreachable"}}
 
 
 def _state_sql(channel: str, contact: str) -> str:
@@ -170,14 +222,22 @@ def _state_sql(channel: str, contact: str) -> str:
     )
 
 
-def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
-    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive.
+def apply_standard(plan: Plan) -> Figures:
+    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive
+    (a dry run keeps the outcome in ``plan_final``)."""
+    _schedule(plan)
+    _set_expiry(plan)
+    _suppress(plan)
+    if not plan.dry_run:
+        _write_outbox(plan)
+    return _standard_figures(plan)
 
-    With ``write`` off the outcome stays in ``plan_final`` (a dry run, for audience preview).
-    """
+
+def _schedule(plan: Plan) -> None:
+    """``plan_scheduled``: each member's send time in their timezone, moved into the window
+    (email has none)."""
     campaign = plan.campaign.campaign
     start, end = campaign.send_window
-    cap_applies = plan.round == 1
     plan.con.execute(
         """
         CREATE OR REPLACE TEMP TABLE plan_scheduled AS
@@ -195,7 +255,12 @@ def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
         SELECT *, timezone(timezone, send_local) AS scheduled_at FROM windowed""",
         [plan.as_of, campaign.send_time, start, start, end, start],
     )
-    _set_expiry(plan)
+
+
+def _suppress(plan: Plan) -> None:
+    """``plan_final``: why each member is not contacted, if not: unreachable, capped across
+    campaigns (first rounds only: a complaint's second round passes), or held out."""
+    cap_applies = plan.round == 1
     plan.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE plan_final AS
@@ -225,13 +290,10 @@ def apply_standard(plan: Plan, *, write: bool = True) -> dict[str, Any]:
             plan.settings.frequency_window_days,
             plan.settings.frequency_window_days,
             plan.settings.frequency_cap,
-            campaign.name,
-            round(campaign.holdout_percent * 100),
+            plan.campaign.name,
+            round(plan.campaign.campaign.holdout_percent * 100),
         ],
     )
-    if write:
-        _write_outbox(plan)
-    return _standard_figures(plan)
 
 
 def _set_expiry(plan: Plan) -> None:
@@ -249,17 +311,13 @@ def _set_expiry(plan: Plan) -> None:
     )
 
 
+def _by_channel(plan: Plan, part: str) -> str:
+    """The rendered ``part`` (subject, body) of the member's chosen channel."""
+    cases = " ".join(f"WHEN '{ch}' THEN {ch}_{part}" for ch in plan.step.channels)
+    return f"CASE channel {cases} END"
+
+
 def _write_outbox(plan: Plan) -> None:
-    subject = (
-        "CASE channel "
-        + " ".join(f"WHEN '{ch}' THEN {ch}_subject" for ch in plan.step.channels)
-        + " END"
-    )
-    body = (
-        "CASE channel "
-        + " ".join(f"WHEN '{ch}' THEN {ch}_body" for ch in plan.step.channels)
-        + " END"
-    )
     parent = "evaluation_id" if plan.round == 2 else "NULL"
     segments = (
         "CASE WHEN channel = 'sms' THEN sms_segments END" if "sms" in plan.step.channels else "NULL"
@@ -274,7 +332,7 @@ def _write_outbox(plan: Plan) -> None:
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
-            offer_code, {subject}, {body}, ?,
+            offer_code, {_by_channel(plan, "subject")}, {_by_channel(plan, "body")}, ?,
             CASE WHEN suppression_reason IS NULL THEN 'queued'
                  WHEN suppression_reason = 'holdout' THEN 'held_out'
                  ELSE 'suppressed' END,
@@ -296,7 +354,7 @@ def _write_outbox(plan: Plan) -> None:
     )
 
 
-def _standard_figures(plan: Plan) -> dict[str, Any]:
+def _standard_figures(plan: Plan) -> Figures:
     rows = plan.con.execute(
         "SELECT coalesce(suppression_reason, 'queued'), channel, count(*) FROM plan_final "
         "GROUP BY ALL"
@@ -308,13 +366,20 @@ def _standard_figures(plan: Plan) -> dict[str, Any]:
             queued[channel] = queued.get(channel, 0) + n
         elif reason != "holdout":
             suppressed[reason] = suppressed.get(reason, 0) + n
-    plan.figures.update(
-        queued=queued,
-        suppressed=suppressed,
-        held_out=sum(n for reason, _, n in rows if reason == "holdout"),
-    )
-    return plan.figures
+    return {
+        "queued": queued,
+        "suppressed": suppressed,
+        "held_out": sum(n for reason, _, n in rows if reason == "holdout"),
+    }
 
+
+# The loop's steps 1-4, in order: the one place they are listed.
+STEPS = (
+    Step("1-target", target),
+    Step("2-content", content),
+    Step("3-channel", choose_channel),
+    Step("4-standard", apply_standard),
+)
 
 REGISTER_CAMPAIGN_SQL = """
 INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, ?, md5(?))

@@ -6,10 +6,10 @@ from datetime import date, datetime
 
 import duckdb
 
-from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
-from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
+from campaigns.catalog import LoadedCampaign
+from campaigns.planning import Plan, record_run, run_steps
+from careloop.progress import step_done
 from careloop.settings import Settings
-from segments.registry import load_rules
 
 
 def plan_second_round(
@@ -23,11 +23,9 @@ def plan_second_round(
     plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
     if created_at:
         plan.created_at = created_at
-    target(plan, load_rules()[SECOND_ROUND_SEGMENT])
-    content(plan)
-    choose_channel(plan)
-    apply_standard(plan)
+    run_steps(plan)
     plan.figures["cases_opened"] = open_cases(con)
+    step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
     record_run(plan)
     return plan
 

@@ -12,29 +12,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from campaigns.catalog import checked_campaign
-from campaigns.planning import Plan, apply_standard, choose_channel, content, record_run, target
+from campaigns.planning import STEPS, Figures, Plan, Step, record_run, run_steps
 from careloop.clock import business_date, utc_now
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
-
-@task(name="1-target", cache_policy=NO_CACHE)
-def target_step(plan: Plan, params: dict[str, Any] | None) -> int:
-    return target(plan, plan.campaign.rule, params)
+# Each step of the loop is a Prefect task on the whole batch, named by the step.
+STEP_TASKS = {step.name: task(name=step.name, cache_policy=NO_CACHE)(step.run) for step in STEPS}
 
 
-@task(name="2-content", cache_policy=NO_CACHE)
-def content_step(plan: Plan) -> int:
-    return content(plan)
-
-
-@task(name="3-channel", cache_policy=NO_CACHE)
-def channel_step(plan: Plan) -> dict[str, int]:
-    return choose_channel(plan)
-
-
-@task(name="4-standard", cache_policy=NO_CACHE)
-def standard_step(plan: Plan) -> dict[str, Any]:
-    return apply_standard(plan)
+def _as_task(step: Step, plan: Plan) -> Figures:
+    return STEP_TASKS[step.name](_unexamined(plan))
 
 
 def _unexamined(plan: Plan) -> Plan:
@@ -77,11 +64,8 @@ def care_loop(
     loaded = checked_campaign(settings, campaign, params)
     run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
     with writing_warehouse(settings) as con:
-        plan = Plan(con, settings, loaded, as_of, round=1, run_id=run_id)
-        target_step(_unexamined(plan), params)
-        content_step(_unexamined(plan))
-        channel_step(_unexamined(plan))
-        standard_step(_unexamined(plan))
+        plan = Plan(con, settings, loaded, as_of, round=1, run_id=run_id, params=params or {})
+        run_steps(plan, _as_task)
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)
         stale = past_occasion_notice(con, run_id, as_of, now or utc_now())

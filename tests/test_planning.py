@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from campaigns.catalog import load_campaigns
-from campaigns.planning import Plan, apply_standard, choose_channel, content, target
+from campaigns.planning import Plan, run_steps
 from tests.factories import add_sms_crowd, add_store, add_subscriber, add_visit
 
 AS_OF = date(2026, 6, 15)  # the factory's default birthday is June 15
@@ -20,10 +20,7 @@ def plan_loaded(con, settings, loaded, as_of=AS_OF, holdout=0.0, run="r1"):
             loaded, campaign=loaded.campaign.model_copy(update={"holdout_percent": holdout})
         )
     p = Plan(con, settings, loaded, as_of, round=1, run_id=run)
-    target(p, loaded.rule)
-    content(p)
-    choose_channel(p)
-    apply_standard(p)
+    run_steps(p)
     return p
 
 

@@ -1,0 +1,100 @@
+"""Progress of long work and the figures of each finished step, told to whoever runs it.
+
+The work (a flow, a load, a training) reports; it never prints. The command line installs a
+reporter that draws rich progress bars and prints each step's figures as the step ends; in a
+worker or a test the default reporter writes the same to the ``careloop.progress`` log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+Advance = Callable[[float], None]
+log = logging.getLogger("careloop.progress")
+
+
+class Reporter(Protocol):
+    def step(self, name: str, figures: Mapping[str, Any]) -> None: ...
+
+    def track(self, label: str, total: float | None) -> AbstractContextManager[Advance]: ...
+
+
+class LogReporter:
+    """The default: step figures at INFO, progress at DEBUG."""
+
+    def step(self, name: str, figures: Mapping[str, Any]) -> None:
+        log.info("%s: %s", name, describe(figures))
+
+    @contextmanager
+    def track(self, label: str, total: float | None) -> Iterator[Advance]:
+        log.debug("%s: started (%s)", label, "?" if total is None else f"{total:g}")
+        yield lambda amount: None
+        log.debug("%s: done", label)
+
+
+_reporter: Reporter = LogReporter()
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    """Report to ``reporter`` within the block (the command line's rich display)."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+class _StepsMuted:
+    def __init__(self, outer: Reporter) -> None:
+        self.outer = outer
+
+    def step(self, name: str, figures: Mapping[str, Any]) -> None:
+        pass
+
+    def track(self, label: str, total: float | None) -> AbstractContextManager[Advance]:
+        return self.outer.track(label, total)
+
+
+@contextmanager
+def steps_muted() -> Iterator[None]:
+    """Within the block steps are not told, progress still is: work made of many small
+    flows (the demo's days) tells its own summary instead."""
+    with reporting(_StepsMuted(_reporter)):
+        yield
+
+
+def step_done(name: str, figures: Mapping[str, Any]) -> None:
+    _reporter.step(name, figures)
+
+
+@contextmanager
+def tracked(label: str, total: float | None = None) -> Iterator[Advance]:
+    """A piece of long work: yields ``advance(amount)``; ``total`` None when unknown."""
+    with _reporter.track(label, total) as advance:
+        yield advance
+
+
+def describe(figures: Mapping[str, Any]) -> str:
+    """``{"queued": {"sms": 3}, "held_out": 1, "failed": 0}`` -> ``queued (sms 3), held out 1``:
+    zeros are left out of longer lists, where they are most of what there is."""
+    shown = {k: v for k, v in figures.items() if len(figures) <= 3 or _nonzero(v)}
+    if not shown:
+        return "nothing to do"
+    return ", ".join(f"{key.replace('_', ' ')} {_value(value)}" for key, value in shown.items())
+
+
+def _nonzero(value: object) -> bool:
+    return bool(value) if isinstance(value, int | float | Mapping) else value is not None
+
+
+def _value(value: object) -> str:
+    if isinstance(value, Mapping):
+        return f"({describe(value)})" if value else "none"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

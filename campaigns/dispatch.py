@@ -19,6 +19,7 @@ import polars as pl
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
 from campaigns.retry import RetryPolicy
+from careloop.progress import tracked
 from warehouse.db import query_frame, register_frame
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
@@ -39,6 +40,7 @@ class DispatchFigures:
     in_flight: int = 0  # timed out: settled by a later run, never resent blindly
     deferred_to_window: int = 0
     opted_out_at_provider: int = 0
+    waiting: int = 0  # still queued when the run ended: due later (or a retry)
 
 
 class DispatchHaltedError(RuntimeError):
@@ -81,24 +83,41 @@ def dispatch(
     retry = retry or RetryPolicy()
     figures = DispatchFigures()
     reconcile(con, provider, pace.current(), figures)
+    _stop_if_halted(provider, figures)
+    size = min(batch_size, provider.max_batch)
+    with tracked("sending", _due(con, pace.current())) as advance:
+        while True:
+            at = pace.current()
+            prepare(con, at, simulated, figures, refresh)
+            batch = claim(con, at, size, simulated)
+            if batch.is_empty():
+                wait = _retry_wait(con, at) if pace.clock else None
+                if wait is None:
+                    break
+                pace.sleep(wait)
+                continue
+            messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
+            attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
+            record(con, messages, provider.send(messages), at, figures, retry, attempts)
+            advance(len(messages))
+            _stop_if_halted(provider, figures)
+    figures.waiting = _due(con, None)
+    return figures
+
+
+def _stop_if_halted(provider: Provider, figures: DispatchFigures) -> None:
     if provider.halted:
         raise DispatchHaltedError(provider.halted, figures)
-    size = min(batch_size, provider.max_batch)
-    while True:
-        at = pace.current()
-        prepare(con, at, simulated, figures, refresh)
-        batch = claim(con, at, size, simulated)
-        if batch.is_empty():
-            wait = _retry_wait(con, at) if pace.clock else None
-            if wait is None:
-                return figures
-            pace.sleep(wait)
-            continue
-        messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
-        attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
-        record(con, messages, provider.send(messages), at, figures, retry, attempts)
-        if provider.halted:
-            raise DispatchHaltedError(provider.halted, figures)
+
+
+def _due(con: duckdb.DuckDBPyConnection, by: datetime | None) -> int:
+    """Queued actions due by ``by`` (None: all of them, due now or later)."""
+    row = con.execute(
+        "SELECT count(*) FROM care_actions WHERE status = 'queued' "
+        "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scheduled_at <= ?)",
+        [by, by],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def prepare(

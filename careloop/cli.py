@@ -5,18 +5,51 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
+from typer.core import TyperGroup
+
+
+class _OneLineErrors(TyperGroup):
+    """Every command's errors end here: a user's mistake is told in one line (exit 2),
+    anything else too (exit 1), with its traceback only under --debug."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from typer._click.exceptions import ClickException  # typer's own copy of click
+
+        from careloop.errors import UserError
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise  # help, a usage error: typer and click tell those themselves
+        except (UserError, ValueError) as exc:
+            _one_line(str(exc), exc)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            _one_line(f"{type(exc).__name__}: {exc} (--debug shows the traceback)", exc)
+            raise typer.Exit(1) from None
+
+
+def _one_line(message: str, exc: BaseException) -> None:
+    if _Options.debug:
+        raise exc
+    # The frames hold open warehouse connections that Prefect keeps referenced until exit,
+    # where DuckDB's bindings would then report them as leaked.
+    traceback.clear_frames(exc.__traceback__)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="careloop: closed-loop customer care.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -25,11 +58,17 @@ segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_hel
 audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help=True)
 model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
+load_app = typer.Typer(
+    help="Load stores, subscribers or visits (CSV or Parquet), validated first.",
+    no_args_is_help=True,
+)
 app.add_typer(segment_app, name="segment")
 app.add_typer(audience_app, name="audience")
 app.add_typer(model_app, name="model")
 app.add_typer(replies_app, name="replies")
+app.add_typer(load_app, name="load")
 console = Console()
+err_console = Console(stderr=True)
 Params = Annotated[
     list[str] | None, typer.Option("--param", help="Segment parameter k=v (a YAML value).")
 ]
@@ -42,10 +81,50 @@ AsOf = Annotated[
 ]
 
 
+class _Options:
+    debug = False
+
+
 @app.callback()
-def main() -> None:
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and Prefect's own error logs.")
+    ] = False,
+) -> None:
+    _Options.debug = debug
     # Flow logs would drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@contextmanager
+def _flow_session() -> Iterator[None]:
+    """What a command that runs flows needs: the Prefect API it reports to (said in one line),
+    flows without heartbeats, rich progress and step figures, Prefect's failure tracebacks
+    left to --debug."""
+    from careloop.display import quiet_prefect_failures
+    from careloop.runtime import choose_api, in_process_flows
+    from careloop.settings import load_settings
+
+    api = choose_api(load_settings().home)
+    err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    if not _Options.debug:
+        quiet_prefect_failures()
+    with in_process_flows(), _progress():
+        yield
+
+
+@contextmanager
+def _progress() -> Iterator[None]:
+    """Long work shows rich progress bars, and each finished step its figures."""
+    from careloop.display import RichReporter
+    from careloop.progress import reporting
+
+    reporter = RichReporter(console)
+    with reporting(reporter), reporter.live():
+        yield
 
 
 def _day(value: datetime | None) -> date | None:
@@ -80,19 +159,19 @@ def demo_data(
     ] = datetime(2026, 3, 1),
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
+    from careloop.progress import tracked
     from careloop.settings import load_settings
     from warehouse.db import warehouse
     from warehouse.demo_data import build_demo_data
 
     settings = load_settings()
-    with warehouse(settings.warehouse_path) as con, Progress(console=console) as progress:
-        task = progress.add_task("subscribers", total=subscribers)
+    with (
+        _progress(),
+        warehouse(settings.warehouse_path) as con,
+        tracked("subscribers", subscribers) as advance,
+    ):
         summary = build_demo_data(
-            con,
-            subscribers=subscribers,
-            seed=seed,
-            until=until.date(),
-            on_progress=lambda n: progress.advance(task, n),
+            con, subscribers=subscribers, seed=seed, until=until.date(), on_progress=advance
         )
     console.print(
         f"{summary.stores} stores, {summary.subscribers} subscribers, "
@@ -114,21 +193,27 @@ def run(
 
     params = _params(param)
     checked_campaign(load_settings(), campaign, params)  # a user error stops here, at once
-    _show(
-        f"care loop: {campaign}",
-        care_loop(campaign, as_of=_day(as_of), params=params, send=send),
-    )
+    with _flow_session():
+        figures = care_loop(campaign, as_of=_day(as_of), params=params, send=send)
+    if "notice" in figures:
+        console.print(f"[yellow]notice:[/yellow] {figures['notice']}", highlight=False)
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
     import yaml
 
+    from careloop.errors import UserError
+
     params: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r} is not k=v", param_hint="--param")
-        params[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise UserError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not a YAML value"
+            raise UserError(f"--param {key.strip()}={value!r}: {problem}") from None
     return params
 
 
@@ -137,7 +222,8 @@ def dispatch() -> None:
     """Send everything in the outbox that is due now."""
     from flows.dispatch_outbox import dispatch_outbox
 
-    _show("dispatch", dispatch_outbox())
+    with _flow_session():
+        dispatch_outbox()
 
 
 @app.command()
@@ -145,7 +231,8 @@ def collect() -> None:
     """Ingest the reply inbox into the warehouse."""
     from flows.collect_feedback import collect_feedback
 
-    _show("collect feedback", collect_feedback())
+    with _flow_session():
+        collect_feedback()
 
 
 @app.command("second-round")
@@ -153,7 +240,8 @@ def second_round_command(as_of: AsOf = None) -> None:
     """Give every dissatisfied customer a second round of care and open store cases."""
     from flows.second_round import second_round
 
-    _show("second round", second_round(as_of=_day(as_of)))
+    with _flow_session():
+        second_round(as_of=_day(as_of))
 
 
 @app.command()
@@ -181,15 +269,8 @@ def demo(
     from feedback.report import summary_rows
     from flows.demo import run_demo
 
-    with Progress(console=console) as progress:
-        task = progress.add_task("care loop, day by day", total=days + settle_days + 1)
-        result = run_demo(
-            subscribers=subscribers,
-            days=days,
-            settle_days=settle_days,
-            seed=seed,
-            on_step=lambda _: progress.advance(task),
-        )
+    with _flow_session():
+        result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days, seed=seed)
     console.print(
         f"{result.data.subscribers} subscribers, {result.data.stores} stores, "
         f"{result.data.visits} visits in {result.home}"
@@ -202,35 +283,76 @@ def demo(
     )
 
 
-@app.command()
-def load(
-    entity: Annotated[str, typer.Argument(help="subscribers, stores or visits.")],
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet.")],
-    quarantine: Annotated[
-        bool, typer.Option(help="Load the good rows; keep the bad ones in quarantine.")
-    ] = False,
-) -> None:
-    """Validate a file and upsert it by id; a file with bad rows is refused whole by default."""
+def _load(kind: str, path: Path, quarantine: bool) -> None:
     from careloop.settings import load_settings
     from warehouse.db import warehouse
-    from warehouse.loading import LoadRefusedError, load_file
+    from warehouse.loading import LoadError, LoadRefusedError, load_file, report_path
 
     settings = load_settings()
     try:
-        with warehouse(settings.warehouse_path) as con:
-            result = load_file(con, settings, entity, path, quarantine=quarantine)
+        with _progress(), warehouse(settings.warehouse_path) as con:
+            result = load_file(con, settings, kind, path, quarantine=quarantine)
     except LoadRefusedError as refused:
-        console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
-        console.print(
-            f"report: {settings.reports_dir / 'validation'}/{refused.result.load_id}.json"
-        )
+        err_console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
+        _ignored(refused.result.ignored_columns)
+        err_console.print(f"report: {report_path(settings, refused.result.load_id)}")
         raise typer.Exit(1) from None
+    except LoadError as refused:
+        err_console.print(f"[red]refused[/red] {refused}", highlight=False)
+        err_console.print(f"report: {report_path(settings, _newest_load(settings))}")
+        raise typer.Exit(1) from None
+    _ignored(result.ignored_columns)
     console.print(
-        f"{entity}: {result.rows_loaded} of {result.rows_read} rows loaded, "
-        f"{len(result.bad_rows)} quarantined; load {result.load_id}"
+        f"{kind}: {result.rows_loaded:,} of {result.rows_read:,} rows loaded; load {result.load_id}"
     )
     for line, reasons in sorted(result.bad_rows.items()):
         console.print(f"  line {line}: {'; '.join(reasons)}", highlight=False)
+    if result.quarantine_file:
+        console.print(
+            f"{len(result.bad_rows):,} bad row(s) kept in the warehouse table quarantine "
+            f"(load_id {result.load_id!r}) and in {result.quarantine_file}"
+        )
+    console.print(f"report: {report_path(settings, result.load_id)}")
+
+
+def _ignored(columns: list[str]) -> None:
+    if columns:
+        console.print(f"[yellow]ignored[/yellow] column(s) not loaded: {', '.join(columns)}")
+
+
+def _newest_load(settings: Any) -> str:
+    from warehouse.db import warehouse
+
+    with warehouse(settings.warehouse_path) as con:
+        row = con.execute(
+            "SELECT load_id FROM load_reports ORDER BY loaded_at DESC LIMIT 1"
+        ).fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _add_load_command(kind: str) -> None:
+    """``careloop load KIND PATH``, its help listing the columns the file must have."""
+    from warehouse.entities import ENTITIES
+
+    def command(
+        path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet.")],
+        quarantine: Annotated[
+            bool, typer.Option(help="Load the good rows; keep the bad ones in quarantine.")
+        ] = False,
+    ) -> None:
+        _load(kind, path, quarantine)
+
+    columns = ENTITIES[kind].help()
+    command.__doc__ = (
+        f"Load a {kind} file (CSV or Parquet), validated first, upserted by id.\n\n"
+        "A file with a bad row is refused whole unless --quarantine; columns not listed "
+        f"here are ignored and reported.\n\n\bColumns:\n{columns}"
+    )
+    load_app.command(kind)(command)
+
+
+for _kind in ("stores", "subscribers", "visits"):
+    _add_load_command(_kind)
 
 
 @app.command()
@@ -447,19 +569,22 @@ def replies_parse(text: str) -> None:
     typer.echo(json.dumps(parse_reply(text).as_dict(), ensure_ascii=False))
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
+def _fail(message: str) -> NoReturn:
+    from careloop.errors import UserError
+
+    raise UserError(message)
 
 
 def run_cli() -> None:  # pragma: no cover - the console entry point
-    from careloop.errors import UserError
+    """Run a command; a mistake in how it was called is told in one line too (exit 2)."""
+    from typer._click.exceptions import ClickException  # typer's own copy of click
 
     try:
-        app()
-    except (UserError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        err_console.print(f"[red]error:[/red] {exc.format_message()} (see --help)", highlight=False)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

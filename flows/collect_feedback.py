@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from careloop.progress import step_done
 from feedback.inbox import Inbox
 from feedback.ingest import collect
 from flows.common import figures_dict, publish, settings_for, writing_warehouse
@@ -23,5 +24,6 @@ def collect_feedback(home: str | None = None) -> dict[str, Any]:
                 reply_window=timedelta(hours=settings.reply_window_hours),
             )
         )
+    step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)
     return figures

@@ -21,6 +21,7 @@ from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
 from careloop.clock import utc_now
 from careloop.masking import install_masking
+from careloop.progress import step_done
 from careloop.settings import Settings, load_settings
 from feedback.inbox import Inbox
 from feedback.ingest import collect
@@ -104,7 +105,9 @@ def send_due(
         retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
         refresh=lambda: collect(con, inbox, reply_window=reply_window),
     )
-    return figures_dict(figures)
+    sent = figures_dict(figures)
+    step_done("send", sent)
+    return sent
 
 
 def figures_dict(figures: object) -> dict[str, Any]:

@@ -7,7 +7,6 @@ scheduled times and customers answer with realistic delays, so the demo never sl
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ import duckdb
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
+from careloop.progress import step_done, steps_muted, tracked
 from feedback.inbox import Inbox
 from feedback.report import LoopReport, write_reports
 from feedback.simulator import CustomerSimulator, Profile
@@ -48,8 +48,8 @@ def run_demo(
     days: int = 14,
     settle_days: int = 4,
     home: Path | None = None,
-    on_step: Callable[[str], None] = lambda label: None,
 ) -> DemoResult:
+    """The demo, each simulated day told as one step (its flows' own steps muted)."""
     demo_home = (home or settings_for(None).home / "demo").resolve()
     shutil.rmtree(demo_home, ignore_errors=True)  # the demo home holds nothing but the demo
     settings = settings_for(str(demo_home))
@@ -57,20 +57,21 @@ def run_demo(
     with warehouse(settings.warehouse_path) as con:
         data = build_demo_data(con, subscribers=subscribers, seed=seed, until=last_day)
         profiles = customer_profiles(con, last_day)
-    on_step("data")
+    step_done("demo data", {"stores": data.stores, "subscribers": data.subscribers})
     inbox = Inbox(settings.inbox_path)
     simulator = CustomerSimulator(
         SandboxProvider(settings.sandbox_path, inbox), inbox, seed=seed, profiles=profiles
     )
     campaigns = sorted(load_campaigns(settings))
-    for offset in range(days + settle_days):
-        run_day(
-            start + timedelta(days=offset),
-            campaigns if offset < days else [],
-            str(demo_home),
-            simulator,
-        )
-        on_step("day")
+    with tracked("care loop, day by day", days + settle_days) as advance:
+        for offset in range(days + settle_days):
+            day = start + timedelta(days=offset)
+            with steps_muted():
+                figures = run_day(
+                    day, campaigns if offset < days else [], str(demo_home), simulator
+                )
+            step_done(f"day {day}", figures)
+            advance(1)
     return finish(settings.home, data)
 
 
@@ -88,15 +89,25 @@ def customer_profiles(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Pr
     return profiles
 
 
-def run_day(day: date, campaigns: list[str], home: str, simulator: CustomerSimulator) -> None:
+def run_day(
+    day: date, campaigns: list[str], home: str, simulator: CustomerSimulator
+) -> dict[str, int]:
+    """One simulated day; what it planned, sent and heard back."""
     now = end_of_day(day)
     morning = now - timedelta(days=1)  # campaigns are planned as the day starts
-    for name in campaigns:
-        care_loop(name, as_of=day, send=False, home=home, now=morning)
-    second_round(as_of=day, send=False, home=home)
-    dispatch_outbox(home=home, now=now, simulated=True)
-    simulator.react(until=now)
-    collect_feedback(home=home)
+    planned = [care_loop(name, as_of=day, send=False, home=home, now=morning) for name in campaigns]
+    second = second_round(as_of=day, send=False, home=home)
+    sent = dispatch_outbox(home=home, now=now, simulated=True)
+    replies = simulator.react(until=now)
+    collected = collect_feedback(home=home)
+    return {
+        "planned": sum(sum(p["queued"].values()) for p in planned),
+        "second rounds": sum(sum(f["queued"].values()) for f in second.values()),
+        "cases opened": sum(f["cases_opened"] for f in second.values()),
+        "sent": sum(sent["sent"].values()),
+        "replies": replies["released"],
+        "ratings": collected["intents"].get("rating", 0),
+    }
 
 
 def finish(home: Path, data: DemoDataSummary) -> DemoResult:

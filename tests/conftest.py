@@ -33,7 +33,9 @@ def con(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    from careloop.runtime import in_process_flows
+
+    with prefect_test_harness(), in_process_flows():
         yield
 
 

@@ -1,0 +1,70 @@
+"""What the command line shows while work runs: rich progress bars and each step's figures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from careloop.progress import Advance, describe
+
+
+class RichReporter:
+    """Progress bars that vanish when their work ends, and one line per finished step."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+
+    def step(self, name: str, figures: Mapping[str, Any]) -> None:
+        self.console.print(f"[green]✓[/green] [bold]{name}[/bold]: {describe(figures)}")
+
+    @contextmanager
+    def track(self, label: str, total: float | None) -> Iterator[Advance]:
+        task = self.progress.add_task(label, total=total)
+        try:
+            yield lambda amount: self.progress.advance(task, amount)
+        finally:
+            self.progress.remove_task(task)
+
+    @contextmanager
+    def live(self) -> Iterator[RichReporter]:
+        with self.progress:
+            yield self
+
+
+class FailureNoiseFilter(logging.Filter):
+    """Prefect logs a failing run's exception with its traceback; the command prints the
+    error itself, in one line, so on the console these records are dropped (the API log
+    handler still sends them to the server). ``--debug`` leaves them in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith("prefect"))
+
+
+def quiet_prefect_failures() -> None:
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not any(
+                isinstance(f, FailureNoiseFilter) for f in handler.filters
+            ):
+                handler.addFilter(FailureNoiseFilter())

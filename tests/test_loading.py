@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -69,8 +70,8 @@ BAD = {
             "joined_on '2030-01-01' is in the future",
             "sms_consent 'yes' must be true or false",
             "timezone 'Mars/Base' is not an IANA timezone",
-            "phone '******' is not a valid E.164 phone number",  # masked: the original
-            "email '***' is not a valid email address",  # stays in the quarantine table
+            "phone '******' is not an E.164 phone number (+8613812345678)",  # masked: the
+            "email '***' is not a valid email address",  # original stays in quarantine
             "tier 'diamond' is not a tier (standard, silver, gold, platinum)",
             "locale 'fr' is not a locale (zh-CN, en)",
             "home_store_id 'ST9' is not a known store",
@@ -82,7 +83,7 @@ BAD = {
     ),
     7: (
         "S6,,8613812345671,,,2015-04-10,standard,,Asia/Shanghai,en,false,false,false",
-        ["name is missing", "phone '86*******5671' is not a valid E.164 phone number"],
+        ["name is missing", "phone '86*******5671' is not an E.164 phone number (+8613812345678)"],
     ),
 }
 
@@ -96,7 +97,9 @@ def test_a_file_with_bad_rows_is_refused_whole_with_every_reason(stores, setting
     assert set(result.bad_rows) == {2, *BAD}  # line 2 is S1, duplicated on line 6
     for line, (_, reasons) in BAD.items():
         assert sorted(result.bad_rows[line]) == sorted(reasons), line
-    assert "line 5: joined_on '2030-01-01' is in the future" in str(refused.value)
+    # reasons in the file's column order, one per field
+    assert "line 5: phone '******' is not an E.164" in str(refused.value)
+    assert "; joined_on '2030-01-01' is in the future; tier" in str(refused.value)
     report = json.loads(
         stores.execute("SELECT report FROM load_reports WHERE NOT success").fetchone()[0]
     )
@@ -139,10 +142,12 @@ def test_parquet_and_visits_with_references(stores, settings, tmp_path):
     assert result.bad_rows == {
         2: ["subscriber_id 'S9' is not a known subscriber"],
         3: ["store_id 'ST7' is not a known store"],
-        4: ["visited_at '2026-02-28 10:15:00' is not an ISO 8601 time with an offset"],
     }
-    at = stores.execute("SELECT epoch(visited_at) FROM store_visits").fetchone()[0]
-    assert at == 1772244900  # 2026-02-28 02:15 UTC
+    # V4 has no offset: it is the store's local time (ST1 is in Shanghai), the same moment
+    at = stores.execute(
+        "SELECT visit_id, epoch(visited_at) FROM store_visits ORDER BY 1"
+    ).fetchall()
+    assert at == [("V1", 1772244900), ("V4", 1772244900)]  # 2026-02-28 02:15 UTC
 
 
 def test_unreadable_inputs_are_named(con, settings, tmp_path):
@@ -154,5 +159,109 @@ def test_unreadable_inputs_are_named(con, settings, tmp_path):
             write(tmp_path, "x.csv", [], HEADER.rsplit(",", 1)[0]),
             today=TODAY,
         )
-    with pytest.raises(LoadError, match="unknown entity 'people'"):
+    with pytest.raises(LoadError, match="unknown kind 'people'"):
         load_file(con, settings, "people", tmp_path / "x.csv")
+
+
+def _reports(con):
+    return {
+        row[0]: json.loads(row[1])
+        for row in con.execute("SELECT load_id, report FROM load_reports").fetchall()
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file is empty"),
+        (HEADER.encode() + b"\n", "no rows below the header"),
+        (b"subscriber_id,name\nS1,Li\n", "missing column(s) phone, email"),
+        (
+            (HEADER + "\n" + GOOD[0] + "\n").encode()
+            + GOOD[1].replace("Mary", "玛丽").encode("gb18030"),
+            "line 3 is not UTF-8",
+        ),
+    ],
+)
+def test_every_refused_file_leaves_a_report_row_and_its_json(
+    con, settings, tmp_path, content, reason
+):
+    path = tmp_path / "subscribers.csv"
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match=re.escape(reason)):
+        load_file(con, settings, "subscribers", path, today=TODAY)
+    ((load_id, report),) = _reports(con).items()
+    assert report["success"] is False and reason in report["refused"]
+    on_disk = json.loads((settings.reports_dir / "validation" / f"{load_id}.json").read_text())
+    assert on_disk["refused"] == report["refused"] and count(con) == 0
+
+
+def test_extra_columns_are_ignored_and_reported(stores, settings, tmp_path):
+    lines = [line + ",vip,x" for line in GOOD]
+    path = write(tmp_path, "extra.csv", lines, HEADER + ",segment,notes")
+    result = load_file(stores, settings, "subscribers", path, today=TODAY)
+    assert result.rows_loaded == 2 and result.ignored_columns == ["segment", "notes"]
+    assert _reports(stores)[result.load_id]["ignored_columns"] == ["segment", "notes"]
+
+
+def test_great_expectations_checks_the_raw_columns_and_its_result_is_kept(
+    stores, settings, tmp_path
+):
+    path = write(tmp_path, "bad.csv", GOOD + [line for line, _ in BAD.values()])
+    result = load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)
+    report = _reports(stores)[result.load_id]
+    gx = report["great_expectations"]
+    checked = {
+        (r["expectation_config"]["type"], r["expectation_config"]["kwargs"]["column"]): r
+        for r in gx["results"]
+    }
+    # the gate is over the file's own text: patterns, formats and sets, not derived flags
+    phone = checked[("expect_column_values_to_match_regex", "phone")]
+    assert phone["expectation_config"]["kwargs"]["regex"].startswith(r"^\+[1-9]")
+    assert phone["result"]["unexpected_count"] == 2  # lines 5 and 7
+    assert [hit["_line"] for hit in phone["result"]["unexpected_index_list"]] == [5, 7]
+    birthday = checked[("expect_column_values_to_match_strftime_format", "birthday")]
+    assert birthday["result"]["unexpected_count"] == 1 and not birthday["success"]
+    assert checked[("expect_column_values_to_be_in_set", "tier")]["result"]["unexpected_count"] == 1
+    assert checked[("expect_column_values_to_be_unique", "subscriber_id")]["success"] is False
+    assert gx["success"] is False and gx["statistics"]["evaluated_expectations"] == len(
+        gx["results"]
+    )
+    assert "+86123" not in json.dumps(report)  # values never reach the report, lines do
+
+
+def test_quarantine_says_where_the_bad_rows_went(stores, settings, tmp_path):
+    path = write(tmp_path, "bad.csv", GOOD + [line for line, _ in BAD.values()])
+    result = load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)
+    kept = result.quarantine_file
+    assert kept is not None and kept.stat().st_mode & 0o777 == 0o600
+    rows = pl.read_csv(kept, infer_schema=False)
+    assert rows["line"].to_list() == ["2", "4", "5", "6", "7"]
+    assert rows.filter(pl.col("line") == "4")["reasons"].item().startswith("birthday '1990-02-30'")
+
+
+def test_typed_parquet_columns_are_read_as_their_text(stores, settings, tmp_path):
+    frame = pl.DataFrame(
+        {
+            "subscriber_id": ["S1"],
+            "name": ["Li"],
+            "phone": ["+8613812345678"],
+            "email": [None],
+            "birthday": [date(1990, 2, 28)],
+            "joined_on": [date(2015, 4, 10)],
+            "tier": ["gold"],
+            "home_store_id": ["ST1"],
+            "timezone": ["Asia/Shanghai"],
+            "locale": ["zh-CN"],
+            "sms_consent": [True],
+            "email_consent": [False],
+            "voice_consent": [False],
+        },
+        schema_overrides={"email": pl.String},
+    )
+    frame.write_parquet(tmp_path / "s.parquet")
+    result = load_file(stores, settings, "subscribers", tmp_path / "s.parquet", today=TODAY)
+    assert result.success
+    assert stores.execute(
+        "SELECT birthday, sms_consent, email_consent FROM subscribers"
+    ).fetchone() == (date(1990, 2, 28), True, False)

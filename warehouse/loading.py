@@ -1,21 +1,21 @@
-"""Load subscribers, stores and visits (CSV or Parquet), validated before the warehouse sees them.
+"""Load stores, subscribers and visits (CSV or Parquet), validated before the warehouse sees them.
 
-Each file is read as text, checked row by row (dates that exist, E.164 phones, emails, known
-timezones, tiers, locales, stores and subscribers), and validated by a Great Expectations suite
-over a pandas batch (GX cannot validate DuckDB here). By default a file with any bad row is
-refused whole, with every bad row listed by line and reason; with ``quarantine`` the good rows
-are upserted and the bad ones kept in the quarantine table. Either way a report is kept.
+A file is read as text (UTF-8; the first line that is not is named), its columns matched to
+the kind's (missing ones refuse the file, extra ones are reported and ignored), then the Great
+Expectations suite (``warehouse.expectations``) validates every row. By default a file with
+any bad row is refused whole, with every bad row listed by line and reason; with
+``quarantine`` the good rows are upserted and the bad ones kept in the quarantine table (and a
+CSV beside the report). Every load, refused or not, leaves a ``load_reports`` row and its
+validation JSON in ``$CARELOOP_HOME/reports/validation/``.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import uuid
-import zoneinfo
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,100 +24,68 @@ import phonenumbers
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
+from careloop.clock import business_date
 from careloop.errors import UserError
-from careloop.files import write_private_text
-from careloop.masking import mask_email, mask_phone
-from careloop.settings import LOCALES, Settings
+from careloop.files import write_private_csv, write_private_text
+from careloop.progress import tracked
+from careloop.settings import Settings
 from warehouse.db import query_frame, register_frame
+from warehouse.entities import ENTITIES, Entity
+from warehouse.expectations import DerivedCheck, Validation, suite_rules, validate
 
-DATE_FORMAT = "%Y-%m-%d"
-TIMESTAMP_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.f%:z",
-    "%Y-%m-%dT%H:%M:%S%:z",
-    "%Y-%m-%d %H:%M:%S%:z",
-    "%Y-%m-%dT%H:%M:%S%z",
-    "%Y-%m-%dT%H:%M:%SZ",
-)
+# Times are normalised to one shape before parsing: "T" between date and time, seconds, and
+# an offset written +HH:MM (or none: then the time is the store's local time).
+ISO_SHAPE = [
+    (r"^(\d{4}-\d{2}-\d{2}) ", "${1}T"),
+    (r"T(\d{2}:\d{2})($|[Z+-])", "T${1}:00${2}"),
+    (r"Z$", "+00:00"),
+    (r"([+-]\d{2})(\d{2})$", "${1}:${2}"),
+]
+CHUNK_BYTES = 1 << 20
 
 
 class LoadError(UserError, ValueError):
-    """A file that cannot be loaded at all (unreadable, or a required column missing)."""
-
-
-@dataclass(frozen=True)
-class Entity:
-    name: str
-    key: str
-    columns: tuple[str, ...]
-    required: tuple[str, ...]
-    dates: tuple[str, ...] = ()
-    past_dates: tuple[str, ...] = ()
-    booleans: tuple[str, ...] = ()
-    timestamps: tuple[str, ...] = ()
-
-
-ENTITIES = {
-    "stores": Entity(
-        "stores",
-        "store_id",
-        ("store_id", "name", "city", "region", "timezone", "manager_name", "manager_email"),
-        ("store_id", "name", "city", "timezone", "manager_name", "manager_email"),
-    ),
-    "subscribers": Entity(
-        "subscribers",
-        "subscriber_id",
-        (
-            "subscriber_id",
-            "name",
-            "phone",
-            "email",
-            "birthday",
-            "joined_on",
-            "tier",
-            "home_store_id",
-            "timezone",
-            "locale",
-            "sms_consent",
-            "email_consent",
-            "voice_consent",
-        ),
-        (
-            "subscriber_id",
-            "name",
-            "joined_on",
-            "tier",
-            "timezone",
-            "locale",
-            "sms_consent",
-            "email_consent",
-            "voice_consent",
-        ),
-        dates=("birthday", "joined_on"),
-        past_dates=("birthday", "joined_on"),
-        booleans=("sms_consent", "email_consent", "voice_consent"),
-    ),
-    "visits": Entity(
-        "store_visits",
-        "visit_id",
-        ("visit_id", "subscriber_id", "store_id", "visited_at", "service_type"),
-        ("visit_id", "subscriber_id", "store_id", "visited_at", "service_type"),
-        timestamps=("visited_at",),
-    ),
-}
+    """A file refused as a whole: unreadable, empty, not UTF-8, or a column missing."""
 
 
 @dataclass
 class LoadResult:
     load_id: str
     entity: str
-    rows_read: int
-    rows_loaded: int
+    source: str
+    mode: str  # refuse | quarantine
+    rows_read: int = 0
+    rows_loaded: int = 0
     bad_rows: dict[int, list[str]] = field(default_factory=dict)  # line -> reasons
-    report: dict[str, Any] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the whole file was refused before any row was read
+    quarantine_file: Path | None = None
+    validation: Validation | None = None
 
     @property
     def success(self) -> bool:
-        return not self.bad_rows
+        return not self.bad_rows and self.refused is None
+
+    def report(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "load_id": self.load_id,
+            "entity": self.entity,
+            "source": self.source,
+            "mode": self.mode,
+            "success": self.success,
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "ignored_columns": self.ignored_columns,
+            "refused": self.refused,
+            "bad_rows": {str(line): reasons for line, reasons in sorted(self.bad_rows.items())},
+        }
+        if self.validation:
+            report |= {
+                "statistics": self.validation.statistics,
+                "expectations": self.validation.summary,
+                "great_expectations": self.validation.gx_result,
+            }
+        return report
 
 
 class LoadRefusedError(LoadError):
@@ -133,42 +101,146 @@ class LoadRefusedError(LoadError):
         self.result = result
 
 
-def read_table(path: Path, entity: Entity) -> pl.DataFrame:
-    """Every column as text, with the source line number (CSV: header is line 1)."""
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    kind: str,
+    path: Path,
+    *,
+    quarantine: bool = False,
+    today: date | None = None,
+) -> LoadResult:
+    """Validate then upsert by id; refuse the whole file on any bad row unless quarantining."""
+    entity = entity_named(kind)
+    load_id = f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    result = LoadResult(load_id, kind, str(path), "quarantine" if quarantine else "refuse")
+    try:
+        with tracked(f"{kind}: reading {path.name}"):
+            raw, result.ignored_columns = read_table(path, entity)
+    except LoadError as refused:
+        result.refused = str(refused)
+        _keep_report(con, settings, result)
+        raise
+    frame = checked_frame(con, raw, entity)
+    rules = suite_rules(entity, settings, today or business_date(settings.zone), DERIVED[kind])
+    with tracked(f"{kind}: validating {raw.height:,} rows"):
+        validation = validate(frame, entity, rules)
+    result.rows_read, result.validation = raw.height, validation
+    result.bad_rows = validation.bad_rows
+    with tracked(f"{kind}: writing"):
+        _write(con, settings, entity, frame, result, quarantine)
+    if result.bad_rows and not quarantine:
+        raise LoadRefusedError(result)
+    return result
+
+
+def entity_named(kind: str) -> Entity:
+    if kind not in ENTITIES:
+        raise LoadError(f"unknown kind {kind!r}; use {', '.join(ENTITIES)}")
+    return ENTITIES[kind]
+
+
+def read_table(path: Path, entity: Entity) -> tuple[pl.DataFrame, list[str]]:
+    """The kind's columns as text, with the source line number (CSV: the header is line 1),
+    and the file's other columns, which are ignored."""
     try:
         if path.suffix.lower() == ".parquet":
-            frame = pl.read_parquet(path).with_columns(pl.all().cast(pl.String))
-            first_line = 1
+            frame, first_line = _as_text(pl.read_parquet(path)), 1
         else:
-            frame = pl.read_csv(path, infer_schema=False)
-            first_line = 2
+            check_utf8(path)
+            frame, first_line = pl.read_csv(path, infer_schema=False), 2
+    except pl.exceptions.NoDataError:
+        raise LoadError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise LoadError(f"{path}: cannot read: {exc}") from None
-    missing = [c for c in entity.columns if c not in frame.columns]
+    missing = [c for c in entity.names if c not in frame.columns]
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
-    frame = frame.select(entity.columns).with_columns(
-        pl.col(c).str.strip_chars().replace("", None) for c in entity.columns
+    if frame.is_empty():
+        raise LoadError(f"{path}: no rows below the header")
+    ignored = [c for c in frame.columns if c not in entity.names]
+    frame = frame.select(entity.names).with_columns(
+        pl.col(c).str.strip_chars().replace("", None) for c in entity.names
     )
-    return frame.with_row_index("_line", offset=first_line).with_columns(
-        pl.col("_line").cast(pl.Int64)
-    )
+    lines = pl.int_range(first_line, first_line + frame.height, dtype=pl.Int64).alias("_line")
+    return frame.with_columns(lines), ignored
 
 
-@cache
-def _known_timezones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+def check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad = line + exc.object.count(b"\n", 0, exc.start)
+                raise LoadError(
+                    f"{path}: line {bad} is not UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
+                    "save the file as UTF-8"
+                ) from None
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise LoadError(f"{path}: line {line} is not UTF-8 (cut off at the end)") from None
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """A Parquet file's typed columns as the text a CSV would hold."""
+
+    def text(name: str, dtype: pl.DataType) -> pl.Expr:
+        column = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            shape = "%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if dtype.time_zone else "")
+            return column.dt.to_string(shape)
+        if dtype == pl.Boolean:
+            return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false"))
+        return column.cast(pl.String)
+
+    return frame.select(text(n, t).alias(n) for n, t in frame.schema.items())
+
+
+def checked_frame(
+    con: duckdb.DuckDBPyConnection, raw: pl.DataFrame, entity: Entity
+) -> pl.DataFrame:
+    """The raw columns, parsed values beside them (``{c}__parsed``, ``{c}__local`` for a time
+    with no offset), and one ``ok_*`` column per rule GX cannot express."""
+    frame = raw.with_columns(_parsed(entity))
+    frame = frame.with_columns(_derived_flags(entity))
+    return _with_references(con, frame, entity)
+
+
+def _parsed(entity: Entity) -> list[pl.Expr]:
+    exprs = [
+        pl.col(c)
+        .str.to_date("%Y-%m-%d", strict=False)
+        .cast(pl.Datetime("ns"))
+        .alias(f"{c}__parsed")
+        for c in entity.of_type("date")
+    ]
+    for name in entity.of_type("timestamp"):
+        shaped = pl.col(name)
+        for pattern, replacement in ISO_SHAPE:
+            shaped = shaped.str.replace(pattern, replacement)
+        exprs += [
+            shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False).alias(
+                f"{name}__parsed"
+            ),
+            shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).alias(f"{name}__local"),
+        ]
+    return exprs
 
 
 def valid_phone(value: str | None) -> bool:
+    """A real number in its country's numbering plan (the E.164 shape is GX's rule)."""
     if value is None:
         return True
     try:
-        number = phonenumbers.parse(value)
+        return phonenumbers.is_valid_number(phonenumbers.parse(value))
     except phonenumbers.NumberParseException:
         return False
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return value == e164 and phonenumbers.is_valid_number(number)
 
 
 def valid_email(value: str | None) -> bool:
@@ -181,297 +253,141 @@ def valid_email(value: str | None) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Check:
-    """One row-level rule: a derived boolean column GX expects to be all True."""
-
-    name: str
-    column: str
-    reason: str
-
-
-def typed_frame(
-    frame: pl.DataFrame, entity: Entity, settings: Settings, today: date
-) -> tuple[pl.DataFrame, list[Check]]:
-    """Parse typed columns and add one ``ok_*`` column per row rule."""
-    checks: list[Check] = []
-    exprs: list[pl.Expr] = []
-
-    def check(name: str, column: str, reason: str, ok: pl.Expr) -> None:
-        checks.append(Check(name, column, reason))
-        exprs.append(ok.fill_null(True).alias(f"ok_{name}"))
-
-    for column in entity.dates:
-        parsed = pl.col(column).str.to_date(DATE_FORMAT, strict=False)
-        frame = frame.with_columns(parsed.alias(f"{column}__v"))
-        check(
-            f"{column}_date",
-            column,
-            "is not a real date (YYYY-MM-DD)",
-            pl.col(column).is_null() | pl.col(f"{column}__v").is_not_null(),
-        )
-        if column in entity.past_dates:
-            check(
-                f"{column}_past",
-                column,
-                "is in the future",
-                pl.col(f"{column}__v") <= pl.lit(today),
-            )
-    for column in entity.timestamps:
-        parsed = pl.coalesce(
-            [
-                pl.col(column).str.to_datetime(f, time_zone="UTC", strict=False)
-                for f in TIMESTAMP_FORMATS
-            ]
-        )
-        frame = frame.with_columns(parsed.alias(f"{column}__v"))
-        check(
-            f"{column}_timestamp",
-            column,
-            "is not an ISO 8601 time with an offset",
-            pl.col(f"{column}__v").is_not_null(),
-        )
-    for column in entity.booleans:
-        check(
-            f"{column}_bool",
-            column,
-            "must be true or false",
-            pl.col(column).str.to_lowercase().is_in(["true", "false"]),
-        )
-    _row_rules(entity, check, settings)
-    return frame.with_columns(exprs), checks
-
-
-def _row_rules(
-    entity: Entity, check: Callable[[str, str, str, pl.Expr], None], settings: Settings
-) -> None:
-    def member(column: str, values: set[str] | frozenset[str]) -> pl.Expr:
-        return pl.col(column).is_in(list(values))
-
-    def by_python(column: str, test: Callable[[str | None], bool]) -> pl.Expr:
-        return pl.col(column).map_elements(test, return_dtype=pl.Boolean, skip_nulls=True)
-
-    if "timezone" in entity.columns:
-        check(
-            "timezone",
-            "timezone",
-            "is not an IANA timezone",
-            member("timezone", _known_timezones()),
-        )
-    if entity.name == "subscribers":
-        check(
-            "phone", "phone", "is not a valid E.164 phone number", by_python("phone", valid_phone)
-        )
-        check("email", "email", "is not a valid email address", by_python("email", valid_email))
-        check(
-            "tier",
-            "tier",
-            f"is not a tier ({', '.join(settings.tiers)})",
-            member("tier", set(settings.tiers)),
-        )
-        check(
-            "locale",
-            "locale",
-            f"is not a locale ({', '.join(LOCALES)})",
-            member("locale", set(LOCALES)),
-        )
-    if entity.name == "stores":
-        check(
-            "manager_email",
-            "manager_email",
-            "is not a valid email address",
-            by_python("manager_email", valid_email),
-        )
-
-
-# Reference checks run in DuckDB against the warehouse: (check, column, table, key).
-REFERENCES = {
-    "subscribers": [("home_store", "home_store_id", "stores", "store_id")],
-    "store_visits": [
-        ("store", "store_id", "stores", "store_id"),
-        ("subscriber", "subscriber_id", "subscribers", "subscriber_id"),
+# Rules GX cannot express, per kind: (check, column, reason). References are checked against
+# the warehouse; the others by a library, value by value.
+DERIVED = {
+    "stores": [DerivedCheck("manager_email", "manager_email", "is not a valid email address")],
+    "subscribers": [
+        DerivedCheck("phone", "phone", "is not a valid number in its country's numbering plan"),
+        DerivedCheck("email", "email", "is not a valid email address"),
+        DerivedCheck("home_store", "home_store_id", "is not a known store"),
+    ],
+    "visits": [
+        DerivedCheck("subscriber", "subscriber_id", "is not a known subscriber"),
+        DerivedCheck("store", "store_id", "is not a known store"),
     ],
 }
-REFERENCE_REASON = {"stores": "is not a known store", "subscribers": "is not a known subscriber"}
+VALUE_TESTS = {"phone": valid_phone, "email": valid_email}
 
 
-def add_reference_checks(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, entity: Entity
-) -> tuple[pl.DataFrame, list[Check]]:
-    references = REFERENCES.get(entity.name, [])
-    if not references:
-        return frame, []
-    register_frame(con, "incoming", frame)
-    flags = ", ".join(
-        f"({column} IS NULL OR {column} IN (SELECT {key} FROM {table})) AS ok_{name}"
-        for name, column, table, key in references
-    )
-    # Only the flags come back (a plain fetch: an open relation would block later registers).
-    flagged = query_frame(con, f"SELECT _line, {flags} FROM incoming")
-    con.unregister("incoming")
-    checked = frame.join(flagged.cast({"_line": pl.Int64}), on="_line", how="left")
-    return checked, [
-        Check(name, column, REFERENCE_REASON[table]) for name, column, table, _ in references
+def _derived_flags(entity: Entity) -> list[pl.Expr]:
+    types = {c.name: c.type for c in entity.columns}
+    return [
+        pl.col(check.column)
+        .map_elements(VALUE_TESTS[types[check.column]], return_dtype=pl.Boolean, skip_nulls=True)
+        .alias(f"ok_{check.name}")
+        for check in DERIVED[entity.kind]
+        if types[check.column] in VALUE_TESTS
     ]
 
 
-def validate(
-    frame: pl.DataFrame, entity: Entity, checks: list[Check]
-) -> tuple[dict[int, list[str]], dict[str, Any]]:
-    """Run the entity's GX suite over the batch; return bad lines with reasons, and the report."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-    from great_expectations.expectations.core.expect_column_values_to_be_in_set import (
-        ExpectColumnValuesToBeInSet,
+def _with_references(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, entity: Entity
+) -> pl.DataFrame:
+    """``ok_*`` for each column that names a row the warehouse must already hold (stores load
+    before the subscribers and visits that name them)."""
+    checks = {c.column: c.name for c in DERIVED[entity.kind]}
+    references = [c for c in entity.columns if c.references]
+    if not references:
+        return frame
+    flags = ", ".join(
+        f"({c.name} IS NULL OR {c.name} IN (SELECT {c.references.split('.')[1]} "
+        f"FROM {c.references.split('.')[0]})) AS ok_{checks[c.name]}"
+        for c in references
+        if c.references
     )
-    from great_expectations.expectations.core.expect_column_values_to_be_unique import (
-        ExpectColumnValuesToBeUnique,
-    )
-    from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
-        ExpectColumnValuesToNotBeNull,
-    )
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("load")
-        .add_dataframe_asset(entity.name)
-        .add_batch_definition_whole_dataframe("file")
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=entity.name))
-    suite.add_expectation(
-        ExpectColumnValuesToBeUnique(
-            column=entity.key, meta={"reason": "appears more than once", "column": entity.key}
-        )
-    )
-    for column in entity.required:
-        suite.add_expectation(
-            ExpectColumnValuesToNotBeNull(
-                column=column, meta={"reason": "is missing", "column": column}
-            )
-        )
-    for item in checks:
-        suite.add_expectation(
-            ExpectColumnValuesToBeInSet(
-                column=f"ok_{item.name}",
-                value_set=[True],
-                meta={"reason": item.reason, "column": item.column},
-            )
-        )
-    source = frame.select(["_line", *entity.columns, *(f"ok_{c.name}" for c in checks)])
-    result = batch.get_batch(batch_parameters={"dataframe": source.to_pandas()}).validate(
-        suite,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_line"]},
-    )
-    values = {row["_line"]: row for row in source.iter_rows(named=True)}
-    bad: dict[int, list[str]] = {}
-    summary = []
-    for outcome in result.results:
-        config = outcome.expectation_config
-        assert config is not None  # GX fills it for every result of a suite run
-        meta = config.meta or {}
-        unexpected = outcome.result.get("unexpected_index_list") or []
-        summary.append(
-            {
-                "expectation": config.type,
-                "column": meta.get("column"),
-                "success": bool(outcome.success),
-                "unexpected": len(unexpected),
-            }
-        )
-        for hit in unexpected:
-            line = int(hit["_line"])
-            column = str(meta["column"])
-            value = values[line][column]
-            shown = "" if value is None else f" {shown_value(column, value)!r}"
-            bad.setdefault(line, []).append(f"{column}{shown} {meta['reason']}")
-    report = {
-        "entity": entity.name,
-        "success": bool(result.success),
-        "statistics": dict(result.statistics),
-        "expectations": summary,
-    }
-    return bad, report
+    register_frame(con, "incoming", frame.select("_line", *(c.name for c in references)))
+    flagged = query_frame(con, f"SELECT _line, {flags} FROM incoming")  # a plain fetch
+    con.unregister("incoming")
+    return frame.join(flagged.cast({"_line": pl.Int64}), on="_line", how="left")
 
 
-def load_file(
+def _write(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
-    entity_name: str,
-    path: Path,
-    *,
-    quarantine: bool = False,
-    today: date | None = None,
-) -> LoadResult:
-    """Validate then upsert by id; refuse the whole file on any bad row unless quarantining."""
-    if entity_name not in ENTITIES:
-        raise LoadError(f"unknown entity {entity_name!r}; use {', '.join(ENTITIES)}")
-    entity = ENTITIES[entity_name]
-    frame, checks = typed_frame(
-        read_table(path, entity), entity, settings, today or datetime.now(UTC).date()
-    )
-    frame, references = add_reference_checks(con, frame, entity)
-    bad, report = validate(frame, entity, checks + references)
-    load_id = f"{entity_name}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    result = LoadResult(
-        load_id,
-        entity_name,
-        frame.height,
-        0,
-        bad,
-        {**report, "source": str(path), "bad_rows": {str(k): v for k, v in sorted(bad.items())}},
-    )
-    mode = "quarantine" if quarantine else "refuse"
+    entity: Entity,
+    frame: pl.DataFrame,
+    result: LoadResult,
+    quarantine: bool,
+) -> None:
+    """Upsert the good rows and keep the bad ones (quarantine), or write nothing but the
+    report (refuse), in one transaction."""
+    bad = frame.filter(pl.col("_line").is_in(list(result.bad_rows)))
     con.execute("BEGIN TRANSACTION")
     try:
-        if quarantine or not bad:
-            good = frame.filter(~pl.col("_line").is_in(list(bad)))
-            result.rows_loaded = _upsert(con, entity, good)
-            _quarantine(con, entity, frame.filter(pl.col("_line").is_in(list(bad))), bad, load_id)
-        con.execute(
-            "INSERT INTO load_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [
-                load_id,
-                entity_name,
-                str(path),
-                mode,
-                result.rows_read,
-                result.rows_loaded,
-                len(bad),
-                not bad,
-                json.dumps(result.report, default=str),
-            ],
-        )
+        if quarantine or bad.is_empty():
+            result.rows_loaded = _upsert(
+                con, entity, frame.filter(~pl.col("_line").is_in(list(result.bad_rows)))
+            )
+            _quarantine(con, entity, bad, result)
+        _insert_report(con, result)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    _write_report(settings, result)
-    if bad and not quarantine:
-        raise LoadRefusedError(result)
-    return result
+    if quarantine and not bad.is_empty():
+        result.quarantine_file = _quarantine_csv(settings, entity, bad, result)
+    _write_report_json(settings, result)
 
 
+def _keep_report(con: duckdb.DuckDBPyConnection, settings: Settings, result: LoadResult) -> None:
+    _insert_report(con, result)
+    _write_report_json(settings, result)
+
+
+def _insert_report(con: duckdb.DuckDBPyConnection, result: LoadResult) -> None:
+    con.execute(
+        "INSERT INTO load_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        [
+            result.load_id,
+            result.entity,
+            result.source,
+            result.mode,
+            result.rows_read,
+            result.rows_loaded,
+            len(result.bad_rows),
+            result.success,
+            json.dumps(result.report(), default=str),
+        ],
+    )
+
+
+# How each column reaches the warehouse: typed from its parsed value, or as text.
 def _typed_columns(entity: Entity) -> list[pl.Expr]:
     exprs = []
     for column in entity.columns:
-        if column in entity.dates or column in entity.timestamps:
-            exprs.append(pl.col(f"{column}__v").alias(column))
-        elif column in entity.booleans:
-            exprs.append((pl.col(column).str.to_lowercase() == "true").alias(column))
+        name = column.name
+        if column.type == "date":
+            exprs.append(pl.col(f"{name}__parsed").cast(pl.Date).alias(name))
+        elif column.type == "timestamp":
+            exprs += [pl.col(f"{name}__parsed"), pl.col(f"{name}__local")]
+        elif column.type == "boolean":
+            exprs.append((pl.col(name).str.to_lowercase() == "true").alias(name))
         else:
-            exprs.append(pl.col(column))
+            exprs.append(pl.col(name))
     return exprs
+
+
+def _value_sql(entity: Entity, name: str) -> str:
+    """A time without an offset is the visited store's local time."""
+    column = next(c for c in entity.columns if c.name == name)
+    if column.type != "timestamp":
+        return name
+    return (
+        f"coalesce({name}__parsed, timezone((SELECT timezone FROM stores s "
+        f"WHERE s.store_id = good_rows.store_id), {name}__local))"
+    )
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, entity: Entity, good: pl.DataFrame) -> int:
     if good.is_empty():
         return 0
     register_frame(con, "good_rows", good.select(_typed_columns(entity)))
-    columns = ", ".join(entity.columns)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in entity.columns if c != entity.key)
+    columns = ", ".join(entity.names)
+    values = ", ".join(_value_sql(entity, c) for c in entity.names)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in entity.names if c != entity.key)
     con.execute(
-        f"INSERT INTO {entity.name} ({columns}) SELECT {columns} FROM good_rows "
+        f"INSERT INTO {entity.table} ({columns}) SELECT {values} FROM good_rows "
         f"ON CONFLICT ({entity.key}) DO UPDATE SET {updates}"
     )
     con.unregister("good_rows")
@@ -479,39 +395,47 @@ def _upsert(con: duckdb.DuckDBPyConnection, entity: Entity, good: pl.DataFrame) 
 
 
 def _quarantine(
-    con: duckdb.DuckDBPyConnection,
-    entity: Entity,
-    rows: pl.DataFrame,
-    bad: dict[int, list[str]],
-    load_id: str,
+    con: duckdb.DuckDBPyConnection, entity: Entity, rows: pl.DataFrame, result: LoadResult
 ) -> None:
-    if rows.is_empty():
-        return
     records = [
         (
-            load_id,
-            entity.name,
+            result.load_id,
+            entity.table,
             row["_line"],
-            json.dumps({c: row[c] for c in entity.columns}, ensure_ascii=False),
-            bad[row["_line"]],
+            json.dumps({c: row[c] for c in entity.names}, ensure_ascii=False),
+            result.bad_rows[row["_line"]],
         )
         for row in rows.iter_rows(named=True)
     ]
-    con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, now())", records)
+    if records:
+        con.executemany("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, now())", records)
 
 
-CONTACT_COLUMNS = frozenset({"phone", "email", "manager_email"})
+def _quarantine_csv(
+    settings: Settings, entity: Entity, rows: pl.DataFrame, result: LoadResult
+) -> Path:
+    """The bad rows as they were, with their reasons, for whoever fixes the source."""
+    path = settings.reports_dir / "validation" / f"{result.load_id}.quarantine.csv"
+    header = ["line", *entity.names, "reasons"]
+    write_private_csv(
+        path,
+        header,
+        [
+            (
+                row["_line"],
+                *(row[c] for c in entity.names),
+                "; ".join(result.bad_rows[row["_line"]]),
+            )
+            for row in rows.iter_rows(named=True)
+        ],
+    )
+    return path
 
 
-def shown_value(column: str, value: object) -> object:
-    """A refused value as reasons show it: contact data masked (the original stays in the
-    quarantine table, never in a log, a printed reason or a report)."""
-    text = str(value)
-    if column in CONTACT_COLUMNS:
-        return mask_email(text) if "email" in column else mask_phone(text)
-    return value
+def report_path(settings: Settings, load_id: str) -> Path:
+    return settings.reports_dir / "validation" / f"{load_id}.json"
 
 
-def _write_report(settings: Settings, result: LoadResult) -> None:
-    path = settings.reports_dir / "validation" / f"{result.load_id}.json"
-    write_private_text(path, json.dumps(result.report, ensure_ascii=False, indent=2, default=str))
+def _write_report_json(settings: Settings, result: LoadResult) -> None:
+    text = json.dumps(result.report(), ensure_ascii=False, indent=2, default=str)
+    write_private_text(report_path(settings, result.load_id), text)

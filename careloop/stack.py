@@ -18,6 +18,7 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
+from careloop.runtime import STACK_API_FILE
 from careloop.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +96,9 @@ def up() -> None:
         run,
     )
     wait_for(f"{api}/health", "the Prefect server")
+    # careloop's own commands find the stack's API here (careloop.runtime), so a command run
+    # beside the worker takes turns with it for the warehouse.
+    (run / STACK_API_FILE).write_text(api)
     prefect(env, "work-pool", "create", "careloop", "--type", "process", ok_if="already exists")
     prefect(env, "deploy", "--all")
     start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)
@@ -105,11 +109,14 @@ def up() -> None:
     print(f"Prefect API      {api}")
     print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
     print(f"logs and pids    {run}")
+    print("careloop commands now report to this server; for `prefect` commands:")
+    print(f"  export PREFECT_API_URL={api}")
     print(f"ready in {time.monotonic() - started:.1f} s; stop with `make down`")
 
 
 def down() -> None:
     run = load_settings().home.resolve() / "run"
+    (run / STACK_API_FILE).unlink(missing_ok=True)
     groups = {}
     for name in PROCESSES:
         pid_file = run / f"{name}.pid"

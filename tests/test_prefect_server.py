@@ -197,7 +197,7 @@ def test_two_warehouse_writers_triggered_at_once_take_turns(server):
 def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
     prefect_port, service_port = free_port(), free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
         "CARELOOP_HOME": str(tmp_path / "care"),
         "CARELOOP_PREFECT_PORT": str(prefect_port),
         "CARELOOP_SERVICE_PORT": str(service_port),
@@ -213,11 +213,23 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
         assert len(deployed) == len(DEPLOYMENTS)
         pids = [int(p.read_text()) for p in (tmp_path / "care" / "run").glob("*.pid")]
         assert len(pids) == 3
+        # a careloop command run beside the stack reports to its server (and so takes turns
+        # with the worker for the warehouse), with no PREFECT_API_URL set
+        collect = subprocess.run(
+            [BIN / "careloop", "collect"], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert collect.returncode == 0, collect.stdout + collect.stderr
+        api = f"http://127.0.0.1:{prefect_port}/api"
+        assert f"flow runs: {api} (the stack" in " ".join(collect.stderr.split())
+        ad_hoc = {"flow_runs": {"deployment_id": {"is_null_": True}}}
+        runs = post(api, "/flow_runs/filter", ad_hoc)
+        assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
     finally:
         started = time.monotonic()
         down = subprocess.run([*stack, "down"], env=env, cwd=ROOT, capture_output=True, text=True)
         took = time.monotonic() - started
     assert down.returncode == 0 and took < 10, (took, down.stdout)
+    assert not (tmp_path / "care" / "run" / "prefect-api-url").exists()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)

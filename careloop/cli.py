@@ -146,7 +146,7 @@ def _show(title: str, figures: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for row in flatten(figures):
-        table.add_row(row["figure"], str(row["value"]))
+        table.add_row(row["figure"], "-" if row["value"] is None else str(row["value"]))
     console.print(table)
 
 
@@ -253,7 +253,9 @@ def report() -> None:
 
     settings = load_settings()
     with warehouse(settings.warehouse_path) as con:
-        written = write_reports(con, settings.reports_dir, "careloop: satisfaction KPIs")
+        written = write_reports(
+            con, settings.reports_dir, "careloop: satisfaction KPIs", settings.timezone
+        )
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"report: {written.path}")
 

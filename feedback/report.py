@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ SELECT
     count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'sms') AS sent_sms,
     count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'email') AS sent_email,
     count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'voice') AS sent_voice,
+    count(*) FILTER (f.sent_at IS NOT NULL AND f.survey) AS surveyed,
     count(*) FILTER (f.status = 'delivered') AS delivered,
     count(*) FILTER (f.action_id IN (SELECT action_id FROM replied)) AS replied,
     (SELECT count(*) FROM rated r WHERE r.campaign_id = f.campaign_id AND r.round = 1) AS rated,
@@ -37,8 +39,11 @@ SELECT
         AND r.score <= 2) AS dissatisfied,
     (SELECT count(*) FROM care_actions s WHERE s.campaign_id = f.campaign_id AND s.round = 2
         AND s.sent_at IS NOT NULL) AS second_round_sent,
+    (SELECT count(*) FROM manager_cases m WHERE m.campaign_id = f.campaign_id) AS cases,
     (SELECT count(*) FROM manager_cases m WHERE m.campaign_id = f.campaign_id
-        AND m.status = 'recovered') AS recovered
+        AND m.status = 'recovered') AS recovered,
+    (SELECT count(*) FROM evaluations e WHERE e.campaign_id = f.campaign_id
+        AND e.intent = 'opt_out') AS opted_out
 FROM first f
 GROUP BY f.campaign_id
 ORDER BY f.campaign_id
@@ -50,17 +55,50 @@ WHERE status = 'suppressed' AND round = 1 GROUP BY ALL ORDER BY ALL
 REPLIES_SQL = """
 SELECT attribution, count(*) FROM evaluations GROUP BY ALL ORDER BY count(*) DESC
 """
+OPT_OUTS_SQL = """
+SELECT channel, count(*) FROM opt_outs WHERE event = 'opt_out' GROUP BY ALL ORDER BY ALL
+"""
+# The period a report covers: care planned (business dates) and the newest reply.
+PERIOD_SQL = """
+SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
+       (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations)
+FROM care_actions
+"""
+# A store manager's list: open cases first (a second round rated 1-2 is still open for the
+# manager), the recovered ones in their own section; times in the store's own zone.
 STORE_LIST_SQL = """
-SELECT m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
+SELECT CASE WHEN m.status = 'recovered' THEN 'recovered' ELSE 'open' END AS section,
+       m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
        m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
-       m.campaign_id, m.score, m.comment, m.opened_at, m.status,
+       m.campaign_id, m.score, m.comment,
+       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
+       st.timezone AS store_timezone, m.status,
        a.channel AS second_round_channel, a.status AS second_round_status, m.recovered_score
 FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN care_actions a ON a.action_id = m.second_round_action_id
-ORDER BY m.store_id, m.status = 'recovered', m.score, m.opened_at
+ORDER BY m.store_id, section, m.score, m.opened_at
 """
+
+
+DERIVED = ("csat", "response_rate", "recovery_rate")
+
+
+@dataclass(frozen=True)
+class Period:
+    """What a report covers: care planned between two business dates, replies until then."""
+
+    first: date | None
+    last: date | None
+    last_reply: str | None  # business time, to the minute
+    zone: str
+
+    def describe(self) -> str:
+        if self.first is None:
+            return "Nothing planned yet: the warehouse holds no care actions."
+        replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
+        return f"Care planned {self.first} to {self.last} ({self.zone}){replies}."
 
 
 @dataclass(frozen=True)
@@ -68,31 +106,46 @@ class LoopReport:
     campaigns: list[dict[str, Any]]
     suppressed: dict[str, dict[str, int]]
     replies: dict[str, int]  # every reply kept, by how it was attributed
+    opt_outs: dict[str, int]  # by channel, whatever the source (reply, link, provider)
+    period: Period
     columns: tuple[str, ...] = ()  # the campaign figures' names, known with no campaign yet
 
     def totals(self) -> dict[str, Any]:
-        keys = [k for k in self.columns if k not in ("campaign_id", "csat")]
+        keys = [k for k in self.columns if k != "campaign_id" and k not in DERIVED]
         total: dict[str, Any] = {k: sum(int(c[k] or 0) for c in self.campaigns) for k in keys}
-        total["csat"] = csat(total.get("satisfied", 0), total.get("rated", 0))
-        return total
+        return with_rates(total)
+
+
+def percent(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
 
 
 def csat(satisfied: int, rated: int) -> float | None:
     """CSAT: the share of ratings that are 4 or 5, in percent."""
-    return round(100.0 * satisfied / rated, 1) if rated else None
+    return percent(satisfied, rated)
 
 
-def loop_report(con: duckdb.DuckDBPyConnection) -> LoopReport:
+def with_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """CSAT; response rate: surveys answered with a rating, per survey sent; recovery rate:
+    cases whose second round was rated 4-5, per case opened. None where nothing was asked."""
+    row["csat"] = csat(row.get("satisfied", 0), row.get("rated", 0))
+    row["response_rate"] = percent(row.get("rated", 0), row.get("surveyed", 0))
+    row["recovery_rate"] = percent(row.get("recovered", 0), row.get("cases", 0))
+    return row
+
+
+def loop_report(con: duckdb.DuckDBPyConnection, zone: str = "Asia/Shanghai") -> LoopReport:
     cursor = con.execute(LOOP_SQL)
     names = [d[0] for d in cursor.description]
-    campaigns = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    for row in campaigns:
-        row["csat"] = csat(row["satisfied"], row["rated"])
+    campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     suppressed: dict[str, dict[str, int]] = {}
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
     replies = dict(con.execute(REPLIES_SQL).fetchall())
-    return LoopReport(campaigns, suppressed, replies, tuple(names))
+    opt_outs = dict(con.execute(OPT_OUTS_SQL).fetchall())
+    row = con.execute(PERIOD_SQL, {"zone": zone}).fetchone()
+    period = Period(*(row or (None, None, None)), zone=zone)
+    return LoopReport(campaigns, suppressed, replies, opt_outs, period, tuple(names))
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
@@ -102,44 +155,73 @@ def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[s
         old.unlink()
     cursor = con.execute(STORE_LIST_SQL)
     names = [d[0] for d in cursor.description]
+    store = names.index("store_id")
     by_store: dict[str, list[tuple[Any, ...]]] = {}
     for row in cursor.fetchall():
-        by_store.setdefault(row[0], []).append(row)
+        by_store.setdefault(row[store], []).append(row)
     for store_id, rows in by_store.items():
         write_private_csv(directory / f"{store_id}.csv", names, rows)
-    return {store: len(rows) for store, rows in by_store.items()}
+    return {store_id: len(rows) for store_id, rows in by_store.items()}
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def _campaign_row(c: dict[str, Any]) -> str:
+    return (
+        f"| {c['campaign_id']} | {c['targeted']} | {c['suppressed']} | {c['held_out']} | "
+        f"{c['sent']} ({c['sent_sms']}/{c['sent_email']}/{c['sent_voice']}) | {c['replied']} | "
+        f"{_shown(c['response_rate'])} | {c['rated']} | {_shown(c['csat'])} | "
+        f"{c['dissatisfied']} | {c['second_round_sent']} | {c['recovered']} | "
+        f"{_shown(c['recovery_rate'])} | {c['opted_out']} |"
+    )
 
 
 def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        "| campaign | targeted | suppressed | held out | sent (sms/email/"
-        "voice) | replied | rated | CSAT % | dissatisfied | 2nd round | recovered |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in [*report.campaigns, {"campaign_id": "**all**", **report.totals()}]:
-        lines.append(
-            f"| {c['campaign_id']} | {c['targeted']} | {c['suppressed']} | {c['held_out']} | "
-            f"{c['sent']} ({c['sent_sms']}/{c['sent_email']}/{c['sent_voice']}) | {c['replied']}"
-            f" | {c['rated']} | {c['csat'] if c['csat'] is not None else '-'} | "
-            f"{c['dissatisfied']} | {c['second_round_sent']} | {c['recovered']} |"
-        )
-    lines += ["", "## Suppressed, by reason", ""]
-    for campaign_id, reasons in report.suppressed.items():
-        lines.append(f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
-    lines += ["", "## Replies, by attribution", ""]
-    lines.append(
+        report.period.describe(),
+        "",
+        "Response rate: surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 "
+        "per rating. Recovery "
+        "rate: cases whose second round was rated 4-5, per case opened.",
+        "",
+        "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
+        "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "
+        "recovery % | opted out |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(_campaign_row(c) for c in report.campaigns),
+        _campaign_row({"campaign_id": "**all**", **report.totals()}),
+        "",
+        "## Opt-outs, by channel",
+        "",
+        "By reply (STOP, TD, 退订), unsubscribe link or provider refusal; each stops every "
+        "later send on that channel.",
+        "",
+        *(f"- {channel}: {n}" for channel, n in report.opt_outs.items()),
+        *([] if report.opt_outs else ["- none"]),
+        "",
+        "## Suppressed, by reason",
+        "",
+        *(
+            f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())
+            for campaign_id, reasons in report.suppressed.items()
+        ),
+        "",
+        "## Replies, by attribution",
+        "",
         "Every reply is kept: matched to the survey it answers, late (after the reply "
-        "window), to no open survey, or from an unknown number."
-    )
-    lines += ["", *(f"- {kind}: {n}" for kind, n in report.replies.items())]
-    lines += [
+        "window), to no open survey, or from an unknown number.",
+        "",
+        *(f"- {kind}: {n}" for kind, n in report.replies.items()),
         "",
         "## Store managers' dissatisfied lists",
         "",
-        f"{sum(store_rows.values())} cases across {len(store_rows)} stores "
-        "(one CSV per store in store_lists/).",
+        f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
+        "store in store_lists/: open cases first, recovered ones after; times in the "
+        "store's own timezone).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -151,9 +233,11 @@ class WrittenReport:
     path: Path
 
 
-def write_reports(con: duckdb.DuckDBPyConnection, directory: Path, title: str) -> WrittenReport:
+def write_reports(
+    con: duckdb.DuckDBPyConnection, directory: Path, title: str, zone: str
+) -> WrittenReport:
     """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
-    report = loop_report(con)
+    report = loop_report(con, zone)
     store_rows = write_store_lists(con, directory / "store_lists")
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))
@@ -163,9 +247,8 @@ def write_reports(con: duckdb.DuckDBPyConnection, directory: Path, title: str) -
 def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
     """The loop's figures, step by step: what the demo prints at its end."""
     total = report.totals()
-    rows: list[tuple[str, Any]] = [
-        (f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns
-    ]
+    rows: list[tuple[str, Any]] = [("period", report.period.describe())]
+    rows += [(f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns]
     reasons: dict[str, int] = {}
     for by_reason in report.suppressed.values():
         for reason, n in by_reason.items():
@@ -177,9 +260,12 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("sent: email", total.get("sent_email", 0)),
         ("sent: voice", total.get("sent_voice", 0)),
         ("replied", total.get("replied", 0)),
+        ("response rate (% of surveys rated)", total.get("response_rate")),
         ("CSAT (% of ratings 4-5)", total.get("csat")),
         ("dissatisfied", total.get("dissatisfied", 0)),
         ("sent a second round", total.get("second_round_sent", 0)),
         ("recovered", total.get("recovered", 0)),
+        ("recovery rate (% of cases)", total.get("recovery_rate")),
+        ("opted out", sum(report.opt_outs.values())),
     ]
     return rows

@@ -113,5 +113,7 @@ def run_day(
 def finish(home: Path, data: DemoDataSummary) -> DemoResult:
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
-        written = write_reports(con, settings.reports_dir, "careloop demo: satisfaction KPIs")
+        written = write_reports(
+            con, settings.reports_dir, "careloop demo: satisfaction KPIs", settings.timezone
+        )
     return DemoResult(home, data, written.report, written.store_rows, written.path)

@@ -47,7 +47,7 @@ def test_store_lists_are_safe_to_open_and_owner_only(con, settings):
         "NULL, NULL, 'open')",
         [EVIL],
     )
-    written = write_reports(con, settings.reports_dir, "t")
+    written = write_reports(con, settings.reports_dir, "t", "Asia/Shanghai")
     [store_list] = (settings.reports_dir / "store_lists").glob("*.csv")
     with store_list.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -1,18 +1,81 @@
 """careloop report on any warehouse: empty, part of a loop, campaigns with no ratings yet."""
 
-from datetime import UTC, datetime
+import csv
+from datetime import UTC, date, datetime, timedelta
 
+from campaigns.catalog import load_campaigns
+from campaigns.second_round import plan_second_round
+from feedback.inbox import Inbox
+from feedback.ingest import collect
 from feedback.report import loop_report, summary_rows, write_reports
 from tests.factories import add_action, add_store, add_subscriber
 
+ZONE = "Asia/Shanghai"
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+
 
 def test_the_report_works_on_an_empty_warehouse_and_a_campaign_with_no_ratings(con, settings):
-    empty = write_reports(con, settings.reports_dir, "empty")
-    assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) |" in empty.path.read_text()
-    assert dict(summary_rows(loop_report(con)))["CSAT (% of ratings 4-5)"] is None
+    empty = write_reports(con, settings.reports_dir, "empty", ZONE)
+    text = empty.path.read_text()
+    assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) | 0 | - |" in text
+    assert "Nothing planned yet" in text
+    figures = dict(summary_rows(loop_report(con, ZONE)))
+    assert (
+        figures["CSAT (% of ratings 4-5)"] is None
+        and figures["response rate (% of surveys rated)"] is None
+    )
     add_store(con)
     add_subscriber(con, "S1")
-    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=datetime.now(UTC))
-    report = loop_report(con)
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
+    report = loop_report(con, ZONE)
     assert report.totals()["csat"] is None and report.totals()["sent"] == 1
-    write_reports(con, settings.reports_dir, "no ratings yet")
+    assert report.totals()["response_rate"] == 0.0 and report.totals()["recovery_rate"] is None
+    write_reports(con, settings.reports_dir, "no ratings yet", ZONE)
+
+
+def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, settings):
+    add_store(con)
+    add_store(con, store_id="ST2", name="纽约店", timezone="America/New_York")
+    for n, store in enumerate(["ST1", "ST1", "ST2", "ST1"], start=1):
+        add_subscriber(con, f"S{n}", home_store_id=store)
+        add_action(con, f"A{n}", f"S{n}", recipient=f"+86138{n:08d}", sent_at=T0, store_id=store)
+    inbox = Inbox(settings.inbox_path)
+    replies = ["1 排队太久了", "5", "2 staff were rude", "TD"]  # from S1 to S4
+    for n, body in enumerate(replies, start=1):
+        phone = f"+86138{n:08d}"
+        inbox.put(
+            "sms",
+            f"SM{n}",
+            T0 + timedelta(minutes=n),
+            {"MessageSid": f"SM{n}", "From": phone, "To": "+10000000000", "Body": body},
+        )
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0)
+    con.execute(  # S1's second round was rated 5: recovered; S3's case stays open
+        "UPDATE manager_cases SET status = 'recovered', recovered_score = 5 "
+        "WHERE subscriber_id = 'S1'"
+    )
+    written = write_reports(con, settings.reports_dir, "partial", ZONE)
+    total = written.report.totals()
+    assert (total["surveyed"], total["replied"], total["rated"]) == (4, 4, 3)
+    assert total["response_rate"] == 75.0  # the opt-out is a reply, not an answer
+    assert (total["cases"], total["recovered"], total["recovery_rate"]) == (2, 1, 50.0)
+    assert total["opted_out"] == 1 and written.report.opt_outs == {"sms": 1}
+    text = written.path.read_text()
+    assert (
+        "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
+        "replies received up to 2026-03-01 10:04." in text
+    )
+    assert "- sms: 1" in text
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
+        st1 = list(csv.DictReader(handle))
+    assert [(r["section"], r["subscriber_id"]) for r in st1] == [("recovered", "S1")]
+    with (settings.reports_dir / "store_lists" / "ST2.csv").open(encoding="utf-8") as handle:
+        (st2,) = list(csv.DictReader(handle))
+    # opened when the rating came in (02:03 UTC): New York's time, to the minute
+    assert (st2["section"], st2["opened_local"], st2["store_timezone"]) == (
+        "open",
+        "2026-02-28 21:03",
+        "America/New_York",
+    )

@@ -169,6 +169,11 @@ def _join_profiles(plan: Plan) -> int:
     return _count(plan.con, "plan_members")
 
 
+def key_round(idempotency_key: str) -> int:
+    """The round an idempotency key (``campaign|subscriber|occasion|round``) was made for."""
+    return int(idempotency_key.rsplit("|", 1)[1])
+
+
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
     plan.con.execute(

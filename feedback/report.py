@@ -58,11 +58,12 @@ SELECT attribution, count(*) FROM evaluations GROUP BY ALL ORDER BY count(*) DES
 OPT_OUTS_SQL = """
 SELECT channel, count(*) FROM opt_outs WHERE event = 'opt_out' GROUP BY ALL ORDER BY ALL
 """
-# The period a report covers: care planned (business dates) and the newest reply.
+# The period a report covers: the as-of dates care was planned for (business dates) and
+# the newest reply, in business time.
 PERIOD_SQL = """
-SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
+SELECT min(as_of), max(as_of),
        (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations)
-FROM care_actions
+FROM campaign_runs
 """
 # A store manager's list: open cases first (a second round rated 1-2 is still open for the
 # manager), the recovered ones in their own section; times in the store's own zone.
@@ -87,7 +88,7 @@ DERIVED = ("csat", "response_rate", "recovery_rate")
 
 @dataclass(frozen=True)
 class Period:
-    """What a report covers: care planned between two business dates, replies until then."""
+    """What a report covers: care planned for these business dates, replies until then."""
 
     first: date | None
     last: date | None
@@ -96,9 +97,9 @@ class Period:
 
     def describe(self) -> str:
         if self.first is None:
-            return "Nothing planned yet: the warehouse holds no care actions."
+            return "Nothing planned yet: no campaign has run."
         replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
-        return f"Care planned {self.first} to {self.last} ({self.zone}){replies}."
+        return f"Care planned for {self.first} to {self.last} ({self.zone}){replies}."
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ def loop_report(con: duckdb.DuckDBPyConnection, zone: str = "Asia/Shanghai") -> 
         suppressed.setdefault(campaign_id, {})[reason] = n
     replies = dict(con.execute(REPLIES_SQL).fetchall())
     opt_outs = dict(con.execute(OPT_OUTS_SQL).fetchall())
-    row = con.execute(PERIOD_SQL, {"zone": zone}).fetchone()
-    period = Period(*(row or (None, None, None)), zone=zone)
+    first, last, last_reply = con.execute(PERIOD_SQL, {"zone": zone}).fetchone() or (None,) * 3
+    period = Period(first, last, last_reply, zone)
     return LoopReport(campaigns, suppressed, replies, opt_outs, period, tuple(names))
 
 

@@ -14,18 +14,24 @@ from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxProvider
-from feedback.inbox import Inbox
+from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxMessage, SandboxProvider
+from campaigns.planning import key_round
+from feedback.inbox import Inbox, open_sqlite
 
-PENDING_SCHEMA = """
+# The simulator's own state: the sandbox log position it has read to, and the replies it
+# has decided on, each released to the inbox once its simulated time has come.
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_replies (
     dedupe_key TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
     reply_at   TEXT NOT NULL,
     payload    TEXT NOT NULL,
     released   INTEGER NOT NULL DEFAULT 0
-)"""
+);
+CREATE TABLE IF NOT EXISTS sim_read (last_seq INTEGER NOT NULL);
+"""
 REPLY_RATE = {"sms": 0.45, "voice": 0.55, "email": 0.25}
 # Score weights (1..5) by a customer's mood: higher mood, more complaints. Second rounds are
 # personal (a call back, an apology), so more of them end well whatever the mood.
@@ -70,6 +76,18 @@ class Profile:
     tenure_years: float
 
 
+def _delivered(message: SandboxMessage) -> Delivered:
+    return Delivered(
+        message.provider_id,
+        message.action_id,
+        message.channel,
+        message.recipient,
+        message.locale,
+        key_round(message.idempotency_key),
+        message.sent_at,
+    )
+
+
 @dataclass(frozen=True)
 class Delivered:
     provider_id: str
@@ -81,11 +99,61 @@ class Delivered:
     sent_at: datetime
 
 
+Reply = tuple[str, str, str, str]  # dedupe key, inbox kind, reply time, payload (JSON)
+
+
+class PendingReplies:
+    """The simulator's store (a SQLite file of its own): where it has read the sandbox's log
+    to, and the replies it decided on, until each one's time comes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(open_sqlite(path)) as con:
+            con.executescript(SCHEMA)
+
+    def last_read(self) -> int:
+        with closing(open_sqlite(self.path)) as con:
+            row = con.execute("SELECT max(last_seq) FROM sim_read").fetchone()
+        return int(row[0] or 0)
+
+    def add(self, replies: list[Reply], read_to: int) -> None:
+        """The replies decided on and the log position they were read to, together."""
+        with closing(open_sqlite(self.path)) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(
+                "INSERT OR IGNORE INTO sim_replies (dedupe_key, kind, reply_at, payload)"
+                " VALUES (?, ?, ?, ?)",
+                replies,
+            )
+            con.execute("DELETE FROM sim_read")
+            con.execute("INSERT INTO sim_read VALUES (?)", (read_to,))
+            con.execute("COMMIT")
+
+    def release(self, until: datetime, inbox: Inbox) -> int:
+        """Put every reply due by ``until`` into the inbox (it ignores one put twice)."""
+        with closing(open_sqlite(self.path)) as con:
+            due = con.execute(
+                "SELECT dedupe_key, kind, reply_at, payload FROM sim_replies"
+                " WHERE released = 0 AND reply_at <= ?",
+                (until.isoformat(),),
+            ).fetchall()
+            inbox.put_many(
+                (kind, key, datetime.fromisoformat(at), json.loads(payload))
+                for key, kind, at, payload in due
+            )
+            con.executemany(
+                "UPDATE sim_replies SET released = 1 WHERE dedupe_key = ?", [(d[0],) for d in due]
+            )
+        return len(due)
+
+
 class CustomerSimulator:
     def __init__(
         self,
         sandbox: SandboxProvider,
         inbox: Inbox,
+        store: PendingReplies,
         *,
         seed: int = 7,
         reply_scale: float = 1.0,
@@ -93,61 +161,23 @@ class CustomerSimulator:
     ) -> None:
         self.sandbox = sandbox
         self.inbox = inbox
+        self.store = store
         self.seed = seed
         self.reply_scale = reply_scale
         self.profiles = profiles or {}  # by phone number or email address
-        with closing(sandbox.connect()) as con:
-            con.execute(PENDING_SCHEMA)
 
     def react(self, until: datetime) -> Counter[str]:
         """Decide replies to everything newly delivered; release those due by ``until``."""
         figures: Counter[str] = Counter()
-        with closing(self.sandbox.connect()) as con:
-            rows = con.execute(
-                "SELECT provider_id, action_id, channel, recipient, locale, idempotency_key,"
-                " sent_at FROM sent WHERE simulated = 0"
-            ).fetchall()
-            pending = []
-            for pid, action_id, channel, recipient, locale, key, sent_at in rows:
-                message = Delivered(
-                    pid,
-                    action_id,
-                    channel,
-                    recipient,
-                    locale,
-                    int(key.rsplit("|", 1)[1]),
-                    datetime.fromisoformat(sent_at),
-                )
-                reply = self.reply_to(message)
-                if reply:
-                    pending.append(reply)
-                    figures[f"decided_{reply[1]}"] += 1
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany(
-                "INSERT OR IGNORE INTO sim_replies (dedupe_key, kind, reply_at,"
-                " payload) VALUES (?, ?, ?, ?)",
-                pending,
-            )
-            con.executemany(
-                "UPDATE sent SET simulated = 1 WHERE provider_id = ?", [(r[0],) for r in rows]
-            )
-            con.execute("COMMIT")
-            due = con.execute(
-                "SELECT dedupe_key, kind, reply_at, payload FROM sim_replies"
-                " WHERE released = 0 AND reply_at <= ?",
-                (until.isoformat(),),
-            ).fetchall()
-            self.inbox.put_many(
-                (kind, key, datetime.fromisoformat(at), json.loads(payload))
-                for key, kind, at, payload in due
-            )
-            con.executemany(
-                "UPDATE sim_replies SET released = 1 WHERE dedupe_key = ?", [(d[0],) for d in due]
-            )
-        figures["released"] = len(due)
+        delivered = self.sandbox.sent_after(self.store.last_read())
+        replies = [r for r in map(self.reply_to, map(_delivered, delivered)) if r]
+        figures.update(f"decided_{reply[1]}" for reply in replies)
+        if delivered:
+            self.store.add(replies, read_to=delivered[-1].seq)
+        figures["released"] = self.store.release(until, self.inbox)
         return figures
 
-    def reply_to(self, m: Delivered) -> tuple[str, str, str, str] | None:
+    def reply_to(self, m: Delivered) -> Reply | None:
         rng = random.Random(f"{self.seed}:{m.provider_id}")
         if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale:
             return None
@@ -179,7 +209,7 @@ class CustomerSimulator:
             mood -= profile.tier in ("gold", "platinum")
         return max(-1, min(3, mood))
 
-    def _sms(self, rng: random.Random, m: Delivered, score: int) -> tuple[str, str, str, str]:
+    def _sms(self, rng: random.Random, m: Delivered, score: int) -> Reply:
         text = self._sms_text(rng, m.locale, score)
         minutes = rng.lognormvariate(2.7, 1.2)
         if rng.random() < 0.01:

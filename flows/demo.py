@@ -18,7 +18,7 @@ from campaigns.channels.sandbox import SandboxProvider
 from careloop.progress import step_done, steps_muted, tracked
 from feedback.inbox import Inbox
 from feedback.report import LoopReport, write_reports
-from feedback.simulator import CustomerSimulator, Profile
+from feedback.simulator import CustomerSimulator, PendingReplies, Profile
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
@@ -60,7 +60,11 @@ def run_demo(
     step_done("demo data", {"stores": data.stores, "subscribers": data.subscribers})
     inbox = Inbox(settings.inbox_path)
     simulator = CustomerSimulator(
-        SandboxProvider(settings.sandbox_path, inbox), inbox, seed=seed, profiles=profiles
+        SandboxProvider(settings.sandbox_path, inbox),
+        inbox,
+        PendingReplies(settings.home / "simulator.sqlite"),
+        seed=seed,
+        profiles=profiles,
     )
     campaigns = sorted(load_campaigns(settings))
     with tracked("care loop, day by day", days + settle_days) as advance:

@@ -64,7 +64,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     assert total["opted_out"] == 1 and written.report.opt_outs == {"sms": 1}
     text = written.path.read_text()
     assert (
-        "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
+        "Care planned for 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
         "replies received up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text

@@ -12,7 +12,8 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +27,8 @@ SANDBOX_NUMBER = "+10000000000"  # the sandbox's one sender; the demo's customer
 SANDBOX_EMAIL = "care@example.com"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
-    provider_id     TEXT PRIMARY KEY,
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider_id     TEXT NOT NULL UNIQUE,
     idempotency_key TEXT NOT NULL UNIQUE,
     action_id       TEXT NOT NULL,
     channel         TEXT NOT NULL,
@@ -34,9 +36,22 @@ CREATE TABLE IF NOT EXISTS sent (
     subject         TEXT,
     body            TEXT NOT NULL,
     locale          TEXT NOT NULL,
-    sent_at         TEXT NOT NULL,
-    simulated       INTEGER NOT NULL DEFAULT 0
+    sent_at         TEXT NOT NULL
 )"""
+
+
+@dataclass(frozen=True)
+class SandboxMessage:
+    """A message the sandbox accepted, as a reader of its log sees it."""
+
+    seq: int  # the log's order: a reader keeps the last one it read
+    provider_id: str
+    action_id: str
+    idempotency_key: str
+    channel: str
+    recipient: str
+    locale: str
+    sent_at: datetime
 
 
 class SandboxProvider(Provider):
@@ -52,6 +67,29 @@ class SandboxProvider(Provider):
 
     def connect(self) -> sqlite3.Connection:
         return open_sqlite(self.path)
+
+    def sent_after(self, seq: int) -> list[SandboxMessage]:
+        """Every accepted message after ``seq``, in order: the sandbox's log, for its readers
+        (the demo's customers)."""
+        with closing(self.connect()) as con:
+            rows = con.execute(
+                "SELECT seq, provider_id, action_id, idempotency_key, channel, recipient,"
+                " locale, sent_at FROM sent WHERE seq > ? ORDER BY seq",
+                (seq,),
+            ).fetchall()
+        return [
+            SandboxMessage(
+                seq=row[0],
+                provider_id=row[1],
+                action_id=row[2],
+                idempotency_key=row[3],
+                channel=row[4],
+                recipient=row[5],
+                locale=row[6],
+                sent_at=datetime.fromisoformat(row[7]),
+            )
+            for row in rows
+        ]
 
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         results = [self._check(m) for m in messages]

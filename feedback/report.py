@@ -11,59 +11,75 @@ import duckdb
 
 from careloop.files import private_dir, write_private_csv, write_private_text
 
-LOOP_SQL = """
+# The first-round care a report covers: planned on business dates in [$since, $until] (either
+# open). Everything else (ratings, replies, cases, second rounds) follows from those actions.
+IN_PERIOD = """
+(CAST($since AS DATE) IS NULL OR timezone($zone, {at})::DATE >= $since)
+AND (CAST($until AS DATE) IS NULL OR timezone($zone, {at})::DATE <= $until)
+"""
+LOOP_SQL = f"""
 WITH first AS (
-    SELECT * FROM care_actions WHERE round = 1
-), rated AS (
-    SELECT a.campaign_id, a.round, r.score
-    FROM action_ratings r JOIN care_actions a USING (action_id)
-), replied AS (
-    SELECT DISTINCT action_id FROM evaluations WHERE attribution = 'matched'
+    SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
+), actions AS (
+    SELECT campaign_id,
+        count(*) AS targeted,
+        count(*) FILTER (status = 'suppressed') AS suppressed,
+        count(*) FILTER (status = 'held_out') AS held_out,
+        count(*) FILTER (sent_at IS NOT NULL) AS sent,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'sms') AS sent_sms,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'email') AS sent_email,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'voice') AS sent_voice,
+        count(*) FILTER (sent_at IS NOT NULL AND survey) AS surveyed,
+        count(*) FILTER (status = 'delivered') AS delivered
+    FROM first GROUP BY campaign_id
+), replies AS (
+    SELECT a.campaign_id,
+        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied,
+        count(*) FILTER (e.intent = 'opt_out') AS opted_out
+    FROM evaluations e JOIN first a USING (action_id) GROUP BY ALL
+), ratings AS (
+    SELECT a.campaign_id, count(*) AS rated,
+        count(*) FILTER (r.score >= 4) AS satisfied,
+        count(*) FILTER (r.score <= 2) AS dissatisfied
+    FROM action_ratings r JOIN first a USING (action_id) GROUP BY ALL
+), cases AS (
+    SELECT m.campaign_id, count(s.sent_at) AS second_round_sent, count(*) AS cases,
+        count(*) FILTER (m.status = 'recovered') AS recovered
+    FROM manager_cases m JOIN first a USING (action_id)
+    LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
+    GROUP BY ALL
 )
-SELECT
-    f.campaign_id,
-    count(*) AS targeted,
-    count(*) FILTER (f.status = 'suppressed') AS suppressed,
-    count(*) FILTER (f.status = 'held_out') AS held_out,
-    count(*) FILTER (f.sent_at IS NOT NULL) AS sent,
-    count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'sms') AS sent_sms,
-    count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'email') AS sent_email,
-    count(*) FILTER (f.sent_at IS NOT NULL AND f.channel = 'voice') AS sent_voice,
-    count(*) FILTER (f.sent_at IS NOT NULL AND f.survey) AS surveyed,
-    count(*) FILTER (f.status = 'delivered') AS delivered,
-    count(*) FILTER (f.action_id IN (SELECT action_id FROM replied)) AS replied,
-    (SELECT count(*) FROM rated r WHERE r.campaign_id = f.campaign_id AND r.round = 1) AS rated,
-    (SELECT count(*) FROM rated r WHERE r.campaign_id = f.campaign_id AND r.round = 1
-        AND r.score >= 4) AS satisfied,
-    (SELECT count(*) FROM rated r WHERE r.campaign_id = f.campaign_id AND r.round = 1
-        AND r.score <= 2) AS dissatisfied,
-    (SELECT count(*) FROM care_actions s WHERE s.campaign_id = f.campaign_id AND s.round = 2
-        AND s.sent_at IS NOT NULL) AS second_round_sent,
-    (SELECT count(*) FROM manager_cases m WHERE m.campaign_id = f.campaign_id) AS cases,
-    (SELECT count(*) FROM manager_cases m WHERE m.campaign_id = f.campaign_id
-        AND m.status = 'recovered') AS recovered,
-    (SELECT count(*) FROM evaluations e WHERE e.campaign_id = f.campaign_id
-        AND e.intent = 'opt_out') AS opted_out
-FROM first f
-GROUP BY f.campaign_id
-ORDER BY f.campaign_id
+SELECT a.campaign_id, targeted, suppressed, held_out, sent, sent_sms, sent_email, sent_voice,
+    surveyed, delivered, coalesce(replied, 0) AS replied, coalesce(rated, 0) AS rated,
+    coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
+    coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
+    coalesce(recovered, 0) AS recovered, coalesce(opted_out, 0) AS opted_out
+FROM actions a
+LEFT JOIN replies USING (campaign_id)
+LEFT JOIN ratings USING (campaign_id)
+LEFT JOIN cases USING (campaign_id)
+ORDER BY a.campaign_id
 """
-SUPPRESSION_SQL = """
+SUPPRESSION_SQL = f"""
 SELECT campaign_id, suppression_reason, count(*) FROM care_actions
-WHERE status = 'suppressed' AND round = 1 GROUP BY ALL ORDER BY ALL
+WHERE status = 'suppressed' AND round = 1 AND {IN_PERIOD.format(at="created_at")}
+GROUP BY ALL ORDER BY ALL
 """
-REPLIES_SQL = """
-SELECT attribution, count(*) FROM evaluations GROUP BY ALL ORDER BY count(*) DESC
+REPLIES_SQL = f"""
+SELECT attribution, count(*) FROM evaluations WHERE {IN_PERIOD.format(at="received_at")}
+GROUP BY ALL ORDER BY count(*) DESC
 """
-OPT_OUTS_SQL = """
-SELECT channel, count(*) FROM opt_outs WHERE event = 'opt_out' GROUP BY ALL ORDER BY ALL
+OPT_OUTS_SQL = f"""
+SELECT channel, count(*) FROM opt_outs
+WHERE event = 'opt_out' AND {IN_PERIOD.format(at="occurred_at")}
+GROUP BY ALL ORDER BY ALL
 """
-# The period a report covers: the as-of dates care was planned for (business dates) and
-# the newest reply, in business time.
-PERIOD_SQL = """
-SELECT min(as_of), max(as_of),
-       (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations)
-FROM campaign_runs
+# The period a report covers: the business dates care was planned on, and the newest reply.
+PERIOD_SQL = f"""
+SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
+    (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations
+     WHERE {IN_PERIOD.format(at="received_at")})
+FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
 """
 # A store manager's list: open cases first (a second round rated 1-2 is still open for the
 # manager), the recovered ones in their own section; times in the store's own zone.
@@ -88,7 +104,7 @@ DERIVED = ("csat", "response_rate", "recovery_rate")
 
 @dataclass(frozen=True)
 class Period:
-    """What a report covers: care planned for these business dates, replies until then."""
+    """What a report covers: care planned on these business dates, replies until then."""
 
     first: date | None
     last: date | None
@@ -97,9 +113,9 @@ class Period:
 
     def describe(self) -> str:
         if self.first is None:
-            return "Nothing planned yet: no campaign has run."
+            return "Nothing planned in this period."
         replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
-        return f"Care planned for {self.first} to {self.last} ({self.zone}){replies}."
+        return f"Care planned {self.first} to {self.last} ({self.zone}){replies}."
 
 
 @dataclass(frozen=True)
@@ -135,16 +151,23 @@ def with_rates(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def loop_report(con: duckdb.DuckDBPyConnection, zone: str = "Asia/Shanghai") -> LoopReport:
-    cursor = con.execute(LOOP_SQL)
+def loop_report(
+    con: duckdb.DuckDBPyConnection,
+    zone: str = "Asia/Shanghai",
+    since: date | None = None,
+    until: date | None = None,
+) -> LoopReport:
+    """The loop's figures for care planned on business dates ``since`` to ``until``."""
+    scope = {"zone": zone, "since": since, "until": until}
+    cursor = con.execute(LOOP_SQL, scope)
     names = [d[0] for d in cursor.description]
     campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     suppressed: dict[str, dict[str, int]] = {}
-    for campaign_id, reason, n in con.execute(SUPPRESSION_SQL).fetchall():
+    for campaign_id, reason, n in con.execute(SUPPRESSION_SQL, scope).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
-    replies = dict(con.execute(REPLIES_SQL).fetchall())
-    opt_outs = dict(con.execute(OPT_OUTS_SQL).fetchall())
-    first, last, last_reply = con.execute(PERIOD_SQL, {"zone": zone}).fetchone() or (None,) * 3
+    replies = dict(con.execute(REPLIES_SQL, scope).fetchall())
+    opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
+    first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
     period = Period(first, last, last_reply, zone)
     return LoopReport(campaigns, suppressed, replies, opt_outs, period, tuple(names))
 
@@ -235,10 +258,14 @@ class WrittenReport:
 
 
 def write_reports(
-    con: duckdb.DuckDBPyConnection, directory: Path, title: str, zone: str
+    con: duckdb.DuckDBPyConnection,
+    directory: Path,
+    title: str,
+    zone: str,
+    since: date | None = None,
 ) -> WrittenReport:
     """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
-    report = loop_report(con, zone)
+    report = loop_report(con, zone, since)
     store_rows = write_store_lists(con, directory / "store_lists")
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))

@@ -16,9 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxMessage, SandboxProvider
 from campaigns.planning import key_round
 from feedback.inbox import Inbox, open_sqlite
+from warehouse.demo_customers import (
+    COMPLAINTS,
+    MOOD_WEIGHTS,
+    SECOND_ROUND_WEIGHTS,
+    moods,
+    subscriber_number,
+    trait,
+)
 
 # The simulator's own state: the sandbox log position it has read to, and the replies it
 # has decided on, each released to the inbox once its simulated time has come.
@@ -33,26 +43,6 @@ CREATE TABLE IF NOT EXISTS sim_replies (
 CREATE TABLE IF NOT EXISTS sim_read (last_seq INTEGER NOT NULL);
 """
 REPLY_RATE = {"sms": 0.45, "voice": 0.55, "email": 0.25}
-# Score weights (1..5) by a customer's mood: higher mood, more complaints. Second rounds are
-# personal (a call back, an apology), so more of them end well whatever the mood.
-MOOD_WEIGHTS = {
-    -1: [3, 4, 13, 35, 45],
-    0: [5, 7, 15, 35, 38],
-    1: [9, 10, 17, 34, 30],
-    2: [16, 16, 20, 28, 20],
-    3: [30, 30, 20, 12, 8],
-}
-SECOND_ROUND_WEIGHTS = [6, 8, 16, 35, 35]
-COMPLAINTS = {
-    "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
-    "en": [
-        "waited 40 minutes",
-        "staff was rude",
-        "problem not fixed",
-        "gift never arrived",
-        "called three times",
-    ],
-}
 WORDS = {
     "zh-CN": {1: "非常不满意", 2: "不满意", 3: "一般", 4: "满意", 5: "非常满意"},
     "en": {
@@ -70,10 +60,23 @@ NOISE = {"zh-CN": ["谢谢", "你是谁？", "好的"], "en": ["thanks!", "who i
 
 @dataclass(frozen=True)
 class Profile:
-    """What the simulated customer is like: traits a model can learn satisfaction from."""
+    """What the simulated customer is like (see warehouse.demo_customers)."""
 
+    subscriber_id: str
     tier: str
     tenure_years: float
+    recent_complaint: bool
+
+    @property
+    def mood(self) -> int:
+        traits = trait(np.array([subscriber_number(self.subscriber_id)]))
+        mood = moods(
+            traits,
+            np.array([self.tier]),
+            np.array([self.tenure_years]),
+            np.array([self.recent_complaint]),
+        )
+        return int(mood[0])
 
 
 def _delivered(message: SandboxMessage) -> Delivered:
@@ -199,15 +202,9 @@ class CustomerSimulator:
         return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(click)
 
     def mood(self, recipient: str) -> int:
-        """-1 (delighted) .. 3 (grumpy): a lasting trait, worse for new and standard-tier
-        customers, better for gold and platinum ones."""
-        grumpy = int(hashlib.md5(recipient.encode()).hexdigest(), 16) % 10 == 0
+        """-1 (delighted) .. 3 (grumpy); 0 for a recipient the demo does not know."""
         profile = self.profiles.get(recipient)
-        mood = 2 if grumpy else 0
-        if profile:
-            mood += (profile.tier == "standard") + (profile.tenure_years < 2)
-            mood -= profile.tier in ("gold", "platinum")
-        return max(-1, min(3, mood))
+        return profile.mood if profile else 0
 
     def _sms(self, rng: random.Random, m: Delivered, score: int) -> Reply:
         text = self._sms_text(rng, m.locale, score)

@@ -64,7 +64,16 @@ def care_loop(
     loaded = checked_campaign(settings, campaign, params)
     run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
     with writing_warehouse(settings) as con:
-        plan = Plan(con, settings, loaded, as_of, round=1, run_id=run_id, params=params or {})
+        plan = Plan(
+            con,
+            settings,
+            loaded,
+            as_of,
+            round=1,
+            run_id=run_id,
+            params=params or {},
+            created_at=now or utc_now(),
+        )
         run_steps(plan, _as_task)
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)

@@ -25,6 +25,7 @@ from flows.common import end_of_day, settings_for
 from flows.dispatch_outbox import dispatch_outbox
 from flows.second_round import second_round
 from warehouse.db import warehouse
+from warehouse.demo_customers import RECENT_DAYS
 from warehouse.demo_data import DemoDataSummary, build_demo_data
 
 # Spans Feb 28 of a non-leap year, so Feb 29 birthdays and anniversaries show up.
@@ -55,9 +56,14 @@ def run_demo(
     settings = settings_for(str(demo_home))
     last_day = start + timedelta(days=days - 1)
     with warehouse(settings.warehouse_path) as con:
-        data = build_demo_data(con, subscribers=subscribers, seed=seed, until=last_day)
-        profiles = customer_profiles(con, last_day)
-    step_done("demo data", {"stores": data.stores, "subscribers": data.subscribers})
+        data = build_demo_data(
+            con, subscribers=subscribers, seed=seed, until=last_day, history_before=start
+        )
+        profiles = customer_profiles(con, start, last_day)
+    step_done(
+        "demo data",
+        {"stores": data.stores, "subscribers": data.subscribers, "past ratings": data.past_ratings},
+    )
     inbox = Inbox(settings.inbox_path)
     simulator = CustomerSimulator(
         SandboxProvider(settings.sandbox_path, inbox),
@@ -76,17 +82,26 @@ def run_demo(
                 )
             step_done(f"day {day}", figures)
             advance(1)
-    return finish(settings.home, data)
+    return finish(settings.home, data, start)
 
 
-def customer_profiles(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Profile]:
-    """The simulated customers' traits, keyed by the phone and email their messages go to."""
+PROFILES_SQL = """
+SELECT s.subscriber_id, s.phone, s.email, s.tier,
+       date_diff('day', s.joined_on, $day) / 365.25 AS tenure_years,
+       EXISTS (SELECT 1 FROM action_ratings r WHERE r.subscriber_id = s.subscriber_id
+               AND r.score <= 2 AND r.received_at >= $start - to_days($recent)
+               AND r.received_at < $start) AS recent_complaint
+FROM subscribers s
+"""
+
+
+def customer_profiles(con: duckdb.DuckDBPyConnection, start: date, day: date) -> dict[str, Profile]:
+    """The simulated customers' traits, keyed by the phone and email their messages go to:
+    tenure as of ``day``, a complaint in the weeks before ``start``."""
     profiles: dict[str, Profile] = {}
-    rows = con.execute(
-        "SELECT phone, email, tier, date_diff('day', joined_on, ?) / 365.25 FROM subscribers", [day]
-    ).fetchall()
-    for phone, email, tier, tenure in rows:
-        profile = Profile(tier, float(tenure))
+    rows = con.execute(PROFILES_SQL, {"day": day, "start": start, "recent": RECENT_DAYS}).fetchall()
+    for subscriber_id, phone, email, tier, tenure, recent in rows:
+        profile = Profile(subscriber_id, tier, float(tenure), bool(recent))
         for address in (phone, email):
             if address:
                 profiles[address] = profile
@@ -100,7 +115,7 @@ def run_day(
     now = end_of_day(day)
     morning = now - timedelta(days=1)  # campaigns are planned as the day starts
     planned = [care_loop(name, as_of=day, send=False, home=home, now=morning) for name in campaigns]
-    second = second_round(as_of=day, send=False, home=home)
+    second = second_round(as_of=day, send=False, home=home, now=morning)
     sent = dispatch_outbox(home=home, now=now, simulated=True)
     replies = simulator.react(until=now)
     collected = collect_feedback(home=home)
@@ -114,10 +129,11 @@ def run_day(
     }
 
 
-def finish(home: Path, data: DemoDataSummary) -> DemoResult:
+def finish(home: Path, data: DemoDataSummary, start: date) -> DemoResult:
+    """The demo's report covers its own days (the warehouse also holds the year before)."""
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
         written = write_reports(
-            con, settings.reports_dir, "careloop demo: satisfaction KPIs", settings.timezone
+            con, settings.reports_dir, "careloop demo: satisfaction KPIs", settings.timezone, start
         )
     return DemoResult(home, data, written.report, written.store_rows, written.path)

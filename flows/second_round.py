@@ -17,12 +17,13 @@ from flows.common import publish, send_due, settings_for, writing_warehouse
 
 
 @task(name="plan-second-round", cache_policy=NO_CACHE)
-def plan_all(settings: Settings, as_of: date) -> dict[str, Any]:
+def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with writing_warehouse(settings) as con:
         for name, campaign in load_campaigns(settings).items():
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
-            figures[name] = plan_second_round(con, settings, campaign, as_of, run_id).figures
+            plan = plan_second_round(con, settings, campaign, as_of, run_id, created_at=now)
+            figures[name] = plan.figures
     return figures
 
 
@@ -36,7 +37,7 @@ def second_round(
 ) -> dict[str, Any]:
     settings = settings_for(home)
     as_of = as_of or business_date(settings.zone, now)
-    figures = plan_all(settings, as_of)
+    figures = plan_all(settings, as_of, now)
     if send:
         with writing_warehouse(settings) as con:
             figures["dispatch"] = send_due(con, settings, now, simulated)

@@ -36,7 +36,9 @@ NUMERIC = [
     "prior_mean",
     "prior_min",
     "prior_complaints",
+    "recent_complaints",
     "days_since_last",
+    "contacts_90d",
 ]
 CATEGORICAL = ["tier", "locale"]
 MIN_TRAINING_ROWS = 200
@@ -50,6 +52,8 @@ WITH ratings AS (
     SELECT p.subscriber_id, p.point_at, count(r.score) AS prior_ratings,
            coalesce(avg(r.score), 0) AS prior_mean, coalesce(min(r.score), 0) AS prior_min,
            count(r.score) FILTER (r.score <= 2) AS prior_complaints,
+           count(r.score) FILTER (r.score <= 2 AND r.received_at >= p.point_at - INTERVAL 60 DAY)
+               AS recent_complaints,
            coalesce(date_diff('day', max(r.received_at), p.point_at), 9999) AS days_since_last
     FROM feature_points p
     LEFT JOIN ratings r ON r.subscriber_id = p.subscriber_id AND r.received_at < p.point_at
@@ -60,13 +64,20 @@ WITH ratings AS (
     LEFT JOIN store_visits v ON v.subscriber_id = p.subscriber_id
      AND v.visited_at < p.point_at AND v.visited_at >= p.point_at - INTERVAL 90 DAY
     GROUP BY p.subscriber_id, p.point_at
+), contacts AS (
+    SELECT p.subscriber_id, p.point_at, count(a.action_id) AS contacts_90d
+    FROM feature_points p
+    LEFT JOIN care_actions a ON a.subscriber_id = p.subscriber_id
+     AND a.sent_at < p.point_at AND a.sent_at >= p.point_at - INTERVAL 90 DAY
+    GROUP BY p.subscriber_id, p.point_at
 )
 SELECT p.subscriber_id, p.point_at, s.tier, s.locale,
        date_diff('day', s.joined_on, CAST(p.point_at AS DATE)) / 365.25 AS tenure_years,
        v.visits_90d, p.prior_ratings, p.prior_mean, p.prior_min, p.prior_complaints,
-       p.days_since_last
+       p.recent_complaints, p.days_since_last, c.contacts_90d
 FROM prior p
 JOIN visits_recent v USING (subscriber_id, point_at)
+JOIN contacts c USING (subscriber_id, point_at)
 JOIN subscribers s USING (subscriber_id)
 """
 

@@ -18,7 +18,7 @@ def test_the_report_works_on_an_empty_warehouse_and_a_campaign_with_no_ratings(c
     empty = write_reports(con, settings.reports_dir, "empty", ZONE)
     text = empty.path.read_text()
     assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) | 0 | - |" in text
-    assert "Nothing planned yet" in text
+    assert "Nothing planned in this period" in text
     figures = dict(summary_rows(loop_report(con, ZONE)))
     assert (
         figures["CSAT (% of ratings 4-5)"] is None
@@ -64,7 +64,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     assert total["opted_out"] == 1 and written.report.opt_outs == {"sms": 1}
     text = written.path.read_text()
     assert (
-        "Care planned for 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
+        "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
         "replies received up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text

@@ -6,15 +6,17 @@ live in Python objects at once. The same (subscribers, seed, until) always gives
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from warehouse.db import register_frame
+from warehouse.db import query_frame, register_frame
+from warehouse.demo_customers import COMPLAINTS, draw_scores, moods, trait
 
 CHUNK = 500_000
 CN_SURNAMES = [
@@ -203,6 +205,7 @@ class DemoDataSummary:
     stores: int
     subscribers: int
     visits: int
+    past_ratings: int = 0
 
 
 def build_demo_data(
@@ -212,9 +215,12 @@ def build_demo_data(
     seed: int,
     until: date,
     visits: bool = True,
+    history_before: date | None = None,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> DemoDataSummary:
-    """Replace stores, subscribers and visits with a synthetic population as of ``until``.
+    """Replace stores, subscribers and visits with a synthetic population as of ``until``;
+    with ``history_before``, also a year of rated store visits before that day (the past the
+    at_risk model learns from, see warehouse.demo_customers).
 
     Each chunk is its own transaction: one transaction over 10 million rows would hold every
     index change in memory until the end.
@@ -242,7 +248,8 @@ def build_demo_data(
         con.unregister("chunk")
         con.execute("COMMIT")
         on_progress(len(idx))
-    return DemoDataSummary(stores=stores.height, subscribers=subscribers, visits=visit_count)
+    past = append_history(con, seed, history_before) if history_before and visits else 0
+    return DemoDataSummary(stores.height, subscribers, visit_count, past)
 
 
 def make_stores() -> pl.DataFrame:
@@ -373,7 +380,9 @@ def append_visits(
     *,
     first_visit_no: int,
 ) -> int:
-    counts = rng.poisson(VISITS_PER_YEAR, people.height)
+    number = people["subscriber_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    # grumpy customers come back more (repairs, billing disputes)
+    counts = rng.poisson(VISITS_PER_YEAR * (1 + 0.8 * np.maximum(trait(number), 0)))
     who = np.repeat(np.arange(people.height), counts)
     total = len(who)
     if total == 0:
@@ -405,3 +414,99 @@ def append_visits(
     )
     con.unregister("visit_chunk")
     return total
+
+
+HISTORY_DAYS = 365
+SURVEYED, ANSWERED = 0.8, 0.6  # of past visits asked about; of those, answered
+HISTORY_RUN = "history"
+
+PAST_VISITS_SQL = """
+SELECT v.visit_id, v.subscriber_id, s.tier, s.locale,
+       date_diff('day', s.joined_on, v.visited_at::DATE) / 365.25 AS tenure_years
+FROM store_visits v JOIN subscribers s USING (subscriber_id)
+WHERE v.visited_at < $before AND v.visited_at >= $before - to_days($days)
+  AND s.phone IS NOT NULL
+ORDER BY v.visit_id
+"""
+PAST_ACTIONS_SQL = """
+INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
+    occasion, round, store_id, tier, locale, channel, recipient, body, survey, status,
+    scheduled_at, created_at, sent_at, updated_at, sender, provider_id, timezone, expires_at)
+SELECT 'ca_' || h.visit_id, 'store_visit|' || v.subscriber_id || '|' || occasion || '|1',
+    $run, 'store_visit', v.subscriber_id, occasion, 1, v.store_id, s.tier, s.locale, 'sms',
+    s.phone, '(sent before the demo)', true, 'delivered', asked_at, asked_at, asked_at,
+    asked_at, '+10000000000', 'SM' || md5(h.visit_id), s.timezone, asked_at + INTERVAL 48 HOUR
+FROM (
+    SELECT *, visited_at + INTERVAL 30 MINUTE AS asked_at,
+           'visit-' || store_id || '-' || strftime(visit_local_date, '%Y-%m-%d') AS occasion
+    FROM visits
+) v
+JOIN past_surveys h USING (visit_id)
+JOIN subscribers s USING (subscriber_id)
+ON CONFLICT DO NOTHING
+"""
+PAST_RATINGS_SQL = """
+INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, campaign_id,
+    round, store_id, channel, sender, intent, score, comment, attribution, received_at)
+SELECT 'ev_' || h.visit_id, 'history:' || h.visit_id, a.action_id, a.subscriber_id,
+    'store_visit', 1, a.store_id, 'sms', a.recipient, 'rating', h.score, h.comment, 'matched',
+    a.sent_at + to_minutes(h.reply_minutes)
+FROM past_surveys h JOIN care_actions a ON a.action_id = 'ca_' || h.visit_id
+WHERE h.answered
+"""
+
+
+def append_history(con: duckdb.DuckDBPyConnection, seed: int, before: date) -> int:
+    """A year of store-visit surveys before ``before``: six in ten visits asked about, half
+    of those answered, each rating drawn from the customer's mood. Returns the ratings."""
+    _forget_history(con)
+    past = query_frame(con, PAST_VISITS_SQL, {"before": before, "days": HISTORY_DAYS})
+    if past.is_empty():
+        return 0
+    register_frame(con, "past_surveys", _past_surveys(past, np.random.default_rng([seed, 365])))
+    con.execute("BEGIN TRANSACTION")
+    con.execute(PAST_ACTIONS_SQL, {"run": HISTORY_RUN})
+    rated = len(con.execute(PAST_RATINGS_SQL + " RETURNING 1").fetchall())
+    at = datetime.combine(before, time(), tzinfo=UTC)
+    con.execute(
+        "INSERT INTO campaign_runs VALUES (?, 'store_visit', ?, 1, NULL, ?, ?, ?)",
+        [HISTORY_RUN, before - timedelta(days=HISTORY_DAYS), at, at, json.dumps({"rated": rated})],
+    )
+    con.execute("COMMIT")
+    con.unregister("past_surveys")
+    return rated
+
+
+def _forget_history(con: duckdb.DuckDBPyConnection) -> None:
+    """A rebuilt population gets a new past: the old one's rows go first."""
+    con.execute("DELETE FROM evaluations WHERE dedupe_key LIKE 'history:%'")
+    con.execute("DELETE FROM care_actions WHERE run_id = ?", [HISTORY_RUN])
+    con.execute("DELETE FROM campaign_runs WHERE run_id = ?", [HISTORY_RUN])
+
+
+def _past_surveys(past: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    n = past.height
+    number = past["subscriber_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    mood = moods(
+        trait(number),
+        past["tier"].to_numpy(),
+        past["tenure_years"].to_numpy(),
+        np.zeros(n, dtype=bool),
+    )
+    scores = draw_scores(rng, mood)
+    zh = past["locale"].to_numpy() == "zh-CN"
+    pick = rng.integers(0, len(COMPLAINTS["en"]), n)
+    comment = np.where(zh, np.array(COMPLAINTS["zh-CN"])[pick], np.array(COMPLAINTS["en"])[pick])
+    surveyed = rng.random(n) < SURVEYED
+    return pl.DataFrame(
+        {
+            "visit_id": past["visit_id"],
+            "answered": surveyed & (rng.random(n) < ANSWERED),
+            "score": scores,
+            "comment": pl.Series(comment).zip_with(
+                pl.Series((scores <= 2) & (rng.random(n) < 0.6)),
+                pl.Series([None] * n, dtype=pl.String),
+            ),
+            "reply_minutes": rng.integers(2, 240, n),
+        }
+    ).filter(pl.Series(surveyed))

@@ -1,0 +1,70 @@
+"""Who the demo's customers are: the planted signal behind their satisfaction.
+
+A customer's mood (-1 delighted .. 3 grumpy) comes from a lasting trait of their own, their
+tier, their tenure and whether they complained recently. The demo's past (a year of rated
+store visits) and its simulated customers both draw ratings from it, so the at_risk model
+has something real to learn: new, standard-tier customers who complained lately are the
+ones likely to be dissatisfied again. Grumpy customers also come to the stores more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Score weights (1..5) by mood: the higher the mood, the more complaints.
+MOOD_WEIGHTS = {
+    -1: [2, 3, 10, 35, 50],
+    0: [4, 6, 15, 37, 38],
+    1: [10, 12, 20, 33, 25],
+    2: [22, 20, 20, 22, 16],
+    3: [38, 30, 16, 10, 6],
+}
+# Second rounds are personal (a call back, an apology): most end well, whatever the mood.
+SECOND_ROUND_WEIGHTS = [6, 8, 16, 35, 35]
+RECENT_DAYS = 60  # a complaint this recent still sours the next contact
+COMPLAINTS = {
+    "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
+    "en": [
+        "waited 40 minutes",
+        "staff was rude",
+        "problem not fixed",
+        "gift never arrived",
+        "called three times",
+    ],
+}
+
+
+def trait(index: np.ndarray) -> np.ndarray:
+    """The lasting trait by subscriber number: 10% grumpy (2), 20% picky (1), 50% easy (0),
+    20% delighted (-1). A multiplicative hash, so the demo's past and its simulated
+    customers agree without sharing state."""
+    draw = ((index.astype(np.uint64) * np.uint64(2654435761) + np.uint64(97)) % 2**32) / 2**32
+    return np.select([draw < 0.1, draw < 0.3, draw < 0.8], [2, 1, 0], -1)
+
+
+def subscriber_number(subscriber_id: str) -> int:
+    """``S000001785`` -> 1785 (the demo's ids)."""
+    return int(subscriber_id.lstrip("S") or 0)
+
+
+def moods(
+    traits: np.ndarray, tiers: np.ndarray, tenure_years: np.ndarray, recent_complaint: np.ndarray
+) -> np.ndarray:
+    mood = (
+        traits
+        + (tiers == "standard")
+        - np.isin(tiers, ["gold", "platinum"])
+        + (tenure_years < 2)
+        + recent_complaint.astype(int)
+    )
+    clipped: np.ndarray = np.clip(mood, -1, 3)
+    return clipped
+
+
+def draw_scores(rng: np.random.Generator, mood: np.ndarray) -> np.ndarray:
+    """A 1-5 rating per customer, drawn from their mood's weights."""
+    table = np.array([MOOD_WEIGHTS[m] for m in range(-1, 4)], dtype=float)
+    cumulative = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
+    rows = cumulative[mood + 1]
+    scores: np.ndarray = 1 + (rng.random(len(mood))[:, None] > rows).sum(axis=1)
+    return scores

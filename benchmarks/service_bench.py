@@ -47,8 +47,13 @@ def _port() -> int:
 
 
 @contextmanager
-def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    process = subprocess.Popen(command, env={**os.environ, **env})
+def running(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+    """The server in its own process, its output (the access log, one line a request) in
+    ``log``: written as in production, kept off the terminal."""
+    handle = log.open("w")
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -61,6 +66,7 @@ def running(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]
     finally:
         process.terminate()
         process.wait()
+        handle.close()
 
 
 def signed_requests(prefix: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -178,6 +184,7 @@ def main(home: Path) -> list[str]:
     if home.exists():
         for item in home.iterdir():
             item.unlink()
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         "CARELOOP_HOME": str(home),
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
@@ -186,13 +193,17 @@ def main(home: Path) -> list[str]:
     }
     bare_port, service_port = _port(), _port()
     with running(
-        [sys.executable, "-m", "benchmarks.bare_app", str(bare_port)], bare_port, env
+        [sys.executable, "-m", "benchmarks.bare_app", str(bare_port)],
+        bare_port,
+        env,
+        home / "bare.log",
     ) as url:
         bare = measure(url, "SMb")
     with running(
         [sys.executable, "-m", "careloop.cli", "serve", "--port", str(service_port)],
         service_port,
         env,
+        home / "service.log",
     ) as url:
         ours = measure(url, "SMr")
         attacked = health_under_attack(url)

@@ -367,6 +367,7 @@ def serve(
 
     from careloop.masking import install_masking
     from careloop.settings import load_settings
+    from feedback.service.access_log import access_logging
     from feedback.service.app import FeedbackService, check_exposure, settle_garbage_collector
 
     settings = load_settings()
@@ -376,7 +377,8 @@ def serve(
     console.print(f"careloop serve on http://{host}:{port}: {service.enabled()}", soft_wrap=True)
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    with access_logging():  # our own: masked, and written off the event loop
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command()

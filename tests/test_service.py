@@ -245,3 +245,24 @@ def test_from_webhook_to_attributed_evaluation(service, con):
         ("A1", 1, "太慢", None, "matched"),
         ("E1", 4, None, json.dumps({"problem_solved": 5}), "matched"),
     ]
+
+
+def test_the_access_log_has_a_line_per_request_and_nothing_personal(service, caplog):
+    client, _, settings = service
+    link = unsubscribe_link(
+        "ca_9", PUBLIC_URL, settings.link_secret.get_secret_value(), datetime.now(UTC)
+    ).removeprefix(PUBLIC_URL)
+    token = link.rsplit("/", 1)[1]
+    with caplog.at_level("INFO", logger="careloop.access"):
+        client.get(link)
+        client.post(
+            "/webhooks/twilio/sms",
+            **twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", 9), PHONE, "5")),
+        )
+        client.get(f"/healthz/{PHONE}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
+    assert len(lines) == 3
+    assert f"GET /unsubscribe/{token[:8]}… 200" in lines[0] and token not in lines[0]
+    assert "POST /webhooks/twilio/sms 200" in lines[1]
+    assert "404" in lines[2] and PHONE not in lines[2] and "+86*******0001" in lines[2]
+    assert all(line.endswith("ms") for line in lines)

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from careloop.settings import DEVELOPMENT_LINK_SECRET, ConfigError, Settings
 from feedback.inbox import Inbox
 from feedback.parsing import parse_digits, parse_reply
+from feedback.service.access_log import AccessLog
 from feedback.service.limits import (
     OFF_LOOP_ABOVE,
     PAGE_FORM_LIMIT,
@@ -257,6 +259,7 @@ class FeedbackService:
                 Route("/healthz", self.health, methods=["GET"]),
             ],
             exception_handlers={Forbidden: _forbidden, RequestRefusedError: _refused},
+            middleware=[Middleware(AccessLog)],
             lifespan=lifespan,
         )
 

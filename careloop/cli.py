@@ -539,16 +539,22 @@ def model_train() -> None:
     from warehouse.db import warehouse
 
     settings = load_settings()
-    with warehouse(settings.warehouse_path) as con:
+    with _progress(), warehouse(settings.warehouse_path) as con:
         trained = train(con, settings.home / "models")
-    metrics = trained.metrics
-    _show(
-        f"at_risk v{trained.version} ({trained.path})",
-        {k: v for k, v in metrics.items() if k != "calibration"},
+    m = trained.metrics
+    console.print(
+        f"at_risk v{trained.version} ({trained.path}): trained on {m['training_rows']:,} "
+        f"ratings, judged on the {m['held_out_rows']:,} latest (held out)\n"
+        f"  AUC {m['auc']:.3f} (a constant predictor: 0.5); Brier score {m['brier']:.4f} "
+        f"(the constant: {m['brier_constant']:.4f}); dissatisfied on held-out "
+        f"{m['held_out_dissatisfied_rate']:.1%}",
+        highlight=False,
     )
-    table = Table("predicted (bin mean)", "observed", title="calibration on held-out ratings")
-    for point in metrics["calibration"]:
-        table.add_row(str(point["predicted"]), str(point["observed"]))
+    table = Table(
+        "predicted (bin mean)", "observed", title="calibration on held-out ratings (quintiles)"
+    )
+    for point in m["calibration"]:
+        table.add_row(f"{point['predicted']:.1%}", f"{point['observed']:.1%}")
     console.print(table)
 
 
@@ -560,7 +566,7 @@ def model_score(as_of: AsOf = None) -> None:
     from warehouse.db import warehouse
 
     day = _day(as_of) or _today()
-    with warehouse(load_settings().warehouse_path) as con:
+    with _progress(), warehouse(load_settings().warehouse_path) as con:
         scored = score(con, day)
     console.print(f"scored {scored} subscribers as of {day}")
 

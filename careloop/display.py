@@ -48,6 +48,10 @@ class RichReporter:
 
     @contextmanager
     def live(self) -> Iterator[RichReporter]:
+        """Bars are drawn on a terminal only; in a log or a pipe the step lines suffice."""
+        if not self.console.is_terminal:
+            yield self
+            return
         with self.progress:
             yield self
 

@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from careloop.errors import UserError
+from careloop.progress import tracked
 from warehouse.db import query_frame, register_frame
 
 MODEL = "at_risk"
@@ -143,7 +144,8 @@ def evaluate(y_true: np.ndarray, probability: np.ndarray, base_rate: float) -> d
 
 
 def train(con: duckdb.DuckDBPyConnection, models_dir: Path) -> TrainedModel:
-    frame = training_frame(con).to_pandas()
+    with tracked("at_risk: features known before each rating"):
+        frame = training_frame(con).to_pandas()
     if len(frame) < MIN_TRAINING_ROWS or frame["dissatisfied"].nunique() < 2:
         raise ModelError(
             f"not enough rated care to train {MODEL}: {len(frame)} ratings "
@@ -151,13 +153,17 @@ def train(con: duckdb.DuckDBPyConnection, models_dir: Path) -> TrainedModel:
         )
     cut = int(len(frame) * 0.8)  # by time: the model is judged on ratings after its training
     train_rows, held_out = frame.iloc[:cut], frame.iloc[cut:]
-    pipeline = _pipeline().fit(train_rows[NUMERIC + CATEGORICAL], train_rows["dissatisfied"])
-    probability = pipeline.predict_proba(held_out[NUMERIC + CATEGORICAL])[:, 1]
-    metrics = evaluate(
-        held_out["dissatisfied"].to_numpy(), probability, float(train_rows["dissatisfied"].mean())
-    )
+    with tracked(f"at_risk: fitting on {cut:,} ratings, judging on {len(held_out):,}"):
+        pipeline = _pipeline().fit(train_rows[NUMERIC + CATEGORICAL], train_rows["dissatisfied"])
+        probability = pipeline.predict_proba(held_out[NUMERIC + CATEGORICAL])[:, 1]
+        metrics = evaluate(
+            held_out["dissatisfied"].to_numpy(),
+            probability,
+            float(train_rows["dissatisfied"].mean()),
+        )
     metrics["training_rows"] = cut
-    pipeline.fit(frame[NUMERIC + CATEGORICAL], frame["dissatisfied"])  # final fit on all data
+    with tracked(f"at_risk: final fit on all {len(frame):,} ratings"):
+        pipeline.fit(frame[NUMERIC + CATEGORICAL], frame["dissatisfied"])
     return _save(con, models_dir, pipeline, metrics)
 
 
@@ -197,24 +203,38 @@ def score(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
     version, pipeline = found
     at = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
     con.execute("DELETE FROM model_scores WHERE model = ? AND as_of = ?", [MODEL, as_of])
-    total = con.execute("SELECT count(*) FROM subscribers").fetchall()[0][0]
-    for offset in range(0, int(total), SCORE_CHUNK):
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE feature_points AS SELECT subscriber_id, "
-            "?::TIMESTAMPTZ AS point_at FROM subscribers ORDER BY subscriber_id "
-            "LIMIT ? OFFSET ?",
-            [at, SCORE_CHUNK, offset],
-        )
-        features = query_frame(con, FEATURES_SQL).to_pandas()
-        probability = pipeline.predict_proba(features[NUMERIC + CATEGORICAL])[:, 1]
-        register_frame(
-            con,
-            "scores",
-            pl.DataFrame({"subscriber_id": features["subscriber_id"], "probability": probability}),
-        )
-        con.execute(
-            "INSERT INTO model_scores SELECT ?, ?, ?, subscriber_id, probability FROM scores",
-            [MODEL, version, as_of],
-        )
-        con.unregister("scores")
-    return int(total)
+    total = int(con.execute("SELECT count(*) FROM subscribers").fetchall()[0][0])
+    with tracked("at_risk: scoring subscribers", total) as advance:
+        for offset in range(0, total, SCORE_CHUNK):
+            _score_chunk(con, pipeline, version, as_of, at, offset)
+            advance(min(SCORE_CHUNK, total - offset))
+    return total
+
+
+def _score_chunk(
+    con: duckdb.DuckDBPyConnection,
+    pipeline: Pipeline,
+    version: int,
+    as_of: date,
+    at: datetime,
+    offset: int,
+) -> None:
+    """Score one chunk of subscribers (in id order) and keep the scores."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE feature_points AS SELECT subscriber_id, "
+        "?::TIMESTAMPTZ AS point_at FROM subscribers ORDER BY subscriber_id "
+        "LIMIT ? OFFSET ?",
+        [at, SCORE_CHUNK, offset],
+    )
+    features = query_frame(con, FEATURES_SQL).to_pandas()
+    probability = pipeline.predict_proba(features[NUMERIC + CATEGORICAL])[:, 1]
+    register_frame(
+        con,
+        "scores",
+        pl.DataFrame({"subscriber_id": features["subscriber_id"], "probability": probability}),
+    )
+    con.execute(
+        "INSERT INTO model_scores SELECT ?, ?, ?, subscriber_id, probability FROM scores",
+        [MODEL, version, as_of],
+    )
+    con.unregister("scores")

@@ -31,6 +31,9 @@ class _OneLineErrors(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, ClickException):
             raise  # help, a usage error: typer and click tell those themselves
+        except BrokenPipeError:  # `careloop ... | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except (UserError, ValueError) as exc:
             _one_line(str(exc), exc)
             raise typer.Exit(2) from None

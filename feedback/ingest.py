@@ -116,50 +116,49 @@ def _parse(item: InboxItem) -> tuple[ParsedReply, dict[str, object]]:
     return parsed, {"action_id": payload["action_id"]}
 
 
+REPLY_SCHEMA = pl.Schema(
+    {
+        "dedupe_key": pl.String(),
+        "channel": pl.String(),
+        "sender": pl.String(),
+        "receiver": pl.String(),
+        "given_action_id": pl.String(),
+        "received_at": pl.Datetime("us", "UTC"),
+        "intent": pl.String(),
+        "score": pl.Int32(),
+        "comment": pl.String(),
+        "attributes": pl.String(),
+    }
+)
+
+
+def _reply_row(item: InboxItem) -> dict[str, object]:
+    parsed, ref = _parse(item)
+    return {
+        "dedupe_key": f"{item.kind}:{item.dedupe_key}",
+        "channel": REPLY_KINDS[item.kind],
+        "sender": ref.get("sender"),
+        "receiver": ref.get("receiver"),
+        "given_action_id": ref.get("action_id"),
+        "received_at": item.received_at,
+        "intent": parsed.intent,
+        "score": parsed.score,
+        "comment": parsed.comment,
+        "attributes": _attributes(item),
+    }
+
+
 def ingest_replies(
     con: duckdb.DuckDBPyConnection,
     items: list[InboxItem],
     reply_window: timedelta,
     figures: CollectFigures,
 ) -> None:
+    """Score and attribute a batch of replies, keep them as evaluations, apply opt-outs."""
     if not items:
         return
-    rows = []
-    for item in items:
-        parsed, ref = _parse(item)
-        rows.append(
-            {
-                "dedupe_key": f"{item.kind}:{item.dedupe_key}",
-                "channel": REPLY_KINDS[item.kind],
-                "sender": ref.get("sender"),
-                "receiver": ref.get("receiver"),
-                "given_action_id": ref.get("action_id"),
-                "received_at": item.received_at,
-                "intent": parsed.intent,
-                "score": parsed.score,
-                "comment": parsed.comment,
-                "attributes": _attributes(item),
-            }
-        )
-    register_frame(
-        con,
-        "replies",
-        pl.DataFrame(
-            rows,
-            schema={
-                "dedupe_key": pl.String,
-                "channel": pl.String,
-                "sender": pl.String,
-                "receiver": pl.String,
-                "given_action_id": pl.String,
-                "received_at": pl.Datetime("us", "UTC"),
-                "intent": pl.String,
-                "score": pl.Int32,
-                "comment": pl.String,
-                "attributes": pl.String,
-            },
-        ),
-    )
+    replies = pl.DataFrame([_reply_row(item) for item in items], schema=REPLY_SCHEMA)
+    register_frame(con, "replies", replies)
     con.execute(ATTRIBUTE_SQL, [int(reply_window.total_seconds())])
     con.unregister("replies")
     for attribution, intent, n in con.execute(

@@ -208,9 +208,42 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
         "",
         report.period.describe(),
         "",
+        *_campaign_table(report),
+        *_section(
+            "Opt-outs, by channel",
+            "By reply (STOP, TD, 退订), unsubscribe link or provider refusal; each stops every "
+            "later send on that channel.",
+            [f"- {channel}: {n}" for channel, n in report.opt_outs.items()] or ["- none"],
+        ),
+        *_section(
+            "Suppressed, by reason",
+            "",
+            [
+                f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())
+                for campaign_id, reasons in report.suppressed.items()
+            ],
+        ),
+        *_section(
+            "Replies, by attribution",
+            "Every reply is kept: matched to the survey it answers, late (after the reply "
+            "window), to no open survey, or from an unknown number.",
+            [f"- {kind}: {n}" for kind, n in report.replies.items()],
+        ),
+        *_section(
+            "Store managers' dissatisfied lists",
+            f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
+            "store in store_lists/: open cases first, recovered ones after; times in the "
+            "store's own timezone).",
+            [],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _campaign_table(report: LoopReport) -> list[str]:
+    return [
         "Response rate: surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 "
-        "per rating. Recovery "
-        "rate: cases whose second round was rated 4-5, per case opened.",
+        "per rating. Recovery rate: cases whose second round was rated 4-5, per case opened.",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
         "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "
@@ -218,36 +251,11 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_campaign_row(c) for c in report.campaigns),
         _campaign_row({"campaign_id": "**all**", **report.totals()}),
-        "",
-        "## Opt-outs, by channel",
-        "",
-        "By reply (STOP, TD, 退订), unsubscribe link or provider refusal; each stops every "
-        "later send on that channel.",
-        "",
-        *(f"- {channel}: {n}" for channel, n in report.opt_outs.items()),
-        *([] if report.opt_outs else ["- none"]),
-        "",
-        "## Suppressed, by reason",
-        "",
-        *(
-            f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())
-            for campaign_id, reasons in report.suppressed.items()
-        ),
-        "",
-        "## Replies, by attribution",
-        "",
-        "Every reply is kept: matched to the survey it answers, late (after the reply "
-        "window), to no open survey, or from an unknown number.",
-        "",
-        *(f"- {kind}: {n}" for kind, n in report.replies.items()),
-        "",
-        "## Store managers' dissatisfied lists",
-        "",
-        f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
-        "store in store_lists/: open cases first, recovered ones after; times in the "
-        "store's own timezone).",
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _section(heading: str, text: str, items: list[str]) -> list[str]:
+    return ["", f"## {heading}", "", *([text, ""] if text else []), *items]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import duckdb
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from careloop.progress import step_done, steps_muted, tracked
+from careloop.settings import Settings
 from feedback.inbox import Inbox
 from feedback.report import LoopReport, write_reports
 from feedback.simulator import CustomerSimulator, PendingReplies, Profile
@@ -59,18 +60,10 @@ def run_demo(
         data = build_demo_data(
             con, subscribers=subscribers, seed=seed, until=last_day, history_before=start
         )
-        profiles = customer_profiles(con, start, last_day)
+        simulator = _customers(settings, seed, customer_profiles(con, start, last_day))
     step_done(
         "demo data",
         {"stores": data.stores, "subscribers": data.subscribers, "past ratings": data.past_ratings},
-    )
-    inbox = Inbox(settings.inbox_path)
-    simulator = CustomerSimulator(
-        SandboxProvider(settings.sandbox_path, inbox),
-        inbox,
-        PendingReplies(settings.home / "simulator.sqlite"),
-        seed=seed,
-        profiles=profiles,
     )
     campaigns = sorted(load_campaigns(settings))
     with tracked("care loop, day by day", days + settle_days) as advance:
@@ -83,6 +76,18 @@ def run_demo(
             step_done(f"day {day}", figures)
             advance(1)
     return finish(settings.home, data, start)
+
+
+def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> CustomerSimulator:
+    """The demo's customers, answering what the sandbox delivers into its inbox."""
+    inbox = Inbox(settings.inbox_path)
+    return CustomerSimulator(
+        SandboxProvider(settings.sandbox_path, inbox),
+        inbox,
+        PendingReplies(settings.home / "simulator.sqlite"),
+        seed=seed,
+        profiles=profiles,
+    )
 
 
 PROFILES_SQL = """

@@ -227,12 +227,7 @@ def build_demo_data(
     """
     if subscribers < 1:
         raise ValueError("subscribers must be at least 1")
-    stores = make_stores()
-    for table in ("store_visits", "subscribers", "stores"):
-        con.execute(f"DELETE FROM {table}")
-    register_frame(con, "new_stores", stores)
-    con.execute("INSERT INTO stores SELECT * FROM new_stores")
-    con.unregister("new_stores")
+    stores = _replace_stores(con)
     visit_count = 0
     for start in range(0, subscribers, CHUNK):
         rng = np.random.default_rng([seed, start // CHUNK])
@@ -250,6 +245,17 @@ def build_demo_data(
         on_progress(len(idx))
     past = append_history(con, seed, history_before) if history_before and visits else 0
     return DemoDataSummary(stores.height, subscribers, visit_count, past)
+
+
+def _replace_stores(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """A new population starts from nothing: visits, subscribers and stores go first."""
+    stores = make_stores()
+    for table in ("store_visits", "subscribers", "stores"):
+        con.execute(f"DELETE FROM {table}")
+    register_frame(con, "new_stores", stores)
+    con.execute("INSERT INTO stores SELECT * FROM new_stores")
+    con.unregister("new_stores")
+    return stores
 
 
 def make_stores() -> pl.DataFrame:
@@ -286,12 +292,8 @@ def make_subscribers(
     rng: np.random.Generator, idx: np.ndarray, stores: pl.DataFrame, until: date
 ) -> pl.DataFrame:
     n = len(idx)
-    store_country = np.array([CITIES[int(s[2:4])][4] for s in stores["store_id"]])
-    store_tz = stores["timezone"].to_numpy()
     in_china = rng.random(n) < 0.75
-    cn_stores = np.flatnonzero(store_country == "CN")
-    us_stores = np.flatnonzero(store_country == "US")
-    home = np.where(in_china, rng.choice(cn_stores, n), rng.choice(us_stores, n))
+    home = _home_stores(rng, in_china, stores)
     zh = np.where(in_china, rng.random(n) < 0.92, rng.random(n) < 0.15)
     names, romanized = _names(rng, zh)
     until_day = np.datetime64(until, "D")
@@ -299,14 +301,8 @@ def make_subscribers(
     joined = until_day - rng.integers(0, int(20 * 365.25), n)
     joined = np.maximum(joined, birthday + int(16 * 365.25))
     tenure_years = (until_day - joined).astype(int) / 365.25
-    # Longer tenure, higher tier: about 55% standard, 25% silver, 12% gold, 3-8% platinum.
-    tier_draw = rng.random(n) * 0.85 + np.minimum(tenure_years, 20) / 20 * 0.15
-    tier = TIERS[np.searchsorted([0.55, 0.8, 0.92], tier_draw)]
     has_email = rng.random(n) < 0.8
-    email = np.char.add(
-        np.char.add(romanized, rng.integers(1, 999, n).astype(str)),
-        np.char.add("@", rng.choice(EMAIL_DOMAINS, n)),
-    )
+    email = _emails(rng, romanized)
     frame = pl.DataFrame(
         {
             "subscriber_id": np.char.add("S", np.char.zfill(idx.astype(str), 9)),
@@ -315,9 +311,9 @@ def make_subscribers(
             "email": email,
             "birthday": birthday,
             "joined_on": joined,
-            "tier": tier,
+            "tier": _tiers(rng, tenure_years),
             "home_store_id": stores["store_id"].to_numpy()[home],
-            "timezone": store_tz[home],
+            "timezone": stores["timezone"].to_numpy()[home],
             "locale": np.where(zh, "zh-CN", "en"),
             "sms_consent": rng.random(n) < 0.88,
             "email_consent": has_email & (rng.random(n) < 0.75),
@@ -330,6 +326,31 @@ def make_subscribers(
         _null_unless(rng.random(n) < 0.95, "birthday").cast(pl.Date),
         pl.col("joined_on").cast(pl.Date),
     )
+
+
+def _emails(rng: np.random.Generator, romanized: np.ndarray) -> np.ndarray:
+    n = len(romanized)
+    numbered = np.char.add(romanized, rng.integers(1, 999, n).astype(str))
+    emails: np.ndarray = np.char.add(numbered, np.char.add("@", rng.choice(EMAIL_DOMAINS, n)))
+    return emails
+
+
+def _home_stores(
+    rng: np.random.Generator, in_china: np.ndarray, stores: pl.DataFrame
+) -> np.ndarray:
+    """Each subscriber's home store (its row number), in their own country."""
+    country = np.array([CITIES[int(s[2:4])][4] for s in stores["store_id"]])
+    n = len(in_china)
+    cn, us = np.flatnonzero(country == "CN"), np.flatnonzero(country == "US")
+    home: np.ndarray = np.where(in_china, rng.choice(cn, n), rng.choice(us, n))
+    return home
+
+
+def _tiers(rng: np.random.Generator, tenure_years: np.ndarray) -> np.ndarray:
+    """Longer tenure, higher tier: about 55% standard, 25% silver, 12% gold, 3-8% platinum."""
+    draw = rng.random(len(tenure_years)) * 0.85 + np.minimum(tenure_years, 20) / 20 * 0.15
+    tiers: np.ndarray = TIERS[np.searchsorted([0.55, 0.8, 0.92], draw)]
+    return tiers
 
 
 def _null_unless(keep: np.ndarray, column: str) -> pl.Expr:
@@ -406,6 +427,12 @@ def append_visits(
             "service_type": SERVICE_TYPES[rng.integers(0, len(SERVICE_TYPES), total)],
         }
     )
+    _insert_visits(con, frame)
+    return total
+
+
+def _insert_visits(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
+    """Visits at local store times, stored as the moments they were."""
     register_frame(con, "visit_chunk", frame)
     con.execute(
         "INSERT INTO store_visits SELECT v.visit_id, v.subscriber_id, v.store_id,"
@@ -413,7 +440,6 @@ def append_visits(
         " FROM visit_chunk v JOIN stores s USING (store_id)"
     )
     con.unregister("visit_chunk")
-    return total
 
 
 HISTORY_DAYS = 365

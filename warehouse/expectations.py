@@ -98,50 +98,55 @@ def suite_rules(
     return rules
 
 
+# Text a column of the type must match, and what a row that does not is told.
+PATTERNS = {
+    "timestamp": (ISO_TIME, "is not an ISO 8601 time (2026-02-28T10:15:00+08:00)"),
+    "boolean": ("^(?i:true|false)$", "must be true or false"),
+    "phone": (E164, "is not an E.164 phone number (+8613812345678)"),
+    "email": (EMAIL, "is not a valid email address"),
+}
+
+
+def _allowed(column_type: str, settings: Settings) -> tuple[list[str], str] | None:
+    """The values a column of the type may hold, and the reason given otherwise."""
+    if column_type == "timezone":
+        return known_timezones(), "is not an IANA timezone"
+    if column_type == "tier":
+        return list(settings.tiers), f"is not a tier ({', '.join(settings.tiers)})"
+    if column_type == "locale":
+        return list(LOCALES), f"is not a locale ({', '.join(LOCALES)})"
+    return None
+
+
 def _type_rules(column: Column, settings: Settings, today: date) -> list[Rule]:
     import great_expectations as gx
 
     e: Any = gx.expectations
     name = column.name
-    by_type: dict[str, list[tuple[Any, str]]] = {
-        "date": [
-            (e.ExpectColumnValuesToMatchStrftimeFormat(column=name, strftime_format="%Y-%m-%d"),
-             "is not a real date (YYYY-MM-DD)"),
-            (e.ExpectColumnValuesToBeBetween(
-                column=f"{name}__parsed", max_value=datetime.combine(today, time.max)),
-             "is in the future"),
-        ],
-        "timestamp": [
-            (e.ExpectColumnValuesToMatchRegex(column=name, regex=ISO_TIME),
-             "is not an ISO 8601 time (2026-02-28T10:15:00+08:00)"),
-            (e.ExpectColumnValuesToBeDateutilParseable(column=name), "is not a real time"),
-        ],
-        "boolean": [
-            (e.ExpectColumnValuesToMatchRegex(column=name, regex="^(?i:true|false)$"),
-             "must be true or false"),
-        ],
-        "phone": [
-            (e.ExpectColumnValuesToMatchRegex(column=name, regex=E164),
-             "is not an E.164 phone number (+8613812345678)"),
-        ],
-        "email": [
-            (e.ExpectColumnValuesToMatchRegex(column=name, regex=EMAIL),
-             "is not a valid email address"),
-        ],
-        "timezone": [
-            (e.ExpectColumnValuesToBeInSet(column=name, value_set=known_timezones()),
-             "is not an IANA timezone"),
-        ],
-        "tier": [
-            (e.ExpectColumnValuesToBeInSet(column=name, value_set=list(settings.tiers)),
-             f"is not a tier ({', '.join(settings.tiers)})"),
-        ],
-        "locale": [
-            (e.ExpectColumnValuesToBeInSet(column=name, value_set=list(LOCALES)),
-             f"is not a locale ({', '.join(LOCALES)})"),
-        ],
-    }  # fmt: skip
-    return [Rule(expectation, name, reason) for expectation, reason in by_type.get(column.type, [])]
+    rules = []
+    if column.type in PATTERNS:
+        regex, reason = PATTERNS[column.type]
+        rules.append(Rule(e.ExpectColumnValuesToMatchRegex(column=name, regex=regex), name, reason))
+    if column.type == "timestamp":  # the shape is right; is it a real moment (no 25:00)?
+        rules.append(
+            Rule(e.ExpectColumnValuesToBeDateutilParseable(column=name), name, "is not a real time")
+        )
+    if column.type == "date":
+        real = e.ExpectColumnValuesToMatchStrftimeFormat(column=name, strftime_format="%Y-%m-%d")
+        past = e.ExpectColumnValuesToBeBetween(
+            column=f"{name}__parsed", max_value=datetime.combine(today, time.max)
+        )
+        rules += [
+            Rule(real, name, "is not a real date (YYYY-MM-DD)"),
+            Rule(past, name, "is in the future"),
+        ]
+    allowed = _allowed(column.type, settings)
+    if allowed:
+        values, reason = allowed
+        rules.append(
+            Rule(e.ExpectColumnValuesToBeInSet(column=name, value_set=values), name, reason)
+        )
+    return rules
 
 
 def validate(frame: pl.DataFrame, entity: Entity, rules: list[Rule]) -> Validation:

@@ -29,10 +29,11 @@ STOP_SECONDS = 8.0
 PROCESSES = ("prefect-server", "worker", "service")
 
 
-def environment(home: Path) -> dict[str, str]:
+def environment(home: Path, timezone: str) -> dict[str, str]:
     return {
         **os.environ,
         "CARELOOP_HOME": str(home),
+        "CARELOOP_TIMEZONE": timezone,  # prefect.yaml's daily schedules run in it
         "CARELOOP_PROJECT_DIR": str(ROOT),
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
@@ -76,10 +77,11 @@ def prefect(env: dict[str, str], *args: str, ok_if: str | None = None) -> None:
 
 def up() -> None:
     started = time.monotonic()
-    home = load_settings().home.resolve()
+    settings = load_settings()
+    home = settings.home.resolve()
     run = home / "run"
     run.mkdir(parents=True, exist_ok=True)
-    env = environment(home)
+    env = environment(home, settings.timezone)
     api = env["PREFECT_API_URL"]
     start(
         "prefect-server",

@@ -20,7 +20,10 @@ def test_deployment_entrypoint_and_parameters(deployment):
     flow.validate_parameters(deployment.get("parameters", {}))  # raises if a name or type is off
     assert deployment["work_pool"]["name"] == "careloop"
     for schedule in deployment["schedules"]:
-        assert len(schedule["cron"].split()) == 5 and schedule["timezone"]
+        assert len(schedule["cron"].split()) == 5
+        # daily work in the business's timezone (filled in at deploy), the rest in UTC
+        daily = schedule["cron"].split()[1] != "*"
+        assert schedule["timezone"] == ("{{ $CARELOOP_TIMEZONE }}" if daily else "UTC")
 
 
 def test_scheduled_campaigns_exist(settings):

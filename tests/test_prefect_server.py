@@ -54,6 +54,7 @@ def server(tmp_path):
         "DO_NOT_TRACK": "1",
         "CARELOOP_PROJECT_DIR": str(ROOT),
         "CARELOOP_HOME": str(tmp_path / "care"),
+        "CARELOOP_TIMEZONE": "Asia/Tokyo",  # not the default: the schedules must follow it
     }
     env.pop("PREFECT_API_KEY", None)
     log = (tmp_path / "server.log").open("w")
@@ -130,8 +131,12 @@ def test_deploy_schedule_and_run_on_a_real_server(server):
     con.close()
     prefect(env, "work-pool", "create", "careloop", "--type", "process")
     prefect(env, "deploy", "--all")
-    deployments = {d["name"]: d["id"] for d in post(api, "/deployments/filter")}
+    deployed = post(api, "/deployments/filter")
+    deployments = {d["name"]: d["id"] for d in deployed}
     assert set(deployments) == {d["name"] for d in DEPLOYMENTS}
+    zones = {d["name"]: {s["schedule"]["timezone"] for s in d["schedules"]} for d in deployed}
+    assert zones["birthday-daily"] == zones["tenure-daily"] == {"Asia/Tokyo"}
+    assert zones["collect-feedback"] == {"UTC"}
 
     def scheduled_deployments():
         runs = post(

@@ -96,9 +96,11 @@ def prefect(env, *args, timeout=180):
 
 
 def run_worker_once(env):
-    """A worker that runs every flow run due in the pool, then exits."""
+    """A worker that runs every flow run due in the pool, then exits. With a limit, a run-once
+    worker waits for its runs to finish before it exits; without one it may tear down while
+    a run waits for the warehouse slot, leaving that run Running for ever."""
     worker = subprocess.run(
-        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once"],
+        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once", "--limit", "4"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -119,7 +121,13 @@ def final_state(api, run_id):
 
 
 def post(api, path, body=None):
-    response = requests.post(f"{api}{path}", json=body or {}, timeout=30)
+    """POST to the API, retrying what Prefect's own client retries: a 503 is the server's
+    SQLite busy under load (Prefect issues #18934, #19771), not an answer."""
+    for attempt in range(6):
+        response = requests.post(f"{api}{path}", json=body or {}, timeout=30)
+        if response.status_code not in (429, 502, 503):
+            break
+        threading.Event().wait(0.5 * 2**attempt)  # back off, as the Prefect client does
     response.raise_for_status()
     return response.json()
 

@@ -81,6 +81,11 @@ def up() -> None:
     home = settings.home.resolve()
     run = home / "run"
     run.mkdir(parents=True, exist_ok=True)
+    running = [name for name, pid in _recorded(run).items() if _alive(pid)]
+    if running:
+        raise SystemExit(
+            f"already running for {home}: {', '.join(running)} (pids in {run}); `make down` first"
+        )
     env = environment(home, settings.timezone)
     api = env["PREFECT_API_URL"]
     start(
@@ -119,12 +124,9 @@ def up() -> None:
 def down() -> None:
     run = load_settings().home.resolve() / "run"
     (run / STACK_API_FILE).unlink(missing_ok=True)
-    groups = {}
-    for name in PROCESSES:
-        pid_file = run / f"{name}.pid"
-        if pid_file.exists():
-            groups[name] = int(pid_file.read_text())
-            pid_file.unlink()
+    groups = _recorded(run)
+    for name in groups:
+        (run / f"{name}.pid").unlink()
     for pid in groups.values():
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_SECONDS
@@ -135,6 +137,15 @@ def down() -> None:
             _signal(pid, signal.SIGKILL)
             print(f"{name} did not stop within {STOP_SECONDS:.0f} s: killed")
     print(f"stopped: {', '.join(groups) or 'nothing was running'}")
+
+
+def _recorded(run: Path) -> dict[str, int]:
+    """The process groups a `make up` recorded in ``run``, by name."""
+    return {
+        name: int((run / f"{name}.pid").read_text())
+        for name in PROCESSES
+        if (run / f"{name}.pid").exists()
+    }
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -226,6 +226,11 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
         assert len(deployed) == len(DEPLOYMENTS)
         pids = [int(p.read_text()) for p in (tmp_path / "care" / "run").glob("*.pid")]
         assert len(pids) == 3
+        again = subprocess.run([*stack, "up"], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert again.returncode != 0 and "already running" in again.stderr  # nothing orphaned
+        assert sorted(
+            int(p.read_text()) for p in (tmp_path / "care" / "run").glob("*.pid")
+        ) == sorted(pids)
         # a careloop command run beside the stack reports to its server (and so takes turns
         # with the worker for the warehouse), with no PREFECT_API_URL set
         collect = subprocess.run(

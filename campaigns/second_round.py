@@ -33,11 +33,12 @@ def plan_second_round(
 def open_cases(con: duckdb.DuckDBPyConnection) -> int:
     """One case per dissatisfied rating on its store manager's list, with the care it got."""
     rows = con.execute("""
-        INSERT INTO manager_cases
+        INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+            action_id, score, comment, opened_at, second_round_action_id, status, updated_at)
         SELECT t.evaluation_id, coalesce(t.store_id, s.home_store_id), t.subscriber_id,
                t.source_campaign, t.source_action_id, t.score, t.comment, e.received_at,
                CASE WHEN a.status NOT IN ('suppressed', 'held_out') THEN a.action_id END,
-               NULL, 'open'
+               'open', e.received_at
         FROM plan_target t
         JOIN subscribers s USING (subscriber_id)
         JOIN evaluations e USING (evaluation_id)

@@ -20,7 +20,10 @@ STORE = {
 
 def add_store(con: duckdb.DuckDBPyConnection, **overrides: Any) -> dict[str, Any]:
     row = {**STORE, **overrides}
-    con.execute("INSERT INTO stores VALUES (?, ?, ?, ?, ?, ?, ?)", list(row.values()))
+    con.execute(
+        f"INSERT INTO stores ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
     return row
 
 

@@ -43,8 +43,9 @@ def test_store_lists_are_safe_to_open_and_owner_only(con, settings):
     add_subscriber(con, "S1")
     add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=datetime.now(UTC))
     con.execute(
-        "INSERT INTO manager_cases VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, ?, now(), "
-        "NULL, NULL, 'open')",
+        "INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, "
+        "action_id, score, comment, opened_at, status) "
+        "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, ?, now(), 'open')",
         [EVIL],
     )
     written = write_reports(con, settings.reports_dir, "t", "Asia/Shanghai")

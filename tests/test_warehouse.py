@@ -35,7 +35,10 @@ def test_an_edited_migration_is_refused(settings, monkeypatch):
 
 def test_a_new_migration_upgrades_in_place(settings, monkeypatch):
     con = connect(settings.warehouse_path)
-    con.execute("INSERT INTO stores VALUES ('ST1', 'a', 'b', 'c', 'UTC', 'm', 'm@example.com')")
+    con.execute(
+        "INSERT INTO stores BY NAME SELECT 'ST1' AS store_id, 'a' AS name, 'b' AS city, "
+        "'c' AS region, 'UTC' AS timezone, 'm' AS manager_name, 'm@example.com' AS manager_email"
+    )
     con.close()
     extra = Migration(999, "add_note", "ALTER TABLE stores ADD COLUMN note VARCHAR;")
     monkeypatch.setattr(db, "available_migrations", lambda: [*available_migrations(), extra])

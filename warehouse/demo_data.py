@@ -253,7 +253,7 @@ def _replace_stores(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     for table in ("store_visits", "subscribers", "stores"):
         con.execute(f"DELETE FROM {table}")
     register_frame(con, "new_stores", stores)
-    con.execute("INSERT INTO stores SELECT * FROM new_stores")
+    con.execute("INSERT INTO stores BY NAME SELECT * FROM new_stores")
     con.unregister("new_stores")
     return stores
 

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     # A request body must arrive within this time: slow or unfinished bodies are refused.
     body_timeout_seconds: float = Field(default=10.0, gt=0)
     rating_link_days: int = Field(default=14, ge=1)
+    # Store managers: how long a sign-in link works, how long a session lasts, and the time a
+    # case may wait for its first contact before it is escalated.
+    manager_link_days: int = Field(default=7, ge=1, le=90)
+    manager_session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    case_sla_hours: int = Field(default=48, ge=1)
 
     @property
     def sms_segments_per_second(self) -> float:

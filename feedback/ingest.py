@@ -15,6 +15,8 @@ from datetime import timedelta
 import duckdb
 import polars as pl
 
+from feedback.board import CASE_EVENT
+from feedback.cases import ingest_case_events
 from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
@@ -32,6 +34,7 @@ class CollectFigures:
     intents: Counter[str] = field(default_factory=Counter)
     opt_outs: int = 0
     status_events: int = 0
+    case_changes: int = 0  # managers' changes accepted
 
 
 def collect(
@@ -47,6 +50,9 @@ def collect(
             ingest_replies(con, [i for i in fresh if i.kind in REPLY_KINDS], reply_window, figures)
             figures.opt_outs += ingest_unsubscribes(
                 con, [i for i in fresh if i.kind == "unsubscribe"]
+            )
+            figures.case_changes += ingest_case_events(
+                con, [i for i in fresh if i.kind == CASE_EVENT]
             )
             con.execute(
                 "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)", [WATERMARK, batch[-1].id]
@@ -354,11 +360,26 @@ def _label(payload: dict[str, object]) -> str:
     )
 
 
+# A case closes as recovered when its second round is rated 4-5, and is unresolved when it is
+# rated 1-2 (its manager still has it); each change is an event of the customer's.
+RATED_CASES = """
+FROM manager_cases m JOIN action_ratings r ON r.action_id = m.second_round_action_id
+WHERE m.recovered_score IS DISTINCT FROM r.score
+"""
+RATED_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END"
+
+
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:
-    """A store manager's case closes as recovered when the second round is rated 4-5."""
-    con.execute("""
-        UPDATE manager_cases m SET recovered_score = r.score,
-            status = CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END
+    con.execute(f"""
+        INSERT INTO case_events
+        SELECT 'rating:' || r.evaluation_id, m.evaluation_id, r.received_at, 'customer',
+               m.status, {RATED_STATUS}, r.comment, true
+        {RATED_CASES}
+        ON CONFLICT DO NOTHING""")
+    con.execute(f"""
+        UPDATE manager_cases m SET recovered_score = r.score, status = {RATED_STATUS},
+            closed_at = CASE WHEN r.score >= 4 THEN r.received_at END,
+            updated_at = r.received_at
         FROM action_ratings r
         WHERE r.action_id = m.second_round_action_id
           AND m.recovered_score IS DISTINCT FROM r.score""")

@@ -79,3 +79,11 @@ def unsubscribe_link(
     expires = int((issued + valid_for).timestamp())
     token = sign(LinkToken(action_id, "unsubscribe", None, expires), secret)
     return f"{base_url}/unsubscribe/{token}"
+
+
+def manager_link(
+    store_id: str, base_url: str, secret: str, issued: datetime, valid_for: timedelta
+) -> str:
+    """A store manager's personal sign-in link (the token's subject is the store)."""
+    expires = int((issued + valid_for).timestamp())
+    return f"{base_url}/m/login/{sign(LinkToken(store_id, 'manager', None, expires), secret)}"

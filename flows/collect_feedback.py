@@ -7,9 +7,12 @@ from typing import Any
 
 from prefect import flow
 
+from careloop.clock import utc_now
 from careloop.progress import step_done
+from feedback.board import Board
+from feedback.cases import publish_boards
 from feedback.inbox import Inbox
-from feedback.ingest import collect
+from feedback.ingest import collect, watermark
 from flows.common import figures_dict, publish, settings_for, writing_warehouse
 
 
@@ -23,6 +26,10 @@ def collect_feedback(home: str | None = None) -> dict[str, Any]:
                 Inbox(settings.inbox_path),
                 reply_window=timedelta(hours=settings.reply_window_hours),
             )
+        )
+        # the managers' boards, fresh every collect cycle
+        figures["board_cases"] = publish_boards(
+            con, Board(settings.inbox_path), utc_now(), settings.case_sla_hours, watermark(con)
         )
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)

@@ -1,0 +1,143 @@
+"""The store managers' boards: what their page shows, in the service's own database.
+
+The service never opens the warehouse (a flow holds it). The flow that updates cases publishes
+each store's board here (the inbox's SQLite file); the page reads it. A manager's change is
+written as a ``case_event`` inbox item, to reach the warehouse through collect like a reply,
+and applied to the board in the same transaction, so the page shows it at once. A publish
+re-applies the changes collect has not taken in yet, so none seems to be undone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from feedback.inbox import Inbox, open_sqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS board_stores (
+    store_id     TEXT PRIMARY KEY,
+    data         TEXT NOT NULL,
+    published_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS board_cases (
+    case_id  TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS board_cases_store ON board_cases (store_id);
+"""
+# What a manager may do to a case in each state; the warehouse checks the same (cases.py).
+ALLOWED = {
+    "contacted": ("open", "unresolved"),
+    "resolved": ("open", "contacted", "unresolved"),
+}
+CASE_EVENT = "case_event"
+
+
+@dataclass(frozen=True)
+class StoreBoard:
+    store: dict[str, Any]
+    cases: list[dict[str, Any]]
+    published_at: datetime
+
+
+class Board:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        Inbox(path)  # the board lives in the inbox's file, beside the changes it replays
+        with closing(open_sqlite(path)) as con:
+            con.executescript(SCHEMA)
+
+    def publish(
+        self,
+        stores: Iterable[dict[str, Any]],
+        cases: Iterable[dict[str, Any]],
+        *,
+        at: datetime,
+        collected_up_to: int,
+    ) -> None:
+        """Replace every board in one transaction, then re-apply the managers' changes made
+        since collect's watermark (``collected_up_to``, an inbox id)."""
+        with closing(open_sqlite(self.path)) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("DELETE FROM board_stores")
+                con.execute("DELETE FROM board_cases")
+                con.executemany(
+                    "INSERT INTO board_stores VALUES (?, ?, ?)",
+                    [(s["store_id"], _json(s), at.isoformat()) for s in stores],
+                )
+                con.executemany(
+                    "INSERT INTO board_cases VALUES (?, ?, ?)",
+                    [(c["case_id"], c["store_id"], _json(c)) for c in cases],
+                )
+                for (payload,) in con.execute(
+                    "SELECT payload FROM inbox WHERE kind = ? AND id > ? ORDER BY id",
+                    (CASE_EVENT, collected_up_to),
+                ).fetchall():
+                    apply_change(con, json.loads(payload))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def for_store(self, store_id: str) -> StoreBoard | None:
+        with closing(open_sqlite(self.path)) as con:
+            row = con.execute(
+                "SELECT data, published_at FROM board_stores WHERE store_id = ?", (store_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            cases = [
+                json.loads(data)
+                for (data,) in con.execute(
+                    "SELECT data FROM board_cases WHERE store_id = ?", (store_id,)
+                )
+            ]
+        return StoreBoard(json.loads(row[0]), cases, datetime.fromisoformat(row[1]))
+
+    def case(self, store_id: str, case_id: str) -> dict[str, Any] | None:
+        """The case, only if it is this store's: an id is never trusted on its own."""
+        with closing(open_sqlite(self.path)) as con:
+            row = con.execute(
+                "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
+                (case_id, store_id),
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+def apply_change(con: sqlite3.Connection, change: dict[str, Any]) -> bool:
+    """A manager's change on the board (inside the caller's transaction); False when the
+    case is not that store's or its state does not allow it."""
+    row = con.execute(
+        "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
+        (change["case_id"], change["store_id"]),
+    ).fetchone()
+    if row is None:
+        return False
+    case = json.loads(row[0])
+    if case["status"] not in ALLOWED.get(change["action"], ()):
+        return False
+    event = {
+        "at": change["at"],
+        "actor": f"manager:{change['store_id']}",
+        "from": case["status"],
+        "to": change["action"],
+        "note": change.get("note") or None,
+    }
+    case["status"] = change["action"]
+    case.setdefault(f"{change['action']}_at", change["at"])
+    case["events"] = [*case.get("events", []), event]
+    con.execute("UPDATE board_cases SET data = ? WHERE case_id = ?", (_json(case), case["case_id"]))
+    return True
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

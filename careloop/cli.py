@@ -61,6 +61,9 @@ segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_hel
 audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help=True)
 model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
+managers_app = typer.Typer(
+    help="Store managers: their personal sign-in links.", no_args_is_help=True
+)
 load_app = typer.Typer(
     help="Load stores, subscribers or visits (CSV or Parquet), validated first.",
     no_args_is_help=True,
@@ -70,6 +73,7 @@ app.add_typer(audience_app, name="audience")
 app.add_typer(model_app, name="model")
 app.add_typer(replies_app, name="replies")
 app.add_typer(load_app, name="load")
+app.add_typer(managers_app, name="managers")
 console = Console()
 err_console = Console(stderr=True)
 Params = Annotated[
@@ -572,6 +576,31 @@ def model_score(as_of: AsOf = None) -> None:
     with _progress(), warehouse(load_settings().warehouse_path) as con:
         scored = score(con, day)
     console.print(f"scored {scored} subscribers as of {day}")
+
+
+@managers_app.command("link")
+def managers_link(
+    store_id: Annotated[str, typer.Argument(help="The store whose manager signs in.")],
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=90, help="Valid for (default CARELOOP_MANAGER_LINK_DAYS)."),
+    ] = None,
+) -> None:
+    """Print a store manager's personal sign-in link for the managers' page."""
+    from datetime import timedelta
+
+    from careloop.clock import utc_now
+    from careloop.settings import load_settings
+    from feedback.tokens import manager_link
+
+    settings = load_settings()
+    with _reader() as con:
+        known = con.execute("SELECT 1 FROM stores WHERE store_id = ?", [store_id]).fetchone()
+    if not known:
+        _fail(f"unknown store {store_id!r}")
+    valid = timedelta(days=days or settings.manager_link_days)
+    secret = settings.link_secret.get_secret_value()
+    typer.echo(manager_link(store_id, settings.public_url, secret, utc_now(), valid))
 
 
 @replies_app.command("parse")

@@ -113,6 +113,15 @@ class Board:
         return json.loads(row[0]) if row else None
 
 
+def record_change(con: sqlite3.Connection, inbox: Inbox, key: str, change: dict[str, Any]) -> bool:
+    """A manager's change, in the caller's transaction: on the board and, if the board took
+    it, in the inbox for collect. False when the board refused it."""
+    if not apply_change(con, change):
+        return False
+    inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
+    return True
+
+
 def apply_change(con: sqlite3.Connection, change: dict[str, Any]) -> bool:
     """A manager's change on the board (inside the caller's transaction); False when the
     case is not that store's or its state does not allow it."""

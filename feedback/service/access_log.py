@@ -20,7 +20,7 @@ from typing import Any
 from careloop.masking import mask_text
 
 log = logging.getLogger("careloop.access")
-TOKEN_PATH = re.compile(r"^/(r|unsubscribe)/([^/]{8})[^/]*")
+TOKEN_PATH = re.compile(r"^/(r|unsubscribe|m/login)/([^/]{8})[^/]*")
 
 Scope = dict[str, Any]
 

@@ -11,16 +11,16 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from careloop.settings import DEVELOPMENT_LINK_SECRET, ConfigError, Settings
+from feedback.board import Board
 from feedback.inbox import Inbox
 from feedback.parsing import parse_digits, parse_reply
 from feedback.service.access_log import AccessLog
@@ -30,8 +30,10 @@ from feedback.service.limits import (
     SENDGRID_BATCH_LIMIT,
     TWILIO_FORM_LIMIT,
     RequestRefusedError,
+    parse_form,
     read_body,
 )
+from feedback.service.managers import ManagerPages
 from feedback.service.pages import (
     ATTRIBUTES,
     confirm_rating_page,
@@ -70,6 +72,7 @@ class FeedbackService:
         )
         self.sendgrid = SendGridVerifier(key, settings.webhook_tolerance_seconds) if key else None
         self.secret = settings.link_secret.get_secret_value()
+        self.managers = ManagerPages(settings, Board(settings.inbox_path), self.writer)
 
     def enabled(self) -> str:
         """One line for the start-up log: which webhooks are on and which are off, and why."""
@@ -79,6 +82,7 @@ class FeedbackService:
                 "SendGrid events "
                 + ("on" if self.sendgrid else "off (no SENDGRID_WEBHOOK_PUBLIC_KEY)"),
                 "rating and unsubscribe links on",
+                "store managers' page on (/m)",
             ]
         )
 
@@ -102,7 +106,7 @@ class FeedbackService:
     def _verified_form(
         self, body: bytes, path: str, query: str, signature: str | None
     ) -> dict[str, str]:
-        form = _form(body, MAX_FORM_FIELDS)
+        form = parse_form(body, MAX_FORM_FIELDS)
         assert self.twilio is not None
         self.twilio.check(path, query, form, signature)
         return form
@@ -213,7 +217,7 @@ class FeedbackService:
         assert token.score is not None
         if request.method != "POST":
             return HTMLResponse(confirm_rating_page(token.score))
-        form = _form(await self._body(request, PAGE_FORM_LIMIT), max_fields=20)
+        form = parse_form(await self._body(request, PAGE_FORM_LIMIT), max_fields=20)
         payload: dict[str, object] = {"action_id": token.action_id, "score": token.score}
         payload |= _detail(form)
         key = f"{token.action_id}:{token.score}:{_digest(payload)}"
@@ -257,6 +261,7 @@ class FeedbackService:
                 Route("/r/{token}", self.rating, methods=["GET", "POST"]),
                 Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", self.health, methods=["GET"]),
+                Mount("/m", app=self.managers.app()),
             ],
             exception_handlers={Forbidden: _forbidden, RequestRefusedError: _refused},
             middleware=[Middleware(AccessLog)],
@@ -302,15 +307,6 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 async def _refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestRefusedError)
     return PlainTextResponse(exc.reason, status_code=exc.status)
-
-
-def _form(body: bytes, max_fields: int) -> dict[str, str]:
-    """A urlencoded form of UTF-8 fields, or 400: never a 500 for what a client sent."""
-    try:
-        text = body.decode("utf-8")
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields))
-    except (UnicodeDecodeError, ValueError):
-        raise RequestRefusedError(400, "not a form of UTF-8 fields") from None
 
 
 def _token_refused(exc: TokenError) -> Response:

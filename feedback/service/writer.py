@@ -83,6 +83,23 @@ class InboxWriter:
         """Run other inbox work on the writer's thread, in order with the writes."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
+    async def transact(self, function: Any, *args: Any) -> Any:
+        """Run ``function(connection, *args)`` in a transaction of its own on the writer's
+        thread, in order with the writes: committed, or rolled back if it raises."""
+
+        def run() -> Any:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                result = function(con, *args)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return result
+
+        return await self.run_in_writer(run)
+
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:
             self._con = self.inbox.connect()

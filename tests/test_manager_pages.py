@@ -1,0 +1,126 @@
+"""The managers' page in process: sign-in links, sessions, CSRF, and no other store's case."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from careloop.settings import load_settings
+from feedback.inbox import Inbox
+from feedback.ingest import collect, watermark
+from feedback.service.app import create_app
+from feedback.tokens import LinkToken, manager_link, sign
+from tests.manager_world import build
+
+PUBLIC = "https://care.example.com"
+
+
+@pytest.fixture
+def pages(con, settings, monkeypatch):
+    monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC)
+    settings = load_settings()
+    board = build(con, settings)
+    with TestClient(create_app(settings), base_url=PUBLIC) as client:
+        yield client, settings, board
+
+
+def link(settings, store="ST1", issued=None, days=7):
+    url = manager_link(
+        store,
+        PUBLIC,
+        settings.link_secret.get_secret_value(),
+        issued or datetime.now(UTC),
+        timedelta(days=days),
+    )
+    return url.removeprefix(PUBLIC)
+
+
+def sign_in(client, settings, store="ST1"):
+    response = client.get(link(settings, store), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/m/"
+    return response
+
+
+def csrf(page):
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_a_link_starts_a_strict_session_and_shows_only_this_store(pages):
+    client, settings, _ = pages
+    cookie = sign_in(client, settings).headers["set-cookie"]
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+    page = client.get("/m/").text
+    assert "上海1号店" in page and "排队太久了" in page and "店员态度很差" in page
+    assert "staff was rude" not in page  # ST2's case
+    assert page.index('id="case-E1"') < page.index('id="case-E3"')  # open before closed
+
+
+def test_no_url_reaches_another_stores_case(pages):
+    client, settings, _ = pages
+    sign_in(client, settings)
+    token = csrf(client.get("/m/").text)
+    assert client.get("/m/cases/E9").status_code == 404
+    refused = client.post("/m/cases/E9", data={"csrf": token, "action": "contacted"})
+    assert refused.status_code == 404
+    for probe in ("/m/cases/E9%00", "/m/cases/..%2FE9", "/m/cases/E1'--"):
+        assert client.get(probe).status_code == 404
+
+
+def test_forged_expired_and_missing_sign_ins_are_refused(pages):
+    client, settings, _ = pages
+    good = link(settings)
+    forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+    assert client.get(forged).status_code == 403
+    assert "not valid" in client.get(forged).text
+    old = link(settings, issued=datetime.now(UTC) - timedelta(days=8))
+    assert client.get(old).status_code == 410 and "expired" in client.get(old).text
+    assert client.get("/m/").status_code == 401
+    assert client.get("/m/cases/E1").status_code == 401
+    # a rating link's token, signed with the same secret, is no sign-in
+    rating = LinkToken("ST1", "rate", 5, int((datetime.now(UTC) + timedelta(days=1)).timestamp()))
+    rating_token = sign(rating, settings.link_secret.get_secret_value())
+    assert client.get(f"/m/login/{rating_token}").status_code == 403
+
+
+def test_changes_need_the_sessions_token_and_our_origin(pages):
+    client, settings, board = pages
+    sign_in(client, settings)
+    token = csrf(client.get("/m/").text)
+    assert client.post("/m/cases/E1", data={"action": "contacted"}).status_code == 403
+    assert client.post("/m/cases/E1", data={"csrf": "x", "action": "contacted"}).status_code == 403
+    cross = client.post(
+        "/m/cases/E1",
+        data={"csrf": token, "action": "contacted"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert cross.status_code == 403
+    assert board.case("ST1", "E1")["status"] == "open"
+    done = client.post(
+        "/m/cases/E1",
+        data={"csrf": token, "action": "contacted", "note": "called, sorry"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and board.case("ST1", "E1")["status"] == "contacted"
+
+
+def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
+    client, settings, board = pages
+    sign_in(client, settings)
+    token = csrf(client.get("/m/").text)
+    client.post("/m/cases/E2", data={"csrf": token, "action": "resolved", "note": "refunded"})
+    client.post("/m/cases/E3", data={"csrf": token, "action": "resolved"})  # recovered: refused
+    figures = collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72))
+    assert figures.case_changes == 1
+    row = con.execute(
+        "SELECT status, closed_at IS NOT NULL FROM manager_cases WHERE evaluation_id = 'E2'"
+    ).fetchone()
+    assert row == ("resolved", True)
+    events = con.execute("SELECT actor, from_status, to_status, note FROM case_events").fetchall()
+    assert events == [("manager:ST1", "open", "resolved", "refunded")]
+    # the next publish keeps it, and shows its history
+    from feedback.cases import publish_boards
+
+    publish_boards(con, board, datetime.now(UTC), 48, watermark(con))
+    detail = client.get("/m/cases/E2").text
+    assert "refunded" in detail and board.case("ST1", "E2")["status"] == "resolved"

@@ -4,6 +4,7 @@ folders), and, for lists people open in a spreadsheet, safe against formula inje
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,3 +51,34 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence
         writer = csv.writer(handle)
         writer.writerow([spreadsheet_safe(h) for h in header])
         writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """The same safe CSV, as bytes for an attachment (UTF-8 with a BOM, which spreadsheet
+    programs need to read Chinese correctly)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([spreadsheet_safe(h) for h in header])
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def xlsx_bytes(sheets: dict[str, tuple[Sequence[str], list[Sequence[Any]]]]) -> bytes:
+    """A workbook, one sheet per entry; every cell written as a plain string or number, so
+    no cell can become a formula whatever it holds."""
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    workbook = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    for title, (header, rows) in sheets.items():
+        sheet = workbook.add_worksheet(title[:31])
+        for col, name in enumerate(header):
+            sheet.write_string(0, col, str(name))
+        for r, row in enumerate(rows, start=1):
+            for col, cell in enumerate(row):
+                if isinstance(cell, int | float) and not isinstance(cell, bool):
+                    sheet.write_number(r, col, cell)
+                elif cell is not None:
+                    sheet.write_string(r, col, str(cell))
+    workbook.close()
+    return buffer.getvalue()

@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from campaigns.channels.base import Provider
 from campaigns.channels.limits import SlidingWindowLimiter
+from campaigns.channels.mail import Mailer, SandboxMailer, SendGridMailer
 from campaigns.channels.routing import RoutingProvider
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.channels.sendgrid import SendGridConfig, SendGridEmail
@@ -89,3 +90,10 @@ def _from_block(block: str) -> str | None:
     except (ValueError, RuntimeError, OSError):
         return None
     return str(value) if value else None
+
+
+def get_mailer(settings: Settings) -> Mailer:
+    """Mail to staff: SendGrid when live, the sandbox otherwise."""
+    if settings.provider == "sandbox":
+        return SandboxMailer(settings.sandbox_path)
+    return SendGridMailer(live_configs(settings)[1])

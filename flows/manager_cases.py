@@ -1,0 +1,52 @@
+"""The store managers' side of the loop, on schedule: escalations of overdue cases (hourly)
+and each manager's morning list (daily, 08:00 in the business timezone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+
+from campaigns.channels.factory import get_mailer
+from careloop.clock import business_date, utc_now
+from careloop.progress import step_done
+from feedback.board import Board
+from feedback.cases import escalate_overdue, publish_boards
+from feedback.digest import send_digests
+from feedback.ingest import watermark
+from flows.common import publish, settings_for, writing_warehouse
+
+
+@flow(name="escalate-cases")
+def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Cases not contacted within CARELOOP_CASE_SLA_HOURS go to their region's contact."""
+    settings = settings_for(home)
+    at = now or utc_now()
+    with writing_warehouse(settings) as con:
+        figures: dict[str, Any] = escalate_overdue(
+            con, get_mailer(settings), at, settings.case_sla_hours
+        )
+        board = Board(settings.inbox_path)
+        figures["board_cases"] = publish_boards(
+            con, board, at, settings.case_sla_hours, watermark(con)
+        )
+    step_done("escalate", figures)
+    publish("case-escalations", "Cases escalated past their SLA", figures)
+    return figures
+
+
+@flow(name="manager-digests")
+def manager_digests(home: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each store manager's morning mail: counts, sign-in link, the list as CSV and XLSX."""
+    settings = settings_for(home)
+    at = now or utc_now()
+    with writing_warehouse(settings) as con:
+        sent = send_digests(
+            con, get_mailer(settings), settings, at, business_date(settings.zone, at)
+        )
+    step_done("digests", {"stores": len(sent), "cases": sum(s["cases"] for s in sent)})
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(table=sent, key="manager-digests", description="Cases sent per store")
+    return sent

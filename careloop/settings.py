@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     manager_link_days: int = Field(default=7, ge=1, le=90)
     manager_session_hours: int = Field(default=12, ge=1, le=24 * 7)
     case_sla_hours: int = Field(default=48, ge=1)
+    # A resolved case asks its customer again at most this many times ("is it sorted now?").
+    case_follow_ups: int = Field(default=2, ge=0, le=5)
 
     @property
     def sms_segments_per_second(self) -> float:

@@ -369,7 +369,30 @@ WHERE m.recovered_score IS DISTINCT FROM r.score
 RATED_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END"
 
 
+# A resolved case's follow-up survey: 4-5 closes it as recovered, 1-2 reopens it (3 leaves
+# the manager's resolution standing).
+FOLLOW_UP_RATED = """
+FROM manager_cases m
+JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
+JOIN action_ratings r ON r.action_id = a.action_id
+WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
+"""
+FOLLOW_UP_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END"
+
+
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"""
+        INSERT INTO case_events
+        SELECT 'rating:' || r.evaluation_id, m.evaluation_id, r.received_at, 'customer',
+               m.status, {FOLLOW_UP_STATUS}, r.comment, true
+        {FOLLOW_UP_RATED}
+        ON CONFLICT DO NOTHING""")
+    con.execute(f"""
+        UPDATE manager_cases m SET status = {FOLLOW_UP_STATUS}, updated_at = r.received_at,
+            closed_at = CASE WHEN r.score >= 4 THEN r.received_at END
+        FROM care_actions a JOIN action_ratings r ON r.action_id = a.action_id
+        WHERE a.parent_evaluation_id = m.evaluation_id AND a.round = 3
+          AND m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3""")
     con.execute(f"""
         INSERT INTO case_events
         SELECT 'rating:' || r.evaluation_id, m.evaluation_id, r.received_at, 'customer',

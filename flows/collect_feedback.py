@@ -11,6 +11,7 @@ from careloop.clock import utc_now
 from careloop.progress import step_done
 from feedback.board import Board
 from feedback.cases import publish_boards
+from feedback.follow_up import plan_follow_ups
 from feedback.inbox import Inbox
 from feedback.ingest import collect, watermark
 from flows.common import figures_dict, publish, settings_for, writing_warehouse
@@ -27,6 +28,7 @@ def collect_feedback(home: str | None = None) -> dict[str, Any]:
                 reply_window=timedelta(hours=settings.reply_window_hours),
             )
         )
+        figures["follow_ups_queued"] = plan_follow_ups(con, settings, utc_now())
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
             con, Board(settings.inbox_path), utc_now(), settings.case_sla_hours, watermark(con)

@@ -16,6 +16,13 @@ def add_case(con, case_id, store_id, subscriber_id, comment="排队太久了", s
         "VALUES (?, ?, ?, 'store_visit', ?, 1, ?, ?, ?)",
         [case_id, store_id, subscriber_id, f"A-{case_id}", comment, OPENED, status],
     )
+    con.execute(  # the rating the case came from, by SMS
+        "INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, "
+        "campaign_id, round, store_id, channel, intent, score, comment, attribution, "
+        "received_at) VALUES (?, ?, ?, ?, 'store_visit', 1, ?, 'sms', 'rating', 1, ?, "
+        "'matched', ?)",
+        [case_id, f"k-{case_id}", f"A-{case_id}", subscriber_id, store_id, comment, OPENED],
+    )
 
 
 def build(con, settings):

@@ -8,6 +8,9 @@ from datetime import date, timedelta
 from campaigns.channels.mail import SandboxMailer
 from feedback.cases import escalate_overdue
 from feedback.digest import send_digests
+from feedback.follow_up import plan_follow_ups
+from feedback.inbox import Inbox
+from feedback.ingest import collect
 from tests.manager_world import OPENED, build
 
 REGIONS = [("East China", "陈经理", "east@example.com")]
@@ -77,3 +80,66 @@ def test_each_manager_gets_one_morning_list_with_safe_attachments(con, settings)
     assert "HYPERLINK" in strings  # kept, as text
     again = send_digests(con, mailer, settings, now + timedelta(hours=1), date(2026, 3, 2))
     assert again == [] and len(mailer.sent()) == 2  # once per store per day
+
+
+def _resolve(con, case_id, at):
+    con.execute(
+        "UPDATE manager_cases SET status = 'resolved', closed_at = ? WHERE evaluation_id = ?",
+        [at, case_id],
+    )
+
+
+def _answer(con, settings, case_id, body, at):
+    """The customer answers the follow-up survey by SMS, as the service would land it."""
+    action, phone = con.execute(
+        "SELECT action_id, recipient FROM care_actions WHERE parent_evaluation_id = ? "
+        "AND round = 3 ORDER BY created_at DESC LIMIT 1",
+        [case_id],
+    ).fetchone()
+    con.execute(
+        "UPDATE care_actions SET status = 'sent', sent_at = ?, sender = '+10000000000' "
+        "WHERE action_id = ?",
+        [at, action],
+    )
+    sid = f"SM{abs(hash((case_id, body, at))):032x}"[:34]
+    Inbox(settings.inbox_path).put(
+        "sms", sid, at + timedelta(minutes=5),
+        {"MessageSid": sid, "From": phone, "To": "+10000000000", "Body": body},
+    )  # fmt: skip
+    collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72))
+
+
+def test_a_resolved_case_asks_again_and_the_answer_closes_or_reopens_it(con, settings):
+    world(con, settings)
+    now = OPENED + timedelta(hours=3)
+    _resolve(con, "E1", now)
+    _resolve(con, "E2", now)
+    assert plan_follow_ups(con, settings, now) == 2
+    assert plan_follow_ups(con, settings, now) == 0  # asked once per resolution
+    body = con.execute(
+        "SELECT body FROM care_actions WHERE round = 3 AND parent_evaluation_id = 'E1'"
+    ).fetchone()[0]
+    assert "现在问题解决了吗" in body and "回复1-5" in body and "回复TD退订" in body
+    _answer(con, settings, "E1", "5", now + timedelta(hours=1))
+    _answer(con, settings, "E2", "1 还是没解决", now + timedelta(hours=1))
+    status = dict(con.execute("SELECT evaluation_id, status FROM manager_cases").fetchall())
+    assert status["E1"] == "recovered" and status["E2"] == "open"  # reopened
+    # the reopened case is the manager's again; no second round for it (never twice)
+    assert con.execute("SELECT count(*) FROM care_actions WHERE round = 2").fetchone()[0] == 0
+    # resolved again and asked again, up to the cap (2), then no more
+    _resolve(con, "E2", now + timedelta(hours=5))
+    assert plan_follow_ups(con, settings, now + timedelta(hours=5)) == 1
+    _answer(con, settings, "E2", "2", now + timedelta(hours=6))
+    _resolve(con, "E2", now + timedelta(hours=7))
+    assert plan_follow_ups(con, settings, now + timedelta(hours=7)) == 0
+
+
+def test_an_opted_out_customer_is_not_asked_and_the_history_says_why(con, settings):
+    world(con, settings)
+    con.execute(
+        "INSERT INTO opt_outs VALUES ('S1', 'sms', 'opt_out', ?, 'sms_reply', 'x1')", [OPENED]
+    )
+    _resolve(con, "E1", OPENED + timedelta(hours=1))
+    assert plan_follow_ups(con, settings, OPENED + timedelta(hours=1)) == 0
+    note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
+    assert note == "not asked again: opted out of sms"

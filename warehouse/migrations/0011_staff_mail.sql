@@ -8,3 +8,7 @@ CREATE TABLE staff_mail_log (
     sent_at     TIMESTAMPTZ NOT NULL,
     provider_id VARCHAR
 );
+
+-- How many times a resolved case has asked its customer again (capped by
+-- CARELOOP_CASE_FOLLOW_UPS): the answer closes the case or reopens it.
+ALTER TABLE manager_cases ADD COLUMN follow_ups INTEGER DEFAULT 0;

@@ -261,7 +261,11 @@ def report() -> None:
     settings = load_settings()
     with warehouse(settings.warehouse_path) as con:
         written = write_reports(
-            con, settings.reports_dir, "careloop: satisfaction KPIs", settings.timezone
+            con,
+            settings.reports_dir,
+            "careloop: satisfaction KPIs",
+            settings.timezone,
+            sla_hours=settings.case_sla_hours,
         )
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"report: {written.path}")

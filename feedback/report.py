@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from careloop.clock import utc_now
 from careloop.files import private_dir, write_private_csv, write_private_text
 
 # The first-round care a report covers: planned on business dates in [$since, $until] (either
@@ -74,6 +75,19 @@ SELECT channel, count(*) FROM opt_outs
 WHERE event = 'opt_out' AND {IN_PERIOD.format(at="occurred_at")}
 GROUP BY ALL ORDER BY ALL
 """
+# The store managers' side, for cases opened from first-round care in the period.
+CASES_SQL = f"""
+SELECT count(*) AS opened,
+    count(*) FILTER (m.contacted_at <= m.opened_at + to_hours($sla)) AS contacted_in_sla,
+    count(*) FILTER (m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now)
+        AS sla_due,
+    count(*) FILTER (m.escalated_at IS NOT NULL) AS escalated,
+    count(*) FILTER (m.status = 'resolved') AS resolved,
+    count(*) FILTER (m.status = 'recovered') AS recovered,
+    count(*) FILTER (m.status IN ('open', 'contacted', 'unresolved')) AS still_open
+FROM manager_cases m JOIN care_actions a USING (action_id)
+WHERE a.round = 1 AND {IN_PERIOD.format(at="a.created_at")}
+"""
 # The period a report covers: the business dates care was planned on, and the newest reply.
 PERIOD_SQL = f"""
 SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
@@ -125,6 +139,7 @@ class LoopReport:
     replies: dict[str, int]  # every reply kept, by how it was attributed
     opt_outs: dict[str, int]  # by channel, whatever the source (reply, link, provider)
     period: Period
+    cases: dict[str, Any]  # opened, contacted within the SLA, escalated, recovered...
     columns: tuple[str, ...] = ()  # the campaign figures' names, known with no campaign yet
 
     def totals(self) -> dict[str, Any]:
@@ -156,6 +171,9 @@ def loop_report(
     zone: str = "Asia/Shanghai",
     since: date | None = None,
     until: date | None = None,
+    *,
+    now: datetime | None = None,
+    sla_hours: int = 48,
 ) -> LoopReport:
     """The loop's figures for care planned on business dates ``since`` to ``until``."""
     scope = {"zone": zone, "since": since, "until": until}
@@ -169,7 +187,17 @@ def loop_report(
     opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
     first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
     period = Period(first, last, last_reply, zone)
-    return LoopReport(campaigns, suppressed, replies, opt_outs, period, tuple(names))
+    cases = _dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
+    cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])
+    return LoopReport(campaigns, suppressed, replies, opt_outs, period, cases, tuple(names))
+
+
+def _dicts(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
@@ -230,6 +258,12 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
             [f"- {kind}: {n}" for kind, n in report.replies.items()],
         ),
         *_section(
+            "Store managers' cases",
+            f"SLA: first contact within the SLA ({report.cases['sla_compliance'] or '-'}% "
+            "of the cases whose SLA has passed or that were contacted).",
+            [f"- {name.replace('_', ' ')}: {n}" for name, n in report.cases.items()],
+        ),
+        *_section(
             "Store managers' dissatisfied lists",
             f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
             "store in store_lists/: open cases first, recovered ones after; times in the "
@@ -271,9 +305,12 @@ def write_reports(
     title: str,
     zone: str,
     since: date | None = None,
+    *,
+    now: datetime | None = None,
+    sla_hours: int = 48,
 ) -> WrittenReport:
     """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
-    report = loop_report(con, zone, since)
+    report = loop_report(con, zone, since, now=now, sla_hours=sla_hours)
     store_rows = write_store_lists(con, directory / "store_lists")
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))
@@ -303,5 +340,10 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("recovered", total.get("recovered", 0)),
         ("recovery rate (% of cases)", total.get("recovery_rate")),
         ("opted out", sum(report.opt_outs.values())),
+        ("cases opened", report.cases["opened"]),
+        ("cases contacted within the SLA (%)", report.cases["sla_compliance"]),
+        ("cases escalated", report.cases["escalated"]),
+        ("cases resolved by managers", report.cases["resolved"]),
+        ("cases recovered", report.cases["recovered"]),
     ]
     return rows

@@ -184,7 +184,8 @@ class CustomerSimulator:
         rng = random.Random(f"{self.seed}:{m.provider_id}")
         if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale:
             return None
-        weights = SECOND_ROUND_WEIGHTS if m.round == 2 else MOOD_WEIGHTS[self.mood(m.recipient)]
+        # a second round or a manager's follow-up is personal: most end well
+        weights = SECOND_ROUND_WEIGHTS if m.round >= 2 else MOOD_WEIGHTS[self.mood(m.recipient)]
         score = rng.choices(range(1, 6), weights)[0]
         if m.channel == "sms":
             return self._sms(rng, m, score)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow
@@ -18,8 +18,9 @@ from flows.common import figures_dict, publish, settings_for, writing_warehouse
 
 
 @flow(name="collect-feedback")
-def collect_feedback(home: str | None = None) -> dict[str, Any]:
+def collect_feedback(home: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     settings = settings_for(home)
+    at = now or utc_now()
     with writing_warehouse(settings) as con:
         figures = figures_dict(
             collect(
@@ -28,10 +29,10 @@ def collect_feedback(home: str | None = None) -> dict[str, Any]:
                 reply_window=timedelta(hours=settings.reply_window_hours),
             )
         )
-        figures["follow_ups_queued"] = plan_follow_ups(con, settings, utc_now())
+        figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
-            con, Board(settings.inbox_path), utc_now(), settings.case_sla_hours, watermark(con)
+            con, Board(settings.inbox_path), at, settings.case_sla_hours, watermark(con)
         )
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)

@@ -17,13 +17,16 @@ from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from careloop.progress import step_done, steps_muted, tracked
 from careloop.settings import Settings
+from feedback.board import Board
 from feedback.inbox import Inbox
 from feedback.report import LoopReport, write_reports
 from feedback.simulator import CustomerSimulator, PendingReplies, Profile
+from feedback.store_managers import StoreManagers
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
 from flows.dispatch_outbox import dispatch_outbox
+from flows.manager_cases import escalate_cases, manager_digests
 from flows.second_round import second_round
 from warehouse.db import warehouse
 from warehouse.demo_customers import RECENT_DAYS
@@ -66,16 +69,17 @@ def run_demo(
         {"stores": data.stores, "subscribers": data.subscribers, "past ratings": data.past_ratings},
     )
     campaigns = sorted(load_campaigns(settings))
+    managers = StoreManagers(Board(settings.inbox_path), Inbox(settings.inbox_path), seed)
     with tracked("care loop, day by day", days + settle_days) as advance:
         for offset in range(days + settle_days):
             day = start + timedelta(days=offset)
             with steps_muted():
                 figures = run_day(
-                    day, campaigns if offset < days else [], str(demo_home), simulator
+                    day, campaigns if offset < days else [], str(demo_home), simulator, managers
                 )
             step_done(f"day {day}", figures)
             advance(1)
-    return finish(settings.home, data, start)
+    return finish(settings.home, data, start, start + timedelta(days=days + settle_days - 1))
 
 
 def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> CustomerSimulator:
@@ -114,16 +118,20 @@ def customer_profiles(con: duckdb.DuckDBPyConnection, start: date, day: date) ->
 
 
 def run_day(
-    day: date, campaigns: list[str], home: str, simulator: CustomerSimulator
-) -> dict[str, int]:
-    """One simulated day; what it planned, sent and heard back."""
+    day: date, campaigns: list[str], home: str, simulator: CustomerSimulator,
+    managers: StoreManagers,
+) -> dict[str, int]:  # fmt: skip
+    """One simulated day; what it planned, sent and heard back, and what managers did."""
     now = end_of_day(day)
-    morning = now - timedelta(days=1)  # campaigns are planned as the day starts
+    morning = now - timedelta(days=1)  # 08:00 in Shanghai: campaigns are planned, lists go
     planned = [care_loop(name, as_of=day, send=False, home=home, now=morning) for name in campaigns]
     second = second_round(as_of=day, send=False, home=home, now=morning)
+    digests = manager_digests(home=home, now=morning)
+    worked = managers.work(morning)
     sent = dispatch_outbox(home=home, now=now, simulated=True)
     replies = simulator.react(until=now)
-    collected = collect_feedback(home=home)
+    collected = collect_feedback(home=home, now=now)
+    escalated = escalate_cases(home=home, now=now)
     return {
         "planned": sum(sum(p["queued"].values()) for p in planned),
         "second rounds": sum(sum(f["queued"].values()) for f in second.values()),
@@ -131,14 +139,26 @@ def run_day(
         "sent": sum(sent["sent"].values()),
         "replies": replies["released"],
         "ratings": collected["intents"].get("rating", 0),
+        "manager lists mailed": sum(d["sent"] for d in digests),
+        "cases contacted": worked["contacted"],
+        "resolved": worked["resolved"],
+        "follow-ups": collected["follow_ups_queued"],
+        "escalated": escalated["escalated"],
     }
 
 
-def finish(home: Path, data: DemoDataSummary, start: date) -> DemoResult:
-    """The demo's report covers its own days (the warehouse also holds the year before)."""
+def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoResult:
+    """The demo's report covers its own days (the warehouse also holds the year before), as
+    of the end of its last simulated day."""
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
         written = write_reports(
-            con, settings.reports_dir, "careloop demo: satisfaction KPIs", settings.timezone, start
+            con,
+            settings.reports_dir,
+            "careloop demo: satisfaction KPIs",
+            settings.timezone,
+            start,
+            now=end_of_day(end),
+            sla_hours=settings.case_sla_hours,
         )
     return DemoResult(home, data, written.report, written.store_rows, written.path)

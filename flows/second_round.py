@@ -11,8 +11,12 @@ from prefect.cache_policies import NO_CACHE
 
 from campaigns.catalog import load_campaigns
 from campaigns.second_round import plan_second_round
-from careloop.clock import business_date
+from careloop.clock import business_date, utc_now
+from careloop.progress import step_done
 from careloop.settings import Settings
+from feedback.board import Board
+from feedback.cases import publish_boards
+from feedback.ingest import watermark
 from flows.common import publish, send_due, settings_for, writing_warehouse
 
 
@@ -24,6 +28,11 @@ def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str,
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
             plan = plan_second_round(con, settings, campaign, as_of, run_id, created_at=now)
             figures[name] = plan.figures
+        # the cases just opened reach their managers' boards now, not at the next collect
+        board = Board(settings.inbox_path)
+        at = now or utc_now()
+        published = publish_boards(con, board, at, settings.case_sla_hours, watermark(con))
+    step_done("boards", {"cases published": published})
     return figures
 
 

@@ -250,12 +250,26 @@ def build_demo_data(
 def _replace_stores(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """A new population starts from nothing: visits, subscribers and stores go first."""
     stores = make_stores()
-    for table in ("store_visits", "subscribers", "stores"):
+    for table in ("store_visits", "subscribers", "stores", "regions"):
         con.execute(f"DELETE FROM {table}")
     register_frame(con, "new_stores", stores)
     con.execute("INSERT INTO stores BY NAME SELECT * FROM new_stores")
     con.unregister("new_stores")
+    con.executemany("INSERT INTO regions VALUES (?, ?, ?)", make_regions())
     return stores
+
+
+def make_regions() -> list[tuple[str, str, str]]:
+    """Each region's contact, who hears of cases left past their SLA."""
+    regions = sorted({city[2] for city in CITIES})
+    return [
+        (
+            region,
+            f"{EN_FIRST[n % len(EN_FIRST)]} {EN_LAST[n % len(EN_LAST)]}",
+            f"region.{region.lower().replace(' ', '-')}@example.com",
+        )
+        for n, region in enumerate(regions)
+    ]
 
 
 def make_stores() -> pl.DataFrame:

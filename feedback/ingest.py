@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -38,8 +38,14 @@ class CollectFigures:
 
 
 def collect(
-    con: duckdb.DuckDBPyConnection, inbox: Inbox, *, reply_window: timedelta
+    con: duckdb.DuckDBPyConnection,
+    inbox: Inbox,
+    *,
+    reply_window: timedelta,
+    now: datetime | None = None,
 ) -> CollectFigures:
+    """Drain the inbox; with ``now``, also mark the cases whose second round went unanswered
+    for the whole reply window."""
     figures = CollectFigures()
     for batch in inbox.after(watermark(con)):
         con.execute("BEGIN TRANSACTION")
@@ -62,6 +68,8 @@ def collect(
             con.execute("ROLLBACK")
             raise
     update_cases(con)
+    if now is not None:
+        unanswered_cases(con, now, reply_window)
     return figures
 
 
@@ -378,6 +386,32 @@ JOIN action_ratings r ON r.action_id = a.action_id
 WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
 """
 FOLLOW_UP_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END"
+
+
+# A case whose second round got no answer within the reply window is unresolved: still its
+# manager's to work, and shown as such.
+UNANSWERED = """
+FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
+WHERE m.status = 'open' AND a.sent_at IS NOT NULL AND a.sent_at + to_seconds($window) <= $now
+  AND NOT EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id)
+"""
+
+
+def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
+    params = {"now": now, "window": int(window.total_seconds())}
+    con.execute(
+        f"""INSERT INTO case_events
+        SELECT 'no-answer:' || m.evaluation_id, m.evaluation_id, $now, 'system', m.status,
+               'unresolved', 'no answer to the second round', true
+        {UNANSWERED} ON CONFLICT DO NOTHING""",
+        params,
+    )
+    rows = con.execute(
+        f"""UPDATE manager_cases SET status = 'unresolved', updated_at = $now
+        WHERE evaluation_id IN (SELECT m.evaluation_id {UNANSWERED}) RETURNING 1""",
+        params,
+    ).fetchall()
+    return len(rows)
 
 
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:

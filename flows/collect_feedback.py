@@ -27,6 +27,7 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
                 con,
                 Inbox(settings.inbox_path),
                 reply_window=timedelta(hours=settings.reply_window_hours),
+                now=at,
             )
         )
         figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)

@@ -11,6 +11,7 @@ from feedback.digest import send_digests
 from feedback.follow_up import plan_follow_ups
 from feedback.inbox import Inbox
 from feedback.ingest import collect
+from tests.factories import add_action
 from tests.manager_world import OPENED, build
 
 REGIONS = [("East China", "陈经理", "east@example.com")]
@@ -143,3 +144,26 @@ def test_an_opted_out_customer_is_not_asked_and_the_history_says_why(con, settin
     assert plan_follow_ups(con, settings, OPENED + timedelta(hours=1)) == 0
     note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
     assert note == "not asked again: opted out of sms"
+
+
+def test_a_second_round_with_no_answer_in_its_window_leaves_the_case_unresolved(con, settings):
+    world(con, settings)
+    add_action(con, "R2", "S1", round=2, recipient="+8613800000001", sent_at=OPENED)
+    add_action(con, "R2b", "S2", round=2, recipient="+8613800000002", sent_at=OPENED)
+    con.execute("UPDATE manager_cases SET second_round_action_id = 'R2' WHERE evaluation_id = 'E1'")
+    con.execute(
+        "UPDATE manager_cases SET second_round_action_id = 'R2b', status = 'contacted' "
+        "WHERE evaluation_id = 'E2'"
+    )
+    inbox = Inbox(settings.inbox_path)
+    window = timedelta(hours=72)
+    collect(con, inbox, reply_window=window, now=OPENED + timedelta(hours=71))
+    assert con.execute(
+        "SELECT status FROM manager_cases WHERE evaluation_id = 'E1'"
+    ).fetchone() == ("open",)
+    collect(con, inbox, reply_window=window, now=OPENED + timedelta(hours=73))
+    status = dict(con.execute("SELECT evaluation_id, status FROM manager_cases").fetchall())
+    assert status["E1"] == "unresolved"  # the manager still has it, marked so
+    assert status["E2"] == "contacted"  # being worked: left as it is
+    note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
+    assert note == "no answer to the second round"

@@ -359,12 +359,13 @@ def _add_load_command(kind: str) -> None:
     command.__doc__ = (
         f"Load a {kind} file (CSV or Parquet), validated first, upserted by id.\n\n"
         "A file with a bad row is refused whole unless --quarantine; columns not listed "
-        f"here are ignored and reported.\n\n\bColumns:\n{columns}"
+        "here are ignored and reported, and those not required may be left out."
+        f"\n\n\bColumns:\n{columns}"
     )
     load_app.command(kind)(command)
 
 
-for _kind in ("stores", "subscribers", "visits"):
+for _kind in ("regions", "stores", "subscribers", "visits"):
     _add_load_command(_kind)
 
 

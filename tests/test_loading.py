@@ -175,7 +175,7 @@ def _reports(con):
     [
         (b"", "the file is empty"),
         (HEADER.encode() + b"\n", "no rows below the header"),
-        (b"subscriber_id,name\nS1,Li\n", "missing column(s) phone, email"),
+        (b"subscriber_id,name\nS1,Li\n", "missing column(s) joined_on, tier, timezone"),
         (
             (HEADER + "\n" + GOOD[0] + "\n").encode()
             + GOOD[1].replace("Mary", "玛丽").encode("gb18030"),

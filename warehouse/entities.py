@@ -75,6 +75,16 @@ ENTITIES = {
             Column("timezone", "timezone", True),
             Column("manager_name", "text", True),
             Column("manager_email", "email", True, "where the manager's daily list goes"),
+            Column("manager_locale", "locale", meaning="the manager's language (default: by zone)"),
+        ),
+    ),
+    "regions": Entity(
+        "regions",
+        "regions",
+        (
+            Column("region", "id", True, "as the stores name it"),
+            Column("contact_name", "text", True),
+            Column("contact_email", "email", True, "who hears of cases left past their SLA"),
         ),
     ),
     "subscribers": Entity(

@@ -232,7 +232,7 @@ def _kept(value: Any) -> Any:
     return value
 
 
-CONTACT_COLUMNS = frozenset({"phone", "email", "manager_email"})
+CONTACT_COLUMNS = frozenset({"phone", "email", "manager_email", "contact_email"})
 
 
 def shown_value(column: str, value: object) -> object:

@@ -153,9 +153,11 @@ def read_table(path: Path, entity: Entity) -> tuple[pl.DataFrame, list[str]]:
         raise LoadError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise LoadError(f"{path}: cannot read: {exc}") from None
-    missing = [c for c in entity.names if c not in frame.columns]
+    missing = [c.name for c in entity.columns if c.required and c.name not in frame.columns]
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
+    absent = [c for c in entity.names if c not in frame.columns]  # optional: empty
+    frame = frame.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
     if frame.is_empty():
         raise LoadError(f"{path}: no rows below the header")
     ignored = [c for c in frame.columns if c not in entity.names]
@@ -257,6 +259,7 @@ def valid_email(value: str | None) -> bool:
 # the warehouse; the others by a library, value by value.
 DERIVED = {
     "stores": [DerivedCheck("manager_email", "manager_email", "is not a valid email address")],
+    "regions": [DerivedCheck("contact_email", "contact_email", "is not a valid email address")],
     "subscribers": [
         DerivedCheck("phone", "phone", "is not a valid number in its country's numbering plan"),
         DerivedCheck("email", "email", "is not a valid email address"),

@@ -124,3 +124,21 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     publish_boards(con, board, datetime.now(UTC), 48, watermark(con))
     detail = client.get("/m/cases/E2").text
     assert "refunded" in detail and board.case("ST1", "E2")["status"] == "resolved"
+
+
+def test_bad_bodies_are_the_clients_fault_never_a_500(pages):
+    client, settings, board = pages
+    sign_in(client, settings)
+    token = csrf(client.get("/m/").text)
+    huge = client.post(
+        "/m/cases/E1", content=b"csrf=" + token.encode() + b"&note=" + b"x" * 200_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert huge.status_code == 413
+    garbled = client.post(
+        "/m/cases/E1", content=b"csrf=\xff\xfe&action=contacted",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert garbled.status_code == 400
+    assert client.head("/m/").status_code == 200 and client.head("/m/cases/E9").status_code == 404
+    assert board.case("ST1", "E1")["status"] == "open"

@@ -23,13 +23,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from careloop.settings import Settings
 from feedback.board import ALLOWED, Board, StoreBoard, record_change
 from feedback.cases import ACTIVE, sla_left
-from feedback.service.limits import PAGE_FORM_LIMIT, parse_form, read_body
+from feedback.service.limits import (
+    PAGE_FORM_LIMIT,
+    RequestRefusedError,
+    parse_form,
+    read_body,
+)
 from feedback.service.manager_text import TEXT, Text
 from feedback.service.writer import InboxWriter
 from feedback.tokens import TokenError, verify
@@ -56,6 +61,7 @@ class ManagerPages:
                 Route("/cases/{case_id}", self.case, methods=["GET", "POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
             ],
+            exception_handlers={RequestRefusedError: _refused},
             middleware=[
                 Middleware(
                     SessionMiddleware,
@@ -190,6 +196,12 @@ class ManagerPages:
             "actions": [a for a, states in ALLOWED.items() if case["status"] in states],
             "events": [{**e, "at_local": _local(e["at"], zone)} for e in case.get("events", [])],
         }
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    """A body too big, too slow or not a form: the client's fault, told as such."""
+    assert isinstance(exc, RequestRefusedError)
+    return PlainTextResponse(exc.reason, status_code=exc.status)
 
 
 def _message(t: Text, key: str, status: int) -> HTMLResponse:

@@ -18,6 +18,7 @@ from campaigns.channels.mail import Mailer, StaffMail
 from careloop.masking import mask_email
 from feedback.board import ALLOWED, Board
 from feedback.inbox import InboxItem
+from warehouse.db import query_dicts
 
 ACTIVE = ("open", "contacted", "unresolved")
 CLOSED_SHOWN_DAYS = 30  # a board shows closed cases this long after they closed
@@ -114,8 +115,8 @@ def publish_boards(
     collected_up_to: int,
 ) -> int:
     """Every store's board into the service's database; returns the cases published."""
-    stores = _dicts(con, BOARD_STORES_SQL, {})
-    cases = _dicts(
+    stores = query_dicts(con, BOARD_STORES_SQL, {})
+    cases = query_dicts(
         con,
         BOARD_CASES_SQL,
         {"sla": sla_hours, "active": list(ACTIVE), "now": now, "shown": CLOSED_SHOWN_DAYS},
@@ -124,14 +125,6 @@ def publish_boards(
         case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]
     board.publish(stores, cases, at=now, collected_up_to=collected_up_to)
     return len(cases)
-
-
-def _dicts(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def sla_left(case: dict[str, Any], now: datetime) -> timedelta | None:
@@ -161,7 +154,7 @@ def escalate_overdue(
     """Cases not contacted within the SLA go to their region's contact, one mail per region,
     once: a case is marked escalated only when its mail went (or its region has no contact,
     which the event says). Returns the figures."""
-    overdue = _dicts(con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
+    overdue = query_dicts(con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)

@@ -19,6 +19,7 @@ from campaigns.content import LinkSettings, StepRenderer
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep
 from careloop.settings import Settings
+from warehouse.db import query_dicts
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
 ROUND = 3
@@ -70,10 +71,8 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
-    cursor = con.execute(DUE_SQL, {"cap": settings.case_follow_ups})
-    names = [d[0] for d in cursor.description]
     queued = 0
-    for case in [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]:
+    for case in query_dicts(con, DUE_SQL, {"cap": settings.case_follow_ups}):
         recipient = case[CONTACT[case["channel"]]]
         reason = _unreachable(case, recipient)
         if reason:

@@ -368,26 +368,6 @@ def _label(payload: dict[str, object]) -> str:
     )
 
 
-# A case closes as recovered when its second round is rated 4-5, and is unresolved when it is
-# rated 1-2 (its manager still has it); each change is an event of the customer's.
-RATED_CASES = """
-FROM manager_cases m JOIN action_ratings r ON r.action_id = m.second_round_action_id
-WHERE m.recovered_score IS DISTINCT FROM r.score
-"""
-RATED_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END"
-
-
-# A resolved case's follow-up survey: 4-5 closes it as recovered, 1-2 reopens it (3 leaves
-# the manager's resolution standing).
-FOLLOW_UP_RATED = """
-FROM manager_cases m
-JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
-JOIN action_ratings r ON r.action_id = a.action_id
-WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
-"""
-FOLLOW_UP_STATUS = "CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END"
-
-
 # A case whose second round got no answer within the reply window is unresolved: still its
 # manager's to work, and shown as such.
 UNANSWERED = """
@@ -414,29 +394,38 @@ def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: time
     return len(rows)
 
 
+# A customer's rating moves a case: its second round rated 4-5 closes it as recovered, 1-2
+# makes it unresolved (its manager still has it); the follow-up after a manager's resolution
+# rated 4-5 closes it as recovered, 1-2 reopens it (3 leaves the resolution standing).
+SECOND_ROUND_RATED = """
+SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.comment,
+       r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END AS new
+FROM manager_cases m JOIN action_ratings r ON r.action_id = m.second_round_action_id
+WHERE m.recovered_score IS DISTINCT FROM r.score
+"""
+FOLLOW_UP_RATED = """
+SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.comment,
+       r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END AS new
+FROM manager_cases m
+JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
+JOIN action_ratings r ON r.action_id = a.action_id
+WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
+"""
+
+
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:
+    _rated(con, FOLLOW_UP_RATED)
+    _rated(con, SECOND_ROUND_RATED, ", recovered_score = t.score")
+
+
+def _rated(con: duckdb.DuckDBPyConnection, rated_sql: str, also_set: str = "") -> None:
+    """Each rating's move, as the customer's event, then on the case."""
     con.execute(f"""
         INSERT INTO case_events
-        SELECT 'rating:' || r.evaluation_id, m.evaluation_id, r.received_at, 'customer',
-               m.status, {FOLLOW_UP_STATUS}, r.comment, true
-        {FOLLOW_UP_RATED}
-        ON CONFLICT DO NOTHING""")
+        SELECT 'rating:' || evaluation_id, case_id, received_at, 'customer', old, new, comment,
+               true
+        FROM ({rated_sql}) ON CONFLICT DO NOTHING""")
     con.execute(f"""
-        UPDATE manager_cases m SET status = {FOLLOW_UP_STATUS}, updated_at = r.received_at,
-            closed_at = CASE WHEN r.score >= 4 THEN r.received_at END
-        FROM care_actions a JOIN action_ratings r ON r.action_id = a.action_id
-        WHERE a.parent_evaluation_id = m.evaluation_id AND a.round = 3
-          AND m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3""")
-    con.execute(f"""
-        INSERT INTO case_events
-        SELECT 'rating:' || r.evaluation_id, m.evaluation_id, r.received_at, 'customer',
-               m.status, {RATED_STATUS}, r.comment, true
-        {RATED_CASES}
-        ON CONFLICT DO NOTHING""")
-    con.execute(f"""
-        UPDATE manager_cases m SET recovered_score = r.score, status = {RATED_STATUS},
-            closed_at = CASE WHEN r.score >= 4 THEN r.received_at END,
-            updated_at = r.received_at
-        FROM action_ratings r
-        WHERE r.action_id = m.second_round_action_id
-          AND m.recovered_score IS DISTINCT FROM r.score""")
+        UPDATE manager_cases SET status = t.new, updated_at = t.received_at,
+            closed_at = CASE WHEN t.new = 'recovered' THEN t.received_at END {also_set}
+        FROM ({rated_sql}) t WHERE manager_cases.evaluation_id = t.case_id""")

@@ -11,6 +11,7 @@ import duckdb
 
 from careloop.clock import utc_now
 from careloop.files import private_dir, write_private_csv, write_private_text
+from warehouse.db import query_dicts
 
 # The first-round care a report covers: planned on business dates in [$since, $until] (either
 # open). Everything else (ratings, replies, cases, second rounds) follows from those actions.
@@ -178,7 +179,7 @@ def loop_report(
     """The loop's figures for care planned on business dates ``since`` to ``until``."""
     scope = {"zone": zone, "since": since, "until": until}
     cursor = con.execute(LOOP_SQL, scope)
-    names = [d[0] for d in cursor.description]
+    names = [d[0] for d in cursor.description]  # known even with no campaign yet
     campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     suppressed: dict[str, dict[str, int]] = {}
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL, scope).fetchall():
@@ -187,17 +188,9 @@ def loop_report(
     opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
     first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
     period = Period(first, last, last_reply, zone)
-    cases = _dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
+    cases = query_dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
     cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])
     return LoopReport(campaigns, suppressed, replies, opt_outs, period, cases, tuple(names))
-
-
-def _dicts(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:

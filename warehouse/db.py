@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -114,6 +115,15 @@ def query_frame(
 ) -> pl.DataFrame:
     """Run a statement (a SELECT, or DML with RETURNING) and return its rows as a polars frame."""
     return pl.from_pandas(con.execute(sql, params or []).fetch_df())
+
+
+def query_dicts(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run a statement and return its rows as dicts by column name (small results)."""
+    cursor = con.execute(sql, params or {})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:

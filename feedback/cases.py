@@ -25,8 +25,7 @@ CLOSED_SHOWN_DAYS = 30  # a board shows closed cases this long after they closed
 
 CHANGE_SQL = """
 UPDATE manager_cases SET status = $to, updated_at = $at,
-    contacted_at = CASE WHEN $to = 'contacted' THEN coalesce(contacted_at, $at)
-                        ELSE contacted_at END,
+    contacted_at = coalesce(contacted_at, $at),  -- a resolution means they spoke too
     closed_at = CASE WHEN $to = 'resolved' THEN $at ELSE closed_at END
 WHERE evaluation_id = $case AND store_id = $store AND list_contains($allowed, status)
 RETURNING 1

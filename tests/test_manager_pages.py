@@ -113,9 +113,10 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     figures = collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72))
     assert figures.case_changes == 1
     row = con.execute(
-        "SELECT status, closed_at IS NOT NULL FROM manager_cases WHERE evaluation_id = 'E2'"
+        "SELECT status, closed_at IS NOT NULL, contacted_at IS NOT NULL FROM manager_cases "
+        "WHERE evaluation_id = 'E2'"
     ).fetchone()
-    assert row == ("resolved", True)
+    assert row == ("resolved", True, True)  # resolving a case means the manager reached them
     events = con.execute("SELECT actor, from_status, to_status, note FROM case_events").fetchall()
     assert events == [("manager:ST1", "open", "resolved", "refunded")]
     # the next publish keeps it, and shows its history

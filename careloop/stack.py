@@ -81,27 +81,11 @@ def up() -> None:
     home = settings.home.resolve()
     run = home / "run"
     run.mkdir(parents=True, exist_ok=True)
-    running = [name for name, pid in _recorded(run).items() if _alive(pid)]
-    if running:
-        raise SystemExit(
-            f"already running for {home}: {', '.join(running)} (pids in {run}); `make down` first"
-        )
+    _refuse_a_second_stack(home, run)
     env = environment(home, settings.timezone)
     api = env["PREFECT_API_URL"]
-    start(
-        "prefect-server",
-        [
-            str(BIN / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PREFECT_PORT),
-        ],
-        env,
-        run,
-    )
+    server = ["server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
+    start("prefect-server", [str(BIN / "prefect"), *server], env, run)
     wait_for(f"{api}/health", "the Prefect server")
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
@@ -119,6 +103,15 @@ def up() -> None:
     print("careloop commands now report to this server; for `prefect` commands:")
     print(f"  export PREFECT_API_URL={api}")
     print(f"ready in {time.monotonic() - started:.1f} s; stop with `make down`")
+
+
+def _refuse_a_second_stack(home: Path, run: Path) -> None:
+    """A second `make up` would orphan the first stack's processes, beyond `make down`."""
+    running = [name for name, pid in _recorded(run).items() if _alive(pid)]
+    if running:
+        raise SystemExit(
+            f"already running for {home}: {', '.join(running)} (pids in {run}); `make down` first"
+        )
 
 
 def down() -> None:

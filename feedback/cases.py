@@ -81,7 +81,7 @@ def record_event(
 
 
 BOARD_STORES_SQL = """
-SELECT store_id, name, manager_name, timezone,
+SELECT store_id, name, manager_name, manager_email, timezone,
        coalesce(manager_locale, CASE WHEN timezone LIKE 'Asia/%' THEN 'zh-CN' ELSE 'en' END)
            AS locale
 FROM stores ORDER BY store_id
@@ -114,16 +114,22 @@ def publish_boards(
     collected_up_to: int,
 ) -> int:
     """Every store's board into the service's database; returns the cases published."""
-    stores = query_dicts(con, BOARD_STORES_SQL, {})
-    cases = query_dicts(
-        con,
-        BOARD_CASES_SQL,
-        {"sla": sla_hours, "active": list(ACTIVE), "now": now, "shown": CLOSED_SHOWN_DAYS},
-    )
-    for case in cases:
-        case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]
+    stores, cases = board_rows(con, now, sla_hours, CLOSED_SHOWN_DAYS)
     board.publish(stores, cases, at=now, collected_up_to=collected_up_to)
     return len(cases)
+
+
+def board_rows(
+    con: duckdb.DuckDBPyConnection, now: datetime, sla_hours: int, shown_days: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each store, and each case a manager sees: active ones, and those closed within
+    ``shown_days``. The page's boards and the morning mail's lists both read these."""
+    stores = query_dicts(con, BOARD_STORES_SQL, {})
+    params = {"sla": sla_hours, "active": list(ACTIVE), "now": now, "shown": shown_days}
+    cases = query_dicts(con, BOARD_CASES_SQL, params)
+    for case in cases:
+        case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]
+    return stores, cases
 
 
 def sla_left(case: dict[str, Any], now: datetime) -> timedelta | None:

@@ -19,6 +19,7 @@ from campaigns.content import LinkSettings, StepRenderer
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep
 from careloop.settings import Settings
+from feedback.cases import record_event
 from warehouse.db import query_dicts
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
@@ -66,8 +67,6 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     """A survey for each newly resolved case; returns how many were queued. A case whose
     customer cannot be reached on that channel now (opted out, no consent) keeps its
     resolution, and its history says why."""
-    from feedback.cases import record_event
-
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )

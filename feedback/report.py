@@ -250,6 +250,13 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
             "window), to no open survey, or from an unknown number.",
             [f"- {kind}: {n}" for kind, n in report.replies.items()],
         ),
+        *_case_sections(report, store_rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
+    return [
         *_section(
             "Store managers' cases",
             f"SLA: first contact within the SLA ({report.cases['sla_compliance'] or '-'}% "
@@ -264,7 +271,6 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
             [],
         ),
     ]
-    return "\n".join(lines) + "\n"
 
 
 def _campaign_table(report: LoopReport) -> list[str]:

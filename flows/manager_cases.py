@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_table_artifact
 
 from campaigns.channels.factory import get_mailer
 from careloop.clock import business_date, utc_now
@@ -46,7 +47,5 @@ def manager_digests(home: str | None = None, now: datetime | None = None) -> lis
             con, get_mailer(settings), settings, at, business_date(settings.zone, at)
         )
     step_done("digests", {"stores": len(sent), "cases": sum(s["cases"] for s in sent)})
-    from prefect.artifacts import create_table_artifact
-
     create_table_artifact(table=sent, key="manager-digests", description="Cases sent per store")
     return sent

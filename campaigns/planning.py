@@ -132,6 +132,7 @@ def content(plan: Plan) -> Figures:
     plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
     plan.con.unregister("rendered_members")
     return {
+        # no longer in subscribers, or left the operator by the as-of date
         "unknown_subscribers": plan.figures.get("targeted", members) - members,
         "already_planned": members - remaining,
     }
@@ -163,8 +164,9 @@ def _join_profiles(plan: Plan) -> int:
             FROM plan_target t
             JOIN subscribers s USING (subscriber_id)
             LEFT JOIN stores st ON st.store_id = {store}
+            WHERE s.left_on IS NULL OR s.left_on > ?::DATE
         )""",
-        [*params, plan.campaign.name, *params, plan.round],
+        [*params, plan.campaign.name, *params, plan.round, plan.as_of],
     )
     return _count(plan.con, "plan_members")
 

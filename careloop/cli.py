@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from careloop.insights_cli import insights_app
+
 
 class _OneLineErrors(TyperGroup):
     """Every command's errors end here: a user's mistake is told in one line (exit 2),
@@ -74,6 +76,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(replies_app, name="replies")
 app.add_typer(load_app, name="load")
 app.add_typer(managers_app, name="managers")
+app.add_typer(insights_app, name="insights")
 console = Console()
 err_console = Console(stderr=True)
 Params = Annotated[
@@ -251,24 +254,56 @@ def second_round_command(as_of: AsOf = None) -> None:
         second_round(as_of=_day(as_of))
 
 
+Month = Annotated[
+    str | None,
+    typer.Option("--month", help="YYYY-MM (default: last month in the business timezone)."),
+]
+
+
 @app.command()
-def report() -> None:
-    """Write the KPI report and the store managers' dissatisfied lists."""
+def report(
+    month: Month = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="html: write the report's files; json: print figures.")
+    ] = "html",
+) -> None:
+    """The month's KPI report (HTML with charts, and its figures as JSON), the loop's figures
+    and the store managers' dissatisfied lists."""
+    from careloop.clock import last_month, utc_now
     from careloop.settings import load_settings
+    from feedback.kpis import month_start
     from feedback.report import summary_rows, write_reports
+    from feedback.report_html import write_month
     from warehouse.db import warehouse
 
+    if fmt not in ("html", "json"):
+        raise typer.BadParameter(f"{fmt!r}: use html or json", param_hint="--format")
     settings = load_settings()
+    chosen = month or last_month(settings.zone)
+    month_start(chosen)  # a clear error for a malformed month, before any work
     with warehouse(settings.warehouse_path) as con:
+        monthly = _monthly(con, settings, chosen, utc_now())
+        if fmt == "json":
+            typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False))
+            return
+        html, data = write_month(monthly, settings.reports_dir)
         written = write_reports(
-            con,
-            settings.reports_dir,
-            "careloop: satisfaction KPIs",
-            settings.timezone,
+            con, settings.reports_dir, "careloop: satisfaction KPIs", settings.timezone,
             sla_hours=settings.case_sla_hours,
-        )
+        )  # fmt: skip
     _show("loop figures", dict(summary_rows(written.report)))
-    console.print(f"report: {written.path}")
+    console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")
+    console.print(f"loop report: {written.path}")
+
+
+def _monthly(con: Any, settings: Any, month: str, now: datetime) -> Any:
+    from feedback.monthly import build_monthly_report
+    from feedback.targets import load_targets
+
+    return build_monthly_report(
+        con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
+        targets=load_targets(), lift_days=settings.lift_days,
+    )  # fmt: skip
 
 
 @app.command()

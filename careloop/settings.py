@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     case_sla_hours: int = Field(default=48, ge=1)
     # A resolved case asks its customer again at most this many times ("is it sorted now?").
     case_follow_ups: int = Field(default=2, ge=0, le=5)
+    # Care's lift is measured on retention: still a subscriber this many days after care.
+    lift_days: int = Field(default=90, ge=1, le=730)
 
     @property
     def sms_segments_per_second(self) -> float:

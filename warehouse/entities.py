@@ -104,6 +104,11 @@ ENTITIES = {
             Column("sms_consent", "boolean", True),
             Column("email_consent", "boolean", True),
             Column("voice_consent", "boolean", True),
+            Column(
+                "left_on",
+                "date",
+                meaning="the day they left the operator; empty while a subscriber",
+            ),
         ),
     ),
     "visits": Entity(

@@ -1,0 +1,129 @@
+"""``careloop insights``: from the outcome back to its causes, on the warehouse or any export.
+
+Heavy libraries (scipy, jieba, polars) load inside each command, so ``careloop --help`` stays
+quick.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+insights_app = typer.Typer(
+    help="Key drivers, hot topics and care's lift (CSV or Parquet exports, or the warehouse).",
+    no_args_is_help=True,
+)
+console = Console()
+Format = Annotated[str, typer.Option("--format", help="table or json.")]
+Export = Annotated[Path, typer.Argument(help="A CSV (UTF-8, with a header) or Parquet file.")]
+
+
+def _checked(fmt: str) -> str:
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter(f"{fmt!r}: use table or json", param_hint="--format")
+    return fmt
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False))
+
+
+@insights_app.command("drivers")
+def drivers(
+    path: Export,
+    target: Annotated[str, typer.Option("--target", help="The overall score column.")],
+    attributes: Annotated[
+        str | None,
+        typer.Option(
+            help="Attribute columns, comma-separated (default: every other column "
+            "except ids (id, *_id) and text columns)."
+        ),
+    ] = None,
+    fmt: Format = "table",
+) -> None:
+    """Rank a survey's attributes by their importance to the target (relative weights, right
+    when attributes are correlated), with each one's mean rating."""
+    from feedback.drivers import analyse_export
+
+    _checked(fmt)
+    chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
+    analysis, ignored = analyse_export(path, target, chosen)
+    if fmt == "json":
+        _print_json([d.as_json() for d in analysis.drivers])
+        return
+    title = f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f}"
+    table = Table("attribute", "importance", "performance (mean)", "fix first", title=title)
+    weak = set(analysis.fix_first())
+    for d in analysis.drivers:
+        table.add_row(d.attribute, f"{d.importance:.1%}", f"{d.performance:.2f}",
+                      "yes" if d.attribute in weak else "")  # fmt: skip
+    console.print(table)
+    if ignored or analysis.excluded:
+        console.print(f"ignored columns: {', '.join(ignored) or 'none'}; rows left out for an "
+                      f"empty cell: {analysis.excluded}", highlight=False)  # fmt: skip
+
+
+@insights_app.command("lift")
+def lift(
+    path: Export,
+    group: Annotated[str, typer.Option("--group", help="Column holding treated or holdout.")],
+    outcome: Annotated[str, typer.Option("--outcome", help="Column: 0/1 or a number.")],
+    detect: Annotated[
+        float | None,
+        typer.Option(help="The lift to size a campaign for (default: the one measured)."),
+    ] = None,
+    fmt: Format = "json",
+) -> None:
+    """The difference between treated and held-out customers, with its 95% interval, p-value
+    and the sample size a campaign needs to detect it."""
+    from feedback.lift import measure_export
+
+    _checked(fmt)
+    found = measure_export(path, group, outcome, detect=detect)
+    if fmt == "json":
+        _print_json(found.as_json())
+        return
+    console.print(
+        f"treated {found.treated_mean:.4g} (n {found.n_treated}) vs holdout "
+        f"{found.holdout_mean:.4g} (n {found.n_holdout}): lift {found.verdict()}\n"
+        f"to detect a lift of {found.detect:.4g}: {found.needed or '-'} customers in all "
+        f"(same holdout share); rows left out for an empty outcome: {found.excluded}",
+        highlight=False,
+    )
+
+
+@insights_app.command("topics")
+def topics(
+    month: Annotated[
+        str | None, typer.Option(help="YYYY-MM (default: last month, business timezone).")
+    ] = None,
+    fmt: Format = "table",
+) -> None:
+    """This month's dissatisfied comments by topic, against last month; hot ones first."""
+    from careloop.clock import last_month
+    from careloop.settings import load_settings
+    from feedback.kpis import month_start
+    from feedback.topics import hot_topics
+    from warehouse.db import warehouse
+
+    _checked(fmt)
+    settings = load_settings()
+    chosen = month or last_month(settings.zone)
+    month_start(chosen)
+    with warehouse(settings.warehouse_path) as con:
+        found = hot_topics(con, chosen, settings.timezone)
+    if fmt == "json":
+        _print_json({"month": chosen, "topics": [t.as_json() for t in found]})
+        return
+    table = Table("topic", "this month", "last month", "hot", "examples", "stores",
+                  title=f"dissatisfied comments by topic, {chosen}")  # fmt: skip
+    for t in found:
+        stores = ", ".join(f"{s} ({n})" for s, n in t.top_stores())
+        hot = "HOT" if t.hot else ""
+        table.add_row(t.label, str(t.count), str(t.previous), hot, " · ".join(t.examples), stores)
+    console.print(table)

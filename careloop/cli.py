@@ -324,7 +324,8 @@ def demo(
         f"{result.data.visits} visits in {result.home}"
     )
     _show("careloop demo: the loop, step by step", dict(summary_rows(result.report)))
-    console.print(f"KPI report: {result.report_path}")
+    console.print(f"monthly KPI report: {result.monthly_path}")
+    console.print(f"loop report: {result.report_path}")
     console.print(
         f"store managers' lists: {len(result.store_rows)} CSV files in "
         f"{result.report_path.parent / 'store_lists'}"

@@ -151,7 +151,7 @@ def retention_lifts(
         treated = part.filter(~pl.col("held_out"))["retained"].to_numpy()
         held = part.filter(pl.col("held_out"))["retained"].to_numpy()
         lift = measure(treated, held) if min(len(treated), len(held)) >= 2 else None
-        dates = part["cared_on"]
+        dates = part["cared_on"].cast(pl.Date)
         found.append(
             CampaignLift(str(campaign_id), dates.min(), dates.max(), lift, len(treated), len(held))  # type: ignore[arg-type]
         )

@@ -69,11 +69,13 @@ def moments_by_cell(frame: pl.DataFrame, month: str) -> dict[Cell, Moments]:
 
 
 def kpi_rows(frame: pl.DataFrame, month: str, targets: Targets) -> list[KpiRow]:
-    """One row per KPI and scope key with units this month or last, overall first."""
+    """One row per KPI overall (with no unit, its value is None), and per scope key with
+    units this month or last."""
     now = moments_by_cell(frame, month)
     before = moments_by_cell(frame, shift_month(month, -1))
     empty = Moments(0, 0.0, 0.0)
-    cells = sorted(set(now) | set(before), key=_cell_order)
+    overall = {(k.name, "overall", None) for k in KPIS}
+    cells = sorted(set(now) | set(before) | overall, key=_cell_order)
     tests = {c: compare(now.get(c, empty), before.get(c, empty), binary=_binary(c)) for c in cells}
     p_values = _adjusted_p(tests)
     return [
@@ -211,8 +213,9 @@ def _contribution(
 def drill_downs(
     frame: pl.DataFrame, rows: Iterable[KpiRow], month: str, top: int = 5
 ) -> dict[str, list[Contribution]]:
-    """For each flagged overall KPI, the stores and segments that moved it most."""
-    flagged = [r.kpi for r in rows if r.scope == "overall" and r.flag]
+    """For each overall KPI that moved (flagged, or a significant move below the flag's
+    threshold), the stores and segments that moved it most."""
+    flagged = [r.kpi for r in rows if r.scope == "overall" and (r.flag or r.significant)]
     return {
         kpi: [c for scope in DRILL_SCOPES for c in contributions(frame, kpi, scope, month)[:top]]
         for kpi in flagged

@@ -22,9 +22,9 @@ from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxMessage, SandboxPr
 from campaigns.planning import key_round
 from feedback.inbox import Inbox, open_sqlite
 from warehouse.demo_customers import (
-    COMPLAINTS,
     MOOD_WEIGHTS,
     SECOND_ROUND_WEIGHTS,
+    complaint,
     moods,
     subscriber_number,
     trait,
@@ -66,6 +66,7 @@ class Profile:
     tier: str
     tenure_years: float
     recent_complaint: bool
+    troubled: bool = False  # served by the demo's troubled store (demo_customers)
 
     @property
     def mood(self) -> int:
@@ -75,6 +76,7 @@ class Profile:
             np.array([self.tier]),
             np.array([self.tenure_years]),
             np.array([self.recent_complaint]),
+            np.array([self.troubled]),
         )
         return int(mood[0])
 
@@ -195,10 +197,7 @@ class CustomerSimulator:
             call = {"CallSid": m.provider_id, "action_id": m.action_id, "Digits": digits}
             return f"{m.provider_id}:gather", "ivr", at.isoformat(), json.dumps(call)
         at = m.sent_at + timedelta(minutes=rng.lognormvariate(4.5, 1.0))
-        attributes = {
-            name: max(1, min(5, score + rng.choice([-1, 0, 0, 1])))
-            for name in ("wait_time", "staff_attitude", "problem_solved")
-        }
+        attributes = _attributes(rng, score)
         click = {"action_id": m.action_id, "score": score, "attributes": attributes}
         return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(click)
 
@@ -208,7 +207,7 @@ class CustomerSimulator:
         return profile.mood if profile else 0
 
     def _sms(self, rng: random.Random, m: Delivered, score: int) -> Reply:
-        text = self._sms_text(rng, m.locale, score)
+        text = self._sms_text(rng, m, score)
         minutes = rng.lognormvariate(2.7, 1.2)
         if rng.random() < 0.01:
             minutes += 4 * 24 * 60  # the odd reply that comes days too late
@@ -218,14 +217,16 @@ class CustomerSimulator:
         return sid, "sms", at.isoformat(), json.dumps(payload, ensure_ascii=False)
 
     @staticmethod
-    def _sms_text(rng: random.Random, locale: str, score: int) -> str:
+    def _sms_text(rng: random.Random, m: Delivered, score: int) -> str:
+        locale = m.locale
         draw = rng.random()
         if draw < 0.02:
             return rng.choice(OPT_OUT_WORDS[locale])
         if draw < 0.06:
             return rng.choice(NOISE[locale])
         if score <= 2 and rng.random() < 0.6:
-            return f"{score} {rng.choice(COMPLAINTS[locale])}"
+            said = complaint(locale, m.sent_at.date(), rng.random(), rng.randrange(1000))
+            return f"{score} {said}"
         form = rng.random()
         if form < 0.55:
             return str(score)
@@ -234,3 +235,21 @@ class CustomerSimulator:
         if form < 0.8 and locale == "zh-CN":
             return f"{score}分"
         return WORDS[locale][score]
+
+
+# How the email rating page's attributes follow the overall score: whether the problem was
+# solved tracks it closely, the wait less so and is rated lowest, the staff's attitude least.
+# So the key-driver analysis has a known order to find: problem_solved, wait_time,
+# staff_attitude, with wait_time important and rated low (the one to fix first).
+ATTRIBUTE_LINKS = {  # name: (weight of the score, offset, noise)
+    "problem_solved": (1.0, 0.0, 0.6),
+    "wait_time": (0.95, -0.7, 0.75),
+    "staff_attitude": (0.3, 2.4, 1.0),
+}
+
+
+def _attributes(rng: random.Random, score: int) -> dict[str, int]:
+    return {
+        name: max(1, min(5, round(weight * score + offset + rng.gauss(0, noise))))
+        for name, (weight, offset, noise) in ATTRIBUTE_LINKS.items()
+    }

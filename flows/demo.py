@@ -19,9 +19,12 @@ from careloop.progress import step_done, steps_muted, tracked
 from careloop.settings import Settings
 from feedback.board import Board
 from feedback.inbox import Inbox
+from feedback.monthly import MonthlyReport, build_monthly_report
 from feedback.report import LoopReport, write_reports
+from feedback.report_html import write_month
 from feedback.simulator import CustomerSimulator, PendingReplies, Profile
 from feedback.store_managers import StoreManagers
+from feedback.targets import load_targets
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
@@ -29,7 +32,7 @@ from flows.dispatch_outbox import dispatch_outbox
 from flows.manager_cases import escalate_cases, manager_digests
 from flows.second_round import second_round
 from warehouse.db import warehouse
-from warehouse.demo_customers import RECENT_DAYS
+from warehouse.demo_customers import RECENT_DAYS, TROUBLED_STORE
 from warehouse.demo_data import DemoDataSummary, build_demo_data
 
 # Spans Feb 28 of a non-leap year, so Feb 29 birthdays and anniversaries show up.
@@ -43,6 +46,7 @@ class DemoResult:
     report: LoopReport
     store_rows: dict[str, int]
     report_path: Path
+    monthly_path: Path  # the KPI report (HTML) of the demo's month
 
 
 def run_demo(
@@ -97,6 +101,7 @@ def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> C
 PROFILES_SQL = """
 SELECT s.subscriber_id, s.phone, s.email, s.tier,
        date_diff('day', s.joined_on, $day) / 365.25 AS tenure_years,
+       coalesce(s.home_store_id = $troubled, false) AS troubled,
        EXISTS (SELECT 1 FROM action_ratings r WHERE r.subscriber_id = s.subscriber_id
                AND r.score <= 2 AND r.received_at >= $start - to_days($recent)
                AND r.received_at < $start) AS recent_complaint
@@ -108,9 +113,10 @@ def customer_profiles(con: duckdb.DuckDBPyConnection, start: date, day: date) ->
     """The simulated customers' traits, keyed by the phone and email their messages go to:
     tenure as of ``day``, a complaint in the weeks before ``start``."""
     profiles: dict[str, Profile] = {}
-    rows = con.execute(PROFILES_SQL, {"day": day, "start": start, "recent": RECENT_DAYS}).fetchall()
-    for subscriber_id, phone, email, tier, tenure, recent in rows:
-        profile = Profile(subscriber_id, tier, float(tenure), bool(recent))
+    params = {"day": day, "start": start, "recent": RECENT_DAYS, "troubled": TROUBLED_STORE}
+    rows = con.execute(PROFILES_SQL, params).fetchall()
+    for subscriber_id, phone, email, tier, tenure, troubled, recent in rows:
+        profile = Profile(subscriber_id, tier, float(tenure), bool(recent), bool(troubled))
         for address in (phone, email):
             if address:
                 profiles[address] = profile
@@ -161,4 +167,16 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
             now=end_of_day(end),
             sla_hours=settings.case_sla_hours,
         )
-    return DemoResult(home, data, written.report, written.store_rows, written.path)
+        monthly = build_monthly_report(
+            con, start.strftime("%Y-%m"), settings.timezone, now=end_of_day(end),
+            sla_hours=settings.case_sla_hours, targets=load_targets(),
+            lift_days=settings.lift_days,
+        )  # fmt: skip
+    html, _ = write_month(monthly, settings.reports_dir)
+    step_done("monthly KPI report", {"month": monthly.month, "flagged": _flagged(monthly)})
+    return DemoResult(home, data, written.report, written.store_rows, written.path, html)
+
+
+def _flagged(monthly: MonthlyReport) -> str:
+    rows = [r for r in monthly.overall() if r.flag]
+    return ", ".join(f"{r.kpi} {r.flag}" for r in rows) or "none"

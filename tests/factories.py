@@ -119,7 +119,8 @@ def add_sms_crowd(con: duckdb.DuckDBPyConnection, count: int) -> None:
         """
         INSERT INTO subscribers
         SELECT 'S' || i, 'n', '+8613' || lpad(i::VARCHAR, 9, '0'), NULL, DATE '1990-06-15',
-               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false
+               DATE '2015-01-01', 'standard', 'ST1', 'Asia/Shanghai', 'zh-CN', true, false, false,
+               NULL
         FROM range(?) t(i)""",
         [count],
     )

@@ -19,7 +19,7 @@ def rated(con):
         risky = n % 2 == 0
         con.execute(
             "INSERT INTO subscribers VALUES (?, 'c', NULL, NULL, NULL, ?, ?, 'ST1', "
-            "'Asia/Shanghai', 'zh-CN', true, true, true)",
+            "'Asia/Shanghai', 'zh-CN', true, true, true, NULL)",
             [
                 f"S{n:03d}",
                 date(2025, 9, 1) if risky else date(2012, 1, 1),

@@ -5,9 +5,16 @@ tier, their tenure and whether they complained recently. The demo's past (a year
 store visits) and its simulated customers both draw ratings from it, so the at_risk model
 has something real to learn: new, standard-tier customers who complained lately are the
 ones likely to be dissatisfied again. Grumpy customers also come to the stores more.
+
+The monthly report has planted effects to find: from February 2026 one store (TROUBLED_STORE)
+serves its customers worse (their mood one step grumpier) and billing complaints appear
+everywhere (a hot topic); care cuts the share of customers who leave within 90 days by
+CARE_RETENTION_EFFECT (the lift against the held-out customers).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 
@@ -22,6 +29,16 @@ MOOD_WEIGHTS = {
 # Second rounds are personal (a call back, an apology): most end well, whatever the mood.
 SECOND_ROUND_WEIGHTS = [6, 8, 16, 35, 35]
 RECENT_DAYS = 60  # a complaint this recent still sours the next contact
+TROUBLED_STORE = "ST0002"  # Shanghai's second store
+TROUBLE_FROM = date(2026, 2, 1)
+BILLING_COMPLAINTS = {
+    "zh-CN": ["新套餐扣费不对", "话费多扣了"],
+    "en": ["charged twice for my new plan"],
+}
+BILLING_SHARE = 0.35  # of complaints from TROUBLE_FROM on
+# Leaving within 90 days of first care, by mood; care cuts it by CARE_RETENTION_EFFECT.
+CHURN_90_DAYS = {-1: 0.02, 0: 0.04, 1: 0.07, 2: 0.11, 3: 0.15}
+CARE_RETENTION_EFFECT = 0.03
 COMPLAINTS = {
     "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
     "en": [
@@ -48,14 +65,20 @@ def subscriber_number(subscriber_id: str) -> int:
 
 
 def moods(
-    traits: np.ndarray, tiers: np.ndarray, tenure_years: np.ndarray, recent_complaint: np.ndarray
+    traits: np.ndarray,
+    tiers: np.ndarray,
+    tenure_years: np.ndarray,
+    recent_complaint: np.ndarray,
+    troubled: np.ndarray | None = None,
 ) -> np.ndarray:
+    """``troubled``: served by TROUBLED_STORE since TROUBLE_FROM."""
     mood = (
         traits
         + (tiers == "standard")
         - np.isin(tiers, ["gold", "platinum"])
         + (tenure_years < 2)
         + recent_complaint.astype(int)
+        + (troubled.astype(int) if troubled is not None else 0)
     )
     clipped: np.ndarray = np.clip(mood, -1, 3)
     return clipped
@@ -68,3 +91,21 @@ def draw_scores(rng: np.random.Generator, mood: np.ndarray) -> np.ndarray:
     rows = cumulative[mood + 1]
     scores: np.ndarray = 1 + (rng.random(len(mood))[:, None] > rows).sum(axis=1)
     return scores
+
+
+def complaint(locale: str, on: date, draw: float, pick: int) -> str:
+    """A dissatisfied customer's comment; billing ones from TROUBLE_FROM on. ``draw`` in
+    [0, 1) and ``pick`` (any int) come from the caller's seeded generator."""
+    if on >= TROUBLE_FROM and draw < BILLING_SHARE:
+        options = BILLING_COMPLAINTS[locale]
+    else:
+        options = COMPLAINTS[locale]
+    return options[pick % len(options)]
+
+
+def churn_days(rng: np.random.Generator, mood: np.ndarray, cared_for: np.ndarray) -> np.ndarray:
+    """Days after first care each customer leaves, or -1 for those who stay past 90 days."""
+    rate = np.array([CHURN_90_DAYS[m] for m in mood]) - CARE_RETENTION_EFFECT * cared_for
+    leaves = rng.random(len(mood)) < rate
+    days: np.ndarray = np.where(leaves, rng.integers(1, 91, len(mood)), -1)
+    return days

@@ -16,7 +16,15 @@ import numpy as np
 import polars as pl
 
 from warehouse.db import query_frame, register_frame
-from warehouse.demo_customers import COMPLAINTS, draw_scores, moods, trait
+from warehouse.demo_customers import (
+    TROUBLE_FROM,
+    TROUBLED_STORE,
+    churn_days,
+    complaint,
+    draw_scores,
+    moods,
+    trait,
+)
 
 CHUNK = 500_000
 CN_SURNAMES = [
@@ -239,7 +247,7 @@ def build_demo_data(
                 con, rng, people, stores, until, first_visit_no=visit_count
             )
         register_frame(con, "chunk", people)
-        con.execute("INSERT INTO subscribers SELECT * FROM chunk")
+        con.execute("INSERT INTO subscribers BY NAME SELECT * FROM chunk")
         con.unregister("chunk")
         con.execute("COMMIT")
         on_progress(len(idx))
@@ -459,9 +467,11 @@ def _insert_visits(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
 HISTORY_DAYS = 365
 SURVEYED, ANSWERED = 0.8, 0.6  # of past visits asked about; of those, answered
 HISTORY_RUN = "history"
+HISTORY_HOLDOUT_PERCENT = 5  # as campaigns/definitions/store_visit.yaml holds out
 
 PAST_VISITS_SQL = """
-SELECT v.visit_id, v.subscriber_id, s.tier, s.locale,
+SELECT v.visit_id, v.subscriber_id, s.tier, s.locale, v.store_id,
+       timezone('Asia/Shanghai', v.visited_at)::DATE AS visited_on,
        date_diff('day', s.joined_on, v.visited_at::DATE) / 365.25 AS tenure_years
 FROM store_visits v JOIN subscribers s USING (subscriber_id)
 WHERE v.visited_at < $before AND v.visited_at >= $before - to_days($days)
@@ -471,14 +481,20 @@ ORDER BY v.visit_id
 PAST_ACTIONS_SQL = """
 INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
     occasion, round, store_id, tier, locale, channel, recipient, body, survey, status,
-    scheduled_at, created_at, sent_at, updated_at, sender, provider_id, timezone, expires_at)
+    scheduled_at, created_at, sent_at, updated_at, sender, provider_id, timezone, expires_at,
+    suppression_reason)
 SELECT 'ca_' || h.visit_id, 'store_visit|' || v.subscriber_id || '|' || occasion || '|1',
     $run, 'store_visit', v.subscriber_id, occasion, 1, v.store_id, s.tier, s.locale, 'sms',
-    s.phone, '(sent before the demo)', true, 'delivered', asked_at, asked_at, asked_at,
-    asked_at, '+10000000000', 'SM' || md5(h.visit_id), s.timezone, asked_at + INTERVAL 48 HOUR
+    s.phone, '(sent before the demo)', true,
+    CASE WHEN held_out THEN 'held_out' ELSE 'delivered' END,
+    asked_at, asked_at, CASE WHEN NOT held_out THEN asked_at END, asked_at, '+10000000000',
+    CASE WHEN NOT held_out THEN 'SM' || md5(h.visit_id) END, s.timezone,
+    asked_at + INTERVAL 48 HOUR, CASE WHEN held_out THEN 'holdout' END
 FROM (
     SELECT *, visited_at + INTERVAL 30 MINUTE AS asked_at,
-           'visit-' || store_id || '-' || strftime(visit_local_date, '%Y-%m-%d') AS occasion
+           'visit-' || store_id || '-' || strftime(visit_local_date, '%Y-%m-%d') AS occasion,
+           -- the live campaign's holdout rule (campaigns/planning.py), so the same customers
+           md5_number(subscriber_id || '|store_visit') % 10000 < $holdout AS held_out
     FROM visits
 ) v
 JOIN past_surveys h USING (visit_id)
@@ -492,7 +508,7 @@ SELECT 'ev_' || h.visit_id, 'history:' || h.visit_id, a.action_id, a.subscriber_
     'store_visit', 1, a.store_id, 'sms', a.recipient, 'rating', h.score, h.comment, 'matched',
     a.sent_at + to_minutes(h.reply_minutes)
 FROM past_surveys h JOIN care_actions a ON a.action_id = 'ca_' || h.visit_id
-WHERE h.answered
+WHERE h.answered AND a.status = 'delivered'
 """
 
 
@@ -505,7 +521,8 @@ def append_history(con: duckdb.DuckDBPyConnection, seed: int, before: date) -> i
         return 0
     register_frame(con, "past_surveys", _past_surveys(past, np.random.default_rng([seed, 365])))
     con.execute("BEGIN TRANSACTION")
-    con.execute(PAST_ACTIONS_SQL, {"run": HISTORY_RUN})
+    holdout = HISTORY_HOLDOUT_PERCENT * 100
+    con.execute(PAST_ACTIONS_SQL, {"run": HISTORY_RUN, "holdout": holdout})
     rated = len(con.execute(PAST_RATINGS_SQL + " RETURNING 1").fetchall())
     at = datetime.combine(before, time(), tzinfo=UTC)
     con.execute(
@@ -514,7 +531,63 @@ def append_history(con: duckdb.DuckDBPyConnection, seed: int, before: date) -> i
     )
     con.execute("COMMIT")
     con.unregister("past_surveys")
-    return rated
+    return rated - plant_departures(con, np.random.default_rng([seed, 90]))
+
+
+FIRST_CARE_SQL = f"""
+SELECT a.subscriber_id, s.tier,
+    min(timezone('Asia/Shanghai', a.created_at))::DATE AS cared_on,
+    bool_or(a.status = 'held_out') AS held_out,
+    date_diff('day', s.joined_on, min(a.created_at)::DATE) / 365.25 AS tenure_years
+FROM care_actions a JOIN subscribers s USING (subscriber_id)
+WHERE a.run_id = '{HISTORY_RUN}'
+GROUP BY a.subscriber_id, s.tier, s.joined_on
+ORDER BY a.subscriber_id
+"""
+# What a departed customer no longer does: visit, get asked, answer.
+AFTER_LEAVING_SQL = f"""
+UPDATE subscribers SET left_on = d.left_on FROM departures d
+WHERE subscribers.subscriber_id = d.subscriber_id;
+DELETE FROM store_visits v USING departures d
+WHERE v.subscriber_id = d.subscriber_id AND v.visited_at::DATE > d.left_on;
+DELETE FROM evaluations e USING departures d
+WHERE e.subscriber_id = d.subscriber_id AND e.dedupe_key LIKE 'history:%'
+  AND e.received_at::DATE > d.left_on;
+DELETE FROM care_actions a USING departures d
+WHERE a.subscriber_id = d.subscriber_id AND a.run_id = '{HISTORY_RUN}'
+  AND a.created_at::DATE > d.left_on;
+"""
+
+
+def plant_departures(con: duckdb.DuckDBPyConnection, rng: np.random.Generator) -> int:
+    """Some customers leave within 90 days of their first care in the past, fewer of those
+    cared for than of those held out (the lift the report should find); what they would have
+    done after leaving goes. Returns the ratings removed with them."""
+    firsts = query_frame(con, FIRST_CARE_SQL)
+    if firsts.is_empty():
+        return 0
+    number = firsts["subscriber_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    mood = moods(
+        trait(number),
+        firsts["tier"].to_numpy(),
+        firsts["tenure_years"].to_numpy(),
+        np.zeros(firsts.height, dtype=bool),
+    )
+    days = churn_days(rng, mood, ~firsts["held_out"].to_numpy())
+    departures = (
+        firsts.select("subscriber_id", "cared_on")
+        .with_columns(pl.Series("days", days))
+        .filter(pl.col("days") > 0)
+    )
+    departures = departures.with_columns(
+        (pl.col("cared_on") + pl.duration(days=pl.col("days"))).alias("left_on")
+    )
+    before = con.execute("SELECT count(*) FROM evaluations").fetchone()
+    register_frame(con, "departures", departures)
+    con.execute(AFTER_LEAVING_SQL)
+    con.unregister("departures")
+    after = con.execute("SELECT count(*) FROM evaluations").fetchone()
+    return int(before[0] - after[0]) if before and after else 0
 
 
 def _forget_history(con: duckdb.DuckDBPyConnection) -> None:
@@ -527,16 +600,28 @@ def _forget_history(con: duckdb.DuckDBPyConnection) -> None:
 def _past_surveys(past: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     n = past.height
     number = past["subscriber_id"].str.slice(1).cast(pl.Int64).to_numpy()
+    visited = past["visited_on"].cast(pl.Date)
+    visited_on = visited.to_list()
+    troubled = (past["store_id"] == TROUBLED_STORE).to_numpy() & (
+        visited >= TROUBLE_FROM
+    ).to_numpy()
     mood = moods(
         trait(number),
         past["tier"].to_numpy(),
         past["tenure_years"].to_numpy(),
         np.zeros(n, dtype=bool),
+        troubled,
     )
     scores = draw_scores(rng, mood)
-    zh = past["locale"].to_numpy() == "zh-CN"
-    pick = rng.integers(0, len(COMPLAINTS["en"]), n)
-    comment = np.where(zh, np.array(COMPLAINTS["zh-CN"])[pick], np.array(COMPLAINTS["en"])[pick])
+    draws, picks = rng.random(n), rng.integers(0, 1000, n)
+    comment = np.array(
+        [
+            complaint(locale, on, draw, pick)
+            for locale, on, draw, pick in zip(
+                past["locale"].to_list(), visited_on, draws, picks, strict=True
+            )
+        ]
+    )
     surveyed = rng.random(n) < SURVEYED
     return pl.DataFrame(
         {

@@ -1,0 +1,269 @@
+"""The monthly KPI report on planted data: a store's drop is flagged and drilled down to that
+store, mix is told from rate, noise is called noise, and the report opens offline."""
+
+import json
+import re
+from datetime import UTC, date, datetime
+
+import pytest
+from typer.testing import CliRunner
+
+from careloop.cli import app
+from feedback.kpis import kpi_moments, shift_month
+from feedback.monthly import build_monthly_report
+from feedback.panorama import contributions, kpi_rows
+from feedback.report_html import render_html, write_month
+from feedback.targets import Targets, TargetsError, load_targets
+
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
+STORES = ("ST1", "ST2", "ST3", "ST4")
+
+
+def add_stores(con, stores=STORES):
+    for n, store in enumerate(stores):
+        con.execute(
+            "INSERT INTO stores (store_id, name, city, region, timezone, manager_name, "
+            "manager_email) VALUES (?, ?, 'c', ?, 'Asia/Shanghai', 'm', 'm@example.com')",
+            [store, store, "North" if n < 2 else "South"],
+        )
+
+
+def plant_ratings(con, store, month, n, satisfied, *, campaign="store_visit", tag=""):
+    """``n`` first-round rated surveys at ``store`` in ``month`` (mid-month, Shanghai),
+    exactly ``satisfied`` of them rated 5, the rest 1."""
+    day = f"{month}-15 10:00:00+08"
+    prefix = f"{store}-{month}-{campaign}{tag}-"
+    params = {"p": prefix, "campaign": campaign, "store": store, "day": day, "n": n}
+    con.execute(
+        """
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
+            occasion, round, store_id, tier, locale, channel, survey, status, created_at,
+            sent_at, updated_at)
+        SELECT $p || i, $p || i, 'r', $campaign, 'S' || $p || i, 'o', 1, $store, 'standard',
+            'en', 'sms', true, 'delivered', $day::TIMESTAMPTZ, $day::TIMESTAMPTZ,
+            $day::TIMESTAMPTZ
+        FROM range($n) t(i)""",
+        params,
+    )
+    con.execute(
+        """
+        INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id,
+            campaign_id, round, store_id, channel, intent, score, attribution, received_at)
+        SELECT 'e' || $p || i, 'd' || $p || i, $p || i, 'S' || $p || i, $campaign, 1, $store,
+            'sms', 'rating', CASE WHEN i < $satisfied THEN 5 ELSE 1 END, 'matched',
+            $day::TIMESTAMPTZ + INTERVAL 1 HOUR
+        FROM range($n) t(i)""",
+        {**params, "satisfied": satisfied},
+    )
+
+
+def register_campaign(con, campaign, segment):
+    con.execute(
+        "INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, '{}', 'x')",
+        [campaign, segment],
+    )
+
+
+def rows_of(con, month="2026-02", targets=None):
+    moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW)
+    return moments, {
+        (r.kpi, r.scope, r.key): r for r in kpi_rows(moments, month, targets or Targets())
+    }
+
+
+def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    for store in STORES:
+        plant_ratings(con, store, "2026-01", 3000, 2400)  # 80%
+        plant_ratings(con, store, "2026-02", 3000, 2250 if store == "ST2" else 2400)  # 75%
+    moments, rows = rows_of(con)
+
+    st2 = rows[("csat", "store", "ST2")]
+    assert (st2.value, st2.previous) == (0.75, 0.8)
+    assert st2.change == pytest.approx(-0.0625)
+    assert st2.flag == "down" and st2.significant and st2.good is False
+    for other in ("ST1", "ST3", "ST4"):
+        row = rows[("csat", "store", other)]
+        assert row.flag is None and not row.significant
+    overall = rows[("csat", "overall", None)]
+    assert overall.change == pytest.approx(-0.015625)  # below the 5% flag ...
+    assert overall.flag is None and overall.significant  # ... but real, so it is drilled
+
+    report = build_monthly_report(
+        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+    )
+    parts = report.drilldowns["csat"]
+    top = parts[0]
+    assert (top.scope, top.key) == ("store", "ST2")
+    assert top.rate == pytest.approx(-0.0125) and top.mix == pytest.approx(0.0)
+    assert rows[("dissatisfied_rate", "store", "ST2")].flag == "up"
+
+
+def test_mix_and_rate_parts_add_up_to_the_change(con):
+    """A low-scoring store that triples its volume lowers CSAT by mix alone."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 1000, 900)
+    plant_ratings(con, "ST2", "2026-01", 500, 250)
+    plant_ratings(con, "ST1", "2026-02", 1000, 900)
+    plant_ratings(con, "ST2", "2026-02", 1500, 750)
+    moments, rows = rows_of(con)
+    overall = rows[("csat", "overall", None)]
+    parts = {c.key: c for c in contributions(moments, "csat", "store", "2026-02")}
+    assert sum(c.total for c in parts.values()) == pytest.approx(overall.value - overall.previous)
+    assert parts["ST2"].rate == pytest.approx(0.0)
+    assert parts["ST1"].rate == pytest.approx(0.0)
+    assert parts["ST2"].mix > 0 > parts["ST1"].mix  # ST2's share grew, ST1's shrank
+    assert parts["ST1"].mix + parts["ST2"].mix == pytest.approx(overall.value - overall.previous)
+
+
+def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 40, 32)  # 80%
+    plant_ratings(con, "ST1", "2026-02", 40, 28)  # 70%: -12.5%
+    _, rows = rows_of(con)
+    overall = rows[("csat", "overall", None)]
+    assert overall.flag == "down" and not overall.significant
+    assert overall.change_interval[0] < 0 < overall.change_interval[1]
+    store = rows[("csat", "store", "ST1")]
+    assert store.flag == "down"  # 40 units >= min_units 30
+    _, few = rows_of(con, targets=Targets(min_units=50))
+    assert few[("csat", "store", "ST1")].flag is None  # too few units to flag at all
+
+
+def test_segment_and_campaign_scopes_and_the_twelve_month_trend(con):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    register_campaign(con, "birthday", "birthday")
+    for back in range(14):
+        plant_ratings(con, "ST1", shift_month("2026-02", -back), 100, 80 - back)
+    plant_ratings(con, "ST1", "2026-02", 100, 50, campaign="birthday")
+    moments, rows = rows_of(con)
+    assert rows[("csat", "segment", "birthday")].value == 0.5
+    assert rows[("csat", "campaign", "store_visit")].value == 0.8
+    assert rows[("csat", "region", "North")].n == 200
+    assert rows[("csat", "tier", "standard")].n == 200
+    assert rows[("csat", "channel", "sms")].n == 200
+    from feedback.panorama import trend
+
+    points = trend(moments, "csat", "2026-02")
+    assert [p.month for p in points][0] == "2025-03" and points[-1].month == "2026-02"
+    assert [p.n for p in points] == [100] * 11 + [200]
+    assert points[0].value == pytest.approx(0.69)
+
+
+def test_json_has_one_row_per_kpi_and_scope(con, settings):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 100, 80)
+    plant_ratings(con, "ST1", "2026-02", 100, 60)
+    con.close()
+    result = CliRunner().invoke(app, ["report", "--month", "2026-02", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["month"] == "2026-02"
+    csat = next(r for r in data["kpis"] if r["kpi"] == "csat" and r["scope"] == "overall")
+    assert csat["key"] is None and csat["value"] == 0.6 and csat["previous"] == 0.8
+    assert csat["change"] == -0.25 and csat["flag"] == "down" and csat["significant"] is True
+    assert csat["n"] == 100 and csat["target"] == load_targets().kpis["csat"].target
+    assert {r["scope"] for r in data["kpis"]} == {
+        "overall", "store", "region", "segment", "channel", "campaign", "tier",
+    }  # fmt: skip
+    for row in data["kpis"]:
+        assert set(row) >= {"kpi", "scope", "key", "value", "previous", "target", "change",
+                            "flag", "significant", "n"}  # fmt: skip
+        assert row["flag"] in ("up", "down", None)
+
+
+def test_report_command_refuses_a_bad_month(settings):
+    result = CliRunner().invoke(app, ["report", "--month", "2026-13"])
+    assert result.exit_code == 2
+    assert "give it as YYYY-MM" in result.output
+
+
+def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    for store in STORES:
+        plant_ratings(con, store, "2026-01", 300, 240)
+        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
+    report = build_monthly_report(
+        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+    )
+    html, data = write_month(report, settings.reports_dir)
+    text = html.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text, re.I)
+    assert "@import" not in text and not re.search(r"url\((?!#)", text)  # only in-page refs
+    assert text.count("<svg") == 7 + 2  # a trend per KPI; csat's and dissatisfied's drill-down
+    assert 'class="arrow bad"' in text and "ST2" in text
+    assert json.loads(data.read_text())["month"] == "2026-02"
+
+
+def test_an_empty_warehouse_still_gives_a_report(con):
+    report = build_monthly_report(
+        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+    )
+    assert [(r.n, r.value, r.flag) for r in report.overall()] == [(0, None, None)] * 7
+    text = render_html(report)
+    assert "No dissatisfied comments" in text and "No attribute ratings" in text
+
+
+def test_targets_file_errors_name_the_field(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("kpis:\n  cast: {target: 0.8}\n")
+    with pytest.raises(TargetsError, match="unknown KPI cast"):
+        load_targets(bad)
+    bad.write_text("flag_threshold: 5\n")
+    with pytest.raises(TargetsError, match="flag_threshold"):
+        load_targets(bad)
+    good = tmp_path / "g.yaml"
+    good.write_text("kpis: {csat: {target: 0.8}}\noverrides: {store: {ST9: {csat: 0.6}}}\n")
+    targets = load_targets(good)
+    assert targets.target("csat", "store", "ST9") == 0.6
+    assert targets.target("csat", "store", "ST1") == 0.8
+
+
+def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
+    """Customers held out leave more often: 12% against 6% within 90 days (drawn at random)."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    held = np.arange(20000) % 10 == 0
+    leaves = rng.random(20000) < np.where(held, 0.12, 0.06)
+    people = pl.DataFrame({"i": np.arange(20000), "held": held, "leaves": leaves})
+    con.register("people", people.to_arrow())
+    con.execute(
+        """
+        INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
+            sms_consent, email_consent, voice_consent, left_on)
+        SELECT 'S' || i, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en', true,
+            true, true, CASE WHEN leaves THEN DATE '2025-07-01' END
+        FROM people"""
+    )
+    con.execute(
+        """
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, survey, status, created_at, updated_at)
+        SELECT 'A' || i, 'k' || i, 'r', 'tenure', 'S' || i, 'o', 1, 'standard', 'en', true,
+            CASE WHEN held THEN 'held_out' ELSE 'delivered' END,
+            TIMESTAMPTZ '2025-06-01 10:00:00+08', TIMESTAMPTZ '2025-06-01 10:00:00+08'
+        FROM people"""
+    )
+    from feedback.lift import retention_lifts
+
+    (found,) = retention_lifts(
+        con, date(2026, 2, 28), "Asia/Shanghai", days=90, since=date(2025, 3, 1)
+    )
+    assert (found.treated, found.held_out) == (18000, 2000)
+    assert found.lift is not None and found.lift.significant
+    planted = 0.06  # retention 94% cared for against 88% held out
+    assert found.lift.ci_low < planted < found.lift.ci_high
+    # a window that has not passed yet is not measured
+    assert (
+        retention_lifts(con, date(2025, 8, 1), "Asia/Shanghai", days=90, since=date(2025, 3, 1))
+        == []
+    )

@@ -1,9 +1,12 @@
 """Whole flows under Prefect (one test harness per session), on the sandbox provider."""
 
 import csv
-from datetime import date
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from feedback.report import summary_rows
 from flows.care_loop import care_loop
@@ -73,6 +76,36 @@ def test_the_whole_loop_closes(settings, tmp_path):
         )
         keys = {artifact["key"] for artifact in response.json()}
     assert {"care-loop-birthday", "collect-feedback", "second-round"} <= keys
+    monthly = json.loads(result.monthly_path.with_suffix(".json").read_text())
+    assert monthly["month"] == "2026-02"
+    topics = {t["topic"]: t for t in monthly["topics"]}
+    assert topics["billing"]["hot"] and topics["billing"]["previous"] == 0  # planted in Feb
+    (lift,) = monthly["lift"]  # the year of store-visit care, some of it held out
+    assert lift["campaign"] == "store_visit" and lift["n_holdout"] > 0
+
+
+def test_monthly_report_flow_writes_the_report_and_its_artifact(settings):
+    from flows.monthly_report import monthly_report
+
+    con = connect(settings.warehouse_path)
+    con.execute(
+        """INSERT INTO evaluations (evaluation_id, dedupe_key, store_id, channel, intent, score,
+            comment, attribution, received_at)
+        SELECT 'e' || i, 'd' || i, 'ST1', 'sms', 'rating', 1, '排队太久了', 'matched',
+            TIMESTAMPTZ '2026-02-27 23:30:00+08' FROM range(5) t(i)"""
+    )
+    con.close()
+    # 2026-03-01 00:30 in Shanghai is still February 28 in UTC: last month is February
+    figures = monthly_report(home=str(settings.home), now=datetime(2026, 2, 28, 16, 30, tzinfo=UTC))
+    assert figures["month"] == "2026-02"
+    assert Path(figures["html"]).exists() and Path(figures["json"]).exists()
+    assert next(k["kpi"] for k in figures["kpis"]) == "csat"
+    with get_client(sync_client=True) as client:
+        response = client._client.post(
+            "/artifacts/filter", json={"limit": 50, "offset": 0, "sort": "CREATED_DESC"}
+        )
+        keys = {artifact["key"] for artifact in response.json()}
+    assert {"monthly-kpis", "monthly-report"} <= keys
 
 
 def _unsent(result, campaign):

@@ -59,7 +59,8 @@ def plant_ratings(con, store, month, n, satisfied, *, campaign="store_visit", ta
 
 def register_campaign(con, campaign, segment):
     con.execute(
-        "INSERT INTO campaigns (campaign_id, segment, definition, checksum) VALUES (?, ?, '{}', 'x')",
+        "INSERT INTO campaigns (campaign_id, segment, definition, checksum) "
+        "VALUES (?, ?, '{}', 'x')",
         [campaign, segment],
     )
 
@@ -77,7 +78,7 @@ def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
     for store in STORES:
         plant_ratings(con, store, "2026-01", 3000, 2400)  # 80%
         plant_ratings(con, store, "2026-02", 3000, 2250 if store == "ST2" else 2400)  # 75%
-    moments, rows = rows_of(con)
+    _moments, rows = rows_of(con)
 
     st2 = rows[("csat", "store", "ST2")]
     assert (st2.value, st2.previous) == (0.75, 0.8)
@@ -149,7 +150,7 @@ def test_segment_and_campaign_scopes_and_the_twelve_month_trend(con):
     from feedback.panorama import trend
 
     points = trend(moments, "csat", "2026-02")
-    assert [p.month for p in points][0] == "2025-03" and points[-1].month == "2026-02"
+    assert next(p.month for p in points) == "2025-03" and points[-1].month == "2026-02"
     assert [p.n for p in points] == [100] * 11 + [200]
     assert points[0].value == pytest.approx(0.69)
 

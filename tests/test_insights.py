@@ -1,0 +1,199 @@
+"""careloop insights on planted data: drivers ranked right where correlations rank them wrong,
+a planted lift inside its interval, a planted hot topic found."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.linear_model import LinearRegression
+from typer.testing import CliRunner
+
+from careloop.cli import app
+from feedback.drivers import analyse, relative_weights
+from feedback.exports import ExportError
+from feedback.lift import measure, measure_export
+from feedback.stats import sample_size
+from feedback.topics import count_topics
+
+runner = CliRunner()
+
+
+def survey(n=6000, seed=1):
+    """The overall score depends on problem_solved (1.0) and wait_time (0.9) only; staff_attitude
+    has no effect but mirrors both, so its plain correlation with the score is the highest."""
+    rng = np.random.default_rng(seed)
+    solved, wait = rng.normal(size=n), rng.normal(size=n)
+    staff = 0.3 * solved + 0.7 * wait + 0.5 * rng.normal(size=n)
+    score = 1.0 * solved + 0.9 * wait + rng.normal(size=n)
+    return pl.DataFrame(
+        {"problem_solved": solved, "wait_time": wait, "staff_attitude": staff, "score": score}
+    )
+
+
+def shapley_r2(x, y):
+    """Shapley-value regression, exactly (every subset): the reference relative weights
+    approximate."""
+    p = x.shape[1]
+
+    def r2(cols):
+        if not cols:
+            return 0.0
+        return LinearRegression().fit(x[:, cols], y).score(x[:, cols], y)
+
+    values = np.zeros(p)
+    for j in range(p):
+        others = [k for k in range(p) if k != j]
+        for size in range(p):
+            for subset in itertools.combinations(others, size):
+                weight = math.factorial(size) * math.factorial(p - size - 1) / math.factorial(p)
+                values[j] += weight * (r2([*subset, j]) - r2(list(subset)))
+    return values
+
+
+def test_relative_weights_rank_correlated_attributes_right():
+    frame = survey()
+    names = ["problem_solved", "wait_time", "staff_attitude"]
+    correlations = {a: np.corrcoef(frame[a], frame["score"])[0, 1] for a in names}
+    assert max(correlations, key=correlations.get) == "staff_attitude"  # the wrong answer
+    found = analyse(frame, "score", names)
+    assert [d.attribute for d in found.drivers] == names  # the planted order
+    assert sum(d.importance for d in found.drivers) == pytest.approx(1.0)
+    x = frame.select(names).to_numpy()
+    raw, r2 = relative_weights(x, frame["score"].to_numpy())
+    assert r2 == pytest.approx(LinearRegression().fit(x, frame["score"]).score(x, frame["score"]))
+    assert raw == pytest.approx(shapley_r2(x, frame["score"].to_numpy()), abs=0.03)
+
+
+def test_drivers_command_on_a_csv_export(tmp_path):
+    frame = survey(3000, seed=4)
+    rated = frame.with_columns(  # 1-5 ratings, as a survey export holds them
+        (pl.col(c) * 1.2 + 3).round().clip(1, 5).cast(pl.Int64) for c in frame.columns
+    )
+    path = tmp_path / "survey.csv"
+    rated.with_columns(
+        pl.int_range(0, rated.height).alias("respondent_id"), pl.lit("上海1号店").alias("store")
+    ).write_csv(path)
+    result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score",
+                                 "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert [d["attribute"] for d in found] == ["problem_solved", "wait_time", "staff_attitude"]
+    assert sum(d["importance"] for d in found) == pytest.approx(1.0, abs=1e-3)
+    assert found[0]["performance"] == pytest.approx(rated["problem_solved"].mean(), abs=1e-3)
+    table = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score"])
+    assert "ignored columns: respondent_id, store" in table.output
+
+
+def test_drivers_errors_name_the_row_and_the_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("score,wait,staff\n5,4,3\n4,x,2\n3,3,3\n")
+    result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score"])
+    assert result.exit_code == 2
+    assert "column wait: row 3 ('x') not a number" in result.output
+    result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "overall"])
+    assert "no column overall (columns: score, wait, staff)" in result.output
+
+
+def test_a_planted_lift_lies_inside_its_interval():
+    rng = np.random.default_rng(5)
+    treated = (rng.random(30000) < 0.90).astype(float)
+    holdout = (rng.random(3000) < 0.86).astype(float)
+    found = measure(treated, holdout)
+    assert found.binary and found.significant
+    assert found.ci_low < 0.04 < found.ci_high
+    assert found.ci_high - found.ci_low < 0.03
+    nothing = measure((rng.random(3000) < 0.9).astype(float), (rng.random(300) < 0.9).astype(float))
+    assert nothing.ci_low < 0 < nothing.ci_high and not nothing.significant
+
+
+def test_no_planted_effect_is_seldom_called_significant():
+    rng = np.random.default_rng(8)
+    calls = [measure(rng.normal(5, 2, 400), rng.normal(5, 2, 100)).significant for _ in range(400)]
+    assert 0.02 < sum(calls) / len(calls) < 0.09  # about alpha = 5%
+
+
+def test_sample_size_matches_the_textbook():
+    # p 50% -> 60%, half held out, 80% power at 5%: 385 per group
+    assert sample_size(0.5, 0.1, binary=True, holdout_share=0.5) == 770
+    with pytest.raises(ValueError, match="lift of 0"):
+        sample_size(0.5, 0.0, binary=True)
+
+
+def test_lift_command_json_and_bad_rows(tmp_path):
+    rng = np.random.default_rng(2)
+    group = np.where(np.arange(4000) % 5 == 0, "holdout", "treated")
+    outcome = (rng.random(4000) < np.where(group == "treated", 0.7, 0.6)).astype(int)
+    frame = pl.DataFrame({"customer_id": np.arange(4000), "group": group, "renewed": outcome})
+    frame = frame.with_columns(
+        pl.when(pl.col("customer_id") == 7).then(None).otherwise(pl.col("renewed")).alias("renewed")
+    )
+    path = tmp_path / "outcomes.parquet"
+    frame.write_parquet(path)
+    result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                 "--outcome", "renewed", "--detect", "0.05"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert set(found) >= {"treated_mean", "holdout_mean", "lift", "ci_low", "ci_high",
+                          "p_value", "significant"}  # fmt: skip
+    assert found["ci_low"] < 0.1 < found["ci_high"] and found["significant"] is True
+    assert found["excluded_rows"] == 1 and found["n_treated"] + found["n_holdout"] == 3999
+    assert found["sample_size"]["lift"] == 0.05 and found["sample_size"]["units"] > 4000
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("group,outcome\ntreated,1\nholdout,0\ncontrol,1\ntreated,yes\n")
+    result = runner.invoke(app, ["insights", "lift", str(bad), "--group", "group",
+                                 "--outcome", "outcome"])  # fmt: skip
+    assert result.exit_code == 2 and "row 4 ('control')" in result.output
+    with pytest.raises(ExportError, match=r"row 5 \('yes'\) not a number"):
+        bad.write_text("group,outcome\ntreated,1\nholdout,0\ntreated,1\ntreated,yes\n")
+        measure_export(bad, "group", "outcome")
+
+
+def comments(month, counts, store="ST1"):
+    rows = []
+    for text, n in counts.items():
+        rows += [{"month": month, "store_id": store, "comment": text}] * n
+    return rows
+
+
+STEADY = {
+    "排队太久了": 20, "waited 40 minutes": 15, "店员态度很差": 20, "staff was rude": 10,
+    "问题没解决": 15, "礼品没到账": 10, "charged for nothing": 3,
+}  # fmt: skip
+
+
+def test_a_planted_hot_topic_is_found_in_both_languages():
+    rows = comments("2026-01", STEADY) + comments("2026-02", STEADY)
+    rows += comments("2026-02", {"营业厅APP老是闪退": 18, "APP一打开就闪退": 6}, store="ST7")
+    rows += comments("2026-02", {"新套餐扣费不对": 12, "charged twice for my new plan": 8})
+    topics = {t.name: t for t in count_topics(pl.DataFrame(rows), "2026-02")}
+    billing = topics["billing"]
+    assert billing.hot and (billing.count, billing.previous) == (23, 3)
+    new = next(t for t in topics.values() if not t.known)
+    assert new.hot and "闪退" in new.label and new.count == 24 and new.previous == 0
+    assert new.top_stores()[0] == ("ST7", 24)
+    assert set(new.examples) <= {"营业厅APP老是闪退", "APP一打开就闪退"}
+    waiting = topics["waiting"]
+    assert (waiting.count, waiting.previous) == (35, 35) and not waiting.hot
+    assert not topics["staff"].hot
+
+
+def test_topics_command_reads_the_warehouse(con, settings):
+    con.execute(
+        """INSERT INTO evaluations (evaluation_id, dedupe_key, store_id, channel, intent, score,
+            comment, attribution, received_at)
+        SELECT 'e' || i, 'd' || i, 'ST1', 'sms', 'rating', 1,
+            CASE WHEN i < 30 THEN '5G信号很差' ELSE '排队太久了' END, 'matched',
+            CASE WHEN i < 40 THEN TIMESTAMPTZ '2026-02-10 10:00:00+08'
+                 ELSE TIMESTAMPTZ '2026-01-10 10:00:00+08' END
+        FROM range(80) t(i)"""
+    )
+    con.close()
+    result = runner.invoke(app, ["insights", "topics", "--month", "2026-02", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    found = {t["topic"]: t for t in json.loads(result.output)["topics"]}
+    assert found["network"]["hot"] and found["network"]["count"] == 30
+    assert found["waiting"]["count"] == 10 and found["waiting"]["previous"] == 40

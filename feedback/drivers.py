@@ -74,7 +74,7 @@ def analyse(frame: pl.DataFrame, target: str, attributes: list[str]) -> DriverAn
         )
     constant = [c for c in used.columns if used[c].std() == 0]
     if constant:
-        raise ExportError(f"column {', '.join(constant)} has one value only: nothing to learn")
+        raise ExportError(f"{', '.join(constant)}: one value only in every row, nothing to learn")
     x = used.select(attributes).to_numpy().astype(float)
     raw, r_squared = relative_weights(x, used[target].to_numpy().astype(float))
     shares = raw / r_squared if r_squared > 0 else np.full(len(attributes), 1 / len(attributes))

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from careloop.errors import UserError
+from warehouse.loading import LoadError, check_utf8
 
 SHOWN_ROWS = 5  # bad rows named in one error; the count says how many more
 
@@ -25,7 +26,10 @@ def read_export(path: Path) -> tuple[pl.DataFrame, int]:
         if path.suffix.lower() == ".parquet":
             frame = pl.read_parquet(path)
             return frame.with_columns(pl.all().cast(pl.String)), 1
+        check_utf8(path)
         return pl.read_csv(path, infer_schema=False, encoding="utf8"), 2
+    except LoadError as exc:
+        raise ExportError(str(exc)) from None
     except pl.exceptions.NoDataError:
         raise ExportError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError) as exc:

@@ -10,6 +10,7 @@ count, sum and sum of squares for every month and scope; means, intervals and te
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -104,12 +105,11 @@ KPI_BY_NAME = {k.name: k for k in KPIS}
 
 
 def month_start(month: str) -> date:
-    """``2026-02`` -> 2026-02-01; a clear error for anything else."""
-    try:
-        start = datetime.strptime(month, "%Y-%m").date()
-    except ValueError:
-        raise ValueError(f"month {month!r}: give it as YYYY-MM, e.g. 2026-02") from None
-    return start
+    """``2026-02`` -> 2026-02-01; a clear error for anything else (``2026-2`` included: the
+    month names the report's files)."""
+    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+        raise ValueError(f"month {month!r}: give it as YYYY-MM, e.g. 2026-02")
+    return datetime.strptime(month, "%Y-%m").date()
 
 
 def shift_month(month: str, by: int) -> str:

@@ -103,11 +103,14 @@ def measure_export(path: Path, group: str, outcome: str, *, detect: float | None
     values = numbers(frame, outcome, path, first_row)
     data = pl.DataFrame({"group": groups, "value": values})
     kept = data.drop_nulls()
-    lift = measure(
-        kept.filter(pl.col("group") == "treated")["value"].to_numpy(),
-        kept.filter(pl.col("group") == "holdout")["value"].to_numpy(),
-        detect=detect,
-    )
+    try:
+        lift = measure(
+            kept.filter(pl.col("group") == "treated")["value"].to_numpy(),
+            kept.filter(pl.col("group") == "holdout")["value"].to_numpy(),
+            detect=detect,
+        )
+    except ExportError as exc:
+        raise ExportError(f"{path}: {exc}") from None
     return Lift(**{**lift.__dict__, "excluded": data.height - kept.height})
 
 

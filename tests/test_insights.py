@@ -95,6 +95,9 @@ def test_drivers_errors_name_the_row_and_the_column(tmp_path):
     assert "column wait: row 3 ('x') not a number" in result.output
     result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "overall"])
     assert "no column overall (columns: score, wait, staff)" in result.output
+    path.write_bytes("score,等待\n5,4\n".encode("gb18030"))  # a GB18030 export
+    result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score"])
+    assert result.exit_code == 2 and "line 1 is not UTF-8" in result.output
 
 
 def test_a_planted_lift_lies_inside_its_interval():

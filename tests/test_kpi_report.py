@@ -178,8 +178,9 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
         assert row["flag"] in ("up", "down", None)
 
 
-def test_report_command_refuses_a_bad_month(settings):
-    result = CliRunner().invoke(app, ["report", "--month", "2026-13"])
+@pytest.mark.parametrize("month", ["2026-13", "2026-2", "26-02", "2026-02-01"])
+def test_report_command_refuses_a_bad_month(settings, month):
+    result = CliRunner().invoke(app, ["report", "--month", month])
     assert result.exit_code == 2
     assert "give it as YYYY-MM" in result.output
 

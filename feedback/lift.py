@@ -8,7 +8,7 @@ treated, whether or not the message got through, as the holdout was drawn from t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ def measure_export(path: Path, group: str, outcome: str, *, detect: float | None
         )
     except ExportError as exc:
         raise ExportError(f"{path}: {exc}") from None
-    return Lift(**{**lift.__dict__, "excluded": data.height - kept.height})
+    return replace(lift, excluded=data.height - kept.height)
 
 
 RETENTION_SQL = """
@@ -119,7 +119,7 @@ WITH firsts AS (
     SELECT campaign_id, subscriber_id, min(timezone($zone, created_at)::DATE) AS cared_on,
         arg_min(status, created_at) AS status
     FROM care_actions
-    WHERE round = 1 AND (status = 'held_out' OR status <> 'suppressed')
+    WHERE round = 1 AND status <> 'suppressed'  -- held out, or planned for contact
       AND timezone($zone, created_at)::DATE >= $since
       AND timezone($zone, created_at)::DATE <= $as_of - to_days($days)
     GROUP BY ALL

@@ -148,7 +148,8 @@ def label_topics(
         topics[f"new:{word}"] = Topic(f"new:{word}", label, False)
         for i in members:
             assigned[i].append(f"new:{word}")
-        rest = [i for i in rest if i not in set(members)]
+        taken = set(members)
+        rest = [i for i in rest if i not in taken]
     return assigned, topics
 
 

@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 import yaml
 
+from careloop.errors import UserError
 from feedback.kpis import month_start, shift_month
 from feedback.stats import Moments, compare
 from warehouse.db import query_frame
@@ -100,10 +101,17 @@ def _rounded(value: float | None, digits: int) -> float | None:
 @cache
 def known_topics(path: Path = TOPICS_PATH) -> tuple[KnownTopic, ...]:
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return tuple(
-        KnownTopic(name, dict(spec["label"]), tuple(str(w).lower() for w in spec["words"]))
-        for name, spec in raw.items()
-    )
+    return tuple(_known_topic(path, name, spec) for name, spec in raw.items())
+
+
+def _known_topic(path: Path, name: str, spec: Any) -> KnownTopic:
+    try:
+        label, words = dict(spec["label"]), [str(w).lower() for w in spec["words"]]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(
+            f"{path}: topic {name}: needs label: {{en: ..., zh-CN: ...}} and words: [...]"
+        ) from None
+    return KnownTopic(name, label, tuple(words))
 
 
 @cache

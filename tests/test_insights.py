@@ -184,6 +184,16 @@ def test_a_planted_hot_topic_is_found_in_both_languages():
     assert not topics["staff"].hot
 
 
+def test_a_topic_file_mistake_names_the_topic(tmp_path):
+    from careloop.errors import UserError
+    from feedback.topics import known_topics
+
+    path = tmp_path / "topics.yaml"
+    path.write_text("waiting:\n  label: {en: Waiting}\n  words: [wait]\nstaff:\n  words: [rude]\n")
+    with pytest.raises(UserError, match="topic staff: needs label"):
+        known_topics(path)
+
+
 def test_topics_command_reads_the_warehouse(con, settings):
     con.execute(
         """INSERT INTO evaluations (evaluation_id, dedupe_key, store_id, channel, intent, score,

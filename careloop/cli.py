@@ -272,6 +272,7 @@ def report(
     from careloop.clock import last_month, utc_now
     from careloop.settings import load_settings
     from feedback.kpis import month_start
+    from feedback.monthly import configured_monthly_report
     from feedback.report import summary_rows, write_reports
     from feedback.report_html import write_month
     from warehouse.db import warehouse
@@ -282,7 +283,7 @@ def report(
     chosen = month or last_month(settings.zone)
     month_start(chosen)  # a clear error for a malformed month, before any work
     with warehouse(settings.warehouse_path) as con:
-        monthly = _monthly(con, settings, chosen, utc_now())
+        monthly = configured_monthly_report(con, settings, chosen, utc_now())
         if fmt == "json":
             typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False))
             return
@@ -294,16 +295,6 @@ def report(
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
-
-
-def _monthly(con: Any, settings: Any, month: str, now: datetime) -> Any:
-    from feedback.monthly import build_monthly_report
-    from feedback.targets import load_targets
-
-    return build_monthly_report(
-        con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
-        targets=load_targets(), lift_days=settings.lift_days,
-    )  # fmt: skip
 
 
 @app.command()

@@ -12,12 +12,13 @@ import duckdb
 import polars as pl
 
 from careloop.clock import business_date
+from careloop.settings import Settings
 from feedback.drivers import DriverAnalysis, analyse
 from feedback.exports import ExportError
 from feedback.kpis import KPIS, kpi_moments, month_start, shift_month
 from feedback.lift import CampaignLift, retention_lifts
 from feedback.panorama import Contribution, KpiRow, TrendPoint, drill_downs, kpi_rows, trend
-from feedback.targets import Targets
+from feedback.targets import Targets, load_targets
 from feedback.topics import Topic, hot_topics
 from warehouse.db import query_frame
 
@@ -111,6 +112,17 @@ def build_monthly_report(
         {k.name: trend(moments, k.name, month) for k in KPIS},
         drill_downs(moments, rows, month), drivers, by_store, hot_topics(con, month, zone),
         retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
+    )  # fmt: skip
+
+
+def configured_monthly_report(
+    con: duckdb.DuckDBPyConnection, settings: Settings, month: str, now: datetime
+) -> MonthlyReport:
+    """The month's report with this deployment's timezone, SLA, lift window and targets: what
+    the command, the scheduled flow and the demo all write."""
+    return build_monthly_report(
+        con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
+        targets=load_targets(), lift_days=settings.lift_days,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from feedback.targets import Targets
 
 Cell = tuple[str, str, str | None]  # kpi, scope, key
 DRILL_SCOPES = ("store", "segment")
+KPI_ORDER = {k.name: n for n, k in enumerate(KPIS)}
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,7 @@ def _binary(cell: Cell) -> bool:
 
 def _cell_order(cell: Cell) -> tuple[int, int, str]:
     kpi, scope, key = cell
-    order = [k.name for k in KPIS]
-    return order.index(kpi), SCOPES.index(scope), key or ""
+    return KPI_ORDER[kpi], SCOPES.index(scope), key or ""
 
 
 def _adjusted_p(tests: dict[Cell, Any]) -> dict[Cell, float]:

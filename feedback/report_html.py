@@ -3,12 +3,14 @@ script, no web font, no link that needs the network."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from careloop.files import private_dir, write_private_text
 from feedback import charts
 from feedback.kpis import KPI_BY_NAME, KPIS
 from feedback.monthly import MonthlyReport
@@ -61,11 +63,10 @@ def render_html(report: MonthlyReport) -> str:
 
 
 def _context(report: MonthlyReport) -> dict[str, Any]:
-    targets = {r.kpi: r.target for r in report.overall()}
     return {
         "r": report,
         "tiles": [
-            (r, Markup(charts.trend_chart(report.trends[r.kpi], targets[r.kpi], scale(r.kpi))))
+            (r, Markup(charts.trend_chart(report.trends[r.kpi], r.target, scale(r.kpi))))
             for r in report.overall()
         ],
         "breakdowns": [(s, _by_key(report, s)) for s in BREAKDOWNS],
@@ -91,10 +92,6 @@ def _by_key(report: MonthlyReport, scope: str) -> list[tuple[str, dict[str, KpiR
 
 def write_month(report: MonthlyReport, directory: Path) -> tuple[Path, Path]:
     """``kpi-YYYY-MM.html`` and the same figures as ``kpi-YYYY-MM.json``."""
-    import json
-
-    from careloop.files import private_dir, write_private_text
-
     private_dir(directory)
     html = directory / f"kpi-{report.month}.html"
     data = directory / f"kpi-{report.month}.json"

@@ -19,12 +19,11 @@ from careloop.progress import step_done, steps_muted, tracked
 from careloop.settings import Settings
 from feedback.board import Board
 from feedback.inbox import Inbox
-from feedback.monthly import MonthlyReport, build_monthly_report
+from feedback.monthly import MonthlyReport, configured_monthly_report
 from feedback.report import LoopReport, write_reports
 from feedback.report_html import write_month
 from feedback.simulator import CustomerSimulator, PendingReplies, Profile
 from feedback.store_managers import StoreManagers
-from feedback.targets import load_targets
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
@@ -167,11 +166,7 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
             now=end_of_day(end),
             sla_hours=settings.case_sla_hours,
         )
-        monthly = build_monthly_report(
-            con, start.strftime("%Y-%m"), settings.timezone, now=end_of_day(end),
-            sla_hours=settings.case_sla_hours, targets=load_targets(),
-            lift_days=settings.lift_days,
-        )  # fmt: skip
+        monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))
     html, _ = write_month(monthly, settings.reports_dir)
     step_done("monthly KPI report", {"month": monthly.month, "flagged": _flagged(monthly)})
     return DemoResult(home, data, written.report, written.store_rows, written.path, html)

@@ -12,9 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from careloop.clock import last_month, utc_now
 from careloop.progress import step_done
 from feedback.kpis import month_start
-from feedback.monthly import MonthlyReport, build_monthly_report
+from feedback.monthly import MonthlyReport, configured_monthly_report
 from feedback.report_html import shown, write_month
-from feedback.targets import load_targets
 from flows.common import settings_for, writing_warehouse
 
 
@@ -28,10 +27,7 @@ def monthly_report(
     chosen = month or last_month(settings.zone, at)
     month_start(chosen)
     with writing_warehouse(settings) as con:  # DuckDB: one process at a time opens the file
-        report = build_monthly_report(
-            con, chosen, settings.timezone, now=at, sla_hours=settings.case_sla_hours,
-            targets=load_targets(), lift_days=settings.lift_days,
-        )  # fmt: skip
+        report = configured_monthly_report(con, settings, chosen, at)
     html, data = write_month(report, settings.reports_dir)
     rows = key_figures(report)
     step_done("monthly report", {"month": chosen, "flagged": sum(1 for r in rows if r["flag"])})

@@ -28,6 +28,9 @@ PROVIDER_VARIABLES = {
 }
 
 
+INBOX_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
 class ConfigError(UserError, RuntimeError):
     """A missing or malformed setting, named by its environment variable."""
 
@@ -42,6 +45,11 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
+    # Unset: the inbox is a SQLite file in the home. postgresql://… when several service
+    # instances share one inbox. A secret: the URL may hold a password.
+    inbox_url: SecretStr | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db"
+    )
     # The business's own calendar: every default date (as-of, report month, today) is its date.
     timezone: str = "Asia/Shanghai"
     provider: Literal["sandbox", "live"] = "sandbox"
@@ -116,6 +124,13 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @field_validator("inbox_url")
+    @classmethod
+    def _inbox_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(INBOX_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(INBOX_SCHEMES)}")
+        return value
 
     @field_validator("tiers", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The store managers' boards: what their page shows, in the service's own database.
 
 The service never opens the warehouse (a flow holds it). The flow that updates cases publishes
-each store's board here (the inbox's SQLite file); the page reads it. A manager's change is
+each store's board here (in the inbox's database, which every service instance shares); the
+page reads it. A manager's change is
 written as a ``case_event`` inbox item, to reach the warehouse through collect like a reply,
 and applied to the board in the same transaction, so the page shows it at once. A publish
 re-applies the changes collect has not taken in yet, so none seems to be undone.
@@ -10,29 +11,14 @@ re-applies the changes collect has not taken in yet, so none seems to be undone.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from feedback.inbox import Inbox, open_sqlite
+from feedback.inbox import Inbox
+from feedback.inbox_db import Connection, Position
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS board_stores (
-    store_id     TEXT PRIMARY KEY,
-    data         TEXT NOT NULL,
-    published_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS board_cases (
-    case_id  TEXT PRIMARY KEY,
-    store_id TEXT NOT NULL,
-    data     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS board_cases_store ON board_cases (store_id);
-"""
 # What a manager may do to a case in each state; the warehouse checks the same (cases.py).
 ALLOWED = {
     "contacted": ("open", "unresolved"),
@@ -49,11 +35,11 @@ class StoreBoard:
 
 
 class Board:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        Inbox(path)  # the board lives in the inbox's file, beside the changes it replays
-        with closing(open_sqlite(path)) as con:
-            con.executescript(SCHEMA)
+    """The boards, in the inbox's database: they replay the changes waiting in the inbox."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self.db = inbox.db
 
     def publish(
         self,
@@ -61,35 +47,36 @@ class Board:
         cases: Iterable[dict[str, Any]],
         *,
         at: datetime,
-        collected_up_to: int,
+        collected_up_to: Position,
     ) -> None:
         """Replace every board in one transaction, then re-apply the managers' changes made
-        since collect's watermark (``collected_up_to``, an inbox id)."""
-        with closing(open_sqlite(self.path)) as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute("DELETE FROM board_stores")
-                con.execute("DELETE FROM board_cases")
-                con.executemany(
-                    "INSERT INTO board_stores VALUES (?, ?, ?)",
-                    [(s["store_id"], _json(s), at.isoformat()) for s in stores],
-                )
-                con.executemany(
-                    "INSERT INTO board_cases VALUES (?, ?, ?)",
-                    [(c["case_id"], c["store_id"], _json(c)) for c in cases],
-                )
-                for (payload,) in con.execute(
-                    "SELECT payload FROM inbox WHERE kind = ? AND id > ? ORDER BY id",
-                    (CASE_EVENT, collected_up_to),
-                ).fetchall():
-                    apply_change(con, json.loads(payload))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        since collect's watermark (``collected_up_to``)."""
+        with self.db.connection() as con, self.db.transaction(con):
+            self.db.lock_board(con)
+            con.execute("DELETE FROM board_stores")
+            con.execute("DELETE FROM board_cases")
+            con.executemany(
+                "INSERT INTO board_stores VALUES (?, ?, ?)",
+                [(s["store_id"], _json(s), at.isoformat()) for s in stores],
+            )
+            con.executemany(
+                "INSERT INTO board_cases VALUES (?, ?, ?)",
+                [(c["case_id"], c["store_id"], _json(c)) for c in cases],
+            )
+            pending = con.execute(
+                f"SELECT payload FROM inbox WHERE kind = ? AND {self.db.after_position()}"
+                " ORDER BY id",
+                (CASE_EVENT, *collected_up_to),
+            ).fetchall()
+            for (payload,) in pending:
+                apply_change(con, json.loads(payload), self.db.for_update)
+
+    def store_ids(self) -> list[str]:
+        with self.db.connection() as con:
+            return [row[0] for row in con.execute("SELECT store_id FROM board_stores").fetchall()]
 
     def for_store(self, store_id: str) -> StoreBoard | None:
-        with closing(open_sqlite(self.path)) as con:
+        with self.db.connection() as con:
             row = con.execute(
                 "SELECT data, published_at FROM board_stores WHERE store_id = ?", (store_id,)
             ).fetchone()
@@ -99,34 +86,34 @@ class Board:
                 json.loads(data)
                 for (data,) in con.execute(
                     "SELECT data FROM board_cases WHERE store_id = ?", (store_id,)
-                )
+                ).fetchall()
             ]
         return StoreBoard(json.loads(row[0]), cases, datetime.fromisoformat(row[1]))
 
     def case(self, store_id: str, case_id: str) -> dict[str, Any] | None:
         """The case, only if it is this store's: an id is never trusted on its own."""
-        with closing(open_sqlite(self.path)) as con:
+        with self.db.connection() as con:
             row = con.execute(
                 "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
                 (case_id, store_id),
             ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def record_change(self, con: Connection, key: str, change: dict[str, Any]) -> bool:
+        """A manager's change, in the caller's transaction: on the board and, if the board
+        took it, in the inbox for collect. False when the board refused it."""
+        self.db.lock_board(con)
+        if not apply_change(con, change, self.db.for_update):
+            return False
+        self.inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
+        return True
 
-def record_change(con: sqlite3.Connection, inbox: Inbox, key: str, change: dict[str, Any]) -> bool:
-    """A manager's change, in the caller's transaction: on the board and, if the board took
-    it, in the inbox for collect. False when the board refused it."""
-    if not apply_change(con, change):
-        return False
-    inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
-    return True
 
-
-def apply_change(con: sqlite3.Connection, change: dict[str, Any]) -> bool:
+def apply_change(con: Connection, change: dict[str, Any], for_update: str = "") -> bool:
     """A manager's change on the board (inside the caller's transaction); False when the
     case is not that store's or its state does not allow it."""
     row = con.execute(
-        "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
+        "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?" + for_update,
         (change["case_id"], change["store_id"]),
     ).fetchone()
     if row is None:

@@ -1,42 +1,38 @@
 """The inbox: replies and status events land here durably before anyone acknowledges them.
 
-It is a SQLite file in WAL mode, not the DuckDB warehouse: the webhook service and the
-simulator write here while a flow holds the warehouse; ``collect_feedback`` drains it.
+It is not the DuckDB warehouse: the webhook service and the simulator write here while a flow
+holds the warehouse; ``collect_feedback`` drains it. It is a SQLite file in WAL mode by default,
+or PostgreSQL (``CARELOOP_INBOX_URL``) when several service instances share it (inbox_db).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from feedback.inbox_db import (
+    START,
+    Connection,
+    Position,
+    Row,
+    as_datetime,
+    create_sqlite,
+    open_inbox_db,
+    open_sqlite,
+)
 from feedback.statuses import normalize
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind        TEXT NOT NULL,
-    dedupe_key  TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    payload     TEXT NOT NULL,
-    UNIQUE (kind, dedupe_key)
-)"""
+if TYPE_CHECKING:
+    from careloop.settings import Settings
 
+__all__ = ["EmailEvidence", "Inbox", "InboxItem", "Position", "create_sqlite", "open_sqlite"]
 
-# SendGrid events name their care action (a custom arg): reconciliation looks them up by it.
-EVENT_INDEX = (
-    "CREATE INDEX IF NOT EXISTS inbox_event_action ON inbox "
-    "(json_extract(payload, '$.action_id')) WHERE kind = 'status'"
-)
 RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
-
-
-CLARIFIED_SCHEMA = "CREATE TABLE IF NOT EXISTS clarified (sender TEXT PRIMARY KEY, at TEXT)"
+Item = tuple[str, str, datetime, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -55,32 +51,20 @@ class InboxItem:
     dedupe_key: str
     received_at: datetime
     payload: dict[str, Any]
-
-
-def open_sqlite(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode that waits up to 30 s for another writer."""
-    return sqlite3.connect(path, timeout=30, isolation_level=None)
-
-
-def create_sqlite(path: Path, schema: str) -> None:
-    """Create the file (WAL, so readers never block the writer) and its table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(open_sqlite(path)) as con:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute(schema)
+    position: Position = START  # where collect has read up to, once it took this item
 
 
 class Inbox:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        create_sqlite(path, SCHEMA)
-        with closing(open_sqlite(path)) as con:
-            con.execute(EVENT_INDEX)
+    """The inbox at ``location``: a SQLite file (a path) or a database URL."""
 
-    def _connect(self) -> sqlite3.Connection:
-        con = open_sqlite(self.path)
-        con.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
-        return con
+    def __init__(self, location: Path | str) -> None:
+        self.db = open_inbox_db(location)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Inbox:
+        """The inbox the settings name: ``CARELOOP_INBOX_URL``, or the file in the home."""
+        url = settings.inbox_url
+        return cls(url.get_secret_value() if url else settings.inbox_path)
 
     def put(
         self, kind: str, dedupe_key: str, received_at: datetime, payload: dict[str, Any]
@@ -88,79 +72,57 @@ class Inbox:
         """Store one item; False when an item with the same kind and key is already in."""
         return self.put_many([(kind, dedupe_key, received_at, payload)]) == 1
 
-    def put_many(self, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]) -> int:
+    def put_many(self, items: Iterable[Item]) -> int:
         """Store items in one transaction; return how many were new."""
-        with closing(self._connect()) as con:
-            return self._insert(con, _encoded(items))
+        rows = _encoded(items)
+        with self.db.connection() as con, self.db.transaction(con):
+            return self._rows(con, rows)
 
     @staticmethod
-    def _insert(con: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> int:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            added = Inbox._rows(con, rows)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return added
-
-    @staticmethod
-    def _rows(con: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> int:
-        before = con.total_changes
-        con.executemany(
-            "INSERT OR IGNORE INTO inbox (kind, dedupe_key, received_at, payload)"
-            " VALUES (?, ?, ?, ?)",
+    def _rows(con: Connection, rows: list[tuple[str, str, str, str]]) -> int:
+        return con.executemany(
+            "INSERT INTO inbox (kind, dedupe_key, received_at, payload) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (kind, dedupe_key) DO NOTHING",
             rows,
         )
-        return con.total_changes - before
 
-    def insert(
-        self, con: sqlite3.Connection, items: Iterable[tuple[str, str, datetime, dict[str, Any]]]
-    ) -> int:
+    def insert(self, con: Connection, items: Iterable[Item]) -> int:
         """Store items inside the caller's open transaction; how many were new."""
         return self._rows(con, _encoded(items))
 
-    def connect(self) -> sqlite3.Connection:
-        return self._connect()
-
-    def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
-        """Batches of items with an id above ``last_id``, in id order, up to the newest item
-        at the start: a drain is bounded, never a chase after a service that keeps writing."""
-        with closing(self._connect()) as con:
-            (newest,) = con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()
-            while last_id < newest:
-                rows = con.execute(
-                    "SELECT id, kind, dedupe_key, received_at, payload FROM inbox"
-                    " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                    (last_id, newest, limit),
-                ).fetchall()
-                if not rows:
-                    return
-                yield [
-                    InboxItem(r[0], r[1], r[2], datetime.fromisoformat(r[3]), json.loads(r[4]))
-                    for r in rows
-                ]
-                last_id = rows[-1][0]
+    def after(self, position: Position | int, limit: int = 5000) -> Iterator[list[InboxItem]]:
+        """Batches of items after ``position``, in commit order, up to what was committed for
+        good at the start: a drain is bounded, never a chase after a service that keeps
+        writing. (An int is an item id: the SQLite inbox's position.)"""
+        after = position if isinstance(position, Position) else Position(0, position)
+        with self.db.connection() as con:
+            bound = self.db.drain_bound(con)
+            while rows := self.db.page(con, after, bound, limit):
+                yield [_item(row) for row in rows]
+                after = Position(rows[-1][0], rows[-1][1])
 
     def may_clarify(self, sender: str, now: datetime, window_hours: int) -> bool:
-        """True once per sender per window: the customer gets at most one clarifying reply."""
-        with closing(self._connect()) as con:
-            con.execute(CLARIFIED_SCHEMA)
-            row = con.execute("SELECT at FROM clarified WHERE sender = ?", (sender,)).fetchone()
-            if row and (now - datetime.fromisoformat(row[0])).total_seconds() < window_hours * 3600:
-                return False
-            con.execute("INSERT OR REPLACE INTO clarified VALUES (?, ?)", (sender, now.isoformat()))
-            return True
+        """True once per sender per window: the customer gets at most one clarifying reply.
+        One statement decides, so two service instances cannot both say yes."""
+        at = now.astimezone(UTC)
+        cutoff = (at - timedelta(hours=window_hours)).isoformat()
+        with self.db.connection() as con:
+            row = con.execute(
+                "INSERT INTO clarified (sender, at) VALUES (?, ?) ON CONFLICT (sender) DO UPDATE"
+                " SET at = excluded.at WHERE clarified.at <= ? RETURNING sender",
+                (sender, at.isoformat(), cutoff),
+            ).fetchone()
+        return row is not None
 
     def email_evidence(self, action_ids: list[str], sent_arg: str) -> EmailEvidence:
         """SendGrid events for these actions, and the newest ``sent_arg`` among recent events."""
         events: dict[str, str | None] = {}
-        with closing(self._connect()) as con:
+        action = self.db.json_text("action_id")
+        with self.db.connection() as con:
             for start in range(0, len(action_ids), 500):
                 chunk = action_ids[start : start + 500]
                 rows = con.execute(
-                    "SELECT json_extract(payload, '$.action_id'), payload FROM inbox"
-                    " WHERE kind = 'status' AND json_extract(payload, '$.action_id') IN"
+                    f"SELECT {action}, payload FROM inbox WHERE kind = 'status' AND {action} IN"
                     f" ({','.join('?' * len(chunk))}) ORDER BY id",
                     chunk,
                 ).fetchall()
@@ -169,21 +131,26 @@ class Inbox:
                     if "event" in event and action_id not in events:
                         events[action_id] = normalize(event).provider_id
             (newest,) = con.execute(
-                f"SELECT max(CAST(json_extract(payload, '$.{sent_arg}') AS REAL)) FROM ("
-                "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?)",
+                f"SELECT max(CAST({self.db.json_text(sent_arg)} AS DOUBLE PRECISION)) FROM ("
+                "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?) recent",
                 (RECENT_EVENTS,),
             ).fetchone()
         newest_send = datetime.fromtimestamp(newest, UTC) if newest is not None else None
         return EmailEvidence(events, newest_send)
 
     def count(self) -> int:
-        with closing(self._connect()) as con:
+        with self.db.connection() as con:
             return int(con.execute("SELECT count(*) FROM inbox").fetchone()[0])
 
 
-def _encoded(
-    items: Iterable[tuple[str, str, datetime, dict[str, Any]]],
-) -> list[tuple[str, str, str, str]]:
+def _item(row: Row) -> InboxItem:
+    order, item_id, kind, key, at, payload = row
+    return InboxItem(
+        item_id, kind, key, as_datetime(at), json.loads(payload), Position(order, item_id)
+    )
+
+
+def _encoded(items: Iterable[Item]) -> list[tuple[str, str, str, str]]:
     return [
         (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
         for kind, key, at, payload in items

@@ -17,12 +17,13 @@ import polars as pl
 
 from feedback.board import CASE_EVENT
 from feedback.cases import ingest_case_events
-from feedback.inbox import Inbox, InboxItem
+from feedback.inbox import Inbox, InboxItem, Position
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from warehouse.db import register_frame
 
 WATERMARK = "inbox_last_id"
+WATERMARK_ORDER = "inbox_last_commit_order"  # 0 for a SQLite inbox
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
 
 
@@ -60,8 +61,9 @@ def collect(
             figures.case_changes += ingest_case_events(
                 con, [i for i in fresh if i.kind == CASE_EVENT]
             )
-            con.execute(
-                "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)", [WATERMARK, batch[-1].id]
+            con.executemany(
+                "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)",
+                [[WATERMARK, batch[-1].position.id], [WATERMARK_ORDER, batch[-1].position.order]],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -73,9 +75,15 @@ def collect(
     return figures
 
 
-def watermark(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT value FROM ingest_state WHERE name = ?", [WATERMARK]).fetchone()
-    return int(row[0]) if row else 0
+def watermark(con: duckdb.DuckDBPyConnection) -> Position:
+    """Where collect has read the inbox up to (its position is stored with each batch)."""
+    stored = dict(
+        con.execute(
+            "SELECT name, value FROM ingest_state WHERE name IN (?, ?)",
+            [WATERMARK, WATERMARK_ORDER],
+        ).fetchall()
+    )
+    return Position(int(stored.get(WATERMARK_ORDER, 0)), int(stored.get(WATERMARK, 0)))
 
 
 def land(

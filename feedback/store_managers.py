@@ -1,6 +1,6 @@
 """The demo's store managers: each morning they work what their board shows, as they would
 on the page. Their changes land in the board and the inbox together, exactly as the service
-writes them (feedback.board.record_change), and reach the warehouse through collect.
+writes them (feedback.board.Board.record_change), and reach the warehouse through collect.
 
 Each manager has a pace of their own: most call a new case the same day, some let a few wait
 past the SLA (those get escalated), and a called customer's case is mostly resolved the day
@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from contextlib import closing
 from datetime import datetime, timedelta
 
-from feedback.board import Board, record_change
-from feedback.inbox import Inbox, open_sqlite
+from feedback.board import Board
 
 NOTES = {
     "contacted": {"zh-CN": "已致电客户，表示歉意", "en": "called the customer, apologised"},
@@ -25,17 +23,14 @@ NOTES = {
 
 
 class StoreManagers:
-    def __init__(self, board: Board, inbox: Inbox, seed: int = 7) -> None:
+    def __init__(self, board: Board, seed: int = 7) -> None:
         self.board = board
-        self.inbox = inbox
         self.seed = seed
 
     def work(self, morning: datetime) -> Counter[str]:
         """One morning's work on every store's board; what they did."""
         done: Counter[str] = Counter()
-        with closing(open_sqlite(self.board.path)) as con:
-            stores = [r[0] for r in con.execute("SELECT store_id FROM board_stores")]
-        for store_id in stores:
+        for store_id in self.board.store_ids():
             board = self.board.for_store(store_id)
             if board is None:
                 continue
@@ -74,8 +69,6 @@ class StoreManagers:
             "at": at.isoformat(),
         }
         key = f"{case['case_id']}:{action}:{at:%Y%m%dT%H%M}"
-        with closing(self.inbox.connect()) as con:
-            con.execute("BEGIN IMMEDIATE")
-            accepted = record_change(con, self.inbox, key, change)
-            con.execute("COMMIT")
-        return int(accepted)
+        db = self.board.db
+        with db.connection() as con, db.transaction(con):
+            return int(self.board.record_change(con, key, change))

@@ -25,7 +25,7 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         figures = figures_dict(
             collect(
                 con,
-                Inbox(settings.inbox_path),
+                inbox := Inbox.of(settings),
                 reply_window=timedelta(hours=settings.reply_window_hours),
                 now=at,
             )
@@ -33,7 +33,7 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
-            con, Board(settings.inbox_path), at, settings.case_sla_hours, watermark(con)
+            con, Board(inbox), at, settings.case_sla_hours, watermark(con)
         )
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)

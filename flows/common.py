@@ -93,7 +93,7 @@ def send_due(
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
     inbox is collected, so an opt-out that arrived a moment ago stops the next message."""
-    inbox = Inbox(settings.inbox_path)
+    inbox = Inbox.of(settings)
     reply_window = timedelta(hours=settings.reply_window_hours)
     figures = dispatch(
         con,

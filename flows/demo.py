@@ -72,7 +72,7 @@ def run_demo(
         {"stores": data.stores, "subscribers": data.subscribers, "past ratings": data.past_ratings},
     )
     campaigns = sorted(load_campaigns(settings))
-    managers = StoreManagers(Board(settings.inbox_path), Inbox(settings.inbox_path), seed)
+    managers = StoreManagers(Board(Inbox.of(settings)), seed)
     with tracked("care loop, day by day", days + settle_days) as advance:
         for offset in range(days + settle_days):
             day = start + timedelta(days=offset)
@@ -87,7 +87,7 @@ def run_demo(
 
 def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> CustomerSimulator:
     """The demo's customers, answering what the sandbox delivers into its inbox."""
-    inbox = Inbox(settings.inbox_path)
+    inbox = Inbox.of(settings)
     return CustomerSimulator(
         SandboxProvider(settings.sandbox_path, inbox),
         inbox,

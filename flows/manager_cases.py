@@ -15,6 +15,7 @@ from careloop.progress import step_done
 from feedback.board import Board
 from feedback.cases import escalate_overdue, publish_boards
 from feedback.digest import send_digests
+from feedback.inbox import Inbox
 from feedback.ingest import watermark
 from flows.common import publish, settings_for, writing_warehouse
 
@@ -28,7 +29,7 @@ def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict
         figures: dict[str, Any] = escalate_overdue(
             con, get_mailer(settings), at, settings.case_sla_hours
         )
-        board = Board(settings.inbox_path)
+        board = Board(Inbox.of(settings))
         figures["board_cases"] = publish_boards(
             con, board, at, settings.case_sla_hours, watermark(con)
         )

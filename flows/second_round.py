@@ -16,6 +16,7 @@ from careloop.progress import step_done
 from careloop.settings import Settings
 from feedback.board import Board
 from feedback.cases import publish_boards
+from feedback.inbox import Inbox
 from feedback.ingest import watermark
 from flows.common import publish, send_due, settings_for, writing_warehouse
 
@@ -29,7 +30,7 @@ def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str,
             plan = plan_second_round(con, settings, campaign, as_of, run_id, created_at=now)
             figures[name] = plan.figures
         # the cases just opened reach their managers' boards now, not at the next collect
-        board = Board(settings.inbox_path)
+        board = Board(Inbox.of(settings))
         at = now or utc_now()
         published = publish_boards(con, board, at, settings.case_sla_hours, watermark(con))
     step_done("boards", {"cases published": published})

@@ -88,4 +88,4 @@ def service(settings, monkeypatch, signer):
     monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
     settings = load_settings()
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, Inbox(settings.inbox_path), settings
+        yield client, Inbox.of(settings), settings

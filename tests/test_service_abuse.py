@@ -188,7 +188,6 @@ def test_old_signatures_are_pruned_after_twilios_retry_horizon(settings, monkeyp
         await writer.stop()
 
     asyncio.run(scenario())
-    con = Inbox(settings.inbox_path).connect()
-    kept = con.execute("SELECT signature FROM seen_signatures").fetchall()
-    con.close()
+    with Inbox(settings.inbox_path).db.connection() as con:
+        kept = con.execute("SELECT signature FROM seen_signatures").fetchall()
     assert kept == [("sig-new",)]

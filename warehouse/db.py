@@ -31,10 +31,11 @@ class MigrationError(RuntimeError):
     pass
 
 
-def available_migrations() -> list[Migration]:
-    """Every ``NNNN_name.sql`` file in warehouse/migrations, in version order."""
+def available_migrations(package: str = MIGRATIONS_PACKAGE) -> list[Migration]:
+    """Every ``NNNN_name.sql`` file in the package's folder (the warehouse's by default), in
+    version order."""
     found = []
-    for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
+    for entry in resources.files(package).iterdir():
         if entry.name.endswith(".sql"):
             version, _, rest = entry.name.partition("_")
             if not version.isdigit():

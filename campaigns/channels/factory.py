@@ -23,7 +23,7 @@ SECRET_BLOCKS = {
 
 
 def get_provider(settings: Settings) -> Provider:
-    inbox = Inbox(settings.inbox_path)
+    inbox = Inbox.of(settings)
     if settings.provider == "sandbox":
         return SandboxProvider(settings.sandbox_path, inbox)
     twilio, sendgrid = live_configs(settings)

@@ -64,7 +64,7 @@ class FeedbackService:
         """Each provider's webhooks are on when its verification key is set; the sandbox needs
         none. A provider's routes without a key answer 503 saying which key is missing."""
         self.settings = settings
-        self.inbox = Inbox(settings.inbox_path)
+        self.inbox = Inbox.of(settings)
         self.writer = InboxWriter(self.inbox)
         token, key = settings.twilio_auth_token, settings.sendgrid_webhook_public_key
         self.twilio = (
@@ -72,7 +72,7 @@ class FeedbackService:
         )
         self.sendgrid = SendGridVerifier(key, settings.webhook_tolerance_seconds) if key else None
         self.secret = settings.link_secret.get_secret_value()
-        self.managers = ManagerPages(settings, Board(settings.inbox_path), self.writer)
+        self.managers = ManagerPages(settings, Board(self.inbox), self.writer)
 
     def enabled(self) -> str:
         """One line for the start-up log: which webhooks are on and which are off, and why."""

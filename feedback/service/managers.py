@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from careloop.settings import Settings
-from feedback.board import ALLOWED, Board, StoreBoard, record_change
+from feedback.board import ALLOWED, Board, StoreBoard
 from feedback.cases import ACTIVE, sla_left
 from feedback.service.limits import (
     PAGE_FORM_LIMIT,
@@ -141,7 +141,7 @@ class ManagerPages:
             "at": datetime.now(UTC).isoformat(),
         }
         key = f"{case['case_id']}:{action}:{secrets.token_hex(6)}"
-        await self.writer.transact(record_change, self.writer.inbox, key, change)
+        await self.writer.transact(self.board.record_change, key, change)
         return RedirectResponse("/m/", status_code=303)
 
     def _trusted_post(self, request: Request, csrf: object) -> bool:

@@ -1,30 +1,29 @@
 """Group commit into the inbox: a request is acknowledged only once its items are on disk.
 
-Requests arriving together share one SQLite transaction (and one fsync), so durability does not
-cost one disk flush per request. Each request is written inside its own savepoint: one that
-cannot be stored (a poison value, a replayed signature) is rolled back alone and refused, and
-the others in the group commit. One thread owns the writes, so they never contend.
+Requests arriving together share one transaction (and one fsync, in SQLite or PostgreSQL), so
+durability does not cost one disk flush per request. Each request is written inside its own
+savepoint: one that cannot be stored (a poison value, a replayed signature) is rolled back
+alone and refused, and the others in the group commit. One thread owns the writes, so they
+never contend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from feedback.inbox import Inbox
+from feedback.inbox_db import Connection
 
 Item = tuple[str, str, datetime, dict[str, Any]]
 MAX_BATCH = 500
-SIGNATURES_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS seen_signatures "
-    "(signature TEXT PRIMARY KEY, sid TEXT NOT NULL, seen_at REAL NOT NULL)"
-)
 # Twilio retries a webhook for minutes, not days: older signatures need not be kept.
 SIGNATURE_RETENTION_SECONDS = 2 * 86400
 PRUNE_EVERY_SECONDS = 3600
@@ -44,8 +43,8 @@ class Write:
 
 
 def storable(payload: object) -> None:
-    """Raise ValueError for what SQLite's UTF-8 cannot hold (a lone surrogate from a JSON
-    escape such as \\ud800), before it reaches a shared transaction."""
+    """Raise ValueError for what UTF-8 cannot hold (a lone surrogate from a JSON escape
+    such as \\ud800), before it reaches a shared transaction."""
     try:
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -58,7 +57,7 @@ class InboxWriter:
         self._queue: asyncio.Queue[tuple[Write, asyncio.Future[None]]] = asyncio.Queue()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
         self._task: asyncio.Task[None] | None = None
-        self._con: sqlite3.Connection | None = None  # used only on the writer thread
+        self._con: Connection | None = None  # used only on the writer thread
         self._pruned_at = 0.0
 
     async def start(self) -> None:
@@ -67,6 +66,7 @@ class InboxWriter:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+        self._thread.submit(self._drop_connection)  # on its own thread, after the writes
         self._thread.shutdown(wait=True)
 
     async def put(self, kind: str, key: str, at: datetime, payload: dict[str, Any]) -> None:
@@ -88,50 +88,54 @@ class InboxWriter:
         thread, in order with the writes: committed, or rolled back if it raises."""
 
         def run() -> Any:
-            con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                result = function(con, *args)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-            return result
+            with self._transaction() as con:
+                return function(con, *args)
 
         return await self.run_in_writer(run)
 
-    def _connection(self) -> sqlite3.Connection:
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the writer's own connection. A connection that failed (a
+        PostgreSQL restart, say) is dropped, and the next write opens a new one."""
+        db = self.inbox.db
         if self._con is None:
-            self._con = self.inbox.connect()
-            self._con.execute(SIGNATURES_SCHEMA)
-        return self._con
+            self._con = db.dedicated()
+        try:
+            with db.transaction(self._con) as con:
+                yield con
+        except Exception as exc:
+            if not isinstance(exc, db.errors):
+                self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            with suppress(Exception):
+                con.close()
 
     def _write(self, writes: list[Write]) -> list[Exception | None]:
         """On the writer thread: one transaction, one savepoint per request."""
-        con = self._connection()
-        outcomes: list[Exception | None] = []
         now = time.time()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as con:
             if now - self._pruned_at > PRUNE_EVERY_SECONDS:
                 cutoff = now - SIGNATURE_RETENTION_SECONDS
                 con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))
                 self._pruned_at = now
-            for write in writes:
-                outcomes.append(self._one(con, write, now))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return outcomes
+            return [self._one(con, write, now) for write in writes]
 
-    def _one(self, con: sqlite3.Connection, write: Write, now: float) -> Exception | None:
+    def _one(self, con: Connection, write: Write, now: float) -> Exception | None:
+        refusals: tuple[type[Exception], ...] = (
+            ReplayedSignatureError,
+            ValueError,
+            *self.inbox.db.errors,
+        )
         con.execute("SAVEPOINT request")
         try:
             if write.signature is not None:
                 _guard_signature(con, write.signature, write.sid or "", now)
             self.inbox.insert(con, write.items)
-        except (ReplayedSignatureError, ValueError, sqlite3.Error) as exc:
+        except refusals as exc:
             con.execute("ROLLBACK TO request")
             con.execute("RELEASE request")
             return exc
@@ -156,8 +160,11 @@ class InboxWriter:
                     done.set_exception(outcome)
 
 
-def _guard_signature(con: sqlite3.Connection, signature: str, sid: str, now: float) -> None:
-    con.execute("INSERT OR IGNORE INTO seen_signatures VALUES (?, ?, ?)", (signature, sid, now))
+def _guard_signature(con: Connection, signature: str, sid: str, now: float) -> None:
+    con.execute(
+        "INSERT INTO seen_signatures VALUES (?, ?, ?) ON CONFLICT (signature) DO NOTHING",
+        (signature, sid, now),
+    )
     (first_sid,) = con.execute(
         "SELECT sid FROM seen_signatures WHERE signature = ?", (signature,)
     ).fetchone()

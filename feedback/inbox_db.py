@@ -1,0 +1,257 @@
+"""Where the inbox lives: a SQLite file (the default, one machine) or PostgreSQL (several
+service instances), behind one small connection interface.
+
+The inbox's SQL is written once, in SQLite's ``?`` style and in the syntax both engines share
+(``ON CONFLICT``, ``RETURNING``, savepoints); what differs (JSON access, the drain's order, row
+locks) is a method of the engine. Both schemas are versioned migrations, recorded like the
+warehouse's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from warehouse.db import Migration, MigrationError, available_migrations
+
+
+class Position(NamedTuple):
+    """Where collect has read up to: the engine's commit order, then the item id. SQLite
+    commits in id order (one writer), so its order is always 0."""
+
+    order: int
+    id: int
+
+
+START = Position(0, 0)
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int: ...
+    def close(self) -> None: ...
+
+
+Row = tuple[int, int, str, str, Any, str]  # order, id, kind, dedupe key, received at, payload
+
+
+class InboxDb(ABC):
+    """One inbox database. Connections are in autocommit mode: ``transaction`` opens one."""
+
+    errors: tuple[type[Exception], ...]  # what one bad request's statement can raise
+    describe: str  # for messages: never holds a password
+
+    @abstractmethod
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A connection for one piece of work (from the pool, for PostgreSQL)."""
+
+    @abstractmethod
+    def dedicated(self) -> Connection:
+        """A connection of the caller's own, kept open (the service's writer)."""
+
+    @abstractmethod
+    def json_text(self, field: str) -> str:
+        """SQL for a top-level field of ``payload`` as text."""
+
+    @abstractmethod
+    def page(self, con: Connection, after: Position, bound: int, limit: int) -> list[Row]:
+        """Items after ``after``, in commit order, up to ``bound``."""
+
+    @abstractmethod
+    def drain_bound(self, con: Connection) -> int:
+        """The end of what is committed for good: no item at or before it can still appear."""
+
+    @abstractmethod
+    def after_position(self) -> str:
+        """A WHERE condition, taking (order, id) parameters: the item comes after them."""
+
+    begin_sql = "BEGIN"
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the database holds open (a pool)."""
+
+    lock_board_sql: str | None = None
+    for_update = ""
+
+    @contextmanager
+    def transaction(self, con: Connection) -> Iterator[Connection]:
+        con.execute(self.begin_sql)
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def lock_board(self, con: Connection) -> None:
+        """Serialise board writers (a publish and a manager's change) across instances."""
+        if self.lock_board_sql:
+            con.execute(self.lock_board_sql)
+
+
+def open_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode that waits up to 30 s for another writer."""
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
+
+
+def create_sqlite(path: Path, schema: str) -> None:
+    """Create the file (WAL, so readers never block the writer) and its tables."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(open_sqlite(path)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(schema)
+
+
+class _SqliteConnection:
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.raw.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        return self.raw.executemany(sql, rows).rowcount
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class SqliteInboxDb(InboxDb):
+    errors = (sqlite3.Error,)
+    begin_sql = "BEGIN IMMEDIATE"  # take the write lock first: no upgrade deadlock
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.describe = str(path)
+        create_sqlite(path, "")
+        with closing(open_sqlite(path)) as con:
+            migrate_sqlite(con)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        con = self.dedicated()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def dedicated(self) -> Connection:
+        raw = open_sqlite(self.path)
+        raw.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
+        return _SqliteConnection(raw)
+
+    def close(self) -> None:
+        """A file holds nothing open between connections."""
+
+    def json_text(self, field: str) -> str:
+        return f"json_extract(payload, '$.{field}')"
+
+    def drain_bound(self, con: Connection) -> int:
+        return int(con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
+
+    def page(self, con: Connection, after: Position, bound: int, limit: int) -> list[Row]:
+        return con.execute(
+            "SELECT 0, id, kind, dedupe_key, received_at, payload FROM inbox"
+            " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after.id, bound, limit),
+        ).fetchall()
+
+    def after_position(self) -> str:
+        return "(0, id) > (?, ?)"
+
+
+def migrate_sqlite(con: sqlite3.Connection) -> list[Migration]:
+    """Apply what this file lacks. Each migration and its record commit together under
+    SQLite's write lock, and the first migration's tables already exist in inbox files older
+    than the migrations (IF NOT EXISTS): starting two services at once is safe."""
+    con.execute(MIGRATIONS_TABLE)
+    done = dict(con.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+    applied = []
+    for migration in pending_migrations(done, "sqlite"):
+        try:
+            con.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql};\n"
+                "INSERT OR IGNORE INTO schema_migrations (version, name, checksum) VALUES"
+                f" ({migration.version}, '{migration.name}', '{migration.checksum}');\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise MigrationError(f"inbox migration {migration.version}: {exc}") from exc
+        applied.append(migration)
+    return applied
+
+
+MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL)"
+)
+
+
+def pending_migrations(done: dict[int, str], engine: str) -> list[Migration]:
+    """The engine's migrations not in ``done`` (version -> checksum); refuses one edited
+    after it was applied."""
+    pending = []
+    for migration in available_migrations(f"feedback.inbox_migrations.{engine}"):
+        if migration.version not in done:
+            pending.append(migration)
+        elif done[migration.version] != migration.checksum:
+            raise MigrationError(
+                f"inbox migration {migration.version}_{migration.name} changed after it was"
+                " applied; add a new migration instead of editing an applied one"
+            )
+    return pending
+
+
+def open_inbox_db(location: Path | str) -> InboxDb:
+    """A path or ``sqlite:///path`` for SQLite; ``postgresql://…`` for PostgreSQL."""
+    if isinstance(location, Path):
+        return SqliteInboxDb(location)
+    if location.startswith(("postgresql://", "postgres://")):
+        from feedback.inbox_postgres import PostgresInboxDb
+
+        if location not in _POSTGRES:
+            if not _POSTGRES:
+                atexit.register(close_shared)
+            _POSTGRES[location] = PostgresInboxDb(location)
+        return _POSTGRES[location]
+    if location.startswith("sqlite:///"):
+        return SqliteInboxDb(Path(location.removeprefix("sqlite:///")))
+    raise ValueError(
+        f"CARELOOP_INBOX_URL must start with sqlite:/// or postgresql:// (got {redact(location)!r})"
+    )
+
+
+# One pool per URL and process: every Inbox opened on it shares the pool.
+_POSTGRES: dict[str, InboxDb] = {}
+
+
+def close_shared() -> None:
+    """Close the shared pools (at exit, and after each test that opened one)."""
+    while _POSTGRES:
+        _POSTGRES.popitem()[1].close()
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def as_datetime(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from feedback.inbox import Inbox
-from feedback.inbox_db import Connection, Position
+from feedback.inbox_db import Connection
 
 # What a manager may do to a case in each state; the warehouse checks the same (cases.py).
 ALLOWED = {
@@ -47,10 +47,10 @@ class Board:
         cases: Iterable[dict[str, Any]],
         *,
         at: datetime,
-        collected_up_to: Position,
+        collected_up_to: int,
     ) -> None:
         """Replace every board in one transaction, then re-apply the managers' changes made
-        since collect's watermark (``collected_up_to``)."""
+        since collect's watermark (``collected_up_to``, an inbox id)."""
         with self.db.connection() as con, self.db.transaction(con):
             self.db.lock_board(con)
             con.execute("DELETE FROM board_stores")
@@ -64,9 +64,8 @@ class Board:
                 [(c["case_id"], c["store_id"], _json(c)) for c in cases],
             )
             pending = con.execute(
-                f"SELECT payload FROM inbox WHERE kind = ? AND {self.db.after_position()}"
-                " ORDER BY id",
-                (CASE_EVENT, *collected_up_to),
+                "SELECT payload FROM inbox WHERE kind = ? AND id > ? ORDER BY id",
+                (CASE_EVENT, collected_up_to),
             ).fetchall()
             for (payload,) in pending:
                 apply_change(con, json.loads(payload), self.db.for_update)

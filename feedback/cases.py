@@ -17,7 +17,7 @@ import duckdb
 from campaigns.channels.mail import Mailer, StaffMail
 from careloop.masking import mask_email
 from feedback.board import ALLOWED, Board
-from feedback.inbox import InboxItem, Position
+from feedback.inbox import InboxItem
 from warehouse.db import query_dicts
 
 ACTIVE = ("open", "contacted", "unresolved")
@@ -111,7 +111,7 @@ def publish_boards(
     board: Board,
     now: datetime,
     sla_hours: int,
-    collected_up_to: Position,
+    collected_up_to: int,
 ) -> int:
     """Every store's board into the service's database; returns the cases published."""
     stores, cases = board_rows(con, now, sla_hours, CLOSED_SHOWN_DAYS)

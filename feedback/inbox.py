@@ -11,13 +11,12 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feedback.inbox_db import (
-    START,
     Connection,
-    Position,
     Row,
     as_datetime,
     create_sqlite,
@@ -29,7 +28,7 @@ from feedback.statuses import normalize
 if TYPE_CHECKING:
     from careloop.settings import Settings
 
-__all__ = ["EmailEvidence", "Inbox", "InboxItem", "Position", "create_sqlite", "open_sqlite"]
+__all__ = ["EmailEvidence", "Inbox", "InboxItem", "create_sqlite", "open_sqlite"]
 
 RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
 Item = tuple[str, str, datetime, dict[str, Any]]
@@ -51,7 +50,6 @@ class InboxItem:
     dedupe_key: str
     received_at: datetime
     payload: dict[str, Any]
-    position: Position = START  # where collect has read up to, once it took this item
 
 
 class Inbox:
@@ -59,6 +57,13 @@ class Inbox:
 
     def __init__(self, location: Path | str) -> None:
         self.db = open_inbox_db(location)
+
+    @cached_property
+    def identity(self) -> str:
+        """This inbox's own name, made when it was created."""
+        with self.db.connection() as con:
+            row = con.execute("SELECT value FROM inbox_meta WHERE name = 'identity'").fetchone()
+        return str(row[0])
 
     @classmethod
     def of(cls, settings: Settings) -> Inbox:
@@ -78,8 +83,8 @@ class Inbox:
         with self.db.connection() as con, self.db.transaction(con):
             return self._rows(con, rows)
 
-    @staticmethod
-    def _rows(con: Connection, rows: list[tuple[str, str, str, str]]) -> int:
+    def _rows(self, con: Connection, rows: list[tuple[str, str, str, str]]) -> int:
+        self.db.hold_for_writing(con)
         return con.executemany(
             "INSERT INTO inbox (kind, dedupe_key, received_at, payload) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (kind, dedupe_key) DO NOTHING",
@@ -90,16 +95,15 @@ class Inbox:
         """Store items inside the caller's open transaction; how many were new."""
         return self._rows(con, _encoded(items))
 
-    def after(self, position: Position | int, limit: int = 5000) -> Iterator[list[InboxItem]]:
-        """Batches of items after ``position``, in commit order, up to what was committed for
-        good at the start: a drain is bounded, never a chase after a service that keeps
-        writing. (An int is an item id: the SQLite inbox's position.)"""
-        after = position if isinstance(position, Position) else Position(0, position)
+    def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
+        """Batches of items with an id above ``last_id``, in id order, up to the newest item
+        committed at the start: a drain is bounded, never a chase after a service that keeps
+        writing, and never steps over an id that commits later (inbox_db)."""
         with self.db.connection() as con:
             bound = self.db.drain_bound(con)
-            while rows := self.db.page(con, after, bound, limit):
+            while rows := self.db.page(con, last_id, bound, limit):
                 yield [_item(row) for row in rows]
-                after = Position(rows[-1][0], rows[-1][1])
+                last_id = rows[-1][0]
 
     def may_clarify(self, sender: str, now: datetime, window_hours: int) -> bool:
         """True once per sender per window: the customer gets at most one clarifying reply.
@@ -144,10 +148,8 @@ class Inbox:
 
 
 def _item(row: Row) -> InboxItem:
-    order, item_id, kind, key, at, payload = row
-    return InboxItem(
-        item_id, kind, key, as_datetime(at), json.loads(payload), Position(order, item_id)
-    )
+    item_id, kind, key, at, payload = row
+    return InboxItem(item_id, kind, key, as_datetime(at), json.loads(payload))
 
 
 def _encoded(items: Iterable[Item]) -> list[tuple[str, str, str, str]]:

@@ -2,9 +2,14 @@
 service instances), behind one small connection interface.
 
 The inbox's SQL is written once, in SQLite's ``?`` style and in the syntax both engines share
-(``ON CONFLICT``, ``RETURNING``, savepoints); what differs (JSON access, the drain's order, row
-locks) is a method of the engine. Both schemas are versioned migrations, recorded like the
-warehouse's.
+(``ON CONFLICT``, ``RETURNING``, savepoints); what differs (JSON access, locks) is a method or
+attribute of the engine. Both schemas are versioned migrations, recorded like the warehouse's.
+
+Collect drains by id, up to a bound, and must never step over an id that commits later. SQLite
+has one writer at a time, so its ids commit in order. PostgreSQL's sequence does not: one
+instance may commit id 7 after another committed id 9. So every transaction that writes the
+inbox holds a shared lock from before its ids are drawn until it commits, and the drain's bound
+is read under the exclusive lock: once it has it, every id up to the bound is committed.
 """
 
 from __future__ import annotations
@@ -17,20 +22,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from warehouse.db import Migration, MigrationError, available_migrations
-
-
-class Position(NamedTuple):
-    """Where collect has read up to: the engine's commit order, then the item id. SQLite
-    commits in id order (one writer), so its order is always 0."""
-
-    order: int
-    id: int
-
-
-START = Position(0, 0)
 
 
 class Cursor(Protocol):
@@ -47,7 +41,7 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-Row = tuple[int, int, str, str, Any, str]  # order, id, kind, dedupe key, received at, payload
+Row = tuple[int, str, str, Any, str]  # id, kind, dedupe key, received at, payload
 
 
 class InboxDb(ABC):
@@ -69,18 +63,25 @@ class InboxDb(ABC):
         """SQL for a top-level field of ``payload`` as text."""
 
     @abstractmethod
-    def page(self, con: Connection, after: Position, bound: int, limit: int) -> list[Row]:
-        """Items after ``after``, in commit order, up to ``bound``."""
-
-    @abstractmethod
     def drain_bound(self, con: Connection) -> int:
-        """The end of what is committed for good: no item at or before it can still appear."""
+        """The newest id, once every id up to it is committed: none can still appear below."""
 
-    @abstractmethod
-    def after_position(self) -> str:
-        """A WHERE condition, taking (order, id) parameters: the item comes after them."""
+    def page(self, con: Connection, after: int, bound: int, limit: int) -> list[Row]:
+        """Items with ids above ``after`` and up to ``bound``, in id order."""
+        return con.execute(
+            "SELECT id, kind, dedupe_key, received_at, payload FROM inbox"
+            " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after, bound, limit),
+        ).fetchall()
+
+    def hold_for_writing(self, con: Connection) -> None:
+        """In a transaction about to write the inbox: keep the drain's bound from passing
+        the ids it is about to draw (see the module's docstring)."""
+        if self.writing_lock_sql:
+            con.execute(self.writing_lock_sql)
 
     begin_sql = "BEGIN"
+    writing_lock_sql: str | None = None
 
     @abstractmethod
     def close(self) -> None:
@@ -164,16 +165,6 @@ class SqliteInboxDb(InboxDb):
 
     def drain_bound(self, con: Connection) -> int:
         return int(con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
-
-    def page(self, con: Connection, after: Position, bound: int, limit: int) -> list[Row]:
-        return con.execute(
-            "SELECT 0, id, kind, dedupe_key, received_at, payload FROM inbox"
-            " WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (after.id, bound, limit),
-        ).fetchall()
-
-    def after_position(self) -> str:
-        return "(0, id) > (?, ?)"
 
 
 def migrate_sqlite(con: sqlite3.Connection) -> list[Migration]:

@@ -1,11 +1,9 @@
 """The inbox on PostgreSQL (psycopg 3 with a connection pool), for several service instances.
 
-Ids come from a sequence, and a sequence does not commit in order: an instance may commit id 7
-after another committed id 9. A drain that read "above the last id" would step over 7 for good.
-So every item carries the id of the transaction that wrote it (``commit_order``), and a drain
-reads only below the oldest transaction still running (the snapshot's xmin): below it, nothing
-can still appear. An item written by a transaction that is still open is read by the next
-drain. A long-open transaction anywhere in the cluster delays collect; it never loses an item.
+Writers hold a shared advisory lock for their whole transaction; the drain reads its bound
+under the exclusive one, so no id below the bound can still commit (see inbox_db). The drain
+waits at most a few seconds for writers in flight: a writer stuck longer makes that collect
+fail with a message saying so, and the next one tries again; nothing is skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +22,6 @@ from feedback.inbox_db import (
     Connection,
     Cursor,
     InboxDb,
-    Position,
-    Row,
     pending_migrations,
     redact,
 )
@@ -34,7 +30,13 @@ from warehouse.db import Migration, MigrationError
 # Any fixed 64-bit numbers would do: they name the inbox's locks among the database's others.
 MIGRATION_LOCK = 0x0CA2E1_0001
 BOARD_LOCK = 0x0CA2E1_0002
+WRITING_LOCK = 0x0CA2E1_0003
+DRAIN_LOCK_TIMEOUT = "5s"  # a group commit takes milliseconds
 POOL_SIZE = 8
+
+
+class InboxBusyError(RuntimeError):
+    """The drain could not pass the writers in flight in time."""
 
 
 class _PgConnection:
@@ -66,6 +68,7 @@ def _pg(sql: str) -> str:
 class PostgresInboxDb(InboxDb):
     errors = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
     lock_board_sql = f"SELECT pg_advisory_xact_lock({BOARD_LOCK})"
+    writing_lock_sql = f"SELECT pg_advisory_xact_lock_shared({WRITING_LOCK})"
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
@@ -101,19 +104,17 @@ class PostgresInboxDb(InboxDb):
         return f"(payload::json ->> '{field}')"
 
     def drain_bound(self, con: Connection) -> int:
-        row = con.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        return int(row.fetchone()[0])
-
-    def page(self, con: Connection, after: Position, bound: int, limit: int) -> list[Row]:
-        return con.execute(
-            "SELECT commit_order, id, kind, dedupe_key, received_at, payload FROM inbox"
-            " WHERE (commit_order, id) > (?, ?) AND commit_order < ?"
-            " ORDER BY commit_order, id LIMIT ?",
-            (after.order, after.id, bound, limit),
-        ).fetchall()
-
-    def after_position(self) -> str:
-        return "(commit_order, id) > (?, ?)"
+        with self.transaction(con):
+            con.execute(f"SET LOCAL lock_timeout = '{DRAIN_LOCK_TIMEOUT}'")
+            try:
+                con.execute(f"SELECT pg_advisory_xact_lock({WRITING_LOCK})")
+            except psycopg.errors.LockNotAvailable:
+                raise InboxBusyError(
+                    f"a transaction has been writing the inbox at {self.describe} for over"
+                    f" {DRAIN_LOCK_TIMEOUT}; collect again later (nothing was skipped)"
+                ) from None
+            # A new statement, so a new snapshot: it sees every writer that finished.
+            return int(con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
 
 
 def migrate_postgres(con: Connection) -> list[Migration]:

@@ -17,13 +17,12 @@ import polars as pl
 
 from feedback.board import CASE_EVENT
 from feedback.cases import ingest_case_events
-from feedback.inbox import Inbox, InboxItem, Position
+from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from warehouse.db import register_frame
 
-WATERMARK = "inbox_last_id"
-WATERMARK_ORDER = "inbox_last_commit_order"  # 0 for a SQLite inbox
+WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
 
 
@@ -48,7 +47,7 @@ def collect(
     """Drain the inbox; with ``now``, also mark the cases whose second round went unanswered
     for the whole reply window."""
     figures = CollectFigures()
-    for batch in inbox.after(watermark(con)):
+    for batch in inbox.after(watermark(con, inbox)):
         con.execute("BEGIN TRANSACTION")
         try:
             fresh = land(con, batch, figures)
@@ -61,9 +60,9 @@ def collect(
             figures.case_changes += ingest_case_events(
                 con, [i for i in fresh if i.kind == CASE_EVENT]
             )
-            con.executemany(
+            con.execute(
                 "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)",
-                [[WATERMARK, batch[-1].position.id], [WATERMARK_ORDER, batch[-1].position.order]],
+                [WATERMARK.format(inbox.identity), batch[-1].id],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -75,15 +74,13 @@ def collect(
     return figures
 
 
-def watermark(con: duckdb.DuckDBPyConnection) -> Position:
-    """Where collect has read the inbox up to (its position is stored with each batch)."""
-    stored = dict(
-        con.execute(
-            "SELECT name, value FROM ingest_state WHERE name IN (?, ?)",
-            [WATERMARK, WATERMARK_ORDER],
-        ).fetchall()
-    )
-    return Position(int(stored.get(WATERMARK_ORDER, 0)), int(stored.get(WATERMARK, 0)))
+def watermark(con: duckdb.DuckDBPyConnection, inbox: Inbox) -> int:
+    """The last id collect took from this inbox (0 for an inbox it has never read: a new
+    inbox, or the warehouse moved to PostgreSQL's, is read from its start)."""
+    row = con.execute(
+        "SELECT value FROM ingest_state WHERE name = ?", [WATERMARK.format(inbox.identity)]
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def land(

@@ -33,7 +33,7 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
-            con, Board(inbox), at, settings.case_sla_hours, watermark(con)
+            con, Board(inbox), at, settings.case_sla_hours, watermark(con, inbox)
         )
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)

@@ -31,7 +31,7 @@ def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict
         )
         board = Board(Inbox.of(settings))
         figures["board_cases"] = publish_boards(
-            con, board, at, settings.case_sla_hours, watermark(con)
+            con, board, at, settings.case_sla_hours, watermark(con, board.inbox)
         )
     step_done("escalate", figures)
     publish("case-escalations", "Cases escalated past their SLA", figures)

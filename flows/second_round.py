@@ -32,7 +32,9 @@ def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str,
         # the cases just opened reach their managers' boards now, not at the next collect
         board = Board(Inbox.of(settings))
         at = now or utc_now()
-        published = publish_boards(con, board, at, settings.case_sla_hours, watermark(con))
+        published = publish_boards(
+            con, board, at, settings.case_sla_hours, watermark(con, board.inbox)
+        )
     step_done("boards", {"cases published": published})
     return figures
 

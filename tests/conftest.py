@@ -73,10 +73,20 @@ def signer():
     return SendGridSigner()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def inbox_url(request) -> Iterator[str]:
+    """Each inbox engine in turn: the SQLite file (by its URL) and the machine's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{request.getfixturevalue('settings').inbox_path}"
+    else:
+        yield request.getfixturevalue("postgres_inbox_url")
+
+
 @pytest.fixture
-def service(settings, monkeypatch, signer):
-    """The feedback service in a test client: (client, inbox, settings). A server error is a
-    500 answer here, as a provider would see it, not an exception."""
+def service(settings, monkeypatch, signer, inbox_url):
+    """The feedback service in a test client, on each inbox engine: (client, inbox,
+    settings). A server error is a 500 answer here, as a provider would see it, not an
+    exception."""
     from starlette.testclient import TestClient
 
     from feedback.inbox import Inbox
@@ -86,6 +96,16 @@ def service(settings, monkeypatch, signer):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
     monkeypatch.setenv("CARELOOP_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.setenv("CARELOOP_INBOX_URL", inbox_url)
     settings = load_settings()
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, Inbox.of(settings), settings
+
+
+@pytest.fixture
+def postgres_inbox_url() -> Iterator[str]:
+    """An inbox URL on the machine's PostgreSQL, in a schema of this test's own."""
+    from tests.postgres import fresh_schema, reachable_server
+
+    with fresh_schema(reachable_server()) as url:
+        yield url

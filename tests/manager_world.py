@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 from feedback.board import Board
 from feedback.cases import publish_boards
 from feedback.inbox import Inbox
-from feedback.inbox_db import START
 from tests.factories import add_action, add_store, add_subscriber
 
 OPENED = datetime.now(UTC) - timedelta(hours=5)
@@ -41,5 +40,5 @@ def build(con, settings):
     add_case(con, "E3", "ST1", "S3", status="recovered")
     add_case(con, "E9", "ST2", "S9", comment="staff was rude")
     board = Board(Inbox(settings.inbox_path))
-    publish_boards(con, board, datetime.now(UTC), settings.case_sla_hours, START)
+    publish_boards(con, board, datetime.now(UTC), settings.case_sla_hours, 0)
     return board

@@ -12,8 +12,8 @@ PHONE = "+8613800000001"
 
 
 @pytest.fixture
-def inbox(settings):
-    return Inbox(settings.inbox_path)
+def inbox(inbox_url):
+    return Inbox(inbox_url)
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     # the next publish keeps it, and shows its history
     from feedback.cases import publish_boards
 
-    publish_boards(con, board, datetime.now(UTC), 48, watermark(con))
+    publish_boards(con, board, datetime.now(UTC), 48, watermark(con, board.inbox))
     detail = client.get("/m/cases/E2").text
     assert "refunded" in detail and board.case("ST1", "E2")["status"] == "resolved"
 

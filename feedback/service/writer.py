@@ -118,6 +118,7 @@ class InboxWriter:
         """On the writer thread: one transaction, one savepoint per request."""
         now = time.time()
         with self._transaction() as con:
+            self.inbox.db.hold_for_writing(con)  # before any id is drawn, savepoints or not
             if now - self._pruned_at > PRUNE_EVERY_SECONDS:
                 cutoff = now - SIGNATURE_RETENTION_SECONDS
                 con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))

@@ -1,16 +1,12 @@
 -- The inbox on PostgreSQL: the same tables as the SQLite inbox, for several service instances.
--- commit_order is the writing transaction's id: collect reads only below the oldest transaction
--- still running, so an item committed late with a lower id is never skipped (see inbox_postgres).
 CREATE TABLE inbox (
-    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    commit_order BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
-    kind         TEXT NOT NULL,
-    dedupe_key   TEXT NOT NULL,
-    received_at  TIMESTAMPTZ NOT NULL,
-    payload      TEXT NOT NULL,  -- the JSON as received, byte for byte
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    dedupe_key  TEXT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    payload     TEXT NOT NULL,  -- the JSON as received, byte for byte
     UNIQUE (kind, dedupe_key)
 );
-CREATE INDEX inbox_drain ON inbox (commit_order, id);
 -- json, not jsonb: jsonb refuses \u0000, and a status event must never be refused for it.
 CREATE INDEX inbox_event_action ON inbox ((payload::json ->> 'action_id')) WHERE kind = 'status';
 

@@ -1,0 +1,4 @@
+-- A name for this inbox, made once: the warehouse keeps collect's watermark per inbox, so a
+-- new inbox file (or a move to PostgreSQL) is read from its start, not from another's id.
+CREATE TABLE inbox_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO inbox_meta VALUES ('identity', lower(hex(randomblob(16))))

@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: install demo test lint typecheck bench clean up down browser
+.PHONY: install demo test lint typecheck bench clean up down system-packages
 
 install: $(STAMP)
 
@@ -22,17 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/careloop demo
 
-test: $(STAMP) browser
+test: $(STAMP) system-packages
 	$(BIN)/pytest -n 2
 
-# The managers' page is tested in Debian's headless Chromium (Selenium drives it through
-# Debian's chromedriver, the same version); a CJK font makes its screenshots readable.
-BROWSER_FILES := /usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
-browser:
-	@for f in $(BROWSER_FILES); do [ -e $$f ] || missing=1; done; \
+# Debian's packages the tests use: the managers' page is tested in headless Chromium (Selenium
+# drives it through Debian's chromedriver, the same version; a CJK font makes its screenshots
+# readable), and three service instances run behind HAProxy.
+SYSTEM_FILES := /usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc /usr/sbin/haproxy
+system-packages:
+	@for f in $(SYSTEM_FILES); do [ -e $$f ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium chromium-driver fonts-wqy-zenhei; \
+			chromium chromium-driver fonts-wqy-zenhei haproxy; \
 	fi
 
 lint: $(STAMP)

@@ -413,7 +413,11 @@ def serve(
     check_exposure(settings, host)
     service = FeedbackService(settings)
     application = service.app()
-    console.print(f"careloop serve on http://{host}:{port}: {service.enabled()}", soft_wrap=True)
+    console.print(
+        f"careloop serve on http://{host}:{port} (inbox {service.inbox.db.describe}):"
+        f" {service.enabled()}",
+        soft_wrap=True,
+    )
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     with access_logging():  # our own: masked, and written off the event loop

@@ -1,0 +1,133 @@
+"""Three service instances on one PostgreSQL inbox behind HAProxy (Debian's), under load, one
+killed mid-load: every acknowledged reply reaches the warehouse exactly once."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+
+from feedback.inbox import Inbox
+from feedback.ingest import collect
+from tests.test_service_process import fire, free_port, start_service
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+# What docs/topology.md recommends: round robin, health checks, and a request that found its
+# instance dead (refused, or cut off before an answer) retried on another. A retried reply
+# that the dead instance had already stored counts once: the inbox keys it by its SID.
+CONFIG = """
+global
+    maxconn 4096
+    stats socket {stats} mode 600 level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch
+    retry-on conn-failure empty-response response-timeout
+frontend care
+    bind 127.0.0.1:{port}
+    default_backend services
+backend services
+    balance roundrobin
+    option httpchk GET /healthz
+{servers}
+"""
+
+
+def start_haproxy(tmp_path, ports):
+    stats, port = tmp_path / "haproxy.sock", free_port()
+    servers = "\n".join(
+        f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
+        for n, p in enumerate(ports)
+    )
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG.format(stats=stats, port=port, servers=servers))
+    process = subprocess.Popen([HAPROXY, "-f", str(config), "-db"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return process, port, stats
+        except requests.ConnectionError:
+            threading.Event().wait(0.05)  # not listening yet: ask again shortly
+    process.kill()
+    raise RuntimeError("haproxy did not start")
+
+
+def served_per_instance(stats):
+    """Requests each instance got, and its state, from HAProxy's own statistics."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(stats))
+        sock.sendall(b"show stat\n")
+        text = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+    header, *rows = [line.split(",") for line in text.splitlines() if line]
+    column = {name.lstrip("# "): i for i, name in enumerate(header)}
+    return {
+        row[column["svname"]]: (int(row[column["stot"]]), row[column["status"]])
+        for row in rows
+        if row[column["pxname"]] == "services" and row[column["svname"]].startswith("s")
+    }
+
+
+@pytest.mark.skipif(
+    not shutil.which(HAPROXY), reason="needs Debian's haproxy (make test installs it)"
+)
+def test_three_instances_one_killed_mid_load_lose_no_acknowledged_reply(
+    tmp_path, settings, con, postgres_inbox_url
+):
+    env = {"CARELOOP_INBOX_URL": postgres_inbox_url}
+    ports = [free_port() for _ in range(3)]
+    services = [start_service(tmp_path / f"instance{n}", p, **env) for n, p in enumerate(ports)]
+    haproxy, port, stats = start_haproxy(tmp_path, ports)
+    acknowledged, stop = set(), threading.Event()
+    try:
+        threads = fire(port, "SMc", acknowledged, stop, senders=12)
+        _until(lambda: len(acknowledged) >= 400, "load through the balancer")
+        services[1].send_signal(signal.SIGKILL)  # mid-load, no warning
+        services[1].wait()
+        before_kill = len(acknowledged)
+        _until(lambda: len(acknowledged) >= before_kill + 400, "the survivors carrying on")
+        stop.set()
+        for thread in threads:
+            thread.join()
+        served = served_per_instance(stats)
+    finally:
+        stop.set()
+        haproxy.terminate()
+        for service in services:
+            service.terminate()
+            service.wait()
+    assert all(count > 50 for count, _ in served.values()), served
+    assert served["s1"][1] == "DOWN" and served["s0"][1] == "UP"
+    figures = collect(con, Inbox(postgres_inbox_url), reply_window=timedelta(hours=72))
+    keys = [f"sms:{sid}" for sid in acknowledged]
+    landed = con.execute(
+        "SELECT dedupe_key, count(*) FROM inbound_messages WHERE dedupe_key IN"
+        " (SELECT unnest(?)) GROUP BY 1",
+        [keys],
+    ).fetchall()
+    evaluated = con.execute(
+        "SELECT count(*), count(DISTINCT dedupe_key) FROM evaluations WHERE dedupe_key IN"
+        " (SELECT unnest(?))",
+        [keys],
+    ).fetchone()
+    assert len(landed) == len(acknowledged) and {n for _, n in landed} == {1}
+    assert evaluated == (len(acknowledged), len(acknowledged))
+    assert figures.drained >= len(acknowledged)
+
+
+def _until(condition, what, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no progress: {what}")
+        threading.Event().wait(0.01)  # polling an observed count, not waiting for time

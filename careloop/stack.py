@@ -1,6 +1,8 @@
 """`make up` / `make down`: the whole stack on one machine, for marketing ops.
 
-Up: a Prefect server (SQLite under ``$CARELOOP_HOME/prefect``), the ``careloop`` work pool, the
+Up: a Prefect server (SQLite under ``$CARELOOP_HOME/prefect``, or PostgreSQL when
+``PREFECT_API_DATABASE_CONNECTION_URL`` names one: its database is created if it is missing),
+the ``careloop`` work pool, the
 deployments of ``prefect.yaml``, a worker and the feedback service, each in its own process
 group with its log and pid file under ``$CARELOOP_HOME/run``. Down: SIGTERM to every group,
 SIGKILL to what is left after a grace, so it returns within ``STOP_SECONDS`` and leaves
@@ -84,6 +86,7 @@ def up() -> None:
     _refuse_a_second_stack(home, run)
     env = environment(home, settings.timezone)
     api = env["PREFECT_API_URL"]
+    database = prefect_database(env)
     server = ["server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
     start("prefect-server", [str(BIN / "prefect"), *server], env, run)
     wait_for(f"{api}/health", "the Prefect server")
@@ -97,12 +100,41 @@ def up() -> None:
     start("service", service, env, run)
     wait_for(f"http://127.0.0.1:{SERVICE_PORT}/healthz", "the feedback service")
     print(f"Prefect UI       http://127.0.0.1:{PREFECT_PORT}")
-    print(f"Prefect API      {api}")
+    print(f"Prefect API      {api} (database: {database})")
     print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
     print(f"logs and pids    {run}")
     print("careloop commands now report to this server; for `prefect` commands:")
     print(f"  export PREFECT_API_URL={api}")
     print(f"ready in {time.monotonic() - started:.1f} s; stop with `make down`")
+
+
+def prefect_database(env: dict[str, str]) -> str:
+    """Where the Prefect server keeps its state, for the start-up lines (never a password).
+    A PostgreSQL database that does not exist yet is created: the server would only fail."""
+    url = env.get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+    if not url.startswith("postgresql"):
+        return f"SQLite in {env['PREFECT_HOME']}"
+    import psycopg
+    from psycopg import sql
+
+    from feedback.inbox_db import redact
+
+    conninfo = url.replace("+asyncpg", "", 1)
+    name = psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname")
+    try:
+        with psycopg.connect(conninfo, dbname="postgres", autocommit=True) as con:
+            if (
+                name
+                and not con.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+            ):
+                con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+    except psycopg.OperationalError as exc:
+        raise SystemExit(
+            f"the Prefect database at {redact(url)} cannot be reached: {exc}"
+        ) from None
+    return f"PostgreSQL {redact(url)}"
 
 
 def _refuse_a_second_stack(home: Path, run: Path) -> None:

@@ -45,3 +45,20 @@ def fresh_schema(url: str) -> Iterator[str]:
         close_shared()
         with psycopg.connect(url, autocommit=True) as con:
             con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def fresh_database_name(url: str) -> Iterator[str]:
+    """A database name not in use, dropped after the test if something created it."""
+    name = f"careloop_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def prefect_url(url: str, database: str) -> str:
+    """The server's URL for Prefect's own driver (asyncpg), on ``database``."""
+    base = url.split("?", 1)[0].rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}"

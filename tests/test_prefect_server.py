@@ -44,9 +44,32 @@ def until(condition, what, timeout=120):
 
 
 @pytest.fixture
-def server(tmp_path):
+def prefect_database(request):
+    """Environment for the Prefect server's database: its SQLite default, or (with the
+    parameter "postgres") a new database on the machine's PostgreSQL, and careloop's inbox
+    there too: the whole stack on PostgreSQL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield {}
+        return
+    from tests.postgres import fresh_database_name, fresh_schema, prefect_url, reachable_server
+
+    url = reachable_server()
+    with fresh_database_name(url) as name, fresh_schema(url) as inbox_url:
+        yield {
+            "PREFECT_API_DATABASE_CONNECTION_URL": prefect_url(url, name),
+            "CARELOOP_INBOX_URL": inbox_url,
+        }
+
+
+@pytest.fixture
+def server(tmp_path, prefect_database):
     port = free_port()
+    if prefect_database:  # the stack creates its database; a bare server needs it made
+        from careloop.stack import prefect_database as ensure
+
+        ensure(prefect_database)
     env = {
+        **prefect_database,
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -132,6 +155,7 @@ def post(api, path, body=None):
     return response.json()
 
 
+@pytest.mark.parametrize("prefect_database", ["sqlite", "postgres"], indirect=True)
 def test_deploy_schedule_and_run_on_a_real_server(server):
     api, env, _ = server
     con = connect(Path(env["CARELOOP_HOME"]) / "warehouse.duckdb")
@@ -207,10 +231,12 @@ def test_two_warehouse_writers_triggered_at_once_take_turns(server):
     assert limit["limit"] == 1 and limit["active_slots"] == 0  # held in turn, then given back
 
 
-def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("prefect_database", ["sqlite", "postgres"], indirect=True)
+def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path, prefect_database):
     prefect_port, service_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        **prefect_database,
         "CARELOOP_HOME": str(tmp_path / "care"),
         "CARELOOP_PREFECT_PORT": str(prefect_port),
         "CARELOOP_SERVICE_PORT": str(service_port),
@@ -220,6 +246,10 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
         up = subprocess.run([*stack, "up"], env=env, cwd=ROOT, capture_output=True, text=True)
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{prefect_port}" in up.stdout
+        engine = "PostgreSQL" if prefect_database else "SQLite"
+        assert f"(database: {engine}" in up.stdout
+        if prefect_database:  # the deployments live in PostgreSQL, not in a SQLite file
+            _assert_deployments_in_postgres(prefect_database)
         assert _ok(f"http://127.0.0.1:{prefect_port}/api/health")
         assert _ok(f"http://127.0.0.1:{service_port}/healthz")
         deployed = post(f"http://127.0.0.1:{prefect_port}/api", "/deployments/filter")
@@ -251,3 +281,12 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+def _assert_deployments_in_postgres(database_env):
+    import psycopg
+
+    url = database_env["PREFECT_API_DATABASE_CONNECTION_URL"].replace("+asyncpg", "")
+    with psycopg.connect(url) as con:
+        (count,) = con.execute("SELECT count(*) FROM deployment").fetchone()
+    assert count == len(DEPLOYMENTS)

@@ -401,10 +401,11 @@ def serve(api: Any) -> Iterator[tuple[str, Any]]:
 
 
 def main() -> None:
-    """``python -m tests.fakes twilio LATENCY``: serve until killed, printing the URL first."""
+    """``python -m tests.fakes twilio|sendgrid LATENCY``: serve until killed, printing the URL
+    first."""
     import sys
 
-    api = TwilioApi()
+    api: TwilioApi | SendGridApi = SendGridApi() if sys.argv[1] == "sendgrid" else TwilioApi()
     api.state.latency = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     server = _FakeServer(api)
     print(server.url, flush=True)

@@ -1,0 +1,218 @@
+"""The capacity figures of docs/topology.md, each against a baseline from the same run.
+
+Replies: signed SMS webhooks from 100 concurrent senders into one service instance on the
+SQLite inbox (the baseline), one on the PostgreSQL inbox, and three on PostgreSQL behind
+HAProxy; then the PostgreSQL inbox is counted (every acknowledged reply must be there).
+Dispatch: care actions per second through each live sender (Twilio SMS, Twilio voice, SendGrid
+email) to a local fake answering after 10 ms, against sequential SDK calls to the same fake.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks import service_bench
+from benchmarks.service_bench import running
+from feedback.inbox import Inbox
+from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner
+
+REPLIES = int(os.environ.get("CARELOOP_BENCH_CLUSTER_WEBHOOKS", "10000"))
+ACTIONS = int(os.environ.get("CARELOOP_BENCH_CHANNEL_ACTIONS", "5000"))
+BASELINE_SENDS = 300
+LATENCY = 0.010
+POSTGRES = os.environ.get("CARELOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _service_env(home: Path, inbox_url: str | None) -> dict[str, str]:
+    env = {
+        "CARELOOP_HOME": str(home),
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
+        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
+    }
+    return {**env, "CARELOOP_INBOX_URL": inbox_url} if inbox_url else env
+
+
+@contextmanager
+def instances(home: Path, inbox_url: str | None, count: int) -> Iterator[list[int]]:
+    """``count`` service processes on the inbox; their ports."""
+    ports = [service_bench._port() for _ in range(count)]
+    home.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for n, port in enumerate(ports):
+            command = [sys.executable, "-m", "careloop.cli", "serve", "--port", str(port)]
+            env = _service_env(home / f"i{n}", inbox_url)
+            stack.enter_context(running(command, port, env, home / f"service{n}.log"))
+        yield ports
+
+
+@contextmanager
+def balancer(home: Path, ports: list[int]) -> Iterator[str]:
+    from tests.test_service_cluster import CONFIG, HAPROXY
+
+    port = service_bench._port()
+    servers = "\n".join(
+        f"    server s{n} 127.0.0.1:{p} check inter 500ms" for n, p in enumerate(ports)
+    )
+    config = home / "haproxy.cfg"
+    config.write_text(CONFIG.format(stats=home / "haproxy.sock", port=port, servers=servers))
+    process = subprocess.Popen([HAPROXY, "-f", str(config), "-db"], stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def reply_rates(home: Path) -> list[str]:
+    from tests.postgres import fresh_schema
+
+    service_bench.REQUESTS = REPLIES
+    with instances(home / "sqlite", None, 1) as ports:
+        sqlite = service_bench.measure(f"http://127.0.0.1:{ports[0]}", "SMq")
+    with fresh_schema(POSTGRES) as url:
+        with instances(home / "pg1", url, 1) as ports:
+            one = service_bench.measure(f"http://127.0.0.1:{ports[0]}", "SMp")
+        with instances(home / "pg3", url, 3) as ports, balancer(home, ports) as lb:
+            three = service_bench.measure(lb, "SMt")
+        stored = {i.dedupe_key for batch in Inbox(url).after(0) for i in batch}
+    lost = len((one.acknowledged | three.acknowledged) - stored)
+    return [
+        f"replies, one instance, SQLite inbox (baseline): {sqlite.rate:,.0f}/s "
+        f"(p50 {sqlite.p50_ms:.1f} ms, p99 {sqlite.p99_ms:.1f} ms)",
+        f"replies, one instance, PostgreSQL inbox: {one.rate:,.0f}/s = "
+        f"{one.rate / sqlite.rate:.2f}x (p50 {one.p50_ms:.1f} ms, p99 {one.p99_ms:.1f} ms)",
+        f"replies, three instances behind HAProxy, PostgreSQL inbox: {three.rate:,.0f}/s = "
+        f"{three.rate / one.rate:.2f}x one instance (p50 {three.p50_ms:.1f} ms, "
+        f"p99 {three.p99_ms:.1f} ms), on {os.cpu_count()} cores shared with the load, "
+        "HAProxy and PostgreSQL",
+        f"replies, PostgreSQL inbox: {len(one.acknowledged | three.acknowledged):,} "
+        f"acknowledged, {lost} missing",
+    ]
+
+
+@contextmanager
+def fake(kind: str) -> Iterator[str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes", kind, str(LATENCY)], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    try:
+        yield server.stdout.readline().strip()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def sequential(kind: str, url: str) -> float:
+    """One SDK call per message, one after another: the baseline."""
+    start = time.perf_counter()
+    if kind == "email":
+        from sendgrid import SendGridAPIClient
+        from sendgrid.helpers.mail import Mail
+
+        from tests.fakes import SENDGRID_KEY
+
+        client = SendGridAPIClient(SENDGRID_KEY, host=url)
+        for n in range(BASELINE_SENDS):
+            client.send(Mail("care@example.com", f"c{n}@example.com", "care", "hello"))
+    else:
+        from twilio.rest import Client
+
+        from tests.fakes import ACCOUNT_SID
+        from tests.fakes import AUTH_TOKEN as FAKE_TOKEN
+
+        twilio = Client(ACCOUNT_SID, FAKE_TOKEN)
+        twilio.api.base_url = url
+        for n in range(BASELINE_SENDS):
+            to, sender = f"+1212{n:07d}", "+15550001111"
+            if kind == "sms":
+                twilio.messages.create(to=to, from_=sender, body="hello")
+            else:
+                twilio.calls.create(to=to, from_=sender, url=f"{PUBLIC_URL}/twiml")
+    return BASELINE_SENDS / (time.perf_counter() - start)
+
+
+def dispatched(kind: str, url: str, home: Path) -> float:
+    from campaigns.channels.factory import get_provider
+    from campaigns.dispatch import dispatch
+    from careloop.settings import load_settings
+    from tests.fakes import ACCOUNT_SID, SENDGRID_KEY
+    from tests.fakes import AUTH_TOKEN as FAKE_TOKEN
+    from warehouse.db import connect
+
+    path = home / f"dispatch-{kind}.duckdb"
+    path.unlink(missing_ok=True)
+    settings = load_settings(
+        home=home,
+        provider="live",
+        twilio_base_url=url,
+        sendgrid_base_url=url,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=FAKE_TOKEN,
+        twilio_from="+15550001111",
+        sendgrid_api_key=SENDGRID_KEY,
+        secret_blocks=False,
+        public_url=PUBLIC_URL,
+        sms_rate=1_000_000,
+        voice_rate=1_000_000,
+    )
+    con = connect(path)
+    now = datetime.now(UTC)
+    _queue(con, kind, now)
+    start = time.perf_counter()
+    figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
+    elapsed = time.perf_counter() - start
+    con.close()
+    assert figures.sent[kind] == ACTIONS, figures
+    return ACTIONS / elapsed
+
+
+def _queue(con: Any, kind: str, now: datetime) -> None:
+    recipient = (
+        "'c' || i || '@example.com'" if kind == "email" else "'+1646' || lpad(i::VARCHAR, 7, '0')"
+    )
+    con.execute(
+        f"""
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, channel, recipient, body, survey,
+            status, scheduled_at, created_at, updated_at, segments)
+        SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
+               'en', ?, {recipient}, 'Your care message ' || i, true, 'queued', ?, ?, ?, 1
+        FROM range(?) t(i)""",
+        [kind, now - timedelta(hours=1), now, now, ACTIONS],
+    )
+
+
+def dispatch_rates(home: Path) -> list[str]:
+    lines = []
+    for kind, server in (("sms", "twilio"), ("voice", "twilio"), ("email", "sendgrid")):
+        with fake(server) as url:
+            baseline = sequential(kind, url)
+        with fake(server) as url:
+            ours = dispatched(kind, url, home)
+        lines.append(
+            f"dispatch {kind}: {ACTIONS:,} actions at {ours:,.0f}/s = {ours / baseline:.1f}x "
+            f"sequential SDK calls ({baseline:,.0f}/s), fake answering after "
+            f"{LATENCY * 1000:.0f} ms"
+        )
+    return lines
+
+
+def main(home: Path) -> list[str]:
+    home = home / "topology-bench"
+    home.mkdir(parents=True, exist_ok=True)
+    return [*reply_rates(home), *dispatch_rates(home)]
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    print("\n".join(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".careloop/bench"))))

@@ -108,6 +108,7 @@ class Inbox:
     def may_clarify(self, sender: str, now: datetime, window_hours: int) -> bool:
         """True once per sender per window: the customer gets at most one clarifying reply.
         One statement decides, so two service instances cannot both say yes."""
+        sender = sender.replace("\x00", "")  # PostgreSQL text holds no NUL; no number has one
         at = now.astimezone(UTC)
         cutoff = (at - timedelta(hours=window_hours)).isoformat()
         with self.db.connection() as con:

@@ -77,6 +77,7 @@ def test_replies_get_the_right_answer_and_one_clarifying_question(service):
     assert "您已退订" in reply(sid("SM", 5), "TD")
     assert "<Message>" not in reply(sid("SM", 6), "STOP")  # Twilio answers STOP itself
     assert "回复1-5为服务打分" in reply(sid("SM", 7), "帮助")
+    assert "<Response>" in reply(sid("SM", 8), "huh?", "+1212\x00555")  # PostgreSQL: no 500
 
 
 def test_status_callbacks_and_ivr_digits(service):

@@ -191,3 +191,26 @@ def test_old_signatures_are_pruned_after_twilios_retry_horizon(settings, monkeyp
     with Inbox(settings.inbox_path).db.connection() as con:
         kept = con.execute("SELECT signature FROM seen_signatures").fetchall()
     assert kept == [("sig-new",)]
+
+
+def test_a_value_only_the_database_refuses_sinks_no_other_request(postgres_inbox_url):
+    """PostgreSQL refuses a NUL in text, which the writer cannot know beforehand: the group
+    falls back to a savepoint per request, and only that request is refused."""
+    from feedback.inbox_postgres import PostgresInboxDb
+
+    async def scenario():
+        writer = InboxWriter(Inbox(postgres_inbox_url))
+        await writer.start()
+        now = datetime.now(UTC)
+        good = [Write([("sms", sid("SM", n), now, {"Body": "5"})]) for n in range(100)]
+        poison = Write([("sms", "SM\x00nul", now, {"Body": "5"})])
+        outcomes = await asyncio.gather(
+            *(writer.write(w) for w in [*good[:50], poison, *good[50:]]), return_exceptions=True
+        )
+        await writer.stop()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert isinstance(outcomes[50], PostgresInboxDb.errors)
+    assert [o for n, o in enumerate(outcomes) if n != 50] == [None] * 100
+    assert len(stored(Inbox(postgres_inbox_url))) == 100

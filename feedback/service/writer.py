@@ -115,15 +115,55 @@ class InboxWriter:
                 con.close()
 
     def _write(self, writes: list[Write]) -> list[Exception | None]:
-        """On the writer thread: one transaction, one savepoint per request."""
+        """On the writer thread, one transaction: the whole group in a few statements (each
+        a round trip to PostgreSQL); if the database refuses one of them, the group again
+        with a savepoint per request, so only the request at fault is refused."""
         now = time.time()
+        refused: tuple[type[Exception], ...] = (ValueError, *self.inbox.db.errors)
+        try:
+            with self._transaction() as con:
+                self._prepare(con, now)
+                return self._group(con, writes, now)
+        except refused:
+            pass  # found below, request by request
         with self._transaction() as con:
-            self.inbox.db.hold_for_writing(con)  # before any id is drawn, savepoints or not
-            if now - self._pruned_at > PRUNE_EVERY_SECONDS:
-                cutoff = now - SIGNATURE_RETENTION_SECONDS
-                con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))
-                self._pruned_at = now
+            self._prepare(con, now)
             return [self._one(con, write, now) for write in writes]
+
+    def _prepare(self, con: Connection, now: float) -> None:
+        self.inbox.db.hold_for_writing(con)  # before any id is drawn (inbox_db)
+        if now - self._pruned_at > PRUNE_EVERY_SECONDS:
+            cutoff = now - SIGNATURE_RETENTION_SECONDS
+            con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))
+            self._pruned_at = now
+
+    def _group(self, con: Connection, writes: list[Write], now: float) -> list[Exception | None]:
+        """Signatures in one statement and a check, then every accepted request's items."""
+        outcomes: list[Exception | None] = [_unstorable(write) for write in writes]
+        signed = [
+            (w.signature, w.sid or "", now)
+            for w, refused in zip(writes, outcomes, strict=True)
+            if w.signature is not None and refused is None
+        ]
+        if signed:
+            con.executemany(
+                "INSERT INTO seen_signatures VALUES (?, ?, ?) ON CONFLICT (signature) DO NOTHING",
+                signed,
+            )
+            first = dict(
+                con.execute(
+                    "SELECT signature, sid FROM seen_signatures WHERE signature IN"
+                    f" ({','.join('?' * len(signed))})",
+                    [signature for signature, _, _ in signed],
+                ).fetchall()
+            )
+            outcomes = [
+                _replayed(w) if refused is None and _is_replay(w, first) else refused
+                for w, refused in zip(writes, outcomes, strict=True)
+            ]
+        accepted = [w for w, refused in zip(writes, outcomes, strict=True) if refused is None]
+        self.inbox.insert(con, [item for write in accepted for item in write.items])
+        return outcomes
 
     def _one(self, con: Connection, write: Write, now: float) -> Exception | None:
         refusals: tuple[type[Exception], ...] = (
@@ -159,6 +199,27 @@ class InboxWriter:
                     done.set_result(None)
                 else:
                     done.set_exception(outcome)
+
+
+def _unstorable(write: Write) -> ValueError | None:
+    """What UTF-8 cannot carry, in any of the request's values, refuses the request."""
+    try:
+        for _, key, _, payload in write.items:
+            storable(payload)
+            key.encode()
+        (write.signature or "").encode()
+        (write.sid or "").encode()
+    except ValueError as exc:
+        return exc
+    return None
+
+
+def _is_replay(write: Write, first_sid: dict[str, str]) -> bool:
+    return write.signature is not None and first_sid.get(write.signature) != (write.sid or "")
+
+
+def _replayed(_: Write) -> ReplayedSignatureError:
+    return ReplayedSignatureError("a signature seen before with another SID")
 
 
 def _guard_signature(con: Connection, signature: str, sid: str, now: float) -> None:

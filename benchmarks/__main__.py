@@ -2,12 +2,17 @@
 
 from pathlib import Path
 
-from benchmarks import cli_bench, segments_bench, send_bench, service_bench
+from benchmarks import cli_bench, segments_bench, send_bench, service_bench, topology_bench
 
 if __name__ == "__main__":
     home = Path(".careloop/bench")
     segments_bench.main(10_000_000, home)
-    benches = (("send", send_bench), ("service", service_bench), ("cli", cli_bench))
+    benches = (
+        ("send", send_bench),
+        ("service", service_bench),
+        ("cli", cli_bench),
+        ("topology", topology_bench),
+    )
     for name, bench in benches:
         lines = bench.main(home)
         print("\n".join(lines))

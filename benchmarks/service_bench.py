@@ -47,13 +47,17 @@ def _port() -> int:
 
 
 @contextmanager
-def running(command: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+def running(
+    command: list[str], port: int, env: dict[str, str], log: Path, pids: list[int] | None = None
+) -> Iterator[str]:
     """The server in its own process, its output (the access log, one line a request) in
-    ``log``: written as in production, kept off the terminal."""
+    ``log``: written as in production, kept off the terminal. Its pid goes to ``pids``."""
     handle = log.open("w")
     process = subprocess.Popen(
         command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT
     )
+    if pids is not None:
+        pids.append(process.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

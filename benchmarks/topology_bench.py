@@ -42,16 +42,62 @@ def _service_env(home: Path, inbox_url: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def instances(home: Path, inbox_url: str | None, count: int) -> Iterator[list[int]]:
-    """``count`` service processes on the inbox; their ports."""
+def instances(
+    home: Path, inbox_url: str | None, count: int, pids: list[int] | None = None
+) -> Iterator[list[int]]:
+    """``count`` service processes on the inbox; their ports (their pids into ``pids``)."""
     ports = [service_bench._port() for _ in range(count)]
     home.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         for n, port in enumerate(ports):
             command = [sys.executable, "-m", "careloop.cli", "serve", "--port", str(port)]
             env = _service_env(home / f"i{n}", inbox_url)
-            stack.enter_context(running(command, port, env, home / f"service{n}.log"))
+            stack.enter_context(running(command, port, env, home / f"service{n}.log", pids))
         yield ports
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (backends, WAL writer, ...)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" (", 1)[1].startswith("postgres"):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def measured_cpu(url: str, prefix: str, pids: list[int]) -> tuple[Any, float, float]:
+    """The load's result, and the CPU milliseconds per reply of the services and PostgreSQL."""
+    service_before, database_before = cpu_seconds(pids), _database_cpu()
+    result = service_bench.measure(url, prefix)
+    replies = len(result.acknowledged)
+    service_ms = (cpu_seconds(pids) - service_before) * 1000 / replies
+    database_after = _database_cpu()
+    used = sum(cpu - database_before.get(pid, 0.0) for pid, cpu in database_after.items())
+    return result, service_ms, used * 1000 / replies
+
+
+def _database_cpu() -> dict[int, float]:
+    """CPU so far of each PostgreSQL process; a backend that starts later counts from 0."""
+    return {pid: _or_zero(pid) for pid in postgres_pids()}
+
+
+def _or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds([pid])
+    except (OSError, IndexError):
+        return 0.0  # a backend that ended meanwhile
 
 
 @contextmanager
@@ -81,21 +127,30 @@ def reply_rates(home: Path) -> list[str]:
     with fresh_schema(POSTGRES) as url:
         with instances(home / "pg1", url, 1) as ports:
             one = service_bench.measure(f"http://127.0.0.1:{ports[0]}", "SMp")
-        with instances(home / "pg3", url, 3) as ports, balancer(home, ports) as lb:
-            three = service_bench.measure(lb, "SMt")
+            with balancer(home, ports) as lb:
+                behind = service_bench.measure(lb, "SMh")
+        pids: list[int] = []
+        with instances(home / "pg3", url, 3, pids) as ports, balancer(home, ports) as lb:
+            three, service_ms, database_ms = measured_cpu(lb, "SMt", pids)
         stored = {i.dedupe_key for batch in Inbox(url).after(0) for i in batch}
-    lost = len((one.acknowledged | three.acknowledged) - stored)
+    acknowledged = one.acknowledged | behind.acknowledged | three.acknowledged
+    lost = len(acknowledged - stored)
     return [
         f"replies, one instance, SQLite inbox (baseline): {sqlite.rate:,.0f}/s "
         f"(p50 {sqlite.p50_ms:.1f} ms, p99 {sqlite.p99_ms:.1f} ms)",
         f"replies, one instance, PostgreSQL inbox: {one.rate:,.0f}/s = "
         f"{one.rate / sqlite.rate:.2f}x (p50 {one.p50_ms:.1f} ms, p99 {one.p99_ms:.1f} ms)",
+        f"replies, one instance behind HAProxy, PostgreSQL inbox: {behind.rate:,.0f}/s = "
+        f"{behind.rate / one.rate:.2f}x direct (p50 {behind.p50_ms:.1f} ms, "
+        f"p99 {behind.p99_ms:.1f} ms)",
         f"replies, three instances behind HAProxy, PostgreSQL inbox: {three.rate:,.0f}/s = "
-        f"{three.rate / one.rate:.2f}x one instance (p50 {three.p50_ms:.1f} ms, "
+        f"{three.rate / behind.rate:.2f}x one instance behind it (p50 {three.p50_ms:.1f} ms, "
         f"p99 {three.p99_ms:.1f} ms), on {os.cpu_count()} cores shared with the load, "
         "HAProxy and PostgreSQL",
-        f"replies, PostgreSQL inbox: {len(one.acknowledged | three.acknowledged):,} "
-        f"acknowledged, {lost} missing",
+        f"replies, CPU per reply (three instances): services {service_ms:.3f} ms, PostgreSQL "
+        f"{database_ms:.3f} ms: one core carries {1000 / service_ms:,.0f} replies/s of service "
+        f"work and {1000 / database_ms:,.0f} of inbox writes",
+        f"replies, PostgreSQL inbox: {len(acknowledged):,} acknowledged, {lost} missing",
     ]
 
 

@@ -16,6 +16,7 @@ import duckdb
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from careloop.progress import step_done, steps_muted, tracked
+from careloop.errors import UserError
 from careloop.settings import Settings
 from feedback.board import Board
 from feedback.inbox import Inbox
@@ -58,6 +59,11 @@ def run_demo(
     home: Path | None = None,
 ) -> DemoResult:
     """The demo, each simulated day told as one step (its flows' own steps muted)."""
+    if settings_for(None).inbox_url is not None:
+        # The demo starts from nothing each time; a shared inbox is never emptied for it.
+        raise UserError(
+            "the demo keeps its own inbox in its home: unset CARELOOP_INBOX_URL to run it"
+        )
     demo_home = (home or settings_for(None).home / "demo").resolve()
     shutil.rmtree(demo_home, ignore_errors=True)  # the demo home holds nothing but the demo
     settings = settings_for(str(demo_home))

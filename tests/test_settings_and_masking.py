@@ -58,3 +58,23 @@ def test_cli_lists_commands_and_parses_replies():
     parsed = runner.invoke(app, ["replies", "parse", "2 排队太久了"])
     assert parsed.exit_code == 0
     assert parsed.output.strip() == '{"intent": "rating", "score": 2, "comment": "排队太久了"}'
+
+
+def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):
+    monkeypatch.setenv("CARELOOP_INBOX_URL", "mysql://care:hunter2@db/care")
+    with pytest.raises(ConfigError, match="CARELOOP_INBOX_URL: .*must start with") as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+    monkeypatch.setenv("CARELOOP_INBOX_URL", "postgresql://care:hunter2@db/care")
+    settings = load_settings()
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+
+
+def test_the_demo_refuses_a_shared_inbox(monkeypatch, tmp_path):
+    from careloop.errors import UserError
+    from flows.demo import run_demo
+
+    monkeypatch.setenv("CARELOOP_INBOX_URL", "postgresql://care@db/care")
+    with pytest.raises(UserError, match="unset CARELOOP_INBOX_URL"):
+        run_demo(subscribers=10, days=1, home=tmp_path / "demo")
+    assert not (tmp_path / "demo").exists()

@@ -102,15 +102,12 @@ def _or_zero(pid: int) -> float:
 
 @contextmanager
 def balancer(home: Path, ports: list[int]) -> Iterator[str]:
-    from tests.test_service_cluster import CONFIG, HAPROXY
+    """HAProxy in front of ``ports``, as the tests run it, once it answers."""
+    from tests.test_service_cluster import start_haproxy
 
-    port = service_bench._port()
-    servers = "\n".join(
-        f"    server s{n} 127.0.0.1:{p} check inter 500ms" for n, p in enumerate(ports)
-    )
-    config = home / "haproxy.cfg"
-    config.write_text(CONFIG.format(stats=home / "haproxy.sock", port=port, servers=servers))
-    process = subprocess.Popen([HAPROXY, "-f", str(config), "-db"], stderr=subprocess.DEVNULL)
+    folder = home / f"haproxy-{ports[0]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    process, port, _ = start_haproxy(folder, ports)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

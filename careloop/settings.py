@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     )
     frequency_window_days: int = Field(default=7, ge=1)
     reply_window_hours: int = Field(default=72, ge=1)
+    # Collected inbox items older than this are deleted by collect: the warehouse keeps them.
+    inbox_retention_days: int = Field(default=30, ge=7)
     dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)
     public_url: str = "http://127.0.0.1:8000"
     link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)

@@ -143,6 +143,23 @@ class Inbox:
         newest_send = datetime.fromtimestamp(newest, UTC) if newest is not None else None
         return EmailEvidence(events, newest_send)
 
+    def prune(self, collected_up_to: int, before: datetime, batch: int = 5000) -> int:
+        """Delete items collect has taken (ids up to its watermark) received before
+        ``before``, in short transactions so the service's writes never wait long; how many.
+        The warehouse keeps every item it collected (inbound_messages)."""
+        pruned = 0
+        cutoff = before.astimezone(UTC).isoformat()
+        while True:
+            with self.db.connection() as con, self.db.transaction(con):
+                gone = con.execute(
+                    "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE id <= ?"
+                    " AND received_at < ? ORDER BY id LIMIT ?)",
+                    (collected_up_to, cutoff, batch),
+                ).rowcount
+            pruned += gone
+            if gone < batch:
+                return pruned
+
     def count(self) -> int:
         with self.db.connection() as con:
             return int(con.execute("SELECT count(*) FROM inbox").fetchone()[0])

@@ -31,6 +31,9 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
             )
         )
         figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)
+        figures["inbox_pruned"] = inbox.prune(
+            watermark(con, inbox), at - timedelta(days=settings.inbox_retention_days)
+        )
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
             con, Board(inbox), at, settings.case_sla_hours, watermark(con, inbox)

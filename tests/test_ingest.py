@@ -254,3 +254,18 @@ def test_a_drain_stops_at_what_was_there_when_it_began(inbox):
         sms(inbox, f"SMlate{len(seen)}", PHONE, "4", T0)  # a service writing all the while
     assert seen == ["SM0", "SM1", "SM2"]
     assert [i.dedupe_key for b in inbox.after(3) for i in b] == ["SMlate1", "SMlate2", "SMlate3"]
+
+
+def test_prune_deletes_only_what_collect_took_and_is_old(world, inbox):
+    from feedback.ingest import watermark
+
+    for n in range(3):
+        sms(inbox, f"SMold{n}", PHONE, "5", T0 - timedelta(days=40))
+    sms(inbox, "SMnew", PHONE, "4", T0)
+    collect(world, inbox, reply_window=WINDOW)
+    sms(inbox, "SMlate", PHONE, "3", T0 - timedelta(days=40))  # old, but not collected yet
+    pruned = inbox.prune(watermark(world, inbox), T0 - timedelta(days=30), batch=2)
+    assert pruned == 3
+    assert sorted(i.dedupe_key for b in inbox.after(0) for i in b) == ["SMlate", "SMnew"]
+    assert collect(world, inbox, reply_window=WINDOW).drained == 1  # the late one, once
+    assert world.execute("SELECT count(*) FROM inbound_messages").fetchone()[0] == 5

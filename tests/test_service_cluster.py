@@ -44,7 +44,7 @@ backend services
 
 
 def start_haproxy(tmp_path, ports):
-    stats, port = tmp_path / "haproxy.sock", free_port()
+    stats, port = (tmp_path / "haproxy.sock").resolve(), free_port()  # HAProxy: absolute
     servers = "\n".join(
         f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
         for n, p in enumerate(ports)

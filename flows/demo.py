@@ -15,8 +15,8 @@ import duckdb
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
-from careloop.progress import step_done, steps_muted, tracked
 from careloop.errors import UserError
+from careloop.progress import step_done, steps_muted, tracked
 from careloop.settings import Settings
 from feedback.board import Board
 from feedback.inbox import Inbox

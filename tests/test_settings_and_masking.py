@@ -62,7 +62,7 @@ def test_cli_lists_commands_and_parses_replies():
 
 def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):
     monkeypatch.setenv("CARELOOP_INBOX_URL", "mysql://care:hunter2@db/care")
-    with pytest.raises(ConfigError, match="CARELOOP_INBOX_URL: .*must start with") as caught:
+    with pytest.raises(ConfigError, match=r"CARELOOP_INBOX_URL: .*must start with") as caught:
         load_settings()
     assert "hunter2" not in str(caught.value)
     monkeypatch.setenv("CARELOOP_INBOX_URL", "postgresql://care:hunter2@db/care")

@@ -193,7 +193,9 @@ def sequential(kind: str, url: str) -> float:
     return BASELINE_SENDS / (time.perf_counter() - start)
 
 
-def dispatched(kind: str, url: str, home: Path) -> float:
+def dispatched(
+    kind: str, url: str, home: Path, actions: int = ACTIONS, sender_type: str | None = None
+) -> float:
     from campaigns.channels.factory import get_provider
     from campaigns.dispatch import dispatch
     from careloop.settings import load_settings
@@ -214,21 +216,22 @@ def dispatched(kind: str, url: str, home: Path) -> float:
         sendgrid_api_key=SENDGRID_KEY,
         secret_blocks=False,
         public_url=PUBLIC_URL,
-        sms_rate=1_000_000,
+        sms_rate=None if sender_type else 1_000_000,
+        sms_sender_type=sender_type or "long_code",
         voice_rate=1_000_000,
     )
     con = connect(path)
     now = datetime.now(UTC)
-    _queue(con, kind, now)
+    _queue(con, kind, now, actions)
     start = time.perf_counter()
     figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
     elapsed = time.perf_counter() - start
     con.close()
-    assert figures.sent[kind] == ACTIONS, figures
-    return ACTIONS / elapsed
+    assert figures.sent[kind] == actions, figures
+    return actions / elapsed
 
 
-def _queue(con: Any, kind: str, now: datetime) -> None:
+def _queue(con: Any, kind: str, now: datetime, actions: int) -> None:
     recipient = (
         "'c' || i || '@example.com'" if kind == "email" else "'+1646' || lpad(i::VARCHAR, 7, '0')"
     )
@@ -240,7 +243,7 @@ def _queue(con: Any, kind: str, now: datetime) -> None:
         SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
                'en', ?, {recipient}, 'Your care message ' || i, true, 'queued', ?, ?, ?, 1
         FROM range(?) t(i)""",
-        [kind, now - timedelta(hours=1), now, now, ACTIONS],
+        [kind, now - timedelta(hours=1), now, now, actions],
     )
 
 
@@ -259,10 +262,28 @@ def dispatch_rates(home: Path) -> list[str]:
     return lines
 
 
+# An SMS sender's throughput, which dispatch holds to (segments per second).
+SENDER_TYPES = {"long_code": 1.0, "toll_free": 3.0, "short_code": 100.0}
+SENDER_SECONDS = 10  # each type sends what its cap allows in about this long
+
+
+def sender_type_rates(home: Path) -> list[str]:
+    lines = []
+    with fake("twilio") as url:
+        for sender_type, cap in SENDER_TYPES.items():
+            count = int(cap * SENDER_SECONDS) + 1  # the first goes at once, the rest paced
+            rate = dispatched("sms", url, home, count, sender_type)
+            lines.append(
+                f"dispatch sms from a {sender_type.replace('_', ' ')}: {count} one-segment "
+                f"actions at {rate:.2f}/s = {rate / cap:.2f}x its {cap:g} segments/s"
+            )
+    return lines
+
+
 def main(home: Path) -> list[str]:
     home = home / "topology-bench"
     home.mkdir(parents=True, exist_ok=True)
-    return [*reply_rates(home), *dispatch_rates(home)]
+    return [*reply_rates(home), *dispatch_rates(home), *sender_type_rates(home)]
 
 
 if __name__ == "__main__":

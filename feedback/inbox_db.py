@@ -49,6 +49,10 @@ class InboxDb(ABC):
 
     errors: tuple[type[Exception], ...]  # what one bad request's statement can raise
     describe: str  # for messages: never holds a password
+    begin_sql = "BEGIN"
+    writing_lock_sql: str | None = None  # held by every transaction that writes the inbox
+    lock_board_sql: str | None = None  # held by every transaction that writes the boards
+    for_update = ""  # appended to a SELECT of a row about to be updated
 
     @abstractmethod
     def connection(self) -> AbstractContextManager[Connection]:
@@ -80,15 +84,9 @@ class InboxDb(ABC):
         if self.writing_lock_sql:
             con.execute(self.writing_lock_sql)
 
-    begin_sql = "BEGIN"
-    writing_lock_sql: str | None = None
-
     @abstractmethod
     def close(self) -> None:
         """Release what the database holds open (a pool)."""
-
-    lock_board_sql: str | None = None
-    for_update = ""
 
     @contextmanager
     def transaction(self, con: Connection) -> Iterator[Connection]:
@@ -168,9 +166,10 @@ class SqliteInboxDb(InboxDb):
 
 
 def migrate_sqlite(con: sqlite3.Connection) -> list[Migration]:
-    """Apply what this file lacks. Each migration and its record commit together under
-    SQLite's write lock, and the first migration's tables already exist in inbox files older
-    than the migrations (IF NOT EXISTS): starting two services at once is safe."""
+    """Apply what this file lacks, each migration and its record in one transaction. SQLite
+    migrations are idempotent (IF NOT EXISTS, OR IGNORE): the first one's tables already exist
+    in inbox files older than the migrations, and two processes starting at once may both
+    apply one."""
     con.execute(MIGRATIONS_TABLE)
     done = dict(con.execute("SELECT version, checksum FROM schema_migrations").fetchall())
     applied = []

@@ -86,3 +86,14 @@ def test_demo_data_rejects_an_empty_population(con):
     with pytest.raises(ValueError, match="at least 1"):
         build_demo_data(con, subscribers=0, seed=1, until=date(2026, 1, 1))
     assert isinstance(con, duckdb.DuckDBPyConnection)
+
+
+def test_sqlite_inbox_opened_by_many_at_once_migrates_to_one_identity(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from feedback.inbox import Inbox
+
+    path = tmp_path / "inbox.sqlite"
+    with ThreadPoolExecutor(6) as pool:
+        identities = set(pool.map(lambda _: Inbox(path).identity, range(12)))
+    assert len(identities) == 1

@@ -10,6 +10,7 @@ email) to a local fake answering after 10 ms, against sequential SDK calls to th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -228,7 +229,7 @@ def dispatched(
     elapsed = time.perf_counter() - start
     con.close()
     assert figures.sent[kind] == actions, figures
-    return actions / elapsed
+    return (actions - 1) / elapsed  # the first goes at once; a cap paces the ones after it
 
 
 def _queue(con: Any, kind: str, now: datetime, actions: int) -> None:
@@ -271,18 +272,20 @@ def sender_type_rates(home: Path) -> list[str]:
     lines = []
     with fake("twilio") as url:
         for sender_type, cap in SENDER_TYPES.items():
-            count = int(cap * SENDER_SECONDS) + 1  # the first goes at once, the rest paced
+            count = int(cap * SENDER_SECONDS) + 1
             rate = dispatched("sms", url, home, count, sender_type)
             lines.append(
                 f"dispatch sms from a {sender_type.replace('_', ' ')}: {count} one-segment "
-                f"actions at {rate:.2f}/s = {rate / cap:.2f}x its {cap:g} segments/s"
+                f"actions, {rate:.2f}/s after the first = {rate / cap:.2f}x its {cap:g} "
+                "segments/s"
             )
     return lines
 
 
 def main(home: Path) -> list[str]:
     home = home / "topology-bench"
-    home.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(home, ignore_errors=True)  # every inbox and warehouse new, every run
+    home.mkdir(parents=True)
     return [*reply_rates(home), *dispatch_rates(home), *sender_type_rates(home)]
 
 

@@ -175,3 +175,22 @@ def test_a_managers_change_racing_a_publish_survives_it(postgres_inbox_url):
         for future in done[1:]:
             future.result()
     assert board.case("ST1", "E1")["status"] == "contacted"
+
+
+def test_a_writer_whose_connection_died_writes_on_a_new_one(postgres_inbox_url):
+    """A database restart between two groups (here: the writer's backend terminated) costs
+    the next request nothing: the group is written again on a new connection."""
+    inbox = Inbox(postgres_inbox_url)
+
+    async def scenario():
+        writer = InboxWriter(inbox)
+        await writer.start()
+        await writer.write(Write([sms(1)]))
+        backend = await writer.run_in_writer(lambda: writer._con.raw.info.backend_pid)
+        with psycopg.connect(postgres_inbox_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        await writer.write(Write([sms(2)]))  # would raise without the retry
+        await writer.stop()
+
+    asyncio.run(scenario())
+    assert inbox.count() == 2

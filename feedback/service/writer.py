@@ -115,9 +115,20 @@ class InboxWriter:
                 con.close()
 
     def _write(self, writes: list[Write]) -> list[Exception | None]:
-        """On the writer thread, one transaction: the whole group in a few statements (each
-        a round trip to PostgreSQL); if the database refuses one of them, the group again
-        with a savepoint per request, so only the request at fault is refused."""
+        """On the writer thread. A connection found dead (the database restarted since the
+        last group) costs one retry on a new one, not the group: writing again is safe,
+        every item and signature is keyed."""
+        try:
+            return self._write_once(writes)
+        except Exception:
+            if self._con is not None:  # the connection is fine: the failure is the answer
+                raise
+        return self._write_once(writes)
+
+    def _write_once(self, writes: list[Write]) -> list[Exception | None]:
+        """One transaction: the whole group in a few statements (each a round trip to
+        PostgreSQL); if the database refuses one of them, the group again with a savepoint
+        per request, so only the request at fault is refused."""
         now = time.time()
         refused: tuple[type[Exception], ...] = (ValueError, *self.inbox.db.errors)
         try:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 
 from feedback.inbox import Inbox
 from feedback.ingest import collect
-from tests.test_service_process import fire, free_port, start_service
+from tests.test_service_process import fire, free_port, start_on_a_free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -43,7 +44,19 @@ backend services
 """
 
 
-def start_haproxy(tmp_path, ports):
+def start_haproxy(tmp_path, ports, attempts=3):
+    """HAProxy in front of ``ports`` once it answers; on a port taken meanwhile by another
+    process (it then fails to bind), again on a new one. (process, port, stats socket)."""
+    for attempt in range(attempts):
+        try:
+            return _start_haproxy(tmp_path, ports)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_haproxy(tmp_path, ports):
     stats, port = (tmp_path / "haproxy.sock").resolve(), free_port()  # HAProxy: absolute
     servers = "\n".join(
         f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
@@ -85,11 +98,16 @@ def test_three_instances_one_killed_mid_load_lose_no_acknowledged_reply(
     tmp_path, settings, con, postgres_inbox_url
 ):
     env = {"CARELOOP_INBOX_URL": postgres_inbox_url}
-    ports = [free_port() for _ in range(3)]
-    services = [start_service(tmp_path / f"instance{n}", p, **env) for n, p in enumerate(ports)]
-    haproxy, port, stats = start_haproxy(tmp_path, ports)
-    acknowledged, stop = set(), threading.Event()
-    try:
+    services, ports, acknowledged, stop = [], [], set(), threading.Event()
+    with ExitStack() as cleanup:
+        cleanup.callback(_stop_all, services)
+        for n in range(3):
+            service, service_port = start_on_a_free_port(tmp_path / f"instance{n}", **env)
+            services.append(service)
+            ports.append(service_port)
+        haproxy, port, stats = start_haproxy(tmp_path, ports)
+        cleanup.callback(haproxy.terminate)
+        cleanup.callback(stop.set)
         threads = fire(port, "SMc", acknowledged, stop, senders=12)
         _until(lambda: len(acknowledged) >= 400, "load through the balancer")
         services[1].send_signal(signal.SIGKILL)  # mid-load, no warning
@@ -100,12 +118,6 @@ def test_three_instances_one_killed_mid_load_lose_no_acknowledged_reply(
         for thread in threads:
             thread.join()
         served = served_per_instance(stats)
-    finally:
-        stop.set()
-        haproxy.terminate()
-        for service in services:
-            service.terminate()
-            service.wait()
     assert all(count > 50 for count, _ in served.values()), served
     assert served["s1"][1] == "DOWN" and served["s0"][1] == "UP"
     figures = collect(con, Inbox(postgres_inbox_url), reply_window=timedelta(hours=72))
@@ -123,6 +135,12 @@ def test_three_instances_one_killed_mid_load_lose_no_acknowledged_reply(
     assert len(landed) == len(acknowledged) and {n for _, n in landed} == {1}
     assert evaluated == (len(acknowledged), len(acknowledged))
     assert figures.drained >= len(acknowledged)
+
+
+def _stop_all(services):
+    for service in services:
+        service.terminate()
+        service.wait()
 
 
 def _until(condition, what, seconds=120):

@@ -46,6 +46,18 @@ def start_service(home, port, **extra):
     raise RuntimeError("the service did not start")
 
 
+def start_on_a_free_port(home, attempts=3, **extra):
+    """A service on a port free a moment ago: on a loaded machine another process may take
+    it first (the service then fails to bind), so a new port is tried. (process, port)."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return start_service(home, port, **extra), port
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+
+
 def fire(port, prefix, acknowledged, stop, senders=16, pause=0.0):
     """Signed SMS replies from many senders until stopped; remember what got a 2xx."""
 
@@ -78,8 +90,7 @@ def fire(port, prefix, acknowledged, stop, senders=16, pause=0.0):
 
 
 def test_a_killed_service_loses_no_acknowledged_reply(settings):
-    port = free_port()
-    service = start_service(settings.home, port)
+    service, port = start_on_a_free_port(settings.home)
     acknowledged, stop = set(), threading.Event()
     threads = fire(port, "SMk", acknowledged, stop)
     deadline = time.monotonic() + 120
@@ -100,8 +111,7 @@ def test_the_service_and_a_collecting_flow_side_by_side(settings, con):
     from flows.collect_feedback import collect_feedback
 
     con.close()  # the flow opens the warehouse itself, as in production
-    port = free_port()
-    service = start_service(settings.home, port)
+    service, port = start_on_a_free_port(settings.home)
     acknowledged, stop = set(), threading.Event()
     # Paced like real webhook traffic: this test shares its GIL with Prefect's test server.
     threads = fire(port, "SMs", acknowledged, stop, senders=4, pause=0.02)
@@ -142,8 +152,7 @@ def status_of(sock):
 
 
 def test_a_streamed_huge_body_is_cut_off_and_health_still_answers(settings):
-    port = free_port()
-    service = start_service(settings.home, port)
+    service, port = start_on_a_free_port(settings.home)
     try:
         sock = raw_request(
             port,
@@ -170,8 +179,7 @@ def test_a_streamed_huge_body_is_cut_off_and_health_still_answers(settings):
 
 
 def test_a_body_that_never_finishes_is_refused_in_time(settings):
-    port = free_port()
-    service = start_service(settings.home, port, CARELOOP_BODY_TIMEOUT_SECONDS="1")
+    service, port = start_on_a_free_port(settings.home, CARELOOP_BODY_TIMEOUT_SECONDS="1")
     try:
         sock = raw_request(
             port,

@@ -1,9 +1,10 @@
 """Group commit into the inbox: a request is acknowledged only once its items are on disk.
 
 Requests arriving together share one transaction (and one fsync, in SQLite or PostgreSQL), so
-durability does not cost one disk flush per request. Each request is written inside its own
-savepoint: one that cannot be stored (a poison value, a replayed signature) is rolled back
-alone and refused, and the others in the group commit. One thread owns the writes, so they
+durability does not cost one disk flush per request. The group is written in a few statements;
+a request that cannot be stored (a replayed signature, text UTF-8 cannot carry) is refused
+alone, and if the database refuses a value no check foresaw, the group is written again with a
+savepoint per request, so only that request is refused. One thread owns the writes, so they
 never contend.
 """
 

@@ -68,7 +68,7 @@ class Board:
                 (CASE_EVENT, collected_up_to),
             ).fetchall()
             for (payload,) in pending:
-                apply_change(con, json.loads(payload), self.db.for_update)
+                apply_change(con, json.loads(payload))
 
     def store_ids(self) -> list[str]:
         with self.db.connection() as con:
@@ -102,17 +102,18 @@ class Board:
         """A manager's change, in the caller's transaction: on the board and, if the board
         took it, in the inbox for collect. False when the board refused it."""
         self.db.lock_board(con)
-        if not apply_change(con, change, self.db.for_update):
+        if not apply_change(con, change):
             return False
         self.inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
         return True
 
 
-def apply_change(con: Connection, change: dict[str, Any], for_update: str = "") -> bool:
-    """A manager's change on the board (inside the caller's transaction); False when the
-    case is not that store's or its state does not allow it."""
+def apply_change(con: Connection, change: dict[str, Any]) -> bool:
+    """A manager's change on the board (inside the caller's transaction, which holds the board
+    lock: no other writer can change the case between this read and the update); False when
+    the case is not that store's or its state does not allow it."""
     row = con.execute(
-        "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?" + for_update,
+        "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
         (change["case_id"], change["store_id"]),
     ).fetchone()
     if row is None:

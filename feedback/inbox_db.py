@@ -52,7 +52,6 @@ class InboxDb(ABC):
     begin_sql = "BEGIN"
     writing_lock_sql: str | None = None  # held by every transaction that writes the inbox
     lock_board_sql: str | None = None  # held by every transaction that writes the boards
-    for_update = ""  # appended to a SELECT of a row about to be updated
 
     @abstractmethod
     def connection(self) -> AbstractContextManager[Connection]:

@@ -69,7 +69,6 @@ class PostgresInboxDb(InboxDb):
     errors = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
     lock_board_sql = f"SELECT pg_advisory_xact_lock({BOARD_LOCK})"
     writing_lock_sql = f"SELECT pg_advisory_xact_lock_shared({WRITING_LOCK})"
-    for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         self.url = url

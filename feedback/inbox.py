@@ -15,20 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feedback.inbox_db import (
-    Connection,
-    Row,
-    as_datetime,
-    create_sqlite,
-    open_inbox_db,
-    open_sqlite,
-)
+from feedback.inbox_db import Connection, Row, as_datetime, open_inbox_db
 from feedback.statuses import normalize
 
 if TYPE_CHECKING:
     from careloop.settings import Settings
-
-__all__ = ["EmailEvidence", "Inbox", "InboxItem", "create_sqlite", "open_sqlite"]
 
 RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
 Item = tuple[str, str, datetime, dict[str, Any]]

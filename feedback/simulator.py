@@ -20,7 +20,8 @@ import numpy as np
 
 from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxMessage, SandboxProvider
 from campaigns.planning import key_round
-from feedback.inbox import Inbox, open_sqlite
+from feedback.inbox import Inbox
+from feedback.inbox_db import open_sqlite
 from warehouse.demo_customers import (
     MOOD_WEIGHTS,
     SECOND_ROUND_WEIGHTS,

@@ -40,9 +40,10 @@ LIST_LATENCY = 0.05
 
 
 @contextmanager
-def fake_twilio() -> Iterator[str]:
+def fake_provider(kind: str = "twilio", latency: float = LATENCY) -> Iterator[str]:
+    """The fake provider (``twilio`` or ``sendgrid``) in its own process; its URL."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", "twilio", str(LATENCY)],
+        [sys.executable, "-m", "tests.fakes", kind, str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -160,44 +161,57 @@ def _dispatch_bodies(
         con.close()
 
 
-def _live_settings(home: Path, url: str, rate: float | None, concurrency: int) -> Any:
+def _live_settings(
+    home: Path, url: str, rate: float | None, concurrency: int, **overrides: Any
+) -> Any:
+    """Live providers pointed at the fake at ``url``; ``overrides`` replace any setting."""
     from careloop.settings import load_settings
 
-    return load_settings(
-        home=home,
-        provider="live",
-        twilio_base_url=url,
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_from="+15550001111",
-        sendgrid_api_key="unused",
-        secret_blocks=False,
-        provider_concurrency=concurrency,
-        sms_rate=rate or 1_000_000,
-    )
+    settings: dict[str, Any] = {
+        "home": home,
+        "provider": "live",
+        "twilio_base_url": url,
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_from": "+15550001111",
+        "sendgrid_api_key": "unused",
+        "secret_blocks": False,
+        "provider_concurrency": concurrency,
+        "sms_rate": rate or 1_000_000,
+    }
+    return load_settings(**{**settings, **overrides})
 
 
-def _queue(con: Any, count: int, now: datetime, bodies: list[str] | None = None) -> None:
+RECIPIENTS = {
+    "email": "'c' || i || '@example.com'",
+    "sms": "'+1646' || lpad(i::VARCHAR, 7, '0')",
+    "voice": "'+1646' || lpad(i::VARCHAR, 7, '0')",
+}
+
+
+def _queue(
+    con: Any, count: int, now: datetime, bodies: list[str] | None = None, channel: str = "sms"
+) -> None:
     con.execute(
-        """
+        f"""
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, tier, locale, channel, recipient, body, survey,
             status, scheduled_at, created_at, updated_at, segments)
         SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
-               'en', 'sms', '+1646' || lpad(i::VARCHAR, 7, '0'),
+               'en', ?, {RECIPIENTS[channel]},
                coalesce(?[i + 1], 'Your care message ' || i), true, 'queued', ?, ?, ?, 1
         FROM range(?) t(i)""",
-        [bodies or [], now - timedelta(hours=1), now, now, count],
+        [channel, bodies or [], now - timedelta(hours=1), now, now, count],
     )
 
 
 def main(home: Path) -> list[str]:
     home.mkdir(parents=True, exist_ok=True)
-    with fake_twilio() as url:
+    with fake_provider() as url:
         baseline = sequential_baseline(url)
         ours = careloop_rate(url, home, ACTIONS, None)
         uncapped = stats(url)
-    with fake_twilio() as url:
+    with fake_provider() as url:
         careloop_rate(url, home, CAPPED_ACTIONS, CAPPED_RATE)
         capped = stats(url)
     segments, seen_rate = segment_rate(home, SEGMENT_CAP, SEGMENT_MESSAGES)

@@ -183,18 +183,23 @@ def health_under_attack(url: str) -> str:
     )
 
 
+def service_env(home: Path) -> dict[str, str]:
+    """What a service process needs: its home and the providers' verification keys."""
+    return {
+        "CARELOOP_HOME": str(home),
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
+        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
+    }
+
+
 def main(home: Path) -> list[str]:
     home = home / "service-bench"
     if home.exists():
         for item in home.iterdir():
             item.unlink()
     home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "CARELOOP_HOME": str(home),
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
-        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
-    }
+    env = service_env(home)
     bare_port, service_port = _port(), _port()
     with running(
         [sys.executable, "-m", "benchmarks.bare_app", str(bare_port)],

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import service_bench
+from benchmarks import send_bench, service_bench
 from benchmarks.service_bench import running
 from feedback.inbox import Inbox
-from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner
+from tests.service_helpers import PUBLIC_URL
 
 REPLIES = int(os.environ.get("CARELOOP_BENCH_CLUSTER_WEBHOOKS", "10000"))
 ACTIONS = int(os.environ.get("CARELOOP_BENCH_CHANNEL_ACTIONS", "5000"))
@@ -33,12 +32,7 @@ POSTGRES = os.environ.get("CARELOOP_TEST_POSTGRES_URL", "postgresql://postgres@1
 
 
 def _service_env(home: Path, inbox_url: str | None) -> dict[str, str]:
-    env = {
-        "CARELOOP_HOME": str(home),
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": SendGridSigner().public_key,
-        "CARELOOP_PUBLIC_URL": PUBLIC_URL,
-    }
+    env = service_bench.service_env(home)
     return {**env, "CARELOOP_INBOX_URL": inbox_url} if inbox_url else env
 
 
@@ -152,19 +146,6 @@ def reply_rates(home: Path) -> list[str]:
     ]
 
 
-@contextmanager
-def fake(kind: str) -> Iterator[str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", kind, str(LATENCY)], stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    try:
-        yield server.stdout.readline().strip()
-    finally:
-        server.kill()
-        server.wait()
-
-
 def sequential(kind: str, url: str) -> float:
     """One SDK call per message, one after another: the baseline."""
     start = time.perf_counter()
@@ -199,31 +180,25 @@ def dispatched(
 ) -> float:
     from campaigns.channels.factory import get_provider
     from campaigns.dispatch import dispatch
-    from careloop.settings import load_settings
-    from tests.fakes import ACCOUNT_SID, SENDGRID_KEY
-    from tests.fakes import AUTH_TOKEN as FAKE_TOKEN
+    from tests.fakes import SENDGRID_KEY
     from warehouse.db import connect
 
     path = home / f"dispatch-{kind}.duckdb"
     path.unlink(missing_ok=True)
-    settings = load_settings(
-        home=home,
-        provider="live",
-        twilio_base_url=url,
+    settings = send_bench._live_settings(
+        home,
+        url,
+        None,
+        8,  # careloop's default concurrency per sender
         sendgrid_base_url=url,
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=FAKE_TOKEN,
-        twilio_from="+15550001111",
         sendgrid_api_key=SENDGRID_KEY,
-        secret_blocks=False,
         public_url=PUBLIC_URL,
-        sms_rate=None if sender_type else 1_000_000,
-        sms_sender_type=sender_type or "long_code",
         voice_rate=1_000_000,
+        **({"sms_rate": None, "sms_sender_type": sender_type} if sender_type else {}),
     )
     con = connect(path)
     now = datetime.now(UTC)
-    _queue(con, kind, now, actions)
+    send_bench._queue(con, actions, now, channel=kind)
     start = time.perf_counter()
     figures = dispatch(con, get_provider(settings), now=now, batch_size=1000)
     elapsed = time.perf_counter() - start
@@ -232,28 +207,12 @@ def dispatched(
     return (actions - 1) / elapsed  # the first goes at once; a cap paces the ones after it
 
 
-def _queue(con: Any, kind: str, now: datetime, actions: int) -> None:
-    recipient = (
-        "'c' || i || '@example.com'" if kind == "email" else "'+1646' || lpad(i::VARCHAR, 7, '0')"
-    )
-    con.execute(
-        f"""
-        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
-            subscriber_id, occasion, round, tier, locale, channel, recipient, body, survey,
-            status, scheduled_at, created_at, updated_at, segments)
-        SELECT 'ca_' || i, 'bench|' || i, 'bench', 'bench', 'S' || i, 'o', 1, 'standard',
-               'en', ?, {recipient}, 'Your care message ' || i, true, 'queued', ?, ?, ?, 1
-        FROM range(?) t(i)""",
-        [kind, now - timedelta(hours=1), now, now, actions],
-    )
-
-
 def dispatch_rates(home: Path) -> list[str]:
     lines = []
     for kind, server in (("sms", "twilio"), ("voice", "twilio"), ("email", "sendgrid")):
-        with fake(server) as url:
+        with send_bench.fake_provider(server, LATENCY) as url:
             baseline = sequential(kind, url)
-        with fake(server) as url:
+        with send_bench.fake_provider(server, LATENCY) as url:
             ours = dispatched(kind, url, home)
         lines.append(
             f"dispatch {kind}: {ACTIONS:,} actions at {ours:,.0f}/s = {ours / baseline:.1f}x "
@@ -270,7 +229,7 @@ SENDER_SECONDS = 10  # each type sends what its cap allows in about this long
 
 def sender_type_rates(home: Path) -> list[str]:
     lines = []
-    with fake("twilio") as url:
+    with send_bench.fake_provider("twilio", LATENCY) as url:
         for sender_type, cap in SENDER_TYPES.items():
             count = int(cap * SENDER_SECONDS) + 1
             rate = dispatched("sms", url, home, count, sender_type)

@@ -15,7 +15,8 @@ import requests
 
 from feedback.inbox import Inbox
 from feedback.ingest import collect
-from tests.test_service_process import fire, free_port, start_on_a_free_port
+from tests.test_prefect_server import until
+from tests.test_service_process import fire, on_a_free_port, start_on_a_free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -44,20 +45,13 @@ backend services
 """
 
 
-def start_haproxy(tmp_path, ports, attempts=3):
-    """HAProxy in front of ``ports`` once it answers; on a port taken meanwhile by another
-    process (it then fails to bind), again on a new one. (process, port, stats socket)."""
-    for attempt in range(attempts):
-        try:
-            return _start_haproxy(tmp_path, ports)
-        except RuntimeError:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+def start_haproxy(tmp_path, ports):
+    """HAProxy in front of ``ports`` once it answers: (process, port, stats socket)."""
+    return on_a_free_port(lambda port: _start_haproxy(tmp_path, ports, port))
 
 
-def _start_haproxy(tmp_path, ports):
-    stats, port = (tmp_path / "haproxy.sock").resolve(), free_port()  # HAProxy: absolute
+def _start_haproxy(tmp_path, ports, port):
+    stats = (tmp_path / "haproxy.sock").resolve()  # HAProxy wants an absolute path
     servers = "\n".join(
         f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
         for n, p in enumerate(ports)
@@ -109,11 +103,11 @@ def test_three_instances_one_killed_mid_load_lose_no_acknowledged_reply(
         cleanup.callback(haproxy.terminate)
         cleanup.callback(stop.set)
         threads = fire(port, "SMc", acknowledged, stop, senders=12)
-        _until(lambda: len(acknowledged) >= 400, "load through the balancer")
+        until(lambda: len(acknowledged) >= 400, "load through the balancer")
         services[1].send_signal(signal.SIGKILL)  # mid-load, no warning
         services[1].wait()
         before_kill = len(acknowledged)
-        _until(lambda: len(acknowledged) >= before_kill + 400, "the survivors carrying on")
+        until(lambda: len(acknowledged) >= before_kill + 400, "the survivors carrying on")
         stop.set()
         for thread in threads:
             thread.join()
@@ -141,11 +135,3 @@ def _stop_all(services):
     for service in services:
         service.terminate()
         service.wait()
-
-
-def _until(condition, what, seconds=120):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no progress: {what}")
-        threading.Event().wait(0.01)  # polling an observed count, not waiting for time

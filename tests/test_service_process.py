@@ -46,16 +46,21 @@ def start_service(home, port, **extra):
     raise RuntimeError("the service did not start")
 
 
-def start_on_a_free_port(home, attempts=3, **extra):
-    """A service on a port free a moment ago: on a loaded machine another process may take
-    it first (the service then fails to bind), so a new port is tried. (process, port)."""
-    for attempt in range(attempts):
-        port = free_port()
+def on_a_free_port(start, attempts=3):
+    """``start(port)`` on a port free a moment ago: on a loaded machine another process may
+    take it first (the server then fails to bind and ``start`` raises RuntimeError), so a new
+    port is tried."""
+    for _ in range(attempts - 1):
         try:
-            return start_service(home, port, **extra), port
+            return start(free_port())
         except RuntimeError:
-            if attempt == attempts - 1:
-                raise
+            continue
+    return start(free_port())
+
+
+def start_on_a_free_port(home, **extra):
+    """A service, and the port it listens on."""
+    return on_a_free_port(lambda port: (start_service(home, port, **extra), port))
 
 
 def fire(port, prefix, acknowledged, stop, senders=16, pause=0.0):

@@ -75,6 +75,7 @@ class Inbox:
             return self._rows(con, rows)
 
     def _rows(self, con: Connection, rows: list[tuple[str, str, str, str]]) -> int:
+        # Held until commit (inside a savepoint rolled back, released with the ids it drew).
         self.db.hold_for_writing(con)
         return con.executemany(
             "INSERT INTO inbox (kind, dedupe_key, received_at, payload) VALUES (?, ?, ?, ?)"

@@ -134,16 +134,15 @@ class InboxWriter:
         refused: tuple[type[Exception], ...] = (ValueError, *self.inbox.db.errors)
         try:
             with self._transaction() as con:
-                self._prepare(con, now)
+                self._prune_signatures(con, now)
                 return self._group(con, writes, now)
         except refused:
             pass  # found below, request by request
         with self._transaction() as con:
-            self._prepare(con, now)
+            self._prune_signatures(con, now)
             return [self._one(con, write, now) for write in writes]
 
-    def _prepare(self, con: Connection, now: float) -> None:
-        self.inbox.db.hold_for_writing(con)  # before any id is drawn (inbox_db)
+    def _prune_signatures(self, con: Connection, now: float) -> None:
         if now - self._pruned_at > PRUNE_EVERY_SECONDS:
             cutoff = now - SIGNATURE_RETENTION_SECONDS
             con.execute("DELETE FROM seen_signatures WHERE seen_at < ?", (cutoff,))

@@ -116,7 +116,7 @@ class PostgresInboxDb(InboxDb):
             return int(con.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0])
 
 
-def migrate_postgres(con: Connection) -> list[Migration]:
+def migrate_postgres(con: _PgConnection) -> list[Migration]:
     """Apply what this database lacks, in one transaction under an advisory lock: instances
     starting together wait for the first, then find nothing left to do."""
     applied: list[Migration] = []
@@ -135,8 +135,7 @@ def migrate_postgres(con: Connection) -> list[Migration]:
     return applied
 
 
-def _apply(con: Connection, migration: Migration) -> None:
-    assert isinstance(con, _PgConnection)
+def _apply(con: _PgConnection, migration: Migration) -> None:
     try:
         con.raw.execute(migration.sql.encode())  # several statements: no parameters
     except psycopg.Error as exc:

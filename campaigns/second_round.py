@@ -19,6 +19,7 @@ def plan_second_round(
     as_of: date,
     run_id: str,
     created_at: datetime | None = None,
+    flow_run_id: str | None = None,
 ) -> Plan:
     plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
     if created_at:
@@ -26,7 +27,7 @@ def plan_second_round(
     run_steps(plan)
     plan.figures["cases_opened"] = open_cases(con)
     step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
-    record_run(plan)
+    record_run(plan, flow_run_id)
     return plan
 
 

@@ -18,16 +18,19 @@ from feedback.board import Board
 from feedback.cases import publish_boards
 from feedback.inbox import Inbox
 from feedback.ingest import watermark
-from flows.common import publish, send_due, settings_for, writing_warehouse
+from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
 
 @task(name="plan-second-round", cache_policy=NO_CACHE)
 def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str, Any]:
     figures: dict[str, Any] = {}
+    flow_run_id = current_flow_run_id()
     with writing_warehouse(settings) as con:
         for name, campaign in load_campaigns(settings).items():
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
-            plan = plan_second_round(con, settings, campaign, as_of, run_id, created_at=now)
+            plan = plan_second_round(
+                con, settings, campaign, as_of, run_id, created_at=now, flow_run_id=flow_run_id
+            )
             figures[name] = plan.figures
         # the cases just opened reach their managers' boards now, not at the next collect
         board = Board(Inbox.of(settings))

@@ -13,6 +13,7 @@ from flows.care_loop import care_loop
 from flows.demo import run_demo
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
+from warehouse.demo_data import HISTORY_RUN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -63,6 +64,14 @@ def test_the_whole_loop_closes(settings, tmp_path):
         == cases.execute("SELECT count(*) FROM manager_cases").fetchone()[0]
         > total["dissatisfied"]
     )
+    # every planning run, second rounds included, names the Prefect flow run that made it
+    # (the generated history before the demo was made by no flow)
+    runs = cases.execute(
+        "SELECT round, count(*), count(flow_run_id) FROM campaign_runs WHERE run_id <> ? "
+        "GROUP BY round ORDER BY 1",
+        [HISTORY_RUN],
+    ).fetchall()
+    assert [r[0] for r in runs] == [1, 2] and all(r[1] == r[2] for r in runs)
     cases.close()
     with lists[0].open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -118,12 +118,24 @@ def prefect(env, *args, timeout=180):
     return done.stdout
 
 
+# The runs a test triggers go to a queue of their own, and its worker serves only that queue:
+# a scheduled run falling due meanwhile (second-round-hourly at :30, say) stays out of the test.
+TRIGGERED = "test-triggered"
+RUN_ONCE = ("--work-queue", TRIGGERED, "--run-once", "--limit", "4")
+
+
+def trigger(api, deployment_id, parameters=None):
+    """A run of the deployment now, on the test's own queue (the server creates it)."""
+    body = {"parameters": parameters or {}, "work_queue_name": TRIGGERED}
+    return post(api, f"/deployments/{deployment_id}/create_flow_run", body)
+
+
 def run_worker_once(env):
-    """A worker that runs every flow run due in the pool, then exits. With a limit, a run-once
-    worker waits for its runs to finish before it exits; without one it may tear down while
-    a run waits for the warehouse slot, leaving that run Running for ever."""
+    """A worker that runs every flow run due in the test's queue, then exits. With a limit, a
+    run-once worker waits for its runs to finish before it exits; without one it may tear down
+    while a run waits for the warehouse slot, leaving that run Running for ever."""
     worker = subprocess.run(
-        [BIN / "prefect", "worker", "start", "--pool", "careloop", "--run-once", "--limit", "4"],
+        [BIN / "prefect", "worker", "start", "--pool", "careloop", *RUN_ONCE],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -178,14 +190,20 @@ def test_deploy_schedule_and_run_on_a_real_server(server):
 
     until(scheduled_deployments, "the scheduler to create scheduled runs for every deployment")
 
-    run = post(
+    # a scheduled run falling due meanwhile, on its deployment's queue (as at hh:30 for this
+    # one, whose second round would add a campaign run of its own): it must stay out
+    due = post(api, f"/deployments/{deployments['second-round-hourly']}/create_flow_run")
+    run = trigger(
         api,
-        f"/deployments/{deployments['birthday-daily']}/create_flow_run",
-        {"parameters": {"campaign": "birthday", "as_of": "2026-02-27", "send": False}},
+        deployments["birthday-daily"],
+        {"campaign": "birthday", "as_of": "2026-02-27", "send": False},
     )
     run_worker_once(env)
     state = final_state(api, run["id"])
     assert state["type"] == "COMPLETED", state
+    assert requests.get(f"{api}/flow_runs/{due['id']}", timeout=10).json()["state"]["type"] == (
+        "SCHEDULED"
+    )
     con = connect(Path(env["CARELOOP_HOME"]) / "warehouse.duckdb")
     recorded = con.execute(
         "SELECT as_of, flow_run_id FROM campaign_runs WHERE campaign_id = 'birthday'"
@@ -220,10 +238,7 @@ def test_two_warehouse_writers_triggered_at_once_take_turns(server):
     prefect(env, "work-pool", "create", "careloop", "--type", "process")
     prefect(env, "deploy", "--all")
     deployments = {d["name"]: d["id"] for d in post(api, "/deployments/filter")}
-    runs = [
-        post(api, f"/deployments/{deployments[name]}/create_flow_run", {})
-        for name in ("collect-feedback", "dispatch-outbox")
-    ]
+    runs = [trigger(api, deployments[name]) for name in ("collect-feedback", "dispatch-outbox")]
     run_worker_once(env)
     states = [final_state(api, run["id"])["type"] for run in runs]
     assert states == ["COMPLETED", "COMPLETED"]

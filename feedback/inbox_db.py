@@ -238,8 +238,11 @@ def close_shared() -> None:
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced, for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its passwords replaced, for messages and logs: the one in the user part
+    (up to its last ``@``, should the password hold one unescaped) and libpq's ``password``
+    and ``sslpassword`` parameters."""
+    url = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&](?:ssl)?password=)[^&]*", r"\1***", url)
 
 
 def as_datetime(value: datetime | str) -> datetime:

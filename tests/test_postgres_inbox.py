@@ -12,7 +12,7 @@ import pytest
 from feedback import inbox_db
 from feedback.board import Board
 from feedback.inbox import Inbox
-from feedback.inbox_db import close_shared
+from feedback.inbox_db import close_shared, redact
 from feedback.inbox_postgres import InboxBusyError
 from feedback.ingest import collect, watermark
 from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write
@@ -56,6 +56,21 @@ def test_an_unreachable_inbox_is_named_without_its_password():
     with pytest.raises(ConnectionError) as caught:
         Inbox(url)
     assert "127.0.0.1:1" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://careloop:s3cret@db:5432/inbox",
+        "postgresql://careloop:s3@cret@db/inbox",  # an unescaped @ in the password
+        "postgresql://db/inbox?user=careloop&password=s3cret",
+        "postgresql://careloop@db/inbox?sslpassword=s3cret&password=s3cret&sslmode=require",
+    ],
+)
+def test_a_url_is_shown_without_its_passwords(url):
+    shown = redact(url)
+    assert "s3cret" not in shown and "cret" not in shown and "db" in shown
+    assert "***" in shown and "careloop" in shown
 
 
 def test_an_id_that_commits_after_a_higher_one_is_still_collected(postgres_inbox_url, con):

@@ -2,11 +2,10 @@
 
 Up: a Prefect server (SQLite under ``$CARELOOP_HOME/prefect``, or PostgreSQL when
 ``PREFECT_API_DATABASE_CONNECTION_URL`` names one: its database is created if it is missing),
-the ``careloop`` work pool, the
-deployments of ``prefect.yaml``, a worker and the feedback service, each in its own process
-group with its log and pid file under ``$CARELOOP_HOME/run``. Down: SIGTERM to every group,
-SIGKILL to what is left after a grace, so it returns within ``STOP_SECONDS`` and leaves
-nothing running.
+the ``careloop`` work pool, the deployments of ``prefect.yaml``, a worker and the feedback
+service, each in its own process group with its log and pid file under ``$CARELOOP_HOME/run``.
+Down: SIGTERM to every group, SIGKILL to what is left after a grace, so it returns within
+``STOP_SECONDS + KILL_SECONDS`` and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ BIN = Path(sys.executable).parent
 PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
 SERVICE_PORT = int(os.environ.get("CARELOOP_SERVICE_PORT", "8000"))
 STOP_SECONDS = 8.0
+KILL_SECONDS = 1.0  # with the grace, make down returns within 10 s
 PROCESSES = ("prefect-server", "worker", "service")
 
 
@@ -154,14 +154,19 @@ def down() -> None:
         (run / f"{name}.pid").unlink()
     for pid in groups.values():
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while time.monotonic() < deadline and any(_alive(pid) for pid in groups.values()):
-        time.sleep(0.1)
+    _wait_until_stopped(groups, STOP_SECONDS)
     for name, pid in groups.items():
         if _alive(pid):
             _signal(pid, signal.SIGKILL)
             print(f"{name} did not stop within {STOP_SECONDS:.0f} s: killed")
+    _wait_until_stopped(groups, KILL_SECONDS)  # a kill takes effect when the process next runs
     print(f"stopped: {', '.join(groups) or 'nothing was running'}")
+
+
+def _wait_until_stopped(groups: dict[str, int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(pid) for pid in groups.values()):
+        time.sleep(0.1)
 
 
 def _recorded(run: Path) -> dict[str, int]:
@@ -179,11 +184,35 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return group_running(pid)
+
+
+def group_running(pgid: int) -> bool:
+    """Whether a process of the group is still running. An exited process stays a zombie
+    until its parent reaps it, and a stopped stack's parent is init, which may take seconds
+    (it does here): ``killpg(pgid, 0)`` still succeeds on a group of zombies, so on Linux the
+    group's members are read from /proc instead."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return any(state != "Z" for state in _group_states(proc, pgid))
+
+
+def _group_states(proc: Path, pgid: int) -> list[str]:
+    """The state letter of each process in the group (stat: pid (comm) state ppid pgrp ...)."""
+    states = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:
+            states.append(fields[0])
+    return states
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from careloop.stack import group_running
 from feedback.inbox import Inbox
 from warehouse.db import connect
 from warehouse.demo_data import build_demo_data
@@ -293,9 +294,23 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path, prefect
         took = time.monotonic() - started
     assert down.returncode == 0 and took < 10, (took, down.stdout)
     assert not (tmp_path / "care" / "run" / "prefect-api-url").exists()
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
+    assert not [pid for pid in pids if group_running(pid)]
+
+
+def test_a_group_of_zombies_is_not_running():
+    """What make down waits for: a process that exited but is not reaped yet (a stopped
+    stack's processes wait for init to reap them) is not running, though killpg finds it."""
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    assert group_running(child.pid)
+    child.kill()
+    until(lambda: _state(child.pid) == "Z", "the child to exit, unreaped")
+    os.killpg(child.pid, 0)  # the kernel still knows the group
+    assert not group_running(child.pid)
+    child.wait()
+
+
+def _state(pid):
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _assert_deployments_in_postgres(database_env):

@@ -13,7 +13,7 @@ from feedback import inbox_db
 from feedback.board import Board
 from feedback.inbox import Inbox
 from feedback.inbox_db import close_shared, redact
-from feedback.inbox_postgres import InboxBusyError
+from feedback.inbox_postgres import InboxBusyError, PostgresInboxDb
 from feedback.ingest import collect, watermark
 from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write
 from warehouse.db import Migration, MigrationError
@@ -31,9 +31,19 @@ def applied(url):
 
 
 def test_instances_starting_together_migrate_once(postgres_inbox_url):
+    together = threading.Barrier(4)
+
     def start(_):
-        close_shared()  # as a separate process would: its own pool, its own migration attempt
-        return Inbox(postgres_inbox_url).identity
+        together.wait()
+        # as a separate process would: its own pool, its own migration attempt
+        db = PostgresInboxDb(postgres_inbox_url)
+        try:
+            with db.connection() as con:
+                return con.execute(
+                    "SELECT value FROM inbox_meta WHERE name = 'identity'"
+                ).fetchone()
+        finally:
+            db.close()
 
     with ThreadPoolExecutor(4) as pool:
         identities = set(pool.map(start, range(4)))

@@ -21,6 +21,7 @@ from typing import Any
 
 from benchmarks import send_bench, service_bench
 from benchmarks.service_bench import running
+from careloop.stack import stat_fields
 from feedback.inbox import Inbox
 from tests.service_helpers import PUBLIC_URL
 
@@ -55,7 +56,7 @@ def cpu_seconds(pids: list[int]) -> float:
     """User and system CPU the processes have used so far (Linux /proc)."""
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat_fields(Path(f"/proc/{pid}/stat"))
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")
 

@@ -139,7 +139,7 @@ def prefect_database(env: dict[str, str]) -> str:
 
 def _refuse_a_second_stack(home: Path, run: Path) -> None:
     """A second `make up` would orphan the first stack's processes, beyond `make down`."""
-    running = [name for name, pid in _recorded(run).items() if _alive(pid)]
+    running = [name for name, pid in _recorded(run).items() if group_running(pid)]
     if running:
         raise SystemExit(
             f"already running for {home}: {', '.join(running)} (pids in {run}); `make down` first"
@@ -156,7 +156,7 @@ def down() -> None:
         _signal(pid, signal.SIGTERM)
     _wait_until_stopped(groups, STOP_SECONDS)
     for name, pid in groups.items():
-        if _alive(pid):
+        if group_running(pid):
             _signal(pid, signal.SIGKILL)
             print(f"{name} did not stop within {STOP_SECONDS:.0f} s: killed")
     _wait_until_stopped(groups, KILL_SECONDS)  # a kill takes effect when the process next runs
@@ -165,7 +165,7 @@ def down() -> None:
 
 def _wait_until_stopped(groups: dict[str, int], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(_alive(pid) for pid in groups.values()):
+    while time.monotonic() < deadline and any(group_running(pid) for pid in groups.values()):
         time.sleep(0.1)
 
 
@@ -181,10 +181,6 @@ def _recorded(run: Path) -> dict[str, int]:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with suppress(ProcessLookupError):
         os.killpg(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    return group_running(pid)
 
 
 def group_running(pgid: int) -> bool:
@@ -207,12 +203,17 @@ def _group_states(proc: Path, pgid: int) -> list[str]:
     states = []
     for stat in proc.glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(stat)
         except (OSError, IndexError):
             continue  # gone meanwhile
         if int(fields[2]) == pgid:
             states.append(fields[0])
     return states
+
+
+def stat_fields(stat: Path) -> list[str]:
+    """A /proc stat file's fields after the command name (which may hold spaces and ')')."""
+    return stat.read_text().rsplit(")", 1)[1].split()
 
 
 if __name__ == "__main__":

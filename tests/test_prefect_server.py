@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from careloop.stack import group_running
+from careloop.stack import group_running, stat_fields
 from feedback.inbox import Inbox
 from warehouse.db import connect
 from warehouse.demo_data import build_demo_data
@@ -310,7 +310,7 @@ def test_a_group_of_zombies_is_not_running():
 
 
 def _state(pid):
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return stat_fields(Path(f"/proc/{pid}/stat"))[0]
 
 
 def _assert_deployments_in_postgres(database_env):

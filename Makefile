@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy careloop flows segments campaigns feedback warehouse
+	$(BIN)/mypy careloop flows service segments campaigns feedback cases insights demo inbox warehouse core
 
 # The whole stack for marketing ops: Prefect server, pool, deployments, worker, feedback service.
 up: $(STAMP)

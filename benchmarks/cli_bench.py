@@ -56,10 +56,10 @@ def work_seconds(home: Path) -> dict[str, float]:
     from campaigns.channels.factory import get_provider
     from campaigns.dispatch import dispatch
     from campaigns.planning import Plan, run_steps
-    from careloop.clock import utc_now
-    from careloop.settings import load_settings
-    from feedback.inbox import Inbox
-    from feedback.ingest import collect
+    from cases.collect import collect
+    from core.clock import utc_now
+    from core.settings import load_settings
+    from inbox.inbox import Inbox
     from warehouse.db import warehouse
 
     settings = load_settings(home=home)
@@ -134,9 +134,9 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 def main(bench_home: Path) -> list[str]:
-    from careloop.settings import load_settings
+    from core.settings import load_settings
+    from demo.data import build_demo_data
     from warehouse.db import warehouse
-    from warehouse.demo_data import build_demo_data
 
     home = bench_home / "cli-bench"
     shutil.rmtree(home, ignore_errors=True)

@@ -86,8 +86,8 @@ def pandas_tenure(frame: pd.DataFrame) -> pd.DataFrame:
 
 def ensure_warehouse(path: Path, subscribers: int) -> None:
     """Build the benchmark warehouse once; reuse it while it has the right size."""
+    from demo.data import build_demo_data
     from warehouse.db import connect
-    from warehouse.demo_data import build_demo_data
 
     con = connect(path)
     try:

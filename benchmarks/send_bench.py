@@ -165,7 +165,7 @@ def _live_settings(
     home: Path, url: str, rate: float | None, concurrency: int, **overrides: Any
 ) -> Any:
     """Live providers pointed at the fake at ``url``; ``overrides`` replace any setting."""
-    from careloop.settings import load_settings
+    from core.settings import load_settings
 
     settings: dict[str, Any] = {
         "home": home,

@@ -23,7 +23,7 @@ from pathlib import Path
 import aiohttp
 import requests
 
-from feedback.inbox import Inbox
+from inbox.inbox import Inbox
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
 from tests.service_helpers import sid as twilio_sid
 

@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks import send_bench, service_bench
 from benchmarks.service_bench import running
 from careloop.stack import stat_fields
-from feedback.inbox import Inbox
+from inbox.inbox import Inbox
 from tests.service_helpers import PUBLIC_URL
 
 REPLIES = int(os.environ.get("CARELOOP_BENCH_CLUSTER_WEBHOOKS", "10000"))

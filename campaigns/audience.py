@@ -14,7 +14,7 @@ import polars as pl
 
 from campaigns.catalog import LoadedCampaign
 from campaigns.planning import Plan, run_steps
-from careloop.settings import Settings
+from core.settings import Settings
 from warehouse.db import query_frame
 
 AUDIENCE_SQL = """

@@ -9,7 +9,7 @@ from typing import Any
 
 from campaigns.content import ContentError, LinkSettings, StepRenderer
 from campaigns.spec import DEFINITIONS_DIR, Campaign, CampaignError, check_coverage, parse_campaign
-from careloop.settings import Settings
+from core.settings import Settings
 from segments.registry import RULES_DIR, SegmentRule, load_rules
 
 # Second rounds target the members of this rule, whatever the campaign's own segment is.

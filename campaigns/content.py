@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep, Channel, Locale
-from feedback.tokens import rating_links, unsubscribe_link
+from core.tokens import rating_links, unsubscribe_link
 
 BASE_VARIABLES = ("name", "tier", "locale", "offer", "offer_code", "store_name", "store_city")
 SURVEY_HOW: dict[Channel, dict[str, str]] = {

@@ -19,7 +19,7 @@ import polars as pl
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
 from campaigns.retry import RetryPolicy
-from careloop.progress import tracked
+from core.progress import tracked
 from warehouse.db import query_frame, register_frame
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.

@@ -19,8 +19,8 @@ import duckdb
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
 from campaigns.content import StepRenderer, render_members
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
-from careloop.progress import step_done
-from careloop.settings import Settings
+from core.progress import step_done
+from core.settings import Settings
 from segments.registry import SegmentRule, materialize
 from warehouse.db import query_frame, register_frame
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from careloop.errors import UserError
-from careloop.settings import LOCALES
+from core.errors import UserError
+from core.settings import LOCALES
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 Channel = Literal["sms", "email", "voice"]

@@ -1,13 +1,5 @@
-"""careloop: closed-loop customer care. This package holds the front door (CLI) and settings."""
+"""careloop: closed-loop customer care. This package is the front door: the command line."""
 
-import os
-
-# Nothing may try the internet: switch off telemetry before prefect or GX are imported anywhere.
-for _name, _value in {
-    "GX_ANALYTICS_ENABLED": "False",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-}.items():
-    os.environ.setdefault(_name, _value)
+import core  # noqa: F401  (telemetry off before prefect or GX are imported)
 
 __version__ = "0.1.0"

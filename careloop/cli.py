@@ -27,7 +27,7 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         from typer._click.exceptions import ClickException  # typer's own copy of click
 
-        from careloop.errors import UserError
+        from core.errors import UserError
 
         try:
             return super().invoke(ctx)
@@ -113,7 +113,7 @@ def _flow_session() -> Iterator[None]:
     left to --debug."""
     from careloop.display import quiet_prefect_failures
     from careloop.runtime import choose_api, in_process_flows
-    from careloop.settings import load_settings
+    from core.settings import load_settings
 
     api = choose_api(load_settings().home)
     err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
@@ -130,7 +130,7 @@ def _flow_session() -> Iterator[None]:
 def _progress() -> Iterator[None]:
     """Long work shows rich progress bars, and each finished step its figures."""
     from careloop.display import RichReporter
-    from careloop.progress import reporting
+    from core.progress import reporting
 
     reporter = RichReporter(console)
     with reporting(reporter), reporter.live():
@@ -143,8 +143,8 @@ def _day(value: datetime | None) -> date | None:
 
 def _today() -> date:
     """The business's date now (CARELOOP_TIMEZONE), never the server's."""
-    from careloop.clock import business_date
-    from careloop.settings import load_settings
+    from core.clock import business_date
+    from core.settings import load_settings
 
     return business_date(load_settings().zone)
 
@@ -169,10 +169,10 @@ def demo_data(
     ] = datetime(2026, 3, 1),
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
-    from careloop.progress import tracked
-    from careloop.settings import load_settings
+    from core.progress import tracked
+    from core.settings import load_settings
+    from demo.data import build_demo_data
     from warehouse.db import warehouse
-    from warehouse.demo_data import build_demo_data
 
     settings = load_settings()
     with (
@@ -198,7 +198,7 @@ def run(
 ) -> None:
     """Run one campaign's care loop for an as-of date."""
     from campaigns.catalog import checked_campaign
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from flows.care_loop import care_loop
 
     params = _params(param)
@@ -212,7 +212,7 @@ def run(
 def _params(pairs: list[str] | None) -> dict[str, Any]:
     import yaml
 
-    from careloop.errors import UserError
+    from core.errors import UserError
 
     params: dict[str, Any] = {}
     for pair in pairs or []:
@@ -269,12 +269,12 @@ def report(
 ) -> None:
     """The month's KPI report (HTML with charts, and its figures as JSON), the loop's figures
     and the store managers' dissatisfied lists."""
-    from careloop.clock import last_month, utc_now
-    from careloop.settings import load_settings
-    from feedback.kpis import month_start
-    from feedback.monthly import configured_monthly_report
-    from feedback.report import summary_rows, write_reports
-    from feedback.report_html import write_month
+    from core.clock import last_month, utc_now
+    from core.settings import load_settings
+    from insights.kpis import month_start
+    from insights.monthly import configured_monthly_report
+    from insights.report import summary_rows, write_reports
+    from insights.report_html import write_month
     from warehouse.db import warehouse
 
     if fmt not in ("html", "json"):
@@ -305,8 +305,8 @@ def demo(
     seed: int = 7,
 ) -> None:
     """Build a demo warehouse and run the whole loop on the sandbox, in simulated time."""
-    from feedback.report import summary_rows
     from flows.demo import run_demo
+    from insights.report import summary_rows
 
     with _flow_session():
         result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days, seed=seed)
@@ -324,7 +324,7 @@ def demo(
 
 
 def _load(kind: str, path: Path, quarantine: bool) -> None:
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from warehouse.db import warehouse
     from warehouse.loading import LoadError, LoadRefusedError, load_file, report_path
 
@@ -404,10 +404,10 @@ def serve(
     """Run the feedback service: provider webhooks, rating links and unsubscribes."""
     import uvicorn
 
-    from careloop.masking import install_masking
-    from careloop.settings import load_settings
-    from feedback.service.access_log import access_logging
-    from feedback.service.app import FeedbackService, check_exposure, settle_garbage_collector
+    from core.masking import install_masking
+    from core.settings import load_settings
+    from service.access_log import access_logging
+    from service.app import FeedbackService, check_exposure, settle_garbage_collector
 
     settings = load_settings()
     check_exposure(settings, host)
@@ -427,7 +427,7 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Create or upgrade the warehouse schema."""
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from warehouse.db import applied_versions, connect
 
     settings = load_settings()
@@ -440,7 +440,7 @@ def migrate() -> None:
 def campaigns() -> None:
     """List the campaign definitions (each is checked as it loads)."""
     from campaigns.catalog import load_campaigns
-    from careloop.settings import load_settings
+    from core.settings import load_settings
 
     table = Table("campaign", "segment", "channels", "holdout %", "description")
     for name, loaded in load_campaigns(load_settings()).items():
@@ -488,7 +488,7 @@ def segment_preview(
     name: str, as_of: AsOf = None, param: Params = None, fmt: OutputFormat = "table"
 ) -> None:
     """Print the rule's members for a date (the rule itself: no consent, caps or holdout)."""
-    from careloop.output import print_frame
+    from core.output import print_frame
     from segments.registry import materialize
     from warehouse.db import query_frame
 
@@ -527,8 +527,8 @@ def audience_preview(
     """Who the campaign would contact, and for every other member why not."""
     from campaigns.audience import preview_audience
     from campaigns.catalog import load_campaigns
-    from careloop.output import print_frame
-    from careloop.settings import load_settings
+    from core.output import print_frame
+    from core.settings import load_settings
 
     settings = load_settings()
     catalog = load_campaigns(settings)
@@ -561,7 +561,7 @@ def _reader() -> Iterator[Any]:
     """The warehouse opened read-only (previews never write), created first if missing."""
     import duckdb
 
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from warehouse.db import connect
 
     path = load_settings().warehouse_path
@@ -577,7 +577,7 @@ def _reader() -> Iterator[Any]:
 @model_app.command("train")
 def model_train() -> None:
     """Train a new version on all rated care; report AUC and calibration on held-out ratings."""
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from segments.models import train
     from warehouse.db import warehouse
 
@@ -604,7 +604,7 @@ def model_train() -> None:
 @model_app.command("score")
 def model_score(as_of: AsOf = None) -> None:
     """Score every subscriber with the latest model for a date (the at_risk rule reads it)."""
-    from careloop.settings import load_settings
+    from core.settings import load_settings
     from segments.models import score
     from warehouse.db import warehouse
 
@@ -625,9 +625,9 @@ def managers_link(
     """Print a store manager's personal sign-in link for the managers' page."""
     from datetime import timedelta
 
-    from careloop.clock import utc_now
-    from careloop.settings import load_settings
-    from feedback.tokens import manager_link
+    from core.clock import utc_now
+    from core.settings import load_settings
+    from core.tokens import manager_link
 
     settings = load_settings()
     with _reader() as con:
@@ -648,7 +648,7 @@ def replies_parse(text: str) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    from careloop.errors import UserError
+    from core.errors import UserError
 
     raise UserError(message)
 

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from careloop.progress import Advance, describe
+from core.progress import Advance, describe
 
 
 class RichReporter:

@@ -48,7 +48,7 @@ def drivers(
 ) -> None:
     """Rank a survey's attributes by their importance to the target (relative weights, right
     when attributes are correlated), with each one's mean rating."""
-    from feedback.drivers import analyse_export
+    from insights.drivers import analyse_export
 
     _checked(fmt)
     chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
@@ -81,7 +81,7 @@ def lift(
 ) -> None:
     """The difference between treated and held-out customers, with its 95% interval, p-value
     and the sample size a campaign needs to detect it."""
-    from feedback.lift import measure_export
+    from insights.lift import measure_export
 
     _checked(fmt)
     found = measure_export(path, group, outcome, detect=detect)
@@ -105,10 +105,10 @@ def topics(
     fmt: Format = "table",
 ) -> None:
     """This month's dissatisfied comments by topic, against last month; hot ones first."""
-    from careloop.clock import last_month
-    from careloop.settings import load_settings
-    from feedback.kpis import month_start
-    from feedback.topics import hot_topics
+    from core.clock import last_month
+    from core.settings import load_settings
+    from insights.kpis import month_start
+    from insights.topics import hot_topics
     from warehouse.db import warehouse
 
     _checked(fmt)

@@ -20,7 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from careloop.runtime import STACK_API_FILE
-from careloop.settings import load_settings
+from core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -117,7 +117,7 @@ def prefect_database(env: dict[str, str]) -> str:
     import psycopg
     from psycopg import sql
 
-    from feedback.inbox_db import redact
+    from inbox.db import redact
 
     conninfo = url.replace("+asyncpg", "", 1)
     name = psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname")

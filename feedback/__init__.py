@@ -1,1 +1,3 @@
-"""Feedback: the inbox of replies, their scoring and attribution, second rounds and KPIs."""
+"""What customers say: replies parsed and scored, ingested with delivery events and attributed to
+their survey.
+"""

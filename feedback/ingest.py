@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import duckdb
 import polars as pl
 
-from feedback.board import CASE_EVENT
-from feedback.cases import ingest_case_events
-from feedback.inbox import Inbox, InboxItem
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
-from feedback.statuses import RANK, normalize
+from inbox.inbox import Inbox, InboxItem
+from inbox.statuses import RANK, normalize
 from warehouse.db import register_frame
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
@@ -34,19 +33,24 @@ class CollectFigures:
     intents: Counter[str] = field(default_factory=Counter)
     opt_outs: int = 0
     status_events: int = 0
-    case_changes: int = 0  # managers' changes accepted
 
 
-def collect(
+# Another concern's items in the same inbox (a manager's change to a case): a step it hands in,
+# run in each batch's transaction after the replies, so a crash replays it with the batch.
+BatchStep = Callable[[duckdb.DuckDBPyConnection, list[InboxItem]], None]
+
+
+def drain(
     con: duckdb.DuckDBPyConnection,
     inbox: Inbox,
     *,
     reply_window: timedelta,
-    now: datetime | None = None,
+    figures: CollectFigures | None = None,
+    also: Sequence[BatchStep] = (),
 ) -> CollectFigures:
-    """Drain the inbox; with ``now``, also mark the cases whose second round went unanswered
-    for the whole reply window."""
-    figures = CollectFigures()
+    """Drain the inbox: each batch's new items landed, statuses, replies, unsubscribes and the
+    steps in ``also`` applied, and the watermark moved, in one transaction."""
+    figures = figures or CollectFigures()
     for batch in inbox.after(watermark(con, inbox)):
         con.execute("BEGIN TRANSACTION")
         try:
@@ -57,9 +61,8 @@ def collect(
             figures.opt_outs += ingest_unsubscribes(
                 con, [i for i in fresh if i.kind == "unsubscribe"]
             )
-            figures.case_changes += ingest_case_events(
-                con, [i for i in fresh if i.kind == CASE_EVENT]
-            )
+            for step in also:
+                step(con, fresh)
             con.execute(
                 "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)",
                 [WATERMARK.format(inbox.identity), batch[-1].id],
@@ -68,9 +71,6 @@ def collect(
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    update_cases(con)
-    if now is not None:
-        unanswered_cases(con, now, reply_window)
     return figures
 
 
@@ -371,66 +371,3 @@ def _label(payload: dict[str, object]) -> str:
         or payload.get("status")
         or "unknown"
     )
-
-
-# A case whose second round got no answer within the reply window is unresolved: still its
-# manager's to work, and shown as such.
-UNANSWERED = """
-FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
-WHERE m.status = 'open' AND a.sent_at IS NOT NULL AND a.sent_at + to_seconds($window) <= $now
-  AND NOT EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id)
-"""
-
-
-def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
-    params = {"now": now, "window": int(window.total_seconds())}
-    con.execute(
-        f"""INSERT INTO case_events
-        SELECT 'no-answer:' || m.evaluation_id, m.evaluation_id, $now, 'system', m.status,
-               'unresolved', 'no answer to the second round', true
-        {UNANSWERED} ON CONFLICT DO NOTHING""",
-        params,
-    )
-    rows = con.execute(
-        f"""UPDATE manager_cases SET status = 'unresolved', updated_at = $now
-        WHERE evaluation_id IN (SELECT m.evaluation_id {UNANSWERED}) RETURNING 1""",
-        params,
-    ).fetchall()
-    return len(rows)
-
-
-# A customer's rating moves a case: its second round rated 4-5 closes it as recovered, 1-2
-# makes it unresolved (its manager still has it); the follow-up after a manager's resolution
-# rated 4-5 closes it as recovered, 1-2 reopens it (3 leaves the resolution standing).
-SECOND_ROUND_RATED = """
-SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.comment,
-       r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END AS new
-FROM manager_cases m JOIN action_ratings r ON r.action_id = m.second_round_action_id
-WHERE m.recovered_score IS DISTINCT FROM r.score
-"""
-FOLLOW_UP_RATED = """
-SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.comment,
-       r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END AS new
-FROM manager_cases m
-JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
-JOIN action_ratings r ON r.action_id = a.action_id
-WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
-"""
-
-
-def update_cases(con: duckdb.DuckDBPyConnection) -> None:
-    _rated(con, FOLLOW_UP_RATED)
-    _rated(con, SECOND_ROUND_RATED, ", recovered_score = t.score")
-
-
-def _rated(con: duckdb.DuckDBPyConnection, rated_sql: str, also_set: str = "") -> None:
-    """Each rating's move, as the customer's event, then on the case."""
-    con.execute(f"""
-        INSERT INTO case_events
-        SELECT 'rating:' || evaluation_id, case_id, received_at, 'customer', old, new, comment,
-               true
-        FROM ({rated_sql}) ON CONFLICT DO NOTHING""")
-    con.execute(f"""
-        UPDATE manager_cases SET status = t.new, updated_at = t.received_at,
-            closed_at = CASE WHEN t.new = 'recovered' THEN t.received_at END {also_set}
-        FROM ({rated_sql}) t WHERE manager_cases.evaluation_id = t.case_id""")

@@ -13,7 +13,7 @@ from prefect.utilities.annotations import quote
 
 from campaigns.catalog import checked_campaign
 from campaigns.planning import STEPS, Figures, Plan, Step, record_run, run_steps
-from careloop.clock import business_date, utc_now
+from core.clock import business_date, utc_now
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
 # Each step of the loop is a Prefect task on the whole batch, named by the step.

@@ -7,14 +7,15 @@ from typing import Any
 
 from prefect import flow
 
-from careloop.clock import utc_now
-from careloop.progress import step_done
-from feedback.board import Board
-from feedback.cases import publish_boards
-from feedback.follow_up import plan_follow_ups
-from feedback.inbox import Inbox
-from feedback.ingest import collect, watermark
+from cases.board import Board
+from cases.collect import collect
+from cases.follow_up import plan_follow_ups
+from cases.publishing import publish_boards
+from core.clock import utc_now
+from core.progress import step_done
+from feedback.ingest import watermark
 from flows.common import figures_dict, publish, settings_for, writing_warehouse
+from inbox.inbox import Inbox
 
 
 @flow(name="collect-feedback")

@@ -19,12 +19,12 @@ from prefect.runtime import flow_run
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
-from careloop.clock import utc_now
-from careloop.masking import install_masking
-from careloop.progress import step_done
-from careloop.settings import Settings, load_settings
-from feedback.inbox import Inbox
-from feedback.ingest import collect
+from cases.collect import collect
+from core.clock import utc_now
+from core.masking import install_masking
+from core.progress import step_done
+from core.settings import Settings, load_settings
+from inbox.inbox import Inbox
 from warehouse.db import warehouse
 
 

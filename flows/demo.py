@@ -15,25 +15,25 @@ import duckdb
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
-from careloop.errors import UserError
-from careloop.progress import step_done, steps_muted, tracked
-from careloop.settings import Settings
-from feedback.board import Board
-from feedback.inbox import Inbox
-from feedback.monthly import MonthlyReport, configured_monthly_report
-from feedback.report import LoopReport, write_reports
-from feedback.report_html import write_month
-from feedback.simulator import CustomerSimulator, PendingReplies, Profile
-from feedback.store_managers import StoreManagers
+from cases.board import Board
+from core.errors import UserError
+from core.progress import step_done, steps_muted, tracked
+from core.settings import Settings
+from demo.customers import RECENT_DAYS, TROUBLED_STORE
+from demo.data import DemoDataSummary, build_demo_data
+from demo.simulator import CustomerSimulator, PendingReplies, Profile
+from demo.store_managers import StoreManagers
 from flows.care_loop import care_loop
 from flows.collect_feedback import collect_feedback
 from flows.common import end_of_day, settings_for
 from flows.dispatch_outbox import dispatch_outbox
 from flows.manager_cases import escalate_cases, manager_digests
 from flows.second_round import second_round
+from inbox.inbox import Inbox
+from insights.monthly import MonthlyReport, configured_monthly_report
+from insights.report import LoopReport, write_reports
+from insights.report_html import write_month
 from warehouse.db import warehouse
-from warehouse.demo_customers import RECENT_DAYS, TROUBLED_STORE
-from warehouse.demo_data import DemoDataSummary, build_demo_data
 
 # Spans Feb 28 of a non-leap year, so Feb 29 birthdays and anniversaries show up.
 DEMO_START = date(2026, 2, 16)

@@ -10,14 +10,15 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from campaigns.channels.factory import get_mailer
-from careloop.clock import business_date, utc_now
-from careloop.progress import step_done
-from feedback.board import Board
-from feedback.cases import escalate_overdue, publish_boards
-from feedback.digest import send_digests
-from feedback.inbox import Inbox
+from cases.board import Board
+from cases.digest import send_digests
+from cases.escalation import escalate_overdue
+from cases.publishing import publish_boards
+from core.clock import business_date, utc_now
+from core.progress import step_done
 from feedback.ingest import watermark
 from flows.common import publish, settings_for, writing_warehouse
+from inbox.inbox import Inbox
 
 
 @flow(name="escalate-cases")

@@ -9,12 +9,12 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from careloop.clock import last_month, utc_now
-from careloop.progress import step_done
-from feedback.kpis import month_start
-from feedback.monthly import MonthlyReport, configured_monthly_report
-from feedback.report_html import shown, write_month
+from core.clock import last_month, utc_now
+from core.progress import step_done
 from flows.common import settings_for, writing_warehouse
+from insights.kpis import month_start
+from insights.monthly import MonthlyReport, configured_monthly_report
+from insights.report_html import shown, write_month
 
 
 @flow(name="monthly-report")

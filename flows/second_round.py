@@ -10,15 +10,15 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from campaigns.catalog import load_campaigns
-from campaigns.second_round import plan_second_round
-from careloop.clock import business_date, utc_now
-from careloop.progress import step_done
-from careloop.settings import Settings
-from feedback.board import Board
-from feedback.cases import publish_boards
-from feedback.inbox import Inbox
+from cases.board import Board
+from cases.publishing import publish_boards
+from cases.second_round import plan_second_round
+from core.clock import business_date, utc_now
+from core.progress import step_done
+from core.settings import Settings
 from feedback.ingest import watermark
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
+from inbox.inbox import Inbox
 
 
 @task(name="plan-second-round", cache_policy=NO_CACHE)

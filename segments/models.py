@@ -25,8 +25,8 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from careloop.errors import UserError
-from careloop.progress import tracked
+from core.errors import UserError
+from core.progress import tracked
 from warehouse.db import query_frame, register_frame
 
 MODEL = "at_risk"

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import yaml
 
-from careloop.errors import UserError
+from core.errors import UserError
 from segments.params import ParamError, ParamSpec
 
 RULES_DIR = Path(__file__).parent / "rules"

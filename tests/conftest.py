@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from careloop.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, SendGridApi, TwilioApi, serve
 from warehouse.db import connect
 
@@ -89,8 +89,8 @@ def service(settings, monkeypatch, signer, inbox_url):
     exception."""
     from starlette.testclient import TestClient
 
-    from feedback.inbox import Inbox
-    from feedback.service.app import create_app
+    from inbox.inbox import Inbox
+    from service.app import create_app
     from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL
 
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from feedback.board import Board
-from feedback.cases import publish_boards
-from feedback.inbox import Inbox
+from cases.board import Board
+from cases.publishing import publish_boards
+from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 
 OPENED = datetime.now(UTC) - timedelta(hours=5)

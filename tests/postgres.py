@@ -13,7 +13,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from feedback.inbox_db import close_shared, redact
+from inbox.db import close_shared, redact
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

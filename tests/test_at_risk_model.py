@@ -89,7 +89,7 @@ def test_too_little_history_is_refused(con, tmp_path):
 def test_the_demo_plants_a_signal_the_model_learns(con, tmp_path):
     """The demo's past (a year of rated visits) is drawn from the customers' moods: the model
     ranks held-out ratings well above chance, and the README's threshold finds members."""
-    from warehouse.demo_data import build_demo_data
+    from demo.data import build_demo_data
 
     data = build_demo_data(con, subscribers=5000, seed=7, until=AS_OF, history_before=AS_OF)
     assert data.past_ratings > 4000

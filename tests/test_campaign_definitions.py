@@ -5,7 +5,7 @@ import pytest
 
 from campaigns.catalog import load_campaign, load_campaigns
 from campaigns.spec import DEFINITIONS_DIR, CampaignError
-from feedback.tokens import TokenError, verify
+from core.tokens import TokenError, verify
 from segments.registry import load_rules
 
 
@@ -54,7 +54,7 @@ def test_missing_tier_offer_is_refused(settings, tmp_path):
 
 
 def test_rating_links_are_signed_and_scoped(settings):
-    from feedback.tokens import rating_links
+    from core.tokens import rating_links
 
     issued = datetime(2026, 3, 1, tzinfo=UTC)
     links = rating_links("ca_1", "https://care.example.com", "secret", issued)

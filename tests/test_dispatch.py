@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime
 
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import claim, dispatch
-from feedback.inbox import Inbox
+from inbox.inbox import Inbox
 from tests.factories import add_store, add_subscriber
 from tests.test_planning import plan
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from feedback.report import summary_rows
+from demo.data import HISTORY_RUN
 from flows.care_loop import care_loop
 from flows.demo import run_demo
+from insights.report import summary_rows
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
-from warehouse.demo_data import HISTORY_RUN
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

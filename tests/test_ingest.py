@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feedback.inbox import Inbox
-from feedback.ingest import collect
+from cases.collect import collect
+from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)

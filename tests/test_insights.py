@@ -12,11 +12,11 @@ from sklearn.linear_model import LinearRegression
 from typer.testing import CliRunner
 
 from careloop.cli import app
-from feedback.drivers import analyse, relative_weights
-from feedback.exports import ExportError
-from feedback.lift import measure, measure_export
-from feedback.stats import sample_size
-from feedback.topics import count_topics
+from insights.drivers import analyse, relative_weights
+from insights.exports import ExportError
+from insights.lift import measure, measure_export
+from insights.stats import sample_size
+from insights.topics import count_topics
 
 runner = CliRunner()
 
@@ -185,8 +185,8 @@ def test_a_planted_hot_topic_is_found_in_both_languages():
 
 
 def test_a_topic_file_mistake_names_the_topic(tmp_path):
-    from careloop.errors import UserError
-    from feedback.topics import known_topics
+    from core.errors import UserError
+    from insights.topics import known_topics
 
     path = tmp_path / "topics.yaml"
     path.write_text("waiting:\n  label: {en: Waiting}\n  words: [wait]\nstaff:\n  words: [rude]\n")

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from feedback.inbox import Inbox
+from inbox.inbox import Inbox
 from tests.factories import add_store, add_subscriber
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, SendGridApi, TwilioApi, serve
 from tests.test_planning import plan
@@ -24,7 +24,7 @@ import sys
 from datetime import datetime
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
-from careloop.settings import load_settings
+from core.settings import load_settings
 from warehouse.db import connect
 settings = load_settings()
 con = connect(settings.warehouse_path)

@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from careloop.cli import app
-from feedback.kpis import kpi_moments, shift_month
-from feedback.monthly import build_monthly_report
-from feedback.panorama import contributions, kpi_rows
-from feedback.report_html import render_html, write_month
-from feedback.targets import Targets, TargetsError, load_targets
+from insights.kpis import kpi_moments, shift_month
+from insights.monthly import build_monthly_report
+from insights.panorama import contributions, kpi_rows
+from insights.report_html import render_html, write_month
+from insights.targets import Targets, TargetsError, load_targets
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 STORES = ("ST1", "ST2", "ST3", "ST4")
@@ -147,7 +147,7 @@ def test_segment_and_campaign_scopes_and_the_twelve_month_trend(con):
     assert rows[("csat", "region", "North")].n == 200
     assert rows[("csat", "tier", "standard")].n == 200
     assert rows[("csat", "channel", "sms")].n == 200
-    from feedback.panorama import trend
+    from insights.panorama import trend
 
     points = trend(moments, "csat", "2026-02")
     assert next(p.month for p in points) == "2025-03" and points[-1].month == "2026-02"
@@ -255,7 +255,7 @@ def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
             TIMESTAMPTZ '2025-06-01 10:00:00+08', TIMESTAMPTZ '2025-06-01 10:00:00+08'
         FROM people"""
     )
-    from feedback.lift import retention_lifts
+    from insights.lift import retention_lifts
 
     (found,) = retention_lifts(
         con, date(2026, 2, 28), "Asia/Shanghai", days=90, since=date(2025, 3, 1)

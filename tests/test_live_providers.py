@@ -8,7 +8,7 @@ import pytest
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
-from careloop.settings import ConfigError, load_settings
+from core.settings import ConfigError, load_settings
 from tests.conftest import PUBLIC, SENDER
 from tests.factories import add_store, add_subscriber
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, Fault

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from careloop.settings import load_settings
-from feedback.tokens import manager_link
+from core.settings import load_settings
+from core.tokens import manager_link
 from tests.manager_world import build
 from warehouse.db import connect
 

@@ -6,11 +6,11 @@ import zipfile
 from datetime import date, timedelta
 
 from campaigns.channels.mail import SandboxMailer
-from feedback.cases import escalate_overdue
-from feedback.digest import send_digests
-from feedback.follow_up import plan_follow_ups
-from feedback.inbox import Inbox
-from feedback.ingest import collect
+from cases.collect import collect
+from cases.digest import send_digests
+from cases.escalation import escalate_overdue
+from cases.follow_up import plan_follow_ups
+from inbox.inbox import Inbox
 from tests.factories import add_action
 from tests.manager_world import OPENED, build
 

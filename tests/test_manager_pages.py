@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.testclient import TestClient
 
-from careloop.settings import load_settings
-from feedback.inbox import Inbox
-from feedback.ingest import collect, watermark
-from feedback.service.app import create_app
-from feedback.tokens import LinkToken, manager_link, sign
+from cases.collect import collect
+from core.settings import load_settings
+from core.tokens import LinkToken, manager_link, sign
+from feedback.ingest import watermark
+from inbox.inbox import Inbox
+from service.app import create_app
 from tests.manager_world import build
 
 PUBLIC = "https://care.example.com"
@@ -120,7 +121,7 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     events = con.execute("SELECT actor, from_status, to_status, note FROM case_events").fetchall()
     assert events == [("manager:ST1", "open", "resolved", "refunded")]
     # the next publish keeps it, and shows its history
-    from feedback.cases import publish_boards
+    from cases.publishing import publish_boards
 
     publish_boards(con, board, datetime.now(UTC), 48, watermark(con, board.inbox))
     detail = client.get("/m/cases/E2").text

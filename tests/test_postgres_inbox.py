@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from feedback import inbox_db
-from feedback.board import Board
-from feedback.inbox import Inbox
-from feedback.inbox_db import close_shared, redact
-from feedback.inbox_postgres import InboxBusyError, PostgresInboxDb
-from feedback.ingest import collect, watermark
-from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write
+from cases.board import Board
+from cases.collect import collect
+from feedback.ingest import watermark
+from inbox import db as inbox_db
+from inbox.db import close_shared, redact
+from inbox.inbox import Inbox
+from inbox.postgres import InboxBusyError, PostgresInboxDb
+from service.writer import InboxWriter, ReplayedSignatureError, Write
 from warehouse.db import Migration, MigrationError
 
 NOW = datetime(2026, 3, 1, 15, 59, tzinfo=UTC)
@@ -54,7 +55,7 @@ def test_instances_starting_together_migrate_once(postgres_inbox_url):
 def test_a_migration_edited_after_it_was_applied_is_refused(postgres_inbox_url, monkeypatch):
     Inbox(postgres_inbox_url)
     close_shared()
-    originals = inbox_db.available_migrations("feedback.inbox_migrations.postgres")
+    originals = inbox_db.available_migrations("inbox.migrations.postgres")
     edited = [Migration(m.version, m.name, m.sql + "\n-- edited") for m in originals]
     monkeypatch.setattr(inbox_db, "available_migrations", lambda package: edited)
     with pytest.raises(MigrationError, match="inbox migration 1_inbox changed after"):
@@ -121,7 +122,7 @@ def _until_blocked_or_done(url, drain):
 
 
 def test_a_writer_stuck_past_the_timeout_fails_the_drain_loudly(postgres_inbox_url, monkeypatch):
-    from feedback import inbox_postgres
+    from inbox import postgres as inbox_postgres
 
     monkeypatch.setattr(inbox_postgres, "DRAIN_LOCK_TIMEOUT", "200ms")
     inbox = Inbox(postgres_inbox_url)

@@ -18,9 +18,9 @@ import requests
 import yaml
 
 from careloop.stack import group_running, stat_fields
-from feedback.inbox import Inbox
+from demo.data import build_demo_data
+from inbox.inbox import Inbox
 from warehouse.db import connect
-from warehouse.demo_data import build_demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

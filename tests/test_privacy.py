@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from campaigns.content import ordinal
-from careloop.files import spreadsheet_safe
-from careloop.masking import MaskingFilter, install_masking
-from feedback.report import write_reports
+from core.files import spreadsheet_safe
+from core.masking import MaskingFilter, install_masking
+from insights.report import write_reports
 from tests.factories import add_action, add_store, add_subscriber
 from warehouse.loading import LoadRefusedError, load_file
 

@@ -4,10 +4,10 @@ import csv
 from datetime import UTC, date, datetime, timedelta
 
 from campaigns.catalog import load_campaigns
-from campaigns.second_round import plan_second_round
-from feedback.inbox import Inbox
-from feedback.ingest import collect
-from feedback.report import loop_report, summary_rows, write_reports
+from cases.collect import collect
+from cases.second_round import plan_second_round
+from inbox.inbox import Inbox
+from insights.report import loop_report, summary_rows, write_reports
 from tests.factories import add_action, add_store, add_subscriber
 
 ZONE = "Asia/Shanghai"

@@ -10,10 +10,10 @@ from campaigns.channels.base import OutboundMessage
 from campaigns.channels.limits import SlidingWindowLimiter
 from campaigns.dispatch import DispatchHaltedError, dispatch
 from campaigns.retry import RetryPolicy
-from campaigns.second_round import plan_second_round
-from careloop.settings import load_settings
-from feedback.inbox import Inbox
-from feedback.ingest import collect
+from cases.collect import collect
+from cases.second_round import plan_second_round
+from core.settings import load_settings
+from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 from tests.fakes import SERVICE_NUMBER, Fault, busiest_second, processed_event
 from tests.test_live_providers import NOW, actions, live

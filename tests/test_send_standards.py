@@ -10,9 +10,9 @@ from campaigns.channels.factory import get_provider
 from campaigns.channels.limits import SlidingWindowLimiter
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
-from campaigns.second_round import plan_second_round
-from careloop.settings import load_settings
-from feedback.inbox import Inbox
+from cases.second_round import plan_second_round
+from core.settings import load_settings
+from inbox.inbox import Inbox
 from tests.factories import add_sms_crowd, add_store, add_subscriber
 from tests.test_planning import plan, plan_loaded
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from careloop.settings import load_settings
-from feedback.ingest import collect
-from feedback.tokens import LinkToken, rating_links, sign, unsubscribe_link
+from cases.collect import collect
+from core.settings import load_settings
+from core.tokens import LinkToken, rating_links, sign, unsubscribe_link
 from tests.factories import add_action, add_store, add_subscriber
 from tests.service_helpers import (
     AUTH_TOKEN,
@@ -204,7 +204,7 @@ def test_health(service):
 def test_a_provider_without_its_key_has_its_routes_off_with_503(settings, monkeypatch):
     from starlette.testclient import TestClient
 
-    from feedback.service.app import FeedbackService
+    from service.app import FeedbackService
 
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("SENDGRID_WEBHOOK_PUBLIC_KEY", raising=False)

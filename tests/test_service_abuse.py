@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from careloop.settings import ConfigError, load_settings
-from feedback.inbox import Inbox
-from feedback.service.app import check_exposure
-from feedback.service.writer import InboxWriter, ReplayedSignatureError, Write
-from feedback.tokens import rating_links
+from core.settings import ConfigError, load_settings
+from core.tokens import rating_links
+from inbox.inbox import Inbox
+from service.app import check_exposure
+from service.writer import InboxWriter, ReplayedSignatureError, Write
 from tests.service_helpers import (
     PUBLIC_URL,
     events_body,
@@ -172,7 +172,7 @@ def test_healthz_head_and_get(service):
 
 
 def test_old_signatures_are_pruned_after_twilios_retry_horizon(settings, monkeypatch):
-    from feedback.service import writer as writer_module
+    from service import writer as writer_module
 
     clock = [1_000_000.0]
     monkeypatch.setattr(writer_module.time, "time", lambda: clock[0])
@@ -196,7 +196,7 @@ def test_old_signatures_are_pruned_after_twilios_retry_horizon(settings, monkeyp
 def test_a_value_only_the_database_refuses_sinks_no_other_request(postgres_inbox_url):
     """PostgreSQL refuses a NUL in text, which the writer cannot know beforehand: the group
     falls back to a savepoint per request, and only that request is refused."""
-    from feedback.inbox_postgres import PostgresInboxDb
+    from inbox.postgres import PostgresInboxDb
 
     async def scenario():
         writer = InboxWriter(Inbox(postgres_inbox_url))

@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from feedback.inbox import Inbox
-from feedback.ingest import collect
+from cases.collect import collect
+from inbox.inbox import Inbox
 from tests.test_prefect_server import until
 from tests.test_service_process import fire, on_a_free_port, start_on_a_free_port
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from feedback.inbox import Inbox
+from inbox.inbox import Inbox
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, SendGridSigner, sms_form, twilio_post
 from tests.service_helpers import sid as twilio_sid
 

@@ -4,8 +4,8 @@ import pytest
 from typer.testing import CliRunner
 
 from careloop.cli import app
-from careloop.masking import MaskingFilter, mask_email, mask_phone, mask_text
-from careloop.settings import ConfigError, load_settings
+from core.masking import MaskingFilter, mask_email, mask_phone, mask_text
+from core.settings import ConfigError, load_settings
 
 
 def test_bad_setting_is_named(monkeypatch):
@@ -71,7 +71,7 @@ def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):
 
 
 def test_the_demo_refuses_a_shared_inbox(monkeypatch, tmp_path):
-    from careloop.errors import UserError
+    from core.errors import UserError
     from flows.demo import run_demo
 
     monkeypatch.setenv("CARELOOP_INBOX_URL", "postgresql://care@db/care")

@@ -7,10 +7,10 @@ import pytest
 from campaigns.catalog import checked_campaign, load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
-from careloop.clock import business_date, last_month
-from careloop.settings import ConfigError, load_settings
-from feedback.inbox import Inbox
+from core.clock import business_date, last_month
+from core.settings import ConfigError, load_settings
 from flows.care_loop import care_loop
+from inbox.inbox import Inbox
 from segments.registry import SegmentError, load_rules
 from tests.factories import add_store, add_subscriber, add_visit
 from tests.test_planning import plan

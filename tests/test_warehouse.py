@@ -5,9 +5,9 @@ import duckdb
 import phonenumbers
 import pytest
 
+from demo.data import build_demo_data
 from warehouse import db
 from warehouse.db import Migration, MigrationError, applied_versions, available_migrations, connect
-from warehouse.demo_data import build_demo_data
 
 
 def test_migrations_apply_in_order_once(settings):
@@ -91,7 +91,7 @@ def test_demo_data_rejects_an_empty_population(con):
 def test_sqlite_inbox_opened_by_many_at_once_migrates_to_one_identity(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from feedback.inbox import Inbox
+    from inbox.inbox import Inbox
 
     path = tmp_path / "inbox.sqlite"
     with ThreadPoolExecutor(6) as pool:

@@ -1,1 +1,1 @@
-"""The DuckDB warehouse: schema migrations, connections and the synthetic demo population."""
+"""The DuckDB warehouse: schema migrations, connections and validated loading."""

@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from core.migrations import Migration, MigrationError
+from core.migrations import available_migrations as migrations_in
+
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
-
-
-class MigrationError(RuntimeError):
-    pass
-
-
-def available_migrations(package: str = MIGRATIONS_PACKAGE) -> list[Migration]:
-    """Every ``NNNN_name.sql`` file in the package's folder (the warehouse's by default), in
-    version order."""
-    found = []
-    for entry in resources.files(package).iterdir():
-        if entry.name.endswith(".sql"):
-            version, _, rest = entry.name.partition("_")
-            if not version.isdigit():
-                raise MigrationError(f"migration file {entry.name} must start with a number")
-            found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise MigrationError(f"duplicate migration versions in {versions}")
-    return found
+def available_migrations() -> list[Migration]:
+    """The warehouse's migrations, in version order."""
+    return migrations_in(MIGRATIONS_PACKAGE)
 
 
 def applied_versions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from careloop.masking import mask_email, mask_phone
-from careloop.settings import LOCALES, Settings
+from core.masking import mask_email, mask_phone
+from core.settings import LOCALES, Settings
 from warehouse.entities import Column, Entity
 
 E164 = r"^\+[1-9][0-9]{6,14}$"

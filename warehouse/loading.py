@@ -24,11 +24,11 @@ import phonenumbers
 import polars as pl
 from email_validator import EmailNotValidError, validate_email
 
-from careloop.clock import business_date
-from careloop.errors import UserError
-from careloop.files import write_private_csv, write_private_text
-from careloop.progress import tracked
-from careloop.settings import Settings
+from core.clock import business_date
+from core.errors import UserError
+from core.files import write_private_csv, write_private_text
+from core.progress import tracked
+from core.settings import Settings
 from warehouse.db import query_frame, register_frame
 from warehouse.entities import ENTITIES, Entity
 from warehouse.expectations import DerivedCheck, Validation, suite_rules, validate

@@ -11,8 +11,8 @@ from campaigns.channels.routing import RoutingProvider
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.channels.sendgrid import SendGridConfig, SendGridEmail
 from campaigns.channels.twilio import TwilioConfig, TwilioSms, TwilioVoice
-from careloop.settings import ConfigError, Settings
-from feedback.inbox import Inbox
+from core.settings import ConfigError, Settings
+from inbox.inbox import Inbox
 
 # Prefect Secret blocks consulted for credentials the environment does not give.
 SECRET_BLOCKS = {

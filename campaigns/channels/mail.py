@@ -26,7 +26,7 @@ from sendgrid.helpers.mail import (
 )
 
 from campaigns.channels.sendgrid import SendGridConfig
-from feedback.inbox_db import create_sqlite, open_sqlite
+from inbox.db import create_sqlite, open_sqlite
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
-from feedback.inbox import Inbox
-from feedback.inbox_db import create_sqlite, open_sqlite
+from inbox.db import create_sqlite, open_sqlite
+from inbox.inbox import Inbox
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")

@@ -40,7 +40,7 @@ from sendgrid.helpers.mail import (
 
 from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement, Verdict
 from campaigns.channels.limits import retry_after_seconds
-from feedback.inbox import EmailEvidence, Inbox
+from inbox.inbox import EmailEvidence, Inbox
 
 SUBJECT_TAG, BODY_TAG = "-care_subject-", "-care_body-"
 SENT_ARG = "careloop_sent"  # custom arg: when we sent it (unix seconds), echoed by every event

@@ -1,0 +1,93 @@
+"""Cases not contacted within the SLA, told to their region's contact once."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from campaigns.channels.mail import Mailer, StaffMail
+from cases.lifecycle import record_event
+from core.masking import mask_email
+from warehouse.db import query_dicts
+
+OVERDUE_SQL = """
+SELECT m.evaluation_id, m.status, m.store_id, st.name AS store_name, st.region,
+       r.contact_name, r.contact_email, s.name AS customer, m.score, m.comment,
+       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local
+FROM manager_cases m
+JOIN stores st USING (store_id)
+JOIN subscribers s USING (subscriber_id)
+LEFT JOIN regions r ON r.region = st.region
+WHERE m.status IN ('open', 'unresolved') AND m.contacted_at IS NULL
+  AND m.escalated_at IS NULL AND m.opened_at + to_hours($sla) <= $now
+ORDER BY st.region, m.store_id, m.opened_at
+"""
+
+
+def escalate_overdue(
+    con: duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int
+) -> dict[str, int]:
+    """Cases not contacted within the SLA go to their region's contact, one mail per region,
+    once: a case is marked escalated only when its mail went (or its region has no contact,
+    which the event says). Returns the figures."""
+    overdue = query_dicts(con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
+    by_region: dict[str | None, list[dict[str, Any]]] = {}
+    for case in overdue:
+        by_region.setdefault(case["contact_email"] and case["region"], []).append(case)
+    figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
+    for region, cases in by_region.items():
+        note = "no regional contact to tell" if region is None else None
+        if region is not None:
+            result = mailer.send(escalation_mail(region, cases, now), now)
+            if not result.ok:
+                figures["mail_failed"] += len(cases)
+                continue  # stays due: the next run tries again
+            figures["mails"] += 1
+            note = f"told {cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'])})"
+        else:
+            figures["without_contact"] += len(cases)
+        for case in cases:
+            _mark_escalated(con, case, now, note)
+        figures["escalated"] += len(cases)
+    return figures
+
+
+def _mark_escalated(
+    con: duckdb.DuckDBPyConnection, case: dict[str, Any], now: datetime, note: str | None
+) -> None:
+    con.execute(
+        "UPDATE manager_cases SET escalated_at = ?, updated_at = ? WHERE evaluation_id = ?",
+        [now, now, case["evaluation_id"]],
+    )
+    record_event(
+        con, f"escalated:{case['evaluation_id']}", case["evaluation_id"], now, "system",
+        case["status"], "escalated", note,
+    )  # fmt: skip
+
+
+def escalation_mail(region: str, cases: list[dict[str, Any]], now: datetime) -> StaffMail:
+    contact = cases[0]["contact_name"]
+    lines = [
+        f"Dear {contact},",
+        "",
+        f"{len(cases)} dissatisfied customer(s) in {region} have waited past the SLA without "
+        "a call from their store:",
+        "",
+        *(
+            f"- {c['store_name']} ({c['store_id']}): {c['customer']}, rated {c['score']}/5 "
+            f"on {c['opened_local']}" + (f': "{c["comment"]}"' if c["comment"] else "")
+            for c in cases
+        ),
+        "",
+        "Each is now shown as escalated on the store's page.",
+    ]
+    ids = ",".join(sorted(c["evaluation_id"] for c in cases))
+    return StaffMail(
+        key=f"escalation:{region}:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
+        to=cases[0]["contact_email"],
+        subject=f"careloop: {len(cases)} overdue case(s) in {region}",
+        text="\n".join(lines),
+    )

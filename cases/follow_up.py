@@ -1,0 +1,130 @@
+"""Asking again once a store manager resolves a case: "is it sorted now?", on the channel the
+customer last answered on. The answer closes the case as recovered (4-5) or reopens it (1-2);
+a case asks at most CARELOOP_CASE_FOLLOW_UPS times. These are round-3 care actions: the
+dissatisfied rule only ever takes first-round ratings, so nobody is cared for twice for one
+evaluation, and dispatch sends them under the same standard (windows, opt-outs, expiry)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from campaigns.content import LinkSettings, StepRenderer
+from campaigns.sms import segment_count
+from campaigns.spec import CareStep
+from cases.lifecycle import record_event
+from core.settings import Settings
+from warehouse.db import query_dicts
+
+SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
+ROUND = 3
+CONTACT = {"sms": "phone", "voice": "phone", "email": "email"}
+
+DUE_SQL = """
+SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
+       coalesce(m.follow_ups, 0) AS asked, m.status,
+       s.name, s.tier, s.locale, s.timezone, s.phone, s.email,
+       st.name AS store_name, st.city AS store_city,
+       coalesce(r2.channel, e.channel) AS channel,
+       CASE coalesce(r2.channel, e.channel) WHEN 'sms' THEN s.sms_consent
+            WHEN 'email' THEN s.email_consent ELSE s.voice_consent END AS consent,
+       EXISTS (SELECT 1 FROM active_opt_outs o WHERE o.subscriber_id = m.subscriber_id
+               AND o.channel = coalesce(r2.channel, e.channel)) AS opted_out
+FROM manager_cases m
+JOIN subscribers s USING (subscriber_id)
+JOIN evaluations e ON e.evaluation_id = m.evaluation_id
+LEFT JOIN stores st ON st.store_id = m.store_id
+LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
+WHERE m.status = 'resolved' AND coalesce(m.follow_ups, 0) < $cap
+  AND NOT EXISTS (SELECT 1 FROM care_actions a WHERE a.parent_evaluation_id = m.evaluation_id
+                  AND a.round = 3 AND a.created_at >= m.closed_at)
+"""
+INSERT_SQL = """
+INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
+    occasion, round, parent_evaluation_id, store_id, tier, locale, channel, recipient,
+    offer_code, subject, body, survey, status, scheduled_at, created_at, updated_at, timezone,
+    window_start, window_end, segments, expires_at)
+VALUES ($action_id, $key, $run, $campaign, $subscriber, $occasion, 3, $case, $store, $tier,
+    $locale, $channel, $recipient, 'FOLLOW-UP', $subject, $body, true, 'queued', $now, $now,
+    $now, $timezone, CASE WHEN $channel <> 'email' THEN TIME '09:00' END,
+    CASE WHEN $channel <> 'email' THEN TIME '21:00' END, $segments, $now + INTERVAL 3 DAY)
+ON CONFLICT DO NOTHING
+"""
+
+
+@cache
+def follow_up_step() -> CareStep:
+    return CareStep.model_validate(yaml.safe_load(SPEC.read_text(encoding="utf-8")))
+
+
+def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> int:
+    """A survey for each newly resolved case; returns how many were queued. A case whose
+    customer cannot be reached on that channel now (opted out, no consent) keeps its
+    resolution, and its history says why."""
+    renderer = StepRenderer(
+        follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
+    )
+    queued = 0
+    for case in query_dicts(con, DUE_SQL, {"cap": settings.case_follow_ups}):
+        recipient = case[CONTACT[case["channel"]]]
+        reason = _unreachable(case, recipient)
+        if reason:
+            record_event(
+                con, f"follow-up:{case['case_id']}:{case['asked']}", case["case_id"], now,
+                "system", "resolved", "resolved", f"not asked again: {reason}",
+            )  # fmt: skip
+            con.execute(
+                "UPDATE manager_cases SET follow_ups = ? WHERE evaluation_id = ?",
+                [settings.case_follow_ups, case["case_id"]],
+            )
+            continue
+        queued += _queue(con, renderer, case, str(recipient), now)
+    return queued
+
+
+def _unreachable(case: dict[str, Any], recipient: object) -> str | None:
+    if not recipient:
+        return f"no {CONTACT[case['channel']]}"
+    if case["opted_out"]:
+        return f"opted out of {case['channel']}"
+    if not case["consent"]:
+        return f"no consent for {case['channel']}"
+    return None
+
+
+def _queue(
+    con: duckdb.DuckDBPyConnection,
+    renderer: StepRenderer,
+    case: dict[str, Any],
+    recipient: str,
+    now: datetime,
+) -> int:
+    occasion = f"follow-up-{case['case_id']}-{case['asked'] + 1}"
+    key = f"{case['campaign_id']}|{case['subscriber_id']}|{occasion}|{ROUND}"
+    action_id = "ca_" + hashlib.md5(key.encode()).hexdigest()[:24]
+    context = {**case, "offer": "", "offer_code": "FOLLOW-UP"}
+    subject, body = renderer.render(case["channel"], action_id, context, now)
+    con.execute(
+        INSERT_SQL,
+        {
+            "action_id": action_id, "key": key, "run": f"follow-up-{now:%Y-%m-%d}",
+            "campaign": case["campaign_id"], "subscriber": case["subscriber_id"],
+            "occasion": occasion, "case": case["case_id"], "store": case["store_id"],
+            "tier": case["tier"], "locale": case["locale"], "channel": case["channel"],
+            "recipient": recipient, "subject": subject, "body": body, "now": now,
+            "timezone": case["timezone"],
+            "segments": segment_count(body) if case["channel"] == "sms" else None,
+        },
+    )  # fmt: skip
+    con.execute(
+        "UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = ? "
+        "WHERE evaluation_id = ?",
+        [now, case["case_id"]],
+    )
+    return 1

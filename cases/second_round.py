@@ -1,0 +1,48 @@
+"""Second round: the dissatisfied get care again, and their store manager gets the case."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import duckdb
+
+from campaigns.catalog import LoadedCampaign
+from campaigns.planning import Plan, record_run, run_steps
+from core.progress import step_done
+from core.settings import Settings
+
+
+def plan_second_round(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    campaign: LoadedCampaign,
+    as_of: date,
+    run_id: str,
+    created_at: datetime | None = None,
+    flow_run_id: str | None = None,
+) -> Plan:
+    plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
+    if created_at:
+        plan.created_at = created_at
+    run_steps(plan)
+    plan.figures["cases_opened"] = open_cases(con)
+    step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
+    record_run(plan, flow_run_id)
+    return plan
+
+
+def open_cases(con: duckdb.DuckDBPyConnection) -> int:
+    """One case per dissatisfied rating on its store manager's list, with the care it got."""
+    rows = con.execute("""
+        INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+            action_id, score, comment, opened_at, second_round_action_id, status, updated_at)
+        SELECT t.evaluation_id, coalesce(t.store_id, s.home_store_id), t.subscriber_id,
+               t.source_campaign, t.source_action_id, t.score, t.comment, e.received_at,
+               CASE WHEN a.status NOT IN ('suppressed', 'held_out') THEN a.action_id END,
+               'open', e.received_at
+        FROM plan_target t
+        JOIN subscribers s USING (subscriber_id)
+        JOIN evaluations e USING (evaluation_id)
+        LEFT JOIN care_actions a ON a.parent_evaluation_id = t.evaluation_id
+        ON CONFLICT DO NOTHING RETURNING 1""").fetchall()
+    return len(rows)

@@ -1,0 +1,42 @@
+"""Ordered, recorded SQL migrations: the files of a package's folder, named ``NNNN_name.sql``.
+
+The warehouse (DuckDB) and the inbox (SQLite or PostgreSQL) each apply their own, in their own
+way; what a migration is, and how the files are found and ordered, is written once here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def available_migrations(package: str) -> list[Migration]:
+    """Every ``NNNN_name.sql`` file in the package's folder, in version order."""
+    found = []
+    for entry in resources.files(package).iterdir():
+        if entry.name.endswith(".sql"):
+            version, _, rest = entry.name.partition("_")
+            if not version.isdigit():
+                raise MigrationError(f"migration file {entry.name} must start with a number")
+            found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {versions}")
+    return found

@@ -1,0 +1,175 @@
+"""One settings object, read from the environment (``CARELOOP_*``) and an optional ``.env``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import UserError
+
+# Signs links on a developer's machine; `careloop serve` refuses it on any public interface.
+DEVELOPMENT_LINK_SECRET = "careloop-local-development-only"
+DEFAULT_TIERS = ("standard", "silver", "gold", "platinum")
+LOCALES = ("zh-CN", "en")
+
+
+PROVIDER_VARIABLES = {
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "SENDGRID_API_KEY",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY",
+}
+
+
+INBOX_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+
+
+class ConfigError(UserError, RuntimeError):
+    """A missing or malformed setting, named by its environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARELOOP_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    home: Path = Field(default=Path(".careloop"), description="Warehouse file and local state.")
+    # Unset: the inbox is a SQLite file in the home. postgresql://… when several service
+    # instances share one inbox. A secret: the URL may hold a password.
+    inbox_url: SecretStr | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db"
+    )
+    # The business's own calendar: every default date (as-of, report month, today) is its date.
+    timezone: str = "Asia/Shanghai"
+    provider: Literal["sandbox", "live"] = "sandbox"
+    tiers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TIERS  # CARELOOP_TIERS=a,b,c
+    frequency_cap: int = Field(
+        default=1, ge=1, description="Care contacts per customer per window."
+    )
+    frequency_window_days: int = Field(default=7, ge=1)
+    reply_window_hours: int = Field(default=72, ge=1)
+    # Collected inbox items older than this are deleted by collect: the warehouse keeps them.
+    inbox_retention_days: int = Field(default=30, ge=7)
+    dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)
+    public_url: str = "http://127.0.0.1:8000"
+    link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
+
+    # Live channels. Provider credentials keep the providers' own variable names.
+    twilio_base_url: str = "https://api.twilio.com"
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_from: str | None = Field(default=None, validation_alias="TWILIO_FROM")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, validation_alias="TWILIO_MESSAGING_SERVICE_SID"
+    )
+    sendgrid_api_key: SecretStr | None = Field(default=None, validation_alias="SENDGRID_API_KEY")
+    email_from: str = "care@example.com"
+    sms_sender_type: Literal["long_code", "toll_free", "short_code"] = "long_code"
+    sms_rate: float | None = Field(default=None, gt=0, description="Segments/s; overrides type.")
+    voice_rate: float = Field(default=1.0, gt=0, description="Calls started per second.")
+    provider_concurrency: int = Field(default=8, ge=1, le=64)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A provider failing this many requests in a row with 5xx stops the dispatch run.
+    breaker_threshold: int = Field(default=20, ge=1)
+    retry_max_attempts: int = Field(default=5, ge=1, le=20)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+    # Look up credentials missing from the environment in Prefect Secret blocks.
+    secret_blocks: bool = True
+    # The feedback service.
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY"
+    )
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    # A request body must arrive within this time: slow or unfinished bodies are refused.
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    rating_link_days: int = Field(default=14, ge=1)
+    # Store managers: how long a sign-in link works, how long a session lasts, and the time a
+    # case may wait for its first contact before it is escalated.
+    manager_link_days: int = Field(default=7, ge=1, le=90)
+    manager_session_hours: int = Field(default=12, ge=1, le=24 * 7)
+    case_sla_hours: int = Field(default=48, ge=1)
+    # A resolved case asks its customer again at most this many times ("is it sorted now?").
+    case_follow_ups: int = Field(default=2, ge=0, le=5)
+    # Care's lift is measured on retention: still a subscriber this many days after care.
+    lift_days: int = Field(default=90, ge=1, le=730)
+
+    @property
+    def sms_segments_per_second(self) -> float:
+        """The sender's throughput: long code 1 segment/s, toll-free 3, short code 100."""
+        return (
+            self.sms_rate
+            or {"long_code": 1.0, "toll_free": 3.0, "short_code": 100.0}[self.sms_sender_type]
+        )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA timezone") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @field_validator("inbox_url")
+    @classmethod
+    def _inbox_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(INBOX_SCHEMES):
+            raise ValueError(f"must start with one of {', '.join(INBOX_SCHEMES)}")
+        return value
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _split_tiers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @cached_property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @cached_property
+    def inbox_path(self) -> Path:
+        return self.home / "inbox.sqlite"
+
+    @cached_property
+    def sandbox_path(self) -> Path:
+        return self.home / "sandbox.sqlite"
+
+    @cached_property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value raises ConfigError naming the variable and the problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "?"
+            name = (
+                field.upper()
+                if field.upper() in PROVIDER_VARIABLES
+                else f"CARELOOP_{field.upper()}"
+            )
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,1 +1,0 @@
-"""The feedback service: provider webhooks, rating links and unsubscribes, into the inbox."""

@@ -1,0 +1,3 @@
+"""The inbox: where replies, delivery events and managers' changes land (SQLite or PostgreSQL), and
+its migrations.
+"""

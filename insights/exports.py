@@ -1,0 +1,69 @@
+"""Survey and outcome exports (CSV or Parquet) read for the insights commands, with errors
+that name the file, the column and the rows at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from core.errors import UserError
+from warehouse.loading import LoadError, check_utf8
+
+SHOWN_ROWS = 5  # bad rows named in one error; the count says how many more
+
+
+class ExportError(UserError, ValueError):
+    """An export that cannot be analysed as asked."""
+
+
+def read_export(path: Path) -> tuple[pl.DataFrame, int]:
+    """The file's rows as text columns, and the line (CSV) or row (Parquet) number of the
+    first row, so errors can point at the row a person would open."""
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pl.read_parquet(path)
+            return frame.with_columns(pl.all().cast(pl.String)), 1
+        check_utf8(path)
+        return pl.read_csv(path, infer_schema=False, encoding="utf8"), 2
+    except LoadError as exc:
+        raise ExportError(str(exc)) from None
+    except pl.exceptions.NoDataError:
+        raise ExportError(f"{path}: the file is empty") from None
+    except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise ExportError(f"{path}: cannot read as CSV or Parquet: {exc}") from None
+
+
+def require_columns(frame: pl.DataFrame, path: Path, *names: str) -> None:
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise ExportError(
+            f"{path}: no column {', '.join(missing)} (columns: {', '.join(frame.columns)})"
+        )
+
+
+def numbers(frame: pl.DataFrame, column: str, path: Path, first_row: int) -> pl.Series:
+    """``column`` as floats (empty cells stay null; true/false count as 1/0); an error naming
+    the rows whose cells are neither."""
+    text = frame[column].str.strip_chars()
+    lowered = text.str.to_lowercase()
+    boolean = pl.when(lowered == "true").then(1.0).when(lowered == "false").then(0.0)
+    parsed = (
+        frame.select(boolean.otherwise(text.cast(pl.Float64, strict=False)).alias(column))
+        .to_series()
+        .fill_nan(None)
+    )
+    bad = parsed.is_null() & text.is_not_null() & (text != "")
+    if bad.any():
+        raise ExportError(f"{path}: column {column}: {bad_rows(text, bad, first_row)} not a number")
+    return parsed
+
+
+def bad_rows(values: pl.Series, bad: pl.Series, first_row: int) -> str:
+    """``row 7 ('x'), row 9 ('')`` and how many more, for an error message."""
+    indices = bad.arg_true().to_list()
+    shown = [f"row {i + first_row} ({values[i]!r})" for i in indices[:SHOWN_ROWS]]
+    more = f" and {len(indices) - SHOWN_ROWS} more" if len(indices) > SHOWN_ROWS else ""
+    return ", ".join(shown) + more

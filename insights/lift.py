@@ -1,0 +1,161 @@
+"""What care changes: cared-for customers against the held-out ones, on an outcome both
+groups have (held-out customers get no survey, so CSAT cannot be it).
+
+In the warehouse the outcome is retention: still a subscriber N days after the care was
+planned. The comparison is by intention to treat: every member planned for contact counts as
+treated, whether or not the message got through, as the holdout was drawn from the same members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from insights.exports import ExportError, bad_rows, numbers, read_export, require_columns
+from insights.stats import compare, moments_of, sample_size
+
+GROUPS = ("treated", "holdout")
+
+
+@dataclass(frozen=True)
+class Lift:
+    treated_mean: float
+    holdout_mean: float
+    lift: float  # treated minus holdout
+    ci_low: float
+    ci_high: float
+    p_value: float
+    significant: bool
+    n_treated: int
+    n_holdout: int
+    binary: bool
+    detect: float  # the lift the sample size is for
+    needed: int | None  # units (both groups) a campaign needs to detect ``detect``
+    excluded: int = 0  # rows with an empty outcome
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "treated_mean": round(self.treated_mean, 6),
+            "holdout_mean": round(self.holdout_mean, 6),
+            "lift": round(self.lift, 6),
+            "ci_low": round(self.ci_low, 6),
+            "ci_high": round(self.ci_high, 6),
+            "p_value": round(self.p_value, 6),
+            "significant": self.significant,
+            "n_treated": self.n_treated,
+            "n_holdout": self.n_holdout,
+            "sample_size": {"lift": round(self.detect, 6), "units": self.needed},
+            "excluded_rows": self.excluded,
+        }
+
+    def verdict(self) -> str:
+        pct = 100 if self.binary else 1
+        unit = " points" if self.binary else ""
+        low, high = self.ci_low * pct, self.ci_high * pct
+        shown = f"{self.lift * pct:+.2f}{unit} (95% CI {low:+.2f} to {high:+.2f})"
+        if self.significant:
+            return f"{shown}: a real difference (p = {self.p_value:.3g})"
+        return f"{shown}: not significant (p = {self.p_value:.2g}); it may be chance"
+
+
+def measure(
+    treated: np.ndarray, holdout: np.ndarray, *, alpha: float = 0.05, detect: float | None = None
+) -> Lift:
+    """The lift of ``treated`` over ``holdout`` (0/1 or numeric outcomes)."""
+    if len(treated) < 2 or len(holdout) < 2:
+        raise ExportError(
+            f"need at least 2 treated and 2 holdout units (have {len(treated)} and {len(holdout)})"
+        )
+    binary = bool(np.isin(np.concatenate([treated, holdout]), (0.0, 1.0)).all())
+    a, b = moments_of(treated), moments_of(holdout)
+    diff = compare(a, b, binary=binary)
+    assert diff is not None and a.mean is not None and b.mean is not None
+    wanted = abs(detect if detect is not None else diff.estimate)
+    share = len(holdout) / (len(treated) + len(holdout))
+    needed = None
+    if wanted > 0:
+        sd = float(np.sqrt(b.variance)) if not binary else None
+        needed = sample_size(b.mean, wanted, binary=binary, sd=sd, holdout_share=share)
+    return Lift(
+        a.mean, b.mean, diff.estimate, diff.low, diff.high, diff.p_value,
+        diff.p_value < alpha, a.n, b.n, binary, wanted, needed,
+    )  # fmt: skip
+
+
+def measure_export(path: Path, group: str, outcome: str, *, detect: float | None = None) -> Lift:
+    """The lift in an export: ``group`` holds treated or holdout, ``outcome`` 0/1 or numbers.
+    Rows with an empty outcome are left out (and counted); any other bad cell is an error."""
+    frame, first_row = read_export(path)
+    require_columns(frame, path, group, outcome)
+    groups = frame[group].str.strip_chars().str.to_lowercase()
+    bad = ~groups.is_in(GROUPS) | groups.is_null()
+    if bad.any():
+        raise ExportError(
+            f"{path}: column {group}: {bad_rows(frame[group], bad, first_row)}: "
+            "each row must say treated or holdout"
+        )
+    values = numbers(frame, outcome, path, first_row)
+    data = pl.DataFrame({"group": groups, "value": values})
+    kept = data.drop_nulls()
+    try:
+        lift = measure(
+            kept.filter(pl.col("group") == "treated")["value"].to_numpy(),
+            kept.filter(pl.col("group") == "holdout")["value"].to_numpy(),
+            detect=detect,
+        )
+    except ExportError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+    return replace(lift, excluded=data.height - kept.height)
+
+
+RETENTION_SQL = """
+WITH firsts AS (
+    SELECT campaign_id, subscriber_id, min(timezone($zone, created_at)::DATE) AS cared_on,
+        arg_min(status, created_at) AS status
+    FROM care_actions
+    WHERE round = 1 AND status <> 'suppressed'  -- held out, or planned for contact
+      AND timezone($zone, created_at)::DATE >= $since
+      AND timezone($zone, created_at)::DATE <= $as_of - to_days($days)
+    GROUP BY ALL
+)
+SELECT f.campaign_id, f.status = 'held_out' AS held_out,
+    (s.left_on IS NULL OR s.left_on > f.cared_on + to_days($days))::INT AS retained,
+    f.cared_on
+FROM firsts f JOIN subscribers s USING (subscriber_id)
+"""
+
+
+@dataclass(frozen=True)
+class CampaignLift:
+    campaign_id: str
+    first: date
+    last: date
+    lift: Lift | None  # None: too few units in a group
+    treated: int
+    held_out: int
+
+
+def retention_lifts(
+    con: duckdb.DuckDBPyConnection, as_of: date, zone: str, *, days: int, since: date,
+) -> list[CampaignLift]:  # fmt: skip
+    """Per campaign: retention ``days`` after first care, cared-for against held out, over
+    customers first cared for from ``since`` until ``days`` before ``as_of`` (whose outcome is
+    known by now). Each customer counts once per campaign."""
+    params = {"zone": zone, "since": since, "as_of": as_of, "days": days}
+    frame = pl.from_pandas(con.execute(RETENTION_SQL, params).fetch_df())
+    found = []
+    for (campaign_id,), part in sorted(frame.group_by("campaign_id"), key=lambda g: str(g[0])):
+        treated = part.filter(~pl.col("held_out"))["retained"].to_numpy()
+        held = part.filter(pl.col("held_out"))["retained"].to_numpy()
+        lift = measure(treated, held) if min(len(treated), len(held)) >= 2 else None
+        dates = part["cared_on"].cast(pl.Date)
+        found.append(
+            CampaignLift(str(campaign_id), dates.min(), dates.max(), lift, len(treated), len(held))  # type: ignore[arg-type]
+        )
+    return found

@@ -1,0 +1,154 @@
+"""The monthly KPI report's content: KPIs, drill-downs, key drivers, hot topics and care's lift,
+gathered from the warehouse for one business month."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+
+from core.clock import business_date
+from core.settings import Settings
+from insights.drivers import DriverAnalysis, analyse
+from insights.exports import ExportError
+from insights.kpis import KPIS, kpi_moments, month_start, shift_month
+from insights.lift import CampaignLift, retention_lifts
+from insights.panorama import Contribution, KpiRow, TrendPoint, drill_downs, kpi_rows, trend
+from insights.targets import Targets, load_targets
+from insights.topics import Topic, hot_topics
+from warehouse.db import query_frame
+
+# The email rating page's attribute ratings, with the overall score they explain.
+ATTRIBUTES_SQL = """
+SELECT e.store_id, e.score, CAST(e.attributes AS VARCHAR) AS attributes
+FROM evaluations e
+WHERE e.intent = 'rating' AND e.round = 1 AND e.attributes IS NOT NULL
+  AND strftime(timezone($zone, e.received_at), '%Y-%m') = $month
+"""
+
+
+@dataclass(frozen=True)
+class MonthlyReport:
+    month: str
+    zone: str
+    as_of: date
+    rows: list[KpiRow]
+    trends: dict[str, list[TrendPoint]]
+    drilldowns: dict[str, list[Contribution]]
+    drivers: DriverAnalysis | None
+    store_drivers: dict[str, DriverAnalysis]
+    topics: list[Topic]
+    lifts: list[CampaignLift]
+    lift_days: int
+    targets: Targets
+
+    def overall(self) -> list[KpiRow]:
+        return [r for r in self.rows if r.scope == "overall"]
+
+    def scope_rows(self, scope: str) -> list[KpiRow]:
+        return [r for r in self.rows if r.scope == scope]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "timezone": self.zone,
+            "as_of": self.as_of.isoformat(),
+            "kpis": [r.as_json() for r in self.rows],
+            "drilldown": {
+                kpi: [_contribution_json(c) for c in parts]
+                for kpi, parts in self.drilldowns.items()
+            },
+            "drivers": _drivers_json(self.drivers),
+            "drivers_by_store": {s: _drivers_json(a) for s, a in self.store_drivers.items()},
+            "topics": [t.as_json() for t in self.topics],
+            "lift": [_lift_json(c, self.lift_days) for c in self.lifts],
+        }
+
+
+def _contribution_json(c: Contribution) -> dict[str, Any]:
+    return {
+        "scope": c.scope, "key": c.key, "contribution": round(c.total, 5),
+        "mix": round(c.mix, 5), "rate": round(c.rate, 5), "n": c.n, "previous_n": c.previous_n,
+    }  # fmt: skip
+
+
+def _drivers_json(analysis: DriverAnalysis | None) -> dict[str, Any] | None:
+    if analysis is None:
+        return None
+    return {
+        "n": analysis.n,
+        "r_squared": round(analysis.r_squared, 4),
+        "attributes": [d.as_json() for d in analysis.drivers],
+        "fix_first": analysis.fix_first(),
+    }
+
+
+def _lift_json(c: CampaignLift, days: int) -> dict[str, Any]:
+    return {
+        "campaign": c.campaign_id,
+        "outcome": f"retained_{days}d",
+        "cared_from": c.first.isoformat(),
+        "cared_to": c.last.isoformat(),
+        **(c.lift.as_json() if c.lift else {"n_treated": c.treated, "n_holdout": c.held_out}),
+    }
+
+
+def build_monthly_report(
+    con: duckdb.DuckDBPyConnection, month: str, zone: str, *, now: datetime, sla_hours: int,
+    targets: Targets, lift_days: int,
+) -> MonthlyReport:  # fmt: skip
+    """Everything the month's report shows, as of ``now``."""
+    moments = kpi_moments(con, month, zone, sla_hours=sla_hours, now=now)
+    rows = kpi_rows(moments, month, targets)
+    drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
+    as_of = business_date(ZoneInfo(zone), now)
+    since = month_start(shift_month(month, -11))
+    return MonthlyReport(
+        month, zone, as_of, rows,
+        {k.name: trend(moments, k.name, month) for k in KPIS},
+        drill_downs(moments, rows, month), drivers, by_store, hot_topics(con, month, zone),
+        retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
+    )  # fmt: skip
+
+
+def configured_monthly_report(
+    con: duckdb.DuckDBPyConnection, settings: Settings, month: str, now: datetime
+) -> MonthlyReport:
+    """The month's report with this deployment's timezone, SLA, lift window and targets: what
+    the command, the scheduled flow and the demo all write."""
+    return build_monthly_report(
+        con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
+        targets=load_targets(), lift_days=settings.lift_days,
+    )  # fmt: skip
+
+
+def attribute_drivers(
+    con: duckdb.DuckDBPyConnection, month: str, zone: str, min_units: int
+) -> tuple[DriverAnalysis | None, dict[str, DriverAnalysis]]:
+    """Key drivers of the overall score from the month's attribute ratings: overall, and for
+    each store with at least ``min_units`` rated emails."""
+    raw = query_frame(con, ATTRIBUTES_SQL, {"zone": zone, "month": month})
+    if raw.is_empty():
+        return None, {}
+    decoded = raw["attributes"].str.json_decode().struct.unnest()
+    frame = pl.concat([raw.select("store_id", "score"), decoded], how="horizontal")
+    names = sorted(decoded.columns)
+    frame = frame.with_columns(pl.col(c).cast(pl.Float64, strict=False) for c in ["score", *names])
+    overall = _drivers_or_none(frame, names)
+    by_store = {
+        str(store): found
+        for (store,), part in frame.group_by("store_id")
+        if part.height >= min_units and (found := _drivers_or_none(part, names))
+    }
+    return overall, dict(sorted(by_store.items()))
+
+
+def _drivers_or_none(frame: pl.DataFrame, names: list[str]) -> DriverAnalysis | None:
+    try:
+        return analyse(frame, "score", names)
+    except ExportError:  # too few ratings, or every one the same: nothing to rank
+        return None

@@ -1,0 +1,348 @@
+"""The loop's figures, the first KPI report, and each store manager's dissatisfied list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from core.clock import utc_now
+from core.files import private_dir, write_private_csv, write_private_text
+from warehouse.db import query_dicts
+
+# The first-round care a report covers: planned on business dates in [$since, $until] (either
+# open). Everything else (ratings, replies, cases, second rounds) follows from those actions.
+IN_PERIOD = """
+(CAST($since AS DATE) IS NULL OR timezone($zone, {at})::DATE >= $since)
+AND (CAST($until AS DATE) IS NULL OR timezone($zone, {at})::DATE <= $until)
+"""
+LOOP_SQL = f"""
+WITH first AS (
+    SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
+), actions AS (
+    SELECT campaign_id,
+        count(*) AS targeted,
+        count(*) FILTER (status = 'suppressed') AS suppressed,
+        count(*) FILTER (status = 'held_out') AS held_out,
+        count(*) FILTER (sent_at IS NOT NULL) AS sent,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'sms') AS sent_sms,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'email') AS sent_email,
+        count(*) FILTER (sent_at IS NOT NULL AND channel = 'voice') AS sent_voice,
+        count(*) FILTER (sent_at IS NOT NULL AND survey) AS surveyed,
+        count(*) FILTER (status = 'delivered') AS delivered
+    FROM first GROUP BY campaign_id
+), replies AS (
+    SELECT a.campaign_id,
+        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied,
+        count(*) FILTER (e.intent = 'opt_out') AS opted_out
+    FROM evaluations e JOIN first a USING (action_id) GROUP BY ALL
+), ratings AS (
+    SELECT a.campaign_id, count(*) AS rated,
+        count(*) FILTER (r.score >= 4) AS satisfied,
+        count(*) FILTER (r.score <= 2) AS dissatisfied
+    FROM action_ratings r JOIN first a USING (action_id) GROUP BY ALL
+), cases AS (
+    SELECT m.campaign_id, count(s.sent_at) AS second_round_sent, count(*) AS cases,
+        count(*) FILTER (m.status = 'recovered') AS recovered
+    FROM manager_cases m JOIN first a USING (action_id)
+    LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
+    GROUP BY ALL
+)
+SELECT a.campaign_id, targeted, suppressed, held_out, sent, sent_sms, sent_email, sent_voice,
+    surveyed, delivered, coalesce(replied, 0) AS replied, coalesce(rated, 0) AS rated,
+    coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
+    coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
+    coalesce(recovered, 0) AS recovered, coalesce(opted_out, 0) AS opted_out
+FROM actions a
+LEFT JOIN replies USING (campaign_id)
+LEFT JOIN ratings USING (campaign_id)
+LEFT JOIN cases USING (campaign_id)
+ORDER BY a.campaign_id
+"""
+SUPPRESSION_SQL = f"""
+SELECT campaign_id, suppression_reason, count(*) FROM care_actions
+WHERE status = 'suppressed' AND round = 1 AND {IN_PERIOD.format(at="created_at")}
+GROUP BY ALL ORDER BY ALL
+"""
+REPLIES_SQL = f"""
+SELECT attribution, count(*) FROM evaluations WHERE {IN_PERIOD.format(at="received_at")}
+GROUP BY ALL ORDER BY count(*) DESC
+"""
+OPT_OUTS_SQL = f"""
+SELECT channel, count(*) FROM opt_outs
+WHERE event = 'opt_out' AND {IN_PERIOD.format(at="occurred_at")}
+GROUP BY ALL ORDER BY ALL
+"""
+# The store managers' side, for cases opened from first-round care in the period.
+CASES_SQL = f"""
+SELECT count(*) AS opened,
+    count(*) FILTER (m.contacted_at <= m.opened_at + to_hours($sla)) AS contacted_in_sla,
+    count(*) FILTER (m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now)
+        AS sla_due,
+    count(*) FILTER (m.escalated_at IS NOT NULL) AS escalated,
+    count(*) FILTER (m.status = 'resolved') AS resolved,
+    count(*) FILTER (m.status = 'recovered') AS recovered,
+    count(*) FILTER (m.status IN ('open', 'contacted', 'unresolved')) AS still_open
+FROM manager_cases m JOIN care_actions a USING (action_id)
+WHERE a.round = 1 AND {IN_PERIOD.format(at="a.created_at")}
+"""
+# The period a report covers: the business dates care was planned on, and the newest reply.
+PERIOD_SQL = f"""
+SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
+    (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations
+     WHERE {IN_PERIOD.format(at="received_at")})
+FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
+"""
+# A store manager's list: open cases first (a second round rated 1-2 is still open for the
+# manager), the recovered ones in their own section; times in the store's own zone.
+STORE_LIST_SQL = """
+SELECT CASE WHEN m.status = 'recovered' THEN 'recovered' ELSE 'open' END AS section,
+       m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
+       m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
+       m.campaign_id, m.score, m.comment,
+       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
+       st.timezone AS store_timezone, m.status,
+       a.channel AS second_round_channel, a.status AS second_round_status, m.recovered_score
+FROM manager_cases m
+JOIN stores st USING (store_id)
+JOIN subscribers s USING (subscriber_id)
+LEFT JOIN care_actions a ON a.action_id = m.second_round_action_id
+ORDER BY m.store_id, section, m.score, m.opened_at
+"""
+
+
+DERIVED = ("csat", "response_rate", "recovery_rate")
+
+
+@dataclass(frozen=True)
+class Period:
+    """What a report covers: care planned on these business dates, replies until then."""
+
+    first: date | None
+    last: date | None
+    last_reply: str | None  # business time, to the minute
+    zone: str
+
+    def describe(self) -> str:
+        if self.first is None:
+            return "Nothing planned in this period."
+        replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
+        return f"Care planned {self.first} to {self.last} ({self.zone}){replies}."
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    campaigns: list[dict[str, Any]]
+    suppressed: dict[str, dict[str, int]]
+    replies: dict[str, int]  # every reply kept, by how it was attributed
+    opt_outs: dict[str, int]  # by channel, whatever the source (reply, link, provider)
+    period: Period
+    cases: dict[str, Any]  # opened, contacted within the SLA, escalated, recovered...
+    columns: tuple[str, ...] = ()  # the campaign figures' names, known with no campaign yet
+
+    def totals(self) -> dict[str, Any]:
+        keys = [k for k in self.columns if k != "campaign_id" and k not in DERIVED]
+        total: dict[str, Any] = {k: sum(int(c[k] or 0) for c in self.campaigns) for k in keys}
+        return with_rates(total)
+
+
+def percent(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def csat(satisfied: int, rated: int) -> float | None:
+    """CSAT: the share of ratings that are 4 or 5, in percent."""
+    return percent(satisfied, rated)
+
+
+def with_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """CSAT; response rate: surveys answered with a rating, per survey sent; recovery rate:
+    cases whose second round was rated 4-5, per case opened. None where nothing was asked."""
+    row["csat"] = csat(row.get("satisfied", 0), row.get("rated", 0))
+    row["response_rate"] = percent(row.get("rated", 0), row.get("surveyed", 0))
+    row["recovery_rate"] = percent(row.get("recovered", 0), row.get("cases", 0))
+    return row
+
+
+def loop_report(
+    con: duckdb.DuckDBPyConnection,
+    zone: str = "Asia/Shanghai",
+    since: date | None = None,
+    until: date | None = None,
+    *,
+    now: datetime | None = None,
+    sla_hours: int = 48,
+) -> LoopReport:
+    """The loop's figures for care planned on business dates ``since`` to ``until``."""
+    scope = {"zone": zone, "since": since, "until": until}
+    cursor = con.execute(LOOP_SQL, scope)
+    names = [d[0] for d in cursor.description]  # known even with no campaign yet
+    campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    suppressed: dict[str, dict[str, int]] = {}
+    for campaign_id, reason, n in con.execute(SUPPRESSION_SQL, scope).fetchall():
+        suppressed.setdefault(campaign_id, {})[reason] = n
+    replies = dict(con.execute(REPLIES_SQL, scope).fetchall())
+    opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
+    first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
+    period = Period(first, last, last_reply, zone)
+    cases = query_dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
+    cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])
+    return LoopReport(campaigns, suppressed, replies, opt_outs, period, cases, tuple(names))
+
+
+def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
+    """One CSV per store manager with their dissatisfied customers; returns rows per store."""
+    private_dir(directory)
+    for old in directory.glob("*.csv"):
+        old.unlink()
+    cursor = con.execute(STORE_LIST_SQL)
+    names = [d[0] for d in cursor.description]
+    store = names.index("store_id")
+    by_store: dict[str, list[tuple[Any, ...]]] = {}
+    for row in cursor.fetchall():
+        by_store.setdefault(row[store], []).append(row)
+    for store_id, rows in by_store.items():
+        write_private_csv(directory / f"{store_id}.csv", names, rows)
+    return {store_id: len(rows) for store_id, rows in by_store.items()}
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def _campaign_row(c: dict[str, Any]) -> str:
+    return (
+        f"| {c['campaign_id']} | {c['targeted']} | {c['suppressed']} | {c['held_out']} | "
+        f"{c['sent']} ({c['sent_sms']}/{c['sent_email']}/{c['sent_voice']}) | {c['replied']} | "
+        f"{_shown(c['response_rate'])} | {c['rated']} | {_shown(c['csat'])} | "
+        f"{c['dissatisfied']} | {c['second_round_sent']} | {c['recovered']} | "
+        f"{_shown(c['recovery_rate'])} | {c['opted_out']} |"
+    )
+
+
+def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        report.period.describe(),
+        "",
+        *_campaign_table(report),
+        *_section(
+            "Opt-outs, by channel",
+            "By reply (STOP, TD, 退订), unsubscribe link or provider refusal; each stops every "
+            "later send on that channel.",
+            [f"- {channel}: {n}" for channel, n in report.opt_outs.items()] or ["- none"],
+        ),
+        *_section(
+            "Suppressed, by reason",
+            "",
+            [
+                f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())
+                for campaign_id, reasons in report.suppressed.items()
+            ],
+        ),
+        *_section(
+            "Replies, by attribution",
+            "Every reply is kept: matched to the survey it answers, late (after the reply "
+            "window), to no open survey, or from an unknown number.",
+            [f"- {kind}: {n}" for kind, n in report.replies.items()],
+        ),
+        *_case_sections(report, store_rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
+    return [
+        *_section(
+            "Store managers' cases",
+            f"SLA: first contact within the SLA ({report.cases['sla_compliance'] or '-'}% "
+            "of the cases whose SLA has passed or that were contacted).",
+            [f"- {name.replace('_', ' ')}: {n}" for name, n in report.cases.items()],
+        ),
+        *_section(
+            "Store managers' dissatisfied lists",
+            f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
+            "store in store_lists/: open cases first, recovered ones after; times in the "
+            "store's own timezone).",
+            [],
+        ),
+    ]
+
+
+def _campaign_table(report: LoopReport) -> list[str]:
+    return [
+        "Response rate: surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 "
+        "per rating. Recovery rate: cases whose second round was rated 4-5, per case opened.",
+        "",
+        "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
+        "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "
+        "recovery % | opted out |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(_campaign_row(c) for c in report.campaigns),
+        _campaign_row({"campaign_id": "**all**", **report.totals()}),
+    ]
+
+
+def _section(heading: str, text: str, items: list[str]) -> list[str]:
+    return ["", f"## {heading}", "", *([text, ""] if text else []), *items]
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    report: LoopReport
+    store_rows: dict[str, int]
+    path: Path
+
+
+def write_reports(
+    con: duckdb.DuckDBPyConnection,
+    directory: Path,
+    title: str,
+    zone: str,
+    since: date | None = None,
+    *,
+    now: datetime | None = None,
+    sla_hours: int = 48,
+) -> WrittenReport:
+    """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
+    report = loop_report(con, zone, since, now=now, sla_hours=sla_hours)
+    store_rows = write_store_lists(con, directory / "store_lists")
+    path = directory / "kpi_report.md"
+    write_private_text(path, render_markdown(report, store_rows, title))
+    return WrittenReport(report, store_rows, path)
+
+
+def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
+    """The loop's figures, step by step: what the demo prints at its end."""
+    total = report.totals()
+    rows: list[tuple[str, Any]] = [("period", report.period.describe())]
+    rows += [(f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns]
+    reasons: dict[str, int] = {}
+    for by_reason in report.suppressed.values():
+        for reason, n in by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    rows += [(f"suppressed: {reason}", n) for reason, n in sorted(reasons.items())]
+    rows += [
+        ("held out", total.get("held_out", 0)),
+        ("sent: sms", total.get("sent_sms", 0)),
+        ("sent: email", total.get("sent_email", 0)),
+        ("sent: voice", total.get("sent_voice", 0)),
+        ("replied", total.get("replied", 0)),
+        ("response rate (% of surveys rated)", total.get("response_rate")),
+        ("CSAT (% of ratings 4-5)", total.get("csat")),
+        ("dissatisfied", total.get("dissatisfied", 0)),
+        ("sent a second round", total.get("second_round_sent", 0)),
+        ("recovered", total.get("recovered", 0)),
+        ("recovery rate (% of cases)", total.get("recovery_rate")),
+        ("opted out", sum(report.opt_outs.values())),
+        ("cases opened", report.cases["opened"]),
+        ("cases contacted within the SLA (%)", report.cases["sla_compliance"]),
+        ("cases escalated", report.cases["escalated"]),
+        ("cases resolved by managers", report.cases["resolved"]),
+        ("cases recovered", report.cases["recovered"]),
+    ]
+    return rows

@@ -1,0 +1,3 @@
+"""Service: provider webhooks, rating links and unsubscribes into the inbox, and the store
+managers' page.
+"""

@@ -1,0 +1,79 @@
+"""One line per request: client, method, path, status, time taken, with nothing personal.
+
+Link tokens in paths are cut to their first characters (a whole token is a working link) and
+phone numbers and addresses anywhere in the line are masked. Lines go through a queue to a
+thread that writes them, so a slow terminal or disk never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
+from typing import Any
+
+from core.masking import mask_text
+
+log = logging.getLogger("careloop.access")
+TOKEN_PATH = re.compile(r"^/(r|unsubscribe|m/login)/([^/]{8})[^/]*")
+
+Scope = dict[str, Any]
+
+
+def shown_path(path: str) -> str:
+    return mask_text(TOKEN_PATH.sub(r"/\1/\2…", path))
+
+
+class AccessLog:
+    """ASGI middleware writing the access log (HTTP requests only)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app fails before answering
+
+        async def record_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            log.info(
+                "%s %s %s %d %.1fms",
+                client[0],
+                scope["method"],
+                shown_path(scope["path"]),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+@contextmanager
+def access_logging() -> Iterator[None]:
+    """Access lines to standard error, written by a thread of their own."""
+    queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    listener = QueueListener(queue, writer)
+    log.addHandler(QueueHandler(queue))
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()

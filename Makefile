@@ -39,6 +39,7 @@ system-packages:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy careloop flows service segments campaigns feedback cases insights demo inbox warehouse core

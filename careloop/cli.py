@@ -428,12 +428,12 @@ def serve(
 def migrate() -> None:
     """Create or upgrade the warehouse schema."""
     from core.settings import load_settings
-    from warehouse.db import applied_versions, connect
+    from warehouse.db import applied_versions, warehouse
 
     settings = load_settings()
-    con = connect(settings.warehouse_path)
-    console.print(f"{settings.warehouse_path}: schema versions {sorted(applied_versions(con))}")
-    con.close()
+    with warehouse(settings.warehouse_path) as con:
+        versions = sorted(applied_versions(con))
+    console.print(f"{settings.warehouse_path}: schema versions {versions}")
 
 
 @app.command()
@@ -559,19 +559,11 @@ def _format(fmt: str) -> Any:
 @contextmanager
 def _reader() -> Iterator[Any]:
     """The warehouse opened read-only (previews never write), created first if missing."""
-    import duckdb
-
     from core.settings import load_settings
-    from warehouse.db import connect
+    from warehouse.db import warehouse
 
-    path = load_settings().warehouse_path
-    if not path.exists():
-        connect(path).close()
-    con = duckdb.connect(str(path), read_only=True)
-    try:
+    with warehouse(load_settings().warehouse_path, read_only=True) as con:
         yield con
-    finally:
-        con.close()
 
 
 @model_app.command("train")

@@ -25,6 +25,7 @@ class RichReporter:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        self.errors = Console(stderr=True)  # notes never mix into output a pipe reads
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -37,6 +38,9 @@ class RichReporter:
 
     def step(self, name: str, figures: Mapping[str, Any]) -> None:
         self.console.print(f"[green]✓[/green] [bold]{name}[/bold]: {describe(figures)}")
+
+    def note(self, message: str) -> None:
+        self.errors.print(f"[yellow]…[/yellow] {message}", highlight=False)
 
     @contextmanager
     def track(self, label: str, total: float | None) -> Iterator[Advance]:

@@ -21,6 +21,8 @@ class Reporter(Protocol):
 
     def track(self, label: str, total: float | None) -> AbstractContextManager[Advance]: ...
 
+    def note(self, message: str) -> None: ...
+
 
 class LogReporter:
     """The default: step figures at INFO, progress at DEBUG."""
@@ -33,6 +35,9 @@ class LogReporter:
         log.debug("%s: started (%s)", label, "?" if total is None else f"{total:g}")
         yield lambda amount: None
         log.debug("%s: done", label)
+
+    def note(self, message: str) -> None:
+        log.warning("%s", message)
 
 
 _reporter: Reporter = LogReporter()
@@ -59,6 +64,9 @@ class _StepsMuted:
     def track(self, label: str, total: float | None) -> AbstractContextManager[Advance]:
         return self.outer.track(label, total)
 
+    def note(self, message: str) -> None:
+        self.outer.note(message)
+
 
 @contextmanager
 def steps_muted() -> Iterator[None]:
@@ -70,6 +78,11 @@ def steps_muted() -> Iterator[None]:
 
 def step_done(name: str, figures: Mapping[str, Any]) -> None:
     _reporter.step(name, figures)
+
+
+def note(message: str) -> None:
+    """Something the person running the work should know now (what it is waiting for)."""
+    _reporter.note(message)
 
 
 @contextmanager

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 
 import duckdb
 from prefect.artifacts import create_table_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from campaigns.channels.factory import get_provider
@@ -26,6 +26,7 @@ from core.progress import step_done
 from core.settings import Settings, load_settings
 from inbox.inbox import Inbox
 from warehouse.db import warehouse
+from warehouse.turn import this_process
 
 
 def settings_for(home: str | None) -> Settings:
@@ -33,37 +34,21 @@ def settings_for(home: str | None) -> Settings:
     return load_settings(home=Path(home)) if home else load_settings()
 
 
-# DuckDB has one writer: every flow that writes the warehouse holds this Prefect global
-# concurrency slot, so two deployments firing together take turns instead of colliding.
-WAREHOUSE_LIMIT = "warehouse"
-
-
 @contextmanager
 def writing_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The warehouse, opened once this flow holds the ``warehouse`` slot (waiting for it)."""
-    ensure_warehouse_limit()
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=True),
-        warehouse(settings.warehouse_path) as con,
-    ):
+    """The warehouse, opened once this flow has its turn (waiting for it, and saying for whom);
+    the turn is the warehouse file's own, so it needs no Prefect server and dies with a
+    crashed holder."""
+    with warehouse(settings.warehouse_path, holder=flow_holder()) as con:
         yield con
 
 
-def ensure_warehouse_limit() -> None:
-    """Create the limit (1 slot) where the server has none yet: a fresh server, a temporary
-    one, a test harness. Two flows racing to create it both end up using the one that won."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
-        except ObjectNotFound:
-            with suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=WAREHOUSE_LIMIT, limit=1)
-                )
+def flow_holder() -> str:
+    """``collect-feedback (flow run brisk-otter, pid 4242)``, as a waiter shows it."""
+    name = flow_run.get_flow_name()
+    if not name:
+        return this_process()
+    return f"{name} (flow run {flow_run.get_name()}, pid {os.getpid()})"
 
 
 def end_of_day(day: date) -> datetime:

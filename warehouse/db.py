@@ -12,6 +12,7 @@ import polars as pl
 
 from core.migrations import Migration, MigrationError
 from core.migrations import available_migrations as migrations_in
+from warehouse.turn import turn
 
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
@@ -74,12 +75,19 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
 
 
 @contextmanager
-def warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path)
-    try:
-        yield con
-    finally:
-        con.close()
+def warehouse(
+    path: Path, *, read_only: bool = False, holder: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse, opened once this process has its turn (waiting for it, see
+    ``warehouse.turn``); read-only openers take a turn too, as DuckDB admits one process."""
+    with turn(path, holder):
+        if read_only and not path.exists():
+            connect(path).close()  # created and migrated first
+        con = connect(path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def query_frame(

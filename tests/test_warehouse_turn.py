@@ -1,0 +1,174 @@
+"""Processes take turns at the warehouse file, as on a machine where the stack runs beside the
+CLI: a holder killed with SIGKILL frees it at once, commands wait for a frozen holder (saying
+whom for) and then succeed, and another home's warehouse never waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from inbox.inbox import Inbox
+from warehouse.db import connect, warehouse
+from warehouse.turn import current_holder
+
+HOLDER = """
+import sys
+from pathlib import Path
+from warehouse.db import warehouse
+with warehouse(Path(sys.argv[1]), holder="the test's holder") as con:
+    con.execute("SELECT count(*) FROM subscribers").fetchall()
+    print("held", flush=True)
+    sys.stdin.readline()  # until the test says so, or dies
+"""
+CLI = [sys.executable, "-m", "careloop.cli"]
+PATIENCE = 240  # seconds: a bound for a hung test on a loaded machine, never a pace
+
+
+class Process:
+    """A child whose output lines are collected as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its group, temporary Prefect server included, can be killed
+        )
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout
+        for line in self.popen.stdout:
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        with self._seen:
+            found = self._seen.wait_for(
+                lambda: any(text in line for line in self.lines) or self.popen.poll() is not None,
+                timeout=PATIENCE,
+            )
+        assert found and any(text in line for line in self.lines), self.output
+
+    def finish(self) -> int:
+        code = self.popen.wait(timeout=PATIENCE)
+        self._reader.join(timeout=PATIENCE)  # every line read
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def home_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    return {**env, "CARELOOP_HOME": str(home), "CARELOOP_PROVIDER": "sandbox"}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "care"
+    connect(home / "warehouse.duckdb").close()
+    return home
+
+
+@pytest.fixture
+def holder(home: Path) -> Iterator[Process]:
+    process = Process([sys.executable, "-c", HOLDER, str(home / "warehouse.duckdb")], os.environ)
+    process.wait_for("held")
+    yield process
+    if process.popen.poll() is None:
+        process.popen.kill()
+        process.popen.wait()
+
+
+def test_the_turn_says_who_holds_it_and_is_free_once_they_exit(home, holder):
+    warehouse_path = home / "warehouse.duckdb"
+    assert current_holder(warehouse_path).startswith("the test's holder since ")
+    assert holder.popen.stdin
+    holder.popen.stdin.write("done\n")
+    holder.popen.stdin.flush()
+    assert holder.finish() == 0
+    assert current_holder(warehouse_path) is None
+
+
+def test_a_flow_killed_with_sigkill_holding_the_warehouse_leaves_it_to_the_next(home):
+    """A collect with a long inbox is killed while it has the warehouse open (no Prefect server
+    but its own temporary one); the next collect gets the warehouse and finishes."""
+    at = datetime.now(UTC)
+    Inbox(home / "inbox.sqlite").put_many(
+        ("sms", f"SM{n:032x}", at, {"From": "+8613800000001", "Body": "5"}) for n in range(60_000)
+    )
+    first = Process([*CLI, "collect"], home_env(home))
+    warehouse_path = home / "warehouse.duckdb"
+    assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
+                      or first.popen.poll() is not None)  # fmt: skip
+    assert first.popen.poll() is None, first.output  # killed while it held the warehouse
+    os.killpg(first.popen.pid, signal.SIGKILL)  # the command and its temporary server
+    first.popen.wait()
+    second = Process([*CLI, "collect"], home_env(home))
+    assert second.finish() == 0, second.output
+    with warehouse(warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (60_000,)
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    """Polls what the other process shows (its turn file), up to PATIENCE."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_commands_wait_for_a_frozen_holder_then_succeed_and_another_home_does_not_wait(
+    home, holder, tmp_path
+):
+    stores = tmp_path / "stores.csv"
+    stores.write_text(
+        "store_id,name,city,region,timezone,manager_name,manager_email\n"
+        "ST1,Store 1,Shanghai,East,Asia/Shanghai,Li Lei,li@example.com\n"
+    )
+    holder.popen.send_signal(signal.SIGSTOP)
+    env = home_env(home)
+    waiting = [
+        Process([*CLI, "report", "--format", "json"], env),
+        Process([*CLI, "segment", "preview", "birthday", "--as-of", "2026-03-01"], env),
+        Process([*CLI, "load", "stores", str(stores)], env),
+    ]
+    try:
+        for command in waiting:
+            command.wait_for("waiting for the warehouse: held by the test's holder")
+        # Another home has a warehouse of its own: its collect does not wait for this one.
+        other = Process([*CLI, "collect"], home_env(tmp_path / "other"))
+        assert other.finish() == 0, other.output
+        assert "waiting for the warehouse" not in other.output
+        assert all(command.popen.poll() is None for command in waiting)
+    finally:
+        holder.popen.send_signal(signal.SIGCONT)
+    assert holder.popen.stdin
+    holder.popen.stdin.write("done\n")
+    holder.popen.stdin.flush()
+    for command in waiting:
+        assert command.finish() == 0, command.output
+    with warehouse(home / "warehouse.duckdb") as con:
+        assert con.execute("SELECT store_id FROM stores").fetchall() == [("ST1",)]

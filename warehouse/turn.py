@@ -1,0 +1,113 @@
+"""Turns at the warehouse: one process at a time opens the DuckDB file.
+
+DuckDB lets one process open a file, readers included, and refuses any other at once ("Could
+not set lock on file"). So every process that opens the warehouse (a flow, a command beside the
+stack, a report, a load) first takes its turn: an exclusive ``flock`` on ``<warehouse>.turn``
+beside the file. The kernel gives the lock back when its holder exits, however it exits
+(SIGKILL, out of memory, a redeploy), so a crash never stalls the next one; the lock is the
+file's own, so two warehouses never wait for each other; and nothing depends on a Prefect
+server being up. Within one process the turn is shared (DuckDB keeps one database instance per
+process). The holder writes who it is into the file, so that a waiter can say whom it waits for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.progress import note
+
+_held: dict[Path, tuple[int, int]] = {}  # turn file -> (its descriptor, how many hold it here)
+_guard = threading.Lock()
+
+
+def turn_file(warehouse_path: Path) -> Path:
+    return warehouse_path.with_name(warehouse_path.name + ".turn")
+
+
+@contextmanager
+def turn(warehouse_path: Path, holder: str | None = None) -> Iterator[None]:
+    """Hold the warehouse's turn within the block, waiting (and saying so) while another
+    process has it."""
+    path = turn_file(warehouse_path).resolve()
+    _take(path, holder or this_process())
+    try:
+        yield
+    finally:
+        _give_back(path)
+
+
+def this_process() -> str:
+    """``careloop report (pid 4242)``: the command and its first word."""
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
+    return f"{command} (pid {os.getpid()})"
+
+
+def current_holder(warehouse_path: Path) -> str | None:
+    """Who holds the turn now, as its holder wrote it; None when nobody does."""
+    path = turn_file(warehouse_path)
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _take(path: Path, holder: str) -> None:
+    with _guard:
+        if path in _held:
+            fd, depth = _held[path]
+            _held[path] = (fd, depth + 1)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _lock(fd, path)
+            _write(fd, f"{holder} since {datetime.now(UTC):%H:%M:%S} UTC")
+        except BaseException:
+            os.close(fd)
+            raise
+        _held[path] = (fd, 1)
+
+
+def _lock(fd: int, path: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        note(f"waiting for the warehouse: held by {_read(path) or 'another process'}")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes us when the holder lets go or dies
+
+
+def _give_back(path: Path) -> None:
+    with _guard:
+        fd, depth = _held[path]
+        if depth > 1:
+            _held[path] = (fd, depth - 1)
+            return
+        del _held[path]
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _write(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return ""

@@ -1,9 +1,9 @@
 """Where the flows a command runs report: the configured Prefect API, the stack that `make up`
 started, or else a temporary server.
 
-The choice matters beyond the UI: every flow that writes the warehouse takes the ``warehouse``
-concurrency slot on that server, so a command run beside `make up` must use the stack's server,
-or it would not wait for the worker's flows and the two would fight over the DuckDB file.
+Turns at the warehouse do not depend on this choice (``warehouse.turn``: a lock on a file
+beside it); a command beside `make up` reports to the stack's server so that its flow runs
+show in the same UI as the worker's.
 """
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
     from careloop.runtime import in_process_flows
+    from core import EPHEMERAL_STARTUP_SECONDS
 
-    with prefect_test_harness(), in_process_flows():
+    # The harness's own wait is 30 s: on a busy machine its server takes longer to answer.
+    with prefect_test_harness(EPHEMERAL_STARTUP_SECONDS), in_process_flows():
         yield
 
 

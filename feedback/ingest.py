@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
+from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
-from inbox.statuses import RANK, normalize
 from warehouse.db import register_frame
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here

@@ -16,13 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inbox.db import Connection, Row, as_datetime, open_inbox_db
-from inbox.statuses import normalize
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
 Item = tuple[str, str, datetime, dict[str, Any]]
+
+
+def sendgrid_message_id(event: dict[str, Any]) -> str | None:
+    """The message id a SendGrid event names: its ``sg_message_id`` is the id the send was
+    answered with (X-Message-Id), a dot, and SendGrid's own suffix."""
+    return str(event.get("sg_message_id") or "").split(".")[0] or None
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Inbox:
                 for action_id, payload in rows:
                     event = json.loads(payload)
                     if "event" in event and action_id not in events:
-                        events[action_id] = normalize(event).provider_id
+                        events[action_id] = sendgrid_message_id(event)
             (newest,) = con.execute(
                 f"SELECT max(CAST({self.db.json_text(sent_arg)} AS DOUBLE PRECISION)) FROM ("
                 "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?) recent",

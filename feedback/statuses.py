@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from inbox.inbox import sendgrid_message_id
+
 TWILIO_MESSAGE = {
     "accepted": "queued",
     "queued": "queued",
@@ -80,9 +82,8 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
         )
     if "event" in payload:
         event = str(payload["event"])
-        message_id = str(payload.get("sg_message_id") or "").split(".")[0] or None
         return DeliveryEvent(
-            message_id,
+            sendgrid_message_id(payload),
             payload.get("action_id"),
             SENDGRID.get(event),
             _text(payload.get("reason") or payload.get("type")),

@@ -50,14 +50,25 @@ def test_the_checkout_keeps_every_contract(tmp_path):
     assert "0 broken" in result.stdout
 
 
-def test_every_top_level_package_is_in_the_layers():
-    """A new folder must be given its floor, or nothing would check its imports."""
+def test_every_top_level_package_has_its_floor_is_installed_and_type_checked():
+    """A new folder must be given its floor, or nothing would check its imports; and it must
+    be packaged and type-checked like the others."""
     on_disk = {
         p.parent.name
         for p in ROOT.glob("*/__init__.py")
         if p.parent.name not in {"tests", "benchmarks"}
     }
-    assert on_disk == set(_packages())
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [layers] = [
+        c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"
+    ]
+    on_floors = {name.strip() for layer in layers for name in layer.split("|")}
+    installed = {p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]}
+    typecheck = next(
+        line for line in (ROOT / "Makefile").read_text().splitlines() if "/mypy " in line
+    )
+    assert on_disk == set(_packages()) == on_floors == installed
+    assert on_disk == set(typecheck.split()[1:])
 
 
 @pytest.mark.parametrize(
@@ -73,6 +84,9 @@ def test_every_top_level_package_is_in_the_layers():
         ("cases.digest", "import demo.customers", "Imports run downwards"),
         # a door other than the demo's using the demo's world
         ("service.pages", "import demo.customers", "used only by the demo"),
+        ("careloop.insights_cli", "import demo.customers", "used only by the demo"),
+        # a flow reaching the demo's world through the demo's flow
+        ("flows.common", "import flows.demo", "used only by the demo"),
     ],
 )
 def test_an_import_that_breaks_the_house_fails_the_check(tmp_path, module, statement, broken):

@@ -19,7 +19,7 @@ from typing import Any
 from inbox.db import Connection
 from inbox.inbox import Inbox
 
-# What a manager may do to a case in each state; the warehouse checks the same (cases.py).
+# What a manager may do to a case in each state; the warehouse checks the same (cases.lifecycle).
 ALLOWED = {
     "contacted": ("open", "unresolved"),
     "resolved": ("open", "contacted", "unresolved"),

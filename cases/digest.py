@@ -48,7 +48,7 @@ def send_digests(
     con: duckdb.DuckDBPyConnection, mailer: Mailer, settings: Settings, now: datetime, day: date
 ) -> list[dict[str, Any]]:
     """Each manager's digest for ``day`` (business date); one row of figures per store. The
-    cases are the board's (cases.lifecycle.board_rows), so mail and page agree."""
+    cases are the board's (cases.publishing.board_rows), so mail and page agree."""
     stores, cases = board_rows(con, now, settings.case_sla_hours, CLOSED_DAYS)
     sent = []
     for store in stores:

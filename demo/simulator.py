@@ -67,7 +67,7 @@ class Profile:
     tier: str
     tenure_years: float
     recent_complaint: bool
-    troubled: bool = False  # served by the demo's troubled store (demo_customers)
+    troubled: bool = False  # served by the demo's troubled store (demo.customers)
 
     @property
     def mood(self) -> int:

@@ -20,7 +20,7 @@ import polars as pl
 from campaigns.channels.base import OutboundMessage, Provider, SendResult
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import query_frame, register_frame
+from warehouse.db import Held, Pinned, query_frame, register_frame
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -66,7 +66,7 @@ class Pace:
 
 
 def dispatch(
-    con: duckdb.DuckDBPyConnection,
+    warehouse: duckdb.DuckDBPyConnection | Held,
     provider: Provider,
     *,
     now: datetime,
@@ -78,30 +78,36 @@ def dispatch(
     refresh: Callable[[], object] | None = None,
 ) -> DispatchFigures:
     """Send every queued action due by now. With ``simulated`` each goes at its due time.
-    ``refresh`` brings the inbox's news (opt-outs above all) in before each batch."""
+    ``refresh`` brings the inbox's news (opt-outs above all) in before each batch. Given a
+    ``Held`` warehouse, the run lets it go while it waits on the provider: a batch is claimed
+    (committed) before, and recorded after, so others take their turns meanwhile."""
+    held = Pinned(warehouse) if isinstance(warehouse, duckdb.DuckDBPyConnection) else warehouse
     pace = Pace(now, None if simulated else clock, sleep)
     retry = retry or RetryPolicy()
     figures = DispatchFigures()
-    reconcile(con, provider, pace.current(), figures)
+    reconcile(held, provider, pace.current(), figures)
     _stop_if_halted(provider, figures)
     size = min(batch_size, provider.max_batch)
-    with tracked("sending", _due(con, pace.current())) as advance:
+    with tracked("sending", _due(held.con, pace.current())) as advance:
         while True:
             at = pace.current()
-            prepare(con, at, simulated, figures, refresh)
-            batch = claim(con, at, size, simulated)
+            prepare(held.con, at, simulated, figures, refresh)
+            batch = claim(held.con, at, size, simulated)
             if batch.is_empty():
-                wait = _retry_wait(con, at) if pace.clock else None
+                wait = _retry_wait(held.con, at) if pace.clock else None
                 if wait is None:
                     break
-                pace.sleep(wait)
+                with held.released():
+                    pace.sleep(wait)
                 continue
             messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
             attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
-            record(con, messages, provider.send(messages), at, figures, retry, attempts)
+            with held.released():
+                results = provider.send(messages)
+            record(held.con, messages, results, at, figures, retry, attempts)
             advance(len(messages))
             _stop_if_halted(provider, figures)
-    figures.waiting = _due(con, None)
+    figures.waiting = _due(held.con, None)
     return figures
 
 
@@ -354,13 +360,11 @@ WHERE a.action_id = s.action_id AND s.verdict <> 'wait'
 """
 
 
-def reconcile(
-    con: duckdb.DuckDBPyConnection, provider: Provider, now: datetime, figures: DispatchFigures
-) -> None:
+def reconcile(held: Held, provider: Provider, now: datetime, figures: DispatchFigures) -> None:
     """Settle actions a crash (or a timeout) left ``sending``: ask the provider, never resend
     blindly. The provider decides what its evidence proves (see Provider.settle)."""
     rows = query_frame(
-        con,
+        held.con,
         "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
         "claimed_at AS scheduled_at FROM care_actions WHERE status = 'sending'",
     )
@@ -369,7 +373,8 @@ def reconcile(
     # send_at carries the claim time (the query names it scheduled_at): a provider looks for
     # each send from that moment on.
     messages = [_message(row, now, simulated=True) for row in rows.iter_rows(named=True)]
-    settled = provider.settle(messages, now)
+    with held.released():
+        settled = provider.settle(messages, now)
     frame = pl.DataFrame(
         {
             "action_id": [s.action_id for s in settled],
@@ -379,6 +384,7 @@ def reconcile(
         },
         schema_overrides={"provider_id": pl.String, "sender": pl.String},
     )
+    con = held.con
     register_frame(con, "settled", frame)
     con.execute(SETTLE_SQL, [now])
     con.unregister("settled")

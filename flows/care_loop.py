@@ -81,8 +81,8 @@ def care_loop(
         if stale:
             figures["notice"] = stale
             get_run_logger().warning(stale)
-        if send:
-            figures["dispatch"] = send_due(con, settings, now, simulated)
+    if send:
+        figures["dispatch"] = send_due(settings, now, simulated)
     get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)
     publish(f"care-loop-{campaign}", f"Care loop {campaign} as of {as_of}", figures)
     return figures

@@ -25,8 +25,8 @@ from core.masking import install_masking
 from core.progress import step_done
 from core.settings import Settings, load_settings
 from inbox.inbox import Inbox
-from warehouse.db import warehouse
-from warehouse.turn import this_process
+from warehouse.db import Session, warehouse
+from warehouse.turn import SENDING, this_process, turn
 
 
 def settings_for(home: str | None) -> Settings:
@@ -72,24 +72,27 @@ def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]
     return rows
 
 
-def send_due(
-    con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime | None, simulated: bool
-) -> dict[str, Any]:
+def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[str, Any]:
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
-    inbox is collected, so an opt-out that arrived a moment ago stops the next message."""
+    inbox is collected, so an opt-out that arrived a moment ago stops the next message.
+
+    The run holds the sending turn throughout, and the warehouse only between network calls:
+    call it outside any hold of the warehouse."""
     inbox = Inbox.of(settings)
     reply_window = timedelta(hours=settings.reply_window_hours)
-    figures = dispatch(
-        con,
-        get_provider(settings),
-        now=now or utc_now(),
-        clock=None if now else utc_now,
-        simulated=simulated,
-        batch_size=settings.dispatch_batch_size,
-        retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
-        refresh=lambda: collect(con, inbox, reply_window=reply_window),
-    )
+    path, holder = settings.warehouse_path, flow_holder()
+    with turn(path, holder, kind=SENDING), Session(path, holder) as held:
+        figures = dispatch(
+            held,
+            get_provider(settings),
+            now=now or utc_now(),
+            clock=None if now else utc_now,
+            simulated=simulated,
+            batch_size=settings.dispatch_batch_size,
+            retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
+            refresh=lambda: collect(held.con, inbox, reply_window=reply_window),
+        )
     sent = figures_dict(figures)
     step_done("send", sent)
     return sent

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import publish, send_due, settings_for, writing_warehouse
+from flows.common import publish, send_due, settings_for
 
 
 @flow(name="dispatch-outbox")
@@ -15,7 +15,6 @@ def dispatch_outbox(
     home: str | None = None, now: datetime | None = None, simulated: bool = False
 ) -> dict[str, Any]:
     settings = settings_for(home)
-    with writing_warehouse(settings) as con:
-        figures = send_due(con, settings, now, simulated)
+    figures = send_due(settings, now, simulated)
     publish("dispatch-outbox", "Outbox dispatch", figures)
     return figures

@@ -54,7 +54,6 @@ def second_round(
     as_of = as_of or business_date(settings.zone, now)
     figures = plan_all(settings, as_of, now)
     if send:
-        with writing_warehouse(settings) as con:
-            figures["dispatch"] = send_due(con, settings, now, simulated)
+        figures["dispatch"] = send_due(settings, now, simulated)
     publish("second-round", f"Second round as of {as_of}", figures)
     return figures

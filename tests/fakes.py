@@ -71,6 +71,8 @@ class FakeState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     accepted: threading.Condition = field(init=False)
     event_sink: Any = None  # SendGrid: called with the events its webhook would post
+    gate: threading.Event | None = None  # when given, every POST waits for it to open
+    arrived: threading.Event = field(default_factory=threading.Event)  # a POST waits there
 
     def __post_init__(self) -> None:
         self.accepted = threading.Condition(self.lock)
@@ -169,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
             return
         time.sleep(self.server.state.latency)
+        if self.server.state.gate is not None:
+            self.server.state.arrived.set()
+            self.server.state.gate.wait(timeout=600)
         if self._apply_fault():
             return
         self.server.api.post(self, record)

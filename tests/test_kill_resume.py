@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -22,14 +23,9 @@ KILL_ROUNDS = 18
 CHILD = """
 import sys
 from datetime import datetime
-from campaigns.channels.factory import get_provider
-from campaigns.dispatch import dispatch
 from core.settings import load_settings
-from warehouse.db import connect
-settings = load_settings()
-con = connect(settings.warehouse_path)
-dispatch(con, get_provider(settings), now=datetime.fromisoformat(sys.argv[1]), batch_size=5)
-con.close()
+from flows.common import send_due
+send_due(load_settings(), datetime.fromisoformat(sys.argv[1]), simulated=False)
 """
 
 
@@ -44,6 +40,7 @@ def customers(con):
 class Servers:
     def __init__(self, twilio, sendgrid):
         self.twilio, self.sendgrid = twilio, sendgrid
+        self.first_send_after: list[float] = []  # seconds from a run's start to its first send
 
     def accepted(self):
         return len(self.twilio.state.messages) + len(self.sendgrid.state.messages)
@@ -57,11 +54,18 @@ class Servers:
 
 
 def run_child(env, now, servers=None, kill_after=None):
+    """One dispatch run as production runs it (its sending turn, the warehouse in turns);
+    with ``kill_after``, SIGKILLed once the servers accepted that many more messages."""
+    started = time.monotonic()
     child = subprocess.Popen([sys.executable, "-c", CHILD, now.isoformat()], env=env)
-    if kill_after is not None and servers.wait_for(servers.accepted() + kill_after, child):
-        child.kill()
-        child.wait()
-        return True
+    if kill_after is not None:
+        before = servers.accepted()
+        if servers.wait_for(before + 1, child):
+            servers.first_send_after.append(time.monotonic() - started)
+        if servers.wait_for(before + kill_after, child):
+            child.kill()
+            child.wait()
+            return True
     assert child.wait(timeout=300) == 0
     return False
 
@@ -99,6 +103,7 @@ def test_killed_dispatch_sends_each_action_exactly_once(con, settings):
             "CARELOOP_SMS_RATE": "1000",
             "CARELOOP_VOICE_RATE": "1000",
             "CARELOOP_PROVIDER_CONCURRENCY": "2",
+            "CARELOOP_DISPATCH_BATCH_SIZE": "5",
         }
         servers = Servers(twilio, sendgrid)
         rng = random.Random(20261123)
@@ -113,6 +118,9 @@ def test_killed_dispatch_sends_each_action_exactly_once(con, settings):
         calls = [m["to"] for m in twilio.state.messages if m["_kind"] == "Calls"]
         mails = [m["to"] for m in sendgrid.state.messages]
     assert kills == KILL_ROUNDS, "every run must be killed mid-run, with work left"
+    # a killed run's turns die with it: the next one starts sending at once, not after a lease
+    assert len(servers.first_send_after) == KILL_ROUNDS
+    assert max(servers.first_send_after) < 60, servers.first_send_after
     assert 0 < sent_before_resume < 3 * PER_CHANNEL
     assert duplicates_and_lost(sms, expected["sms"]) == (0, 0)
     assert duplicates_and_lost(calls, expected["voice"]) == (0, 0)

@@ -13,12 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from core.settings import load_settings
+from flows.common import send_due
 from inbox.inbox import Inbox
+from tests.test_live_providers import NOW
+from tests.test_send_safety import crowd
 from warehouse.db import connect, warehouse
-from warehouse.turn import current_holder
+from warehouse.turn import SENDING, current_holder
 
 HOLDER = """
 import sys
@@ -172,3 +177,37 @@ def test_commands_wait_for_a_frozen_holder_then_succeed_and_another_home_does_no
         assert command.finish() == 0, command.output
     with warehouse(home / "warehouse.duckdb") as con:
         assert con.execute("SELECT store_id FROM stores").fetchall() == [("ST1",)]
+
+
+def test_a_dispatch_lets_the_warehouse_go_while_the_provider_answers(fakes, monkeypatch):
+    """While the provider holds a send open, a report on the same home finishes at once, and a
+    second dispatch waits to send (it must not settle the first one's actions in flight as
+    if their run had died): every message reaches Twilio once."""
+    twilio, _, _ = fakes
+    monkeypatch.setenv("CARELOOP_PROVIDER_TIMEOUT_SECONDS", "600")
+    settings = load_settings()
+    with warehouse(settings.warehouse_path) as con:
+        crowd(con, settings, 3)
+    twilio.state.gate = threading.Event()
+    figures: list[dict[str, Any]] = []
+    sender = threading.Thread(target=lambda: figures.append(send_due(settings, NOW, False)))
+    sender.start()
+    try:
+        assert twilio.state.arrived.wait(PATIENCE)  # a send waits on the provider
+        assert current_holder(settings.warehouse_path) is None
+        assert current_holder(settings.warehouse_path, SENDING)
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        report = Process([*CLI, "report", "--format", "json"], env)
+        assert report.finish() == 0, report.output
+        second = Process([*CLI, "dispatch"], env)
+        second.wait_for("waiting to send: held by")
+    finally:
+        twilio.state.gate.set()
+        sender.join(PATIENCE)
+    assert second.finish() == 0, second.output
+    assert figures[0]["sent"] == {"sms": 3}
+    assert len(twilio.state.messages) == 3
+    with warehouse(settings.warehouse_path) as con:
+        assert con.execute("SELECT status, count(*) FROM care_actions GROUP BY ALL").fetchall() == [
+            ("sent", 3)
+        ]

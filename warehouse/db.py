@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
 
 from core.migrations import Migration, MigrationError
 from core.migrations import available_migrations as migrations_in
-from warehouse.turn import turn
+from warehouse.turn import holds, turn
 
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
@@ -116,3 +117,60 @@ def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFram
     """
     con.execute("SELECT 1").fetchall()
     con.register(name, frame.to_arrow())
+
+
+class Held(Protocol):
+    """The warehouse as a long piece of work holds it: ``con`` is the connection of the
+    moment, and ``released()`` lets the warehouse go for a while (to wait on the network)."""
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection: ...
+
+    def released(self) -> AbstractContextManager[None]: ...
+
+
+@dataclass
+class Pinned:
+    """A connection that stays open throughout (tests, benchmarks, a single process)."""
+
+    con: duckdb.DuckDBPyConnection
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        yield
+
+
+class Session:
+    """The warehouse, held in turns: opened on entry, closed and its turn given back within
+    ``released()``, then taken again (waiting for it) with a new connection."""
+
+    def __init__(self, path: Path, holder: str | None = None) -> None:
+        self.path, self.holder = path, holder
+        self._open: AbstractContextManager[duckdb.DuckDBPyConnection] | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        assert self._con is not None, "the warehouse is let go of"
+        return self._con
+
+    def __enter__(self) -> Session:
+        if holds(self.path):
+            # Letting go would not give the turn back while the outer hold keeps it.
+            raise RuntimeError("a warehouse session must not start inside another hold")
+        self._open = warehouse(self.path, holder=self.holder)
+        self._con = self._open.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        opened, self._open, self._con = self._open, None, None
+        if opened is not None:
+            opened.__exit__(None, None, None)
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self.__enter__()

@@ -8,6 +8,12 @@ beside the file. The kernel gives the lock back when its holder exits, however i
 file's own, so two warehouses never wait for each other; and nothing depends on a Prefect
 server being up. Within one process the turn is shared (DuckDB keeps one database instance per
 process). The holder writes who it is into the file, so that a waiter can say whom it waits for.
+
+Sending has a turn of its own (``<warehouse>.sending``): a dispatch holds it for its whole run,
+and lets the warehouse go while it waits on the network. So only a dead run can have left
+actions ``sending``, which is what lets the next run settle them with the provider. The
+sending turn is always taken first, never while holding the warehouse, so no two processes can
+each hold what the other waits for.
 """
 
 from __future__ import annotations
@@ -27,20 +33,31 @@ _held: dict[Path, tuple[int, int]] = {}  # turn file -> (its descriptor, how man
 _guard = threading.Lock()
 
 
-def turn_file(warehouse_path: Path) -> Path:
-    return warehouse_path.with_name(warehouse_path.name + ".turn")
+WAREHOUSE = "turn"
+SENDING = "sending"
+_WAITING = {WAREHOUSE: "waiting for the warehouse", SENDING: "waiting to send"}
+
+
+def turn_file(warehouse_path: Path, kind: str = WAREHOUSE) -> Path:
+    return warehouse_path.with_name(f"{warehouse_path.name}.{kind}")
 
 
 @contextmanager
-def turn(warehouse_path: Path, holder: str | None = None) -> Iterator[None]:
-    """Hold the warehouse's turn within the block, waiting (and saying so) while another
-    process has it."""
-    path = turn_file(warehouse_path).resolve()
-    _take(path, holder or this_process())
+def turn(warehouse_path: Path, holder: str | None = None, kind: str = WAREHOUSE) -> Iterator[None]:
+    """Hold the warehouse's turn (or its sending turn) within the block, waiting (and saying
+    so) while another process has it."""
+    path = turn_file(warehouse_path, kind).resolve()
+    _take(path, holder or this_process(), _WAITING[kind])
     try:
         yield
     finally:
         _give_back(path)
+
+
+def holds(warehouse_path: Path) -> int:
+    """How many holds of the warehouse's turn this process has open (0: none)."""
+    with _guard:
+        return _held.get(turn_file(warehouse_path).resolve(), (0, 0))[1]
 
 
 def this_process() -> str:
@@ -49,9 +66,9 @@ def this_process() -> str:
     return f"{command} (pid {os.getpid()})"
 
 
-def current_holder(warehouse_path: Path) -> str | None:
+def current_holder(warehouse_path: Path, kind: str = WAREHOUSE) -> str | None:
     """Who holds the turn now, as its holder wrote it; None when nobody does."""
-    path = turn_file(warehouse_path)
+    path = turn_file(warehouse_path, kind)
     if not path.exists():
         return None
     fd = os.open(path, os.O_RDONLY)
@@ -66,7 +83,7 @@ def current_holder(warehouse_path: Path) -> str | None:
         os.close(fd)
 
 
-def _take(path: Path, holder: str) -> None:
+def _take(path: Path, holder: str, waiting: str) -> None:
     with _guard:
         if path in _held:
             fd, depth = _held[path]
@@ -75,7 +92,7 @@ def _take(path: Path, holder: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            _lock(fd, path)
+            _lock(fd, path, waiting)
             _write(fd, f"{holder} since {datetime.now(UTC):%H:%M:%S} UTC")
         except BaseException:
             os.close(fd)
@@ -83,11 +100,11 @@ def _take(path: Path, holder: str) -> None:
         _held[path] = (fd, 1)
 
 
-def _lock(fd: int, path: Path) -> None:
+def _lock(fd: int, path: Path, waiting: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        note(f"waiting for the warehouse: held by {_read(path) or 'another process'}")
+        note(f"{waiting}: held by {_read(path) or 'another process'}")
         fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes us when the holder lets go or dies
 
 

@@ -112,11 +112,13 @@ def _flow_session() -> Iterator[None]:
     flows without heartbeats, rich progress and step figures, Prefect's failure tracebacks
     left to --debug."""
     from careloop.display import quiet_prefect_failures
-    from careloop.runtime import choose_api, in_process_flows
+    from careloop.runtime import choose_api, in_process_flows, temporary_server
     from core.settings import load_settings
 
     api = choose_api(load_settings().home)
     err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
+    if api.url is None:
+        temporary_server()
     from prefect.logging.configuration import ensure_logging_setup
 
     ensure_logging_setup()
@@ -225,6 +227,26 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
             problem = getattr(exc, "problem", None) or "not a YAML value"
             raise UserError(f"--param {key.strip()}={value!r}: {problem}") from None
     return params
+
+
+@app.command()
+def deploy() -> None:
+    """Deploy prefect.yaml's flows to the Prefect server (PREFECT_API_URL, or the stack `make
+    up` started), daily schedules in the business timezone, and check them on the server."""
+    import os
+
+    from careloop.deploy import deploy_all
+    from careloop.runtime import choose_api
+    from core.settings import load_settings
+
+    settings = load_settings()
+    api = choose_api(settings.home)
+    if api.url is None:
+        _fail("careloop deploy needs a Prefect server: set PREFECT_API_URL, or run `make up`")
+    count = deploy_all(dict(os.environ), api.url, settings.timezone)
+    console.print(
+        f"{count} deployments on {api.url}; daily schedules in {settings.timezone}", highlight=False
+    )
 
 
 @app.command()

@@ -19,11 +19,10 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
+from careloop.deploy import BIN, ROOT, deploy_all
 from careloop.runtime import STACK_API_FILE
 from core.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
 SERVICE_PORT = int(os.environ.get("CARELOOP_SERVICE_PORT", "8000"))
 STOP_SECONDS = 8.0
@@ -64,19 +63,6 @@ def wait_for(url: str, what: str, timeout: float = 90) -> None:
     raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
 
 
-def prefect(env: dict[str, str], *args: str, ok_if: str | None = None) -> None:
-    done = subprocess.run(
-        [str(BIN / "prefect"), "--no-prompt", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode and not (ok_if and ok_if in done.stdout + done.stderr):
-        raise SystemExit(f"prefect {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
 def up() -> None:
     started = time.monotonic()
     settings = load_settings()
@@ -93,8 +79,7 @@ def up() -> None:
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
     (run / STACK_API_FILE).write_text(api)
-    prefect(env, "work-pool", "create", "careloop", "--type", "process", ok_if="already exists")
-    prefect(env, "deploy", "--all")
+    deploy_all(env, api, settings.timezone)
     start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)
     service = [str(BIN / "careloop"), "serve", "--port", str(SERVICE_PORT)]
     start("service", service, env, run)
@@ -103,8 +88,9 @@ def up() -> None:
     print(f"Prefect API      {api} (database: {database})")
     print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
     print(f"logs and pids    {run}")
-    print("careloop commands now report to this server; for `prefect` commands:")
-    print(f"  export PREFECT_API_URL={api}")
+    print("careloop commands now report to this server; after editing prefect.yaml, redeploy")
+    print("with `careloop deploy` (it keeps the daily schedules in the business timezone);")
+    print(f"for `prefect` commands: export PREFECT_API_URL={api}")
     print(f"ready in {time.monotonic() - started:.1f} s; stop with `make down`")
 
 

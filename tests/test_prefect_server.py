@@ -320,3 +320,42 @@ def _assert_deployments_in_postgres(database_env):
     with psycopg.connect(url) as con:
         (count,) = con.execute("SELECT count(*) FROM deployment").fetchone()
     assert count == len(DEPLOYMENTS)
+
+
+def test_careloop_deploy_keeps_the_daily_schedules_in_the_business_timezone(server):
+    """Redeploying as `make up` tells you to, with only PREFECT_API_URL set (a bare `prefect
+    deploy --all` would give the daily schedules an empty timezone, run as UTC); from another
+    folder, too. The settings' timezone is what the schedules get."""
+    api, env, tmp_path = server
+
+    def deploy(environment):
+        done = subprocess.run(
+            [BIN / "careloop", "deploy"],
+            env=environment,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return {d["name"]: d["schedules"] for d in post(api, "/deployments/filter")}
+
+    def zones(deployed):
+        return {
+            name: [s["schedule"]["timezone"] for s in sched] for name, sched in deployed.items()
+        }
+
+    def wanted(business):
+        return {
+            d["name"]: [
+                business if s["timezone"].startswith("{{") else s["timezone"]
+                for s in d["schedules"]
+            ]
+            for d in DEPLOYMENTS
+        }
+
+    only_the_api = {
+        k: v for k, v in env.items() if k not in ("CARELOOP_TIMEZONE", "CARELOOP_PROJECT_DIR")
+    }
+    assert zones(deploy(only_the_api)) == wanted("Asia/Shanghai")  # the settings' default
+    assert zones(deploy(env)) == wanted("Asia/Tokyo")  # CARELOOP_TIMEZONE, as set

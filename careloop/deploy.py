@@ -1,0 +1,88 @@
+"""`careloop deploy` (and `make up`): prefect.yaml's deployments on a Prefect server, with the
+daily schedules in the business timezone.
+
+prefect.yaml gives those schedules the timezone ``{{ $CARELOOP_TIMEZONE }}``. A bare
+``prefect deploy --all`` without that variable deploys them with an empty timezone, which
+Prefect runs as UTC: birthday greetings at 15:00 in Shanghai instead of 07:00, and nothing says
+so. This sets the variable (and the project folder the worker runs in) from the settings, then
+reads every schedule back from the server and refuses to call it done unless each one is in
+the timezone prefect.yaml asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BUSINESS = "{{ $CARELOOP_TIMEZONE }}"  # what prefect.yaml's daily schedules name
+
+
+def prefect(env: dict[str, str], *args: str, ok_if: str | None = None) -> None:
+    done = subprocess.run(
+        [str(BIN / "prefect"), "--no-prompt", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode and not (ok_if and ok_if in done.stdout + done.stderr):
+        raise SystemExit(f"prefect {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
+def deploy_all(env: dict[str, str], api: str, timezone: str) -> int:
+    """The work pool and every deployment, their schedules checked on the server; how many
+    deployments."""
+    env = {**env, "PREFECT_API_URL": api, "CARELOOP_TIMEZONE": timezone}
+    env["CARELOOP_PROJECT_DIR"] = str(ROOT)
+    prefect(env, "work-pool", "create", "careloop", "--type", "process", ok_if="already exists")
+    prefect(env, "deploy", "--all")
+    wanted = expected_timezones(timezone)
+    found = deployed_timezones(api)
+    wrong = {name: found[name] for name in wanted if sorted(found.get(name, [])) != wanted[name]}
+    missing = sorted(set(wanted) - set(found))
+    if wrong or missing:
+        raise SystemExit(
+            f"the server's schedules are not what prefect.yaml asks for: expected {wanted}, "
+            f"found {found}" + (f", missing {missing}" if missing else "")
+        )
+    return len(wanted)
+
+
+def expected_timezones(timezone: str) -> dict[str, list[str]]:
+    """Each deployment's schedule timezones, as prefect.yaml asks for them."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return {
+        d["name"]: sorted(
+            timezone if s["timezone"] == BUSINESS else s["timezone"] for s in d["schedules"]
+        )
+        for d in spec["deployments"]
+    }
+
+
+def deployed_timezones(api: str) -> dict[str, list[str]]:
+    """Each deployment's schedule timezones, as the server has them."""
+    deployments = _post(api, "/deployments/filter", {})
+    return {
+        d["name"]: [s["schedule"].get("timezone") or "" for s in d.get("schedules", [])]
+        for d in deployments
+    }
+
+
+def _post(api: str, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        f"{api}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)

@@ -63,14 +63,21 @@ class RichReporter:
 class FailureNoiseFilter(logging.Filter):
     """Prefect logs a failing run's exception with its traceback; the command prints the
     error itself, in one line, so on the console these records are dropped (the API log
-    handler still sends them to the server). ``--debug`` leaves them in."""
+    handler still sends them to the server), as is the exit's "still processing items".
+    ``--debug`` leaves them in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and record.name.startswith("prefect"))
+        failure = record.levelno >= logging.ERROR and record.name.startswith("prefect")
+        # At exit Prefect sends the events still queued, and says so as a warning: the events
+        # go all the same, and the person at the console has nothing to do about it.
+        draining = record.name == "EventsWorker" and record.getMessage().startswith(
+            "Still processing items"
+        )
+        return not (failure or draining)
 
 
 def quiet_prefect_failures() -> None:
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):  # "": the root
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not any(
                 isinstance(f, FailureNoiseFilter) for f in handler.filters

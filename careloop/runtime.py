@@ -8,12 +8,22 @@ show in the same UI as the worker's.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import importlib.util
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from core import EPHEMERAL_STARTUP_SECONDS
 
 # Written by `make up` into $CARELOOP_HOME/run, removed by `make down`.
 STACK_API_FILE = "prefect-api-url"
@@ -57,6 +67,75 @@ def choose_api(home: Path) -> FlowApi:
         os.environ["PREFECT_API_URL"] = stack
         return FlowApi(stack, "the stack `make up` started")
     return FlowApi(None, "temporary")
+
+
+def temporary_server() -> str:
+    """A temporary Prefect server for one command, as Prefect would start one itself, but tied
+    to the command: the kernel stops it when the command dies, however it dies (Prefect's own
+    outlived a command killed with SIGKILL, about 200 MB each, for ever). It exports the API as
+    PREFECT_API_URL, so call it before prefect is imported; it stops at exit, after Prefect's
+    own exit handlers (registered later, run first) have sent what they hold."""
+    server, url = _start_server()
+    atexit.register(_stop, server)
+    os.environ["PREFECT_API_URL"] = url
+    _wait_for_health(server, url)
+    return url
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def _start_server() -> tuple[subprocess.Popen[bytes], str]:
+    spec = importlib.util.find_spec("prefect")  # its folder, without importing it yet
+    assert spec is not None and spec.origin is not None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
+        "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "error", "--lifespan", "on",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+    }
+    parent = os.getpid()
+    server = subprocess.Popen(command, env=env, preexec_fn=lambda: _die_with(parent))
+    return server, f"http://127.0.0.1:{port}/api"
+
+
+def _die_with(parent: int) -> None:
+    """In the server's process, before it runs: SIGTERM when the command's thread ends (the
+    command calls this from its main thread), or at once if the command is already gone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _wait_for_health(server: subprocess.Popen[bytes], url: str) -> None:
+    """Until the server answers (a busy machine may take minutes), or says it cannot."""
+    deadline = time.monotonic() + EPHEMERAL_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the temporary Prefect server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)  # not listening yet: ask again shortly
+    raise RuntimeError(
+        f"the temporary Prefect server did not answer within {EPHEMERAL_STARTUP_SECONDS} s"
+    )
 
 
 @contextmanager

@@ -117,7 +117,8 @@ def test_the_turn_says_who_holds_it_and_is_free_once_they_exit(home, holder):
 
 def test_a_flow_killed_with_sigkill_holding_the_warehouse_leaves_it_to_the_next(home):
     """A collect with a long inbox is killed while it has the warehouse open (no Prefect server
-    but its own temporary one); the next collect gets the warehouse and finishes."""
+    but its own temporary one, which dies with it); the next collect gets the warehouse and
+    finishes."""
     at = datetime.now(UTC)
     Inbox(home / "inbox.sqlite").put_many(
         ("sms", f"SM{n:032x}", at, {"From": "+8613800000001", "Body": "5"}) for n in range(60_000)
@@ -127,12 +128,36 @@ def test_a_flow_killed_with_sigkill_holding_the_warehouse_leaves_it_to_the_next(
     assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
                       or first.popen.poll() is not None)  # fmt: skip
     assert first.popen.poll() is None, first.output  # killed while it held the warehouse
-    os.killpg(first.popen.pid, signal.SIGKILL)  # the command and its temporary server
+    servers = children(first.popen.pid)
+    assert servers, "the command runs its temporary Prefect server as its child"
+    first.popen.send_signal(signal.SIGKILL)  # the command alone: its server must go with it
     first.popen.wait()
+    assert wait_until(lambda: not any(running(pid) for pid in servers))
     second = Process([*CLI, "collect"], home_env(home))
     assert second.finish() == 0, second.output
     with warehouse(warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (60_000,)
+
+
+def children(pid: int) -> list[int]:
+    return [
+        int(stat.parent.name)
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if _stat(stat)[1:2] == [str(pid)]
+    ]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan waits a while for init to reap it here)."""
+    return _stat(Path(f"/proc/{pid}/stat"))[:1] not in ([], ["Z"])
+
+
+def _stat(path: Path) -> list[str]:
+    """State and parent pid of a /proc stat file; [] once the process is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, IndexError):
+        return []
 
 
 def wait_until(condition: Callable[[], bool]) -> bool:

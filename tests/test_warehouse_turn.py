@@ -115,25 +115,52 @@ def test_the_turn_says_who_holds_it_and_is_free_once_they_exit(home, holder):
     assert current_holder(warehouse_path) is None
 
 
+RUNNING_SERVER = """
+from careloop.runtime import temporary_server
+print(temporary_server(), flush=True)
+input()
+"""
+
+
+@pytest.fixture
+def running_server(tmp_path: Path) -> Iterator[str]:
+    """A Prefect server that outlives the commands, as `make up`'s does."""
+    env = {**home_env(tmp_path / "server-home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    server = Process([sys.executable, "-c", RUNNING_SERVER], env)
+    server.wait_for("http://")
+    yield next(line.strip() for line in server.lines if line.startswith("http://"))
+    os.killpg(server.popen.pid, signal.SIGTERM)
+    server.popen.wait(timeout=PATIENCE)
+
+
 def test_a_flow_killed_with_sigkill_holding_the_warehouse_leaves_it_to_the_next(home):
-    """A collect with a long inbox is killed while it has the warehouse open (no Prefect server
-    but its own temporary one, which dies with it); the next collect gets the warehouse and
-    finishes."""
+    """No Prefect server but the command's own temporary one, which dies with it."""
+    kill_a_collect_holding_the_warehouse(home, home_env(home))
+
+
+def test_the_same_beside_a_running_prefect_server(home, running_server):
+    env = {**home_env(home), "PREFECT_API_URL": running_server}
+    kill_a_collect_holding_the_warehouse(home, env)
+
+
+def kill_a_collect_holding_the_warehouse(home: Path, env: dict[str, str]) -> None:
+    """A collect with a long inbox is killed while it has the warehouse open; the next
+    collect gets the warehouse and finishes, every reply taken once."""
     at = datetime.now(UTC)
     Inbox(home / "inbox.sqlite").put_many(
         ("sms", f"SM{n:032x}", at, {"From": "+8613800000001", "Body": "5"}) for n in range(60_000)
     )
-    first = Process([*CLI, "collect"], home_env(home))
+    first = Process([*CLI, "collect"], env)
     warehouse_path = home / "warehouse.duckdb"
     assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
                       or first.popen.poll() is not None)  # fmt: skip
     assert first.popen.poll() is None, first.output  # killed while it held the warehouse
     servers = children(first.popen.pid)
-    assert servers, "the command runs its temporary Prefect server as its child"
+    assert bool(servers) == ("PREFECT_API_URL" not in env), "a temporary server, and only then"
     first.popen.send_signal(signal.SIGKILL)  # the command alone: its server must go with it
     first.popen.wait()
     assert wait_until(lambda: not any(running(pid) for pid in servers))
-    second = Process([*CLI, "collect"], home_env(home))
+    second = Process([*CLI, "collect"], env)
     assert second.finish() == 0, second.output
     with warehouse(warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (60_000,)

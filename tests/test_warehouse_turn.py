@@ -197,38 +197,49 @@ def wait_until(condition: Callable[[], bool]) -> bool:
     return True
 
 
-def test_commands_wait_for_a_frozen_holder_then_succeed_and_another_home_does_not_wait(
-    home, holder, tmp_path
+def test_commands_wait_for_a_frozen_flow_then_succeed_and_another_home_does_not_wait(
+    home, tmp_path
 ):
+    """A collect frozen (SIGSTOP) while it holds the warehouse: report, segment preview and
+    load stores on its home wait, saying for whom, and succeed once it goes on; a collect on
+    another home does not wait at all."""
     stores = tmp_path / "stores.csv"
     stores.write_text(
         "store_id,name,city,region,timezone,manager_name,manager_email\n"
         "ST1,Store 1,Shanghai,East,Asia/Shanghai,Li Lei,li@example.com\n"
     )
-    holder.popen.send_signal(signal.SIGSTOP)
+    at = datetime.now(UTC)
+    Inbox(home / "inbox.sqlite").put_many(
+        ("sms", f"SM{n:032x}", at, {"From": "+8613800000001", "Body": "5"}) for n in range(60_000)
+    )
     env = home_env(home)
-    waiting = [
-        Process([*CLI, "report", "--format", "json"], env),
-        Process([*CLI, "segment", "preview", "birthday", "--as-of", "2026-03-01"], env),
-        Process([*CLI, "load", "stores", str(stores)], env),
-    ]
+    flow = Process([*CLI, "collect"], env)
+    warehouse_path = home / "warehouse.duckdb"
+    assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
+                      or flow.popen.poll() is not None)  # fmt: skip
+    flow.popen.send_signal(signal.SIGSTOP)
     try:
+        assert flow.popen.poll() is None, flow.output  # frozen while it held the warehouse
+        waiting = [
+            Process([*CLI, "report", "--format", "json"], env),
+            Process([*CLI, "segment", "preview", "birthday", "--as-of", "2026-03-01"], env),
+            Process([*CLI, "load", "stores", str(stores)], env),
+        ]
         for command in waiting:
-            command.wait_for("waiting for the warehouse: held by the test's holder")
+            command.wait_for("waiting for the warehouse: held by collect-feedback (flow run")
         # Another home has a warehouse of its own: its collect does not wait for this one.
         other = Process([*CLI, "collect"], home_env(tmp_path / "other"))
         assert other.finish() == 0, other.output
         assert "waiting for the warehouse" not in other.output
         assert all(command.popen.poll() is None for command in waiting)
     finally:
-        holder.popen.send_signal(signal.SIGCONT)
-    assert holder.popen.stdin
-    holder.popen.stdin.write("done\n")
-    holder.popen.stdin.flush()
+        flow.popen.send_signal(signal.SIGCONT)
+    assert flow.finish() == 0, flow.output
     for command in waiting:
         assert command.finish() == 0, command.output
-    with warehouse(home / "warehouse.duckdb") as con:
+    with warehouse(warehouse_path) as con:
         assert con.execute("SELECT store_id FROM stores").fetchall() == [("ST1",)]
+        assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (60_000,)
 
 
 def test_a_dispatch_lets_the_warehouse_go_while_the_provider_answers(fakes, monkeypatch):

@@ -14,7 +14,7 @@ from cases.publishing import publish_boards
 from core.clock import utc_now
 from core.progress import step_done
 from feedback.ingest import watermark
-from flows.common import figures_dict, publish, settings_for, writing_warehouse
+from flows.common import figures_dict, publish, sending_turn, settings_for, writing_warehouse
 from inbox.inbox import Inbox
 
 
@@ -22,7 +22,10 @@ from inbox.inbox import Inbox
 def collect_feedback(home: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     settings = settings_for(home)
     at = now or utc_now()
-    with writing_warehouse(settings) as con:
+    # Not while a dispatch sends: a status callback or a reply for a message in flight would be
+    # read before its send is recorded, and lost or misattributed. Dispatch collects between
+    # its own batches instead.
+    with sending_turn(settings), writing_warehouse(settings) as con:
         figures = figures_dict(
             collect(
                 con,

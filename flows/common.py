@@ -6,7 +6,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -41,6 +41,12 @@ def writing_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
     crashed holder."""
     with warehouse(settings.warehouse_path, holder=flow_holder()) as con:
         yield con
+
+
+def sending_turn(settings: Settings) -> AbstractContextManager[None]:
+    """The warehouse's sending turn: a dispatch holds it for its whole run, and collect takes it
+    too (see warehouse.turn); always before the warehouse."""
+    return turn(settings.warehouse_path, flow_holder(), kind=SENDING)
 
 
 def flow_holder() -> str:
@@ -82,7 +88,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     inbox = Inbox.of(settings)
     reply_window = timedelta(hours=settings.reply_window_hours)
     path, holder = settings.warehouse_path, flow_holder()
-    with turn(path, holder, kind=SENDING), Session(path, holder) as held:
+    with sending_turn(settings), Session(path, holder) as held:
         figures = dispatch(
             held,
             get_provider(settings),

@@ -23,7 +23,7 @@ from inbox.inbox import Inbox
 from tests.test_live_providers import NOW
 from tests.test_send_safety import crowd
 from warehouse.db import connect, warehouse
-from warehouse.turn import SENDING, current_holder
+from warehouse.turn import SENDING, current_holder, turn
 
 HOLDER = """
 import sys
@@ -243,9 +243,9 @@ def test_commands_wait_for_a_frozen_flow_then_succeed_and_another_home_does_not_
 
 
 def test_a_dispatch_lets_the_warehouse_go_while_the_provider_answers(fakes, monkeypatch):
-    """While the provider holds a send open, a report on the same home finishes at once, and a
+    """While the provider holds a send open, a report on the same home finishes at once; a
     second dispatch waits to send (it must not settle the first one's actions in flight as
-    if their run had died): every message reaches Twilio once."""
+    if their run had died), and so does a collect: every message reaches Twilio once."""
     twilio, _, _ = fakes
     monkeypatch.setenv("CARELOOP_PROVIDER_TIMEOUT_SECONDS", "600")
     settings = load_settings()
@@ -264,13 +264,35 @@ def test_a_dispatch_lets_the_warehouse_go_while_the_provider_answers(fakes, monk
         assert report.finish() == 0, report.output
         second = Process([*CLI, "dispatch"], env)
         second.wait_for("waiting to send: held by")
+        # Nor may a collect read a status or a reply for a send not yet recorded.
+        collect = Process([*CLI, "collect"], env)
+        collect.wait_for("waiting to send: held by")
     finally:
         twilio.state.gate.set()
         sender.join(PATIENCE)
     assert second.finish() == 0, second.output
+    assert collect.finish() == 0, collect.output
     assert figures[0]["sent"] == {"sms": 3}
     assert len(twilio.state.messages) == 3
     with warehouse(settings.warehouse_path) as con:
         assert con.execute("SELECT status, count(*) FROM care_actions GROUP BY ALL").fetchall() == [
             ("sent", 3)
         ]
+
+
+def test_the_sending_turn_is_taken_before_the_warehouse_and_once_per_process(home):
+    warehouse_path = home / "warehouse.duckdb"
+    with (
+        warehouse(warehouse_path),
+        pytest.raises(RuntimeError, match="never inside it"),
+        turn(warehouse_path, kind=SENDING),
+    ):
+        pass
+    with (
+        turn(warehouse_path, kind=SENDING),
+        pytest.raises(RuntimeError, match="one sender"),
+        turn(warehouse_path, kind=SENDING),
+    ):
+        pass
+    with turn(warehouse_path, kind=SENDING), warehouse(warehouse_path):
+        assert current_holder(warehouse_path, SENDING) and current_holder(warehouse_path)

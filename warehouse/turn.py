@@ -47,6 +47,15 @@ def turn(warehouse_path: Path, holder: str | None = None, kind: str = WAREHOUSE)
     """Hold the warehouse's turn (or its sending turn) within the block, waiting (and saying
     so) while another process has it."""
     path = turn_file(warehouse_path, kind).resolve()
+    if kind == SENDING:
+        # Taken before the warehouse, never inside it (or two processes could each hold what
+        # the other waits for); and once per process: a second sender here would settle the
+        # first one's sends in flight as if their run had died.
+        if holds(warehouse_path):
+            raise RuntimeError("the sending turn is taken before the warehouse, never inside it")
+        with _guard:
+            if path in _held:
+                raise RuntimeError("one sender at a time in a process")
     _take(path, holder or this_process(), _WAITING[kind])
     try:
         yield
@@ -61,8 +70,9 @@ def holds(warehouse_path: Path) -> int:
 
 
 def this_process() -> str:
-    """``careloop report (pid 4242)``: the command and its first word."""
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python"
+    """``careloop report (pid 4242)``: the command and its first word that is not an option."""
+    words = [w for w in sys.argv[1:] if not w.startswith("-")][:1]
+    command = " ".join([Path(sys.argv[0]).name, *words]) if sys.argv else "python"
     return f"{command} (pid {os.getpid()})"
 
 
@@ -89,14 +99,16 @@ def _take(path: Path, holder: str, waiting: str) -> None:
             fd, depth = _held[path]
             _held[path] = (fd, depth + 1)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            _lock(fd, path, waiting)
-            _write(fd, f"{holder} since {datetime.now(UTC):%H:%M:%S} UTC")
-        except BaseException:
-            os.close(fd)
-            raise
+    # Waiting happens outside the guard, so other threads can still give their turns back.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _lock(fd, path, waiting)
+        _write(fd, f"{holder} since {datetime.now(UTC):%H:%M:%S} UTC")
+    except BaseException:
+        os.close(fd)
+        raise
+    with _guard:
         _held[path] = (fd, 1)
 
 

@@ -12,16 +12,19 @@ import atexit
 import ctypes
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from core import EPHEMERAL_STARTUP_SECONDS
 
@@ -75,14 +78,21 @@ def temporary_server() -> str:
     outlived a command killed with SIGKILL, about 200 MB each, for ever). It exports the API as
     PREFECT_API_URL, so call it before prefect is imported; it stops at exit, after Prefect's
     own exit handlers (registered later, run first) have sent what they hold."""
-    server, url = _start_server()
-    atexit.register(_stop, server)
-    os.environ["PREFECT_API_URL"] = url
-    _wait_for_health(server, url)
-    return url
+    for _ in range(PORT_TRIES):
+        server, url, log = _start_server()
+        atexit.register(_stop, server)
+        if _wait_for_health(server, url, log):
+            os.environ["PREFECT_API_URL"] = url
+            return url
+    raise RuntimeError(f"the temporary Prefect server found no free port in {PORT_TRIES} tries")
+
+
+PORT_TRIES = 3  # its port may be taken between choosing and binding: another one, then
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
     server.terminate()
     try:
         server.wait(timeout=10)
@@ -91,7 +101,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def _start_server() -> tuple[subprocess.Popen[bytes], str]:
+def _start_server() -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
     spec = importlib.util.find_spec("prefect")  # its folder, without importing it yet
     assert spec is not None and spec.origin is not None
     with socket.socket() as sock:
@@ -109,8 +119,17 @@ def _start_server() -> tuple[subprocess.Popen[bytes], str]:
         "PREFECT__SERVER_FINAL": "1",
     }
     parent = os.getpid()
-    server = subprocess.Popen(command, env=env, preexec_fn=lambda: _die_with(parent))
-    return server, f"http://127.0.0.1:{port}/api"
+    # What it says, for the one line a failure is told in; open until the command exits.
+    log = tempfile.TemporaryFile()  # noqa: SIM115
+    server = subprocess.Popen(
+        command,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C to the command's group leaves it to the command
+        preexec_fn=lambda: _die_with(parent),
+    )
+    return server, f"http://127.0.0.1:{port}/api", log
 
 
 def _die_with(parent: int) -> None:
@@ -122,20 +141,36 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _wait_for_health(server: subprocess.Popen[bytes], url: str) -> None:
-    """Until the server answers (a busy machine may take minutes), or says it cannot."""
+def _wait_for_health(server: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> bool:
+    """Until the server answers (a busy machine may take minutes): True; False when its port
+    was taken; an error with the last thing it said when it failed otherwise."""
     deadline = time.monotonic() + EPHEMERAL_STARTUP_SECONDS
     while time.monotonic() < deadline:
+        if server.poll() is not None and "address already in use" in _said(log).lower():
+            return False
         if server.poll() is not None:
-            raise RuntimeError(f"the temporary Prefect server exited with {server.returncode}")
+            raise RuntimeError(f"the temporary Prefect server stopped: {_last_line(log)}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
+                return True
         except OSError:
             time.sleep(0.1)  # not listening yet: ask again shortly
     raise RuntimeError(
         f"the temporary Prefect server did not answer within {EPHEMERAL_STARTUP_SECONDS} s"
     )
+
+
+def _said(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _last_line(log: IO[bytes]) -> str:
+    """The cause: the last exception it printed (``sqlite3.OperationalError: unable to open
+    database file``), else its last line."""
+    said = [line.strip() for line in _said(log).splitlines() if line.strip()]
+    causes = [line for line in said if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (causes or said or ["it said nothing"])[-1]
 
 
 @contextmanager

@@ -11,12 +11,10 @@ the timezone prefect.yaml asks for.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -34,8 +32,10 @@ def prefect(env: dict[str, str], *args: str, ok_if: str | None = None) -> None:
         text=True,
         check=False,
     )
-    if done.returncode and not (ok_if and ok_if in done.stdout + done.stderr):
-        raise SystemExit(f"prefect {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    said = done.stdout + done.stderr
+    if done.returncode and not (ok_if and ok_if in said):
+        last = [line for line in said.splitlines() if line.strip()][-3:]
+        raise SystemExit(f"prefect {' '.join(args)} failed: " + " / ".join(last))
 
 
 def deploy_all(env: dict[str, str], api: str, timezone: str) -> int:
@@ -43,6 +43,7 @@ def deploy_all(env: dict[str, str], api: str, timezone: str) -> int:
     deployments."""
     env = {**env, "PREFECT_API_URL": api, "CARELOOP_TIMEZONE": timezone}
     env["CARELOOP_PROJECT_DIR"] = str(ROOT)
+    _answering(api)
     prefect(env, "work-pool", "create", "careloop", "--type", "process", ok_if="already exists")
     prefect(env, "deploy", "--all")
     wanted = expected_timezones(timezone)
@@ -69,20 +70,24 @@ def expected_timezones(timezone: str) -> dict[str, list[str]]:
 
 
 def deployed_timezones(api: str) -> dict[str, list[str]]:
-    """Each deployment's schedule timezones, as the server has them."""
-    deployments = _post(api, "/deployments/filter", {})
+    """Each deployment's schedule timezones, as the server has them (read with Prefect's own
+    client, which sends the API key or auth string the server may ask for)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        deployments = client.read_deployments()
     return {
-        d["name"]: [s["schedule"].get("timezone") or "" for s in d.get("schedules", [])]
+        d.name: sorted(
+            s.schedule.timezone or "" for s in d.schedules if hasattr(s.schedule, "timezone")
+        )
         for d in deployments
     }
 
 
-def _post(api: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        f"{api}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
+def _answering(api: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=10):
+            return
+    except OSError as exc:
+        raise SystemExit(f"no Prefect server answers at {api} ({exc})") from None

@@ -41,6 +41,8 @@ def environment(home: Path, timezone: str) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        # careloop's own lines (a flow waiting for the warehouse, say) in each run's logs
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "careloop",
     }
 
 

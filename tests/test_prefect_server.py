@@ -136,15 +136,13 @@ def run_worker_once(env):
     """A worker that runs every flow run due in the test's queue, then exits. With a limit, a
     run-once worker waits for its runs to finish before it exits; without one it may tear down
     while a run waits for the warehouse slot, leaving that run Running for ever."""
-    worker = subprocess.run(
-        [BIN / "prefect", "worker", "start", "--pool", "careloop", *RUN_ONCE],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert worker.returncode == 0, worker.stdout + worker.stderr
+    succeeds([BIN / "prefect", "worker", "start", "--pool", "careloop", *RUN_ONCE], env)
+
+
+def succeeds(command, env, cwd=ROOT):
+    """Run a command to its end (bounded for a hung one) and expect it to succeed."""
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def final_state(api, run_id):
@@ -329,15 +327,7 @@ def test_careloop_deploy_keeps_the_daily_schedules_in_the_business_timezone(serv
     api, env, tmp_path = server
 
     def deploy(environment):
-        done = subprocess.run(
-            [BIN / "careloop", "deploy"],
-            env=environment,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        succeeds([BIN / "careloop", "deploy"], environment, cwd=tmp_path)
         return {d["name"]: d["schedules"] for d in post(api, "/deployments/filter")}
 
     def zones(deployed):

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from core.settings import load_settings
 from flows.common import send_due
 from inbox.inbox import Inbox
 from tests.test_live_providers import NOW
+from tests.test_prefect_server import until
 from tests.test_send_safety import crowd
 from warehouse.db import connect, warehouse
 from warehouse.turn import SENDING, current_holder, turn
@@ -152,18 +152,27 @@ def kill_a_collect_holding_the_warehouse(home: Path, env: dict[str, str]) -> Non
     )
     first = Process([*CLI, "collect"], env)
     warehouse_path = home / "warehouse.duckdb"
-    assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
-                      or first.popen.poll() is not None)  # fmt: skip
+    until_it_holds(first, warehouse_path)
     assert first.popen.poll() is None, first.output  # killed while it held the warehouse
     servers = children(first.popen.pid)
     assert bool(servers) == ("PREFECT_API_URL" not in env), "a temporary server, and only then"
     first.popen.send_signal(signal.SIGKILL)  # the command alone: its server must go with it
     first.popen.wait()
-    assert wait_until(lambda: not any(running(pid) for pid in servers))
+    until(lambda: not any(running(pid) for pid in servers), "its server to stop", PATIENCE)
     second = Process([*CLI, "collect"], env)
     assert second.finish() == 0, second.output
     with warehouse(warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (60_000,)
+
+
+def until_it_holds(collect: Process, warehouse_path: Path) -> None:
+    """Until the collect flow holds the warehouse, or has ended."""
+
+    def held() -> bool:
+        holder = current_holder(warehouse_path) or ""
+        return "collect-feedback (flow run" in holder or collect.popen.poll() is not None
+
+    until(held, "the collect to hold the warehouse", PATIENCE)
 
 
 def children(pid: int) -> list[int]:
@@ -187,16 +196,6 @@ def _stat(path: Path) -> list[str]:
         return []
 
 
-def wait_until(condition: Callable[[], bool]) -> bool:
-    """Polls what the other process shows (its turn file), up to PATIENCE."""
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_commands_wait_for_a_frozen_flow_then_succeed_and_another_home_does_not_wait(
     home, tmp_path
 ):
@@ -215,8 +214,7 @@ def test_commands_wait_for_a_frozen_flow_then_succeed_and_another_home_does_not_
     env = home_env(home)
     flow = Process([*CLI, "collect"], env)
     warehouse_path = home / "warehouse.duckdb"
-    assert wait_until(lambda: "collect-feedback (flow run" in (current_holder(warehouse_path) or "")
-                      or flow.popen.poll() is not None)  # fmt: skip
+    until_it_holds(flow, warehouse_path)
     flow.popen.send_signal(signal.SIGSTOP)
     try:
         assert flow.popen.poll() is None, flow.output  # frozen while it held the warehouse

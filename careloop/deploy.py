@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import yaml
+
+from careloop.runtime import answers
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -86,8 +87,5 @@ def deployed_timezones(api: str) -> dict[str, list[str]]:
 
 
 def _answering(api: str) -> None:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=10):
-            return
-    except OSError as exc:
-        raise SystemExit(f"no Prefect server answers at {api} ({exc})") from None
+    if not answers(f"{api}/health", timeout=10):
+        raise SystemExit(f"no Prefect server answers at {api}")

@@ -52,11 +52,17 @@ def stack_api(home: Path) -> str | None:
     if not marker.exists():
         return None
     url = marker.read_text().strip()
+    # Not answering: a stale marker, the stack was killed without `make down`.
+    return url if answers(f"{url}/health") else None
+
+
+def answers(url: str, timeout: float = 2) -> bool:
+    """Whether a server answers a GET of ``url`` (its health route) now."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2):
-            return url
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
     except OSError:
-        return None  # a stale marker: the stack was killed without `make down`
+        return False
 
 
 def choose_api(home: Path) -> FlowApi:
@@ -150,11 +156,9 @@ def _wait_for_health(server: subprocess.Popen[bytes], url: str, log: IO[bytes]) 
             return False
         if server.poll() is not None:
             raise RuntimeError(f"the temporary Prefect server stopped: {_last_line(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return True
-        except OSError:
-            time.sleep(0.1)  # not listening yet: ask again shortly
+        if answers(f"{url}/health"):
+            return True
+        time.sleep(0.1)  # not listening yet: ask again shortly
     raise RuntimeError(
         f"the temporary Prefect server did not answer within {EPHEMERAL_STARTUP_SECONDS} s"
     )

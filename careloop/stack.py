@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
 from careloop.deploy import BIN, ROOT, deploy_all
-from careloop.runtime import STACK_API_FILE
+from careloop.runtime import STACK_API_FILE, answers
 from core.settings import load_settings
 
 PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
@@ -57,11 +56,9 @@ def start(name: str, command: list[str], env: dict[str, str], run: Path) -> None
 def wait_for(url: str, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.25)  # not listening yet: ask again shortly
+        if answers(url):
+            return
+        time.sleep(0.25)  # not listening yet: ask again shortly
     raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
 
 

@@ -324,6 +324,12 @@ def _by_channel(plan: Plan, part: str) -> str:
     return f"CASE channel {cases} END"
 
 
+# One conflict target: with two unique keys (action_id, idempotency_key) a bare ON CONFLICT
+# becomes a nested-loop join over the whole outbox, quadratic in history. The action id is
+# the idempotency key's hash, so a key that is new brings an id that is new.
+OUTBOX_CONFLICT = "ON CONFLICT (idempotency_key) DO NOTHING"
+
+
 def _write_outbox(plan: Plan) -> None:
     parent = "evaluation_id" if plan.round == 2 else "NULL"
     segments = (
@@ -348,7 +354,7 @@ def _write_outbox(plan: Plan) -> None:
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
             {segments}, expires_at
         FROM plan_final
-        ON CONFLICT DO NOTHING""",
+        {OUTBOX_CONFLICT}""",
         [
             plan.run_id,
             plan.campaign.name,

@@ -16,6 +16,7 @@ import duckdb
 import yaml
 
 from campaigns.content import LinkSettings, StepRenderer
+from campaigns.planning import OUTBOX_CONFLICT
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep
 from cases.lifecycle import record_event
@@ -45,7 +46,8 @@ WHERE m.status = 'resolved' AND coalesce(m.follow_ups, 0) < $cap
   AND NOT EXISTS (SELECT 1 FROM care_actions a WHERE a.parent_evaluation_id = m.evaluation_id
                   AND a.round = 3 AND a.created_at >= m.closed_at)
 """
-INSERT_SQL = """
+INSERT_SQL = (
+    """
 INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
     occasion, round, parent_evaluation_id, store_id, tier, locale, channel, recipient,
     offer_code, subject, body, survey, status, scheduled_at, created_at, updated_at, timezone,
@@ -54,8 +56,9 @@ VALUES ($action_id, $key, $run, $campaign, $subscriber, $occasion, 3, $case, $st
     $locale, $channel, $recipient, 'FOLLOW-UP', $subject, $body, true, 'queued', $now, $now,
     $now, $timezone, CASE WHEN $channel <> 'email' THEN TIME '09:00' END,
     CASE WHEN $channel <> 'email' THEN TIME '21:00' END, $segments, $now + INTERVAL 3 DAY)
-ON CONFLICT DO NOTHING
 """
+    + OUTBOX_CONFLICT
+)
 
 
 @cache

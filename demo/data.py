@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from campaigns.planning import OUTBOX_CONFLICT
 from demo.customers import (
     TROUBLE_FROM,
     TROUBLED_STORE,
@@ -478,7 +479,8 @@ WHERE v.visited_at < $before AND v.visited_at >= $before - to_days($days)
   AND s.phone IS NOT NULL
 ORDER BY v.visit_id
 """
-PAST_ACTIONS_SQL = """
+PAST_ACTIONS_SQL = (
+    """
 INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
     occasion, round, store_id, tier, locale, channel, recipient, body, survey, status,
     scheduled_at, created_at, sent_at, updated_at, sender, provider_id, timezone, expires_at,
@@ -499,8 +501,9 @@ FROM (
 ) v
 JOIN past_surveys h USING (visit_id)
 JOIN subscribers s USING (subscriber_id)
-ON CONFLICT DO NOTHING
 """
+    + OUTBOX_CONFLICT
+)
 PAST_RATINGS_SQL = """
 INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, campaign_id,
     round, store_id, channel, sender, intent, score, comment, attribution, received_at)

@@ -171,6 +171,11 @@ def _reply_row(item: InboxItem) -> dict[str, object]:
     }
 
 
+# One conflict target, as for the outbox (campaigns.planning.OUTBOX_CONFLICT): the id is the
+# dedupe key's hash, and two targets would make a nested-loop join over every evaluation.
+EVALUATION_CONFLICT = "ON CONFLICT (dedupe_key) DO NOTHING"
+
+
 def ingest_replies(
     con: duckdb.DuckDBPyConnection,
     items: list[InboxItem],
@@ -189,12 +194,15 @@ def ingest_replies(
     ).fetchall():
         figures.replies[attribution] += n
         figures.intents[intent] += n
-    con.execute("""
+    con.execute(
+        """
         INSERT INTO evaluations
         SELECT 'ev_' || substr(md5(dedupe_key), 1, 24), dedupe_key, action_id, subscriber_id,
                campaign_id, round, store_id, channel, sender, intent, score, comment,
                attribution, received_at, attributes::JSON
-        FROM attributed ON CONFLICT DO NOTHING""")
+        FROM attributed """
+        + EVALUATION_CONFLICT
+    )
     figures.opt_outs += _consent_changes(con)
 
 

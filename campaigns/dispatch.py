@@ -2,8 +2,13 @@
 
 Order of work per batch, chosen so that a crash at any point loses nothing and repeats nothing:
 claim (queued -> sending, committed), send, record (sending -> sent/failed/queued). A run first
-settles any action still ``sending`` with the provider before sending anything new. Before each
-batch the standard is applied afresh: opt-outs that reached the inbox, expiry, send windows.
+settles any action still ``sending`` with the provider before sending anything new.
+
+The standard is applied at the moment of sending: once a run over the whole open outbox
+(opt-outs, send windows, expiry), then before each batch again for that batch's candidates only,
+after the inbox's news (an opt-out that arrived a moment ago) is brought in. No statement of a
+batch reads the settled history: every one is bounded by ``Open`` (see there), so a batch costs
+the same with a year of sends behind it as on the first day.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -53,6 +58,38 @@ class DispatchHaltedError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Open:
+    """The part of the outbox a run may find open: actions created since the oldest action
+    that was queued or sending when the run began. The outbox is appended in creation order,
+    so ``created_at >= since`` lets DuckDB skip, by its zone maps, every row group of settled
+    history. Exact, not a heuristic: no open action is older than ``since``; actions planned
+    while the run goes on are created later still."""
+
+    since: datetime
+
+    @classmethod
+    def find(cls, con: duckdb.DuckDBPyConnection) -> Open | None:
+        """None when nothing is open (once a run: this one reads the whole outbox)."""
+        row = con.execute(
+            "SELECT min(created_at) FROM care_actions WHERE status IN ('queued', 'sending')"
+        ).fetchone()
+        return cls(row[0]) if row and row[0] is not None else None
+
+    def rows(self, alias: str = "", *, only_candidates: bool = False) -> str:
+        """The predicate, for a statement that binds ``$since``; with ``only_candidates``,
+        narrowed to the batch's candidates (``pick_candidates``)."""
+        prefix = f"{alias}." if alias else ""
+        where = f"{prefix}created_at >= $since"
+        if only_candidates:
+            where += f" AND {prefix}action_id IN (SELECT action_id FROM dispatch_candidates)"
+        return where
+
+
+# Everything, for a caller that did not look for the open part.
+EVERYTHING = Open(datetime(1970, 1, 1, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
 class Pace:
     """Where a run's time comes from. A live run reads the wall clock before each batch and
     waits for retries due soon; a fixed or simulated run uses ``now`` throughout."""
@@ -88,26 +125,36 @@ def dispatch(
     reconcile(held, provider, pace.current(), figures)
     _stop_if_halted(provider, figures)
     size = min(batch_size, provider.max_batch)
-    with tracked("sending", _due(held.con, pace.current())) as advance:
+    if refresh:
+        refresh()
+    found = Open.find(held.con)
+    if found is None:
+        return figures
+    apply_standard(held.con, pace.current(), simulated, figures, found)
+    with tracked("sending", _due(held.con, pace.current(), found)) as advance:
         while True:
             at = pace.current()
-            prepare(held.con, at, simulated, figures, refresh)
-            batch = claim(held.con, at, size, simulated)
-            if batch.is_empty():
-                wait = _retry_wait(held.con, at) if pace.clock else None
+            if refresh:
+                refresh()
+            if not pick_candidates(held.con, at, size, simulated, found):
+                wait = _retry_wait(held.con, at, found) if pace.clock else None
                 if wait is None:
                     break
                 with held.released():
                     pace.sleep(wait)
                 continue
+            apply_standard(held.con, at, simulated, figures, found, only_candidates=True)
+            batch = claim_candidates(held.con, at, found)
+            if batch.is_empty():  # the news stopped every candidate: on to the next ones
+                continue
             messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
             attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
             with held.released():
                 results = provider.send(messages)
-            record(held.con, messages, results, at, figures, retry, attempts)
+            record(held.con, messages, results, at, figures, retry, attempts, found)
             advance(len(messages))
             _stop_if_halted(provider, figures)
-    figures.waiting = _due(held.con, None)
+    figures.waiting = _due(held.con, None, found)
     return figures
 
 
@@ -116,48 +163,61 @@ def _stop_if_halted(provider: Provider, figures: DispatchFigures) -> None:
         raise DispatchHaltedError(provider.halted, figures)
 
 
-def _due(con: duckdb.DuckDBPyConnection, by: datetime | None) -> int:
+def _due(con: duckdb.DuckDBPyConnection, by: datetime | None, found: Open) -> int:
     """Queued actions due by ``by`` (None: all of them, due now or later)."""
     row = con.execute(
-        "SELECT count(*) FROM care_actions WHERE status = 'queued' "
-        "AND (CAST(? AS TIMESTAMPTZ) IS NULL OR scheduled_at <= ?)",
-        [by, by],
+        f"SELECT count(*) FROM care_actions WHERE {found.rows()} AND status = 'queued' "
+        "AND (CAST($by AS TIMESTAMPTZ) IS NULL OR scheduled_at <= $by)",
+        {"by": by, "since": found.since},
     ).fetchone()
     return int(row[0]) if row else 0
 
 
-def prepare(
+def apply_standard(
     con: duckdb.DuckDBPyConnection,
     at: datetime,
     simulated: bool,
     figures: DispatchFigures,
-    refresh: Callable[[], object] | None,
+    found: Open = EVERYTHING,
+    *,
+    only_candidates: bool = False,
 ) -> None:
-    """The standard at send time: fresh opt-outs, send windows, expiry."""
-    if refresh:
-        refresh()
-    figures.suppressed_at_send += suppress_opted_out(con, at)
+    """The standard at send time: fresh opt-outs, send windows, expiry; over the open
+    outbox, or only over the batch's candidates (``pick_candidates``)."""
+    figures.suppressed_at_send += suppress_opted_out(con, at, found, only_candidates)
     if not simulated:
-        figures.deferred_to_window += defer_outside_window(con, at)
-    figures.expired += expire(con, at, simulated)
+        figures.deferred_to_window += defer_outside_window(con, at, found, only_candidates)
+    figures.expired += expire(con, at, simulated, found, only_candidates)
 
 
-def suppress_opted_out(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+def suppress_opted_out(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    found: Open = EVERYTHING,
+    only_candidates: bool = False,
+) -> int:
     """Opt-out is absolute: one that arrived after planning still stops the send."""
     row = con.execute(
-        """
+        f"""
         UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
-            updated_at = ?
+            updated_at = $now
         FROM active_opt_outs o
         WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
-          AND o.channel = a.channel AND o.occurred_at <= ?
+          AND o.channel = a.channel AND o.occurred_at <= $now
+          AND {found.rows("a", only_candidates=only_candidates)}
         RETURNING 1""",
-        [now, now],
+        {"now": now, "since": found.since},
     ).fetchall()
     return len(row)
 
 
-def expire(con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool) -> int:
+def expire(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    simulated: bool,
+    found: Open = EVERYTHING,
+    only_candidates: bool = False,
+) -> int:
     """A contact that can no longer go out before its expiry is archived as ``expired``: a
     birthday greeting is never sent the day after. A simulated run sends at each action's
     scheduled time, a live one no earlier than now."""
@@ -168,9 +228,10 @@ def expire(con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool) -> in
             error = 'expired at ' || strftime(expires_at, '%Y-%m-%d %H:%M UTC')
                     || ' before it could be sent',
             updated_at = $now
-        WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= {send_time}
+        WHERE {found.rows(only_candidates=only_candidates)} AND status = 'queued'
+          AND expires_at IS NOT NULL AND expires_at <= {send_time}
         RETURNING 1""",
-        {"now": now},
+        {"now": now, "since": found.since},
     ).fetchall()
     return len(rows)
 
@@ -183,7 +244,12 @@ IN_WINDOW = (
 )
 
 
-def defer_outside_window(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+def defer_outside_window(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    found: Open = EVERYTHING,
+    only_candidates: bool = False,
+) -> int:
     """SMS and calls due now but outside the customer's window wait for its next opening."""
     local = LOCAL_TIME.format(at="$now")
     rows = con.execute(
@@ -192,39 +258,67 @@ def defer_outside_window(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
             CASE WHEN {local} < window_start
                  THEN CAST(timezone(timezone, $now) AS DATE) + window_start
                  ELSE CAST(timezone(timezone, $now) AS DATE) + 1 + window_start END)
-        WHERE status = 'queued' AND scheduled_at <= $now AND NOT {IN_WINDOW.format(at="$now")}
+        WHERE {found.rows(only_candidates=only_candidates)} AND status = 'queued'
+          AND scheduled_at <= $now AND NOT {IN_WINDOW.format(at="$now")}
         RETURNING 1""",
-        {"now": now},
+        {"now": now, "since": found.since},
     ).fetchall()
     return len(rows)
 
 
-def claim(
-    con: duckdb.DuckDBPyConnection, now: datetime, size: int, simulated: bool = False
-) -> pl.DataFrame:
-    """Mark the next due batch ``sending`` (committed before anything is sent)."""
+def pick_candidates(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    size: int,
+    simulated: bool = False,
+    found: Open = EVERYTHING,
+) -> int:
+    """``dispatch_candidates``: the next ``size`` queued actions due and inside their window
+    (a simulated run sends each at its scheduled time); how many."""
     at = "scheduled_at" if simulated else "$now"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE dispatch_candidates AS
+        SELECT action_id FROM care_actions
+        WHERE {found.rows()} AND status = 'queued' AND scheduled_at <= $now
+          AND {IN_WINDOW.format(at=at)}
+        ORDER BY scheduled_at, action_id LIMIT $size""",
+        {"now": now, "size": size, "since": found.since},
+    )
+    row = con.execute("SELECT count(*) FROM dispatch_candidates").fetchone()
+    return int(row[0]) if row else 0
+
+
+def claim_candidates(
+    con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING
+) -> pl.DataFrame:
+    """Mark the candidates still queued ``sending`` (committed before anything is sent)."""
     return query_frame(
         con,
         f"""
         UPDATE care_actions SET status = 'sending', claimed_at = $now,
             attempts = attempts + 1, updated_at = $now
-        WHERE action_id IN (
-            SELECT action_id FROM care_actions
-            WHERE status = 'queued' AND scheduled_at <= $now AND {IN_WINDOW.format(at=at)}
-            ORDER BY scheduled_at, action_id LIMIT $size)
+        WHERE {found.rows(only_candidates=True)} AND status = 'queued'
         RETURNING action_id, idempotency_key, subscriber_id, channel, recipient, subject,
             body, locale, scheduled_at, attempts""",
-        {"now": now, "size": size},
+        {"now": now, "since": found.since},
     )
 
 
-def _retry_wait(con: duckdb.DuckDBPyConnection, now: datetime) -> float | None:
+def claim(
+    con: duckdb.DuckDBPyConnection, now: datetime, size: int, simulated: bool = False
+) -> pl.DataFrame:
+    """Mark the next due batch ``sending``, as a run does (the standard not applied)."""
+    pick_candidates(con, now, size, simulated)
+    return claim_candidates(con, now)
+
+
+def _retry_wait(con: duckdb.DuckDBPyConnection, now: datetime, found: Open) -> float | None:
     """Seconds until the next retry falls due, if that is within LINGER."""
     row = con.execute(
-        "SELECT min(scheduled_at) FROM care_actions WHERE status = 'queued' AND attempts > 0 "
-        "AND scheduled_at > ? AND scheduled_at <= ?",
-        [now, now + LINGER],
+        f"SELECT min(scheduled_at) FROM care_actions WHERE {found.rows()} AND "
+        "status = 'queued' AND attempts > 0 AND scheduled_at > $now AND scheduled_at <= $until",
+        {"now": now, "until": now + LINGER, "since": found.since},
     ).fetchone()
     if not row or row[0] is None:
         return None
@@ -261,7 +355,7 @@ UPDATE care_actions a SET
     sent_at = CASE WHEN o.ok THEN o.sent_at END,
     updated_at = $now,
     sender = coalesce(o.sender, a.sender)
-FROM send_outcome o WHERE a.action_id = o.action_id
+FROM send_outcome o WHERE a.action_id = o.action_id AND a.created_at >= $since
 RETURNING a.action_id, a.channel, a.status, a.error_code"""
 
 
@@ -273,21 +367,22 @@ def record(
     figures: DispatchFigures,
     retry: RetryPolicy,
     attempts: dict[str, int],
+    found: Open = EVERYTHING,
 ) -> None:
     """Write each result: sent, failed, back to the queue (now or at its retry time), or
     (unconfirmed) left sending. The figures count what the database now says."""
     outcome = _outcome_frame(messages, results, now, retry, attempts)
     register_frame(con, "send_outcome", outcome)
-    rows = con.execute(RECORD_SQL, {"now": now}).fetchall()
+    rows = con.execute(RECORD_SQL, {"now": now, "since": found.since}).fetchall()
     con.execute(
-        """
+        f"""
         INSERT INTO opt_outs
-        SELECT a.subscriber_id, a.channel, 'opt_out', ?, 'provider_' || o.error_code,
+        SELECT a.subscriber_id, a.channel, 'opt_out', $now, 'provider_' || o.error_code,
                'provider:' || a.action_id
         FROM send_outcome o JOIN care_actions a USING (action_id)
-        WHERE o.opted_out
+        WHERE o.opted_out AND {found.rows("a")}
         ON CONFLICT DO NOTHING""",
-        [now],
+        {"now": now, "since": found.since},
     )
     con.unregister("send_outcome")
     opted_out = {r.action_id for r in results if r.opted_out}

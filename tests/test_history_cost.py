@@ -6,14 +6,23 @@ query plan of every deduplicating insert, and the rows a dispatch batch touches.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
+from campaigns.channels.sandbox import SandboxProvider
+from campaigns.dispatch import dispatch
 from campaigns.planning import OUTBOX_CONFLICT
+from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT
+from inbox.inbox import Inbox
+from tests.test_dispatch import LATER
+from warehouse.db import Pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("campaigns", "cases", "feedback", "insights", "segments", "service", "demo", "flows")
@@ -81,3 +90,90 @@ def test_the_source_scan_sees_a_bare_conflict() -> None:
     assert inserts_with_bare_conflict(source) == ["care_actions"]
     named = source.replace("CONFLICT DO", "CONFLICT (idempotency_key) DO")
     assert inserts_with_bare_conflict(named) == []
+
+
+# A year of settled sends, in creation order, then the day's queue. Several row groups of
+# history (DuckDB's row group: 122,880 rows), so a statement that reads it is easy to tell.
+HISTORY = 600_000
+QUEUED = 2_000
+BATCH = 100
+ACTION = """'ca_' || substr(md5('{kind}' || i), 1, 24), '{kind}|' || i, 'run', 'birthday',
+    'S' || (i % 5000), '2026-06-15', 1, NULL, 'ST1', 'standard', 'en', 'sms',
+    '+8613800' || lpad((i % 100000)::VARCHAR, 6, '0'), NULL, NULL, 'Happy birthday', true"""
+
+
+def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"""
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
+            channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
+            created_at, sent_at, attempts, updated_at, timezone)
+        SELECT {ACTION.format(kind="old")}, 'sent', stamp, stamp, stamp, 1, stamp, 'Asia/Shanghai'
+        FROM (SELECT i, TIMESTAMPTZ '2025-06-15' + to_seconds(i * 50) AS stamp
+              FROM range({HISTORY}) r(i) ORDER BY i)""")
+    con.execute("CHECKPOINT")
+    con.execute(f"""
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
+            channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
+            created_at, attempts, updated_at, timezone, expires_at)
+        SELECT {ACTION.format(kind="new")}, 'queued', TIMESTAMPTZ '2026-06-15 02:00:00+00',
+            TIMESTAMPTZ '2026-06-14 16:00:00+00', 0, TIMESTAMPTZ '2026-06-14 16:00:00+00',
+            'Asia/Shanghai', TIMESTAMPTZ '2026-06-15 16:00:00+00'
+        FROM range({QUEUED}) r(i)""")
+
+
+class Profiled:
+    """A connection that notes the rows each statement scanned, from DuckDB's own profile.
+    The profile is complete once a result is read whole, so each result is read here."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.scanned: list[tuple[int, str]] = []
+        con.execute("SET enable_profiling = 'no_output'; SET profiling_coverage = 'ALL'")
+
+    def execute(self, sql: str, *args: object) -> Read:
+        result = self._con.execute(sql, *args)
+        read = Read(result.fetch_df() if result.description else pd.DataFrame())
+        profile = json.loads(self._con.get_profiling_information(format="json"))
+        self.scanned.append((int(profile["query"]["total_rows_scanned"]), " ".join(sql.split())))
+        return read
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._con, name)
+
+
+@dataclass
+class Read:
+    """A statement's rows, read already: what the dispatch code asks of a result."""
+
+    frame: pd.DataFrame
+
+    def fetch_df(self) -> pd.DataFrame:
+        return self.frame
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return list(self.frame.itertuples(index=False, name=None))
+
+    def fetchone(self) -> tuple[object, ...] | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+
+def test_a_dispatch_batch_does_not_read_the_settled_history(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_outbox(con)
+    profiled = Profiled(con)
+    sandbox = SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path))
+    figures = dispatch(Pinned(profiled), sandbox, now=LATER, batch_size=BATCH)  # type: ignore[arg-type]
+    assert sum(figures.sent.values()) == QUEUED
+    batches = QUEUED // BATCH
+    readers = [sql for rows, sql in profiled.scanned if rows >= HISTORY // 2]
+    # Once a run: finding the open part and asking what a crash left sending. A batch's
+    # statements read the open rows (and at most the row group the history ends in).
+    assert len(readers) <= 2, "\n".join(readers)
+    batch_rows = sum(rows for rows, _ in profiled.scanned) - sum(
+        rows for rows, _ in profiled.scanned if rows >= HISTORY // 2
+    )
+    assert batch_rows / batches < HISTORY / 2

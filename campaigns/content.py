@@ -1,4 +1,4 @@
-"""Content: pick the offer for the customer's tier and render the message for each channel.
+"""Content: pick the offer for the customer's tier and render the message on their channel.
 
 Templates are Jinja2 in a sandbox with strict undefined variables. They may use ``name``,
 ``tier``, ``locale``, ``offer``, ``offer_code``, ``store_name``, ``store_city`` and every column
@@ -151,26 +151,37 @@ class StepRenderer:
         return self._templates[(locale, field_name)].render(context).strip()
 
 
+def with_offers(step: CareStep, members: pl.DataFrame) -> pl.DataFrame:
+    """Add ``offer_code``: the offer for each member's tier (``CareStep.offer_for``)."""
+    codes = {tier: step.offer_for(tier).code for tier in step.offers}
+    fallback = step.offers["default"].code if "default" in step.offers else None
+    return members.with_columns(
+        pl.col("tier")
+        .replace_strict(codes, default=pl.lit(fallback, pl.String), return_dtype=pl.String)
+        .alias("offer_code")
+    )
+
+
 def render_members(renderer: StepRenderer, members: pl.DataFrame, issued: datetime) -> pl.DataFrame:
-    """Add offer_code plus ``{channel}_subject`` and ``{channel}_body`` for each step channel."""
-    out: dict[str, list[str | None]] = {"offer_code": []}
-    for channel in renderer.step.channels:
-        out[f"{channel}_subject"], out[f"{channel}_body"] = [], []
+    """``action_id``, ``subject``, ``body`` and (SMS) ``segments`` of each member's message on
+    the channel chosen for them (column ``channel``): only that one is rendered, since only
+    that one is sent (an email with its six signed links costs most of a row's work)."""
+    out: dict[str, list[Any]] = {"action_id": [], "subject": [], "body": [], "segments": []}
     for row in members.iter_rows(named=True):
+        channel = row["channel"]
         offer = renderer.step.offer_for(row["tier"])
         context = {**row, "offer": offer.text[row["locale"]], "offer_code": offer.code}
-        out["offer_code"].append(offer.code)
-        for channel in renderer.step.channels:
-            subject, body = renderer.render(channel, row["action_id"], context, issued)
-            out[f"{channel}_subject"].append(subject)
-            out[f"{channel}_body"].append(body)
-    frame = members.with_columns(
-        [pl.Series(name, values, dtype=pl.String) for name, values in out.items()]
+        subject, body = renderer.render(channel, row["action_id"], context, issued)
+        out["action_id"].append(row["action_id"])
+        out["subject"].append(subject)
+        out["body"].append(body)
+        out["segments"].append(segment_count(body) if channel == "sms" else None)
+    return pl.DataFrame(
+        out,
+        schema={
+            "action_id": pl.String,
+            "subject": pl.String,
+            "body": pl.String,
+            "segments": pl.Int32,
+        },
     )
-    if "sms" in renderer.step.channels:
-        frame = frame.with_columns(
-            pl.col("sms_body")
-            .map_elements(segment_count, return_dtype=pl.Int32)
-            .alias("sms_segments")
-        )
-    return frame

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
-from campaigns.content import StepRenderer, render_members
+from campaigns.content import StepRenderer, render_members, with_offers
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
 from core.progress import step_done
 from core.settings import Settings
@@ -123,14 +123,14 @@ def target(plan: Plan) -> Figures:
 
 
 def content(plan: Plan) -> Figures:
-    """Step 2: join the profile, drop members already planned, render every channel's message."""
+    """Step 2: join the profile, drop members already planned, pick each member's offer. The
+    message itself is rendered when the outbox is written, on the chosen channel only."""
     members = _join_profiles(plan)
     remaining = _drop_already_planned(plan)
-    frame = query_frame(plan.con, "SELECT * FROM plan_members")
-    rendered = render_members(plan.renderer, frame, plan.created_at)
-    register_frame(plan.con, "rendered_members", rendered)
-    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM rendered_members")
-    plan.con.unregister("rendered_members")
+    offers = with_offers(plan.step, query_frame(plan.con, "SELECT * FROM plan_members"))
+    register_frame(plan.con, "offered_members", offers)
+    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM offered_members")
+    plan.con.unregister("offered_members")
     return {
         # no longer in subscribers, or left the operator by the as-of date
         "unknown_subscribers": plan.figures.get("targeted", members) - members,
@@ -318,10 +318,12 @@ def _set_expiry(plan: Plan) -> None:
     )
 
 
-def _by_channel(plan: Plan, part: str) -> str:
-    """The rendered ``part`` (subject, body) of the member's chosen channel."""
-    cases = " ".join(f"WHEN '{ch}' THEN {ch}_{part}" for ch in plan.step.channels)
-    return f"CASE channel {cases} END"
+def _render(plan: Plan) -> None:
+    """``plan_messages``: the message of every member who has a channel, on that channel."""
+    reachable = query_frame(plan.con, "SELECT * FROM plan_final WHERE channel IS NOT NULL")
+    register_frame(plan.con, "rendered", render_members(plan.renderer, reachable, plan.created_at))
+    plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_messages AS SELECT * FROM rendered")
+    plan.con.unregister("rendered")
 
 
 # One conflict target: with two unique keys (action_id, idempotency_key) a bare ON CONFLICT
@@ -332,9 +334,7 @@ OUTBOX_CONFLICT = "ON CONFLICT (idempotency_key) DO NOTHING"
 
 def _write_outbox(plan: Plan) -> None:
     parent = "evaluation_id" if plan.round == 2 else "NULL"
-    segments = (
-        "CASE WHEN channel = 'sms' THEN sms_segments END" if "sms" in plan.step.channels else "NULL"
-    )
+    _render(plan)
     plan.con.execute(
         f"""
         INSERT INTO care_actions (
@@ -345,15 +345,15 @@ def _write_outbox(plan: Plan) -> None:
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
-            offer_code, {_by_channel(plan, "subject")}, {_by_channel(plan, "body")}, ?,
+            offer_code, m.subject, m.body, ?,
             CASE WHEN suppression_reason IS NULL THEN 'queued'
                  WHEN suppression_reason = 'holdout' THEN 'held_out'
                  ELSE 'suppressed' END,
             suppression_reason, scheduled_at, ?, ?, timezone,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
-            {segments}, expires_at
-        FROM plan_final
+            m.segments, expires_at
+        FROM plan_final LEFT JOIN plan_messages m USING (action_id)
         {OUTBOX_CONFLICT}""",
         [
             plan.run_id,

@@ -80,6 +80,28 @@ def test_content_is_rendered_per_locale_and_tier(con, settings):
     assert rows["S2"].count("/r/") == 5 and "/unsubscribe/" in rows["S2"]
 
 
+def test_only_the_chosen_channel_is_rendered(con, settings, monkeypatch):
+    from campaigns.content import StepRenderer
+
+    rendered = []
+    real = StepRenderer.render
+
+    def counting(self, channel, action_id, context, issued):
+        if action_id != "ca_sample":  # loading the campaign measures a sample SMS
+            rendered.append((context["subscriber_id"], channel))
+        return real(self, channel, action_id, context, issued)
+
+    monkeypatch.setattr(StepRenderer, "render", counting)
+    add_store(con)
+    add_subscriber(con, "S1")  # SMS first
+    add_subscriber(con, "S2", phone=None)  # email
+    add_subscriber(con, "S3", phone=None, email=None)  # unreachable: nothing to render
+    plan(con, settings)
+    assert sorted(rendered) == [("S1", "sms"), ("S2", "email")]
+    segments = dict(con.execute("SELECT subscriber_id, segments FROM care_actions").fetchall())
+    assert segments["S1"] >= 1 and segments["S2"] is None and segments["S3"] is None
+
+
 def test_send_time_is_local_and_calls_wait_for_the_window(con, settings):
     add_store(con)
     add_store(con, store_id="ST2", name="NY", timezone="America/New_York")

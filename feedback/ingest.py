@@ -20,7 +20,7 @@ import polars as pl
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
-from warehouse.db import register_frame
+from warehouse.db import LOOKUP_KEYS, register_frame
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
@@ -55,7 +55,8 @@ def drain(
     """Drain the inbox: each batch's new items landed, statuses, replies, unsubscribes and the
     steps in ``also`` applied, and the watermark moved, in one transaction."""
     figures = figures or CollectFigures()
-    for batch in inbox.after(watermark(con, inbox)):
+    # A page names no more rows than a join looks up by index (warehouse.db.LOOKUP_KEYS).
+    for batch in inbox.after(watermark(con, inbox), limit=LOOKUP_KEYS):
         con.execute("BEGIN TRANSACTION")
         try:
             fresh = land(con, batch, figures)

@@ -22,7 +22,7 @@ from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT
 from inbox.inbox import Inbox
 from tests.test_dispatch import LATER
-from warehouse.db import Pinned
+from warehouse.db import LOOKUP_KEYS, Pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("campaigns", "cases", "feedback", "insights", "segments", "service", "demo", "flows")
@@ -180,3 +180,19 @@ def test_a_dispatch_batch_does_not_read_the_settled_history(
         rows for rows, _ in profiled.scanned if rows >= HISTORY // 2
     )
     assert batch_rows / batches < HISTORY / 2
+
+
+def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection) -> None:
+    fill_outbox(con)
+    profiled = Profiled(con)
+    for named in (60, 3_000, LOOKUP_KEYS):  # past DuckDB's own limits (50 and 2,048 keys)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE batch AS SELECT action_id FROM care_actions "
+            f"USING SAMPLE {named} ROWS (reservoir, 7)"
+        )
+        profiled.execute(
+            "UPDATE care_actions a SET updated_at = a.updated_at FROM batch b "
+            "WHERE a.action_id = b.action_id"
+        )
+        rows, _ = profiled.scanned[-1]
+        assert rows <= 3 * named, f"{named} keys: {rows:,} rows read of {HISTORY + QUEUED:,}"

@@ -60,14 +60,27 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[Migration]:
     return applied
 
 
+# A batch names at most this many rows of a keyed table (a dispatch batch, an inbox page):
+# up to that many, a join on the key pushes the batch's keys into the table's scan, which
+# then looks them up in the key's index. Beyond DuckDB's defaults (50 keys pushed; an index
+# used for at most 2,048 keys or 0.1% of the table), such joins read the whole table, so
+# each batch of the day cost as much as the outbox or the inbox had grown.
+LOOKUP_KEYS = 5_000
+TUNING = (
+    f"SET dynamic_or_filter_threshold = {LOOKUP_KEYS}; SET index_scan_max_count = {LOOKUP_KEYS}"
+)
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating and migrating it on first use."""
     if read_only:
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
+        con.execute(TUNING)
+        return con
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     try:
-        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET TimeZone = 'UTC'; {TUNING}")
         migrate(con)
     except BaseException:
         con.close()

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -188,7 +188,14 @@ def ingest_replies(
         return
     replies = pl.DataFrame([_reply_row(item) for item in items], schema=REPLY_SCHEMA)
     register_frame(con, "replies", replies)
-    con.execute(ATTRIBUTE_SQL, [int(reply_window.total_seconds())])
+    con.execute(
+        ATTRIBUTE_SQL,
+        {
+            "earliest": min(item.received_at for item in items) - reply_window - LATE_LOOKBACK,
+            "window": int(reply_window.total_seconds()),
+            "lookback": int(LATE_LOOKBACK.total_seconds()),
+        },
+    )
     con.unregister("replies")
     for attribution, intent, n in con.execute(
         "SELECT attribution, intent, count(*) FROM attributed GROUP BY ALL"
@@ -209,11 +216,17 @@ def ingest_replies(
 
 # SMS replies are tied to the latest survey sent to that number (an ASOF join); IVR and email
 # carry their action id. Anything outside the reply window is kept as late, never dropped.
+# An SMS reply is "late" when it comes after its survey's reply window closed, up to this long
+# after; later still it answers no open survey (a reply naming its action, by IVR or a link,
+# stays "late"). The bound keeps an SMS reply's search to the surveys of the last weeks
+# (sent_at's zone maps skip the rest), not every survey ever sent.
+LATE_LOOKBACK = timedelta(days=30)
+
 ATTRIBUTE_SQL = """
 CREATE OR REPLACE TEMP TABLE attributed AS
 WITH sms_surveys AS (
     SELECT action_id, recipient, sender AS our_number, sent_at FROM care_actions
-    WHERE channel = 'sms' AND survey AND sent_at IS NOT NULL
+    WHERE channel = 'sms' AND survey AND sent_at >= $earliest
 ), by_sender AS (
     SELECT r.*, s.action_id AS sender_match, s.sent_at AS sender_match_at
     FROM replies r ASOF LEFT JOIN (SELECT * FROM sms_surveys WHERE our_number IS NOT NULL) s
@@ -245,7 +258,10 @@ FROM (
         CASE WHEN a.action_id IS NULL AND b.channel = 'sms' AND p.subscriber_id IS NULL
                  THEN 'unknown_sender'
              WHEN a.action_id IS NULL OR a.sent_at IS NULL THEN 'no_open_survey'
-             WHEN epoch(b.received_at) - epoch(a.sent_at) > ? THEN 'late'
+             WHEN b.given_action_id IS NULL
+                  AND epoch(b.received_at) - epoch(a.sent_at) > $window + $lookback
+                 THEN 'no_open_survey'
+             WHEN epoch(b.received_at) - epoch(a.sent_at) > $window THEN 'late'
              ELSE 'matched' END AS attribution
     FROM by_number b
     LEFT JOIN care_actions a ON a.action_id = b.candidate
@@ -283,6 +299,34 @@ def ingest_unsubscribes(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) 
     return added
 
 
+# Where a Twilio status's send is looked for first: the sends claimed this long before the
+# page's first item (claimed_at's zone maps skip the rest); only what is not found there is
+# looked for in the whole outbox.
+RECENT_SENDS = timedelta(days=7)
+
+
+def _resolve_statuses(con: duckdb.DuckDBPyConnection, recent: datetime) -> None:
+    """``resolved_statuses``: each event with the action it concerns. SendGrid's events name
+    it; Twilio's give the provider id, which is not a key of the outbox."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE resolved_statuses AS
+        SELECT s.*, coalesce(s.given_action_id, a.action_id) AS action_id
+        FROM statuses s
+        LEFT JOIN (SELECT action_id, provider_id FROM care_actions WHERE claimed_at >= ?) a
+          ON s.given_action_id IS NULL AND a.provider_id = s.provider_id""",
+        [recent],
+    )
+    [(unresolved,)] = con.execute(
+        "SELECT count(*) FROM resolved_statuses WHERE action_id IS NULL AND provider_id NOT NULL"
+    ).fetchall()
+    if unresolved:
+        con.execute("""
+            UPDATE resolved_statuses r SET action_id = a.action_id
+            FROM care_actions a
+            WHERE r.action_id IS NULL AND a.provider_id = r.provider_id""")
+
+
 def ingest_statuses(
     con: duckdb.DuckDBPyConnection, items: list[InboxItem], figures: CollectFigures
 ) -> None:
@@ -291,11 +335,7 @@ def ingest_statuses(
         return
     register_frame(con, "statuses", _status_frame(items))
     # SendGrid shares one message id across a batch, so its events name their action.
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE resolved_statuses AS
-        SELECT s.*, coalesce(s.given_action_id, a.action_id) AS action_id
-        FROM statuses s
-        LEFT JOIN care_actions a ON s.given_action_id IS NULL AND a.provider_id = s.provider_id""")
+    _resolve_statuses(con, min(item.received_at for item in items) - RECENT_SENDS)
     con.unregister("statuses")
     con.execute("""
         INSERT INTO delivery_events

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -19,9 +20,11 @@ from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
 from campaigns.planning import OUTBOX_CONFLICT
 from core.settings import Settings
-from feedback.ingest import EVALUATION_CONFLICT
+from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
+from tests.factories import add_action, add_store, add_subscriber
 from tests.test_dispatch import LATER
+from tests.test_ingest import PHONE
 from warehouse.db import LOOKUP_KEYS, Pinned
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,8 +113,9 @@ def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
             channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
-            created_at, sent_at, attempts, updated_at, timezone)
-        SELECT {ACTION.format(kind="old")}, 'sent', stamp, stamp, stamp, 1, stamp, 'Asia/Shanghai'
+            created_at, sent_at, attempts, updated_at, timezone, claimed_at, provider_id)
+        SELECT {ACTION.format(kind="old")}, 'sent', stamp, stamp, stamp, 1, stamp,
+            'Asia/Shanghai', stamp, 'SM' || md5('old' || i)
         FROM (SELECT i, TIMESTAMPTZ '2025-06-15' + to_seconds(i * 50) AS stamp
               FROM range({HISTORY}) r(i) ORDER BY i)""")
     con.execute("CHECKPOINT")
@@ -196,3 +200,25 @@ def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection
         )
         rows, _ = profiled.scanned[-1]
         assert rows <= 3 * named, f"{named} keys: {rows:,} rows read of {HISTORY + QUEUED:,}"
+
+
+def test_a_collect_page_does_not_read_the_settled_history(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_outbox(con)  # a year of SMS surveys, sent to the same numbers that reply today
+    add_store(con)
+    add_subscriber(con, "S1")
+    inbox = Inbox(settings.inbox_path)
+    sent = LATER - timedelta(hours=1)
+    for n in range(50):
+        add_action(con, f"A{n}", "S1", recipient=PHONE, sent_at=sent, provider_id=f"SM{n}")
+        con.execute("UPDATE care_actions SET claimed_at = ? WHERE action_id = ?", [sent, f"A{n}"])
+        status = {"MessageSid": f"SM{n}", "MessageStatus": "delivered"}
+        inbox.put("status", f"SM{n}:delivered", LATER, status)
+    reply = {"MessageSid": "SMr", "From": PHONE, "To": "+10000000000", "Body": "5"}
+    inbox.put("sms", "SMr", LATER, reply)
+    profiled = Profiled(con)
+    figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
+    assert figures.status_events == 50 and figures.replies == {"matched": 1}
+    readers = [sql for rows, sql in profiled.scanned if rows >= HISTORY // 2]
+    assert readers == []

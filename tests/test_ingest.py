@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cases.collect import collect
+from feedback.ingest import LATE_LOOKBACK
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 
@@ -74,6 +75,37 @@ def test_late_unknown_and_unsolicited_replies_are_kept(world, inbox):
     }
     assert figures.replies == {"late": 1, "unknown_sender": 1, "no_open_survey": 1}
     assert world.execute("SELECT count(*) FROM action_ratings").fetchone() == (0,)
+
+
+def test_late_means_within_a_month_of_the_window_closing(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    after_window = T0 + WINDOW
+    sms(inbox, "SM1", PHONE, "5", after_window + LATE_LOOKBACK - timedelta(hours=1))
+    sms(inbox, "SM2", PHONE, "4", after_window + LATE_LOOKBACK + timedelta(hours=1))
+    collect(world, inbox, reply_window=WINDOW)
+    got = {r[0]: (r[1], r[2], r[6]) for r in evaluations(world)}
+    assert got == {"sms:SM1": (None, "S1", "late"), "sms:SM2": (None, "S1", "no_open_survey")}
+
+
+def test_a_status_finds_its_send_whenever_it_was_claimed(world, inbox):
+    at = T0 + timedelta(days=60)
+    claims = {"OLD": T0, "NEW": at - timedelta(hours=1), "NONE": None}  # beyond RECENT_SENDS
+    for action, claimed in claims.items():
+        add_action(world, action, "S1", recipient=PHONE, sent_at=T0, provider_id=f"SM-{action}")
+        world.execute(
+            "UPDATE care_actions SET claimed_at = ? WHERE action_id = ?", [claimed, action]
+        )
+        inbox.put(
+            "status",
+            f"SM-{action}:delivered",
+            at,
+            {"MessageSid": f"SM-{action}", "MessageStatus": "delivered"},
+        )
+    collect(world, inbox, reply_window=WINDOW)
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {"OLD": "delivered", "NEW": "delivered", "NONE": "delivered"}
+    events = world.execute("SELECT action_id FROM delivery_events ORDER BY action_id").fetchall()
+    assert events == [("NEW",), ("NONE",), ("OLD",)]
 
 
 def test_duplicates_count_once_even_when_the_inbox_is_replayed(world, inbox):

@@ -4,8 +4,9 @@ Expectations run over the raw text columns as read (not-null, uniqueness, E.164 
 patterns, real dates and times, allowed tiers, locales and timezones), and over parsed dates
 for "not in the future". What GX cannot know is added as a boolean column per rule and expected
 true: numbering plans (phonenumbers), address syntax (email-validator) and ids the warehouse
-must already hold. GX validates a pandas batch (it cannot validate DuckDB here); its own
-result is kept with the load report.
+must already hold. GX validates pandas batches (it cannot validate DuckDB here), one chunk of
+the file at a time (``Gate``), every row of every chunk; the chunks' results are added up
+(``merged``) and kept with the load report.
 """
 
 from __future__ import annotations
@@ -149,16 +150,63 @@ def _type_rules(column: Column, settings: Settings, today: date) -> list[Rule]:
     return rules
 
 
-def validate(frame: pl.DataFrame, entity: Entity, rules: list[Rule]) -> Validation:
-    """Run the suite over the batch; every failing row by line, with its reasons."""
-    result = _run_suite(frame, entity, rules)
-    values = {
-        row["_line"]: row for row in frame.select("_line", *entity.names).iter_rows(named=True)
-    }
-    by_line: dict[int, dict[str, str]] = {}
+class Gate:
+    """The suite in one ephemeral GX context, validating one batch (a chunk of the file) at a
+    time: built once per load, as building it costs more than a small batch's validation."""
+
+    def __init__(self, entity: Entity, rules: list[Rule]) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.batch = (
+            context.data_sources.add_pandas("load")
+            .add_dataframe_asset(entity.table)
+            .add_batch_definition_whole_dataframe("file")
+        )
+        self.suite = context.suites.add(gx.ExpectationSuite(name=entity.kind))
+        for rule in rules:
+            self.suite.add_expectation(rule.expectation)
+        self.entity, self.rules = entity, rules
+
+    def run(self, frame: pl.DataFrame) -> Any:
+        return self.batch.get_batch(
+            batch_parameters={"dataframe": _pandas(frame, self.entity)}
+        ).validate(
+            self.suite,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_line"]},
+        )
+
+
+# Two unused categories that fail any date format: see ``_pandas``.
+UNUSED_DATES = ["not a date", "not a date either"]
+
+
+def _pandas(frame: pl.DataFrame, entity: Entity) -> Any:
+    """The batch as GX's pandas engine reads it fastest: text columns as categoricals, so
+    pandas hashes each column once in C and a per-value check (``strptime`` for a date
+    format, 16 µs a call) runs once per distinct value, still deciding every row. A date
+    column gets two unused categories that both fail the format: pandas returns a plain
+    array only when its mapping is not one-to-one, and GX cannot negate a categorical."""
+    table = frame.to_pandas()
+    for name in entity.names:
+        column = table[name].astype("category")
+        if name in entity.of_type("date"):
+            column = column.cat.add_categories(UNUSED_DATES)
+        table[name] = column
+    return table
+
+
+def validate(frame: pl.DataFrame, gate: Gate) -> Validation:
+    """Run the suite over one batch; every failing row by line, with its reasons."""
+    entity, rules = gate.entity, gate.rules
+    result = gate.run(frame)
+    failing: list[tuple[Rule, list[int]]] = []
     summary = []
     for rule, outcome in zip(rules, result.results, strict=True):
         unexpected = outcome.result.get("unexpected_index_list") or []
+        failing.append((rule, [int(hit["_line"]) for hit in unexpected]))
         summary.append(
             {
                 "expectation": outcome.expectation_config.type,
@@ -167,19 +215,8 @@ def validate(frame: pl.DataFrame, entity: Entity, rules: list[Rule]) -> Validati
                 "unexpected": int(outcome.result.get("unexpected_count") or len(unexpected)),
             }
         )
-        for hit in unexpected:
-            line = int(hit["_line"])
-            value = values[line][rule.column]
-            shown = "" if value is None else f" {shown_value(rule.column, value)!r}"
-            by_line.setdefault(line, {}).setdefault(
-                rule.column, f"{rule.column}{shown} {rule.reason}"
-            )
-    order = {name: i for i, name in enumerate(entity.names)}
     return Validation(
-        {
-            line: [reasons[c] for c in sorted(reasons, key=order.__getitem__)]
-            for line, reasons in sorted(by_line.items())
-        },
+        _reasons(frame, entity, failing),
         summary,
         bool(result.success),
         dict(result.statistics),
@@ -187,24 +224,98 @@ def validate(frame: pl.DataFrame, entity: Entity, rules: list[Rule]) -> Validati
     )
 
 
-def _run_suite(frame: pl.DataFrame, entity: Entity, rules: list[Rule]) -> Any:
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+def _reasons(
+    frame: pl.DataFrame, entity: Entity, failing: list[tuple[Rule, list[int]]]
+) -> dict[int, list[str]]:
+    """One reason per bad field, in the file's column order; only the bad rows' values are
+    looked up (a dict of every row held half a large load's memory)."""
+    lines = sorted({line for _, hits in failing for line in hits})
+    bad = frame.filter(pl.col("_line").is_in(lines)).select("_line", *entity.names)
+    values = {row["_line"]: row for row in bad.iter_rows(named=True)}
+    by_line: dict[int, dict[str, str]] = {}
+    for rule, hits in failing:
+        for line in hits:
+            value = values[line][rule.column]
+            shown = "" if value is None else f" {shown_value(rule.column, value)!r}"
+            by_line.setdefault(line, {}).setdefault(
+                rule.column, f"{rule.column}{shown} {rule.reason}"
+            )
+    order = {name: i for i, name in enumerate(entity.names)}
+    return {
+        line: [reasons[c] for c in sorted(reasons, key=order.__getitem__)]
+        for line, reasons in sorted(by_line.items())
+    }
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("load")
-        .add_dataframe_asset(entity.table)
-        .add_batch_definition_whole_dataframe("file")
+
+COUNTS = ("element_count", "missing_count", "unexpected_count")
+
+
+def merged(first: Validation, later: Validation) -> Validation:
+    """Two batches' validations as one: bad rows together, counts added, an expectation
+    successful only if it was in both; GX's result likewise (its kept line lists stay cut)."""
+    summary = [
+        a
+        | {
+            "success": a["success"] and b["success"],
+            "unexpected": a["unexpected"] + b["unexpected"],
+        }
+        for a, b in zip(first.summary, later.summary, strict=True)
+    ]
+    gx_result = _merged_gx(first.gx_result, later.gx_result)
+    return Validation(
+        first.bad_rows | later.bad_rows,
+        summary,
+        first.success and later.success,
+        gx_result["statistics"],
+        gx_result,
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=entity.kind))
-    for rule in rules:
-        suite.add_expectation(rule.expectation)
-    return batch.get_batch(batch_parameters={"dataframe": frame.to_pandas()}).validate(
-        suite,
-        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_line"]},
-    )
+
+
+def _merged_gx(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    results = [
+        _merged_outcome(a, b) for a, b in zip(first["results"], later["results"], strict=True)
+    ]
+    good = sum(1 for r in results if r["success"])
+    statistics = first["statistics"] | {
+        "successful_expectations": good,
+        "unsuccessful_expectations": len(results) - good,
+        "success_percent": 100.0 * good / len(results) if results else None,
+    }
+    meta = first.get("meta", {}) | {"batches": first.get("meta", {}).get("batches", 1) + 1}
+    return first | {
+        "results": results,
+        "statistics": statistics,
+        "success": all(r["success"] for r in results),
+        "meta": meta,
+    }
+
+
+def _merged_outcome(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    a, b = first.get("result", {}), later.get("result", {})
+    result = dict(a)
+    for key in COUNTS:
+        if key in a or key in b:
+            result[key] = (a.get(key) or 0) + (b.get(key) or 0)
+    for key in INDEX_LISTS:
+        if key in a or key in b:
+            result[key] = ((a.get(key) or []) + (b.get(key) or []))[:KEPT_LIST_ITEMS]
+    result.pop("unexpected_index_query", None)  # a query over one batch's index only
+    result |= {k: v for k, v in _percents(result).items() if k in result}
+    return first | {"success": bool(first["success"] and later["success"]), "result": result}
+
+
+def _percents(result: dict[str, Any]) -> dict[str, Any]:
+    """GX's percentages, recomputed over every batch's counts."""
+    if "element_count" not in result or "unexpected_count" not in result:
+        return {}
+    total, missing = result["element_count"], result.get("missing_count") or 0
+    bad, present = result["unexpected_count"], total - missing
+    return {
+        "unexpected_percent": 100.0 * bad / present if present else 0.0,
+        "unexpected_percent_total": 100.0 * bad / total if total else 0.0,
+        "unexpected_percent_nonmissing": 100.0 * bad / present if present else 0.0,
+        "missing_percent": 100.0 * missing / total if total else 0.0,
+    }
 
 
 # The value lists in GX's result: the rows' values stay in the quarantine table, never in a

@@ -177,15 +177,20 @@ def _key(code: int | None) -> pl.Expr:
     ).alias("key")
 
 
-def phone_validity(values: pl.Series) -> pl.Series:
-    """``valid_phone`` of every value (null stays null), asking phonenumbers once per key."""
+def phone_validity(values: pl.Series, known: dict[str, bool] | None = None) -> pl.Series:
+    """``valid_phone`` of every value (null stays null), asking phonenumbers once per key;
+    ``known`` keeps the answers across calls (a load's chunks share most keys)."""
+    known = {} if known is None else known
     frame = pl.DataFrame({"value": values.cast(pl.String)}).with_row_index("row")
     shaped = frame.filter(pl.col("value").str.contains(E164_DIGITS)).with_columns(
         digits=pl.col("value").str.slice(1)
     )
     keyed = _phone_keys(shaped)
     answers = keyed.group_by("key").agg(pl.col("value").first())
-    verdict = _answers("key", answers["key"], [valid_phone(v) for v in answers["value"]])
+    for key, value in answers.iter_rows():
+        if key not in known:
+            known[key] = valid_phone(value)
+    verdict = _answers("key", answers["key"], [known[k] for k in answers["key"]])
     decided = keyed.join(verdict, on="key").select("row", "ok")
     return _joined(frame, decided, valid_phone)
 
@@ -226,9 +231,17 @@ def domain_room(domain: str) -> int | None:
     return max(len(form.encode()) for form in forms)
 
 
-def email_validity(values: pl.Series) -> pl.Series:
+def _room(domain: str, known: dict[str, int | None]) -> int | None:
+    if domain not in known:
+        known[domain] = domain_room(domain)
+    return known[domain]
+
+
+def email_validity(values: pl.Series, known: dict[str, int | None] | None = None) -> pl.Series:
     """``valid_email`` of every value (null stays null), asking email_validator once per
-    domain for plain addresses and once per distinct value for the rest."""
+    domain for plain addresses and once per distinct value for the rest; ``known`` keeps
+    each domain's ``domain_room`` across calls."""
+    known = {} if known is None else known
     frame = pl.DataFrame({"value": values.cast(pl.String)}).with_row_index("row")
     plain = frame.filter(pl.col("value").str.contains(PLAIN_ADDRESS)).with_columns(
         pl.col("value").str.split_exact("@", 1).struct.rename_fields(["local", "domain"])
@@ -236,7 +249,7 @@ def email_validity(values: pl.Series) -> pl.Series:
     plain = plain.unnest("value").with_columns(value=pl.concat_str("local", pl.lit("@"), "domain"))
     domains = plain["domain"].unique()
     rooms = pl.DataFrame(
-        {"domain": domains, "room": [domain_room(d) for d in domains]},
+        {"domain": domains, "room": [_room(d, known) for d in domains]},
         schema={"domain": pl.String, "room": pl.Int64},
     )
     room = pl.col("room")

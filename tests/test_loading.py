@@ -265,3 +265,60 @@ def test_typed_parquet_columns_are_read_as_their_text(stores, settings, tmp_path
     assert stores.execute(
         "SELECT birthday, sms_consent, email_consent FROM subscribers"
     ).fetchone() == (date(1990, 2, 28), True, False)
+
+
+def _chunked_file(tmp_path: Path) -> tuple[Path, dict[int, str]]:
+    """30 rows read 7 at a time: bad rows in the first, third and last chunks, and an id
+    repeated across chunks (lines 3 and 30)."""
+    rows = [
+        f"C{n},Li {n},+86138{n:08d},li{n}@example.com,1990-01-01,2015-04-10,gold,ST1,"
+        "Asia/Shanghai,zh-CN,true,true,false"
+        for n in range(30)
+    ]
+    rows[28] = rows[1].replace("Li 1,", "Li again,")  # line 30 repeats line 3's id C1
+    rows[4] = rows[4].replace(",gold,", ",diamond,")  # line 6, chunk 1
+    rows[16] = rows[16].replace("1990-01-01", "1990-02-30")  # line 18, chunk 3
+    rows[27] = rows[27].replace("@example.com", "@@example.com")  # line 29, chunk 4
+    bad = {
+        3: "subscriber_id 'C1' appears more than once",
+        6: "tier 'diamond' is not a tier",
+        18: "birthday '1990-02-30' is not a real date",
+        29: "is not a valid email address",
+        30: "subscriber_id 'C1' appears more than once",
+    }
+    return write(tmp_path, "chunks.csv", rows), bad
+
+
+def test_a_file_read_in_chunks_names_bad_rows_from_every_chunk_and_loads_nothing(
+    stores, settings, tmp_path
+):
+    path, bad = _chunked_file(tmp_path)
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=7)
+    result = refused.value.result
+    assert sorted(result.bad_rows) == sorted(bad)
+    for line, reason in bad.items():
+        assert any(reason in r for r in result.bad_rows[line]), (line, result.bad_rows[line])
+    assert count(stores) == 0 and result.rows_read == 30
+    gx = _reports(stores)[result.load_id]["great_expectations"]
+    assert gx["meta"]["batches"] == 5  # 7 + 7 + 7 + 7 + 2 rows, each validated by GX
+    tier = next(
+        r
+        for r in gx["results"]
+        if r["expectation_config"]["kwargs"]["column"] == "tier"
+        and r["expectation_config"]["type"] == "expect_column_values_to_be_in_set"
+    )
+    assert tier["result"]["element_count"] == 30 and tier["result"]["unexpected_count"] == 1
+
+
+def test_a_file_read_in_chunks_loads_its_good_rows_in_quarantine(stores, settings, tmp_path):
+    path, bad = _chunked_file(tmp_path)
+    result = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=7
+    )
+    assert result.rows_loaded == 25 and count(stores) == 25
+    kept = stores.execute("SELECT line FROM quarantine ORDER BY line").fetchall()
+    assert [k[0] for k in kept] == sorted(bad)
+    assert result.quarantine_file is not None
+    lines = pl.read_csv(result.quarantine_file, infer_schema=False)["line"].to_list()
+    assert lines == [str(line) for line in sorted(bad)]

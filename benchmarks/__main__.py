@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from benchmarks import cli_bench, segments_bench, send_bench, service_bench, topology_bench
+from benchmarks import (
+    cli_bench,
+    load_bench,
+    segments_bench,
+    send_bench,
+    service_bench,
+    topology_bench,
+)
 
 if __name__ == "__main__":
     home = Path(".careloop/bench")
@@ -12,6 +19,7 @@ if __name__ == "__main__":
         ("service", service_bench),
         ("cli", cli_bench),
         ("topology", topology_bench),
+        ("load", load_bench),
     )
     for name, bench in benches:
         lines = bench.main(home)

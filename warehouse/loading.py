@@ -129,9 +129,10 @@ def load_file(
     try:
         with tracked(f"{kind}: reading {path.name}"):
             source = open_source(path, entity)
-            repeated = source.repeated_keys(entity)
         result.ignored_columns = source.ignored
         with _staging(con, entity) as stage:
+            with tracked(f"{kind}: finding repeated ids"):
+                repeated = source.repeated_keys(con, entity)
             _validate_chunks(
                 con, settings, entity, source, stage, result, repeated, today, chunk_rows
             )
@@ -209,22 +210,24 @@ class Source:
             yield _shaped(_as_text(batch) if self.parquet else batch, entity, line)
             line += batch.height
 
-    def repeated_keys(self, entity: Entity) -> pl.Series:
+    def repeated_keys(self, con: duckdb.DuckDBPyConnection, entity: Entity) -> pl.Series:
         """The ids the file holds more than once: a chunk alone cannot see a repeat in another
-        chunk. One pass over the key column, in polars' streaming engine."""
+        chunk. One pass over the key column into DuckDB, which counts them within its memory
+        limit (polars' streaming group-by held every distinct id: 1.1 GB for 10 million)."""
         key = _trimmed(pl.col(entity.key).cast(pl.String))
-        query = (
-            self._scan()
-            .select(key)
-            .drop_nulls()
-            .group_by(entity.key)
-            .len()
-            .filter(pl.col("len") > 1)
-            .select(entity.key)
-        )
-        (found,) = _readable(self.path, iter([query.collect(engine="streaming")]))
-        repeated: pl.Series = found[entity.key]
-        return repeated
+        batches = self._scan().select(key).collect_batches(chunk_size=CHUNK_ROWS)
+        con.execute("CREATE OR REPLACE TEMP TABLE load_keys (k VARCHAR)")
+        try:
+            for batch in _readable(self.path, batches):
+                register_frame(con, "chunk_keys", batch)
+                con.execute("INSERT INTO load_keys SELECT * FROM chunk_keys")
+                con.unregister("chunk_keys")
+            repeated = query_frame(
+                con, "SELECT k FROM load_keys WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1"
+            )
+        finally:
+            con.execute("DROP TABLE IF EXISTS load_keys")
+        return repeated.get_column("k").cast(pl.String)
 
 
 def _readable(path: Path, items: Iterator[Any]) -> Iterator[Any]:

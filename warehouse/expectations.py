@@ -204,7 +204,11 @@ def validate(frame: pl.DataFrame, gate: Gate) -> Validation:
     result = gate.run(frame)
     failing: list[tuple[Rule, list[int]]] = []
     summary = []
-    for rule, outcome in zip(rules, result.results, strict=True):
+    # GX does not keep the suite's order in its results (an expectation that raised comes
+    # first): each result is found by its expectation's id.
+    outcomes = {outcome.expectation_config.id: outcome for outcome in result.results}
+    for rule in rules:
+        outcome = outcomes[rule.expectation.id]
         unexpected = outcome.result.get("unexpected_index_list") or []
         failing.append((rule, [int(hit["_line"]) for hit in unexpected]))
         summary.append(
@@ -272,8 +276,9 @@ def merged(first: Validation, later: Validation) -> Validation:
 
 
 def _merged_gx(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    later_by_id = {r["expectation_config"]["id"]: r for r in later["results"]}
     results = [
-        _merged_outcome(a, b) for a, b in zip(first["results"], later["results"], strict=True)
+        _merged_outcome(a, later_by_id[a["expectation_config"]["id"]]) for a in first["results"]
     ]
     good = sum(1 for r in results if r["success"])
     statistics = first["statistics"] | {

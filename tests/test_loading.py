@@ -50,12 +50,19 @@ def test_good_rows_load_and_upsert_by_id(stores, settings, tmp_path):
         "SELECT birthday, sms_consent, email FROM subscribers WHERE subscriber_id = 'S2'"
     ).fetchone()
     assert row == (date(2000, 2, 29), True, None)
-    changed = [GOOD[0].replace(",gold,", ",platinum,")]
-    load_file(stores, settings, "subscribers", write(tmp_path, "b.csv", changed), today=TODAY)
-    assert count(stores) == 2
-    assert stores.execute("SELECT tier FROM subscribers WHERE subscriber_id = 'S1'").fetchone() == (
-        "platinum",
+    # The next day's file: S1 changed (a value cleared too), S2 as before, S3 new.
+    changed = GOOD[0].replace(",gold,", ",platinum,").replace("li.wei@example.com", "")
+    again = [changed, GOOD[1], GOOD[1].replace("S2,", "S3,")]
+    result = load_file(
+        stores, settings, "subscribers", write(tmp_path, "b.csv", again), today=TODAY
     )
+    assert result.rows_loaded == 3 and count(stores) == 3
+    rows = stores.execute("SELECT subscriber_id, tier, email FROM subscribers ORDER BY 1")
+    assert rows.fetchall() == [
+        ("S1", "platinum", None),
+        ("S2", "silver", None),
+        ("S3", "silver", None),
+    ]
 
 
 BAD = {

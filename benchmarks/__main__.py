@@ -9,6 +9,7 @@ from benchmarks import (
     send_bench,
     service_bench,
     topology_bench,
+    year_bench,
 )
 
 if __name__ == "__main__":
@@ -20,6 +21,7 @@ if __name__ == "__main__":
         ("cli", cli_bench),
         ("topology", topology_bench),
         ("load", load_bench),
+        ("year", year_bench),
     )
     for name, bench in benches:
         lines = bench.main(home)

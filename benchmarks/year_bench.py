@@ -1,0 +1,362 @@
+"""A year in operation: one business day of the loop, run through the real `careloop`
+commands, on a warehouse with a year of the loop's history, against the same day on the same
+subscribers with an empty history.
+
+The warehouse (``year_history``: visits, the outbox, replies, inbound messages, delivery
+events, opt-outs, manager cases and their events, tens of millions of rows at full size) is
+built once and cached under the bench home, keyed by its parameters; each run works on a copy.
+Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
+(default 365); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30``.
+
+The day (business zone Asia/Shanghai, the day after the history ends), each step a command
+in its own process, timed from outside, its peak memory read by ``/usr/bin/time`` (the
+command's and its children's largest resident set):
+
+- 07:00 ``careloop load visits FILE``: yesterday's visits, about 1% of subscribers;
+- 07:00-07:20 ``careloop run birthday|tenure --as-of DAY --no-send`` and
+  ``careloop run store_visit --as-of YESTERDAY --no-send`` (the file's visits);
+- 12:00 ``careloop dispatch`` on the sandbox provider;
+- the customers answer (not timed): the demo's simulator (``demo.simulator``) reads what the
+  sandbox sent and puts the day's replies into the inbox, as the webhook service would;
+- 20:00 ``careloop collect``; 20:30 ``careloop second-round --as-of DAY`` (it sends too);
+- 21:00 ``careloop report --month`` (the month before the day).
+
+`careloop` has no option for the time it runs at: dispatch, collect and report read the wall
+clock. So each command runs through a small wrapper (``python -m benchmarks.year_bench cli``)
+that shifts ``core.clock.utc_now`` to the step's moment (the clock keeps running from there)
+and then calls the real entry point, ``careloop.cli.run_cli``. Flow commands report to one
+Prefect server this benchmark starts (``PREFECT_API_URL``), so its startup is not counted.
+
+Targets: the whole day with a year of history under 5 minutes; no step more than 1.5x slower
+than on empty history; dispatch at >= 10,000 actions a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+BIN = Path(sys.executable).parent
+DAY = date(2027, 3, 1)  # a year after the population's date (segments_bench.AS_OF)
+ZONE = ZoneInfo("Asia/Shanghai")
+VERSION = 2  # of the history generator: a cached warehouse of another version is rebuilt
+DAY_TARGET_SECONDS = 300
+STEP_RATIO_TARGET = 1.5
+DISPATCH_TARGET = 10_000  # actions a second
+REPLY_SCALE = 0.4  # the demo's customers answer 25-55%; the history was built with ~15-20%
+CLOCK_VARIABLE = "YEAR_BENCH_NOW"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    at: str  # HH:MM on the day, business zone
+    args: tuple[str, ...]
+
+
+def steps(visits_file: Path) -> list[Step]:
+    yesterday = DAY - timedelta(days=1)
+    month = (DAY.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    return [
+        Step("load visits", "07:00", ("load", "visits", str(visits_file))),
+        Step("run birthday", "07:00", ("run", "birthday", "--as-of", str(DAY), "--no-send")),
+        Step("run tenure", "07:10", ("run", "tenure", "--as-of", str(DAY), "--no-send")),
+        Step(
+            "run store_visit",
+            "07:20",
+            ("run", "store_visit", "--as-of", str(yesterday), "--no-send"),
+        ),
+        Step("dispatch", "12:00", ("dispatch",)),
+        Step("collect", "20:00", ("collect",)),
+        Step("second-round", "20:30", ("second-round", "--as-of", str(DAY))),
+        Step("report", "21:00", ("report", "--month", month)),
+    ]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    seconds: float
+    peak_mb: float
+    detail: str = ""
+
+
+def moment(at: str) -> datetime:
+    hours, minutes = (int(part) for part in at.split(":"))
+    local = datetime(DAY.year, DAY.month, DAY.day, hours, minutes, tzinfo=ZONE)
+    return local.astimezone(UTC)
+
+
+# --- the warehouses -------------------------------------------------------------------------
+
+
+def sizes() -> tuple[int, int]:
+    subscribers = int(os.environ.get("YEAR_BENCH_SUBSCRIBERS", "10000000"))
+    days = int(os.environ.get("YEAR_BENCH_DAYS", "365"))
+    if not 1 <= days <= 365:
+        raise ValueError("YEAR_BENCH_DAYS: 1 to 365 (the population dates from a year before)")
+    return subscribers, days
+
+
+def year_warehouse(home: Path, subscribers: int, days: int) -> tuple[Path, str]:
+    """The cached warehouse with ``days`` of history; built (once) from the population."""
+    from benchmarks.segments_bench import ensure_warehouse
+
+    base = home / f"bench-{subscribers}.duckdb"
+    ensure_warehouse(base, subscribers)
+    path = home / f"year-{subscribers}-{days}d-v{VERSION}.duckdb"
+    note = path.with_suffix(".build.txt")
+    if path.exists() and note.exists():
+        return path, note.read_text().strip()
+    print(f"building {path} ({days} days of history, once)...", flush=True)
+    began = time.monotonic()
+    partial = path.with_suffix(".partial")
+    shutil.copyfile(base, partial)
+    counts = _build(partial, subscribers, days)
+    partial.rename(path)
+    seconds = time.monotonic() - began
+    rows = sum(counts.values())
+    summary = (
+        f"built in {seconds / 60:.1f} min, {path.stat().st_size / 2**30:.1f} GiB, "
+        f"{rows:,} history rows: " + ", ".join(f"{t} {n:,}" for t, n in counts.items())
+    )
+    note.write_text(summary + "\n")
+    return path, summary
+
+
+def _build(path: Path, subscribers: int, days: int) -> dict[str, int]:
+    from benchmarks.year_history import build_history
+    from warehouse.db import connect
+
+    con = connect(path)  # migrated: `careloop migrate`'s schema
+    try:
+        chunk = int(os.environ.get("YEAR_BENCH_CHUNK_DAYS", "14"))
+        counts = build_history(con, subscribers=subscribers, day=DAY, days=days, chunk_days=chunk)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return counts
+
+
+def visits_file(home: Path, base: Path, subscribers: int, days: int) -> Path:
+    """The day's file: yesterday's visits (local opening hours), those before 07:00 today."""
+    import duckdb
+
+    from benchmarks.year_history import MACROS, _visits_sql
+
+    path = home / f"year-visits-{subscribers}-{days}d-v{VERSION}.csv"
+    if path.exists():
+        return path
+    con = duckdb.connect(str(base), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(MACROS)
+        stores = [r[0] for r in con.execute("SELECT store_id FROM stores ORDER BY 1").fetchall()]
+        day0 = DAY - timedelta(days=days)
+        con.execute(_visits_sql(subscribers, stores), {"day0": day0, "i0": days, "i1": days + 1})
+        partial = path.with_suffix(".partial")
+        con.execute(
+            f"""COPY (SELECT visit_id, subscriber_id, store_id,
+                strftime(visited_at, '%Y-%m-%dT%H:%M:%S+00:00') AS visited_at, service_type
+                FROM h_visits WHERE visited_at < ? ORDER BY visited_at, visit_id)
+            TO '{partial}' (HEADER, FORMAT csv)""",
+            [moment("07:00")],
+        )
+        partial.rename(path)
+    finally:
+        con.close()
+    return path
+
+
+# --- the day --------------------------------------------------------------------------------
+
+
+def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) -> list[Result]:
+    home = bench / f"year-day-{label}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    shutil.copyfile(warehouse, home / "warehouse.duckdb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "PREFECT_"))}
+    env |= {
+        "CARELOOP_HOME": str(home),
+        "PREFECT_HOME": str(bench / "year-prefect-client"),
+        "PREFECT_API_URL": api,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+    results = []
+    for step in steps(visits):
+        if step.name == "collect":
+            replies = customers_answer(home, moment(step.at))
+            print(f"  [{label}] the customers answered: {replies} replies in the inbox", flush=True)
+        result = run_step(step, env, home)
+        print(f"  [{label}] {result.name}: {result.seconds:.1f} s, {result.peak_mb:.0f} MB "
+              f"{result.detail}", flush=True)  # fmt: skip
+        results.append(result)
+    return results
+
+
+def run_step(step: Step, env: dict[str, str], home: Path) -> Result:
+    peak_file = home / "peak.txt"
+    command = ["/usr/bin/time", "-f", "%M", "-o", str(peak_file)]
+    command += [sys.executable, "-m", "benchmarks.year_bench", "cli", *step.args]
+    log = home / f"{step.name.replace(' ', '-')}.log"
+    began = time.perf_counter()
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command,
+            env={**env, CLOCK_VARIABLE: moment(step.at).isoformat()},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped whole if the benchmark stops
+        )
+        try:
+            code = process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    seconds = time.perf_counter() - began
+    if code != 0:
+        said = log.read_text()[-3000:]
+        raise RuntimeError(f"careloop {' '.join(step.args)} failed ({code}): {said}")
+    peak_kb = int(peak_file.read_text().split()[-1])
+    detail = dispatch_detail(home) if step.name == "dispatch" else ""
+    return Result(step.name, seconds, peak_kb / 1024, detail)
+
+
+def dispatch_detail(home: Path) -> str:
+    """What the dispatch did, from the outbox: the actions it settled (sent or failed)."""
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('sent', 'delivered')),"
+            " count(*) FILTER (WHERE status = 'failed'),"
+            " count(*) FILTER (WHERE status = 'queued'),"
+            " count(*) FILTER (WHERE status = 'expired')"
+            " FROM care_actions WHERE updated_at >= ?",
+            [moment("12:00")],
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return f"sent {row[0]:,}, failed {row[1]:,}, queued for later {row[2]:,}, expired {row[3]:,}"
+
+
+def dispatched(results: list[Result]) -> int:
+    detail = next(r.detail for r in results if r.name == "dispatch")
+    sent = detail.split(",")[0].split()[-1]
+    failed = detail.split(",")[1].split()[-1]
+    return int(sent.replace(",", "")) + int(failed.replace(",", ""))
+
+
+def customers_answer(home: Path, until: datetime) -> int:
+    """The demo's customers answer what the sandbox delivered today, into the inbox."""
+    from campaigns.channels.sandbox import SandboxProvider
+    from demo.simulator import CustomerSimulator, PendingReplies
+    from inbox.inbox import Inbox
+
+    inbox = Inbox(home / "inbox.sqlite")
+    simulator = CustomerSimulator(
+        SandboxProvider(home / "sandbox.sqlite", inbox),
+        inbox,
+        PendingReplies(home / "simulator.sqlite"),
+        reply_scale=REPLY_SCALE,
+    )
+    return int(simulator.react(until=until)["released"])
+
+
+def cli() -> None:
+    """A `careloop` command at the step's moment: the clock shifted, then the real entry."""
+    import core.clock
+
+    offset = datetime.fromisoformat(os.environ[CLOCK_VARIABLE]) - datetime.now(UTC)
+    real = core.clock.utc_now
+
+    def shifted() -> datetime:
+        return real() + offset
+
+    core.clock.utc_now = shifted  # before any module takes its own reference to it
+    from careloop.cli import run_cli
+
+    sys.argv = ["careloop", *sys.argv[2:]]
+    run_cli()
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def report(
+    empty: list[Result], year: list[Result], build: str, subscribers: int, days: int
+) -> list[str]:
+    lines = [
+        f"year: one business day ({DAY}) of the loop through `careloop` commands, "
+        f"{subscribers:,} subscribers, {days} days of history vs. empty history",
+        f"year warehouse: {build}",
+        f"{'step':<16} {'empty s':>8} {'year s':>8} {'ratio':>6} {'empty MB':>9} {'year MB':>8}",
+    ]
+    for e, y in zip(empty, year, strict=True):
+        ratio = y.seconds / e.seconds
+        mark = "" if ratio <= STEP_RATIO_TARGET else f"  (target <= {STEP_RATIO_TARGET}x: MISS)"
+        lines.append(
+            f"{e.name:<16} {e.seconds:>8.1f} {y.seconds:>8.1f} {ratio:>5.2f}x "
+            f"{e.peak_mb:>9.0f} {y.peak_mb:>8.0f}{mark}"
+        )
+    total_e, total_y = sum(r.seconds for r in empty), sum(r.seconds for r in year)
+    lines.append(
+        f"{'day total':<16} {total_e:>8.1f} {total_y:>8.1f} {total_y / total_e:>5.2f}x "
+        f"{max(r.peak_mb for r in empty):>9.0f} {max(r.peak_mb for r in year):>8.0f}"
+    )
+    ok = "met" if total_y < DAY_TARGET_SECONDS else "MISS"
+    lines.append(f"whole day with history: {total_y:.0f} s (target < {DAY_TARGET_SECONDS} s: {ok})")
+    worst = max(zip(empty, year, strict=True), key=lambda p: p[1].seconds / p[0].seconds)
+    ratio = worst[1].seconds / worst[0].seconds
+    ok = "met" if ratio <= STEP_RATIO_TARGET else "MISS"
+    lines.append(
+        f"slowest step against empty history: {worst[0].name} {ratio:.2f}x "
+        f"(target <= {STEP_RATIO_TARGET}x: {ok})"
+    )
+    for label, results in (("empty", empty), ("year", year)):
+        step = next(r for r in results if r.name == "dispatch")
+        rate = dispatched(results) / step.seconds
+        ok = "met" if rate >= DISPATCH_TARGET else "MISS"
+        lines.append(
+            f"dispatch on {label} history: {rate:,.0f} actions/s (sent + failed over the "
+            f"command's {step.seconds:.1f} s; target >= {DISPATCH_TARGET:,}: {ok}); {step.detail}"
+        )
+    return lines
+
+
+def main(home: Path) -> list[str]:
+    from benchmarks.cli_bench import OFFLINE, prefect_server
+
+    subscribers, days = sizes()
+    home.mkdir(parents=True, exist_ok=True)
+    year, build = year_warehouse(home, subscribers, days)
+    base = home / f"bench-{subscribers}.duckdb"
+    visits = visits_file(home, base, subscribers, days)
+    server_home = home / "year-prefect"
+    server_home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | OFFLINE
+    with prefect_server(server_home, env) as api:
+        empty_results = run_day("empty", base, visits, home, api)
+        year_results = run_day("year", year, visits, home, api)
+    return report(empty_results, year_results, build, subscribers, days)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "cli":
+        cli()
+    else:
+        lines = main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".careloop/bench"))
+        print("\n".join(lines))

@@ -86,6 +86,7 @@ class Result:
     name: str
     seconds: float
     peak_mb: float
+    settled: int = 0  # dispatch: the actions it sent or failed
     detail: str = ""
 
 
@@ -230,11 +231,11 @@ def run_step(step: Step, env: dict[str, str], home: Path) -> Result:
         said = log.read_text()[-3000:]
         raise RuntimeError(f"careloop {' '.join(step.args)} failed ({code}): {said}")
     peak_kb = int(peak_file.read_text().split()[-1])
-    detail = dispatch_detail(home) if step.name == "dispatch" else ""
-    return Result(step.name, seconds, peak_kb / 1024, detail)
+    settled, detail = dispatch_detail(home) if step.name == "dispatch" else (0, "")
+    return Result(step.name, seconds, peak_kb / 1024, settled, detail)
 
 
-def dispatch_detail(home: Path) -> str:
+def dispatch_detail(home: Path) -> tuple[int, str]:
     """What the dispatch did, from the outbox: the actions it settled (sent or failed)."""
     import duckdb
 
@@ -250,14 +251,8 @@ def dispatch_detail(home: Path) -> str:
         ).fetchall()[0]
     finally:
         con.close()
-    return f"sent {row[0]:,}, failed {row[1]:,}, queued for later {row[2]:,}, expired {row[3]:,}"
-
-
-def dispatched(results: list[Result]) -> int:
-    detail = next(r.detail for r in results if r.name == "dispatch")
-    sent = detail.split(",")[0].split()[-1]
-    failed = detail.split(",")[1].split()[-1]
-    return int(sent.replace(",", "")) + int(failed.replace(",", ""))
+    said = f"sent {row[0]:,}, failed {row[1]:,}, queued for later {row[2]:,}, expired {row[3]:,}"
+    return int(row[0]) + int(row[1]), said
 
 
 def customers_answer(home: Path, until: datetime) -> int:
@@ -328,7 +323,7 @@ def report(
     )
     for label, results in (("empty", empty), ("year", year)):
         step = next(r for r in results if r.name == "dispatch")
-        rate = dispatched(results) / step.seconds
+        rate = step.settled / step.seconds
         ok = "met" if rate >= DISPATCH_TARGET else "MISS"
         lines.append(
             f"dispatch on {label} history: {rate:,.0f} actions/s (sent + failed over the "

@@ -51,7 +51,8 @@ up: $(STAMP)
 down:
 	$(BIN)/python -m careloop.stack down
 
-# Not part of `make test`: builds a 10-million-subscriber warehouse once (about 3 minutes).
+# Not part of `make test`: builds a 10-million-subscriber warehouse once (about 3 minutes), and
+# a year of the loop's history on it once (benchmarks/year_bench.py: well over an hour).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

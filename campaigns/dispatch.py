@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -149,7 +150,7 @@ def dispatch(
                 continue
             messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
             attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
-            with held.released():
+            with held.released() if provider.remote else nullcontext():
                 results = provider.send(messages)
             record(held.con, messages, results, at, figures, retry, attempts, found)
             advance(len(messages))

@@ -8,6 +8,7 @@ unresolved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +16,7 @@ import duckdb
 
 from cases.board import CASE_EVENT
 from cases.lifecycle import ingest_case_events, unanswered_cases, update_cases
-from feedback.ingest import CollectFigures, drain
+from feedback.ingest import CollectFigures, drain, watermark
 from inbox.inbox import Inbox, InboxItem
 
 
@@ -43,3 +44,27 @@ def collect(
     if now is not None:
         unanswered_cases(con, now, reply_window)
     return figures
+
+
+# Twilio's and the sandbox's delivery receipts: they change no one's consent (SendGrid's
+# events carry "event", and one may be an unsubscribe; Twilio's opt-out comes back on the
+# send). replace(), not LIKE: the inbox's SQL holds no "%" (inbox.postgres).
+RECEIPTS = "kind = 'status' AND replace(payload, '\"event\"', '') = payload"
+
+
+class NewsWatch:
+    """Collect between two batches of sending when anything but receipts waits: a reply or
+    an unsubscribe may stop the next message, while the receipts of the messages just sent
+    (as many as were sent) wait for the next collect. Each inbox item is looked at once."""
+
+    def __init__(
+        self, con: Callable[[], duckdb.DuckDBPyConnection], inbox: Inbox, reply_window: timedelta
+    ) -> None:
+        self.con, self.inbox, self.reply_window = con, inbox, reply_window
+        self.seen: int | None = None
+
+    def __call__(self) -> LoopFigures | None:
+        con = self.con()
+        since = watermark(con, self.inbox) if self.seen is None else self.seen
+        news, self.seen = self.inbox.news_between(since, f"NOT ({RECEIPTS})")
+        return collect(con, self.inbox, reply_window=self.reply_window) if news else None

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
-from cases.collect import collect
+from cases.collect import NewsWatch
 from core.clock import utc_now
 from core.masking import install_masking
 from core.progress import step_done
@@ -81,7 +81,8 @@ def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]
 def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[str, Any]:
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
-    inbox is collected, so an opt-out that arrived a moment ago stops the next message.
+    inbox is collected if a reply or an unsubscribe waits in it, so an opt-out that arrived a
+    moment ago stops the next message (delivery receipts wait for the next collect).
 
     The run holds the sending turn throughout, and the warehouse only between network calls:
     call it outside any hold of the warehouse."""
@@ -97,7 +98,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
             simulated=simulated,
             batch_size=settings.dispatch_batch_size,
             retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
-            refresh=lambda: collect(held.con, inbox, reply_window=reply_window),
+            refresh=NewsWatch(lambda: held.con, inbox, reply_window),
         )
     sent = figures_dict(figures)
     step_done("send", sent)

@@ -92,6 +92,18 @@ class Inbox:
         """Store items inside the caller's open transaction; how many were new."""
         return self._rows(con, _encoded(items))
 
+    def news_between(self, last_id: int, condition: str) -> tuple[bool, int]:
+        """Whether an item above ``last_id`` meets ``condition`` (SQL on the inbox's columns,
+        written by the caller, never from input), up to the drain's bound; and that bound,
+        the ``last_id`` of the next look."""
+        with self.db.connection() as con:
+            bound = self.db.drain_bound(con)
+            row = con.execute(
+                f"SELECT 1 FROM inbox WHERE id > ? AND id <= ? AND ({condition}) LIMIT 1",
+                (last_id, bound),
+            ).fetchone()
+        return row is not None, max(bound, last_id)
+
     def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
         """Batches of items with an id above ``last_id``, in id order, up to the newest item
         committed at the start: a drain is bounded, never a chase after a service that keeps

@@ -301,3 +301,19 @@ def test_prune_deletes_only_what_collect_took_and_is_old(world, inbox):
     assert sorted(i.dedupe_key for b in inbox.after(0) for i in b) == ["SMlate", "SMnew"]
     assert collect(world, inbox, reply_window=WINDOW).drained == 1  # the late one, once
     assert world.execute("SELECT count(*) FROM inbound_messages").fetchone()[0] == 5
+
+
+def test_only_receipts_are_no_news_to_a_sending_run(world, inbox):
+    from cases.collect import RECEIPTS
+
+    def news(since=0):
+        return inbox.news_between(since, f"NOT ({RECEIPTS})")
+
+    receipt = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    inbox.put("status", "SM1:delivered", T0, receipt)
+    assert news() == (False, 1)
+    event = {"event": "unsubscribe", "sg_event_id": "sg1", "action_id": "E1"}
+    inbox.put("status", "sg1", T0, event)  # SendGrid's: it may be an unsubscribe
+    assert news() == (True, 2) and news(2) == (False, 2)
+    sms(inbox, "SM9", PHONE, "TD", T0)
+    assert news(2) == (True, 3)

@@ -10,7 +10,7 @@ from campaigns.channels.base import OutboundMessage
 from campaigns.channels.limits import SlidingWindowLimiter
 from campaigns.dispatch import DispatchHaltedError, dispatch
 from campaigns.retry import RetryPolicy
-from cases.collect import collect
+from cases.collect import NewsWatch, collect
 from cases.second_round import plan_second_round
 from core.settings import load_settings
 from inbox.inbox import Inbox
@@ -341,7 +341,8 @@ def test_an_email_never_heard_of_becomes_unconfirmed_after_a_day(con, fakes):
 # Opt-outs at send time --------------------------------------------------------------------
 
 
-def test_an_opt_out_between_two_batches_stops_the_second(con, settings):
+@pytest.mark.parametrize("watch", [False, True], ids=["collect", "news-watch"])
+def test_an_opt_out_between_two_batches_stops_the_second(con, settings, watch):
     from campaigns.channels.sandbox import SandboxProvider
 
     inbox = Inbox(settings.inbox_path)
@@ -367,8 +368,28 @@ def test_an_opt_out_between_two_batches_stops_the_second(con, settings):
         OptOutArrives(settings.sandbox_path, inbox),
         now=NOW,
         batch_size=1,
-        refresh=lambda: collect(con, inbox, reply_window=WINDOW),
+        refresh=NewsWatch(lambda: con, inbox, WINDOW)
+        if watch
+        else lambda: collect(con, inbox, reply_window=WINDOW),
     )
     assert figures.sent == {"sms": 1} and figures.suppressed_at_send == 1
     statuses = con.execute("SELECT status FROM care_actions ORDER BY status").fetchall()
     assert statuses == [("delivered",), ("suppressed",)]  # the sandbox reports delivery
+
+
+def test_receipts_alone_wait_for_collect_while_sending(con, settings):
+    from campaigns.channels.sandbox import SandboxProvider
+
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    for k in (1, 2, 3):
+        add_subscriber(con, f"S{k}", email=None, voice_consent=False)
+    plan(con, settings)
+    watch = NewsWatch(lambda: con, inbox, WINDOW)
+    sandbox = SandboxProvider(settings.sandbox_path, inbox)
+    figures = dispatch(con, sandbox, now=NOW, batch_size=1, refresh=watch)
+    assert figures.sent == {"sms": 3}
+    assert con.execute("SELECT count(*) FROM delivery_events").fetchone() == (0,)
+    collect(con, inbox, reply_window=WINDOW)  # the next collect takes the three receipts
+    statuses = con.execute("SELECT DISTINCT status FROM care_actions").fetchall()
+    assert statuses == [("delivered",)]

@@ -87,6 +87,10 @@ class Provider(ABC):
     max_batch: ClassVar[int] = 100
     # How long after a claim an unconfirmed send may still show up at the provider.
     reconcile_grace: ClassVar[timedelta] = timedelta(0)
+    # Whether send() waits on the network: a run lets the warehouse go meanwhile, so others
+    # take their turns. A local provider answers at once; letting go would only cost the
+    # reopening of the warehouse at every batch.
+    remote: ClassVar[bool] = True
 
     def __init__(self, breaker_threshold: int = 20) -> None:
         self.halt = Halt(breaker_threshold)

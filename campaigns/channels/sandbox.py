@@ -59,6 +59,7 @@ class SandboxProvider(Provider):
     name: ClassVar[str] = "sandbox"
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "email", "voice"})
     max_batch: ClassVar[int] = 1000
+    remote: ClassVar[bool] = False
 
     def __init__(self, path: Path, inbox: Inbox) -> None:
         super().__init__()

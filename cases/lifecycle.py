@@ -79,11 +79,12 @@ def record_event(
 UNANSWERED = """
 FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
 WHERE m.status = 'open' AND a.sent_at IS NOT NULL AND a.sent_at + to_seconds($window) <= $now
-  AND NOT EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id)
+  AND NOT EXISTS (SELECT 1 FROM case_ratings r WHERE r.action_id = a.action_id)
 """
 
 
 def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
+    """Cases whose second round went unanswered, after ``update_cases`` (its case_ratings)."""
     params = {"now": now, "window": int(window.total_seconds())}
     con.execute(
         f"""INSERT INTO case_events
@@ -106,7 +107,7 @@ def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: time
 SECOND_ROUND_RATED = """
 SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.comment,
        r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'unresolved' END AS new
-FROM manager_cases m JOIN action_ratings r ON r.action_id = m.second_round_action_id
+FROM manager_cases m JOIN case_ratings r ON r.action_id = m.second_round_action_id
 WHERE m.recovered_score IS DISTINCT FROM r.score
 """
 FOLLOW_UP_RATED = """
@@ -114,12 +115,27 @@ SELECT m.evaluation_id AS case_id, m.status AS old, r.evaluation_id, r.score, r.
        r.received_at, CASE WHEN r.score >= 4 THEN 'recovered' ELSE 'open' END AS new
 FROM manager_cases m
 JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
-JOIN action_ratings r ON r.action_id = a.action_id
+JOIN case_ratings r ON r.action_id = a.action_id
 WHERE m.status = 'resolved' AND r.received_at >= m.closed_at AND r.score <> 3
 """
 
 
+# The ratings that can move a case: the latest of each case's second round and follow-ups,
+# read once a collect. action_ratings is a window over every evaluation ever received, and
+# reading it once per statement (five a collect) made a collect's cost follow the history.
+CASE_RATINGS = """
+CREATE OR REPLACE TEMP TABLE case_ratings AS
+SELECT r.* FROM action_ratings r
+WHERE r.action_id IN (
+    SELECT second_round_action_id FROM manager_cases
+    UNION ALL
+    SELECT a.action_id FROM care_actions a
+    WHERE a.round = 3 AND a.parent_evaluation_id IN (SELECT evaluation_id FROM manager_cases))
+"""
+
+
 def update_cases(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(CASE_RATINGS)
     _rated(con, FOLLOW_UP_RATED)
     _rated(con, SECOND_ROUND_RATED, ", recovered_score = t.score")
 

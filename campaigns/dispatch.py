@@ -131,20 +131,25 @@ def dispatch(
     found = Open.find(held.con)
     if found is None:
         return figures
-    apply_standard(held.con, pace.current(), simulated, figures, found)
+    live = pace.clock is not None
+    apply_standard(held.con, pace.current(), simulated, figures, found, live=live)
     with tracked("sending", _due(held.con, pace.current(), found)) as advance:
         while True:
-            at = pace.current()
             if refresh:
                 refresh()
+            at = pace.current()  # after the news: what was collected has happened by now
             if not pick_candidates(held.con, at, size, simulated, found):
+                older = Open.find(held.con)
+                if older and older.since < found.since:  # planned meanwhile, as of earlier
+                    found = older
+                    continue
                 wait = _retry_wait(held.con, at, found) if pace.clock else None
                 if wait is None:
                     break
                 with held.released():
                     pace.sleep(wait)
                 continue
-            apply_standard(held.con, at, simulated, figures, found, only_candidates=True)
+            apply_standard(held.con, at, simulated, figures, found, live, only_candidates=True)
             batch = claim_candidates(held.con, at, found)
             if batch.is_empty():  # the news stopped every candidate: on to the next ones
                 continue
@@ -180,12 +185,16 @@ def apply_standard(
     simulated: bool,
     figures: DispatchFigures,
     found: Open = EVERYTHING,
+    live: bool = False,
     *,
     only_candidates: bool = False,
 ) -> None:
     """The standard at send time: fresh opt-outs, send windows, expiry; over the open
-    outbox, or only over the batch's candidates (``pick_candidates``)."""
-    figures.suppressed_at_send += suppress_opted_out(con, at, found, only_candidates)
+    outbox, or only over the batch's candidates (``pick_candidates``). A live run heeds
+    every opt-out collected, whatever time its host gave it (a service's clock may run a
+    second ahead); a simulated or fixed-time run, those up to its moment."""
+    until = None if live else at
+    figures.suppressed_at_send += suppress_opted_out(con, at, found, only_candidates, until)
     if not simulated:
         figures.deferred_to_window += defer_outside_window(con, at, found, only_candidates)
     figures.expired += expire(con, at, simulated, found, only_candidates)
@@ -196,9 +205,11 @@ def suppress_opted_out(
     now: datetime,
     found: Open = EVERYTHING,
     only_candidates: bool = False,
+    until: datetime | None = None,
 ) -> int:
-    """Opt-out is absolute: one that arrived after planning still stops the send."""
-    params: dict[str, object] = {"now": now, "since": found.since}
+    """Opt-out is absolute: one that arrived after planning still stops the send (one made
+    by ``until``, when given)."""
+    params: dict[str, object] = {"now": now, "since": found.since, "until": until}
     opted = "active_opt_outs"
     if only_candidates:
         # The candidates' customers only, as a list: a filter on the view's partition key
@@ -212,7 +223,8 @@ def suppress_opted_out(
             updated_at = $now
         FROM {opted} o
         WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
-          AND o.channel = a.channel AND o.occurred_at <= $now
+          AND o.channel = a.channel
+          AND (CAST($until AS TIMESTAMPTZ) IS NULL OR o.occurred_at <= $until)
           AND {found.rows("a", only_candidates=only_candidates)}
         RETURNING 1""",
         params,

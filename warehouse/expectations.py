@@ -179,20 +179,20 @@ class Gate:
         )
 
 
-# Two unused categories that fail any date format: see ``_pandas``.
+# Two unused categories that fail any date format or time check: see ``_pandas``.
 UNUSED_DATES = ["not a date", "not a date either"]
 
 
 def _pandas(frame: pl.DataFrame, entity: Entity) -> Any:
     """The batch as GX's pandas engine reads it fastest: text columns as categoricals, so
     pandas hashes each column once in C and a per-value check (``strptime`` for a date
-    format, 16 µs a call) runs once per distinct value, still deciding every row. A date
-    column gets two unused categories that both fail the format: pandas returns a plain
+    format, 16 µs a call) runs once per distinct value, still deciding every row. A date or
+    time column gets two unused categories that both fail its check: pandas returns a plain
     array only when its mapping is not one-to-one, and GX cannot negate a categorical."""
     table = frame.to_pandas()
     for name in entity.names:
         column = table[name].astype("category")
-        if name in entity.of_type("date"):
+        if name in entity.of_type("date") or name in entity.of_type("timestamp"):
             column = column.cat.add_categories(UNUSED_DATES)
         table[name] = column
     return table

@@ -1,0 +1,102 @@
+"""Loads at their edges: chunk boundaries, BOM, CRLF, quoted newlines, Parquet, visit times."""
+
+import polars as pl
+import pytest
+
+from tests.test_loading import GOOD, HEADER, TODAY, count, stores, write  # noqa: F401
+from warehouse.loading import LoadRefusedError, load_file
+
+BAD_TIER = "S9,Bad Tier,+8613812345670,,1990-01-01,2015-04-10,diamond,ST1,Asia/Shanghai,zh-CN,true,true,false"
+
+
+def good(n: int) -> str:
+    return (
+        f"S{n},Name {n},+86138{n:08d},c{n}@example.com,1990-01-01,2015-04-10,gold,ST1,"
+        "Asia/Shanghai,zh-CN,true,true,false"
+    )
+
+
+def test_a_bom_before_the_header_is_accepted(stores, settings, tmp_path):  # noqa: F811
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join([HEADER, *GOOD]) + "\n").encode())
+    result = load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=1)
+    assert result.success and result.rows_loaded == 2
+
+
+def test_parquet_in_chunks_names_bad_rows_by_row(stores, settings, tmp_path):  # noqa: F811
+    lines = [good(n) for n in range(1, 6)] + [BAD_TIER] + [good(n) for n in range(6, 9)]
+    csv = write(tmp_path, "p.csv", lines)
+    frame = pl.read_csv(csv, infer_schema=False).with_columns(
+        pl.col("birthday").str.to_date(),
+        pl.col("joined_on").str.to_date(),
+        pl.col("sms_consent") == "true",
+        pl.col("email_consent") == "true",
+        pl.col("voice_consent") == "true",
+    )
+    path = tmp_path / "p.parquet"
+    frame.write_parquet(path, row_group_size=2)
+    result = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=4
+    )
+    assert list(result.bad_rows) == [6]
+    assert result.rows_loaded == 8 and count(stores) == 8
+
+
+def test_a_repeated_id_across_chunks_with_spaces_is_found(stores, settings, tmp_path):  # noqa: F811
+    lines = [good(1), good(2), " " + good(1).replace("Name 1", "Other")]
+    path = write(tmp_path, "r.csv", lines)
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=1)
+    assert sorted(refused.value.result.bad_rows) == [2, 4]
+
+
+def test_reload_without_an_optional_column_keeps_nothing_wrong(stores, settings, tmp_path):  # noqa: F811
+    path = write(tmp_path, "a.csv", [good(1), good(2)])
+    load_file(stores, settings, "subscribers", path, today=TODAY)
+    again = write(tmp_path, "b.csv", [good(1), good(2)])
+    r = load_file(stores, settings, "subscribers", again, today=TODAY, chunk_rows=1)
+    assert r.rows_loaded == 2 and count(stores) == 2
+
+
+VISITS = "visit_id,subscriber_id,store_id,visited_at,service_type"
+
+
+def test_a_visits_file_with_one_visit_loads(stores, settings, tmp_path):  # noqa: F811
+    """One distinct visited_at in a batch: pandas maps a one-category column to a categorical
+    (GX's dateutil check cannot negate it); date columns get unused categories, timestamps
+    do not."""
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", GOOD), today=TODAY)
+    path = write(tmp_path, "v.csv", ["V1,S1,ST1,2026-02-28 10:15,repair"], VISITS)
+    result = load_file(stores, settings, "visits", path, today=TODAY)
+    assert result.success and result.rows_loaded == 1
+    # ...and the kept GX result agrees: no expectation failed (it raised on the categorical)
+    failed = [s for s in result.validation.summary if not s["success"]]
+    assert failed == []
+
+
+def test_an_impossible_visit_time_is_refused_by_line(stores, settings, tmp_path):  # noqa: F811
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", GOOD), today=TODAY)
+    rows = ["V1,S1,ST1,2026-02-28 10:15,repair", "V2,S2,ST1,2026-02-30 10:15,repair"]
+    path = write(tmp_path, "v.csv", rows, VISITS)
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "visits", path, today=TODAY, chunk_rows=1)
+    assert list(refused.value.result.bad_rows) == [3]
+
+
+def test_an_impossible_visit_time_is_quarantined_and_the_rest_load(stores, settings, tmp_path):  # noqa: F811
+    """Two distinct visited_at values, one parseable and one not: pandas' categorical map is
+    one-to-one, GX's dateutil check raises instead of naming the row, and the unparsed time
+    reaches the NOT NULL column (the whole load fails with a DuckDB constraint error)."""
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", GOOD), today=TODAY)
+    rows = ["V1,S1,ST1,2026-02-28 10:15,repair", "V2,S2,ST1,2026-02-30 10:15,repair"]
+    path = write(tmp_path, "v.csv", rows, VISITS)
+    result = load_file(stores, settings, "visits", path, quarantine=True, today=TODAY)
+    assert list(result.bad_rows) == [3] and result.rows_loaded == 1
+
+
+def test_empty_optional_columns_in_a_chunk_of_their_own(stores, settings, tmp_path):  # noqa: F811
+    empty = "S3,空白,,,,2015-04-10,gold,,Asia/Shanghai,zh-CN,false,false,false"
+    path = write(tmp_path, "e.csv", [GOOD[0], empty, GOOD[1]])
+    result = load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=1)
+    assert result.success and result.rows_loaded == 3
+    assert all(s["success"] for s in result.validation.summary), result.validation.summary

@@ -6,7 +6,10 @@ import pytest
 from tests.test_loading import GOOD, HEADER, TODAY, count, stores, write  # noqa: F401
 from warehouse.loading import LoadRefusedError, load_file
 
-BAD_TIER = "S9,Bad Tier,+8613812345670,,1990-01-01,2015-04-10,diamond,ST1,Asia/Shanghai,zh-CN,true,true,false"
+BAD_TIER = (
+    "S9,Bad Tier,+8613812345670,,1990-01-01,2015-04-10,diamond,ST1,Asia/Shanghai,zh-CN,"
+    "true,true,false"
+)
 
 
 def good(n: int) -> str:

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -187,16 +187,15 @@ def ingest_replies(
     if not items:
         return
     replies = pl.DataFrame([_reply_row(item) for item in items], schema=REPLY_SCHEMA)
+    params = {
+        "earliest": min(item.received_at for item in items) - reply_window - LATE_LOOKBACK,
+        "window": int(reply_window.total_seconds()),
+        "lookback": int(LATE_LOOKBACK.total_seconds()),
+    }
     register_frame(con, "replies", replies)
-    con.execute(
-        ATTRIBUTE_SQL,
-        {
-            "earliest": min(item.received_at for item in items) - reply_window - LATE_LOOKBACK,
-            "window": int(reply_window.total_seconds()),
-            "lookback": int(LATE_LOOKBACK.total_seconds()),
-        },
-    )
+    con.execute(ATTRIBUTE_SQL, params)
     con.unregister("replies")
+    _consent_from_older_surveys(con, replies, params)
     for attribution, intent, n in con.execute(
         "SELECT attribution, intent, count(*) FROM attributed GROUP BY ALL"
     ).fetchall():
@@ -270,6 +269,32 @@ FROM (
 LEFT JOIN care_actions a ON a.action_id = b.found_action
 LEFT JOIN senders p ON p.phone = b.sender
 """
+
+
+def _consent_from_older_surveys(
+    con: duckdb.DuckDBPyConnection, replies: pl.DataFrame, params: dict[str, object]
+) -> None:
+    """An SMS STOP (or START) that found no survey in the recent weeks is looked for among
+    every survey: it must reach the customer the survey went to, not whoever else shares
+    the number. Rare, so the whole outbox is read only for pages that hold one."""
+    keys = [
+        row[0]
+        for row in con.execute(
+            "SELECT dedupe_key FROM attributed WHERE channel = 'sms' AND campaign_id IS NULL "
+            "AND intent IN ('opt_out', 'opt_in')"
+        ).fetchall()
+    ]
+    if not keys:
+        return
+    con.execute("ALTER TABLE attributed RENAME TO attributed_recent")
+    register_frame(con, "replies", replies.filter(pl.col("dedupe_key").is_in(keys)))
+    con.execute(ATTRIBUTE_SQL, {**params, "earliest": datetime(1970, 1, 1, tzinfo=UTC)})
+    con.unregister("replies")
+    con.execute(
+        "INSERT INTO attributed SELECT * FROM attributed_recent "
+        "WHERE dedupe_key NOT IN (SELECT dedupe_key FROM attributed)"
+    )
+    con.execute("DROP TABLE attributed_recent")
 
 
 def _consent_changes(con: duckdb.DuckDBPyConnection) -> int:

@@ -317,3 +317,18 @@ def test_only_receipts_are_no_news_to_a_sending_run(world, inbox):
     assert news() == (True, 2) and news(2) == (False, 2)
     sms(inbox, "SM9", PHONE, "TD", T0)
     assert news(2) == (True, 3)
+
+
+def test_a_stop_to_an_old_survey_reaches_the_customer_it_was_sent_to(world, inbox):
+    """Two records share a phone (a family line); the survey went to S3, and its STOP comes
+    long after the weeks a reply's survey is first looked for among."""
+    add_subscriber(world, "S3", phone=PHONE)  # S1 has PHONE too
+    add_action(world, "A3", "S3", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "STOP", T0 + WINDOW + LATE_LOOKBACK + timedelta(days=5))
+    sms(inbox, "SM2", PHONE, "4", T0 + WINDOW + LATE_LOOKBACK + timedelta(days=5))
+    collect(world, inbox, reply_window=WINDOW)
+    opted = world.execute("SELECT subscriber_id FROM opt_outs WHERE event = 'opt_out'")
+    assert opted.fetchall() == [("S3",)]
+    got = {r[0]: (r[2], r[6]) for r in evaluations(world)}
+    assert got == {"sms:SM1": ("S3", "no_open_survey"), "sms:SM2": ("S1", "no_open_survey")}
+

@@ -95,3 +95,21 @@ def test_simulated_dispatch_sends_at_the_scheduled_time(con, settings):
     sent_at = con.execute("SELECT sent_at FROM care_actions").fetchone()[0]
     assert sent_at == datetime(2026, 6, 15, 2, 0, tzinfo=UTC)
     assert date(2026, 6, 15) == sent_at.date()
+
+
+def test_the_sandbox_takes_its_largest_batch_unless_told(settings, monkeypatch):
+    from core.settings import load_settings
+    from flows.common import _batch_size
+
+    sandbox = provider(settings)
+    assert _batch_size(settings, sandbox) == sandbox.max_batch == 5000
+
+    class OnTheNetwork(CountingSandbox):
+        remote = True
+
+    assert (
+        _batch_size(settings, OnTheNetwork(settings.sandbox_path, Inbox(settings.inbox_path)))
+        == 500
+    )
+    monkeypatch.setenv("CARELOOP_DISPATCH_BATCH_SIZE", "7")
+    assert _batch_size(load_settings(), sandbox) == 7

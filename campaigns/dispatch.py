@@ -63,8 +63,9 @@ class Open:
     """The part of the outbox a run may find open: actions created since the oldest action
     that was queued or sending when the run began. The outbox is appended in creation order,
     so ``created_at >= since`` lets DuckDB skip, by its zone maps, every row group of settled
-    history. Exact, not a heuristic: no open action is older than ``since``; actions planned
-    while the run goes on are created later still."""
+    history. Exact: no action open at the start is older than ``since``, and one planned
+    during the run with an earlier creation time (a plan given an earlier ``now``) is found
+    by the run's look for older open actions before it ends."""
 
     since: datetime
 

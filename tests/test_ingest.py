@@ -331,4 +331,3 @@ def test_a_stop_to_an_old_survey_reaches_the_customer_it_was_sent_to(world, inbo
     assert opted.fetchall() == [("S3",)]
     got = {r[0]: (r[2], r[6]) for r in evaluations(world)}
     assert got == {"sms:SM1": ("S3", "no_open_survey"), "sms:SM2": ("S1", "no_open_survey")}
-

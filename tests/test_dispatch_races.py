@@ -16,18 +16,12 @@ def test_an_action_planned_during_a_run_with_an_older_created_at_is_sent_or_coun
     neither sends them nor counts them as waiting."""
     add_store(con)
     add_subscriber(con, "S1")
-    campaigns = load_campaigns(settings)
-    run_steps(
-        Plan(
-            con,
-            settings,
-            campaigns["birthday"],
-            AS_OF,
-            round=1,
-            run_id="r1",
-            created_at=datetime(2026, 6, 15, 1, 0, tzinfo=UTC),
-        )
-    )
+    birthday = load_campaigns(settings)["birthday"]
+
+    def plan_as_of(run_id, created_at):
+        run_steps(Plan(con, settings, birthday, AS_OF, 1, run_id, created_at=created_at))
+
+    plan_as_of("r1", datetime(2026, 6, 15, 1, 0, tzinfo=UTC))
     calls = []
 
     def concurrent_plan():
@@ -36,17 +30,7 @@ def test_an_action_planned_during_a_run_with_an_older_created_at_is_sent_or_coun
         calls.append(1)
         if len(calls) == 2:
             add_subscriber(con, "S2")
-            run_steps(
-                Plan(
-                    con,
-                    settings,
-                    campaigns["birthday"],
-                    AS_OF,
-                    round=1,
-                    run_id="r2",
-                    created_at=datetime(2026, 6, 15, 0, 0, tzinfo=UTC),
-                )
-            )
+            plan_as_of("r2", datetime(2026, 6, 15, 0, 0, tzinfo=UTC))
 
     figures = dispatch(con, provider(settings), now=LATER, refresh=concurrent_plan)
     got = statuses(con)

@@ -43,6 +43,7 @@ class Fault:
     status: int | None = None  # answer with this status (429, 500, ...)
     retry_after: int | None = None
     delay: float = 0.0  # seconds to wait before answering
+    handled: bool = False  # the request is carried out all the same, then answered with status
 
 
 @dataclass
@@ -120,7 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.state.requests.append(record)
         return raw, record
 
+    _silent = False  # a handled fault: the API's own answer is not sent
+
     def _answer(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        if self._silent:
+            return
         body = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -130,13 +135,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _apply_fault(self) -> bool:
+    def _apply_fault(self, record: Recorded) -> bool:
         fault = self.server.state.next_fault()
         if fault is None:
             return False
         time.sleep(fault.delay)
         if fault.status is None:
             return False
+        if fault.handled:  # e.g. a gateway's 502 after the server created the message
+            self._silent = True
+            try:
+                self.server.api.post(self, record)
+            finally:
+                self._silent = False
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         self._answer(
             fault.status,
@@ -174,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.state.gate is not None:
             self.server.state.arrived.set()
             self.server.state.gate.wait(timeout=600)
-        if self._apply_fault():
+        if self._apply_fault(record):
             return
         self.server.api.post(self, record)
 

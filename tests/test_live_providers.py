@@ -108,9 +108,9 @@ class VirtualTime:
         self.now += timedelta(seconds=seconds)
 
 
-def test_429_waits_for_retry_after_and_500_is_retried(con, fakes):
+def test_429_waits_for_retry_after_and_503_is_retried(con, fakes):
     twilio, _, settings = fakes
-    twilio.state.faults.extend([Fault(status=429, retry_after=7), Fault(status=500)])
+    twilio.state.faults.extend([Fault(status=429, retry_after=7), Fault(status=503)])
     add_store(con)
     add_subscriber(con, "S1", email=None)
     plan(con, settings)

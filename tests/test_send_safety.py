@@ -16,7 +16,7 @@ from core.settings import load_settings
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 from tests.fakes import SERVICE_NUMBER, Fault, busiest_second, processed_event
-from tests.test_live_providers import NOW, actions, live
+from tests.test_live_providers import NOW, VirtualTime, actions, live
 from tests.test_planning import plan
 
 WINDOW = timedelta(hours=72)
@@ -327,6 +327,74 @@ def test_an_email_with_no_event_waits_until_the_stream_shows_it_never_went(con, 
     figures = dispatch(con, provider, now=later + timedelta(minutes=1))
     assert figures.reconciled_requeued == 1 and figures.sent == {"email": 1}
     assert len(sendgrid.state.messages) == 1  # SendGrid never had it: it goes out once
+
+
+# A 5xx is no proof that nothing went ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_5xx_after_twilio_created_it_is_settled_not_sent_twice(con, fakes, status, channel):
+    twilio, _, settings = fakes
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=channel == "sms")
+    plan(con, settings)
+    twilio.state.faults.append(Fault(status=status, handled=True))
+    first = dispatch(con, live(), now=NOW)
+    assert first.in_flight == 1 and first.retry_scheduled == 0
+    assert actions(con)["S1"][1] == "sending"
+    assert len(twilio.sent_to("+8613800000001")) == 1  # created, though the answer was a 5xx
+    again = dispatch(con, live(), now=NOW + timedelta(minutes=3))
+    assert again.reconciled_sent == 1 and actions(con)["S1"][1] == "sent"
+    [created] = twilio.sent_to("+8613800000001")
+    assert actions(con)["S1"][2] == created["sid"]
+
+
+def test_a_5xx_that_created_nothing_is_sent_once_after_the_grace(con, fakes):
+    twilio, _, settings = fakes
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    plan(con, settings)
+    twilio.state.faults.append(Fault(status=502))
+    assert dispatch(con, live(), now=NOW).in_flight == 1 and not twilio.sent_to("+8613800000001")
+    within = dispatch(con, live(), now=NOW + timedelta(seconds=30))
+    assert within.reconciled_waiting == 1 and not twilio.sent_to("+8613800000001")
+    after = dispatch(con, live(), now=NOW + timedelta(minutes=3))
+    assert after.reconciled_requeued == 1 and after.sent == {"sms": 1}
+    assert len(twilio.sent_to("+8613800000001")) == 1
+
+
+def test_a_503_is_turned_away_unhandled_and_tried_again_in_the_run(con, fakes):
+    twilio, _, settings = fakes
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    plan(con, settings)
+    twilio.state.faults.append(Fault(status=503))
+    time = VirtualTime(NOW)
+    figures = dispatch(con, live(), now=NOW, clock=time.clock, sleep=time.sleep)
+    assert figures.retry_scheduled == 1 and figures.sent == {"sms": 1}
+    assert len(twilio.sent_to("+8613800000001")) == 1
+
+
+def test_an_email_batch_answered_500_after_sendgrid_took_it_is_settled_by_its_events(
+    con, fakes, caplog
+):
+    _, sendgrid, settings = fakes
+    emails(con, settings, 3)
+    sendgrid.state.faults.append(Fault(status=500, handled=True))
+    first = dispatch(con, live(), now=NOW)
+    assert first.in_flight == 3 and len(sendgrid.state.messages) == 3
+    with caplog.at_level("WARNING", logger="careloop.sendgrid"):
+        waiting = dispatch(con, live(), now=NOW + timedelta(minutes=20))
+    assert waiting.reconciled_waiting == 3 and len(sendgrid.state.messages) == 3
+    assert "'processed' events" in caplog.text  # no event ever came: the operator is told
+    inbox = Inbox(settings.inbox_path)
+    for message in sendgrid.state.messages:
+        event = processed_event(message["personalization"], message["message_id"])
+        inbox.put("status", event["sg_event_id"], NOW + timedelta(seconds=5), event)
+    settled = dispatch(con, live(), now=NOW + timedelta(minutes=21))
+    assert settled.reconciled_sent == 3 and db_counts(con) == {"sent": 3}
+    assert len(sendgrid.state.messages) == 3
 
 
 def test_an_email_never_heard_of_becomes_unconfirmed_after_a_day(con, fakes):

@@ -46,6 +46,22 @@ class SendResult:
 
 Verdict = Literal["sent", "requeue", "wait", "unconfirmed"]
 
+# Answers to a create that do not prove nothing was created: the server (or a gateway before
+# it) failed while, or after, handling the request. Like a timeout, the message may have gone,
+# so it is settled with the provider before anything is sent again. 429 and 503 say the
+# request was turned away unhandled, so they are simply tried again.
+MAYBE_SENT = frozenset({500, 502, 504})
+
+
+def may_have_gone(action_id: str, status: int) -> SendResult:
+    """The result of a create answered with one of MAYBE_SENT: settled, never resent blindly."""
+    return SendResult(
+        action_id,
+        error_code=str(status),
+        error=f"HTTP {status}: it may have gone, so it is settled with the provider first",
+        unconfirmed=True,
+    )
+
 
 @dataclass(frozen=True)
 class Settlement:

@@ -4,7 +4,8 @@ Each personalization carries its own subject and body (as substitutions), the ca
 and the moment it was sent in ``custom_args`` (SendGrid's events come back with both), and
 RFC 8058 one-click unsubscribe headers. Addresses are checked before sending; if SendGrid still
 refuses a batch (400), it is split in halves until the bad address stands alone, so one bad
-recipient never sinks the others. One attempt per batch: 429 and 5xx come back retryable;
+recipient never sinks the others. One attempt per batch: 429 and 503 come back retryable;
+500, 502 and 504 may have been accepted all the same, so they are settled like a crash;
 a refused key (401, 403) stops the run with every email still queued.
 
 After a crash, SendGrid cannot be asked what it accepted (its activity feed is a paid extra),
@@ -14,10 +15,13 @@ so ``settle`` reads the events that reached the inbox:
   arrived for emails sent after this one was claimed): SendGrid never took it, send it again;
 - none, and the stream shows nothing newer: keep waiting; after ``unconfirmed_after`` (the 24
   hours SendGrid retries its webhook) mark it ``unconfirmed`` for a person to review.
+This needs SendGrid's Event Webhook with at least the ``processed`` event: when no event has
+ever arrived, settling says so in a warning, since every unsettled email then waits a day.
 """
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,11 +42,20 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement, Verdict
+from campaigns.channels.base import (
+    MAYBE_SENT,
+    OutboundMessage,
+    Provider,
+    SendResult,
+    Settlement,
+    Verdict,
+    may_have_gone,
+)
 from campaigns.channels.limits import retry_after_seconds
 from inbox.inbox import EmailEvidence, Inbox
 
 SUBJECT_TAG, BODY_TAG = "-care_subject-", "-care_body-"
+log = logging.getLogger("careloop.sendgrid")
 SENT_ARG = "careloop_sent"  # custom arg: when we sent it (unix seconds), echoed by every event
 
 
@@ -123,6 +136,10 @@ class SendGridEmail(Provider):
                 "email stays queued"
             )
             self._all(batch, results, error_code="halted", not_attempted=True)
+        elif status in MAYBE_SENT:
+            self.halt.server_error("SendGrid")
+            for message in batch:
+                results[message.action_id] = may_have_gone(message.action_id, status)
         elif status == 429 or status >= 500:
             if status >= 500:
                 self.halt.server_error("SendGrid")
@@ -172,6 +189,14 @@ class SendGridEmail(Provider):
 
     def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
         evidence = self.inbox.email_evidence([m.action_id for m in messages], SENT_ARG)
+        if evidence.newest_send is None and not evidence.events:
+            log.warning(
+                "no SendGrid event has reached the inbox: %d email(s) cannot be settled until "
+                "the Event Webhook posts at least 'processed' events to "
+                "%s/webhooks/sendgrid/events",
+                len(messages),
+                self.config.public_url,
+            )
         return [self._verdict(m, evidence, now) for m in messages]
 
     def _verdict(

@@ -1,11 +1,12 @@
 """SMS and outbound IVR calls through the Twilio SDK.
 
 Each worker thread has its own Client; sends run concurrently up to the configured concurrency
-and never faster than the sender's rate. One attempt per message: 429 and 5xx come back
+and never faster than the sender's rate. One attempt per message: 429 and 503 come back
 retryable (with Retry-After) for ``campaigns.retry`` to schedule; 21610 (the recipient replied
 STOP) is an opt-out; an invalid or non-mobile number fails permanently; refused credentials
 (20003, 401, 403) stop the run with every action still queued. A timeout is ambiguous (the
-message may have gone), so it is left unconfirmed for ``settle``.
+message may have gone), and so are 500, 502 and 504 (``MAYBE_SENT``): those are left
+unconfirmed for ``settle``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement
+from campaigns.channels.base import (
+    MAYBE_SENT,
+    OutboundMessage,
+    Provider,
+    SendResult,
+    Settlement,
+    may_have_gone,
+)
 from campaigns.channels.limits import SlidingWindowLimiter, retry_after_seconds
 from campaigns.sms import segment_count
 
@@ -145,9 +153,11 @@ class _TwilioProvider(Provider):
                 error="the recipient replied STOP",
                 opted_out=True,
             )
+        if exc.status >= 500:
+            self.halt.server_error("Twilio")
+        if exc.status in MAYBE_SENT:
+            return may_have_gone(action, exc.status)
         if exc.status == 429 or exc.status >= 500:
-            if exc.status >= 500:
-                self.halt.server_error("Twilio")
             http = getattr(self._local, "http", None)
             wait = retry_after_seconds(http.last_headers.get("Retry-After") if http else None)
             return SendResult(

@@ -1,6 +1,7 @@
 """Each morning each store manager gets their list: how many cases are open, due (the SLA
 ends within a day) and escalated, their sign-in link, and the list itself as CSV and XLSX.
-One mail per store per business day: a rerun sends nothing twice."""
+One mail per store per business day, exactly once (cases.staff_mail): a rerun, even after a
+crash between sending and recording, sends nothing twice."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import duckdb
 from campaigns.channels.mail import File, Mailer, StaffMail
 from cases.lifecycle import ACTIVE
 from cases.publishing import board_rows, sla_left
+from cases.staff_mail import Outgoing, logged, send_once, settle
 from core.files import csv_bytes, xlsx_bytes
 from core.settings import Settings
 from core.tokens import manager_link
+from warehouse.db import Held, as_held
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 COLUMNS = (
@@ -45,28 +48,35 @@ CLOSED_DAYS = 7  # the mail lists cases closed this last week too
 
 
 def send_digests(
-    con: duckdb.DuckDBPyConnection, mailer: Mailer, settings: Settings, now: datetime, day: date
+    warehouse: Held | duckdb.DuckDBPyConnection,
+    mailer: Mailer,
+    settings: Settings,
+    now: datetime,
+    day: date,
 ) -> list[dict[str, Any]]:
-    """Each manager's digest for ``day`` (business date); one row of figures per store. The
-    cases are the board's (cases.publishing.board_rows), so mail and page agree."""
-    stores, cases = board_rows(con, now, settings.case_sla_hours, CLOSED_DAYS)
-    sent = []
+    """Each manager's digest for ``day`` (business date), exactly once (cases.staff_mail); one
+    row of figures per store mailed in this run. The cases are the board's
+    (cases.publishing.board_rows), so mail and page agree."""
+    held = as_held(warehouse)
+    settle(held, mailer, now)
+    stores, cases = board_rows(held.con, now, settings.case_sla_hours, CLOSED_DAYS)
+    done = logged(held.con, [_key(store, day) for store in stores])
+    outgoing, figures = [], {}
     for store in stores:
-        key = f"digest:{store['store_id']}:{day}"
-        if con.execute("SELECT 1 FROM staff_mail_log WHERE key = ?", [key]).fetchone():
+        if (key := _key(store, day)) in done:
             continue
         mine = [c for c in cases if c["store_id"] == store["store_id"]]
         rows: list[Sequence[Any]] = [_row(case, store["timezone"]) for case in _ordered(mine)]
         counts = _counts(mine, now)
-        result = mailer.send(_mail(settings, key, store, rows, counts, now), now)
-        if result.ok:
-            con.execute(
-                "INSERT INTO staff_mail_log VALUES (?, 'digest', ?, ?, ?, ?, ?)",
-                [key, store["store_id"], store["manager_email"], len(rows), now,
-                 result.provider_id],
-            )  # fmt: skip
-        sent.append({"store": store["store_id"], "cases": len(rows), **counts, "sent": result.ok})
-    return sent
+        mail = _mail(settings, key, store, rows, counts, now)
+        outgoing.append(Outgoing(mail, "digest", store["store_id"], len(rows)))
+        figures[key] = {"store": store["store_id"], "cases": len(rows), **counts}
+    results = send_once(held, mailer, outgoing, now)
+    return [{**figures[key], "sent": result.ok} for key, result in results.items()]
+
+
+def _key(store: dict[str, Any], day: date) -> str:
+    return f"digest:{store['store_id']}:{day}"
 
 
 def _ordered(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:

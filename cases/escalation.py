@@ -1,8 +1,9 @@
-"""Cases not contacted within the SLA, told to their region's contact once."""
+"""Cases not contacted within the SLA, told to their region's contact exactly once."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +11,11 @@ import duckdb
 
 from campaigns.channels.mail import Mailer, StaffMail
 from cases.lifecycle import record_event
+from cases.staff_mail import PENDING_ESCALATIONS, Outgoing, send_once, settle
 from core.masking import mask_email
-from warehouse.db import query_dicts
+from warehouse.db import Held, as_held, query_dicts
 
-OVERDUE_SQL = """
+OVERDUE_SQL = f"""
 SELECT m.evaluation_id, m.status, m.store_id, st.name AS store_name, st.region,
        r.contact_name, r.contact_email, s.name AS customer, m.score, m.comment,
        strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local
@@ -23,36 +25,63 @@ JOIN subscribers s USING (subscriber_id)
 LEFT JOIN regions r ON r.region = st.region
 WHERE m.status IN ('open', 'unresolved') AND m.contacted_at IS NULL
   AND m.escalated_at IS NULL AND m.opened_at + to_hours($sla) <= $now
+  AND m.evaluation_id NOT IN ({PENDING_ESCALATIONS})
 ORDER BY st.region, m.store_id, m.opened_at
 """
 
 
 def escalate_overdue(
-    con: duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int
+    warehouse: Held | duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int
 ) -> dict[str, int]:
     """Cases not contacted within the SLA go to their region's contact, one mail per region,
-    once: a case is marked escalated only when its mail went (or its region has no contact,
-    which the event says). Returns the figures."""
-    overdue = query_dicts(con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
+    exactly once (cases.staff_mail): a case is marked escalated only when its mail went (or
+    its region has no contact, which the event says); while its mail's fate is unknown it is
+    in no other mail. Returns the figures."""
+    held = as_held(warehouse)
+    figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
+    for item in settle(held, mailer, now):
+        if item.kind == "escalation" and item.verdict == "sent":
+            figures["escalated"] += _mark_told(held.con, item.evaluation_ids, now)
+    overdue = query_dicts(held.con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)
-    figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
-    for region, cases in by_region.items():
-        note = "no regional contact to tell" if region is None else None
-        if region is not None:
-            result = mailer.send(escalation_mail(region, cases, now), now)
-            if not result.ok:
-                figures["mail_failed"] += len(cases)
-                continue  # stays due: the next run tries again
+    for case in by_region.pop(None, []):
+        _mark_escalated(held.con, case, now, "no regional contact to tell")
+        figures["without_contact"] += 1
+        figures["escalated"] += 1
+    outgoing = {
+        (mail := escalation_mail(region, cases, now)).key: Outgoing(
+            mail, "escalation", None, len(cases), tuple(c["evaluation_id"] for c in cases)
+        )
+        for region, cases in by_region.items()
+        if region is not None
+    }
+    results = send_once(held, mailer, list(outgoing.values()), now)
+    for key, result in results.items():
+        ids = outgoing[key].evaluation_ids
+        if result.ok:
             figures["mails"] += 1
-            note = f"told {cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'])})"
-        else:
-            figures["without_contact"] += len(cases)
-        for case in cases:
-            _mark_escalated(con, case, now, note)
-        figures["escalated"] += len(cases)
+            figures["escalated"] += _mark_told(held.con, ids, now)
+        elif not result.unconfirmed:
+            figures["mail_failed"] += len(ids)  # stays due: the next run tries again
     return figures
+
+
+def _mark_told(con: duckdb.DuckDBPyConnection, evaluation_ids: Sequence[str], now: datetime) -> int:
+    """Mark the cases an escalation mail told about (those still not escalated)."""
+    cases = query_dicts(
+        con,
+        "SELECT m.evaluation_id, m.status, r.contact_name, r.contact_email "
+        "FROM manager_cases m JOIN stores st USING (store_id) "
+        "LEFT JOIN regions r ON r.region = st.region "
+        "WHERE list_contains($ids, m.evaluation_id) AND m.escalated_at IS NULL",
+        {"ids": list(evaluation_ids)},
+    )
+    for case in cases:
+        note = f"told {case['contact_name']} ({mask_email(case['contact_email'] or '')})"
+        _mark_escalated(con, case, now, note)
+    return len(cases)
 
 
 def _mark_escalated(

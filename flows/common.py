@@ -44,6 +44,12 @@ def writing_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]
         yield con
 
 
+def holding_warehouse(settings: Settings) -> Session:
+    """The warehouse for work that waits on the network meanwhile (mail): held in turns, let
+    go while it waits (``Session.released``)."""
+    return Session(settings.warehouse_path, flow_holder())
+
+
 def sending_turn(settings: Settings) -> AbstractContextManager[None]:
     """The warehouse's sending turn: a dispatch holds it for its whole run, and collect takes it
     too (see warehouse.turn); always before the warehouse."""

@@ -17,7 +17,7 @@ from cases.publishing import publish_boards
 from core.clock import business_date, utc_now
 from core.progress import step_done
 from feedback.ingest import watermark
-from flows.common import publish, settings_for, writing_warehouse
+from flows.common import holding_warehouse, publish, settings_for
 from inbox.inbox import Inbox
 
 
@@ -26,13 +26,13 @@ def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict
     """Cases not contacted within CARELOOP_CASE_SLA_HOURS go to their region's contact."""
     settings = settings_for(home)
     at = now or utc_now()
-    with writing_warehouse(settings) as con:
+    with holding_warehouse(settings) as held:
         figures: dict[str, Any] = escalate_overdue(
-            con, get_mailer(settings), at, settings.case_sla_hours
+            held, get_mailer(settings), at, settings.case_sla_hours
         )
         board = Board(Inbox.of(settings))
         figures["board_cases"] = publish_boards(
-            con, board, at, settings.case_sla_hours, watermark(con, board.inbox)
+            held.con, board, at, settings.case_sla_hours, watermark(held.con, board.inbox)
         )
     step_done("escalate", figures)
     publish("case-escalations", "Cases escalated past their SLA", figures)
@@ -44,9 +44,9 @@ def manager_digests(home: str | None = None, now: datetime | None = None) -> lis
     """Each store manager's morning mail: counts, sign-in link, the list as CSV and XLSX."""
     settings = settings_for(home)
     at = now or utc_now()
-    with writing_warehouse(settings) as con:
+    with holding_warehouse(settings) as held:
         sent = send_digests(
-            con, get_mailer(settings), settings, at, business_date(settings.zone, at)
+            held, get_mailer(settings), settings, at, business_date(settings.zone, at)
         )
     step_done("digests", {"stores": len(sent), "cases": sum(s["cases"] for s in sent)})
     create_table_artifact(table=sent, key="manager-digests", description="Cases sent per store")

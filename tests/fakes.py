@@ -356,7 +356,15 @@ class SendGridApi:
             self.state.accepted.notify_all()
         handler._answer(202, None, {"X-Message-Id": message_id})
         if self.state.event_sink:
-            self.state.event_sink([processed_event(p, message_id) for p in personalizations])
+            shared = body.get("custom_args") or {}  # a mail's own custom args reach every event
+            self.state.event_sink(
+                [
+                    processed_event(
+                        {**p, "custom_args": {**shared, **p.get("custom_args", {})}}, message_id
+                    )
+                    for p in personalizations
+                ]
+            )
 
     def get(self, handler: _Handler, record: Recorded) -> None:
         handler._answer(404, {"errors": [{"message": "not found"}]})

@@ -3,8 +3,11 @@
 import csv
 import io
 import zipfile
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
+from campaigns.channels.factory import get_mailer
 from campaigns.channels.mail import SandboxMailer
 from cases.collect import collect
 from cases.digest import send_digests
@@ -12,6 +15,7 @@ from cases.escalation import escalate_overdue
 from cases.follow_up import plan_follow_ups
 from inbox.inbox import Inbox
 from tests.factories import add_action
+from tests.fakes import Fault, processed_event
 from tests.manager_world import OPENED, build
 
 REGIONS = [("East China", "陈经理", "east@example.com")]
@@ -167,3 +171,100 @@ def test_a_second_round_with_no_answer_in_its_window_leaves_the_case_unresolved(
     assert status["E2"] == "contacted"  # being worked: left as it is
     note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
     assert note == "no answer to the second round"
+
+
+# Staff mail exactly once ------------------------------------------------------------------
+
+
+def mail_keys(sendgrid):
+    """The key each mail SendGrid took carries back in its events."""
+    return [
+        r.body["custom_args"]["action_id"] for r in sendgrid.state.requests if r.method == "POST"
+    ]
+
+
+class KilledAfterSending:
+    """The mailer of a run killed right after the mail left, before the warehouse recorded it."""
+
+    def __init__(self, mailer):
+        self.mailer, self.remote = mailer, mailer.remote
+
+    def send(self, mail, at):
+        self.mailer.send(mail, at)
+        raise KeyboardInterrupt  # what a kill leaves: the mail is out, nothing more happens
+
+    def settle(self, claims, now):
+        return self.mailer.settle(claims, now)
+
+
+def live_world(con, settings, fakes, events=True):
+    _, sendgrid, live_settings = fakes
+    world(con, settings)
+    inbox = Inbox(live_settings.inbox_path)
+    if events:  # SendGrid's Event Webhook lands its events in the inbox, as the service does
+        sendgrid.state.event_sink = lambda batch: inbox.put_many(
+            ("status", e["sg_event_id"], datetime.now(UTC), e) for e in batch
+        )
+    return sendgrid, get_mailer(live_settings)
+
+
+def test_a_digest_killed_between_send_and_record_is_not_mailed_again(con, settings, fakes):
+    sendgrid, mailer = live_world(con, settings, fakes)
+    now, day = OPENED + timedelta(hours=30), date(2026, 3, 2)
+    with pytest.raises(KeyboardInterrupt):
+        send_digests(con, KilledAfterSending(mailer), settings, now, day)
+    assert len(sendgrid.state.messages) == 1  # the first store's list went
+    rerun = send_digests(con, mailer, settings, now + timedelta(minutes=5), day)
+    assert [r["store"] for r in rerun] == ["ST2"]  # only the one that never went
+    assert sorted(mail_keys(sendgrid)) == [
+        "staff:digest:ST1:2026-03-02", "staff:digest:ST2:2026-03-02"
+    ]  # fmt: skip
+    log = con.execute("SELECT status, count(*) FROM staff_mail_log GROUP BY ALL").fetchall()
+    assert log == [("sent", 2)]
+
+
+def test_an_escalation_of_unknown_fate_waits_and_is_never_sent_twice(con, settings, fakes):
+    sendgrid, mailer = live_world(con, settings, fakes, events=False)
+    late = OPENED + timedelta(hours=49)
+    with pytest.raises(KeyboardInterrupt):
+        escalate_overdue(con, KilledAfterSending(mailer), late, 48)
+    assert len(sendgrid.state.messages) == 1
+    # No event yet, and nothing shows the event stream flows: not known, so nothing goes again
+    # and the case is in no other mail meanwhile.
+    waiting = escalate_overdue(con, mailer, late + timedelta(minutes=20), 48)
+    assert waiting["mails"] == 0 and len(sendgrid.state.messages) == 1
+    escalated = "SELECT evaluation_id FROM manager_cases WHERE escalated_at IS NOT NULL ORDER BY 1"
+    assert con.execute(escalated).fetchall() == [("E9",)]  # ST2's region has no contact
+    # The processed event arrives: the mail went, so its cases are marked, still one mail.
+    [request] = [r for r in sendgrid.state.requests if r.method == "POST"]
+    event = processed_event({**request.body["personalizations"][0],
+                             "custom_args": request.body["custom_args"]}, "m1")  # fmt: skip
+    Inbox(settings.inbox_path).put("status", event["sg_event_id"], late, event)
+    settled = escalate_overdue(con, mailer, late + timedelta(minutes=30), 48)
+    assert settled["escalated"] == 2 and settled["mails"] == 0
+    assert len(sendgrid.state.messages) == 1
+    assert con.execute(escalated).fetchall() == [("E1",), ("E2",), ("E9",)]
+    notes = con.execute("SELECT note FROM case_events WHERE to_status = 'escalated'").fetchall()
+    assert ("told 陈经理 (e***@example.com)",) in notes
+
+
+def test_a_mail_surely_refused_is_composed_again_by_the_next_run(con, settings, fakes):
+    sendgrid, mailer = live_world(con, settings, fakes)
+    sendgrid.state.faults.append(Fault(status=503))  # turned away unhandled
+    late = OPENED + timedelta(hours=49)
+    first = escalate_overdue(con, mailer, late, 48)
+    assert first["mail_failed"] == 2 and not sendgrid.state.messages
+    again = escalate_overdue(con, mailer, late + timedelta(minutes=10), 48)
+    assert again["mails"] == 1 and len(sendgrid.state.messages) == 1
+
+
+def test_a_500_after_sendgrid_took_the_digest_is_settled_by_its_event(con, settings, fakes):
+    sendgrid, mailer = live_world(con, settings, fakes)
+    sendgrid.state.faults.append(Fault(status=500, handled=True))
+    now, day = OPENED + timedelta(hours=30), date(2026, 3, 2)
+    first = send_digests(con, mailer, settings, now, day)
+    assert [r["sent"] for r in first] == [False, True] and len(sendgrid.state.messages) == 2
+    again = send_digests(con, mailer, settings, now + timedelta(minutes=5), day)
+    assert again == [] and len(sendgrid.state.messages) == 2
+    log = con.execute("SELECT status, count(*) FROM staff_mail_log GROUP BY ALL").fetchall()
+    assert log == [("sent", 2)]

@@ -153,6 +153,11 @@ class Pinned:
         yield
 
 
+def as_held(warehouse: Held | duckdb.DuckDBPyConnection) -> Held:
+    """A plain connection is held throughout (``Pinned``); a ``Held`` stays as it is."""
+    return Pinned(warehouse) if isinstance(warehouse, duckdb.DuckDBPyConnection) else warehouse
+
+
 class Session:
     """The warehouse, held in turns: opened on entry, closed and its turn given back within
     ``released()``, then taken again (waiting for it) with a new connection."""

@@ -96,4 +96,4 @@ def get_mailer(settings: Settings) -> Mailer:
     """Mail to staff: SendGrid when live, the sandbox otherwise."""
     if settings.provider == "sandbox":
         return SandboxMailer(settings.sandbox_path)
-    return SendGridMailer(live_configs(settings)[1])
+    return SendGridMailer(live_configs(settings)[1], Inbox.of(settings))

@@ -190,27 +190,41 @@ class SendGridEmail(Provider):
     def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
         evidence = self.inbox.email_evidence([m.action_id for m in messages], SENT_ARG)
         if evidence.newest_send is None and not evidence.events:
-            log.warning(
-                "no SendGrid event has reached the inbox: %d email(s) cannot be settled until "
-                "the Event Webhook posts at least 'processed' events to "
-                "%s/webhooks/sendgrid/events",
-                len(messages),
-                self.config.public_url,
-            )
-        return [self._verdict(m, evidence, now) for m in messages]
+            warn_no_events(len(messages), self.config.public_url)
+        return [self._settlement(m, evidence, now) for m in messages]
 
-    def _verdict(
+    def _settlement(
         self, message: OutboundMessage, evidence: EmailEvidence, now: datetime
     ) -> Settlement:
-        if message.action_id in evidence.events:
-            message_id = evidence.events[message.action_id]
-            return Settlement(message.action_id, "sent", message_id, self.config.sender)
-        verdict: Verdict = "wait"
-        if evidence.newest_send is not None and evidence.newest_send > message.send_at:
-            verdict = self.after_grace(message, now)
-        elif now - message.send_at >= self.unconfirmed_after:
-            verdict = "unconfirmed"
-        return Settlement(message.action_id, verdict)
+        past_grace = self.after_grace(message, now)
+        verdict, message_id = event_verdict(
+            message.action_id, message.send_at, evidence, now, past_grace
+        )
+        sender = self.config.sender if verdict == "sent" else None
+        return Settlement(message.action_id, verdict, message_id, sender)
+
+
+def event_verdict(
+    key: str, sent_at: datetime, evidence: EmailEvidence, now: datetime, past_grace: Verdict
+) -> tuple[Verdict, str | None]:
+    """What SendGrid's events prove of one email sent at ``sent_at`` (see the module's rule),
+    with its message id when sent; ``past_grace`` is the verdict once its grace is over."""
+    if key in evidence.events:
+        return "sent", evidence.events[key]
+    if evidence.newest_send is not None and evidence.newest_send > sent_at:
+        return past_grace, None
+    if now - sent_at >= SendGridEmail.unconfirmed_after:
+        return "unconfirmed", None
+    return "wait", None
+
+
+def warn_no_events(unsettled: int, public_url: str) -> None:
+    log.warning(
+        "no SendGrid event has reached the inbox: %d email(s) cannot be settled until the "
+        "Event Webhook posts at least 'processed' events to %s/webhooks/sendgrid/events",
+        unsettled,
+        public_url,
+    )
 
 
 def unsubscribe_url(message: OutboundMessage, fallback: str) -> str:

@@ -352,9 +352,7 @@ def test_a_5xx_after_twilio_created_it_is_settled_not_sent_twice(con, fakes, sta
 
 def test_a_5xx_that_created_nothing_is_sent_once_after_the_grace(con, fakes):
     twilio, _, settings = fakes
-    add_store(con)
-    add_subscriber(con, "S1", email=None)
-    plan(con, settings)
+    crowd(con, settings, 1)
     twilio.state.faults.append(Fault(status=502))
     assert dispatch(con, live(), now=NOW).in_flight == 1 and not twilio.sent_to("+8613800000001")
     within = dispatch(con, live(), now=NOW + timedelta(seconds=30))
@@ -366,9 +364,7 @@ def test_a_5xx_that_created_nothing_is_sent_once_after_the_grace(con, fakes):
 
 def test_a_503_is_turned_away_unhandled_and_tried_again_in_the_run(con, fakes):
     twilio, _, settings = fakes
-    add_store(con)
-    add_subscriber(con, "S1", email=None)
-    plan(con, settings)
+    crowd(con, settings, 1)
     twilio.state.faults.append(Fault(status=503))
     time = VirtualTime(NOW)
     figures = dispatch(con, live(), now=NOW, clock=time.clock, sleep=time.sleep)

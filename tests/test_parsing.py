@@ -74,9 +74,10 @@ def test_help_keywords(word):
     assert parse_reply(word).intent == "help"
 
 
-def test_keywords_count_only_as_a_single_word():
-    assert parse_reply("please stop calling me").intent == "unknown"
+def test_td_and_t_count_only_as_the_whole_reply():
+    # Opt-outs written as sentences are in test_opt_out_phrases.py.
     assert parse_reply("T T").intent == "unknown"
+    assert parse_reply("TD bank").intent == "unknown"
 
 
 @pytest.mark.parametrize(

@@ -154,7 +154,9 @@ def test_each_opt_out_through_the_signed_webhook_opts_out(service, con):
     }
     assert got == {f"A{n}": ("opt_out", score) for n, (_, score) in enumerate(OPT_OUTS, 1)}
     opted = set(con.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall())
-    assert opted == {(f"S{n}", "sms") for n in range(1, len(OPT_OUTS) + 1)}
+    # one phone, one consent: the text opts out of automated calls to that number too
+    phone = ("sms", "voice")
+    assert opted == {(f"S{n}", ch) for n in range(1, len(OPT_OUTS) + 1) for ch in phone}
 
 
 TWILIO_ANSWERS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}

@@ -26,6 +26,8 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from core.ivr import OPT_OUT_KEY, RATING_KEYS
+
 Intent = Literal["rating", "opt_out", "opt_in", "help", "unknown"]
 
 # A reply that is only one of these (punctuation, politeness words and a rating aside).
@@ -220,8 +222,11 @@ def _comment(rest: str) -> str | None:
 
 
 def parse_digits(digits: str | None) -> ParsedReply:
-    """An IVR keypress: 1-5 is a rating; no input or another key is no answer."""
+    """An IVR keypress: 1-5 is a rating, the opt-out key opts out (of calls and texts: one
+    phone, one consent); no input or another key is no answer."""
     key = (digits or "").strip()
-    if len(key) == 1 and key in "12345":
+    if len(key) == 1 and key in RATING_KEYS:
         return ParsedReply("rating", int(key))
+    if key == OPT_OUT_KEY:
+        return ParsedReply("opt_out")
     return ParsedReply("unknown", comment=None)

@@ -159,8 +159,8 @@ class FeedbackService:
         action_id = request.path_params["action_id"]
         item = ("ivr", f"{sid}:gather", datetime.now(UTC), {**form, "action_id": action_id})
         await self._store(Write([item], signature, sid))
-        rated = parse_digits(form.get("Digits")).intent == "rating"
-        return Response(voice_answer(rated, _locale(request)), media_type=XML)
+        intent = parse_digits(form.get("Digits")).intent
+        return Response(voice_answer(intent, _locale(request)), media_type=XML)
 
     async def sendgrid_events(self, request: Request) -> Response:
         if self.sendgrid is None:

@@ -137,7 +137,7 @@ def test_ivr_and_email_replies_carry_their_action(world, inbox):
     add_action(world, "V2", "S2", channel="voice", recipient="+8613800000002", sent_at=T0)
     add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
     inbox.put("ivr", "CA1:gather", T0 + timedelta(seconds=40), {"action_id": "V1", "Digits": "4"})
-    inbox.put("ivr", "CA2:gather", T0 + timedelta(seconds=40), {"action_id": "V2", "Digits": "9"})
+    inbox.put("ivr", "CA2:gather", T0 + timedelta(seconds=40), {"action_id": "V2", "Digits": "0"})
     inbox.put(
         "email_rating",
         "rating:E1",

@@ -3,20 +3,23 @@ key-press opt-out on a call stops texts (the FCC's revocation rule covers calls 
 Email consent stays separate. Planning, dispatch (before each batch too) and follow-ups heed it.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
 from cases.collect import collect
 from cases.follow_up import plan_follow_ups
 from inbox.inbox import Inbox
-from tests.factories import add_store, add_subscriber
+from tests.factories import add_action, add_store, add_subscriber
 from tests.manager_world import OPENED
+from tests.service_helpers import PUBLIC_URL, sid, twilio_post
 from tests.test_dispatch import LATER, provider
 from tests.test_manager_cases import _resolve, world
 from tests.test_planning import outbox, plan
 
 WINDOW = timedelta(hours=72)
+NOW = datetime.now(UTC) - timedelta(minutes=1)
+CALL = sid("CA", "one-phone")
 
 
 def opt(con, subscriber, channel, event="opt_out", at="2026-01-01", key=None):
@@ -104,3 +107,42 @@ def test_a_key_press_opt_out_stops_the_follow_up_text(con, settings):
     assert plan_follow_ups(con, settings, OPENED + timedelta(hours=1)) == 0
     note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
     assert note == "not asked again: opted out of sms"
+
+
+def test_the_ivr_offers_a_key_to_opt_out_and_pressing_it_opts_out_at_once(service, con):
+    client, inbox, _ = service
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "V1", "S1", channel="voice", recipient="+8613800000001", sent_at=NOW)
+    offers = {"zh-CN": "请按9", "en": "press 9"}
+    for locale, offer in offers.items():
+        path = "/webhooks/twilio/voice/V1"
+        signed = f"{PUBLIC_URL}{path}?locale={locale}"
+        prompt = client.post(
+            f"{path}?locale={locale}", **twilio_post(path, {"CallSid": CALL}, signed_url=signed)
+        ).text
+        gather = prompt.split("<Gather")[1].split("</Gather>")[0]
+        assert offer in gather, prompt  # offered while the keypress is listened for
+    path = "/webhooks/twilio/voice/V1/gather"
+    pressed = client.post(
+        f"{path}?locale=en",
+        **twilio_post(
+            path, {"CallSid": CALL, "Digits": "9"}, signed_url=f"{PUBLIC_URL}{path}?locale=en"
+        ),
+    ).text
+    assert "no more calls" in pressed and "rating" not in pressed
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT action_id, intent FROM evaluations").fetchall() == [
+        ("V1", "opt_out")
+    ]
+    opted = con.execute("SELECT subscriber_id, channel FROM active_opt_outs ORDER BY ALL")
+    assert opted.fetchall() == [("S1", "sms"), ("S1", "voice")]
+
+
+def test_every_call_offers_the_opt_out_key(con, settings):
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=False)
+    add_subscriber(con, "S2", email=None, sms_consent=False, locale="en", phone="+12125550002")
+    plan(con, settings)
+    bodies = dict(con.execute("SELECT subscriber_id, body FROM care_actions").fetchall())
+    assert "请按9" in bodies["S1"] and "press 9" in bodies["S2"]

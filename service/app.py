@@ -125,6 +125,10 @@ class FeedbackService:
         sender, now = form.get("From", ""), datetime.now(UTC)
         await self._store(Write([("sms", sid, now, form)], signature, sid))
         parsed = parse_reply(form.get("Body"))
+        if parsed.intent in ("opt_out", "opt_in"):
+            await self.writer.run_in_writer(
+                self.inbox.clarifying, sender, parsed.intent == "opt_in"
+            )
         may_clarify = parsed.intent == "unknown" and bool(
             await self.writer.run_in_writer(
                 self.inbox.may_clarify, sender, now, self.settings.reply_window_hours

@@ -186,3 +186,18 @@ def test_ratings_with_the_letters_through_the_signed_webhook_stay_ratings(servic
         for n, (_, score, comment) in enumerate(STAY_RATINGS, start=1)
     }
     assert con.execute("SELECT count(*) FROM opt_outs").fetchone() == (0,)
+
+
+def test_after_an_opt_out_no_reply_is_answered_with_a_survey_question(service):
+    client, _, _ = service
+
+    def reply(n, body, sender="+12125550100"):
+        request = twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", n), sender, body))
+        return client.post("/webhooks/twilio/sms", **request).text
+
+    assert "unsubscribed" in reply(1, "STOP.")
+    assert "<Message>" not in reply(2, "who is this?")  # not "Please reply with a number"
+    assert "您已退订" in reply(3, "退订", "+8613800000077")  # we confirm...
+    assert "<Message>" not in reply(4, "什么意思", "+8613800000077")  # ...then never a survey
+    reply(5, "START")
+    assert "Please reply with a number" in reply(6, "huh?")  # opted back in: asked again

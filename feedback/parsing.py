@@ -79,18 +79,25 @@ ABOUT_US = {
     "alerts",
     "notifications",
 }
-# Plain requests to stop that use none of the words above.
-PLEASE_STOP = re.compile(
+# Plain requests to stop that use none of the words above, in English and in Chinese.
+PLEASE_STOP_EN = re.compile(
     r"\b(?:do\s*n[o']?t|never)\s+(?:ever\s+)?(?:text|txt|message|sms|call|contact|email|bother)"
     r"\w*\s+(?:me|us)\b"
     r"|\bno\s+more\s+(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
     r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\bremove\s+me\b"
     r"|\bleave\s+me\s+alone\b"
     r"|\bopt\s+me\s+out\b"
-    r"|(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
+)
+PLEASE_STOP_ZH = re.compile(
+    r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
     r"|(?:不要|别|勿)(?:给我)?(?:发|打)(?:短信|消息|信息|电话|了|啦)"
     r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰)"
 )
+# Each Chinese request above starts with one of these: most replies have none, and skip it.
+_PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用")
+_LATIN_WORD = re.compile(r"[a-z]+")
+# A bare rating, by far the commonest reply: nothing else to look for.
+_BARE_DIGIT = re.compile(r"[1-5]分?")
 # Set aside when deciding whether a reply is just a keyword: "stop please", "TD 谢谢".
 POLITE = {
     "please",
@@ -158,6 +165,8 @@ def normalize(text: str) -> str:
 
 def parse_reply(text: str | None) -> ParsedReply:
     cleaned = normalize(text or "")
+    if _BARE_DIGIT.fullmatch(cleaned):
+        return ParsedReply("rating", int(cleaned[0]))
     rating = _rating(cleaned)
     rest = rating.comment or "" if rating else cleaned
     bare = _bare(rest)
@@ -181,16 +190,24 @@ def _bare(text: str) -> str:
 
 
 def _asks_to_stop(lowered: str) -> bool:
-    lowered = lowered.replace("\u2019", "'")  # a phone's curly apostrophe: "don’t"
-    if any(phrase in lowered for phrase in OPT_OUT_CHINESE) or PLEASE_STOP.search(lowered):
+    if not lowered.isascii():
+        if any(phrase in lowered for phrase in OPT_OUT_CHINESE):
+            return True
+        if any(start in lowered for start in _PLEASE_STOP_ZH_START) and PLEASE_STOP_ZH.search(
+            lowered
+        ):
+            return True
+        lowered = lowered.replace("\u2019", "'")  # a phone's curly apostrophe: "don’t"
+    words = _LATIN_WORD.findall(lowered.replace("opt-out", "optout").replace("opt out", "optout"))
+    if not words:
+        return False
+    if not OPT_OUT_WORDS.isdisjoint(words):
         return True
-    words = re.findall(r"[a-z]+", lowered.replace("opt-out", "optout").replace("opt out", "optout"))
-    for at, word in enumerate(words):
-        if word in OPT_OUT_WORDS:
-            return True
-        if word in OPT_OUT_WHEN_ABOUT_US and ABOUT_US.intersection(words[at + 1 : at + 3]):
-            return True
-    return False
+    if not OPT_OUT_WHEN_ABOUT_US.isdisjoint(words):
+        for at, word in enumerate(words):
+            if word in OPT_OUT_WHEN_ABOUT_US and ABOUT_US.intersection(words[at + 1 : at + 3]):
+                return True
+    return PLEASE_STOP_EN.search(lowered) is not None
 
 
 def _rating(text: str) -> ParsedReply | None:

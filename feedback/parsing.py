@@ -168,7 +168,7 @@ def parse_reply(text: str | None) -> ParsedReply:
     if _BARE_DIGIT.fullmatch(cleaned):
         return ParsedReply("rating", int(cleaned[0]))
     rating = _rating(cleaned)
-    rest = rating.comment or "" if rating else cleaned
+    rest = (rating.comment or "") if rating else cleaned  # "1 stop": is the rest a keyword?
     bare = _bare(rest)
     if bare in OPT_OUT or _asks_to_stop(cleaned.lower()):
         comment = None if bare in OPT_OUT else (rating.comment if rating else cleaned)

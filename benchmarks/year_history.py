@@ -424,7 +424,7 @@ FROM (
                 WHEN 'unknown' THEN CASE locale WHEN 'en' THEN 'who is this?' ELSE '你是谁？' END
                 ELSE score::VARCHAR || coalesce(' ' || comment, '') END)
             WHEN 'voice' THEN json_object('CallSid', provider_id, 'action_id', answered_action,
-                'Digits', CASE WHEN intent = 'rating' THEN score::VARCHAR ELSE '9' END)
+                'Digits', CASE WHEN intent = 'rating' THEN score::VARCHAR ELSE '0' END)
             ELSE json_object('action_id', answered_action, 'score', score,
                 'attributes', attributes) END AS payload
     FROM (SELECT * FROM h_r1_evals UNION ALL SELECT * FROM h_r2_evals UNION ALL

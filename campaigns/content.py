@@ -18,6 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep, Channel, Locale
+from core.ivr import OFFER_OPT_OUT
 from core.tokens import rating_links, unsubscribe_link
 
 BASE_VARIABLES = ("name", "tier", "locale", "offer", "offer_code", "store_name", "store_city")
@@ -125,7 +126,9 @@ class StepRenderer:
             return None, f"{body} {SMS_OPT_OUT[locale]}"
         if channel == "voice":
             body = self._text(locale, "voice", context)
-            return None, body + (f" {survey}{SURVEY_HOW['voice'][locale]}" if survey else "")
+            if survey:
+                body += f" {survey}{SURVEY_HOW['voice'][locale]}"
+            return None, f"{body} {OFFER_OPT_OUT[locale]}"
         return self._text(locale, "email_subject", context), self._email_body(
             locale, action_id, context, survey, issued
         )

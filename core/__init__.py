@@ -1,5 +1,5 @@
 """The ground floor: settings, clock, errors, masking, private files, progress, output formats,
-signed link tokens and migration files. It imports nothing of careloop's own."""
+signed link tokens, migration files and the IVR keypad. It imports nothing of careloop's own."""
 
 import os
 

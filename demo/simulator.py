@@ -193,7 +193,8 @@ class CustomerSimulator:
         if m.channel == "sms":
             return self._sms(rng, m, score)
         if m.channel == "voice":
-            digits = str(score) if rng.random() > 0.12 else rng.choice(["", "9", "0"])
+            # no key, or a key that means nothing (9 would opt out of calls and texts)
+            digits = str(score) if rng.random() > 0.12 else rng.choice(["", "8", "0"])
             at = m.sent_at + timedelta(seconds=rng.randint(25, 90))
             call = {"CallSid": m.provider_id, "action_id": m.action_id, "Digits": digits}
             return f"{m.provider_id}:gather", "ivr", at.isoformat(), json.dumps(call)

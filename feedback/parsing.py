@@ -1,6 +1,22 @@
-"""Understand a reply: a rating (1-5), an opt-out or opt-in keyword, a help request, or neither.
+"""Understand a reply: a rating (1-5), an opt-out or opt-in, a help request, or neither.
 
 One model for every channel: SMS text, IVR digits and email ratings all become a ParsedReply.
+
+Opt-outs are read as people write them. Since 2025-04-11 the US FCC treats a reply using stop,
+quit, end, revoke, opt out, cancel or unsubscribe as a revocation, and any plain request to stop
+("please stop texting me") on the totality of the circumstances; China's rules require that
+退订 and TD work. Missing one costs a fine and a customer's trust; reading one too many costs a
+confirmation the customer can answer with START. So an opt-out wins over a rating given beside
+it ("1 stop": both kept), and a reply is an opt-out when it is
+- one of the keywords, once punctuation, politeness words and a rating are set aside;
+- or uses a word that only ever means "stop contacting me" (stop, unsubscribe, revoke, opt
+  out, 退订, 取消订阅), anywhere;
+- or uses end, cancel or quit about our messages ("cancel my subscription", "end these
+  texts"): those words are common in comments about the service ("had to cancel my order",
+  "the end of the queue"), so inside a sentence they count only with such an object;
+- or is a plain request to stop ("don't text me again", "no more messages", "别再发了").
+Words are whole words: "I stopped at the store 4", "endless queue 2" and "停车不方便 3" are
+ratings.
 """
 
 from __future__ import annotations
@@ -10,11 +26,93 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from core.ivr import OPT_OUT_KEY, RATING_KEYS
+
 Intent = Literal["rating", "opt_out", "opt_in", "help", "unknown"]
 
-OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "td", "t", "退订"}
+# A reply that is only one of these (punctuation, politeness words and a rating aside).
+OPT_OUT = {
+    "stop",
+    "stopall",
+    "stop all",
+    "unsubscribe",
+    "cancel",
+    "end",
+    "quit",
+    "revoke",
+    "opt out",
+    "optout",
+    "td",
+    "t",
+    "退订",
+    "取消订阅",
+    "取消",
+    "停止",
+}
 OPT_IN = {"start", "yes", "unstop"}
 HELP = {"help", "info", "帮助"}
+# Words that mean "stop contacting me" wherever they stand.
+OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "revoke", "optout"}
+OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收")
+# Words that say so only when they are about our messages (see the module's note).
+OPT_OUT_WHEN_ABOUT_US = {"end", "cancel", "quit"}
+ABOUT_US = {
+    "me",
+    "text",
+    "texts",
+    "texting",
+    "txt",
+    "txts",
+    "message",
+    "messages",
+    "messaging",
+    "sms",
+    "call",
+    "calls",
+    "calling",
+    "survey",
+    "surveys",
+    "subscription",
+    "sending",
+    "contact",
+    "contacting",
+    "alerts",
+    "notifications",
+}
+# Plain requests to stop that use none of the words above, in English and in Chinese.
+PLEASE_STOP_EN = re.compile(
+    r"\b(?:do\s*n[o']?t|never)\s+(?:ever\s+)?(?:text|txt|message|sms|call|contact|email|bother)"
+    r"\w*\s+(?:me|us)\b"
+    r"|\bno\s+more\s+(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
+    r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\bremove\s+me\b"
+    r"|\bleave\s+me\s+alone\b"
+    r"|\bopt\s+me\s+out\b"
+)
+PLEASE_STOP_ZH = re.compile(
+    r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
+    r"|(?:不要|别|勿)(?:给我)?(?:发|打)(?:短信|消息|信息|电话|了|啦)"
+    r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰)"
+)
+# Each Chinese request above starts with one of these: most replies have none, and skip it.
+_PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用")
+_LATIN_WORD = re.compile(r"[a-z]+")
+# A bare rating, by far the commonest reply: nothing else to look for.
+_BARE_DIGIT = re.compile(r"[1-5]分?")
+# Set aside when deciding whether a reply is just a keyword: "stop please", "TD 谢谢".
+POLITE = {
+    "please",
+    "pls",
+    "plz",
+    "now",
+    "thanks",
+    "thank",
+    "you",
+    "thx",
+    "ok",
+    "okay",
+    "请",
+    "谢谢",
+}
 # Longest phrases first, so 非常不满意 is not read as 不满意 or 满意.
 RATING_WORDS: list[tuple[str, int]] = sorted(
     [
@@ -38,7 +136,15 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
+# A rating after a comment: "停车不方便 3", "I stopped at the store 4". The digit stands alone
+# (not "waited 45", "version 2.5", "A4").
+_TRAILING_DIGIT = re.compile(
+    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5])分?[\s.。!！]*$"
+)
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
+# Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\W\d_a-z]+")
 
 
 @dataclass(frozen=True)
@@ -52,23 +158,56 @@ class ParsedReply:
 
 
 def normalize(text: str) -> str:
-    """NFKC folds full-width digits and letters (１ -> 1, ＳＴＯＰ -> STOP)."""
-    return unicodedata.normalize("NFKC", text).strip()
+    """NFKC folds full-width digits and letters (１ -> 1, ＳＴＯＰ -> STOP) and non-breaking
+    spaces; zero-width characters go, and runs of whitespace become one space."""
+    return " ".join(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).split())
 
 
 def parse_reply(text: str | None) -> ParsedReply:
     cleaned = normalize(text or "")
-    keyword = cleaned.lower()
-    if keyword in OPT_OUT:
-        return ParsedReply("opt_out")
-    if keyword in OPT_IN:
-        return ParsedReply("opt_in")
-    if keyword in HELP:
-        return ParsedReply("help")
+    if _BARE_DIGIT.fullmatch(cleaned):
+        return ParsedReply("rating", int(cleaned[0]))
     rating = _rating(cleaned)
+    rest = (rating.comment or "") if rating else cleaned  # "1 stop": is the rest a keyword?
+    bare = _bare(rest)
+    if bare in OPT_OUT or _asks_to_stop(cleaned.lower()):
+        comment = None if bare in OPT_OUT else (rating.comment if rating else cleaned)
+        return ParsedReply("opt_out", rating.score if rating else None, comment)
     if rating:
         return rating
+    if bare in OPT_IN:
+        return ParsedReply("opt_in")
+    if bare in HELP:
+        return ParsedReply("help")
     return ParsedReply("unknown", comment=cleaned or None)
+
+
+def _bare(text: str) -> str:
+    """The reply's words, lower case, without punctuation or politeness: "Stop, please!" is
+    "stop"; "回复TD退订" keeps its words."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in POLITE]
+    return " ".join(w.removeprefix("请") or w for w in words)
+
+
+def _asks_to_stop(lowered: str) -> bool:
+    if not lowered.isascii():
+        if any(phrase in lowered for phrase in OPT_OUT_CHINESE):
+            return True
+        if any(start in lowered for start in _PLEASE_STOP_ZH_START) and PLEASE_STOP_ZH.search(
+            lowered
+        ):
+            return True
+        lowered = lowered.replace("\u2019", "'")  # a phone's curly apostrophe: "don’t"
+    words = _LATIN_WORD.findall(lowered.replace("opt-out", "optout").replace("opt out", "optout"))
+    if not words:
+        return False
+    if not OPT_OUT_WORDS.isdisjoint(words):
+        return True
+    if not OPT_OUT_WHEN_ABOUT_US.isdisjoint(words):
+        for at, word in enumerate(words):
+            if word in OPT_OUT_WHEN_ABOUT_US and ABOUT_US.intersection(words[at + 1 : at + 3]):
+                return True
+    return PLEASE_STOP_EN.search(lowered) is not None
 
 
 def _rating(text: str) -> ParsedReply | None:
@@ -88,6 +227,9 @@ def _rating(text: str) -> ParsedReply | None:
             if rest and phrase.isascii() and rest[0].isalnum():
                 continue  # "fives", "one day": the word is part of something else
             return ParsedReply("rating", score, _comment(rest))
+    trailing = _TRAILING_DIGIT.match(text)
+    if trailing:
+        return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     return None
 
 
@@ -97,8 +239,11 @@ def _comment(rest: str) -> str | None:
 
 
 def parse_digits(digits: str | None) -> ParsedReply:
-    """An IVR keypress: 1-5 is a rating; no input or another key is no answer."""
+    """An IVR keypress: 1-5 is a rating, the opt-out key opts out (of calls and texts: one
+    phone, one consent); no input or another key is no answer."""
     key = (digits or "").strip()
-    if len(key) == 1 and key in "12345":
+    if len(key) == 1 and key in RATING_KEYS:
         return ParsedReply("rating", int(key))
+    if key == OPT_OUT_KEY:
+        return ParsedReply("opt_out")
     return ParsedReply("unknown", comment=None)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 RECENT_EVENTS = 10_000  # how far back the "is the event stream flowing" check reads
+# Later than any reply window's cutoff (clarified.at holds ISO text): a sender marked so is
+# never asked to clarify.
+NEVER_AGAIN = "9999-12-31T23:59:59+00:00"
 Item = tuple[str, str, datetime, dict[str, Any]]
 
 
@@ -127,6 +130,21 @@ class Inbox:
                 (sender, at.isoformat(), cutoff),
             ).fetchone()
         return row is not None
+
+    def clarifying(self, sender: str, allowed: bool) -> None:
+        """An opted-out sender is never asked to rate, whatever they write next (a survey
+        question to someone who asked us to stop is one more message they refused); opting
+        back in makes them one whom may_clarify may ask again."""
+        sender = sender.replace("\x00", "")
+        with self.db.connection() as con:
+            if allowed:
+                con.execute("DELETE FROM clarified WHERE sender = ?", (sender,))
+            else:
+                con.execute(
+                    "INSERT INTO clarified (sender, at) VALUES (?, ?) ON CONFLICT (sender)"
+                    " DO UPDATE SET at = excluded.at",
+                    (sender, NEVER_AGAIN),
+                )
 
     def email_evidence(self, action_ids: list[str], sent_arg: str) -> EmailEvidence:
         """SendGrid events for these actions, and the newest ``sent_arg`` among recent events."""

@@ -125,6 +125,10 @@ class FeedbackService:
         sender, now = form.get("From", ""), datetime.now(UTC)
         await self._store(Write([("sms", sid, now, form)], signature, sid))
         parsed = parse_reply(form.get("Body"))
+        if parsed.intent in ("opt_out", "opt_in"):
+            await self.writer.run_in_writer(
+                self.inbox.clarifying, sender, parsed.intent == "opt_in"
+            )
         may_clarify = parsed.intent == "unknown" and bool(
             await self.writer.run_in_writer(
                 self.inbox.may_clarify, sender, now, self.settings.reply_window_hours
@@ -159,8 +163,8 @@ class FeedbackService:
         action_id = request.path_params["action_id"]
         item = ("ivr", f"{sid}:gather", datetime.now(UTC), {**form, "action_id": action_id})
         await self._store(Write([item], signature, sid))
-        rated = parse_digits(form.get("Digits")).intent == "rating"
-        return Response(voice_answer(rated, _locale(request)), media_type=XML)
+        intent = parse_digits(form.get("Digits")).intent
+        return Response(voice_answer(intent, _locale(request)), media_type=XML)
 
     async def sendgrid_events(self, request: Request) -> Response:
         if self.sendgrid is None:

@@ -7,7 +7,8 @@ from functools import cache
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from feedback.parsing import ParsedReply
+from core.ivr import OFFER_OPT_OUT
+from feedback.parsing import Intent, ParsedReply
 
 # Twilio answers these itself on long codes (and blocks sends after STOP): we add nothing.
 TWILIO_HANDLED = {
@@ -44,6 +45,10 @@ TEXT = {
     "opted_in": {"zh-CN": "您已重新订阅。", "en": "You're subscribed again."},
     "voice_thanks": {"zh-CN": "谢谢您的评价，再见。", "en": "Thank you for your rating. Goodbye."},
     "voice_none": {"zh-CN": "没有收到您的评分，再见。", "en": "We did not get a rating. Goodbye."},
+    "voice_opted_out": {
+        "zh-CN": "好的，我们不会再给您打电话或发短信。再见。",
+        "en": "Done: you will receive no more calls or texts from us. Goodbye.",
+    },
 }
 VOICE_LANGUAGE = {"zh-CN": "zh-CN", "en": "en-US"}
 
@@ -78,11 +83,13 @@ def _sms_text(parsed: ParsedReply, keyword: str, locale: str, may_clarify: bool)
     return TEXT["clarify"][locale] if may_clarify else None
 
 
-def voice_answer(rated: bool, locale: str) -> str:
+VOICE_ANSWER = {"rating": "voice_thanks", "opt_out": "voice_opted_out"}
+
+
+def voice_answer(intent: Intent, locale: str) -> str:
     response = VoiceResponse()
-    response.say(
-        TEXT["voice_thanks" if rated else "voice_none"][locale], language=VOICE_LANGUAGE[locale]
-    )
+    text = TEXT[VOICE_ANSWER.get(intent, "voice_none")][locale]
+    response.say(text, language=VOICE_LANGUAGE[locale])
     return str(response)
 
 
@@ -94,6 +101,6 @@ def voice_survey(gather_url: str, locale: str) -> str:
         "zh-CN": "请按1到5键为本次服务打分，5表示非常满意。",
         "en": "Please press 1 to 5 to rate our service, where 5 means very satisfied.",
     }
-    gather.say(prompt[locale], language=VOICE_LANGUAGE[locale])
+    gather.say(f"{prompt[locale]} {OFFER_OPT_OUT[locale]}", language=VOICE_LANGUAGE[locale])
     response.say(TEXT["voice_none"][locale], language=VOICE_LANGUAGE[locale])
     return str(response)

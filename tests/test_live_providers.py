@@ -135,7 +135,8 @@ def test_21610_is_an_opt_out_and_never_retried(con, fakes):
     assert figures.opted_out_at_provider == 1
     assert actions(con)["S1"][1:4:2] == ("failed", "21610")
     assert len(twilio.state.requests) == 1
-    assert con.execute("SELECT channel FROM active_opt_outs").fetchall() == [("sms",)]
+    opted = con.execute("SELECT channel FROM active_opt_outs ORDER BY ALL").fetchall()
+    assert opted == [("sms",), ("voice",)]  # one phone, one consent
     plan(con, settings, "tenure", run="r2")  # any later campaign: sms is off for S1
     assert con.execute(
         "SELECT count(*) FROM care_actions WHERE campaign_id = 'tenure' AND channel = 'sms'"

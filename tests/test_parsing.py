@@ -1,6 +1,6 @@
 import pytest
 
-from feedback.parsing import parse_digits, parse_reply
+from feedback.parsing import ParsedReply, parse_digits, parse_reply
 
 
 @pytest.mark.parametrize(
@@ -74,16 +74,21 @@ def test_help_keywords(word):
     assert parse_reply(word).intent == "help"
 
 
-def test_keywords_count_only_as_a_single_word():
-    assert parse_reply("please stop calling me").intent == "unknown"
+def test_td_and_t_count_only_as_the_whole_reply():
+    # Opt-outs written as sentences are in test_opt_out_phrases.py.
     assert parse_reply("T T").intent == "unknown"
+    assert parse_reply("TD bank").intent == "unknown"
 
 
 @pytest.mark.parametrize(
     ("digits", "score"),
-    [("1", 1), ("5", 5), ("", None), ("9", None), ("0", None), ("12", None), (None, None)],
+    [("1", 1), ("5", 5), ("", None), ("8", None), ("0", None), ("12", None), (None, None)],
 )
 def test_ivr_digits(digits, score):
     parsed = parse_digits(digits)
     assert parsed.score == score
     assert parsed.intent == ("rating" if score else "unknown")
+
+
+def test_the_ivr_opt_out_key_opts_out():
+    assert parse_digits("9") == parse_digits(" 9 ") == ParsedReply("opt_out")

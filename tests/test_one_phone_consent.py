@@ -1,0 +1,148 @@
+"""One phone, one consent: an opt-out by text stops automated calls to that number too, and a
+key-press opt-out on a call stops texts (the FCC's revocation rule covers calls and texts alike).
+Email consent stays separate. Planning, dispatch (before each batch too) and follow-ups heed it.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from campaigns.channels.sandbox import SandboxProvider
+from campaigns.dispatch import dispatch
+from cases.collect import collect
+from cases.follow_up import plan_follow_ups
+from inbox.inbox import Inbox
+from tests.factories import add_action, add_store, add_subscriber
+from tests.manager_world import OPENED
+from tests.service_helpers import PUBLIC_URL, sid, twilio_post
+from tests.test_dispatch import LATER, provider
+from tests.test_manager_cases import _resolve, world
+from tests.test_planning import outbox, plan
+
+WINDOW = timedelta(hours=72)
+NOW = datetime.now(UTC) - timedelta(minutes=1)
+CALL = sid("CA", "one-phone")
+
+
+def opt(con, subscriber, channel, event="opt_out", at="2026-01-01", key=None):
+    con.execute(
+        "INSERT INTO opt_outs VALUES (?, ?, ?, ?, ?, ?)",
+        [subscriber, channel, event, at, f"{channel}_reply", key or f"{subscriber}-{at}"],
+    )
+
+
+def test_planning_treats_the_phone_as_one_consent_and_email_as_its_own(con, settings):
+    add_store(con)
+    add_subscriber(con, "S1", email=None)  # texted STOP: no call either
+    add_subscriber(con, "S2")  # pressed 9 on a call: no text, email still fine
+    add_subscriber(con, "S3")  # unsubscribed from email: texts still fine
+    add_subscriber(con, "S4", email=None)  # STOP, then START by text: calls and texts again
+    opt(con, "S1", "sms")
+    opt(con, "S2", "voice")
+    opt(con, "S3", "email")
+    opt(con, "S4", "voice")
+    opt(con, "S4", "sms", "opt_in", at="2026-02-01")
+    plan(con, settings)  # the birthday's first round: sms, then email, then voice
+    got = {k: v[:3] for k, v in outbox(con).items()}
+    assert got == {
+        "S1": ("suppressed", "opted_out", None),
+        "S2": ("queued", None, "email"),
+        "S3": ("queued", None, "sms"),
+        "S4": ("queued", None, "sms"),
+    }
+
+
+def test_a_text_opt_out_after_planning_stops_the_call(con, settings):
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=False)  # reached by call only
+    plan(con, settings)
+    assert outbox(con)["S1"][:3] == ("queued", None, "voice")
+    opt(con, "S1", "sms", at="2026-06-14")
+    sandbox = provider(settings)
+    figures = dispatch(con, sandbox, now=LATER)
+    assert figures.suppressed_at_send == 1 and not sandbox.handed
+    assert outbox(con)["S1"][:2] == ("suppressed", "opted_out")
+
+
+def test_a_td_that_arrives_mid_run_stops_the_next_batchs_call(con, settings):
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    phones = {"+8613800000001", "+8613800000002"}
+    for k in (1, 2):
+        add_subscriber(con, f"S{k}", email=None, sms_consent=False)
+    plan(con, settings)
+    # each customer was texted a survey before (so the TD is theirs), and is now to be called
+    for k in (1, 2):
+        con.execute(
+            "INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,"
+            " subscriber_id, occasion, round, store_id, tier, locale, channel, recipient,"
+            " body, survey, status, scheduled_at, created_at, sent_at, updated_at, sender)"
+            " VALUES (?, ?, 'old', 'tenure', ?, 'occ', 1, 'ST1', 'standard', 'zh-CN', 'sms',"
+            " ?, 'hi', true, 'sent', ?, ?, ?, ?, '+10000000000')",
+            [f"OLD{k}", f"old-{k}", f"S{k}", f"+86138{k:08d}", *[LATER - timedelta(days=1)] * 4],
+        )
+
+    class TdArrives(SandboxProvider):
+        """While the first call goes, the other customer texts TD."""
+
+        def send(self, messages):
+            results = super().send(messages)
+            [other] = phones - {m.recipient for m in messages}
+            td = {"MessageSid": "SM" + "c" * 32, "From": other, "To": "+10000000000", "Body": "TD"}
+            inbox.put("sms", td["MessageSid"], LATER - timedelta(seconds=1), td)
+            return results
+
+    figures = dispatch(
+        con,
+        TdArrives(settings.sandbox_path, inbox),
+        now=LATER,
+        batch_size=1,
+        refresh=lambda: collect(con, inbox, reply_window=WINDOW),
+    )
+    assert figures.sent == {"voice": 1} and figures.suppressed_at_send == 1
+
+
+def test_a_key_press_opt_out_stops_the_follow_up_text(con, settings):
+    world(con, settings)
+    opt(con, "S1", "voice", at=OPENED)  # case E1 came from an SMS rating
+    _resolve(con, "E1", OPENED + timedelta(hours=1))
+    assert plan_follow_ups(con, settings, OPENED + timedelta(hours=1)) == 0
+    note = con.execute("SELECT note FROM case_events WHERE evaluation_id = 'E1'").fetchone()[0]
+    assert note == "not asked again: opted out of sms"
+
+
+def test_the_ivr_offers_a_key_to_opt_out_and_pressing_it_opts_out_at_once(service, con):
+    client, inbox, _ = service
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "V1", "S1", channel="voice", recipient="+8613800000001", sent_at=NOW)
+    offers = {"zh-CN": "请按9", "en": "press 9"}
+    for locale, offer in offers.items():
+        path = "/webhooks/twilio/voice/V1"
+        signed = f"{PUBLIC_URL}{path}?locale={locale}"
+        prompt = client.post(
+            f"{path}?locale={locale}", **twilio_post(path, {"CallSid": CALL}, signed_url=signed)
+        ).text
+        gather = prompt.split("<Gather")[1].split("</Gather>")[0]
+        assert offer in gather, prompt  # offered while the keypress is listened for
+    path = "/webhooks/twilio/voice/V1/gather"
+    pressed = client.post(
+        f"{path}?locale=en",
+        **twilio_post(
+            path, {"CallSid": CALL, "Digits": "9"}, signed_url=f"{PUBLIC_URL}{path}?locale=en"
+        ),
+    ).text
+    assert "no more calls" in pressed and "rating" not in pressed
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT action_id, intent FROM evaluations").fetchall() == [
+        ("V1", "opt_out")
+    ]
+    opted = con.execute("SELECT subscriber_id, channel FROM active_opt_outs ORDER BY ALL")
+    assert opted.fetchall() == [("S1", "sms"), ("S1", "voice")]
+
+
+def test_every_call_offers_the_opt_out_key(con, settings):
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=False)
+    add_subscriber(con, "S2", email=None, sms_consent=False, locale="en", phone="+12125550002")
+    plan(con, settings)
+    bodies = dict(con.execute("SELECT subscriber_id, body FROM care_actions").fetchall())
+    assert "请按9" in bodies["S1"] and "press 9" in bodies["S2"]

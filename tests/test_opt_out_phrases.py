@@ -1,0 +1,203 @@
+"""Opt-outs as people write them: one table of phrases, read by the parser, the CLI and the
+signed SMS webhook alike, and the ratings that merely contain the letters.
+
+Every opt-out below must stop us (texts and automated calls) and must never be answered with a
+survey question; every rating below stays a rating.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from cases.collect import collect
+from feedback.parsing import parse_reply
+from tests.factories import add_action, add_store, add_subscriber
+from tests.service_helpers import sid, sms_form, twilio_post
+
+# (reply, the rating given with it). ZWSP = zero-width space, NBSP = non-breaking space.
+OPT_OUTS: list[tuple[str, int | None]] = [
+    # Twilio's keywords, as typed
+    ("STOP", None),
+    ("stop", None),
+    ("STOP.", None),
+    ("STOP!", None),
+    ("Stop!!!", None),
+    ("sToP", None),
+    ("quit!", None),
+    ("End.", None),
+    ("CANCEL", None),
+    ("unsubscribe", None),
+    ("STOPALL", None),
+    ("stop all", None),
+    ("revoke", None),
+    ("opt-out", None),
+    ("opt out", None),
+    ("\u200bSTOP", None),  # ZWSP before
+    ("STOP\u200b", None),  # ZWSP after
+    ("\u00a0stop\u00a0", None),  # NBSP around
+    ("ＳＴＯＰ", None),  # full-width
+    ("ｓｔｏｐ。", None),  # full-width, Chinese full stop
+    ("Stop, please", None),
+    # English sentences
+    ("Stop texting me", None),
+    ("please stop texting me", None),
+    ("please\u00a0stop\u00a0calling me", None),
+    ("unsubscribe me", None),
+    ("Unsubscribe me from this list please", None),
+    ("cancel my subscription", None),
+    ("end these texts", None),
+    ("quit texting me", None),
+    ("opt me out", None),
+    ("don't text me again", None),
+    ("Don’t call me again", None),  # a phone's curly apostrophe
+    ("do not contact me", None),
+    ("no more messages please", None),
+    ("remove me from your list", None),
+    ("leave me alone", None),
+    # Chinese
+    ("退订", None),
+    ("退订。", None),
+    ("请退订", None),
+    ("TD", None),
+    ("td", None),
+    ("T", None),
+    ("TD 退订", None),
+    ("回复TD退订", None),  # our own opt-out line sent back
+    ("ＴＤ", None),
+    ("取消订阅", None),
+    ("不要再发了", None),
+    ("别再发了", None),
+    ("不要再给我发短信了", None),
+    ("请勿打扰", None),
+    ("停止", None),
+    # a rating and an opt-out: the opt-out wins, the rating is kept
+    ("1 stop", 1),
+    ("5 退订", 5),
+    ("2 STOP!", 2),
+    ("３ 请退订", 3),
+    ("4, unsubscribe", 4),
+    ("1 排队太久了，别再发了", 1),
+]
+
+# (reply, score, comment): comments that merely contain an opt-out word's letters.
+STAY_RATINGS: list[tuple[str, int, str | None]] = [
+    ("I stopped at the store 4", 4, "I stopped at the store"),
+    ("endless queue 2", 2, "endless queue"),
+    ("cancelled my old plan, staff were kind 4", 4, "cancelled my old plan, staff were kind"),
+    ("backend fine 5", 5, "backend fine"),
+    ("停车不方便 3", 3, "停车不方便"),
+    ("2 the end of the queue never moved", 2, "the end of the queue never moved"),
+    ("3 had to cancel my order twice", 3, "had to cancel my order twice"),
+    ("5 quite good", 5, "quite good"),
+    ("4 trending up", 4, "trending up"),
+    ("1 不要发票也要等半天", 1, "不要发票也要等半天"),
+]
+
+SURVEY_QUESTIONS = ("请回复数字1-5", "Please reply with a number", "回复1-5", "Reply 1-5")
+
+
+@pytest.mark.parametrize(("text", "score"), OPT_OUTS)
+def test_the_parser_reads_the_opt_out(text, score):
+    parsed = parse_reply(text)
+    assert (parsed.intent, parsed.score) == ("opt_out", score)
+
+
+@pytest.mark.parametrize(("text", "score", "comment"), STAY_RATINGS)
+def test_a_rating_that_merely_contains_the_letters_stays_a_rating(text, score, comment):
+    assert parse_reply(text) == parse_reply(text).__class__("rating", score, comment)
+
+
+def test_the_cli_reads_replies_with_the_same_parser():
+    from careloop.cli import app
+
+    for text, score in [("STOP.", None), ("1 stop", 1)]:
+        result = CliRunner().invoke(app, ["replies", "parse", text])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["intent"] == "opt_out"
+        assert json.loads(result.output)["score"] == score
+
+
+def _phone(n: int, text: str) -> str:
+    """Chinese replies from Chinese numbers (answered in zh-CN), the rest from US ones."""
+    return f"+86138{n:08d}" if not text.isascii() else f"+1212555{n:04d}"
+
+
+def test_each_opt_out_through_the_signed_webhook_opts_out(service, con):
+    client, inbox, _ = service
+    add_store(con)
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    answers = {}
+    for n, (text, _) in enumerate(OPT_OUTS, start=1):
+        phone = _phone(n, text)
+        add_subscriber(con, f"S{n}", phone=phone)
+        add_action(con, f"A{n}", f"S{n}", recipient=phone, sent_at=sent, sender="+15550001111")
+        request = twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", n), phone, text))
+        answer = client.post("/webhooks/twilio/sms", **request)
+        assert answer.status_code == 200
+        answers[text] = answer.text
+    asked = {text: a for text, a in answers.items() if any(q in a for q in SURVEY_QUESTIONS)}
+    assert asked == {}  # never a survey question to someone who asked us to stop
+    thanked = {t: a for t, a in answers.items() if "感谢" in a or "sorry" in a or "抱歉" in a}
+    assert thanked == {}
+    confirmed = {t for t, a in answers.items() if "您已退订" in a or "unsubscribed" in a}
+    # Twilio answers its own single keywords on long codes; we confirm every other opt-out.
+    assert confirmed == {t for t, _ in OPT_OUTS if t.strip().lower() not in TWILIO_ANSWERS}
+
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    got = {
+        action: (intent, score)
+        for action, intent, score in con.execute(
+            "SELECT action_id, intent, score FROM evaluations"
+        ).fetchall()
+    }
+    assert got == {f"A{n}": ("opt_out", score) for n, (_, score) in enumerate(OPT_OUTS, 1)}
+    opted = set(con.execute("SELECT subscriber_id, channel FROM active_opt_outs").fetchall())
+    # one phone, one consent: the text opts out of automated calls to that number too
+    phone = ("sms", "voice")
+    assert opted == {(f"S{n}", ch) for n in range(1, len(OPT_OUTS) + 1) for ch in phone}
+
+
+TWILIO_ANSWERS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
+
+
+def test_ratings_with_the_letters_through_the_signed_webhook_stay_ratings(service, con):
+    client, inbox, _ = service
+    add_store(con)
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    for n, (text, score, _) in enumerate(STAY_RATINGS, start=1):
+        phone = _phone(n, text)
+        add_subscriber(con, f"S{n}", phone=phone)
+        add_action(con, f"A{n}", f"S{n}", recipient=phone, sent_at=sent, sender="+15550001111")
+        request = twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", n), phone, text))
+        answer = client.post("/webhooks/twilio/sms", **request).text
+        expected = ("抱歉", "sorry") if score <= 2 else ("感谢", "Thank you")
+        assert any(word in answer for word in expected), (text, answer)
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    got = {
+        action: (intent, score, comment)
+        for action, intent, score, comment in con.execute(
+            "SELECT action_id, intent, score, comment FROM evaluations"
+        ).fetchall()
+    }
+    assert got == {
+        f"A{n}": ("rating", score, comment)
+        for n, (_, score, comment) in enumerate(STAY_RATINGS, start=1)
+    }
+    assert con.execute("SELECT count(*) FROM opt_outs").fetchone() == (0,)
+
+
+def test_after_an_opt_out_no_reply_is_answered_with_a_survey_question(service):
+    client, _, _ = service
+
+    def reply(n, body, sender="+12125550100"):
+        request = twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", n), sender, body))
+        return client.post("/webhooks/twilio/sms", **request).text
+
+    assert "unsubscribed" in reply(1, "STOP.")
+    assert "<Message>" not in reply(2, "who is this?")  # not "Please reply with a number"
+    assert "您已退订" in reply(3, "退订", "+8613800000077")  # we confirm...
+    assert "<Message>" not in reply(4, "什么意思", "+8613800000077")  # ...then never a survey
+    reply(5, "START")
+    assert "Please reply with a number" in reply(6, "huh?")  # opted back in: asked again

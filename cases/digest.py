@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from campaigns.channels.mail import File, Mailer, StaffMail
-from cases.lifecycle import ACTIVE
+from cases.machine import ACTIVE
 from cases.publishing import board_rows, sla_left
 from core.files import csv_bytes, xlsx_bytes
 from core.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from campaigns.channels.mail import Mailer, StaffMail
-from cases.lifecycle import record_event
+from cases.machine import Event, apply_rows, states_where
 from core.masking import mask_email
 from warehouse.db import query_dicts
 
@@ -21,7 +21,7 @@ FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN regions r ON r.region = st.region
-WHERE m.status IN ('open', 'unresolved') AND m.contacted_at IS NULL
+WHERE list_contains($states, m.status) AND m.contacted_at IS NULL
   AND m.escalated_at IS NULL AND m.opened_at + to_hours($sla) <= $now
 ORDER BY st.region, m.store_id, m.opened_at
 """
@@ -33,13 +33,14 @@ def escalate_overdue(
     """Cases not contacted within the SLA go to their region's contact, one mail per region,
     once: a case is marked escalated only when its mail went (or its region has no contact,
     which the event says). Returns the figures."""
-    overdue = query_dicts(con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
+    params = {"sla": sla_hours, "now": now, "states": states_where(Event.ESCALATED)}
+    overdue = query_dicts(con, OVERDUE_SQL, params)
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)
     figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
     for region, cases in by_region.items():
-        note = "no regional contact to tell" if region is None else None
+        note = "no regional contact to tell"
         if region is not None:
             result = mailer.send(escalation_mail(region, cases, now), now)
             if not result.ok:
@@ -49,23 +50,26 @@ def escalate_overdue(
             note = f"told {cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'])})"
         else:
             figures["without_contact"] += len(cases)
-        for case in cases:
-            _mark_escalated(con, case, now, note)
+        _mark_escalated(con, cases, now, note)
         figures["escalated"] += len(cases)
     return figures
 
 
 def _mark_escalated(
-    con: duckdb.DuckDBPyConnection, case: dict[str, Any], now: datetime, note: str | None
+    con: duckdb.DuckDBPyConnection, cases: list[dict[str, Any]], now: datetime, note: str
 ) -> None:
-    con.execute(
-        "UPDATE manager_cases SET escalated_at = ?, updated_at = ? WHERE evaluation_id = ?",
-        [now, now, case["evaluation_id"]],
-    )
-    record_event(
-        con, f"escalated:{case['evaluation_id']}", case["evaluation_id"], now, "system",
-        case["status"], "escalated", note,
-    )  # fmt: skip
+    rows = [
+        {
+            "event_key": f"escalated:{case['evaluation_id']}",
+            "case_id": case["evaluation_id"],
+            "event": Event.ESCALATED.value,
+            "occurred_at": now,
+            "actor": "system",
+            "note": f"escalated: {note}",
+        }
+        for case in cases
+    ]
+    apply_rows(con, rows)
 
 
 def escalation_mail(region: str, cases: list[dict[str, Any]], now: datetime) -> StaffMail:

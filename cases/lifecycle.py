@@ -63,48 +63,42 @@ def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: time
     return apply_events(con, UNANSWERED, params)
 
 
+# The ratings that can move a case, each with its case and the part of the case it rates:
+# the latest of each case's survey, second round and follow-ups, read once a collect.
+# action_ratings is a window over every evaluation ever received, and reading it once per
+# statement made a collect's cost follow the history.
+CASE_RATINGS = """
+CREATE OR REPLACE TEMP TABLE case_ratings AS
+WITH parts AS (
+    SELECT evaluation_id AS case_id, action_id, 'survey' AS part FROM manager_cases
+    UNION ALL
+    SELECT evaluation_id, second_round_action_id, 'second_round' FROM manager_cases
+    WHERE second_round_action_id IS NOT NULL
+    UNION ALL
+    SELECT a.parent_evaluation_id, a.action_id, 'follow_up' FROM care_actions a
+    WHERE a.round = 3 AND a.parent_evaluation_id IN (SELECT evaluation_id FROM manager_cases)
+)
+SELECT p.case_id, p.part, r.*
+FROM parts p JOIN action_ratings r ON r.action_id = p.action_id
+WHERE p.part <> 'survey' OR r.evaluation_id <> p.case_id  -- the rating that opened the case
+"""
+
 # The customer's ratings, as events: the second round's, the follow-ups', and another reply
 # to the survey the case came from (it updates what the case says, and opens nothing).
 RATINGS = """
-SELECT 'rating:' || r.evaluation_id AS event_key, m.evaluation_id AS case_id,
-       NULL AS store_id,
-       CASE WHEN r.score >= 4 THEN 'second_round_good' ELSE 'second_round_poor' END AS event,
-       r.received_at AS occurred_at, 'customer' AS actor,
-       'second round rated ' || r.score || '/5' || coalesce(': ' || r.comment, '') AS note,
-       r.score, r.comment
-FROM manager_cases m JOIN case_ratings r ON r.action_id = m.second_round_action_id
-UNION ALL
-SELECT 'rating:' || r.evaluation_id, m.evaluation_id, NULL,
-       CASE WHEN r.score >= 4 THEN 'follow_up_good' WHEN r.score = 3 THEN 'follow_up_neutral'
-            ELSE 'follow_up_bad' END,
-       r.received_at, 'customer',
-       'follow-up rated ' || r.score || '/5' || coalesce(': ' || r.comment, ''),
-       r.score, r.comment
-FROM manager_cases m
-JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id AND a.round = 3
-JOIN case_ratings r ON r.action_id = a.action_id
-UNION ALL
-SELECT 'rating:' || r.evaluation_id, m.evaluation_id, NULL, 'rated_again', r.received_at,
-       'customer', 'rated the first survey again ' || r.score || '/5'
-       || coalesce(': ' || r.comment, ''), r.score, r.comment
-FROM manager_cases m JOIN case_ratings r ON r.action_id = m.action_id
-WHERE r.evaluation_id <> m.evaluation_id
-"""
-
-
-# The ratings that can move a case: the latest of each case's survey, second round and
-# follow-ups, read once a collect. action_ratings is a window over every evaluation ever
-# received, and reading it once per statement made a collect's cost follow the history.
-CASE_RATINGS = """
-CREATE OR REPLACE TEMP TABLE case_ratings AS
-SELECT r.* FROM action_ratings r
-WHERE r.action_id IN (
-    SELECT second_round_action_id FROM manager_cases
-    UNION ALL
-    SELECT action_id FROM manager_cases
-    UNION ALL
-    SELECT a.action_id FROM care_actions a
-    WHERE a.round = 3 AND a.parent_evaluation_id IN (SELECT evaluation_id FROM manager_cases))
+SELECT 'rating:' || evaluation_id AS event_key, case_id, NULL AS store_id,
+       CASE WHEN part = 'survey' THEN 'rated_again'
+            WHEN part = 'second_round' AND score >= 4 THEN 'second_round_good'
+            WHEN part = 'second_round' THEN 'second_round_poor'
+            WHEN score >= 4 THEN 'follow_up_good'
+            WHEN score = 3 THEN 'follow_up_neutral'
+            ELSE 'follow_up_bad' END AS event,
+       received_at AS occurred_at, 'customer' AS actor,
+       CASE part WHEN 'survey' THEN 'rated the survey again '
+                 WHEN 'second_round' THEN 'second round rated ' ELSE 'follow-up rated ' END
+       || score || '/5' || coalesce(': ' || comment, '') AS note,
+       score, comment
+FROM case_ratings
 """
 
 

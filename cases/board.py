@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cases.machine import apply_on_board
 from inbox.db import Connection
 from inbox.inbox import Inbox
 
-# What a manager may do to a case in each state; the warehouse checks the same (cases.lifecycle).
-ALLOWED = {
-    "contacted": ("open", "unresolved"),
-    "resolved": ("open", "contacted", "unresolved"),
-}
 CASE_EVENT = "case_event"
 
 
@@ -119,18 +115,9 @@ def apply_change(con: Connection, change: dict[str, Any]) -> bool:
     if row is None:
         return False
     case = json.loads(row[0])
-    if case["status"] not in ALLOWED.get(change["action"], ()):
+    actor = f"manager:{change['store_id']}"
+    if not apply_on_board(case, change["action"], change["at"], actor, change.get("note") or None):
         return False
-    event = {
-        "at": change["at"],
-        "actor": f"manager:{change['store_id']}",
-        "from": case["status"],
-        "to": change["action"],
-        "note": change.get("note") or None,
-    }
-    case["status"] = change["action"]
-    case.setdefault(f"{change['action']}_at", change["at"])
-    case["events"] = [*case.get("events", []), event]
     con.execute("UPDATE board_cases SET data = ? WHERE case_id = ?", (_json(case), case["case_id"]))
     return True
 

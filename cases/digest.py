@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from campaigns.channels.mail import File, Mailer, StaffMail
-from cases.lifecycle import ACTIVE
+from cases.machine import ACTIVE
 from cases.publishing import board_rows, sla_left
 from cases.staff_mail import Outgoing, logged, send_once, settle
 from core.files import csv_bytes, xlsx_bytes

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from campaigns.channels.mail import Mailer, StaffMail
-from cases.lifecycle import record_event
+from cases.machine import Event, apply_rows, states_where
 from cases.staff_mail import PENDING_ESCALATIONS, Outgoing, send_once, settle
 from core.masking import mask_email
 from warehouse.db import Held, as_held, query_dicts
@@ -23,7 +23,7 @@ FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN regions r ON r.region = st.region
-WHERE m.status IN ('open', 'unresolved') AND m.contacted_at IS NULL
+WHERE list_contains($states, m.status) AND m.contacted_at IS NULL
   AND m.escalated_at IS NULL AND m.opened_at + to_hours($sla) <= $now
   AND m.evaluation_id NOT IN ({PENDING_ESCALATIONS})
 ORDER BY st.region, m.store_id, m.opened_at
@@ -42,14 +42,15 @@ def escalate_overdue(
     for item in settle(held, mailer, now):
         if item.kind == "escalation" and item.verdict == "sent":
             figures["escalated"] += _mark_told(held.con, item.evaluation_ids, now)
-    overdue = query_dicts(held.con, OVERDUE_SQL, {"sla": sla_hours, "now": now})
+    params = {"sla": sla_hours, "now": now, "states": states_where(Event.ESCALATED)}
+    overdue = query_dicts(held.con, OVERDUE_SQL, params)
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)
-    for case in by_region.pop(None, []):
-        _mark_escalated(held.con, case, now, "no regional contact to tell")
-        figures["without_contact"] += 1
-        figures["escalated"] += 1
+    unreachable = by_region.pop(None, [])
+    _mark_escalated(held.con, unreachable, now, "no regional contact to tell")
+    figures["without_contact"] = len(unreachable)
+    figures["escalated"] += len(unreachable)
     outgoing = {
         (mail := escalation_mail(region, cases, now)).key: Outgoing(
             mail, "escalation", None, len(cases), tuple(c["evaluation_id"] for c in cases)
@@ -72,29 +73,33 @@ def _mark_told(con: duckdb.DuckDBPyConnection, evaluation_ids: Sequence[str], no
     """Mark the cases an escalation mail told about (those still not escalated)."""
     cases = query_dicts(
         con,
-        "SELECT m.evaluation_id, m.status, r.contact_name, r.contact_email "
+        "SELECT m.evaluation_id, r.contact_name, r.contact_email "
         "FROM manager_cases m JOIN stores st USING (store_id) "
         "LEFT JOIN regions r ON r.region = st.region "
         "WHERE list_contains($ids, m.evaluation_id) AND m.escalated_at IS NULL",
         {"ids": list(evaluation_ids)},
     )
-    for case in cases:
-        note = f"told {case['contact_name']} ({mask_email(case['contact_email'] or '')})"
-        _mark_escalated(con, case, now, note)
+    if cases:  # one region per mail: one contact
+        told = f"told {cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'] or '')})"
+        _mark_escalated(con, cases, now, told)
     return len(cases)
 
 
 def _mark_escalated(
-    con: duckdb.DuckDBPyConnection, case: dict[str, Any], now: datetime, note: str | None
+    con: duckdb.DuckDBPyConnection, cases: list[dict[str, Any]], now: datetime, note: str
 ) -> None:
-    con.execute(
-        "UPDATE manager_cases SET escalated_at = ?, updated_at = ? WHERE evaluation_id = ?",
-        [now, now, case["evaluation_id"]],
-    )
-    record_event(
-        con, f"escalated:{case['evaluation_id']}", case["evaluation_id"], now, "system",
-        case["status"], "escalated", note,
-    )  # fmt: skip
+    rows = [
+        {
+            "event_key": f"escalated:{case['evaluation_id']}",
+            "case_id": case["evaluation_id"],
+            "event": Event.ESCALATED.value,
+            "occurred_at": now,
+            "actor": "system",
+            "note": f"escalated: {note}",
+        }
+        for case in cases
+    ]
+    apply_rows(con, rows)
 
 
 def escalation_mail(region: str, cases: list[dict[str, Any]], now: datetime) -> StaffMail:

@@ -19,7 +19,7 @@ from campaigns.content import LinkSettings, StepRenderer
 from campaigns.planning import OUTBOX_CONFLICT
 from campaigns.sms import segment_count
 from campaigns.spec import CareStep
-from cases.lifecycle import record_event
+from cases.machine import Event, State, apply_rows
 from core.settings import Settings
 from warehouse.db import query_dicts
 
@@ -42,7 +42,7 @@ JOIN subscribers s USING (subscriber_id)
 JOIN evaluations e ON e.evaluation_id = m.evaluation_id
 LEFT JOIN stores st ON st.store_id = m.store_id
 LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
-WHERE m.status = 'resolved' AND coalesce(m.follow_ups, 0) < $cap
+WHERE m.status = $resolved AND coalesce(m.follow_ups, 0) < $cap
   AND NOT EXISTS (SELECT 1 FROM care_actions a WHERE a.parent_evaluation_id = m.evaluation_id
                   AND a.round = 3 AND a.created_at >= m.closed_at)
 """
@@ -74,14 +74,18 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
     queued = 0
-    for case in query_dicts(con, DUE_SQL, {"cap": settings.case_follow_ups}):
+    for case in query_dicts(
+        con, DUE_SQL, {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
+    ):
         recipient = case[CONTACT[case["channel"]]]
         reason = _unreachable(case, recipient)
         if reason:
-            record_event(
-                con, f"follow-up:{case['case_id']}:{case['asked']}", case["case_id"], now,
-                "system", "resolved", "resolved", f"not asked again: {reason}",
-            )  # fmt: skip
+            event = {
+                "event_key": f"follow-up:{case['case_id']}:{case['asked']}",
+                "case_id": case["case_id"], "event": Event.NOT_ASKED.value,
+                "occurred_at": now, "actor": "system", "note": f"not asked again: {reason}",
+            }  # fmt: skip
+            apply_rows(con, [event])
             con.execute(
                 "UPDATE manager_cases SET follow_ups = ? WHERE evaluation_id = ?",
                 [settings.case_follow_ups, case["case_id"]],

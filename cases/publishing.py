@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from cases.board import Board
-from cases.lifecycle import ACTIVE
+from cases.machine import ACTIVE
 from warehouse.db import query_dicts
 
 CLOSED_SHOWN_DAYS = 30  # a board shows closed cases this long after they closed
@@ -30,8 +30,9 @@ SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
        second.channel AS second_round_channel, second.status AS second_round_status,
        second.offer_code AS second_round_offer,
        (SELECT list({'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
-                     'to': e.to_status, 'note': e.note} ORDER BY e.occurred_at)
-        FROM case_events e WHERE e.evaluation_id = m.evaluation_id AND e.accepted) AS events
+                     'to': e.to_status, 'note': e.note, 'accepted': e.accepted}
+                    ORDER BY e.occurred_at, e.event_key)
+        FROM case_events e WHERE e.evaluation_id = m.evaluation_id) AS events
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN care_actions first ON first.action_id = m.action_id
@@ -60,7 +61,7 @@ def board_rows(
     """Each store, and each case a manager sees: active ones, and those closed within
     ``shown_days``. The page's boards and the morning mail's lists both read these."""
     stores = query_dicts(con, BOARD_STORES_SQL, {})
-    params = {"sla": sla_hours, "active": list(ACTIVE), "now": now, "shown": shown_days}
+    params = {"sla": sla_hours, "active": [str(s) for s in ACTIVE], "now": now, "shown": shown_days}
     cases = query_dicts(con, BOARD_CASES_SQL, params)
     for case in cases:
         case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]

@@ -8,6 +8,7 @@ import duckdb
 
 from campaigns.catalog import LoadedCampaign
 from campaigns.planning import Plan, record_run, run_steps
+from cases.machine import INITIAL
 from core.progress import step_done
 from core.settings import Settings
 
@@ -32,17 +33,23 @@ def plan_second_round(
 
 
 def open_cases(con: duckdb.DuckDBPyConnection) -> int:
-    """One case per dissatisfied rating on its store manager's list, with the care it got."""
-    rows = con.execute("""
+    """One case per dissatisfied survey on its store manager's list, with the care it got. A
+    survey that has its case already opens none: another reply to it is news for that case
+    (cases.machine's rated_again), not a new complaint."""
+    rows = con.execute(
+        """
         INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
             action_id, score, comment, opened_at, second_round_action_id, status, updated_at)
         SELECT t.evaluation_id, coalesce(t.store_id, s.home_store_id), t.subscriber_id,
                t.source_campaign, t.source_action_id, t.score, t.comment, e.received_at,
                CASE WHEN a.status NOT IN ('suppressed', 'held_out') THEN a.action_id END,
-               'open', e.received_at
+               $initial, e.received_at
         FROM plan_target t
         JOIN subscribers s USING (subscriber_id)
         JOIN evaluations e USING (evaluation_id)
         LEFT JOIN care_actions a ON a.parent_evaluation_id = t.evaluation_id
-        ON CONFLICT DO NOTHING RETURNING 1""").fetchall()
+        WHERE NOT EXISTS (SELECT 1 FROM manager_cases m WHERE m.action_id = t.source_action_id)
+        ON CONFLICT DO NOTHING RETURNING 1""",
+        {"initial": INITIAL.value},
+    ).fetchall()
     return len(rows)

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from cases.board import ALLOWED, Board, StoreBoard
-from cases.lifecycle import ACTIVE
+from cases.board import Board, StoreBoard
+from cases.machine import ACTIVE, manager_moves
 from cases.publishing import sla_left
 from core.settings import Settings
 from core.tokens import TokenError, verify
@@ -132,7 +132,7 @@ class ManagerPages:
         if not self._trusted_post(request, form.get("csrf")):
             return _message(TEXT["en"], "refused", 403)
         action = str(form.get("action", ""))
-        if action not in ALLOWED:
+        if action not in manager_moves():
             return _message(TEXT["en"], "refused", 400)
         change = {
             "case_id": case["case_id"],
@@ -194,7 +194,7 @@ class ManagerPages:
             "opened_local": _local(str(case["opened_at"]), zone),
             "sla_left": _duration(left) if left is not None else None,
             "sla_overdue": left is not None and left.total_seconds() < 0,
-            "actions": [a for a, states in ALLOWED.items() if case["status"] in states],
+            "actions": [a for a, states in manager_moves().items() if case["status"] in states],
             "events": [{**e, "at_local": _local(e["at"], zone)} for e in case.get("events", [])],
         }
 

@@ -47,10 +47,13 @@ def test_an_overdue_case_escalates_exactly_once(con, settings):
         "SELECT evaluation_id FROM manager_cases WHERE escalated_at IS NOT NULL ORDER BY 1"
     ).fetchall()
     assert marked == [("E1",), ("E9",)]
-    events = con.execute("SELECT to_status, note FROM case_events ORDER BY 1, 2").fetchall()
+    # escalation marks a case and leaves its state: still the manager's to call
+    events = con.execute(
+        "SELECT from_status, to_status, note FROM case_events ORDER BY 3"
+    ).fetchall()
     assert events == [
-        ("escalated", "no regional contact to tell"),
-        ("escalated", "told 陈经理 (e***@example.com)"),
+        ("open", "open", "escalated: no regional contact to tell"),
+        ("open", "open", "escalated: told 陈经理 (e***@example.com)"),
     ]
 
 
@@ -244,8 +247,8 @@ def test_an_escalation_of_unknown_fate_waits_and_is_never_sent_twice(con, settin
     assert settled["escalated"] == 2 and settled["mails"] == 0
     assert len(sendgrid.state.messages) == 1
     assert con.execute(escalated).fetchall() == [("E1",), ("E2",), ("E9",)]
-    notes = con.execute("SELECT note FROM case_events WHERE to_status = 'escalated'").fetchall()
-    assert ("told 陈经理 (e***@example.com)",) in notes
+    notes = con.execute("SELECT note FROM case_events WHERE note LIKE 'escalated:%'").fetchall()
+    assert ("escalated: told 陈经理 (e***@example.com)",) in notes
 
 
 def test_a_mail_surely_refused_is_composed_again_by_the_next_run(con, settings, fakes):

@@ -1,9 +1,12 @@
--- Customers whose latest first-round rating in the window scored 1-2 and who have not yet had a
--- second round for it.
+-- Customers whose latest first-round rating in the window scored 1-2 and whose survey has not
+-- yet had a second round. Only first-round ratings are ranked: a second round or a follow-up
+-- rated minutes later must not hide a fresh complaint. One second round per survey, whatever
+-- else the customer replied to it.
 WITH latest AS (
     SELECT *, row_number() OVER (PARTITION BY subscriber_id ORDER BY received_at DESC) AS rn
     FROM action_ratings
-    WHERE received_at >= $as_of_end - to_days($window_days)
+    WHERE round = 1
+      AND received_at >= $as_of_end - to_days($window_days)
       AND received_at < $as_of_end
 )
 SELECT
@@ -18,7 +21,8 @@ SELECT
     received_at AS occasion_at,
     received_at + to_minutes($delay_minutes) AS due_at
 FROM latest l
-WHERE rn = 1 AND score <= 2 AND round = 1
+WHERE rn = 1 AND score <= 2
   AND NOT EXISTS (
-      SELECT 1 FROM care_actions c WHERE c.parent_evaluation_id = l.evaluation_id
+      SELECT 1 FROM care_actions c JOIN evaluations e ON e.evaluation_id = c.parent_evaluation_id
+      WHERE e.action_id = l.action_id
   )

@@ -108,7 +108,7 @@ ACTION = """'ca_' || substr(md5('{kind}' || i), 1, 24),
     '+8613800' || lpad((i % 100000)::VARCHAR, 6, '0'), NULL, NULL, 'Happy birthday', true"""
 
 
-def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
+def fill_outbox(con: duckdb.DuckDBPyConnection, queued: int = QUEUED) -> None:
     con.execute(f"""
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
@@ -127,7 +127,7 @@ def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
         SELECT {ACTION.format(kind="new")}, 'queued', TIMESTAMPTZ '2026-06-15 02:00:00+00',
             TIMESTAMPTZ '2026-06-14 16:00:00+00', 0, TIMESTAMPTZ '2026-06-14 16:00:00+00',
             'Asia/Shanghai', TIMESTAMPTZ '2026-06-15 16:00:00+00'
-        FROM range({QUEUED}) r(i)""")
+        FROM range({queued}) r(i)""")
 
 
 class Profiled:
@@ -184,6 +184,27 @@ def test_a_dispatch_batch_does_not_read_the_settled_history(
         rows for rows, _ in profiled.scanned if rows >= HISTORY // 2
     )
     assert batch_rows / batches < HISTORY / 2
+
+
+# A day's open outbox many times a batch (at 10 million subscribers, about 100,000 actions).
+OPEN_DAY = 20_000
+
+
+def test_a_dispatch_batch_reads_about_its_own_rows_not_the_days_outbox(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_outbox(con, queued=OPEN_DAY)
+    profiled = Profiled(con)
+    sandbox = SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path))
+    figures = dispatch(Pinned(profiled), sandbox, now=LATER, batch_size=BATCH)  # type: ignore[arg-type]
+    assert sum(figures.sent.values()) == OPEN_DAY
+    batches = OPEN_DAY // BATCH
+    # Reading the open outbox is for a run (and each pass over what is due), a few times in
+    # all; a batch's statements look its keys up, reading about as many rows as it holds.
+    wide = [(rows, sql) for rows, sql in profiled.scanned if rows > 10 * BATCH]
+    assert len(wide) <= 6, "\n".join(f"{rows:,}: {sql[:160]}" for rows, sql in wide)
+    narrow = sum(rows for rows, _ in profiled.scanned if rows <= 10 * BATCH)
+    assert narrow / batches <= 10 * BATCH
 
 
 def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection) -> None:

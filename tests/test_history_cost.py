@@ -199,12 +199,16 @@ def test_a_dispatch_batch_reads_about_its_own_rows_not_the_days_outbox(
     figures = dispatch(Pinned(profiled), sandbox, now=LATER, batch_size=BATCH)  # type: ignore[arg-type]
     assert sum(figures.sent.values()) == OPEN_DAY
     batches = OPEN_DAY // BATCH
-    # Reading the open outbox is for a run (and each pass over what is due), a few times in
-    # all; a batch's statements look its keys up, reading about as many rows as it holds.
+    # The open outbox is read by the run, not by its 200 batches: finding the open part and
+    # counting what is due (at the start and the end), the standard over it, and each pass's
+    # reading of what is due (the day's, then one finding nothing left). A batch's statements
+    # look its own keys up, reading about as many rows as it holds.
     wide = [(rows, sql) for rows, sql in profiled.scanned if rows > 10 * BATCH]
-    assert len(wide) <= 6, "\n".join(f"{rows:,}: {sql[:160]}" for rows, sql in wide)
+    assert len(wide) <= 8, "\n".join(f"{rows:,}: {sql[:160]}" for rows, sql in wide)
+    # About a dozen statements a batch, each reading about twice its keys (an index lookup);
+    # before, each of five read the day's 20,000 open actions.
     narrow = sum(rows for rows, _ in profiled.scanned if rows <= 10 * BATCH)
-    assert narrow / batches <= 10 * BATCH
+    assert narrow / batches <= 20 * BATCH
 
 
 def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection) -> None:

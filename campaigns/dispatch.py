@@ -6,17 +6,21 @@ settles any action still ``sending`` with the provider before sending anything n
 
 The standard is applied at the moment of sending: once a run over the whole open outbox
 (opt-outs, send windows, expiry), then before each batch again for that batch's candidates only,
-after the inbox's news (an opt-out that arrived a moment ago) is brought in. No statement of a
-batch reads the settled history: every one is bounded by ``Open`` (see there), so a batch costs
-the same with a year of sends behind it as on the first day.
+after the inbox's news (an opt-out that arrived a moment ago) is brought in.
+
+What is due is read once a pass (``Due``): one read of the open part of the outbox (``Open``),
+never of the settled history. Each batch then takes the next candidates from it by position,
+and every statement of the batch (its standard, the claim, the record) names them by key,
+which DuckDB looks up in the outbox's index: a batch costs about the same whatever the outbox
+holds, a year of sends behind it or a day of 100,000 actions before it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -77,14 +81,22 @@ class Open:
         ).fetchone()
         return cls(row[0]) if row and row[0] is not None else None
 
-    def rows(self, alias: str = "", *, only_candidates: bool = False) -> str:
-        """The predicate, for a statement that binds ``$since``; with ``only_candidates``,
-        narrowed to the batch's candidates (``pick_candidates``)."""
+    def rows(self, alias: str = "") -> str:
+        """The predicate, for a statement that binds ``$since``."""
         prefix = f"{alias}." if alias else ""
-        where = f"{prefix}created_at >= $since"
-        if only_candidates:
-            where += f" AND {prefix}action_id IN (SELECT action_id FROM dispatch_candidates)"
-        return where
+        return f"{prefix}created_at >= $since"
+
+
+def on_candidates(condition: str) -> str:
+    """The predicate of a batch's statement on ``care_actions a``, joined to the batch's
+    candidates ``c`` (``dispatch_candidates``), for rows that meet ``condition``.
+
+    Joined by key, DuckDB looks the candidates up in the outbox's index (up to
+    ``warehouse.db.LOOKUP_KEYS`` of them). A condition on the outbox's own columns beside that
+    join would be pushed down into the outbox's scan, which then reads every open row instead
+    of looking the keys up; wrapped in a CASE on the candidate's side it stays above the join.
+    """
+    return f"a.action_id = c.action_id AND CASE WHEN c.action_id IS NOT NULL THEN ({condition}) END"
 
 
 # Everything, for a caller that did not look for the open part.
@@ -134,12 +146,15 @@ def dispatch(
         return figures
     live = pace.clock is not None
     apply_standard(held.con, pace.current(), simulated, figures, found, live=live)
+    due = Due.none()
     with tracked("sending", _due(held.con, pace.current(), found)) as advance:
         while True:
             if refresh:
                 refresh()
             at = pace.current()  # after the news: what was collected has happened by now
-            if not pick_candidates(held.con, at, size, simulated, found):
+            if due.done:  # a new pass: what is due by now, retries and later plans included
+                due = Due.find(held.con, at, simulated, found)
+            if due.done:
                 older = Open.find(held.con)
                 if older and older.since < found.since:  # planned meanwhile, as of earlier
                     found = older
@@ -150,15 +165,13 @@ def dispatch(
                 with held.released():
                     pace.sleep(wait)
                 continue
-            apply_standard(held.con, at, simulated, figures, found, live, only_candidates=True)
-            batch = claim_candidates(held.con, at, found)
+            batch = take_batch(held.con, due.take(size), at, simulated, figures, live)
             if batch.is_empty():  # the news stopped every candidate: on to the next ones
                 continue
             messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
-            attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
             with held.released() if provider.remote else nullcontext():
                 results = provider.send(messages)
-            record(held.con, messages, results, at, figures, retry, attempts, found)
+            record(held.con, batch, messages, results, at, figures, retry)
             advance(len(messages))
             _stop_if_halted(provider, figures)
     figures.waiting = _due(held.con, None, found)
@@ -180,6 +193,26 @@ def _due(con: duckdb.DuckDBPyConnection, by: datetime | None, found: Open) -> in
     return int(row[0]) if row else 0
 
 
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One commit for a batch's step: its statements hold together, and the outbox's log is
+    flushed once, not once a statement."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    """The rows an UPDATE or INSERT changed. Counted, not RETURNING: DuckDB's RETURNING on an
+    update by index lookup costs about half a millisecond a row."""
+    row = result.fetchone()
+    return int(row[0]) if row else 0
+
+
 def apply_standard(
     con: duckdb.DuckDBPyConnection,
     at: datetime,
@@ -187,143 +220,275 @@ def apply_standard(
     figures: DispatchFigures,
     found: Open = EVERYTHING,
     live: bool = False,
-    *,
-    only_candidates: bool = False,
 ) -> None:
-    """The standard at send time: fresh opt-outs, send windows, expiry; over the open
-    outbox, or only over the batch's candidates (``pick_candidates``). A live run heeds
+    """The standard at send time over the open outbox: fresh opt-outs, send windows, expiry.
+    A batch applies the same again to its own candidates (``screen``). A live run heeds
     every opt-out collected, whatever time its host gave it (a service's clock may run a
     second ahead); a simulated or fixed-time run, those up to its moment."""
     until = None if live else at
-    figures.suppressed_at_send += suppress_opted_out(con, at, found, only_candidates, until)
+    figures.suppressed_at_send += suppress_opted_out(con, at, found, until)
     if not simulated:
-        figures.deferred_to_window += defer_outside_window(con, at, found, only_candidates)
-    figures.expired += expire(con, at, simulated, found, only_candidates)
+        figures.deferred_to_window += defer_outside_window(con, at, found)
+    figures.expired += expire(con, at, simulated, found)
+
+
+# The standard's rules, each written once, on an action ``a`` (the outbox, or a batch's
+# candidates, which carry the same columns) at moment ``$now``.
+OPTED_OUT_BY = "(CAST($until AS TIMESTAMPTZ) IS NULL OR o.occurred_at <= $until)"
+# The customer's local time of day, as TIME, at moment {at}.
+LOCAL_TIME = "CAST(timezone(a.timezone, {at}) AS TIME)"
+IN_WINDOW = (
+    "(a.window_start IS NULL OR a.timezone IS NULL OR "
+    f"({LOCAL_TIME} >= a.window_start AND {LOCAL_TIME} < a.window_end))"
+)
+# Due now but outside the customer's window (SMS and calls): it waits for the next opening.
+OUTSIDE_WINDOW = f"(a.scheduled_at <= $now AND NOT {IN_WINDOW.format(at='$now')})"
+NEXT_OPENING = f"""timezone(a.timezone,
+    CASE WHEN {LOCAL_TIME.format(at="$now")} < a.window_start
+         THEN CAST(timezone(a.timezone, $now) AS DATE) + a.window_start
+         ELSE CAST(timezone(a.timezone, $now) AS DATE) + 1 + a.window_start END)"""
+# Expired when it cannot go out before ``expires_at``: sent at {send_at}, or now if later (a
+# simulated run sends each at its scheduled time, so passes {send_at} alone as {send_time}).
+EXPIRED = "(a.expires_at IS NOT NULL AND a.expires_at <= {send_time})"
+EXPIRE_SET = """status = 'expired', suppression_reason = 'expired',
+    error = 'expired at ' || strftime(a.expires_at, '%Y-%m-%d %H:%M UTC')
+            || ' before it could be sent',
+    updated_at = $now"""
+
+
+def _send_time(simulated: bool, send_at: str = "a.scheduled_at") -> str:
+    return send_at if simulated else f"greatest({send_at}, $now)"
 
 
 def suppress_opted_out(
     con: duckdb.DuckDBPyConnection,
     now: datetime,
     found: Open = EVERYTHING,
-    only_candidates: bool = False,
     until: datetime | None = None,
 ) -> int:
     """Opt-out is absolute: one that arrived after planning still stops the send (one made
     by ``until``, when given)."""
-    params: dict[str, object] = {"now": now, "since": found.since, "until": until}
-    opted = "active_opt_outs"
-    if only_candidates:
-        # The candidates' customers only, as a list: a filter on the view's partition key
-        # goes below its window, which then ranks their opt-outs, not every one ever made.
-        opted = "(SELECT * FROM active_opt_outs WHERE list_contains($who, subscriber_id))"
-        who = con.execute("SELECT DISTINCT subscriber_id FROM dispatch_candidates").fetchall()
-        params["who"] = [row[0] for row in who]
-    row = con.execute(
-        f"""
-        UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
-            updated_at = $now
-        FROM {opted} o
-        WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
-          AND o.channel = a.channel
-          AND (CAST($until AS TIMESTAMPTZ) IS NULL OR o.occurred_at <= $until)
-          AND {found.rows("a", only_candidates=only_candidates)}
-        RETURNING 1""",
-        params,
-    ).fetchall()
-    return len(row)
+    return _count(
+        con.execute(
+            f"""
+            UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
+                updated_at = $now
+            FROM active_opt_outs o
+            WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
+              AND o.channel = a.channel AND {OPTED_OUT_BY} AND {found.rows("a")}""",
+            {"now": now, "until": until, "since": found.since},
+        )
+    )
 
 
 def expire(
-    con: duckdb.DuckDBPyConnection,
-    now: datetime,
-    simulated: bool,
-    found: Open = EVERYTHING,
-    only_candidates: bool = False,
+    con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool, found: Open = EVERYTHING
 ) -> int:
     """A contact that can no longer go out before its expiry is archived as ``expired``: a
-    birthday greeting is never sent the day after. A simulated run sends at each action's
-    scheduled time, a live one no earlier than now."""
-    send_time = "scheduled_at" if simulated else "greatest(scheduled_at, $now)"
-    rows = con.execute(
-        f"""
-        UPDATE care_actions SET status = 'expired', suppression_reason = 'expired',
-            error = 'expired at ' || strftime(expires_at, '%Y-%m-%d %H:%M UTC')
-                    || ' before it could be sent',
-            updated_at = $now
-        WHERE {found.rows(only_candidates=only_candidates)} AND status = 'queued'
-          AND expires_at IS NOT NULL AND expires_at <= {send_time}
-        RETURNING 1""",
-        {"now": now, "since": found.since},
-    ).fetchall()
-    return len(rows)
-
-
-# The customer's local time of day, as TIME, at moment {at}.
-LOCAL_TIME = "CAST(timezone(timezone, {at}) AS TIME)"
-IN_WINDOW = (
-    "(window_start IS NULL OR timezone IS NULL OR "
-    f"({LOCAL_TIME} >= window_start AND {LOCAL_TIME} < window_end))"
-)
+    birthday greeting is never sent the day after."""
+    expired = EXPIRED.format(send_time=_send_time(simulated))
+    return _count(
+        con.execute(
+            f"""UPDATE care_actions a SET {EXPIRE_SET}
+            WHERE {found.rows("a")} AND a.status = 'queued' AND {expired}""",
+            {"now": now, "since": found.since},
+        )
+    )
 
 
 def defer_outside_window(
-    con: duckdb.DuckDBPyConnection,
-    now: datetime,
-    found: Open = EVERYTHING,
-    only_candidates: bool = False,
+    con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING
 ) -> int:
     """SMS and calls due now but outside the customer's window wait for its next opening."""
-    local = LOCAL_TIME.format(at="$now")
-    rows = con.execute(
-        f"""
-        UPDATE care_actions SET updated_at = $now, scheduled_at = timezone(timezone,
-            CASE WHEN {local} < window_start
-                 THEN CAST(timezone(timezone, $now) AS DATE) + window_start
-                 ELSE CAST(timezone(timezone, $now) AS DATE) + 1 + window_start END)
-        WHERE {found.rows(only_candidates=only_candidates)} AND status = 'queued'
-          AND scheduled_at <= $now AND NOT {IN_WINDOW.format(at="$now")}
-        RETURNING 1""",
-        {"now": now, "since": found.since},
-    ).fetchall()
-    return len(rows)
+    return _count(
+        con.execute(
+            f"""UPDATE care_actions a SET updated_at = $now, scheduled_at = {NEXT_OPENING}
+            WHERE {found.rows("a")} AND a.status = 'queued' AND {OUTSIDE_WINDOW}""",
+            {"now": now, "since": found.since},
+        )
+    )
 
 
-def pick_candidates(
+# What a batch needs: to check the standard again (the send window, the expiry) and to send.
+DUE_COLUMNS = """a.action_id, a.idempotency_key, a.subscriber_id, a.channel, a.recipient,
+    a.subject, a.body, a.locale, a.scheduled_at, a.attempts, a.timezone, a.window_start,
+    a.window_end, a.expires_at"""
+UTC_TIME = pl.Datetime("us", "UTC")
+DUE_SCHEMA = pl.Schema(
+    {
+        **dict.fromkeys(
+            ("action_id", "idempotency_key", "subscriber_id", "channel", "recipient", "subject"),
+            pl.String(),
+        ),
+        **dict.fromkeys(("body", "locale", "timezone"), pl.String()),
+        "scheduled_at": UTC_TIME,
+        "attempts": pl.Int32(),
+        "window_start": pl.Time(),
+        "window_end": pl.Time(),
+        "expires_at": UTC_TIME,
+    }
+)
+# At most this many due actions are read at once (a reading is one scan of the open outbox):
+# bounded memory, and the scan is shared by at least ten batches of 5,000.
+DUE_READ = 50_000
+
+
+@dataclass
+class Due:
+    """What the next batches of a run send: the queued actions due and inside their window
+    at one moment, in sending order, read at once with everything a batch needs (one scan
+    of the open outbox). Batches are taken from it by position; what falls due meanwhile (a
+    retry, a later plan) is found by the next reading. An action's content, window and expiry
+    do not change while it is queued; its status and opt-outs may, and each batch checks them
+    again (``screen``, and the claim takes only actions still queued)."""
+
+    rows: pl.DataFrame
+    taken: int = 0
+
+    @classmethod
+    def none(cls) -> Due:
+        return cls(pl.DataFrame(schema=DUE_SCHEMA))
+
+    @classmethod
+    def find(
+        cls, con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool, found: Open
+    ) -> Due:
+        """A simulated run sends each at its scheduled time, so checks its window then."""
+        at = "a.scheduled_at" if simulated else "$now"
+        rows = query_frame(
+            con,
+            f"""
+            SELECT {DUE_COLUMNS} FROM care_actions a
+            WHERE {found.rows("a")} AND a.status = 'queued' AND a.scheduled_at <= $now
+              AND {IN_WINDOW.format(at=at)}
+            ORDER BY a.scheduled_at, a.action_id LIMIT {DUE_READ}""",
+            {"now": now, "since": found.since},
+        )
+        # Typed: a column the frame read only NULLs in (or no row) has no type of its own.
+        return cls(rows.cast(DUE_SCHEMA) if rows.height else cls.none().rows)
+
+    @property
+    def done(self) -> bool:
+        return self.taken >= self.rows.height
+
+    def take(self, size: int) -> pl.DataFrame:
+        """The next ``size`` candidates."""
+        batch = self.rows.slice(self.taken, size)
+        self.taken += batch.height
+        return batch
+
+
+def take_batch(
     con: duckdb.DuckDBPyConnection,
-    now: datetime,
-    size: int,
-    simulated: bool = False,
-    found: Open = EVERYTHING,
-) -> int:
-    """``dispatch_candidates``: the next ``size`` queued actions due and inside their window
-    (a simulated run sends each at its scheduled time); how many."""
-    at = "scheduled_at" if simulated else "$now"
+    candidates: pl.DataFrame,
+    at: datetime,
+    simulated: bool,
+    figures: DispatchFigures,
+    live: bool,
+) -> pl.DataFrame:
+    """The candidates that pass the standard at ``at``, claimed (committed) before anything
+    is sent; the others suppressed, deferred or expired. In one transaction."""
+    register_frame(con, "candidate_frame", candidates)
+    # A table, not the frame: only a table's keys are looked up in the outbox's index. Its
+    # times back in the outbox's type (polars keeps nanoseconds).
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dispatch_candidates AS SELECT * REPLACE ("
+        "CAST(window_start AS TIME) AS window_start, CAST(window_end AS TIME) AS window_end) "
+        "FROM candidate_frame"
+    )
+    con.unregister("candidate_frame")
+    with _transaction(con):
+        screen(con, at, simulated, None if live else at)
+        settle_screened(con, at, figures)
+        claimed = claim_screened(con, at)
+    let_through = con.execute("SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send'")
+    sends = candidates.filter(pl.col("action_id").is_in([r[0] for r in let_through.fetchall()]))
+    if claimed != sends.height:  # an action moved meanwhile (an event for a retry, say)
+        still = query_frame(
+            con,
+            f"""SELECT a.action_id FROM care_actions a, dispatch_candidates c
+            WHERE {on_candidates("a.status = 'sending' AND a.claimed_at = $now")}""",
+            {"now": at},
+        )
+        sends = sends.filter(pl.col("action_id").is_in(still["action_id"].implode()))
+    return sends.with_columns(pl.col("attempts") + 1)  # as claimed
+
+
+def screen(
+    con: duckdb.DuckDBPyConnection, at: datetime, simulated: bool, until: datetime | None
+) -> None:
+    """``dispatch_verdicts``: the standard's word on each candidate at ``at``, from the
+    candidates and the opt-outs alone (the outbox is not read): opted_out, expired, deferred
+    (with its next opening) or send. The one place a check right before sending goes."""
+    who = con.execute("SELECT DISTINCT subscriber_id FROM dispatch_candidates").fetchall()
+    outside = "false" if simulated else OUTSIDE_WINDOW
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE dispatch_candidates AS
-        SELECT action_id, subscriber_id FROM care_actions
-        WHERE {found.rows()} AND status = 'queued' AND scheduled_at <= $now
-          AND {IN_WINDOW.format(at=at)}
-        ORDER BY scheduled_at, action_id LIMIT $size""",
-        {"now": now, "size": size, "since": found.since},
+        CREATE OR REPLACE TEMP TABLE dispatch_verdicts AS
+        WITH s AS (
+            SELECT a.action_id, a.expires_at, o.subscriber_id IS NOT NULL AS opted,
+                {outside} AS outside,
+                CASE WHEN {outside} THEN {NEXT_OPENING} ELSE a.scheduled_at END AS send_at
+            FROM dispatch_candidates a
+            -- Their customers only, as a list: a filter on the view's partition key goes
+            -- below its window, which then ranks their opt-outs, not every one ever made.
+            LEFT JOIN (SELECT DISTINCT o.subscriber_id, o.channel FROM active_opt_outs o
+                       WHERE list_contains($who, o.subscriber_id) AND {OPTED_OUT_BY}) o
+              ON o.subscriber_id = a.subscriber_id AND o.channel = a.channel)
+        SELECT action_id,
+            CASE WHEN opted THEN 'opted_out'
+                 WHEN {EXPIRED.format(send_time=_send_time(simulated, "send_at"))} THEN 'expired'
+                 WHEN outside THEN 'deferred' ELSE 'send' END AS verdict,
+            CASE WHEN outside THEN send_at END AS next_at
+        FROM s a""",
+        {"who": [row[0] for row in who], "now": at, "until": until},
     )
-    row = con.execute("SELECT count(*) FROM dispatch_candidates").fetchone()
-    return int(row[0]) if row else 0
 
 
-def claim_candidates(
-    con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING
-) -> pl.DataFrame:
-    """Mark the candidates still queued ``sending`` (committed before anything is sent)."""
-    return query_frame(
-        con,
-        f"""
-        UPDATE care_actions SET status = 'sending', claimed_at = $now,
-            attempts = attempts + 1, updated_at = $now
-        WHERE {found.rows(only_candidates=True)} AND status = 'queued'
-        RETURNING action_id, idempotency_key, subscriber_id, channel, recipient, subject,
-            body, locale, scheduled_at, attempts""",
-        {"now": now, "since": found.since},
+# What each verdict other than send does to an action still queued.
+VERDICT_SET = {
+    "opted_out": "status = 'suppressed', suppression_reason = 'opted_out', updated_at = $now",
+    "expired": EXPIRE_SET,
+    "deferred": "scheduled_at = c.next_at, updated_at = $now",
+}
+
+
+def settle_screened(con: duckdb.DuckDBPyConnection, at: datetime, figures: DispatchFigures) -> None:
+    """Write the verdicts other than send, each kind only if the screen gave it (mostly
+    none is given): one statement a kind, naming its actions by key."""
+    given = dict(
+        con.execute(
+            "SELECT verdict, count(*) FROM dispatch_verdicts WHERE verdict <> 'send' GROUP BY 1"
+        ).fetchall()
+    )
+    written = {
+        verdict: _count(
+            con.execute(
+                f"""UPDATE care_actions a SET {VERDICT_SET[verdict]}
+                FROM (SELECT * FROM dispatch_verdicts WHERE verdict = $verdict) c
+                WHERE {on_candidates("a.status = 'queued'")}""",
+                {"now": at, "verdict": verdict},
+            )
+        )
+        for verdict in VERDICT_SET
+        if given.get(verdict)
+    }
+    figures.suppressed_at_send += written.get("opted_out", 0)
+    figures.expired += written.get("expired", 0)
+    figures.deferred_to_window += written.get("deferred", 0)
+
+
+def claim_screened(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """Mark the candidates the screen let through, and still queued, ``sending``; how many."""
+    return _count(
+        con.execute(
+            f"""
+            UPDATE care_actions a SET status = 'sending', claimed_at = $now,
+                attempts = a.attempts + 1, updated_at = $now
+            FROM (SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send') c
+            WHERE {on_candidates("a.status = 'queued'")}""",
+            {"now": now},
+        )
     )
 
 
@@ -331,8 +496,16 @@ def claim(
     con: duckdb.DuckDBPyConnection, now: datetime, size: int, simulated: bool = False
 ) -> pl.DataFrame:
     """Mark the next due batch ``sending``, as a run does (the standard not applied)."""
-    pick_candidates(con, now, size, simulated)
-    return claim_candidates(con, now)
+    candidates = Due.find(con, now, simulated, EVERYTHING).take(size)
+    register_frame(con, "candidate_frame", candidates.select("action_id"))
+    con.execute(
+        f"""UPDATE care_actions a SET status = 'sending', claimed_at = $now,
+            attempts = a.attempts + 1, updated_at = $now
+        FROM candidate_frame c WHERE {on_candidates("a.status = 'queued'")}""",
+        {"now": now},
+    )
+    con.unregister("candidate_frame")
+    return candidates.with_columns(pl.col("attempts") + 1)
 
 
 def _retry_wait(con: duckdb.DuckDBPyConnection, now: datetime, found: Open) -> float | None:
@@ -363,71 +536,85 @@ def _message(row: dict[str, object], now: datetime, simulated: bool) -> Outbound
     )
 
 
+# One statement writes a batch's outcomes, each looked up by key (see on_candidates).
 RECORD_SQL = """
 UPDATE care_actions a SET
-    status = CASE WHEN o.ok THEN 'sent'
-                  WHEN o.unconfirmed THEN 'sending'
-                  WHEN o.not_attempted OR o.retry_at IS NOT NULL THEN 'queued'
-                  ELSE 'failed' END,
+    status = o.status,
     attempts = a.attempts - CASE WHEN o.not_attempted THEN 1 ELSE 0 END,
     scheduled_at = coalesce(o.retry_at, a.scheduled_at),
     provider_id = CASE WHEN o.not_attempted THEN a.provider_id ELSE o.provider_id END,
     error_code = CASE WHEN o.not_attempted THEN a.error_code ELSE o.error_code END,
     error = CASE WHEN o.not_attempted THEN a.error ELSE o.error END,
-    sent_at = CASE WHEN o.ok THEN o.sent_at END,
+    sent_at = CASE WHEN o.status = 'sent' THEN o.sent_at END,
     updated_at = $now,
     sender = coalesce(o.sender, a.sender)
-FROM send_outcome o WHERE a.action_id = o.action_id AND a.created_at >= $since
-RETURNING a.action_id, a.channel, a.status, a.error_code"""
+FROM send_outcome o WHERE a.action_id = o.action_id"""
+
+# A recipient the provider says opted out is recorded as an opt-out on that channel.
+PROVIDER_OPT_OUTS_SQL = """
+INSERT INTO opt_outs
+SELECT subscriber_id, channel, 'opt_out', $now, 'provider_' || error_code,
+       'provider:' || action_id
+FROM send_outcome WHERE opted_out
+ON CONFLICT (evidence_key, channel) DO NOTHING"""
 
 
 def record(
     con: duckdb.DuckDBPyConnection,
+    batch: pl.DataFrame,
     messages: list[OutboundMessage],
     results: list[SendResult],
     now: datetime,
     figures: DispatchFigures,
     retry: RetryPolicy,
-    attempts: dict[str, int],
-    found: Open = EVERYTHING,
 ) -> None:
     """Write each result: sent, failed, back to the queue (now or at its retry time), or
-    (unconfirmed) left sending. The figures count what the database now says."""
-    outcome = _outcome_frame(messages, results, now, retry, attempts)
-    register_frame(con, "send_outcome", outcome)
-    rows = con.execute(RECORD_SQL, {"now": now, "since": found.since}).fetchall()
-    con.execute(
-        f"""
-        INSERT INTO opt_outs
-        SELECT a.subscriber_id, a.channel, 'opt_out', $now, 'provider_' || o.error_code,
-               'provider:' || a.action_id
-        FROM send_outcome o JOIN care_actions a USING (action_id)
-        WHERE o.opted_out AND {found.rows("a")}
-        ON CONFLICT DO NOTHING""",
-        {"now": now, "since": found.since},
-    )
-    con.unregister("send_outcome")
-    opted_out = {r.action_id for r in results if r.opted_out}
-    retried = {r.action_id for r in results if r.retryable}
-    for action_id, channel, status, error_code in rows:
-        if status == "sent":
-            figures.sent[channel] += 1
-        elif status == "failed":
-            figures.failed[error_code or "unknown"] += 1
-            figures.opted_out_at_provider += action_id in opted_out
-        elif status == "sending":
+    (unconfirmed) left sending; in one transaction. The figures count what was written."""
+    outcome = _outcome_frame(batch, messages, results, now, retry)
+    stage = "CREATE OR REPLACE TEMP TABLE send_outcome AS SELECT * FROM outcome_frame"
+    register_frame(con, "outcome_frame", outcome)
+    with _transaction(con):
+        con.execute(stage)  # a table: only a table's keys are looked up in the index
+        written = _count(con.execute(RECORD_SQL, {"now": now}))
+        if outcome["opted_out"].any():
+            con.execute(PROVIDER_OPT_OUTS_SQL, {"now": now}).fetchall()
+    con.unregister("outcome_frame")
+    if written != outcome.height:  # the run holds the sending turn: nobody else moves these
+        raise RuntimeError(f"{outcome.height} sends to record, {written} actions found")
+    for row in outcome.iter_rows(named=True):
+        if row["status"] == "sent":
+            figures.sent[row["channel"]] += 1
+        elif row["status"] == "failed":
+            figures.failed[row["error_code"] or "unknown"] += 1
+            figures.opted_out_at_provider += row["opted_out"]
+        elif row["status"] == "sending":
             figures.in_flight += 1
-        elif status == "queued" and action_id in retried:
+        elif row["status"] == "queued" and row["retry_at"] is not None:
             figures.retry_scheduled += 1
 
 
+def _status(result: SendResult, retry_at: datetime | None) -> str:
+    """Where a send leaves its action: sent; left sending (it may have gone: reconciled,
+    never resent blindly); queued (not attempted, or retried later); failed."""
+    if result.ok:
+        return "sent"
+    if result.unconfirmed:
+        return "sending"
+    if result.not_attempted or retry_at is not None:
+        return "queued"
+    return "failed"
+
+
 def _outcome_frame(
+    batch: pl.DataFrame,
     messages: list[OutboundMessage],
     results: list[SendResult],
     now: datetime,
     retry: RetryPolicy,
-    attempts: dict[str, int],
 ) -> pl.DataFrame:
+    attempts = dict(zip(batch["action_id"], batch["attempts"], strict=True))
+    who = dict(zip(batch["action_id"], batch["subscriber_id"], strict=True))
+
     def retry_at(result: SendResult) -> datetime | None:
         tries = attempts[result.action_id]
         if not result.retryable or retry.gives_up(tries):
@@ -438,17 +625,19 @@ def _outcome_frame(
         exhausted = result.retryable and retry.gives_up(attempts[result.action_id])
         return "retries_exhausted" if exhausted else result.error_code
 
+    retries = [retry_at(r) for r in results]
     return pl.DataFrame(
         {
             "action_id": [r.action_id for r in results],
+            "subscriber_id": [who[r.action_id] for r in results],
+            "channel": [m.channel for m in messages],
+            "status": [_status(r, at) for r, at in zip(results, retries, strict=True)],
             "provider_id": [r.provider_id for r in results],
             "error_code": [error_code(r) for r in results],
             "error": [r.error for r in results],
-            "ok": [r.ok for r in results],
             "opted_out": [r.opted_out for r in results],
-            "unconfirmed": [r.unconfirmed for r in results],
             "not_attempted": [r.not_attempted for r in results],
-            "retry_at": [retry_at(r) for r in results],
+            "retry_at": retries,
             "sender": [r.sender for r in results],
             "sent_at": [m.send_at for m in messages],
         },

@@ -108,7 +108,7 @@ ACTION = """'ca_' || substr(md5('{kind}' || i), 1, 24),
     '+8613800' || lpad((i % 100000)::VARCHAR, 6, '0'), NULL, NULL, 'Happy birthday', true"""
 
 
-def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
+def fill_outbox(con: duckdb.DuckDBPyConnection, queued: int = QUEUED) -> None:
     con.execute(f"""
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
@@ -127,7 +127,7 @@ def fill_outbox(con: duckdb.DuckDBPyConnection) -> None:
         SELECT {ACTION.format(kind="new")}, 'queued', TIMESTAMPTZ '2026-06-15 02:00:00+00',
             TIMESTAMPTZ '2026-06-14 16:00:00+00', 0, TIMESTAMPTZ '2026-06-14 16:00:00+00',
             'Asia/Shanghai', TIMESTAMPTZ '2026-06-15 16:00:00+00'
-        FROM range({QUEUED}) r(i)""")
+        FROM range({queued}) r(i)""")
 
 
 class Profiled:
@@ -184,6 +184,31 @@ def test_a_dispatch_batch_does_not_read_the_settled_history(
         rows for rows, _ in profiled.scanned if rows >= HISTORY // 2
     )
     assert batch_rows / batches < HISTORY / 2
+
+
+# A day's open outbox many times a batch (at 10 million subscribers, about 100,000 actions).
+OPEN_DAY = 20_000
+
+
+def test_a_dispatch_batch_reads_about_its_own_rows_not_the_days_outbox(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_outbox(con, queued=OPEN_DAY)
+    profiled = Profiled(con)
+    sandbox = SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path))
+    figures = dispatch(Pinned(profiled), sandbox, now=LATER, batch_size=BATCH)  # type: ignore[arg-type]
+    assert sum(figures.sent.values()) == OPEN_DAY
+    batches = OPEN_DAY // BATCH
+    # The open outbox is read by the run, not by its 200 batches: finding the open part and
+    # counting what is due (at the start and the end), the standard over it, and each pass's
+    # reading of what is due (the day's, then one finding nothing left). A batch's statements
+    # look its own keys up, reading about as many rows as it holds.
+    wide = [(rows, sql) for rows, sql in profiled.scanned if rows > 10 * BATCH]
+    assert len(wide) <= 8, "\n".join(f"{rows:,}: {sql[:160]}" for rows, sql in wide)
+    # About a dozen statements a batch, each reading about twice its keys (an index lookup);
+    # before, each of five read the day's 20,000 open actions.
+    narrow = sum(rows for rows, _ in profiled.scanned if rows <= 10 * BATCH)
+    assert narrow / batches <= 20 * BATCH
 
 
 def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection) -> None:

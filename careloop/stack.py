@@ -94,7 +94,9 @@ def up() -> None:
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
     (run / STACK_API_FILE).write_text(api)
-    # The warm runner imports while the deployments go up; flow commands fork from it.
+    # The warm runner imports while the deployments go up; flow commands fork from it. A
+    # socket left by a killed one would pass for it until it listens.
+    (run / SOCKET_FILE).unlink(missing_ok=True)
     start("runner", [str(BIN / "python"), "-m", "careloop.runner"], env, run)
     deploy_all(env, api, settings.timezone)
     start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)

@@ -1,10 +1,12 @@
 """What a command costs above its work: `careloop` commands run as a person runs them (a new
 process each time), against the same work done in one warm process without Prefect.
 
-Each command runs twice: with a temporary Prefect server (no PREFECT_API_URL: Prefect starts
-one for the command and stops it after), and against a running server, as after `make up`.
-The work baseline is the command's own library calls, timed in process. Overhead = the
-command's wall time minus its work; each figure is the median of a few runs.
+Each command runs three ways: with a temporary Prefect server (no stack: the command starts
+one and stops it after), and beside a running stack (`make up` for the bench's home, on free
+ports): in the command's own process (CARELOOP_IN_PROCESS=1), and as a person runs it there,
+forked from the stack's warm runner (careloop.runner). The work baseline is the command's own
+library calls, timed in a warm process without Prefect. Overhead = the command's wall time
+minus its work; each figure is the median of a few runs.
 """
 
 from __future__ import annotations
@@ -133,6 +135,20 @@ def prefect_server(home: Path, env: dict[str, str]) -> Iterator[str]:
         log.close()
 
 
+@contextmanager
+def running_stack(env: dict[str, str]) -> Iterator[None]:
+    """`make up` for the bench's home (server, worker, service, warm runner); `make down` after."""
+    env = {**env, "CARELOOP_PREFECT_PORT": str(_port()), "CARELOOP_SERVICE_PORT": str(_port())}
+    stack = [sys.executable, "-m", "careloop.stack"]
+    try:
+        up = subprocess.run([*stack, "up"], env=env, capture_output=True, text=True, check=False)
+        if up.returncode or "flow commands run in a fork" not in up.stdout:
+            raise RuntimeError(f"make up for the benchmark: {up.stdout[-1000:]}{up.stderr[-1000:]}")
+        yield
+    finally:
+        subprocess.run([*stack, "down"], env=env, capture_output=True, check=False)
+
+
 def main(bench_home: Path) -> list[str]:
     from core.settings import load_settings
     from demo.data import build_demo_data
@@ -147,20 +163,28 @@ def main(bench_home: Path) -> list[str]:
     env = {**base, **OFFLINE, "CARELOOP_HOME": str(home), "PREFECT_HOME": str(home / "cli")}
     work = work_seconds(home)
     temporary = {name: command_seconds(args, env) for name, args in COMMANDS.items()}
-    with prefect_server(home, env) as api:
-        served = {
-            name: command_seconds(args, {**env, "PREFECT_API_URL": api})
+    with running_stack(env):
+        own = {
+            name: command_seconds(args, {**env, "CARELOOP_IN_PROCESS": "1"})
             for name, args in COMMANDS.items()
         }
+        forked = {name: command_seconds(args, env) for name, args in COMMANDS.items()}
     lines = ["cli: median of 3 runs after a first; overhead = wall time - the work in process"]
     for name in COMMANDS:
         lines.append(
             f"cli {name}: work {work[name]:.2f} s; with a temporary Prefect server "
             f"{temporary[name]:.2f} s (overhead {temporary[name] - work[name]:.2f} s); "
-            f"with a running server {served[name]:.2f} s (overhead "
-            f"{served[name] - work[name]:.2f} s, {temporary[name] / served[name]:.1f}x faster)"
+            f"beside the stack, in its own process {own[name]:.2f} s (overhead "
+            f"{own[name] - work[name]:.2f} s), forked from the warm runner {forked[name]:.2f} s "
+            f"(overhead {forked[name] - work[name]:.2f} s, {own[name] / forked[name]:.1f}x "
+            f"faster than in its own process; {_times(forked[name], work[name])})"
         )
     return lines
+
+
+def _times(seconds: float, work: float) -> str:
+    """The command's wall time against its work done in a warm process."""
+    return f"{seconds / work:.1f}x the work" if work >= 0.01 else "no work to compare"
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ command's and its children's largest resident set):
 `careloop` has no option for the time it runs at: dispatch, collect and report read the wall
 clock. So each command runs through a small wrapper (``python -m benchmarks.year_bench cli``)
 that shifts ``core.clock.utc_now`` to the step's moment (the clock keeps running from there)
-and then calls the real entry point, ``careloop.cli.run_cli``. Flow commands report to one
-Prefect server this benchmark starts (``PREFECT_API_URL``), so its startup is not counted.
+and then calls the real entry point, ``careloop.entry.main``, kept in that process
+(``CARELOOP_IN_PROCESS=1``: a warm runner's fork would have its own clock). Flow commands
+report to one Prefect server this benchmark starts (``PREFECT_API_URL``), so its startup is
+not counted.
 
 A step running past ``YEAR_BENCH_STEP_TIMEOUT`` seconds (default 3600) is stopped, and the
 day with it: the report says so (``>3600``) instead of running for hours.
@@ -201,6 +203,8 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "PREFECT_"))}
     env |= {
         "CARELOOP_HOME": str(home),
+        # the shifted clock lives in the command's own process: never hand it to a warm runner
+        "CARELOOP_IN_PROCESS": "1",
         "PREFECT_HOME": str(bench / "year-prefect-client"),
         "PREFECT_API_URL": api,
         "PREFECT_LOGGING_LEVEL": "WARNING",
@@ -318,10 +322,10 @@ def cli() -> None:
         return real() + offset
 
     core.clock.utc_now = shifted  # before any module takes its own reference to it
-    from careloop.cli import run_cli
+    from careloop.entry import main
 
     sys.argv = ["careloop", *sys.argv[2:]]
-    run_cli()
+    main()  # CARELOOP_IN_PROCESS keeps the command in this process, with this clock
 
 
 # --- the report -----------------------------------------------------------------------------

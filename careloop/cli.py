@@ -119,9 +119,14 @@ def _flow_session() -> Iterator[None]:
     err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
     if api.url is None:
         temporary_server()
-    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging.configuration import setup_logging
 
-    ensure_logging_setup()
+    # Prefect read its settings and set up its logging when it was imported: by the command
+    # before the API was exported, or by the stack's warm runner in another environment
+    # (careloop.runner). Both again, from this command's environment.
+    refresh_global_settings_context()
+    setup_logging()
     if not _Options.debug:
         quiet_prefect_failures()
     with in_process_flows(), _progress():

@@ -67,7 +67,7 @@ def answers(url: str, timeout: float = 2) -> bool:
 
 def choose_api(home: Path) -> FlowApi:
     """PREFECT_API_URL when set; else the running stack's API (exported for Prefect, which
-    reads its settings when first imported); else a temporary server."""
+    reads it again in careloop.cli's flow session); else a temporary server."""
     configured = os.environ.get("PREFECT_API_URL")
     if configured:
         return FlowApi(configured, "PREFECT_API_URL")

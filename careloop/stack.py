@@ -2,8 +2,9 @@
 
 Up: a Prefect server (SQLite under ``$CARELOOP_HOME/prefect``, or PostgreSQL when
 ``PREFECT_API_DATABASE_CONNECTION_URL`` names one: its database is created if it is missing),
-the ``careloop`` work pool, the deployments of ``prefect.yaml``, a worker and the feedback
-service, each in its own process group with its log and pid file under ``$CARELOOP_HOME/run``.
+the ``careloop`` work pool, the deployments of ``prefect.yaml``, a worker, the feedback
+service and the warm runner that flow commands fork from (careloop.runner), each in its own
+process group with its log and pid file under ``$CARELOOP_HOME/run``.
 Down: SIGTERM to every group, SIGKILL to what is left after a grace, so it returns within
 ``STOP_SECONDS + KILL_SECONDS`` and leaves nothing running.
 """
@@ -19,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from careloop.deploy import BIN, ROOT, deploy_all
+from careloop.runner import SOCKET_FILE
 from careloop.runtime import STACK_API_FILE, answers
 from core.settings import load_settings
 
@@ -26,7 +28,8 @@ PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
 SERVICE_PORT = int(os.environ.get("CARELOOP_SERVICE_PORT", "8000"))
 STOP_SECONDS = 8.0
 KILL_SECONDS = 1.0  # with the grace, make down returns within 10 s
-PROCESSES = ("prefect-server", "worker", "service")
+PROCESSES = ("prefect-server", "worker", "service", "runner")
+RUNNER_START_SECONDS = 120.0  # its imports take seconds, more on a busy machine
 
 
 def environment(home: Path, timezone: str) -> dict[str, str]:
@@ -62,6 +65,19 @@ def wait_for(url: str, what: str, timeout: float = 90) -> None:
     raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
 
 
+def wait_for_runner(run: Path) -> str:
+    """Until the warm runner listens: its socket, or why flow commands run in their own
+    process (they do when it is not there; the stack is still up)."""
+    socket_path = run / SOCKET_FILE
+    pid = int((run / "runner.pid").read_text())
+    deadline = time.monotonic() + RUNNER_START_SECONDS
+    while time.monotonic() < deadline and group_running(pid):
+        if socket_path.exists():
+            return f"{socket_path} (flow commands run in a fork of it)"
+        time.sleep(0.25)  # still importing: look again shortly
+    return f"not running (see {run / 'runner.log'}): flow commands run in their own process"
+
+
 def up() -> None:
     started = time.monotonic()
     settings = load_settings()
@@ -78,14 +94,20 @@ def up() -> None:
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
     (run / STACK_API_FILE).write_text(api)
+    # The warm runner imports while the deployments go up; flow commands fork from it. A
+    # socket left by a killed one would pass for it until it listens.
+    (run / SOCKET_FILE).unlink(missing_ok=True)
+    start("runner", [str(BIN / "python"), "-m", "careloop.runner"], env, run)
     deploy_all(env, api, settings.timezone)
     start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)
     service = [str(BIN / "careloop"), "serve", "--port", str(SERVICE_PORT)]
     start("service", service, env, run)
     wait_for(f"http://127.0.0.1:{SERVICE_PORT}/healthz", "the feedback service")
+    runner = wait_for_runner(run)
     print(f"Prefect UI       http://127.0.0.1:{PREFECT_PORT}")
     print(f"Prefect API      {api} (database: {database})")
     print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
+    print(f"warm runner      {runner}")
     print(f"logs and pids    {run}")
     print("careloop commands now report to this server; after editing prefect.yaml, redeploy")
     print("with `careloop deploy` (it keeps the daily schedules in the business timezone);")
@@ -145,6 +167,7 @@ def down() -> None:
             _signal(pid, signal.SIGKILL)
             print(f"{name} did not stop within {STOP_SECONDS:.0f} s: killed")
     _wait_until_stopped(groups, KILL_SECONDS)  # a kill takes effect when the process next runs
+    (run / SOCKET_FILE).unlink(missing_ok=True)  # a killed runner leaves it behind
     print(f"stopped: {', '.join(groups) or 'nothing was running'}")
 
 

@@ -269,7 +269,7 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path, prefect
         deployed = post(f"http://127.0.0.1:{prefect_port}/api", "/deployments/filter")
         assert len(deployed) == len(DEPLOYMENTS)
         pids = [int(p.read_text()) for p in (tmp_path / "care" / "run").glob("*.pid")]
-        assert len(pids) == 3
+        assert len(pids) == 4  # the server, the worker, the service and the warm runner
         again = subprocess.run([*stack, "up"], env=env, cwd=ROOT, capture_output=True, text=True)
         assert again.returncode != 0 and "already running" in again.stderr  # nothing orphaned
         assert sorted(
@@ -292,6 +292,7 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path, prefect
         took = time.monotonic() - started
     assert down.returncode == 0 and took < 10, (took, down.stdout)
     assert not (tmp_path / "care" / "run" / "prefect-api-url").exists()
+    assert not (tmp_path / "care" / "run" / "runner.sock").exists()
     assert not [pid for pid in pids if group_running(pid)]
 
 

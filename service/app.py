@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -188,7 +189,7 @@ class FeedbackService:
         assert self.sendgrid is not None
         self.sendgrid.check(text, signature, timestamp)
         try:
-            events = json.loads(text)
+            events = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
         except (ValueError, RecursionError):
             raise RequestRefusedError(400, "body is not JSON") from None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
@@ -327,6 +328,18 @@ def _detail(form: dict[str, str]) -> dict[str, object]:
     }
     comment = form.get("comment", "").strip()[:1000] or None
     return {"attributes": attributes, "comment": comment}
+
+
+def _non_finite(name: str) -> float:
+    """NaN and Infinity are not JSON (Python's parser takes them): refused, never stored."""
+    raise RequestRefusedError(400, f"a non-finite number ({name}) in the JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to infinity
+        raise RequestRefusedError(400, f"a non-finite number ({text[:20]}) in the JSON")
+    return value
 
 
 def _digest(data: object) -> str:

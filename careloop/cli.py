@@ -349,11 +349,15 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     from core.settings import load_settings
     from warehouse.db import warehouse
     from warehouse.loading import LoadError, LoadRefusedError, load_file, report_path
+    from warehouse.stores import new_managers, store_managers
 
     settings = load_settings()
     try:
         with _progress(), warehouse(settings.warehouse_path) as con:
+            managers = store_managers(con) if kind == "stores" else {}
             result = load_file(con, settings, kind, path, quarantine=quarantine)
+            if kind == "stores":
+                replaced = new_managers(managers, store_managers(con))
     except LoadRefusedError as refused:
         err_console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
         _ignored(refused.result.ignored_columns)
@@ -375,6 +379,23 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
             f"(load_id {result.load_id!r}) and in {result.quarantine_file}"
         )
     console.print(f"report: {report_path(settings, result.load_id)}")
+    if kind == "stores" and replaced:
+        _sign_out(settings, replaced)
+
+
+def _sign_out(settings: Any, stores: list[str]) -> None:
+    """A store with a new manager: the old manager's sessions and links end."""
+    from core.clock import utc_now
+    from inbox.inbox import Inbox
+    from inbox.sessions import ManagerSessions
+
+    sessions = ManagerSessions(Inbox.of(settings).db)
+    ended = sum(sessions.revoke(store_id, utc_now()) for store_id in stores)
+    console.print(
+        f"new manager at {', '.join(stores)}: {ended} session(s) signed out, earlier sign-in"
+        " links refused (`careloop managers link` gives the new one)",
+        highlight=False,
+    )
 
 
 def _ignored(columns: list[str]) -> None:
@@ -651,6 +672,26 @@ def managers_link(
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
     typer.echo(manager_link(store_id, settings.public_url, secret, utc_now(), valid))
+
+
+@managers_app.command("revoke")
+def managers_revoke(
+    store_id: Annotated[str, typer.Argument(help="The store whose sessions end.")],
+) -> None:
+    """End every session of a store's manager and refuse the links issued until now (a lost
+    phone, a leaked link); `careloop managers link` gives the manager a new one."""
+    from core.clock import utc_now
+    from core.settings import load_settings
+    from inbox.inbox import Inbox
+    from inbox.sessions import ManagerSessions
+
+    settings = load_settings()
+    with _reader() as con:
+        known = con.execute("SELECT 1 FROM stores WHERE store_id = ?", [store_id]).fetchone()
+    if not known:
+        _fail(f"unknown store {store_id!r}")
+    ended = ManagerSessions(Inbox.of(settings).db).revoke(store_id, utc_now())
+    console.print(f"{store_id}: {ended} session(s) ended; links issued until now refused")
 
 
 @replies_app.command("parse")

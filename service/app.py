@@ -12,6 +12,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from core.tokens import LinkToken, TokenError, verify
 from feedback.parsing import parse_digits, parse_reply
 from inbox.inbox import Inbox
 from service.access_log import AccessLog
+from service.headers import SecurityHeaders
 from service.limits import (
     OFF_LOOP_ABOVE,
     PAGE_FORM_LIMIT,
@@ -58,6 +60,7 @@ from service.writer import InboxWriter, ReplayedSignatureError, Write, storable
 XML = "application/xml"
 MAX_FORM_FIELDS = 200  # Twilio sends a few dozen; a million is an attack
 MAX_EVENTS = 10_000
+STYLESHEET = (Path(__file__).parent / "static" / "careloop.css").read_bytes()
 
 
 class FeedbackService:
@@ -242,6 +245,15 @@ class FeedbackService:
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def stylesheet(self, request: Request) -> Response:
+        """The pages' only stylesheet (their policy allows no inline style); no customer data,
+        so browsers may keep it."""
+        return Response(
+            STYLESHEET,
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     def app(self) -> Starlette:
         @asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -262,10 +274,14 @@ class FeedbackService:
                 Route("/r/{token}", self.rating, methods=["GET", "POST"]),
                 Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", self.health, methods=["GET"]),
+                Route("/static/careloop.css", self.stylesheet, methods=["GET"]),
                 Mount("/m", app=self.managers.app()),
             ],
             exception_handlers={Forbidden: _forbidden, RequestRefusedError: _refused},
-            middleware=[Middleware(AccessLog)],
+            middleware=[
+                Middleware(AccessLog),
+                Middleware(SecurityHeaders, public_url=self.settings.public_url),
+            ],
             lifespan=lifespan,
         )
 

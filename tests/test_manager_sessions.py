@@ -216,3 +216,49 @@ def test_sessions_work_alike_on_both_inbox_engines_and_expired_ones_are_pruned(i
     assert sessions.find(again.id, now) is None and sessions.find(other.id, now) is not None
     revoked = sessions.revoked_at("ST1")
     assert revoked is not None and revoked > now and sessions.revoked_at("ST2") is None
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+@pytest.mark.parametrize(
+    "path", ["/m/", "/m/login/x.y", "/healthz", "/r/x.y", "/unsubscribe/x.y", "/nowhere"]
+)
+def test_every_page_forbids_scripts_framing_and_sniffing(world, path):
+    with client_for(world) as client:
+        if path == "/m/":
+            sign_in(client, world)
+        answer = client.get(path)
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(name) == value, (path, name)
+        policy = answer.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src" not in policy and "unsafe-inline" not in policy
+        assert answer.headers["cache-control"] == "no-store"
+
+
+def test_pages_keep_no_inline_style_or_script_and_their_stylesheet_loads(world):
+    with client_for(world) as client:
+        sign_in(client, world)
+        pages = [
+            client.get("/m/").text,
+            client.get("/m/cases/E1").text,
+            client.get(link(world)).text,
+        ]
+        for page in pages:
+            assert "<style" not in page and " style=" not in page and "<script" not in page
+            assert '<link rel="stylesheet" href="/static/careloop.css">' in page
+        sheet = client.get("/static/careloop.css")
+        assert sheet.status_code == 200 and sheet.headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("path", ["/m", "/healthz/"])
+def test_a_redirect_names_our_public_url_whatever_the_host_header(world, path):
+    with client_for(world) as client:
+        answer = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert answer.is_redirect
+        assert answer.headers["location"].startswith(f"{PUBLIC}/"), answer.headers["location"]
+        assert "evil.example" not in answer.headers["location"]

@@ -451,6 +451,7 @@ def serve(
     from core.settings import load_settings
     from service.access_log import access_logging
     from service.app import FeedbackService, check_exposure, settle_garbage_collector
+    from service.guard import guarded_http
 
     settings = load_settings()
     check_exposure(settings, host)
@@ -464,7 +465,14 @@ def serve(
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     with access_logging():  # our own: masked, and written off the event loop
-        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=guarded_http(settings.head_timeout_seconds, settings.connections_per_client),
+        )
 
 
 @app.command()

@@ -64,7 +64,8 @@ audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help
 model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
 managers_app = typer.Typer(
-    help="Store managers: their personal sign-in links.", no_args_is_help=True
+    help="Store managers: their personal sign-in links, and ending their sessions.",
+    no_args_is_help=True,
 )
 load_app = typer.Typer(
     help="Load stores, subscribers or visits (CSV or Parquet), validated first.",
@@ -352,6 +353,7 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     from warehouse.stores import new_managers, store_managers
 
     settings = load_settings()
+    replaced: list[str] = []  # stores whose manager this load changes
     try:
         with _progress(), warehouse(settings.warehouse_path) as con:
             managers = store_managers(con) if kind == "stores" else {}
@@ -379,7 +381,7 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
             f"(load_id {result.load_id!r}) and in {result.quarantine_file}"
         )
     console.print(f"report: {report_path(settings, result.load_id)}")
-    if kind == "stores" and replaced:
+    if replaced:
         _sign_out(settings, replaced)
 
 

@@ -64,7 +64,8 @@ audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help
 model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
 replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
 managers_app = typer.Typer(
-    help="Store managers: their personal sign-in links.", no_args_is_help=True
+    help="Store managers: their personal sign-in links, and ending their sessions.",
+    no_args_is_help=True,
 )
 load_app = typer.Typer(
     help="Load stores, subscribers or visits (CSV or Parquet), validated first.",
@@ -354,11 +355,16 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     from core.settings import load_settings
     from warehouse.db import warehouse
     from warehouse.loading import LoadError, LoadRefusedError, load_file, report_path
+    from warehouse.stores import new_managers, store_managers
 
     settings = load_settings()
+    replaced: list[str] = []  # stores whose manager this load changes
     try:
         with _progress(), warehouse(settings.warehouse_path) as con:
+            managers = store_managers(con) if kind == "stores" else {}
             result = load_file(con, settings, kind, path, quarantine=quarantine)
+            if kind == "stores":
+                replaced = new_managers(managers, store_managers(con))
     except LoadRefusedError as refused:
         err_console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
         _ignored(refused.result.ignored_columns)
@@ -380,6 +386,23 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
             f"(load_id {result.load_id!r}) and in {result.quarantine_file}"
         )
     console.print(f"report: {report_path(settings, result.load_id)}")
+    if replaced:
+        _sign_out(settings, replaced)
+
+
+def _sign_out(settings: Any, stores: list[str]) -> None:
+    """A store with a new manager: the old manager's sessions and links end."""
+    from core.clock import utc_now
+    from inbox.inbox import Inbox
+    from inbox.sessions import ManagerSessions
+
+    sessions = ManagerSessions(Inbox.of(settings).db)
+    ended = sum(sessions.revoke(store_id, utc_now()) for store_id in stores)
+    console.print(
+        f"new manager at {', '.join(stores)}: {ended} session(s) signed out, earlier sign-in"
+        " links refused (`careloop managers link` gives the new one)",
+        highlight=False,
+    )
 
 
 def _ignored(columns: list[str]) -> None:
@@ -435,6 +458,7 @@ def serve(
     from core.settings import load_settings
     from service.access_log import access_logging
     from service.app import FeedbackService, check_exposure, settle_garbage_collector
+    from service.guard import guarded_http
 
     settings = load_settings()
     check_exposure(settings, host)
@@ -448,7 +472,14 @@ def serve(
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
     with access_logging():  # our own: masked, and written off the event loop
-        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=guarded_http(settings.head_timeout_seconds, settings.connections_per_client),
+        )
 
 
 @app.command()
@@ -656,6 +687,26 @@ def managers_link(
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
     typer.echo(manager_link(store_id, settings.public_url, secret, utc_now(), valid))
+
+
+@managers_app.command("revoke")
+def managers_revoke(
+    store_id: Annotated[str, typer.Argument(help="The store whose sessions end.")],
+) -> None:
+    """End every session of a store's manager and refuse the links issued until now (a lost
+    phone, a leaked link); `careloop managers link` gives the manager a new one."""
+    from core.clock import utc_now
+    from core.settings import load_settings
+    from inbox.inbox import Inbox
+    from inbox.sessions import ManagerSessions
+
+    settings = load_settings()
+    with _reader() as con:
+        known = con.execute("SELECT 1 FROM stores WHERE store_id = ?", [store_id]).fetchone()
+    if not known:
+        _fail(f"unknown store {store_id!r}")
+    ended = ManagerSessions(Inbox.of(settings).db).revoke(store_id, utc_now())
+    console.print(f"{store_id}: {ended} session(s) ended; links issued until now refused")
 
 
 @replies_app.command("parse")

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     # A request body must arrive within this time: slow or unfinished bodies are refused.
     body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A request's head (request line and headers) must arrive within this time, and one client
+    # address may hold this many connections: slow heads cannot pin the service's sockets.
+    head_timeout_seconds: float = Field(default=10.0, gt=0)
+    connections_per_client: int = Field(default=256, ge=1)
     rating_link_days: int = Field(default=14, ge=1)
     # Store managers: how long a sign-in link works, how long a session lasts, and the time a
     # case may wait for its first contact before it is escalated.

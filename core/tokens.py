@@ -1,4 +1,5 @@
-"""Signed, expiring tokens scoped to one care action (rating links, one-click unsubscribe)."""
+"""Signed, expiring tokens scoped to one care action (rating links, one-click unsubscribe) or to
+one store (a manager's sign-in link, which also says when it was issued)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ class TokenError(ValueError):
 @dataclass(frozen=True)
 class LinkToken:
     action_id: str
-    purpose: str  # "rate" | "unsubscribe"
+    purpose: str  # "rate" | "unsubscribe" | "manager"
     score: int | None
     expires: int  # unix seconds
+    # Unix milliseconds; sign-in links carry it, so a store's new manager can refuse the old
+    # links. Links without it (rating, unsubscribe) keep their four-field form.
+    issued: int | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -31,11 +35,10 @@ def _unb64(text: str) -> bytes:
 
 
 def sign(token: LinkToken, secret: str) -> str:
-    payload = _b64(
-        json.dumps(
-            [token.action_id, token.purpose, token.score, token.expires], separators=(",", ":")
-        ).encode()
-    )
+    fields: list[object] = [token.action_id, token.purpose, token.score, token.expires]
+    if token.issued is not None:
+        fields.append(token.issued)
+    payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
     mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18]
     return f"{payload}.{_b64(mac)}"
 
@@ -47,12 +50,13 @@ def verify(text: str, secret: str, now: datetime) -> LinkToken:
     if not mac or not hmac.compare_digest(mac, expected):
         raise TokenError("bad signature")
     try:
-        action_id, purpose, score, expires = json.loads(_unb64(payload))
+        action_id, purpose, score, expires, *rest = json.loads(_unb64(payload))
+        issued = int(rest[0]) if rest else None
     except (ValueError, TypeError):
         raise TokenError("malformed token") from None
     if now.timestamp() > expires:
         raise TokenError("expired")
-    return LinkToken(action_id, purpose, score, int(expires))
+    return LinkToken(action_id, purpose, score, int(expires), issued)
 
 
 def rating_links(
@@ -86,4 +90,5 @@ def manager_link(
 ) -> str:
     """A store manager's personal sign-in link (the token's subject is the store)."""
     expires = int((issued + valid_for).timestamp())
-    return f"{base_url}/m/login/{sign(LinkToken(store_id, 'manager', None, expires), secret)}"
+    token = LinkToken(store_id, "manager", None, expires, int(issued.timestamp() * 1000))
+    return f"{base_url}/m/login/{sign(token, secret)}"

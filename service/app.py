@@ -8,9 +8,11 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +27,7 @@ from core.tokens import LinkToken, TokenError, verify
 from feedback.parsing import parse_digits, parse_reply
 from inbox.inbox import Inbox
 from service.access_log import AccessLog
+from service.headers import SecurityHeaders
 from service.limits import (
     OFF_LOOP_ABOVE,
     PAGE_FORM_LIMIT,
@@ -57,6 +60,7 @@ from service.writer import InboxWriter, ReplayedSignatureError, Write, storable
 XML = "application/xml"
 MAX_FORM_FIELDS = 200  # Twilio sends a few dozen; a million is an attack
 MAX_EVENTS = 10_000
+STYLESHEET = (Path(__file__).parent / "static" / "careloop.css").read_bytes()
 
 
 class FeedbackService:
@@ -192,7 +196,7 @@ class FeedbackService:
         assert self.sendgrid is not None
         self.sendgrid.check(text, signature, timestamp)
         try:
-            events = json.loads(text)
+            events = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
         except (ValueError, RecursionError):
             raise RequestRefusedError(400, "body is not JSON") from None
         if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
@@ -245,6 +249,15 @@ class FeedbackService:
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def stylesheet(self, request: Request) -> Response:
+        """The pages' only stylesheet (their policy allows no inline style); no customer data,
+        so browsers may keep it."""
+        return Response(
+            STYLESHEET,
+            media_type="text/css",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
     def app(self) -> Starlette:
         @asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -265,10 +278,14 @@ class FeedbackService:
                 Route("/r/{token}", self.rating, methods=["GET", "POST"]),
                 Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
                 Route("/healthz", self.health, methods=["GET"]),
+                Route("/static/careloop.css", self.stylesheet, methods=["GET"]),
                 Mount("/m", app=self.managers.app()),
             ],
             exception_handlers={Forbidden: _forbidden, RequestRefusedError: _refused},
-            middleware=[Middleware(AccessLog)],
+            middleware=[
+                Middleware(AccessLog),
+                Middleware(SecurityHeaders, public_url=self.settings.public_url),
+            ],
             lifespan=lifespan,
         )
 
@@ -331,6 +348,18 @@ def _detail(form: dict[str, str]) -> dict[str, object]:
     }
     comment = form.get("comment", "").strip()[:1000] or None
     return {"attributes": attributes, "comment": comment}
+
+
+def _non_finite(name: str) -> float:
+    """NaN and Infinity are not JSON (Python's parser takes them): refused, never stored."""
+    raise RequestRefusedError(400, f"a non-finite number ({name}) in the JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to infinity
+        raise RequestRefusedError(400, f"a non-finite number ({text[:20]}) in the JSON")
+    return value
 
 
 def _digest(data: object) -> str:

@@ -26,6 +26,8 @@ TEXT: dict[str, Text] = {
         "note": "备注（例如：已致电，已退款）",
         "back": "返回列表",
         "sign_out": "退出",
+        "sign_in_as": "您将以以下门店店长的身份登录：",
+        "sign_in": "登录",
         "status": {
             "open": "待联系",
             "contacted": "已联系",
@@ -63,6 +65,8 @@ TEXT: dict[str, Text] = {
         "note": "Note (what you did: called, refunded...)",
         "back": "Back to the list",
         "sign_out": "Sign out",
+        "sign_in_as": "You are signing in as the manager of:",
+        "sign_in": "Sign in",
         "status": {
             "open": "to contact",
             "contacted": "contacted",

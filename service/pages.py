@@ -14,7 +14,7 @@ ATTRIBUTES = {
 _ENV = Environment(autoescape=True)
 _LAYOUT = """<!doctype html><html><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{{ title }}</title>
-</head><body style="font-family:sans-serif;max-width:32rem;margin:2rem auto">
+<link rel="stylesheet" href="/static/careloop.css"></head><body class="plain">
 {{ body }}</body></html>"""
 _THANKS = _ENV.from_string("""<h1>感谢您的评价 / Thank you</h1>
 <p>您的评分 / Your rating: <strong>{{ score }}</strong> / 5</p>""")

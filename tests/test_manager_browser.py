@@ -90,6 +90,18 @@ def link(url, settings, issued=None):
     return manager_link("ST1", url, secret, issued or datetime.now(UTC), timedelta(days=7))
 
 
+def sign_in(browser, url):
+    """Open the personal link and press its button, as a manager does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    browser.get(url)
+    button = browser.find_element(By.CSS_SELECTOR, "form[action='/m/login'] button")
+    button.click()
+    WebDriverWait(browser, 20).until(staleness_of(button))  # the next page came
+
+
 def test_a_manager_signs_in_works_a_case_and_reaches_nothing_else(served, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
@@ -98,7 +110,7 @@ def test_a_manager_signs_in_works_a_case_and_reaches_nothing_else(served, browse
     url, settings = served
     shots = Path(os.environ.get("CARELOOP_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    browser.get(link(url, settings))
+    sign_in(browser, link(url, settings))
     assert browser.current_url == f"{url}/m/"
     assert "上海1号店" in browser.title
     cases = {
@@ -135,6 +147,87 @@ def test_a_manager_signs_in_works_a_case_and_reaches_nothing_else(served, browse
     browser.get(f"{url}/m/")
     assert "Sign in with your personal link" in browser.page_source
     browser.get(link(url, settings, issued=datetime.now(UTC) - timedelta(days=8)))
-    assert "expired" in browser.page_source
+    assert "expired" in browser.page_source and not browser.find_elements(By.TAG_NAME, "button")
     browser.get(f"{url}/m/cases/E2")
     assert "Sign in" in browser.page_source  # an expired link starts no session
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    """Another site (localhost is not 127.0.0.1's site): serves pages the test writes."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "elsewhere"
+    root.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_page_elsewhere_cannot_sign_the_browser_in(served, browser, elsewhere):
+    """Login CSRF: the attacker's own link (ST2's), opened or posted from his page, must not
+    sign the manager's browser into his store."""
+    from selenium.webdriver.common.by import By
+
+    url, settings = served
+    root, site = elsewhere
+    theirs = manager_link(
+        "ST2", url, settings.link_secret.get_secret_value(), datetime.now(UTC), timedelta(days=7)
+    )
+    token = theirs.rsplit("/", 1)[1]
+    # the nonce the attacker got by opening his link himself
+    nonce = requests.get(theirs, timeout=10).cookies.get("careloop_login", "stolen")
+    (root / "index.html").write_text(
+        f'<a id="open" href="{theirs}">cute cats</a>'
+        f'<form id="post" method="post" action="{url}/m/login">'
+        f'<input type="hidden" name="token" value="{token}">'
+        f'<input type="hidden" name="nonce" value="{nonce}">'
+        '<button id="go" type="submit">more cats</button></form>'
+    )
+    browser.get(f"{site}/index.html")
+    browser.find_element(By.ID, "open").click()  # a link in their page, followed
+    browser.get(f"{url}/m/")
+    assert "Sign in with your personal link" in browser.page_source
+    browser.get(f"{site}/index.html")
+    browser.find_element(By.ID, "go").click()  # their form, posted to us
+    browser.get(f"{url}/m/")
+    assert "Sign in with your personal link" in browser.page_source
+    assert "New York #2" not in browser.title
+
+
+def test_signing_out_in_the_browser_ends_the_session_for_a_copied_cookie(served, browser):
+    from selenium.webdriver.common.by import By
+
+    url, settings = served
+    sign_in(browser, link(url, settings))
+    cookie = browser.get_cookie("careloop_manager")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/m"
+    # our own stylesheet is applied under the page's Content-Security-Policy
+    header = browser.find_element(By.TAG_NAME, "header")
+    assert header.value_of_css_property("background-color") == "rgba(23, 54, 93, 1)"
+    copied = requests.Session()
+    copied.cookies.set("careloop_manager", cookie["value"], path="/m")
+    assert copied.get(f"{url}/m/", timeout=10).status_code == 200
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    button = browser.find_element(By.CSS_SELECTOR, "form[action='/m/logout'] button")
+    button.click()
+    WebDriverWait(browser, 20).until(staleness_of(button))  # the answer came
+    assert "您已退出" in browser.page_source or "signed out" in browser.page_source.lower()
+    assert browser.get_cookie("careloop_manager") is None
+    assert copied.get(f"{url}/m/", timeout=10).status_code == 401
+    browser.get(f"{url}/m/")
+    assert "Sign in with your personal link" in browser.page_source

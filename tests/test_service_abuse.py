@@ -214,3 +214,28 @@ def test_a_value_only_the_database_refuses_sinks_no_other_request(postgres_inbox
     assert isinstance(outcomes[50], PostgresInboxDb.errors)
     assert [o for n, o in enumerate(outcomes) if n != 50] == [None] * 100
     assert len(stored(Inbox(postgres_inbox_url))) == 100
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["NaN", "Infinity", "-Infinity", "1e999", '{"deep": [1, NaN]}', "[-1e400]"],
+)
+def test_a_signed_batch_with_a_non_finite_number_gets_400(service, signer, value):
+    """JSON has no NaN or Infinity (Python's parser takes them, and 1e999 overflows to
+    infinity); stored, they made the inbox's JSON functions fail with a 500."""
+    client, inbox, _ = service
+    body = f'[{{"event": "open", "sg_event_id": "e1", "timestamp": {value}}}]'
+    answer = client.post(EVENTS, content=body, headers=signer.headers(body))
+    assert answer.status_code == 400 and "finite" in answer.text
+    assert stored(inbox) == []
+    fine = '[{"event": "open", "sg_event_id": "e2", "timestamp": 1.5e9}]'
+    assert client.post(EVENTS, content=fine, headers=signer.headers(fine)).status_code == 200
+
+
+def test_a_twilio_form_number_is_text_and_never_a_500(service):
+    """Twilio's numbers (ErrorCode, Digits) stay the text Twilio sent: NaN is stored as text."""
+    client, inbox, _ = service
+    form = sms_form(sid("SM", "nan1"), PHONE, "NaN") | {"NumSegments": "Infinity"}
+    request = twilio_post(SMS, form)
+    assert client.post(SMS, **request).status_code == 200
+    assert [i.payload["NumSegments"] for i in stored(inbox)] == ["Infinity"]

@@ -23,6 +23,9 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 # What docs/topology.md recommends: round robin, health checks, and a request that found its
 # instance dead (refused, or cut off before an answer) retried on another. A retried reply
 # that the dead instance had already stored counts once: the inbox keys it by its SID.
+# Slow clients end at the balancer: a head must arrive within `timeout http-request`, an idle
+# client is dropped after `timeout client`, and one address holds at most {per_source}
+# connections (a stick table counts them).
 CONFIG = """
 global
     maxconn 4096
@@ -31,12 +34,19 @@ defaults
     mode http
     timeout connect 1s
     timeout client 30s
+    timeout http-request {head_timeout}
+    timeout http-keep-alive 5s
     timeout server 30s
+    timeout queue 10s
     retries 3
     option redispatch
     retry-on conn-failure empty-response response-timeout
 frontend care
     bind 127.0.0.1:{port}
+    maxconn 2000
+    stick-table type ip size 100k expire 60s store conn_cur
+    tcp-request connection track-sc0 src
+    tcp-request connection reject if {{ sc_conn_cur(0) gt {per_source} }}
     default_backend services
 backend services
     balance roundrobin
@@ -45,19 +55,24 @@ backend services
 """
 
 
-def start_haproxy(tmp_path, ports):
+# As docs/topology.md gives them.
+DOCUMENTED = {"head_timeout": "10s", "per_source": 100}
+
+
+def start_haproxy(tmp_path, ports, **limits):
     """HAProxy in front of ``ports`` once it answers: (process, port, stats socket)."""
-    return on_a_free_port(lambda port: _start_haproxy(tmp_path, ports, port))
+    return on_a_free_port(lambda port: _start_haproxy(tmp_path, ports, port, limits))
 
 
-def _start_haproxy(tmp_path, ports, port):
+def _start_haproxy(tmp_path, ports, port, limits):
     stats = (tmp_path / "haproxy.sock").resolve()  # HAProxy wants an absolute path
     servers = "\n".join(
-        f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2"
+        f"    server s{n} 127.0.0.1:{p} check inter 200ms fall 1 rise 2 maxconn 200"
         for n, p in enumerate(ports)
     )
     config = tmp_path / "haproxy.cfg"
-    config.write_text(CONFIG.format(stats=stats, port=port, servers=servers))
+    values = DOCUMENTED | limits
+    config.write_text(CONFIG.format(stats=stats, port=port, servers=servers, **values))
     process = subprocess.Popen([HAPROXY, "-f", str(config), "-db"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -135,3 +150,37 @@ def _stop_all(services):
     for service in services:
         service.terminate()
         service.wait()
+
+
+def test_the_documented_balancer_cuts_slow_heads_and_greedy_clients():
+    """docs/topology.md gives the balancer these limits, line for line."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "topology.md").read_text()
+    guard = CONFIG.format(stats="-", port="-", servers="", **DOCUMENTED)
+    for line in guard.splitlines():
+        if line.strip().startswith(("timeout", "maxconn", "stick-table", "tcp-request")):
+            assert line in doc, f"docs/topology.md lacks {line.strip()!r}"
+
+
+@pytest.mark.skipif(
+    not shutil.which(HAPROXY), reason="needs Debian's haproxy (make test installs it)"
+)
+def test_haproxy_cuts_off_a_slow_head_and_a_clients_extra_connections(tmp_path, settings):
+    from tests.test_service_process import attempt, closed_or_refused, raw_request
+
+    with ExitStack() as cleanup:
+        service, service_port = start_on_a_free_port(tmp_path / "instance")
+        cleanup.callback(_stop_all, [service])
+        balancer, port, _ = start_haproxy(tmp_path, [service_port], head_timeout="1s", per_source=3)
+        cleanup.callback(lambda: (balancer.kill(), balancer.wait()))
+        slow = raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        cleanup.callback(slow.close)
+        assert closed_or_refused(slow) in (None, 408)  # HAProxy answers 408 itself
+        held = [raw_request(port, b"GET /healthz HTTP/1.1\r\n") for _ in range(3)]
+        for sock in held:
+            cleanup.callback(sock.close)
+        extra = attempt(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert closed_or_refused(extra) is None  # refused at the connection
+        if extra:
+            extra.close()

@@ -1,6 +1,7 @@
 """The service as a real process: killed mid-load it loses no acknowledged reply, and it runs
 beside a flow that holds the warehouse."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -194,5 +195,72 @@ def test_a_body_that_never_finishes_is_refused_in_time(settings):
         assert status_of(sock) == 408  # the other 94 bytes never come
         sock.close()
     finally:
+        service.kill()
+        service.wait()
+
+
+def attempt(port, head):
+    """A connection that may be refused as it connects (reset during the connect or the
+    send): the socket, or None when it was reset before it could be used."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    except ConnectionResetError:
+        return None
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # closed at once
+        sock.sendall(head)
+    return sock
+
+
+def closed_or_refused(sock):
+    """What the service did with a connection it should drop: the status it answered with
+    (None when it just hung up). A service that keeps the connection open lets the socket's
+    own timeout fire (socket.timeout), failing the test."""
+    if sock is None:
+        return None
+    try:
+        return status_of(sock)
+    except ConnectionResetError:
+        return None
+
+
+def test_a_head_that_never_finishes_is_cut_off(settings):
+    service, port = start_on_a_free_port(settings.home, CARELOOP_HEAD_TIMEOUT_SECONDS="1")
+    try:
+        # header lines trickle in and the blank line never comes
+        slow = raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n", timeout=30)
+        silent = raw_request(port, b"", timeout=30)  # connected, says nothing at all
+        assert closed_or_refused(slow) in (None, 408)
+        assert closed_or_refused(silent) in (None, 408)
+        slow.close()
+        silent.close()
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+    finally:
+        service.kill()
+        service.wait()
+
+
+def test_one_client_holds_at_most_its_share_of_connections(settings):
+    service, port = start_on_a_free_port(settings.home, CARELOOP_CONNECTIONS_PER_CLIENT="5")
+    held = []
+    try:
+        for _ in range(5):  # heads in progress: each one a connection held open
+            held.append(raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", timeout=30))
+        extra = attempt(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert closed_or_refused(extra) in (None, 503)
+        if extra:
+            extra.close()
+        held.pop().close()  # one let go: a place for a new connection
+        deadline = time.monotonic() + 30
+        while True:  # observed progress: the service has seen the close
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                threading.Event().wait(0.05)
+    finally:
+        for sock in held:
+            sock.close()
         service.kill()
         service.wait()

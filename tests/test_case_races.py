@@ -13,13 +13,13 @@ from starlette.testclient import TestClient
 from cases.collect import collect
 from cases.publishing import publish_boards
 from core.settings import load_settings
-from core.tokens import manager_link
 from feedback.ingest import watermark
 from inbox.inbox import Inbox
 from service.app import create_app
 from tests.factories import add_action
 from tests.manager_world import OPENED, build
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, sid, sms_form, twilio_post
+from tests.test_manager_pages import sign_in
 
 WINDOW = timedelta(hours=72)
 PHONE = "+8613800000001"  # S1's, whose case is E1
@@ -37,9 +37,7 @@ def page(con, settings, monkeypatch):
                sender="+15550001111")  # fmt: skip
     con.execute("UPDATE manager_cases SET second_round_action_id = 'R2' WHERE evaluation_id = 'E1'")
     with TestClient(create_app(settings), base_url=PUBLIC_URL) as client:
-        secret = settings.link_secret.get_secret_value()
-        url = manager_link("ST1", PUBLIC_URL, secret, datetime.now(UTC), timedelta(days=1))
-        client.get(url.removeprefix(PUBLIC_URL))
+        sign_in(client, settings)
         token = re.search(r'name="csrf" value="([^"]+)"', client.get("/m/").text).group(1)
         yield client, board, token
 

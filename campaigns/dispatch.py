@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult
+from campaigns.channels.base import HELD_BACK, OutboundMessage, Provider, SendResult, StopWatch
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import Held, Pinned, query_frame, register_frame
+from warehouse.db import Held, as_held, query_frame, register_frame
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -127,13 +129,19 @@ def dispatch(
     sleep: Callable[[float], None] = time.sleep,
     retry: RetryPolicy | None = None,
     refresh: Callable[[], object] | None = None,
+    stop_watch: StopWatch | None = None,
 ) -> DispatchFigures:
     """Send every queued action due by now. With ``simulated`` each goes at its due time.
-    ``refresh`` brings the inbox's news (opt-outs above all) in before each batch. Given a
-    ``Held`` warehouse, the run lets it go while it waits on the provider: a batch is claimed
-    (committed) before, and recorded after, so others take their turns meanwhile."""
-    held = Pinned(warehouse) if isinstance(warehouse, duckdb.DuckDBPyConnection) else warehouse
+    ``refresh`` brings the inbox's news (opt-outs above all) in before each batch, and
+    ``stop_watch`` tells the provider, right before each message leaves, whether its
+    recipient asked us to stop since (with the window and expiry, its last look: a batch at a
+    sender's rate can take many minutes). Given a ``Held`` warehouse, the run lets it go while
+    it waits on the provider: a batch is claimed (committed) before, and recorded after, so
+    others take their turns meanwhile."""
+    held = as_held(warehouse)
+    held_back: set[str] = set()  # kept queued by their last look: for the next run's screen
     pace = Pace(now, None if simulated else clock, sleep)
+    provider.watch(stop_watch, pace.current)
     retry = retry or RetryPolicy()
     figures = DispatchFigures()
     reconcile(held, provider, pace.current(), figures)
@@ -153,7 +161,7 @@ def dispatch(
                 refresh()
             at = pace.current()  # after the news: what was collected has happened by now
             if due.done:  # a new pass: what is due by now, retries and later plans included
-                due = Due.find(held.con, at, simulated, found)
+                due = Due.find(held.con, at, simulated, found).without(held_back)
             if due.done:
                 older = Open.find(held.con)
                 if older and older.since < found.since:  # planned meanwhile, as of earlier
@@ -171,6 +179,7 @@ def dispatch(
             messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
             with held.released() if provider.remote else nullcontext():
                 results = provider.send(messages)
+            held_back.update(r.action_id for r in results if r.error_code == HELD_BACK)
             record(held.con, batch, messages, results, at, figures, retry)
             advance(len(messages))
             _stop_if_halted(provider, figures)
@@ -367,6 +376,12 @@ class Due:
         # Typed: a column the frame read only NULLs in (or no row) has no type of its own.
         return cls(rows.cast(DUE_SCHEMA) if rows.height else cls.none().rows)
 
+    def without(self, action_ids: set[str]) -> Due:
+        """Leave out actions this run has already let go of (see ``Provider.last_look``)."""
+        if not action_ids:
+            return self
+        return Due(self.rows.filter(~pl.col("action_id").is_in(list(action_ids))))
+
     @property
     def done(self) -> bool:
         return self.taken >= self.rows.height
@@ -533,7 +548,19 @@ def _message(row: dict[str, object], now: datetime, simulated: bool) -> Outbound
         body=str(row["body"]),
         locale=str(row["locale"]),
         send_at=scheduled if simulated else now,
+        leave_by=None if simulated else _leave_by(row, now),
     )
+
+
+def _leave_by(row: dict[str, object], now: datetime) -> datetime | None:
+    """The moment a message claimed at ``now`` may no longer leave: its expiry, or the close
+    of the customer's send window that ``now`` is in, whichever comes first."""
+    ends = [row["expires_at"]]
+    zone, closes = row["timezone"], row["window_end"]
+    if isinstance(zone, str) and isinstance(closes, time_of_day):
+        local = now.astimezone(ZoneInfo(zone))
+        ends.append(datetime.combine(local.date(), closes, ZoneInfo(zone)).astimezone(UTC))
+    return min((end for end in ends if isinstance(end, datetime)), default=None)
 
 
 # One statement writes a batch's outcomes, each looked up by key (see on_candidates).

@@ -21,6 +21,7 @@ from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
 from cases.collect import NewsWatch
+from cases.late_opt_outs import LateOptOuts
 from core.clock import utc_now
 from core.masking import install_masking
 from core.progress import step_done
@@ -89,7 +90,8 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
     inbox is collected if a reply or an unsubscribe waits in it, so an opt-out that arrived a
-    moment ago stops the next message (delivery receipts wait for the next collect).
+    moment ago stops the next message (delivery receipts wait for the next collect); on the
+    network, each message looks at the inbox's news once more right before it leaves.
 
     The run holds the sending turn throughout, and the warehouse only between network calls:
     call it outside any hold of the warehouse."""
@@ -107,6 +109,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
             batch_size=_batch_size(settings, provider),
             retry=RetryPolicy(settings.retry_max_attempts, settings.retry_base_seconds),
             refresh=NewsWatch(lambda: held.con, inbox, reply_window),
+            stop_watch=None if simulated or not provider.remote else LateOptOuts(inbox),
         )
     sent = figures_dict(figures)
     step_done("send", sent)

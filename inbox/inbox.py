@@ -107,6 +107,11 @@ class Inbox:
             ).fetchone()
         return row is not None, max(bound, last_id)
 
+    def newest_id(self) -> int:
+        """The newest item's id, once every id up to it is committed (see ``after``)."""
+        with self.db.connection() as con:
+            return self.db.drain_bound(con)
+
     def after(self, last_id: int, limit: int = 5000) -> Iterator[list[InboxItem]]:
         """Batches of items with an id above ``last_id``, in id order, up to the newest item
         committed at the start: a drain is bounded, never a chase after a service that keeps

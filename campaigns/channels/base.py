@@ -8,9 +8,10 @@ message; whether and when to try again is decided in one place, ``campaigns.retr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from functools import partial
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
 
 
@@ -24,6 +25,9 @@ class OutboundMessage:
     body: str
     locale: str
     send_at: datetime  # when the send happens (the wall clock, or the demo's simulated one)
+    # It may not leave after this moment (its window closes, or it expires): checked again
+    # right before it leaves, since a batch at a sender's rate can take many minutes.
+    leave_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,12 @@ class Halt:
         self._consecutive_failures = 0
 
 
+# Whether a recipient asked us to stop since the batch was claimed (read from the inbox's
+# news by the caller); None: no one is watching.
+StopWatch = Callable[[str], bool]
+HELD_BACK = "held_back"  # the error code of a message its last look kept from leaving
+
+
 class Provider(ABC):
     name: ClassVar[str]
     channels: ClassVar[frozenset[str]]
@@ -110,6 +120,26 @@ class Provider(ABC):
 
     def __init__(self, breaker_threshold: int = 20) -> None:
         self.halt = Halt(breaker_threshold)
+        self.stop_watch: StopWatch | None = None
+        self.clock: Callable[[], datetime] = partial(datetime.now, UTC)
+
+    def watch(self, stop_watch: StopWatch | None, clock: Callable[[], datetime]) -> None:
+        """For a run: ask ``stop_watch`` about each recipient right before their message
+        leaves, and hold its window and expiry against the run's ``clock``."""
+        self.stop_watch, self.clock = stop_watch, clock
+
+    def last_look(self, message: OutboundMessage) -> SendResult | None:
+        """Right before a message leaves (after any wait for the sender's rate): the result
+        that keeps it queued when it may no longer go (its window closed or it expired, or
+        its recipient asked us to stop meanwhile), else None. The next screen of the outbox
+        then defers, expires or suppresses it, as the standard says."""
+        if message.leave_by is not None and self.clock() >= message.leave_by:
+            reason = "its window closed or it expired while its batch was leaving"
+        elif self.stop_watch is not None and self.stop_watch(message.recipient):
+            reason = "its recipient asked us to stop while its batch was leaving"
+        else:
+            return None
+        return SendResult(message.action_id, error_code=HELD_BACK, error=reason, not_attempted=True)
 
     @property
     def halted(self) -> str | None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
-from campaigns.channels.base import OutboundMessage, Provider, SendResult, Settlement
+from campaigns.channels.base import (
+    OutboundMessage,
+    Provider,
+    SendResult,
+    Settlement,
+    StopWatch,
+)
 
 
 class RoutingProvider(Provider):
@@ -17,6 +23,10 @@ class RoutingProvider(Provider):
     def __init__(self, by_channel: dict[str, Provider]) -> None:
         super().__init__()
         self.by_channel = by_channel
+
+    def watch(self, stop_watch: StopWatch | None, clock: Callable[[], datetime]) -> None:
+        for provider in self.by_channel.values():
+            provider.watch(stop_watch, clock)
 
     @property
     def halted(self) -> str | None:

@@ -92,7 +92,9 @@ class SendGridEmail(Provider):
         results: dict[str, SendResult] = {}
         valid = []
         for message in messages:
-            if _deliverable_syntax(message.recipient):
+            if (held_back := self.last_look(message)) is not None:
+                results[message.action_id] = held_back
+            elif _deliverable_syntax(message.recipient):
                 valid.append(message)
             else:
                 results[message.action_id] = SendResult(

@@ -75,10 +75,18 @@ class Listed:
     sender: str | None
 
 
+class _HeldBackError(Exception):
+    """A message's last look, right before its request, kept it from leaving."""
+
+    def __init__(self, result: SendResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
 class _GatedHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The SDK's HTTP client, with the rate limit taken right before each POST leaves (where
-    the provider counts it, not where the SDK starts building it) and the last response's
-    headers kept for Retry-After."""
+    the provider counts it, not where the SDK starts building it), then the message's last
+    look, and the last response's headers kept for Retry-After."""
 
     def __init__(self, gate: Callable[[], None], timeout: float) -> None:
         super().__init__(timeout=timeout)
@@ -124,13 +132,18 @@ class _TwilioProvider(Provider):
 
     def _take_slot(self) -> None:
         self.limiter.acquire(getattr(self._local, "units", 1))
+        held_back = self.last_look(self._local.message)
+        if held_back is not None:  # the request is not made
+            raise _HeldBackError(held_back)
 
     def send_one(self, message: OutboundMessage) -> SendResult:
         if self.halted:
             return SendResult(message.action_id, error_code="halted", not_attempted=True)
-        self._local.units = self.units(message)
+        self._local.units, self._local.message = self.units(message), message
         try:
             sid, sender = self.create(message)
+        except _HeldBackError as exc:
+            return exc.result
         except TwilioRestException as exc:
             return self._refused(message, exc)
         except requests.RequestException as exc:

@@ -20,5 +20,8 @@ SELECT
 FROM latest l
 WHERE rn = 1 AND score <= 2 AND round = 1
   AND NOT EXISTS (
+      -- Care for a rating is created after the rating came, so only the outbox's newer part
+      -- can hold it (created_at's zone maps skip the rest).
       SELECT 1 FROM care_actions c WHERE c.parent_evaluation_id = l.evaluation_id
+        AND c.created_at >= $as_of_end - to_days($window_days)
   )

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from cases.second_round import plan_second_round
 from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
+from insights.monthly import build_monthly_report
+from insights.targets import Targets
 from tests.factories import add_action, add_store, add_subscriber
 from tests.test_dispatch import LATER
 from tests.test_ingest import PHONE
@@ -289,7 +291,7 @@ def test_a_collect_reads_the_ratings_of_its_replies_not_of_the_history(
     profiled = Profiled(con)
     figures = collect(profiled, inbox, reply_window=timedelta(hours=72), now=LATER)  # type: ignore[arg-type]
     assert figures.replies == {"matched": 20}
-    for table in ("evaluations", "latest_ratings"):
+    for table in ("evaluations", "latest_ratings", "care_actions"):
         assert profiled.read_from(table, HISTORY // 2) == []
 
 
@@ -303,5 +305,23 @@ def test_a_second_round_reads_the_days_ratings_not_the_history(
     campaign = load_campaigns(settings)["birthday"]
     plan = plan_second_round(profiled, settings, campaign, LATER.date(), "r2")  # type: ignore[arg-type]
     assert plan.figures["cases_opened"] == 8  # today's ratings of 1-2
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_a_months_report_reads_its_twelve_months_not_the_history_before(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_ratings(con)  # a year of history, ending 2026-05-28
+    inbox = today_rated(con, settings)
+    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    profiled = Profiled(con)
+    # May 2027: its twelve months begin in June 2026, after the history; today's 20 are in.
+    report = build_monthly_report(
+        profiled, "2027-05", "Asia/Shanghai", now=datetime(2027, 6, 1, tzinfo=UTC),  # type: ignore[arg-type]
+        sla_hours=48, targets=Targets(), lift_days=90,
+    )  # fmt: skip
+    response = next(p for p in report.trends["response_rate"] if p.month == "2026-06")
+    assert response.n == 20
     for table in ("evaluations", "latest_ratings", "care_actions"):
         assert profiled.read_from(table, HISTORY // 2) == []

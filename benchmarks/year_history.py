@@ -26,6 +26,8 @@ from datetime import date, timedelta
 
 import duckdb
 
+from warehouse.ratings import record_ratings
+
 BUSINESS_ZONE = "Asia/Shanghai"
 SANDBOX_NUMBER = "+10000000000"
 SANDBOX_EMAIL = "care@example.com"
@@ -399,6 +401,9 @@ SELECT * FROM (
 ) ORDER BY 3
 """
 
+ALL_EVALUATIONS = (
+    "SELECT * FROM h_r1_evals UNION ALL SELECT * FROM h_r2_evals UNION ALL SELECT * FROM h_r3_evals"
+)
 INSERT_EVALUATIONS_SQL = """
 INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, campaign_id,
     round, store_id, channel, sender, intent, score, comment, attribution, received_at,
@@ -548,6 +553,7 @@ def build_history(
             " FROM h_delivered ORDER BY sent_at"
         )
         con.execute(INSERT_EVALUATIONS_SQL)
+        record_ratings(con, f"({ALL_EVALUATIONS})")
         con.execute(INBOUND_SQL, {"first_id": inbox_id})
         inbox_id = int(
             con.execute("SELECT coalesce(max(inbox_id), 0) FROM inbound_messages").fetchall()[0][0]

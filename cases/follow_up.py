@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import yaml
 
 from campaigns.content import LinkSettings, StepRenderer
@@ -21,7 +22,7 @@ from campaigns.sms import segment_count
 from campaigns.spec import CareStep
 from cases.machine import Event, State, apply_rows
 from core.settings import Settings
-from warehouse.db import query_dicts
+from warehouse.db import query_dicts, register_frame
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
 ROUND = 3
@@ -46,19 +47,30 @@ WHERE m.status = $resolved AND coalesce(m.follow_ups, 0) < $cap
   AND NOT EXISTS (SELECT 1 FROM care_actions a WHERE a.parent_evaluation_id = m.evaluation_id
                   AND a.round = 3 AND a.created_at >= m.closed_at)
 """
+# Every follow-up of a run in one statement, from the frame ``follow_ups`` (one row a case).
 INSERT_SQL = (
     """
 INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
     occasion, round, parent_evaluation_id, store_id, tier, locale, channel, recipient,
     offer_code, subject, body, survey, status, scheduled_at, created_at, updated_at, timezone,
     window_start, window_end, segments, expires_at)
-VALUES ($action_id, $key, $run, $campaign, $subscriber, $occasion, 3, $case, $store, $tier,
-    $locale, $channel, $recipient, 'FOLLOW-UP', $subject, $body, true, 'queued', $now, $now,
-    $now, $timezone, CASE WHEN $channel <> 'email' THEN TIME '09:00' END,
-    CASE WHEN $channel <> 'email' THEN TIME '21:00' END, $segments, $now + INTERVAL 3 DAY)
+SELECT action_id, key, $run, campaign_id, subscriber_id, occasion, 3, case_id, store_id, tier,
+    locale, channel, recipient, 'FOLLOW-UP', subject, body, true, 'queued', $now, $now, $now,
+    timezone, CASE WHEN channel <> 'email' THEN TIME '09:00' END,
+    CASE WHEN channel <> 'email' THEN TIME '21:00' END, segments, $now + INTERVAL 3 DAY
+FROM follow_ups
 """
     + OUTBOX_CONFLICT
 )
+ASKED_SQL = """
+UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = $now
+WHERE evaluation_id IN (SELECT case_id FROM follow_ups)
+"""
+# A case that cannot be asked keeps its resolution (the machine's not-asked event says why
+# in its history), and it is not looked at again.
+GIVEN_UP_SQL = """
+UPDATE manager_cases SET follow_ups = $cap WHERE evaluation_id IN (SELECT case_id FROM unreachable)
+"""
 
 
 @cache
@@ -69,30 +81,42 @@ def follow_up_step() -> CareStep:
 def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> int:
     """A survey for each newly resolved case; returns how many were queued. A case whose
     customer cannot be reached on that channel now (opted out, no consent) keeps its
-    resolution, and its history says why."""
+    resolution, and its history says why. Only the messages are rendered case by case; the
+    cases are read and written once for the whole run."""
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
-    queued = 0
-    for case in query_dicts(
-        con, DUE_SQL, {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
-    ):
+    queued: list[dict[str, Any]] = []
+    unreachable: list[dict[str, Any]] = []
+    due = {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
+    for case in query_dicts(con, DUE_SQL, due):
         recipient = case[CONTACT[case["channel"]]]
         reason = _unreachable(case, recipient)
         if reason:
-            event = {
-                "event_key": f"follow-up:{case['case_id']}:{case['asked']}",
-                "case_id": case["case_id"], "event": Event.NOT_ASKED.value,
-                "occurred_at": now, "actor": "system", "note": f"not asked again: {reason}",
-            }  # fmt: skip
-            apply_rows(con, [event])
-            con.execute(
-                "UPDATE manager_cases SET follow_ups = ? WHERE evaluation_id = ?",
-                [settings.case_follow_ups, case["case_id"]],
+            unreachable.append(
+                {"case_id": case["case_id"], "asked": case["asked"], "reason": reason}
             )
-            continue
-        queued += _queue(con, renderer, case, str(recipient), now)
-    return queued
+        else:
+            queued.append(_follow_up(renderer, case, str(recipient), now))
+    if unreachable:
+        apply_rows(con, [_not_asked(case, now) for case in unreachable])
+        register_frame(con, "unreachable", pl.DataFrame(unreachable))
+        con.execute(GIVEN_UP_SQL, {"cap": settings.case_follow_ups})
+        con.unregister("unreachable")
+    if queued:
+        register_frame(con, "follow_ups", pl.DataFrame(queued, schema=FOLLOW_UP_SCHEMA))
+        con.execute(INSERT_SQL, {"run": f"follow-up-{now:%Y-%m-%d}", "now": now})
+        con.execute(ASKED_SQL, {"now": now})
+        con.unregister("follow_ups")
+    return len(queued)
+
+
+def _not_asked(case: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "event_key": f"follow-up:{case['case_id']}:{case['asked']}",
+        "case_id": case["case_id"], "event": Event.NOT_ASKED.value,
+        "occurred_at": now, "actor": "system", "note": f"not asked again: {case['reason']}",
+    }  # fmt: skip
 
 
 def _unreachable(case: dict[str, Any], recipient: object) -> str | None:
@@ -105,33 +129,31 @@ def _unreachable(case: dict[str, Any], recipient: object) -> str | None:
     return None
 
 
-def _queue(
-    con: duckdb.DuckDBPyConnection,
-    renderer: StepRenderer,
-    case: dict[str, Any],
-    recipient: str,
-    now: datetime,
-) -> int:
+FOLLOW_UP_SCHEMA = pl.Schema(
+    {
+        "action_id": pl.String(), "key": pl.String(), "case_id": pl.String(),
+        "campaign_id": pl.String(), "subscriber_id": pl.String(), "occasion": pl.String(),
+        "store_id": pl.String(), "tier": pl.String(), "locale": pl.String(),
+        "channel": pl.String(), "recipient": pl.String(), "subject": pl.String(),
+        "body": pl.String(), "timezone": pl.String(), "segments": pl.Int32(),
+    }
+)  # fmt: skip
+
+
+def _follow_up(
+    renderer: StepRenderer, case: dict[str, Any], recipient: str, now: datetime
+) -> dict[str, Any]:
+    """One follow-up's row of ``follow_ups``: its keys and its rendered message."""
     occasion = f"follow-up-{case['case_id']}-{case['asked'] + 1}"
     key = f"{case['campaign_id']}|{case['subscriber_id']}|{occasion}|{ROUND}"
     action_id = "ca_" + hashlib.md5(key.encode()).hexdigest()[:24]
     context = {**case, "offer": "", "offer_code": "FOLLOW-UP"}
     subject, body = renderer.render(case["channel"], action_id, context, now)
-    con.execute(
-        INSERT_SQL,
-        {
-            "action_id": action_id, "key": key, "run": f"follow-up-{now:%Y-%m-%d}",
-            "campaign": case["campaign_id"], "subscriber": case["subscriber_id"],
-            "occasion": occasion, "case": case["case_id"], "store": case["store_id"],
-            "tier": case["tier"], "locale": case["locale"], "channel": case["channel"],
-            "recipient": recipient, "subject": subject, "body": body, "now": now,
-            "timezone": case["timezone"],
-            "segments": segment_count(body) if case["channel"] == "sms" else None,
-        },
-    )  # fmt: skip
-    con.execute(
-        "UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = ? "
-        "WHERE evaluation_id = ?",
-        [now, case["case_id"]],
-    )
-    return 1
+    return {
+        "action_id": action_id, "key": key, "case_id": case["case_id"],
+        "campaign_id": case["campaign_id"], "subscriber_id": case["subscriber_id"],
+        "occasion": occasion, "store_id": case["store_id"], "tier": case["tier"],
+        "locale": case["locale"], "channel": case["channel"], "recipient": recipient,
+        "subject": subject, "body": body, "timezone": case["timezone"],
+        "segments": segment_count(body) if case["channel"] == "sms" else None,
+    }  # fmt: skip

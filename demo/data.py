@@ -26,6 +26,7 @@ from demo.customers import (
     trait,
 )
 from warehouse.db import query_frame, register_frame
+from warehouse.ratings import rebuild_ratings
 
 CHUNK = 500_000
 CN_SURNAMES = [
@@ -253,6 +254,8 @@ def build_demo_data(
         con.execute("COMMIT")
         on_progress(len(idx))
     past = append_history(con, seed, history_before) if history_before and visits else 0
+    # The history's ratings, and none of the past it replaced or its departed customers'.
+    rebuild_ratings(con)
     return DemoDataSummary(stores.height, subscribers, visit_count, past)
 
 

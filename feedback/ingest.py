@@ -21,6 +21,7 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
 from warehouse.db import LOOKUP_KEYS, register_frame
+from warehouse.ratings import record_ratings
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
 REPLY_KINDS = {"sms": "sms", "ivr": "voice", "email_rating": "email"}
@@ -201,7 +202,7 @@ def ingest_replies(
     ).fetchall():
         figures.replies[attribution] += n
         figures.intents[intent] += n
-    con.execute(
+    written = con.execute(
         """
         INSERT INTO evaluations
         SELECT 'ev_' || substr(md5(dedupe_key), 1, 24), dedupe_key, action_id, subscriber_id,
@@ -209,7 +210,13 @@ def ingest_replies(
                attribution, received_at, attributes::JSON
         FROM attributed """
         + EVALUATION_CONFLICT
-    )
+        + " RETURNING * EXCLUDE (attributes)"
+    ).fetch_df()
+    # Only what this insert wrote: a reply kept already has its place in the ratings.
+    if len(written):
+        register_frame(con, "written_evaluations", pl.from_pandas(written))
+        record_ratings(con, "written_evaluations")
+        con.unregister("written_evaluations")
     figures.opt_outs += _consent_changes(con)
 
 

@@ -18,6 +18,7 @@ from typing import Literal
 import duckdb
 import polars as pl
 
+from core.clock import stored_range
 from warehouse.db import query_frame
 
 Better = Literal["higher", "lower"]
@@ -45,16 +46,18 @@ class Kpi:
 
 RATINGS = """
 SELECT r.received_at AS at, a.store_id, a.campaign_id, a.channel, a.tier, {value} AS value
-FROM action_ratings r JOIN care_actions a USING (action_id) WHERE r.round = 1
+FROM action_ratings r JOIN care_actions a USING (action_id)
+WHERE r.round = 1 AND r.received_at >= $lo AND r.received_at < $hi
 """
 SURVEYS = """
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
     (EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id))::INT AS value
-FROM care_actions a WHERE a.round = 1 AND a.survey AND a.sent_at IS NOT NULL
+FROM care_actions a WHERE a.round = 1 AND a.survey AND a.sent_at >= $lo AND a.sent_at < $hi
 """
 CASES = """
 SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {value} AS value
-FROM manager_cases m JOIN care_actions a USING (action_id) WHERE {where}
+FROM manager_cases m JOIN care_actions a USING (action_id)
+WHERE ({where}) AND m.opened_at >= $lo AND m.opened_at < $hi
 """
 IN_SLA = "(m.contacted_at <= m.opened_at + to_hours($sla))"
 SLA_DUE = "m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now"
@@ -63,7 +66,7 @@ SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
     (EXISTS (SELECT 1 FROM opt_outs o WHERE o.subscriber_id = a.subscriber_id
         AND o.channel = a.channel AND o.event = 'opt_out' AND o.occurred_at >= a.sent_at
         AND o.occurred_at < a.sent_at + INTERVAL {OPT_OUT_DAYS} DAY))::INT AS value
-FROM care_actions a WHERE a.sent_at IS NOT NULL
+FROM care_actions a WHERE a.sent_at >= $lo AND a.sent_at < $hi
 """
 KPIS = (
     Kpi("csat", "CSAT (ratings of 4-5)", True, "higher", RATINGS.format(value="(score >= 4)::INT")),
@@ -150,9 +153,10 @@ def kpi_moments(
         sum(value) AS total, sum(value * value) AS squares FROM placed GROUP BY ALL
     UNION ALL {" UNION ALL ".join(by_scope)}
     """
+    lo, hi = stored_range(first, end)  # the units' own times: the history before is skipped
     params = {
         "zone": zone, "first": first, "end": end, "month": month, "previous": previous,
-        "sla": sla_hours, "now": now,
+        "sla": sla_hours, "now": now, "lo": lo, "hi": hi,
     }  # fmt: skip
     frame = query_frame(con, sql, params)
     return frame.with_columns(

@@ -9,7 +9,7 @@ treated, whether or not the message got through, as the holdout was drawn from t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from core.clock import stored_range
 from insights.exports import ExportError, bad_rows, numbers, read_export, require_columns
 from insights.stats import compare, moments_of, sample_size
 
@@ -122,6 +123,7 @@ WITH firsts AS (
     WHERE round = 1 AND status <> 'suppressed'  -- held out, or planned for contact
       AND timezone($zone, created_at)::DATE >= $since
       AND timezone($zone, created_at)::DATE <= $as_of - to_days($days)
+      AND created_at >= $lo AND created_at < $hi
     GROUP BY ALL
 )
 SELECT f.campaign_id, f.status = 'held_out' AS held_out,
@@ -147,7 +149,8 @@ def retention_lifts(
     """Per campaign: retention ``days`` after first care, cared-for against held out, over
     customers first cared for from ``since`` until ``days`` before ``as_of`` (whose outcome is
     known by now). Each customer counts once per campaign."""
-    params = {"zone": zone, "since": since, "as_of": as_of, "days": days}
+    lo, hi = stored_range(since, as_of - timedelta(days=days - 1))
+    params = {"zone": zone, "since": since, "as_of": as_of, "days": days, "lo": lo, "hi": hi}
     frame = pl.from_pandas(con.execute(RETENTION_SQL, params).fetch_df())
     found = []
     for (campaign_id,), part in sorted(frame.group_by("campaign_id"), key=lambda g: str(g[0])):

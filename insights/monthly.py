@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from core.clock import business_date
+from core.clock import business_date, stored_range
 from core.settings import Settings
 from insights.drivers import DriverAnalysis, analyse
 from insights.exports import ExportError
@@ -28,6 +28,7 @@ SELECT e.store_id, e.score, CAST(e.attributes AS VARCHAR) AS attributes
 FROM evaluations e
 WHERE e.intent = 'rating' AND e.round = 1 AND e.attributes IS NOT NULL
   AND strftime(timezone($zone, e.received_at), '%Y-%m') = $month
+  AND e.received_at >= $lo AND e.received_at < $hi
 """
 
 
@@ -131,7 +132,8 @@ def attribute_drivers(
 ) -> tuple[DriverAnalysis | None, dict[str, DriverAnalysis]]:
     """Key drivers of the overall score from the month's attribute ratings: overall, and for
     each store with at least ``min_units`` rated emails."""
-    raw = query_frame(con, ATTRIBUTES_SQL, {"zone": zone, "month": month})
+    lo, hi = stored_range(month_start(month), month_start(shift_month(month, 1)))
+    raw = query_frame(con, ATTRIBUTES_SQL, {"zone": zone, "month": month, "lo": lo, "hi": hi})
     if raw.is_empty():
         return None, {}
     decoded = raw["attributes"].str.json_decode().struct.unnest()

@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 import yaml
 
+from core.clock import stored_range
 from core.errors import UserError
 from insights.kpis import month_start, shift_month
 from insights.stats import Moments, compare
@@ -47,6 +48,7 @@ SELECT strftime(timezone($zone, e.received_at), '%Y-%m') AS month, e.store_id, e
 FROM evaluations e
 WHERE e.intent = 'rating' AND e.score <= 2 AND nullif(trim(e.comment), '') IS NOT NULL
   AND timezone($zone, e.received_at) >= $first AND timezone($zone, e.received_at) < $end
+  AND e.received_at >= $lo AND e.received_at < $hi
 """
 
 
@@ -166,11 +168,9 @@ def hot_topics(
 ) -> list[Topic]:
     """This month's dissatisfied comments by topic, against last month, hottest first."""
     previous = shift_month(month, -1)
-    params = {
-        "zone": zone,
-        "first": month_start(previous),
-        "end": month_start(shift_month(month, 1)),
-    }
+    first, end = month_start(previous), month_start(shift_month(month, 1))
+    lo, hi = stored_range(first, end)
+    params = {"zone": zone, "first": first, "end": end, "lo": lo, "hi": hi}
     frame = query_frame(con, COMMENTS_SQL, params)
     return count_topics(frame, month, locale)
 

@@ -16,6 +16,7 @@ import duckdb
 
 from segments.registry import SegmentError, SegmentRule, materialize
 from warehouse.db import migrate
+from warehouse.ratings import rebuild_ratings
 
 EXTRA_TABLES = ("evaluations", "care_actions", "opt_outs", "model_scores")
 # Columns a test may leave out: filled with plain, valid values.
@@ -75,6 +76,7 @@ def _run_example(
         migrate(con)
         for table, rows in (example.get("given") or {}).items():
             _insert(con, table, rows)
+        rebuild_ratings(con)  # the given evaluations' ratings, as collect would have kept them
         as_of = _as_date(example.get("as_of"), label)
         materialize(con, rule, as_of, "members", example.get("params") or {})
         got = sorted(r[0] for r in con.execute("SELECT subscriber_id FROM members").fetchall())

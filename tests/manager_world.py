@@ -6,6 +6,7 @@ from cases.board import Board
 from cases.publishing import publish_boards
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
+from warehouse.ratings import rebuild_ratings
 
 OPENED = datetime.now(UTC) - timedelta(hours=5)
 
@@ -24,6 +25,7 @@ def add_case(con, case_id, store_id, subscriber_id, comment="排队太久了", s
         "'matched', ?)",
         [case_id, f"k-{case_id}", f"A-{case_id}", subscriber_id, store_id, comment, OPENED],
     )
+    rebuild_ratings(con)  # written as collect would have
 
 
 def build(con, settings):

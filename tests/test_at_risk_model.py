@@ -6,6 +6,7 @@ import pytest
 from segments.models import ModelError, score, train
 from segments.registry import SegmentError, load_rules, materialize
 from tests.factories import add_store
+from warehouse.ratings import rebuild_ratings
 
 AS_OF = date(2026, 3, 1)
 
@@ -36,6 +37,7 @@ def rated(con):
                 "TIMESTAMPTZ '2026-01-01 00:00+00' + to_days(?) + to_hours(?))",
                 [f"E{n}-{k}", f"k{n}-{k}", f"A{n}-{k}", f"S{n:03d}", score_, k * 14, n % 24],
             )
+    rebuild_ratings(con)  # written as collect would have
     return con
 
 

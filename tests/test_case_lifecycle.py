@@ -14,6 +14,7 @@ from cases.follow_up import plan_follow_ups
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 from tests.manager_world import add_case
+from warehouse.ratings import rebuild_ratings
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # the complaint
 SECOND_SENT = T0 + timedelta(hours=1)
@@ -67,6 +68,7 @@ def one_case(con, settings, state):
         [T0, T0 + timedelta(minutes=30), CLOSED],
     )
     con.execute("UPDATE evaluations SET received_at = ?", [T0])
+    rebuild_ratings(con)  # the latest ratings as collect would have kept them
     if state in ("recovered", "unresolved"):  # the second round was answered
         rate(settings, "R2", 5 if state == "recovered" else 2, SECOND_SENT)
         collect(con, Inbox(settings.inbox_path), reply_window=WINDOW)

@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
 
+from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
 from campaigns.planning import OUTBOX_CONFLICT
+from cases.collect import collect
+from cases.second_round import plan_second_round
 from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
+from insights.monthly import build_monthly_report
+from insights.targets import Targets
 from tests.factories import add_action, add_store, add_subscriber
 from tests.test_dispatch import LATER
 from tests.test_ingest import PHONE
 from warehouse.db import LOOKUP_KEYS, Pinned
+from warehouse.ratings import rebuild_ratings
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("campaigns", "cases", "feedback", "insights", "segments", "service", "demo", "flows")
@@ -137,6 +145,7 @@ class Profiled:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
         self.scanned: list[tuple[int, str]] = []
+        self.by_table: list[tuple[dict[str, int], str]] = []  # rows scanned, per table read
         con.execute("SET enable_profiling = 'no_output'; SET profiling_coverage = 'ALL'")
 
     def execute(self, sql: str, *args: object) -> Read:
@@ -144,10 +153,31 @@ class Profiled:
         read = Read(result.fetch_df() if result.description else pd.DataFrame())
         profile = json.loads(self._con.get_profiling_information(format="json"))
         self.scanned.append((int(profile["query"]["total_rows_scanned"]), " ".join(sql.split())))
+        tables: dict[str, int] = {}
+        for scan in _scans(profile["operator"]):
+            name = scan["extra_info"]["Table"].rsplit(".", 1)[-1]
+            tables[name] = tables.get(name, 0) + int(scan.get("rows_scanned", 0))
+        self.by_table.append((tables, " ".join(sql.split())))
         return read
+
+    def read_from(self, table: str, at_least: int) -> list[str]:
+        """The statements that read ``at_least`` rows of ``table``, with how many."""
+        return [
+            f"{tables[table]:,} rows: {sql}"
+            for tables, sql in self.by_table
+            if tables.get(table, 0) >= at_least
+        ]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._con, name)
+
+
+def _scans(operators: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every scan of a stored table in a profile's operator tree."""
+    for operator in operators:
+        if operator.get("type") == "TABLE_SCAN" and "Table" in operator.get("extra_info", {}):
+            yield operator
+        yield from _scans(operator.get("children", []))
 
 
 @dataclass
@@ -247,3 +277,76 @@ def test_a_collect_page_does_not_read_the_settled_history(
     assert figures.status_events == 50 and figures.replies == {"matched": 1}
     readers = [sql for rows, sql in profiled.scanned if rows >= HISTORY // 2]
     assert readers == []
+
+
+# --- reading ratings ---------------------------------------------------------------------------
+# A year of ratings behind today's work: every settled survey of fill_outbox rated, an hour
+# after it was sent, as collect would have kept them (the migration's backfill, in order).
+def fill_ratings(con: duckdb.DuckDBPyConnection) -> None:
+    fill_outbox(con)
+    con.execute("""
+        INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id,
+            campaign_id, round, store_id, channel, sender, intent, score, comment, attribution,
+            received_at)
+        SELECT 'ev_' || substr(md5(action_id), 1, 24), 'sms:' || action_id, action_id,
+            subscriber_id, campaign_id, 1, store_id, 'sms', recipient, 'rating',
+            1 + hash(action_id) % 5, NULL, 'matched', sent_at + INTERVAL 1 HOUR
+        FROM care_actions WHERE status = 'sent' ORDER BY sent_at""")
+    rebuild_ratings(con)
+    con.execute("CHECKPOINT")
+
+
+def today_rated(con: duckdb.DuckDBPyConnection, settings: Settings) -> Inbox:
+    """Today's surveys, sent an hour ago, and their answers waiting in the inbox."""
+    add_store(con)
+    inbox = Inbox(settings.inbox_path)
+    sent = LATER - timedelta(hours=1)
+    for n in range(20):
+        add_subscriber(con, f"S{n}")
+        add_action(con, f"A{n}", f"S{n}", channel="email", sent_at=sent)
+        inbox.put("email_rating", f"R{n}", LATER, {"action_id": f"A{n}", "score": 1 + n % 5})
+    return inbox
+
+
+def test_a_collect_reads_the_ratings_of_its_replies_not_of_the_history(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_ratings(con)
+    inbox = today_rated(con, settings)
+    profiled = Profiled(con)
+    figures = collect(profiled, inbox, reply_window=timedelta(hours=72), now=LATER)  # type: ignore[arg-type]
+    assert figures.replies == {"matched": 20}
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_a_second_round_reads_the_days_ratings_not_the_history(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_ratings(con)
+    inbox = today_rated(con, settings)
+    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    profiled = Profiled(con)
+    campaign = load_campaigns(settings)["birthday"]
+    plan = plan_second_round(profiled, settings, campaign, LATER.date(), "r2")  # type: ignore[arg-type]
+    assert plan.figures["cases_opened"] == 8  # today's ratings of 1-2
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_a_months_report_reads_its_twelve_months_not_the_history_before(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_ratings(con)  # a year of history, ending 2026-05-28
+    inbox = today_rated(con, settings)
+    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    profiled = Profiled(con)
+    # May 2027: its twelve months begin in June 2026, after the history; today's 20 are in.
+    report = build_monthly_report(
+        profiled, "2027-05", "Asia/Shanghai", now=datetime(2027, 6, 1, tzinfo=UTC),  # type: ignore[arg-type]
+        sla_hours=48, targets=Targets(), lift_days=90,
+    )  # fmt: skip
+    response = next(p for p in report.trends["response_rate"] if p.month == "2026-06")
+    assert response.n == 20
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []

@@ -14,6 +14,7 @@ from insights.monthly import build_monthly_report
 from insights.panorama import contributions, kpi_rows
 from insights.report_html import render_html, write_month
 from insights.targets import Targets, TargetsError, load_targets
+from warehouse.ratings import rebuild_ratings
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 STORES = ("ST1", "ST2", "ST3", "ST4")
@@ -55,6 +56,7 @@ def plant_ratings(con, store, month, n, satisfied, *, campaign="store_visit", ta
         FROM range($n) t(i)""",
         {**params, "satisfied": satisfied},
     )
+    rebuild_ratings(con)  # written as collect would have
 
 
 def register_campaign(con, campaign, segment):

@@ -14,9 +14,9 @@ from cases.digest import send_digests
 from cases.escalation import escalate_overdue
 from cases.follow_up import plan_follow_ups
 from inbox.inbox import Inbox
-from tests.factories import add_action
+from tests.factories import add_action, add_subscriber
 from tests.fakes import Fault, processed_event
-from tests.manager_world import OPENED, build
+from tests.manager_world import OPENED, add_case, build
 
 REGIONS = [("East China", "陈经理", "east@example.com")]
 
@@ -271,3 +271,46 @@ def test_a_500_after_sendgrid_took_the_digest_is_settled_by_its_event(con, setti
     assert again == [] and len(sendgrid.state.messages) == 2
     log = con.execute("SELECT status, count(*) FROM staff_mail_log GROUP BY ALL").fetchall()
     assert log == [("sent", 2)]
+
+
+class Counting:
+    """A connection that counts the statements it is given."""
+
+    def __init__(self, con):
+        self._con, self.statements = con, 0
+
+    def execute(self, *args):
+        self.statements += 1
+        return self._con.execute(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_follow_ups_take_as_many_statements_for_many_cases_as_for_a_few(con, settings):
+    """Set-based: the cases are read and written once a run, whatever their number."""
+    world(con, settings)
+    now = OPENED + timedelta(hours=3)
+    runs = []
+    for cases in (("E1", "E2"), tuple(f"E{n}" for n in range(20, 40))):
+        for case_id in cases:
+            if case_id not in ("E1", "E2"):
+                subscriber = f"S{case_id[1:]}"
+                add_subscriber(con, subscriber)
+                add_case(con, case_id, "ST1", subscriber)
+            _resolve(con, case_id, now)
+        # one customer each time cannot be asked: opted out of SMS
+        con.execute(
+            "INSERT INTO opt_outs SELECT subscriber_id, 'sms', 'opt_out', ?, 'sms_reply', "
+            "'x-' || evaluation_id FROM manager_cases WHERE evaluation_id = ?",
+            [OPENED, cases[-1]],
+        )
+        counting = Counting(con)
+        queued = plan_follow_ups(counting, settings, now)
+        assert queued == len(cases) - 1
+        runs.append(counting.statements)
+    assert runs[0] == runs[1], runs
+    given_up = con.execute(
+        "SELECT evaluation_id FROM case_events WHERE note = 'not asked again: opted out of sms'"
+    ).fetchall()
+    assert sorted(given_up) == [("E2",), ("E39",)]

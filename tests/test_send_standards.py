@@ -15,6 +15,7 @@ from core.settings import load_settings
 from inbox.inbox import Inbox
 from tests.factories import add_sms_crowd, add_store, add_subscriber
 from tests.test_planning import plan, plan_loaded
+from warehouse.ratings import rebuild_ratings
 
 
 class FakeClock:
@@ -136,6 +137,7 @@ def test_a_complaint_gets_its_second_round_through_the_cap(con, settings):
                 TIMESTAMPTZ '2026-06-15 03:00+00')""",
         [action],
     )
+    rebuild_ratings(con)  # written as collect would have
     campaign = load_campaigns(settings)["birthday"]
     second = plan_second_round(con, settings, campaign, date(2026, 6, 15), "r2")
     assert second.figures["queued"] == {"voice": 1} and second.figures["cases_opened"] == 1

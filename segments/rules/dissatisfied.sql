@@ -23,6 +23,12 @@ SELECT
 FROM latest l
 WHERE rn = 1 AND score <= 2
   AND NOT EXISTS (
+      -- Replies to one survey all come within its reply window plus the 30 days a late reply
+      -- still counts (feedback.ingest.LATE_LOOKBACK), and care for a reply is created after
+      -- it: so only the newer part of the outbox and of the evaluations can hold an earlier
+      -- round for this survey (their time columns' zone maps skip the rest).
       SELECT 1 FROM care_actions c JOIN evaluations e ON e.evaluation_id = c.parent_evaluation_id
       WHERE e.action_id = l.action_id
+        AND c.created_at >= $as_of_end - to_days($window_days + 40)
+        AND e.received_at >= $as_of_end - to_days($window_days + 40)
   )

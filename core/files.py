@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,27 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = re.compile(r"^[+-]?[0-9][0-9 .]*$")
 
 
+# What a spreadsheet program passes over or folds before it looks for a formula: NFKC turns
+# the full-width ＝＋－＠ into = + - @; leading white space (NBSP, the ideographic space, line
+# breaks) and invisible characters (zero-width, joiners, marks, BOM, soft hyphen) are skipped.
+LEADING_IGNORED = re.compile(r"^[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]+")
+
+
+def is_formula(value: Any) -> bool:
+    """Whether a spreadsheet could run the cell: the first character it reads starts a
+    formula (a tab or CR does by itself), and the cell is not a plain number."""
+    if not isinstance(value, str):
+        return False
+    if value.startswith(("\t", "\r")):
+        return True
+    read = LEADING_IGNORED.sub("", unicodedata.normalize("NFKC", value))
+    return read.startswith(FORMULA_START) and not PLAIN_NUMBER.match(read)
+
+
 def spreadsheet_safe(value: Any) -> Any:
-    """A text cell that would start a formula gets a leading apostrophe; others unchanged."""
-    formula = isinstance(value, str) and value.startswith(FORMULA_START)
-    return "'" + value if formula and not PLAIN_NUMBER.match(value) else value
+    """A text cell that would start a formula gets a leading apostrophe (the original text
+    kept after it); others unchanged."""
+    return "'" + value if is_formula(value) else value
 
 
 def private_dir(path: Path) -> Path:
@@ -65,20 +83,27 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
 
 def xlsx_bytes(sheets: dict[str, tuple[Sequence[str], list[Sequence[Any]]]]) -> bytes:
     """A workbook, one sheet per entry; every cell written as a plain string or number, so
-    no cell can become a formula whatever it holds."""
+    no cell can become a formula whatever it holds. A string a spreadsheet would read as a
+    formula is marked quote-prefixed (Excel's hidden apostrophe): its text is kept exactly and
+    it stays text when someone edits the cell."""
     import xlsxwriter
 
     buffer = io.BytesIO()
     workbook = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    quoted = workbook.add_format({"quote_prefix": True})
+
+    def text(sheet: Any, r: int, col: int, value: str) -> None:
+        sheet.write_string(r, col, value, quoted if is_formula(value) else None)
+
     for title, (header, rows) in sheets.items():
         sheet = workbook.add_worksheet(title[:31])
         for col, name in enumerate(header):
-            sheet.write_string(0, col, str(name))
+            text(sheet, 0, col, str(name))
         for r, row in enumerate(rows, start=1):
             for col, cell in enumerate(row):
                 if isinstance(cell, int | float) and not isinstance(cell, bool):
                     sheet.write_number(r, col, cell)
                 elif cell is not None:
-                    sheet.write_string(r, col, str(cell))
+                    text(sheet, r, col, str(cell))
     workbook.close()
     return buffer.getvalue()

@@ -1,5 +1,6 @@
 """Files that hold customers' contact data: readable by their owner only (0600, in 0700
-folders), and, for lists people open in a spreadsheet, safe against formula injection."""
+folders), named only from plain ids that stay inside their folder, and, for lists people open
+in a spreadsheet, safe against formula injection."""
 
 from __future__ import annotations
 
@@ -13,12 +14,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.errors import UserError
+
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+# An id that may name a file: ASCII letters, digits, "-", "_" and ".", not starting with a dot
+# (no "..", no hidden file), short enough for any file system. Loads check every id column
+# against it, so data never carries a path.
+PLAIN_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+PLAIN_ID_RULE = "letters, digits, -, _ or ., not starting with a dot, at most 64"
+_PLAIN_ID = re.compile(PLAIN_ID)
+
+
+class UnsafeNameError(UserError, ValueError):
+    """A value from data that would name a file outside its folder, or a hidden one."""
+
+
 # OWASP CSV injection: a cell starting with one of these may run as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # A plain number (a phone in E.164, a negative score) runs as nothing: it is kept as it is.
 PLAIN_NUMBER = re.compile(r"^[+-]?[0-9][0-9 .]*$")
-
-
 # What a spreadsheet program passes over or folds before it looks for a formula: NFKC turns
 # the full-width ＝＋－＠ into = + - @; leading white space (NBSP, the ideographic space, line
 # breaks) and invisible characters (zero-width, joiners, marks, BOM, soft hyphen) are skipped.
@@ -42,25 +57,51 @@ def spreadsheet_safe(value: Any) -> Any:
     return "'" + value if is_formula(value) else value
 
 
+def plain_name(name: str, suffix: str = "") -> str:
+    """``name + suffix`` as a file name, once ``name`` is a plain id: never a path, never
+    hidden. Every file name built from data passes here."""
+    if not _PLAIN_ID.fullmatch(name):
+        raise UnsafeNameError(f"{name!r} cannot name a file ({PLAIN_ID_RULE})")
+    return name + suffix
+
+
+def path_inside(folder: Path, name: str, suffix: str = "") -> Path:
+    """``folder/name+suffix``, checked to stay inside ``folder`` (also when a link in it
+    points elsewhere)."""
+    path = folder / plain_name(name, suffix)
+    if path.resolve().parent != folder.resolve():
+        raise UnsafeNameError(f"{name!r} cannot name a file: it leads out of {folder}")
+    return path
+
+
 def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    path.chmod(PRIVATE_DIR)
     return path
+
+
+def _private_descriptor(path: Path) -> int:
+    """``path`` opened for writing, readable by its owner only from the moment it exists."""
+    private_dir(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(descriptor, PRIVATE_FILE)  # an existing file keeps its old mode through O_CREAT
+    return descriptor
 
 
 @contextmanager
 def _private_file(path: Path) -> Iterator[TextIO]:
-    """``path`` opened for writing, readable by its owner only from the moment it exists."""
-    private_dir(path.parent)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+    with os.fdopen(_private_descriptor(path), "w", encoding="utf-8", newline="") as handle:
         yield handle
 
 
 def write_private_text(path: Path, text: str) -> None:
     with _private_file(path) as handle:
         handle.write(text)
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    with os.fdopen(_private_descriptor(path), "wb") as handle:
+        handle.write(data)
 
 
 def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

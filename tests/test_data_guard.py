@@ -72,6 +72,122 @@ def _store_line(store_id: str, region: str = "East China") -> str:
     return f'"{store_id}",店,Shanghai,{region},Asia/Shanghai,王伟,m@example.com\n'
 
 
+# -- ids ------------------------------------------------------------------------------------
+
+
+def test_hostile_store_ids_are_refused_by_the_load_command(tmp_path):
+    stores = tmp_path / "stores.csv"
+    lines = [_store_line(i) for i in HOSTILE_IDS] + [_store_line("ST-1_a.b", "../../x")]
+    stores.write_text(STORE_HEADER + "".join(lines), encoding="utf-8")
+    done = _careloop(_env(tmp_path / "home"), "load", "stores", str(stores))
+    assert done.returncode == 1, done.stdout + done.stderr  # a refused file, as every load
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    for line, store_id in enumerate(HOSTILE_IDS, start=2):
+        assert f"line {line}: store_id {store_id!r} is not a plain id" in said.replace(
+            "\\\\", "\\"
+        ), store_id
+    assert f"line {len(HOSTILE_IDS) + 2}: region '../../x' is not a region's name" in said
+    assert "nothing loaded" in said
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "row", "column"),
+    [
+        ("regions", "region,contact_name,contact_email", "../r,陈,c@example.com", "region"),
+        (
+            "subscribers",
+            "subscriber_id,name,phone,joined_on,tier,home_store_id,timezone,locale,"
+            "sms_consent,email_consent,voice_consent",
+            "S/1,Li,+8613812345678,2015-01-01,gold,ST1,Asia/Shanghai,zh-CN,true,true,true",
+            "subscriber_id",
+        ),
+        (
+            "subscribers",
+            "subscriber_id,name,phone,joined_on,tier,home_store_id,timezone,locale,"
+            "sms_consent,email_consent,voice_consent",
+            "S1,Li,+8613812345678,2015-01-01,gold,.ST1,Asia/Shanghai,zh-CN,true,true,true",
+            "home_store_id",
+        ),
+        (
+            "visits",
+            "visit_id,subscriber_id,store_id,visited_at,service_type",
+            "../v,S1,ST1,2026-01-01T10:00:00+08:00,repair",
+            "visit_id",
+        ),
+        (
+            "visits",
+            "visit_id,subscriber_id,store_id,visited_at,service_type",
+            "V1,S1,../ST1,2026-01-01T10:00:00+08:00,repair",
+            "store_id",
+        ),
+    ],
+)
+def test_every_id_column_takes_plain_ids_only(con, settings, tmp_path, kind, header, row, column):
+    add_store(con)
+    add_subscriber(con, "S1")
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(con, settings, kind, path)
+    assert f"line 2: {column} " in str(refused.value)
+    assert "is not a plain id" in str(refused.value) or "is not a region's name" in str(
+        refused.value
+    )
+    expectations = refused.value.result.report()["expectations"]
+    assert any(
+        e["column"] == column and e["expectation"] == "expect_column_values_to_match_regex"
+        and not e["success"]
+        for e in expectations
+    )  # fmt: skip
+
+
+def test_the_report_writes_no_list_outside_its_folder(tmp_path):
+    """A store id an older version let in: the report names it and writes nothing for it."""
+    home = tmp_path / "home"
+    target = tmp_path / "x"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    victim = target / "pwned.csv"
+    victim.write_text("keep me\n")
+    hostile = "../" * 12 + str(target / "pwned").lstrip("/")
+    con = connect(home / "warehouse.duckdb")
+    try:
+        add_store(con, store_id=hostile)
+        add_subscriber(con, "S1", home_store_id=None)
+        add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=datetime.now(UTC))
+        con.execute(
+            "INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, "
+            "action_id, score, comment, opened_at, status) "
+            "VALUES ('E1', ?, 'S1', 'birthday', 'A1', 1, 'slow', now(), 'open')",
+            [hostile],
+        )
+    finally:
+        con.close()
+    done = _careloop(_env(home), "report", "--month", "2026-02")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot name a file" in " ".join(done.stderr.split())
+    assert victim.read_text() == "keep me\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert list(target.iterdir()) == [victim]
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_IDS, "", "ok/../../x"])
+def test_no_path_is_built_outside_its_folder(tmp_path, name):
+    from core.files import path_inside
+
+    with pytest.raises(UserError, match="cannot name a file"):
+        path_inside(tmp_path, name, ".csv")
+    assert path_inside(tmp_path, "ST-1_a.b", ".csv") == tmp_path / "ST-1_a.b.csv"
+
+
+def test_attachment_names_come_from_plain_ids_only():
+    from cases.digest import attachment_stem
+
+    assert attachment_stem("ST1", "digest:ST1:2026-03-02") == "ST1-2026-03-02"
+    with pytest.raises(UserError, match="cannot name a file"):
+        attachment_stem("../../etc/ST1", "digest:../../etc/ST1:2026-03-02")
+
+
 # -- labels and cells -----------------------------------------------------------------------
 
 MATH = "ST9$\\frac{a}{$"

@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,9 @@ from typing import Any, TextIO
 
 from core.errors import UserError
 
+# What careloop creates is its owner's only: the mask every entry point sets, so files other
+# libraries create (DuckDB's WAL and spill files, Prefect's database, logs) are 0600 too.
+OWNER_ONLY = 0o077
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 
 # An id that may name a file: ASCII letters, digits, "-", "_" and ".", not starting with a dot
@@ -74,16 +78,68 @@ def path_inside(folder: Path, name: str, suffix: str = "") -> Path:
     return path
 
 
+def owner_only_process() -> None:
+    """Files and folders this process creates from now on are its owner's only."""
+    os.umask(OWNER_ONLY)
+
+
+def private_parents(path: Path) -> Path:
+    """``path``'s folder, every folder made on the way owner-only (mkdir gives missing parents
+    the umask's mode, and its own mode passes through the umask); folders that exist already
+    are left as they are: they may not be ours (an inbox file named anywhere)."""
+    missing = [folder for folder in path.parents if not folder.is_dir()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        folder.chmod(PRIVATE_DIR)
+    return path.parent
+
+
 def private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    """``path`` as an owner-only folder of careloop's own."""
+    private_parents(path / "_")
     path.chmod(PRIVATE_DIR)
     return path
+
+
+def new_private_file(path: Path) -> Path:
+    """``path`` created empty and owner-only if it is not there yet (SQLite gives its -wal,
+    -shm and -journal files the database file's own mode), and made owner-only if it is."""
+    private_parents(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    return close_up(path)
+
+
+def close_up(path: Path) -> Path:
+    """``path`` made its owner's only (a folder 0700; a file loses group and other bits)."""
+    info = path.lstat()
+    mode = info.st_mode
+    if stat.S_ISLNK(mode) or info.st_uid != os.geteuid():
+        return path  # a link's own mode means nothing; another's file is not ours to change
+    if stat.S_ISDIR(mode):
+        path.chmod(PRIVATE_DIR)
+    elif stat.S_IMODE(mode) & OWNER_ONLY:
+        path.chmod(stat.S_IMODE(mode) & ~OWNER_ONLY)  # the owner's own bits as they were
+    return path
+
+
+def close_home(home: Path) -> None:
+    """A home an older version left open (0755, its files 0644) made its owner's only, on
+    start: everything in it first, the home last, so a start cut short does it again. A home
+    that is owner-only already costs one stat."""
+    if not home.is_dir() or not stat.S_IMODE(home.stat().st_mode) & OWNER_ONLY:
+        return
+    for folder, dirs, files in os.walk(home):  # links are not followed
+        for name in [*dirs, *files]:
+            close_up(Path(folder) / name)
+    close_up(home)
 
 
 def _private_descriptor(path: Path) -> int:
     """``path`` opened for writing, readable by its owner only from the moment it exists."""
     private_dir(path.parent)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    # Never through a link: one left in the folder would lead the write elsewhere.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    descriptor = os.open(path, flags, PRIVATE_FILE)
     os.fchmod(descriptor, PRIVATE_FILE)  # an existing file keeps its old mode through O_CREAT
     return descriptor
 

@@ -180,12 +180,112 @@ def test_no_path_is_built_outside_its_folder(tmp_path, name):
     assert path_inside(tmp_path, "ST-1_a.b", ".csv") == tmp_path / "ST-1_a.b.csv"
 
 
+def test_a_link_in_the_folder_leads_no_write_elsewhere(tmp_path):
+    from core.files import path_inside, write_private_text
+
+    victim = tmp_path / "victim.csv"
+    victim.write_text("keep me\n")
+    folder = tmp_path / "store_lists"
+    folder.mkdir()
+    (folder / "ST1.csv").symlink_to(victim)
+    with pytest.raises(UserError, match="cannot name a file"):
+        path_inside(folder, "ST1", ".csv")
+    with pytest.raises(OSError):
+        write_private_text(folder / "ST1.csv", "+8613800000001\n")
+    assert victim.read_text() == "keep me\n"
+
+
 def test_attachment_names_come_from_plain_ids_only():
     from cases.digest import attachment_stem
 
     assert attachment_stem("ST1", "digest:ST1:2026-03-02") == "ST1-2026-03-02"
     with pytest.raises(UserError, match="cannot name a file"):
         attachment_stem("../../etc/ST1", "digest:../../etc/ST1:2026-03-02")
+
+
+# -- owner-only files -----------------------------------------------------------------------
+
+
+def _loose(home: Path) -> list[str]:
+    """Everything under the home that anyone but its owner could read or enter."""
+    found = []
+    for path in [home, *home.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        wanted = 0o700 if path.is_dir() else 0o600
+        if mode & 0o077 or (path.is_dir() and mode != wanted):
+            found.append(f"{path.relative_to(home.parent)} {mode:o}")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_once(env: dict[str, str], umask: int) -> None:
+    """Start the service, wait until it answers, take one request, stop it."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [BIN / "careloop", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        umask=umask,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                threading.Event().wait(0.25)  # not listening yet: ask again shortly
+        else:
+            pytest.fail("the service did not answer /healthz")
+        requests.post(f"http://127.0.0.1:{port}/webhooks/twilio/sms", data={}, timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
+    home = tmp_path / "home"
+    env = _env(home)
+    stores = tmp_path / "stores.csv"
+    stores.write_text(STORE_HEADER + _store_line("ST9001"), encoding="utf-8")
+    for args in (
+        ["demo-data", "--subscribers", "300", "--until", "2026-03-01"],
+        ["load", "stores", str(stores)],
+        ["run", "birthday", "--as-of", "2026-02-28"],
+        ["report", "--month", "2026-02"],
+    ):
+        done = _careloop(env, *args, umask=umask)
+        assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    _serve_once(env, umask)
+    assert (home / "inbox.sqlite").exists() and (home / "sandbox.sqlite").exists()
+    assert (home / "prefect").is_dir()
+    loose = _loose(home)
+    assert not loose, "\n".join(loose)
+
+
+def test_a_home_from_an_older_version_is_made_private_on_start(tmp_path):
+    home = tmp_path / "home"
+    env = _env(home)
+    done = _careloop(env, "demo-data", "--subscribers", "100", "--until", "2026-03-01")
+    assert done.returncode == 0, done.stderr
+    (home / "reports" / "old").mkdir(parents=True)
+    (home / "reports" / "old" / "list.csv").write_text("+8613800000001\n")
+    for path in [home, *home.rglob("*")]:  # as an older version left it
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    done = _careloop(env, "report", "--month", "2026-02")
+    assert done.returncode == 0, done.stderr
+    loose = _loose(home)
+    assert not loose, "\n".join(loose)
 
 
 # -- labels and cells -----------------------------------------------------------------------

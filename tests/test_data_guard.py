@@ -252,7 +252,7 @@ def _serve_once(env: dict[str, str], umask: int) -> None:
         process.wait(timeout=60)
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o000])
+@pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask-022", "umask-000"])
 def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
     home = tmp_path / "home"
     env = _env(home)

@@ -65,6 +65,7 @@ def _env(home: Path) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
+        "COLUMNS": "400",  # messages on one line each, as the tests read them
     }
 
 
@@ -83,9 +84,7 @@ def test_hostile_store_ids_are_refused_by_the_load_command(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr  # a refused file, as every load
     said = " ".join(done.stderr.split())  # the console wraps long lines
     for line, store_id in enumerate(HOSTILE_IDS, start=2):
-        assert f"line {line}: store_id {store_id!r} is not a plain id" in said.replace(
-            "\\\\", "\\"
-        ), store_id
+        assert f"line {line}: store_id {store_id!r} is not a plain id" in said, store_id
     assert f"line {len(HOSTILE_IDS) + 2}: region '../../x' is not a region's name" in said
     assert "nothing loaded" in said
 

@@ -102,9 +102,16 @@ def main(
         bool, typer.Option("--debug", help="Show tracebacks and Prefect's own error logs.")
     ] = False,
 ) -> None:
+    from core.files import close_home, owner_only_process
+    from core.settings import load_settings
+
     _Options.debug = debug
     # Flow logs would drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Whatever the umask, what this command (and every process it starts: a temporary Prefect
+    # server, the service) creates is its owner's only; so is a home an older version left open.
+    owner_only_process()
+    close_home(load_settings().home)
 
 
 @contextmanager

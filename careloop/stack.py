@@ -22,6 +22,7 @@ from pathlib import Path
 from careloop.deploy import BIN, ROOT, deploy_all
 from careloop.runner import SOCKET_FILE
 from careloop.runtime import STACK_API_FILE, answers
+from core.files import close_home, owner_only_process, private_dir
 from core.settings import load_settings
 
 PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
@@ -82,8 +83,9 @@ def up() -> None:
     started = time.monotonic()
     settings = load_settings()
     home = settings.home.resolve()
-    run = home / "run"
-    run.mkdir(parents=True, exist_ok=True)
+    owner_only_process()  # the server, worker and service inherit it: their files are private
+    close_home(home)
+    run = private_dir(home / "run")
     _refuse_a_second_stack(home, run)
     env = environment(home, settings.timezone)
     api = env["PREFECT_API_URL"]

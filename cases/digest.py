@@ -16,7 +16,7 @@ from campaigns.channels.mail import File, Mailer, StaffMail
 from cases.machine import ACTIVE
 from cases.publishing import board_rows, sla_left
 from cases.staff_mail import Outgoing, logged, send_once, settle
-from core.files import csv_bytes, xlsx_bytes
+from core.files import csv_bytes, plain_name, xlsx_bytes
 from core.settings import Settings
 from core.tokens import manager_link
 from warehouse.db import Held, as_held
@@ -108,6 +108,12 @@ def _counts(cases: list[dict[str, Any]], now: datetime) -> dict[str, int]:
     }
 
 
+def attachment_stem(store_id: str, key: str) -> str:
+    """``ST1-2026-03-02``: the attachments' name, from a plain store id only (a mail program
+    saves an attachment under its name)."""
+    return plain_name(f"{store_id}-{key.rsplit(':', 1)[1]}")
+
+
 def _mail(
     settings: Settings, key: str, store: dict[str, Any], table: list[Sequence[Any]],
     counts: dict[str, int], now: datetime,
@@ -118,7 +124,7 @@ def _mail(
     subject, body = TEXT.get(store["locale"], TEXT["en"])
     values = {"store": store["name"], "manager": store["manager_name"], "link": link}
     values |= {"days": days, **counts}
-    stem = f"{store['store_id']}-{key.rsplit(':', 1)[1]}"
+    stem = attachment_stem(store["store_id"], key)
     return StaffMail(
         key=key,
         to=store["manager_email"],

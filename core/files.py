@@ -1,5 +1,6 @@
 """Files that hold customers' contact data: readable by their owner only (0600, in 0700
-folders), and, for lists people open in a spreadsheet, safe against formula injection."""
+folders), named only from plain ids that stay inside their folder, and, for lists people open
+in a spreadsheet, safe against formula injection."""
 
 from __future__ import annotations
 
@@ -7,42 +8,156 @@ import csv
 import io
 import os
 import re
+import stat
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.errors import UserError
+
+# What careloop creates is its owner's only: the mask every entry point sets, so files other
+# libraries create (DuckDB's WAL and spill files, Prefect's database, logs) are 0600 too.
+OWNER_ONLY = 0o077
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+
+# An id that may name a file: ASCII letters, digits, "-", "_" and ".", not starting with a dot
+# (no "..", no hidden file), short enough for any file system. Loads check every id column
+# against it, so data never carries a path.
+PLAIN_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+PLAIN_ID_RULE = "letters, digits, -, _ or ., not starting with a dot, at most 64"
+_PLAIN_ID = re.compile(PLAIN_ID)
+
+
+class UnsafeNameError(UserError, ValueError):
+    """A value from data that would name a file outside its folder, or a hidden one."""
+
+
 # OWASP CSV injection: a cell starting with one of these may run as a formula.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # A plain number (a phone in E.164, a negative score) runs as nothing: it is kept as it is.
 PLAIN_NUMBER = re.compile(r"^[+-]?[0-9][0-9 .]*$")
+# What a spreadsheet program passes over or folds before it looks for a formula: NFKC turns
+# the full-width ＝＋－＠ into = + - @; leading white space (NBSP, the ideographic space, line
+# breaks) and invisible characters (zero-width, joiners, marks, BOM, soft hyphen) are skipped.
+LEADING_IGNORED = re.compile(r"^[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]+")
+
+
+def is_formula(value: Any) -> bool:
+    """Whether a spreadsheet could run the cell: the first character it reads starts a
+    formula (a tab or CR does by itself), and the cell is not a plain number."""
+    if not isinstance(value, str):
+        return False
+    if value.startswith(("\t", "\r")):
+        return True
+    read = LEADING_IGNORED.sub("", unicodedata.normalize("NFKC", value))
+    return read.startswith(FORMULA_START) and not PLAIN_NUMBER.match(read)
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A text cell that would start a formula gets a leading apostrophe; others unchanged."""
-    formula = isinstance(value, str) and value.startswith(FORMULA_START)
-    return "'" + value if formula and not PLAIN_NUMBER.match(value) else value
+    """A text cell that would start a formula gets a leading apostrophe (the original text
+    kept after it); others unchanged."""
+    return "'" + value if is_formula(value) else value
+
+
+def plain_name(name: str, suffix: str = "") -> str:
+    """``name + suffix`` as a file name, once ``name`` is a plain id: never a path, never
+    hidden. Every file name built from data passes here."""
+    if not _PLAIN_ID.fullmatch(name):
+        raise UnsafeNameError(f"{name!r} cannot name a file ({PLAIN_ID_RULE})")
+    return name + suffix
+
+
+def path_inside(folder: Path, name: str, suffix: str = "") -> Path:
+    """``folder/name+suffix``, checked to stay inside ``folder`` (also when a link in it
+    points elsewhere)."""
+    path = folder / plain_name(name, suffix)
+    if path.resolve().parent != folder.resolve():
+        raise UnsafeNameError(f"{name!r} cannot name a file: it leads out of {folder}")
+    return path
+
+
+def owner_only_process() -> None:
+    """Files and folders this process creates from now on are its owner's only."""
+    os.umask(OWNER_ONLY)
+
+
+def private_parents(path: Path) -> Path:
+    """``path``'s folder, every folder made on the way owner-only (mkdir gives missing parents
+    the umask's mode, and its own mode passes through the umask); folders that exist already
+    are left as they are: they may not be ours (an inbox file named anywhere)."""
+    missing = [folder for folder in path.parents if not folder.is_dir()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        folder.chmod(PRIVATE_DIR)
+    return path.parent
 
 
 def private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    """``path`` as an owner-only folder of careloop's own."""
+    private_parents(path / "_")
+    path.chmod(PRIVATE_DIR)
     return path
+
+
+def new_private_file(path: Path) -> Path:
+    """``path`` created empty and owner-only if it is not there yet (SQLite gives its -wal,
+    -shm and -journal files the database file's own mode), and made owner-only if it is."""
+    private_parents(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    return close_up(path)
+
+
+def close_up(path: Path) -> Path:
+    """``path`` made its owner's only (a folder 0700; a file loses group and other bits)."""
+    info = path.lstat()
+    mode = info.st_mode
+    if stat.S_ISLNK(mode) or info.st_uid != os.geteuid():
+        return path  # a link's own mode means nothing; another's file is not ours to change
+    if stat.S_ISDIR(mode):
+        path.chmod(PRIVATE_DIR)
+    elif stat.S_IMODE(mode) & OWNER_ONLY:
+        path.chmod(stat.S_IMODE(mode) & ~OWNER_ONLY)  # the owner's own bits as they were
+    return path
+
+
+def close_home(home: Path) -> None:
+    """A home an older version left open (0755, its files 0644) made its owner's only, on
+    start: everything in it first, the home last, so a start cut short does it again. A home
+    that is owner-only already costs one stat."""
+    if not home.is_dir() or not stat.S_IMODE(home.stat().st_mode) & OWNER_ONLY:
+        return
+    for folder, dirs, files in os.walk(home):  # links are not followed
+        for name in [*dirs, *files]:
+            close_up(Path(folder) / name)
+    close_up(home)
+
+
+def _private_descriptor(path: Path) -> int:
+    """``path`` opened for writing, readable by its owner only from the moment it exists."""
+    private_dir(path.parent)
+    # Never through a link: one left in the folder would lead the write elsewhere.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    descriptor = os.open(path, flags, PRIVATE_FILE)
+    os.fchmod(descriptor, PRIVATE_FILE)  # an existing file keeps its old mode through O_CREAT
+    return descriptor
 
 
 @contextmanager
 def _private_file(path: Path) -> Iterator[TextIO]:
-    """``path`` opened for writing, readable by its owner only from the moment it exists."""
-    private_dir(path.parent)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode through O_CREAT
-    with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+    with os.fdopen(_private_descriptor(path), "w", encoding="utf-8", newline="") as handle:
         yield handle
 
 
 def write_private_text(path: Path, text: str) -> None:
     with _private_file(path) as handle:
         handle.write(text)
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    with os.fdopen(_private_descriptor(path), "wb") as handle:
+        handle.write(data)
 
 
 def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -65,20 +180,27 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
 
 def xlsx_bytes(sheets: dict[str, tuple[Sequence[str], list[Sequence[Any]]]]) -> bytes:
     """A workbook, one sheet per entry; every cell written as a plain string or number, so
-    no cell can become a formula whatever it holds."""
+    no cell can become a formula whatever it holds. A string a spreadsheet would read as a
+    formula is marked quote-prefixed (Excel's hidden apostrophe): its text is kept exactly and
+    it stays text when someone edits the cell."""
     import xlsxwriter
 
     buffer = io.BytesIO()
     workbook = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    quoted = workbook.add_format({"quote_prefix": True})
+
+    def text(sheet: Any, r: int, col: int, value: str) -> None:
+        sheet.write_string(r, col, value, quoted if is_formula(value) else None)
+
     for title, (header, rows) in sheets.items():
         sheet = workbook.add_worksheet(title[:31])
         for col, name in enumerate(header):
-            sheet.write_string(0, col, str(name))
+            text(sheet, 0, col, str(name))
         for r, row in enumerate(rows, start=1):
             for col, cell in enumerate(row):
                 if isinstance(cell, int | float) and not isinstance(cell, bool):
                     sheet.write_number(r, col, cell)
                 elif cell is not None:
-                    sheet.write_string(r, col, str(cell))
+                    text(sheet, r, col, str(cell))
     workbook.close()
     return buffer.getvalue()

@@ -20,6 +20,7 @@ import numpy as np
 
 from campaigns.channels.sandbox import SANDBOX_NUMBER, SandboxMessage, SandboxProvider
 from campaigns.planning import key_round
+from core.files import new_private_file
 from demo.customers import (
     MOOD_WEIGHTS,
     SECOND_ROUND_WEIGHTS,
@@ -114,7 +115,7 @@ class PendingReplies:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        new_private_file(path)
         with closing(open_sqlite(path)) as con:
             con.executescript(SCHEMA)
 

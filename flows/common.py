@@ -23,6 +23,7 @@ from campaigns.retry import RetryPolicy
 from cases.collect import NewsWatch
 from cases.late_opt_outs import LateOptOuts
 from core.clock import utc_now
+from core.files import close_home, owner_only_process
 from core.masking import install_masking
 from core.progress import step_done
 from core.settings import Settings, load_settings
@@ -32,8 +33,13 @@ from warehouse.turn import SENDING, this_process, turn
 
 
 def settings_for(home: str | None) -> Settings:
+    """The settings a flow runs with. A flow may run in a worker's process, started by
+    anyone with any umask: what it creates is its owner's only all the same."""
     install_masking()
-    return load_settings(home=Path(home)) if home else load_settings()
+    owner_only_process()
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    close_home(settings.home)
+    return settings
 
 
 @contextmanager

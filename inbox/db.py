@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.files import new_private_file
 from core.migrations import Migration, MigrationError, available_migrations
 
 
@@ -109,8 +110,9 @@ def open_sqlite(path: Path) -> sqlite3.Connection:
 
 
 def create_sqlite(path: Path, schema: str) -> None:
-    """Create the file (WAL, so readers never block the writer) and its tables."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the file (WAL, so readers never block the writer) and its tables; owner-only
+    before SQLite opens it, so its -wal and -shm files are too."""
+    new_private_file(path)
     with closing(open_sqlite(path)) as con:
         con.execute("PRAGMA journal_mode=WAL")
         con.executescript(schema)

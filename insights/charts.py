@@ -28,6 +28,9 @@ STYLE: dict[Any, Any] = {
     "axes.edgecolor": MUTED,
     "xtick.color": MUTED,
     "ytick.color": MUTED,
+    # Labels come from data (store ids, segment names, attribute columns): a "$" in one would
+    # start mathtext, which draws it wrongly or raises. Every Text is plain.
+    "text.parse_math": False,
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from core.clock import utc_now
-from core.files import private_dir, write_private_csv, write_private_text
+from core.files import path_inside, private_dir, write_private_csv, write_private_text
 from warehouse.db import query_dicts
 
 # The first-round care a report covers: planned on business dates in [$since, $until] (either
@@ -194,18 +194,21 @@ def loop_report(
 
 
 def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
-    """One CSV per store manager with their dissatisfied customers; returns rows per store."""
+    """One CSV per store manager with their dissatisfied customers; returns rows per store.
+    Every store's file name is checked before anything is written (an id an older version let
+    in names no list: the command says which)."""
     private_dir(directory)
-    for old in directory.glob("*.csv"):
-        old.unlink()
     cursor = con.execute(STORE_LIST_SQL)
     names = [d[0] for d in cursor.description]
     store = names.index("store_id")
     by_store: dict[str, list[tuple[Any, ...]]] = {}
     for row in cursor.fetchall():
         by_store.setdefault(row[store], []).append(row)
+    paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in by_store}
+    for old in directory.glob("*.csv"):
+        old.unlink()
     for store_id, rows in by_store.items():
-        write_private_csv(directory / f"{store_id}.csv", names, rows)
+        write_private_csv(paths[store_id], names, rows)
     return {store_id: len(rows) for store_id, rows in by_store.items()}
 
 

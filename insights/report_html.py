@@ -10,7 +10,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from core.files import private_dir, write_private_text
+from core.files import path_inside, private_dir, write_private_text
 from insights import charts
 from insights.kpis import KPI_BY_NAME, KPIS
 from insights.monthly import MonthlyReport
@@ -93,8 +93,8 @@ def _by_key(report: MonthlyReport, scope: str) -> list[tuple[str, dict[str, KpiR
 def write_month(report: MonthlyReport, directory: Path) -> tuple[Path, Path]:
     """``kpi-YYYY-MM.html`` and the same figures as ``kpi-YYYY-MM.json``."""
     private_dir(directory)
-    html = directory / f"kpi-{report.month}.html"
-    data = directory / f"kpi-{report.month}.json"
+    html = path_inside(directory, f"kpi-{report.month}", ".html")
+    data = path_inside(directory, f"kpi-{report.month}", ".json")
     write_private_text(html, render_html(report))
     write_private_text(data, json.dumps(report.as_json(), ensure_ascii=False, indent=1))
     return html, data

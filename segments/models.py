@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from core.errors import UserError
+from core.files import path_inside, write_private_bytes
 from core.progress import tracked
 from warehouse.db import query_frame, register_frame
 
@@ -174,9 +175,8 @@ def _save(
         "SELECT coalesce(max(version), 0) + 1 FROM models WHERE model = ?", [MODEL]
     ).fetchall()
     version = int(row[0][0])
-    path = models_dir / MODEL / f"v{version}.pkl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(pipeline))
+    path = path_inside(models_dir / MODEL, f"v{version}", ".pkl")
+    write_private_bytes(path, pickle.dumps(pipeline))
     con.execute(
         "INSERT INTO models VALUES (?, ?, ?, ?, now())",
         [MODEL, version, str(path), json.dumps(metrics)],

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import duckdb
 import polars as pl
 
+from core.files import close_up, private_parents
 from core.migrations import Migration, MigrationError
 from core.migrations import available_migrations as migrations_in
 from warehouse.turn import holds, turn
@@ -77,8 +78,9 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
         con = duckdb.connect(str(path), read_only=True)
         con.execute(TUNING)
         return con
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_parents(path)
     con = duckdb.connect(str(path))
+    close_up(path)  # DuckDB creates it by the umask (the entry points make that owner-only)
     try:
         con.execute(f"SET TimeZone = 'UTC'; {TUNING}")
         migrate(con)

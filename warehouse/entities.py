@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.files import PLAIN_ID_RULE
+
 
 @dataclass(frozen=True)
 class Column:
@@ -18,9 +20,17 @@ class Column:
     references: str | None = None  # "table.key" it must name, checked against the warehouse
 
 
-# Column types: what a value must look like, as the help shows it.
+# A region is named as people say it ("East China") and names no file: spaces inside are
+# fine, a path separator is not.
+REGION_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_. -]{0,63}$"
+REGION_RULE = "letters, digits, spaces, -, _ or ., not starting with a dot, at most 64"
+
+# Column types: what a value must look like, as the help shows it. Ids (a row's own and those
+# naming another row) are plain: they name files (a store's list), so they never hold a path.
 TYPES = {
-    "id": "text, unique in the file",
+    "id": f"an id ({PLAIN_ID_RULE}), unique in the file",
+    "ref": f"an id ({PLAIN_ID_RULE})",
+    "region": f"a region's name ({REGION_RULE})",
     "text": "text",
     "date": "date YYYY-MM-DD, not in the future",
     "timestamp": "ISO 8601 time: 2026-02-28T10:15:00+08:00 (no offset: the store's local time)",
@@ -71,7 +81,7 @@ ENTITIES = {
             Column("store_id", "id", True),
             Column("name", "text", True),
             Column("city", "text", True),
-            Column("region", "text", meaning="the region whose contact hears of escalations"),
+            Column("region", "region", meaning="the region whose contact hears of escalations"),
             Column("timezone", "timezone", True),
             Column("manager_name", "text", True),
             Column("manager_email", "email", True, "where the manager's daily list goes"),
@@ -82,7 +92,7 @@ ENTITIES = {
         "regions",
         "regions",
         (
-            Column("region", "id", True, "as the stores name it"),
+            Column("region", "region", True, "as the stores name it, unique in the file"),
             Column("contact_name", "text", True),
             Column("contact_email", "email", True, "who hears of cases left past their SLA"),
         ),
@@ -98,7 +108,7 @@ ENTITIES = {
             Column("birthday", "date"),
             Column("joined_on", "date", True),
             Column("tier", "tier", True),
-            Column("home_store_id", "text", references="stores.store_id"),
+            Column("home_store_id", "ref", references="stores.store_id"),
             Column("timezone", "timezone", True, "send windows are in this zone"),
             Column("locale", "locale", True),
             Column("sms_consent", "boolean", True),
@@ -116,8 +126,8 @@ ENTITIES = {
         "store_visits",
         (
             Column("visit_id", "id", True),
-            Column("subscriber_id", "text", True, references="subscribers.subscriber_id"),
-            Column("store_id", "text", True, references="stores.store_id"),
+            Column("subscriber_id", "ref", True, references="subscribers.subscriber_id"),
+            Column("store_id", "ref", True, references="stores.store_id"),
             Column("visited_at", "timestamp", True),
             Column("service_type", "text", True),
         ),

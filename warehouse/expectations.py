@@ -1,12 +1,12 @@
 """The Great Expectations suite a file must pass before the warehouse sees it.
 
-Expectations run over the raw text columns as read (not-null, uniqueness, E.164 and email
-patterns, real dates and times, allowed tiers, locales and timezones), and over parsed dates
-for "not in the future". What GX cannot know is added as a boolean column per rule and expected
-true: numbering plans (phonenumbers), address syntax (email-validator) and ids the warehouse
-must already hold. GX validates pandas batches (it cannot validate DuckDB here), one chunk of
-the file at a time (``Gate``), every row of every chunk; the chunks' results are added up
-(``merged``) and kept with the load report.
+Expectations run over the raw text columns as read (not-null, uniqueness, plain ids, E.164
+and email patterns, real dates and times, allowed tiers, locales and timezones), and over
+parsed dates for "not in the future". What GX cannot know is added as a boolean column per
+rule and expected true: numbering plans (phonenumbers), address syntax (email-validator) and
+ids the warehouse must already hold. GX validates pandas batches (it cannot validate DuckDB
+here), one chunk of the file at a time (``Gate``), every row of every chunk; the chunks'
+results are added up (``merged``) and kept with the load report.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 
 import polars as pl
 
+from core.files import PLAIN_ID, PLAIN_ID_RULE
 from core.masking import mask_email, mask_phone
 from core.settings import LOCALES, Settings
-from warehouse.entities import Column, Entity
+from warehouse.entities import REGION_NAME, REGION_RULE, Column, Entity
 
 E164 = r"^\+[1-9][0-9]{6,14}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -100,7 +101,11 @@ def suite_rules(
 
 
 # Text a column of the type must match, and what a row that does not is told.
+PLAIN_ID_REASON = f"is not a plain id ({PLAIN_ID_RULE})"
 PATTERNS = {
+    "id": (PLAIN_ID, PLAIN_ID_REASON),
+    "ref": (PLAIN_ID, PLAIN_ID_REASON),
+    "region": (REGION_NAME, f"is not a region's name ({REGION_RULE})"),
     "timestamp": (ISO_TIME, "is not an ISO 8601 time (2026-02-28T10:15:00+08:00)"),
     "boolean": ("^(?i:true|false)$", "must be true or false"),
     "phone": (E164, "is not an E.164 phone number (+8613812345678)"),

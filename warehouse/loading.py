@@ -26,7 +26,7 @@ import polars as pl
 
 from core.clock import business_date
 from core.errors import UserError
-from core.files import write_private_csv, write_private_text
+from core.files import path_inside, write_private_csv, write_private_text
 from core.progress import tracked
 from core.settings import Settings
 from warehouse.checks import email_validity, phone_validity
@@ -580,13 +580,13 @@ def _value_sql(entity: Entity, name: str) -> str:
 
 def _quarantine_csv(settings: Settings, entity: Entity, stage: Stage, result: LoadResult) -> Path:
     """The bad rows as they were, with their reasons, for whoever fixes the source."""
-    path = settings.reports_dir / "validation" / f"{result.load_id}.quarantine.csv"
+    path = path_inside(settings.reports_dir / "validation", result.load_id, ".quarantine.csv")
     write_private_csv(path, ["line", *entity.names, "reasons"], stage.bad_rows())
     return path
 
 
 def report_path(settings: Settings, load_id: str) -> Path:
-    return settings.reports_dir / "validation" / f"{load_id}.json"
+    return path_inside(settings.reports_dir / "validation", load_id, ".json")
 
 
 def _write_report_json(settings: Settings, result: LoadResult) -> None:

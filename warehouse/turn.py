@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.files import private_parents
 from core.progress import note
 
 _held: dict[Path, tuple[int, int]] = {}  # turn file -> (its descriptor, how many hold it here)
@@ -100,7 +101,7 @@ def _take(path: Path, holder: str, waiting: str) -> None:
             _held[path] = (fd, depth + 1)
             return
     # Waiting happens outside the guard, so other threads can still give their turns back.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_parents(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _lock(fd, path, waiting)

@@ -30,7 +30,8 @@ def _checked(fmt: str) -> str:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False))
+    # strict JSON: a NaN or Infinity would be a bug upstream, and other parsers refuse them
+    typer.echo(json.dumps(data, ensure_ascii=False, allow_nan=False))
 
 
 @insights_app.command("drivers")
@@ -46,23 +47,32 @@ def drivers(
     ] = None,
     fmt: Format = "table",
 ) -> None:
-    """Rank a survey's attributes by their importance to the target (relative weights, right
-    when attributes are correlated), with each one's mean rating."""
+    """Rank a survey's attributes by their share of the target's explained variance (the
+    exact Shapley / LMG split of R², right when attributes are correlated; a share, not a
+    causal effect), with its bootstrap 95% interval and each one's mean rating."""
     from insights.drivers import analyse_export
 
     _checked(fmt)
     chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
     analysis, ignored = analyse_export(path, target, chosen)
     if fmt == "json":
-        _print_json([d.as_json() for d in analysis.drivers])
+        _print_json({"target": target, **analysis.as_json(), "ignored_columns": ignored})
         return
-    title = f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f}"
-    table = Table("attribute", "importance", "performance (mean)", "fix first", title=title)
+    title = (f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f} "
+             f"({analysis.method} Shapley split of R²)")  # fmt: skip
+    table = Table("attribute", "share of R²", "95% interval", "performance (mean)", "fix first",
+                  title=title)  # fmt: skip
     weak = set(analysis.fix_first())
     for d in analysis.drivers:
-        table.add_row(d.attribute, f"{d.importance:.1%}", f"{d.performance:.2f}",
+        shown = f"{d.interval[0]:.1%} to {d.interval[1]:.1%}" if d.interval else "-"
+        table.add_row(d.attribute, f"{d.importance:.1%}", shown, f"{d.performance:.2f}",
                       "yes" if d.attribute in weak else "")  # fmt: skip
     console.print(table)
+    if analysis.method == "sampled":
+        console.print(f"sampled from {analysis.n} orders: shares within ±"
+                      f"{2 * analysis.sampling_error:.1%}", highlight=False)  # fmt: skip
+    for warning in analysis.warnings:
+        console.print(f"warning: {warning}", highlight=False)
     if ignored or analysis.excluded:
         console.print(f"ignored columns: {', '.join(ignored) or 'none'}; rows left out for an "
                       f"empty cell: {analysis.excluded}", highlight=False)  # fmt: skip

@@ -2,14 +2,18 @@
 
 Attributes rated on one survey are correlated (a customer who waited long also rates the staff
 lower), so plain correlations credit an attribute with its neighbours' effect and regression
-coefficients share it out arbitrarily. Johnson's relative weights (2000) split the explained
-variance (R squared) over the attributes by regressing the target on the attributes'
-orthogonal counterparts: the weights are non-negative, sum to R squared, and closely agree with
-Shapley-value regression at a fraction of its cost.
+coefficients share it out arbitrarily. The Shapley (LMG) decomposition splits the explained
+variance (R squared) over the attributes by averaging each one's gain in R squared over every
+order of entering them: the shares are non-negative, sum to 1 and are the same whatever the
+order of the columns. It is each attribute's share of the explained variance, not a causal
+effect. Johnson's relative weights only approximate it and can rank attributes differently
+(mtcars: hp first instead of third), so it is computed exactly, from every subset's regression,
+up to ``EXACT_MAX`` attributes, and from sampled orders above that, with the sampling error.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,12 @@ import polars as pl
 
 from insights.exports import ExportError, numbers, read_export, require_columns
 
+EXACT_MAX = 15  # 2^15 subset regressions, solved in batches: well under a second
+SAMPLED_ORDERS = 2000  # orders drawn above EXACT_MAX
+BOOTSTRAP = 200  # resamples for each share's 95% interval
+COLLINEAR_R2 = 0.9  # an attribute this well explained by the others (VIF 10) gets a warning
+SEED = 23  # fixed: the same export gives the same intervals every time
+
 
 @dataclass(frozen=True)
 class Driver:
@@ -26,11 +36,13 @@ class Driver:
     importance: float  # share of the explained variance; all attributes' sum to 1
     performance: float  # the attribute's mean score
     n: int
+    interval: tuple[float, float] | None = None  # bootstrap 95% interval (None when sampled)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "attribute": self.attribute,
             "importance": round(self.importance, 4),
+            "interval": None if self.interval is None else [round(v, 4) for v in self.interval],
             "performance": round(self.performance, 3),
         }
 
@@ -41,6 +53,9 @@ class DriverAnalysis:
     r_squared: float
     n: int
     excluded: int  # rows left out for an empty cell
+    method: str = "exact"  # exact | sampled
+    sampling_error: float = 0.0  # largest standard error of a sampled share (0 when exact)
+    warnings: tuple[str, ...] = ()
 
     def fix_first(self) -> list[str]:
         """Attributes above the mean importance and below the mean performance: the weak,
@@ -51,21 +66,129 @@ class DriverAnalysis:
         perf = np.mean([d.performance for d in self.drivers])
         return [d.attribute for d in self.drivers if d.importance > imp and d.performance < perf]
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "r_squared": round(self.r_squared, 4),
+            "method": self.method,
+            "sampling_error": round(self.sampling_error, 4),
+            "attributes": [d.as_json() for d in self.drivers],
+            "fix_first": self.fix_first(),
+            "warnings": list(self.warnings),
+            "excluded_rows": self.excluded,
+        }
 
-def relative_weights(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Johnson's raw relative weights of the columns of ``x`` for ``y``, and R squared."""
-    data = np.column_stack([x, y])
-    corr = np.corrcoef(data, rowvar=False)
-    rxx, rxy = corr[:-1, :-1], corr[:-1, -1]
-    eigenvalues, vectors = np.linalg.eigh(rxx)
-    root = vectors @ np.diag(np.sqrt(np.clip(eigenvalues, 0, None))) @ vectors.T
-    beta = np.linalg.lstsq(root, rxy, rcond=None)[0]
-    raw = (root**2) @ (beta**2)
-    return raw, float(raw.sum())
+
+def subset_r2(corr: np.ndarray) -> np.ndarray:
+    """R squared of the regression on every subset of the attributes, indexed by the subset's
+    bit mask, from the correlation matrix (attributes first, the target last). A pseudo-inverse
+    keeps exactly collinear subsets finite: a redundant column adds nothing."""
+    p = corr.shape[0] - 1
+    rxx, rxy = corr[:p, :p], corr[:p, p]
+    r2 = np.zeros(1 << p)
+    masks = np.arange(1 << p)
+    sizes = np.array([bin(m).count("1") for m in masks])
+    for size in range(1, p + 1):
+        chosen = masks[sizes == size]
+        columns = np.array([[j for j in range(p) if m >> j & 1] for m in chosen])
+        blocks = rxx[columns[:, :, None], columns[:, None, :]]
+        vectors = rxy[columns]
+        solved = np.einsum("sij,sj->si", np.linalg.pinv(blocks, hermitian=True), vectors)
+        r2[chosen] = np.einsum("si,si->s", solved, vectors)
+    return r2
+
+
+def shapley_exact(corr: np.ndarray) -> np.ndarray:
+    """Each attribute's Shapley value of R squared: its gain averaged over every order."""
+    p = corr.shape[0] - 1
+    r2 = subset_r2(corr)
+    masks = np.arange(1 << p)
+    sizes = np.array([bin(m).count("1") for m in masks])
+    weights = np.array(
+        [math.factorial(k) * math.factorial(p - k - 1) / math.factorial(p) for k in range(p)]
+    )
+    values = np.zeros(p)
+    for j in range(p):
+        without = masks[(masks >> j & 1) == 0]
+        values[j] = np.sum(weights[sizes[without]] * (r2[without | 1 << j] - r2[without]))
+    return values
+
+
+def _r2_of(corr: np.ndarray, columns: list[int]) -> float:
+    if not columns:
+        return 0.0
+    p = corr.shape[0] - 1
+    rxy = corr[columns, p]
+    solved = np.linalg.pinv(corr[np.ix_(columns, columns)], hermitian=True) @ rxy
+    return float(solved @ rxy)
+
+
+def shapley_sampled(
+    corr: np.ndarray, orders: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shapley values estimated from ``orders`` random orders, and their standard errors."""
+    p = corr.shape[0] - 1
+    gains = np.zeros((orders, p))
+    for o in range(orders):
+        order = [int(j) for j in rng.permutation(p)]
+        previous = 0.0
+        for k, j in enumerate(order):
+            current = _r2_of(corr, order[: k + 1])
+            gains[o, j] = current - previous
+            previous = current
+    return gains.mean(axis=0), gains.std(axis=0, ddof=1) / math.sqrt(orders)
+
+
+def _correlations(data: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr: np.ndarray = np.nan_to_num(np.corrcoef(data, rowvar=False))
+    return corr  # a column constant in a resample correlates 0 with the rest
+
+
+def _shares(data: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
+    """Shapley shares of R squared for the last column of ``data`` on the others, R squared,
+    and the shares' largest sampling error (0 when exact)."""
+    corr = _correlations(data)
+    p = corr.shape[0] - 1
+    if p <= EXACT_MAX:
+        values, errors = shapley_exact(corr), np.zeros(p)
+    else:
+        values, errors = shapley_sampled(corr, SAMPLED_ORDERS, rng)
+    total = float(values.sum())
+    if total <= 0:
+        return np.full(p, 1 / p), 0.0, 0.0
+    return values / total, total, float((errors / total).max())
+
+
+def collinear(corr: np.ndarray, names: list[str]) -> list[str]:
+    """A warning for each attribute (nearly) a combination of the others: its share is then
+    split with them arbitrarily, and its interval is wide."""
+    p = len(names)
+    found = []
+    for j in range(p):
+        others = [k for k in range(p) if k != j]
+        own = corr[np.ix_([*others, j], [*others, j])]
+        r2 = _r2_of(own, list(range(p - 1)))
+        if r2 >= COLLINEAR_R2:
+            found.append(
+                f"{names[j]} is nearly a combination of {', '.join(names[k] for k in others)} "
+                f"(R² {r2:.3f} from them): its share is split with theirs arbitrarily"
+            )
+    return found
+
+
+def _bootstrap(data: np.ndarray, rng: np.random.Generator) -> list[tuple[float, float] | None]:
+    """Each share's 95% percentile interval over resamples of the rows. Only for the exact
+    decomposition: resampling a sampled one would cost minutes; its sampling error is given."""
+    draws = np.array(
+        [_shares(data[rng.integers(0, len(data), len(data))], rng)[0] for _ in range(BOOTSTRAP)]
+    )
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
 
 
 def analyse(frame: pl.DataFrame, target: str, attributes: list[str]) -> DriverAnalysis:
-    """Relative weights of ``attributes`` (numeric columns of ``frame``) for ``target``."""
+    """Shapley shares of ``attributes`` (numeric columns of ``frame``) for ``target``."""
     used = frame.select([target, *attributes]).drop_nulls()
     excluded = frame.height - used.height
     if used.height < len(attributes) + 3:
@@ -75,15 +198,19 @@ def analyse(frame: pl.DataFrame, target: str, attributes: list[str]) -> DriverAn
     constant = [c for c in used.columns if used[c].std() == 0]
     if constant:
         raise ExportError(f"{', '.join(constant)}: one value only in every row, nothing to learn")
-    x = used.select(attributes).to_numpy().astype(float)
-    raw, r_squared = relative_weights(x, used[target].to_numpy().astype(float))
-    shares = raw / r_squared if r_squared > 0 else np.full(len(attributes), 1 / len(attributes))
+    data = used.select([*attributes, target]).to_numpy().astype(float)
+    rng = np.random.default_rng(SEED)
+    shares, r_squared, error = _shares(data, rng)
+    exact = len(attributes) <= EXACT_MAX
+    intervals = _bootstrap(data, rng) if exact else [None] * len(attributes)
     drivers = [
-        Driver(a, float(s), float(x[:, i].mean()), used.height)
-        for i, (a, s) in enumerate(zip(attributes, shares, strict=True))
+        Driver(a, float(shares[i]), float(data[:, i].mean()), used.height, intervals[i])
+        for i, a in enumerate(attributes)
     ]
     drivers.sort(key=lambda d: -d.importance)
-    return DriverAnalysis(drivers, r_squared, used.height, excluded)
+    method = "exact" if exact else "sampled"
+    warnings = tuple(collinear(_correlations(data), attributes))
+    return DriverAnalysis(drivers, r_squared, used.height, excluded, method, error, warnings)
 
 
 def is_id_column(name: str) -> bool:

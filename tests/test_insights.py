@@ -10,6 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LinearRegression
+from statsmodels.stats.power import NormalIndPower, TTestIndPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize
 from typer.testing import CliRunner
 
 from careloop.cli import app
@@ -216,11 +218,87 @@ def test_no_planted_effect_is_seldom_called_significant():
     assert 0.02 < sum(calls) / len(calls) < 0.09  # about alpha = 5%
 
 
-def test_sample_size_matches_the_textbook():
-    # p 50% -> 60%, half held out, 80% power at 5%: 385 per group
-    assert sample_size(0.5, 0.1, binary=True, holdout_share=0.5) == 770
+def counts(successes, n):
+    return np.array([1.0] * successes + [0.0] * (n - successes))
+
+
+def test_newcombes_example_and_the_edges_wald_got_wrong():
+    # Newcombe 1998, Table II (e): 5/56 against 0/29, method 10: -0.0381 to 0.1926
+    found = measure(counts(5, 56), counts(0, 29))
+    assert (found.ci_low, found.ci_high) == pytest.approx((-0.0381, 0.1926), abs=5e-5)
+    assert found.ci_low < 0 and not found.significant  # the interval and the test agree
+    reference = confint_proportions_2indep(5, 56, 0, 29, method="newcomb", compare="diff")
+    assert (found.ci_low, found.ci_high) == pytest.approx(reference, abs=1e-9)
+    every = measure(counts(5, 5), counts(0, 5))  # Wald: [1, 1]
+    assert -1 <= every.ci_low < 1 and every.ci_high <= 1 and every.significant
+    nothing = measure(counts(0, 5), counts(0, 5))  # Wald: [0, 0]
+    assert nothing.ci_low < 0 < nothing.ci_high and nothing.p_value == 1.0
+    tiny = measure(counts(2, 2), counts(0, 2))  # Wald: -0.193 to 1.193
+    assert tiny.ci_low >= -1 and tiny.ci_high <= 1
+
+
+def test_the_interval_excludes_0_exactly_when_the_test_is_significant():
+    for a, n, b, m in itertools.product(range(0, 13, 3), (12, 30), range(0, 13, 2), (8, 25)):
+        found = measure(counts(min(a, n), n), counts(min(b, m), m))
+        excludes = found.ci_low > 0 or found.ci_high < 0
+        assert excludes == found.significant, (a, n, b, m, found)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "lift", "share"),
+    [(0.5, 0.1, 0.5), (0.8, 0.05, 0.5), (0.86, 0.04, 0.1), (0.3, -0.05, 0.2), (0.02, 0.01, 0.5)],
+)
+def test_sample_size_agrees_with_statsmodels_power(baseline, lift, share):
+    h = proportion_effectsize(baseline + lift, baseline)
+    ratio = share / (1 - share)
+    treated = NormalIndPower().solve_power(abs(h), alpha=0.05, power=0.8, ratio=ratio)
+    expected = treated * (1 + ratio)
+    found = sample_size(baseline, lift, binary=True, holdout_share=share)
+    assert expected <= found <= expected + 2
+    sd = 2.0
+    treated = TTestIndPower().solve_power(0.3 / sd, alpha=0.05, power=0.8, ratio=ratio)
+    found = sample_size(5.0, 0.3, binary=False, sd=sd, holdout_share=share)
+    assert treated * (1 + ratio) <= found <= treated * (1 + ratio) + 2
     with pytest.raises(ValueError, match="lift of 0"):
         sample_size(0.5, 0.0, binary=True)
+
+
+def test_reference_holdout_sizing():
+    # 0.80 against 0.85 at 95% / 80%: about 900 per group (the usual formula), 1,812 in all
+    assert 1790 <= sample_size(0.80, 0.05, binary=True) <= 1830
+
+
+@pytest.mark.parametrize(
+    ("rows", "detect", "message"),
+    [
+        ("treated,1\ntreated,inf\nholdout,0\nholdout,1\n", [], "row 3 ('inf') not a finite"),
+        ("treated,1\ntreated,nan\nholdout,0\nholdout,1\n", [], "row 3 ('nan') not a finite"),
+        ("treated,1\ntreated,0\nholdout,0\nholdout,1\n", ["--detect", "nan"], "--detect nan"),
+        ("treated,1\ntreated,0\nholdout,0\nholdout,1\n", ["--detect", "1.5"], "outside 0 to 1"),
+        ("treated,4\ntreated,4\nholdout,3\nholdout,3\n", [], "no spread"),
+        ("treated,4\nholdout,3\nholdout,3\n", [], "need at least 2 treated"),
+    ],
+)
+def test_lift_input_that_cannot_give_a_figure_is_a_one_line_error(tmp_path, rows, detect, message):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("group,outcome\n" + rows)
+    result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                 "--outcome", "outcome", *detect])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_lift_json_is_strict_even_when_nothing_moved(tmp_path):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("group,outcome\n" + "treated,0\n" * 5 + "holdout,0\n" * 5)
+    result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                 "--outcome", "outcome"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert found["p_value"] == 1 and found["significant"] is False
+    assert found["ci_low"] < 0 < found["ci_high"]  # 0 of 5 against 0 of 5 is not "exactly 0"
+    assert found["sample_size"] == {"lift": 0, "units": None}  # nothing to size: a null
 
 
 def test_lift_command_json_and_bad_rows(tmp_path):

@@ -59,8 +59,7 @@ class MonthlyReport:
             "as_of": self.as_of.isoformat(),
             "kpis": [r.as_json() for r in self.rows],
             "drilldown": {
-                kpi: [_contribution_json(c) for c in parts]
-                for kpi, parts in self.drilldowns.items()
+                kpi: [c.as_json() for c in parts] for kpi, parts in self.drilldowns.items()
             },
             "drivers": _drivers_json(self.drivers),
             "drivers_by_store": {s: _drivers_json(a) for s, a in self.store_drivers.items()},
@@ -69,22 +68,8 @@ class MonthlyReport:
         }
 
 
-def _contribution_json(c: Contribution) -> dict[str, Any]:
-    return {
-        "scope": c.scope, "key": c.key, "contribution": round(c.total, 5),
-        "mix": round(c.mix, 5), "rate": round(c.rate, 5), "n": c.n, "previous_n": c.previous_n,
-    }  # fmt: skip
-
-
 def _drivers_json(analysis: DriverAnalysis | None) -> dict[str, Any] | None:
-    if analysis is None:
-        return None
-    return {
-        "n": analysis.n,
-        "r_squared": round(analysis.r_squared, 4),
-        "attributes": [d.as_json() for d in analysis.drivers],
-        "fix_first": analysis.fix_first(),
-    }
+    return None if analysis is None else analysis.as_json()
 
 
 def _lift_json(c: CampaignLift, days: int) -> dict[str, Any]:
@@ -110,9 +95,15 @@ def build_monthly_report(
     return MonthlyReport(
         month, zone, as_of, rows,
         {k.name: trend(moments, k.name, month) for k in KPIS},
-        drill_downs(moments, rows, month), drivers, by_store, hot_topics(con, month, zone),
+        drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
+        hot_topics(con, month, zone),
         retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
     )  # fmt: skip
+
+
+def store_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    rows = con.execute("SELECT store_id, name FROM stores").fetchall()
+    return {str(store): str(name) for store, name in rows}
 
 
 def configured_monthly_report(

@@ -5,6 +5,8 @@ import json
 import re
 from datetime import UTC, date, datetime
 
+import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -115,8 +117,69 @@ def test_mix_and_rate_parts_add_up_to_the_change(con):
     assert sum(c.total for c in parts.values()) == pytest.approx(overall.value - overall.previous)
     assert parts["ST2"].rate == pytest.approx(0.0)
     assert parts["ST1"].rate == pytest.approx(0.0)
-    assert parts["ST2"].mix > 0 > parts["ST1"].mix  # ST2's share grew, ST1's shrank
+    # ST2, below the overall figure, grew; ST1, above it, shrank: both pulled CSAT down, ST2
+    # (the one that changed) the most
+    assert parts["ST2"].mix < parts["ST1"].mix < 0
     assert parts["ST1"].mix + parts["ST2"].mix == pytest.approx(overall.value - overall.previous)
+
+
+def test_a_store_at_the_overall_rate_that_grows_moves_nothing(con):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 500, 400)  # 80%
+    plant_ratings(con, "ST2", "2026-01", 500, 400)  # 80%
+    plant_ratings(con, "ST1", "2026-02", 1000, 800)  # 80%, twice the volume
+    plant_ratings(con, "ST2", "2026-02", 500, 400)
+    moments, rows = rows_of(con)
+    assert rows[("csat", "overall", None)].value == pytest.approx(0.8)
+    for part in contributions(moments, "csat", "store", "2026-02"):
+        assert (part.mix, part.rate) == pytest.approx((0.0, 0.0))  # was +13.3 and -13.3 points
+
+
+def steady_month(rng, sizes, rates, dropped):
+    """Ratings of steady stores for January and February; ``dropped`` loses 8 points."""
+    rows = []
+    for month, drop in (("2026-01", 0.0), ("2026-02", 0.08)):
+        for i, (size, rate) in enumerate(zip(sizes, rates, strict=True)):
+            n = int(rng.poisson(size))
+            k = float(rng.binomial(n, rate - (drop if i == dropped else 0.0)))
+            rows.append(("csat", month, "store", f"ST{i:02d}", n, k, k))
+    columns = ["kpi", "month", "scope", "key", "n", "total", "squares"]
+    return pl.DataFrame(rows, schema=columns, orient="row")
+
+
+def test_the_store_that_dropped_is_first_in_the_drill_down():
+    """200 simulated months of 40 steady stores (500-1,500 ratings a month, CSAT 60-90%), one of
+    them, of middle size, dropping 8 points: it should head the drill-down."""
+    rng = np.random.default_rng(23)
+    first = 0
+    for _ in range(200):
+        sizes, rates = rng.uniform(500, 1500, 40), rng.uniform(0.6, 0.9, 40)
+        sizes[7] = 1000
+        frame = steady_month(rng, sizes, rates, dropped=7)
+        parts = contributions(frame, "csat", "store", "2026-02")
+        overall = [frame.filter(pl.col("month") == m) for m in ("2026-02", "2026-01")]
+        change = overall[0]["total"].sum() / overall[0]["n"].sum() - (
+            overall[1]["total"].sum() / overall[1]["n"].sum()
+        )
+        assert sum(p.total for p in parts) == pytest.approx(change, abs=1e-12)
+        first += parts[0].key == "ST07"
+    assert first >= 180  # measured 185 of 200; from each store's own level (before): 68
+
+
+def test_the_drill_down_names_the_stores(con):
+    add_stores(con)
+    con.execute("UPDATE stores SET name = '上海' || store_id")
+    register_campaign(con, "store_visit", "store_visit")
+    for store in STORES:
+        plant_ratings(con, store, "2026-01", 300, 240)
+        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
+    report = build_monthly_report(
+        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+    )
+    top = report.as_json()["drilldown"]["csat"][0]
+    assert (top["key"], top["name"]) == ("ST2", "上海ST2")
+    assert "ST2 上海ST2" in render_html(report)
 
 
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):

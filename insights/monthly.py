@@ -84,10 +84,12 @@ def _lift_json(c: CampaignLift, days: int) -> dict[str, Any]:
 
 def build_monthly_report(
     con: duckdb.DuckDBPyConnection, month: str, zone: str, *, now: datetime, sla_hours: int,
-    targets: Targets, lift_days: int,
+    targets: Targets, lift_days: int, reply_window_hours: int,
 ) -> MonthlyReport:  # fmt: skip
     """Everything the month's report shows, as of ``now``."""
-    moments = kpi_moments(con, month, zone, sla_hours=sla_hours, now=now)
+    moments = kpi_moments(
+        con, month, zone, sla_hours=sla_hours, now=now, reply_window_hours=reply_window_hours
+    )
     rows = kpi_rows(moments, month, targets)
     drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
     as_of = business_date(ZoneInfo(zone), now)
@@ -114,6 +116,7 @@ def configured_monthly_report(
     return build_monthly_report(
         con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
         targets=load_targets(), lift_days=settings.lift_days,
+        reply_window_hours=settings.reply_window_hours,
     )  # fmt: skip
 
 

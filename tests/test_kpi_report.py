@@ -68,7 +68,7 @@ def register_campaign(con, campaign, segment):
 
 
 def rows_of(con, month="2026-02", targets=None):
-    moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW)
+    moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW, reply_window_hours=72)
     return moments, {
         (r.kpi, r.scope, r.key): r for r in kpi_rows(moments, month, targets or Targets())
     }
@@ -94,7 +94,14 @@ def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
     assert overall.flag is None and overall.significant  # ... but real, so it is drilled
 
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     parts = report.drilldowns["csat"]
     top = parts[0]
@@ -175,7 +182,14 @@ def test_the_drill_down_names_the_stores(con):
         plant_ratings(con, store, "2026-01", 300, 240)
         plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     top = report.as_json()["drilldown"]["csat"][0]
     assert (top["key"], top["name"]) == ("ST2", "上海ST2")
@@ -255,7 +269,14 @@ def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
         plant_ratings(con, store, "2026-01", 300, 240)
         plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     html, data = write_month(report, settings.reports_dir)
     text = html.read_text(encoding="utf-8")
@@ -269,7 +290,14 @@ def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
 
 def test_an_empty_warehouse_still_gives_a_report(con):
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     assert [(r.n, r.value, r.flag) for r in report.overall()] == [(0, None, None)] * 7
     text = render_html(report)
@@ -332,3 +360,51 @@ def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
         retention_lifts(con, date(2025, 8, 1), "Asia/Shanghai", days=90, since=date(2025, 3, 1))
         == []
     )
+
+
+def plant_cases(con, tag, opened, cases):
+    """Store managers' cases opened at ``opened`` (UTC), one per (second round sent at or
+    None for none, its status): each on a rated first-round action and its second round."""
+    plant_ratings(con, "ST1", opened[:7], len(cases), 0, tag=tag)
+    prefix = f"ST1-{opened[:7]}-store_visit{tag}-"
+    for i, (sent, status) in enumerate(cases):
+        second = f"{prefix}{i}-r2" if sent else None
+        if sent:
+            con.execute(
+                """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+                    subscriber_id, occasion, round, store_id, tier, locale, channel, survey,
+                    status, created_at, sent_at, updated_at)
+                VALUES (?, ?, 'r', 'store_visit', 'S' || ?, 'o', 2, 'ST1', 'standard', 'en',
+                    'sms', true, 'delivered', ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)""",
+                [second, second, second, sent, sent, sent],
+            )
+        con.execute(
+            """INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+                action_id, score, opened_at, second_round_action_id, recovered_score, status)
+            VALUES (?, 'ST1', ?, 'store_visit', ?, 1, ?::TIMESTAMPTZ, ?, ?, ?)""",
+            [f"case-{prefix}{i}", f"S{prefix}{i}", f"{prefix}{i}", opened, second,
+             5 if status == "recovered" else None, status],
+        )  # fmt: skip
+
+
+def test_recovery_counts_only_cases_whose_outcome_is_due(con):
+    """A month that has just ended still has second rounds waiting for their answer: they are
+    not yet "not recovered", as SLA compliance does not count cases not yet due."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    settled = [("2026-01-11 02:00+00", "recovered")] * 20
+    plant_cases(con, "a", "2026-01-10 02:00+00", settled + [("2026-01-11 02:00+00", "open")] * 20)
+    plant_cases(con, "b", "2026-02-10 02:00+00", [("2026-02-11 02:00+00", "recovered")] * 10)
+    plant_cases(con, "c", "2026-02-10 02:00+00", [("2026-02-11 02:00+00", "unresolved")] * 9)
+    plant_cases(con, "d", "2026-02-10 02:00+00", [(None, "open")])  # none to send: due at once
+    plant_cases(con, "e", "2026-02-27 02:00+00", [("2026-02-28 02:00+00", "open")] * 30)
+    plant_cases(con, "f", "2026-02-27 02:00+00", [(None, "open")])  # within the reply window
+    moments = kpi_moments(
+        con, "2026-02", "Asia/Shanghai", sla_hours=48, now=datetime(2026, 3, 1, 12, tzinfo=UTC),
+        reply_window_hours=72,
+    )  # fmt: skip
+    rows = {(r.kpi, r.scope, r.key): r for r in kpi_rows(moments, "2026-02", Targets())}
+    recovery = rows[("recovery_rate", "overall", None)]
+    assert (recovery.n, recovery.value) == (20, 0.5)  # 10 recovered of the 20 due
+    assert (recovery.previous_n, recovery.previous) == (40, 0.5)  # January: all due
+    assert recovery.flag is None  # not a built-in "down" (it was 10 of 51: 0.196)

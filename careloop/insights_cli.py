@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 insights_app = typer.Typer(
-    help="Key drivers, hot topics and care's lift (CSV or Parquet exports, or the warehouse).",
+    help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
     no_args_is_help=True,
 )
 console = Console()
@@ -105,6 +105,71 @@ def lift(
         f"(same holdout share); rows left out for an empty outcome: {found.excluded}",
         highlight=False,
     )
+
+
+@insights_app.command("kpis")
+def kpis(
+    path: Export,
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM: the month to report.")],
+    date: Annotated[str, typer.Option("--date", help="Column: each unit's date (YYYY-MM-DD).")],
+    value: Annotated[str, typer.Option("--value", help="Column: 0/1 or a number per unit.")],
+    by: Annotated[
+        str, typer.Option("--by", help="Columns to break the KPI down by, comma-separated.")
+    ],
+    kpi: Annotated[
+        str | None,
+        typer.Option(
+            "--kpi",
+            help="The KPI's name (default: the value column); csat, ... "
+            "bring their direction and targets.",
+        ),
+    ] = None,
+    better: Annotated[
+        str | None, typer.Option("--better", help="higher or lower (default: higher).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
+) -> None:
+    """The monthly report's KPI panorama on an export with one row per unit (a rating, a
+    case, a message): the KPI overall and per value of each --by column against the month
+    before (change, flag, significance with the same adjustment, n), and the drill-down into
+    rate and mix when it moved. Same code and JSON shape as careloop report."""
+    from insights.export_panorama import export_panorama
+    from insights.report_html import render_export_html
+
+    if fmt not in ("table", "json", "html"):
+        raise typer.BadParameter(f"{fmt!r}: use table, json or html", param_hint="--format")
+    if better not in (None, "higher", "lower"):
+        raise typer.BadParameter(f"{better!r}: use higher or lower", param_hint="--better")
+    columns = [c.strip() for c in by.split(",") if c.strip()]
+    found = export_panorama(
+        path, month, date=date, value=value, by=columns, kpi=kpi,
+        better="lower" if better == "lower" else "higher" if better else None,
+    )  # fmt: skip
+    if fmt == "json":
+        _print_json(found.as_json())
+        return
+    if fmt == "html":
+        typer.echo(render_export_html(found))
+        return
+    percent = found.kpi.binary
+    table = Table("scope", "key", "value", "previous", "change", "flag", "significant", "n",
+                  title=f"{found.kpi.label}, {month}")  # fmt: skip
+    for r in found.rows:
+        table.add_row(
+            r.scope, r.key or "", _figure(r.value, percent), _figure(r.previous, percent),
+            "" if r.change is None else f"{r.change:+.1%}", r.flag or "",
+            "yes" if r.significant else "", str(r.n),
+        )  # fmt: skip
+    console.print(table)
+    for part in found.drilldowns.get(found.kpi.name, []):
+        console.print(f"{part.scope} {part.key}: rate {_figure(part.rate, percent)}, "
+                      f"mix {_figure(part.mix, percent)}", highlight=False)  # fmt: skip
+
+
+def _figure(value: float | None, percent: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if percent else f"{value:.4g}"
 
 
 @insights_app.command("topics")

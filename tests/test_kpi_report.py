@@ -408,3 +408,62 @@ def test_recovery_counts_only_cases_whose_outcome_is_due(con):
     assert (recovery.n, recovery.value) == (20, 0.5)  # 10 recovered of the 20 due
     assert (recovery.previous_n, recovery.previous) == (40, 0.5)  # January: all due
     assert recovery.flag is None  # not a built-in "down" (it was 10 of 51: 0.196)
+
+
+def test_the_panorama_on_an_export_gives_the_reports_figures(con, settings, tmp_path):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    units = []
+    for month in ("2026-01", "2026-02"):
+        for n, store in enumerate(STORES):
+            satisfied = 2250 if (store, month) == ("ST2", "2026-02") else 2400
+            plant_ratings(con, store, month, 3000, satisfied)
+            region = "North" if n < 2 else "South"
+            units += [(f"{month}-15", int(i < satisfied), store, region) for i in range(3000)]
+    con.close()
+    report = CliRunner().invoke(app, ["report", "--month", "2026-02", "--format", "json"])
+    assert report.exit_code == 0, report.output
+    expected = json.loads(report.output)
+    path = tmp_path / "ratings.csv"
+    pl.DataFrame(
+        units, schema=["rated_on", "satisfied", "store", "region"], orient="row"
+    ).write_csv(path)
+    result = CliRunner().invoke(app, ["insights", "kpis", str(path), "--month", "2026-02",
+                                      "--date", "rated_on", "--value", "satisfied",
+                                      "--by", "store,region", "--kpi", "csat",
+                                      "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    mine = {(r["kpi"], r["scope"], r["key"]): r for r in found["kpis"]}
+    theirs = {
+        (r["kpi"], r["scope"], r["key"]): r
+        for r in expected["kpis"]
+        if r["kpi"] == "csat" and r["scope"] in ("overall", "store", "region")
+    }
+    assert mine == theirs
+    assert [r["key"] for r in found["kpis"] if r["scope"] == "store"] == list(STORES)
+    drill = [{k: v for k, v in c.items() if k != "name"} for c in found["drilldown"]["csat"]]
+    report_drill = [
+        {k: v for k, v in c.items() if k != "name"}
+        for c in expected["drilldown"]["csat"]
+        if c["scope"] == "store"
+    ]
+    assert drill[: len(report_drill)] == report_drill and drill[0]["key"] == "ST2"
+    html = CliRunner().invoke(app, ["insights", "kpis", str(path), "--month", "2026-02",
+                                    "--date", "rated_on", "--value", "satisfied",
+                                    "--by", "store", "--format", "html"])  # fmt: skip
+    assert html.exit_code == 0 and "<script" not in html.output and "ST2" in html.output
+
+
+def test_the_panorama_on_an_export_names_bad_cells(tmp_path):
+    path = tmp_path / "units.csv"
+    path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-13-01,0,ST1\n2026-02-03,x,ST2\n")
+    args = ["insights", "kpis", str(path), "--month", "2026-02", "--date", "day", "--value",
+            "value", "--by", "store"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "column day: row 3 ('2026-13-01') not a date" in result.output
+    path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-02-03,x,ST2\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "column value: row 3 ('x') not a number" in result.output
+    result = CliRunner().invoke(app, [*args[:-1], "shop"])
+    assert result.exit_code == 2 and "no column shop" in result.output

@@ -13,6 +13,7 @@ up to ``EXACT_MAX`` attributes, and from sampled orders above that, with the sam
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from insights.exports import ExportError, numbers, read_export, require_columns
 EXACT_MAX = 15  # 2^15 subset regressions, solved in batches: well under a second
 SAMPLED_ORDERS = 2000  # orders drawn above EXACT_MAX
 BOOTSTRAP = 200  # resamples for each share's 95% interval
+BOOTSTRAP_MAX = 12  # attributes: 200 x 2^12 subset regressions take about 4 s here
 COLLINEAR_R2 = 0.9  # an attribute this well explained by the others (VIF 10) gets a warning
+RIDGE = 1e-9  # added to the correlations' diagonal so exactly collinear subsets solve
 SEED = 23  # fixed: the same export gives the same intervals every time
 
 
@@ -36,7 +39,7 @@ class Driver:
     importance: float  # share of the explained variance; all attributes' sum to 1
     performance: float  # the attribute's mean score
     n: int
-    interval: tuple[float, float] | None = None  # bootstrap 95% interval (None when sampled)
+    interval: tuple[float, float] | None = None  # bootstrap 95% (None above BOOTSTRAP_MAX)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,39 +82,56 @@ class DriverAnalysis:
         }
 
 
-def subset_r2(corr: np.ndarray) -> np.ndarray:
-    """R squared of the regression on every subset of the attributes, indexed by the subset's
-    bit mask, from the correlation matrix (attributes first, the target last). A pseudo-inverse
-    keeps exactly collinear subsets finite: a redundant column adds nothing."""
-    p = corr.shape[0] - 1
-    rxx, rxy = corr[:p, :p], corr[:p, p]
-    r2 = np.zeros(1 << p)
+@functools.cache
+def _lattice(p: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The subsets of ``p`` attributes: every mask's size, the masks and columns of each size,
+    and the Shapley weight of a subset of each size (computed once per ``p``)."""
     masks = np.arange(1 << p)
     sizes = np.array([bin(m).count("1") for m in masks])
+    by_size = []
     for size in range(1, p + 1):
         chosen = masks[sizes == size]
-        columns = np.array([[j for j in range(p) if m >> j & 1] for m in chosen])
-        blocks = rxx[columns[:, :, None], columns[:, None, :]]
-        vectors = rxy[columns]
-        solved = np.einsum("sij,sj->si", np.linalg.pinv(blocks, hermitian=True), vectors)
-        r2[chosen] = np.einsum("si,si->s", solved, vectors)
+        by_size.append((chosen, np.array([[j for j in range(p) if m >> j & 1] for m in chosen])))
+    weights = np.array(
+        [math.factorial(k) * math.factorial(p - k - 1) / math.factorial(p) for k in range(p)]
+    )
+    return sizes, by_size, weights
+
+
+def subset_r2(corrs: np.ndarray) -> np.ndarray:
+    """R squared of the regression on every subset of the attributes, indexed by the subset's
+    bit mask, for each of a stack of correlation matrices (attributes first, the target last).
+    """
+    p = corrs.shape[-1] - 1
+    rxx, rxy = corrs[:, :p, :p], corrs[:, :p, p]
+    r2 = np.zeros((len(corrs), 1 << p))
+    for chosen, columns in _lattice(p)[1]:
+        blocks = rxx[:, columns[:, :, None], columns[:, None, :]]
+        vectors = rxy[:, columns]
+        # a ridge far below any real signal keeps an exactly collinear subset solvable: its
+        # redundant column then adds nothing, as a pseudo-inverse would have it
+        ridged = blocks + RIDGE * np.eye(columns.shape[1])
+        solved = np.linalg.solve(ridged, vectors[..., None])[..., 0]
+        r2[:, chosen] = np.einsum("bsi,bsi->bs", solved, vectors)
     return r2
 
 
 def shapley_exact(corr: np.ndarray) -> np.ndarray:
-    """Each attribute's Shapley value of R squared: its gain averaged over every order."""
-    p = corr.shape[0] - 1
-    r2 = subset_r2(corr)
+    """Each attribute's Shapley value of R squared, its gain averaged over every order: of one
+    correlation matrix, or row by row of a stack of them."""
+    stack = corr if corr.ndim == 3 else corr[None]
+    p = stack.shape[-1] - 1
+    sizes, _, weights = _lattice(p)
+    # batches of about 2^18 subset regressions keep memory flat however many resamples
+    step = max(1, (1 << 18) >> p)
+    r2 = np.concatenate([subset_r2(stack[i : i + step]) for i in range(0, len(stack), step)])
     masks = np.arange(1 << p)
-    sizes = np.array([bin(m).count("1") for m in masks])
-    weights = np.array(
-        [math.factorial(k) * math.factorial(p - k - 1) / math.factorial(p) for k in range(p)]
-    )
-    values = np.zeros(p)
+    values = np.zeros((len(stack), p))
     for j in range(p):
         without = masks[(masks >> j & 1) == 0]
-        values[j] = np.sum(weights[sizes[without]] * (r2[without | 1 << j] - r2[without]))
-    return values
+        gains = r2[:, without | 1 << j] - r2[:, without]
+        values[:, j] = gains @ weights[sizes[without]]
+    return values if corr.ndim == 3 else values[0]
 
 
 def _r2_of(corr: np.ndarray, columns: list[int]) -> float:
@@ -178,12 +198,23 @@ def collinear(corr: np.ndarray, names: list[str]) -> list[str]:
 
 
 def _bootstrap(data: np.ndarray, rng: np.random.Generator) -> list[tuple[float, float] | None]:
-    """Each share's 95% percentile interval over resamples of the rows. Only for the exact
-    decomposition: resampling a sampled one would cost minutes; its sampling error is given."""
-    draws = np.array(
-        [_shares(data[rng.integers(0, len(data), len(data))], rng)[0] for _ in range(BOOTSTRAP)]
-    )
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    """Each share's 95% percentile interval over resamples of the rows, all solved together.
+    Only up to ``BOOTSTRAP_MAX`` attributes: the cost doubles with each one."""
+    n, width = data.shape
+    drawn = rng.integers(0, n, (BOOTSTRAP, n)) + n * np.arange(BOOTSTRAP)[:, None]
+    counts = np.bincount(drawn.ravel(), minlength=BOOTSTRAP * n).reshape(BOOTSTRAP, n) / n
+    centred = data - data.mean(axis=0)  # numerically kinder sums of squares
+    products = (centred[:, :, None] * centred[:, None, :]).reshape(n, -1)
+    means = counts @ centred
+    cov = (counts @ products).reshape(-1, width, width) - means[:, :, None] * means[:, None, :]
+    sd = np.sqrt(np.clip(np.einsum("bii->bi", cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corrs = np.nan_to_num(cov / (sd[:, :, None] * sd[:, None, :]))
+    values = shapley_exact(corrs)
+    totals = values.sum(axis=1, keepdims=True)
+    even = np.full_like(values, 1 / values.shape[1])
+    shares = np.where(totals > 0, values / np.where(totals > 0, totals, 1), even)
+    low, high = np.percentile(shares, [2.5, 97.5], axis=0)
     return [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
 
 
@@ -202,7 +233,8 @@ def analyse(frame: pl.DataFrame, target: str, attributes: list[str]) -> DriverAn
     rng = np.random.default_rng(SEED)
     shares, r_squared, error = _shares(data, rng)
     exact = len(attributes) <= EXACT_MAX
-    intervals = _bootstrap(data, rng) if exact else [None] * len(attributes)
+    bootstrap = len(attributes) <= BOOTSTRAP_MAX
+    intervals = _bootstrap(data, rng) if bootstrap else [None] * len(attributes)
     drivers = [
         Driver(a, float(shares[i]), float(data[:, i].mean()), used.height, intervals[i])
         for i, a in enumerate(attributes)

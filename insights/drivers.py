@@ -24,7 +24,7 @@ import polars as pl
 
 from insights.exports import ExportError, numbers, read_export, require_columns
 
-EXACT_MAX = 15  # 2^15 subset regressions, solved in batches: well under a second
+EXACT_MAX = 15  # 2^15 subset regressions, solved in batches: about a second
 SAMPLED_ORDERS = 2000  # orders drawn above EXACT_MAX
 BOOTSTRAP = 200  # resamples for each share's 95% interval
 BOOTSTRAP_MAX = 12  # attributes: 200 x 2^12 subset regressions take about 4 s here

@@ -127,5 +127,7 @@ def write_month(report: MonthlyReport, directory: Path) -> tuple[Path, Path]:
     html = directory / f"kpi-{report.month}.html"
     data = directory / f"kpi-{report.month}.json"
     write_private_text(html, render_html(report))
-    write_private_text(data, json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    write_private_text(
+        data, json.dumps(report.as_json(), ensure_ascii=False, indent=1, allow_nan=False)
+    )
     return html, data

@@ -162,7 +162,8 @@ def shapley_sampled(
 def _correlations(data: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         corr: np.ndarray = np.nan_to_num(np.corrcoef(data, rowvar=False))
-    return corr  # a column constant in a resample correlates 0 with the rest
+    np.fill_diagonal(corr, 1.0)  # a constant column correlates 0 with the rest
+    return corr
 
 
 def _shares(data: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
@@ -207,9 +208,16 @@ def _bootstrap(data: np.ndarray, rng: np.random.Generator) -> list[tuple[float, 
     products = (centred[:, :, None] * centred[:, None, :]).reshape(n, -1)
     means = counts @ centred
     cov = (counts @ products).reshape(-1, width, width) - means[:, :, None] * means[:, None, :]
-    sd = np.sqrt(np.clip(np.einsum("bii->bi", cov), 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corrs = np.nan_to_num(cov / (sd[:, :, None] * sd[:, None, :]))
+    variance = np.einsum("bii->bi", cov)
+    # a column one value in a resample (common on a small store's 1-5 ratings) leaves only
+    # rounding in its variance: it correlates 0 with the rest, not rounding / rounding
+    constant = variance <= 1e-9 * data.var(axis=0)
+    sd = np.sqrt(np.where(constant, 1.0, variance))
+    corrs = np.where(
+        constant[:, :, None] | constant[:, None, :], 0.0, cov / (sd[:, :, None] * sd[:, None, :])
+    )
+    corrs = np.clip(corrs, -1.0, 1.0)
+    corrs[:, np.arange(width), np.arange(width)] = 1.0
     values = shapley_exact(corrs)
     totals = values.sum(axis=1, keepdims=True)
     even = np.full_like(values, 1 / values.shape[1])

@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import math
+import warnings
 
 import numpy as np
 import polars as pl
@@ -386,3 +387,21 @@ def test_topics_command_reads_the_warehouse(con, settings):
     found = {t["topic"]: t for t in json.loads(result.output)["topics"]}
     assert found["network"]["hot"] and found["network"]["count"] == 30
     assert found["waiting"]["count"] == 10 and found["waiting"]["previous"] == 40
+
+
+def test_a_small_stores_intervals_stay_finite_when_resamples_are_constant():
+    """Twelve 1-5 ratings, mostly the same: many resamples have a column of one value."""
+    frame = pl.DataFrame(
+        {
+            "wait_time": [5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 4, 1],
+            "staff_attitude": [5, 5, 5, 5, 5, 5, 5, 5, 5, 4, 5, 2],
+            "problem_solved": [5, 5, 5, 5, 5, 5, 5, 5, 4, 5, 5, 1],
+            "score": [5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 1],
+        }
+    ).cast(pl.Float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no inf - inf on the way
+        found = analyse(frame, "score", ["wait_time", "staff_attitude", "problem_solved"])
+    json.dumps(found.as_json(), allow_nan=False)
+    for d in found.drivers:
+        assert 0 <= d.interval[0] <= d.importance <= d.interval[1] <= 1

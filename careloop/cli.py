@@ -320,7 +320,7 @@ def report(
     with warehouse(settings.warehouse_path) as con:
         monthly = configured_monthly_report(con, settings, chosen, utc_now())
         if fmt == "json":
-            typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False))
+            typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False, allow_nan=False))
             return
         html, data = write_month(monthly, settings.reports_dir)
         written = write_reports(

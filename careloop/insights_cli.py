@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 insights_app = typer.Typer(
-    help="Key drivers, hot topics and care's lift (CSV or Parquet exports, or the warehouse).",
+    help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
     no_args_is_help=True,
 )
 console = Console()
@@ -30,7 +30,8 @@ def _checked(fmt: str) -> str:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False))
+    # strict JSON: a NaN or Infinity would be a bug upstream, and other parsers refuse them
+    typer.echo(json.dumps(data, ensure_ascii=False, allow_nan=False))
 
 
 @insights_app.command("drivers")
@@ -46,23 +47,32 @@ def drivers(
     ] = None,
     fmt: Format = "table",
 ) -> None:
-    """Rank a survey's attributes by their importance to the target (relative weights, right
-    when attributes are correlated), with each one's mean rating."""
+    """Rank a survey's attributes by their share of the target's explained variance (the
+    exact Shapley / LMG split of R², right when attributes are correlated; a share, not a
+    causal effect), with its bootstrap 95% interval and each one's mean rating."""
     from insights.drivers import analyse_export
 
     _checked(fmt)
     chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
     analysis, ignored = analyse_export(path, target, chosen)
     if fmt == "json":
-        _print_json([d.as_json() for d in analysis.drivers])
+        _print_json({"target": target, **analysis.as_json(), "ignored_columns": ignored})
         return
-    title = f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f}"
-    table = Table("attribute", "importance", "performance (mean)", "fix first", title=title)
+    title = (f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f} "
+             f"({analysis.method} Shapley split of R²)")  # fmt: skip
+    table = Table("attribute", "share of R²", "95% interval", "performance (mean)", "fix first",
+                  title=title)  # fmt: skip
     weak = set(analysis.fix_first())
     for d in analysis.drivers:
-        table.add_row(d.attribute, f"{d.importance:.1%}", f"{d.performance:.2f}",
+        shown = f"{d.interval[0]:.1%} to {d.interval[1]:.1%}" if d.interval else "-"
+        table.add_row(d.attribute, f"{d.importance:.1%}", shown, f"{d.performance:.2f}",
                       "yes" if d.attribute in weak else "")  # fmt: skip
     console.print(table)
+    if analysis.method == "sampled":
+        console.print(f"sampled from {analysis.n} orders: shares within ±"
+                      f"{2 * analysis.sampling_error:.1%}", highlight=False)  # fmt: skip
+    for warning in analysis.warnings:
+        console.print(f"warning: {warning}", highlight=False)
     if ignored or analysis.excluded:
         console.print(f"ignored columns: {', '.join(ignored) or 'none'}; rows left out for an "
                       f"empty cell: {analysis.excluded}", highlight=False)  # fmt: skip
@@ -95,6 +105,71 @@ def lift(
         f"(same holdout share); rows left out for an empty outcome: {found.excluded}",
         highlight=False,
     )
+
+
+@insights_app.command("kpis")
+def kpis(
+    path: Export,
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM: the month to report.")],
+    date: Annotated[str, typer.Option("--date", help="Column: each unit's date (YYYY-MM-DD).")],
+    value: Annotated[str, typer.Option("--value", help="Column: 0/1 or a number per unit.")],
+    by: Annotated[
+        str, typer.Option("--by", help="Columns to break the KPI down by, comma-separated.")
+    ],
+    kpi: Annotated[
+        str | None,
+        typer.Option(
+            "--kpi",
+            help="The KPI's name (default: the value column); csat, ... "
+            "bring their direction and targets.",
+        ),
+    ] = None,
+    better: Annotated[
+        str | None, typer.Option("--better", help="higher or lower (default: higher).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
+) -> None:
+    """The monthly report's KPI panorama on an export with one row per unit (a rating, a
+    case, a message): the KPI overall and per value of each --by column against the month
+    before (change, flag, significance with the same adjustment, n), and the drill-down into
+    rate and mix when it moved. Same code and JSON shape as careloop report."""
+    from insights.export_panorama import export_panorama
+    from insights.report_html import render_export_html
+
+    if fmt not in ("table", "json", "html"):
+        raise typer.BadParameter(f"{fmt!r}: use table, json or html", param_hint="--format")
+    if better not in (None, "higher", "lower"):
+        raise typer.BadParameter(f"{better!r}: use higher or lower", param_hint="--better")
+    columns = [c.strip() for c in by.split(",") if c.strip()]
+    found = export_panorama(
+        path, month, date=date, value=value, by=columns, kpi=kpi,
+        better="lower" if better == "lower" else "higher" if better else None,
+    )  # fmt: skip
+    if fmt == "json":
+        _print_json(found.as_json())
+        return
+    if fmt == "html":
+        typer.echo(render_export_html(found))
+        return
+    percent = found.kpi.binary
+    table = Table("scope", "key", "value", "previous", "change", "flag", "significant", "n",
+                  title=f"{found.kpi.label}, {month}")  # fmt: skip
+    for r in found.rows:
+        table.add_row(
+            r.scope, r.key or "", _figure(r.value, percent), _figure(r.previous, percent),
+            "" if r.change is None else f"{r.change:+.1%}", r.flag or "",
+            "yes" if r.significant else "", str(r.n),
+        )  # fmt: skip
+    console.print(table)
+    for part in found.drilldowns.get(found.kpi.name, []):
+        console.print(f"{part.scope} {part.key}: rate {_figure(part.rate, percent)}, "
+                      f"mix {_figure(part.mix, percent)}", highlight=False)  # fmt: skip
+
+
+def _figure(value: float | None, percent: bool) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if percent else f"{value:.4g}"
 
 
 @insights_app.command("topics")

@@ -46,18 +46,23 @@ def require_columns(frame: pl.DataFrame, path: Path, *names: str) -> None:
 
 def numbers(frame: pl.DataFrame, column: str, path: Path, first_row: int) -> pl.Series:
     """``column`` as floats (empty cells stay null; true/false count as 1/0); an error naming
-    the rows whose cells are neither."""
+    the rows whose cells are neither, or nan or infinite."""
     text = frame[column].str.strip_chars()
     lowered = text.str.to_lowercase()
     boolean = pl.when(lowered == "true").then(1.0).when(lowered == "false").then(0.0)
-    parsed = (
-        frame.select(boolean.otherwise(text.cast(pl.Float64, strict=False)).alias(column))
-        .to_series()
-        .fill_nan(None)
-    )
-    bad = parsed.is_null() & text.is_not_null() & (text != "")
+    parsed = frame.select(
+        boolean.otherwise(text.cast(pl.Float64, strict=False)).alias(column)
+    ).to_series()
+    given = text.is_not_null() & (text != "")
+    bad = given & parsed.is_null()
     if bad.any():
         raise ExportError(f"{path}: column {column}: {bad_rows(text, bad, first_row)} not a number")
+    # nan and inf parse as floats but give no figure (and no JSON): name them, never drop them
+    infinite = given & ~parsed.is_finite().fill_null(True)
+    if infinite.any():
+        raise ExportError(
+            f"{path}: column {column}: {bad_rows(text, infinite, first_row)} not a finite number"
+        )
     return parsed
 
 

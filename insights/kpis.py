@@ -61,6 +61,17 @@ WHERE ({where}) AND m.opened_at >= $lo AND m.opened_at < $hi
 """
 IN_SLA = "(m.contacted_at <= m.opened_at + to_hours($sla))"
 SLA_DUE = "m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now"
+# Recovery, defined here once: a case is recovered when its second round or a follow-up after
+# its manager's resolution was rated 4-5. Like SLA compliance it counts only the cases whose
+# outcome is due: recovered, or the second round rated, or the second round's reply window
+# over (from when it was sent; with no second round, from when the case opened). A case still
+# waiting for its answer is not counted as not recovered, so a month that has just ended is
+# not "down" against a complete one.
+RECOVERED = "(m.status = 'recovered')"
+RECOVERY_DUE = """m.status = 'recovered' OR m.recovered_score IS NOT NULL
+    OR coalesce((SELECT s.sent_at FROM care_actions s WHERE s.action_id = m.second_round_action_id),
+        CASE WHEN m.second_round_action_id IS NULL THEN m.opened_at END)
+        + to_hours($window) <= $now"""
 OPT_OUTS = f"""
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
     (EXISTS (SELECT 1 FROM opt_outs o WHERE o.subscriber_id = a.subscriber_id
@@ -80,10 +91,10 @@ KPIS = (
     ),
     Kpi(
         "recovery_rate",
-        "Recovery (second round rated 4-5)",
+        "Recovery (second round or follow-up rated 4-5, of cases due)",
         True,
         "higher",
-        CASES.format(value="(m.status = 'recovered')::INT", where="true"),
+        CASES.format(value=f"{RECOVERED}::INT", where=RECOVERY_DUE),
     ),
     Kpi(
         "time_to_first_contact",
@@ -127,8 +138,9 @@ def _units_sql() -> str:
 
 
 def kpi_moments(
-    con: duckdb.DuckDBPyConnection, month: str, zone: str, *, sla_hours: int, now: datetime
-) -> pl.DataFrame:
+    con: duckdb.DuckDBPyConnection, month: str, zone: str, *, sla_hours: int, now: datetime,
+    reply_window_hours: int,
+) -> pl.DataFrame:  # fmt: skip
     """Per KPI, month, scope and key: units ``n``, ``total`` and ``squares`` of their values.
     Overall for the 12 months up to ``month``; every other scope for ``month`` and the one
     before it."""
@@ -156,7 +168,7 @@ def kpi_moments(
     lo, hi = stored_range(first, end)  # the units' own times: the history before is skipped
     params = {
         "zone": zone, "first": first, "end": end, "month": month, "previous": previous,
-        "sla": sla_hours, "now": now, "lo": lo, "hi": hi,
+        "sla": sla_hours, "now": now, "window": reply_window_hours, "lo": lo, "hi": hi,
     }  # fmt: skip
     frame = query_frame(con, sql, params)
     return frame.with_columns(

@@ -8,6 +8,7 @@ treated, whether or not the message got through, as the holdout was drawn from t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -68,21 +69,37 @@ class Lift:
 def measure(
     treated: np.ndarray, holdout: np.ndarray, *, alpha: float = 0.05, detect: float | None = None
 ) -> Lift:
-    """The lift of ``treated`` over ``holdout`` (0/1 or numeric outcomes)."""
+    """The lift of ``treated`` over ``holdout`` (0/1 or numeric outcomes): Newcombe's interval
+    for shares, Welch's t for averages, each with the p-value that agrees with it. An
+    ExportError, in one line, for what cannot give a figure: a non-finite value or ``detect``,
+    a group under 2 units, a numeric outcome with no spread in either group, a ``detect`` the
+    outcome cannot show. ``needed`` is None only when the lift to size for is 0."""
     if len(treated) < 2 or len(holdout) < 2:
         raise ExportError(
             f"need at least 2 treated and 2 holdout units (have {len(treated)} and {len(holdout)})"
         )
-    binary = bool(np.isin(np.concatenate([treated, holdout]), (0.0, 1.0)).all())
+    values = np.concatenate([treated, holdout])
+    if not np.isfinite(values).all():
+        raise ExportError("the outcome holds a value that is not a finite number")
+    if detect is not None and (not math.isfinite(detect) or detect == 0):
+        raise ExportError(f"--detect {detect}: give a finite lift other than 0")
+    binary = bool(np.isin(values, (0.0, 1.0)).all())
     a, b = moments_of(treated), moments_of(holdout)
     diff = compare(a, b, binary=binary)
-    assert diff is not None and a.mean is not None and b.mean is not None
-    wanted = abs(detect if detect is not None else diff.estimate)
+    if diff is None:
+        raise ExportError(
+            "the outcome is the same for every unit in each group: no spread to test a lift against"
+        )
+    assert a.mean is not None and b.mean is not None
+    wanted = detect if detect is not None else diff.estimate
     share = len(holdout) / (len(treated) + len(holdout))
     needed = None
-    if wanted > 0:
-        sd = float(np.sqrt(b.variance)) if not binary else None
-        needed = sample_size(b.mean, wanted, binary=binary, sd=sd, holdout_share=share)
+    if wanted != 0:
+        spread = float(np.std(values, ddof=1)) if not binary else None
+        try:
+            needed = sample_size(b.mean, wanted, binary=binary, sd=spread, holdout_share=share)
+        except ValueError as exc:
+            raise ExportError(f"--detect {wanted:g}: {exc}") from None
     return Lift(
         a.mean, b.mean, diff.estimate, diff.low, diff.high, diff.p_value,
         diff.p_value < alpha, a.n, b.n, binary, wanted, needed,

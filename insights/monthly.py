@@ -60,8 +60,7 @@ class MonthlyReport:
             "as_of": self.as_of.isoformat(),
             "kpis": [r.as_json() for r in self.rows],
             "drilldown": {
-                kpi: [_contribution_json(c) for c in parts]
-                for kpi, parts in self.drilldowns.items()
+                kpi: [c.as_json() for c in parts] for kpi, parts in self.drilldowns.items()
             },
             "drivers": _drivers_json(self.drivers),
             "drivers_by_store": {s: _drivers_json(a) for s, a in self.store_drivers.items()},
@@ -70,22 +69,8 @@ class MonthlyReport:
         }
 
 
-def _contribution_json(c: Contribution) -> dict[str, Any]:
-    return {
-        "scope": c.scope, "key": c.key, "contribution": round(c.total, 5),
-        "mix": round(c.mix, 5), "rate": round(c.rate, 5), "n": c.n, "previous_n": c.previous_n,
-    }  # fmt: skip
-
-
 def _drivers_json(analysis: DriverAnalysis | None) -> dict[str, Any] | None:
-    if analysis is None:
-        return None
-    return {
-        "n": analysis.n,
-        "r_squared": round(analysis.r_squared, 4),
-        "attributes": [d.as_json() for d in analysis.drivers],
-        "fix_first": analysis.fix_first(),
-    }
+    return None if analysis is None else analysis.as_json()
 
 
 def _lift_json(c: CampaignLift, days: int) -> dict[str, Any]:
@@ -100,10 +85,12 @@ def _lift_json(c: CampaignLift, days: int) -> dict[str, Any]:
 
 def build_monthly_report(
     con: duckdb.DuckDBPyConnection, month: str, zone: str, *, now: datetime, sla_hours: int,
-    targets: Targets, lift_days: int,
+    targets: Targets, lift_days: int, reply_window_hours: int,
 ) -> MonthlyReport:  # fmt: skip
     """Everything the month's report shows, as of ``now``."""
-    moments = kpi_moments(con, month, zone, sla_hours=sla_hours, now=now)
+    moments = kpi_moments(
+        con, month, zone, sla_hours=sla_hours, now=now, reply_window_hours=reply_window_hours
+    )
     rows = kpi_rows(moments, month, targets)
     drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
     as_of = business_date(ZoneInfo(zone), now)
@@ -111,9 +98,15 @@ def build_monthly_report(
     return MonthlyReport(
         month, zone, as_of, rows,
         {k.name: trend(moments, k.name, month) for k in KPIS},
-        drill_downs(moments, rows, month), drivers, by_store, hot_topics(con, month, zone),
+        drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
+        hot_topics(con, month, zone),
         retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
     )  # fmt: skip
+
+
+def store_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    rows = con.execute("SELECT store_id, name FROM stores").fetchall()
+    return {str(store): str(name) for store, name in rows}
 
 
 def configured_monthly_report(
@@ -124,6 +117,7 @@ def configured_monthly_report(
     return build_monthly_report(
         con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
         targets=load_targets(), lift_days=settings.lift_days,
+        reply_window_hours=settings.reply_window_hours,
     )  # fmt: skip
 
 

@@ -4,19 +4,18 @@ flagged when it moves, marked when the move is within noise, and drilled down to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from insights.kpis import KPI_BY_NAME, KPIS, SCOPES, TREND_MONTHS, shift_month
+from insights.kpis import KPI_BY_NAME, KPIS, SCOPES, TREND_MONTHS, Better, Kpi, shift_month
 from insights.stats import Moments, compare, false_discovery, mean_interval, wilson
 from insights.targets import Targets
 
 Cell = tuple[str, str, str | None]  # kpi, scope, key
 DRILL_SCOPES = ("store", "segment")
-KPI_ORDER = {k.name: n for n, k in enumerate(KPIS)}
 
 
 @dataclass(frozen=True)
@@ -35,13 +34,14 @@ class KpiRow:
     interval: tuple[float, float] | None  # the value's 95% interval
     change_interval: tuple[float, float] | None  # value - previous, 95%
     p_value: float | None  # adjusted for the breakdown's many cells
+    better: Better  # which way is good for this KPI
 
     @property
     def good(self) -> bool | None:
         """Whether the flagged move is for the better (green) or the worse (red)."""
         if self.flag is None:
             return None
-        return (self.flag == "up") == (KPI_BY_NAME[self.kpi].better == "higher")
+        return (self.flag == "up") == (self.better == "higher")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,29 +69,40 @@ def moments_by_cell(frame: pl.DataFrame, month: str) -> dict[Cell, Moments]:
     }
 
 
-def kpi_rows(frame: pl.DataFrame, month: str, targets: Targets) -> list[KpiRow]:
+def kpi_rows(
+    frame: pl.DataFrame, month: str, targets: Targets, kpis: Sequence[Kpi] = KPIS,
+    scopes: Sequence[str] = SCOPES,
+) -> list[KpiRow]:  # fmt: skip
     """One row per KPI overall (with no unit, its value is None), and per scope key with
-    units this month or last."""
+    units this month or last. ``kpis`` and ``scopes`` (``overall`` first) default to the
+    warehouse's; an export brings its own."""
+    by_name = {k.name: k for k in kpis}
+    order = {k.name: n for n, k in enumerate(kpis)}
     now = moments_by_cell(frame, month)
     before = moments_by_cell(frame, shift_month(month, -1))
     empty = Moments(0, 0.0, 0.0)
-    overall = {(k.name, "overall", None) for k in KPIS}
-    cells = sorted(set(now) | set(before) | overall, key=_cell_order)
-    tests = {c: compare(now.get(c, empty), before.get(c, empty), binary=_binary(c)) for c in cells}
+    overall = {(k.name, "overall", None) for k in kpis}
+    cells = sorted(
+        set(now) | set(before) | overall,
+        key=lambda c: (order[c[0]], list(scopes).index(c[1]), c[2] or ""),
+    )
+    tests = {
+        c: compare(now.get(c, empty), before.get(c, empty), binary=by_name[c[0]].binary)
+        for c in cells
+    }
     p_values = _adjusted_p(tests)
     return [
-        _row(c, now.get(c, empty), before.get(c, empty), tests[c], p_values.get(c), targets)
+        _row(
+            c,
+            by_name[c[0]],
+            now.get(c, empty),
+            before.get(c, empty),
+            tests[c],
+            p_values.get(c),
+            targets,
+        )
         for c in cells
     ]
-
-
-def _binary(cell: Cell) -> bool:
-    return KPI_BY_NAME[cell[0]].binary
-
-
-def _cell_order(cell: Cell) -> tuple[int, int, str]:
-    kpi, scope, key = cell
-    return KPI_ORDER[kpi], SCOPES.index(scope), key or ""
 
 
 def _adjusted_p(tests: dict[Cell, Any]) -> dict[Cell, float]:
@@ -112,8 +123,9 @@ def _adjusted_p(tests: dict[Cell, Any]) -> dict[Cell, float]:
 
 
 def _row(
-    cell: Cell, now: Moments, before: Moments, test: Any, p: float | None, targets: Targets
-) -> KpiRow:
+    cell: Cell, spec: Kpi, now: Moments, before: Moments, test: Any, p: float | None,
+    targets: Targets,
+) -> KpiRow:  # fmt: skip
     kpi, scope, key = cell
     value, previous = now.mean, before.mean
     change = (value - previous) / abs(previous) if value is not None and previous else None
@@ -123,13 +135,13 @@ def _row(
         flag = "up" if change > 0 else "down"
     return KpiRow(
         kpi, scope, key, value, previous, targets.target(kpi, scope, key), change, flag,
-        p is not None and p < targets.alpha, now.n, before.n, _interval(kpi, now),
-        (test.low, test.high) if test else None, p,
+        p is not None and p < targets.alpha, now.n, before.n, _interval(spec.binary, now),
+        (test.low, test.high) if test else None, p, spec.better,
     )  # fmt: skip
 
 
-def _interval(kpi: str, m: Moments) -> tuple[float, float] | None:
-    return wilson(m.total, m.n) if KPI_BY_NAME[kpi].binary else mean_interval(m)
+def _interval(binary: bool, m: Moments) -> tuple[float, float] | None:
+    return wilson(m.total, m.n) if binary else mean_interval(m)
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ class TrendPoint:
 
 def trend(frame: pl.DataFrame, kpi: str, month: str) -> list[TrendPoint]:
     """The KPI overall, month by month for the 12 months up to ``month`` (gaps as None)."""
+    binary = KPI_BY_NAME[kpi].binary
     overall = frame.filter((pl.col("kpi") == kpi) & (pl.col("scope") == "overall"))
     by_month = {
         r["month"]: Moments(r["n"], r["total"], r["squares"]) for r in overall.iter_rows(named=True)
@@ -150,15 +163,16 @@ def trend(frame: pl.DataFrame, kpi: str, month: str) -> list[TrendPoint]:
     for back in range(TREND_MONTHS - 1, -1, -1):
         m = shift_month(month, -back)
         moments = by_month.get(m, Moments(0, 0.0, 0.0))
-        points.append(TrendPoint(m, moments.mean, _interval(kpi, moments), moments.n))
+        points.append(TrendPoint(m, moments.mean, _interval(binary, moments), moments.n))
     return points
 
 
 @dataclass(frozen=True)
 class Contribution:
-    """One store's (or segment's) part in the overall change: ``mix`` from its share of the
-    units changing, ``rate`` from its own value changing. The parts of all keys sum exactly to
-    the overall change (a symmetric shift-share split)."""
+    """One store's (or segment's) part in the overall change: ``rate`` from its own value
+    changing, ``mix`` from its share of the units changing while its value sits above or
+    below the overall figure. A key at the overall figure that grows or shrinks moves nothing,
+    so its mix is 0. The parts of all keys sum exactly to the overall change."""
 
     scope: str
     key: str
@@ -168,15 +182,25 @@ class Contribution:
     previous: float | None
     n: int
     previous_n: int
+    name: str | None = None  # the store's name, beside its id
 
     @property
     def total(self) -> float:
         return self.mix + self.rate
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope, "key": self.key, "name": self.name,
+            "contribution": round(self.total, 5), "mix": round(self.mix, 5),
+            "rate": round(self.rate, 5), "n": self.n, "previous_n": self.previous_n,
+        }  # fmt: skip
 
-def contributions(frame: pl.DataFrame, kpi: str, scope: str, month: str) -> list[Contribution]:
+
+def contributions(
+    frame: pl.DataFrame, kpi: str, scope: str, month: str, names: Mapping[str, str] | None = None
+) -> list[Contribution]:
     """Every key's part in the overall change of ``kpi`` against the month before, largest
-    first."""
+    first. ``names`` puts a name beside each key (stores' names)."""
     now, before = (
         {c[2]: m for c, m in moments_by_cell(frame, at).items() if c[:2] == (kpi, scope)}
         for at in (month, shift_month(month, -1))
@@ -184,17 +208,34 @@ def contributions(frame: pl.DataFrame, kpi: str, scope: str, month: str) -> list
     total_now, total_before = (sum(m.n for m in side.values()) for side in (now, before))
     if not total_now or not total_before:
         return []
+    # The level a key's mix is measured from: the overall figure, midway between the months
+    # like the key's own, so that the mix parts (their shares' moves sum to 0) still add up.
+    level = (_pooled(now.values()) + _pooled(before.values())) / 2
     parts = [
-        _contribution(scope, key, now.get(key), before.get(key), total_now, total_before)
+        _contribution(
+            scope,
+            key,
+            now.get(key),
+            before.get(key),
+            total_now,
+            total_before,
+            level,
+            (names or {}).get(key),
+        )
         for key in set(now) | set(before)
         if key is not None
     ]
-    return sorted(parts, key=lambda c: -abs(c.total))
+    return sorted(parts, key=lambda c: (-abs(c.total), c.key))
+
+
+def _pooled(side: Iterable[Moments]) -> float:
+    moments = list(side)
+    return sum(m.total for m in moments) / sum(m.n for m in moments)
 
 
 def _contribution(
     scope: str, key: str, now: Moments | None, before: Moments | None, total_now: int,
-    total_before: int,
+    total_before: int, level: float, name: str | None,
 ) -> Contribution:  # fmt: skip
     r1 = now.mean if now else None
     r0 = before.mean if before else None
@@ -204,19 +245,25 @@ def _contribution(
     w1 = (now.n if now else 0) / total_now
     w0 = (before.n if before else 0) / total_before
     return Contribution(
-        scope, key, (w1 - w0) * (r0 + r1) / 2, (r1 - r0) * (w0 + w1) / 2,
+        scope, key, (w1 - w0) * ((r0 + r1) / 2 - level), (r1 - r0) * (w0 + w1) / 2,
         now.mean if now else None, before.mean if before else None,
-        now.n if now else 0, before.n if before else 0,
+        now.n if now else 0, before.n if before else 0, name,
     )  # fmt: skip
 
 
 def drill_downs(
-    frame: pl.DataFrame, rows: Iterable[KpiRow], month: str, top: int = 5
-) -> dict[str, list[Contribution]]:
+    frame: pl.DataFrame, rows: Iterable[KpiRow], month: str, top: int = 5, *,
+    scopes: Iterable[str] = DRILL_SCOPES, names: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, list[Contribution]]:  # fmt: skip
     """For each overall KPI that moved (flagged, or a significant move below the flag's
-    threshold), the stores and segments that moved it most."""
+    threshold), the keys of each of ``scopes`` that moved it most; ``names`` by scope puts
+    names beside keys."""
     flagged = [r.kpi for r in rows if r.scope == "overall" and (r.flag or r.significant)]
     return {
-        kpi: [c for scope in DRILL_SCOPES for c in contributions(frame, kpi, scope, month)[:top]]
+        kpi: [
+            c
+            for scope in scopes
+            for c in contributions(frame, kpi, scope, month, (names or {}).get(scope))[:top]
+        ]
         for kpi in flagged
     }

@@ -12,7 +12,8 @@ from markupsafe import Markup
 
 from core.files import path_inside, private_dir, write_private_text
 from insights import charts
-from insights.kpis import KPI_BY_NAME, KPIS
+from insights.export_panorama import ExportPanorama
+from insights.kpis import KPI_BY_NAME, KPIS, shift_month
 from insights.monthly import MonthlyReport
 from insights.panorama import KpiRow
 
@@ -62,6 +63,36 @@ def render_html(report: MonthlyReport) -> str:
     return env.get_template("kpi_report.html").render(**_context(report))
 
 
+def render_export_html(panorama: ExportPanorama) -> str:
+    """``careloop insights kpis --format html``: the report's KPI tile, breakdowns and
+    drill-down for one KPI of an export, in the same self-contained page style."""
+    binary = panorama.kpi.binary
+
+    def shown_value(value: float | None) -> str:
+        if value is None:
+            return "–"
+        return f"{value * 100:.1f}%" if binary else f"{value:.4g}"
+
+    def shown_pair(pair: tuple[float, float] | None) -> str:
+        return "" if pair is None else f"95% CI {shown_value(pair[0])} – {shown_value(pair[1])}"
+
+    def points(part: float) -> str:
+        return f"{part * 100:+.2f}" if binary else f"{part:+.4g}"
+
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+        trim_blocks=True, lstrip_blocks=True,
+    )  # fmt: skip
+    env.globals.update(
+        shown=shown_value, interval=shown_pair, change=change, arrow=arrow, points=points
+    )
+    return env.get_template("export_kpis.html").render(
+        p=panorama,
+        previous=shift_month(panorama.month, -1),
+        parts=panorama.drilldowns.get(panorama.kpi.name, []),
+    )
+
+
 def _context(report: MonthlyReport) -> dict[str, Any]:
     return {
         "r": report,
@@ -96,5 +127,7 @@ def write_month(report: MonthlyReport, directory: Path) -> tuple[Path, Path]:
     html = path_inside(directory, f"kpi-{report.month}", ".html")
     data = path_inside(directory, f"kpi-{report.month}", ".json")
     write_private_text(html, render_html(report))
-    write_private_text(data, json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    write_private_text(
+        data, json.dumps(report.as_json(), ensure_ascii=False, indent=1, allow_nan=False)
+    )
     return html, data

@@ -8,10 +8,12 @@ and which is all a normal-approximation interval or test needs.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 Z95 = 1.959963984540054
 
@@ -67,22 +69,61 @@ def mean_interval(m: Moments) -> tuple[float, float] | None:
     return m.mean - half, m.mean + half
 
 
+def newcombe(a: Moments, b: Moments, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, method 10) of ``a`` minus ``b`` for shares:
+    each share's Wilson limits combined. Unlike mean +- z SE it stays inside [-1, 1], has width
+    at 0% and 100%, and keeps its coverage on small groups."""
+    p1, p2 = a.total / a.n, b.total / b.n
+    low1, high1 = _wilson_z(a.total, a.n, z)
+    low2, high2 = _wilson_z(b.total, b.n, z)
+    diff = p1 - p2
+    return (
+        diff - math.sqrt((p1 - low1) ** 2 + (high2 - p2) ** 2),
+        diff + math.sqrt((high1 - p1) ** 2 + (p2 - low2) ** 2),
+    )
+
+
+def _wilson_z(successes: float, n: int, z: float) -> tuple[float, float]:
+    found = wilson(successes, n, z)
+    assert found is not None
+    return found
+
+
+def newcombe_p(a: Moments, b: Moments) -> float:
+    """The two-sided p-value that goes with Newcombe's interval: the alpha at which the
+    interval just reaches 0. So "significant at 5%" and "the 95% interval excludes 0" are one
+    verdict, never two that disagree at the edges."""
+    diff = a.total / a.n - b.total / b.n
+    if diff == 0:
+        return 1.0
+    side = 0 if diff > 0 else 1  # the limit that moves towards 0 as the level rises
+
+    def gap(z: float) -> float:
+        limit = newcombe(a, b, z)[side]
+        return limit if diff > 0 else -limit
+
+    top = 40.0
+    if gap(top) > 0:  # excludes 0 even at z = 40: p below any figure worth showing
+        return float(2 * stats.norm.sf(top))
+    z0: float = optimize.brentq(gap, 0.0, top, xtol=1e-10)
+    return float(2 * stats.norm.sf(z0))
+
+
 def compare(a: Moments, b: Moments, *, binary: bool) -> Difference | None:
-    """``a.mean - b.mean``. Shares: the two-proportion z-test (pooled under the null) with an
-    unpooled interval; averages: Welch's t. None when either side has no unit."""
+    """``a.mean - b.mean`` with a 95% interval and a p-value that agree. Shares: Newcombe's
+    hybrid score interval and the p-value inverted from it; averages: Welch's t interval and
+    test. None when either side has fewer than two units, or when averages have no spread in
+    either group (nothing to test against)."""
     if a.mean is None or b.mean is None or a.n < 2 or b.n < 2:
         return None
     diff = a.mean - b.mean
     if binary:
-        pooled = (a.total + b.total) / (a.n + b.n)
-        se0 = math.sqrt(pooled * (1 - pooled) * (1 / a.n + 1 / b.n))
-        se = math.sqrt(a.mean * (1 - a.mean) / a.n + b.mean * (1 - b.mean) / b.n)
-        p = 2 * stats.norm.sf(abs(diff) / se0) if se0 > 0 else 1.0  # all 0s or all 1s
-        return Difference(diff, diff - Z95 * se, diff + Z95 * se, float(p))
+        low, high = newcombe(a, b)
+        return Difference(diff, low, high, newcombe_p(a, b))
     va, vb = a.variance / a.n, b.variance / b.n
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(diff, diff, diff, 0.0 if diff else 1.0)
+        return None
     df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
     t = stats.t.ppf(0.975, df)
     p = 2 * stats.t.sf(abs(diff) / se, df)
@@ -99,21 +140,38 @@ def sample_size(
     alpha: float = 0.05, holdout_share: float = 0.5,
 ) -> int:  # fmt: skip
     """Units a campaign needs (treated and held out together) to detect ``lift`` with this
-    power at this two-sided alpha, when ``holdout_share`` of them are held out."""
-    if lift == 0:
-        raise ValueError("a lift of 0 cannot be detected; give the smallest lift that matters")
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    power at this two-sided alpha, when ``holdout_share`` of them are held out: statsmodels'
+    power calculation (Cohen's h for shares, the t-test's for averages), rounded up per group.
+    A ValueError says why a lift cannot be sized (0, beyond 0-100%, or no spread)."""
+    from statsmodels.stats.power import NormalIndPower, TTestIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    if not math.isfinite(lift) or lift == 0:
+        raise ValueError(f"a lift of {lift} cannot be detected; give the smallest that matters")
+    ratio = holdout_share / (1 - holdout_share)  # held out per treated unit
     if binary:
-        treated = min(max(baseline + lift, 1e-9), 1 - 1e-9)
-        var = baseline * (1 - baseline) / holdout_share + treated * (1 - treated) / (
-            1 - holdout_share
-        )
+        treated = baseline + lift
+        if not 0 <= treated <= 1:
+            raise ValueError(
+                f"a lift of {lift:g} on a share of {baseline:.4g} gives {treated:.4g}, "
+                "outside 0 to 1: give a lift the outcome can show"
+            )
+        effect = proportion_effectsize(treated, baseline)
+        solver: Any = NormalIndPower()
     else:
-        if sd is None:
-            raise ValueError("a numeric outcome needs its standard deviation")
-        var = sd * sd * (1 / holdout_share + 1 / (1 - holdout_share))
-    needed: float = z * z * var / (lift * lift)
-    return math.ceil(needed)
+        if not sd:
+            raise ValueError("the outcome does not vary: no lift can be sized against it")
+        effect = lift / sd
+        solver = TTestIndPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its root finder complains below 2 units per group
+        treated_units = float(
+            solver.solve_power(effect_size=abs(effect), alpha=alpha, power=power, ratio=ratio)
+        )
+    if not math.isfinite(treated_units):  # an effect so large that a handful of units show it
+        z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+        treated_units = (z / effect) ** 2 * (1 + 1 / ratio)
+    return max(2, math.ceil(treated_units)) + max(2, math.ceil(treated_units * ratio))
 
 
 def false_discovery(p_values: list[float]) -> list[float]:

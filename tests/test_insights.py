@@ -1,18 +1,22 @@
 """careloop insights on planted data: drivers ranked right where correlations rank them wrong,
 a planted lift inside its interval, a planted hot topic found."""
 
+import io
 import itertools
 import json
 import math
+import warnings
 
 import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LinearRegression
+from statsmodels.stats.power import NormalIndPower, TTestIndPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize
 from typer.testing import CliRunner
 
 from careloop.cli import app
-from insights.drivers import analyse, relative_weights
+from insights.drivers import analyse, shapley_exact
 from insights.exports import ExportError
 from insights.lift import measure, measure_export
 from insights.stats import sample_size
@@ -53,18 +57,111 @@ def shapley_r2(x, y):
     return values
 
 
-def test_relative_weights_rank_correlated_attributes_right():
+def test_shapley_shares_are_exact_where_correlations_rank_wrong():
     frame = survey()
     names = ["problem_solved", "wait_time", "staff_attitude"]
     correlations = {a: np.corrcoef(frame[a], frame["score"])[0, 1] for a in names}
     assert max(correlations, key=correlations.get) == "staff_attitude"  # the wrong answer
     found = analyse(frame, "score", names)
-    assert [d.attribute for d in found.drivers] == names  # the planted order
+    assert found.drivers[0].attribute == "problem_solved"  # the planted top driver
+    # staff_attitude does nothing itself but mirrors wait_time, so it explains as much of the
+    # score: a share of explained variance is not an effect, and their intervals say "a tie"
+    staff, wait = (next(d for d in found.drivers if d.attribute == a) for a in names[2:0:-1])
+    assert staff.interval[0] < wait.interval[1] and wait.interval[0] < staff.interval[1]
     assert sum(d.importance for d in found.drivers) == pytest.approx(1.0)
-    x = frame.select(names).to_numpy()
-    raw, r2 = relative_weights(x, frame["score"].to_numpy())
-    assert r2 == pytest.approx(LinearRegression().fit(x, frame["score"]).score(x, frame["score"]))
-    assert raw == pytest.approx(shapley_r2(x, frame["score"].to_numpy()), abs=0.03)
+    x, y = frame.select(names).to_numpy(), frame["score"].to_numpy()
+    assert found.r_squared == pytest.approx(LinearRegression().fit(x, y).score(x, y))
+    exact = shapley_r2(x, y) / found.r_squared
+    shares = {d.attribute: d.importance for d in found.drivers}
+    assert [shares[a] for a in names] == pytest.approx(exact, abs=1e-9)  # relative weights: 0.03
+
+
+# mtcars (Henderson and Velleman 1981, R's datasets), the table relaimpo's LMG is published on.
+MTCARS = """\
+model,mpg,cyl,disp,hp,drat,wt,qsec,vs,am,gear,carb
+Mazda RX4,21.0,6,160.0,110,3.90,2.620,16.46,0,1,4,4
+Mazda RX4 Wag,21.0,6,160.0,110,3.90,2.875,17.02,0,1,4,4
+Datsun 710,22.8,4,108.0,93,3.85,2.320,18.61,1,1,4,1
+Hornet 4 Drive,21.4,6,258.0,110,3.08,3.215,19.44,1,0,3,1
+Hornet Sportabout,18.7,8,360.0,175,3.15,3.440,17.02,0,0,3,2
+Valiant,18.1,6,225.0,105,2.76,3.460,20.22,1,0,3,1
+Duster 360,14.3,8,360.0,245,3.21,3.570,15.84,0,0,3,4
+Merc 240D,24.4,4,146.7,62,3.69,3.190,20.00,1,0,4,2
+Merc 230,22.8,4,140.8,95,3.92,3.150,22.90,1,0,4,2
+Merc 280,19.2,6,167.6,123,3.92,3.440,18.30,1,0,4,4
+Merc 280C,17.8,6,167.6,123,3.92,3.440,18.90,1,0,4,4
+Merc 450SE,16.4,8,275.8,180,3.07,4.070,17.40,0,0,3,3
+Merc 450SL,17.3,8,275.8,180,3.07,3.730,17.60,0,0,3,3
+Merc 450SLC,15.2,8,275.8,180,3.07,3.780,18.00,0,0,3,3
+Cadillac Fleetwood,10.4,8,472.0,205,2.93,5.250,17.98,0,0,3,4
+Lincoln Continental,10.4,8,460.0,215,3.00,5.424,17.82,0,0,3,4
+Chrysler Imperial,14.7,8,440.0,230,3.23,5.345,17.42,0,0,3,4
+Fiat 128,32.4,4,78.7,66,4.08,2.200,19.47,1,1,4,1
+Honda Civic,30.4,4,75.7,52,4.93,1.615,18.52,1,1,4,2
+Toyota Corolla,33.9,4,71.1,65,4.22,1.835,19.90,1,1,4,1
+Toyota Corona,21.5,4,120.1,97,3.70,2.465,20.01,1,0,3,1
+Dodge Challenger,15.5,8,318.0,150,2.76,3.520,16.87,0,0,3,2
+AMC Javelin,15.2,8,304.0,150,3.15,3.435,17.30,0,0,3,2
+Camaro Z28,13.3,8,350.0,245,3.73,3.840,15.41,0,0,3,4
+Pontiac Firebird,19.2,8,400.0,175,3.08,3.845,17.05,0,0,3,2
+Fiat X1-9,27.3,4,79.0,66,4.08,1.935,18.90,1,1,4,1
+Porsche 914-2,26.0,4,120.3,91,4.43,2.140,16.70,0,1,5,2
+Lotus Europa,30.4,4,95.1,113,3.77,1.513,16.90,1,1,5,2
+Ford Pantera L,15.8,8,351.0,264,4.22,3.170,14.50,0,1,5,4
+Ferrari Dino,19.7,6,145.0,175,3.62,2.770,15.50,0,1,5,6
+Maserati Bora,15.0,8,301.0,335,3.54,3.570,14.60,0,1,5,8
+Volvo 142E,21.4,4,121.0,109,4.11,2.780,18.60,1,1,4,2
+"""
+
+
+def mtcars():
+    return pl.read_csv(io.StringIO(MTCARS)).drop("model").cast(pl.Float64)
+
+
+def test_shares_match_relaimpos_published_lmg_on_mtcars():
+    found = analyse(mtcars(), "mpg", ["am", "vs", "cyl"])
+    shares = {d.attribute: d.importance for d in found.drivers}
+    # relaimpo, calc.relimp(mpg ~ am + vs + cyl, type = "lmg", rela = TRUE)
+    assert shares == pytest.approx({"am": 0.2329, "vs": 0.2660, "cyl": 0.5010}, abs=5e-5)
+    assert found.n == 32 and found.method == "exact"
+    for d in found.drivers:
+        assert d.interval[0] < d.importance < d.interval[1]
+    ranked = analyse(mtcars(), "mpg", ["cyl", "disp", "hp", "gear"])
+    assert [d.attribute for d in ranked.drivers].index("hp") == 2  # third, as LMG ranks it
+
+
+def test_a_nearly_redundant_attribute_gets_a_warning():
+    frame = survey(800, seed=3)
+    rng = np.random.default_rng(3)
+    frame = frame.with_columns(
+        (pl.col("problem_solved") + pl.col("wait_time") + 0.05 * rng.normal(size=800)).alias(
+            "overall_service"
+        )
+    )
+    names = ["problem_solved", "wait_time", "overall_service"]
+    found = analyse(frame, "score", names)
+    assert any(w.startswith("overall_service is nearly a combination of") for w in found.warnings)
+    plain = analyse(frame, "score", names[:2])
+    assert plain.warnings == ()
+    exact_copy = frame.with_columns((pl.col("wait_time") * 2).alias("wait_twice"))
+    doubled = analyse(exact_copy, "score", ["problem_solved", "wait_time", "wait_twice"])
+    assert all(math.isfinite(d.importance) for d in doubled.drivers)
+    assert sum(d.importance for d in doubled.drivers) == pytest.approx(1.0)
+    assert doubled.warnings
+
+
+def test_many_attributes_are_sampled_with_their_error_stated():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(600, 16)) + rng.normal(size=(600, 1))  # correlated attributes
+    y = x @ np.linspace(0.1, 1.6, 16) + rng.normal(size=600) * 3
+    names = [f"a{i}" for i in range(16)]
+    frame = pl.DataFrame({**{n: x[:, i] for i, n in enumerate(names)}, "score": y})
+    found = analyse(frame, "score", names)
+    assert found.method == "sampled" and 0 < found.sampling_error < 0.02
+    corr = np.corrcoef(np.column_stack([x, y]), rowvar=False)
+    exact = shapley_exact(corr) / found.r_squared
+    shares = {d.attribute: d.importance for d in found.drivers}
+    assert [shares[n] for n in names] == pytest.approx(exact, abs=4 * found.sampling_error)
 
 
 def test_drivers_command_on_a_csv_export(tmp_path):
@@ -80,9 +177,13 @@ def test_drivers_command_on_a_csv_export(tmp_path):
                                  "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
-    assert [d["attribute"] for d in found] == ["problem_solved", "wait_time", "staff_attitude"]
-    assert sum(d["importance"] for d in found) == pytest.approx(1.0, abs=1e-3)
-    assert found[0]["performance"] == pytest.approx(rated["problem_solved"].mean(), abs=1e-3)
+    ranked = found["attributes"]
+    assert [d["attribute"] for d in ranked] == ["problem_solved", "wait_time", "staff_attitude"]
+    assert sum(d["importance"] for d in ranked) == pytest.approx(1.0, abs=1e-3)
+    assert ranked[0]["performance"] == pytest.approx(rated["problem_solved"].mean(), abs=1e-3)
+    assert found["n"] == 3000 and 0 < found["r_squared"] < 1 and found["method"] == "exact"
+    assert all(d["interval"][0] <= d["importance"] <= d["interval"][1] for d in ranked)
+    assert found["ignored_columns"] == ["respondent_id", "store"] and found["warnings"] == []
     table = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score"])
     assert "ignored columns: respondent_id, store" in table.output
 
@@ -118,11 +219,87 @@ def test_no_planted_effect_is_seldom_called_significant():
     assert 0.02 < sum(calls) / len(calls) < 0.09  # about alpha = 5%
 
 
-def test_sample_size_matches_the_textbook():
-    # p 50% -> 60%, half held out, 80% power at 5%: 385 per group
-    assert sample_size(0.5, 0.1, binary=True, holdout_share=0.5) == 770
+def counts(successes, n):
+    return np.array([1.0] * successes + [0.0] * (n - successes))
+
+
+def test_newcombes_example_and_the_edges_wald_got_wrong():
+    # Newcombe 1998, Table II (e): 5/56 against 0/29, method 10: -0.0381 to 0.1926
+    found = measure(counts(5, 56), counts(0, 29))
+    assert (found.ci_low, found.ci_high) == pytest.approx((-0.0381, 0.1926), abs=5e-5)
+    assert found.ci_low < 0 and not found.significant  # the interval and the test agree
+    reference = confint_proportions_2indep(5, 56, 0, 29, method="newcomb", compare="diff")
+    assert (found.ci_low, found.ci_high) == pytest.approx(reference, abs=1e-9)
+    every = measure(counts(5, 5), counts(0, 5))  # Wald: [1, 1]
+    assert -1 <= every.ci_low < 1 and every.ci_high <= 1 and every.significant
+    nothing = measure(counts(0, 5), counts(0, 5))  # Wald: [0, 0]
+    assert nothing.ci_low < 0 < nothing.ci_high and nothing.p_value == 1.0
+    tiny = measure(counts(2, 2), counts(0, 2))  # Wald: -0.193 to 1.193
+    assert tiny.ci_low >= -1 and tiny.ci_high <= 1
+
+
+def test_the_interval_excludes_0_exactly_when_the_test_is_significant():
+    for a, n, b, m in itertools.product(range(0, 13, 3), (12, 30), range(0, 13, 2), (8, 25)):
+        found = measure(counts(min(a, n), n), counts(min(b, m), m))
+        excludes = found.ci_low > 0 or found.ci_high < 0
+        assert excludes == found.significant, (a, n, b, m, found)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "lift", "share"),
+    [(0.5, 0.1, 0.5), (0.8, 0.05, 0.5), (0.86, 0.04, 0.1), (0.3, -0.05, 0.2), (0.02, 0.01, 0.5)],
+)
+def test_sample_size_agrees_with_statsmodels_power(baseline, lift, share):
+    h = proportion_effectsize(baseline + lift, baseline)
+    ratio = share / (1 - share)
+    treated = NormalIndPower().solve_power(abs(h), alpha=0.05, power=0.8, ratio=ratio)
+    expected = treated * (1 + ratio)
+    found = sample_size(baseline, lift, binary=True, holdout_share=share)
+    assert expected <= found <= expected + 2
+    sd = 2.0
+    treated = TTestIndPower().solve_power(0.3 / sd, alpha=0.05, power=0.8, ratio=ratio)
+    found = sample_size(5.0, 0.3, binary=False, sd=sd, holdout_share=share)
+    assert treated * (1 + ratio) <= found <= treated * (1 + ratio) + 2
     with pytest.raises(ValueError, match="lift of 0"):
         sample_size(0.5, 0.0, binary=True)
+
+
+def test_reference_holdout_sizing():
+    # 0.80 against 0.85 at 95% / 80%: about 900 per group (the usual formula), 1,812 in all
+    assert 1790 <= sample_size(0.80, 0.05, binary=True) <= 1830
+
+
+@pytest.mark.parametrize(
+    ("rows", "detect", "message"),
+    [
+        ("treated,1\ntreated,inf\nholdout,0\nholdout,1\n", [], "row 3 ('inf') not a finite"),
+        ("treated,1\ntreated,nan\nholdout,0\nholdout,1\n", [], "row 3 ('nan') not a finite"),
+        ("treated,1\ntreated,0\nholdout,0\nholdout,1\n", ["--detect", "nan"], "--detect nan"),
+        ("treated,1\ntreated,0\nholdout,0\nholdout,1\n", ["--detect", "1.5"], "outside 0 to 1"),
+        ("treated,4\ntreated,4\nholdout,3\nholdout,3\n", [], "no spread"),
+        ("treated,4\nholdout,3\nholdout,3\n", [], "need at least 2 treated"),
+    ],
+)
+def test_lift_input_that_cannot_give_a_figure_is_a_one_line_error(tmp_path, rows, detect, message):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("group,outcome\n" + rows)
+    result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                 "--outcome", "outcome", *detect])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_lift_json_is_strict_even_when_nothing_moved(tmp_path):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("group,outcome\n" + "treated,0\n" * 5 + "holdout,0\n" * 5)
+    result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                 "--outcome", "outcome"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert found["p_value"] == 1 and found["significant"] is False
+    assert found["ci_low"] < 0 < found["ci_high"]  # 0 of 5 against 0 of 5 is not "exactly 0"
+    assert found["sample_size"] == {"lift": 0, "units": None}  # nothing to size: a null
 
 
 def test_lift_command_json_and_bad_rows(tmp_path):
@@ -210,3 +387,21 @@ def test_topics_command_reads_the_warehouse(con, settings):
     found = {t["topic"]: t for t in json.loads(result.output)["topics"]}
     assert found["network"]["hot"] and found["network"]["count"] == 30
     assert found["waiting"]["count"] == 10 and found["waiting"]["previous"] == 40
+
+
+def test_a_small_stores_intervals_stay_finite_when_resamples_are_constant():
+    """Twelve 1-5 ratings, mostly the same: many resamples have a column of one value."""
+    frame = pl.DataFrame(
+        {
+            "wait_time": [5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 4, 1],
+            "staff_attitude": [5, 5, 5, 5, 5, 5, 5, 5, 5, 4, 5, 2],
+            "problem_solved": [5, 5, 5, 5, 5, 5, 5, 5, 4, 5, 5, 1],
+            "score": [5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 1],
+        }
+    ).cast(pl.Float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no inf - inf on the way
+        found = analyse(frame, "score", ["wait_time", "staff_attitude", "problem_solved"])
+    json.dumps(found.as_json(), allow_nan=False)
+    for d in found.drivers:
+        assert 0 <= d.interval[0] <= d.importance <= d.interval[1] <= 1

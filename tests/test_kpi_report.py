@@ -5,6 +5,8 @@ import json
 import re
 from datetime import UTC, date, datetime
 
+import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -68,7 +70,7 @@ def register_campaign(con, campaign, segment):
 
 
 def rows_of(con, month="2026-02", targets=None):
-    moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW)
+    moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW, reply_window_hours=72)
     return moments, {
         (r.kpi, r.scope, r.key): r for r in kpi_rows(moments, month, targets or Targets())
     }
@@ -94,7 +96,14 @@ def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
     assert overall.flag is None and overall.significant  # ... but real, so it is drilled
 
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     parts = report.drilldowns["csat"]
     top = parts[0]
@@ -117,8 +126,76 @@ def test_mix_and_rate_parts_add_up_to_the_change(con):
     assert sum(c.total for c in parts.values()) == pytest.approx(overall.value - overall.previous)
     assert parts["ST2"].rate == pytest.approx(0.0)
     assert parts["ST1"].rate == pytest.approx(0.0)
-    assert parts["ST2"].mix > 0 > parts["ST1"].mix  # ST2's share grew, ST1's shrank
+    # ST2, below the overall figure, grew; ST1, above it, shrank: both pulled CSAT down, ST2
+    # (the one that changed) the most
+    assert parts["ST2"].mix < parts["ST1"].mix < 0
     assert parts["ST1"].mix + parts["ST2"].mix == pytest.approx(overall.value - overall.previous)
+
+
+def test_a_store_at_the_overall_rate_that_grows_moves_nothing(con):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 500, 400)  # 80%
+    plant_ratings(con, "ST2", "2026-01", 500, 400)  # 80%
+    plant_ratings(con, "ST1", "2026-02", 1000, 800)  # 80%, twice the volume
+    plant_ratings(con, "ST2", "2026-02", 500, 400)
+    moments, rows = rows_of(con)
+    assert rows[("csat", "overall", None)].value == pytest.approx(0.8)
+    for part in contributions(moments, "csat", "store", "2026-02"):
+        assert (part.mix, part.rate) == pytest.approx((0.0, 0.0))  # was +13.3 and -13.3 points
+
+
+def steady_month(rng, sizes, rates, dropped):
+    """Ratings of steady stores for January and February; ``dropped`` loses 8 points."""
+    rows = []
+    for month, drop in (("2026-01", 0.0), ("2026-02", 0.08)):
+        for i, (size, rate) in enumerate(zip(sizes, rates, strict=True)):
+            n = int(rng.poisson(size))
+            k = float(rng.binomial(n, rate - (drop if i == dropped else 0.0)))
+            rows.append(("csat", month, "store", f"ST{i:02d}", n, k, k))
+    columns = ["kpi", "month", "scope", "key", "n", "total", "squares"]
+    return pl.DataFrame(rows, schema=columns, orient="row")
+
+
+def test_the_store_that_dropped_is_first_in_the_drill_down():
+    """200 simulated months of 40 steady stores (500-1,500 ratings a month, CSAT 60-90%), one of
+    them, of middle size, dropping 8 points: it should head the drill-down."""
+    rng = np.random.default_rng(23)
+    first = 0
+    for _ in range(200):
+        sizes, rates = rng.uniform(500, 1500, 40), rng.uniform(0.6, 0.9, 40)
+        sizes[7] = 1000
+        frame = steady_month(rng, sizes, rates, dropped=7)
+        parts = contributions(frame, "csat", "store", "2026-02")
+        overall = [frame.filter(pl.col("month") == m) for m in ("2026-02", "2026-01")]
+        change = overall[0]["total"].sum() / overall[0]["n"].sum() - (
+            overall[1]["total"].sum() / overall[1]["n"].sum()
+        )
+        assert sum(p.total for p in parts) == pytest.approx(change, abs=1e-12)
+        first += parts[0].key == "ST07"
+    assert first >= 180  # measured 185 of 200; from each store's own level (before): 68
+
+
+def test_the_drill_down_names_the_stores(con):
+    add_stores(con)
+    con.execute("UPDATE stores SET name = '上海' || store_id")
+    register_campaign(con, "store_visit", "store_visit")
+    for store in STORES:
+        plant_ratings(con, store, "2026-01", 300, 240)
+        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
+    report = build_monthly_report(
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
+    )
+    top = report.as_json()["drilldown"]["csat"][0]
+    assert (top["key"], top["name"]) == ("ST2", "上海ST2")
+    assert "ST2 上海ST2" in render_html(report)
 
 
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):
@@ -194,7 +271,14 @@ def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
         plant_ratings(con, store, "2026-01", 300, 240)
         plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     html, data = write_month(report, settings.reports_dir)
     text = html.read_text(encoding="utf-8")
@@ -208,7 +292,14 @@ def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
 
 def test_an_empty_warehouse_still_gives_a_report(con):
     report = build_monthly_report(
-        con, "2026-02", "Asia/Shanghai", now=NOW, sla_hours=48, targets=Targets(), lift_days=90
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
     )
     assert [(r.n, r.value, r.flag) for r in report.overall()] == [(0, None, None)] * 7
     text = render_html(report)
@@ -271,3 +362,110 @@ def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
         retention_lifts(con, date(2025, 8, 1), "Asia/Shanghai", days=90, since=date(2025, 3, 1))
         == []
     )
+
+
+def plant_cases(con, tag, opened, cases):
+    """Store managers' cases opened at ``opened`` (UTC), one per (second round sent at or
+    None for none, its status): each on a rated first-round action and its second round."""
+    plant_ratings(con, "ST1", opened[:7], len(cases), 0, tag=tag)
+    prefix = f"ST1-{opened[:7]}-store_visit{tag}-"
+    for i, (sent, status) in enumerate(cases):
+        second = f"{prefix}{i}-r2" if sent else None
+        if sent:
+            con.execute(
+                """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+                    subscriber_id, occasion, round, store_id, tier, locale, channel, survey,
+                    status, created_at, sent_at, updated_at)
+                VALUES (?, ?, 'r', 'store_visit', 'S' || ?, 'o', 2, 'ST1', 'standard', 'en',
+                    'sms', true, 'delivered', ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ)""",
+                [second, second, second, sent, sent, sent],
+            )
+        con.execute(
+            """INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+                action_id, score, opened_at, second_round_action_id, recovered_score, status)
+            VALUES (?, 'ST1', ?, 'store_visit', ?, 1, ?::TIMESTAMPTZ, ?, ?, ?)""",
+            [f"case-{prefix}{i}", f"S{prefix}{i}", f"{prefix}{i}", opened, second,
+             5 if status == "recovered" else None, status],
+        )  # fmt: skip
+
+
+def test_recovery_counts_only_cases_whose_outcome_is_due(con):
+    """A month that has just ended still has second rounds waiting for their answer: they are
+    not yet "not recovered", as SLA compliance does not count cases not yet due."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    settled = [("2026-01-11 02:00+00", "recovered")] * 20
+    plant_cases(con, "a", "2026-01-10 02:00+00", settled + [("2026-01-11 02:00+00", "open")] * 20)
+    plant_cases(con, "b", "2026-02-10 02:00+00", [("2026-02-11 02:00+00", "recovered")] * 10)
+    plant_cases(con, "c", "2026-02-10 02:00+00", [("2026-02-11 02:00+00", "unresolved")] * 9)
+    plant_cases(con, "d", "2026-02-10 02:00+00", [(None, "open")])  # none to send: due at once
+    plant_cases(con, "e", "2026-02-27 02:00+00", [("2026-02-28 02:00+00", "open")] * 30)
+    plant_cases(con, "f", "2026-02-27 02:00+00", [(None, "open")])  # within the reply window
+    moments = kpi_moments(
+        con, "2026-02", "Asia/Shanghai", sla_hours=48, now=datetime(2026, 3, 1, 12, tzinfo=UTC),
+        reply_window_hours=72,
+    )  # fmt: skip
+    rows = {(r.kpi, r.scope, r.key): r for r in kpi_rows(moments, "2026-02", Targets())}
+    recovery = rows[("recovery_rate", "overall", None)]
+    assert (recovery.n, recovery.value) == (20, 0.5)  # 10 recovered of the 20 due
+    assert (recovery.previous_n, recovery.previous) == (40, 0.5)  # January: all due
+    assert recovery.flag is None  # not a built-in "down" (it was 10 of 51: 0.196)
+
+
+def test_the_panorama_on_an_export_gives_the_reports_figures(con, settings, tmp_path):
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    units = []
+    for month in ("2026-01", "2026-02"):
+        for n, store in enumerate(STORES):
+            satisfied = 2250 if (store, month) == ("ST2", "2026-02") else 2400
+            plant_ratings(con, store, month, 3000, satisfied)
+            region = "North" if n < 2 else "South"
+            units += [(f"{month}-15", int(i < satisfied), store, region) for i in range(3000)]
+    con.close()
+    report = CliRunner().invoke(app, ["report", "--month", "2026-02", "--format", "json"])
+    assert report.exit_code == 0, report.output
+    expected = json.loads(report.output)
+    path = tmp_path / "ratings.csv"
+    pl.DataFrame(
+        units, schema=["rated_on", "satisfied", "store", "region"], orient="row"
+    ).write_csv(path)
+    result = CliRunner().invoke(app, ["insights", "kpis", str(path), "--month", "2026-02",
+                                      "--date", "rated_on", "--value", "satisfied",
+                                      "--by", "store,region", "--kpi", "csat",
+                                      "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    mine = {(r["kpi"], r["scope"], r["key"]): r for r in found["kpis"]}
+    theirs = {
+        (r["kpi"], r["scope"], r["key"]): r
+        for r in expected["kpis"]
+        if r["kpi"] == "csat" and r["scope"] in ("overall", "store", "region")
+    }
+    assert mine == theirs
+    assert [r["key"] for r in found["kpis"] if r["scope"] == "store"] == list(STORES)
+    drill = [{k: v for k, v in c.items() if k != "name"} for c in found["drilldown"]["csat"]]
+    report_drill = [
+        {k: v for k, v in c.items() if k != "name"}
+        for c in expected["drilldown"]["csat"]
+        if c["scope"] == "store"
+    ]
+    assert drill[: len(report_drill)] == report_drill and drill[0]["key"] == "ST2"
+    html = CliRunner().invoke(app, ["insights", "kpis", str(path), "--month", "2026-02",
+                                    "--date", "rated_on", "--value", "satisfied",
+                                    "--by", "store", "--format", "html"])  # fmt: skip
+    assert html.exit_code == 0 and "<script" not in html.output and "ST2" in html.output
+
+
+def test_the_panorama_on_an_export_names_bad_cells(tmp_path):
+    path = tmp_path / "units.csv"
+    path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-13-01,0,ST1\n2026-02-03,x,ST2\n")
+    args = ["insights", "kpis", str(path), "--month", "2026-02", "--date", "day", "--value",
+            "value", "--by", "store"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "column day: row 3 ('2026-13-01') not a date" in result.output
+    path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-02-03,x,ST2\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "column value: row 3 ('x') not a number" in result.output
+    result = CliRunner().invoke(app, [*args[:-1], "shop"])
+    assert result.exit_code == 2 and "no column shop" in result.output

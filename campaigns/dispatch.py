@@ -236,8 +236,7 @@ def apply_standard(
     second ahead); a simulated or fixed-time run, those up to its moment."""
     until = None if live else at
     figures.suppressed_at_send += suppress_opted_out(con, at, found, until)
-    if not simulated:
-        figures.deferred_to_window += defer_outside_window(con, at, found)
+    figures.deferred_to_window += defer_outside_window(con, at, found, simulated)
     figures.expired += expire(con, at, simulated, found)
 
 
@@ -250,12 +249,25 @@ IN_WINDOW = (
     "(a.window_start IS NULL OR a.timezone IS NULL OR "
     f"({LOCAL_TIME} >= a.window_start AND {LOCAL_TIME} < a.window_end))"
 )
-# Due now but outside the customer's window (SMS and calls): it waits for the next opening.
-OUTSIDE_WINDOW = f"(a.scheduled_at <= $now AND NOT {IN_WINDOW.format(at='$now')})"
-NEXT_OPENING = f"""timezone(a.timezone,
-    CASE WHEN {LOCAL_TIME.format(at="$now")} < a.window_start
-         THEN CAST(timezone(a.timezone, $now) AS DATE) + a.window_start
-         ELSE CAST(timezone(a.timezone, $now) AS DATE) + 1 + a.window_start END)"""
+# Due now but outside the customer's window (SMS and calls) when sent at {at} (now; in a
+# simulated run, its scheduled time): it waits for the window's next opening after {at}.
+OUTSIDE_WINDOW_AT = "(a.scheduled_at <= $now AND NOT {in_window})"
+NEXT_OPENING_AT = """timezone(a.timezone,
+    CASE WHEN {local} < a.window_start
+         THEN CAST(timezone(a.timezone, {at}) AS DATE) + a.window_start
+         ELSE CAST(timezone(a.timezone, {at}) AS DATE) + 1 + a.window_start END)"""
+
+
+def _outside_window(at: str) -> str:
+    return OUTSIDE_WINDOW_AT.format(in_window=IN_WINDOW.format(at=at))
+
+
+def _next_opening(at: str) -> str:
+    return NEXT_OPENING_AT.format(local=LOCAL_TIME.format(at=at), at=at)
+
+
+OUTSIDE_WINDOW = _outside_window("$now")
+NEXT_OPENING = _next_opening("$now")
 # Expired when it cannot go out before ``expires_at``: sent at {send_at}, or now if later (a
 # simulated run sends each at its scheduled time, so passes {send_at} alone as {send_time}).
 EXPIRED = "(a.expires_at IS NOT NULL AND a.expires_at <= {send_time})"
@@ -306,13 +318,17 @@ def expire(
 
 
 def defer_outside_window(
-    con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING
+    con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING, simulated: bool = False
 ) -> int:
-    """SMS and calls due now but outside the customer's window wait for its next opening."""
+    """SMS and calls due now but outside the customer's window wait for its next opening. A
+    simulated run sends each at its scheduled time, so an action scheduled outside its window
+    (a follow-up queued at 08:00) moves to the opening after that time, which may still fall
+    within the run."""
+    at = "a.scheduled_at" if simulated else "$now"
     return _count(
         con.execute(
-            f"""UPDATE care_actions a SET updated_at = $now, scheduled_at = {NEXT_OPENING}
-            WHERE {found.rows("a")} AND a.status = 'queued' AND {OUTSIDE_WINDOW}""",
+            f"""UPDATE care_actions a SET updated_at = $now, scheduled_at = {_next_opening(at)}
+            WHERE {found.rows("a")} AND a.status = 'queued' AND {_outside_window(at)}""",
             {"now": now, "since": found.since},
         )
     )

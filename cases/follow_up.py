@@ -7,7 +7,7 @@ evaluation, and dispatch sends them under the same standard (windows, opt-outs, 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,20 @@ import duckdb
 import polars as pl
 import yaml
 
+from campaigns.catalog import load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
 from campaigns.planning import OUTBOX_CONFLICT
 from campaigns.sms import segment_count
-from campaigns.spec import CareStep
+from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
 from core.settings import Settings
 from warehouse.db import query_dicts, register_frame
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
+# A follow-up goes in its case's campaign's send window (the default where the campaign is
+# gone), and stays worth sending for follow_up.yaml's valid_for (else this).
+DEFAULT_WINDOW = Campaign.model_fields["send_window"].default
+FOLLOW_UP_VALID_FOR = "3d"
 ROUND = 3
 CONTACT = {"sms": "phone", "voice": "phone", "email": "email"}
 
@@ -56,8 +61,8 @@ INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subsc
     window_start, window_end, segments, expires_at)
 SELECT action_id, key, $run, campaign_id, subscriber_id, occasion, 3, case_id, store_id, tier,
     locale, channel, recipient, 'FOLLOW-UP', subject, body, true, 'queued', $now, $now, $now,
-    timezone, CASE WHEN channel <> 'email' THEN TIME '09:00' END,
-    CASE WHEN channel <> 'email' THEN TIME '21:00' END, segments, $now + INTERVAL 3 DAY
+    timezone, CASE WHEN channel <> 'email' THEN window_start END,
+    CASE WHEN channel <> 'email' THEN window_end END, segments, $now + to_seconds($valid)
 FROM follow_ups
 """
     + OUTBOX_CONFLICT
@@ -86,6 +91,7 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
+    windows = {name: c.campaign.send_window for name, c in load_campaigns(settings).items()}
     queued: list[dict[str, Any]] = []
     unreachable: list[dict[str, Any]] = []
     due = {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
@@ -97,7 +103,8 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
                 {"case_id": case["case_id"], "asked": case["asked"], "reason": reason}
             )
         else:
-            queued.append(_follow_up(renderer, case, str(recipient), now))
+            window = windows.get(case["campaign_id"], DEFAULT_WINDOW)
+            queued.append(_follow_up(renderer, case, str(recipient), window, now))
     if unreachable:
         apply_rows(con, [_not_asked(case, now) for case in unreachable])
         register_frame(con, "unreachable", pl.DataFrame(unreachable))
@@ -105,7 +112,8 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         con.unregister("unreachable")
     if queued:
         register_frame(con, "follow_ups", pl.DataFrame(queued, schema=FOLLOW_UP_SCHEMA))
-        con.execute(INSERT_SQL, {"run": f"follow-up-{now:%Y-%m-%d}", "now": now})
+        valid = validity_seconds(follow_up_step().valid_for or FOLLOW_UP_VALID_FOR)
+        con.execute(INSERT_SQL, {"run": f"follow-up-{now:%Y-%m-%d}", "now": now, "valid": valid})
         con.execute(ASKED_SQL, {"now": now})
         con.unregister("follow_ups")
     return len(queued)
@@ -136,12 +144,17 @@ FOLLOW_UP_SCHEMA = pl.Schema(
         "store_id": pl.String(), "tier": pl.String(), "locale": pl.String(),
         "channel": pl.String(), "recipient": pl.String(), "subject": pl.String(),
         "body": pl.String(), "timezone": pl.String(), "segments": pl.Int32(),
+        "window_start": pl.Time(), "window_end": pl.Time(),
     }
 )  # fmt: skip
 
 
 def _follow_up(
-    renderer: StepRenderer, case: dict[str, Any], recipient: str, now: datetime
+    renderer: StepRenderer,
+    case: dict[str, Any],
+    recipient: str,
+    window: tuple[time, time],
+    now: datetime,
 ) -> dict[str, Any]:
     """One follow-up's row of ``follow_ups``: its keys and its rendered message."""
     occasion = f"follow-up-{case['case_id']}-{case['asked'] + 1}"
@@ -156,4 +169,5 @@ def _follow_up(
         "locale": case["locale"], "channel": case["channel"], "recipient": recipient,
         "subject": subject, "body": body, "timezone": case["timezone"],
         "segments": segment_count(body) if case["channel"] == "sms" else None,
+        "window_start": window[0], "window_end": window[1],
     }  # fmt: skip

@@ -4,11 +4,15 @@ import csv
 import io
 import zipfile
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from campaigns.catalog import load_campaigns
 from campaigns.channels.factory import get_mailer
 from campaigns.channels.mail import SandboxMailer
+from campaigns.channels.sandbox import SandboxProvider
+from campaigns.dispatch import dispatch
 from cases.collect import collect
 from cases.digest import send_digests
 from cases.escalation import escalate_overdue
@@ -314,3 +318,25 @@ def test_follow_ups_take_as_many_statements_for_many_cases_as_for_a_few(con, set
         "SELECT evaluation_id FROM case_events WHERE note = 'not asked again: opted out of sms'"
     ).fetchall()
     assert sorted(given_up) == [("E2",), ("E39",)]
+
+
+def test_a_follow_up_keeps_its_campaigns_window_and_leaves_in_a_simulated_day(con, settings):
+    """The demo queues follow-ups at the end of its day, 00:00 UTC (08:00 in Shanghai, before
+    the window): the next simulated dispatch sends them at the window's opening, and nothing
+    stays queued past its expiry."""
+    world(con, settings)
+    midnight = datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+    _resolve(con, "E1", midnight - timedelta(hours=1))
+    assert plan_follow_ups(con, settings, midnight) == 1
+    window = load_campaigns(settings)["store_visit"].campaign.send_window
+    row = con.execute(
+        "SELECT window_start, window_end, expires_at, scheduled_at FROM care_actions "
+        "WHERE round = 3"
+    ).fetchone()
+    assert row[:3] == (window[0], window[1], midnight + timedelta(days=3))
+    day_end = midnight + timedelta(days=1)
+    figures = dispatch(con, SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path)),
+                       now=day_end, simulated=True)  # fmt: skip
+    sent = con.execute("SELECT status, sent_at FROM care_actions WHERE round = 3").fetchone()
+    opening = datetime.combine(date(2026, 3, 3), window[0], ZoneInfo("Asia/Shanghai"))
+    assert figures.sent == {"sms": 1} and sent == ("sent", opening.astimezone(UTC))

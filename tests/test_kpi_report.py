@@ -76,6 +76,29 @@ def rows_of(con, month="2026-02", targets=None):
     }
 
 
+def february_report(con):
+    """The monthly report for February 2026, as of NOW, with the usual settings."""
+    return build_monthly_report(
+        con,
+        "2026-02",
+        "Asia/Shanghai",
+        now=NOW,
+        sla_hours=48,
+        targets=Targets(),
+        lift_days=90,
+        reply_window_hours=72,
+    )
+
+
+def st2_drops(con):
+    """Four stores at 80% CSAT in January; in February ST2 falls to 50%, the others hold."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    for store in STORES:
+        plant_ratings(con, store, "2026-01", 300, 240)
+        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
+
+
 def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
     add_stores(con)
     register_campaign(con, "store_visit", "store_visit")
@@ -95,16 +118,7 @@ def test_a_five_point_drop_in_one_store_is_flagged_and_drilled_down_to_it(con):
     assert overall.change == pytest.approx(-0.015625)  # below the 5% flag ...
     assert overall.flag is None and overall.significant  # ... but real, so it is drilled
 
-    report = build_monthly_report(
-        con,
-        "2026-02",
-        "Asia/Shanghai",
-        now=NOW,
-        sla_hours=48,
-        targets=Targets(),
-        lift_days=90,
-        reply_window_hours=72,
-    )
+    report = february_report(con)
     parts = report.drilldowns["csat"]
     top = parts[0]
     assert (top.scope, top.key) == ("store", "ST2")
@@ -177,22 +191,9 @@ def test_the_store_that_dropped_is_first_in_the_drill_down():
 
 
 def test_the_drill_down_names_the_stores(con):
-    add_stores(con)
+    st2_drops(con)
     con.execute("UPDATE stores SET name = '上海' || store_id")
-    register_campaign(con, "store_visit", "store_visit")
-    for store in STORES:
-        plant_ratings(con, store, "2026-01", 300, 240)
-        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
-    report = build_monthly_report(
-        con,
-        "2026-02",
-        "Asia/Shanghai",
-        now=NOW,
-        sla_hours=48,
-        targets=Targets(),
-        lift_days=90,
-        reply_window_hours=72,
-    )
+    report = february_report(con)
     top = report.as_json()["drilldown"]["csat"][0]
     assert (top["key"], top["name"]) == ("ST2", "上海ST2")
     assert "ST2 上海ST2" in render_html(report)
@@ -265,21 +266,8 @@ def test_report_command_refuses_a_bad_month(settings, month):
 
 
 def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    for store in STORES:
-        plant_ratings(con, store, "2026-01", 300, 240)
-        plant_ratings(con, store, "2026-02", 300, 150 if store == "ST2" else 240)
-    report = build_monthly_report(
-        con,
-        "2026-02",
-        "Asia/Shanghai",
-        now=NOW,
-        sla_hours=48,
-        targets=Targets(),
-        lift_days=90,
-        reply_window_hours=72,
-    )
+    st2_drops(con)
+    report = february_report(con)
     html, data = write_month(report, settings.reports_dir)
     text = html.read_text(encoding="utf-8")
     assert "<script" not in text.lower()
@@ -291,16 +279,7 @@ def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
 
 
 def test_an_empty_warehouse_still_gives_a_report(con):
-    report = build_monthly_report(
-        con,
-        "2026-02",
-        "Asia/Shanghai",
-        now=NOW,
-        sla_hours=48,
-        targets=Targets(),
-        lift_days=90,
-        reply_window_hours=72,
-    )
+    report = february_report(con)
     assert [(r.n, r.value, r.flag) for r in report.overall()] == [(0, None, None)] * 7
     text = render_html(report)
     assert "No dissatisfied comments" in text and "No attribute ratings" in text

@@ -344,7 +344,7 @@ def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     # May 2027: its twelve months begin in June 2026, after the history; today's 20 are in.
     report = build_monthly_report(
         profiled, "2027-05", "Asia/Shanghai", now=datetime(2027, 6, 1, tzinfo=UTC),  # type: ignore[arg-type]
-        sla_hours=48, targets=Targets(), lift_days=90,
+        sla_hours=48, targets=Targets(), lift_days=90, reply_window_hours=72,
     )  # fmt: skip
     response = next(p for p in report.trends["response_rate"] if p.month == "2026-06")
     assert response.n == 20

@@ -152,18 +152,27 @@ def kpis(
         typer.echo(render_export_html(found))
         return
     percent = found.kpi.binary
-    table = Table("scope", "key", "value", "previous", "change", "flag", "significant", "n",
-                  title=f"{found.kpi.label}, {month}")  # fmt: skip
+    table = Table("scope", "key", "value", "previous", "difference", "relative change",
+                  "flag", "significant", "n", title=f"{found.kpi.label}, {month}")  # fmt: skip
     for r in found.rows:
         table.add_row(
             r.scope, r.key or "", _figure(r.value, percent), _figure(r.previous, percent),
-            "" if r.change is None else f"{r.change:+.1%}", r.flag or "",
-            "yes" if r.significant else "", str(r.n),
+            _points(r.difference, percent), "" if r.change is None else f"{r.change:+.1%}",
+            r.flag or "", "yes" if r.significant else "", str(r.n),
         )  # fmt: skip
     console.print(table)
     for part in found.drilldowns.get(found.kpi.name, []):
-        console.print(f"{part.scope} {part.key}: rate {_figure(part.rate, percent)}, "
-                      f"mix {_figure(part.mix, percent)}", highlight=False)  # fmt: skip
+        console.print(f"{part.scope} {part.key}: rate {_points(part.rate, percent)}, "
+                      f"mix {_points(part.mix, percent)}", highlight=False)  # fmt: skip
+
+
+def _points(value: float | None, percent: bool) -> str:
+    """A difference in the KPI's own units: percentage points for a share (never "-0.0")."""
+    if value is None:
+        return "-"
+    shown = round(value * 100, 1) if percent else value
+    shown = 0.0 if shown == 0 else shown  # no negative zero
+    return f"{shown:+.1f} pts" if percent else f"{shown:+.4g}"
 
 
 def _figure(value: float | None, percent: bool) -> str:

@@ -26,15 +26,23 @@ class KpiRow:
     value: float | None
     previous: float | None
     target: float | None
-    change: float | None  # relative to previous
+    change: float | None  # relative to previous (what the flag reads)
     flag: str | None  # up | down | None
     significant: bool
     n: int
     previous_n: int
     interval: tuple[float, float] | None  # the value's 95% interval
-    change_interval: tuple[float, float] | None  # value - previous, 95%
+    difference_interval: tuple[float, float] | None  # of ``difference``, 95%
     p_value: float | None  # adjusted for the breakdown's many cells
     better: Better  # which way is good for this KPI
+
+    @property
+    def difference(self) -> float | None:
+        """value - previous, in the KPI's own units (points for a share): what the interval
+        and the drill-down's rate and mix parts are in."""
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
 
     @property
     def good(self) -> bool | None:
@@ -49,7 +57,8 @@ class KpiRow:
             "value": _round(self.value), "previous": _round(self.previous),
             "target": self.target, "change": _round(self.change), "flag": self.flag,
             "significant": self.significant, "n": self.n, "previous_n": self.previous_n,
-            "interval": _pair(self.interval), "change_interval": _pair(self.change_interval),
+            "interval": _pair(self.interval), "difference": _round(self.difference),
+            "difference_interval": _pair(self.difference_interval),
             "p_value": _round(self.p_value, 6),
         }  # fmt: skip
 

@@ -88,6 +88,8 @@ def up() -> None:
     run = private_dir(home / "run")
     _refuse_a_second_stack(home, run)
     env = environment(home, settings.timezone)
+    if "public_url" not in settings.model_fields_set:  # links must reach this stack's service
+        env["CARELOOP_PUBLIC_URL"] = f"http://127.0.0.1:{SERVICE_PORT}"
     api = env["PREFECT_API_URL"]
     database = prefect_database(env)
     server = ["server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]

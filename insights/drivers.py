@@ -159,6 +159,14 @@ def shapley_sampled(
     return gains.mean(axis=0), gains.std(axis=0, ddof=1) / math.sqrt(orders)
 
 
+def _rescaled(data: np.ndarray) -> np.ndarray:
+    """Each column divided by its largest size: correlations do not depend on a column's
+    scale, and the sums of squares behind them can then not overflow (values near 1e300 gave
+    R² 0 and even shares)."""
+    size = np.abs(data).max(axis=0)
+    return data / np.where(size > 0, size, 1.0)
+
+
 def _correlations(data: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         corr: np.ndarray = np.nan_to_num(np.corrcoef(data, rowvar=False))
@@ -238,18 +246,22 @@ def analyse(frame: pl.DataFrame, target: str, attributes: list[str]) -> DriverAn
     if constant:
         raise ExportError(f"{', '.join(constant)}: one value only in every row, nothing to learn")
     data = used.select([*attributes, target]).to_numpy().astype(float)
+    if not np.isfinite(data).all():
+        raise ExportError("a value is not a finite number (NaN or infinite): nothing to rank")
+    scaled = _rescaled(data)
     rng = np.random.default_rng(SEED)
-    shares, r_squared, error = _shares(data, rng)
+    shares, r_squared, error = _shares(scaled, rng)
     exact = len(attributes) <= EXACT_MAX
     bootstrap = len(attributes) <= BOOTSTRAP_MAX
-    intervals = _bootstrap(data, rng) if bootstrap else [None] * len(attributes)
+    intervals = _bootstrap(scaled, rng) if bootstrap else [None] * len(attributes)
+    means = [float(used[a].mean()) for a in attributes]  # type: ignore[arg-type]
     drivers = [
-        Driver(a, float(shares[i]), float(data[:, i].mean()), used.height, intervals[i])
+        Driver(a, float(shares[i]), means[i], used.height, intervals[i])
         for i, a in enumerate(attributes)
     ]
     drivers.sort(key=lambda d: -d.importance)
     method = "exact" if exact else "sampled"
-    warnings = tuple(collinear(_correlations(data), attributes))
+    warnings = tuple(collinear(_correlations(scaled), attributes))
     return DriverAnalysis(drivers, r_squared, used.height, excluded, method, error, warnings)
 
 

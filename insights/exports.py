@@ -44,6 +44,10 @@ def require_columns(frame: pl.DataFrame, path: Path, *names: str) -> None:
         )
 
 
+# Sums of squares of values above this overflow a float: such a value gives no figure.
+LARGEST = 1e150
+
+
 def numbers(frame: pl.DataFrame, column: str, path: Path, first_row: int) -> pl.Series:
     """``column`` as floats (empty cells stay null; true/false count as 1/0); an error naming
     the rows whose cells are neither, or nan or infinite."""
@@ -62,6 +66,12 @@ def numbers(frame: pl.DataFrame, column: str, path: Path, first_row: int) -> pl.
     if infinite.any():
         raise ExportError(
             f"{path}: column {column}: {bad_rows(text, infinite, first_row)} not a finite number"
+        )
+    huge = given & (parsed.abs() > LARGEST).fill_null(False)
+    if huge.any():
+        raise ExportError(
+            f"{path}: column {column}: {bad_rows(text, huge, first_row)} larger than {LARGEST:g} "
+            "in size: its square, in every variance, would overflow"
         )
     return parsed
 

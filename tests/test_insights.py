@@ -405,3 +405,36 @@ def test_a_small_stores_intervals_stay_finite_when_resamples_are_constant():
     json.dumps(found.as_json(), allow_nan=False)
     for d in found.drivers:
         assert 0 <= d.interval[0] <= d.importance <= d.interval[1] <= 1
+
+
+def test_drivers_on_values_of_any_size_give_the_same_shares():
+    """Correlations do not depend on scale: a target 1e300 times an attribute is explained by
+    it alone (its sums of squares used to overflow: R² 0 and even shares)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    plain = analyse(pl.DataFrame({"a": a, "b": b, "overall": a}), "overall", ["a", "b"])
+    huge = analyse(pl.DataFrame({"a": a, "b": b, "overall": a * 1e300}), "overall", ["a", "b"])
+    assert huge.r_squared == pytest.approx(1.0) == plain.r_squared
+    assert [d.importance for d in huge.drivers] == pytest.approx(
+        [d.importance for d in plain.drivers]
+    )
+
+
+@pytest.mark.parametrize("command", ["drivers", "lift", "kpis"])
+def test_values_too_large_to_square_are_named_not_summed(tmp_path, command):
+    path = tmp_path / "huge.csv"
+    rows = ["group,day,a,value"] + [
+        f"{'treated' if i % 2 else 'holdout'},2026-02-{1 + i % 20:02d},{i},{i * 1e300 if i == 3 else i}"
+        for i in range(40)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    args = {
+        "drivers": ["drivers", str(path), "--target", "value"],
+        "lift": ["lift", str(path), "--group", "group", "--outcome", "value"],
+        "kpis": ["kpis", str(path), "--month", "2026-02", "--date", "day", "--value", "value",
+                 "--by", "group"],
+    }[command]  # fmt: skip
+    result = runner.invoke(app, ["insights", *args])
+    assert result.exit_code == 2, result.output
+    assert "column value: row 5 ('3e+300') larger than 1e+150" in result.output
+    assert "Traceback" not in result.output and "inf" not in result.output.replace("info", "")

@@ -423,8 +423,9 @@ def test_drivers_on_values_of_any_size_give_the_same_shares():
 @pytest.mark.parametrize("command", ["drivers", "lift", "kpis"])
 def test_values_too_large_to_square_are_named_not_summed(tmp_path, command):
     path = tmp_path / "huge.csv"
+    value = [i * 1e300 if i == 3 else i for i in range(40)]  # one too large to square
     rows = ["group,day,a,value"] + [
-        f"{'treated' if i % 2 else 'holdout'},2026-02-{1 + i % 20:02d},{i},{i * 1e300 if i == 3 else i}"
+        f"{'treated' if i % 2 else 'holdout'},2026-02-{1 + i % 20:02d},{i},{value[i]}"
         for i in range(40)
     ]
     path.write_text("\n".join(rows) + "\n")

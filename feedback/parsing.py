@@ -48,12 +48,18 @@ OPT_OUT = {
     "取消订阅",
     "取消",
     "停止",
+    "停",
+    "退",
+    "стоп",  # the same request from customers who write in other languages
+    "arret",
+    "basta",
+    "alto",
 }
 OPT_IN = {"start", "yes", "unstop"}
 HELP = {"help", "info", "帮助"}
 # Words that mean "stop contacting me" wherever they stand.
-OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "revoke", "optout"}
-OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收")
+OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "unsub", "revoke", "optout"}
+OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收", "勿扰", "拉黑")
 # Words that say so only when they are about our messages (see the module's note).
 OPT_OUT_WHEN_ABOUT_US = {"end", "cancel", "quit"}
 ABOUT_US = {
@@ -96,6 +102,18 @@ PLEASE_STOP_ZH = re.compile(
 # Each Chinese request above starts with one of these: most replies have none, and skip it.
 _PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用")
 _LATIN_WORD = re.compile(r"[a-z]+")
+# Letters that look Latin in other scripts, as a forwarded or disguised "Ѕtор" or "SТОР" has
+# them; read as Latin only inside a word that has a Latin letter too (so стоп stays Russian).
+_LOOK_ALIKES = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ",
+    "ABESIJKMHOPCTXYaesijkopcxyABEHIKMNOPTXYZot",
+)
+_MIXED_WORD = re.compile(
+    r"\w*[A-Za-z]\w*[АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ]\w*"
+    r"|\w*[АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ]\w*[A-Za-z]\w*"
+)
+# Three or more single letters spelled out with spaces, dots or dashes: "S T O P".
+_SPELLED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][\s.\-_*]+){2,}[A-Za-z](?![A-Za-z])")
 # A bare rating, by far the commonest reply: nothing else to look for.
 _BARE_DIGIT = re.compile(r"[1-5]分?")
 # Set aside when deciding whether a reply is just a keyword: "stop please", "TD 谢谢".
@@ -169,8 +187,8 @@ def parse_reply(text: str | None) -> ParsedReply:
         return ParsedReply("rating", int(cleaned[0]))
     rating = _rating(cleaned)
     rest = (rating.comment or "") if rating else cleaned  # "1 stop": is the rest a keyword?
-    bare = _bare(rest)
-    if bare in OPT_OUT or _asks_to_stop(cleaned.lower()):
+    bare = _bare(_disguised(rest))
+    if bare in OPT_OUT or _asks_to_stop(_disguised(cleaned).lower()):
         comment = None if bare in OPT_OUT else (rating.comment if rating else cleaned)
         return ParsedReply("opt_out", rating.score if rating else None, comment)
     if rating:
@@ -180,6 +198,15 @@ def parse_reply(text: str | None) -> ParsedReply:
     if bare in HELP:
         return ParsedReply("help")
     return ParsedReply("unknown", comment=cleaned or None)
+
+
+def _disguised(text: str) -> str:
+    """The text as it reads, for finding a request to stop: accents and strike-throughs
+    dropped, look-alike Cyrillic and Greek letters in a Latin word read as Latin ("Ѕtор"),
+    spelled-out letters joined ("S T O P", "s.t.o.p") and the stop sign read as the word."""
+    bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    bare = _SPELLED.sub(lambda m: re.sub(r"[\s.\-_*]", "", m.group()), bare.replace("🛑", " stop "))
+    return _MIXED_WORD.sub(lambda m: m.group().translate(_LOOK_ALIKES), bare)
 
 
 def _bare(text: str) -> str:

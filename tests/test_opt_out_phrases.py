@@ -40,6 +40,22 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("ＳＴＯＰ", None),  # full-width
     ("ｓｔｏｐ。", None),  # full-width, Chinese full stop
     ("Stop, please", None),
+    # disguised or spelled out (found by an attack pass)
+    ("Ѕtор.", None),  # Cyrillic look-alikes: Ѕ, о, р
+    ("SТОР", None),  # Cyrillic Т, О, Р after a Latin S
+    ("S T O P", None),
+    ("S.T.O.P", None),
+    ("s-t-o-p", None),
+    ("s t o p please", None),
+    ("S̶T̶O̶P", None),  # combining strike-through
+    ("🛑", None),  # the stop sign
+    ("unsub", None),
+    ("arrêt", None),
+    ("Basta", None),
+    ("стоп", None),
+    ("勿扰", None),
+    ("拉黑", None),
+    ("停", None),
     # English sentences
     ("Stop texting me", None),
     ("please stop texting me", None),

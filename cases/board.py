@@ -95,13 +95,16 @@ class Board:
         return json.loads(row[0]) if row else None
 
     def record_change(self, con: Connection, key: str, change: dict[str, Any]) -> bool:
-        """A manager's change, in the caller's transaction: on the board and, if the board
-        took it, in the inbox for collect. False when the board refused it."""
+        """A manager's change, in the caller's transaction: on the board if its state allows
+        it, and in the inbox for collect either way when the case is the store's (a refused
+        change is recorded as such, with its note, by the case machine). False when the board
+        refused it."""
         self.db.lock_board(con)
-        if not apply_change(con, change):
-            return False
-        self.inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
-        return True
+        applied = apply_change(con, change)
+        if applied or _stores_case(con, change):
+            at = datetime.fromisoformat(change["at"])
+            self.inbox.insert(con, [(CASE_EVENT, key, at, change)])
+        return applied
 
 
 def apply_change(con: Connection, change: dict[str, Any]) -> bool:
@@ -120,6 +123,14 @@ def apply_change(con: Connection, change: dict[str, Any]) -> bool:
         return False
     con.execute("UPDATE board_cases SET data = ? WHERE case_id = ?", (_json(case), case["case_id"]))
     return True
+
+
+def _stores_case(con: Connection, change: dict[str, Any]) -> bool:
+    row = con.execute(
+        "SELECT 1 FROM board_cases WHERE case_id = ? AND store_id = ?",
+        (change["case_id"], change["store_id"]),
+    ).fetchone()
+    return row is not None
 
 
 def _json(value: object) -> str:

@@ -43,6 +43,7 @@ TEXT: dict[str, Text] = {
             "no_board": "您的门店暂无数据",
             "not_found": "找不到该案例",
             "refused": "请求被拒绝，请从页面重新提交",
+            "not_applied": "该案例状态已变化，您的操作未生效（备注已记录在历史中）",
             "signed_out": "您已退出",
         },
     },
@@ -82,6 +83,8 @@ TEXT: dict[str, Text] = {
             "no_board": "Nothing published for your store yet",
             "not_found": "No such case",
             "refused": "Refused: send the form from the page again",
+            "not_applied": "The case had moved on: your change was not applied (its note is "
+            "kept in the history)",
             "signed_out": "You are signed out",
         },
     },

@@ -215,7 +215,8 @@ class ManagerPages:
             "at": datetime.now(UTC).isoformat(),
         }
         key = f"{case['case_id']}:{action}:{secrets.token_hex(6)}"
-        await self.writer.transact(self.board.record_change, key, change)
+        if not await self.writer.transact(self.board.record_change, key, change):
+            return _message(TEXT["en"], "not_applied", 409)  # the case had moved on
         return RedirectResponse(f"{self.public_url}/m/", status_code=303)
 
     def _trusted_post(self, request: Request, session: Session, csrf: object) -> bool:

@@ -45,7 +45,8 @@ def page(con, settings, monkeypatch):
 def change(client, token, action, note="called"):
     done = client.post("/m/cases/E1", data={"csrf": token, "action": action, "note": note},
                        follow_redirects=False)  # fmt: skip
-    assert done.status_code == 303
+    # 303 back to the board, or 409 when the case had moved on (the note is kept as refused)
+    assert done.status_code in (303, 409)
 
 
 def reply(client, body):

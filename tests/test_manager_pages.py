@@ -117,16 +117,26 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     sign_in(client, settings)
     token = csrf(client.get("/m/").text)
     client.post("/m/cases/E2", data={"csrf": token, "action": "resolved", "note": "refunded"})
-    client.post("/m/cases/E3", data={"csrf": token, "action": "resolved"})  # recovered: refused
+    refused = client.post(  # E3 is recovered: the page says so, and the note is kept
+        "/m/cases/E3", data={"csrf": token, "action": "resolved", "note": "again?"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert refused.status_code == 409 and "not applied" in refused.text
+    assert board.case("ST1", "E3")["status"] == "recovered"
     figures = collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72))
-    assert figures.case_changes == 1
+    assert figures.drained == 2 and figures.case_changes == 1  # the refused one is kept, not taken
     row = con.execute(
         "SELECT status, closed_at IS NOT NULL, contacted_at IS NOT NULL FROM manager_cases "
         "WHERE evaluation_id = 'E2'"
     ).fetchone()
     assert row == ("resolved", True, True)  # resolving a case means the manager reached them
-    events = con.execute("SELECT actor, from_status, to_status, note FROM case_events").fetchall()
-    assert events == [("manager:ST1", "open", "resolved", "refunded")]
+    events = con.execute(
+        "SELECT actor, from_status, to_status, note, accepted FROM case_events ORDER BY 3, 2"
+    ).fetchall()
+    assert events == [
+        ("manager:ST1", "open", "resolved", "refunded", True),
+        ("manager:ST1", "recovered", "resolved", "again?", False),
+    ]
     # the next publish keeps it, and shows its history
     from cases.publishing import publish_boards
 

@@ -22,11 +22,12 @@ from core.errors import UserError
 OWNER_ONLY = 0o077
 PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 
-# An id that may name a file: ASCII letters, digits, "-", "_" and ".", not starting with a dot
-# (no "..", no hidden file), short enough for any file system. Loads check every id column
-# against it, so data never carries a path.
-PLAIN_ID = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
-PLAIN_ID_RULE = "letters, digits, -, _ or ., not starting with a dot, at most 64"
+# An id that may name a file: ASCII letters, digits, "-", "_" and ".", starting with a letter,
+# digit or "_" (no "..", no hidden file, nothing a command reads as an option, such as "-rf"),
+# short enough for any file system. Loads check every id column against it, so data never
+# carries a path.
+PLAIN_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+PLAIN_ID_RULE = "letters, digits, -, _ or ., starting with a letter, digit or _, at most 64"
 _PLAIN_ID = re.compile(PLAIN_ID)
 
 

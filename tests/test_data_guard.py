@@ -42,6 +42,7 @@ HOSTILE_IDS = [
     "ST9$\\frac{a}{$",
     "店1",
     "x" * 65,
+    "-rf",  # a command would read it as an option (careloop managers link -rf)
 ]
 
 

@@ -22,8 +22,8 @@ class Column:
 
 # A region is named as people say it ("East China") and names no file: spaces inside are
 # fine, a path separator is not.
-REGION_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_. -]{0,63}$"
-REGION_RULE = "letters, digits, spaces, -, _ or ., not starting with a dot, at most 64"
+REGION_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,63}$"
+REGION_RULE = "letters, digits, spaces, -, _ or ., starting with a letter, digit or _, at most 64"
 
 # Column types: what a value must look like, as the help shows it. Ids (a row's own and those
 # naming another row) are plain: they name files (a store's list), so they never hold a path.

@@ -374,7 +374,8 @@ FROM h_cases_final ORDER BY opened_at
 """
 
 CASE_EVENTS_SQL = """
-INSERT INTO case_events
+INSERT INTO case_events (event_key, evaluation_id, occurred_at, actor, from_status, to_status,
+    note, accepted)
 SELECT * FROM (
     SELECT 'rating:' || r2_eval, evaluation_id, r2_at, 'customer', 'open', status, NULL, true
     FROM h_cases_final WHERE r2_score IS NOT NULL

@@ -185,7 +185,8 @@ WHERE i.step = $step
 """
 
 RECORD_SQL = f"""
-INSERT INTO case_events
+INSERT INTO case_events (event_key, evaluation_id, occurred_at, actor, from_status, to_status,
+    note, accepted)
 SELECT event_key, case_id, occurred_at, actor, from_status,
     CASE outcome WHEN '{KEPT}' THEN from_status WHEN '{REFUSED}' THEN event ELSE outcome END,
     note, outcome <> '{REFUSED}'

@@ -29,9 +29,10 @@ SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
        first.occasion, first.channel AS rated_on,
        second.channel AS second_round_channel, second.status AS second_round_status,
        second.offer_code AS second_round_offer,
+       -- in the order the machine applied them: each step starts where the last ended
        (SELECT list({'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
                      'to': e.to_status, 'note': e.note, 'accepted': e.accepted}
-                    ORDER BY e.occurred_at, e.event_key)
+                    ORDER BY e.applied, e.occurred_at, e.event_key)
         FROM case_events e WHERE e.evaluation_id = m.evaluation_id) AS events
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)

@@ -3,6 +3,7 @@ production (collect with a manager's change or a customer's rating from the inbo
 past the reply window, escalation, the follow-up planner), against the table the README
 gives; what comes late is kept and never undoes a manager's resolution."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from campaigns.channels.mail import SandboxMailer
 from cases.collect import collect
 from cases.escalation import escalate_overdue
 from cases.follow_up import plan_follow_ups
+from cases.publishing import board_rows
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
 from tests.manager_world import add_case
@@ -189,3 +191,19 @@ def test_the_readme_shows_the_table_the_machine_runs():
     assert markdown_table() in (Path(__file__).parents[1] / "README.md").read_text()
     assert tuple(TABLE) == STATES and {e for e in TABLE["open"]} == set(EXPECTED)
     assert {e: tuple(str(TABLE[s][e]) for s in STATES) for e in EXPECTED} == EXPECTED
+
+
+def test_a_history_reads_in_the_order_its_events_were_applied(con, settings):
+    """The manager's call (collected first) and the customer's earlier second-round 5
+    (collected after it): by occurrence the history read "recovered, then open -> contacted";
+    in the order applied, each step starts where the one before it ended."""
+    inbox = one_case(con, settings, "open")
+    manager(inbox, "contacted", EVENT_AT)
+    collect(con, inbox, reply_window=WINDOW)
+    rate(settings, "R2", 5, EVENT_AT - timedelta(hours=2), comment="sorted")
+    collect(con, inbox, reply_window=WINDOW)
+    _, cases = board_rows(con, EVENT_AT + timedelta(hours=1), 48, 7)
+    [case] = [c for c in cases if c["case_id"] == "E1"]
+    moves = [(e["from"], e["to"]) for e in case["events"] if e["accepted"]]
+    assert moves == [("open", "contacted"), ("contacted", "recovered")]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(moves))

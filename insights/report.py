@@ -32,11 +32,11 @@ AND (CAST($until AS DATE) IS NULL OR timezone($zone, {at})::DATE <= $until)
 CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
 OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
 TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
-NO_MESSAGE = "(no message before)"
+NO_MESSAGE = "(no message before)"  # an opt-out with no message on its channel before it
 LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
     "(the managers' page shows the same)"
-)  # an opt-out with no message sent on its channel before it
+)
 LOOP_SQL = f"""
 WITH first AS (
     SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}

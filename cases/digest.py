@@ -29,14 +29,16 @@ COLUMNS = (
 TEXT = {
     "zh-CN": (
         "{store}：{open} 个待处理（{due} 个24小时内到期，{escalated} 个已升级）",
-        "{manager}您好：\n\n今天的不满意客户名单见附件（CSV 和 Excel）。\n"
+        "{manager}您好：\n\n今天的不满意客户名单见附件（CSV 和 Excel：待处理的，"
+        "以及近 {closed_days} 天内关闭的）。\n"
         "待处理 {open} 个，其中 {due} 个将在24小时内超过首次联系时限，"
         "{escalated} 个已升级到区域负责人。\n\n"
         "在手机上处理：{link}\n（链接 {days} 天内有效）",
     ),
     "en": (
         "{store}: {open} to do ({due} due within a day, {escalated} escalated)",
-        "Dear {manager},\n\nToday's list of dissatisfied customers is attached (CSV and Excel).\n"
+        "Dear {manager},\n\nToday's list of dissatisfied customers is attached (CSV and Excel: "
+        "the cases to do, and those closed in the last {closed_days} days).\n"
         "{open} to do: {due} reach the first-contact deadline within a day, {escalated} went to "
         "your regional contact.\n\nWork them on your phone: {link}\n"
         "(the link works for {days} days)",
@@ -123,7 +125,7 @@ def _mail(
     link = manager_link(store["store_id"], settings.public_url, secret, now, timedelta(days=days))
     subject, body = TEXT.get(store["locale"], TEXT["en"])
     values = {"store": store["name"], "manager": store["manager_name"], "link": link}
-    values |= {"days": days, **counts}
+    values |= {"days": days, "closed_days": CLOSED_DAYS, **counts}
     stem = attachment_stem(store["store_id"], key)
     return StaffMail(
         key=key,

@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from warehouse.db import register_frame
+from warehouse.figures import ACTIVE_STATUSES
 
 
 class State(StrEnum):
@@ -69,7 +70,8 @@ REFUSED = "refused"
 Outcome = State | str  # a State (moved), KEPT or REFUSED
 
 INITIAL = State.OPEN
-ACTIVE = (State.OPEN, State.CONTACTED, State.UNRESOLVED)  # on the manager's to-do list
+# On the manager's to-do list: the warehouse's lists count the same statuses (warehouse/figures).
+ACTIVE = tuple(State(s) for s in ACTIVE_STATUSES)
 CLOSED = (State.RESOLVED, State.RECOVERED)
 MET = (State.CONTACTED, State.RESOLVED)  # moving here means the manager spoke to them
 MANAGER_EVENTS = (Event.CONTACTED, Event.RESOLVED)

@@ -9,10 +9,10 @@ from typing import Any
 import duckdb
 
 from cases.board import Board
-from cases.machine import ACTIVE
 from warehouse.db import query_dicts
+from warehouse.figures import LISTED_SHOWN_DAYS, LISTED_SQL
 
-CLOSED_SHOWN_DAYS = 30  # a board shows closed cases this long after they closed
+CLOSED_SHOWN_DAYS = LISTED_SHOWN_DAYS  # a board shows closed cases this long after they closed
 
 
 BOARD_STORES_SQL = """
@@ -21,7 +21,7 @@ SELECT store_id, name, manager_name, manager_email, timezone,
            AS locale
 FROM stores ORDER BY store_id
 """
-BOARD_CASES_SQL = """
+BOARD_CASES_SQL = f"""
 SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
        m.campaign_id, m.opened_at, m.contacted_at, m.closed_at, m.escalated_at,
        m.opened_at + to_hours($sla) AS sla_due,
@@ -30,16 +30,15 @@ SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
        second.channel AS second_round_channel, second.status AS second_round_status,
        second.offer_code AS second_round_offer,
        -- in the order the machine applied them: each step starts where the last ended
-       (SELECT list({'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
-                     'to': e.to_status, 'note': e.note, 'accepted': e.accepted}
+       (SELECT list({{'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
+                     'to': e.to_status, 'note': e.note, 'accepted': e.accepted}}
                     ORDER BY e.applied, e.occurred_at, e.event_key)
         FROM case_events e WHERE e.evaluation_id = m.evaluation_id) AS events
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN care_actions first ON first.action_id = m.action_id
 LEFT JOIN care_actions second ON second.action_id = m.second_round_action_id
-WHERE list_contains($active, m.status)
-   OR coalesce(m.closed_at, m.updated_at, m.opened_at) >= $now - to_days($shown)
+WHERE {LISTED_SQL}
 """
 
 
@@ -62,7 +61,7 @@ def board_rows(
     """Each store, and each case a manager sees: active ones, and those closed within
     ``shown_days``. The page's boards and the morning mail's lists both read these."""
     stores = query_dicts(con, BOARD_STORES_SQL, {})
-    params = {"sla": sla_hours, "active": [str(s) for s in ACTIVE], "now": now, "shown": shown_days}
+    params = {"sla": sla_hours, "now": now, "shown": shown_days}
     cases = query_dicts(con, BOARD_CASES_SQL, params)
     for case in cases:
         case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]

@@ -20,6 +20,7 @@ import polars as pl
 
 from core.clock import stored_range
 from warehouse.db import query_frame
+from warehouse.figures import IN_SLA, SLA_DUE
 
 Better = Literal["higher", "lower"]
 SCOPES = ("overall", "store", "region", "segment", "channel", "campaign", "tier")
@@ -59,8 +60,6 @@ SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {value} 
 FROM manager_cases m JOIN care_actions a USING (action_id)
 WHERE ({where}) AND m.opened_at >= $lo AND m.opened_at < $hi
 """
-IN_SLA = "(m.contacted_at <= m.opened_at + to_hours($sla))"
-SLA_DUE = "m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now"
 # Recovery, defined here once: a case is recovered when its second round or a follow-up after
 # its manager's resolution was rated 4-5. Like SLA compliance it counts only the cases whose
 # outcome is due: recovered, or the second round rated, or the second round's reply window

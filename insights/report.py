@@ -12,13 +12,31 @@ import duckdb
 from core.clock import utc_now
 from core.files import path_inside, private_dir, write_private_csv, write_private_text
 from warehouse.db import query_dicts
+from warehouse.figures import (
+    ACTIVE_SQL,
+    IN_SLA,
+    LISTED_SHOWN_DAYS,
+    LISTED_SQL,
+    OPT_OUT_EVENTS_SQL,
+    SLA_DUE,
+)
 
-# The first-round care a report covers: planned on business dates in [$since, $until] (either
-# open). Everything else (ratings, replies, cases, second rounds) follows from those actions.
+# A report's period: business dates in [$since, $until] (either open). Care (targeted, sent,
+# replied, rated) is the first-round care planned in it; cases are dated by when they opened
+# and opt-outs by when they came, as the monthly report dates them.
 IN_PERIOD = """
 (CAST($since AS DATE) IS NULL OR timezone($zone, {at})::DATE >= $since)
 AND (CAST($until AS DATE) IS NULL OR timezone($zone, {at})::DATE <= $until)
 """
+# Every case figure dates a case by when it opened, as the monthly report's case KPIs do.
+CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
+OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
+TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
+NO_MESSAGE = "(no message before)"  # an opt-out with no message on its channel before it
+LISTED_PERIOD = (
+    f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
+    "(the managers' page shows the same)"
+)
 LOOP_SQL = f"""
 WITH first AS (
     SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
@@ -36,9 +54,11 @@ WITH first AS (
     FROM first GROUP BY campaign_id
 ), replies AS (
     SELECT a.campaign_id,
-        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied,
-        count(*) FILTER (e.intent = 'opt_out') AS opted_out
+        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied
     FROM evaluations e JOIN first a USING (action_id) GROUP BY ALL
+), opted AS (
+    SELECT coalesce(campaign_id, '{NO_MESSAGE}') AS campaign_id, count(*) AS opted_out
+    FROM ({OPT_OUT_EVENTS_SQL}) WHERE {OPTED_IN_PERIOD} GROUP BY ALL
 ), ratings AS (
     SELECT a.campaign_id, count(*) AS rated,
         count(*) FILTER (r.score >= 4) AS satisfied,
@@ -47,20 +67,29 @@ WITH first AS (
 ), cases AS (
     SELECT m.campaign_id, count(s.sent_at) AS second_round_sent, count(*) AS cases,
         count(*) FILTER (m.status = 'recovered') AS recovered
-    FROM manager_cases m JOIN first a USING (action_id)
+    FROM manager_cases m
     LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
-    GROUP BY ALL
+    WHERE {CASE_IN_PERIOD} GROUP BY ALL
+), campaign_ids AS (
+    SELECT campaign_id FROM actions UNION SELECT campaign_id FROM opted
+    UNION SELECT campaign_id FROM cases
 )
-SELECT a.campaign_id, targeted, suppressed, held_out, sent, sent_sms, sent_email, sent_voice,
-    surveyed, delivered, coalesce(replied, 0) AS replied, coalesce(rated, 0) AS rated,
+SELECT campaign_id, coalesce(targeted, 0) AS targeted, coalesce(suppressed, 0) AS suppressed,
+    coalesce(held_out, 0) AS held_out, coalesce(sent, 0) AS sent,
+    coalesce(sent_sms, 0) AS sent_sms, coalesce(sent_email, 0) AS sent_email,
+    coalesce(sent_voice, 0) AS sent_voice, coalesce(surveyed, 0) AS surveyed,
+    coalesce(delivered, 0) AS delivered, coalesce(replied, 0) AS replied,
+    coalesce(rated, 0) AS rated,
     coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
     coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
     coalesce(recovered, 0) AS recovered, coalesce(opted_out, 0) AS opted_out
-FROM actions a
+FROM campaign_ids
+LEFT JOIN actions USING (campaign_id)
 LEFT JOIN replies USING (campaign_id)
 LEFT JOIN ratings USING (campaign_id)
 LEFT JOIN cases USING (campaign_id)
-ORDER BY a.campaign_id
+LEFT JOIN opted USING (campaign_id)
+ORDER BY campaign_id
 """
 SUPPRESSION_SQL = f"""
 SELECT campaign_id, suppression_reason, count(*) FROM care_actions
@@ -72,22 +101,20 @@ SELECT attribution, count(*) FROM evaluations WHERE {IN_PERIOD.format(at="receiv
 GROUP BY ALL ORDER BY count(*) DESC
 """
 OPT_OUTS_SQL = f"""
-SELECT channel, count(*) FROM opt_outs
-WHERE event = 'opt_out' AND {IN_PERIOD.format(at="occurred_at")}
+SELECT channel, count(*) FROM ({OPT_OUT_EVENTS_SQL}) WHERE {OPTED_IN_PERIOD}
 GROUP BY ALL ORDER BY ALL
 """
-# The store managers' side, for cases opened from first-round care in the period.
+# The store managers' side: the cases opened in the period (as the monthly report dates them).
 CASES_SQL = f"""
 SELECT count(*) AS opened,
-    count(*) FILTER (m.contacted_at <= m.opened_at + to_hours($sla)) AS contacted_in_sla,
-    count(*) FILTER (m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now)
-        AS sla_due,
+    count(*) FILTER {IN_SLA} AS contacted_in_sla,
+    count(*) FILTER {SLA_DUE} AS sla_due,
     count(*) FILTER (m.escalated_at IS NOT NULL) AS escalated,
     count(*) FILTER (m.status = 'resolved') AS resolved,
     count(*) FILTER (m.status = 'recovered') AS recovered,
-    count(*) FILTER (m.status IN ('open', 'contacted', 'unresolved')) AS still_open
-FROM manager_cases m JOIN care_actions a USING (action_id)
-WHERE a.round = 1 AND {IN_PERIOD.format(at="a.created_at")}
+    count(*) FILTER {ACTIVE_SQL} AS still_open
+FROM manager_cases m
+WHERE {CASE_IN_PERIOD}
 """
 # The period a report covers: the business dates care was planned on, and the newest reply.
 PERIOD_SQL = f"""
@@ -96,10 +123,12 @@ SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at)):
      WHERE {IN_PERIOD.format(at="received_at")})
 FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
 """
-# A store manager's list: open cases first (a second round rated 1-2 is still open for the
-# manager), the recovered ones in their own section; times in the store's own zone.
-STORE_LIST_SQL = """
-SELECT CASE WHEN m.status = 'recovered' THEN 'recovered' ELSE 'open' END AS section,
+# A store manager's list: the cases the page shows (every active one, and those closed in the
+# last $shown days), the ones to do first, then the closed ones (resolved by the manager or
+# recovered); the section follows the status as the page's and the mail's do. Times in the
+# store's own zone.
+STORE_LIST_SQL = f"""
+SELECT CASE WHEN {ACTIVE_SQL} THEN '{TO_DO}' ELSE '{CLOSED}' END AS section,
        m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
        m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
        m.campaign_id, m.score, m.comment,
@@ -110,7 +139,8 @@ FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN care_actions a ON a.action_id = m.second_round_action_id
-ORDER BY m.store_id, section, m.score, m.opened_at
+WHERE {LISTED_SQL}
+ORDER BY m.store_id, section = '{CLOSED}', m.score, m.opened_at
 """
 
 
@@ -119,18 +149,31 @@ DERIVED = ("csat", "response_rate", "recovery_rate")
 
 @dataclass(frozen=True)
 class Period:
-    """What a report covers: care planned on these business dates, replies until then."""
+    """What a report covers: care planned on these business dates, replies until then, and
+    the dates its cases opened and its opt-outs came (the report's bounds, either open)."""
 
     first: date | None
     last: date | None
     last_reply: str | None  # business time, to the minute
     zone: str
+    since: date | None = None
+    until: date | None = None
 
     def describe(self) -> str:
         if self.first is None:
-            return "Nothing planned in this period."
+            return f"Nothing planned in this period; cases and opt-outs {self.dated()}."
         replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
-        return f"Care planned {self.first} to {self.last} ({self.zone}){replies}."
+        return (
+            f"Care planned {self.first} to {self.last} ({self.zone}); cases opened and "
+            f"opt-outs {self.dated()}{replies}."
+        )
+
+    def dated(self) -> str:
+        if self.since and self.until:
+            return f"from {self.since} to {self.until}"
+        if self.since or self.until:
+            return f"from {self.since}" if self.since else f"up to {self.until}"
+        return "of every date"
 
 
 @dataclass(frozen=True)
@@ -187,18 +230,20 @@ def loop_report(
     replies = dict(con.execute(REPLIES_SQL, scope).fetchall())
     opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
     first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
-    period = Period(first, last, last_reply, zone)
+    period = Period(first, last, last_reply, zone, since, until)
     cases = query_dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
     cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])
     return LoopReport(campaigns, suppressed, replies, opt_outs, period, cases, tuple(names))
 
 
-def write_store_lists(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, int]:
-    """One CSV per store manager with their dissatisfied customers; returns rows per store.
-    Every store's file name is checked before anything is written (an id an older version let
-    in names no list: the command says which)."""
+def write_store_lists(
+    con: duckdb.DuckDBPyConnection, directory: Path, now: datetime
+) -> dict[str, int]:
+    """One CSV per store manager with the cases their page shows at ``now``; returns rows per
+    store. Every store's file name is checked before anything is written (an id an older
+    version let in names no list: the command says which)."""
     private_dir(directory)
-    cursor = con.execute(STORE_LIST_SQL)
+    cursor = con.execute(STORE_LIST_SQL, {"now": now, "shown": LISTED_SHOWN_DAYS})
     names = [d[0] for d in cursor.description]
     store = names.index("store_id")
     by_store: dict[str, list[tuple[Any, ...]]] = {}
@@ -235,8 +280,8 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
         *_campaign_table(report),
         *_section(
             "Opt-outs, by channel",
-            "By reply (STOP, TD, 退订), unsubscribe link or provider refusal; each stops every "
-            "later send on that channel.",
+            "By reply (STOP, TD, 退订), unsubscribe link or provider refusal, in the period; "
+            "each stops every later send on that channel.",
             [f"- {channel}: {n}" for channel, n in report.opt_outs.items()] or ["- none"],
         ),
         *_section(
@@ -262,15 +307,16 @@ def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
     return [
         *_section(
             "Store managers' cases",
-            f"SLA: first contact within the SLA ({report.cases['sla_compliance'] or '-'}% "
-            "of the cases whose SLA has passed or that were contacted).",
+            f"Cases opened in the period. SLA: first contact within the SLA "
+            f"({_shown(report.cases['sla_compliance'])}% of the cases whose SLA has passed or "
+            "that were contacted).",
             [f"- {name.replace('_', ' ')}: {n}" for name, n in report.cases.items()],
         ),
         *_section(
             "Store managers' dissatisfied lists",
-            f"{sum(store_rows.values())} cases across {len(store_rows)} stores (one CSV per "
-            "store in store_lists/: open cases first, recovered ones after; times in the "
-            "store's own timezone).",
+            f"{sum(store_rows.values())} cases listed across {len(store_rows)} stores: "
+            f"{LISTED_PERIOD} (one CSV per store in store_lists/: the ones to do first, the "
+            "closed ones after; times in the store's own timezone).",
             [],
         ),
     ]
@@ -278,8 +324,10 @@ def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
 
 def _campaign_table(report: LoopReport) -> list[str]:
     return [
-        "Response rate: surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 "
-        "per rating. Recovery rate: cases whose second round was rated 4-5, per case opened.",
+        "Care planned in the period, and the cases and opt-outs dated in it. Response rate: "
+        "surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 per rating. "
+        "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case opened. "
+        "Opted out: opt-outs put down to the campaign of the latest message on their channel.",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
         "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "
@@ -312,8 +360,9 @@ def write_reports(
     sla_hours: int = 48,
 ) -> WrittenReport:
     """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
-    report = loop_report(con, zone, since, now=now, sla_hours=sla_hours)
-    store_rows = write_store_lists(con, directory / "store_lists")
+    at = now or utc_now()
+    report = loop_report(con, zone, since, now=at, sla_hours=sla_hours)
+    store_rows = write_store_lists(con, directory / "store_lists", at)
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))
     return WrittenReport(report, store_rows, path)
@@ -341,8 +390,8 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("sent a second round", total.get("second_round_sent", 0)),
         ("recovered", total.get("recovered", 0)),
         ("recovery rate (% of cases)", total.get("recovery_rate")),
-        ("opted out", sum(report.opt_outs.values())),
-        ("cases opened", report.cases["opened"]),
+        ("opted out", total.get("opted_out", 0)),
+        ("cases opened in the period", report.cases["opened"]),
         ("cases contacted within the SLA (%)", report.cases["sla_compliance"]),
         ("cases escalated", report.cases["escalated"]),
         ("cases resolved by managers", report.cases["resolved"]),

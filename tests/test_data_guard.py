@@ -348,7 +348,7 @@ def test_store_list_cells_are_read_back_neutralised(con, settings):
         "action_id, score, comment, opened_at, status) "
         "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, '\u00a0＝HYPERLINK(1)', now(), 'open')"
     )
-    write_store_lists(con, settings.reports_dir / "store_lists")
+    write_store_lists(con, settings.reports_dir / "store_lists", datetime.now(UTC))
     text = (settings.reports_dir / "store_lists" / "ST1.csv").read_text(encoding="utf-8")
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["comment"] == "'\u00a0＝HYPERLINK(1)"

@@ -2,16 +2,19 @@
 
 import csv
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 
+from cases.machine import ACTIVE
+from cases.publishing import CLOSED_SHOWN_DAYS, board_rows
 from demo.data import HISTORY_RUN
 from flows.care_loop import care_loop
-from flows.demo import run_demo
-from insights.report import summary_rows
+from flows.common import end_of_day
+from flows.demo import DEMO_START, run_demo
+from insights.report import loop_report, summary_rows
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
 
@@ -56,14 +59,8 @@ def test_the_whole_loop_closes(settings, tmp_path):
     assert sum(result.report.replies.values()) >= total["replied"]
     assert "## Replies, by attribution" in result.report_path.read_text()
     lists = sorted((result.report_path.parent / "store_lists").glob("*.csv"))
-    # every case is on a list: the demo's own, and those opened for complaints of the days
-    # before it (the warehouse holds a year of past ratings)
     cases = connect(result.home / "warehouse.duckdb")
-    assert (
-        sum(result.store_rows.values())
-        == cases.execute("SELECT count(*) FROM manager_cases").fetchone()[0]
-        > total["dissatisfied"]
-    )
+    _the_demos_figures_agree(result, cases, lists, settings.case_sla_hours)
     # every planning run, second rounds included, names the Prefect flow run that made it
     # (the generated history before the demo was made by no flow)
     runs = cases.execute(
@@ -115,6 +112,33 @@ def test_monthly_report_flow_writes_the_report_and_its_artifact(settings):
         )
         keys = {artifact["key"] for artifact in response.json()}
     assert {"monthly-kpis", "monthly-report"} <= keys
+
+
+def _the_demos_figures_agree(result, con, lists, sla_hours):
+    """One figure, one definition: the console's opt-outs are the campaign table's and the
+    by-channel section's; the lists hold the cases the managers' page shows at the demo's end,
+    each in the section its status puts it in; for the monthly report's month, the loop
+    report's SLA compliance is the monthly report's."""
+    total = result.report.totals()
+    figures = dict(summary_rows(result.report))
+    assert figures["opted out"] == total["opted_out"] == sum(result.report.opt_outs.values()) > 0
+    now = end_of_day(DEMO_START + timedelta(days=4 + 3 - 1))
+    _, page = board_rows(con, now, sla_hours, CLOSED_SHOWN_DAYS)
+    assert sum(result.store_rows.values()) == len(page)
+    listed = []
+    for path in lists:
+        with path.open(encoding="utf-8") as handle:
+            listed += list(csv.DictReader(handle))
+    assert all(r["section"] == ("to do" if r["status"] in ACTIVE else "closed") for r in listed)
+    to_do = sum(c["status"] in ACTIVE for c in page)
+    assert sum(r["section"] == "to do" for r in listed) == to_do
+    monthly = json.loads(result.monthly_path.with_suffix(".json").read_text())
+    (sla,) = [k for k in monthly["kpis"] if (k["kpi"], k["scope"]) == ("sla_compliance", "overall")]
+    month = loop_report(
+        con, "Asia/Shanghai", date(2026, 2, 1), date(2026, 2, 28), now=now, sla_hours=sla_hours
+    )
+    assert month.cases["sla_due"] == sla["n"] > 0
+    assert month.cases["sla_compliance"] == round(100 * sla["value"], 1)
 
 
 def _unsent(result, campaign):

@@ -56,7 +56,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
         "UPDATE manager_cases SET status = 'recovered', recovered_score = 5 "
         "WHERE subscriber_id = 'S1'"
     )
-    written = write_reports(con, settings.reports_dir, "partial", ZONE)
+    written = write_reports(con, settings.reports_dir, "partial", ZONE, now=T0 + timedelta(1))
     total = written.report.totals()
     assert (total["surveyed"], total["replied"], total["rated"]) == (4, 4, 3)
     assert total["response_rate"] == 75.0  # the opt-out is a reply, not an answer
@@ -64,18 +64,18 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     assert total["opted_out"] == 1 and written.report.opt_outs == {"sms": 1}
     text = written.path.read_text()
     assert (
-        "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); "
-        "replies received up to 2026-03-01 10:04." in text
+        "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); cases opened and opt-outs of "
+        "every date; replies received up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text
     with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
         st1 = list(csv.DictReader(handle))
-    assert [(r["section"], r["subscriber_id"]) for r in st1] == [("recovered", "S1")]
+    assert [(r["section"], r["subscriber_id"]) for r in st1] == [("closed", "S1")]
     with (settings.reports_dir / "store_lists" / "ST2.csv").open(encoding="utf-8") as handle:
         (st2,) = list(csv.DictReader(handle))
     # opened when the rating came in (02:03 UTC): New York's time, to the minute
     assert (st2["section"], st2["opened_local"], st2["store_timezone"]) == (
-        "open",
+        "to do",
         "2026-02-28 21:03",
         "America/New_York",
     )

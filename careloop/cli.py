@@ -325,7 +325,7 @@ def report(
         html, data = write_month(monthly, settings.reports_dir)
         written = write_reports(
             con, settings.reports_dir, "careloop: satisfaction KPIs", settings.timezone,
-            sla_hours=settings.case_sla_hours,
+            sla_hours=settings.case_sla_hours, reply_window_hours=settings.reply_window_hours,
         )  # fmt: skip
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")

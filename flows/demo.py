@@ -171,6 +171,7 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
             start,
             now=end_of_day(end),
             sla_hours=settings.case_sla_hours,
+            reply_window_hours=settings.reply_window_hours,
         )
         monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))
     html, _ = write_month(monthly, settings.reports_dir)

@@ -11,6 +11,7 @@ import duckdb
 
 from core.clock import utc_now
 from core.files import path_inside, private_dir, write_private_csv, write_private_text
+from insights.kpis import RECOVERED, RECOVERY_DUE
 from warehouse.db import query_dicts
 from warehouse.figures import (
     ACTIVE_SQL,
@@ -66,7 +67,8 @@ WITH first AS (
     FROM action_ratings r JOIN first a USING (action_id) GROUP BY ALL
 ), cases AS (
     SELECT m.campaign_id, count(s.sent_at) AS second_round_sent, count(*) AS cases,
-        count(*) FILTER (m.status = 'recovered') AS recovered
+        count(*) FILTER ({RECOVERED}) AS recovered,
+        count(*) FILTER ({RECOVERY_DUE}) AS recovery_due
     FROM manager_cases m
     LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
     WHERE {CASE_IN_PERIOD} GROUP BY ALL
@@ -82,7 +84,8 @@ SELECT campaign_id, coalesce(targeted, 0) AS targeted, coalesce(suppressed, 0) A
     coalesce(rated, 0) AS rated,
     coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
     coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
-    coalesce(recovered, 0) AS recovered, coalesce(opted_out, 0) AS opted_out
+    coalesce(recovered, 0) AS recovered, coalesce(recovery_due, 0) AS recovery_due,
+    coalesce(opted_out, 0) AS opted_out
 FROM campaign_ids
 LEFT JOIN actions USING (campaign_id)
 LEFT JOIN replies USING (campaign_id)
@@ -203,10 +206,11 @@ def csat(satisfied: int, rated: int) -> float | None:
 
 def with_rates(row: dict[str, Any]) -> dict[str, Any]:
     """CSAT; response rate: surveys answered with a rating, per survey sent; recovery rate:
-    cases whose second round was rated 4-5, per case opened. None where nothing was asked."""
+    insights.kpis's, cases recovered per case whose outcome is due (the monthly report's
+    definition). None where nothing was asked."""
     row["csat"] = csat(row.get("satisfied", 0), row.get("rated", 0))
     row["response_rate"] = percent(row.get("rated", 0), row.get("surveyed", 0))
-    row["recovery_rate"] = percent(row.get("recovered", 0), row.get("cases", 0))
+    row["recovery_rate"] = percent(row.get("recovered", 0), row.get("recovery_due", 0))
     return row
 
 
@@ -218,10 +222,12 @@ def loop_report(
     *,
     now: datetime | None = None,
     sla_hours: int = 48,
+    reply_window_hours: int = 72,
 ) -> LoopReport:
     """The loop's figures for care planned on business dates ``since`` to ``until``."""
     scope = {"zone": zone, "since": since, "until": until}
-    cursor = con.execute(LOOP_SQL, scope)
+    due = {"now": now or utc_now(), "window": reply_window_hours}
+    cursor = con.execute(LOOP_SQL, {**scope, **due})
     names = [d[0] for d in cursor.description]  # known even with no campaign yet
     campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     suppressed: dict[str, dict[str, int]] = {}
@@ -326,7 +332,8 @@ def _campaign_table(report: LoopReport) -> list[str]:
     return [
         "Care planned in the period, and the cases and opt-outs dated in it. Response rate: "
         "surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 per rating. "
-        "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case opened. "
+        "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case whose "
+        "outcome is due (recovered, second round rated, or its reply window over). "
         "Opted out: opt-outs put down to the campaign of the latest message on their channel.",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
@@ -358,10 +365,13 @@ def write_reports(
     *,
     now: datetime | None = None,
     sla_hours: int = 48,
+    reply_window_hours: int = 72,
 ) -> WrittenReport:
     """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
     at = now or utc_now()
-    report = loop_report(con, zone, since, now=at, sla_hours=sla_hours)
+    report = loop_report(
+        con, zone, since, now=at, sla_hours=sla_hours, reply_window_hours=reply_window_hours
+    )
     store_rows = write_store_lists(con, directory / "store_lists", at)
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))
@@ -389,7 +399,7 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("dissatisfied", total.get("dissatisfied", 0)),
         ("sent a second round", total.get("second_round_sent", 0)),
         ("recovered", total.get("recovered", 0)),
-        ("recovery rate (% of cases)", total.get("recovery_rate")),
+        ("recovery rate (% of cases due)", total.get("recovery_rate")),
         ("opted out", total.get("opted_out", 0)),
         ("cases opened in the period", report.cases["opened"]),
         ("cases contacted within the SLA (%)", report.cases["sla_compliance"]),

@@ -147,3 +147,25 @@ def test_a_resolved_case_is_listed_as_closed_in_the_csv_as_on_the_page(con, sett
     assert (
         "4 cases listed across 1 stores: every case still to do, and those closed in the " in text
     )
+
+
+def test_recovery_is_the_same_figure_in_the_console_and_the_monthly_report(con, settings):
+    """One case recovered, one whose second round went an hour ago and is still to be
+    answered: that one's outcome is not due. The console counted it as not recovered (50%)
+    where the monthly report did not (100%)."""
+    add_store(con)
+    for n in (1, 2):
+        add_subscriber(con, f"S{n}")
+        add_action(con, f"A{n}", f"S{n}", recipient=f"+861380000000{n}", sent_at=T0)
+    add_case(con, "c1", "S1", "A1", opened=T0 + timedelta(hours=1), status="open")
+    add_case(con, "c2", "S2", "A2", opened=T0 + timedelta(hours=1), status="recovered",
+             closed=T0 + timedelta(days=1))  # fmt: skip
+    add_action(con, "R1", "S1", round=2, recipient="+8613800000001",
+               sent_at=NOW - timedelta(hours=1))  # fmt: skip
+    con.execute("UPDATE manager_cases SET second_round_action_id = 'R1' WHERE evaluation_id = 'c1'")
+    console = loop_report(con, ZONE, date(2026, 3, 1), date(2026, 3, 31), now=NOW)
+    moments = kpi_moments(con, "2026-03", ZONE, sla_hours=48, now=NOW, reply_window_hours=72)
+    rows = {(r.kpi, r.scope): r for r in kpi_rows(moments, "2026-03", Targets())}
+    monthly = rows[("recovery_rate", "overall")]
+    assert (monthly.n, monthly.value) == (1, 1.0)
+    assert console.totals()["recovery_rate"] == 100 * monthly.value

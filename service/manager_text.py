@@ -36,6 +36,7 @@ TEXT: dict[str, Text] = {
             "unresolved": "二次回访仍不满意",
         },
         "do": {"contacted": "标记为已联系", "resolved": "标记为已解决"},
+        "actors": {"manager": "店长", "customer": "客户", "system": "系统"},
         "messages": {
             "link_expired": "登录链接已过期，请使用每日邮件中的新链接",
             "link_invalid": "登录链接无效",
@@ -76,6 +77,7 @@ TEXT: dict[str, Text] = {
             "unresolved": "still unhappy after the second round",
         },
         "do": {"contacted": "Mark contacted", "resolved": "Mark resolved"},
+        "actors": {"manager": "store manager", "customer": "customer", "system": "careloop"},
         "messages": {
             "link_expired": "This sign-in link has expired: use the new one in your daily email",
             "link_invalid": "This sign-in link is not valid",

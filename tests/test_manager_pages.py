@@ -143,6 +143,7 @@ def test_a_managers_change_reaches_the_warehouse_through_collect(pages, con):
     publish_boards(con, board, datetime.now(UTC), 48, watermark(con, board.inbox))
     detail = client.get("/m/cases/E2").text
     assert "refunded" in detail and board.case("ST1", "E2")["status"] == "resolved"
+    assert "店长" in detail and "manager:ST1" not in detail  # who did it, in the page's language
 
 
 def test_bad_bodies_are_the_clients_fault_never_a_500(pages):

@@ -100,10 +100,11 @@ class Board:
         change is recorded as such, with its note, by the case machine). False when the board
         refused it."""
         self.db.lock_board(con)
-        applied = apply_change(con, change)
-        if applied or _stores_case(con, change):
-            at = datetime.fromisoformat(change["at"])
-            self.inbox.insert(con, [(CASE_EVENT, key, at, change)])
+        case = _stores_case(con, change)
+        if case is None:
+            return False
+        applied = _apply(con, case, change)
+        self.inbox.insert(con, [(CASE_EVENT, key, datetime.fromisoformat(change["at"]), change)])
         return applied
 
 
@@ -111,26 +112,25 @@ def apply_change(con: Connection, change: dict[str, Any]) -> bool:
     """A manager's change on the board (inside the caller's transaction, which holds the board
     lock: no other writer can change the case between this read and the update); False when
     the case is not that store's or its state does not allow it."""
+    case = _stores_case(con, change)
+    return case is not None and _apply(con, case, change)
+
+
+def _stores_case(con: Connection, change: dict[str, Any]) -> dict[str, Any] | None:
+    """The board's case the change names, if it is the changing store's."""
     row = con.execute(
         "SELECT data FROM board_cases WHERE case_id = ? AND store_id = ?",
         (change["case_id"], change["store_id"]),
     ).fetchone()
-    if row is None:
-        return False
-    case = json.loads(row[0])
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def _apply(con: Connection, case: dict[str, Any], change: dict[str, Any]) -> bool:
     actor = f"manager:{change['store_id']}"
     if not apply_on_board(case, change["action"], change["at"], actor, change.get("note") or None):
         return False
     con.execute("UPDATE board_cases SET data = ? WHERE case_id = ?", (_json(case), case["case_id"]))
     return True
-
-
-def _stores_case(con: Connection, change: dict[str, Any]) -> bool:
-    row = con.execute(
-        "SELECT 1 FROM board_cases WHERE case_id = ? AND store_id = ?",
-        (change["case_id"], change["store_id"]),
-    ).fetchone()
-    return row is not None
 
 
 def _json(value: object) -> str:

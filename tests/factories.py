@@ -124,3 +124,17 @@ def add_sms_crowd(con: duckdb.DuckDBPyConnection, count: int) -> None:
         FROM range(?) t(i)""",
         [count],
     )
+
+
+def add_listed_case(con: duckdb.DuckDBPyConnection, comment: str, sent_at: datetime) -> None:
+    """Store ST1's one open case E1, from S1's birthday survey A1, saying ``comment``: what a
+    store list shows."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=sent_at)
+    con.execute(
+        "INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, "
+        "action_id, score, comment, opened_at, status) "
+        "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, ?, now(), 'open')",
+        [comment],
+    )

@@ -23,7 +23,7 @@ from core.files import spreadsheet_safe, xlsx_bytes
 from insights.charts import contribution_chart, importance_performance_chart
 from insights.drivers import Driver
 from insights.panorama import Contribution
-from tests.factories import add_action, add_store, add_subscriber
+from tests.factories import add_action, add_listed_case, add_store, add_subscriber
 from warehouse.db import connect
 from warehouse.loading import LoadRefusedError, load_file
 
@@ -340,14 +340,7 @@ def test_workbook_cells_that_look_like_formulas_stay_text_when_edited():
 def test_store_list_cells_are_read_back_neutralised(con, settings):
     from insights.report import write_store_lists
 
-    add_store(con)
-    add_subscriber(con, "S1")
-    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=datetime.now(UTC))
-    con.execute(
-        "INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, "
-        "action_id, score, comment, opened_at, status) "
-        "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, '\u00a0＝HYPERLINK(1)', now(), 'open')"
-    )
+    add_listed_case(con, "\u00a0＝HYPERLINK(1)", datetime.now(UTC))
     write_store_lists(con, settings.reports_dir / "store_lists", datetime.now(UTC))
     text = (settings.reports_dir / "store_lists" / "ST1.csv").read_text(encoding="utf-8")
     (row,) = csv.DictReader(io.StringIO(text))

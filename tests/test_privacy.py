@@ -12,7 +12,7 @@ from campaigns.content import ordinal
 from core.files import spreadsheet_safe
 from core.masking import MaskingFilter, install_masking
 from insights.report import write_reports
-from tests.factories import add_action, add_store, add_subscriber
+from tests.factories import add_listed_case, add_store
 from warehouse.loading import LoadRefusedError, load_file
 
 EVIL = '=HYPERLINK("http://evil.example/x","详情")'  # the comment of the reply "1 =HYPERLINK..."
@@ -39,15 +39,7 @@ def test_cells_that_would_run_as_formulas_are_neutralised(cell, safe):
 
 
 def test_store_lists_are_safe_to_open_and_owner_only(con, settings):
-    add_store(con)
-    add_subscriber(con, "S1")
-    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=datetime.now(UTC))
-    con.execute(
-        "INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, "
-        "action_id, score, comment, opened_at, status) "
-        "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, ?, now(), 'open')",
-        [EVIL],
-    )
+    add_listed_case(con, EVIL, datetime.now(UTC))
     written = write_reports(con, settings.reports_dir, "t", "Asia/Shanghai")
     [store_list] = (settings.reports_dir / "store_lists").glob("*.csv")
     with store_list.open(encoding="utf-8") as handle:

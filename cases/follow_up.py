@@ -88,14 +88,17 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     customer cannot be reached on that channel now (opted out, no consent) keeps its
     resolution, and its history says why. Only the messages are rendered case by case; the
     cases are read and written once for the whole run."""
+    params = {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
+    due = query_dicts(con, DUE_SQL, params)
+    if not due:  # most collects: no campaign file need be read
+        return 0
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
     windows = {name: c.campaign.send_window for name, c in load_campaigns(settings).items()}
     queued: list[dict[str, Any]] = []
     unreachable: list[dict[str, Any]] = []
-    due = {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
-    for case in query_dicts(con, DUE_SQL, due):
+    for case in due:
         recipient = case[CONTACT[case["channel"]]]
         reason = _unreachable(case, recipient)
         if reason:

@@ -2,7 +2,14 @@
 
 Order of work per batch, chosen so that a crash at any point loses nothing and repeats nothing:
 claim (queued -> sending, committed), send, record (sending -> sent/failed/queued). A run first
-settles any action still ``sending`` with the provider before sending anything new.
+settles any action still ``sending`` with the provider before sending anything new. A local
+provider that drops a repeated idempotency key itself (the sandbox) needs no claim: its batch
+is screened, sent and recorded in one transaction, and a crash before the commit leaves the
+batch queued, its next send the same send.
+
+Batches go in the order the outbox was written (scheduled time, then row): each batch's
+updates then touch a few of DuckDB's row groups, not a scattering of every open one, whose
+update chains would lengthen with every batch.
 
 The standard is applied at the moment of sending: once a run over the whole open outbox
 (opt-outs, send windows, expiry), then before each batch again for that batch's candidates only,
@@ -24,6 +31,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -173,15 +181,13 @@ def dispatch(
                 with held.released():
                     pace.sleep(wait)
                 continue
-            batch = take_batch(held.con, due.take(size), at, simulated, figures, live)
-            if batch.is_empty():  # the news stopped every candidate: on to the next ones
-                continue
-            messages = [_message(row, at, simulated) for row in batch.iter_rows(named=True)]
-            with held.released() if provider.remote else nullcontext():
-                results = provider.send(messages)
+            batch = Batch(due.take(size), at, simulated, live)
+            if provider.idempotent and not provider.remote:
+                results = batch.send_in_transaction(held.con, provider, figures, retry)
+            else:
+                results = batch.send_claimed(held, provider, figures, retry)
             held_back.update(r.action_id for r in results if r.error_code == HELD_BACK)
-            record(held.con, batch, messages, results, at, figures, retry)
-            advance(len(messages))
+            advance(len(results))  # none when the news stopped every candidate
             _stop_if_halted(provider, figures)
     figures.waiting = _due(held.con, None, found)
     return figures
@@ -386,7 +392,7 @@ class Due:
             SELECT {DUE_COLUMNS} FROM care_actions a
             WHERE {found.rows("a")} AND a.status = 'queued' AND a.scheduled_at <= $now
               AND {IN_WINDOW.format(at=at)}
-            ORDER BY a.scheduled_at, a.action_id LIMIT {DUE_READ}""",
+            ORDER BY a.scheduled_at, a.rowid LIMIT {DUE_READ}""",
             {"now": now, "since": found.since},
         )
         # Typed: a column the frame read only NULLs in (or no row) has no type of its own.
@@ -409,6 +415,73 @@ class Due:
         return batch
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a run: its candidates (from ``Due``) and the moment it goes."""
+
+    candidates: pl.DataFrame
+    at: datetime
+    simulated: bool
+    live: bool
+
+    def send_claimed(
+        self, held: Held, provider: Provider, figures: DispatchFigures, retry: RetryPolicy
+    ) -> list[SendResult]:
+        """Claim (committed), send (letting the warehouse go while a remote provider
+        answers), record: a crash between send and record leaves the actions ``sending``,
+        for the next run to settle with the provider."""
+        sends = take_batch(held.con, self.candidates, self.at, self.simulated, figures, self.live)
+        if sends.is_empty():
+            return []
+        messages = _messages(sends, self.at, self.simulated)
+        with held.released() if provider.remote else nullcontext():
+            results = provider.send(messages)
+        record(held.con, sends, messages, results, self.at, figures, retry)
+        return results
+
+    def send_in_transaction(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        provider: Provider,
+        figures: DispatchFigures,
+        retry: RetryPolicy,
+    ) -> list[SendResult]:
+        """Screen, send and record in one transaction, with no claim, for a local provider
+        that drops a repeated idempotency key: a crash before the commit leaves the batch
+        queued, and its next send repeats nothing. The warehouse is held throughout."""
+        stage_candidates(con, self.candidates)
+        with _transaction(con):
+            screen(con, self.at, self.simulated, None if self.live else self.at)
+            settle_screened(con, self.at, figures)
+            let_through = con.execute(
+                "SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send'"
+            ).fetchall()
+            sends = self.candidates.filter(
+                pl.col("action_id").is_in([row[0] for row in let_through])
+            ).with_columns(pl.col("attempts") + 1)  # as claimed when recorded
+            if sends.is_empty():
+                return []
+            messages = _messages(sends, self.at, self.simulated)
+            results = provider.send(messages)
+            outcome = _outcome_frame(sends, messages, results, self.at, retry)
+            written = _write_outcome(con, outcome, self.at, claiming=True)
+        _count_outcomes(written, figures)
+        return results
+
+
+def stage_candidates(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame) -> None:
+    """``dispatch_candidates``: a batch's candidates as a table. A table, not the frame: only
+    a table's keys are looked up in the outbox's index. Its times back in the outbox's type
+    (polars keeps nanoseconds)."""
+    register_frame(con, "candidate_frame", candidates)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dispatch_candidates AS SELECT * REPLACE ("
+        "CAST(window_start AS TIME) AS window_start, CAST(window_end AS TIME) AS window_end) "
+        "FROM candidate_frame"
+    )
+    con.unregister("candidate_frame")
+
+
 def take_batch(
     con: duckdb.DuckDBPyConnection,
     candidates: pl.DataFrame,
@@ -419,15 +492,7 @@ def take_batch(
 ) -> pl.DataFrame:
     """The candidates that pass the standard at ``at``, claimed (committed) before anything
     is sent; the others suppressed, deferred or expired. In one transaction."""
-    register_frame(con, "candidate_frame", candidates)
-    # A table, not the frame: only a table's keys are looked up in the outbox's index. Its
-    # times back in the outbox's type (polars keeps nanoseconds).
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dispatch_candidates AS SELECT * REPLACE ("
-        "CAST(window_start AS TIME) AS window_start, CAST(window_end AS TIME) AS window_end) "
-        "FROM candidate_frame"
-    )
-    con.unregister("candidate_frame")
+    stage_candidates(con, candidates)
     with _transaction(con):
         screen(con, at, simulated, None if live else at)
         settle_screened(con, at, figures)
@@ -552,38 +617,83 @@ def _retry_wait(con: duckdb.DuckDBPyConnection, now: datetime, found: Open) -> f
     return max((due - now).total_seconds(), 0.0)
 
 
-def _message(row: dict[str, object], now: datetime, simulated: bool) -> OutboundMessage:
-    scheduled = row["scheduled_at"]
-    assert isinstance(scheduled, datetime)
+def _messages(rows: pl.DataFrame, now: datetime, simulated: bool) -> list[OutboundMessage]:
+    """The batch's messages, read column by column (a row's dict costs more than its message)."""
+    columns = (rows[name].to_list() for name in MESSAGE_COLUMNS)
+    return [
+        _message(*values, now=now, simulated=simulated) for values in zip(*columns, strict=True)
+    ]
+
+
+def _message(  # one argument per column of MESSAGE_COLUMNS
+    action_id: str,
+    key: str,
+    channel: str,
+    recipient: str | None,
+    subject: str | None,
+    body: str,
+    locale: str,
+    scheduled: datetime,
+    expires: datetime | None,
+    zone: str | None,
+    closes: time_of_day | None,
+    *,
+    now: datetime,
+    simulated: bool,
+) -> OutboundMessage:
     return OutboundMessage(
-        action_id=str(row["action_id"]),
-        idempotency_key=str(row["idempotency_key"]),
-        channel=str(row["channel"]),
-        recipient=str(row["recipient"] or ""),
-        subject=None if row["subject"] is None else str(row["subject"]),
-        body=str(row["body"]),
-        locale=str(row["locale"]),
+        action_id=action_id,
+        idempotency_key=key,
+        channel=channel,
+        recipient=recipient or "",
+        subject=subject,
+        body=body,
+        locale=locale,
         send_at=scheduled if simulated else now,
-        leave_by=None if simulated else _leave_by(row, now),
+        leave_by=None if simulated else _leave_by(expires, zone, closes, now),
     )
 
 
-def _leave_by(row: dict[str, object], now: datetime) -> datetime | None:
+MESSAGE_COLUMNS = (
+    "action_id",
+    "idempotency_key",
+    "channel",
+    "recipient",
+    "subject",
+    "body",
+    "locale",
+    "scheduled_at",
+    "expires_at",
+    "timezone",
+    "window_end",
+)
+
+
+def _leave_by(
+    expires: datetime | None, zone: str | None, closes: time_of_day | None, now: datetime
+) -> datetime | None:
     """The moment a message claimed at ``now`` may no longer leave: its expiry, or the close
     of the customer's send window that ``now`` is in, whichever comes first."""
-    ends = [row["expires_at"]]
-    zone, closes = row["timezone"], row["window_end"]
-    if isinstance(zone, str) and isinstance(closes, time_of_day):
-        local = now.astimezone(ZoneInfo(zone))
-        ends.append(datetime.combine(local.date(), closes, ZoneInfo(zone)).astimezone(UTC))
-    return min((end for end in ends if isinstance(end, datetime)), default=None)
+    ends = [expires, _window_close(zone, closes, now) if zone and closes else None]
+    return min((end for end in ends if end is not None), default=None)
+
+
+@lru_cache(maxsize=1024)
+def _window_close(zone: str, closes: time_of_day, now: datetime) -> datetime:
+    """Today's close, in ``zone``, of a window closing at ``closes``: a batch has few zones."""
+    local = now.astimezone(ZoneInfo(zone))
+    return datetime.combine(local.date(), closes, ZoneInfo(zone)).astimezone(UTC)
 
 
 # One statement writes a batch's outcomes, each looked up by key (see on_candidates).
+# ``$claiming``: the batch was not claimed before it was sent (``Batch.send_in_transaction``),
+# so its claim is written here, to actions still queued.
 RECORD_SQL = """
 UPDATE care_actions a SET
     status = o.status,
-    attempts = a.attempts - CASE WHEN o.not_attempted THEN 1 ELSE 0 END,
+    attempts = a.attempts + CASE WHEN $claiming THEN 1 ELSE 0 END
+        - CASE WHEN o.not_attempted THEN 1 ELSE 0 END,
+    claimed_at = CASE WHEN $claiming THEN $now ELSE a.claimed_at END,
     scheduled_at = coalesce(o.retry_at, a.scheduled_at),
     provider_id = CASE WHEN o.not_attempted THEN a.provider_id ELSE o.provider_id END,
     error_code = CASE WHEN o.not_attempted THEN a.error_code ELSE o.error_code END,
@@ -591,7 +701,9 @@ UPDATE care_actions a SET
     sent_at = CASE WHEN o.status = 'sent' THEN o.sent_at END,
     updated_at = $now,
     sender = coalesce(o.sender, a.sender)
-FROM send_outcome o WHERE a.action_id = o.action_id"""
+FROM send_outcome o
+WHERE a.action_id = o.action_id
+  AND CASE WHEN o.action_id IS NOT NULL THEN NOT $claiming OR a.status = 'queued' END"""
 
 # A recipient the provider says opted out is recorded as an opt-out on that channel.
 PROVIDER_OPT_OUTS_SQL = """
@@ -614,26 +726,51 @@ def record(
     """Write each result: sent, failed, back to the queue (now or at its retry time), or
     (unconfirmed) left sending; in one transaction. The figures count what was written."""
     outcome = _outcome_frame(batch, messages, results, now, retry)
-    stage = "CREATE OR REPLACE TEMP TABLE send_outcome AS SELECT * FROM outcome_frame"
-    register_frame(con, "outcome_frame", outcome)
     with _transaction(con):
-        con.execute(stage)  # a table: only a table's keys are looked up in the index
-        written = _count(con.execute(RECORD_SQL, {"now": now}))
-        if outcome["opted_out"].any():
-            con.execute(PROVIDER_OPT_OUTS_SQL, {"now": now}).fetchall()
+        _write_outcome(con, outcome, now, claiming=False)
+    _count_outcomes(outcome, figures)
+
+
+def _write_outcome(
+    con: duckdb.DuckDBPyConnection, outcome: pl.DataFrame, now: datetime, claiming: bool
+) -> pl.DataFrame:
+    """The statements of ``record``, inside the caller's transaction; the outcomes written."""
+    register_frame(con, "outcome_frame", outcome)
+    # A table: only a table's keys are looked up in the index.
+    con.execute("CREATE OR REPLACE TEMP TABLE send_outcome AS SELECT * FROM outcome_frame")
     con.unregister("outcome_frame")
-    if written != outcome.height:  # the run holds the sending turn: nobody else moves these
+    written = _count(con.execute(RECORD_SQL, {"now": now, "claiming": claiming}))
+    if outcome["opted_out"].any():
+        con.execute(PROVIDER_OPT_OUTS_SQL, {"now": now}).fetchall()
+    if written == outcome.height:
+        return outcome
+    if not claiming:  # the run holds the sending turn: nobody else moves what it claimed
         raise RuntimeError(f"{outcome.height} sends to record, {written} actions found")
-    for row in outcome.iter_rows(named=True):
-        if row["status"] == "sent":
-            figures.sent[row["channel"]] += 1
-        elif row["status"] == "failed":
-            figures.failed[row["error_code"] or "unknown"] += 1
-            figures.opted_out_at_provider += row["opted_out"]
-        elif row["status"] == "sending":
-            figures.in_flight += 1
-        elif row["status"] == "queued" and row["retry_at"] is not None:
-            figures.retry_scheduled += 1
+    # Unclaimed, an action may have moved since it was read (a receipt collected between
+    # batches settled it): the provider took it again as the same send, nothing to record.
+    mine = con.execute(
+        f"""SELECT c.action_id FROM care_actions a, send_outcome c
+        WHERE {on_candidates("a.claimed_at = $now")}""",
+        {"now": now},
+    ).fetchall()
+    return outcome.filter(pl.col("action_id").is_in([row[0] for row in mine]))
+
+
+def _count_outcomes(outcome: pl.DataFrame, figures: DispatchFigures) -> None:
+    """Add a batch's written outcomes to the run's figures, by kind."""
+    counts = outcome.group_by(
+        "status", "channel", "error_code", "opted_out", retried=pl.col("retry_at").is_not_null()
+    ).len()
+    for status, channel, error_code, opted_out, retried, n in counts.iter_rows():
+        if status == "sent":
+            figures.sent[channel] += n
+        elif status == "failed":
+            figures.failed[error_code or "unknown"] += n
+            figures.opted_out_at_provider += n if opted_out else 0
+        elif status == "sending":
+            figures.in_flight += n
+        elif status == "queued" and retried:
+            figures.retry_scheduled += n
 
 
 def _status(result: SendResult, retry_at: datetime | None) -> str:
@@ -715,13 +852,14 @@ def reconcile(held: Held, provider: Provider, now: datetime, figures: DispatchFi
     rows = query_frame(
         held.con,
         "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
-        "claimed_at AS scheduled_at FROM care_actions WHERE status = 'sending'",
+        "claimed_at AS scheduled_at, expires_at, timezone, window_end FROM care_actions "
+        "WHERE status = 'sending'",
     )
     if rows.is_empty():
         return
     # send_at carries the claim time (the query names it scheduled_at): a provider looks for
     # each send from that moment on.
-    messages = [_message(row, now, simulated=True) for row in rows.iter_rows(named=True)]
+    messages = _messages(rows, now, simulated=True)
     with held.released():
         settled = provider.settle(messages, now)
     frame = pl.DataFrame(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +204,10 @@ def _item(row: Row) -> InboxItem:
 
 def _encoded(items: Iterable[Item]) -> list[tuple[str, str, str, str]]:
     return [
-        (kind, key, at.isoformat(), json.dumps(payload, ensure_ascii=False))
+        (kind, key, _iso(at), json.dumps(payload, ensure_ascii=False))
         for kind, key, at, payload in items
     ]
+
+
+# Items stored together mostly share their time (a batch's receipts): each written out once.
+_iso = lru_cache(maxsize=1024)(datetime.isoformat)

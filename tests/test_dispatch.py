@@ -63,9 +63,9 @@ def test_a_crash_after_claiming_is_reconciled_not_resent(con, settings):
     plan(con, settings)
     sandbox = provider(settings)
     claimed = claim(con, LATER, 4)  # claimed and committed, then the process dies...
-    from campaigns.dispatch import _message
+    from campaigns.dispatch import _messages
 
-    accepted = [_message(row, LATER, False) for row in claimed.head(2).iter_rows(named=True)]
+    accepted = _messages(claimed.head(2), LATER, False)
     sandbox.send(accepted)  # ...after the provider accepted two of the four
     figures = dispatch(con, sandbox, now=LATER)
     assert figures.reconciled_sent == 2 and figures.reconciled_requeued == 2

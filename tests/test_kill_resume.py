@@ -5,10 +5,12 @@ and SendGrid's events reach the inbox as its webhook would deliver them."""
 
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 from inbox.inbox import Inbox
@@ -20,6 +22,7 @@ from warehouse.db import connect
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
 PER_CHANNEL = 120
 KILL_ROUNDS = 18
+SANDBOX_KILL_ROUNDS = 8
 CHILD = """
 import sys
 from datetime import datetime
@@ -131,3 +134,55 @@ def test_killed_dispatch_sends_each_action_exactly_once(con, settings):
     )
     con.close()
     assert statuses == {"sent": 3 * PER_CHANNEL}
+
+
+def sandbox_log(path):
+    """The sandbox's log: action id -> provider id, and how many rows it holds (none while
+    the first run is still creating it)."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as log:
+            rows = log.execute("SELECT action_id, provider_id FROM sent").fetchall()
+    except sqlite3.OperationalError:  # no file, or no table, yet
+        return {}, 0
+    return dict(rows), len(rows)
+
+
+def test_killed_sandbox_dispatch_loses_nothing_and_records_each_send_once(con, settings):
+    """The sandbox is sent inside the batch's transaction, unclaimed (it drops a repeated
+    idempotency key): a run killed after the sandbox took a batch and before the warehouse
+    committed leaves that batch queued, and the next run's send of it is the same send."""
+    customers(con)
+    plan(con, settings)
+    actions = {row[0] for row in con.execute("SELECT action_id FROM care_actions").fetchall()}
+    con.close()
+    env = {
+        **os.environ,
+        "CARELOOP_HOME": str(settings.home),
+        "CARELOOP_PROVIDER": "sandbox",
+        "CARELOOP_DISPATCH_BATCH_SIZE": "5",
+    }
+    rng = random.Random(20261202)
+    kills = 0
+    for round_ in range(SANDBOX_KILL_ROUNDS):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, (NOW + timedelta(seconds=round_)).isoformat()], env=env
+        )
+        target = sandbox_log(settings.sandbox_path)[1] + rng.randint(1, 15)
+        while child.poll() is None and sandbox_log(settings.sandbox_path)[1] < target:
+            time.sleep(0.001)  # polls the log the run writes, the observed progress
+        if child.poll() is None:
+            child.kill()
+            kills += 1
+        child.wait()
+    run_child(env, NOW + timedelta(minutes=1))  # to the end
+    log, rows = sandbox_log(settings.sandbox_path)
+    con = connect(settings.warehouse_path)
+    recorded = dict(con.execute("SELECT action_id, provider_id FROM care_actions").fetchall())
+    statuses = dict(con.execute("SELECT status, count(*) FROM care_actions GROUP BY 1").fetchall())
+    con.close()
+    receipts = Inbox(settings.inbox_path).count()
+    assert kills >= SANDBOX_KILL_ROUNDS // 2, "most runs must be killed mid-run, with work left"
+    assert statuses == {"sent": len(actions)}
+    assert rows == len(actions) and set(log) == actions
+    assert recorded == log  # each action records the one send the sandbox took for it
+    assert receipts == len(actions)  # one delivery receipt each, whatever was sent twice

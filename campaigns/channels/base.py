@@ -117,6 +117,11 @@ class Provider(ABC):
     # take their turns. A local provider answers at once; letting go would only cost the
     # reopening of the warehouse at every batch.
     remote: ClassVar[bool] = True
+    # Whether the provider itself drops a send whose idempotency key it has already taken,
+    # answering as the first time. A local one that does is sent inside the batch's
+    # warehouse transaction, unclaimed: a crash before the commit leaves the batch queued,
+    # and sending it again repeats nothing (campaigns/dispatch.py).
+    idempotent: ClassVar[bool] = False
 
     def __init__(self, breaker_threshold: int = 20) -> None:
         self.halt = Halt(breaker_threshold)

@@ -272,6 +272,8 @@ def sandbox_outbox(con: Any, due: int, history: int) -> None:
 
 def sandbox_rate(home: Path, due: int, history: int) -> tuple[float, int]:
     """Dispatch ``due`` actions on the sandbox over ``history``; actions/s and how many."""
+    import pandas  # noqa: F401 - loaded, as in the stack's warm runner (careloop.runner.PRELOAD)
+
     from campaigns.channels.sandbox import SandboxProvider
     from campaigns.dispatch import dispatch
     from cases.collect import NewsWatch

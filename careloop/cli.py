@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -165,7 +165,7 @@ def _today() -> date:
 
 
 def _show(title: str, figures: dict[str, Any]) -> None:
-    from flows.common import flatten
+    from core.output import flatten  # not through flows: Prefect takes a second to import
 
     table = Table(title=title)
     table.add_column("figure")
@@ -303,10 +303,10 @@ def report(
     ] = "html",
 ) -> None:
     """The month's KPI report (HTML with charts, and its figures as JSON), the loop's figures
-    and the store managers' dissatisfied lists."""
+    for care planned in that month, and the store managers' dissatisfied lists."""
     from core.clock import last_month, utc_now
     from core.settings import load_settings
-    from insights.kpis import month_start
+    from insights.kpis import month_start, shift_month
     from insights.monthly import configured_monthly_report
     from insights.report import summary_rows, write_reports
     from insights.report_html import write_month
@@ -316,17 +316,19 @@ def report(
         raise typer.BadParameter(f"{fmt!r}: use html or json", param_hint="--format")
     settings = load_settings()
     chosen = month or last_month(settings.zone)
-    month_start(chosen)  # a clear error for a malformed month, before any work
+    first = month_start(chosen)  # a clear error for a malformed month, before any work
+    last = month_start(shift_month(chosen, 1)) - timedelta(days=1)
     with warehouse(settings.warehouse_path) as con:
         monthly = configured_monthly_report(con, settings, chosen, utc_now())
         if fmt == "json":
             typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False, allow_nan=False))
             return
-        html, data = write_month(monthly, settings.reports_dir)
         written = write_reports(
-            con, settings.reports_dir, "careloop: satisfaction KPIs", settings.timezone,
-            sla_hours=settings.case_sla_hours, reply_window_hours=settings.reply_window_hours,
+            con, settings.reports_dir, f"careloop: the loop in {chosen}", settings.timezone,
+            first, last, sla_hours=settings.case_sla_hours,
+            reply_window_hours=settings.reply_window_hours,
         )  # fmt: skip
+    html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
@@ -680,8 +682,6 @@ def managers_link(
     ] = None,
 ) -> None:
     """Print a store manager's personal sign-in link for the managers' page."""
-    from datetime import timedelta
-
     from core.clock import utc_now
     from core.settings import load_settings
     from core.tokens import manager_link

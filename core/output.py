@@ -1,11 +1,13 @@
-"""Print a frame as a table, CSV (header, then rows) or JSON (one object per row)."""
+"""Print a frame as a table, CSV (header, then rows) or JSON (one object per row); flatten
+nested figures into rows."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import polars as pl
 from rich.console import Console
@@ -26,3 +28,15 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+
+
+def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Nested figures as rows of ``figure`` (dotted name) and ``value``."""
+    rows: list[dict[str, Any]] = []
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows += flatten(value, f"{name}.")
+        else:
+            rows.append({"figure": name, "value": value})
+    return rows

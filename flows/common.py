@@ -25,6 +25,7 @@ from cases.late_opt_outs import LateOptOuts
 from core.clock import utc_now
 from core.files import close_home, owner_only_process
 from core.masking import install_masking
+from core.output import flatten
 from core.progress import step_done
 from core.settings import Settings, load_settings
 from inbox.inbox import Inbox
@@ -79,17 +80,6 @@ def end_of_day(day: date) -> datetime:
 def current_flow_run_id() -> str | None:
     run_id = flow_run.get_id()
     return str(run_id) if run_id else None
-
-
-def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for key, value in figures.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            rows += flatten(value, f"{name}.")
-        else:
-            rows.append({"figure": name, "value": value})
-    return rows
 
 
 def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[str, Any]:

@@ -362,16 +362,19 @@ def write_reports(
     title: str,
     zone: str,
     since: date | None = None,
+    until: date | None = None,
     *,
     now: datetime | None = None,
     sla_hours: int = 48,
     reply_window_hours: int = 72,
 ) -> WrittenReport:
-    """The KPI report (Markdown) and one dissatisfied-customer CSV per store manager."""
+    """The KPI report (Markdown) of care planned on business dates ``since`` to ``until``
+    (each open-ended when None) and one dissatisfied-customer CSV per store manager."""
     at = now or utc_now()
     report = loop_report(
-        con, zone, since, now=at, sla_hours=sla_hours, reply_window_hours=reply_window_hours
-    )
+        con, zone, since, until, now=at, sla_hours=sla_hours,
+        reply_window_hours=reply_window_hours,
+    )  # fmt: skip
     store_rows = write_store_lists(con, directory / "store_lists", at)
     path = directory / "kpi_report.md"
     write_private_text(path, render_markdown(report, store_rows, title))

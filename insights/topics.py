@@ -139,11 +139,11 @@ def label_topics(
     comments no known topic covers (grouped greedily by their most shared word)."""
     catalog = known_topics()
     topics = {t.name: Topic(t.name, t.label.get(locale, t.name), True) for t in catalog}
-    token_sets = [set(tokens(c)) for c in comments]
-    assigned = [
-        [t.name for t in catalog if t.matches(c, s)]
-        for c, s in zip(comments, token_sets, strict=True)
-    ]
+    # Each distinct comment read once: customers often write the same few words.
+    words = {c: set(tokens(c)) for c in set(comments)}
+    known = {c: [t.name for t in catalog if t.matches(c, s)] for c, s in words.items()}
+    token_sets = [words[c] for c in comments]
+    assigned = [list(known[c]) for c in comments]
     rest = [i for i, names in enumerate(assigned) if not names]
     while rest:
         counts = Counter(w for i in rest for w in token_sets[i])

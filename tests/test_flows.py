@@ -155,7 +155,8 @@ def _unsent(result, campaign):
 
 def test_flow_figures_keep_counts_by_name():
     from campaigns.dispatch import DispatchFigures
-    from flows.common import figures_dict, flatten
+    from core.output import flatten
+    from flows.common import figures_dict
 
     figures = DispatchFigures()
     figures.sent["sms"] += 8

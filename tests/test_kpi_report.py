@@ -258,6 +258,22 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
         assert row["flag"] in ("up", "down", None)
 
 
+def test_the_report_commands_loop_figures_cover_its_month_alone(con, settings):
+    """Care planned in other months is not the month's loop report (nor read for it: a
+    report's cost does not grow with the history behind it)."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 100, 80)
+    plant_ratings(con, "ST1", "2026-02", 50, 30)
+    con.close()
+    for month, rated, csat in (("2026-02", 50, "60.0"), ("2026-01", 100, "80.0")):
+        result = CliRunner().invoke(app, ["report", "--month", month])
+        assert result.exit_code == 0, result.output
+        text = (settings.reports_dir / "kpi_report.md").read_text()
+        assert f"| **all** | {rated} | 0 | 0 | {rated} ({rated}/0/0) |" in text
+        assert f"| {csat} |" in text and f"the loop in {month}" in text
+
+
 @pytest.mark.parametrize("month", ["2026-13", "2026-2", "26-02", "2026-02-01"])
 def test_report_command_refuses_a_bad_month(settings, month):
     result = CliRunner().invoke(app, ["report", "--month", month])

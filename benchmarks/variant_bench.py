@@ -3,7 +3,8 @@ own allocation and stopping rule, through ``simulate``), with store_visit's test
 the demo's volume: 300 sends a plan, 43% of them rated, CSAT 55% for the standard message.
 
 - No difference: the share of experiments that declare a winner anyway (the false-winner
-  rate), over every look the rule may declare at (``max_looks``), with its Wilson interval.
+  rate), over every look the rule may declare at (``max_looks``), with its Wilson interval;
+  and the same for the naive rule (P(best) >= 0.95 at every look, hardly any minimum).
 - A planted lift: how often and when the right winner is declared, and the share of sends
   the best variant got over the last 30% of the plans.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from campaigns.catalog import load_campaigns
+from campaigns.spec import StoppingRule
 from campaigns.variants import Simulated, simulate
 from core.settings import load_settings
 from insights.stats import wilson
@@ -46,6 +48,17 @@ def main(home: Path, simulations: int = 1000) -> list[str]:
         f"({sum(null) / simulations:.1%}, 95% CI {low:.1%} to {high:.1%}) over "
         f"{test.stop.max_looks} looks"
     )
+    naive = test.model_copy(update={"stop": StoppingRule(p_best=0.95, min_outcomes=10)})
+    for looks in (14, 30):
+        noise = sum(
+            simulate([BASE, BASE], naive, looks=looks, sends_per_look=SENDS,
+                     outcome_share=RATED, seed=seed).winner is not None
+            for seed in range(simulations // 5)
+        )  # fmt: skip
+        lines.append(
+            f"  no difference, naive rule (P(best) >= 0.95, 10 outcomes): {noise} of "
+            f"{simulations // 5} declared a winner within {looks} looks"
+        )
     for lift in (0.06, 0.09):
         for looks in (14, 30):
             runs = [

@@ -2,6 +2,7 @@
 rule on simulated populations with a known truth, and the figures every surface shows."""
 
 import dataclasses
+import json
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -9,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from campaigns.catalog import load_campaign, load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
 from campaigns.planning import Plan, record_run, run_steps
 from campaigns.spec import DEFINITIONS_DIR, CampaignError, Messages, StoppingRule, VariantTest
 from campaigns.variants import Tally, allocate, simulate, tally
+from careloop.cli import app
 from insights.monthly import configured_monthly_report
 from insights.report_html import render_html
 from insights.variants import variant_report
@@ -306,3 +309,30 @@ def test_the_insights_command_and_the_monthly_report_show_the_same_figures(con, 
     assert "Message variants" in html and "warm" in html
     with pytest.raises(CampaignError, match="campaigns that have: birthday"):
         variant_report(con, "tenure", now, settings.reply_window_hours)
+
+
+def test_the_variants_command_prints_the_test_and_names_a_bad_argument(con, settings):
+    add_store(con)
+    add_sms_crowd(con, 300)
+    loaded = _birthday_with(settings, _test())
+    day = datetime(2026, 6, 15, 2, tzinfo=UTC)
+    _plan(con, settings, loaded, now=day)
+    _rate(con, "warm", 5, day, day + timedelta(hours=2))
+    _rate(con, "standard", 1, day, day + timedelta(hours=2))
+    con.close()  # the command opens the warehouse read-only
+    runner = CliRunner()
+    as_json = runner.invoke(
+        app, ["insights", "variants", "--campaign", "birthday", "--format", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    shown = {v["variant"]: v for v in json.loads(as_json.output)["variants"]}
+    assert shown["warm"]["rate"] == 1.0 and shown["standard"]["rate"] == 0.0
+    assert shown["warm"]["outcomes"] + shown["standard"]["outcomes"] == sum(
+        v["sends"] for v in shown.values()
+    )
+    table = runner.invoke(app, ["insights", "variants", "--campaign", "birthday"])
+    assert "warm" in table.output and "no winner declared yet" in table.output
+    unknown = runner.invoke(app, ["insights", "variants", "--campaign", "tenure"])
+    assert unknown.exit_code != 0 and "'tenure' has planned no message variants" in unknown.output
+    bad = runner.invoke(app, ["insights", "variants", "--campaign", "birthday", "--format", "xml"])
+    assert bad.exit_code == 2 and "--format" in bad.output

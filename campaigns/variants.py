@@ -170,11 +170,13 @@ def assign_variants(
         return {}
     test = step.variants
     counts = tally(con, campaign, step, now, reply_window_hours)
-    rng = np.random.default_rng(plan_seed(campaign, as_of))
+    # P(best) and the assignment draw from streams of their own: a rerun of the plan that
+    # declared a winner skips the first and must still assign the same
+    look_rng, assign_rng = np.random.default_rng(plan_seed(campaign, as_of)).spawn(2)
     winner = recorded_winner(con, campaign)
     if winner is None:
         look = _earlier_looks(con, campaign, as_of) + 1
-        best = probability_best(counts, rng)
+        best = probability_best(counts, look_rng)
         index = stopping_met(counts, best, look, test.stop)
         if index is not None:
             winner = Winner(counts.names[index], as_of, look, float(best[index]))
@@ -184,7 +186,7 @@ def assign_variants(
         con, "SELECT action_id FROM plan_final WHERE suppression_reason IS NULL ORDER BY action_id"
     )
     chosen = None if winner is None else counts.names.index(winner.variant)
-    arms = allocate(sends.height, counts, test, chosen, rng)
+    arms = allocate(sends.height, counts, test, chosen, assign_rng)
     names = np.array(counts.names, dtype=object)[arms] if arms.size else np.array([], dtype=object)
     register_frame(con, "assigned", sends.with_columns(pl.Series("variant", names, pl.String)))
     con.execute(

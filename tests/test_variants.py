@@ -273,6 +273,30 @@ def test_the_bandit_learns_from_outcomes_and_never_reads_the_holdout(con, settin
     shares = dict(new)
     assert shares["standard"] == math.floor(0.05 * sum(shares.values()))
 
+    # planning that day again, the winner now on record, assigns the same
+    assigned = _assigned(con)
+    con.execute("DELETE FROM care_actions WHERE run_id = 'r2'")
+    con.execute("DELETE FROM campaign_runs WHERE run_id = 'r2'")
+    _plan(con, settings, loaded, as_of=next_day, run="r2", now=day + timedelta(days=1))
+    assert _assigned(con) == assigned
+    assert con.execute("SELECT count(*) FROM variant_winners").fetchone() == (1,)
+
+
+def test_the_response_rate_counts_a_send_once_its_reply_window_is_over(con, settings):
+    add_store(con)
+    add_sms_crowd(con, 300)
+    loaded = _birthday_with(settings, _test(outcome="response"))
+    day = datetime(2026, 6, 15, 2, tzinfo=UTC)
+    _plan(con, settings, loaded, now=day)
+    _rate(con, "warm", 5, day, day + timedelta(hours=1))
+    con.execute("UPDATE care_actions SET sent_at = ? WHERE variant = 'standard'", [day])
+    step = loaded.campaign.care
+    early = tally(con, "birthday", step, day + timedelta(hours=2), reply_window_hours=72)
+    assert early.outcomes.tolist() == [0, 0] and early.sends.sum() > 0
+    late = tally(con, "birthday", step, day + timedelta(hours=73), reply_window_hours=72)
+    assert late.outcomes.tolist() == late.sends.tolist()
+    assert late.successes.tolist() == [0, late.sends[1]]
+
 
 def add_sms_crowd_from(con, first: int, count: int, born: date) -> None:
     """``count`` more SMS-only subscribers born on ``born``, numbered from ``first``."""

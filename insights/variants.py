@@ -147,3 +147,31 @@ def variant_reports(
         if campaign is not None and campaign.care.variants is not None:
             found.append(variant_report(con, name, now, reply_window_hours))
     return found
+
+
+def variant_markdown(reports: list[VariantReport]) -> str:
+    """The tests as a section of the loop's Markdown report ('' with none)."""
+    if not reports:
+        return ""
+    lines = ["", "## Message variants", ""]
+    for t in reports:
+        w = t.winner
+        verdict = (f"winner {w.variant}, declared on {w.declared_on} (plan {w.look}, P(best) "
+                   f"{w.p_best:.3f})" if w else "no winner declared yet")  # fmt: skip
+        lines += [
+            f"{t.campaign}, {t.outcome_label}, since the test began: {verdict}. "
+            f"Stopping rule: {t.rule()}.",
+            "",
+            "| variant | sends | outcomes | rate % | 95% interval | P(best) |",
+            "|---|---:|---:|---:|---|---:|",
+            *(_markdown_row(v) for v in t.variants),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _markdown_row(v: VariantFigures) -> str:
+    rate = "-" if v.rate is None else f"{v.rate * 100:.1f}"
+    low_high = v.interval
+    shown = "-" if low_high is None else f"{low_high[0] * 100:.1f} to {low_high[1] * 100:.1f}"
+    return f"| {v.name} | {v.sends} | {v.outcomes} | {rate} | {shown} | {v.p_best:.3f} |"

@@ -19,6 +19,7 @@ from campaigns.spec import DEFINITIONS_DIR, CampaignError, Messages, StoppingRul
 from campaigns.variants import Tally, allocate, simulate, tally
 from careloop.cli import app
 from insights.monthly import configured_monthly_report
+from insights.report import write_reports
 from insights.report_html import render_html
 from insights.variants import variant_report
 from segments.registry import RULES_DIR, load_rules
@@ -311,7 +312,7 @@ def add_sms_crowd_from(con, first: int, count: int, born: date) -> None:
     )
 
 
-def test_the_insights_command_and_the_monthly_report_show_the_same_figures(con, settings):
+def test_the_insights_command_and_the_monthly_report_show_the_same_figures(con, settings, tmp_path):
     add_store(con)
     add_sms_crowd(con, 400)
     loaded = _birthday_with(settings, _test(stop=StoppingRule(p_best=0.9, min_outcomes=10)))
@@ -331,6 +332,10 @@ def test_the_insights_command_and_the_monthly_report_show_the_same_figures(con, 
     assert monthly.as_json()["variants"] == [shown]
     html = render_html(monthly)
     assert "Message variants" in html and "warm" in html
+    written = write_reports(con, tmp_path, "t", "Asia/Shanghai", now=now)
+    warm = rows["warm"]
+    row = f"| warm | {warm['sends']} | {warm['outcomes']} | 100.0 | "
+    assert row in written.path.read_text()
     with pytest.raises(CampaignError, match="campaigns that have: birthday"):
         variant_report(con, "tenure", now, settings.reply_window_hours)
 

@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.sms import segment_count
-from campaigns.spec import CareStep, Channel, Locale
+from campaigns.spec import CONTROL_VARIANT, CareStep, Channel, Locale
 from core.ivr import OFFER_OPT_OUT
 from core.tokens import rating_links, unsubscribe_link
 
@@ -77,29 +77,34 @@ class StepRenderer:
     def __init__(self, step: CareStep, links: LinkSettings) -> None:
         self.step = step
         self.links = links
-        self._templates: dict[tuple[Locale, str], Template] = {}
-        for locale, messages in step.messages.items():
-            for field_name, source in messages.model_dump().items():
-                try:
-                    self._templates[(locale, field_name)] = _ENV.from_string(source)
-                except TemplateError as exc:
-                    raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
+        self._templates: dict[tuple[str, Locale, str], Template] = {}
+        for variant, by_locale in step.variant_messages().items():
+            for locale, messages in by_locale.items():
+                for field_name, source in messages.model_dump().items():
+                    try:
+                        template = _ENV.from_string(source)
+                    except TemplateError as exc:
+                        where = _where(variant, locale, field_name)
+                        raise ContentError(f"{where}: {exc}") from None
+                    self._templates[(variant, locale, field_name)] = template
 
     def trial_render(self, extra_columns: Iterable[str]) -> None:
         """Render every template with sample values, so a bad variable fails at load time."""
         sample: dict[str, Any] = {name: "x" for name in BASE_VARIABLES}
         sample.update({column: 1 for column in extra_columns})
-        for (locale, field_name), template in self._templates.items():
+        for (variant, locale, field_name), template in self._templates.items():
             try:
                 template.render(sample)
             except TemplateError as exc:
-                raise ContentError(f"messages.{locale}.{field_name}: {exc}") from None
+                raise ContentError(f"{_where(variant, locale, field_name)}: {exc}") from None
 
     def worst_sms_segments(self, extra_columns: Iterable[str]) -> tuple[int, str]:
         """The most segments any locale's SMS takes, with long sample values and each tier's
         offer; returned with where it happens."""
         worst, where = 0, ""
-        for locale in self.step.messages:
+        for variant, locale, field_name in self._templates:
+            if field_name != "sms":
+                continue
             sample: dict[str, Any] = dict(LONG_SAMPLES[locale])
             sample.update({column: 1000 for column in extra_columns})
             for code, offer in self.step.offers.items():
@@ -108,10 +113,11 @@ class StepRenderer:
                     "locale": locale,
                     "offer": offer.text[locale],
                     "offer_code": offer.code,
+                    "variant": variant,
                 }
                 _, body = self.render("sms", "ca_sample", context, datetime(2000, 1, 1))
                 if (count := segment_count(body)) > worst:
-                    worst, where = count, f"messages.{locale}.sms with offer {code}"
+                    worst, where = count, f"{_where(variant, locale, 'sms')} with offer {code}"
         return worst, where
 
     def render(
@@ -151,7 +157,16 @@ class StepRenderer:
         return "\n".join(lines)
 
     def _text(self, locale: Locale, field_name: str, context: dict[str, Any]) -> str:
-        return self._templates[(locale, field_name)].render(context).strip()
+        # the variant the bandit chose for this row (campaigns/variants.py), else the step's own
+        variant = context.get("variant") or CONTROL_VARIANT
+        return self._templates[(variant, locale, field_name)].render(context).strip()
+
+
+def _where(variant: str, locale: str, field_name: str) -> str:
+    """Where a template sits in the campaign file."""
+    if variant == CONTROL_VARIANT:
+        return f"messages.{locale}.{field_name}"
+    return f"variants.messages.{variant}.{locale}.{field_name}"
 
 
 def with_offers(step: CareStep, members: pl.DataFrame) -> pl.DataFrame:

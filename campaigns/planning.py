@@ -19,6 +19,7 @@ import duckdb
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
 from campaigns.content import StepRenderer, render_members, with_offers
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
+from campaigns.variants import assign_variants
 from core.progress import step_done
 from core.settings import Settings
 from segments.registry import SegmentRule, materialize
@@ -233,14 +234,18 @@ def _state_sql(channel: str, contact: str) -> str:
 
 
 def apply_standard(plan: Plan) -> Figures:
-    """Step 4: send windows, frequency cap, holdout; write the outbox and contact archive
-    (a dry run keeps the outcome in ``plan_final``)."""
+    """Step 4: send windows, frequency cap, holdout, message variants (campaigns/variants.py);
+    write the outbox and contact archive (a dry run keeps the outcome in ``plan_final``)."""
     _schedule(plan)
     _set_expiry(plan)
     _suppress(plan)
+    variants = assign_variants(
+        plan.con, plan.campaign.name, plan.step, plan.as_of, plan.created_at,
+        reply_window_hours=plan.settings.reply_window_hours, record=not plan.dry_run,
+    )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-    return _standard_figures(plan)
+    return {**_standard_figures(plan), **variants}
 
 
 def _schedule(plan: Plan) -> None:
@@ -356,7 +361,7 @@ def _write_outbox(plan: Plan) -> None:
             action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
             parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
             subject, body, survey, status, suppression_reason, scheduled_at, created_at,
-            updated_at, timezone, window_start, window_end, segments, expires_at)
+            updated_at, timezone, window_start, window_end, segments, expires_at, variant)
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
@@ -367,7 +372,7 @@ def _write_outbox(plan: Plan) -> None:
             suppression_reason, scheduled_at, ?, ?, timezone,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
-            m.segments, expires_at
+            m.segments, expires_at, variant
         FROM plan_final LEFT JOIN plan_messages m USING (action_id)
         {OUTBOX_CONFLICT}""",
         [

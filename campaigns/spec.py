@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import UserError
 from core.settings import LOCALES
@@ -51,6 +59,55 @@ class Messages(_Strict):
     voice: str
 
 
+# The step's own ``messages`` are the variant of this name; ``variants.messages`` adds the rest.
+CONTROL_VARIANT = "standard"
+VARIANT_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class StoppingRule(_Strict):
+    """When a variant test declares its winner: the leader's posterior probability of being
+    best reaches ``p_best`` while every variant has ``min_outcomes`` outcomes, at one of the
+    test's first ``max_looks`` plans (each plan looks once). The defaults keep the false-winner
+    rate under 5% when the variants do not differ (README: Message variants)."""
+
+    p_best: float = Field(default=0.997, gt=0.5, lt=1)
+    min_outcomes: int = Field(default=200, ge=10)
+    max_looks: int = Field(default=30, ge=1)
+
+
+class VariantTest(_Strict):
+    """Named variants of a step's message, assigned by Thompson sampling (campaigns/variants.py)
+    on ``outcome``: ``csat`` (share of ratings 4-5) or ``response`` (share of surveys rated).
+    Until a winner is declared every variant gets at least ``min_share`` of each plan's sends;
+    after it, every other variant keeps ``monitor_share`` of them, so a change still shows."""
+
+    outcome: Literal["csat", "response"]
+    min_share: float = Field(default=0.1, ge=0, le=0.5)
+    monitor_share: float = Field(default=0.05, ge=0, le=0.25)
+    stop: StoppingRule = StoppingRule()
+    messages: dict[str, dict[Locale, Messages]] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _names(cls, value: dict[str, dict[Locale, Messages]]) -> dict[str, dict[Locale, Messages]]:
+        bad = [n for n in value if n == CONTROL_VARIANT or not re.fullmatch(VARIANT_NAME, n)]
+        if bad:
+            raise ValueError(
+                f"variant names {bad}: use lower-case letters, digits and _ "
+                f"({CONTROL_VARIANT!r} is the step's own messages)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> VariantTest:
+        count = len(self.messages) + 1
+        if self.min_share * count > 1:
+            raise ValueError(f"min_share: {self.min_share} for each of {count} variants is over 1")
+        if self.monitor_share * (count - 1) >= 1:
+            raise ValueError(f"monitor_share: {self.monitor_share} leaves the winner nothing")
+        return self
+
+
 class CareStep(_Strict):
     """What one round of care says and offers, and how it reaches the customer.
 
@@ -66,6 +123,7 @@ class CareStep(_Strict):
     messages: dict[Locale, Messages]
     survey: dict[Locale, str] | None = None
     valid_for: str | None = Field(default=None, pattern=VALID_FOR)  # see DEFAULT_VALID_FOR
+    variants: VariantTest | None = None  # first rounds only
 
     @field_validator("channels")
     @classmethod
@@ -76,6 +134,11 @@ class CareStep(_Strict):
 
     def offer_for(self, tier: str) -> Offer:
         return self.offers.get(tier) or self.offers["default"]
+
+    def variant_messages(self) -> dict[str, dict[Locale, Messages]]:
+        """Every variant's messages by name, the step's own first (CONTROL_VARIANT)."""
+        extra = self.variants.messages if self.variants else {}
+        return {CONTROL_VARIANT: self.messages, **extra}
 
 
 class Campaign(_Strict):
@@ -97,6 +160,13 @@ class Campaign(_Strict):
             raise ValueError("send_window must start before it ends")
         return value
 
+    @field_validator("second_round")
+    @classmethod
+    def _first_round_variants(cls, value: CareStep) -> CareStep:
+        if value.variants is not None:
+            raise ValueError("variants: only a first round (care) tests variants")
+        return value
+
 
 def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
     """Every tier needs an offer (or a default) and every locale its messages."""
@@ -110,6 +180,11 @@ def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
         for locale in LOCALES:
             if locale not in step.messages:
                 raise CampaignError(f"{round_name}.messages: missing locale {locale}")
+            for name, messages in step.variant_messages().items():
+                if name != CONTROL_VARIANT and locale not in messages:
+                    raise CampaignError(
+                        f"{round_name}.variants.messages.{name}: missing locale {locale}"
+                    )
             for code, offer in step.offers.items():
                 if locale not in offer.text:
                     raise CampaignError(f"{round_name}.offers.{code}.text: missing {locale}")

@@ -211,3 +211,36 @@ def topics(
         hot = "HOT" if t.hot else ""
         table.add_row(t.label, str(t.count), str(t.previous), hot, " · ".join(t.examples), stores)
     console.print(table)
+
+
+@insights_app.command("variants")
+def variants(
+    campaign: Annotated[str, typer.Option("--campaign", help="The campaign whose test to show.")],
+    fmt: Format = "table",
+) -> None:
+    """A campaign's message variants: each one's sends, outcomes and rate with its 95%
+    interval, the probability each is best, and the winner with the date the stopping rule
+    was first met (the same figures as the monthly report)."""
+    from core.clock import utc_now
+    from core.settings import load_settings
+    from insights.variants import variant_report
+    from warehouse.db import warehouse
+
+    _checked(fmt)
+    settings = load_settings()
+    with warehouse(settings.warehouse_path, read_only=True) as con:
+        found = variant_report(con, campaign, utc_now(), settings.reply_window_hours)
+    if fmt == "json":
+        _print_json(found.as_json())
+        return
+    table = Table("variant", "sends", "outcomes", found.outcome_label, "95% interval", "P(best)",
+                  title=f"{campaign}: message variants on {found.outcome}")  # fmt: skip
+    for v in found.variants:
+        shown = f"{v.interval[0]:.1%} to {v.interval[1]:.1%}" if v.interval else "-"
+        rate = "-" if v.rate is None else f"{v.rate:.1%}"
+        table.add_row(v.name, str(v.sends), str(v.outcomes), rate, shown, f"{v.p_best:.3f}")
+    console.print(table)
+    w = found.winner
+    verdict = (f"winner: {w.variant}, declared on {w.declared_on} (plan {w.look}, P(best) "
+               f"{w.p_best:.3f})" if w else "no winner declared yet")  # fmt: skip
+    console.print(f"{verdict}; stopping rule: {found.rule()}", highlight=False)

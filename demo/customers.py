@@ -28,6 +28,12 @@ MOOD_WEIGHTS = {
 }
 # Second rounds are personal (a call back, an apology): most end well, whatever the mood.
 SECOND_ROUND_WEIGHTS = [6, 8, 16, 35, 35]
+# The message variant the demo plants (variant "personal" of store_visit's care): a customer who
+# reads that the store manager reads every answer rates the visit better; a first-round rating
+# below 4 becomes a 4 with this chance (at the visits' CSAT of about 55%, some +9 points), so
+# the bandit has a known best variant to find (campaigns/variants.py).
+PLANTED_VARIANT_WORDS = ("店长会亲自阅读", "manager reads every")
+PLANTED_VARIANT_LIFT = 0.2
 RECENT_DAYS = 60  # a complaint this recent still sours the next contact
 TROUBLED_STORE = "ST0002"  # Shanghai's second store
 TROUBLE_FROM = date(2026, 2, 1)
@@ -109,3 +115,8 @@ def churn_days(rng: np.random.Generator, mood: np.ndarray, cared_for: np.ndarray
     leaves = rng.random(len(mood)) < rate
     days: np.ndarray = np.where(leaves, rng.integers(1, 91, len(mood)), -1)
     return days
+
+
+def reads_planted_variant(body: str) -> bool:
+    """Whether a message carries the planted variant's words (PLANTED_VARIANT_WORDS)."""
+    return any(words in body for words in PLANTED_VARIANT_WORDS)

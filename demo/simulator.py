@@ -23,9 +23,11 @@ from campaigns.planning import key_round
 from core.files import new_private_file
 from demo.customers import (
     MOOD_WEIGHTS,
+    PLANTED_VARIANT_LIFT,
     SECOND_ROUND_WEIGHTS,
     complaint,
     moods,
+    reads_planted_variant,
     subscriber_number,
     trait,
 )
@@ -92,6 +94,7 @@ def _delivered(message: SandboxMessage) -> Delivered:
         message.locale,
         key_round(message.idempotency_key),
         message.sent_at,
+        message.body,
     )
 
 
@@ -104,6 +107,7 @@ class Delivered:
     locale: str
     round: int
     sent_at: datetime
+    body: str = ""
 
 
 Reply = tuple[str, str, str, str]  # dedupe key, inbox kind, reply time, payload (JSON)
@@ -191,6 +195,8 @@ class CustomerSimulator:
         # a second round or a manager's follow-up is personal: most end well
         weights = SECOND_ROUND_WEIGHTS if m.round >= 2 else MOOD_WEIGHTS[self.mood(m.recipient)]
         score = rng.choices(range(1, 6), weights)[0]
+        if m.round == 1 and score < 4 and reads_planted_variant(m.body):
+            score = 4 if rng.random() < PLANTED_VARIANT_LIFT else score
         if m.channel == "sms":
             return self._sms(rng, m, score)
         if m.channel == "voice":

@@ -20,7 +20,7 @@ import polars as pl
 
 from core.clock import stored_range
 from warehouse.db import query_frame
-from warehouse.figures import IN_SLA, SLA_DUE
+from warehouse.figures import IN_SLA, SATISFIED_SQL, SLA_DUE
 
 Better = Literal["higher", "lower"]
 SCOPES = ("overall", "store", "region", "segment", "channel", "campaign", "tier")
@@ -79,7 +79,13 @@ SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
 FROM care_actions a WHERE a.sent_at >= $lo AND a.sent_at < $hi
 """
 KPIS = (
-    Kpi("csat", "CSAT (ratings of 4-5)", True, "higher", RATINGS.format(value="(score >= 4)::INT")),
+    Kpi(
+        "csat",
+        "CSAT (ratings of 4-5)",
+        True,
+        "higher",
+        RATINGS.format(value=f"{SATISFIED_SQL}::INT"),
+    ),
     Kpi("response_rate", "Response rate (surveys rated)", True, "higher", SURVEYS),
     Kpi(
         "dissatisfied_rate",

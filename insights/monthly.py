@@ -3,7 +3,7 @@ gathered from the warehouse for one business month."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from insights.lift import CampaignLift, retention_lifts
 from insights.panorama import Contribution, KpiRow, TrendPoint, drill_downs, kpi_rows, trend
 from insights.targets import Targets, load_targets
 from insights.topics import Topic, hot_topics
+from insights.variants import VariantReport, variant_reports
 from warehouse.db import query_frame
 
 # The email rating page's attribute ratings, with the overall score they explain.
@@ -46,6 +47,7 @@ class MonthlyReport:
     lifts: list[CampaignLift]
     lift_days: int
     targets: Targets
+    variants: list[VariantReport] = field(default_factory=list)  # each test as of the report
 
     def overall(self) -> list[KpiRow]:
         return [r for r in self.rows if r.scope == "overall"]
@@ -66,6 +68,7 @@ class MonthlyReport:
             "drivers_by_store": {s: _drivers_json(a) for s, a in self.store_drivers.items()},
             "topics": [t.as_json() for t in self.topics],
             "lift": [_lift_json(c, self.lift_days) for c in self.lifts],
+            "variants": [v.as_json() for v in self.variants],
         }
 
 
@@ -101,6 +104,7 @@ def build_monthly_report(
         drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
         hot_topics(con, month, zone),
         retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
+        variant_reports(con, now, reply_window_hours),
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import duckdb
 from core.clock import utc_now
 from core.files import path_inside, private_dir, write_private_csv, write_private_text
 from insights.kpis import RECOVERED, RECOVERY_DUE
+from insights.variants import variant_markdown, variant_reports
 from warehouse.db import query_dicts
 from warehouse.figures import (
     ACTIVE_SQL,
@@ -377,7 +378,8 @@ def write_reports(
     )  # fmt: skip
     store_rows = write_store_lists(con, directory / "store_lists", at)
     path = directory / "kpi_report.md"
-    write_private_text(path, render_markdown(report, store_rows, title))
+    tests = variant_markdown(variant_reports(con, at, reply_window_hours))
+    write_private_text(path, render_markdown(report, store_rows, title) + tests)
     return WrittenReport(report, store_rows, path)
 
 

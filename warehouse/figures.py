@@ -38,3 +38,6 @@ ASOF LEFT JOIN (
     FROM care_actions WHERE sent_at IS NOT NULL
 ) a ON a.subscriber_id = o.subscriber_id AND a.channel = o.channel AND a.sent_at <= o.occurred_at
 """
+
+# A satisfied rating: CSAT is the share of ratings that are 4-5 (on r, an action_ratings row).
+SATISFIED_SQL = "(r.score >= 4)"

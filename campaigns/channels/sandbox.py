@@ -57,6 +57,7 @@ class SandboxMessage:
     recipient: str
     locale: str
     sent_at: datetime
+    body: str = ""  # what the customer reads (the demo's customers react to its words)
 
 
 class SandboxProvider(Provider):
@@ -85,7 +86,7 @@ class SandboxProvider(Provider):
         with closing(self.connect()) as con:
             rows = con.execute(
                 "SELECT seq, provider_id, action_id, idempotency_key, channel, recipient,"
-                " locale, sent_at FROM sent WHERE seq > ? ORDER BY seq",
+                " locale, sent_at, body FROM sent WHERE seq > ? ORDER BY seq",
                 (seq,),
             ).fetchall()
         return [
@@ -98,6 +99,7 @@ class SandboxProvider(Provider):
                 recipient=row[5],
                 locale=row[6],
                 sent_at=datetime.fromisoformat(row[7]),
+                body=row[8],
             )
             for row in rows
         ]

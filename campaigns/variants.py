@@ -12,8 +12,9 @@ never the held-out ones, which have no variant) and assigns every send it plans:
   ``max_looks`` plans), recorded in ``variant_winners`` and kept: from then on every other
   variant keeps ``monitor_share`` of the sends and the winner gets the rest.
 
-Everything is drawn from one generator seeded by campaign and plan date, so planning the same
-date again assigns the same variants. The draws are numpy arrays over the whole plan: no
+Everything is drawn from two streams of one generator seeded by campaign and plan date (one
+for the look's P(best), one for the assignment, so that whether a look declares cannot shift
+the assignment's draws), and planning the same date again assigns the same variants. The draws are numpy arrays over the whole plan: no
 per-send Python loop, no per-send SQL.
 """
 

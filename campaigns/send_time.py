@@ -207,8 +207,8 @@ def plan_send_times(
             WHEN 'learn' THEN CASE h.source WHEN 'learned' THEN make_time(h.hour, 0, 0)
                                             ELSE $fixed::TIME END
             -- a uniformly random hour of the window: what keeps the comparison honest
-            WHEN 'explore' THEN make_time($hours[1 + md5_number(m.action_id || '|hour')
-                                                 % len($hours)], 0, 0)
+            WHEN 'explore' THEN make_time($hours[
+                (1 + md5_number_lower(m.action_id || '|hour') % len($hours))::BIGINT], 0, 0)
             ELSE $fixed::TIME END AS send_time,
             CASE m.way WHEN 'learn' THEN h.source WHEN 'explore' THEN 'explore' END
                 AS send_time_source

@@ -222,7 +222,15 @@ def send_time(
         typer.Option(
             formats=["%Y-%m-%d"],
             help="YYYY-MM-DD (business timezone): learn from the sends before, judge the "
-            "campaign's sends from then on (default: its last 30 days of sends).",
+            "campaign's sends from then on (default: 30 days before --until).",
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="YYYY-MM-DD (business timezone): the held-out period's end, excluded "
+            "(default: just after the campaign's last send).",
         ),
     ] = None,
     fmt: Format = "table",
@@ -235,7 +243,7 @@ def send_time(
     difference with Newcombe's, and how many customers had history to learn from."""
     from campaigns.catalog import checked_campaign
     from core.settings import load_settings
-    from insights.send_time import default_cutoff, evaluate_send_time
+    from insights.send_time import evaluate_send_time, held_out_period
     from insights.stats import wilson
     from warehouse.db import warehouse
 
@@ -243,16 +251,19 @@ def send_time(
     settings = load_settings()
     loaded = checked_campaign(settings, campaign)
     with warehouse(settings.warehouse_path) as con:
-        since = cutoff.replace(tzinfo=settings.zone) if cutoff else default_cutoff(con, loaded.name)
-        if since is None:
+        period = held_out_period(
+            con, loaded.name, cutoff and cutoff.replace(tzinfo=settings.zone),
+            until and until.replace(tzinfo=settings.zone),
+        )  # fmt: skip
+        if period is None:
             raise typer.BadParameter(f"{campaign!r} has sent nothing", param_hint="--campaign")
-        found = evaluate_send_time(con, loaded.campaign, since)
+        found = evaluate_send_time(con, loaded.campaign, *period)
     if fmt == "json":
         _print_json(found.as_json())
         return
     table = Table("sent at", "held-out sends", "answered", "response rate", "95% interval",
                   title=f"{campaign}: learned hour vs fixed {found.fixed_hour:02d}:00, "
-                  f"sends from {found.cutoff:%Y-%m-%d}")  # fmt: skip
+                  f"sends {found.cutoff:%Y-%m-%d} to {found.until:%Y-%m-%d}")  # fmt: skip
     for label, m in (("learned hour", found.learned), ("fixed hour", found.fixed)):
         interval = wilson(m.total, m.n)
         table.add_row(label, str(m.n), str(int(m.total)), _figure(m.mean, True),
@@ -267,3 +278,9 @@ def send_time(
         f"{found.compared}; sends placed by the learning, left out: {found.placed_by_learning}",
         highlight=False,
     )  # fmt: skip
+    if not found.learned.n:
+        console.print(
+            "no held-out send went at a learned hour: the campaign's hours did not vary "
+            "(give send_time: learned an exploration share)",
+            highlight=False,
+        )

@@ -10,13 +10,15 @@ customer's learned hour are compared with those that went at the fixed hour: whe
 does not follow the customer, these are two random samples of the same customers, so the
 difference in their response rates is what moving them would change (with Newcombe's interval,
 the sends counted as independent). Sends that the learning itself placed are left out and
-counted: at their hour by construction, they would flatter it.
+counted: at their hour by construction, they would flatter it. Keep the held-out period
+homogeneous (``--until``): a period whose reply rates shift (a new channel mix, a season) and
+whose hours are not spread alike through it would confound the two groups.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -35,14 +37,15 @@ SELECT a.action_id, a.subscriber_id, a.send_time_source,
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r USING (action_id)
-WHERE a.campaign_id = $campaign AND a.sent_at >= $cutoff AND a.round = 1 AND a.survey
+WHERE a.campaign_id = $campaign AND a.sent_at >= $cutoff AND a.sent_at < $until
+  AND a.round = 1 AND a.survey
   AND a.status <> 'held_out' AND a.suppression_reason IS NULL
 """
 COMPARE_SQL = """
 SELECT
     count(*) FILTER (e.hour = h.hour), coalesce(sum(e.answered) FILTER (e.hour = h.hour), 0),
     count(*) FILTER (e.hour = $fixed), coalesce(sum(e.answered) FILTER (e.hour = $fixed), 0),
-    count(DISTINCT e.subscriber_id)
+    count(DISTINCT e.subscriber_id) FILTER (e.hour = h.hour OR e.hour = $fixed)
 FROM send_time_held_out e JOIN send_hours h USING (subscriber_id)
 WHERE h.source = 'learned' AND h.hour <> $fixed
   AND e.send_time_source IS DISTINCT FROM 'learned'
@@ -54,6 +57,7 @@ WHERE h.source = 'learned' AND h.hour <> $fixed
 class SendTimeEvaluation:
     campaign: str
     cutoff: datetime
+    until: datetime
     fixed_hour: int
     learned: Moments  # held-out sends at the customer's learned hour
     fixed: Moments  # held-out sends at the fixed hour
@@ -69,6 +73,7 @@ class SendTimeEvaluation:
         return {
             "campaign": self.campaign,
             "cutoff": self.cutoff.isoformat(),
+            "until": self.until.isoformat(),
             "fixed_hour": self.fixed_hour,
             "learned_hour": _rate(self.learned),
             "fixed": _rate(self.fixed),
@@ -100,21 +105,29 @@ def _rate(m: Moments) -> dict[str, Any]:
     }
 
 
-def default_cutoff(con: duckdb.DuckDBPyConnection, campaign: str) -> datetime | None:
-    """HELD_OUT_DAYS before the campaign's last send; None when it sent nothing."""
-    row = con.execute(
-        "SELECT max(sent_at) - to_days($days) FROM care_actions WHERE campaign_id = $campaign",
-        {"days": HELD_OUT_DAYS, "campaign": campaign},
-    ).fetchone()
-    return row[0] if row else None
+def held_out_period(
+    con: duckdb.DuckDBPyConnection, campaign: str, cutoff: datetime | None, until: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """The held-out period: by default up to just after the campaign's last send, from
+    HELD_OUT_DAYS before its end; None when the campaign sent nothing before ``until``."""
+    if until is None:
+        row = con.execute(
+            "SELECT max(sent_at) + INTERVAL 1 SECOND FROM care_actions "
+            "WHERE campaign_id = $campaign",
+            {"campaign": campaign},
+        ).fetchone()
+        until = row[0] if row else None
+    if until is None:
+        return None
+    return cutoff or until - timedelta(days=HELD_OUT_DAYS), until
 
 
 def evaluate_send_time(
-    con: duckdb.DuckDBPyConnection, campaign: Campaign, cutoff: datetime
+    con: duckdb.DuckDBPyConnection, campaign: Campaign, cutoff: datetime, until: datetime
 ) -> SendTimeEvaluation:
     """The learned hours (from the sends before ``cutoff``) against the campaign's fixed
-    time, on its sends from ``cutoff`` on (see the module's note)."""
-    con.execute(HELD_OUT_SQL, {"campaign": campaign.name, "cutoff": cutoff})
+    time, on its sends from ``cutoff`` until ``until`` (see the module's note)."""
+    con.execute(HELD_OUT_SQL, {"campaign": campaign.name, "cutoff": cutoff, "until": until})
     fixed = campaign.fixed_send_time
     model = learn_send_hours(
         con, "send_time_held_out", before=cutoff, hours=campaign.window_hours, fallback=fixed
@@ -134,6 +147,7 @@ def evaluate_send_time(
     return SendTimeEvaluation(
         campaign=campaign.name,
         cutoff=cutoff,
+        until=until,
         fixed_hour=fixed.hour,
         learned=at_learned,
         fixed=at_fixed,

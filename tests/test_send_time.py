@@ -4,17 +4,21 @@ truth (a planted preferred part of the day, or none) and on hand-built histories
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from campaigns.catalog import load_campaigns
 from campaigns.send_time import learn_send_hours
 from campaigns.spec import Campaign, CampaignError, parse_campaign
+from careloop.cli import app
 from insights.send_time import evaluate_send_time
 from tests.factories import add_store, add_subscriber
 from tests.test_planning import AS_OF, plan_loaded
@@ -106,12 +110,13 @@ LEARNED = {"send_time": "learned", "send_time_fallback": time(10)}
 def test_learned_hours_beat_the_fixed_one_where_customers_have_a_part_of_the_day(
     con, settings, seed
 ):
-    simulate(con, seed, planted=True)
+    simulate(con, seed, planted=True, customers=12_000, later=6)
     found = evaluate_send_time(con, birthday(settings, **LEARNED), CUTOFF, UNTIL)
     assert found.difference is not None
     assert found.difference.low > 0.02  # the 95% interval clears 0 by a margin
-    assert found.learned.mean > found.fixed.mean + 0.05
-    assert found.with_history == 6000 and found.compared > 1000
+    assert found.learned.mean > found.fixed.mean + 0.03
+    assert found.with_history == 12_000 and found.compared > 5000
+    assert 5 < found.model.customer_strength < 100  # customers differ: a moderate prior
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -119,8 +124,8 @@ def test_learned_hours_do_no_harm_when_nobody_prefers_an_hour(con, settings, see
     simulate(con, seed, planted=False, customers=12_000, later=6)
     found = evaluate_send_time(con, birthday(settings, **LEARNED), CUTOFF, UNTIL)
     assert found.difference is not None
-    # not worse: the 95% interval rules out a loss of 4 points (non-inferiority)
-    assert found.difference.low > -0.04
+    # not worse: the 95% interval rules out a loss of 5 points (non-inferiority)
+    assert found.difference.low > -0.05
     assert abs(found.difference.estimate) < 0.025
     # no variation beyond noise: the priors are strong, a customer's few sends move little
     assert found.model.customer_strength > 30
@@ -292,3 +297,28 @@ def test_a_learned_campaign_file_loads(tmp_path: Path):
     campaign = parse_campaign(path)
     assert campaign.learns_send_time and campaign.fixed_send_time == time(10, 30)
     assert campaign.window_hours == list(range(9, 21))
+
+
+def test_the_command_reports_the_held_out_comparison(con, settings):
+    simulate(con, 1, planted=True, customers=3000)
+    runner = CliRunner()
+    args = ["insights", "send-time", "--campaign", "birthday", "--cutoff", "2026-05-01"]
+    result = runner.invoke(app, [*args, "--until", "2026-05-31", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    zone = ZoneInfo("Asia/Shanghai")  # the business's: the dates are its days
+    found = evaluate_send_time(
+        con,
+        birthday(settings),
+        datetime(2026, 5, 1, tzinfo=zone),
+        datetime(2026, 5, 31, tzinfo=zone),
+    )
+    assert shown["learned_hour"]["sends"] == found.learned.n > 0
+    assert shown["fixed"]["answered"] == found.fixed.total
+    assert found.difference is not None
+    assert shown["difference"]["interval"] == [found.difference.low, found.difference.high]
+    assert shown["customers"]["with_history"] == 3000
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0 and "learned hour" in table.output
+    unknown = runner.invoke(app, ["insights", "send-time", "--campaign", "nope"])
+    assert unknown.exit_code == 2 and "nope" in unknown.output

@@ -262,12 +262,15 @@ def send_time(
         _print_json(found.as_json())
         return
     table = Table("sent at", "held-out sends", "answered", "response rate", "95% interval",
+                  "median reply (min)",
                   title=f"{campaign}: learned hour vs fixed {found.fixed_hour:02d}:00, "
                   f"sends {found.cutoff:%Y-%m-%d} to {found.until:%Y-%m-%d}")  # fmt: skip
-    for label, m in (("learned hour", found.learned), ("fixed hour", found.fixed)):
+    groups = (("learned hour", found.learned), ("fixed hour", found.fixed))
+    for (label, m), minutes in zip(groups, found.reply_minutes, strict=True):
         interval = wilson(m.total, m.n)
         table.add_row(label, str(m.n), str(int(m.total)), _figure(m.mean, True),
-                      f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-")  # fmt: skip
+                      f"{interval[0]:.1%} to {interval[1]:.1%}" if interval else "-",
+                      "-" if minutes is None else f"{minutes:g}")  # fmt: skip
     console.print(table)
     d = found.difference
     console.print(

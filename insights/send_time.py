@@ -33,7 +33,8 @@ HELD_OUT_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_held_out AS
 SELECT a.action_id, a.subscriber_id, a.send_time_source,
     hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at)) AS hour,
-    (r.action_id IS NOT NULL)::INT AS answered
+    (r.action_id IS NOT NULL)::INT AS answered,
+    date_diff('second', a.sent_at, r.received_at) / 60 AS reply_minutes
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r USING (action_id)
@@ -45,7 +46,9 @@ COMPARE_SQL = """
 SELECT
     count(*) FILTER (e.hour = h.hour), coalesce(sum(e.answered) FILTER (e.hour = h.hour), 0),
     count(*) FILTER (e.hour = $fixed), coalesce(sum(e.answered) FILTER (e.hour = $fixed), 0),
-    count(DISTINCT e.subscriber_id) FILTER (e.hour = h.hour OR e.hour = $fixed)
+    count(DISTINCT e.subscriber_id) FILTER (e.hour = h.hour OR e.hour = $fixed),
+    median(e.reply_minutes) FILTER (e.hour = h.hour),
+    median(e.reply_minutes) FILTER (e.hour = $fixed)
 FROM send_time_held_out e JOIN send_hours h USING (subscriber_id)
 WHERE h.source = 'learned' AND h.hour <> $fixed
   AND e.send_time_source IS DISTINCT FROM 'learned'
@@ -68,6 +71,7 @@ class SendTimeEvaluation:
     compared: int  # of those, with a held-out send at either hour
     placed_by_learning: int  # held-out sends left out: the learning chose their hour
     model: LearnedHours
+    reply_minutes: tuple[float | None, float | None] = (None, None)  # median: learned, fixed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -75,8 +79,8 @@ class SendTimeEvaluation:
             "cutoff": self.cutoff.isoformat(),
             "until": self.until.isoformat(),
             "fixed_hour": self.fixed_hour,
-            "learned_hour": _rate(self.learned),
-            "fixed": _rate(self.fixed),
+            "learned_hour": {**_rate(self.learned), "median_reply_minutes": self.reply_minutes[0]},
+            "fixed": {**_rate(self.fixed), "median_reply_minutes": self.reply_minutes[1]},
             "difference": None
             if self.difference is None
             else {
@@ -133,7 +137,7 @@ def evaluate_send_time(
         con, "send_time_held_out", before=cutoff, hours=campaign.window_hours, fallback=fixed
     )
     row = con.execute(COMPARE_SQL, {"fixed": fixed.hour}).fetchone()
-    n_learned, y_learned, n_fixed, y_fixed, compared = row or (0, 0, 0, 0, 0)
+    n_learned, y_learned, n_fixed, y_fixed, compared, *minutes = row or (0, 0, 0, 0, 0, None, None)
     at_learned = Moments(n_learned, float(y_learned), float(y_learned))
     at_fixed = Moments(n_fixed, float(y_fixed), float(y_fixed))
     counts = con.execute(
@@ -158,4 +162,9 @@ def evaluate_send_time(
         compared=int(compared),
         placed_by_learning=int(counts[1] or 0) if counts else 0,
         model=model,
+        reply_minutes=(_float(minutes[0]), _float(minutes[1])),
     )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)

@@ -284,6 +284,7 @@ def add_sms_people(con, count: int) -> None:
 )
 def test_a_bad_send_time_names_the_field(tmp_path: Path, changes, field):
     raw = yaml.safe_load(Path("campaigns/definitions/birthday.yaml").read_text())
+    raw = {k: v for k, v in raw.items() if not k.startswith("send_time")}
     path = tmp_path / "birthday.yaml"
     path.write_text(yaml.safe_dump({**raw, **changes}))
     with pytest.raises(CampaignError, match=field):

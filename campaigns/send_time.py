@@ -34,9 +34,13 @@ KERNEL = (1.0, 0.6, 0.15)
 # Bounds on a prior's weight in pseudo-sends: a customer's one send never outweighs their
 # store's pattern, and no prior is so strong that a long history cannot move it.
 MIN_STRENGTH, MAX_STRENGTH = 2.0, 1000.0
+# How far back the learning reads: habits change, and a plan's cost stays a year's sends
+# however long the history grows (a range on sent_at that DuckDB's zone maps answer).
+LOOKBACK_DAYS = 365
 
-# Sends the learning may read, per customer and local hour: sent first-round surveys that
-# were not held out; answered = rated before the cut-off (no peeking at later replies).
+# Sends the learning may read, per customer and local hour: sent first-round surveys of the
+# last LOOKBACK_DAYS that were not held out; answered = rated before the cut-off (no peeking
+# at later replies).
 CELLS_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_cells AS
 SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id,
@@ -45,7 +49,8 @@ SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id,
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
-WHERE a.sent_at < $before AND a.round = 1 AND a.survey
+WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback)
+  AND a.round = 1 AND a.survey
   AND a.status <> 'held_out' AND a.suppression_reason IS NULL
 GROUP BY ALL
 """
@@ -123,7 +128,7 @@ def learn_send_hours(
 ) -> LearnedHours:  # fmt: skip
     """``into``: the best of ``hours`` for each subscriber in the table ``members``, from the
     sends before ``before`` (columns subscriber_id, hour, source, sends, rate)."""
-    con.execute(CELLS_SQL, {"before": before})
+    con.execute(CELLS_SQL, {"before": before, "lookback": LOOKBACK_DAYS})
     con.execute(RATES_SQL)
     store_strength = prior_strength(con, STORE_CELLS)
     con.execute(

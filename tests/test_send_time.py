@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,12 +16,12 @@ import yaml
 from typer.testing import CliRunner
 
 from campaigns.catalog import load_campaigns
+from campaigns.planning import Plan, run_steps
 from campaigns.send_time import learn_send_hours
 from campaigns.spec import Campaign, CampaignError, parse_campaign
 from careloop.cli import app
 from insights.send_time import evaluate_send_time
 from tests.factories import add_store, add_subscriber
-from tests.test_planning import AS_OF, plan_loaded
 from warehouse.db import register_frame
 
 CUTOFF = datetime(2026, 5, 1, tzinfo=UTC)
@@ -189,9 +189,16 @@ def test_a_new_york_customer_gets_their_own_local_hour(con, settings):
     assert found["C1"] == (9, "learned")
 
 
-def planned_campaign(settings, **changes):
+AS_OF = date(2026, 6, 15)  # the factory's default birthday
+PLANNED_AT = datetime(2026, 6, 15, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+
+
+def plan_birthdays(con, settings, **changes) -> None:
+    """Plan the birthday campaign (changed by ``changes``) as of AS_OF, at PLANNED_AT."""
     loaded = load_campaigns(settings)["birthday"]
-    return dataclasses.replace(loaded, campaign=loaded.campaign.model_copy(update=changes))
+    changes = {"holdout_percent": 0.0, **changes}
+    loaded = dataclasses.replace(loaded, campaign=loaded.campaign.model_copy(update=changes))
+    run_steps(Plan(con, settings, loaded, AS_OF, round=1, run_id="r1", created_at=PLANNED_AT))
 
 
 def scheduled(con) -> dict[str, tuple[datetime, str | None, str]]:
@@ -217,8 +224,7 @@ def test_planning_sends_each_at_their_hour_and_never_moves_the_held_out(con, set
     con.execute("UPDATE care_actions SET status = 'held_out', suppression_reason = 'holdout' "
                 "WHERE subscriber_id = 'H1'")  # fmt: skip
     add_subscriber(con, "NEW")
-    loaded = planned_campaign(settings, send_time_explore_percent=0.0, **LEARNED)
-    plan_loaded(con, settings, loaded, AS_OF, holdout=30.0)
+    plan_birthdays(con, settings, send_time_explore_percent=0.0, holdout_percent=30.0, **LEARNED)
     found = scheduled(con)
     held_out = {s for s, (_, _, status) in found.items() if status == "held_out"}
     assert 5 <= len(held_out) <= 25
@@ -237,11 +243,10 @@ def test_a_window_near_midnight_keeps_the_learned_hour_inside_it(con, settings):
     # answers late at night, not at 21:00; the other answers in the morning only
     add_history(con, "S1", [21, 23] * 10, [False, True] * 10, "Asia/Shanghai")
     add_history(con, "S2", [9, 22] * 10, [True, False] * 10, "Asia/Shanghai")
-    loaded = planned_campaign(
-        settings, send_time="learned", send_time_fallback=time(21, 30),
+    plan_birthdays(
+        con, settings, send_time="learned", send_time_fallback=time(21, 30),
         send_window=(time(21), time(23, 59)), send_time_explore_percent=0.0,
     )  # fmt: skip
-    plan_loaded(con, settings, loaded, AS_OF)
     local = {s: at for s, (at, _, _) in scheduled(con).items()}
     assert local["S1"].hour == 23 and local["S1"].date() == AS_OF
     assert local["S2"].hour in (21, 22, 23) and local["S2"].date() == AS_OF
@@ -249,8 +254,7 @@ def test_a_window_near_midnight_keeps_the_learned_hour_inside_it(con, settings):
 
 def test_exploration_sends_a_share_at_random_hours_of_the_window(con, settings):
     add_sms_people(con, 400)
-    loaded = planned_campaign(settings, send_time_explore_percent=25.0, **LEARNED)
-    plan_loaded(con, settings, loaded, AS_OF)
+    plan_birthdays(con, settings, send_time_explore_percent=25.0, **LEARNED)
     found = scheduled(con)
     explored = [at.hour for at, source, _ in found.values() if source == "explore"]
     assert 60 <= len(explored) <= 140

@@ -18,6 +18,7 @@ import duckdb
 
 from campaigns.catalog import SECOND_ROUND_SEGMENT, LoadedCampaign
 from campaigns.content import StepRenderer, render_members, with_offers
+from campaigns.send_time import plan_send_times
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
 from campaigns.variants import assign_variants
 from core.progress import step_done
@@ -234,9 +235,10 @@ def _state_sql(channel: str, contact: str) -> str:
 
 
 def apply_standard(plan: Plan) -> Figures:
-    """Step 4: send windows, frequency cap, holdout, message variants (campaigns/variants.py);
-    write the outbox and contact archive (a dry run keeps the outcome in ``plan_final``)."""
-    _schedule(plan)
+    """Step 4: send windows (at a learned hour where the campaign asks, campaigns/send_time.py),
+    frequency cap, holdout, message variants (campaigns/variants.py); write the outbox and
+    contact archive (a dry run keeps the outcome in ``plan_final``)."""
+    learned = _schedule(plan)
     _set_expiry(plan)
     _suppress(plan)
     variants = assign_variants(
@@ -245,20 +247,24 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-    return {**_standard_figures(plan), **variants}
+    return {**_standard_figures(plan), **learned, **variants}
 
 
-def _schedule(plan: Plan) -> None:
-    """``plan_scheduled``: each member's send time in their timezone, moved into the window
-    (email has none)."""
+def _schedule(plan: Plan) -> Figures:
+    """``plan_scheduled``: each member's send time in their timezone (the campaign's, or each
+    one's learned hour), moved into the window (email has none)."""
     campaign = plan.campaign.campaign
     start, end = campaign.send_window
+    figures = plan_send_times(
+        plan.con, campaign, "plan_channel", before=plan.created_at,
+        held_out=_held_out_sql(plan), params=_held_out_params(plan),
+    )  # fmt: skip
     plan.con.execute(
         """
         CREATE OR REPLACE TEMP TABLE plan_scheduled AS
         WITH local_due AS (
-            SELECT *, coalesce(timezone(timezone, due_at), ?::DATE + ?::TIME) AS due_local
-            FROM plan_channel
+            SELECT *, coalesce(timezone(timezone, due_at), ?::DATE + send_time) AS due_local
+            FROM plan_channel JOIN plan_send_times USING (action_id)
         ), windowed AS (
             SELECT *, CASE
                 WHEN channel = 'email' THEN due_local
@@ -268,8 +274,22 @@ def _schedule(plan: Plan) -> None:
             FROM local_due
         )
         SELECT *, timezone(timezone, send_local) AS scheduled_at FROM windowed""",
-        [plan.as_of, campaign.send_time, start, start, end, start],
+        [plan.as_of, start, start, end, start],
     )
+    return figures
+
+
+def _held_out_sql(plan: Plan) -> str:
+    """Whether a member is held out (first rounds only): a hash of customer and campaign, so
+    the same customers every time. Its parameters: ``_held_out_params``."""
+    return f"{plan.round == 1} AND md5_number(subscriber_id || '|' || $campaign) % 10000 < $holdout"
+
+
+def _held_out_params(plan: Plan) -> dict[str, Any]:
+    return {
+        "campaign": plan.campaign.name,
+        "holdout": round(plan.campaign.campaign.holdout_percent * 100),
+    }
 
 
 def _suppress(plan: Plan) -> None:
@@ -308,8 +328,7 @@ def _suppress(plan: Plan) -> None:
         SELECT *, CASE
             WHEN channel IS NULL THEN unreachable_reason
             WHEN {cap_applies} AND recent_contacts + nth_in_batch > $cap THEN 'capped'
-            WHEN {cap_applies} AND md5_number(subscriber_id || '|' || $campaign) % 10000 < $holdout
-                THEN 'holdout'
+            WHEN {_held_out_sql(plan)} THEN 'holdout'
             END AS suppression_reason
         FROM ranked""",
         {
@@ -317,8 +336,7 @@ def _suppress(plan: Plan) -> None:
             "high": span[1] if span else None,
             "window": window,
             "cap": plan.settings.frequency_cap,
-            "campaign": plan.campaign.name,
-            "holdout": round(plan.campaign.campaign.holdout_percent * 100),
+            **_held_out_params(plan),
         },
     )
 
@@ -361,7 +379,8 @@ def _write_outbox(plan: Plan) -> None:
             action_id, idempotency_key, run_id, campaign_id, subscriber_id, occasion, round,
             parent_evaluation_id, store_id, tier, locale, channel, recipient, offer_code,
             subject, body, survey, status, suppression_reason, scheduled_at, created_at,
-            updated_at, timezone, window_start, window_end, segments, expires_at, variant)
+            updated_at, timezone, window_start, window_end, segments, expires_at, variant,
+            send_time_source)
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
@@ -372,7 +391,7 @@ def _write_outbox(plan: Plan) -> None:
             suppression_reason, scheduled_at, ?, ?, timezone,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
             CASE WHEN channel IN ('sms', 'voice') THEN ?::TIME END,
-            m.segments, expires_at, variant
+            m.segments, expires_at, variant, send_time_source
         FROM plan_final LEFT JOIN plan_messages m USING (action_id)
         {OUTBOX_CONFLICT}""",
         [

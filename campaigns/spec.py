@@ -146,7 +146,11 @@ class Campaign(_Strict):
     description: str
     segment: str
     params: dict[str, Any] = Field(default_factory=dict)
-    send_time: time = time(10, 0)
+    # A fixed local time, or ``learned``: each customer's best hour (campaigns/send_time.py),
+    # with ``send_time_fallback`` for those without history and for the held-out customers.
+    send_time: time | Literal["learned"] = time(10, 0)
+    send_time_fallback: time | None = None
+    send_time_explore_percent: float = Field(default=5.0, ge=0, le=50)
     send_window: tuple[time, time] = (time(9, 0), time(21, 0))
     holdout_percent: float = Field(default=10.0, ge=0, le=50)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
@@ -166,6 +170,47 @@ class Campaign(_Strict):
         if value.variants is not None:
             raise ValueError("variants: only a first round (care) tests variants")
         return value
+
+    @field_validator("send_time", mode="before")
+    @classmethod
+    def _time_or_learned(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "learned":
+            try:
+                return time.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r}: use a local time (HH:MM) or learned") from None
+        return value
+
+    @model_validator(mode="after")
+    def _fallback_with_learned(self) -> Campaign:
+        if self.learns_send_time and self.send_time_fallback is None:
+            raise ValueError(
+                "send_time_fallback: required with send_time: learned (the local time for "
+                "customers without history)"
+            )
+        if not self.learns_send_time and self.send_time_fallback is not None:
+            raise ValueError("send_time_fallback: only with send_time: learned")
+        if self.learns_send_time and not self.window_hours:
+            raise ValueError("send_window: holds no whole hour for send_time: learned to choose")
+        return self
+
+    @property
+    def window_hours(self) -> list[int]:
+        """The local hours a learned send time may choose: each one's hh:00 inside the window."""
+        start, end = self.send_window
+        return [hour for hour in range(24) if start <= time(hour) < end]
+
+    @property
+    def learns_send_time(self) -> bool:
+        return self.send_time == "learned"
+
+    @property
+    def fixed_send_time(self) -> time:
+        """The campaign's fixed local time: ``send_time``, or the fallback when learned."""
+        if isinstance(self.send_time, time):
+            return self.send_time
+        assert self.send_time_fallback is not None  # checked when the file loads
+        return self.send_time_fallback
 
 
 def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
@@ -201,6 +246,8 @@ def parse_campaign(path: Path) -> Campaign:
         return Campaign(name=path.stem, **raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            # a check across fields names them in its message, and has no location of its own
+            ": ".join(filter(None, (".".join(str(p) for p in err["loc"]), err["msg"])))
+            for err in exc.errors()
         )
         raise CampaignError(f"{path}: {problems}") from None

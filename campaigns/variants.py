@@ -14,8 +14,8 @@ never the held-out ones, which have no variant) and assigns every send it plans:
 
 Everything is drawn from two streams of one generator seeded by campaign and plan date (one
 for the look's P(best), one for the assignment, so that whether a look declares cannot shift
-the assignment's draws), and planning the same date again assigns the same variants. The draws are numpy arrays over the whole plan: no
-per-send Python loop, no per-send SQL.
+the assignment's draws), and planning the same date again assigns the same variants. The
+draws are numpy arrays over the whole plan: no per-send Python loop, no per-send SQL.
 """
 
 from __future__ import annotations

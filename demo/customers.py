@@ -45,6 +45,14 @@ BILLING_SHARE = 0.35  # of complaints from TROUBLE_FROM on
 # Leaving within 90 days of first care, by mood; care cuts it by CARE_RETENTION_EFFECT.
 CHURN_90_DAYS = {-1: 0.02, 0: 0.04, 1: 0.07, 2: 0.11, 3: 0.15}
 CARE_RETENTION_EFFECT = 0.03
+# When customers answer (send_time: learned has it to find): each has a preferred part of the
+# day, in their own local time, by country (shares of morning, lunch, evening, any time), with
+# their own centre up to an hour either side. A message near it is answered more often.
+DAYPART_CENTRES = (9.5, 12.5, 19.5)  # morning commuters, lunch breaks, evening answerers
+DAYPART_MIX = {"CN": (0.2, 0.2, 0.4), "US": (0.45, 0.15, 0.2)}  # the rest: any time
+# Their odds of answering times ANSWER_NEAR at it, ANSWER_AWAY far from it (hours, sd of
+# DAYPART_WIDTH): on average over the day about 1, so the demo's reply rates stay as they were.
+ANSWER_AWAY, ANSWER_NEAR, DAYPART_WIDTH = 0.8, 1.7, 1.5
 COMPLAINTS = {
     "zh-CN": ["排队太久了", "店员态度很差", "问题没解决", "礼品没到账", "打了三次电话"],
     "en": [
@@ -63,6 +71,45 @@ def trait(index: np.ndarray) -> np.ndarray:
     customers agree without sharing state."""
     draw = ((index.astype(np.uint64) * np.uint64(2654435761) + np.uint64(97)) % 2**32) / 2**32
     return np.select([draw < 0.1, draw < 0.3, draw < 0.8], [2, 1, 0], -1)
+
+
+def _hash_draw(index: np.ndarray, multiplier: int, offset: int) -> np.ndarray:
+    draw: np.ndarray = (
+        (index.astype(np.uint64) * np.uint64(multiplier) + np.uint64(offset)) % 2**32
+    ) / 2**32
+    return draw
+
+
+def preferred_hour(index: np.ndarray, in_us: np.ndarray) -> np.ndarray:
+    """Each customer's preferred local hour (a float), NaN for those who answer any time.
+    Hashes of the subscriber number, as ``trait``, but independent of it."""
+    draw = _hash_draw(index, 2246822519, 13)
+    mix = np.where(in_us[:, None], DAYPART_MIX["US"], DAYPART_MIX["CN"])
+    part = (draw[:, None] >= np.cumsum(mix, axis=1)).sum(axis=1)
+    centres = np.append(DAYPART_CENTRES, np.nan)[part]
+    hours: np.ndarray = centres + 2 * _hash_draw(index, 3266489917, 7) - 1
+    return hours
+
+
+def answer_factor(index: np.ndarray, in_us: np.ndarray, local_hour: np.ndarray) -> np.ndarray:
+    """How much more (or less) likely a customer is to answer a message sent at this local
+    hour (0-23): ANSWER_NEAR at their preferred hour, ANSWER_AWAY far from it, 1 for those
+    who answer any time."""
+    distance = local_hour + 0.5 - preferred_hour(index, in_us)  # an hour's middle
+    near = np.exp(-(distance**2) / (2 * DAYPART_WIDTH**2))
+    factor: np.ndarray = np.where(
+        np.isnan(distance), 1.0, ANSWER_AWAY + (ANSWER_NEAR - ANSWER_AWAY) * near
+    )
+    return factor
+
+
+def in_us(timezones: np.ndarray) -> np.ndarray:
+    """The demo's US customers, by their timezone (America/..., Pacific/Honolulu)."""
+    zones = np.asarray(timezones, dtype=str)
+    found: np.ndarray = np.char.startswith(zones, "America/") | np.char.startswith(
+        zones, "Pacific/"
+    )
+    return found
 
 
 def subscriber_number(subscriber_id: str) -> int:

@@ -19,9 +19,11 @@ from campaigns.planning import OUTBOX_CONFLICT
 from demo.customers import (
     TROUBLE_FROM,
     TROUBLED_STORE,
+    answer_factor,
     churn_days,
     complaint,
     draw_scores,
+    in_us,
     moods,
     trait,
 )
@@ -476,7 +478,8 @@ HISTORY_HOLDOUT_PERCENT = 5  # as campaigns/definitions/store_visit.yaml holds o
 PAST_VISITS_SQL = """
 SELECT v.visit_id, v.subscriber_id, s.tier, s.locale, v.store_id,
        timezone('Asia/Shanghai', v.visited_at)::DATE AS visited_on,
-       date_diff('day', s.joined_on, v.visited_at::DATE) / 365.25 AS tenure_years
+       date_diff('day', s.joined_on, v.visited_at::DATE) / 365.25 AS tenure_years,
+       s.timezone, hour(timezone(s.timezone, v.visited_at + INTERVAL 30 MINUTE)) AS asked_hour
 FROM store_visits v JOIN subscribers s USING (subscriber_id)
 WHERE v.visited_at < $before AND v.visited_at >= $before - to_days($days)
   AND s.phone IS NOT NULL
@@ -629,10 +632,14 @@ def _past_surveys(past: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
         ]
     )
     surveyed = rng.random(n) < SURVEYED
+    # asked 30 minutes after the visit: the local hour they were asked at matters to them
+    hour_factor = answer_factor(
+        number, in_us(past["timezone"].to_numpy()), past["asked_hour"].to_numpy()
+    )
     return pl.DataFrame(
         {
             "visit_id": past["visit_id"],
-            "answered": surveyed & (rng.random(n) < ANSWERED),
+            "answered": surveyed & (rng.random(n) < np.minimum(0.97, ANSWERED * hour_factor)),
             "score": scores,
             "comment": pl.Series(comment).zip_with(
                 pl.Series((scores <= 2) & (rng.random(n) < 0.6)),

@@ -15,6 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -25,7 +26,9 @@ from demo.customers import (
     MOOD_WEIGHTS,
     PLANTED_VARIANT_LIFT,
     SECOND_ROUND_WEIGHTS,
+    answer_factor,
     complaint,
+    in_us,
     moods,
     reads_planted_variant,
     subscriber_number,
@@ -71,6 +74,15 @@ class Profile:
     tenure_years: float
     recent_complaint: bool
     troubled: bool = False  # served by the demo's troubled store (demo.customers)
+    timezone: str = "Asia/Shanghai"
+
+    def answer_factor(self, sent_at: datetime) -> float:
+        """How the local hour a message reached them at moves their odds of answering."""
+        local = sent_at.astimezone(ZoneInfo(self.timezone))
+        number = np.array([subscriber_number(self.subscriber_id)])
+        return float(
+            answer_factor(number, in_us(np.array([self.timezone])), np.array([local.hour]))[0]
+        )
 
     @property
     def mood(self) -> int:
@@ -190,7 +202,7 @@ class CustomerSimulator:
 
     def reply_to(self, m: Delivered) -> Reply | None:
         rng = random.Random(f"{self.seed}:{m.provider_id}")
-        if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale:
+        if rng.random() >= REPLY_RATE[m.channel] * self.reply_scale * self.hour_factor(m):
             return None
         # a second round or a manager's follow-up is personal: most end well
         weights = SECOND_ROUND_WEIGHTS if m.round >= 2 else MOOD_WEIGHTS[self.mood(m.recipient)]
@@ -209,6 +221,11 @@ class CustomerSimulator:
         attributes = _attributes(rng, score)
         click = {"action_id": m.action_id, "score": score, "attributes": attributes}
         return f"rating:{m.action_id}", "email_rating", at.isoformat(), json.dumps(click)
+
+    def hour_factor(self, m: Delivered) -> float:
+        """1 for a recipient the demo does not know (see demo.customers.answer_factor)."""
+        profile = self.profiles.get(m.recipient)
+        return profile.answer_factor(m.sent_at) if profile else 1.0
 
     def mood(self, recipient: str) -> int:
         """-1 (delighted) .. 3 (grumpy); 0 for a recipient the demo does not know."""

@@ -104,7 +104,7 @@ def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> C
 
 
 PROFILES_SQL = """
-SELECT s.subscriber_id, s.phone, s.email, s.tier,
+SELECT s.subscriber_id, s.phone, s.email, s.tier, s.timezone,
        date_diff('day', s.joined_on, $day) / 365.25 AS tenure_years,
        coalesce(s.home_store_id = $troubled, false) AS troubled,
        EXISTS (SELECT 1 FROM action_ratings r WHERE r.subscriber_id = s.subscriber_id
@@ -120,8 +120,8 @@ def customer_profiles(con: duckdb.DuckDBPyConnection, start: date, day: date) ->
     profiles: dict[str, Profile] = {}
     params = {"day": day, "start": start, "recent": RECENT_DAYS, "troubled": TROUBLED_STORE}
     rows = con.execute(PROFILES_SQL, params).fetchall()
-    for subscriber_id, phone, email, tier, tenure, troubled, recent in rows:
-        profile = Profile(subscriber_id, tier, float(tenure), bool(recent), bool(troubled))
+    for subscriber_id, phone, email, tier, zone, tenure, troubled, recent in rows:
+        profile = Profile(subscriber_id, tier, float(tenure), bool(recent), bool(troubled), zone)
         for address in (phone, email):
             if address:
                 profiles[address] = profile

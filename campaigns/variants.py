@@ -170,11 +170,16 @@ def assign_variants(
     if step.variants is None:
         return {}
     test = step.variants
-    counts = tally(con, campaign, step, now, reply_window_hours)
     # P(best) and the assignment draw from streams of their own: a rerun of the plan that
     # declared a winner skips the first and must still assign the same
     look_rng, assign_rng = np.random.default_rng(plan_seed(campaign, as_of)).spawn(2)
     winner = recorded_winner(con, campaign)
+    # Once declared, the winner's share needs no outcomes: the test's history is not read.
+    counts = (
+        empty_tally(tuple(step.variant_messages()))
+        if winner
+        else tally(con, campaign, step, now, reply_window_hours)
+    )
     if winner is None:
         look = _earlier_looks(con, campaign, as_of) + 1
         best = probability_best(counts, look_rng)

@@ -37,6 +37,23 @@ def validity_seconds(valid_for: str) -> int | None:
     return amount * (3600 if unit == "h" else 86400)
 
 
+def local_time(value: Any) -> time:
+    """A customer's local time of day, written as a quoted "HH:MM". Unquoted, YAML reads 10:00
+    as the number 600 (base 60), which would otherwise pass as 00:10 UTC."""
+    if not isinstance(value, str | time):
+        raise ValueError(
+            f'{value!r}: write a local time quoted, as "HH:MM" (YAML reads an unquoted 10:00 '
+            "as the number 600)"
+        )
+    try:
+        parsed = value if isinstance(value, time) else time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f'{value!r}: use a local time, "HH:MM"') from None
+    if parsed.tzinfo is not None:
+        raise ValueError(f"{value!r}: a local time has no offset (the customer's own zone)")
+    return parsed
+
+
 class CampaignError(UserError, ValueError):
     """A campaign file that cannot be used, named by its path and the reason."""
 
@@ -132,6 +149,14 @@ class CareStep(_Strict):
             raise ValueError(f"channels repeat: {value}")
         return value
 
+    @model_validator(mode="after")
+    def _variants_need_a_survey(self) -> CareStep:
+        # Both outcomes (csat, response) are the survey's ratings: without one, a test would
+        # gather nothing and hold every variant at its minimum share for ever.
+        if self.variants is not None and self.survey is None:
+            raise ValueError("survey: a step that tests variants needs one (its outcome)")
+        return self
+
     def offer_for(self, tier: str) -> Offer:
         return self.offers.get(tier) or self.offers["default"]
 
@@ -174,11 +199,23 @@ class Campaign(_Strict):
     @field_validator("send_time", mode="before")
     @classmethod
     def _time_or_learned(cls, value: Any) -> Any:
-        if isinstance(value, str) and value != "learned":
-            try:
-                return time.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r}: use a local time (HH:MM) or learned") from None
+        if value == "learned":
+            return value
+        try:
+            return local_time(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} or learned") from None
+
+    @field_validator("send_time_fallback", mode="before")
+    @classmethod
+    def _fallback_time(cls, value: Any) -> Any:
+        return value if value is None else local_time(value)
+
+    @field_validator("send_window", mode="before")
+    @classmethod
+    def _window_times(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [local_time(v) for v in value]
         return value
 
     @model_validator(mode="after")

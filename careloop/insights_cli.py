@@ -290,6 +290,12 @@ def send_time(
         )  # fmt: skip
         if period is None:
             raise typer.BadParameter(f"{campaign!r} has sent nothing", param_hint="--campaign")
+        if period[0] >= period[1]:
+            raise typer.BadParameter(
+                f"the period starts {period[0]:%Y-%m-%d} and ends {period[1]:%Y-%m-%d}: give a "
+                "--cutoff before --until",
+                param_hint="--cutoff",
+            )
         found = evaluate_send_time(con, loaded.campaign, *period)
     if fmt == "json":
         _print_json(found.as_json())

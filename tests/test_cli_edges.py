@@ -1,0 +1,65 @@
+"""The insights and report commands' arguments, and local times as campaign files give them."""
+
+import pytest
+from typer.testing import CliRunner
+
+from campaigns.spec import DEFINITIONS_DIR, CampaignError, parse_campaign
+from careloop.cli import app
+from tests.test_send_time import simulate
+
+
+def test_a_cutoff_after_until_is_a_usage_error(con, settings):
+    """``--cutoff`` after ``--until`` leaves an empty (negative) held-out period: the
+    command should refuse it (exit 2, naming the options), not print a table of zeros with
+    advice about the exploration share and exit 0."""
+    simulate(con, 1, planted=True, customers=200)
+    result = CliRunner().invoke(
+        app,
+        ["insights", "send-time", "--campaign", "birthday",
+         "--cutoff", "2026-05-31", "--until", "2026-05-01"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--cutoff" in result.output or "--until" in result.output
+
+
+def test_each_month_keeps_its_own_loop_report(con, settings):
+    """The loop report is now scoped to the month (like the KPI report beside it, which is
+    written as kpi-YYYY-MM.html). It is still written to one fixed kpi_report.md, so the
+    report of one month silently replaces the other's, and a report for a month with no
+    care at all (a typo, 2030-01) overwrites last month's with an empty one."""
+    con.close()
+    runner = CliRunner()
+    for month in ("2026-01", "2026-02"):
+        result = runner.invoke(app, ["report", "--month", month])
+        assert result.exit_code == 0, result.output
+    titles = [p.read_text().splitlines()[0] for p in settings.reports_dir.glob("*.md")]
+    assert "# careloop: the loop in 2026-01" in titles, titles
+
+
+@pytest.mark.parametrize(
+    ("field", "line"),
+    [
+        ("send_time_fallback", "send_time: learned\nsend_time_fallback: 10:00\n"),
+        ("send_time", "send_time: 11:00\n"),
+        ("send_window", "send_window: [10:00, 21:00]\n"),
+    ],
+)
+def test_an_unquoted_yaml_time_is_read_as_written_or_refused(tmp_path, field, line):
+    """YAML 1.1 reads an unquoted 10:00 as the sexagesimal integer 600, which pydantic takes
+    as 600 seconds: ``send_time_fallback: 10:00`` becomes 00:10 UTC (the customers without
+    history and the held-out group then go at the window's opening, and ``insights
+    send-time`` compares against hour 0), ``send_window: [10:00, 21:00]`` an 11-minute
+    window after midnight. The file should mean 10:00, or be refused naming the field."""
+    raw = (DEFINITIONS_DIR / "birthday.yaml").read_text()
+    kept = [x for x in raw.splitlines(keepends=True)
+            if not x.startswith(("send_time", "send_window"))]  # fmt: skip
+    path = tmp_path / "birthday.yaml"
+    path.write_text(line + "".join(kept))
+    try:
+        campaign = parse_campaign(path)
+    except CampaignError as exc:
+        assert field in str(exc)
+        return
+    value = getattr(campaign, field)
+    times = value if isinstance(value, tuple) else (value,)
+    assert all(t.hour >= 9 and t.tzinfo is None for t in times), value

@@ -326,7 +326,7 @@ def report(
         written = write_reports(
             con, settings.reports_dir, f"careloop: the loop in {chosen}", settings.timezone,
             first, last, sla_hours=settings.case_sla_hours,
-            reply_window_hours=settings.reply_window_hours,
+            reply_window_hours=settings.reply_window_hours, file_name=f"loop-{chosen}.md",
         )  # fmt: skip
     html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
     _show("loop figures", dict(summary_rows(written.report)))

@@ -368,16 +368,18 @@ def write_reports(
     now: datetime | None = None,
     sla_hours: int = 48,
     reply_window_hours: int = 72,
+    file_name: str = "kpi_report.md",
 ) -> WrittenReport:
-    """The KPI report (Markdown) of care planned on business dates ``since`` to ``until``
-    (each open-ended when None) and one dissatisfied-customer CSV per store manager."""
+    """The KPI report (Markdown, ``file_name`` in ``directory``) of care planned on business
+    dates ``since`` to ``until`` (each open-ended when None) and one dissatisfied-customer
+    CSV per store manager."""
     at = now or utc_now()
     report = loop_report(
         con, zone, since, until, now=at, sla_hours=sla_hours,
         reply_window_hours=reply_window_hours,
     )  # fmt: skip
     store_rows = write_store_lists(con, directory / "store_lists", at)
-    path = directory / "kpi_report.md"
+    path = directory / file_name
     tests = variant_markdown(variant_reports(con, at, reply_window_hours))
     write_private_text(path, render_markdown(report, store_rows, title) + tests)
     return WrittenReport(report, store_rows, path)

@@ -819,7 +819,7 @@ def _outcome_frame(
             "not_attempted": [r.not_attempted for r in results],
             "retry_at": retries,
             "sender": [r.sender for r in results],
-            "sent_at": [m.send_at for m in messages],
+            "sent_at": [r.sent_at or m.send_at for r, m in zip(results, messages, strict=True)],
         },
         schema_overrides={
             "provider_id": pl.String,

@@ -42,6 +42,9 @@ class SendResult:
     unconfirmed: bool = False  # it may have gone (a timeout): reconcile, never resend blindly
     not_attempted: bool = False  # the run stopped before this one left: it stays queued
     sender: str | None = None  # the number or address it went out from
+    # When the provider took it, where that was before this send: a send repeated after a
+    # crash that the provider recognised by its idempotency key (see Provider.idempotent).
+    sent_at: datetime | None = None
 
     @property
     def ok(self) -> bool:

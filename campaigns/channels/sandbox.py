@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -110,7 +110,7 @@ class SandboxProvider(Provider):
         with self._writing:
             con = self._write_connection()
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(
+            logged = con.executemany(
                 "INSERT OR IGNORE INTO sent (provider_id, idempotency_key, action_id, channel,"
                 " recipient, subject, body, locale, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
@@ -127,18 +127,52 @@ class SandboxProvider(Provider):
                     )
                     for m, r in accepted
                 ],
-            )
+            ).rowcount
+            taken_before = self._taken_before(con, accepted) if logged < len(accepted) else {}
             con.execute("COMMIT")
+        results = [
+            replace(r, sent_at=taken_before[r.action_id]) if r.action_id in taken_before else r
+            for r in results
+        ]
+        # The receipt names the action, as a status callback does: a collect before the
+        # warehouse records the send (after a crash) still finds whose delivery it was.
         self.inbox.put_many(
             (
                 "status",
                 f"{r.provider_id}:delivered",
-                m.send_at + timedelta(seconds=3),
-                {"provider_id": r.provider_id, "status": "delivered", "channel": m.channel},
+                (r.sent_at or m.send_at) + timedelta(seconds=3),
+                {
+                    "provider_id": r.provider_id,
+                    "action_id": m.action_id,
+                    "status": "delivered",
+                    "channel": m.channel,
+                },
             )
             for m, r in accepted
         )
         return results
+
+    @staticmethod
+    def _taken_before(
+        con: sqlite3.Connection, accepted: list[tuple[OutboundMessage, SendResult]]
+    ) -> dict[str, datetime]:
+        """The accepted sends the log already held (a batch sent again after a crash): action
+        id -> when the sandbox first took it."""
+        sent_at = {m.idempotency_key: (m.action_id, m.send_at) for m, _ in accepted}
+        keys = list(sent_at)
+        earlier: dict[str, datetime] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = con.execute(
+                f"SELECT idempotency_key, sent_at FROM sent WHERE idempotency_key IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for key, logged in rows:
+                action_id, now = sent_at[key]
+                if (taken := datetime.fromisoformat(logged)) != now:
+                    earlier[action_id] = taken
+        return earlier
 
     def _write_connection(self) -> sqlite3.Connection:
         """The log's writer, kept open for the provider's life: a connection opened and closed

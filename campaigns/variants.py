@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -51,6 +52,7 @@ FROM care_actions a
 LEFT JOIN action_ratings r ON r.action_id = a.action_id AND r.received_at <= $now
 WHERE a.campaign_id = $campaign AND a.round = 1 AND a.variant IS NOT NULL
   AND a.suppression_reason IS NULL AND a.sent_at <= $now
+  AND (CAST($began AS TIMESTAMPTZ) IS NULL OR a.created_at > $began)
 GROUP BY a.variant
 """
 # The test's earlier plans: business dates of the first-round runs that assigned variants.
@@ -58,7 +60,15 @@ EARLIER_LOOKS_SQL = """
 SELECT count(DISTINCT r.as_of) FROM campaign_runs r
 WHERE r.campaign_id = $campaign AND r.round = 1 AND r.as_of < $as_of
   AND r.run_id IN (SELECT run_id FROM care_actions
-                   WHERE campaign_id = $campaign AND round = 1 AND variant IS NOT NULL)
+                   WHERE campaign_id = $campaign AND round = 1 AND variant IS NOT NULL
+                     AND (CAST($began AS TIMESTAMPTZ) IS NULL OR created_at > $began))
+"""
+# A test is its set of variants: one that sent a variant the file no longer has, or whose
+# recorded winner was of another set, has ended, and the current test began after it.
+ENDED_SQL = """
+SELECT max(created_at) FROM care_actions
+WHERE campaign_id = $campaign AND round = 1 AND variant IS NOT NULL
+  AND NOT list_contains($names, variant)
 """
 
 
@@ -142,7 +152,7 @@ def tally(
     assert step.variants is not None
     names = tuple(step.variant_messages())
     unit, success = OUTCOMES[step.variants.outcome]
-    params = {"campaign": campaign, "now": now}
+    params = {"campaign": campaign, "now": now, "began": test_began(con, campaign, names)}
     if "$matured" in unit:
         params["matured"] = now - timedelta(hours=reply_window_hours)
     rows = con.execute(TALLY_SQL.format(unit=unit, success=success), params).fetchall()
@@ -151,12 +161,37 @@ def tally(
     return Tally(names, columns[:, 0], columns[:, 1], columns[:, 2])
 
 
-def recorded_winner(con: duckdb.DuckDBPyConnection, campaign: str) -> Winner | None:
-    row = con.execute(
-        "SELECT variant, declared_on, look, p_best FROM variant_winners WHERE campaign_id = ?",
+def recorded_winner(
+    con: duckdb.DuckDBPyConnection, campaign: str, names: tuple[str, ...]
+) -> Winner | None:
+    """The winner of the campaign's current test (the variants ``names``), if declared: a
+    winner recorded for another set of variants belongs to a test that has ended."""
+    row = _winner_row(con, campaign)
+    if row is None or set(json.loads(row[4])) != set(names):
+        return None
+    return Winner(str(row[0]), row[1], int(row[2]), float(row[3]))
+
+
+def _winner_row(con: duckdb.DuckDBPyConnection, campaign: str) -> tuple[Any, ...] | None:
+    return con.execute(
+        "SELECT variant, declared_on, look, p_best, outcomes, declared_at FROM variant_winners "
+        "WHERE campaign_id = ?",
         [campaign],
     ).fetchone()
-    return Winner(str(row[0]), row[1], int(row[2]), float(row[3])) if row else None
+
+
+def test_began(
+    con: duckdb.DuckDBPyConnection, campaign: str, names: tuple[str, ...]
+) -> datetime | None:
+    """When the campaign's current test (the variants ``names``) began: after the last send
+    of a variant it no longer has, and after the declaration of another set's winner; None
+    when it is the campaign's first test."""
+    ended = con.execute(ENDED_SQL, {"campaign": campaign, "names": list(names)}).fetchone()
+    moments = [ended[0] if ended else None]
+    row = _winner_row(con, campaign)
+    if row is not None and set(json.loads(row[4])) != set(names):
+        moments.append(row[5])
+    return max((m for m in moments if m is not None), default=None)
 
 
 def assign_variants(
@@ -173,15 +208,12 @@ def assign_variants(
     # P(best) and the assignment draw from streams of their own: a rerun of the plan that
     # declared a winner skips the first and must still assign the same
     look_rng, assign_rng = np.random.default_rng(plan_seed(campaign, as_of)).spawn(2)
-    winner = recorded_winner(con, campaign)
+    names = tuple(step.variant_messages())
+    winner = recorded_winner(con, campaign, names)
     # Once declared, the winner's share needs no outcomes: the test's history is not read.
-    counts = (
-        empty_tally(tuple(step.variant_messages()))
-        if winner
-        else tally(con, campaign, step, now, reply_window_hours)
-    )
+    counts = empty_tally(names) if winner else tally(con, campaign, step, now, reply_window_hours)
     if winner is None:
-        look = _earlier_looks(con, campaign, as_of) + 1
+        look = _earlier_looks(con, campaign, as_of, test_began(con, campaign, names)) + 1
         best = probability_best(counts, look_rng)
         index = stopping_met(counts, best, look, test.stop)
         if index is not None:
@@ -193,8 +225,8 @@ def assign_variants(
     )
     chosen = None if winner is None else counts.names.index(winner.variant)
     arms = allocate(sends.height, counts, test, chosen, assign_rng)
-    names = np.array(counts.names, dtype=object)[arms] if arms.size else np.array([], dtype=object)
-    register_frame(con, "assigned", sends.with_columns(pl.Series("variant", names, pl.String)))
+    given = np.array(counts.names, dtype=object)[arms] if arms.size else np.array([], dtype=object)
+    register_frame(con, "assigned", sends.with_columns(pl.Series("variant", given, pl.String)))
     con.execute(
         "UPDATE plan_final SET variant = s.variant FROM assigned s "
         "WHERE plan_final.action_id = s.action_id"
@@ -208,8 +240,11 @@ def assign_variants(
     return figures
 
 
-def _earlier_looks(con: duckdb.DuckDBPyConnection, campaign: str, as_of: date) -> int:
-    row = con.execute(EARLIER_LOOKS_SQL, {"campaign": campaign, "as_of": as_of}).fetchone()
+def _earlier_looks(
+    con: duckdb.DuckDBPyConnection, campaign: str, as_of: date, began: datetime | None
+) -> int:
+    params = {"campaign": campaign, "as_of": as_of, "began": began}
+    row = con.execute(EARLIER_LOOKS_SQL, params).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -221,8 +256,8 @@ def _record_winner(
         for name, o, s in zip(counts.names, counts.outcomes, counts.successes, strict=True)
     }
     con.execute(
-        "INSERT INTO variant_winners VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (campaign_id) DO NOTHING",
+        # a winner of an ended test (another set of variants) gives way to this test's
+        "INSERT OR REPLACE INTO variant_winners VALUES (?, ?, ?, ?, ?, ?, ?)",
         [campaign, winner.variant, winner.declared_on, winner.look, winner.p_best,
          json.dumps(outcomes), now],
     )  # fmt: skip

@@ -124,7 +124,7 @@ def variant_report(
         )
     ]
     return VariantReport(
-        name, test.outcome, now, figures, recorded_winner(con, name),
+        name, test.outcome, now, figures, recorded_winner(con, name, counts.names),
         test.stop.p_best, test.stop.min_outcomes, test.stop.max_looks,
     )  # fmt: skip
 

@@ -1,8 +1,10 @@
 """``send_time: learned``: each customer's best local hour, learned from their past replies.
 
-The estimate is empirical Bayes in two levels, set-based in DuckDB over every customer at once:
+The estimate is empirical Bayes in three levels, set-based in DuckDB over every customer at once:
 
-- the pooled pattern: the response rate of every sent survey by the local hour it went at;
+- the pooled pattern: the response rate of every sent survey by the local hour it went at,
+  shrunk toward the overall rate (by at least MIN_HOUR_STRENGTH sends: two lucky sends at a
+  rare hour do not make it every store's best);
 - each store's pattern (its customers by home store), shrunk toward the pooled one;
 - each customer's rate at each hour, a Beta-Binomial posterior whose prior is their store's
   rate at that hour, with a weight of ``strength`` pseudo-sends.
@@ -11,9 +13,13 @@ Each prior's strength comes from the data by the method of moments: the spread o
 rates (a store at an hour, a customer at an hour) beyond what binomial noise around the prior
 explains is the cells' own variation; little of it means a strong prior. A customer's sends at
 neighbouring hours count too, with a smaller weight (``KERNEL``): answering at 19:00 says
-something about 20:00. The chosen hour is the posterior's best inside the send window, so a
-customer with two replies at an odd hour stays near their store's best hour, and one with a
-long history keeps their own. Customers with no history get the campaign's fixed time.
+something about 20:00. The chosen hour is the posterior's best inside the send window, the
+campaign's fixed hour given a head start of MIN_GAIN (another hour must be that much
+likelier), so a customer with two replies at an odd hour stays near their store's best hour,
+and one with a long history keeps their own. Customers with no history get the campaign's
+fixed time. The model has no level per customer: one who rarely answers at the fixed hour is
+expected to answer elsewhere at their store's rate there, so is moved, harmless when no hour
+is better (the tests with no planted preference) but not a proven gain.
 
 The learning reads only what was sent and not held out: the held-out customers' rows are
 never read, and the planner never moves a held-out customer (see ``plan_send_times``).
@@ -34,6 +40,13 @@ KERNEL = (1.0, 0.6, 0.15)
 # Bounds on a prior's weight in pseudo-sends: a customer's one send never outweighs their
 # store's pattern, and no prior is so strong that a long history cannot move it.
 MIN_STRENGTH, MAX_STRENGTH = 2.0, 1000.0
+# The pooled hours' prior (the overall rate) and a store's (the pooled hour) weigh at least
+# this many sends: an hour the exploration share reached a few times is no better than any
+# other until it has the sends to show it (with few cells the moments alone cannot tell).
+MIN_HOUR_STRENGTH = 100.0
+# A customer leaves the campaign's fixed hour only for an hour at least this much likelier
+# to be answered: a hair's edge is noise, and the fixed hour is what the campaign chose.
+MIN_GAIN = 0.02
 # How far back the learning reads: habits change, and a plan's cost stays a year's sends
 # however long the history grows (a range on sent_at that DuckDB's zone maps answer).
 LOOKBACK_DAYS = 365
@@ -55,11 +68,14 @@ WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback)
 GROUP BY ALL
 """
 RATES_SQL = """
-CREATE OR REPLACE TEMP TABLE send_time_pooled AS
-SELECT hour, sum(y) / sum(n) AS rate FROM send_time_cells GROUP BY hour;
+CREATE OR REPLACE TEMP TABLE send_time_hours AS
+SELECT hour, sum(n) AS n, sum(y) AS y FROM send_time_cells GROUP BY hour;
 CREATE OR REPLACE TEMP TABLE send_time_stores AS
 SELECT store_id, hour, sum(n) AS n, sum(y) AS y FROM send_time_cells
 WHERE store_id IS NOT NULL GROUP BY ALL;
+"""
+HOUR_CELLS = """
+SELECT n, y, (SELECT sum(y) / sum(n) FROM send_time_hours) AS mu FROM send_time_hours
 """
 STORE_CELLS = """
 SELECT s.n, s.y, p.rate AS mu FROM send_time_stores s JOIN send_time_pooled p USING (hour)
@@ -96,8 +112,11 @@ wanted AS (
     LEFT JOIN send_time_pooled p ON p.hour = h.hour
 )
 SELECT subscriber_id, hour, 'learned' AS source, sends, rate FROM posterior
+-- the fixed hour keeps a head start of $gain: another hour must beat it by that much
 QUALIFY row_number() OVER (
-    PARTITION BY subscriber_id ORDER BY rate DESC, abs(hour - $fallback), hour) = 1
+    PARTITION BY subscriber_id
+    ORDER BY rate + CASE WHEN hour = $fallback THEN $gain ELSE 0 END DESC,
+        abs(hour - $fallback), hour) = 1
 UNION ALL
 SELECT subscriber_id, $fallback, 'fallback', 0, NULL FROM wanted
 WHERE subscriber_id NOT IN (SELECT subscriber_id FROM sends)
@@ -130,7 +149,14 @@ def learn_send_hours(
     sends before ``before`` (columns subscriber_id, hour, source, sends, rate)."""
     con.execute(CELLS_SQL, {"before": before, "lookback": LOOKBACK_DAYS})
     con.execute(RATES_SQL)
-    store_strength = prior_strength(con, STORE_CELLS)
+    hour_strength = max(MIN_HOUR_STRENGTH, prior_strength(con, HOUR_CELLS))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE send_time_pooled AS SELECT hour, "
+        "(y + $k * (SELECT sum(y) / sum(n) FROM send_time_hours)) / (n + $k) AS rate "
+        "FROM send_time_hours",
+        {"k": hour_strength},
+    )
+    store_strength = max(MIN_HOUR_STRENGTH, prior_strength(con, STORE_CELLS))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE send_time_store_rates AS "
         "SELECT s.store_id, s.hour, (s.y + $k * p.rate) / (s.n + $k) AS rate "
@@ -147,6 +173,7 @@ def learn_send_hours(
             "strength": customer_strength,
             "overall": overall[0] if overall else None,
             "fallback": fallback.hour,
+            "gain": MIN_GAIN,
         },
     )
     counts = dict(con.execute(f"SELECT source, count(*) FROM {into} GROUP BY ALL").fetchall())

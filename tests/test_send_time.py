@@ -123,7 +123,9 @@ def test_learned_hours_beat_the_fixed_one_where_customers_have_a_part_of_the_day
 def test_learned_hours_do_no_harm_when_nobody_prefers_an_hour(con, settings, seed):
     simulate(con, seed, planted=False, customers=12_000, later=6)
     found = evaluate_send_time(con, birthday(settings, **LEARNED), CUTOFF, UNTIL)
-    assert found.difference is not None
+    if found.difference is None:  # no learned hour beat the fixed one by MIN_GAIN: none moved
+        assert found.learned.n == 0
+        return
     # not worse: the 95% interval rules out a loss of 5 points (non-inferiority)
     assert found.difference.low > -0.05
     assert abs(found.difference.estimate) < 0.025

@@ -224,7 +224,7 @@ def variants(
     was first met (the same figures as the monthly report)."""
     from core.clock import utc_now
     from core.settings import load_settings
-    from insights.variants import variant_report
+    from insights.variants import p_best_text, variant_report
     from warehouse.db import warehouse
 
     _checked(fmt)
@@ -239,11 +239,11 @@ def variants(
     for v in found.variants:
         shown = f"{v.interval[0]:.1%} to {v.interval[1]:.1%}" if v.interval else "-"
         rate = "-" if v.rate is None else f"{v.rate:.1%}"
-        table.add_row(v.name, str(v.sends), str(v.outcomes), rate, shown, f"{v.p_best:.3f}")
+        table.add_row(v.name, str(v.sends), str(v.outcomes), rate, shown, p_best_text(v.p_best))
     console.print(table)
     w = found.winner
     verdict = (f"winner: {w.variant}, declared on {w.declared_on} (plan {w.look}, P(best) "
-               f"{w.p_best:.3f})" if w else "no winner declared yet")  # fmt: skip
+               f"{p_best_text(w.p_best)})" if w else "no winner declared yet")  # fmt: skip
     console.print(f"{verdict}; stopping rule: {found.rule()}", highlight=False)
 
 

@@ -16,6 +16,7 @@ from insights.export_panorama import ExportPanorama
 from insights.kpis import KPI_BY_NAME, KPIS, shift_month
 from insights.monthly import MonthlyReport
 from insights.panorama import KpiRow
+from insights.variants import p_best_text
 
 TEMPLATES = Path(__file__).with_name("templates")
 BREAKDOWNS = ("region", "segment", "channel", "campaign", "tier", "store")
@@ -59,7 +60,10 @@ def render_html(report: MonthlyReport) -> str:
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True,
     )  # fmt: skip
-    env.globals.update(shown=shown, interval=interval, change=change, arrow=arrow, kpis=KPI_BY_NAME)
+    env.globals.update(
+        shown=shown, interval=interval, change=change, arrow=arrow, kpis=KPI_BY_NAME,
+        p_best_text=p_best_text,
+    )  # fmt: skip
     return env.get_template("kpi_report.html").render(**_context(report))
 
 

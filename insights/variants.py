@@ -149,6 +149,16 @@ def variant_reports(
     return found
 
 
+def p_best_text(p: float) -> str:
+    """A probability of being best as every surface shows it: four decimals, and the ends
+    said as bounds (0.9998 is not certainty beside a stopping rule of 0.997)."""
+    if p > 0.9999:
+        return ">0.9999"
+    if p < 0.0001:
+        return "<0.0001"
+    return f"{p:.4f}"
+
+
 def variant_markdown(reports: list[VariantReport]) -> str:
     """The tests as a section of the loop's Markdown report ('' with none)."""
     if not reports:
@@ -157,7 +167,7 @@ def variant_markdown(reports: list[VariantReport]) -> str:
     for t in reports:
         w = t.winner
         verdict = (f"winner {w.variant}, declared on {w.declared_on} (plan {w.look}, P(best) "
-                   f"{w.p_best:.3f})" if w else "no winner declared yet")  # fmt: skip
+                   f"{p_best_text(w.p_best)})" if w else "no winner declared yet")  # fmt: skip
         lines += [
             f"{t.campaign}, {t.outcome_label}, since the test began: {verdict}. "
             f"Stopping rule: {t.rule()}.",
@@ -174,4 +184,4 @@ def _markdown_row(v: VariantFigures) -> str:
     rate = "-" if v.rate is None else f"{v.rate * 100:.1f}"
     low_high = v.interval
     shown = "-" if low_high is None else f"{low_high[0] * 100:.1f} to {low_high[1] * 100:.1f}"
-    return f"| {v.name} | {v.sends} | {v.outcomes} | {rate} | {shown} | {v.p_best:.3f} |"
+    return f"| {v.name} | {v.sends} | {v.outcomes} | {rate} | {shown} | {p_best_text(v.p_best)} |"

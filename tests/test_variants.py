@@ -365,3 +365,11 @@ def test_the_variants_command_prints_the_test_and_names_a_bad_argument(con, sett
     assert unknown.exit_code != 0 and "'tenure' has planned no message variants" in unknown.output
     bad = runner.invoke(app, ["insights", "variants", "--campaign", "birthday", "--format", "xml"])
     assert bad.exit_code == 2 and "--format" in bad.output
+
+
+def test_p_best_is_shown_to_four_places_and_never_as_certainty():
+    from insights.variants import p_best_text
+
+    assert [p_best_text(p) for p in (0.9998, 0.99995, 1.0, 0.5, 0.00004, 0.0)] == [
+        "0.9998", ">0.9999", ">0.9999", "0.5000", "<0.0001", "<0.0001",
+    ]  # fmt: skip

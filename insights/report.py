@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from core.clock import utc_now
+from core.clock import stored_range, utc_now
 from core.files import path_inside, private_dir, write_private_csv, write_private_text
 from insights.kpis import RECOVERED, RECOVERY_DUE
 from insights.variants import variant_markdown, variant_reports
@@ -29,7 +29,8 @@ from warehouse.figures import (
 IN_PERIOD = """
 (CAST($since AS DATE) IS NULL OR timezone($zone, {at})::DATE >= $since)
 AND (CAST($until AS DATE) IS NULL OR timezone($zone, {at})::DATE <= $until)
-"""
+AND {at} >= $lo AND {at} < $hi
+"""  # $lo, $hi: the stored range around the period (core.clock.stored_range), for zone maps
 # Every case figure dates a case by when it opened, as the monthly report's case KPIs do.
 CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
 OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
@@ -60,7 +61,7 @@ WITH first AS (
     FROM evaluations e JOIN first a USING (action_id) GROUP BY ALL
 ), opted AS (
     SELECT coalesce(campaign_id, '{NO_MESSAGE}') AS campaign_id, count(*) AS opted_out
-    FROM ({OPT_OUT_EVENTS_SQL}) WHERE {OPTED_IN_PERIOD} GROUP BY ALL
+    FROM ({OPT_OUT_EVENTS_SQL.format(where=OPTED_IN_PERIOD)}) GROUP BY ALL
 ), ratings AS (
     SELECT a.campaign_id, count(*) AS rated,
         count(*) FILTER (r.score >= 4) AS satisfied,
@@ -105,7 +106,7 @@ SELECT attribution, count(*) FROM evaluations WHERE {IN_PERIOD.format(at="receiv
 GROUP BY ALL ORDER BY count(*) DESC
 """
 OPT_OUTS_SQL = f"""
-SELECT channel, count(*) FROM ({OPT_OUT_EVENTS_SQL}) WHERE {OPTED_IN_PERIOD}
+SELECT channel, count(*) FROM ({OPT_OUT_EVENTS_SQL.format(where=OPTED_IN_PERIOD)})
 GROUP BY ALL ORDER BY ALL
 """
 # The store managers' side: the cases opened in the period (as the monthly report dates them).
@@ -215,6 +216,16 @@ def with_rates(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _stored_bounds(since: date | None, until: date | None) -> dict[str, datetime]:
+    """The stored instants around business dates ``since`` to ``until`` (either open): a
+    month's report reads its month's row groups, not the history's."""
+    lo, hi = stored_range(since or EARLIEST, until + timedelta(days=1) if until else LATEST)
+    return {"lo": lo, "hi": hi}
+
+
+EARLIEST, LATEST = date(1900, 1, 2), date(9999, 12, 30)
+
+
 def loop_report(
     con: duckdb.DuckDBPyConnection,
     zone: str = "Asia/Shanghai",
@@ -226,7 +237,7 @@ def loop_report(
     reply_window_hours: int = 72,
 ) -> LoopReport:
     """The loop's figures for care planned on business dates ``since`` to ``until``."""
-    scope = {"zone": zone, "since": since, "until": until}
+    scope = {"zone": zone, "since": since, "until": until, **_stored_bounds(since, until)}
     due = {"now": now or utc_now(), "window": reply_window_hours}
     cursor = con.execute(LOOP_SQL, {**scope, **due})
     names = [d[0] for d in cursor.description]  # known even with no campaign yet

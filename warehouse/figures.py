@@ -31,13 +31,15 @@ SLA_DUE = "(m.contacted_at IS NOT NULL OR m.opened_at + to_hours($sla) <= $now)"
 # sent to that customer on that channel at or before it (NULL when none was): the report's
 # campaign table, its by-channel section and every total are counts of these rows.
 OPT_OUT_EVENTS_SQL = """
+WITH o AS (SELECT * FROM opt_outs WHERE event = 'opt_out' AND {where})
 SELECT o.subscriber_id, o.channel, o.occurred_at, o.source, a.action_id, a.campaign_id, a.round
-FROM (SELECT * FROM opt_outs WHERE event = 'opt_out') o
+FROM o
 ASOF LEFT JOIN (
+    -- their customers' messages only: the join sorts what it is given, not the whole outbox
     SELECT subscriber_id, channel, sent_at, action_id, campaign_id, round
-    FROM care_actions WHERE sent_at IS NOT NULL
+    FROM care_actions WHERE sent_at IS NOT NULL AND subscriber_id IN (SELECT subscriber_id FROM o)
 ) a ON a.subscriber_id = o.subscriber_id AND a.channel = o.channel AND a.sent_at <= o.occurred_at
-"""
+"""  # {where}: which opt-outs, on the opt_outs row (its columns unqualified)
 
 # A satisfied rating: CSAT is the share of ratings that are 4-5 (on r, an action_ratings row).
 SATISFIED_SQL = "(r.score >= 4)"

@@ -3,7 +3,6 @@ seen, then resumed: every care action, SMS, email and call, reaches its (fake) p
 exactly once. Twilio keeps what it accepted queued (no date_sent, as for real) the whole time,
 and SendGrid's events reach the inbox as its webhook would deliver them."""
 
-import dataclasses
 import os
 import random
 import sqlite3
@@ -14,11 +13,10 @@ from collections import Counter
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
-from campaigns.catalog import load_campaigns
 from inbox.inbox import Inbox
 from tests.factories import add_store, add_subscriber
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, SENDGRID_KEY, SendGridApi, TwilioApi, serve
-from tests.test_planning import plan_loaded
+from tests.test_planning import plan
 from warehouse.db import connect
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
@@ -32,14 +30,6 @@ from core.settings import load_settings
 from flows.common import send_due
 send_due(load_settings(), datetime.fromisoformat(sys.argv[1]), simulated=False)
 """
-
-
-def plan(con, settings):
-    """The birthday care, every action due by NOW: the campaign's exploration share (sends at
-    a random hour of the window, for send_time: learned) is off, so each resume finds all."""
-    loaded = load_campaigns(settings)["birthday"]
-    fixed = loaded.campaign.model_copy(update={"send_time_explore_percent": 0.0})
-    plan_loaded(con, settings, dataclasses.replace(loaded, campaign=fixed))
 
 
 def customers(con):

@@ -15,10 +15,13 @@ def plan(con, settings, name="birthday", as_of=AS_OF, holdout=0.0, run="r1"):
 
 
 def plan_loaded(con, settings, loaded, as_of=AS_OF, holdout=0.0, run="r1"):
+    """Plan ``loaded`` as of ``as_of`` (``holdout`` None keeps the campaign's own). With no
+    exploration share: a learned send time's random hours (tests/test_send_time.py covers
+    them) would leave a few actions due later than the test's moment."""
+    changes = {"send_time_explore_percent": 0.0}
     if holdout is not None:
-        loaded = dataclasses.replace(
-            loaded, campaign=loaded.campaign.model_copy(update={"holdout_percent": holdout})
-        )
+        changes["holdout_percent"] = holdout
+    loaded = dataclasses.replace(loaded, campaign=loaded.campaign.model_copy(update=changes))
     p = Plan(con, settings, loaded, as_of, round=1, run_id=run)
     run_steps(p)
     return p

@@ -18,21 +18,23 @@ from tests.test_variants import (
     add_sms_crowd_from,
 )
 
+STOP = StoppingRule(p_best=0.99, min_outcomes=20, max_looks=30)
 
-def _declare_warm(con, settings):
-    """A test whose challenger 'warm' is declared the winner on the second plan."""
+
+def _declare(con, settings, winner="warm"):
+    """A test of 'warm' against 'standard' whose ``winner`` is declared on the second plan."""
+    loser = "standard" if winner == "warm" else "warm"
     add_store(con)
     add_sms_crowd(con, 1200)
-    stop = StoppingRule(p_best=0.99, min_outcomes=20, max_looks=30)
-    loaded = _birthday_with(settings, _test(stop=stop))
+    loaded = _birthday_with(settings, _test(stop=STOP))
     day = datetime(2026, 6, 15, 2, tzinfo=UTC)
     _plan(con, settings, loaded, now=day)
-    _rate(con, "warm", 5, day, day + timedelta(hours=1))
-    _rate(con, "standard", 2, day, day + timedelta(hours=1))
+    _rate(con, winner, 5, day, day + timedelta(hours=1))
+    _rate(con, loser, 2, day, day + timedelta(hours=1))
     con.execute("UPDATE subscribers SET birthday = DATE '1990-06-16'")
     _plan(con, settings, loaded, as_of=AS_OF + timedelta(days=1), run="r2",
           now=day + timedelta(days=1))  # fmt: skip
-    assert con.execute("SELECT variant FROM variant_winners").fetchall() == [("warm",)]
+    assert con.execute("SELECT variant FROM variant_winners").fetchall() == [(winner,)]
     return day
 
 
@@ -40,8 +42,8 @@ def test_a_plan_after_the_declared_winner_is_removed_from_the_file_does_not_cras
     """The operator edits the campaign file after the test ended: the winner's variant is
     renamed (or dropped). Planning must go on (or stop with a clear error naming the
     variant), never a bare ValueError from ``tuple.index``."""
-    day = _declare_warm(con, settings)
-    renamed = _test(stop=StoppingRule(p_best=0.99, min_outcomes=20, max_looks=30))
+    day = _declare(con, settings)
+    renamed = _test(stop=STOP)
     renamed = renamed.model_copy(update={"messages": {"warmer": renamed.messages["warm"]}})
     loaded = _birthday_with(settings, renamed)
     con.execute("UPDATE subscribers SET birthday = DATE '1990-06-17'")
@@ -68,8 +70,7 @@ def test_a_variant_test_without_a_survey_is_refused_when_the_file_loads(tmp_path
 def test_a_dry_run_that_would_declare_does_not_record_a_winner(con, settings):
     add_store(con)
     add_sms_crowd(con, 1200)
-    stop = StoppingRule(p_best=0.99, min_outcomes=20, max_looks=30)
-    loaded = _birthday_with(settings, _test(stop=stop))
+    loaded = _birthday_with(settings, _test(stop=STOP))
     day = datetime(2026, 6, 15, 2, tzinfo=UTC)
     _plan(con, settings, loaded, now=day)
     _rate(con, "warm", 5, day, day + timedelta(hours=1))
@@ -86,19 +87,8 @@ def test_a_new_test_on_the_same_campaign_is_not_decided_by_the_last_one(con, set
     start as a test (each variant at least min_share, no winner), not inherit the old
     verdict: today 'bold' gets only the monitor share, forever, and the reports show the
     old winner for a test it never ran in."""
-    add_store(con)
-    add_sms_crowd(con, 1200)
-    stop = StoppingRule(p_best=0.99, min_outcomes=20, max_looks=30)
-    loaded = _birthday_with(settings, _test(stop=stop))
-    day = datetime(2026, 6, 15, 2, tzinfo=UTC)
-    _plan(con, settings, loaded, now=day)
-    _rate(con, "warm", 2, day, day + timedelta(hours=1))
-    _rate(con, "standard", 5, day, day + timedelta(hours=1))
-    con.execute("UPDATE subscribers SET birthday = DATE '1990-06-16'")
-    _plan(con, settings, loaded, as_of=AS_OF + timedelta(days=1), run="r2",
-          now=day + timedelta(days=1))  # fmt: skip
-    assert con.execute("SELECT variant FROM variant_winners").fetchall() == [("standard",)]
-    fresh = _test(stop=stop)
+    day = _declare(con, settings, winner="standard")
+    fresh = _test(stop=STOP)
     fresh = fresh.model_copy(update={"messages": {"bold": fresh.messages["warm"]}})
     add_sms_crowd_from(con, 5000, 600, born=date(1990, 6, 17))
     _plan(con, settings, _birthday_with(settings, fresh), as_of=AS_OF + timedelta(days=2),

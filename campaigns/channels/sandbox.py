@@ -11,7 +11,7 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -158,20 +158,12 @@ class SandboxProvider(Provider):
     ) -> dict[str, datetime]:
         """The accepted sends the log already held (a batch sent again after a crash): action
         id -> when the sandbox first took it."""
-        sent_at = {m.idempotency_key: (m.action_id, m.send_at) for m, _ in accepted}
-        keys = list(sent_at)
+        mine = {m.idempotency_key: (m.action_id, m.send_at) for m, _ in accepted}
         earlier: dict[str, datetime] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = con.execute(
-                f"SELECT idempotency_key, sent_at FROM sent WHERE idempotency_key IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for key, logged in rows:
-                action_id, now = sent_at[key]
-                if (taken := datetime.fromisoformat(logged)) != now:
-                    earlier[action_id] = taken
+        for key, _, logged in _logged(con, list(mine)):
+            action_id, now = mine[key]
+            if (taken := datetime.fromisoformat(logged)) != now:
+                earlier[action_id] = taken
         return earlier
 
     def _write_connection(self) -> sqlite3.Connection:
@@ -214,19 +206,19 @@ class SandboxProvider(Provider):
 
     def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
         by_key = {m.idempotency_key: m.action_id for m in messages}
-        keys = list(by_key)
-        found: dict[str, str] = {}
         with closing(self.connect()) as con:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, provider_id in con.execute(
-                    f"SELECT idempotency_key, provider_id FROM sent"
-                    f" WHERE idempotency_key IN ({marks})",
-                    chunk,
-                ):
-                    found[by_key[key]] = provider_id
-        return found
+            return {by_key[key]: provider_id for key, provider_id, _ in _logged(con, list(by_key))}
+
+
+def _logged(con: sqlite3.Connection, keys: list[str]) -> Iterator[tuple[str, str, str]]:
+    """The log's rows for these idempotency keys: key, provider id, sent_at (ISO)."""
+    for start in range(0, len(keys), 500):  # SQLite's bound on a statement's variables
+        chunk = keys[start : start + 500]
+        yield from con.execute(
+            "SELECT idempotency_key, provider_id, sent_at FROM sent WHERE idempotency_key IN "
+            f"({','.join('?' * len(chunk))})",
+            chunk,
+        )
 
 
 # A batch's messages share few send times: each written out once.

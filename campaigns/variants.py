@@ -152,7 +152,7 @@ def tally(
     assert step.variants is not None
     names = tuple(step.variant_messages())
     unit, success = OUTCOMES[step.variants.outcome]
-    params = {"campaign": campaign, "now": now, "began": test_began(con, campaign, names)}
+    params = {"campaign": campaign, "now": now, "began": current_test_began(con, campaign, names)}
     if "$matured" in unit:
         params["matured"] = now - timedelta(hours=reply_window_hours)
     rows = con.execute(TALLY_SQL.format(unit=unit, success=success), params).fetchall()
@@ -165,9 +165,13 @@ def recorded_winner(
     con: duckdb.DuckDBPyConnection, campaign: str, names: tuple[str, ...]
 ) -> Winner | None:
     """The winner of the campaign's current test (the variants ``names``), if declared: a
-    winner recorded for another set of variants belongs to a test that has ended."""
+    winner recorded for another set of variants, or for this set before its current test
+    began, belongs to a test that has ended."""
     row = _winner_row(con, campaign)
     if row is None or set(json.loads(row[4])) != set(names):
+        return None
+    began = current_test_began(con, campaign, names)
+    if began is not None and row[5] < began:  # the same set's earlier test, since ended
         return None
     return Winner(str(row[0]), row[1], int(row[2]), float(row[3]))
 
@@ -180,7 +184,7 @@ def _winner_row(con: duckdb.DuckDBPyConnection, campaign: str) -> tuple[Any, ...
     ).fetchone()
 
 
-def test_began(
+def current_test_began(
     con: duckdb.DuckDBPyConnection, campaign: str, names: tuple[str, ...]
 ) -> datetime | None:
     """When the campaign's current test (the variants ``names``) began: after the last send
@@ -213,7 +217,7 @@ def assign_variants(
     # Once declared, the winner's share needs no outcomes: the test's history is not read.
     counts = empty_tally(names) if winner else tally(con, campaign, step, now, reply_window_hours)
     if winner is None:
-        look = _earlier_looks(con, campaign, as_of, test_began(con, campaign, names)) + 1
+        look = _earlier_looks(con, campaign, as_of, current_test_began(con, campaign, names)) + 1
         best = probability_best(counts, look_rng)
         index = stopping_met(counts, best, look, test.stop)
         if index is not None:

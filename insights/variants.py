@@ -50,7 +50,7 @@ class VariantFigures:
             "rate": None if self.rate is None else round(self.rate, 6),
             "ci_low": None if low_high is None else round(low_high[0], 6),
             "ci_high": None if low_high is None else round(low_high[1], 6),
-            "p_best": round(self.p_best, 4),
+            "p_best": self.p_best,  # in full: the text shows p_best_text
         }
 
 
@@ -93,7 +93,7 @@ class VariantReport:
                 "variant": w.variant,
                 "declared_on": w.declared_on.isoformat(),
                 "look": w.look,
-                "p_best": round(w.p_best, 4),
+                "p_best": w.p_best,
             },
         }
 

@@ -236,8 +236,9 @@ def plan_send_times(
         """
         CREATE OR REPLACE TEMP TABLE plan_send_times AS
         SELECT m.action_id, CASE m.way
-            WHEN 'learn' THEN CASE h.source WHEN 'learned' THEN make_time(h.hour, 0, 0)
-                                            ELSE $fixed::TIME END
+            -- kept at the fixed hour: the fixed time itself (10:30 stays 10:30)
+            WHEN 'learn' THEN CASE WHEN h.source = 'learned' AND h.hour <> hour($fixed::TIME)
+                                   THEN make_time(h.hour, 0, 0) ELSE $fixed::TIME END
             -- a uniformly random hour of the window: what keeps the comparison honest
             WHEN 'explore' THEN make_time($hours[
                 (1 + md5_number_lower(m.action_id || '|hour') % len($hours))::BIGINT], 0, 0)

@@ -229,6 +229,13 @@ class Campaign(_Strict):
             raise ValueError("send_time_fallback: only with send_time: learned")
         if self.learns_send_time and not self.window_hours:
             raise ValueError("send_window: holds no whole hour for send_time: learned to choose")
+        fallback = self.send_time_fallback
+        if fallback is not None and not self.send_window[0] <= fallback < self.send_window[1]:
+            raise ValueError(
+                f"send_time_fallback: {fallback:%H:%M} is outside send_window "
+                f"{self.send_window[0]:%H:%M}-{self.send_window[1]:%H:%M} (the learned hours' "
+                "baseline must be a time the window lets go)"
+            )
         return self
 
     @property

@@ -297,6 +297,12 @@ def send_time(
                 param_hint="--cutoff",
             )
         found = evaluate_send_time(con, loaded.campaign, *period)
+    if found.customers == 0:
+        raise typer.BadParameter(
+            f"{campaign!r} sent nothing from {period[0]:%Y-%m-%d} to {period[1]:%Y-%m-%d}: "
+            "give a period with sends",
+            param_hint="--cutoff/--until",
+        )
     if fmt == "json":
         _print_json(found.as_json())
         return

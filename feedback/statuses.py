@@ -90,11 +90,12 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
             email_opt_out=event in SENDGRID_OPT_OUT,
             at=_moment(payload.get("timestamp")),
         )
-    return DeliveryEvent(
+    return DeliveryEvent(  # the sandbox's receipts
         payload.get("provider_id"),
         payload.get("action_id"),
         payload.get("status"),
         _text(payload.get("error_code")),
+        sender=_text(payload.get("sender")),
     )
 
 

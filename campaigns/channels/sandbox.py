@@ -134,8 +134,9 @@ class SandboxProvider(Provider):
             replace(r, sent_at=taken_before[r.action_id]) if r.action_id in taken_before else r
             for r in results
         ]
-        # The receipt names the action, as a status callback does: a collect before the
-        # warehouse records the send (after a crash) still finds whose delivery it was.
+        # The receipt names the action and the sender, as a status callback does: a collect
+        # before the warehouse records the send (after a crash) still finds whose delivery
+        # it was and where it went from (dated by the receipt, as for every provider).
         self.inbox.put_many(
             (
                 "status",
@@ -146,6 +147,7 @@ class SandboxProvider(Provider):
                     "action_id": m.action_id,
                     "status": "delivered",
                     "channel": m.channel,
+                    "sender": r.sender,
                 },
             )
             for m, r in accepted

@@ -8,18 +8,23 @@ from careloop.cli import app
 from tests.test_send_time import simulate
 
 
-def test_a_cutoff_after_until_is_a_usage_error(con, settings):
-    """``--cutoff`` after ``--until`` leaves an empty (negative) held-out period: the
-    command should refuse it (exit 2, naming the options), not print a table of zeros with
-    advice about the exploration share and exit 0."""
+@pytest.mark.parametrize(
+    ("cutoff", "until"),
+    [
+        ("2026-05-31", "2026-05-01"),  # the cut-off after the end: an empty period
+        ("2027-01-01", "2027-02-01"),  # a period after the last send (2026-05-31)
+    ],
+)
+def test_a_period_with_no_sends_is_a_usage_error_not_advice(con, settings, cutoff, until):
+    """The command refuses an empty held-out period (exit 2, naming the options), not a table
+    of zeros with advice about the exploration share."""
     simulate(con, 1, planted=True, customers=200)
     result = CliRunner().invoke(
         app,
-        ["insights", "send-time", "--campaign", "birthday",
-         "--cutoff", "2026-05-31", "--until", "2026-05-01"],
-    )  # fmt: skip
+        ["insights", "send-time", "--campaign", "birthday", "--cutoff", cutoff, "--until", until],
+    )
     assert result.exit_code == 2, result.output
-    assert "--cutoff" in result.output or "--until" in result.output
+    assert "--cutoff" in result.output and "exploration share" not in result.output
 
 
 def test_each_month_keeps_its_own_loop_report(con, settings):

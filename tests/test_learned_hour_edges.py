@@ -1,4 +1,5 @@
-"""A learned hour in half-hour zones and on DST change days, and a rare hour's few sends."""
+"""A learned hour in half-hour zones and on DST change days, a fixed time off the hour, and
+a rare hour's few sends."""
 
 import dataclasses
 from datetime import UTC, date, datetime, time
@@ -24,8 +25,27 @@ def test_the_learned_hour_lands_on_the_local_day_and_hour(con, settings, zone, a
     add_store(con, store_id="ST9", name="far", timezone=zone)
     add_subscriber(con, "Z1", timezone=zone, home_store_id="ST9", birthday=as_of.replace(1990))
     add_history(con, "Z1", [hour] * 30 + [10] * 30, [True] * 30 + [False] * 30, zone)
+    local, source = plan_learned(con, settings, as_of, zone, fallback=time(10))
+    assert (local.date(), local.hour, local.minute, source) == (as_of, hour, 0, "learned")
+
+
+def test_a_customer_kept_at_the_fixed_hour_is_sent_at_the_fixed_time(con, settings):
+    """send_time_fallback "10:30": a customer whose every 10:30 send was answered (and who
+    never had another hour) keeps hour 10, helped by the fixed hour's MIN_GAIN head start,
+    and is sent at the fixed time itself, 10:30, not at 10:00."""
+    as_of, zone = date(2026, 6, 15), "Asia/Shanghai"
+    add_store(con)
+    add_subscriber(con, "Z1", timezone=zone, birthday=as_of.replace(1990))
+    add_history(con, "Z1", [10] * 30, [True] * 30, zone)
+    local, source = plan_learned(con, settings, as_of, zone, fallback=time(10, 30))
+    assert local.time() == time(10, 30), (local, source)
+
+
+def plan_learned(con, settings, as_of, zone, fallback):
+    """Birthday care with a learned send time, planned at the day's UTC midnight: the one
+    action's local send time and where it came from."""
     loaded = load_campaigns(settings)["birthday"]
-    changes = {"holdout_percent": 0.0, "send_time": "learned", "send_time_fallback": time(10),
+    changes = {"holdout_percent": 0.0, "send_time": "learned", "send_time_fallback": fallback,
                "send_time_explore_percent": 0.0}  # fmt: skip
     loaded = dataclasses.replace(loaded, campaign=loaded.campaign.model_copy(update=changes))
     created = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
@@ -34,7 +54,7 @@ def test_the_learned_hour_lands_on_the_local_day_and_hour(con, settings, zone, a
         "SELECT timezone(?, scheduled_at), send_time_source FROM care_actions WHERE run_id='r1'",
         [zone],
     ).fetchall()
-    assert (local.date(), local.hour, local.minute, source) == (as_of, hour, 0, "learned")
+    return local, source
 
 
 def test_two_lucky_sends_at_a_rare_hour_do_not_move_everyone_there(con, settings):

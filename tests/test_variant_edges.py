@@ -38,6 +38,16 @@ def _declare(con, settings, winner="warm"):
     return day
 
 
+def _then_bold(con, settings, day):
+    """A new test, bold vs standard, planned two days after ``day`` as run r3 (600 more
+    customers, born on that day)."""
+    fresh = _test(stop=STOP)
+    fresh = fresh.model_copy(update={"messages": {"bold": fresh.messages["warm"]}})
+    add_sms_crowd_from(con, 5000, 600, born=date(1990, 6, 17))
+    _plan(con, settings, _birthday_with(settings, fresh), as_of=AS_OF + timedelta(days=2),
+          run="r3", now=day + timedelta(days=2))  # fmt: skip
+
+
 def test_a_plan_after_the_declared_winner_is_removed_from_the_file_does_not_crash(con, settings):
     """The operator edits the campaign file after the test ended: the winner's variant is
     renamed (or dropped). Planning must go on (or stop with a clear error naming the
@@ -85,14 +95,9 @@ def test_a_new_test_on_the_same_campaign_is_not_decided_by_the_last_one(con, set
     """A campaign's first test ends with its standard message the winner (the challenger
     lost). The operator writes a new challenger, 'bold', into the file. The new test must
     start as a test (each variant at least min_share, no winner), not inherit the old
-    verdict: today 'bold' gets only the monitor share, forever, and the reports show the
-    old winner for a test it never ran in."""
+    verdict (bold had only the monitor share, and the reports showed the old winner)."""
     day = _declare(con, settings, winner="standard")
-    fresh = _test(stop=STOP)
-    fresh = fresh.model_copy(update={"messages": {"bold": fresh.messages["warm"]}})
-    add_sms_crowd_from(con, 5000, 600, born=date(1990, 6, 17))
-    _plan(con, settings, _birthday_with(settings, fresh), as_of=AS_OF + timedelta(days=2),
-          run="r3", now=day + timedelta(days=2))  # fmt: skip
+    _then_bold(con, settings, day)
     shares = dict(con.execute(
         "SELECT variant, count(*) FROM care_actions WHERE run_id = 'r3' AND variant IS NOT NULL "
         "GROUP BY ALL").fetchall())  # fmt: skip

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from campaigns import variants
 from tests.factories import add_sms_crowd, add_store
-from tests.test_variant_edges import STOP, _declare
+from tests.test_variant_edges import STOP, _declare, _then_bold
 from tests.test_variants import (
     AS_OF,
     _birthday_with,
@@ -27,11 +27,7 @@ def test_a_set_brought_back_after_another_test_does_not_inherit_its_first_winner
     after bold's sends (its tally and looks start afresh), so the first test's verdict is not
     its own: warm gets its minimum share, not the 5% monitor share."""
     day = _declare(con, settings, winner="standard")
-    bold = _test(stop=STOP)
-    bold = bold.model_copy(update={"messages": {"bold": bold.messages["warm"]}})
-    add_sms_crowd_from(con, 5000, 600, born=date(1990, 6, 17))
-    _plan(con, settings, _birthday_with(settings, bold), as_of=AS_OF + timedelta(days=2),
-          run="r3", now=day + timedelta(days=2))  # fmt: skip
+    _then_bold(con, settings, day)
     assert _shares(con, "r3").get("bold", 0) > 0
     con.execute("UPDATE care_actions SET sent_at = created_at WHERE run_id = 'r3'")
 

@@ -453,12 +453,9 @@ class Batch:
         with _transaction(con):
             screen(con, self.at, self.simulated, None if self.live else self.at)
             settle_screened(con, self.at, figures)
-            let_through = con.execute(
-                "SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send'"
-            ).fetchall()
-            sends = self.candidates.filter(
-                pl.col("action_id").is_in([row[0] for row in let_through])
-            ).with_columns(pl.col("attempts") + 1)  # as claimed when recorded
+            sends = let_through(con, self.candidates).with_columns(
+                pl.col("attempts") + 1  # as claimed when recorded
+            )
             if sends.is_empty():
                 return []
             messages = _messages(sends, self.at, self.simulated)
@@ -497,17 +494,29 @@ def take_batch(
         screen(con, at, simulated, None if live else at)
         settle_screened(con, at, figures)
         claimed = claim_screened(con, at)
-    let_through = con.execute("SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send'")
-    sends = candidates.filter(pl.col("action_id").is_in([r[0] for r in let_through.fetchall()]))
+    sends = let_through(con, candidates)
     if claimed != sends.height:  # an action moved meanwhile (an event for a retry, say)
-        still = query_frame(
-            con,
-            f"""SELECT a.action_id FROM care_actions a, dispatch_candidates c
-            WHERE {on_candidates("a.status = 'sending' AND a.claimed_at = $now")}""",
-            {"now": at},
-        )
-        sends = sends.filter(pl.col("action_id").is_in(still["action_id"].implode()))
+        sends = claimed_now(con, sends, "dispatch_candidates", at, "a.status = 'sending' AND ")
     return sends.with_columns(pl.col("attempts") + 1)  # as claimed
+
+
+def let_through(con: duckdb.DuckDBPyConnection, candidates: pl.DataFrame) -> pl.DataFrame:
+    """The candidates the screen's verdict (``dispatch_verdicts``) lets go."""
+    sends = con.execute("SELECT action_id FROM dispatch_verdicts WHERE verdict = 'send'")
+    return candidates.filter(pl.col("action_id").is_in([r[0] for r in sends.fetchall()]))
+
+
+def claimed_now(
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, table: str, at: datetime, also: str = ""
+) -> pl.DataFrame:
+    """The ``rows`` (a batch, staged as ``table``) whose actions this run claimed at ``at``
+    (and that meet ``also``, SQL on the outbox's ``a``, ending in AND)."""
+    mine = con.execute(
+        f"SELECT c.action_id FROM care_actions a, {table} c "
+        f"WHERE {on_candidates(f'{also}a.claimed_at = $now')}",
+        {"now": at},
+    ).fetchall()
+    return rows.filter(pl.col("action_id").is_in([row[0] for row in mine]))
 
 
 def screen(
@@ -748,12 +757,7 @@ def _write_outcome(
         raise RuntimeError(f"{outcome.height} sends to record, {written} actions found")
     # Unclaimed, an action may have moved since it was read (a receipt collected between
     # batches settled it): the provider took it again as the same send, nothing to record.
-    mine = con.execute(
-        f"""SELECT c.action_id FROM care_actions a, send_outcome c
-        WHERE {on_candidates("a.claimed_at = $now")}""",
-        {"now": now},
-    ).fetchall()
-    return outcome.filter(pl.col("action_id").is_in([row[0] for row in mine]))
+    return claimed_now(con, outcome, "send_outcome", now)
 
 
 def _count_outcomes(outcome: pl.DataFrame, figures: DispatchFigures) -> None:

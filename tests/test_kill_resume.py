@@ -169,7 +169,8 @@ def test_killed_sandbox_dispatch_loses_nothing_and_records_each_send_once(con, s
         )
         target = sandbox_log(settings.sandbox_path)[1] + rng.randint(1, 15)
         while child.poll() is None and sandbox_log(settings.sandbox_path)[1] < target:
-            time.sleep(0.001)  # polls the log the run writes, the observed progress
+            # a pause between reads: the wait is on the log's growth or the run's end, not time
+            time.sleep(0.001)
         if child.poll() is None:
             child.kill()
             kills += 1

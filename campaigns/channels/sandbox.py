@@ -141,7 +141,7 @@ class SandboxProvider(Provider):
             (
                 "status",
                 f"{r.provider_id}:delivered",
-                (r.sent_at or m.send_at) + timedelta(seconds=3),
+                m.send_at + timedelta(seconds=3),  # a repeat's is the first's, kept by key
                 {
                     "provider_id": r.provider_id,
                     "action_id": m.action_id,
@@ -179,12 +179,6 @@ class SandboxProvider(Provider):
             )
             self._writer.execute("PRAGMA synchronous=NORMAL")
         return self._writer
-
-    def close(self) -> None:
-        with self._writing:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
 
     def _check(self, message: OutboundMessage) -> SendResult:
         pattern = EMAIL if message.channel == "email" else E164

@@ -51,10 +51,13 @@ MIN_GAIN = 0.02
 # however long the history grows (a range on sent_at that DuckDB's zone maps answer).
 LOOKBACK_DAYS = 365
 
+# A send the learning (and its judge, insights/send_time.py) may read: a first-round survey
+# that was sent, never a held-out customer's row. On ``care_actions a``.
+LEARNABLE = "a.round = 1 AND a.survey AND a.status <> 'held_out' AND a.suppression_reason IS NULL"
 # Sends the learning may read, per customer and local hour: sent first-round surveys of the
 # last LOOKBACK_DAYS that were not held out; answered = rated before the cut-off (no peeking
 # at later replies).
-CELLS_SQL = """
+CELLS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE send_time_cells AS
 SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id,
     hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at)) AS hour,
@@ -62,9 +65,7 @@ SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id,
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
-WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback)
-  AND a.round = 1 AND a.survey
-  AND a.status <> 'held_out' AND a.suppression_reason IS NULL
+WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback) AND {LEARNABLE}
 GROUP BY ALL
 """
 RATES_SQL = """

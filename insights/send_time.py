@@ -23,13 +23,13 @@ from typing import Any
 
 import duckdb
 
-from campaigns.send_time import LearnedHours, learn_send_hours
+from campaigns.send_time import LEARNABLE, LearnedHours, learn_send_hours
 from campaigns.spec import Campaign
 from insights.stats import Difference, Moments, compare, wilson
 
 HELD_OUT_DAYS = 30  # the default held-out period: the campaign's last month of sends
 
-HELD_OUT_SQL = """
+HELD_OUT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE send_time_held_out AS
 SELECT a.action_id, a.subscriber_id, a.send_time_source,
     hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at)) AS hour,
@@ -39,8 +39,7 @@ FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r USING (action_id)
 WHERE a.campaign_id = $campaign AND a.sent_at >= $cutoff AND a.sent_at < $until
-  AND a.round = 1 AND a.survey
-  AND a.status <> 'held_out' AND a.suppression_reason IS NULL
+  AND {LEARNABLE}
 """
 COMPARE_SQL = """
 SELECT

@@ -200,6 +200,7 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copyfile(warehouse, home / "warehouse.duckdb")
+    upgrade(home / "warehouse.duckdb")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "PREFECT_"))}
     env |= {
         "CARELOOP_HOME": str(home),
@@ -224,6 +225,14 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
         if result.stopped:
             break  # the rest of the day would start from a state no real day is in
     return results
+
+
+def upgrade(path: Path) -> None:
+    """Migrate the copy before the day, as a deploy does once (not timed): a cache built by an
+    older schema gets the new migrations' tables and backfills, as an operator's would."""
+    from warehouse.db import connect
+
+    connect(path).close()
 
 
 def run_step(step: Step, env: dict[str, str], home: Path) -> Result:

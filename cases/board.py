@@ -11,7 +11,6 @@ re-applies the changes collect has not taken in yet, so none seems to be undone.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,18 @@ from inbox.db import Connection
 from inbox.inbox import Inbox
 
 CASE_EVENT = "case_event"
+
+
+@dataclass(frozen=True)
+class BoardUpdate:
+    """What a publish changes: every store; the cases sent (replacing their copies); the
+    cases taken off; ``whole``: every other case goes too. ``shape`` is what it was made with."""
+
+    stores: list[dict[str, Any]]
+    cases: list[dict[str, Any]]
+    removed: list[str]
+    whole: bool
+    shape: str
 
 
 @dataclass(frozen=True)
@@ -37,34 +48,50 @@ class Board:
         self.inbox = inbox
         self.db = inbox.db
 
-    def publish(
-        self,
-        stores: Iterable[dict[str, Any]],
-        cases: Iterable[dict[str, Any]],
-        *,
-        at: datetime,
-        collected_up_to: int,
-    ) -> None:
-        """Replace every board in one transaction, then re-apply the managers' changes made
-        since collect's watermark (``collected_up_to``, an inbox id)."""
+    def publish(self, update: BoardUpdate, *, at: datetime, collected_up_to: int) -> None:
+        """The update in one transaction: every store, the cases sent replaced (every case when
+        ``whole``), the cases taken off deleted; then the managers' changes made since
+        collect's watermark (``collected_up_to``, an inbox id) re-applied to the cases sent,
+        whose warehouse copy has not taken them in yet (the others still show them)."""
+        sent = {c["case_id"] for c in update.cases}
         with self.db.connection() as con, self.db.transaction(con):
             self.db.lock_board(con)
             con.execute("DELETE FROM board_stores")
-            con.execute("DELETE FROM board_cases")
             con.executemany(
                 "INSERT INTO board_stores VALUES (?, ?, ?)",
-                [(s["store_id"], _json(s), at.isoformat()) for s in stores],
+                [(s["store_id"], _json(s), at.isoformat()) for s in update.stores],
             )
+            if update.whole:
+                con.execute("DELETE FROM board_cases")
+            else:
+                gone = [(case_id,) for case_id in (*sent, *update.removed)]
+                con.executemany("DELETE FROM board_cases WHERE case_id = ?", gone)
             con.executemany(
                 "INSERT INTO board_cases VALUES (?, ?, ?)",
-                [(c["case_id"], c["store_id"], _json(c)) for c in cases],
+                [(c["case_id"], c["store_id"], _json(c)) for c in update.cases],
+            )
+            con.execute(
+                "INSERT INTO board_meta VALUES ('shape', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (update.shape,),
             )
             pending = con.execute(
                 "SELECT payload FROM inbox WHERE kind = ? AND id > ? ORDER BY id",
                 (CASE_EVENT, collected_up_to),
             ).fetchall()
-            for (payload,) in pending:
-                apply_change(con, json.loads(payload))
+            for change in (json.loads(payload) for (payload,) in pending):
+                if change.get("case_id") in sent:
+                    apply_change(con, change)
+
+    def shape(self) -> str | None:
+        """What the boards were last published with (None: never)."""
+        with self.db.connection() as con:
+            row = con.execute("SELECT value FROM board_meta WHERE name = 'shape'").fetchone()
+        return None if row is None else str(row[0])
+
+    def case_ids(self) -> list[str]:
+        with self.db.connection() as con:
+            return [row[0] for row in con.execute("SELECT case_id FROM board_cases").fetchall()]
 
     def store_ids(self) -> list[str]:
         with self.db.connection() as con:

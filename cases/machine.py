@@ -243,6 +243,11 @@ def apply_events(con: duckdb.DuckDBPyConnection, events_sql: str, params: object
             f"SELECT count(*) FROM case_decisions WHERE outcome <> '{REFUSED}'"
         ).fetchall()
         taken += n
+    # what the board shows of these cases changed (a refused change is shown too)
+    con.execute(
+        "UPDATE manager_cases SET board_stale = true WHERE board_stale IS NOT true "
+        "AND evaluation_id IN (SELECT case_id FROM case_inputs)"
+    )
     return taken
 
 

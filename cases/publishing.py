@@ -1,5 +1,14 @@
 """Each store's board, from the warehouse into the service's database (``cases.board``), which
-the managers' page reads; the morning digests list the same rows."""
+the managers' page reads; the morning digests list the same rows.
+
+A publish sends only what changed: the cases whose board copy may be out of date
+(``manager_cases.board_stale``, set by the case machine, a new case and a reload of the
+customer's details), the cases not on the board yet, and those whose second round may still
+change (opened within SETTLING_DAYS: sent, delivered or expired by then); and it takes off the
+cases no longer listed. Its cost follows the day's changes, not the backlog on the boards. A
+publish with another shape (the SLA, how long closed cases stay, the document's version)
+replaces every board, as the first one does.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
+import polars as pl
 
-from cases.board import Board
-from warehouse.db import query_dicts
+from cases.board import Board, BoardUpdate
+from warehouse.db import query_dicts, register_frame
 from warehouse.figures import LISTED_SHOWN_DAYS, LISTED_SQL
 
 CLOSED_SHOWN_DAYS = LISTED_SHOWN_DAYS  # a board shows closed cases this long after they closed
+# A second round's news (sent, delivered, failed, expired) comes within days of the case's
+# opening; a case is sent again at every publish for this long. Later news of it reaches the
+# board with the case's next change.
+SETTLING_DAYS = 7
+DOCUMENT_VERSION = 1  # of a case's board document: a new one replaces every board once
 
 
 BOARD_STORES_SQL = """
@@ -30,15 +45,24 @@ SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
        second.channel AS second_round_channel, second.status AS second_round_status,
        second.offer_code AS second_round_offer,
        -- in the order the machine applied them: each step starts where the last ended
-       (SELECT list({{'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
-                     'to': e.to_status, 'note': e.note, 'accepted': e.accepted}}
+       (SELECT list({{{{'at': e.occurred_at, 'actor': e.actor, 'from': e.from_status,
+                     'to': e.to_status, 'note': e.note, 'accepted': e.accepted}}}}
                     ORDER BY e.applied, e.occurred_at, e.event_key)
         FROM case_events e WHERE e.evaluation_id = m.evaluation_id) AS events
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN care_actions first ON first.action_id = m.action_id
 LEFT JOIN care_actions second ON second.action_id = m.second_round_action_id
-WHERE {LISTED_SQL}
+WHERE {LISTED_SQL} {{which}}
+"""
+# Every listed case, and whether it must be sent (see the module's docstring).
+LISTED_CASES_SQL = f"""
+CREATE OR REPLACE TEMP TABLE board_listed AS
+SELECT m.evaluation_id AS case_id,
+    coalesce(m.board_stale, true) OR NOT $partial
+        OR m.evaluation_id NOT IN (SELECT case_id FROM board_on_page)
+        OR m.opened_at >= $now - to_days($settling) AS send
+FROM manager_cases m WHERE {LISTED_SQL}
 """
 
 
@@ -49,9 +73,35 @@ def publish_boards(
     sla_hours: int,
     collected_up_to: int,
 ) -> int:
-    """Every store's board into the service's database; returns the cases published."""
-    stores, cases = board_rows(con, now, sla_hours, CLOSED_SHOWN_DAYS)
-    board.publish(stores, cases, at=now, collected_up_to=collected_up_to)
+    """What changed on the boards into the service's database (every board when its shape
+    changed); returns the cases sent."""
+    shape = f"v{DOCUMENT_VERSION} sla={sla_hours}h closed={CLOSED_SHOWN_DAYS}d"
+    whole = board.shape() != shape
+    on_page = pl.DataFrame(
+        {"case_id": [] if whole else board.case_ids()}, schema={"case_id": pl.String}
+    )
+    register_frame(con, "board_on_page", on_page)
+    try:
+        params = {"now": now, "shown": CLOSED_SHOWN_DAYS, "settling": SETTLING_DAYS}
+        con.execute(LISTED_CASES_SQL, {**params, "partial": not whole})
+        removed = [
+            row[0]
+            for row in con.execute(
+                "SELECT case_id FROM board_on_page ANTI JOIN board_listed USING (case_id)"
+            ).fetchall()
+        ]
+    finally:
+        con.unregister("board_on_page")
+    stores = query_dicts(con, BOARD_STORES_SQL, {})
+    which = "AND m.evaluation_id IN (SELECT case_id FROM board_listed WHERE send)"
+    cases = _cases(con, BOARD_CASES_SQL.format(which=which), now, sla_hours, CLOSED_SHOWN_DAYS)
+    update = BoardUpdate(stores, cases, removed, whole=whole, shape=shape)
+    board.publish(update, at=now, collected_up_to=collected_up_to)
+    # on the board now: stale no more (a crash before this only sends them again)
+    con.execute(
+        "UPDATE manager_cases SET board_stale = false WHERE board_stale IS NOT false "
+        "AND evaluation_id IN (SELECT case_id FROM board_listed WHERE send)"
+    )
     return len(cases)
 
 
@@ -61,11 +111,16 @@ def board_rows(
     """Each store, and each case a manager sees: active ones, and those closed within
     ``shown_days``. The page's boards and the morning mail's lists both read these."""
     stores = query_dicts(con, BOARD_STORES_SQL, {})
-    params = {"sla": sla_hours, "now": now, "shown": shown_days}
-    cases = query_dicts(con, BOARD_CASES_SQL, params)
+    return stores, _cases(con, BOARD_CASES_SQL.format(which=""), now, sla_hours, shown_days)
+
+
+def _cases(
+    con: duckdb.DuckDBPyConnection, sql: str, now: datetime, sla_hours: int, shown_days: int
+) -> list[dict[str, Any]]:
+    cases = query_dicts(con, sql, {"sla": sla_hours, "now": now, "shown": shown_days})
     for case in cases:
         case["events"] = [{**e, "at": e["at"].isoformat()} for e in case["events"] or []]
-    return stores, cases
+    return cases
 
 
 def sla_left(case: dict[str, Any], now: datetime) -> timedelta | None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from cases.board import Board
+from cases.board import Board, BoardUpdate
 from cases.collect import collect
 from feedback.ingest import watermark
 from inbox import db as inbox_db
@@ -182,11 +182,14 @@ def test_one_clarifying_reply_per_sender_across_instances(postgres_inbox_url):
     assert instances[0].may_clarify("+8613800000001", NOW + timedelta(hours=72), 72)
 
 
-def test_a_managers_change_racing_a_publish_survives_it(postgres_inbox_url):
-    """A change from one instance while the flow publishes: the board shows it either way."""
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_managers_change_racing_a_publish_survives_it(postgres_inbox_url, whole):
+    """A change from one instance while the flow publishes (every board, or the case alone):
+    the board shows it either way, once."""
     board = Board(Inbox(postgres_inbox_url))
     case = {"case_id": "E1", "store_id": "ST1", "status": "open", "events": []}
-    board.publish([{"store_id": "ST1"}], [case], at=NOW, collected_up_to=0)
+    update = BoardUpdate([{"store_id": "ST1"}], [case], [], whole=whole, shape="test")
+    board.publish(update, at=NOW, collected_up_to=0)
     change = {"case_id": "E1", "store_id": "ST1", "action": "contacted", "at": NOW.isoformat()}
 
     def manager():
@@ -194,14 +197,16 @@ def test_a_managers_change_racing_a_publish_survives_it(postgres_inbox_url):
             return board.record_change(con, "E1:contacted:1", change)
 
     def publish():
-        board.publish([{"store_id": "ST1"}], [case], at=NOW, collected_up_to=0)
+        board.publish(update, at=NOW, collected_up_to=0)
 
     with ThreadPoolExecutor(2) as pool:
         done = [pool.submit(manager), *[pool.submit(publish) for _ in range(5)]]
         assert done[0].result() is True
         for future in done[1:]:
             future.result()
-    assert board.case("ST1", "E1")["status"] == "contacted"
+    shown = board.case("ST1", "E1")
+    assert shown["status"] == "contacted"
+    assert [e["to"] for e in shown["events"]] == ["contacted"]
 
 
 def test_a_writer_whose_connection_died_writes_on_a_new_one(postgres_inbox_url):

@@ -48,6 +48,10 @@ class Entity:
     kind: str  # as the command names it
     table: str
     columns: tuple[Column, ...]
+    # SQL run before a load updates rows: what else must hear of a change. ``{changed}`` is a
+    # FROM ... WHERE clause over the rows the load changes (as ``t``; more conditions may
+    # follow with AND)
+    on_change: str | None = None
 
     @property
     def key(self) -> str:
@@ -120,6 +124,10 @@ ENTITIES = {
                 meaning="the day they left the operator; empty while a subscriber",
             ),
         ),
+        # the managers' boards show a case's customer (name, phone, email, language)
+        on_change="UPDATE manager_cases SET board_stale = true WHERE board_stale IS NOT true "
+        "AND subscriber_id IN (SELECT t.subscriber_id FROM {changed} "
+        "AND t.subscriber_id IN (SELECT subscriber_id FROM manager_cases))",
     ),
     "visits": Entity(
         "visits",

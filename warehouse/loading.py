@@ -443,6 +443,11 @@ class Stage:
         # Only rows that changed: a daily extract repeats most of yesterday's, and an UPDATE
         # of every one of 10 million rows needs some 2 GB in one transaction.
         changed = " OR ".join(f"t.{c} IS DISTINCT FROM {values[c]}" for c in others)
+        matched = f"load_good AS good_rows JOIN {entity.table} AS t ON t.{key} = good_rows.{key}"
+        if entity.on_change:
+            self.con.execute(
+                entity.on_change.format(changed=f"{matched} WHERE ({changed or 'false'})")
+            )
         self.con.execute(
             f"UPDATE {entity.table} AS t SET {updates} FROM load_good AS good_rows "
             f"WHERE t.{key} = good_rows.{key} AND ({changed or 'false'})"

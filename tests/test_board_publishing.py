@@ -1,0 +1,148 @@
+"""A publish sends the boards only what changed, and the boards end as a whole publish would
+make them: after a manager's change, the case machine, a reload of a customer's details, a new
+case and time passing. Its work is the changes', not the backlog's (counted in cases sent)."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cases.board import Board
+from cases.collect import collect
+from cases.machine import apply_rows
+from cases.publishing import CLOSED_SHOWN_DAYS, SETTLING_DAYS, board_rows, publish_boards
+from feedback.ingest import watermark
+from tests.factories import add_subscriber
+from tests.manager_world import OPENED, add_case, build
+from warehouse.loading import load_file
+
+SLA = 48
+SUBSCRIBER_COLUMNS = (
+    "subscriber_id, name, phone, email, birthday, joined_on, tier, home_store_id, timezone, "
+    "locale, sms_consent, email_consent, voice_consent, left_on"
+)
+
+
+def on_board(board: Board) -> dict[str, dict]:
+    with board.db.connection() as con:
+        rows = con.execute("SELECT case_id, data FROM board_cases").fetchall()
+    return {case_id: json.loads(data) for case_id, data in rows}
+
+
+def as_whole(con, now) -> dict[str, dict]:
+    """What a whole publish would show: every listed case, fresh from the warehouse."""
+    _, cases = board_rows(con, now, SLA, CLOSED_SHOWN_DAYS)
+    return {c["case_id"]: json.loads(json.dumps(c, ensure_ascii=False, default=str)) for c in cases}
+
+
+def publish(con, board, now) -> int:
+    return publish_boards(con, board, now, SLA, watermark(con, board.inbox))
+
+
+def manager(board, case_id, store_id, action, at, key):
+    change = {"case_id": case_id, "store_id": store_id, "action": action, "at": at.isoformat()}
+    with board.db.connection() as db, board.db.transaction(db):
+        return board.record_change(db, key, change)
+
+
+def reload_phone(con, settings, tmp_path, subscriber_id, phone):
+    path = tmp_path / f"subscribers-{phone}.csv"
+    con.execute(
+        f"COPY (SELECT * REPLACE ('{phone}' AS phone) FROM (SELECT {SUBSCRIBER_COLUMNS} "
+        f"FROM subscribers WHERE subscriber_id = '{subscriber_id}')) TO '{path}' (HEADER)"
+    )
+    result = load_file(con, settings, "subscribers", path)
+    assert (result.rows_loaded, result.bad_rows) == (1, {}), result
+
+
+def event(con, case_id, name, at, actor):
+    """An event through the case machine, as escalation or collect would apply it."""
+    row = {"event_key": f"{actor}|{case_id}|{name}", "case_id": case_id, "store_id": None,
+           "event": name, "occurred_at": at, "actor": actor, "note": None}  # fmt: skip
+    assert apply_rows(con, [row]) == 1
+
+
+@pytest.fixture
+def world(con, settings):
+    board = build(con, settings)  # published whole, now
+    return board, datetime.now(UTC)
+
+
+def test_each_change_reaches_the_board_as_a_whole_publish_would_show_it(
+    con, settings, tmp_path, world
+):
+    board, now = world
+    assert on_board(board) == as_whole(con, now)
+    late = now + timedelta(days=SETTLING_DAYS + 1)  # no case is settling any more
+
+    # a manager's change, collected
+    assert manager(board, "E1", "ST1", "contacted", late, "E1:contacted")
+    collect(con, board.inbox, reply_window=timedelta(hours=72), now=late)
+    assert publish(con, board, late) == 1
+    assert on_board(board) == as_whole(con, late)
+
+    # the case machine (an escalation), and a customer's new phone number
+    event(con, "E2", "escalated", late, "system")
+    reload_phone(con, settings, tmp_path, "S9", "+12125550199")
+    assert publish(con, board, late) == 2  # E2 and E9
+    assert on_board(board)["E9"]["phone"] == "+12125550199"
+    assert on_board(board) == as_whole(con, late)
+
+    # a new case, and the recovered one ages off
+    add_subscriber(con, "S4", home_store_id="ST2")
+    add_case(con, "E4", "ST2", "S4", comment="slow")
+    gone = late + timedelta(days=CLOSED_SHOWN_DAYS)
+    assert publish(con, board, gone) == 1
+    assert "E3" not in on_board(board) and "E4" in on_board(board)
+    assert on_board(board) == as_whole(con, gone)
+
+    # nothing changed: nothing sent
+    assert publish(con, board, gone) == 0
+    assert on_board(board) == as_whole(con, gone)
+
+
+def test_a_backlog_on_the_boards_is_not_sent_again(con, settings, world):
+    board, now = world
+    late = now + timedelta(days=SETTLING_DAYS + 1)  # the world's four cases have settled
+    for n in range(200):
+        add_subscriber(con, f"B{n}", home_store_id="ST1")
+        add_case(con, f"OLD{n}", "ST1", f"B{n}", comment="old")
+    con.execute(
+        "UPDATE manager_cases SET opened_at = opened_at - INTERVAL 20 DAY "
+        "WHERE evaluation_id LIKE 'OLD%'"
+    )
+    assert publish(con, board, late) == 200  # new to the board
+    event(con, "OLD7", "contacted", late, "manager:ST1")
+    assert publish(con, board, late) == 1
+    assert on_board(board) == as_whole(con, late)
+
+
+def test_a_case_still_settling_is_sent_every_time_then_no_more(con, settings, world):
+    """Its second round's news (sent, delivered) changes no case row: it is sent anyway."""
+    board, now = world
+    assert publish(con, board, now) == 4  # every case opened hours ago
+    assert publish(con, board, OPENED + timedelta(days=SETTLING_DAYS, hours=1)) == 0
+
+
+def test_a_managers_change_not_yet_collected_shows_once_whether_its_case_is_sent_or_not(
+    con, settings, world
+):
+    board, now = world
+    late = now + timedelta(days=SETTLING_DAYS + 1)
+    assert manager(board, "E1", "ST1", "contacted", late, "E1:c")
+    assert manager(board, "E2", "ST1", "contacted", late, "E2:c")
+    event(con, "E2", "escalated", late, "system")
+    assert publish(con, board, late) == 1  # E2, from the warehouse, with the change replayed
+    shown = on_board(board)
+    assert [e["to"] for e in shown["E1"]["events"]] == ["contacted"]
+    assert [e["to"] for e in shown["E2"]["events"]] == ["open", "contacted"]
+    assert shown["E1"]["status"] == shown["E2"]["status"] == "contacted"
+
+
+def test_another_sla_replaces_every_board(con, settings, world):
+    board, now = world
+    late = now + timedelta(days=SETTLING_DAYS + 1)
+    assert publish(con, board, late) == 0
+    assert publish_boards(con, board, late, SLA + 24, watermark(con, board.inbox)) == 4
+    sla_due = {c["case_id"]: c["sla_due"] for c in on_board(board).values()}
+    assert sla_due["E1"] == str(OPENED + timedelta(hours=SLA + 24))

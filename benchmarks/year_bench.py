@@ -200,7 +200,7 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copyfile(warehouse, home / "warehouse.duckdb")
-    upgrade(home / "warehouse.duckdb")
+    upgrade(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "PREFECT_"))}
     env |= {
         "CARELOOP_HOME": str(home),
@@ -227,12 +227,26 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
     return results
 
 
-def upgrade(path: Path) -> None:
-    """Migrate the copy before the day, as a deploy does once (not timed): a cache built by an
-    older schema gets the new migrations' tables and backfills, as an operator's would."""
+def upgrade(home: Path) -> None:
+    """Before the day, not timed: migrate the copy, as a deploy does once (a cache built by an
+    older schema gets the new migrations' tables and backfills, as an operator's would), and
+    publish the managers' boards as the evening before left them (the history has no service
+    database): the day's publishes then send what changed, as they do in operation."""
+    from cases.board import Board
+    from cases.publishing import publish_boards
+    from core.settings import load_settings
+    from feedback.ingest import watermark
+    from inbox.inbox import Inbox
     from warehouse.db import connect
 
-    connect(path).close()
+    settings = load_settings(home=home)
+    con = connect(settings.warehouse_path)
+    try:
+        inbox = Inbox.of(settings)
+        evening = moment("21:00") - timedelta(days=1)
+        publish_boards(con, Board(inbox), evening, settings.case_sla_hours, watermark(con, inbox))
+    finally:
+        con.close()
 
 
 def run_step(step: Step, env: dict[str, str], home: Path) -> Result:

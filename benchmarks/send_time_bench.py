@@ -39,7 +39,8 @@ SELECT 'A' || k, 'k' || k, 'bench', 'birthday', 'S' || (k // $each), 'o', 1, 'st
     'zh-CN', 'sms', true, 'delivered', sent, sent, sent, sent, 'Asia/Shanghai'
 FROM (SELECT k, TIMESTAMPTZ '2026-01-01 01:00:00+00' + to_minutes((k * 7919) % 200000) AS sent
       FROM range($n * $each) t(k));
-INSERT INTO latest_ratings
+INSERT INTO latest_ratings (action_id, evaluation_id, subscriber_id, campaign_id, round,
+    store_id, channel, score, comment, received_at)
 SELECT action_id, 'e' || action_id, subscriber_id, 'birthday', 1, NULL, 'sms', 5, NULL,
     sent_at + INTERVAL 10 MINUTE
 FROM care_actions WHERE md5_number_lower(action_id) % 2 = 0;

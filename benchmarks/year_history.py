@@ -26,6 +26,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from cases.lifecycle import ratings_seen
 from warehouse.ratings import record_ratings
 
 BUSINESS_ZONE = "Asia/Shanghai"
@@ -555,6 +556,7 @@ def build_history(
         )
         con.execute(INSERT_EVALUATIONS_SQL)
         record_ratings(con, f"({ALL_EVALUATIONS})")
+        ratings_seen(con)  # the cases below are as these ratings left them
         con.execute(INBOUND_SQL, {"first_id": inbox_id})
         inbox_id = int(
             con.execute("SELECT coalesce(max(inbox_id), 0) FROM inbound_messages").fetchall()[0][0]

@@ -40,48 +40,65 @@ def ingest_case_events(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) -
 # A case whose second round got no answer within the reply window: an event at the moment
 # the window closed.
 UNANSWERED = """
-SELECT 'no-answer:' || m.evaluation_id AS event_key, m.evaluation_id AS case_id,
-       NULL AS store_id, $event AS event, a.sent_at + to_seconds($window) AS occurred_at,
+WITH due AS (
+    SELECT m.evaluation_id, a.action_id, a.sent_at
+    FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
+    WHERE list_contains($states, m.status) AND a.sent_at IS NOT NULL
+      AND a.sent_at + to_seconds($window) <= $now
+      -- a case's window closed since collect last looked, or within the weeks a collect may
+      -- have been missed: older ones have their event (a range sent_at's zone maps answer)
+      AND a.sent_at >= $now - to_seconds($window) - to_days($missed)
+), answered AS (  -- the due ones' ratings, looked up by key, not the whole table
+    SELECT r.action_id FROM latest_ratings r SEMI JOIN due USING (action_id)
+)
+SELECT 'no-answer:' || evaluation_id AS event_key, evaluation_id AS case_id,
+       NULL AS store_id, $event AS event, sent_at + to_seconds($window) AS occurred_at,
        'system' AS actor, 'no answer to the second round' AS note, NULL AS score,
        NULL AS comment
-FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
-WHERE list_contains($states, m.status) AND a.sent_at IS NOT NULL
-  AND a.sent_at + to_seconds($window) <= $now
-  AND NOT EXISTS (SELECT 1 FROM case_ratings r WHERE r.action_id = a.action_id)
+FROM due WHERE action_id NOT IN (SELECT action_id FROM answered)
 """
+MISSED_DAYS = 30  # how long collect may have gone without ``now`` and still mark them
 
 
 def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
-    """Cases whose second round went unanswered, after ``update_cases`` (its case_ratings).
-    Returns the cases it moved or marked."""
+    """Cases whose second round went unanswered (no rating of it by now, the ratings just
+    collected included). Returns the cases it moved or marked."""
     params = {
         "now": now,
         "window": int(window.total_seconds()),
         "event": str(Event.NO_ANSWER),
         "states": states_where(Event.NO_ANSWER),
+        "missed": MISSED_DAYS,
     }
     return apply_events(con, UNANSWERED, params)
 
 
 # The ratings that can move a case, each with its case and the part of the case it rates:
-# the latest of each case's survey, second round and follow-ups, read once a collect.
-# action_ratings is a window over every evaluation ever received, and reading it once per
-# statement made a collect's cost follow the history.
+# the latest rating of each case's survey, second round and follow-ups, among the ratings
+# that came since the last pass ($seen: latest_ratings.rated is numbered in the order they
+# came). Every other rating has moved its case already. A case's second round and follow-ups
+# are made after it opens, and the survey's latest rating before it opened is the one it
+# opened from, so a new case has no rating the pass has not seen.
 CASE_RATINGS = """
 CREATE OR REPLACE TEMP TABLE case_ratings AS
-WITH parts AS (
+WITH fresh AS (SELECT * FROM latest_ratings WHERE rated > $seen),
+parts AS (
     SELECT evaluation_id AS case_id, action_id, 'survey' AS part FROM manager_cases
+    WHERE action_id IN (SELECT action_id FROM fresh)
     UNION ALL
     SELECT evaluation_id, second_round_action_id, 'second_round' FROM manager_cases
-    WHERE second_round_action_id IS NOT NULL
+    WHERE second_round_action_id IN (SELECT action_id FROM fresh)
     UNION ALL
     SELECT a.parent_evaluation_id, a.action_id, 'follow_up' FROM care_actions a
-    WHERE a.round = 3 AND a.parent_evaluation_id IN (SELECT evaluation_id FROM manager_cases)
+    WHERE a.round = 3 AND a.action_id IN (SELECT action_id FROM fresh WHERE round = 3)
+      AND a.parent_evaluation_id IN (SELECT evaluation_id FROM manager_cases)
 )
-SELECT p.case_id, p.part, r.*
-FROM parts p JOIN action_ratings r ON r.action_id = p.action_id
+SELECT p.case_id, p.part, r.* EXCLUDE (rated)
+FROM parts p JOIN fresh r ON r.action_id = p.action_id
 WHERE p.part <> 'survey' OR r.evaluation_id <> p.case_id  -- the rating that opened the case
 """
+SEEN = "case_ratings_seen"  # in ingest_state: the last latest_ratings.rated a pass read
+
 
 # The customer's ratings, as events: the second round's, the follow-ups', and another reply
 # to the survey the case came from (it updates what the case says, and opens nothing).
@@ -102,7 +119,24 @@ FROM case_ratings
 """
 
 
+def ratings_seen(con: duckdb.DuckDBPyConnection) -> None:
+    """Every rating so far counts as having moved its case: for writers of a history whose
+    cases already are as its ratings left them (the benchmarks'), never for a day's work."""
+    con.execute(
+        "INSERT OR REPLACE INTO ingest_state SELECT ?, coalesce(max(rated), 0) FROM latest_ratings",
+        [SEEN],
+    )
+
+
 def update_cases(con: duckdb.DuckDBPyConnection) -> int:
-    """The customers' ratings move their cases; returns the ratings taken."""
-    con.execute(CASE_RATINGS)
-    return apply_events(con, RATINGS)
+    """The ratings that came since the last pass move their cases; returns those taken."""
+    row = con.execute("SELECT value FROM ingest_state WHERE name = ?", [SEEN]).fetchone()
+    seen = int(row[0]) if row else 0
+    con.execute(CASE_RATINGS, {"seen": seen})
+    taken = apply_events(con, RATINGS)
+    con.execute(
+        "INSERT OR REPLACE INTO ingest_state "
+        "SELECT ?, coalesce(max(rated), ?) FROM latest_ratings WHERE rated > ?",
+        [SEEN, seen, seen],
+    )
+    return taken

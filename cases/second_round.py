@@ -47,9 +47,23 @@ def open_cases(con: duckdb.DuckDBPyConnection) -> int:
         FROM plan_target t
         JOIN subscribers s USING (subscriber_id)
         JOIN evaluations e USING (evaluation_id)
-        LEFT JOIN care_actions a ON a.parent_evaluation_id = t.evaluation_id
+        -- the care for a rating is made after it came: the outbox before is skipped (zone maps)
+        LEFT JOIN (
+            SELECT action_id, status, parent_evaluation_id FROM care_actions
+            WHERE created_at >= $since
+        ) a ON a.parent_evaluation_id = t.evaluation_id
         WHERE NOT EXISTS (SELECT 1 FROM manager_cases m WHERE m.action_id = t.source_action_id)
         ON CONFLICT DO NOTHING RETURNING 1""",
-        {"initial": INITIAL.value},
+        {"initial": INITIAL.value, "since": _oldest_rating(con)},
     ).fetchall()
     return len(rows)
+
+
+def _oldest_rating(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the earliest rating among the targets came (a constant, so the outbox's zone maps
+    can skip what was written before it)."""
+    row = con.execute(
+        "SELECT min(received_at) FROM evaluations "
+        "WHERE evaluation_id IN (SELECT evaluation_id FROM plan_target)"
+    ).fetchone()
+    return None if row is None else row[0]

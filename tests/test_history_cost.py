@@ -23,6 +23,7 @@ from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
 from campaigns.planning import OUTBOX_CONFLICT
 from cases.collect import collect
+from cases.lifecycle import ratings_seen
 from cases.second_round import plan_second_round
 from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT, drain
@@ -293,6 +294,7 @@ def fill_ratings(con: duckdb.DuckDBPyConnection) -> None:
             1 + hash(action_id) % 5, NULL, 'matched', sent_at + INTERVAL 1 HOUR
         FROM care_actions WHERE status = 'sent' ORDER BY sent_at""")
     rebuild_ratings(con)
+    ratings_seen(con)  # as the collects that took them in left it
     con.execute("CHECKPOINT")
 
 

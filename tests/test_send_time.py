@@ -92,7 +92,9 @@ def add_sends(con, frame: pl.DataFrame) -> None:
         FROM (SELECT *, timezone(timezone, local_at::TIMESTAMP) AS sent FROM sends)"""
     )
     con.execute(
-        "INSERT INTO latest_ratings SELECT action_id, 'e' || action_id, subscriber_id, "
+        "INSERT INTO latest_ratings (action_id, evaluation_id, subscriber_id, campaign_id, "
+        "round, store_id, channel, score, comment, received_at) "
+        "SELECT action_id, 'e' || action_id, subscriber_id, "
         "'birthday', 1, NULL, 'sms', 5, NULL, timezone(timezone, local_at::TIMESTAMP) "
         "+ INTERVAL 10 MINUTE FROM sends WHERE answered"
     )

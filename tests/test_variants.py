@@ -76,7 +76,9 @@ def _rate(con, variant: str, score: int, sent_at: datetime, received_at: datetim
         [sent_at, variant],
     )
     con.execute(
-        """INSERT INTO latest_ratings SELECT action_id, 'E' || action_id, subscriber_id,
+        """INSERT INTO latest_ratings (action_id, evaluation_id, subscriber_id,
+               campaign_id, round, store_id, channel, score, comment, received_at)
+               SELECT action_id, 'E' || action_id, subscriber_id,
                campaign_id, round, store_id, channel, ?, NULL, ?
            FROM care_actions WHERE variant = ? AND status = 'delivered'""",
         [score, received_at, variant],
@@ -246,7 +248,9 @@ def test_the_bandit_learns_from_outcomes_and_never_reads_the_holdout(con, settin
         [day],
     )
     con.execute(
-        """INSERT INTO latest_ratings SELECT action_id, 'E' || action_id, subscriber_id,
+        """INSERT INTO latest_ratings (action_id, evaluation_id, subscriber_id,
+               campaign_id, round, store_id, channel, score, comment, received_at)
+               SELECT action_id, 'E' || action_id, subscriber_id,
                campaign_id, round, store_id, channel, 5, NULL, ?
            FROM care_actions WHERE status = 'held_out'""",
         [day + timedelta(hours=1)],

@@ -29,13 +29,14 @@ QUALIFY row_number() OVER (
 """
 # The stored rating stands unless the new one is later (or as late, with a larger id), so
 # replies collected out of order, twice or late leave the table as the ranking would.
+# A new or changed rating takes the next number of ``rated``: the cases read what changed.
 UPSERT = f"""
-INSERT INTO latest_ratings {LATEST}
+INSERT INTO latest_ratings ({COLUMNS}) {LATEST}
 ON CONFLICT (action_id) DO UPDATE SET
     evaluation_id = excluded.evaluation_id, subscriber_id = excluded.subscriber_id,
     campaign_id = excluded.campaign_id, round = excluded.round, store_id = excluded.store_id,
     channel = excluded.channel, score = excluded.score, comment = excluded.comment,
-    received_at = excluded.received_at
+    received_at = excluded.received_at, rated = nextval('rating_order')
 WHERE excluded.received_at > latest_ratings.received_at
    OR (excluded.received_at = latest_ratings.received_at
        AND excluded.evaluation_id > latest_ratings.evaluation_id)
@@ -53,5 +54,6 @@ def rebuild_ratings(con: duckdb.DuckDBPyConnection) -> None:
     evaluations (the demo's and the benchmarks' histories), never for a day's work."""
     con.execute("DELETE FROM latest_ratings")
     con.execute(
-        f"INSERT INTO latest_ratings {LATEST.format(source='evaluations')} ORDER BY received_at"
+        f"INSERT INTO latest_ratings ({COLUMNS}) {LATEST.format(source='evaluations')} "
+        "ORDER BY received_at"
     )

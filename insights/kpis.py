@@ -183,7 +183,8 @@ def kpi_moments(
     Overall for the 12 months up to ``month``; every other scope for ``month`` and the one
     before it. Every surface that shows a month's KPIs reads them here: a closed month
     (``insights.closed_months``) from the warehouse, written the first time it is needed;
-    only the months still open are computed from their units."""
+    only the months still open are computed from their units (so it needs a connection that
+    may write: a month that has closed since the last report is kept then)."""
     basis = Basis(zone, sla_hours, reply_window_hours)
     months = trend_months(month)
     closed = [m for m in months if is_closed(month_start(shift_month(m, 1)), zone, now)]

@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import duckdb
 import polars as pl
 
-from core.clock import stored_range
+from insights.closed_months import (
+    Basis,
+    as_moments,
+    closed_moments,
+    is_closed,
+    keep_closed,
+    kept_months,
+    local_midnight_utc,
+)
 from warehouse.db import query_frame
 from warehouse.figures import IN_SLA, SATISFIED_SQL, SLA_DUE
 
@@ -45,37 +53,56 @@ class Kpi:
     units: str  # SQL: one row per unit with at, store_id, campaign_id, channel, tier, value
 
 
-RATINGS = """
-SELECT r.received_at AS at, a.store_id, a.campaign_id, a.channel, a.tier, {value} AS value
-FROM action_ratings r JOIN care_actions a USING (action_id)
+# Every unit is read for its months only ($lo to $hi), and so is what it is joined with: its
+# action, its rating, its second round, its opt-out. What bounds each join is a fact of the
+# loop, not a guess: a rating is matched to its action only within the reply window after the
+# send (feedback.ingest), a case opens from a collected rating (collect runs daily: a month of
+# slack), a second round is sent after its case opened, a rating comes after its survey was
+# sent, and an opt-out counts within 7 days after the message. So the lookups skip the history
+# before the months read (zone maps on the stored times) and every figure stays as it was.
+ACTION_LOOKUP = "a.sent_at >= ${since} AND a.sent_at < $hi"
+CASE_SLACK = timedelta(days=31)  # a case's action: the reply window and a month before it
+RATINGS = f"""
+SELECT r.received_at AS at, a.store_id, a.campaign_id, a.channel, a.tier, {{value}} AS value
+FROM action_ratings r JOIN care_actions a
+    ON a.action_id = r.action_id AND {ACTION_LOOKUP.format(since="rated_from")}
 WHERE r.round = 1 AND r.received_at >= $lo AND r.received_at < $hi
 """
 SURVEYS = """
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
-    (EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id))::INT AS value
+    (EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id
+        AND r.received_at >= $lo - INTERVAL 1 DAY))::INT AS value
 FROM care_actions a WHERE a.round = 1 AND a.survey AND a.sent_at >= $lo AND a.sent_at < $hi
 """
-CASES = """
-SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {value} AS value
-FROM manager_cases m JOIN care_actions a USING (action_id)
-WHERE ({where}) AND m.opened_at >= $lo AND m.opened_at < $hi
+CASES = f"""
+SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {{value}} AS value
+FROM manager_cases m JOIN care_actions a
+    ON a.action_id = m.action_id AND {ACTION_LOOKUP.format(since="cased_from")}
+{{joins}}
+WHERE ({{where}}) AND m.opened_at >= $lo AND m.opened_at < $hi
 """
+# A case's second round, as RECOVERY_DUE reads it (``s``); sent after its case opened.
+SECOND_ROUND = """LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
+    AND s.sent_at >= $lo - INTERVAL 1 DAY"""
 # Recovery, defined here once: a case is recovered when its second round or a follow-up after
 # its manager's resolution was rated 4-5. Like SLA compliance it counts only the cases whose
 # outcome is due: recovered, or the second round rated, or the second round's reply window
 # over (from when it was sent; with no second round, from when the case opened). A case still
 # waiting for its answer is not counted as not recovered, so a month that has just ended is
-# not "down" against a complete one.
+# not "down" against a complete one. It reads the case's second round as ``s`` (SECOND_ROUND).
 RECOVERED = "(m.status = 'recovered')"
 RECOVERY_DUE = """m.status = 'recovered' OR m.recovered_score IS NOT NULL
-    OR coalesce((SELECT s.sent_at FROM care_actions s WHERE s.action_id = m.second_round_action_id),
-        CASE WHEN m.second_round_action_id IS NULL THEN m.opened_at END)
+    OR coalesce(s.sent_at, CASE WHEN m.second_round_action_id IS NULL THEN m.opened_at END)
         + to_hours($window) <= $now"""
+# An opt-out within 7 days of a message on its channel; opt-outs read only from the months'
+# start to 7 days past their end (what the window allows).
 OPT_OUTS = f"""
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
     (EXISTS (SELECT 1 FROM opt_outs o WHERE o.subscriber_id = a.subscriber_id
         AND o.channel = a.channel AND o.event = 'opt_out' AND o.occurred_at >= a.sent_at
-        AND o.occurred_at < a.sent_at + INTERVAL {OPT_OUT_DAYS} DAY))::INT AS value
+        AND o.occurred_at < a.sent_at + INTERVAL {OPT_OUT_DAYS} DAY
+        AND o.occurred_at >= $lo AND o.occurred_at < $opt_outs_to))::INT
+        AS value
 FROM care_actions a WHERE a.sent_at >= $lo AND a.sent_at < $hi
 """
 KPIS = (
@@ -99,7 +126,7 @@ KPIS = (
         "Recovery (second round or follow-up rated 4-5, of cases due)",
         True,
         "higher",
-        CASES.format(value=f"{RECOVERED}::INT", where=RECOVERY_DUE),
+        CASES.format(value=f"{RECOVERED}::INT", where=RECOVERY_DUE, joins=SECOND_ROUND),
     ),
     Kpi(
         "time_to_first_contact",
@@ -109,6 +136,7 @@ KPIS = (
         CASES.format(
             value="date_diff('second', m.opened_at, m.contacted_at) / 3600.0",
             where="m.contacted_at IS NOT NULL",
+            joins="",
         ),
     ),
     Kpi(
@@ -116,7 +144,7 @@ KPIS = (
         "Cases contacted within the SLA",
         True,
         "higher",
-        CASES.format(value=f"coalesce({IN_SLA}, false)::INT", where=SLA_DUE),
+        CASES.format(value=f"coalesce({IN_SLA}, false)::INT", where=SLA_DUE, joins=""),
     ),
     Kpi("opt_out_rate", "Opt-outs per message", True, "lower", OPT_OUTS),
 )
@@ -142,42 +170,84 @@ def _units_sql() -> str:
     return " UNION ALL ".join(parts)
 
 
+def trend_months(month: str) -> list[str]:
+    """The trend's months: the 12 up to ``month``, oldest first."""
+    return [shift_month(month, -back) for back in range(TREND_MONTHS - 1, -1, -1)]
+
+
 def kpi_moments(
     con: duckdb.DuckDBPyConnection, month: str, zone: str, *, sla_hours: int, now: datetime,
     reply_window_hours: int,
 ) -> pl.DataFrame:  # fmt: skip
     """Per KPI, month, scope and key: units ``n``, ``total`` and ``squares`` of their values.
     Overall for the 12 months up to ``month``; every other scope for ``month`` and the one
-    before it."""
-    first = month_start(shift_month(month, -(TREND_MONTHS - 1)))
-    end = month_start(shift_month(month, 1))
-    previous = shift_month(month, -1)
+    before it. Every surface that shows a month's KPIs reads them here: a closed month
+    (``insights.closed_months``) from the warehouse, written the first time it is needed;
+    only the months still open are computed from their units (so it needs a connection that
+    may write: a month that has closed since the last report is kept then)."""
+    basis = Basis(zone, sla_hours, reply_window_hours)
+    months = trend_months(month)
+    closed = [m for m in months if is_closed(month_start(shift_month(m, 1)), zone, now)]
+    kept = kept_months(con, closed, basis)
+    closing = [m for m in closed if m not in kept]
+    detailed = [shift_month(month, -1), month]
+    read = live_moments(con, closing + [m for m in months if m not in closed],
+                        closing + detailed, basis, now)  # fmt: skip
+    keep_closed(con, closing, read, basis, now)
+    frame = pl.concat([closed_moments(con, sorted(kept), basis), read])
+    return frame.filter((pl.col("scope") == "overall") | pl.col("month").is_in(detailed))
+
+
+def live_moments(
+    con: duckdb.DuckDBPyConnection, months: list[str], detailed: list[str], basis: Basis,
+    now: datetime,
+) -> pl.DataFrame:  # fmt: skip
+    """``months``' moments from their units: overall, and every scope for ``detailed``.
+    A unit's month is found by comparing its stored instant with the months' boundaries in
+    the business zone, computed once here (the same placement as ``timezone(zone, at)``,
+    without converting every row)."""
+    if not months:
+        return as_moments(pl.DataFrame())
+    bounds = {m: month_bounds(m, basis.zone) for m in months}
+    placing = " ".join(
+        f"WHEN u.at >= $lo_{n} AND u.at < $hi_{n} THEN '{m}'" for n, m in enumerate(months)
+    )
+    sums = "sum(n)::BIGINT AS n, sum(total) AS total, sum(squares) AS squares"
     by_scope = [
         f"SELECT kpi, month, '{scope}' AS scope, coalesce({column}::VARCHAR, '(none)') AS key, "
-        "count(*) AS n, sum(value) AS total, sum(value * value) AS squares FROM placed "
-        f"WHERE month IN ($month, $previous) GROUP BY ALL"
+        f"{sums} FROM placed WHERE list_contains($detailed, month) GROUP BY ALL"
         for scope, column in SCOPE_COLUMNS.items()
     ]
+    # The units are summed once into cells of every column a scope reads (a store brings its
+    # region, a campaign its segment); each scope then adds up a few thousand cells.
     sql = f"""
-    WITH placed AS (
-        SELECT u.*, strftime(timezone($zone, u.at), '%Y-%m') AS month, st.region, c.segment
-        FROM ({_units_sql()}) u
+    WITH cells AS (
+        SELECT kpi, CASE {placing} END AS month, store_id, campaign_id, channel, tier,
+            count(*) AS n, sum(value) AS total, sum(value * value) AS squares
+        FROM ({_units_sql()}) u GROUP BY ALL
+    ), placed AS (
+        SELECT cells.*, st.region, c.segment FROM cells
         LEFT JOIN stores st USING (store_id)
         LEFT JOIN campaigns c USING (campaign_id)
-        WHERE timezone($zone, u.at) >= $first AND timezone($zone, u.at) < $end
+        WHERE month IS NOT NULL
     )
-    SELECT kpi, month, 'overall' AS scope, NULL::VARCHAR AS key, count(*) AS n,
-        sum(value) AS total, sum(value * value) AS squares FROM placed GROUP BY ALL
+    SELECT kpi, month, 'overall' AS scope, NULL::VARCHAR AS key, {sums} FROM placed GROUP BY ALL
     UNION ALL {" UNION ALL ".join(by_scope)}
     """
-    lo, hi = stored_range(first, end)  # the units' own times: the history before is skipped
-    params = {
-        "zone": zone, "first": first, "end": end, "month": month, "previous": previous,
-        "sla": sla_hours, "now": now, "window": reply_window_hours, "lo": lo, "hi": hi,
+    lo, hi = min(lo for lo, _ in bounds.values()), max(hi for _, hi in bounds.values())
+    params: dict[str, object] = {
+        "lo": lo, "hi": hi, "detailed": detailed, "sla": basis.sla_hours, "now": now,
+        "window": basis.reply_window_hours,
+        "rated_from": lo - timedelta(hours=basis.reply_window_hours, days=1),
+        "cased_from": lo - timedelta(hours=basis.reply_window_hours) - CASE_SLACK,
+        "opt_outs_to": hi + timedelta(days=OPT_OUT_DAYS),
     }  # fmt: skip
-    frame = query_frame(con, sql, params)
-    return frame.with_columns(
-        pl.col("n").cast(pl.Int64),
-        pl.col("total").cast(pl.Float64),
-        pl.col("squares").cast(pl.Float64),
-    )
+    for n, (lo, hi) in enumerate(bounds.values()):
+        params |= {f"lo_{n}": lo, f"hi_{n}": hi}
+    return as_moments(query_frame(con, sql, params))
+
+
+def month_bounds(month: str, zone: str) -> tuple[datetime, datetime]:
+    """The UTC instants at which ``month`` begins and ends in ``zone``."""
+    end = month_start(shift_month(month, 1))
+    return local_midnight_utc(month_start(month), zone), local_midnight_utc(end, zone)

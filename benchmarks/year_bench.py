@@ -231,12 +231,14 @@ def upgrade(home: Path) -> None:
     """Before the day, not timed: migrate the copy, as a deploy does once (a cache built by an
     older schema gets the new migrations' tables and backfills, as an operator's would), and
     publish the managers' boards as the evening before left them (the history has no service
-    database): the day's publishes then send what changed, as they do in operation."""
+    database), and keep the closed months' KPIs as last month's report left them: the day's
+    publishes then send what changed, and its report closes one month, as in operation."""
     from cases.board import Board
     from cases.publishing import publish_boards
     from core.settings import load_settings
     from feedback.ingest import watermark
     from inbox.inbox import Inbox
+    from insights.kpis import kpi_moments, shift_month
     from warehouse.db import connect
 
     settings = load_settings(home=home)
@@ -245,8 +247,19 @@ def upgrade(home: Path) -> None:
         inbox = Inbox.of(settings)
         evening = moment("21:00") - timedelta(days=1)
         publish_boards(con, Board(inbox), evening, settings.case_sla_hours, watermark(con, inbox))
+        kpi_moments(
+            con, shift_month(DAY.strftime("%Y-%m"), -2), settings.timezone,
+            sla_hours=settings.case_sla_hours, now=_last_months_report(),
+            reply_window_hours=settings.reply_window_hours,
+        )  # fmt: skip
     finally:
         con.close()
+
+
+def _last_months_report() -> datetime:
+    """21:00 on the 1st of the month before the day's: when last month's report ran."""
+    first = (DAY.replace(day=1) - timedelta(days=1)).replace(day=1)
+    return datetime(first.year, first.month, 1, 21, tzinfo=ZONE).astimezone(UTC)
 
 
 def run_step(step: Step, env: dict[str, str], home: Path) -> Result:

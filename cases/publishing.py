@@ -3,11 +3,12 @@ the managers' page reads; the morning digests list the same rows.
 
 A publish sends only what changed: the cases whose board copy may be out of date
 (``manager_cases.board_stale``, set by the case machine, a new case and a reload of the
-customer's details), the cases not on the board yet, and those whose second round may still
-change (opened within SETTLING_DAYS: sent, delivered or expired by then); and it takes off the
-cases no longer listed. Its cost follows the day's changes, not the backlog on the boards. A
-publish with another shape (the SLA, how long closed cases stay, the document's version)
-replaces every board, as the first one does.
+customer's details), the cases not on the board yet, and those whose second round's status is
+not the one last sent (``board_second_round``; looked at for SETTLING_DAYS after the case
+opened: sent, delivered or expired by then); and it takes off the cases no longer listed.
+Its cost follows the day's changes, not the backlog on the boards. A publish with another
+shape (the SLA, how long closed cases stay, the document's version) replaces every board, as
+the first one does.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from warehouse.figures import LISTED_SHOWN_DAYS, LISTED_SQL
 
 CLOSED_SHOWN_DAYS = LISTED_SHOWN_DAYS  # a board shows closed cases this long after they closed
 # A second round's news (sent, delivered, failed, expired) comes within days of the case's
-# opening; a case is sent again at every publish for this long. Later news of it reaches the
-# board with the case's next change.
+# opening; for this long a publish compares its status with the one the board shows. Later
+# news of it reaches the board with the case's next change.
 SETTLING_DAYS = 7
 DOCUMENT_VERSION = 1  # of a case's board document: a new one replaces every board once
 
@@ -58,11 +59,18 @@ WHERE {LISTED_SQL} {{which}}
 # Every listed case, and whether it must be sent (see the module's docstring).
 LISTED_CASES_SQL = f"""
 CREATE OR REPLACE TEMP TABLE board_listed AS
-SELECT m.evaluation_id AS case_id,
+SELECT m.evaluation_id AS case_id, second.status AS second_round,
     coalesce(m.board_stale, true) OR NOT $partial
         OR m.evaluation_id NOT IN (SELECT case_id FROM board_on_page)
-        OR m.opened_at >= $now - to_days($settling) AS send
-FROM manager_cases m WHERE {LISTED_SQL}
+        OR (second.action_id IS NOT NULL AND second.status IS DISTINCT FROM m.board_second_round)
+        AS send
+FROM manager_cases m
+-- a settling case's second round, made when it opened: the outbox before is skipped
+LEFT JOIN (
+    SELECT action_id, status FROM care_actions WHERE created_at >= $now - to_days($settling)
+) second ON second.action_id = m.second_round_action_id
+    AND m.opened_at >= $now - to_days($settling)
+WHERE {LISTED_SQL}
 """
 
 
@@ -99,8 +107,9 @@ def publish_boards(
     board.publish(update, at=now, collected_up_to=collected_up_to)
     # on the board now: stale no more (a crash before this only sends them again)
     con.execute(
-        "UPDATE manager_cases SET board_stale = false WHERE board_stale IS NOT false "
-        "AND evaluation_id IN (SELECT case_id FROM board_listed WHERE send)"
+        "UPDATE manager_cases m SET board_stale = false, "
+        "board_second_round = coalesce(l.second_round, m.board_second_round) "
+        "FROM board_listed l WHERE l.send AND m.evaluation_id = l.case_id"
     )
     return len(cases)
 

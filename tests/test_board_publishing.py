@@ -12,7 +12,7 @@ from cases.collect import collect
 from cases.machine import apply_rows
 from cases.publishing import CLOSED_SHOWN_DAYS, SETTLING_DAYS, board_rows, publish_boards
 from feedback.ingest import watermark
-from tests.factories import add_subscriber
+from tests.factories import add_action, add_subscriber
 from tests.manager_world import OPENED, add_case, build
 from warehouse.loading import load_file
 
@@ -117,11 +117,20 @@ def test_a_backlog_on_the_boards_is_not_sent_again(con, settings, world):
     assert on_board(board) == as_whole(con, late)
 
 
-def test_a_case_still_settling_is_sent_every_time_then_no_more(con, settings, world):
-    """Its second round's news (sent, delivered) changes no case row: it is sent anyway."""
+def test_a_settling_case_is_sent_when_its_second_round_moves_on(con, settings, world):
+    """Its second round's news (sent, delivered) changes no case row: the publish sees it in
+    the outbox, for SETTLING_DAYS after the case opened."""
     board, now = world
-    assert publish(con, board, now) == 4  # every case opened hours ago
-    assert publish(con, board, OPENED + timedelta(days=SETTLING_DAYS, hours=1)) == 0
+    add_action(con, "R2", "S1", round=2, status="queued", sent_at=OPENED + timedelta(minutes=9))
+    con.execute("UPDATE manager_cases SET second_round_action_id = 'R2' WHERE evaluation_id = 'E1'")
+    assert publish(con, board, now) == 1  # queued, where the board showed none
+    assert publish(con, board, now) == 0
+    con.execute("UPDATE care_actions SET status = 'sent' WHERE action_id = 'R2'")  # dispatch
+    assert publish(con, board, now) == 1
+    assert on_board(board)["E1"]["second_round_status"] == "sent"
+    assert on_board(board) == as_whole(con, now)
+    con.execute("UPDATE care_actions SET status = 'delivered' WHERE action_id = 'R2'")
+    assert publish(con, board, OPENED + timedelta(days=SETTLING_DAYS, hours=1)) == 0  # settled
 
 
 def test_a_managers_change_not_yet_collected_shows_once_whether_its_case_is_sent_or_not(

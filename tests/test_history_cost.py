@@ -352,3 +352,49 @@ def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     assert response.n == 20
     for table in ("evaluations", "latest_ratings", "care_actions"):
         assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_a_reply_is_matched_among_its_own_numbers_surveys_not_every_recent_one(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    """The weeks an SMS reply's survey is looked for in hold every number's surveys; the
+    ASOF joins that pick the latest one build on the page's numbers' only."""
+    con.execute(f"""
+        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
+            channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
+            created_at, sent_at, attempts, updated_at, timezone, claimed_at, provider_id)
+        SELECT {ACTION.format(kind="recent")}, 'sent', stamp, stamp, stamp, 1, stamp,
+            'Asia/Shanghai', stamp, 'SMx' || i
+        FROM (SELECT i, TIMESTAMPTZ '{LATER.isoformat()}' - to_seconds(i * 10) AS stamp
+              FROM range(50000) r(i))""")  # a week of surveys to 50,000 numbers
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient=PHONE, sent_at=LATER - timedelta(hours=1))
+    inbox = Inbox(settings.inbox_path)
+    inbox.put("sms", "SMr", LATER, {"MessageSid": "SMr", "From": PHONE, "To": "+1", "Body": "5"})
+    profiled = WidestProfiled(con)
+    figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
+    assert figures.replies == {"matched": 1}
+    [widest] = [rows for rows, sql in profiled.widest if "TEMP TABLE attributed" in sql]
+    assert widest <= 10, f"{widest:,} rows through one operator to match one reply"
+
+
+class WidestProfiled(Profiled):
+    """Also notes, per statement, the most rows any one of its operators passed on."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(con)
+        self.widest: list[tuple[int, str]] = []
+
+    def execute(self, sql: str, *args: object) -> Read:
+        read = super().execute(sql, *args)
+        profile = json.loads(self._con.get_profiling_information(format="json"))
+        self.widest.append((max(_rows(profile["operator"]), default=0), " ".join(sql.split())))
+        return read
+
+
+def _rows(operators: list[dict[str, Any]]) -> Iterator[int]:
+    for operator in operators:
+        yield int(operator.get("intermediate_rows", 0))
+        yield from _rows(operator.get("children", []))

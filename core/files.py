@@ -52,6 +52,8 @@ def is_formula(value: Any) -> bool:
         return False
     if value.startswith(("\t", "\r")):
         return True
+    if value[:1].isalnum():  # most cells: no letter or digit folds into a formula's start
+        return False
     read = LEADING_IGNORED.sub("", unicodedata.normalize("NFKC", value))
     return read.startswith(FORMULA_START) and not PLAIN_NUMBER.match(read)
 

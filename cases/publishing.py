@@ -4,10 +4,10 @@ the managers' page reads; the morning digests list the same rows.
 A publish sends only what changed: the cases whose board copy may be out of date
 (``manager_cases.board_stale``, set by the case machine, a new case and a reload of the
 customer's details), the cases not on the board yet, and those whose second round may still
-change (opened within SETTLING_DAYS: sent, delivered or expired by then); and it takes off the
-cases no longer listed. Its cost follows the day's changes, not the backlog on the boards. A
-publish with another shape (the SLA, how long closed cases stay, the document's version)
-replaces every board, as the first one does.
+change (opened, or their second round made, within SETTLING_DAYS: sent, delivered or expired
+by then); and it takes off the cases no longer listed. Its cost follows the day's changes, not
+the backlog on the boards. A publish with another shape (the SLA, how long closed cases stay,
+the document's version) replaces every board, as the first one does.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from warehouse.db import query_dicts, register_frame
 from warehouse.figures import LISTED_SHOWN_DAYS, LISTED_SQL
 
 CLOSED_SHOWN_DAYS = LISTED_SHOWN_DAYS  # a board shows closed cases this long after they closed
-# A second round's news (sent, delivered, failed, expired) comes within days of the case's
-# opening; a case is sent again at every publish for this long. Later news of it reaches the
+# A second round's news (sent, delivered, failed, expired) comes within days of its making
+# (the case's opening, or later for a rating collected late); a case is sent again at every
+# publish for this long. Later news of it reaches the
 # board with the case's next change.
 SETTLING_DAYS = 7
 DOCUMENT_VERSION = 1  # of a case's board document: a new one replaces every board once
@@ -61,7 +62,12 @@ CREATE OR REPLACE TEMP TABLE board_listed AS
 SELECT m.evaluation_id AS case_id,
     coalesce(m.board_stale, true) OR NOT $partial
         OR m.evaluation_id NOT IN (SELECT case_id FROM board_on_page)
-        OR m.opened_at >= $now - to_days($settling) AS send
+        OR m.opened_at >= $now - to_days($settling)
+        -- a case opened from a rating collected late gets its second round days after its
+        -- opened_at: that round's news settles from when it was made (created_at's zone maps)
+        OR m.second_round_action_id IN (
+            SELECT action_id FROM care_actions WHERE created_at >= $now - to_days($settling)
+        ) AS send
 FROM manager_cases m WHERE {LISTED_SQL}
 """
 

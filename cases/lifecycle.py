@@ -45,9 +45,10 @@ WITH due AS (
     FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
     WHERE list_contains($states, m.status) AND a.sent_at IS NOT NULL
       AND a.sent_at + to_seconds($window) <= $now
-      -- a case's window closed since collect last looked, or within the weeks a collect may
-      -- have been missed: older ones have their event (a range sent_at's zone maps answer)
-      AND a.sent_at >= $now - to_seconds($window) - to_days($missed)
+      -- a case's window closed since collect last looked ($since: the last look, or the
+      -- weeks a collect may have missed if later): older ones have their event (a range
+      -- sent_at's zone maps answer)
+      AND a.sent_at >= $since - to_seconds($window)
 ), answered AS (  -- the due ones' ratings, looked up by key, not the whole table
     SELECT r.action_id FROM latest_ratings r SEMI JOIN due USING (action_id)
 )
@@ -57,20 +58,32 @@ SELECT 'no-answer:' || evaluation_id AS event_key, evaluation_id AS case_id,
        NULL AS comment
 FROM due WHERE action_id NOT IN (SELECT action_id FROM answered)
 """
-MISSED_DAYS = 30  # how long collect may have gone without ``now`` and still mark them
+MISSED_DAYS = 30  # looked at again each time, besides what came since the last look
+CHECKED = "unanswered_checked"  # in ingest_state: the latest ``now`` looked at (epoch µs)
 
 
 def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
     """Cases whose second round went unanswered (no rating of it by now, the ratings just
     collected included). Returns the cases it moved or marked."""
+    row = con.execute(
+        "SELECT make_timestamptz(value) FROM ingest_state WHERE name = ?", [CHECKED]
+    ).fetchone()
+    since = now - timedelta(days=MISSED_DAYS)
     params = {
         "now": now,
         "window": int(window.total_seconds()),
         "event": str(Event.NO_ANSWER),
         "states": states_where(Event.NO_ANSWER),
-        "missed": MISSED_DAYS,
+        # collect may have run only without ``now`` for longer: look from the last look on
+        "since": since if row is None else min(since, row[0]),
     }
-    return apply_events(con, UNANSWERED, params)
+    moved = apply_events(con, UNANSWERED, params)
+    con.execute(
+        "INSERT INTO ingest_state VALUES ($name, epoch_us($now)) ON CONFLICT (name) "
+        "DO UPDATE SET value = greatest(ingest_state.value, excluded.value)",
+        {"name": CHECKED, "now": now},
+    )
+    return moved
 
 
 # The ratings that can move a case, each with its case and the part of the case it rates:

@@ -4,8 +4,9 @@ the managers' page reads; the morning digests list the same rows.
 A publish sends only what changed: the cases whose board copy may be out of date
 (``manager_cases.board_stale``, set by the case machine, a new case and a reload of the
 customer's details), the cases not on the board yet, and those whose second round's status is
-not the one last sent (``board_second_round``; looked at for SETTLING_DAYS after the case
-opened: sent, delivered or expired by then); and it takes off the cases no longer listed.
+not the one last sent (``board_second_round``; looked at for SETTLING_DAYS after the second
+round was made, which may be days after the case's rating when it was collected late: sent,
+delivered or expired by then); and it takes off the cases no longer listed.
 Its cost follows the day's changes, not the backlog on the boards. A publish with another
 shape (the SLA, how long closed cases stay, the document's version) replaces every board, as
 the first one does.
@@ -24,8 +25,8 @@ from warehouse.db import query_dicts, register_frame
 from warehouse.figures import LISTED_SHOWN_DAYS, LISTED_SQL
 
 CLOSED_SHOWN_DAYS = LISTED_SHOWN_DAYS  # a board shows closed cases this long after they closed
-# A second round's news (sent, delivered, failed, expired) comes within days of the case's
-# opening; for this long a publish compares its status with the one the board shows. Later
+# A second round's news (sent, delivered, failed, expired) comes within days of its making;
+# for this long a publish compares its status with the one the board shows. Later
 # news of it reaches the board with the case's next change.
 SETTLING_DAYS = 7
 DOCUMENT_VERSION = 1  # of a case's board document: a new one replaces every board once
@@ -65,11 +66,10 @@ SELECT m.evaluation_id AS case_id, second.status AS second_round,
         OR (second.action_id IS NOT NULL AND second.status IS DISTINCT FROM m.board_second_round)
         AS send
 FROM manager_cases m
--- a settling case's second round, made when it opened: the outbox before is skipped
+-- a second round made within the settling days: the outbox before is skipped
 LEFT JOIN (
     SELECT action_id, status FROM care_actions WHERE created_at >= $now - to_days($settling)
 ) second ON second.action_id = m.second_round_action_id
-    AND m.opened_at >= $now - to_days($settling)
 WHERE {LISTED_SQL}
 """
 

@@ -155,3 +155,26 @@ def test_another_sla_replaces_every_board(con, settings, world):
     assert publish_boards(con, board, late, SLA + 24, watermark(con, board.inbox)) == 4
     sla_due = {c["case_id"]: c["sla_due"] for c in on_board(board).values()}
     assert sla_due["E1"] == str(OPENED + timedelta(hours=SLA + 24))
+
+
+def test_a_late_collected_cases_second_round_news_reaches_the_board(con, settings, world):
+    """A rating collected days late opens a case dated by the rating; its second round is made
+    and sent from then on, and the board shows it sent as a whole publish would."""
+    board, now = world
+    rated = now - timedelta(days=SETTLING_DAYS + 3)  # the rating came; collect was down
+    add_subscriber(con, "S5", home_store_id="ST1")
+    add_case(con, "E5", "ST1", "S5", comment="late")
+    con.execute("UPDATE manager_cases SET opened_at = ? WHERE evaluation_id = 'E5'", [rated])
+    add_action(con, "R5", "S5", sent_at=now, round=2)  # the second round, made now
+    con.execute("UPDATE care_actions SET status = 'queued', sent_at = NULL WHERE action_id = 'R5'")
+    con.execute("UPDATE manager_cases SET second_round_action_id = 'R5' WHERE evaluation_id = 'E5'")
+    publish(con, board, now)
+    assert on_board(board)["E5"]["second_round_status"] == "queued"
+
+    later = now + timedelta(hours=1)  # dispatch sends it
+    con.execute(
+        "UPDATE care_actions SET status = 'sent', sent_at = ? WHERE action_id = 'R5'", [later]
+    )
+    publish(con, board, later)
+    assert on_board(board)["E5"]["second_round_status"] == "sent"
+    assert on_board(board) == as_whole(con, later)

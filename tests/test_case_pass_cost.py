@@ -52,3 +52,17 @@ def test_a_second_round_silent_for_longer_is_not_looked_at_again(con, settings):
     much_later = SECOND_SENT + WINDOW + timedelta(days=MISSED_DAYS + 1)
     collect(con, inbox, reply_window=WINDOW, now=much_later)
     assert status(con) == "open"
+
+
+def test_a_second_round_falling_silent_while_collect_ran_without_now_for_weeks_is_marked(
+    con, settings
+):
+    """Collect looked (with ``now``) while the second round was still in its window, then ran
+    only without ``now`` (between dispatch's batches) for longer than MISSED_DAYS: the next
+    look starts where the last one stopped, so the silence is not lost."""
+    inbox = one_case(con, settings, "open")
+    collect(con, inbox, reply_window=WINDOW, now=SECOND_SENT + timedelta(hours=1))
+    assert status(con) == "open"
+    weeks_later = SECOND_SENT + WINDOW + timedelta(days=MISSED_DAYS + 5)
+    collect(con, inbox, reply_window=WINDOW, now=weeks_later)
+    assert status(con) == "unresolved"

@@ -4,6 +4,3 @@
 -- these (and the cases whose second round may still change) instead of every board whole.
 -- Existing cases start stale: the first publish after this sends every board whole anyway.
 ALTER TABLE manager_cases ADD COLUMN board_stale BOOLEAN DEFAULT true;
--- The second round's status the board last showed: a settling case whose second round moved
--- on (sent, delivered, expired) is sent again.
-ALTER TABLE manager_cases ADD COLUMN board_second_round VARCHAR;

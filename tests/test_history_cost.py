@@ -117,16 +117,25 @@ ACTION = """'ca_' || substr(md5('{kind}' || i), 1, 24),
     '+8613800' || lpad((i % 100000)::VARCHAR, 6, '0'), NULL, NULL, 'Happy birthday', true"""
 
 
-def fill_outbox(con: duckdb.DuckDBPyConnection, queued: int = QUEUED) -> None:
+def add_sent(con: duckdb.DuckDBPyConnection, kind: str, stamps: str, provider_id: str) -> None:
+    """Sent SMS surveys, one per row ``i`` of ``stamps`` (columns i, stamp)."""
     con.execute(f"""
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
             subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
             channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
             created_at, sent_at, attempts, updated_at, timezone, claimed_at, provider_id)
-        SELECT {ACTION.format(kind="old")}, 'sent', stamp, stamp, stamp, 1, stamp,
-            'Asia/Shanghai', stamp, 'SM' || md5('old' || i)
-        FROM (SELECT i, TIMESTAMPTZ '2025-06-15' + to_seconds(i * 50) AS stamp
-              FROM range({HISTORY}) r(i) ORDER BY i)""")
+        SELECT {ACTION.format(kind=kind)}, 'sent', stamp, stamp, stamp, 1, stamp,
+            'Asia/Shanghai', stamp, {provider_id}
+        FROM ({stamps})""")
+
+
+def fill_outbox(con: duckdb.DuckDBPyConnection, queued: int = QUEUED) -> None:
+    add_sent(
+        con, "old",
+        f"SELECT i, TIMESTAMPTZ '2025-06-15' + to_seconds(i * 50) AS stamp "
+        f"FROM range({HISTORY}) r(i) ORDER BY i",
+        "'SM' || md5('old' || i)",
+    )  # fmt: skip
     con.execute("CHECKPOINT")
     con.execute(f"""
         INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
@@ -359,15 +368,12 @@ def test_a_reply_is_matched_among_its_own_numbers_surveys_not_every_recent_one(
 ) -> None:
     """The weeks an SMS reply's survey is looked for in hold every number's surveys; the
     ASOF joins that pick the latest one build on the page's numbers' only."""
-    con.execute(f"""
-        INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
-            subscriber_id, occasion, round, parent_evaluation_id, store_id, tier, locale,
-            channel, recipient, offer_code, subject, body, survey, status, scheduled_at,
-            created_at, sent_at, attempts, updated_at, timezone, claimed_at, provider_id)
-        SELECT {ACTION.format(kind="recent")}, 'sent', stamp, stamp, stamp, 1, stamp,
-            'Asia/Shanghai', stamp, 'SMx' || i
-        FROM (SELECT i, TIMESTAMPTZ '{LATER.isoformat()}' - to_seconds(i * 10) AS stamp
-              FROM range(50000) r(i))""")  # a week of surveys to 50,000 numbers
+    add_sent(  # a week of surveys to 50,000 numbers
+        con, "recent",
+        f"SELECT i, TIMESTAMPTZ '{LATER.isoformat()}' - to_seconds(i * 10) AS stamp "
+        "FROM range(50000) r(i)",
+        "'SMx' || i",
+    )  # fmt: skip
     add_store(con)
     add_subscriber(con, "S1")
     add_action(con, "A1", "S1", recipient=PHONE, sent_at=LATER - timedelta(hours=1))

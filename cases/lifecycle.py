@@ -132,12 +132,14 @@ FROM case_ratings
 """
 
 
-def ratings_seen(con: duckdb.DuckDBPyConnection) -> None:
-    """Every rating so far counts as having moved its case: for writers of a history whose
-    cases already are as its ratings left them (the benchmarks'), never for a day's work."""
+def ratings_seen(con: duckdb.DuckDBPyConnection, after: int = 0) -> None:
+    """Every rating so far counts as having moved its case (``after``: the mark it had, so
+    only the ratings since are read). Collect's pass calls it once it has moved them; so do
+    writers of a history whose cases already are as its ratings left them (the benchmarks')."""
     con.execute(
-        "INSERT OR REPLACE INTO ingest_state SELECT ?, coalesce(max(rated), 0) FROM latest_ratings",
-        [SEEN],
+        "INSERT OR REPLACE INTO ingest_state "
+        "SELECT ?, coalesce(max(rated), ?) FROM latest_ratings WHERE rated > ?",
+        [SEEN, after, after],
     )
 
 
@@ -147,9 +149,5 @@ def update_cases(con: duckdb.DuckDBPyConnection) -> int:
     seen = int(row[0]) if row else 0
     con.execute(CASE_RATINGS, {"seen": seen})
     taken = apply_events(con, RATINGS)
-    con.execute(
-        "INSERT OR REPLACE INTO ingest_state "
-        "SELECT ?, coalesce(max(rated), ?) FROM latest_ratings WHERE rated > ?",
-        [SEEN, seen, seen],
-    )
+    ratings_seen(con, seen)
     return taken

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
@@ -40,7 +40,7 @@ import polars as pl
 from campaigns.channels.base import HELD_BACK, OutboundMessage, Provider, SendResult, StopWatch
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import Held, as_held, query_frame, register_frame
+from warehouse.db import Held, as_held, query_frame, register_frame, transaction
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -206,19 +206,6 @@ def _due(con: duckdb.DuckDBPyConnection, by: datetime | None, found: Open) -> in
         {"by": by, "since": found.since},
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """One commit for a batch's step: its statements hold together, and the outbox's log is
-    flushed once, not once a statement."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _count(result: duckdb.DuckDBPyConnection) -> int:
@@ -450,7 +437,7 @@ class Batch:
         that drops a repeated idempotency key: a crash before the commit leaves the batch
         queued, and its next send repeats nothing. The warehouse is held throughout."""
         stage_candidates(con, self.candidates)
-        with _transaction(con):
+        with transaction(con):
             screen(con, self.at, self.simulated, None if self.live else self.at)
             settle_screened(con, self.at, figures)
             sends = let_through(con, self.candidates).with_columns(
@@ -490,7 +477,7 @@ def take_batch(
     """The candidates that pass the standard at ``at``, claimed (committed) before anything
     is sent; the others suppressed, deferred or expired. In one transaction."""
     stage_candidates(con, candidates)
-    with _transaction(con):
+    with transaction(con):
         screen(con, at, simulated, None if live else at)
         settle_screened(con, at, figures)
         claimed = claim_screened(con, at)
@@ -735,7 +722,7 @@ def record(
     """Write each result: sent, failed, back to the queue (now or at its retry time), or
     (unconfirmed) left sending; in one transaction. The figures count what was written."""
     outcome = _outcome_frame(batch, messages, results, now, retry)
-    with _transaction(con):
+    with transaction(con):
         _write_outcome(con, outcome, now, claiming=False)
     _count_outcomes(outcome, figures)
 

@@ -20,7 +20,7 @@ import polars as pl
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
-from warehouse.db import LOOKUP_KEYS, register_frame
+from warehouse.db import LOOKUP_KEYS, register_frame, transaction
 from warehouse.ratings import record_ratings
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
@@ -58,8 +58,7 @@ def drain(
     figures = figures or CollectFigures()
     # A page names no more rows than a join looks up by index (warehouse.db.LOOKUP_KEYS).
     for batch in inbox.after(watermark(con, inbox), limit=LOOKUP_KEYS):
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             fresh = land(con, batch, figures)
             # Statuses first: an event may settle the send a reply in this batch answers.
             ingest_statuses(con, [i for i in fresh if i.kind == "status"], figures)
@@ -73,10 +72,6 @@ def drain(
                 "INSERT OR REPLACE INTO ingest_state VALUES (?, ?)",
                 [WATERMARK.format(inbox.identity), batch[-1].id],
             )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return figures
 
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from warehouse.db import query_frame, register_frame
+from warehouse.db import query_frame, register_frame, transaction
 
 CLOSE_AFTER_DAYS = 28  # at most February's length: see the docstring
 MOMENT_COLUMNS = ("kpi", "month", "scope", "key", "n", "total", "squares")
@@ -89,21 +89,17 @@ def keep_closed(
     if not months:
         return
     register_frame(con, "closing_moments", moments.filter(pl.col("month").is_in(months)))
-    con.execute("BEGIN")
     try:
-        con.execute(
-            "INSERT INTO kpi_closed_months SELECT unnest($months), $zone, $sla, $window, $now",
-            {"months": months, "now": now, **basis.params()},
-        )
-        con.execute(
-            "INSERT INTO kpi_month_moments SELECT month, $zone, $sla, $window, kpi, scope, key, "
-            "n, total, squares FROM closing_moments",
-            basis.params(),
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            con.execute(
+                "INSERT INTO kpi_closed_months SELECT unnest($months), $zone, $sla, $window, $now",
+                {"months": months, "now": now, **basis.params()},
+            )
+            con.execute(
+                "INSERT INTO kpi_month_moments SELECT month, $zone, $sla, $window, kpi, scope, "
+                "key, n, total, squares FROM closing_moments",
+                basis.params(),
+            )
     finally:
         con.unregister("closing_moments")
 

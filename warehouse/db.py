@@ -61,6 +61,19 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[Migration]:
     return applied
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction for the statements inside: committed together (the log flushed once,
+    not once a statement), or rolled back when one fails (and the error raised)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 # A batch names at most this many rows of a keyed table (a dispatch batch, an inbox page):
 # up to that many, a join on the key pushes the batch's keys into the table's scan, which
 # then looks them up in the key's index. Beyond DuckDB's defaults (50 keys pushed; an index

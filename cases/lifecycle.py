@@ -9,12 +9,13 @@ or refused, is kept in ``case_events``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
 from cases.machine import Event, apply_events, apply_rows, states_where
 from inbox.inbox import InboxItem
+from warehouse.db import ingest_mark
 
 
 def ingest_case_events(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) -> int:
@@ -65,9 +66,7 @@ CHECKED = "unanswered_checked"  # in ingest_state: the latest ``now`` looked at 
 def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta) -> int:
     """Cases whose second round went unanswered (no rating of it by now, the ratings just
     collected included). Returns the cases it moved or marked."""
-    row = con.execute(
-        "SELECT make_timestamptz(value) FROM ingest_state WHERE name = ?", [CHECKED]
-    ).fetchone()
+    checked = ingest_mark(con, CHECKED)
     since = now - timedelta(days=MISSED_DAYS)
     params = {
         "now": now,
@@ -75,7 +74,7 @@ def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: time
         "event": str(Event.NO_ANSWER),
         "states": states_where(Event.NO_ANSWER),
         # collect may have run only without ``now`` for longer: look from the last look on
-        "since": since if row is None else min(since, row[0]),
+        "since": since if checked is None else min(since, _from_epoch_us(checked)),
     }
     moved = apply_events(con, UNANSWERED, params)
     con.execute(
@@ -84,6 +83,10 @@ def unanswered_cases(con: duckdb.DuckDBPyConnection, now: datetime, window: time
         {"name": CHECKED, "now": now},
     )
     return moved
+
+
+def _from_epoch_us(value: int) -> datetime:
+    return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=value)
 
 
 # The ratings that can move a case, each with its case and the part of the case it rates:
@@ -145,8 +148,7 @@ def ratings_seen(con: duckdb.DuckDBPyConnection, after: int = 0) -> None:
 
 def update_cases(con: duckdb.DuckDBPyConnection) -> int:
     """The ratings that came since the last pass move their cases; returns those taken."""
-    row = con.execute("SELECT value FROM ingest_state WHERE name = ?", [SEEN]).fetchone()
-    seen = int(row[0]) if row else 0
+    seen = ingest_mark(con, SEEN) or 0
     con.execute(CASE_RATINGS, {"seen": seen})
     taken = apply_events(con, RATINGS)
     ratings_seen(con, seen)

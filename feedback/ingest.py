@@ -20,7 +20,7 @@ import polars as pl
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
-from warehouse.db import LOOKUP_KEYS, register_frame, transaction
+from warehouse.db import LOOKUP_KEYS, ingest_mark, register_frame, transaction
 from warehouse.ratings import record_ratings
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
@@ -78,10 +78,7 @@ def drain(
 def watermark(con: duckdb.DuckDBPyConnection, inbox: Inbox) -> int:
     """The last id collect took from this inbox (0 for an inbox it has never read: a new
     inbox, or the warehouse moved to PostgreSQL's, is read from its start)."""
-    row = con.execute(
-        "SELECT value FROM ingest_state WHERE name = ?", [WATERMARK.format(inbox.identity)]
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return ingest_mark(con, WATERMARK.format(inbox.identity)) or 0
 
 
 def land(

@@ -74,6 +74,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("COMMIT")
 
 
+def ingest_mark(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
+    """A mark collect keeps in ``ingest_state`` (an inbox id, a sequence number, a moment in
+    epoch microseconds); None before it is first set."""
+    row = con.execute("SELECT value FROM ingest_state WHERE name = ?", [name]).fetchone()
+    return None if row is None else int(row[0])
+
+
 # A batch names at most this many rows of a keyed table (a dispatch batch, an inbox page):
 # up to that many, a join on the key pushes the batch's keys into the table's scan, which
 # then looks them up in the key's index. Beyond DuckDB's defaults (50 keys pushed; an index

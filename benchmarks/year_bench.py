@@ -229,11 +229,16 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
 
 def upgrade(home: Path) -> None:
     """Before the day, not timed: migrate the copy, as a deploy does once (a cache built by an
-    older schema gets the new migrations' tables and backfills, as an operator's would), and
-    publish the managers' boards as the evening before left them (the history has no service
-    database), and keep the closed months' KPIs as last month's report left them: the day's
-    publishes then send what changed, and its report closes one month, as in operation."""
+    older schema gets the new migrations' tables and backfills, as an operator's would), run
+    what the evening before's collect did to the cases (the generated history records no
+    case's missed second round, its follow-ups or the checks' marks: the day's collect would
+    otherwise do weeks of it at once) and publish the managers' boards as it left them (the
+    history has no service database), and keep the closed months' KPIs as last month's
+    report left them: the day's collect and publishes then do what changed that day, and its
+    report closes one month, as in operation."""
     from cases.board import Board
+    from cases.collect import collect
+    from cases.follow_up import plan_follow_ups
     from cases.publishing import publish_boards
     from core.settings import load_settings
     from feedback.ingest import watermark
@@ -245,6 +250,10 @@ def upgrade(home: Path) -> None:
     con = connect(settings.warehouse_path)
     try:
         inbox = Inbox.of(settings)
+        last_collect = moment("20:00") - timedelta(days=1)
+        window = timedelta(hours=settings.reply_window_hours)
+        collect(con, inbox, reply_window=window, now=last_collect)
+        plan_follow_ups(con, settings, last_collect)
         evening = moment("21:00") - timedelta(days=1)
         publish_boards(con, Board(inbox), evening, settings.case_sla_hours, watermark(con, inbox))
         kpi_moments(

@@ -33,6 +33,15 @@ FOLLOW_UP_VALID_FOR = "3d"
 ROUND = 3
 CONTACT = {"sms": "phone", "voice": "phone", "email": "email"}
 
+# The resolved cases not asked since they were resolved: manager_cases alone, so a collect
+# with nothing due reads no more than the cases (never the outbox or the customers).
+DUE_CASES_SQL = """
+CREATE OR REPLACE TEMP TABLE follow_ups_due AS
+SELECT evaluation_id FROM manager_cases
+WHERE status = $resolved AND coalesce(follow_ups, 0) < $cap
+  AND (follow_up_asked_at IS NULL OR follow_up_asked_at < closed_at)
+"""
+# What a follow-up of each due case needs (a few cases a day: looked up by key).
 DUE_SQL = """
 SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
        coalesce(m.follow_ups, 0) AS asked, m.status,
@@ -48,9 +57,7 @@ JOIN subscribers s USING (subscriber_id)
 JOIN evaluations e ON e.evaluation_id = m.evaluation_id
 LEFT JOIN stores st ON st.store_id = m.store_id
 LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
-WHERE m.status = $resolved AND coalesce(m.follow_ups, 0) < $cap
-  AND NOT EXISTS (SELECT 1 FROM care_actions a WHERE a.parent_evaluation_id = m.evaluation_id
-                  AND a.round = 3 AND a.created_at >= m.closed_at)
+WHERE m.evaluation_id IN (SELECT evaluation_id FROM follow_ups_due)
 """
 # Every follow-up of a run in one statement, from the frame ``follow_ups`` (one row a case).
 INSERT_SQL = (
@@ -68,7 +75,8 @@ FROM follow_ups
     + OUTBOX_CONFLICT
 )
 ASKED_SQL = """
-UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = $now
+UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = $now,
+    follow_up_asked_at = $now
 WHERE evaluation_id IN (SELECT case_id FROM follow_ups)
 """
 # A case that cannot be asked keeps its resolution (the machine's not-asked event says why
@@ -89,9 +97,11 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     resolution, and its history says why. Only the messages are rendered case by case; the
     cases are read and written once for the whole run."""
     params = {"cap": settings.case_follow_ups, "resolved": State.RESOLVED.value}
-    due = query_dicts(con, DUE_SQL, params)
-    if not due:  # most collects: no campaign file need be read
+    con.execute(DUE_CASES_SQL, params)
+    [(waiting,)] = con.execute("SELECT count(*) FROM follow_ups_due").fetchall()
+    if not waiting:  # most collects: no campaign file need be read
         return 0
+    due = query_dicts(con, DUE_SQL, {})
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )

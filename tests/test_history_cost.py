@@ -289,6 +289,48 @@ def test_a_collect_page_does_not_read_the_settled_history(
     assert readers == []
 
 
+def test_finding_the_follow_ups_due_reads_neither_the_outbox_nor_the_asked_backlog(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    """Every resolved case already asked since its resolution stays resolved until its
+    customer answers (many never do): finding today's due ones reads the cases, not the
+    outbox, and a case resolved again after it was asked is due again."""
+    from cases.follow_up import plan_follow_ups
+
+    fill_outbox(con)
+    add_store(con)
+    add_subscriber(con, "S1")
+    resolved = LATER - timedelta(days=30)
+    con.execute(
+        """INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+            action_id, score, comment, opened_at, status, closed_at, follow_ups,
+            follow_up_asked_at)
+        SELECT 'E' || i, 'ST1', 'S1', 'store_visit', 'A' || i, 1, 'slow', $at, 'resolved',
+            $at, 1, $at + INTERVAL 1 HOUR FROM range(5000) t(i)""",
+        {"at": resolved},
+    )
+    profiled = Profiled(con)
+    assert plan_follow_ups(profiled, settings, LATER) == 0  # type: ignore[arg-type]
+    assert profiled.read_from("care_actions", 1) == []
+    assert profiled.read_from("subscribers", 1) == []
+    # E7 reopened and resolved again after its follow-up went: it is asked again
+    add_action(con, "A7", "S1", recipient=PHONE, sent_at=resolved)
+    con.execute(
+        """INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id,
+            campaign_id, round, store_id, channel, intent, score, comment, attribution,
+            received_at)
+        VALUES ('E7', 'k-E7', 'A7', 'S1', 'store_visit', 1, 'ST1', 'sms', 'rating', 1,
+            'slow', 'matched', $at)""",
+        {"at": resolved},
+    )
+    con.execute(
+        "UPDATE manager_cases SET closed_at = $at WHERE evaluation_id = 'E7'",
+        {"at": LATER - timedelta(hours=1)},
+    )
+    assert plan_follow_ups(con, settings, LATER) == 1
+    assert plan_follow_ups(con, settings, LATER) == 0  # asked once per resolution
+
+
 # --- reading ratings ---------------------------------------------------------------------------
 # A year of ratings behind today's work: every settled survey of fill_outbox rated, an hour
 # after it was sent, as collect would have kept them (the migration's backfill, in order).

@@ -40,7 +40,7 @@ import polars as pl
 from campaigns.channels.base import HELD_BACK, OutboundMessage, Provider, SendResult, StopWatch
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import Held, as_held, query_frame, register_frame, transaction
+from warehouse.db import Held, as_held, looked_up, query_frame, register_frame, transaction
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -99,14 +99,9 @@ class Open:
 
 def on_candidates(condition: str) -> str:
     """The predicate of a batch's statement on ``care_actions a``, joined to the batch's
-    candidates ``c`` (``dispatch_candidates``), for rows that meet ``condition``.
-
-    Joined by key, DuckDB looks the candidates up in the outbox's index (up to
-    ``warehouse.db.LOOKUP_KEYS`` of them). A condition on the outbox's own columns beside that
-    join would be pushed down into the outbox's scan, which then reads every open row instead
-    of looking the keys up; wrapped in a CASE on the candidate's side it stays above the join.
-    """
-    return f"a.action_id = c.action_id AND CASE WHEN c.action_id IS NOT NULL THEN ({condition}) END"
+    candidates ``c`` (``dispatch_candidates``), for rows that meet ``condition``: looked up
+    by key (``warehouse.db.looked_up``), not scanned."""
+    return looked_up("action_id", condition, by="c")
 
 
 # Everything, for a caller that did not look for the open part.

@@ -20,7 +20,7 @@ import polars as pl
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
-from warehouse.db import LOOKUP_KEYS, ingest_mark, register_frame, transaction
+from warehouse.db import LOOKUP_KEYS, ingest_mark, looked_up, register_frame, transaction
 from warehouse.ratings import record_ratings
 
 WATERMARK = "inbox_last_id:{}"  # per inbox: another inbox's ids mean nothing here
@@ -434,12 +434,13 @@ FROM (SELECT action_id, arg_max(status, {rank}) AS status,
 WHERE a.action_id = s.action_id AND {new} > {old}
 """
 
-# The number a Messaging Service sent from, as the status callback's From reports it.
-SENDER_SQL = """
+# The number a Messaging Service sent from, as the status callback's From reports it (for
+# a send that did not learn it: most already know it from the provider's answer).
+SENDER_SQL = f"""
 UPDATE care_actions a SET sender = s.sender
 FROM (SELECT action_id, min(sender) AS sender FROM resolved_statuses
       WHERE sender IS NOT NULL AND action_id IS NOT NULL GROUP BY action_id) s
-WHERE a.action_id = s.action_id AND a.sender IS NULL
+WHERE {looked_up("action_id", "a.sender IS NULL", by="s")}
 """
 
 

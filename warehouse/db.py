@@ -92,6 +92,18 @@ TUNING = (
 )
 
 
+def looked_up(key: str, condition: str, *, table: str = "a", by: str) -> str:
+    """The predicate joining ``table`` to the batch ``by`` on ``key``, for the rows of
+    ``table`` that meet ``condition``.
+
+    Joined by key, DuckDB looks the batch's keys up in the table's index (up to LOOKUP_KEYS
+    of them). A condition on the table's own columns beside that join would be pushed down
+    into the table's scan, which then reads every row (every action ever sent, for the
+    outbox) instead of looking the keys up; wrapped in a CASE on the batch's side it stays
+    above the join."""
+    return f"{table}.{key} = {by}.{key} AND CASE WHEN {by}.{key} IS NOT NULL THEN ({condition}) END"
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating and migrating it on first use."""
     if read_only:

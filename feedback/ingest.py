@@ -333,8 +333,19 @@ RECENT_SENDS = timedelta(days=7)
 
 
 def _resolve_statuses(con: duckdb.DuckDBPyConnection, recent: datetime) -> None:
-    """``resolved_statuses``: each event with the action it concerns. SendGrid's events name
-    it; Twilio's give the provider id, which is not a key of the outbox."""
+    """``resolved_statuses``: each event with the action it concerns. SendGrid's events (and
+    the sandbox's receipts) name it; Twilio's give the provider id, which is not a key of the
+    outbox: those are found among the week's sends (a page that names every action reads
+    none of them)."""
+    [(unnamed,)] = con.execute(
+        "SELECT count(*) FROM statuses WHERE given_action_id IS NULL AND provider_id NOT NULL"
+    ).fetchall()
+    if not unnamed:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE resolved_statuses AS "
+            "SELECT *, given_action_id AS action_id FROM statuses"
+        )
+        return
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE resolved_statuses AS

@@ -29,17 +29,19 @@ patterns come from send_hour_days, a day's learnable sends by home store and loc
 once the day is settled (SETTLE_DAYS after it began, by the learning's cut-off), plus the sends
 of the unsettled days read from care_actions as they are. A learning first stores the settled
 days of its lookback that are missing (send_hour_days_stored lists the stored days, empty ones
-included), so a plan reads about SETTLE_DAYS of raw sends. A customer's own cells (the
-posterior) are read for the members only; the customer prior's strength comes from the members'
-cells and those of a fixed random sample of CUSTOMER_SAMPLE customers (every customer's when
-there are fewer). Facts a stored day freezes: the home store each customer had when the day was
-stored (a later move does not move their past sends to the new store's pattern), and the
-ratings received within SETTLE_DAYS of the day's start (later ones are not counted; a rating
-collected later than that is lost to the priors). A backfill of older sends must delete the
-days it touches from both tables. The lookback is whole UTC days: up to a day more than
-LOOKBACK_DAYS x 24 hours. A learning with a past cut-off (the judge, insights/send_time.py)
-reads only the days settled by its cut-off, and on a read-only connection keeps the missing
-days in a temp table.
+included), so a plan reads about SETTLE_DAYS of raw sends for the priors. A customer's own
+cells (the posterior) are read for the members only (their year of sends: a scan of the year's
+sends on sent_at and subscriber_id, the one read left that grows with history), and the
+customer prior's strength comes from a fixed random sample of CUSTOMER_SAMPLE customers (every
+customer when there are fewer).
+
+Facts a stored day freezes: the home store each customer had when the day was stored (a later
+move does not carry their past sends to the new store's pattern), and the ratings received
+within SETTLE_DAYS of the day's start (later ones, or ones collected later, are not counted).
+A backfill of older sends must delete the days it touches from both tables. The lookback is
+whole UTC days (up to a day more than LOOKBACK_DAYS x 24 hours). A learning with a past cut-off
+(the judge, insights/send_time.py) reads only the days settled by its cut-off, and on a
+read-only connection keeps the missing days in a temp table instead of storing them.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ LOOKBACK_DAYS = 365
 # rating link is valid 14 days (settings.rating_link_days) from a send as late as the day's
 # end, and collect lands a rating within a day. Ratings that come later are not counted.
 SETTLE_DAYS = 16
-# The customers whose cells estimate the customer prior's strength, besides the members: the
-# moments need a few thousand cells, not every customer's (a fixed sample: a hash of the id).
-CUSTOMER_SAMPLE = 100_000
+# The customers whose cells estimate the customer prior's strength: every customer's cost a
+# year of sends. Where customers barely differ the estimate is noisy near its bound (on 1
+# million customers with 90 days, disjoint samples of 250,000 gave 163 to 1000, of 100,000
+# 98 to 1000, all of them 1000): enough to move few customers' hours.
+CUSTOMER_SAMPLE = 250_000
 
 # A send the learning (and its judge, insights/send_time.py) may read: a first-round survey
 # that was sent, never a held-out customer's row. On ``care_actions a``.
@@ -129,21 +133,23 @@ SELECT hour, sum(n) AS n, sum(y) AS y FROM send_time_store_hours GROUP BY hour;
 CREATE OR REPLACE TEMP TABLE send_time_stores AS
 SELECT store_id, hour, n, y FROM send_time_store_hours WHERE store_id <> '';
 """
-# The customers whose own cells the learning needs: the members, and a fixed random sample
-# of every customer (a hash of the id) for the customer prior's strength.
+# A fixed random sample of every customer (a hash of the id): whose cells estimate the customer
+# prior's strength. Not the members: a day's members (born on a date, joined on one) are not a
+# random draw of the customers' histories, and every campaign of a day gets the same prior.
 SAMPLE_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_sample AS
-SELECT subscriber_id FROM {members}
-UNION
 SELECT subscriber_id FROM subscribers WHERE hash(subscriber_id) % 1000000 < $share
 """
-# Their sends per local hour over the lookback, answered = rated before the cut-off.
+# The members' and the sample's sends per local hour over the lookback, answered = rated before
+# the cut-off (the members' own year of sends: the one read that still grows with history).
 CELLS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE send_time_cells AS
 SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id, {LOCAL_HOUR} AS hour,
     count(*) AS n, count(r.action_id) AS y
 FROM care_actions a
-SEMI JOIN send_time_sample w USING (subscriber_id)
+SEMI JOIN (
+    SELECT subscriber_id FROM {{members}} UNION ALL SELECT subscriber_id FROM send_time_sample
+) w USING (subscriber_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
 WHERE a.sent_at < $before AND a.sent_at >= $start AND {LEARNABLE}
@@ -157,7 +163,8 @@ SELECT s.n, s.y, p.rate AS mu FROM send_time_stores s JOIN send_time_pooled p US
 """
 CUSTOMER_CELLS = """
 SELECT c.n, c.y, coalesce(s.rate, p.rate) AS mu
-FROM send_time_cells c JOIN send_time_pooled p USING (hour)
+FROM send_time_cells c SEMI JOIN send_time_sample USING (subscriber_id)
+JOIN send_time_pooled p USING (hour)
 LEFT JOIN send_time_store_rates s USING (store_id, hour)
 """
 # The posterior of every customer with history at every hour of the window; the best one.
@@ -319,12 +326,12 @@ def _writable(con: duckdb.DuckDBPyConnection) -> bool:
 
 def customer_cells(con: duckdb.DuckDBPyConnection, members: str, window: Lookback) -> None:
     """``send_time_cells``: the sends per local hour of the members and of a random sample of
-    CUSTOMER_SAMPLE customers (for the customer prior's strength), over the lookback."""
+    CUSTOMER_SAMPLE customers (``send_time_sample``: the customer prior's strength)."""
     row = con.execute("SELECT count(*) FROM subscribers").fetchone()
     everyone = int(row[0]) if row else 0
     share = 1_000_000 if everyone <= CUSTOMER_SAMPLE else 1_000_000 * CUSTOMER_SAMPLE // everyone
-    con.execute(SAMPLE_SQL.format(members=members), {"share": share})
-    con.execute(CELLS_SQL, {"before": window.cutoff, "start": window.start})
+    con.execute(SAMPLE_SQL, {"share": share})
+    con.execute(CELLS_SQL.format(members=members), {"before": window.cutoff, "start": window.start})
 
 
 def prior_strength(con: duckdb.DuckDBPyConnection, cells: str) -> float:

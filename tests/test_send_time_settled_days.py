@@ -13,7 +13,6 @@ import pytest
 
 from campaigns.send_time import (
     CHOOSE_SQL,
-    CUSTOMER_CELLS,
     HOUR_CELLS,
     KERNEL,
     LEARNABLE,
@@ -45,6 +44,11 @@ LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $bef
 WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback) AND {LEARNABLE}
 GROUP BY ALL
 """
+OLD_CUSTOMER_CELLS = """
+SELECT c.n, c.y, coalesce(s.rate, p.rate) AS mu
+FROM send_time_cells c JOIN send_time_pooled p USING (hour)
+LEFT JOIN send_time_store_rates s USING (store_id, hour)
+"""
 OLD_RATES_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_hours AS
 SELECT hour, sum(n) AS n, sum(y) AS y FROM send_time_cells GROUP BY hour;
@@ -71,7 +75,7 @@ def old_learn(con: duckdb.DuckDBPyConnection, members: str, before: datetime) ->
         "FROM send_time_stores s JOIN send_time_pooled p USING (hour)",
         {"k": store},
     )
-    customer = prior_strength(con, CUSTOMER_CELLS)
+    customer = prior_strength(con, OLD_CUSTOMER_CELLS)
     overall = con.execute("SELECT sum(y) / sum(n) FROM send_time_cells").fetchone()
     con.execute(
         CHOOSE_SQL.format(into="old_hours", members=members),
@@ -114,6 +118,22 @@ def test_stored_days_learn_what_every_send_of_the_year_learned(con, settings, sh
         assert 5 < found.customer_strength < 1000
         assert hours_of(con, "send_hours") == hours_of(con, "old_hours")
     assert found.fallback == 1 and hours_of(con, "send_hours")["NEW1"] == (10, "fallback")
+
+
+def test_the_customer_prior_comes_from_a_fixed_sample_of_customers(con, settings, monkeypatch):
+    simulate(con, 15, planted=True, customers=3000, later=0)
+    members(con, 50)
+    monkeypatch.setattr("campaigns.send_time.CUSTOMER_SAMPLE", 1000)
+    found = learn(con, CUTOFF)
+    sample = con.execute("SELECT subscriber_id FROM send_time_sample ORDER BY 1").fetchall()
+    assert 800 < len(sample) < 1200
+    learn(con, CUTOFF)
+    assert con.execute("SELECT subscriber_id FROM send_time_sample ORDER BY 1").fetchall() == sample
+    # the year's cells of every customer, as before, but the moments of the sample's only
+    old_learn(con, "wanted", CUTOFF)
+    con.execute("DELETE FROM send_time_cells WHERE subscriber_id NOT IN (FROM send_time_sample)")
+    sampled = prior_strength(con, OLD_CUSTOMER_CELLS)
+    assert found.customer_strength == pytest.approx(sampled, rel=1e-9)
 
 
 def test_a_day_is_stored_once_and_only_when_settled(con, settings):
@@ -203,9 +223,9 @@ def priors_read(path: Path, history_days: int) -> tuple[int, int]:
             f"SELECT count(*) FROM care_actions a WHERE {LEARNABLE} AND sent_at >= $from",
             {"from": CUTOFF - timedelta(days=SETTLE_DAYS - 1)},
         ).fetchone()
-        # the members' own year of sends is the one statement that reads history: it names
-        # the sample of customers whose cells the learning needs
-        priors = sum(n for n, sql in profiled.read if "send_time_sample w" not in sql)
+        # the members' own year of sends (send_time_cells, for the posterior and the customer
+        # prior's sample) is the one statement that reads history, by design
+        priors = sum(n for n, sql in profiled.read if "TABLE send_time_cells AS" not in sql)
         return priors, int(unsettled[0]) if unsettled else 0
     finally:
         con.close()

@@ -103,8 +103,11 @@ WHERE a.sent_at >= $start AND a.sent_at < $end AND {LEARNABLE}
     AND timezone('UTC', a.sent_at)::DATE IN (SELECT day FROM send_time_missing_days)
 GROUP BY ALL
 """
+# In day order: the lookback's range on day is then answered by the zone maps (the table keeps
+# every day it stored, for the judge's past cut-offs).
 STORE_DAYS_SQL = """
 INSERT INTO send_hour_days SELECT day, store_id, hour, n, y FROM send_time_new_days
+ORDER BY day, store_id, hour
 ON CONFLICT (day, store_id, hour) DO NOTHING;
 INSERT INTO send_hour_days_stored
 SELECT m.day, coalesce(sum(d.n), 0) FROM send_time_missing_days m
@@ -305,12 +308,11 @@ def store_settled_days(con: duckdb.DuckDBPyConnection, window: Lookback) -> str:
     con.execute(MISSING_DAYS_SQL, {"first": window.first, "last": window.last_settled})
     row = con.execute("SELECT min(day), max(day) FROM send_time_missing_days").fetchone()
     first, last = row if row else (None, None)
-    # the sends of the missing days only: a range on sent_at that the zone maps answer
-    con.execute(
-        NEW_DAYS_SQL,
-        {"settle": SETTLE_DAYS, "start": datetime.combine(first or window.first, time(), UTC),
-         "end": datetime.combine(last or window.first, time(), UTC) + timedelta(1)},
-    )  # fmt: skip
+    # the sends of the missing days only: a range on sent_at that the zone maps answer (an
+    # empty one when none is missing)
+    start = datetime.combine(first or window.first, time(), UTC)
+    end = datetime.combine(last, time(), UTC) + timedelta(1) if last else start
+    con.execute(NEW_DAYS_SQL, {"settle": SETTLE_DAYS, "start": start, "end": end})
     if first is None or not _writable(con):
         return "(SELECT * FROM send_hour_days UNION ALL SELECT * FROM send_time_new_days)"
     con.execute(STORE_DAYS_SQL)

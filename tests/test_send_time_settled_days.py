@@ -257,3 +257,32 @@ def test_a_read_only_judge_learns_without_storing(tmp_path, settings):
     assert hours_of(reader, "send_hours") == hours_of(reader, "old_hours")
     assert reader.execute("SELECT count(*) FROM send_hour_days_stored").fetchone() == stored
     reader.close()
+
+
+def test_a_stored_day_keeps_its_stores_and_its_ratings_within_the_settling_days(con, settings):
+    simulate(con, 16, planted=False, customers=300, later=0)
+    members(con, 1)
+    learn(con, CUTOFF)
+    before = con.execute("SELECT * FROM send_hour_days ORDER BY ALL").fetchall()
+    stores = con.execute("SELECT * FROM send_time_stores ORDER BY ALL").fetchall()
+    # the New York customers move to the first store; an old send is rated 20 days on
+    con.execute("UPDATE subscribers SET home_store_id = 'ST1' WHERE home_store_id = 'ST2'")
+    late = con.execute(
+        "SELECT action_id, subscriber_id, sent_at FROM care_actions a WHERE sent_at < $end "
+        "AND action_id NOT IN (SELECT action_id FROM latest_ratings) LIMIT 1",
+        {"end": CUTOFF - timedelta(days=60)},
+    ).fetchone()
+    assert late is not None
+    con.execute(
+        "INSERT INTO latest_ratings (action_id, evaluation_id, subscriber_id, campaign_id, "
+        "round, store_id, channel, score, comment, received_at) VALUES "
+        "(?, 'late', ?, 'birthday', 1, NULL, 'sms', 5, NULL, ?)",
+        [late[0], late[1], late[2] + timedelta(days=20)],
+    )
+    learn(con, CUTOFF)
+    assert con.execute("SELECT * FROM send_hour_days ORDER BY ALL").fetchall() == before
+    settled = con.execute("SELECT * FROM send_time_stores ORDER BY ALL").fetchall()
+    # only the unsettled days' sends of the New York customers moved to the first store
+    assert {s for s, *_ in settled} == {"ST1", "ST2"} and settled != stores
+    assert sum(n for _, _, n, _ in settled) == sum(n for _, _, n, _ in stores)
+    assert sum(y for *_, y in settled) == sum(y for *_, y in stores)  # the late one not counted

@@ -286,3 +286,20 @@ def test_a_stored_day_keeps_its_stores_and_its_ratings_within_the_settling_days(
     assert {s for s, *_ in settled} == {"ST1", "ST2"} and settled != stores
     assert sum(n for _, _, n, _ in settled) == sum(n for _, _, n, _ in stores)
     assert sum(y for *_, y in settled) == sum(y for *_, y in stores)  # the late one not counted
+
+
+def test_a_rebuilt_demo_past_forgets_the_stored_days(con, settings):
+    from demo.data import build_demo_data
+
+    as_of = CUTOFF.date()
+    build_demo_data(con, subscribers=400, seed=3, until=as_of, history_before=as_of)
+    members(con, 1)
+    learn(con, CUTOFF)
+    assert con.execute("SELECT sum(n) FROM send_hour_days").fetchone() != (None,)
+    build_demo_data(con, subscribers=400, seed=4, until=as_of, history_before=as_of)
+    assert con.execute("SELECT count(*) FROM send_hour_days_stored").fetchone() == (0,)
+    members(con, 1)
+    found = learn(con, CUTOFF)
+    expected = old_learn(con, "wanted", CUTOFF)
+    assert found.customer_strength == pytest.approx(expected.customer_strength, rel=1e-9)
+    assert hours_of(con, "send_hours") == hours_of(con, "old_hours")

@@ -23,12 +23,31 @@ is better (the tests with no planted preference) but not a proven gain.
 
 The learning reads only what was sent and not held out: the held-out customers' rows are
 never read, and the planner never moves a held-out customer (see ``plan_send_times``).
+
+What a learning reads, so that its cost does not grow with the history: the pooled and store
+patterns come from send_hour_days, a day's learnable sends by home store and local hour, stored
+once the day is settled (SETTLE_DAYS after it began, by the learning's cut-off), plus the sends
+of the unsettled days read from care_actions as they are. A learning first stores the settled
+days of its lookback that are missing (send_hour_days_stored lists the stored days, empty ones
+included), so a plan reads about SETTLE_DAYS of raw sends for the priors. A customer's own
+cells (the posterior) are read for the members only (their year of sends: a scan of the year's
+sends on sent_at and subscriber_id, the one read left that grows with history), and the
+customer prior's strength comes from a fixed random sample of CUSTOMER_SAMPLE customers (every
+customer when there are fewer).
+
+Facts a stored day freezes: the home store each customer had when the day was stored (a later
+move does not carry their past sends to the new store's pattern), and the ratings received
+within SETTLE_DAYS of the day's start (later ones, or ones collected later, are not counted).
+A backfill of older sends must delete the days it touches from both tables. The lookback is
+whole UTC days (up to a day more than LOOKBACK_DAYS x 24 hours). A learning with a past cut-off
+(the judge, insights/send_time.py) reads only the days settled by its cut-off, and on a
+read-only connection keeps the missing days in a temp table instead of storing them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import duckdb
@@ -47,33 +66,97 @@ MIN_HOUR_STRENGTH = 100.0
 # A customer leaves the campaign's fixed hour only for an hour at least this much likelier
 # to be answered: a hair's edge is noise, and the fixed hour is what the campaign chose.
 MIN_GAIN = 0.02
-# How far back the learning reads: habits change, and a plan's cost stays a year's sends
-# however long the history grows (a range on sent_at that DuckDB's zone maps answer).
+# How far back the learning reads: habits change (whole UTC days; the stored days' range).
 LOOKBACK_DAYS = 365
+# A day's sends are settled, and stored in send_hour_days, this long after the day began: a
+# rating link is valid 14 days (settings.rating_link_days) from a send as late as the day's
+# end, and collect lands a rating within a day. Ratings that come later are not counted.
+SETTLE_DAYS = 16
+# The customers whose cells estimate the customer prior's strength: every customer's cost a
+# year of sends. Where customers barely differ the estimate is noisy near its bound (on 1
+# million customers with 90 days, disjoint samples of 250,000 gave 163 to 1000, of 100,000
+# 98 to 1000, all of them 1000): enough to move few customers' hours.
+CUSTOMER_SAMPLE = 250_000
 
 # A send the learning (and its judge, insights/send_time.py) may read: a first-round survey
 # that was sent, never a held-out customer's row. On ``care_actions a``.
 LEARNABLE = "a.round = 1 AND a.survey AND a.status <> 'held_out' AND a.suppression_reason IS NULL"
-# Sends the learning may read, per customer and local hour: sent first-round surveys of the
-# last LOOKBACK_DAYS that were not held out; answered = rated before the cut-off (no peeking
-# at later replies).
-CELLS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE send_time_cells AS
-SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id,
-    hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at)) AS hour,
-    count(*) AS n, count(r.action_id) AS y
+# A send's local hour (the action's timezone, else the customer's); ``subscribers s``.
+LOCAL_HOUR = "hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at))"
+# The settled days of the lookback not stored yet (campaigns' days are UTC days of sent_at).
+MISSING_DAYS_SQL = """
+CREATE OR REPLACE TEMP TABLE send_time_missing_days AS
+SELECT d::DATE AS day FROM generate_series($first::DATE, $last::DATE, INTERVAL 1 DAY) t(d)
+WHERE d::DATE NOT IN (SELECT day FROM send_hour_days_stored)
+"""
+# Those days' sends by home store and local hour, answered = rated within SETTLE_DAYS of the
+# day's start (before the cut-off, as the day is settled): one statement for all of them.
+NEW_DAYS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE send_time_new_days AS
+SELECT timezone('UTC', a.sent_at)::DATE AS day, coalesce(s.home_store_id, '') AS store_id,
+    {LOCAL_HOUR} AS hour, count(*) AS n, count(r.action_id) AS y
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
-LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
-WHERE a.sent_at < $before AND a.sent_at >= $before - to_days($lookback) AND {LEARNABLE}
+LEFT JOIN latest_ratings r ON r.action_id = a.action_id
+    AND timezone('UTC', r.received_at) < timezone('UTC', a.sent_at)::DATE + to_days($settle)
+WHERE a.sent_at >= $start AND a.sent_at < $end AND {LEARNABLE}
+    AND timezone('UTC', a.sent_at)::DATE IN (SELECT day FROM send_time_missing_days)
+GROUP BY ALL
+"""
+# In day order: the lookback's range on day is then answered by the zone maps (the table keeps
+# every day it stored, for the judge's past cut-offs).
+STORE_DAYS_SQL = """
+INSERT INTO send_hour_days SELECT day, store_id, hour, n, y FROM send_time_new_days
+ORDER BY day, store_id, hour
+ON CONFLICT (day, store_id, hour) DO NOTHING;
+INSERT INTO send_hour_days_stored
+SELECT m.day, coalesce(sum(d.n), 0) FROM send_time_missing_days m
+LEFT JOIN send_time_new_days d USING (day) GROUP BY m.day
+ON CONFLICT (day) DO NOTHING;
+"""
+# Sends per home store ('' for none) and local hour of the lookback: the stored settled days
+# and the unsettled ones read as they are (answered = rated before the cut-off: no peeking).
+STORE_HOURS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE send_time_store_hours AS
+SELECT store_id, hour, sum(n) AS n, sum(y) AS y FROM (
+    SELECT store_id, hour, n, y FROM {{days}} WHERE day >= $first AND day <= $last
+    UNION ALL
+    SELECT coalesce(s.home_store_id, '') AS store_id, {LOCAL_HOUR} AS hour, 1 AS n,
+        (r.action_id IS NOT NULL)::INT AS y
+    FROM care_actions a
+    JOIN subscribers s USING (subscriber_id)
+    LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
+    WHERE a.sent_at >= $live AND a.sent_at < $before AND {LEARNABLE}
+)
 GROUP BY ALL
 """
 RATES_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_hours AS
-SELECT hour, sum(n) AS n, sum(y) AS y FROM send_time_cells GROUP BY hour;
+SELECT hour, sum(n) AS n, sum(y) AS y FROM send_time_store_hours GROUP BY hour;
 CREATE OR REPLACE TEMP TABLE send_time_stores AS
-SELECT store_id, hour, sum(n) AS n, sum(y) AS y FROM send_time_cells
-WHERE store_id IS NOT NULL GROUP BY ALL;
+SELECT store_id, hour, n, y FROM send_time_store_hours WHERE store_id <> '';
+"""
+# A fixed random sample of every customer (a hash of the id): whose cells estimate the customer
+# prior's strength. Not the members: a day's members (born on a date, joined on one) are not a
+# random draw of the customers' histories, and every campaign of a day gets the same prior.
+SAMPLE_SQL = """
+CREATE OR REPLACE TEMP TABLE send_time_sample AS
+SELECT subscriber_id FROM subscribers WHERE hash(subscriber_id) % 1000000 < $share
+"""
+# The members' and the sample's sends per local hour over the lookback, answered = rated before
+# the cut-off (the members' own year of sends: the one read that still grows with history).
+CELLS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE send_time_cells AS
+SELECT a.subscriber_id, any_value(s.home_store_id) AS store_id, {LOCAL_HOUR} AS hour,
+    count(*) AS n, count(r.action_id) AS y
+FROM care_actions a
+SEMI JOIN (
+    SELECT subscriber_id FROM {{members}} UNION ALL SELECT subscriber_id FROM send_time_sample
+) w USING (subscriber_id)
+JOIN subscribers s USING (subscriber_id)
+LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
+WHERE a.sent_at < $before AND a.sent_at >= $start AND {LEARNABLE}
+GROUP BY ALL
 """
 HOUR_CELLS = """
 SELECT n, y, (SELECT sum(y) / sum(n) FROM send_time_hours) AS mu FROM send_time_hours
@@ -83,7 +166,8 @@ SELECT s.n, s.y, p.rate AS mu FROM send_time_stores s JOIN send_time_pooled p US
 """
 CUSTOMER_CELLS = """
 SELECT c.n, c.y, coalesce(s.rate, p.rate) AS mu
-FROM send_time_cells c JOIN send_time_pooled p USING (hour)
+FROM send_time_cells c SEMI JOIN send_time_sample USING (subscriber_id)
+JOIN send_time_pooled p USING (hour)
 LEFT JOIN send_time_store_rates s USING (store_id, hour)
 """
 # The posterior of every customer with history at every hour of the window; the best one.
@@ -148,7 +232,13 @@ def learn_send_hours(
 ) -> LearnedHours:  # fmt: skip
     """``into``: the best of ``hours`` for each subscriber in the table ``members``, from the
     sends before ``before`` (columns subscriber_id, hour, source, sends, rate)."""
-    con.execute(CELLS_SQL, {"before": before, "lookback": LOOKBACK_DAYS})
+    window = Lookback.before(before)
+    days = store_settled_days(con, window)
+    con.execute(
+        STORE_HOURS_SQL.format(days=days),
+        {"first": window.first, "last": window.last_settled, "live": window.live_start,
+         "before": window.cutoff},
+    )  # fmt: skip
     con.execute(RATES_SQL)
     hour_strength = max(MIN_HOUR_STRENGTH, prior_strength(con, HOUR_CELLS))
     con.execute(
@@ -164,8 +254,9 @@ def learn_send_hours(
         "FROM send_time_stores s JOIN send_time_pooled p USING (hour)",
         {"k": store_strength},
     )
+    customer_cells(con, members, window)
     customer_strength = prior_strength(con, CUSTOMER_CELLS)
-    overall = con.execute("SELECT sum(y) / sum(n) FROM send_time_cells").fetchone()
+    overall = con.execute("SELECT sum(y) / sum(n) FROM send_time_hours").fetchone()
     con.execute(
         CHOOSE_SQL.format(into=into, members=members),
         {
@@ -181,6 +272,68 @@ def learn_send_hours(
     return LearnedHours(
         counts.get("learned", 0), counts.get("fallback", 0), store_strength, customer_strength
     )
+
+
+@dataclass(frozen=True)
+class Lookback:
+    """The days a learning reads, in UTC: from ``first`` (LOOKBACK_DAYS before the cut-off,
+    whole days) to ``last_settled`` from send_hour_days, then the live sends to the cut-off."""
+
+    cutoff: datetime
+    first: date
+    last_settled: date  # the last day with day + SETTLE_DAYS <= cutoff
+
+    @classmethod
+    def before(cls, cutoff: datetime) -> Lookback:
+        utc = (cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)).astimezone(UTC)
+        return cls(
+            utc,
+            (utc - timedelta(days=LOOKBACK_DAYS)).date(),
+            (utc - timedelta(days=SETTLE_DAYS)).date(),
+        )
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), UTC)
+
+    @property
+    def live_start(self) -> datetime:
+        return max(self.start, datetime.combine(self.last_settled, time(), UTC) + timedelta(1))
+
+
+def store_settled_days(con: duckdb.DuckDBPyConnection, window: Lookback) -> str:
+    """Store the lookback's settled days that are not stored yet, all in one statement; the
+    relation to read the settled days from. A read-only connection (a judge on a copy) keeps
+    them in a temp table instead, read along with the stored ones."""
+    con.execute(MISSING_DAYS_SQL, {"first": window.first, "last": window.last_settled})
+    row = con.execute("SELECT min(day), max(day) FROM send_time_missing_days").fetchone()
+    first, last = row if row else (None, None)
+    # the sends of the missing days only: a range on sent_at that the zone maps answer (an
+    # empty one when none is missing)
+    start = datetime.combine(first or window.first, time(), UTC)
+    end = datetime.combine(last, time(), UTC) + timedelta(1) if last else start
+    con.execute(NEW_DAYS_SQL, {"settle": SETTLE_DAYS, "start": start, "end": end})
+    if first is None or not _writable(con):
+        return "(SELECT * FROM send_hour_days UNION ALL SELECT * FROM send_time_new_days)"
+    con.execute(STORE_DAYS_SQL)
+    return "send_hour_days"
+
+
+def _writable(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT NOT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def customer_cells(con: duckdb.DuckDBPyConnection, members: str, window: Lookback) -> None:
+    """``send_time_cells``: the sends per local hour of the members and of a random sample of
+    CUSTOMER_SAMPLE customers (``send_time_sample``: the customer prior's strength)."""
+    row = con.execute("SELECT count(*) FROM subscribers").fetchone()
+    everyone = int(row[0]) if row else 0
+    share = 1_000_000 if everyone <= CUSTOMER_SAMPLE else 1_000_000 * CUSTOMER_SAMPLE // everyone
+    con.execute(SAMPLE_SQL, {"share": share})
+    con.execute(CELLS_SQL.format(members=members), {"before": window.cutoff, "start": window.start})
 
 
 def prior_strength(con: duckdb.DuckDBPyConnection, cells: str) -> float:

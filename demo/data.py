@@ -604,6 +604,8 @@ def _forget_history(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM evaluations WHERE dedupe_key LIKE 'history:%'")
     con.execute("DELETE FROM care_actions WHERE run_id = ?", [HISTORY_RUN])
     con.execute("DELETE FROM campaign_runs WHERE run_id = ?", [HISTORY_RUN])
+    # send_time: learned's stored days were the old past's (campaigns/send_time.py)
+    con.execute("DELETE FROM send_hour_days; DELETE FROM send_hour_days_stored")
 
 
 def _past_surveys(past: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:

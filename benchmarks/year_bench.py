@@ -232,10 +232,13 @@ def upgrade(home: Path) -> None:
     older schema gets the new migrations' tables and backfills, as an operator's would), run
     what the evening before's collect did to the cases (the generated history records no
     case's missed second round, its follow-ups or the checks' marks: the day's collect would
-    otherwise do weeks of it at once) and publish the managers' boards as it left them (the
-    history has no service database), and keep the closed months' KPIs as last month's
-    report left them: the day's collect and publishes then do what changed that day, and its
-    report closes one month, as in operation."""
+    otherwise do weeks of it at once), store the send hours' settled days as yesterday's
+    plans left them (the day's plan then stores one day, not the history's), and publish
+    the managers' boards as it left them (the history has no service database), and keep
+    the closed months' KPIs as last month's report left them: the day's collect and
+    publishes then do what changed that day, and its report closes one month, as in
+    operation."""
+    from campaigns.send_time import Lookback, store_settled_days
     from cases.board import Board
     from cases.collect import collect
     from cases.follow_up import plan_follow_ups
@@ -250,6 +253,7 @@ def upgrade(home: Path) -> None:
     con = connect(settings.warehouse_path)
     try:
         inbox = Inbox.of(settings)
+        store_settled_days(con, Lookback.before(moment("07:00") - timedelta(days=1)))
         last_collect = moment("20:00") - timedelta(days=1)
         window = timedelta(hours=settings.reply_window_hours)
         collect(con, inbox, reply_window=window, now=last_collect)

@@ -51,11 +51,24 @@ SELECT m.evaluation_id AS case_id, m.store_id, m.status, m.score, m.comment,
                      'to': e.to_status, 'note': e.note, 'accepted': e.accepted}}}}
                     ORDER BY e.applied, e.occurred_at, e.event_key)
         FROM case_events e WHERE e.evaluation_id = m.evaluation_id) AS events
-FROM manager_cases m
+FROM {{cases}}
 JOIN subscribers s USING (subscriber_id)
-LEFT JOIN care_actions first ON first.action_id = m.action_id
-LEFT JOIN care_actions second ON second.action_id = m.second_round_action_id
-WHERE {LISTED_SQL} {{which}}
+LEFT JOIN {{actions}} first ON first.action_id = m.action_id
+LEFT JOIN {{actions}} second ON second.action_id = m.second_round_action_id
+WHERE {LISTED_SQL}
+"""
+# A publish's cases (``board_sending``: a day's changes, not the backlog) come first, and their
+# actions are looked up by key before the case rows are read: joined after every listed case,
+# as the whole board is, they read the outbox and the customers whole (3 s of a publish of
+# 1,200 cases on 10 million customers with 90 days of history; 0.7 s this way).
+SENDING_CASES = "board_sending b JOIN manager_cases m ON m.evaluation_id = b.case_id"
+SENDING_ACTIONS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE board_sending_actions AS
+SELECT a.action_id, a.occasion, a.channel, a.status, a.offer_code FROM care_actions a
+SEMI JOIN (
+    SELECT m.action_id FROM {SENDING_CASES}
+    UNION ALL SELECT m.second_round_action_id FROM {SENDING_CASES}
+) k ON k.action_id = a.action_id
 """
 # Every listed case, and whether it must be sent (see the module's docstring).
 LISTED_CASES_SQL = f"""
@@ -101,8 +114,12 @@ def publish_boards(
     finally:
         con.unregister("board_on_page")
     stores = query_dicts(con, BOARD_STORES_SQL, {})
-    which = "AND m.evaluation_id IN (SELECT case_id FROM board_listed WHERE send)"
-    cases = _cases(con, BOARD_CASES_SQL.format(which=which), now, sla_hours, CLOSED_SHOWN_DAYS)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE board_sending AS SELECT case_id FROM board_listed WHERE send"
+    )
+    con.execute(SENDING_ACTIONS_SQL)
+    sending = BOARD_CASES_SQL.format(cases=SENDING_CASES, actions="board_sending_actions")
+    cases = _cases(con, sending, now, sla_hours, CLOSED_SHOWN_DAYS)
     update = BoardUpdate(stores, cases, removed, whole=whole, shape=shape)
     board.publish(update, at=now, collected_up_to=collected_up_to)
     # on the board now: stale no more (a crash before this only sends them again)
@@ -120,7 +137,13 @@ def board_rows(
     """Each store, and each case a manager sees: active ones, and those closed within
     ``shown_days``. The page's boards and the morning mail's lists both read these."""
     stores = query_dicts(con, BOARD_STORES_SQL, {})
-    return stores, _cases(con, BOARD_CASES_SQL.format(which=""), now, sla_hours, shown_days)
+    return stores, _cases(
+        con,
+        BOARD_CASES_SQL.format(cases="manager_cases m", actions="care_actions"),
+        now,
+        sla_hours,
+        shown_days,
+    )
 
 
 def _cases(

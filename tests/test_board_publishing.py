@@ -178,3 +178,32 @@ def test_a_late_collected_cases_second_round_news_reaches_the_board(con, setting
     publish(con, board, later)
     assert on_board(board)["E5"]["second_round_status"] == "sent"
     assert on_board(board) == as_whole(con, later)
+
+
+def test_a_publish_looks_its_cases_up_not_the_outbox_or_the_backlog(con, settings, world):
+    """A day's few changes over a backlog of listed cases (more than a join looks up by key)
+    and a year's outbox: the publish reads the changed cases' actions and customers by key."""
+    from tests.test_history_cost import HISTORY, Profiled, fill_outbox
+    from warehouse.db import LOOKUP_KEYS
+
+    board, now = world
+    fill_outbox(con)
+    backlog = LOOKUP_KEYS + 1_000
+    con.execute(
+        f"INSERT INTO subscribers SELECT s.* REPLACE ('B' || i AS subscriber_id) "
+        f"FROM subscribers s, range({backlog}) t(i) WHERE s.subscriber_id = 'S1'"
+    )
+    con.execute(
+        f"""INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
+            action_id, score, comment, opened_at, status)
+        SELECT 'OLD' || i, 'ST1', 'B' || i, 'store_visit', 'A-OLD' || i, 1, 'old', $at, 'open'
+        FROM range({backlog}) t(i)""",
+        {"at": now - timedelta(days=2)},
+    )
+    assert publish(con, board, now) == backlog  # new to the boards
+    event(con, "OLD7", "contacted", now, "manager:ST1")
+    profiled = Profiled(con, as_rows=True)
+    assert publish(profiled, board, now) == 1
+    assert profiled.read_from("care_actions", HISTORY // 10) == []
+    assert profiled.read_from("subscribers", backlog // 2) == []
+    assert on_board(board) == as_whole(con, now)

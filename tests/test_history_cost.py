@@ -153,15 +153,20 @@ class Profiled:
     """A connection that notes the rows each statement scanned, from DuckDB's own profile.
     The profile is complete once a result is read whole, so each result is read here."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, as_rows: bool = False) -> None:
         self._con = con
+        self.as_rows = as_rows  # results as DuckDB's own rows (``Rows``), not a frame
         self.scanned: list[tuple[int, str]] = []
         self.by_table: list[tuple[dict[str, int], str]] = []  # rows scanned, per table read
         con.execute("SET enable_profiling = 'no_output'; SET profiling_coverage = 'ALL'")
 
-    def execute(self, sql: str, *args: object) -> Read:
+    def execute(self, sql: str, *args: object) -> Read | Rows:
         result = self._con.execute(sql, *args)
-        read = Read(result.fetch_df() if result.description else pd.DataFrame())
+        read: Read | Rows
+        if self.as_rows:
+            read = Rows(result.description or [], result.fetchall() if result.description else [])
+        else:
+            read = Read(result.fetch_df() if result.description else pd.DataFrame())
         profile = json.loads(self._con.get_profiling_information(format="json"))
         self.scanned.append((int(profile["query"]["total_rows_scanned"]), " ".join(sql.split())))
         tables: dict[str, int] = {}
@@ -189,6 +194,20 @@ def _scans(operators: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         if operator.get("type") == "TABLE_SCAN" and "Table" in operator.get("extra_info", {}):
             yield operator
         yield from _scans(operator.get("children", []))
+
+
+@dataclass
+class Rows:
+    """A statement's rows as DuckDB gave them, read already (lists and structs stay Python's)."""
+
+    description: list[Any]
+    rows: list[tuple[Any, ...]]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
 
 
 @dataclass

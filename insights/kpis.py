@@ -68,11 +68,17 @@ FROM action_ratings r JOIN care_actions a
     ON a.action_id = r.action_id AND {ACTION_LOOKUP.format(since="rated_from")}
 WHERE r.round = 1 AND r.received_at >= $lo AND r.received_at < $hi
 """
+# The rated surveys are joined as one set (a hash join on the months' ratings): a
+# correlated EXISTS per survey cost three times as much over two months of 10 million
+# customers' surveys.
 SURVEYS = """
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
-    (EXISTS (SELECT 1 FROM action_ratings r WHERE r.action_id = a.action_id
-        AND r.received_at >= $lo - INTERVAL 1 DAY))::INT AS value
-FROM care_actions a WHERE a.round = 1 AND a.survey AND a.sent_at >= $lo AND a.sent_at < $hi
+    (r.action_id IS NOT NULL)::INT AS value
+FROM care_actions a
+LEFT JOIN (
+    SELECT DISTINCT action_id FROM action_ratings WHERE received_at >= $lo - INTERVAL 1 DAY
+) r USING (action_id)
+WHERE a.round = 1 AND a.survey AND a.sent_at >= $lo AND a.sent_at < $hi
 """
 CASES = f"""
 SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {{value}} AS value
@@ -95,15 +101,21 @@ RECOVERY_DUE = """m.status = 'recovered' OR m.recovered_score IS NOT NULL
     OR coalesce(s.sent_at, CASE WHEN m.second_round_action_id IS NULL THEN m.opened_at END)
         + to_hours($window) <= $now"""
 # An opt-out within 7 days of a message on its channel; opt-outs read only from the months'
-# start to 7 days past their end (what the window allows).
+# start to 7 days past their end (what the window allows). The messages followed by one are
+# found from the opt-outs' side (a few thousand, joined to the months' messages) and marked
+# as one set: a correlated EXISTS per message cost twice as much.
 OPT_OUTS = f"""
+WITH followed AS (
+    SELECT DISTINCT a.action_id FROM opt_outs o
+    JOIN care_actions a ON a.subscriber_id = o.subscriber_id AND a.channel = o.channel
+        AND o.occurred_at >= a.sent_at AND o.occurred_at < a.sent_at + INTERVAL {OPT_OUT_DAYS} DAY
+    WHERE o.event = 'opt_out' AND o.occurred_at >= $lo AND o.occurred_at < $opt_outs_to
+        AND a.sent_at >= $lo AND a.sent_at < $hi
+)
 SELECT a.sent_at AS at, a.store_id, a.campaign_id, a.channel, a.tier,
-    (EXISTS (SELECT 1 FROM opt_outs o WHERE o.subscriber_id = a.subscriber_id
-        AND o.channel = a.channel AND o.event = 'opt_out' AND o.occurred_at >= a.sent_at
-        AND o.occurred_at < a.sent_at + INTERVAL {OPT_OUT_DAYS} DAY
-        AND o.occurred_at >= $lo AND o.occurred_at < $opt_outs_to))::INT
-        AS value
-FROM care_actions a WHERE a.sent_at >= $lo AND a.sent_at < $hi
+    (f.action_id IS NOT NULL)::INT AS value
+FROM care_actions a LEFT JOIN followed f USING (action_id)
+WHERE a.sent_at >= $lo AND a.sent_at < $hi
 """
 KPIS = (
     Kpi(

@@ -146,8 +146,11 @@ class FeedbackService:
         form, signature = await self.twilio_form(request)
         sid = twilio_sid(form, "MessageSid", "CallSid")
         state = form.get("MessageStatus") or form.get("CallStatus") or "unknown"
+        # the send's action, when its callback URL names it (sends made before it did not)
+        action = request.path_params.get("action_id")
+        payload = {**form, "action_id": action} if action else form
         await self._store(
-            Write([("status", f"{sid}:{state}", datetime.now(UTC), form)], signature, sid)
+            Write([("status", f"{sid}:{state}", datetime.now(UTC), payload)], signature, sid)
         )
         return Response("<Response/>", media_type=XML)
 
@@ -270,6 +273,7 @@ class FeedbackService:
             routes=[
                 Route("/webhooks/twilio/sms", self.sms, methods=twilio_post),
                 Route("/webhooks/twilio/status", self.status, methods=twilio_post),
+                Route("/webhooks/twilio/status/{action_id}", self.status, methods=twilio_post),
                 Route("/webhooks/twilio/voice/{action_id}", self.voice, methods=twilio_post),
                 Route(
                     "/webhooks/twilio/voice/{action_id}/gather", self.gather, methods=twilio_post

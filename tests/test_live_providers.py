@@ -52,13 +52,14 @@ def test_the_exact_requests_the_sdks_make(con, fakes):
         "To": ["+8613800000001"],
         "Body": [rows["S1"][4]],
         "From": [SENDER],
-        "StatusCallback": [f"{PUBLIC}/webhooks/twilio/status"],
+        "StatusCallback": [f"{PUBLIC}/webhooks/twilio/status/{rows['S1'][0]}"],
     }
     call = next(r for r in twilio.state.requests if r.path.endswith("/Calls.json"))
     twiml = unquote(call.form["Twiml"][0])
     action_id = rows["S3"][0]
     assert call.form["To"] == ["+8613800000003"] and call.form["From"] == [SENDER]
     assert call.form["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert call.form["StatusCallback"] == [f"{PUBLIC}/webhooks/twilio/status/{action_id}"]
     assert (
         f'<Gather action="{PUBLIC}/webhooks/twilio/voice/{action_id}/gather?locale=zh-CN" '
         'input="dtmf" numDigits="1" timeout="5"><Say language="zh-CN">'

@@ -255,6 +255,25 @@ def test_the_status_callback_records_the_messaging_services_number(con, fakes, s
     assert con.execute("SELECT sender FROM care_actions").fetchone() == (SERVICE_NUMBER,)
 
 
+def test_a_status_callback_naming_its_action_settles_a_send_whose_id_was_never_learned(
+    con, fakes, settings
+):
+    """The send timed out before Twilio's answer (no provider id in the outbox): the callback,
+    whose URL names the action, still finds it."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=NOW, sender=None)
+    con.execute("UPDATE care_actions SET provider_id = NULL, status = 'sending'")
+    inbox = Inbox(settings.inbox_path)
+    callback = {"MessageSid": "SM-A1", "MessageStatus": "delivered", "action_id": "A1"}
+    inbox.put("status", "SM-A1:delivered", NOW, callback)
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT status, provider_id FROM care_actions").fetchone() == (
+        "delivered",
+        "SM-A1",
+    )
+
+
 # SendGrid after a crash -------------------------------------------------------------------
 
 

@@ -80,6 +80,20 @@ def test_replies_get_the_right_answer_and_one_clarifying_question(service):
     assert "<Response>" in reply(sid("SM", 8), "huh?", "+1212\x00555")  # PostgreSQL: no 500
 
 
+def test_a_status_callback_whose_url_names_its_action_lands_with_it(service):
+    """The send's callback URL names its action (Twilio signs the URL): the status carries it,
+    and a callback to the plain URL (a send made before) lands without one."""
+    client, inbox, _ = service
+    for path, sid_n in (("/webhooks/twilio/status/ca_0123abcd", 7), ("/webhooks/twilio/status", 8)):
+        form = {"MessageSid": sid("SM", sid_n), "MessageStatus": "sent", "AccountSid": "AC1"}
+        assert client.post(path, **twilio_post(path, form)).status_code == 200
+    forged = {"MessageSid": sid("SM", 6), "MessageStatus": "sent", "AccountSid": "AC1"}
+    signed_elsewhere = twilio_post("/webhooks/twilio/status/ca_other", forged)
+    assert client.post("/webhooks/twilio/status/ca_mine", **signed_elsewhere).status_code == 403
+    landed = {i.dedupe_key: i.payload.get("action_id") for page in inbox.after(0) for i in page}
+    assert landed == {f"{sid('SM', 7)}:sent": "ca_0123abcd", f"{sid('SM', 8)}:sent": None}
+
+
 def test_status_callbacks_and_ivr_digits(service):
     client, inbox, _ = service
     status = {"MessageSid": sid("SM", 9), "MessageStatus": "delivered", "AccountSid": "AC1"}

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -190,8 +191,12 @@ class _TwilioProvider(Provider):
     def create(self, message: OutboundMessage) -> tuple[str, str | None]:
         raise NotImplementedError
 
-    def status_callback(self) -> str:
-        return f"{self.config.public_url}/webhooks/twilio/status"
+    def status_callback(self, message: OutboundMessage) -> str:
+        """Where Twilio reports the send's progress: the URL names the action (Twilio signs
+        it), so collect need not look the provider's id up among the week's sends."""
+        return (
+            f"{self.config.public_url}/webhooks/twilio/status/{quote(message.action_id, safe='')}"
+        )
 
     def settle(self, messages: Sequence[OutboundMessage], now: datetime) -> list[Settlement]:
         """Reconcile by recipient: one list request per number, concurrently, then each
@@ -264,7 +269,7 @@ class TwilioSms(_TwilioProvider):
         sent = self.client().messages.create(
             to=message.recipient,
             body=message.body,
-            status_callback=self.status_callback(),
+            status_callback=self.status_callback(message),
             **origin,
         )
         # A Messaging Service picks the number as it sends: until then ``from`` is empty, and
@@ -291,7 +296,7 @@ class TwilioVoice(_TwilioProvider):
             to=message.recipient,
             from_=self.config.sender or "",
             twiml=str(self.twiml(message)),
-            status_callback=self.status_callback(),
+            status_callback=self.status_callback(message),
             status_callback_event=CALL_EVENTS,
         )
         return str(call.sid), self.config.sender

@@ -52,7 +52,7 @@ down:
 	$(BIN)/python -m careloop.stack down
 
 # Not part of `make test`: builds a 10-million-subscriber warehouse once (about 3 minutes), and
-# 90 days of the loop's history on it once (benchmarks/year_bench.py: about 25 minutes, 11 GiB).
+# 90 days of the loop's history on it once (benchmarks/year_bench.py: 12-25 minutes, 12 GiB).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

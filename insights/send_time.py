@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from campaigns.send_time import LEARNABLE, LearnedHours, learn_send_hours
+from campaigns.send_time import LEARNABLE, LOCAL_HOUR, LearnedHours, learn_send_hours
 from campaigns.spec import Campaign
 from insights.stats import Difference, Moments, compare, wilson
 
@@ -32,7 +32,7 @@ HELD_OUT_DAYS = 30  # the default held-out period: the campaign's last month of 
 HELD_OUT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE send_time_held_out AS
 SELECT a.action_id, a.subscriber_id, a.send_time_source,
-    hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at)) AS hour,
+    {LOCAL_HOUR} AS hour,
     (r.action_id IS NOT NULL)::INT AS answered,
     date_diff('second', a.sent_at, r.received_at) / 60 AS reply_minutes
 FROM care_actions a

@@ -15,16 +15,18 @@ is read under the exclusive lock: once it has it, every id up to the bound is co
 from __future__ import annotations
 
 import atexit
+import os
 import re
 import sqlite3
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.files import new_private_file
+from core.files import close_up, new_private_file
 from core.migrations import Migration, MigrationError, available_migrations
 
 
@@ -110,12 +112,33 @@ def open_sqlite(path: Path) -> sqlite3.Connection:
 
 
 def create_sqlite(path: Path, schema: str) -> None:
-    """Create the file (WAL, so readers never block the writer) and its tables; owner-only
-    before SQLite opens it, so its -wal and -shm files are too."""
-    new_private_file(path)
+    """The file in WAL mode (so readers never block the writer), with its tables.
+
+    A new file is made whole under another name and linked into place, so no process ever
+    opens it before it is in WAL mode. Switching a file that others have open fails at once
+    with "database is locked", whatever the busy timeout: SQLite will not wait to upgrade a
+    read lock to a write lock (it could deadlock), and the switch needs both."""
+    if not path.exists():
+        _link_new_sqlite(path, schema)
+    close_up(path)  # one an older version left open to others
     with closing(open_sqlite(path)) as con:
-        con.execute("PRAGMA journal_mode=WAL")
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode=WAL")  # a file made by someone else
         con.executescript(schema)
+
+
+def _link_new_sqlite(path: Path, schema: str) -> None:
+    """Create ``path`` complete, or leave the one another process linked first. The draft is
+    owner-only before SQLite opens it, so its -wal and -shm files are too."""
+    draft = new_private_file(path.with_name(f".{path.name}.{uuid.uuid4().hex}.new"))
+    try:
+        with closing(open_sqlite(draft)) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(schema)
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()
 
 
 class _SqliteConnection:

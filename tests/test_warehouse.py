@@ -97,3 +97,32 @@ def test_sqlite_inbox_opened_by_many_at_once_migrates_to_one_identity(tmp_path):
     with ThreadPoolExecutor(6) as pool:
         identities = set(pool.map(lambda _: Inbox(path).identity, range(12)))
     assert len(identities) == 1
+
+
+def test_a_new_sqlite_inbox_is_in_wal_mode_before_anyone_can_open_it(tmp_path, monkeypatch):
+    """A reader that holds the file from the moment it appears must not stop its creator.
+    Before, the file appeared empty and was switched to WAL in place: a switch SQLite refuses at
+    once, whatever the busy timeout, while another connection reads."""
+    import sqlite3
+
+    import inbox.db
+    from inbox.inbox import Inbox
+
+    path = tmp_path / "inbox.sqlite"
+    readers: list[sqlite3.Connection] = []
+
+    def open_with_a_reader_there_first(target):
+        if path.exists() and not readers:
+            reader = sqlite3.connect(path, timeout=0, isolation_level=None)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            readers.append(reader)
+        return sqlite3.connect(target, timeout=0.5, isolation_level=None)
+
+    monkeypatch.setattr(inbox.db, "open_sqlite", open_with_a_reader_there_first)
+    Inbox(path)
+    assert len(readers) == 1
+    assert readers[0].execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    readers[0].close()
+    leftovers = [f.name for f in tmp_path.iterdir() if not f.name.startswith("inbox.sqlite")]
+    assert leftovers == []

@@ -126,3 +126,23 @@ def test_a_new_sqlite_inbox_is_in_wal_mode_before_anyone_can_open_it(tmp_path, m
     readers[0].close()
     leftovers = [f.name for f in tmp_path.iterdir() if not f.name.startswith("inbox.sqlite")]
     assert leftovers == []
+
+
+def test_a_writer_checkpoints_its_log_once_when_it_closes(tmp_path):
+    """A checkpoint writes out the whole index of every table it changed: a command that
+    commits page by page must not checkpoint each time its log passes DuckDB's 16 MB."""
+    path = tmp_path / "warehouse.duckdb"
+    con = connect(path)
+    con.execute("CREATE TABLE pages (key VARCHAR PRIMARY KEY, body VARCHAR)")
+    log = path.with_name(path.name + ".wal")
+    for page in range(8):  # about 5 MB a page
+        con.execute(
+            "INSERT INTO pages SELECT md5(? || i::VARCHAR), repeat('x', 1000) FROM range(5000) r(i)",
+            [str(page)],
+        )
+    assert log.stat().st_size > 32 * 2**20, "the log was checkpointed on the way"
+    con.close()
+    assert not log.exists() or log.stat().st_size == 0
+    again = connect(path)
+    assert again.execute("SELECT count(*) FROM pages").fetchone() == (40_000,)
+    again.close()

@@ -91,6 +91,15 @@ TUNING = (
     f"SET dynamic_or_filter_threshold = {LOOKUP_KEYS}; SET index_scan_max_count = {LOOKUP_KEYS}"
 )
 
+# DuckDB checkpoints once its log passes a threshold (16 MB by default), and each checkpoint
+# writes out the whole index of every table it changed, then reads it back lazily as keys are
+# looked up. The outbox's and the inbound tables' keys grow with the history: at 10 million
+# subscribers with 90 days of it, a collect checkpointed about every third page and spent more
+# in commits than in its work. With this threshold a command's log is checkpointed once, when
+# it closes the warehouse (or when its log passes it: a big load).
+CHECKPOINT_THRESHOLD = "1GB"
+WRITER_TUNING = f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
+
 
 def looked_up(key: str, condition: str, *, table: str = "a", by: str) -> str:
     """The predicate joining ``table`` to the batch ``by`` on ``key``, for the rows of
@@ -114,7 +123,7 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     con = duckdb.connect(str(path))
     close_up(path)  # DuckDB creates it by the umask (the entry points make that owner-only)
     try:
-        con.execute(f"SET TimeZone = 'UTC'; {TUNING}")
+        con.execute(f"SET TimeZone = 'UTC'; {TUNING}; {WRITER_TUNING}")
         migrate(con)
     except BaseException:
         con.close()

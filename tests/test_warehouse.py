@@ -137,7 +137,8 @@ def test_a_writer_checkpoints_its_log_once_when_it_closes(tmp_path):
     log = path.with_name(path.name + ".wal")
     for page in range(8):  # about 5 MB a page
         con.execute(
-            "INSERT INTO pages SELECT md5(? || i::VARCHAR), repeat('x', 1000) FROM range(5000) r(i)",
+            "INSERT INTO pages SELECT md5(? || i::VARCHAR), repeat('x', 1000)"
+            " FROM range(5000) r(i)",
             [str(page)],
         )
     assert log.stat().st_size > 32 * 2**20, "the log was checkpointed on the way"

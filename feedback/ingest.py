@@ -81,6 +81,28 @@ def watermark(con: duckdb.DuckDBPyConnection, inbox: Inbox) -> int:
     return ingest_mark(con, WATERMARK.format(inbox.identity)) or 0
 
 
+# How far apart in arrival an item and its repeat can be. The inbox refuses a repeat while
+# it holds the first, and holds each item for its retention (7 days or more) after it came,
+# so what reaches the warehouse twice is the same item read again (a new inbox read from its
+# start, a replayed batch: the same arrival) or a provider's retry of an item the inbox
+# already let go, which SendGrid's 72 hours of retries keep within this. A form posted
+# again after that lands twice and counts once where it matters: evaluations and opt-outs
+# keep one row per key.
+REPEAT_HORIZON = timedelta(days=3)
+
+# Landed are the batch's items not kept already among those that arrived around the same
+# time: the log is in arrival order, so that range is a few of its row groups, whatever the
+# history holds (see migration 0027).
+LAND_SQL = """
+    INSERT INTO inbound_messages
+    SELECT dedupe_key, inbox_id, kind, received_at, payload::JSON, now() FROM landing
+    WHERE dedupe_key NOT IN (
+        SELECT dedupe_key FROM inbound_messages
+        WHERE received_at BETWEEN $from AND $to
+          AND dedupe_key IN (SELECT dedupe_key FROM landing))
+    RETURNING dedupe_key"""
+
+
 def land(
     con: duckdb.DuckDBPyConnection, batch: list[InboxItem], figures: CollectFigures
 ) -> list[InboxItem]:
@@ -96,11 +118,11 @@ def land(
         }
     )
     register_frame(con, "landing", frame)
+    arrived = [i.received_at for i in batch]
     new_keys = {
         row[0]
         for row in con.execute(
-            "INSERT INTO inbound_messages SELECT dedupe_key, inbox_id, kind, received_at,"
-            " payload::JSON, now() FROM landing ON CONFLICT DO NOTHING RETURNING dedupe_key"
+            LAND_SQL, {"from": min(arrived) - REPEAT_HORIZON, "to": max(arrived) + REPEAT_HORIZON}
         ).fetchall()
     }
     con.unregister("landing")
@@ -376,9 +398,9 @@ def ingest_statuses(
     _resolve_statuses(con, min(item.received_at for item in items) - RECENT_SENDS)
     con.unregister("statuses")
     con.execute("""
-        INSERT INTO delivery_events
+        INSERT INTO delivery_events  -- new items only: landed first, under the same key
         SELECT event_key, action_id, provider_id, label, error_code, occurred_at
-        FROM resolved_statuses ON CONFLICT DO NOTHING""")
+        FROM resolved_statuses""")
     con.execute(
         ADVANCE_STATUS_SQL.format(
             rank=_rank("status"), new=_rank("s.status"), old=_rank("a.status")

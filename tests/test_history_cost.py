@@ -312,6 +312,30 @@ def test_a_collect_page_does_not_read_the_settled_history(
     assert readers == []
 
 
+def test_landing_a_page_reads_the_items_that_came_about_then_not_the_log(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    """The inbound log has no unique key to load and write out whole (it had one over the
+    whole history), and finding a page's repeats reads the log's last days only."""
+    logged = 600_000  # a year of items, in the order they came
+    con.execute(
+        """INSERT INTO inbound_messages
+        SELECT 'sms:SM' || md5(i::VARCHAR), i, 'sms', ?::TIMESTAMPTZ - to_microseconds(
+            ((? - i) * 365 * 86400 * 1e6 / ?)::BIGINT), '{}', now()
+        FROM range(?) r(i)""",
+        [LATER, logged, logged, logged],
+    )
+    assert not {"inbound_messages", "delivery_events"} & set(unique_keys(con))
+    inbox = Inbox(settings.inbox_path)
+    for n in range(50):
+        inbox.put("sms", f"SMnew{n}", LATER, {"MessageSid": f"SMnew{n}", "From": PHONE})
+    inbox.put("sms", "SM" + hashlib.md5(b"599999").hexdigest(), LATER, {"From": PHONE})
+    profiled = Profiled(con)
+    figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
+    assert (figures.drained, figures.duplicates) == (51, 1)
+    assert profiled.read_from("inbound_messages", logged // 4) == []
+
+
 def test_finding_the_follow_ups_due_reads_neither_the_outbox_nor_the_asked_backlog(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:

@@ -119,6 +119,34 @@ def test_duplicates_count_once_even_when_the_inbox_is_replayed(world, inbox):
     assert world.execute("SELECT count(*) FROM evaluations").fetchone() == (1,)
 
 
+def test_an_item_read_again_from_a_new_inbox_counts_once_however_old(world, inbox, tmp_path):
+    """A new inbox is read from its start: an item it holds again (moved with the inbox)
+    arrived when it first did, months ago, and lands once."""
+    long_ago = T0 - timedelta(days=100)
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=long_ago)
+    sms(inbox, "SM1", PHONE, "4", long_ago + timedelta(minutes=5))
+    sms(inbox, "SM2", PHONE, "5", T0)  # recent traffic in the log as well
+    first = collect(world, inbox, reply_window=WINDOW)
+    moved = Inbox(tmp_path / "moved.sqlite")
+    sms(moved, "SM1", PHONE, "4", long_ago + timedelta(minutes=5))
+    again = collect(world, moved, reply_window=WINDOW)
+    assert (first.drained, first.duplicates) == (2, 0)
+    assert (again.drained, again.duplicates) == (1, 1)
+    assert world.execute("SELECT count(*) FROM inbound_messages").fetchone() == (2,)
+
+
+def test_a_providers_retry_after_the_inbox_let_the_first_go_lands_once(world, inbox):
+    add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
+    sms(inbox, "SM1", PHONE, "4", T0 + timedelta(minutes=5))
+    collect(world, inbox, reply_window=WINDOW)
+    assert inbox.prune(10**9, T0 + timedelta(days=1)) == 1
+    sms(inbox, "SM1", PHONE, "4", T0 + timedelta(days=2, hours=23))  # SendGrid retries 72 h
+    again = collect(world, inbox, reply_window=WINDOW)
+    assert (again.drained, again.duplicates) == (1, 1)
+    assert world.execute("SELECT count(*) FROM inbound_messages").fetchone() == (1,)
+    assert len(evaluations(world)) == 1
+
+
 def test_stop_opts_out_and_start_opts_back_in(world, inbox):
     add_action(world, "A1", "S1", recipient=PHONE, sent_at=T0)
     sms(inbox, "SM1", PHONE, "退订", T0 + timedelta(minutes=1))

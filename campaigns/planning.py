@@ -156,7 +156,7 @@ def _join_profiles(plan: Plan) -> int:
     plan.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE plan_members AS
-        SELECT *, 'ca_' || substr(md5(idempotency_key), 1, 24) AS action_id FROM (
+        SELECT *, {ACTION_ID} AS action_id FROM (
             SELECT t.subscriber_id, {occasion} AS occasion, {store} AS store_id,
                    {due} AS due_at, {happened} AS occasion_at,
                    st.name AS store_name, st.city AS store_city,
@@ -168,9 +168,16 @@ def _join_profiles(plan: Plan) -> int:
             LEFT JOIN stores st ON st.store_id = {store}
             WHERE s.left_on IS NULL OR s.left_on > ?::DATE
         )""",
-        [*params, plan.campaign.name, *params, plan.round, plan.as_of],
+        [plan.as_of, *params, plan.campaign.name, *params, plan.round, plan.as_of],
     )
     return _count(plan.con, "plan_members")
+
+
+# An action id begins with the day it was planned for, then the idempotency key's hash (the
+# same length as before: it travels in every link). DuckDB keeps the outbox's key in an index
+# it loads from disk as keys touch it and writes out at each checkpoint: a day's ids side by
+# side touch a few of its branches, where hashes alone touched most of the history's.
+ACTION_ID = "'ca_' || strftime(?::DATE, '%Y%m%d') || substr(md5(idempotency_key), 1, 16)"
 
 
 def key_round(idempotency_key: str) -> int:
@@ -364,10 +371,9 @@ def _render(plan: Plan) -> None:
     plan.con.unregister("rendered")
 
 
-# One conflict target: with two unique keys (action_id, idempotency_key) a bare ON CONFLICT
-# becomes a nested-loop join over the whole outbox, quadratic in history. The action id is
-# the idempotency key's hash, so a key that is new brings an id that is new.
-OUTBOX_CONFLICT = "ON CONFLICT (idempotency_key) DO NOTHING"
+# The outbox's one unique key (migration 0028): members whose idempotency key is in the
+# outbox already were dropped before (``_drop_already_planned``), whatever their action id.
+OUTBOX_CONFLICT = "ON CONFLICT (action_id) DO NOTHING"
 
 
 def _write_outbox(plan: Plan) -> None:

@@ -159,6 +159,18 @@ def test_rerun_contacts_nobody_twice(con, settings):
     assert second.figures.get("queued") == {} and first.figures["targeted"] == 5
 
 
+def test_a_key_in_the_outbox_under_another_id_is_not_planned_again(con, settings):
+    """The outbox's one unique key is the action id (the key's hash, when planning made it).
+    An action kept under another id (the demo's past surveys) still counts as planned."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    first = plan(con, settings, holdout=None)
+    con.execute("UPDATE care_actions SET action_id = 'ca_made_elsewhere'")
+    again = plan(con, settings, holdout=None, run="r2")
+    assert first.figures["targeted"] == 1 and again.figures["already_planned"] == 1
+    assert con.execute("SELECT action_id FROM care_actions").fetchall() == [("ca_made_elsewhere",)]
+
+
 def test_holdout_is_deterministic_and_near_its_share(con, settings):
     add_store(con)
     add_sms_crowd(con, 2000)

@@ -8,6 +8,7 @@ same campaign for the same date plans nobody twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,6 +179,11 @@ def _join_profiles(plan: Plan) -> int:
 # it loads from disk as keys touch it and writes out at each checkpoint: a day's ids side by
 # side touch a few of its branches, where hashes alone touched most of the history's.
 ACTION_ID = "'ca_' || strftime(?::DATE, '%Y%m%d') || substr(md5(idempotency_key), 1, 16)"
+
+
+def action_id(day: date, idempotency_key: str) -> str:
+    """``ACTION_ID``, for an action made outside a plan's SQL (a case's follow-up)."""
+    return f"ca_{day:%Y%m%d}" + hashlib.md5(idempotency_key.encode()).hexdigest()[:16]
 
 
 def key_round(idempotency_key: str) -> int:

@@ -6,7 +6,6 @@ evaluation, and dispatch sends them under the same standard (windows, opt-outs, 
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, time
 from functools import cache
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from campaigns.catalog import load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
-from campaigns.planning import OUTBOX_CONFLICT
+from campaigns.planning import OUTBOX_CONFLICT, action_id
 from campaigns.sms import segment_count
 from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
@@ -172,11 +171,11 @@ def _follow_up(
     """One follow-up's row of ``follow_ups``: its keys and its rendered message."""
     occasion = f"follow-up-{case['case_id']}-{case['asked'] + 1}"
     key = f"{case['campaign_id']}|{case['subscriber_id']}|{occasion}|{ROUND}"
-    action_id = "ca_" + hashlib.md5(key.encode()).hexdigest()[:24]
+    made = action_id(now.date(), key)
     context = {**case, "offer": "", "offer_code": "FOLLOW-UP"}
-    subject, body = renderer.render(case["channel"], action_id, context, now)
+    subject, body = renderer.render(case["channel"], made, context, now)
     return {
-        "action_id": action_id, "key": key, "case_id": case["case_id"],
+        "action_id": made, "key": key, "case_id": case["case_id"],
         "campaign_id": case["campaign_id"], "subscriber_id": case["subscriber_id"],
         "occasion": occasion, "store_id": case["store_id"], "tier": case["tier"],
         "locale": case["locale"], "channel": case["channel"], "recipient": recipient,

@@ -200,3 +200,15 @@ def test_every_tier_gets_an_offer(con, settings, tier):
     add_subscriber(con, "S1", tier=tier)
     plan(con, settings)
     assert con.execute("SELECT offer_code FROM care_actions").fetchone()[0].startswith("BDAY-")
+
+
+def test_an_action_id_made_in_python_is_the_one_a_plan_makes(con):
+    """Follow-ups make their ids in Python, plans in SQL: the same day and key, the same id."""
+    from campaigns.planning import ACTION_ID, action_id
+
+    key = "birthday|S1|2026-06-15|1"
+    [(in_sql,)] = con.execute(
+        f"SELECT {ACTION_ID} FROM (SELECT ? AS idempotency_key)", [AS_OF, key]
+    ).fetchall()
+    assert in_sql == action_id(AS_OF, key) and in_sql.startswith("ca_20260615")
+    assert len(in_sql) == len("ca_") + 24  # as long as before: it travels in every link

@@ -22,7 +22,7 @@ from campaigns.sms import segment_count
 from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
 from core.settings import Settings
-from warehouse.db import query_dicts, register_frame
+from warehouse.db import query_dicts, register_frame, transaction
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
 # A follow-up goes in its case's campaign's send window (the default where the campaign is
@@ -117,17 +117,21 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         else:
             window = windows.get(case["campaign_id"], DEFAULT_WINDOW)
             queued.append(_follow_up(renderer, case, str(recipient), window, now))
-    if unreachable:
-        apply_rows(con, [_not_asked(case, now) for case in unreachable])
-        register_frame(con, "unreachable", pl.DataFrame(unreachable))
-        con.execute(GIVEN_UP_SQL, {"cap": settings.case_follow_ups})
-        con.unregister("unreachable")
-    if queued:
-        register_frame(con, "follow_ups", pl.DataFrame(queued, schema=FOLLOW_UP_SCHEMA))
-        valid = validity_seconds(follow_up_step().valid_for or FOLLOW_UP_VALID_FOR)
-        con.execute(INSERT_SQL, {"run": f"follow-up-{now:%Y-%m-%d}", "now": now, "valid": valid})
-        con.execute(ASKED_SQL, {"now": now})
-        con.unregister("follow_ups")
+    # One transaction: a follow-up queued is a case marked asked. Cut between the two, the
+    # next run would ask again under the next day's action id.
+    with transaction(con):
+        if unreachable:
+            apply_rows(con, [_not_asked(case, now) for case in unreachable])
+            register_frame(con, "unreachable", pl.DataFrame(unreachable))
+            con.execute(GIVEN_UP_SQL, {"cap": settings.case_follow_ups})
+            con.unregister("unreachable")
+        if queued:
+            register_frame(con, "follow_ups", pl.DataFrame(queued, schema=FOLLOW_UP_SCHEMA))
+            valid = validity_seconds(follow_up_step().valid_for or FOLLOW_UP_VALID_FOR)
+            run = f"follow-up-{now:%Y-%m-%d}"
+            con.execute(INSERT_SQL, {"run": run, "now": now, "valid": valid})
+            con.execute(ASKED_SQL, {"now": now})
+            con.unregister("follow_ups")
     return len(queued)
 
 

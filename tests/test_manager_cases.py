@@ -6,6 +6,7 @@ import zipfile
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 
 from campaigns.catalog import load_campaigns
@@ -119,6 +120,26 @@ def _answer(con, settings, case_id, body, at):
         {"MessageSid": sid, "From": phone, "To": "+10000000000", "Body": body},
     )  # fmt: skip
     collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72))
+
+
+def test_a_follow_up_cut_off_before_its_case_is_marked_asked_is_not_queued(
+    con, settings, monkeypatch
+):
+    """Queued and marked asked together: cut between the two, the next day's run would have
+    asked again under the next day's action id."""
+    import cases.follow_up
+
+    world(con, settings)
+    now = OPENED + timedelta(hours=3)
+    _resolve(con, "E1", now)
+    monkeypatch.setattr(cases.follow_up, "ASKED_SQL", "SELECT error('cut off' || $now)")
+    with pytest.raises(duckdb.Error, match="cut off"):
+        plan_follow_ups(con, settings, now)
+    monkeypatch.undo()
+    assert con.execute("SELECT count(*) FROM care_actions WHERE round = 3").fetchone() == (0,)
+    assert plan_follow_ups(con, settings, now + timedelta(days=1)) == 1
+    assert plan_follow_ups(con, settings, now + timedelta(days=2)) == 0
+    assert con.execute("SELECT count(*) FROM care_actions WHERE round = 3").fetchone() == (1,)
 
 
 def test_a_resolved_case_asks_again_and_the_answer_closes_or_reopens_it(con, settings):

@@ -2,7 +2,7 @@
 
 Each inbox batch is one DuckDB transaction that also moves the watermark, so a crash replays the
 batch whole; inbound items are keyed by (kind, provider id), so a replay or a provider retry
-counts once.
+counts once (looked for among the items that came within ``REPEAT_HORIZON`` of it).
 """
 
 from __future__ import annotations

@@ -319,14 +319,16 @@ def report(
     first = month_start(chosen)  # a clear error for a malformed month, before any work
     last = month_start(shift_month(chosen, 1)) - timedelta(days=1)
     with warehouse(settings.warehouse_path) as con:
-        monthly = configured_monthly_report(con, settings, chosen, utc_now())
+        now = utc_now()  # one instant for both reports: the tests they share are as of it
+        monthly = configured_monthly_report(con, settings, chosen, now)
         if fmt == "json":
             typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False, allow_nan=False))
             return
         written = write_reports(
             con, settings.reports_dir, f"careloop: the loop in {chosen}", settings.timezone,
-            first, last, sla_hours=settings.case_sla_hours,
+            first, last, now=now, sla_hours=settings.case_sla_hours,
             reply_window_hours=settings.reply_window_hours, file_name=f"loop-{chosen}.md",
+            variants=monthly.variants,
         )  # fmt: skip
     html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
     _show("loop figures", dict(summary_rows(written.report)))

@@ -11,8 +11,8 @@ import duckdb
 
 from core.clock import stored_range, utc_now
 from core.files import path_inside, private_dir, write_private_csv, write_private_text
-from insights.kpis import RECOVERED, RECOVERY_DUE
-from insights.variants import variant_markdown, variant_reports
+from insights.kpis import RECOVERED, RECOVERY_DUE, SECOND_ROUND
+from insights.variants import VariantReport, variant_markdown, variant_reports
 from warehouse.db import query_dicts
 from warehouse.figures import (
     ACTIVE_SQL,
@@ -58,7 +58,9 @@ WITH first AS (
 ), replies AS (
     SELECT a.campaign_id,
         count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied
-    FROM evaluations e JOIN first a USING (action_id) GROUP BY ALL
+    FROM evaluations e JOIN first a USING (action_id)
+    WHERE e.received_at >= $lo  -- a reply comes after its action: the history is skipped
+    GROUP BY ALL
 ), opted AS (
     SELECT coalesce(campaign_id, '{NO_MESSAGE}') AS campaign_id, count(*) AS opted_out
     FROM ({OPT_OUT_EVENTS_SQL.format(where=OPTED_IN_PERIOD)}) GROUP BY ALL
@@ -66,13 +68,14 @@ WITH first AS (
     SELECT a.campaign_id, count(*) AS rated,
         count(*) FILTER (r.score >= 4) AS satisfied,
         count(*) FILTER (r.score <= 2) AS dissatisfied
-    FROM action_ratings r JOIN first a USING (action_id) GROUP BY ALL
+    FROM action_ratings r JOIN first a USING (action_id) WHERE r.received_at >= $lo
+    GROUP BY ALL
 ), cases AS (
     SELECT m.campaign_id, count(s.sent_at) AS second_round_sent, count(*) AS cases,
         count(*) FILTER ({RECOVERED}) AS recovered,
         count(*) FILTER ({RECOVERY_DUE}) AS recovery_due
     FROM manager_cases m
-    LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
+    {SECOND_ROUND}
     WHERE {CASE_IN_PERIOD} GROUP BY ALL
 ), campaign_ids AS (
     SELECT campaign_id FROM actions UNION SELECT campaign_id FROM opted
@@ -380,10 +383,12 @@ def write_reports(
     sla_hours: int = 48,
     reply_window_hours: int = 72,
     file_name: str = "kpi_report.md",
+    variants: list[VariantReport] | None = None,
 ) -> WrittenReport:
     """The KPI report (Markdown, ``file_name`` in ``directory``) of care planned on business
     dates ``since`` to ``until`` (each open-ended when None) and one dissatisfied-customer
-    CSV per store manager."""
+    CSV per store manager. ``variants``: the message tests as of ``now`` when the caller has
+    them already (the monthly report does): each reads its campaign's whole test."""
     at = now or utc_now()
     report = loop_report(
         con, zone, since, until, now=at, sla_hours=sla_hours,
@@ -391,7 +396,9 @@ def write_reports(
     )  # fmt: skip
     store_rows = write_store_lists(con, directory / "store_lists", at)
     path = directory / file_name
-    tests = variant_markdown(variant_reports(con, at, reply_window_hours))
+    if variants is None:
+        variants = variant_reports(con, at, reply_window_hours)
+    tests = variant_markdown(variants)
     write_private_text(path, render_markdown(report, store_rows, title) + tests)
     return WrittenReport(report, store_rows, path)
 

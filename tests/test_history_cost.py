@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
 from insights.monthly import build_monthly_report
+from insights.report import loop_report
 from insights.targets import Targets
 from tests.factories import add_action, add_store, add_subscriber
 from tests.test_dispatch import LATER
@@ -456,6 +457,24 @@ def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     )  # fmt: skip
     response = next(p for p in report.trends["response_rate"] if p.month == "2026-06")
     assert response.n == 20
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_a_months_loop_report_reads_its_month_not_the_history_before(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    fill_ratings(con)  # a year of history, ending 2026-05-28
+    inbox = today_rated(con, settings)
+    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, LATER.date(), "r2")  # cases with second rounds
+    profiled = Profiled(con, as_rows=True)
+    june = loop_report(
+        profiled, "Asia/Shanghai", date(2026, 6, 1), date(2026, 6, 30), now=LATER,  # type: ignore[arg-type]
+    )  # fmt: skip
+    birthday = next(c for c in june.campaigns if c["campaign_id"] == "birthday")
+    assert (birthday["rated"], birthday["replied"], birthday["cases"]) == (20, 20, 8)
     for table in ("evaluations", "latest_ratings", "care_actions"):
         assert profiled.read_from(table, HISTORY // 2) == []
 

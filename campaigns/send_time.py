@@ -82,6 +82,8 @@ CUSTOMER_SAMPLE = 250_000
 # that was sent, never a held-out customer's row. On ``care_actions a``.
 LEARNABLE = "a.round = 1 AND a.survey AND a.status <> 'held_out' AND a.suppression_reason IS NULL"
 # A send's local hour (the action's timezone, else the customer's); ``subscribers s``.
+# Every read below joins the ratings from the first send it reads on: a rating comes after its
+# send, and the bound lets zone maps skip the ratings of the history before.
 LOCAL_HOUR = "hour(timezone(coalesce(a.timezone, s.timezone), a.sent_at))"
 # The settled days of the lookback not stored yet (campaigns' days are UTC days of sent_at).
 MISSING_DAYS_SQL = """
@@ -97,7 +99,7 @@ SELECT timezone('UTC', a.sent_at)::DATE AS day, coalesce(s.home_store_id, '') AS
     {LOCAL_HOUR} AS hour, count(*) AS n, count(r.action_id) AS y
 FROM care_actions a
 JOIN subscribers s USING (subscriber_id)
-LEFT JOIN latest_ratings r ON r.action_id = a.action_id
+LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at >= $start
     AND timezone('UTC', r.received_at) < timezone('UTC', a.sent_at)::DATE + to_days($settle)
 WHERE a.sent_at >= $start AND a.sent_at < $end AND {LEARNABLE}
     AND timezone('UTC', a.sent_at)::DATE IN (SELECT day FROM send_time_missing_days)
@@ -126,6 +128,7 @@ SELECT store_id, hour, sum(n) AS n, sum(y) AS y FROM (
     FROM care_actions a
     JOIN subscribers s USING (subscriber_id)
     LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
+        AND r.received_at >= $live
     WHERE a.sent_at >= $live AND a.sent_at < $before AND {LEARNABLE}
 )
 GROUP BY ALL
@@ -155,6 +158,7 @@ SEMI JOIN (
 ) w USING (subscriber_id)
 JOIN subscribers s USING (subscriber_id)
 LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at < $before
+    AND r.received_at >= $start
 WHERE a.sent_at < $before AND a.sent_at >= $start AND {LEARNABLE}
 GROUP BY ALL
 """

@@ -11,7 +11,8 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
 from campaigns.planning import OUTBOX_CONFLICT
+from campaigns.send_time import learn_send_hours
 from cases.collect import collect
 from cases.lifecycle import ratings_seen
 from cases.second_round import plan_second_round
@@ -477,6 +479,34 @@ def test_a_months_loop_report_reads_its_month_not_the_history_before(
     assert (birthday["rated"], birthday["replied"], birthday["cases"]) == (20, 20, 8)
     for table in ("evaluations", "latest_ratings", "care_actions"):
         assert profiled.read_from(table, HISTORY // 2) == []
+
+
+def test_learning_send_hours_reads_the_unsettled_days_ratings_not_the_years(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    fill_ratings(con)  # a year of rated sends, ending 2026-05-28
+    add_subscriber(con, "B0")  # and their 5,000 customers
+    con.execute(
+        "INSERT INTO subscribers SELECT s.* REPLACE ('B' || i AS subscriber_id) "
+        "FROM subscribers s, range(1, 5000) r(i) WHERE s.subscriber_id = 'B0'"
+    )
+    # the days not settled yet: more sends than a join looks up by key
+    add_sent(
+        con, "live",
+        f"SELECT i, TIMESTAMPTZ '2026-06-05' + to_seconds(i * 60) AS stamp "
+        f"FROM range({LOOKUP_KEYS + 1000}) r(i)",
+        "'SM' || md5('live' || i)",
+    )  # fmt: skip
+    con.execute("CREATE TEMP TABLE wanted AS SELECT 'B1' AS subscriber_id")
+    learn = partial(learn_send_hours, members="wanted", hours=[10, 18], fallback=time(10))
+    learn(con, before=LATER)  # stores the settled days, as the day's first plan does
+    profiled = Profiled(con, as_rows=True)
+    learned = learn(profiled, before=LATER + timedelta(days=1))  # type: ignore[arg-type]
+    assert learned.learned + learned.fallback == 1
+    # the members' own year is read (customer cells); the pooled hours read only the days
+    # not settled yet, and their ratings
+    readers = profiled.read_from("latest_ratings", HISTORY // 2)
+    assert [r for r in readers if "send_time_cells" not in r] == []
 
 
 def test_a_reply_is_matched_among_its_own_numbers_surveys_not_every_recent_one(

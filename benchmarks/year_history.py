@@ -7,7 +7,8 @@ day ``d`` gets what the loop would have appended that day, in the shapes the pro
   hours); the file ``careloop load visits`` would have loaded on ``d``'s morning;
 - care actions (the outbox): birthday and tenure anniversaries of ``d``, one store-visit survey
   per subscriber, store and day, ids and keys as ``campaigns/planning.py`` makes them
-  (``ca_`` + md5 of ``campaign|subscriber|occasion|round``), the real holdout rule, channels
+  (``ca_``, the plan's day, then md5 of ``campaign|subscriber|occasion|round``; a follow-up's
+  day is its run's UTC date), the real holdout rule, channels
   by contact data and consent, and fates: delivered, sent, failed, expired, suppressed;
 - replies: evaluations (``ev_`` + md5 of the inbound dedupe key, keys shaped as
   ``feedback/ingest.py`` lands them), their raw inbound messages, the delivery status callbacks
@@ -168,7 +169,9 @@ WITH j AS (
              ELSE occasion_at + INTERVAL 72 HOUR END AS expiry
     FROM moments
 )
-SELECT 'ca_' || substr(md5(ikey), 1, 24) AS action_id, ikey AS idempotency_key,
+SELECT 'ca_' || CASE WHEN round = 3 THEN strftime(timezone('UTC', created_at), '%Y%m%d')
+        ELSE strftime(day, '%Y%m%d') END || substr(md5(ikey), 1, 16) AS action_id,
+    ikey AS idempotency_key,
     CASE WHEN round = 3 THEN 'follow-up-' || strftime(created_at, '%Y-%m-%d') ELSE
     campaign || '-' || strftime(day, '%Y-%m-%d') || '-r' || CAST(round AS VARCHAR) || '-'
         || substr(md5(campaign || CAST(created_at AS VARCHAR)), 1, 8) END AS run_id,

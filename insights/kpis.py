@@ -62,11 +62,18 @@ class Kpi:
 # before the months read (zone maps on the stored times) and every figure stays as it was.
 ACTION_LOOKUP = "a.sent_at >= ${since} AND a.sent_at < $hi"
 CASE_SLACK = timedelta(days=31)  # a case's action: the reply window and a month before it
-RATINGS = f"""
-SELECT r.received_at AS at, a.store_id, a.campaign_id, a.channel, a.tier, {{value}} AS value
+# Units that several KPIs read (the first-round ratings with their action: CSAT and the
+# dissatisfied; the cases with theirs: the three case KPIs) are joined once a query, as
+# materialized sets the KPIs then read (``SHARED_UNITS``): each KPI joining its own read the
+# months' outbox five times.
+RATED_UNITS = f"""
+SELECT r.received_at AS at, a.store_id, a.campaign_id, a.channel, a.tier, r.score
 FROM action_ratings r JOIN care_actions a
     ON a.action_id = r.action_id AND {ACTION_LOOKUP.format(since="rated_from")}
 WHERE r.round = 1 AND r.received_at >= $lo AND r.received_at < $hi
+"""
+RATINGS = """
+SELECT r.at, r.store_id, r.campaign_id, r.channel, r.tier, {value} AS value FROM rated_units r
 """
 # The rated surveys are joined as one set (a hash join on the months' ratings): a
 # correlated EXISTS per survey cost three times as much over two months of 10 million
@@ -80,13 +87,20 @@ LEFT JOIN (
 ) r USING (action_id)
 WHERE a.round = 1 AND a.survey AND a.sent_at >= $lo AND a.sent_at < $hi
 """
-CASES = f"""
-SELECT m.opened_at AS at, m.store_id, m.campaign_id, a.channel, a.tier, {{value}} AS value
+CASE_UNITS = f"""
+SELECT m.*, a.channel AS action_channel, a.tier AS action_tier
 FROM manager_cases m JOIN care_actions a
     ON a.action_id = m.action_id AND {ACTION_LOOKUP.format(since="cased_from")}
-{{joins}}
-WHERE ({{where}}) AND m.opened_at >= $lo AND m.opened_at < $hi
+WHERE m.opened_at >= $lo AND m.opened_at < $hi
 """
+CASES = """
+SELECT m.opened_at AS at, m.store_id, m.campaign_id, m.action_channel AS channel,
+    m.action_tier AS tier, {value} AS value
+FROM case_units m
+{joins}
+WHERE ({where})
+"""
+SHARED_UNITS = {"rated_units": RATED_UNITS, "case_units": CASE_UNITS}
 # A case's second round, as RECOVERY_DUE reads it (``s``); sent after its case opened.
 SECOND_ROUND = """LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
     AND s.sent_at >= $lo - INTERVAL 1 DAY"""
@@ -232,8 +246,9 @@ def live_moments(
     ]
     # The units are summed once into cells of every column a scope reads (a store brings its
     # region, a campaign its segment); each scope then adds up a few thousand cells.
+    shared = ", ".join(f"{name} AS MATERIALIZED ({sql})" for name, sql in SHARED_UNITS.items())
     sql = f"""
-    WITH cells AS (
+    WITH {shared}, cells AS (
         SELECT kpi, CASE {placing} END AS month, store_id, campaign_id, channel, tier,
             count(*) AS n, sum(value) AS total, sum(value * value) AS squares
         FROM ({_units_sql()}) u GROUP BY ALL

@@ -219,6 +219,19 @@ def test_a_report_with_its_past_months_closed_reads_only_the_open_months(con, se
         assert 0 < read < HISTORY // 4, f"{table}: a scan read {read:,} rows of {HISTORY:,}"
 
 
+def test_the_kpis_that_share_their_units_join_them_once(con):
+    """CSAT and the dissatisfied rate read the same ratings, the three case KPIs the same
+    cases: each set is joined to its actions once a query, not once a KPI."""
+    edge_world(con)
+    scans = Scans(con)
+    found = moments_of(scans, "2026-02", NOW)  # February open: its units are read live
+    assert found[("csat", "2026-02", "overall", None)][0] > 0
+    live = [counts for counts in scans.scan_counts if "manager_cases" in counts]
+    assert len(live) == 1
+    assert live[0]["manager_cases"] == 1  # three case KPIs
+    assert live[0]["latest_ratings"] == 2  # the ratings' units, and the surveys' rated set
+
+
 class Scans:
     """A connection that notes, per statement and table, the most rows one scan of it read
     (DuckDB's profile, complete once a result is read whole, so each result is read here)."""
@@ -226,6 +239,7 @@ class Scans:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
         self.by_table: list[dict[str, int]] = []
+        self.scan_counts: list[dict[str, int]] = []  # per statement, the scans of each table
         con.execute("SET enable_profiling = 'no_output'; SET profiling_coverage = 'ALL'")
 
     def execute(self, sql: str, *args: object) -> "Fetched":
@@ -234,10 +248,13 @@ class Scans:
         rows = result.fetchall() if columns else []
         profile = json.loads(self._con.get_profiling_information(format="json"))
         tables: dict[str, int] = {}
+        counts: dict[str, int] = {}
         for scan in _scans(profile["operator"]):
             name = scan["extra_info"]["Table"].rsplit(".", 1)[-1]
             tables[name] = max(tables.get(name, 0), int(scan.get("rows_scanned", 0)))
+            counts[name] = counts.get(name, 0) + 1
         self.by_table.append(tables)
+        self.scan_counts.append(counts)
         return Fetched(rows, columns)
 
     def most(self, table: str) -> int:

@@ -207,26 +207,3 @@ def test_a_publish_looks_its_cases_up_not_the_outbox_or_the_backlog(con, setting
     assert profiled.read_from("care_actions", HISTORY // 10) == []
     assert profiled.read_from("subscribers", backlog // 2) == []
     assert on_board(board) == as_whole(con, now)
-
-
-def test_a_publish_of_many_changes_looks_their_actions_up_a_batch_at_a_time(con, settings, world):
-    """More changed cases than a join looks up by key at once (a busy day's collect) over a
-    year's outbox: their actions are still looked up by key, not read with the outbox."""
-    from tests.test_history_cost import HISTORY, Profiled, fill_outbox
-    from warehouse.db import LOOKUP_KEYS
-
-    board, now = world
-    fill_outbox(con)
-    changed = LOOKUP_KEYS + 1_000
-    con.execute(
-        f"""INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
-            action_id, score, comment, opened_at, status)
-        SELECT 'NEW' || i, 'ST1', 'S1', 'birthday', a.action_id, 1, 'new', $at, 'open'
-        FROM (SELECT action_id, row_number() OVER () AS i FROM care_actions
-              USING SAMPLE {changed} ROWS (reservoir, 7)) a""",
-        {"at": now - timedelta(hours=2)},
-    )
-    profiled = Profiled(con, as_rows=True)
-    assert publish(profiled, board, now) >= changed  # new to the boards
-    assert profiled.read_from("care_actions", HISTORY // 10) == []
-    assert on_board(board) == as_whole(con, now)

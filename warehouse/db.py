@@ -113,28 +113,6 @@ def looked_up(key: str, condition: str, *, table: str = "a", by: str) -> str:
     return f"{table}.{key} = {by}.{key} AND CASE WHEN {by}.{key} IS NOT NULL THEN ({condition}) END"
 
 
-def look_up(
-    con: duckdb.DuckDBPyConnection, *, table: str, key: str, keys: str, columns: str, into: str
-) -> None:
-    """The temp table ``into``: ``columns`` of the rows of ``table`` (aliased ``a``) whose
-    ``key`` is in the temp table ``keys`` (one column, ``key``), looked up in the key's index
-    LOOKUP_KEYS at a time. Joined at once, a set of more keys than that is a scan of the whole
-    table, and so grows with its history."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT {columns} FROM {table} a LIMIT 0; "
-        f"CREATE OR REPLACE TEMP TABLE look_up_keys AS "
-        f"SELECT {key}, (row_number() OVER () - 1) // {LOOKUP_KEYS} AS part FROM {keys}"
-    )
-    [(parts,)] = con.execute("SELECT coalesce(max(part) + 1, 0) FROM look_up_keys").fetchall()
-    for part in range(parts):
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE look_up_part AS "
-            f"SELECT {key} FROM look_up_keys WHERE part = {part}; "
-            f"INSERT INTO {into} SELECT {columns} FROM {table} a "
-            f"JOIN look_up_part k ON a.{key} = k.{key}"
-        )
-
-
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file, creating and migrating it on first use."""
     if read_only:

@@ -419,6 +419,18 @@ def today_rated(con: duckdb.DuckDBPyConnection, settings: Settings) -> Inbox:
     return inbox
 
 
+def history_then_today_collected(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """A year of rated history (ending 2026-05-28), then today's 20 ratings collected."""
+    fill_ratings(con)
+    inbox = today_rated(con, settings)
+    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+
+
+def assert_no_history_read(profiled: Profiled) -> None:
+    for table in ("evaluations", "latest_ratings", "care_actions"):
+        assert profiled.read_from(table, HISTORY // 2) == []
+
+
 def test_a_collect_reads_the_ratings_of_its_replies_not_of_the_history(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
@@ -427,30 +439,24 @@ def test_a_collect_reads_the_ratings_of_its_replies_not_of_the_history(
     profiled = Profiled(con)
     figures = collect(profiled, inbox, reply_window=timedelta(hours=72), now=LATER)  # type: ignore[arg-type]
     assert figures.replies == {"matched": 20}
-    for table in ("evaluations", "latest_ratings", "care_actions"):
-        assert profiled.read_from(table, HISTORY // 2) == []
+    assert_no_history_read(profiled)
 
 
 def test_a_second_round_reads_the_days_ratings_not_the_history(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
-    fill_ratings(con)
-    inbox = today_rated(con, settings)
-    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    history_then_today_collected(con, settings)
     profiled = Profiled(con)
     campaign = load_campaigns(settings)["birthday"]
     plan = plan_second_round(profiled, settings, campaign, LATER.date(), "r2")  # type: ignore[arg-type]
     assert plan.figures["cases_opened"] == 8  # today's ratings of 1-2
-    for table in ("evaluations", "latest_ratings", "care_actions"):
-        assert profiled.read_from(table, HISTORY // 2) == []
+    assert_no_history_read(profiled)
 
 
 def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
-    fill_ratings(con)  # a year of history, ending 2026-05-28
-    inbox = today_rated(con, settings)
-    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    history_then_today_collected(con, settings)
     profiled = Profiled(con)
     # May 2027: its twelve months begin in June 2026, after the history; today's 20 are in.
     report = build_monthly_report(
@@ -459,16 +465,13 @@ def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     )  # fmt: skip
     response = next(p for p in report.trends["response_rate"] if p.month == "2026-06")
     assert response.n == 20
-    for table in ("evaluations", "latest_ratings", "care_actions"):
-        assert profiled.read_from(table, HISTORY // 2) == []
+    assert_no_history_read(profiled)
 
 
 def test_a_months_loop_report_reads_its_month_not_the_history_before(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
-    fill_ratings(con)  # a year of history, ending 2026-05-28
-    inbox = today_rated(con, settings)
-    collect(con, inbox, reply_window=timedelta(hours=72), now=LATER)
+    history_then_today_collected(con, settings)
     campaign = load_campaigns(settings)["birthday"]
     plan_second_round(con, settings, campaign, LATER.date(), "r2")  # cases with second rounds
     profiled = Profiled(con, as_rows=True)
@@ -477,8 +480,7 @@ def test_a_months_loop_report_reads_its_month_not_the_history_before(
     )  # fmt: skip
     birthday = next(c for c in june.campaigns if c["campaign_id"] == "birthday")
     assert (birthday["rated"], birthday["replied"], birthday["cases"]) == (20, 20, 8)
-    for table in ("evaluations", "latest_ratings", "care_actions"):
-        assert profiled.read_from(table, HISTORY // 2) == []
+    assert_no_history_read(profiled)
 
 
 def test_learning_send_hours_reads_the_unsettled_days_ratings_not_the_years(

@@ -357,7 +357,7 @@ LEFT JOIN h_r3_evals a ON a.answered_action = f.action_id AND a.intent = 'rating
 INSERT_CASES_SQL = """
 INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id, action_id, score,
     comment, opened_at, second_round_action_id, recovered_score, status, contacted_at,
-    closed_at, escalated_at, updated_at, follow_ups)
+    closed_at, escalated_at, updated_at, follow_ups, follow_up_asked_at)
 SELECT evaluation_id, store_id, subscriber_id, campaign_id, action_id, score, comment,
     opened_at,
     CASE WHEN r2_status NOT IN ('suppressed', 'held_out') THEN r2_action END,
@@ -373,7 +373,9 @@ SELECT evaluation_id, store_id, subscriber_id, campaign_id, action_id, score, co
             WHEN 'contacted' THEN contacted
             WHEN 'unresolved' THEN coalesce(r2_at, r2_sent + INTERVAL 72 HOUR)
             ELSE opened_at END END,
-    CASE WHEN r3_action IS NULL THEN 0 WHEN r3_channel IS NULL THEN 2 ELSE 1 END
+    CASE WHEN r3_action IS NULL THEN 0 WHEN r3_channel IS NULL THEN 2 ELSE 1 END,
+    -- asked when its follow-up was made, as cases/follow_up.py marks it (migration 0026)
+    CASE WHEN r3_action IS NOT NULL THEN resolved + INTERVAL 5 MINUTE END
 FROM h_cases_final ORDER BY opened_at
 """
 

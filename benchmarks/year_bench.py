@@ -36,9 +36,9 @@ day with it: the report says so (``>3600``) instead of running for hours.
 
 Targets: the whole day with a year of history under 5 minutes; no step more than 1.5x slower
 than on empty history; dispatch at >= 10,000 actions a second. Dispatch and collect are also
-shown per item (actions settled, inbox items collected): the day with history carries
-yesterday's queue and second rounds, so it sends and collects more than the empty one, and a
-step's ratio carries that besides the history.
+shown per item (actions settled, inbox items collected): the day with history also sends
+and collects what yesterday left (its queue, second rounds, follow-ups), so the two days need
+not do the same work, and a step's ratio carries that besides the history.
 """
 
 from __future__ import annotations
@@ -461,9 +461,9 @@ def report(
 
 
 def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
-    """The steps whose work is counted, per item: the day with history sends and collects
-    more (yesterday's queue and second rounds), which its ratio carries besides the history.
-    Shown beside the target, not instead of it."""
+    """The steps whose work is counted, per item: the day with history also sends and
+    collects what yesterday left, which its ratio carries besides the history. Shown beside
+    the target, not instead of it."""
     lines = []
     for e, y in pairs:
         if e.items and y.items and not y.stopped:

@@ -163,6 +163,7 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
     of the end of its last simulated day."""
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
+        monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))
         written = write_reports(
             con,
             settings.reports_dir,
@@ -172,8 +173,8 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
             now=end_of_day(end),
             sla_hours=settings.case_sla_hours,
             reply_window_hours=settings.reply_window_hours,
+            variants=monthly.variants,  # the same instant: its tests once
         )
-        monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))
     html, _ = write_month(monthly, settings.reports_dir)
     step_done("monthly KPI report", {"month": monthly.month, "flagged": _flagged(monthly)})
     return DemoResult(home, data, written.report, written.store_rows, written.path, html)

@@ -27,6 +27,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from campaigns.planning import action_id_sql
 from cases.lifecycle import ratings_seen
 from warehouse.ratings import record_ratings
 
@@ -115,6 +116,10 @@ CHANNELS = {
 }
 
 
+# The day an action id begins with: a plan's business day, a follow-up's run's UTC date.
+FOLLOW_UP_OR_PLAN_DAY = "CASE WHEN round = 3 THEN timezone('UTC', created_at)::DATE ELSE day END"
+
+
 def _actions_sql(source: str, table: str, round_: int) -> str:
     channel = CHANNELS[round_]
     first_round = round_ == 1
@@ -169,9 +174,7 @@ WITH j AS (
              ELSE occasion_at + INTERVAL 72 HOUR END AS expiry
     FROM moments
 )
-SELECT 'ca_' || CASE WHEN round = 3 THEN strftime(timezone('UTC', created_at), '%Y%m%d')
-        ELSE strftime(day, '%Y%m%d') END || substr(md5(ikey), 1, 16) AS action_id,
-    ikey AS idempotency_key,
+SELECT {action_id_sql(FOLLOW_UP_OR_PLAN_DAY, "ikey")} AS action_id, ikey AS idempotency_key,
     CASE WHEN round = 3 THEN 'follow-up-' || strftime(created_at, '%Y-%m-%d') ELSE
     campaign || '-' || strftime(day, '%Y-%m-%d') || '-r' || CAST(round AS VARCHAR) || '-'
         || substr(md5(campaign || CAST(created_at AS VARCHAR)), 1, 8) END AS run_id,

@@ -178,7 +178,13 @@ def _join_profiles(plan: Plan) -> int:
 # same length as before: it travels in every link). DuckDB keeps the outbox's key in an index
 # it loads from disk as keys touch it and writes out at each checkpoint: a day's ids side by
 # side touch a few of its branches, where hashes alone touched most of the history's.
-ACTION_ID = "'ca_' || strftime(?::DATE, '%Y%m%d') || substr(md5(idempotency_key), 1, 16)"
+def action_id_sql(day: str, key: str) -> str:
+    """An action id in SQL, from ``day`` (a DATE expression) and ``key`` (the idempotency
+    key's): the plans' and the benchmark history's."""
+    return f"'ca_' || strftime({day}, '%Y%m%d') || substr(md5({key}), 1, 16)"
+
+
+ACTION_ID = action_id_sql("?::DATE", "idempotency_key")
 
 
 def action_id(day: date, idempotency_key: str) -> str:

@@ -57,7 +57,7 @@ from zoneinfo import ZoneInfo
 BIN = Path(sys.executable).parent
 DAY = date(2027, 3, 1)  # a year after the population's date (segments_bench.AS_OF)
 ZONE = ZoneInfo("Asia/Shanghai")
-VERSION = 4  # of the history generator: a cached warehouse of another version is rebuilt
+VERSION = 5  # of the history generator: a cached warehouse of another version is rebuilt
 DAY_TARGET_SECONDS = 300
 STEP_RATIO_TARGET = 1.5
 DISPATCH_TARGET = 10_000  # actions a second

@@ -11,7 +11,6 @@ import hashlib
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -106,8 +105,7 @@ class SandboxProvider(Provider):
         ]
 
     def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
-        issued = _issue_stamp()
-        results = [self._check(m, issued) for m in messages]
+        results = [self._check(m) for m in messages]
         accepted = [(m, r) for m, r in zip(messages, results, strict=True) if r.ok]
         with self._writing:
             con = self._write_connection()
@@ -132,16 +130,18 @@ class SandboxProvider(Provider):
             ).rowcount
             taken_before = self._taken_before(con, accepted) if logged < len(accepted) else {}
             con.execute("COMMIT")
-        results = [_as_taken(r, taken_before.get(r.action_id)) for r in results]
+        results = [
+            replace(r, sent_at=taken_before[r.action_id]) if r.action_id in taken_before else r
+            for r in results
+        ]
         # The receipt names the action and the sender, as a status callback does: a collect
         # before the warehouse records the send (after a crash) still finds whose delivery
-        # it was and where it went from (dated by the receipt, as for every provider). A
-        # repeat's receipt is the first's (its provider id, so its key): kept once.
+        # it was and where it went from (dated by the receipt, as for every provider).
         self.inbox.put_many(
             (
                 "status",
                 f"{r.provider_id}:delivered",
-                m.send_at + timedelta(seconds=3),
+                m.send_at + timedelta(seconds=3),  # a repeat's is the first's, kept by key
                 {
                     "provider_id": r.provider_id,
                     "action_id": m.action_id,
@@ -150,23 +150,22 @@ class SandboxProvider(Provider):
                     "sender": r.sender,
                 },
             )
-            for m, r in zip(messages, results, strict=True)
-            if r.ok
+            for m, r in accepted
         )
         return results
 
     @staticmethod
     def _taken_before(
         con: sqlite3.Connection, accepted: list[tuple[OutboundMessage, SendResult]]
-    ) -> dict[str, Taken]:
+    ) -> dict[str, datetime]:
         """The accepted sends the log already held (a batch sent again after a crash): action
-        id -> the provider id the sandbox gave it then, and when it took it."""
-        mine = {m.idempotency_key: (m.action_id, r.provider_id) for m, r in accepted}
-        earlier: dict[str, Taken] = {}
-        for key, provider_id, logged in _logged(con, list(mine)):
-            action_id, issued_now = mine[key]
-            if provider_id != issued_now:
-                earlier[action_id] = Taken(provider_id, datetime.fromisoformat(logged))
+        id -> when the sandbox first took it."""
+        mine = {m.idempotency_key: (m.action_id, m.send_at) for m, _ in accepted}
+        earlier: dict[str, datetime] = {}
+        for key, _, logged in _logged(con, list(mine)):
+            action_id, now = mine[key]
+            if (taken := datetime.fromisoformat(logged)) != now:
+                earlier[action_id] = taken
         return earlier
 
     def _write_connection(self) -> sqlite3.Connection:
@@ -181,7 +180,7 @@ class SandboxProvider(Provider):
             self._writer.execute("PRAGMA synchronous=NORMAL")
         return self._writer
 
-    def _check(self, message: OutboundMessage, issued: str) -> SendResult:
+    def _check(self, message: OutboundMessage) -> SendResult:
         pattern = EMAIL if message.channel == "email" else E164
         if message.channel not in self.channels:
             return SendResult(
@@ -195,10 +194,11 @@ class SandboxProvider(Provider):
                 error_code="invalid_recipient",
                 error=f"not a valid {message.channel} address",
             )
-        digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()[:16]
+        digest = hashlib.md5(message.idempotency_key.encode()).hexdigest()
         sender = SANDBOX_EMAIL if message.channel == "email" else SANDBOX_NUMBER
-        provider_id = ID_PREFIX[message.channel] + issued + digest
-        return SendResult(message.action_id, provider_id=provider_id, sender=sender)
+        return SendResult(
+            message.action_id, provider_id=ID_PREFIX[message.channel] + digest, sender=sender
+        )
 
     def find_sent(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
         by_key = {m.idempotency_key: m.action_id for m in messages}
@@ -215,30 +215,6 @@ def _logged(con: sqlite3.Connection, keys: list[str]) -> Iterator[tuple[str, str
             f"({','.join('?' * len(chunk))})",
             chunk,
         )
-
-
-@dataclass(frozen=True)
-class Taken:
-    """A send the log held before this one: the sandbox's id for it and when it took it."""
-
-    provider_id: str
-    at: datetime
-
-
-def _as_taken(result: SendResult, taken: Taken | None) -> SendResult:
-    """A repeated send's result as the sandbox first gave it: its provider id and its time."""
-    if taken is None:
-        return result
-    return replace(result, provider_id=taken.provider_id, sent_at=taken.at)
-
-
-def _issue_stamp() -> str:
-    """The first half of the ids a batch is given: when it was taken, in nanoseconds, as 16
-    hex digits (the second half comes from each message's key). Ids in the order they were
-    issued append to the inbox's unique key on receipts (``{id}:delivered``) where ids
-    drawn at random landed all over it: 28 against 12 microseconds a receipt, a third of a
-    sandbox send (real providers' callbacks come one by one, not 5,000 at a time)."""
-    return f"{time.time_ns():016x}"
 
 
 # A batch's messages share few send times: each written out once.

@@ -7,8 +7,8 @@ events, opt-outs, manager cases and their events, tens of millions of rows at fu
 built once and cached under the bench home, keyed by its parameters; each run works on a copy.
 Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
 (default 90: 46 million rows, 4.9 GiB and a 5-minute first build on a quiet 2-core machine,
-plus a copy per run; ``YEAR_BENCH_DAYS=365``: 187 million rows, 18 GiB twice and a 30-minute
-first build); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30``.
+plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 18 GiB twice and a 30- to
+42-minute first build); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30``.
 
 The day (business zone Asia/Shanghai, the day after the history ends), each step a command
 in its own process, timed from outside, its peak memory read by ``/usr/bin/time`` (the

@@ -309,7 +309,7 @@ WHERE e.intent = 'rating' AND e.attribution = 'matched' AND e.score <= 2 AND e.r
 # Managers work their cases, as the product expects of them: nine in ten resolve a case in
 # one to two days, from when it opened or, when its second round left it unresolved (rated
 # 1-3, or no answer in 72 hours), from then. The rest stay on the boards, a backlog that grows
-# with the history (the boards, the store lists and the case KPIs read every active case).
+# with the history (the boards and the store lists read every active case).
 CASES_SQL = """
 CREATE OR REPLACE TEMP TABLE h_cases AS
 WITH c AS (

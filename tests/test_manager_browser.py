@@ -180,6 +180,8 @@ def test_a_page_elsewhere_cannot_sign_the_browser_in(served, browser, elsewhere)
     """Login CSRF: the attacker's own link (ST2's), opened or posted from his page, must not
     sign the manager's browser into his store."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
 
     url, settings = served
     root, site = elsewhere
@@ -197,11 +199,16 @@ def test_a_page_elsewhere_cannot_sign_the_browser_in(served, browser, elsewhere)
         '<button id="go" type="submit">more cats</button></form>'
     )
     browser.get(f"{site}/index.html")
-    browser.find_element(By.ID, "open").click()  # a link in their page, followed
+    followed = browser.find_element(By.ID, "open")
+    followed.click()  # a link in their page, followed
+    # our answer came (the click's navigation over): else the next get may race it
+    WebDriverWait(browser, 20).until(staleness_of(followed))
     browser.get(f"{url}/m/")
     assert "Sign in with your personal link" in browser.page_source
     browser.get(f"{site}/index.html")
-    browser.find_element(By.ID, "go").click()  # their form, posted to us
+    posted = browser.find_element(By.ID, "go")
+    posted.click()  # their form, posted to us
+    WebDriverWait(browser, 20).until(staleness_of(posted))
     browser.get(f"{url}/m/")
     assert "Sign in with your personal link" in browser.page_source
     assert "New York #2" not in browser.title

@@ -90,22 +90,28 @@ def link(url, settings, issued=None):
     return manager_link("ST1", url, secret, issued or datetime.now(UTC), timedelta(days=7))
 
 
-def sign_in(browser, url):
-    """Open the personal link and press its button, as a manager does."""
+def click_through(browser, element):
+    """Click ``element`` and wait until the page it leads to has replaced this one: a get or
+    a read right after the click would otherwise race its navigation."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.wait import WebDriverWait
 
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 20).until(staleness_of(page))
+
+
+def sign_in(browser, url):
+    """Open the personal link and press its button, as a manager does."""
+    from selenium.webdriver.common.by import By
+
     browser.get(url)
-    button = browser.find_element(By.CSS_SELECTOR, "form[action='/m/login'] button")
-    button.click()
-    WebDriverWait(browser, 20).until(staleness_of(button))  # the next page came
+    click_through(browser, browser.find_element(By.CSS_SELECTOR, "form[action='/m/login'] button"))
 
 
 def test_a_manager_signs_in_works_a_case_and_reaches_nothing_else(served, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.wait import WebDriverWait
 
     url, settings = served
     shots = Path(os.environ.get("CARELOOP_SCREENSHOTS", tmp_path / "screenshots"))
@@ -127,8 +133,7 @@ def test_a_manager_signs_in_works_a_case_and_reaches_nothing_else(served, browse
     # resolve E1 with a note: it moves to the closed cases
     case = browser.find_element(By.ID, "case-E1")
     case.find_element(By.NAME, "note").send_keys("已致电道歉，并补偿话费")
-    case.find_element(By.CSS_SELECTOR, "button[value='resolved']").click()
-    WebDriverWait(browser, 20).until(staleness_of(case))  # the page came back
+    click_through(browser, case.find_element(By.CSS_SELECTOR, "button[value='resolved']"))
     moved = browser.find_element(By.ID, "case-E1")
     assert moved.get_attribute("data-status") == "resolved"
     headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
@@ -180,8 +185,6 @@ def test_a_page_elsewhere_cannot_sign_the_browser_in(served, browser, elsewhere)
     """Login CSRF: the attacker's own link (ST2's), opened or posted from his page, must not
     sign the manager's browser into his store."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.wait import WebDriverWait
 
     url, settings = served
     root, site = elsewhere
@@ -199,16 +202,11 @@ def test_a_page_elsewhere_cannot_sign_the_browser_in(served, browser, elsewhere)
         '<button id="go" type="submit">more cats</button></form>'
     )
     browser.get(f"{site}/index.html")
-    followed = browser.find_element(By.ID, "open")
-    followed.click()  # a link in their page, followed
-    # our answer came (the click's navigation over): else the next get may race it
-    WebDriverWait(browser, 20).until(staleness_of(followed))
+    click_through(browser, browser.find_element(By.ID, "open"))  # a link in their page
     browser.get(f"{url}/m/")
     assert "Sign in with your personal link" in browser.page_source
     browser.get(f"{site}/index.html")
-    posted = browser.find_element(By.ID, "go")
-    posted.click()  # their form, posted to us
-    WebDriverWait(browser, 20).until(staleness_of(posted))
+    click_through(browser, browser.find_element(By.ID, "go"))  # their form, posted to us
     browser.get(f"{url}/m/")
     assert "Sign in with your personal link" in browser.page_source
     assert "New York #2" not in browser.title
@@ -227,12 +225,7 @@ def test_signing_out_in_the_browser_ends_the_session_for_a_copied_cookie(served,
     copied = requests.Session()
     copied.cookies.set("careloop_manager", cookie["value"], path="/m")
     assert copied.get(f"{url}/m/", timeout=10).status_code == 200
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.wait import WebDriverWait
-
-    button = browser.find_element(By.CSS_SELECTOR, "form[action='/m/logout'] button")
-    button.click()
-    WebDriverWait(browser, 20).until(staleness_of(button))  # the answer came
+    click_through(browser, browser.find_element(By.CSS_SELECTOR, "form[action='/m/logout'] button"))
     assert "您已退出" in browser.page_source or "signed out" in browser.page_source.lower()
     assert browser.get_cookie("careloop_manager") is None
     assert copied.get(f"{url}/m/", timeout=10).status_code == 401

@@ -390,7 +390,7 @@ SELECT evaluation_id, store_id, subscriber_id, campaign_id, action_id, score, co
     CASE WHEN final_status <> status THEN r3_at
         ELSE CASE status WHEN 'recovered' THEN r2_at WHEN 'resolved' THEN resolved
             WHEN 'contacted' THEN contacted
-            WHEN 'unresolved' THEN coalesce(r2_at, r2_sent + INTERVAL 72 HOUR)
+            WHEN 'unresolved' THEN unresolved_at
             ELSE opened_at END END,
     CASE WHEN r3_action IS NULL THEN 0 WHEN r3_channel IS NULL THEN 2 ELSE 1 END,
     -- asked when its follow-up was made, as cases/follow_up.py marks it (migration 0026)

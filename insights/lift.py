@@ -18,9 +18,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from core.clock import stored_range
+from insights.closed_months import local_midnight_utc
 from insights.exports import ExportError, bad_rows, numbers, read_export, require_columns
-from insights.stats import compare, moments_of, sample_size
+from insights.stats import Moments, compare, moments_of, sample_size
 
 GROUPS = ("treated", "holdout")
 
@@ -81,10 +81,25 @@ def measure(
     values = np.concatenate([treated, holdout])
     if not np.isfinite(values).all():
         raise ExportError("the outcome holds a value that is not a finite number")
+    binary = bool(np.isin(values, (0.0, 1.0)).all())
+    spread = None if binary else float(np.std(values, ddof=1))
+    return measure_moments(
+        moments_of(treated), moments_of(holdout), binary=binary, spread=spread, alpha=alpha,
+        detect=detect,
+    )  # fmt: skip
+
+
+def measure_moments(
+    a: Moments, b: Moments, *, binary: bool, spread: float | None = None, alpha: float = 0.05,
+    detect: float | None = None,
+) -> Lift:  # fmt: skip
+    """``measure`` from each group's moments: what a lift over millions of 0/1 units needs
+    (counted in SQL, never carried as arrays). ``spread``, both groups' standard deviation
+    together, sizes an average's sample (a share's comes from its mean)."""
+    if a.n < 2 or b.n < 2:
+        raise ExportError(f"need at least 2 treated and 2 holdout units (have {a.n} and {b.n})")
     if detect is not None and (not math.isfinite(detect) or detect == 0):
         raise ExportError(f"--detect {detect}: give a finite lift other than 0")
-    binary = bool(np.isin(values, (0.0, 1.0)).all())
-    a, b = moments_of(treated), moments_of(holdout)
     diff = compare(a, b, binary=binary)
     if diff is None:
         raise ExportError(
@@ -92,10 +107,9 @@ def measure(
         )
     assert a.mean is not None and b.mean is not None
     wanted = detect if detect is not None else diff.estimate
-    share = len(holdout) / (len(treated) + len(holdout))
+    share = b.n / (a.n + b.n)
     needed = None
     if wanted != 0:
-        spread = float(np.std(values, ddof=1)) if not binary else None
         try:
             needed = sample_size(b.mean, wanted, binary=binary, sd=spread, holdout_share=share)
         except ValueError as exc:
@@ -132,21 +146,27 @@ def measure_export(path: Path, group: str, outcome: str, *, detect: float | None
     return replace(lift, excluded=data.height - kept.height)
 
 
+# Each customer's first care per campaign in the window (held out, or planned for contact),
+# and whether they were still a subscriber ``$days`` later, counted per campaign: the units are
+# grouped on the stored instants (bounded by the window's local midnights, the same placement
+# as ``timezone(zone, at)::DATE``) and only each unit's first is converted, and what leaves the
+# warehouse is a few rows a campaign, not a row per customer (millions over 11 months).
 RETENTION_SQL = """
 WITH firsts AS (
-    SELECT campaign_id, subscriber_id, min(timezone($zone, created_at)::DATE) AS cared_on,
-        arg_min(status, created_at) AS status
+    SELECT campaign_id, subscriber_id, min(created_at) AS first_at,
+        arg_min(status = 'held_out', created_at) AS held_out
     FROM care_actions
     WHERE round = 1 AND status <> 'suppressed'  -- held out, or planned for contact
-      AND timezone($zone, created_at)::DATE >= $since
-      AND timezone($zone, created_at)::DATE <= $as_of - to_days($days)
       AND created_at >= $lo AND created_at < $hi
     GROUP BY ALL
+), units AS (
+    SELECT f.campaign_id, f.held_out, timezone($zone, f.first_at)::DATE AS cared_on, s.left_on
+    FROM firsts f JOIN subscribers s USING (subscriber_id)
 )
-SELECT f.campaign_id, f.status = 'held_out' AS held_out,
-    (s.left_on IS NULL OR s.left_on > f.cared_on + to_days($days))::INT AS retained,
-    f.cared_on
-FROM firsts f JOIN subscribers s USING (subscriber_id)
+SELECT campaign_id, held_out,
+    (left_on IS NULL OR left_on > cared_on + to_days($days))::INT AS retained,
+    count(*) AS units, min(cared_on) AS first, max(cared_on) AS last
+FROM units GROUP BY ALL
 """
 
 
@@ -166,16 +186,31 @@ def retention_lifts(
     """Per campaign: retention ``days`` after first care, cared-for against held out, over
     customers first cared for from ``since`` until ``days`` before ``as_of`` (whose outcome is
     known by now). Each customer counts once per campaign."""
-    lo, hi = stored_range(since, as_of - timedelta(days=days - 1))
-    params = {"zone": zone, "since": since, "as_of": as_of, "days": days, "lo": lo, "hi": hi}
-    frame = pl.from_pandas(con.execute(RETENTION_SQL, params).fetch_df())
-    found = []
-    for (campaign_id,), part in sorted(frame.group_by("campaign_id"), key=lambda g: str(g[0])):
-        treated = part.filter(~pl.col("held_out"))["retained"].to_numpy()
-        held = part.filter(pl.col("held_out"))["retained"].to_numpy()
-        lift = measure(treated, held) if min(len(treated), len(held)) >= 2 else None
-        dates = part["cared_on"].cast(pl.Date)
-        found.append(
-            CampaignLift(str(campaign_id), dates.min(), dates.max(), lift, len(treated), len(held))  # type: ignore[arg-type]
+    last = as_of - timedelta(days=days)
+    if last < since:
+        return []
+    lo, hi = local_midnight_utc(since, zone), local_midnight_utc(last + timedelta(days=1), zone)
+    cells = con.execute(RETENTION_SQL, {"zone": zone, "days": days, "lo": lo, "hi": hi})
+    by_campaign: dict[str, list[tuple[bool, int, int, date, date]]] = {}
+    for campaign_id, held_out, retained, units, first, last_on in cells.fetchall():
+        by_campaign.setdefault(str(campaign_id), []).append(
+            (bool(held_out), int(retained), int(units), first, last_on)
         )
-    return found
+    return [_campaign_lift(c, rows) for c, rows in sorted(by_campaign.items())]
+
+
+def _campaign_lift(campaign_id: str, rows: list[tuple[bool, int, int, date, date]]) -> CampaignLift:
+    """A campaign's lift from its counted units: (held out, retained, units, first, last)."""
+    treated, held = _retained(rows, held_out=False), _retained(rows, held_out=True)
+    enough = min(treated.n, held.n) >= 2
+    return CampaignLift(
+        campaign_id, min(r[3] for r in rows), max(r[4] for r in rows),
+        measure_moments(treated, held, binary=True) if enough else None, treated.n, held.n,
+    )  # fmt: skip
+
+
+def _retained(rows: list[tuple[bool, int, int, date, date]], *, held_out: bool) -> Moments:
+    """A group's retention as moments of 0/1 units: its units and how many were retained."""
+    units = sum(n for h, _, n, _, _ in rows if h == held_out)
+    kept = sum(n for h, r, n, _, _ in rows if h == held_out and r)
+    return Moments(units, float(kept), float(kept))

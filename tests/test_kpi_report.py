@@ -359,6 +359,78 @@ def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
     )
 
 
+def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
+    """The lift's units, counted in SQL, against the definition written out per row: each
+    customer's first round-1 care per campaign (suppressed ones left out) dated in the
+    business zone, inside the window from ``since`` to ``days`` before ``as_of``, retained
+    unless they left within ``days`` of it. Care falls minutes either side of the business
+    day's midnight and of the window's two edges, some customers are cared for more than
+    once (held out first, then contacted), some leave exactly ``days`` later."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from insights.lift import retention_lifts
+
+    zone, days, since, as_of = "Asia/Shanghai", 30, date(2025, 3, 1), date(2025, 6, 15)
+    last = as_of - timedelta(days=days)
+    edges = [datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(zone)) for d in (since, last)]
+    edges.append(edges[1] + timedelta(days=1))
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(3000):
+        subscriber = f"S{i % 900}"
+        if i % 3 == 0:  # minutes either side of a window edge's local midnight
+            at = edges[i % 3] + timedelta(minutes=int(rng.integers(-90, 90)))
+        else:
+            at = edges[0] + timedelta(minutes=int(rng.integers(-2 * 1440, 110 * 1440)))
+        status = ("held_out", "delivered", "suppressed", "queued", "failed")[rng.integers(5)]
+        rows.append((f"A{i}", subscriber, ("tenure", "birthday")[i % 7 % 2], 1 + (i % 11 == 0),
+                     status, at.astimezone(UTC)))  # fmt: skip
+    con.executemany(
+        """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, survey, status, created_at, updated_at)
+        VALUES (?, ?, 'r', ?, ?, 'o', ?, 'standard', 'en', true, ?, ?, ?)""",
+        [(a, a, c, s, r, st, at, at) for a, s, c, r, st, at in rows],
+    )
+    left = {f"S{i}": date(2025, 3, 1) + timedelta(days=int(rng.integers(0, 150)))
+            for i in range(900) if i % 4}  # fmt: skip
+    con.executemany(
+        """INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
+            sms_consent, email_consent, voice_consent, left_on)
+        VALUES (?, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en',
+            true, true, true, ?)""",
+        [(f"S{i}", left.get(f"S{i}")) for i in range(900)],
+    )
+    firsts: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for _, subscriber, campaign, round_, status, at in rows:
+        cared_on = at.astimezone(ZoneInfo(zone)).date()
+        if round_ != 1 or status == "suppressed" or not since <= cared_on <= last:
+            continue
+        key = (campaign, subscriber)
+        if key not in firsts or at < firsts[key][0]:
+            firsts[key] = (at, status)
+    expected: dict[str, dict[bool, list[int]]] = {}
+    for (campaign, subscriber), (at, status) in firsts.items():
+        cared_on = at.astimezone(ZoneInfo(zone)).date()
+        gone = left.get(subscriber)
+        retained = gone is None or gone > cared_on + timedelta(days=days)
+        expected.setdefault(campaign, {True: [], False: []})[status == "held_out"].append(
+            int(retained)
+        )
+    found = retention_lifts(con, as_of, zone, days=days, since=since)
+    assert [c.campaign_id for c in found] == sorted(expected)
+    for lift in found:
+        treated, held = expected[lift.campaign_id][False], expected[lift.campaign_id][True]
+        assert (lift.treated, lift.held_out) == (len(treated), len(held))
+        assert lift.lift is not None
+        assert lift.lift.treated_mean == pytest.approx(np.mean(treated))
+        assert lift.lift.holdout_mean == pytest.approx(np.mean(held))
+        dates = [firsts[(lift.campaign_id, s)][0].astimezone(ZoneInfo(zone)).date()
+                 for (c, s) in firsts if c == lift.campaign_id]  # fmt: skip
+        assert (lift.first, lift.last) == (min(dates), max(dates))
+    assert min(f.first for f in found) == since and max(f.last for f in found) == last
+
+
 def plant_cases(con, tag, opened, cases):
     """Store managers' cases opened at ``opened`` (UTC), one per (second round sent at or
     None for none, its status): each on a rated first-round action and its second round."""

@@ -242,9 +242,9 @@ def upgrade(home: Path) -> None:
     otherwise do weeks of it at once), store the send hours' settled days as yesterday's
     plans left them (the day's plan then stores one day, not the history's), and publish
     the managers' boards as it left them (the history has no service database), and keep
-    the closed months' KPIs as last month's report left them: the day's collect and
-    publishes then do what changed that day, and its report closes one month, as in
-    operation."""
+    the closed months' KPIs and the retention lift's stored days as last month's report left
+    them: the day's collect and publishes then do what changed that day, and its report
+    closes one month and stores a month of first care, as in operation."""
     from campaigns.send_time import Lookback, store_settled_days
     from cases.board import Board
     from cases.collect import collect
@@ -253,6 +253,7 @@ def upgrade(home: Path) -> None:
     from core.settings import load_settings
     from feedback.ingest import watermark
     from inbox.inbox import Inbox
+    from insights.first_care import store_days
     from insights.kpis import kpi_moments, shift_month
     from warehouse.db import connect
 
@@ -272,6 +273,8 @@ def upgrade(home: Path) -> None:
             sla_hours=settings.case_sla_hours, now=_last_months_report(),
             reply_window_hours=settings.reply_window_hours,
         )  # fmt: skip
+        last_report_day = _last_months_report().astimezone(ZONE).date()
+        store_days(con, settings.timezone, last_report_day - timedelta(days=settings.lift_days))
     finally:
         con.close()
 

@@ -53,6 +53,7 @@ from typing import Any
 import duckdb
 
 from campaigns.spec import Campaign
+from warehouse.db import is_writable
 
 # A send's weight at 0, 1 and 2 hours from the hour being estimated (a Gaussian, sd 1 hour).
 KERNEL = (1.0, 0.6, 0.15)
@@ -317,17 +318,10 @@ def store_settled_days(con: duckdb.DuckDBPyConnection, window: Lookback) -> str:
     start = datetime.combine(first or window.first, time(), UTC)
     end = datetime.combine(last, time(), UTC) + timedelta(1) if last else start
     con.execute(NEW_DAYS_SQL, {"settle": SETTLE_DAYS, "start": start, "end": end})
-    if first is None or not _writable(con):
+    if first is None or not is_writable(con):
         return "(SELECT * FROM send_hour_days UNION ALL SELECT * FROM send_time_new_days)"
     con.execute(STORE_DAYS_SQL)
     return "send_hour_days"
-
-
-def _writable(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT NOT readonly FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def customer_cells(con: duckdb.DuckDBPyConnection, members: str, window: Lookback) -> None:

@@ -18,8 +18,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from insights.closed_months import local_midnight_utc
 from insights.exports import ExportError, bad_rows, numbers, read_export, require_columns
+from insights.first_care import first_care_units
 from insights.stats import Moments, compare, moments_of, sample_size
 
 GROUPS = ("treated", "holdout")
@@ -146,27 +146,19 @@ def measure_export(path: Path, group: str, outcome: str, *, detect: float | None
     return replace(lift, excluded=data.height - kept.height)
 
 
-# Each customer's first care per campaign in the window (held out, or planned for contact),
-# and whether they were still a subscriber ``$days`` later, counted per campaign: the units are
-# grouped on the stored instants (bounded by the window's local midnights, the same placement
-# as ``timezone(zone, at)::DATE``) and only each unit's first is converted, and what leaves the
-# warehouse is a few rows a campaign, not a row per customer (millions over 11 months).
+# Retention per campaign and group: each customer's first care in the window (stored a day at
+# a time, insights/first_care.py), and whether they were still a subscriber ``$days`` later.
+# Only the customers who left are looked up: the warehouse never deletes a subscriber (one who
+# leaves keeps their row, with left_on), and a hash of every customer cost seconds at 10
+# million. What leaves the warehouse is a few rows a campaign, not a row per customer.
 RETENTION_SQL = """
-WITH firsts AS (
-    SELECT campaign_id, subscriber_id, min(created_at) AS first_at,
-        arg_min(status = 'held_out', created_at) AS held_out
-    FROM care_actions
-    WHERE round = 1 AND status <> 'suppressed'  -- held out, or planned for contact
-      AND created_at >= $lo AND created_at < $hi
-    GROUP BY ALL
-), units AS (
-    SELECT f.campaign_id, f.held_out, timezone($zone, f.first_at)::DATE AS cared_on, s.left_on
-    FROM firsts f JOIN subscribers s USING (subscriber_id)
-)
-SELECT campaign_id, held_out,
-    (left_on IS NULL OR left_on > cared_on + to_days($days))::INT AS retained,
-    count(*) AS units, min(cared_on) AS first, max(cared_on) AS last
-FROM units GROUP BY ALL
+WITH units AS ({units}),
+leavers AS (SELECT subscriber_id, left_on FROM subscribers WHERE left_on IS NOT NULL)
+SELECT u.campaign_id, u.held_out,
+    (l.left_on IS NULL OR l.left_on > u.cared_on + to_days($days))::INT AS retained,
+    count(*) AS units, min(u.cared_on) AS first, max(u.cared_on) AS last
+FROM units u LEFT JOIN leavers l USING (subscriber_id)
+GROUP BY ALL
 """
 
 
@@ -189,8 +181,8 @@ def retention_lifts(
     last = as_of - timedelta(days=days)
     if last < since:
         return []
-    lo, hi = local_midnight_utc(since, zone), local_midnight_utc(last + timedelta(days=1), zone)
-    cells = con.execute(RETENTION_SQL, {"zone": zone, "days": days, "lo": lo, "hi": hi})
+    units, params = first_care_units(con, zone, since, last)
+    cells = con.execute(RETENTION_SQL.format(units=units), {**params, "days": days})
     by_campaign: dict[str, list[tuple[bool, int, int, date, date]]] = {}
     for campaign_id, held_out, retained, units, first, last_on in cells.fetchall():
         by_campaign.setdefault(str(campaign_id), []).append(

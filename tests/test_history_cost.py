@@ -31,6 +31,7 @@ from cases.second_round import plan_second_round
 from core.settings import Settings
 from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
+from insights.first_care import store_days
 from insights.monthly import build_monthly_report
 from insights.report import loop_report
 from insights.targets import Targets
@@ -177,8 +178,11 @@ class Profiled:
         if self.as_rows:
             read = Rows(result.description or [], result.fetchall() if result.description else [])
         else:
-            read = Read(result.fetch_df() if result.description else pd.DataFrame())
+            read = Read(result.fetch_df() if result.description else pd.DataFrame(),
+                        [str(d[1]) for d in result.description or []])  # fmt: skip
         profile = json.loads(self._con.get_profiling_information(format="json"))
+        if "query" not in profile:  # BEGIN, COMMIT: no plan, nothing read
+            return read
         self.scanned.append((int(profile["query"]["total_rows_scanned"]), " ".join(sql.split())))
         tables: dict[str, int] = {}
         for scan in _scans(profile["operator"]):
@@ -226,16 +230,25 @@ class Read:
     """A statement's rows, read already: what the dispatch code asks of a result."""
 
     frame: pd.DataFrame
+    types: list[str]  # DuckDB's, by column: pandas turns a DATE into a Timestamp
 
     def fetch_df(self) -> pd.DataFrame:
         return self.frame
 
     def fetchall(self) -> list[tuple[object, ...]]:
-        return list(self.frame.itertuples(index=False, name=None))
+        dates = [t == "DATE" for t in self.types]
+        return [
+            tuple(_as_date(v) if is_date else v for v, is_date in zip(row, dates, strict=True))
+            for row in self.frame.itertuples(index=False, name=None)
+        ]
 
     def fetchone(self) -> tuple[object, ...] | None:
         rows = self.fetchall()
         return rows[0] if rows else None
+
+
+def _as_date(value: Any) -> Any:
+    return None if pd.isna(value) else value.date()
 
 
 def test_a_dispatch_batch_does_not_read_the_settled_history(
@@ -457,6 +470,9 @@ def test_a_months_report_reads_its_twelve_months_not_the_history_before(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:
     history_then_today_collected(con, settings)
+    # last month's report stored the retention lift's settled days (the first one reads the
+    # history once: insights/first_care.py)
+    store_days(con, "Asia/Shanghai", date(2027, 5, 1) - timedelta(days=90))
     profiled = Profiled(con)
     # May 2027: its twelve months begin in June 2026, after the history; today's 20 are in.
     report = build_monthly_report(

@@ -359,40 +359,95 @@ def test_retention_lift_in_the_warehouse_recovers_a_planted_effect(con):
     )
 
 
+LIFT_ZONE = "Asia/Shanghai"
+
+
+def plant_care(con, rng, rows, start, end, edges, count, *, status=None):
+    """``count`` care actions between ``start`` and ``end`` (some minutes either side of the
+    local midnights ``edges``) for 900 customers, of two campaigns, mostly round 1, in every
+    status; appended to ``rows`` as (id, customer, campaign, round, status, created_at)."""
+    from datetime import timedelta
+
+    span = int((end - start).total_seconds() // 60)
+    new = []
+    for _ in range(count):
+        i = len(rows) + len(new)
+        if i % 3 == 0:
+            at = edges[i % len(edges)] + timedelta(minutes=int(rng.integers(-90, 90)))
+        else:
+            at = start + timedelta(minutes=int(rng.integers(0, span)))
+        chosen = status or ("held_out", "delivered", "suppressed", "failed")[rng.integers(4)]
+        new.append((f"A{i}", f"S{rng.integers(900)}", ("tenure", "birthday")[rng.integers(2)],
+                    1 + (i % 11 == 0), chosen, at.astimezone(UTC)))  # fmt: skip
+    con.executemany(
+        """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, survey, status, created_at, updated_at)
+        VALUES (?, ?, 'r', ?, ?, 'o', ?, 'standard', 'en', true, ?, ?, ?)""",
+        [(a, a, c, s, r, st, at, at) for a, s, c, r, st, at in new],
+    )
+    rows.extend(new)
+
+
+def expected_units(rows, left, since, last, days):
+    """The lift's units written out per row: each customer's first round-1 care per campaign
+    (suppressed ones left out) dated in the business zone, from ``since`` to ``last``;
+    per campaign, the 0/1 retention of the treated and of the held out, and the dates."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    firsts = {}
+    for _, subscriber, campaign, round_, status, at in rows:
+        cared_on = at.astimezone(ZoneInfo(LIFT_ZONE)).date()
+        if round_ != 1 or status == "suppressed" or not since <= cared_on <= last:
+            continue
+        if (campaign, subscriber) not in firsts or at < firsts[campaign, subscriber][0]:
+            firsts[campaign, subscriber] = (at, status, cared_on)
+    expected = {}
+    for (campaign, subscriber), (_, status, cared_on) in firsts.items():
+        gone = left.get(subscriber)
+        retained = int(gone is None or gone > cared_on + timedelta(days=days))
+        groups, dates = expected.setdefault(campaign, ({True: [], False: []}, []))
+        groups[status == "held_out"].append(retained)
+        dates.append(cared_on)
+    return expected
+
+
+def assert_lifts_match(con, rows, left, as_of, since, days):
+    from datetime import timedelta
+
+    from insights.lift import retention_lifts
+
+    expected = expected_units(rows, left, since, as_of - timedelta(days=days), days)
+    found = retention_lifts(con, as_of, LIFT_ZONE, days=days, since=since)
+    assert [c.campaign_id for c in found] == sorted(expected)
+    for lift in found:
+        groups, dates = expected[lift.campaign_id]
+        assert (lift.treated, lift.held_out) == (len(groups[False]), len(groups[True]))
+        assert lift.lift is not None
+        assert lift.lift.treated_mean == pytest.approx(np.mean(groups[False]))
+        assert lift.lift.holdout_mean == pytest.approx(np.mean(groups[True]))
+        assert (lift.first, lift.last) == (min(dates), max(dates))
+    return found
+
+
 def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
-    """The lift's units, counted in SQL, against the definition written out per row: each
-    customer's first round-1 care per campaign (suppressed ones left out) dated in the
-    business zone, inside the window from ``since`` to ``days`` before ``as_of``, retained
-    unless they left within ``days`` of it. Care falls minutes either side of the business
-    day's midnight and of the window's two edges, some customers are cared for more than
-    once (held out first, then contacted), some leave exactly ``days`` later."""
+    """The lift's units against their definition written out per row, report after report
+    (each stores the days that settled, insights/first_care.py): care falls minutes either
+    side of local midnight at the windows' edges, customers are cared for again and again
+    (held out first, then contacted), a queued action holds its day back until dispatch
+    suppresses it, and windows start on months before, at and after the stored days' first
+    (a window starts on a month's first day: any other start is refused)."""
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
     from insights.lift import retention_lifts
 
-    zone, days, since, as_of = "Asia/Shanghai", 30, date(2025, 3, 1), date(2025, 6, 15)
-    last = as_of - timedelta(days=days)
-    edges = [datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(zone)) for d in (since, last)]
-    edges.append(edges[1] + timedelta(days=1))
     rng = np.random.default_rng(7)
+    local = [datetime(2025, m, d, tzinfo=ZoneInfo(LIFT_ZONE)) for m, d in
+             ((3, 1), (5, 16), (5, 17), (7, 1), (8, 20), (8, 21), (9, 30))]  # fmt: skip
     rows = []
-    for i in range(3000):
-        subscriber = f"S{i % 900}"
-        if i % 3 == 0:  # minutes either side of a window edge's local midnight
-            at = edges[i % 3] + timedelta(minutes=int(rng.integers(-90, 90)))
-        else:
-            at = edges[0] + timedelta(minutes=int(rng.integers(-2 * 1440, 110 * 1440)))
-        status = ("held_out", "delivered", "suppressed", "queued", "failed")[rng.integers(5)]
-        rows.append((f"A{i}", subscriber, ("tenure", "birthday")[i % 7 % 2], 1 + (i % 11 == 0),
-                     status, at.astimezone(UTC)))  # fmt: skip
-    con.executemany(
-        """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
-            subscriber_id, occasion, round, tier, locale, survey, status, created_at, updated_at)
-        VALUES (?, ?, 'r', ?, ?, 'o', ?, 'standard', 'en', true, ?, ?, ?)""",
-        [(a, a, c, s, r, st, at, at) for a, s, c, r, st, at in rows],
-    )
-    left = {f"S{i}": date(2025, 3, 1) + timedelta(days=int(rng.integers(0, 150)))
+    plant_care(con, rng, rows, local[0] - timedelta(days=40), local[3], local[:4], 2500)
+    left = {f"S{i}": date(2025, 3, 1) + timedelta(days=int(rng.integers(0, 250)))
             for i in range(900) if i % 4}  # fmt: skip
     con.executemany(
         """INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
@@ -401,34 +456,29 @@ def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
             true, true, true, ?)""",
         [(f"S{i}", left.get(f"S{i}")) for i in range(900)],
     )
-    firsts: dict[tuple[str, str], tuple[datetime, str]] = {}
-    for _, subscriber, campaign, round_, status, at in rows:
-        cared_on = at.astimezone(ZoneInfo(zone)).date()
-        if round_ != 1 or status == "suppressed" or not since <= cared_on <= last:
-            continue
-        key = (campaign, subscriber)
-        if key not in firsts or at < firsts[key][0]:
-            firsts[key] = (at, status)
-    expected: dict[str, dict[bool, list[int]]] = {}
-    for (campaign, subscriber), (at, status) in firsts.items():
-        cared_on = at.astimezone(ZoneInfo(zone)).date()
-        gone = left.get(subscriber)
-        retained = gone is None or gone > cared_on + timedelta(days=days)
-        expected.setdefault(campaign, {True: [], False: []})[status == "held_out"].append(
-            int(retained)
-        )
-    found = retention_lifts(con, as_of, zone, days=days, since=since)
-    assert [c.campaign_id for c in found] == sorted(expected)
-    for lift in found:
-        treated, held = expected[lift.campaign_id][False], expected[lift.campaign_id][True]
-        assert (lift.treated, lift.held_out) == (len(treated), len(held))
-        assert lift.lift is not None
-        assert lift.lift.treated_mean == pytest.approx(np.mean(treated))
-        assert lift.lift.holdout_mean == pytest.approx(np.mean(held))
-        dates = [firsts[(lift.campaign_id, s)][0].astimezone(ZoneInfo(zone)).date()
-                 for (c, s) in firsts if c == lift.campaign_id]  # fmt: skip
-        assert (lift.first, lift.last) == (min(dates), max(dates))
-    assert min(f.first for f in found) == since and max(f.last for f in found) == last
+    days, since = 30, date(2025, 3, 1)
+    first = assert_lifts_match(con, rows, left, date(2025, 6, 16), since, days)  # to May 17
+    assert min(f.first for f in first) == since and max(f.last for f in first) == date(2025, 5, 17)
+    # later care, one of it queued on Aug 20 (dispatch may still suppress it): stored to the
+    # 19th, the rest read from the outbox, and the queued customer counted as planned
+    plant_care(con, rng, rows, local[3], local[6], local[3:], 1500)
+    plant_care(con, rng, rows, local[4] + timedelta(hours=9), local[4] + timedelta(hours=10),
+               local[4:5], 1, status="queued")  # fmt: skip
+    for window_start in (since, date(2025, 1, 1), date(2025, 5, 1), date(2025, 6, 1)):
+        assert_lifts_match(con, rows, left, date(2025, 9, 30), window_start, days)
+    stored = con.execute("SELECT through FROM care_firsts_stored").fetchall()
+    assert stored == [(date(2025, 8, 19),)]
+    # dispatch suppresses it (an opt-out came): its day is stored without it
+    queued = rows[-1]
+    con.execute("UPDATE care_actions SET status = 'suppressed' WHERE action_id = ?", [queued[0]])
+    rows[-1] = (*queued[:4], "suppressed", queued[5])
+    for window_start in (since, date(2025, 5, 1), date(2025, 8, 1)):
+        assert_lifts_match(con, rows, left, date(2025, 9, 30), window_start, days)
+    assert con.execute("SELECT through FROM care_firsts_stored").fetchall() == [
+        (date(2025, 8, 31),)
+    ]
+    with pytest.raises(ValueError, match="2025-05-17"):
+        retention_lifts(con, date(2025, 9, 30), LIFT_ZONE, days=days, since=date(2025, 5, 17))
 
 
 def plant_cases(con, tag, opened, cases):

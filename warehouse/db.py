@@ -61,6 +61,14 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[Migration]:
     return applied
 
 
+def is_writable(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con`` may write its database (a judge or a reader on a copy may not)."""
+    row = con.execute(
+        "SELECT NOT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """One transaction for the statements inside: committed together (the log flushed once,

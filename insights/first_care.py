@@ -1,0 +1,173 @@
+"""Each customer's first care per campaign, stored a settled business day at a time: the units
+the retention lift counts (``insights.lift``), without grouping months of the outbox at every
+report (at a year of history that grouping was half the report's time and its peak memory).
+
+``care_firsts`` holds a row per customer, campaign and business day (dated in the zone it is
+stored for) on which the customer had first-round care by that campaign, held out or planned
+for contact (a suppressed action is neither): whether the day's first care was the holdout's,
+and ``previous``, the day of that customer's care by that campaign before (NULL for the first
+ever). A customer's first care in a window from ``since`` is then their row in the window
+whose ``previous`` is before ``since``: a filter on the window's rows.
+
+A day is stored once nothing can change what it says: a queued action can still be suppressed
+by dispatch (an opt-out that came after planning), so days are stored up to the day before the
+oldest first-round action still queued or sending, and never beyond what the lift asks for.
+The window's days after the stored ones are read from the outbox as they are. Stored days are
+frozen, like the closed months' KPIs: a backfill of older actions must delete the rows of the
+days it touches and set ``care_firsts_stored.through`` back before them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import duckdb
+
+from insights.closed_months import local_midnight_utc
+from warehouse.db import is_writable, transaction
+
+# What a day's care says: first-round, held out or planned for contact.
+COUNTED = "round = 1 AND status <> 'suppressed'"
+# Still able to become suppressed (campaigns.dispatch): what keeps its day from being stored.
+PENDING_SQL = """
+SELECT min(created_at) FROM care_actions
+WHERE round = 1 AND status IN ('queued', 'sending') AND created_at >= $lo AND created_at < $hi
+"""
+# The new days of one month: each customer's row per campaign and day, and ``previous``: for
+# the customer's first day in the piece, their last stored day (one pass over the stored rows'
+# keys); for the later ones, that first day. Either way a care day before it, in the same
+# month whenever there was one (see first_care_units: a window starts on a month's first day).
+STORE_SQL = f"""
+INSERT INTO care_firsts
+WITH days AS (
+    SELECT campaign_id, subscriber_id, timezone($zone, created_at)::DATE AS cared_on,
+        arg_min(status = 'held_out', created_at) AS held_out
+    FROM care_actions
+    WHERE {COUNTED} AND created_at >= $lo AND created_at < $hi
+    GROUP BY ALL
+), firsts AS (
+    SELECT campaign_id, subscriber_id, min(cared_on) AS first_on FROM days GROUP BY ALL
+), before AS (
+    SELECT f.campaign_id, f.subscriber_id, max(f.cared_on) AS previous
+    FROM care_firsts f SEMI JOIN firsts USING (campaign_id, subscriber_id)
+    WHERE f.zone = $zone
+    GROUP BY ALL
+)
+SELECT $zone, d.cared_on, d.campaign_id, d.subscriber_id, d.held_out,
+    CASE WHEN d.cared_on = f.first_on THEN b.previous ELSE f.first_on END
+FROM days d JOIN firsts f USING (campaign_id, subscriber_id)
+LEFT JOIN before b USING (campaign_id, subscriber_id)
+"""
+MARK_SQL = """
+INSERT INTO care_firsts_stored VALUES ($zone, $through)
+ON CONFLICT (zone) DO UPDATE SET through = excluded.through
+"""
+# Each customer's first care per campaign from $since to $last: the stored days' rows whose
+# previous care is before $since, and, for the customers with none there, their first in the
+# days not stored yet ($live_lo to $hi), read from the outbox as they are.
+UNITS_SQL = f"""
+WITH stored AS (
+    SELECT campaign_id, subscriber_id, held_out, cared_on FROM care_firsts
+    WHERE zone = $zone AND cared_on >= $since AND cared_on <= $stored_last
+      AND (previous IS NULL OR previous < $since)
+), live AS (
+    SELECT campaign_id, subscriber_id, min(created_at) AS first_at,
+        arg_min(status = 'held_out', created_at) AS held_out
+    FROM care_actions
+    WHERE {COUNTED} AND created_at >= $live_lo AND created_at < $hi
+    GROUP BY ALL
+)
+SELECT * FROM stored
+UNION ALL
+SELECT l.campaign_id, l.subscriber_id, l.held_out, timezone($zone, l.first_at)::DATE
+FROM live l ANTI JOIN stored USING (campaign_id, subscriber_id)
+"""
+
+
+def stored_through(con: duckdb.DuckDBPyConnection, zone: str) -> date | None:
+    row = con.execute("SELECT through FROM care_firsts_stored WHERE zone = $zone", {"zone": zone})
+    found = row.fetchone()
+    return found[0] if found else None
+
+
+def store_days(con: duckdb.DuckDBPyConnection, zone: str, until: date) -> date | None:
+    """Store the settled days up to ``until`` not stored yet, in one transaction; the last day
+    stored (None when none is). A read-only connection stores nothing. Only the days to store
+    are read (the first call reads the history once)."""
+    if not is_writable(con):
+        return stored_through(con, zone)
+    with transaction(con):
+        through = stored_through(con, zone)
+        first = through + timedelta(days=1) if through else _first_day(con, zone)
+        if first is None or first > until:
+            return through
+        end = _settled_until(con, zone, first, until)
+        if end < first:
+            return through
+        for lo, hi in _month_pieces(first, end, zone):
+            con.execute(STORE_SQL, {"zone": zone, "lo": lo, "hi": hi})
+        con.execute(MARK_SQL, {"zone": zone, "through": end})
+    return end
+
+
+def _month_pieces(first: date, end: date, zone: str) -> list[tuple[datetime, datetime]]:
+    """The stored instants of business days ``first`` to ``end``, cut at each month's first
+    day: a piece's days are all in one month."""
+    pieces = []
+    while first <= end:
+        stop = min((first.replace(day=1) + timedelta(days=32)).replace(day=1), end + timedelta(1))
+        pieces.append((local_midnight_utc(first, zone), local_midnight_utc(stop, zone)))
+        first = stop
+    return pieces
+
+
+def _settled_until(con: duckdb.DuckDBPyConnection, zone: str, first: date, until: date) -> date:
+    """``until``, or the day before the oldest action of the days ``first`` to ``until`` that
+    may still be suppressed."""
+    row = con.execute(
+        PENDING_SQL,
+        {
+            "lo": local_midnight_utc(first, zone),
+            "hi": local_midnight_utc(until + timedelta(1), zone),
+        },
+    ).fetchone()
+    pending = row[0] if row else None
+    if pending is None:
+        return until
+    return _business_day(con, pending, zone) - timedelta(days=1)
+
+
+def _first_day(con: duckdb.DuckDBPyConnection, zone: str) -> date | None:
+    """The business day of the first care counted, None when there is none."""
+    row = con.execute(f"SELECT min(created_at) FROM care_actions WHERE {COUNTED}").fetchone()
+    return _business_day(con, row[0], zone) if row and row[0] else None
+
+
+def _business_day(con: duckdb.DuckDBPyConnection, at: datetime, zone: str) -> date:
+    """``at``'s date in ``zone`` as the queries date it (``timezone(zone, at)::DATE``)."""
+    row = con.execute("SELECT timezone($zone, $at::TIMESTAMPTZ)::DATE", {"zone": zone, "at": at})
+    found = row.fetchone()
+    assert found is not None
+    day: date = found[0]
+    return day
+
+
+def first_care_units(
+    con: duckdb.DuckDBPyConnection, zone: str, since: date, last: date
+) -> tuple[str, dict[str, object]]:
+    """The query (and its parameters) of each customer's first care per campaign from
+    ``since``, a month's first day, to ``last`` (columns campaign_id, subscriber_id, held_out,
+    cared_on), after storing the days that have settled since the last call. A stored row's
+    ``previous`` is exact only against a month's first day (STORE_SQL): any other ``since`` is
+    a ValueError, never a wrong count."""
+    if since.day != 1:
+        raise ValueError(f"a retention window starts on a month's first day, not {since}")
+    through = store_days(con, zone, last)
+    stored_last = min(through, last) if through is not None else since - timedelta(days=1)
+    live_first = max(since, stored_last + timedelta(days=1))
+    hi = local_midnight_utc(last + timedelta(days=1), zone)
+    live_lo = local_midnight_utc(live_first, zone) if live_first <= last else hi
+    params: dict[str, object] = {
+        "zone": zone, "since": since, "stored_last": stored_last, "live_lo": live_lo, "hi": hi,
+    }  # fmt: skip
+    return UNITS_SQL, params

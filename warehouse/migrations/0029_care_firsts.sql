@@ -1,0 +1,21 @@
+-- The retention lift's units, a settled business day at a time (insights/first_care.py): each
+-- customer's first care of the day per campaign (round 1, held out or planned for contact,
+-- never suppressed), the business zone it is dated in, and the day of the same customer's
+-- care by that campaign before it (NULL for the first ever). A customer's first care in a
+-- window is then their row in the window whose previous care is before the window: a filter
+-- on the window's rows, where grouping 11 months of the outbox cost half a report at a year.
+-- Written in day order by the report, for days no queued action can still change; frozen.
+CREATE TABLE care_firsts (
+    zone          VARCHAR NOT NULL,
+    cared_on      DATE NOT NULL,
+    campaign_id   VARCHAR NOT NULL,
+    subscriber_id VARCHAR NOT NULL,
+    held_out      BOOLEAN NOT NULL,
+    previous      DATE
+);
+
+-- How far each zone's days are stored: every business day up to ``through``.
+CREATE TABLE care_firsts_stored (
+    zone    VARCHAR PRIMARY KEY,
+    through DATE NOT NULL
+);

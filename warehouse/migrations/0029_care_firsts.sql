@@ -10,6 +10,7 @@ CREATE TABLE care_firsts (
     cared_on      DATE NOT NULL,
     campaign_id   VARCHAR NOT NULL,
     subscriber_id VARCHAR NOT NULL,
+    unit          UHUGEINT NOT NULL,  -- md5_number(campaign_id || '|' || subscriber_id)
     held_out      BOOLEAN NOT NULL,
     previous      DATE
 );

@@ -598,3 +598,40 @@ def test_each_change_sits_in_the_interval_given_in_its_own_units(con):
         low, high = row["difference_interval"]
         assert low <= row["difference"] <= high
         assert row["difference"] == pytest.approx(row["value"] - row["previous"], abs=1e-4)
+
+
+def test_a_rebuilt_demo_past_forgets_the_stored_first_care(con):
+    """The demo's population rebuilt on the same warehouse gets a new past: the lift counts
+    the new past's customers, not the days stored from the old one."""
+    from datetime import timedelta
+
+    from demo.data import build_demo_data
+    from insights.lift import retention_lifts
+
+    as_of, since = date(2026, 3, 1), date(2025, 4, 1)
+
+    def lifts():
+        return [
+            (c.campaign_id, c.treated, c.held_out, c.first, c.last)
+            for c in retention_lifts(con, as_of, LIFT_ZONE, days=60, since=since)
+        ]
+
+    def rows():
+        found = con.execute(
+            "SELECT action_id, subscriber_id, campaign_id, round, status, created_at "
+            "FROM care_actions"
+        ).fetchall()
+        left = dict(con.execute("SELECT subscriber_id, left_on FROM subscribers").fetchall())
+        return found, {s: d for s, d in left.items() if d is not None}
+
+    build_demo_data(con, subscribers=400, seed=3, until=as_of, history_before=as_of)
+    first = lifts()
+    assert first  # the old past's units, stored
+    build_demo_data(con, subscribers=400, seed=4, until=as_of, history_before=as_of)
+    found, left = rows()
+    expected = expected_units(found, left, since, as_of - timedelta(days=60), 60)
+    again = lifts()
+    assert again != first
+    assert again == [
+        (c, len(g[False]), len(g[True]), min(d), max(d)) for c, (g, d) in sorted(expected.items())
+    ]

@@ -43,7 +43,7 @@ WHERE round = 1 AND status IN ('queued', 'sending') AND created_at >= $lo AND cr
 # rows cost 12 s at 10 million. Two units sharing a number is a 1 in 10^20 chance at a
 # billion units.
 DAYS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE first_care_days AS
+CREATE OR REPLACE TEMP TABLE first_care_new_days AS
 SELECT *, {UNIT} AS unit FROM (
     SELECT campaign_id, subscriber_id, timezone($zone, created_at)::DATE AS cared_on,
         arg_min(status = 'held_out', created_at) AS held_out
@@ -53,17 +53,17 @@ SELECT *, {UNIT} AS unit FROM (
 )
 """
 UNITS_OF_DAYS_SQL = """
-CREATE OR REPLACE TEMP TABLE first_care_units AS
-SELECT unit, min(cared_on) AS first_on FROM first_care_days GROUP BY unit
+CREATE OR REPLACE TEMP TABLE first_care_new_units AS
+SELECT unit, min(cared_on) AS first_on FROM first_care_new_days GROUP BY unit
 """
 STORE_SQL = """
 INSERT INTO care_firsts
 SELECT $zone, d.cared_on, d.campaign_id, d.subscriber_id, d.unit, d.held_out,
     CASE WHEN d.cared_on = u.first_on THEN b.previous ELSE u.first_on END
-FROM first_care_days d JOIN first_care_units u USING (unit)
+FROM first_care_new_days d JOIN first_care_new_units u USING (unit)
 LEFT JOIN (
     SELECT unit, max(cared_on) AS previous FROM care_firsts
-    WHERE zone = $zone AND unit IN (SELECT unit FROM first_care_units)
+    WHERE zone = $zone AND unit IN (SELECT unit FROM first_care_new_units)
     GROUP BY unit
 ) b USING (unit)
 """
@@ -117,7 +117,9 @@ def store_days(con: duckdb.DuckDBPyConnection, zone: str, until: date) -> date |
             con.execute(DAYS_SQL, {"zone": zone, "lo": lo, "hi": hi})
             con.execute(UNITS_OF_DAYS_SQL)
             con.execute(STORE_SQL, {"zone": zone})
-        con.execute("DROP TABLE IF EXISTS first_care_days; DROP TABLE IF EXISTS first_care_units")
+        con.execute(
+            "DROP TABLE IF EXISTS first_care_new_days; DROP TABLE IF EXISTS first_care_new_units"
+        )
         con.execute(MARK_SQL, {"zone": zone, "through": end})
     return end
 

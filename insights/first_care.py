@@ -5,8 +5,9 @@ report (at a year of history that grouping was half the report's time and its pe
 ``care_firsts`` holds a row per customer, campaign and business day (dated in the zone it is
 stored for) on which the customer had first-round care by that campaign, held out or planned
 for contact (a suppressed action is neither): whether the day's first care was the holdout's,
-and ``previous``, the day of that customer's care by that campaign before (NULL for the first
-ever). A customer's first care in a window from ``since`` is then their row in the window
+and ``previous``, a day of that customer's care by that campaign before: in the same month
+when there was one, else their last before the month (NULL for the first ever). A customer's
+first care in a window from ``since``, a month's first day, is then their row in the window
 whose ``previous`` is before ``since``: a filter on the window's rows.
 
 A day is stored once nothing can change what it says: a queued action can still be suppressed

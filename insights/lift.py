@@ -184,9 +184,9 @@ def retention_lifts(
     units, params = first_care_units(con, zone, since, last)
     cells = con.execute(RETENTION_SQL.format(units=units), {**params, "days": days})
     by_campaign: dict[str, list[tuple[bool, int, int, date, date]]] = {}
-    for campaign_id, held_out, retained, units, first, last_on in cells.fetchall():
+    for campaign_id, held_out, retained, count, first, last_on in cells.fetchall():
         by_campaign.setdefault(str(campaign_id), []).append(
-            (bool(held_out), int(retained), int(units), first, last_on)
+            (bool(held_out), int(retained), int(count), first, last_on)
         )
     return [_campaign_lift(c, rows) for c, rows in sorted(by_campaign.items())]
 

@@ -94,12 +94,28 @@ def click_through(browser, element):
     """Click ``element`` and wait until the page it leads to has replaced this one: a get or
     a read right after the click would otherwise race its navigation."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 20).until(staleness_of(page))
+    WebDriverWait(browser, 20).until(lambda _: replaced(page))
+
+
+def replaced(page) -> bool:
+    """Whether ``page`` (its html element) has left the document. Chromium says so in two
+    ways: a stale element, or, asked mid-navigation, a node that "does not belong to the
+    document" (a plain WebDriverException, which selenium's staleness_of lets through)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def sign_in(browser, url):

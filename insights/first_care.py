@@ -21,9 +21,11 @@ days it touches and set ``care_firsts_stored.through`` back before them.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from core.clock import business_date
 from insights.closed_months import local_midnight_utc
 from warehouse.db import is_writable, transaction
 
@@ -149,22 +151,13 @@ def _settled_until(con: duckdb.DuckDBPyConnection, zone: str, first: date, until
     pending = row[0] if row else None
     if pending is None:
         return until
-    return _business_day(con, pending, zone) - timedelta(days=1)
+    return business_date(ZoneInfo(zone), pending) - timedelta(days=1)
 
 
 def _first_day(con: duckdb.DuckDBPyConnection, zone: str) -> date | None:
     """The business day of the first care counted, None when there is none."""
     row = con.execute(f"SELECT min(created_at) FROM care_actions WHERE {COUNTED}").fetchone()
-    return _business_day(con, row[0], zone) if row and row[0] else None
-
-
-def _business_day(con: duckdb.DuckDBPyConnection, at: datetime, zone: str) -> date:
-    """``at``'s date in ``zone`` as the queries date it (``timezone(zone, at)::DATE``)."""
-    row = con.execute("SELECT timezone($zone, $at::TIMESTAMPTZ)::DATE", {"zone": zone, "at": at})
-    found = row.fetchone()
-    assert found is not None
-    day: date = found[0]
-    return day
+    return business_date(ZoneInfo(zone), row[0]) if row and row[0] else None
 
 
 def first_care_units(

@@ -32,6 +32,8 @@ from warehouse.db import is_writable, transaction
 UNIT = "md5_number(campaign_id || '|' || subscriber_id)"
 # What a day's care says: first-round, held out or planned for contact.
 COUNTED = "round = 1 AND status <> 'suppressed'"
+# Whether a customer's first care of a stretch (a day, the days not stored) was the holdout's.
+HELD_OUT_FIRST = "arg_min(status = 'held_out', created_at) AS held_out"
 # Still able to become suppressed (campaigns.dispatch): what keeps its day from being stored.
 PENDING_SQL = """
 SELECT min(created_at) FROM care_actions
@@ -49,7 +51,7 @@ DAYS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE first_care_new_days AS
 SELECT *, {UNIT} AS unit FROM (
     SELECT campaign_id, subscriber_id, timezone($zone, created_at)::DATE AS cared_on,
-        arg_min(status = 'held_out', created_at) AS held_out
+        {HELD_OUT_FIRST}
     FROM care_actions
     WHERE {COUNTED} AND created_at >= $lo AND created_at < $hi
     GROUP BY ALL
@@ -84,7 +86,7 @@ WITH stored AS (
       AND (previous IS NULL OR previous < $since)
 ), live AS (
     SELECT campaign_id, subscriber_id, min(created_at) AS first_at,
-        arg_min(status = 'held_out', created_at) AS held_out
+        {HELD_OUT_FIRST}
     FROM care_actions
     WHERE {COUNTED} AND created_at >= $live_lo AND created_at < $hi
     GROUP BY ALL

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import stat
+import string
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,20 @@ def is_formula(value: Any) -> bool:
         return False
     read = LEADING_IGNORED.sub("", unicodedata.normalize("NFKC", value))
     return read.startswith(FORMULA_START) and not PLAIN_NUMBER.match(read)
+
+
+# A text cell starting with an ASCII letter or digit is never a formula (``is_formula``'s
+# quick answer): the CSV writers test that inline and call ``spreadsheet_safe`` for the other
+# cells only (a year's store lists are millions of cells; a call per cell cost seconds).
+_PLAIN_FIRST = frozenset(string.ascii_letters + string.digits)
+
+
+def safe_row(row: Iterable[Any]) -> list[Any]:
+    """A row of cells, each as ``spreadsheet_safe`` leaves it."""
+    return [
+        spreadsheet_safe(cell) if isinstance(cell, str) and cell[:1] not in _PLAIN_FIRST else cell
+        for cell in row
+    ]
 
 
 def spreadsheet_safe(value: Any) -> Any:
@@ -167,8 +182,8 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence
     """A CSV for people to open: owner-only, every cell safe against formula injection."""
     with _private_file(path) as handle:
         writer = csv.writer(handle)
-        writer.writerow([spreadsheet_safe(h) for h in header])
-        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+        writer.writerow(safe_row(header))
+        writer.writerows(safe_row(row) for row in rows)
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
@@ -176,8 +191,8 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     programs need to read Chinese correctly)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([spreadsheet_safe(h) for h in header])
-    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    writer.writerow(safe_row(header))
+    writer.writerows(safe_row(row) for row in rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from core.errors import UserError
-from core.files import spreadsheet_safe, xlsx_bytes
+from core.files import safe_row, spreadsheet_safe, xlsx_bytes
 from insights.charts import contribution_chart, importance_performance_chart
 from insights.drivers import Driver
 from insights.panorama import Contribution
@@ -324,6 +324,15 @@ def test_disguised_formulas_are_neutralised_like_plain_ones(cell):
 @pytest.mark.parametrize("cell", [" +8613800000001", "＋８６１３８００００００００１", "排队 太久"])
 def test_plain_text_and_numbers_stay_as_they_are(cell):
     assert spreadsheet_safe(cell) == cell
+
+
+def test_a_csv_row_is_made_safe_cell_by_cell_as_each_alone():
+    # the CSV writers' shortcut (an ASCII letter or digit first) must agree with the full test
+    cells = ["＝1+1", " =1+1", "\u200b=1+1", "\tx", "\rx", "=1+1", "+SUM(A1)", "-2+3", "@cmd",
+             "+8613800000001", " +8613800000001", "-5", "A=1", "9+1", "zh-CN", "排队 太久", "",
+             "'=1", 3, 2.5, None, True]  # fmt: skip
+    assert safe_row(cells) == [spreadsheet_safe(cell) for cell in cells]
+    assert safe_row(cells)[:3] == ["'＝1+1", "' =1+1", "'\u200b=1+1"]
 
 
 def test_workbook_cells_that_look_like_formulas_stay_text_when_edited():

@@ -199,12 +199,17 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
-    # One pass over the outbox's keys (a hash join whose cost follows the outbox), then the
-    # delete works from the few found.
+    # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
+    # (no '|'): an equal key has the same campaign and occasion. So only the outbox rows of
+    # the campaign and of the members' occasions are compared by key, found by filters on
+    # two compressed columns: a hash of every key ever planned cost 1.1-1.7 s a plan at a
+    # year. Then the delete works from the few found.
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
-        "idempotency_key FROM plan_members "
-        "WHERE idempotency_key IN (SELECT idempotency_key FROM care_actions)"
+        "idempotency_key FROM plan_members WHERE idempotency_key IN ("
+        "SELECT idempotency_key FROM care_actions WHERE campaign_id = $campaign "
+        "AND occasion IN (SELECT occasion FROM plan_members))",
+        {"campaign": plan.campaign.name},
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "

@@ -146,7 +146,10 @@ SELECT CASE WHEN {ACTIVE_SQL} THEN '{TO_DO}' ELSE '{CLOSED}' END AS section,
 FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
-LEFT JOIN care_actions a ON a.action_id = m.second_round_action_id
+-- A second round is care for the case's rating (opened with parent_evaluation_id set to it,
+-- cases.second_round): the rest of the outbox, every first round of a year, is not hashed.
+LEFT JOIN (SELECT action_id, channel, status FROM care_actions
+           WHERE parent_evaluation_id IS NOT NULL) a ON a.action_id = m.second_round_action_id
 WHERE {LISTED_SQL}
 ORDER BY m.store_id, section = '{CLOSED}', m.score, m.opened_at
 """

@@ -7,7 +7,7 @@ from campaigns.catalog import load_campaigns
 from cases.collect import collect
 from cases.second_round import plan_second_round
 from inbox.inbox import Inbox
-from insights.report import loop_report, summary_rows, write_reports
+from insights.report import loop_report, summary_rows, write_reports, write_store_lists
 from tests.factories import add_action, add_store, add_subscriber
 
 ZONE = "Asia/Shanghai"
@@ -82,3 +82,24 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
         "2026-02-28 21:03",
         "America/New_York",
     )
+
+
+def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, settings):
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
+    inbox = Inbox(settings.inbox_path)
+    reply = {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "1"}
+    inbox.put("sms", "SM1", T0 + timedelta(minutes=1), reply)
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0 + timedelta(1))
+    [(action_id, channel)] = con.execute(
+        "SELECT action_id, channel FROM care_actions WHERE round = 2"
+    ).fetchall()
+    con.execute("UPDATE care_actions SET status = 'delivered' WHERE action_id = ?", [action_id])
+    write_store_lists(con, settings.reports_dir / "store_lists", T0 + timedelta(2))
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["subscriber_id"], row["second_round_channel"]) == ("S1", channel)
+    assert row["second_round_status"] == "delivered"

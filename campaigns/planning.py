@@ -199,16 +199,10 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
-    # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
-    # (no '|'): an equal key has the same campaign and occasion. So only the outbox rows of
-    # the campaign and of the members' occasions are compared by key, found by filters on
-    # two compressed columns: a hash of every key ever planned cost 1.1-1.7 s a plan at a
-    # year. Then the delete works from the few found.
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
         "idempotency_key FROM plan_members WHERE idempotency_key IN ("
-        "SELECT idempotency_key FROM care_actions WHERE campaign_id = $campaign "
-        "AND occasion IN (SELECT occasion FROM plan_members))",
+        f"SELECT idempotency_key FROM care_actions WHERE {_outbox_rows_to_compare(plan)})",
         {"campaign": plan.campaign.name},
     )
     plan.con.execute(
@@ -216,6 +210,22 @@ def _drop_already_planned(plan: Plan) -> int:
         "(SELECT idempotency_key FROM plan_already)"
     )
     return _count(plan.con, "plan_members")
+
+
+def _outbox_rows_to_compare(plan: Plan) -> str:
+    """The outbox rows that can hold a member's key: a filter on compressed columns, so the
+    key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year)."""
+    # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
+    # (no '|'): an equal key has the same campaign and occasion. A text occasion is stored as
+    # the key has it; a rule's date or number is not (a date comes back as a timestamp's
+    # text), so its members are compared among the campaign's rows.
+    [(kind,)] = plan.con.execute(
+        "SELECT data_type FROM duckdb_columns() "
+        "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
+    ).fetchall()
+    if kind == "VARCHAR":
+        return "campaign_id = $campaign AND occasion IN (SELECT occasion FROM plan_members)"
+    return "campaign_id = $campaign"
 
 
 def choose_channel(plan: Plan) -> Figures:

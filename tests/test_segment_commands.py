@@ -98,6 +98,50 @@ def test_audience_preview_says_why_not(warehouse_with_people):
     con.close()
 
 
+@pytest.mark.parametrize(
+    "occasion", ["DATE '2026-01-01'", "year($as_of::DATE)"], ids=["date", "number"]
+)
+def test_a_rule_whose_occasion_is_a_date_or_a_number_plans_each_member_once(
+    settings, tmp_path, occasion
+):
+    # The outbox keeps the occasion as text (a date as a timestamp's): the plan's check for
+    # members planned already must find them whatever the rule's type, also on a later day
+    # (another action id: only that check keeps the second plan out).
+    import shutil
+
+    from campaigns.catalog import load_campaigns
+    from campaigns.spec import DEFINITIONS_DIR
+    from segments.registry import RULES_DIR
+    from tests.test_planning import plan_loaded
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "gold_daily.sql").write_text(
+        f"SELECT subscriber_id, {occasion} AS occasion FROM subscriber_profile WHERE tier = 'gold'"
+    )
+    (rules / "gold_daily.yml").write_text(
+        "description: gold members, once an occasion\nowner: data-team\n"
+        "columns:\n  subscriber_id: the member\n"
+    )
+    definitions = tmp_path / "campaigns"
+    definitions.mkdir()
+    text = (DEFINITIONS_DIR / "store_visit.yaml").read_text()
+    (definitions / "gold_thanks.yaml").write_text(
+        text.replace("segment: store_visit", "segment: gold_daily")
+    )
+    loaded = load_campaigns(settings, definitions, rules)["gold_thanks"]
+    con = connect(settings.warehouse_path)
+    add_store(con)
+    add_subscriber(con, "S1", tier="gold")
+    plan_loaded(con, settings, loaded, as_of=date(2026, 1, 1), run="r1")
+    later = plan_loaded(con, settings, loaded, as_of=date(2026, 1, 2), run="r2")
+    assert later.figures["already_planned"] == 1
+    assert con.execute("SELECT subscriber_id, run_id FROM care_actions").fetchall() == [
+        ("S1", "r1")
+    ]
+    con.close()
+
+
 def test_a_rule_added_as_two_files_runs_in_a_campaign(settings, tmp_path):
     import shutil
 

@@ -155,6 +155,14 @@ def materialize(
     except duckdb.Error as exc:
         reason = _first_line(exc).removeprefix("Invalid Input Error: ")
         raise SegmentError(rule.path, reason) from None
+    _check_members(con, rule, table, occasion)
+    size = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(size[0]) if size else 0
+
+
+def _check_members(
+    con: duckdb.DuckDBPyConnection, rule: SegmentRule, table: str, occasion: str
+) -> None:
     duplicate = con.execute(
         f"SELECT subscriber_id{occasion}, count(*) FROM {table} "
         f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
@@ -164,8 +172,21 @@ def materialize(
     nulls = con.execute(f"SELECT count(*) FROM {table} WHERE subscriber_id IS NULL").fetchone()
     if nulls and nulls[0]:
         raise SegmentError(rule.path, f"{nulls[0]} member(s) with a NULL subscriber_id")
-    size = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(size[0]) if size else 0
+    # A member is cared for once an occasion (the outbox's key names it): without one the
+    # plan could neither key nor write the member, and dropped them unsaid.
+    no_occasion = (
+        con.execute(
+            f"SELECT min(subscriber_id), count(*) FROM {table} WHERE occasion IS NULL "
+            "HAVING count(*) > 0"
+        ).fetchone()
+        if occasion
+        else None
+    )
+    if no_occasion:
+        raise SegmentError(
+            rule.path,
+            f"member {no_occasion[0]} has a NULL occasion ({no_occasion[1]} member(s) in all)",
+        )
 
 
 def _first_line(exc: Exception) -> str:

@@ -135,6 +135,21 @@ def test_duplicate_members_and_unknown_parameters_are_refused(con, tmp_path):
         materialize(con, RULES["tenure"], date(2026, 1, 1), "t", {"milestone": [1]})
 
 
+def test_members_without_an_occasion_are_refused_by_name(con, tmp_path):
+    add_store(con)
+    for subscriber in ("S1", "S2", "S3"):
+        add_subscriber(con, subscriber)
+    sql = (
+        "SELECT subscriber_id, CASE WHEN subscriber_id = 'S1' THEN 'day-1' END AS occasion "
+        "FROM subscribers"
+    )
+    refused = r"member S2 has a NULL occasion \(2 member\(s\) in all\)"
+    with pytest.raises(SegmentError, match=refused):
+        materialize(con, load_rule(write_rule(tmp_path, sql)), date(2026, 1, 1), "t")
+    kept = sql.replace("END AS occasion", "ELSE 'day-2' END AS occasion")
+    assert materialize(con, load_rule(write_rule(tmp_path, kept)), date(2026, 1, 1), "t") == 3
+
+
 def test_a_rule_added_as_two_files_is_a_segment(con, tmp_path):
     write_rule(
         tmp_path,

@@ -17,7 +17,7 @@ import yaml
 
 from campaigns.catalog import load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
-from campaigns.planning import OUTBOX_CONFLICT, action_id
+from campaigns.planning import action_id
 from campaigns.sms import segment_count
 from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
@@ -59,8 +59,7 @@ LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
 WHERE m.evaluation_id IN (SELECT evaluation_id FROM follow_ups_due)
 """
 # Every follow-up of a run in one statement, from the frame ``follow_ups`` (one row a case).
-INSERT_SQL = (
-    """
+INSERT_SQL = """
 INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id, subscriber_id,
     occasion, round, parent_evaluation_id, store_id, tier, locale, channel, recipient,
     offer_code, subject, body, survey, status, scheduled_at, created_at, updated_at, timezone,
@@ -70,9 +69,7 @@ SELECT action_id, key, $run, campaign_id, subscriber_id, occasion, 3, case_id, s
     timezone, CASE WHEN channel <> 'email' THEN window_start END,
     CASE WHEN channel <> 'email' THEN window_end END, segments, $now + to_seconds($valid)
 FROM follow_ups
-"""
-    + OUTBOX_CONFLICT
-)
+"""  # no ON CONFLICT: see campaigns.planning.OUTBOX_CONFLICT
 ASKED_SQL = """
 UPDATE manager_cases SET follow_ups = coalesce(follow_ups, 0) + 1, updated_at = $now,
     follow_up_asked_at = $now

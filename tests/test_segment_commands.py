@@ -98,6 +98,28 @@ def test_audience_preview_says_why_not(warehouse_with_people):
     con.close()
 
 
+def campaign_on_a_new_rule(settings, tmp_path, name, sql, spec):
+    """Campaign ``gold_thanks`` (the store-visit campaign's messages) on rule ``name``, added
+    as two files beside the built-in rules, as the data team adds one."""
+    import shutil
+
+    from campaigns.catalog import load_campaigns
+    from campaigns.spec import DEFINITIONS_DIR
+    from segments.registry import RULES_DIR
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / f"{name}.sql").write_text(sql)
+    (rules / f"{name}.yml").write_text(spec)
+    definitions = tmp_path / "campaigns"
+    definitions.mkdir()
+    text = (DEFINITIONS_DIR / "store_visit.yaml").read_text()
+    (definitions / "gold_thanks.yaml").write_text(
+        text.replace("segment: store_visit", f"segment: {name}")
+    )
+    return rules, load_campaigns(settings, definitions, rules)["gold_thanks"]
+
+
 @pytest.mark.parametrize(
     "occasion", ["DATE '2026-01-01'", "year($as_of::DATE)"], ids=["date", "number"]
 )
@@ -107,29 +129,14 @@ def test_a_rule_whose_occasion_is_a_date_or_a_number_plans_each_member_once(
     # The outbox keeps the occasion as text (a date as a timestamp's): the plan's check for
     # members planned already must find them whatever the rule's type, also on a later day
     # (another action id: only that check keeps the second plan out).
-    import shutil
-
-    from campaigns.catalog import load_campaigns
-    from campaigns.spec import DEFINITIONS_DIR
-    from segments.registry import RULES_DIR
     from tests.test_planning import plan_loaded
 
-    rules = tmp_path / "rules"
-    shutil.copytree(RULES_DIR, rules)
-    (rules / "gold_daily.sql").write_text(
-        f"SELECT subscriber_id, {occasion} AS occasion FROM subscriber_profile WHERE tier = 'gold'"
-    )
-    (rules / "gold_daily.yml").write_text(
+    _, loaded = campaign_on_a_new_rule(
+        settings, tmp_path, "gold_daily",
+        f"SELECT subscriber_id, {occasion} AS occasion FROM subscriber_profile WHERE tier = 'gold'",
         "description: gold members, once an occasion\nowner: data-team\n"
-        "columns:\n  subscriber_id: the member\n"
-    )
-    definitions = tmp_path / "campaigns"
-    definitions.mkdir()
-    text = (DEFINITIONS_DIR / "store_visit.yaml").read_text()
-    (definitions / "gold_thanks.yaml").write_text(
-        text.replace("segment: store_visit", "segment: gold_daily")
-    )
-    loaded = load_campaigns(settings, definitions, rules)["gold_thanks"]
+        "columns:\n  subscriber_id: the member\n",
+    )  # fmt: skip
     con = connect(settings.warehouse_path)
     add_store(con)
     add_subscriber(con, "S1", tier="gold")
@@ -143,34 +150,19 @@ def test_a_rule_whose_occasion_is_a_date_or_a_number_plans_each_member_once(
 
 
 def test_a_rule_added_as_two_files_runs_in_a_campaign(settings, tmp_path):
-    import shutil
-
-    from campaigns.catalog import load_campaigns
-    from campaigns.spec import DEFINITIONS_DIR
-    from segments.registry import RULES_DIR
     from tests.test_planning import plan_loaded
 
-    rules = tmp_path / "rules"
-    shutil.copytree(RULES_DIR, rules)
-    (rules / "gold_members.sql").write_text(
+    rules, loaded = campaign_on_a_new_rule(
+        settings, tmp_path, "gold_members",
         "SELECT subscriber_id, 'gold-' || strftime($as_of::DATE, '%Y') AS occasion\n"
-        "FROM subscriber_profile WHERE tier = $tier"
-    )
-    (rules / "gold_members.yml").write_text(
+        "FROM subscriber_profile WHERE tier = $tier",
         "description: members of one tier\nowner: data-team\n"
         "params:\n  tier: {type: string, default: gold}\ncolumns:\n  subscriber_id: the member\n"
         "tests:\n  examples:\n    - as_of: 2026-01-01\n"
         "      given: {subscribers: [{subscriber_id: A, tier: gold}, {subscriber_id: B}]}\n"
-        "      expect: [A]\n"
-    )
-    definitions = tmp_path / "campaigns"
-    definitions.mkdir()
-    text = (DEFINITIONS_DIR / "store_visit.yaml").read_text()
-    (definitions / "gold_thanks.yaml").write_text(
-        text.replace("segment: store_visit", "segment: gold_members")
-    )
+        "      expect: [A]\n",
+    )  # fmt: skip
     assert run_rule_tests(load_rules(rules)["gold_members"])[0].passed
-    loaded = load_campaigns(settings, definitions, rules)["gold_thanks"]
     con = connect(settings.warehouse_path)
     add_store(con)
     add_subscriber(con, "S1", tier="gold")

@@ -31,6 +31,9 @@ and then calls the real entry point, ``careloop.entry.main``, kept in that proce
 report to one Prefect server this benchmark starts (``PREFECT_API_URL``), so its startup is
 not counted.
 
+With ``YEAR_BENCH_PROFILE=FOLDER`` each command runs under cProfile and leaves its profile
+there (``year-day-year-run-birthday.prof``...): the figures then carry the profiler's cost.
+
 A step running past ``YEAR_BENCH_STEP_TIMEOUT`` seconds (default 3600) is stopped, and the
 day with it: the report says so (``>3600``) instead of running for hours.
 
@@ -63,6 +66,7 @@ STEP_RATIO_TARGET = 1.5
 DISPATCH_TARGET = 10_000  # actions a second
 REPLY_SCALE = 0.4  # the demo's customers answer 25-55%; the history was built with ~15-20%
 CLOCK_VARIABLE = "YEAR_BENCH_NOW"
+PROFILE_VARIABLE = "YEAR_BENCH_PROFILE"  # a folder: each step's cProfile is kept there
 
 
 @dataclass(frozen=True)
@@ -403,7 +407,19 @@ def cli() -> None:
     from careloop.entry import main
 
     sys.argv = ["careloop", *sys.argv[2:]]
-    main()  # CARELOOP_IN_PROCESS keeps the command in this process, with this clock
+    profiles = os.environ.get(PROFILE_VARIABLE)
+    if not profiles:
+        main()  # CARELOOP_IN_PROCESS keeps the command in this process, with this clock
+        return
+    import cProfile
+
+    day = Path(os.environ["CARELOOP_HOME"]).name  # year-day-year or year-day-empty
+    step = "-".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+    with cProfile.Profile() as profile:
+        try:
+            main()
+        finally:
+            profile.dump_stats(Path(profiles) / f"{day}-{step}.prof")
 
 
 # --- the report -----------------------------------------------------------------------------

@@ -606,7 +606,9 @@ def _forget_history(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM campaign_runs WHERE run_id = ?", [HISTORY_RUN])
     # send_time: learned's stored days were the old past's (campaigns/send_time.py), and so
     # were the retention lift's first care (insights/first_care.py)
-    con.execute("DELETE FROM send_hour_days; DELETE FROM send_hour_days_stored")
+    con.execute(
+        "DELETE FROM send_hour_days; DELETE FROM send_hour_days_stored; DELETE FROM send_hour_sends"
+    )
     con.execute("DELETE FROM care_firsts; DELETE FROM care_firsts_stored")
 
 

@@ -592,10 +592,10 @@ def test_learning_send_hours_reads_the_unsettled_days_ratings_not_the_years(
     profiled = Profiled(con, as_rows=True)
     learned = learn(profiled, before=LATER + timedelta(days=1))  # type: ignore[arg-type]
     assert learned.learned + learned.fallback == 1
-    # the members' own year is read (customer cells); the pooled hours read only the days
-    # not settled yet, and their ratings
-    readers = profiled.read_from("latest_ratings", HISTORY // 2)
-    assert [r for r in readers if "send_time_cells" not in r] == []
+    # the pooled hours and the members' own cells read only the days not settled yet, and
+    # their ratings
+    assert profiled.read_from("latest_ratings", HISTORY // 2) == []
+    assert profiled.read_from("care_actions", HISTORY // 2) == []
 
 
 def test_a_reply_is_matched_among_its_own_numbers_surveys_not_every_recent_one(

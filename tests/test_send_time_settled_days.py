@@ -204,9 +204,9 @@ def _care_action_scans(operators: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def priors_read(path: Path, history_days: int) -> tuple[int, int]:
-    """Rows of care_actions a second learning's statements read for the priors (all but the
-    members' own cells), and the unsettled sends, on a warehouse with ``history_days``."""
+def outbox_read(path: Path, history_days: int) -> tuple[int, int]:
+    """Rows of care_actions a second learning's statements read (the priors and the members'
+    own cells), and the unsettled sends, on a warehouse with ``history_days``."""
     con = connect(path)
     try:
         simulate(con, 13, planted=False, customers=400, sends=history_days // 5, later=0)
@@ -216,6 +216,12 @@ def priors_read(path: Path, history_days: int) -> tuple[int, int]:
             {"cutoff": CUTOFF, "days": history_days},
         )
         con.execute("CREATE TEMP TABLE wanted AS SELECT 'S1' AS subscriber_id")
+        assert (
+            con.execute("SELECT count(*) FROM care_actions WHERE subscriber_id = 'S1'").fetchone()[
+                0
+            ]
+            > 5
+        )
         learn(con, CUTOFF)
         profiled = Profiled(con)
         learn(profiled, CUTOFF)  # type: ignore[arg-type]
@@ -223,20 +229,21 @@ def priors_read(path: Path, history_days: int) -> tuple[int, int]:
             f"SELECT count(*) FROM care_actions a WHERE {LEARNABLE} AND sent_at >= $from",
             {"from": CUTOFF - timedelta(days=SETTLE_DAYS - 1)},
         ).fetchone()
-        # the members' own year of sends (send_time_cells, for the posterior and the customer
-        # prior's sample) is the one statement that reads history, by design
-        priors = sum(n for n, sql in profiled.read if "TABLE send_time_cells AS" not in sql)
-        return priors, int(unsettled[0]) if unsettled else 0
+        # the members' own sends too (send_time_cells: the posterior and the customer
+        # prior's sample) come from the stored days but for the unsettled ones
+        learning = sum(n for n, _ in profiled.read)
+        return learning, int(unsettled[0]) if unsettled else 0
     finally:
         con.close()
 
 
 def test_a_plan_reads_only_the_unsettled_sends_however_long_the_history(tmp_path, settings):
-    short, unsettled_short = priors_read(tmp_path / "short.duckdb", 60)
-    long, unsettled_long = priors_read(tmp_path / "long.duckdb", 300)
+    short, unsettled_short = outbox_read(tmp_path / "short.duckdb", 60)
+    long, unsettled_long = outbox_read(tmp_path / "long.duckdb", 300)
     # the sends per day are alike (about 400 x 60 / 5 / 60 = 80 a day in both)
     assert unsettled_short == pytest.approx(unsettled_long, rel=0.25)
-    assert short == unsettled_short and long == unsettled_long
+    # the priors, then the members' own cells, each read the unsettled sends and no more
+    assert short == 2 * unsettled_short and long == 2 * unsettled_long
     assert long < 20 * 300 * 80 // 100  # a fraction of the 24,000 sends of the long history
 
 
@@ -303,3 +310,38 @@ def test_a_rebuilt_demo_past_forgets_the_stored_days(con, settings):
     expected = old_learn(con, "wanted", CUTOFF)
     assert found.customer_strength == pytest.approx(expected.customer_strength, rel=1e-9)
     assert hours_of(con, "send_hours") == hours_of(con, "old_hours")
+
+
+def test_a_customers_settled_sends_are_read_as_stored_not_from_the_outbox(con, settings):
+    simulate(con, 17, planted=True, customers=300, later=0)
+    members(con, 1)
+    learn(con, CUTOFF)
+    cells = con.execute("SELECT * FROM send_time_cells ORDER BY ALL").fetchall()
+    # the outbox's settled sends go (as if archived): the stored days still say the same
+    con.execute(
+        "DELETE FROM care_actions WHERE sent_at < $settled",
+        {"settled": CUTOFF - timedelta(days=SETTLE_DAYS - 1)},
+    )
+    learn(con, CUTOFF)
+    assert con.execute("SELECT * FROM send_time_cells ORDER BY ALL").fetchall() == cells
+    assert len(cells) > 300
+
+
+def test_a_day_whose_storing_stopped_halfway_is_stored_once(con, settings):
+    simulate(con, 18, planted=False, customers=300, later=0)
+    members(con, 1)
+    learn(con, CUTOFF - timedelta(days=1))
+    stored = con.execute("SELECT count(*) FROM send_hour_sends").fetchone()
+    # a run stopped after storing the next day's sends, before marking the day stored
+    [(day,)] = con.execute("SELECT max(day) + 1 FROM send_hour_days_stored").fetchall()
+    con.execute(
+        "INSERT INTO send_hour_sends SELECT $day, 'ST1', 1, 10, true FROM range(5)", {"day": day}
+    )
+    learn(con, CUTOFF)
+    sent = con.execute(
+        f"SELECT count(*) FROM care_actions a WHERE {LEARNABLE} AND sent_at::DATE = $day",
+        {"day": day},
+    ).fetchone()
+    again = con.execute("SELECT count(*) FROM send_hour_sends WHERE day = $day", {"day": day})
+    assert again.fetchone() == sent and sent is not None and sent[0] > 0
+    assert stored is not None and stored[0] > 1000

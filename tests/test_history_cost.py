@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pytest
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
@@ -28,7 +29,7 @@ from cases.collect import collect
 from cases.lifecycle import ratings_seen
 from cases.second_round import plan_second_round
 from core.settings import Settings
-from feedback.ingest import drain
+from feedback.ingest import EVALUATION_CONFLICT, drain
 from inbox.inbox import Inbox
 from insights.first_care import store_days
 from insights.monthly import build_monthly_report
@@ -60,16 +61,19 @@ def plan_of(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | N
     return "\n".join(str(row[1]) for row in rows)
 
 
-def test_a_bare_conflict_on_a_table_with_two_unique_keys_is_a_nested_loop(
-    con: duckdb.DuckDBPyConnection,
+@pytest.mark.parametrize(("table", "conflict"), [("evaluations", EVALUATION_CONFLICT)])
+def test_deduplicating_insert_is_a_hash_join(
+    con: duckdb.DuckDBPyConnection, table: str, conflict: str
 ) -> None:
-    # Why the source scan below exists: a bare ON CONFLICT on a table with two unique keys
-    # plans a nested-loop join on "a = a OR b = b" (135 s for 72,551 new rows against
-    # 216,169); naming one key makes it a hash join.
-    bare = plan_of(con, "INSERT INTO evaluations SELECT * FROM evaluations ON CONFLICT DO NOTHING")
-    assert NESTED_LOOP.search(bare), "the check below would no longer catch the bare form"
-    named = "INSERT INTO evaluations SELECT * FROM evaluations ON CONFLICT (dedupe_key) DO NOTHING"
-    assert not NESTED_LOOP.search(plan_of(con, named))
+    # The clause the code uses, on the table it writes: a bare ON CONFLICT on a table with two
+    # unique keys plans a nested-loop join on "a = a OR b = b" (135 s for 72,551 new rows
+    # against 216,169).
+    sql = f"INSERT INTO {table} SELECT * FROM {table} {conflict}"
+    plan = plan_of(con, sql)
+    assert "HASH_JOIN" in plan.upper().replace(" ", "_"), plan
+    assert not NESTED_LOOP.search(plan), plan
+    bare = plan_of(con, f"INSERT INTO {table} SELECT * FROM {table} ON CONFLICT DO NOTHING")
+    assert NESTED_LOOP.search(bare), "the check above would no longer catch the bare form"
 
 
 def test_the_store_visit_rule_reads_the_recent_occasions_surveys_not_every_survey(
@@ -123,62 +127,31 @@ def test_the_outbox_has_one_unique_key_and_its_conflict_names_it(
     assert not NESTED_LOOP.search(plan), plan
 
 
-def merges_into(table: str, text: str) -> int:
-    """How many ``INSERT INTO table`` statements of a source end in a conflict clause,
+def outbox_merges(text: str) -> int:
+    """How many ``INSERT INTO care_actions`` statements of a source end in a conflict clause,
     written in the statement or added to it after its closing quotes."""
-    pattern = rf'INSERT INTO {table}\b(.*?)"""(\s*\+\s*\w+)?'
+    pattern = r'INSERT INTO care_actions\b(.*?)"""(\s*\+\s*\w+)?'
     return sum("CONFLICT" in "".join(m.groups(""))
                for m in re.finditer(pattern, text, re.DOTALL))  # fmt: skip
 
 
-def merging_sources(table: str) -> set[str]:
-    return {
-        str(path.relative_to(ROOT))
+def test_the_daily_writers_add_to_the_outbox_without_a_merge() -> None:
+    # DuckDB runs ON CONFLICT (action_id) DO NOTHING as a merge: at a year of history 2.1 to
+    # 8.4 s for 100 to 6,343 new rows (a hash join over every action id ever written for a
+    # day's tenure plan), 0.03 s as a plain insert. Plans and follow-ups drop by key what is
+    # planned already and leave the rest to the unique key; only the demo's one-off history
+    # load merges. A unit-sized plan cannot show the cost (DuckDB looked its 300 to 2,500
+    # rows up in the index of 600,000), so the sources are read.
+    merging = {
+        str(path.relative_to(ROOT)): outbox_merges(path.read_text(encoding="utf-8"))
         for package in PACKAGES
         for path in sorted((ROOT / package).rglob("*.py"))
-        if merges_into(table, path.read_text(encoding="utf-8"))
     }
-
-
-def test_the_daily_writers_add_to_the_outbox_and_evaluations_without_a_merge() -> None:
-    # DuckDB runs ON CONFLICT (key) DO NOTHING as a merge whose hash join reads every key
-    # ever written. At a year of history: 2.1 to 8.4 s for 100 to 6,343 new actions (a day's
-    # tenure plan), 0.03 s as a plain insert; 0.41 s warm and 1.67 s cold for a page of 725
-    # replies into 9.1 million evaluations, 0.01 s plain. Plans, follow-ups and collect drop
-    # by key what is kept already and leave the rest to the unique key; only the demo's
-    # one-off history load merges. A unit-sized write cannot show the cost (DuckDB looked its
-    # 300 to 2,500 rows up in the index of 600,000), so the sources are read.
-    assert merging_sources("care_actions") == {"demo/data.py"}
-    assert merging_sources("evaluations") == set()
+    assert {path for path, n in merging.items() if n} == {"demo/data.py"}
     planning = (ROOT / "campaigns" / "planning.py").read_text(encoding="utf-8")
     merged = planning.replace('USING (action_id)"""', 'USING (action_id) {X_CONFLICT}"""')
-    assert merges_into("care_actions", merged) == 1  # the check sees a clause written back
-    ingest = (ROOT / "feedback" / "ingest.py").read_text(encoding="utf-8")
-    merged = ingest.replace('RETURNING * EXCLUDE (attributes)"""', 'ON CONFLICT DO NOTHING"""')
-    assert merges_into("evaluations", merged) == 1
-    assert (
-        merges_into(
-            "care_actions", '"""INSERT INTO care_actions SELECT 1"""\n    + OUTBOX_CONFLICT\n'
-        )
-        == 1
-    )
-
-
-def test_a_collect_page_looks_its_replies_up_among_the_evaluations(
-    con: duckdb.DuckDBPyConnection, settings: Settings
-) -> None:
-    """A reply kept already (posted again past the inbox's horizon) is found by key in the
-    index, not by reading every evaluation."""
-    fill_ratings(con)
-    inbox = today_rated(con, settings)
-    [(kept,)] = con.execute("SELECT min(dedupe_key) FROM evaluations").fetchall()
-    inbox.put("sms", kept.removeprefix("sms:"), LATER, {"From": PHONE, "Body": "5"})
-    profiled = Profiled(con)
-    figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
-    assert figures.drained == 21 and sum(figures.replies.values()) == 21
-    rows = con.execute("SELECT count(*) FROM evaluations WHERE dedupe_key = ?", [kept])
-    assert rows.fetchall() == [(1,)]
-    assert profiled.read_from("evaluations", HISTORY // 100) == []
+    assert outbox_merges(merged) == 1  # the check sees a conflict clause written back
+    assert outbox_merges('"""INSERT INTO care_actions SELECT 1"""\n    + OUTBOX_CONFLICT\n') == 1
 
 
 def test_the_source_scan_sees_a_bare_conflict() -> None:

@@ -216,16 +216,20 @@ def _outbox_rows_to_compare(plan: Plan) -> str:
     """The outbox rows that can hold a member's key: a filter on compressed columns, so the
     key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year)."""
     # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
-    # (no '|'): an equal key has the same campaign and occasion. A text occasion is stored as
-    # the key has it; a rule's date or number is not (a date comes back as a timestamp's
-    # text), so its members are compared among the campaign's rows.
+    # (no '|'): an equal key has the same campaign, occasion and round (every writer sets the
+    # columns from the key's parts). A round's rows come in blocks, a plan's, so the round
+    # lets DuckDB skip reading the other columns for most of the history's vectors: for a
+    # second round at a year, 0.38 against 0.21 s warm. A text occasion is stored as the key
+    # has it; a rule's date or number is not (a date comes back as a timestamp's text), so
+    # its members are compared among the campaign's rows of the round.
     [(kind,)] = plan.con.execute(
         "SELECT data_type FROM duckdb_columns() "
         "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
     ).fetchall()
+    rows = f"round = {plan.round:d} AND campaign_id = $campaign"
     if kind == "VARCHAR":
-        return "campaign_id = $campaign AND occasion IN (SELECT occasion FROM plan_members)"
-    return "campaign_id = $campaign"
+        return rows + " AND occasion IN (SELECT occasion FROM plan_members)"
+    return rows
 
 
 def choose_channel(plan: Plan) -> Figures:

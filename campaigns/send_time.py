@@ -37,7 +37,8 @@ fewer) from send_hour_sends: a year of a narrow log's numbers, not of the outbox
 
 Facts a stored day freezes: the home store each customer had when the day was stored (a later
 move does not carry their past sends to the new store's pattern; a customer's own cells take
-their current store's), and the ratings received within SETTLE_DAYS of the day's start (later
+their current store's), the local hour of a send that names no timezone (rows from before the
+outbox kept one: the customer's zone then), and the ratings received within SETTLE_DAYS of the day's start (later
 ones, or ones collected later, are not counted). A backfill of older sends must delete the days
 it touches from the three tables. The lookback is whole UTC days (up to a day more than
 LOOKBACK_DAYS x 24 hours). A learning with a past cut-off (the judge, insights/send_time.py)
@@ -113,12 +114,16 @@ LEFT JOIN latest_ratings r ON r.action_id = a.action_id AND r.received_at >= $st
 WHERE a.sent_at >= $start AND a.sent_at < $end AND {LEARNABLE}
     AND timezone('UTC', a.sent_at)::DATE IN (SELECT day FROM send_time_missing_days)
 """
-# A missing day has no sends stored, but a run that stopped between storing them and marking
-# the day left some: they go first, so a day's sends are stored once without a transaction.
-UNSTORE_SENDS_SQL = """
-DELETE FROM send_hour_sends WHERE day >= $first AND day <= $last
+# A missing day has nothing stored, but a run that stopped before marking the day stored
+# left some of its rows: they go first, so a day is stored once without a transaction, and
+# a read-only learning leaves them out (OUTSIDE_MISSING).
+UNSTORE_SQL = """
+DELETE FROM {table} WHERE day >= $first AND day <= $last
     AND day IN (SELECT day FROM send_time_missing_days)
 """
+OUTSIDE_MISSING = (
+    "(SELECT * FROM {table} WHERE day NOT IN (SELECT day FROM send_time_missing_days))"
+)
 # The missing days by home store and local hour, from their sends (stored, or kept aside).
 NEW_DAYS_SQL = """
 CREATE OR REPLACE TEMP TABLE send_time_new_days AS
@@ -314,7 +319,8 @@ def learn_send_hours(
 @dataclass(frozen=True)
 class Lookback:
     """The days a learning reads, in UTC: from ``first`` (LOOKBACK_DAYS before the cut-off,
-    whole days) to ``last_settled`` from send_hour_days, then the live sends to the cut-off."""
+    whole days) to ``last_settled`` as stored (send_hour_days, send_hour_sends), then the live
+    sends to the cut-off."""
 
     cutoff: datetime
     first: date
@@ -354,23 +360,25 @@ def store_settled_days(con: duckdb.DuckDBPyConnection, window: Lookback) -> Sett
     con.execute(MISSING_DAYS_SQL, {"first": window.first, "last": window.last_settled})
     row = con.execute("SELECT min(day), max(day) FROM send_time_missing_days").fetchone()
     first, last = row if row else (None, None)
-    # the sends of the missing days only: a range on sent_at that the zone maps answer (an
-    # empty one when none is missing)
-    start = datetime.combine(first or window.first, time(), UTC)
-    end = datetime.combine(last, time(), UTC) + timedelta(1) if last else start
-    sends = {"settle": SETTLE_DAYS, "start": start, "end": end}
-    days = {"first": first or window.first, "last": last or window.first}
     stored = Settled("send_hour_days", "send_hour_sends")
-    if first is None:
+    if first is None or last is None:
         return stored
+    # the sends of the missing days only: a range on sent_at that the zone maps answer
+    start = datetime.combine(first, time(), UTC)
+    end = datetime.combine(last, time(), UTC) + timedelta(1)
+    sends = {"settle": SETTLE_DAYS, "start": start, "end": end}
+    days = {"first": first, "last": last}
     if not is_writable(con):
         con.execute(f"CREATE OR REPLACE TEMP TABLE send_time_new_sends AS {NEW_SENDS_SQL}", sends)
         con.execute(NEW_DAYS_SQL.format(sends="send_time_new_sends"), days)
+        days_kept = OUTSIDE_MISSING.format(table="send_hour_days")
+        sends_kept = OUTSIDE_MISSING.format(table="send_hour_sends")
         return Settled(
-            "(SELECT * FROM send_hour_days UNION ALL SELECT * FROM send_time_new_days)",
-            "(SELECT * FROM send_hour_sends UNION ALL SELECT * FROM send_time_new_sends)",
+            f"(SELECT * FROM {days_kept} UNION ALL SELECT * FROM send_time_new_days)",
+            f"(SELECT * FROM {sends_kept} UNION ALL SELECT * FROM send_time_new_sends)",
         )
-    con.execute(UNSTORE_SENDS_SQL, days)
+    for table in ("send_hour_sends", "send_hour_days"):
+        con.execute(UNSTORE_SQL.format(table=table), days)
     con.execute(f"INSERT INTO send_hour_sends {NEW_SENDS_SQL} ORDER BY day", sends)
     con.execute(NEW_DAYS_SQL.format(sends="send_hour_sends"), days)
     con.execute(STORE_DAYS_SQL)

@@ -327,16 +327,34 @@ def test_a_customers_settled_sends_are_read_as_stored_not_from_the_outbox(con, s
     assert len(cells) > 300
 
 
+def stop_halfway(con: duckdb.DuckDBPyConnection) -> Any:
+    """As a run left the next missing day when it stopped before marking it stored: its sends
+    and store-hour rows written (here every send answered, so that a day read twice shows)."""
+    [(day,)] = con.execute(
+        f"SELECT min(a.sent_at::DATE) FROM care_actions a WHERE {LEARNABLE} "
+        "AND a.sent_at::DATE > (SELECT max(day) FROM send_hour_days_stored)"
+    ).fetchall()
+    con.execute(
+        "INSERT INTO send_hour_sends SELECT $day, coalesce(s.home_store_id, ''), "
+        "md5_number_lower(a.subscriber_id), hour(timezone(coalesce(a.timezone, s.timezone), "
+        f"a.sent_at)), true FROM care_actions a JOIN subscribers s USING (subscriber_id) "
+        f"WHERE {LEARNABLE} AND a.sent_at::DATE = $day",
+        {"day": day},
+    )
+    con.execute(
+        "INSERT INTO send_hour_days SELECT day, store_id, hour, count(*), count(*) "
+        "FROM send_hour_sends WHERE day = $day GROUP BY ALL",
+        {"day": day},
+    )
+    return day
+
+
 def test_a_day_whose_storing_stopped_halfway_is_stored_once(con, settings):
     simulate(con, 18, planted=False, customers=300, later=0)
     members(con, 1)
     learn(con, CUTOFF - timedelta(days=1))
     stored = con.execute("SELECT count(*) FROM send_hour_sends").fetchone()
-    # a run stopped after storing the next day's sends, before marking the day stored
-    [(day,)] = con.execute("SELECT max(day) + 1 FROM send_hour_days_stored").fetchall()
-    con.execute(
-        "INSERT INTO send_hour_sends SELECT $day, 'ST1', 1, 10, true FROM range(5)", {"day": day}
-    )
+    day = stop_halfway(con)
     learn(con, CUTOFF)
     sent = con.execute(
         f"SELECT count(*) FROM care_actions a WHERE {LEARNABLE} AND sent_at::DATE = $day",
@@ -344,4 +362,36 @@ def test_a_day_whose_storing_stopped_halfway_is_stored_once(con, settings):
     ).fetchone()
     again = con.execute("SELECT count(*) FROM send_hour_sends WHERE day = $day", {"day": day})
     assert again.fetchone() == sent and sent is not None and sent[0] > 0
+    summed = con.execute(
+        "SELECT sum(n), sum(y) FROM send_hour_days WHERE day = $day", {"day": day}
+    ).fetchall()
+    counted = con.execute(
+        "SELECT count(*), count_if(answered) FROM send_hour_sends WHERE day = $day", {"day": day}
+    ).fetchall()
+    assert summed == counted
     assert stored is not None and stored[0] > 1000
+
+
+def test_a_read_only_learning_leaves_out_what_a_stopped_run_left(tmp_path, settings):
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    simulate(con, 19, planted=True, customers=800, later=0)
+    learn_at = CUTOFF - timedelta(days=20)
+    members(con, 3)
+    learn(con, learn_at)
+    stop_halfway(con)
+    con.close()
+    reader = duckdb.connect(str(path), read_only=True)
+    reader.execute("SET TimeZone = 'UTC'")
+    members(reader, 3)
+    found = learn(reader, CUTOFF)
+    sums = "SELECT sum(n), sum(y) FROM {}"
+    read = [
+        reader.execute(sums.format(t)).fetchall() for t in ("send_time_cells", "send_time_stores")
+    ]
+    expected = old_learn(reader, "wanted", CUTOFF)  # every customer's cells: the sample's here
+    assert read == [reader.execute(sums.format("send_time_cells")).fetchall()] * 2
+    assert found.store_strength == pytest.approx(expected.store_strength, rel=1e-9)
+    assert found.customer_strength == pytest.approx(expected.customer_strength, rel=1e-9)
+    assert hours_of(reader, "send_hours") == hours_of(reader, "old_hours")
+    reader.close()

@@ -38,12 +38,12 @@ fewer) from send_hour_sends: a year of a narrow log's numbers, not of the outbox
 Facts a stored day freezes: the home store each customer had when the day was stored (a later
 move does not carry their past sends to the new store's pattern; a customer's own cells take
 their current store's), the local hour of a send that names no timezone (rows from before the
-outbox kept one: the customer's zone then), and the ratings received within SETTLE_DAYS of the day's start (later
-ones, or ones collected later, are not counted). A backfill of older sends must delete the days
-it touches from the three tables. The lookback is whole UTC days (up to a day more than
-LOOKBACK_DAYS x 24 hours). A learning with a past cut-off (the judge, insights/send_time.py)
-reads only the days settled by its cut-off, and on a read-only connection keeps the missing
-days in temp tables instead of storing them.
+outbox kept one: the customer's zone then), and the ratings received within SETTLE_DAYS of the
+day's start (later ones, or ones collected later, are not counted). A backfill of older sends
+must delete the days it touches from the three tables. The lookback is whole UTC days (up to
+a day more than LOOKBACK_DAYS x 24 hours). A learning with a past cut-off (the judge,
+insights/send_time.py) reads only the days settled by its cut-off, and on a read-only
+connection keeps the missing days in temp tables instead of storing them.
 """
 
 from __future__ import annotations

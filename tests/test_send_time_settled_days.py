@@ -16,11 +16,13 @@ from campaigns.send_time import (
     HOUR_CELLS,
     KERNEL,
     LEARNABLE,
+    LOCAL_HOUR,
     LOOKBACK_DAYS,
     MIN_GAIN,
     MIN_HOUR_STRENGTH,
     SETTLE_DAYS,
     STORE_CELLS,
+    SUBSCRIBER_HASH,
     LearnedHours,
     learn_send_hours,
     prior_strength,
@@ -216,12 +218,10 @@ def outbox_read(path: Path, history_days: int) -> tuple[int, int]:
             {"cutoff": CUTOFF, "days": history_days},
         )
         con.execute("CREATE TEMP TABLE wanted AS SELECT 'S1' AS subscriber_id")
-        assert (
-            con.execute("SELECT count(*) FROM care_actions WHERE subscriber_id = 'S1'").fetchone()[
-                0
-            ]
-            > 5
-        )
+        [(own,)] = con.execute(
+            "SELECT count(*) FROM care_actions WHERE subscriber_id = 'S1'"
+        ).fetchall()
+        assert own > 5
         learn(con, CUTOFF)
         profiled = Profiled(con)
         learn(profiled, CUTOFF)  # type: ignore[arg-type]
@@ -336,8 +336,8 @@ def stop_halfway(con: duckdb.DuckDBPyConnection) -> Any:
     ).fetchall()
     con.execute(
         "INSERT INTO send_hour_sends SELECT $day, coalesce(s.home_store_id, ''), "
-        "md5_number_lower(a.subscriber_id), hour(timezone(coalesce(a.timezone, s.timezone), "
-        f"a.sent_at)), true FROM care_actions a JOIN subscribers s USING (subscriber_id) "
+        f"{SUBSCRIBER_HASH.format(id='a.subscriber_id')}, {LOCAL_HOUR}, true "
+        f"FROM care_actions a JOIN subscribers s USING (subscriber_id) "
         f"WHERE {LEARNABLE} AND a.sent_at::DATE = $day",
         {"day": day},
     )

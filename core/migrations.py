@@ -40,3 +40,29 @@ def available_migrations(package: str) -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise MigrationError(f"duplicate migration versions in {versions}")
     return found
+
+
+def pending_migrations(
+    available: list[Migration], done: dict[int, str], what: str
+) -> list[Migration]:
+    """The migrations of ``available`` not in ``done`` (version -> checksum), in order.
+
+    Refuses a migration edited after it was applied, and a database that has migrations this
+    code does not know: newer code upgraded it, and older code writing it (a worker not
+    restarted, a rollback) would write rows the newer schema's readers count as settled.
+    """
+    known = {migration.version for migration in available}
+    unknown = sorted(set(done) - known)
+    if unknown:
+        raise MigrationError(
+            f"{what} has migrations {', '.join(map(str, unknown))} that this careloop does not"
+            f" know (it knows up to {max(known, default=0)}): a newer careloop upgraded it; run"
+            " that version, or restore a backup from before the upgrade"
+        )
+    for migration in available:
+        if migration.version in done and done[migration.version] != migration.checksum:
+            raise MigrationError(
+                f"{what} migration {migration.version}_{migration.name} changed after it was"
+                " applied; add a new migration instead of editing an applied one"
+            )
+    return [migration for migration in available if migration.version not in done]

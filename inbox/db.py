@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from core.files import close_up, new_private_file
 from core.migrations import Migration, MigrationError, available_migrations
+from core.migrations import pending_migrations as pending
 
 
 class Cursor(Protocol):
@@ -219,18 +220,8 @@ MIGRATIONS_TABLE = (
 
 
 def pending_migrations(done: dict[int, str], engine: str) -> list[Migration]:
-    """The engine's migrations not in ``done`` (version -> checksum); refuses one edited
-    after it was applied."""
-    pending = []
-    for migration in available_migrations(f"inbox.migrations.{engine}"):
-        if migration.version not in done:
-            pending.append(migration)
-        elif done[migration.version] != migration.checksum:
-            raise MigrationError(
-                f"inbox migration {migration.version}_{migration.name} changed after it was"
-                " applied; add a new migration instead of editing an applied one"
-            )
-    return pending
+    """The engine's migrations not in ``done`` (version -> checksum), in order."""
+    return pending(available_migrations(f"inbox.migrations.{engine}"), done, "inbox")
 
 
 def open_inbox_db(location: Path | str) -> InboxDb:

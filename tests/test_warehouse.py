@@ -48,6 +48,39 @@ def test_a_new_migration_upgrades_in_place(settings, monkeypatch):
     upgraded.close()
 
 
+def test_a_warehouse_a_newer_careloop_upgraded_is_refused_before_anything_is_written(
+    settings, monkeypatch
+):
+    """Older code on a newer schema (a worker not restarted, a rollback) would write rows the
+    newer readers take as settled: it stops with the versions it does not know."""
+    extra = Migration(999, "add_note", "ALTER TABLE stores ADD COLUMN note VARCHAR;")
+    monkeypatch.setattr(db, "available_migrations", lambda: [*available_migrations(), extra])
+    connect(settings.warehouse_path).close()
+    monkeypatch.undo()
+    with pytest.raises(MigrationError, match=r"migrations 999 that this careloop does not know"):
+        connect(settings.warehouse_path)
+    readable = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    assert 999 in {
+        row[0] for row in readable.execute("SELECT version FROM schema_migrations").fetchall()
+    }
+    readable.close()
+
+
+def test_an_inbox_a_newer_careloop_upgraded_is_refused(tmp_path):
+    import sqlite3
+
+    from inbox.inbox import Inbox
+
+    path = tmp_path / "inbox.sqlite"
+    Inbox(path)
+    newer = sqlite3.connect(path)
+    newer.execute("INSERT INTO schema_migrations VALUES (999, 'later', 'abc')")
+    newer.commit()
+    newer.close()
+    with pytest.raises(MigrationError, match=r"inbox has migrations 999 that this careloop"):
+        Inbox(path)
+
+
 def fingerprint(con):
     rows = con.execute("SELECT * FROM subscribers ORDER BY subscriber_id").fetchall()
     visits = con.execute("SELECT * FROM store_visits ORDER BY visit_id").fetchall()

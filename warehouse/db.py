@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from core.files import close_up, private_parents
-from core.migrations import Migration, MigrationError
+from core.migrations import Migration, MigrationError, pending_migrations
 from core.migrations import available_migrations as migrations_in
 from warehouse.turn import holds, turn
 
@@ -36,16 +36,8 @@ def applied_versions(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[Migration]:
     """Apply the migrations this warehouse lacks, each in its own transaction; return them."""
-    done = applied_versions(con)
     applied = []
-    for migration in available_migrations():
-        if migration.version in done:
-            if done[migration.version] != migration.checksum:
-                raise MigrationError(
-                    f"migration {migration.version}_{migration.name} changed after it was applied;"
-                    " add a new migration instead of editing an applied one"
-                )
-            continue
+    for migration in pending_migrations(available_migrations(), applied_versions(con), "warehouse"):
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(migration.sql)

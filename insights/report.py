@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from core.clock import stored_range, utc_now
-from core.files import path_inside, private_dir, write_private_csv, write_private_text
+from core.files import path_inside, private_dir, write_private_csvs, write_private_text
 from insights.kpis import RECOVERED, RECOVERY_DUE, SECOND_ROUND
 from insights.variants import VariantReport, variant_markdown, variant_reports
 from warehouse.db import query_dicts
@@ -267,18 +267,12 @@ def write_store_lists(
     store. Every store's file name is checked before anything is written (an id an older
     version let in names no list: the command says which)."""
     private_dir(directory)
-    cursor = con.execute(STORE_LIST_SQL, {"now": now, "shown": LISTED_SHOWN_DAYS})
-    names = [d[0] for d in cursor.description]
-    store = names.index("store_id")
-    by_store: dict[str, list[tuple[Any, ...]]] = {}
-    for row in cursor.fetchall():
-        by_store.setdefault(row[store], []).append(row)
-    paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in by_store}
+    listed = con.sql(STORE_LIST_SQL, params={"now": now, "shown": LISTED_SHOWN_DAYS}).pl()
+    stores = listed.get_column("store_id").unique(maintain_order=True).to_list()
+    paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in stores}
     for old in directory.glob("*.csv"):
         old.unlink()
-    for store_id, rows in by_store.items():
-        write_private_csv(paths[store_id], names, rows)
-    return {store_id: len(rows) for store_id, rows in by_store.items()}
+    return write_private_csvs(listed, "store_id", paths)
 
 
 def _shown(value: float | None) -> str:

@@ -15,11 +15,18 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 import requests
 
 from core.errors import UserError
-from core.files import safe_row, spreadsheet_safe, xlsx_bytes
+from core.files import (
+    safe_row,
+    spreadsheet_safe,
+    write_private_csv,
+    write_private_csvs,
+    xlsx_bytes,
+)
 from insights.charts import contribution_chart, importance_performance_chart
 from insights.drivers import Driver
 from insights.panorama import Contribution
@@ -333,6 +340,29 @@ def test_a_csv_row_is_made_safe_cell_by_cell_as_each_alone():
              "'=1", 3, 2.5, None, True]  # fmt: skip
     assert safe_row(cells) == [spreadsheet_safe(cell) for cell in cells]
     assert safe_row(cells)[:3] == ["'＝1+1", "' =1+1", "'\u200b=1+1"]
+
+
+def test_a_frame_is_written_byte_for_byte_as_the_row_writer_writes_it(tmp_path):
+    # the store lists go through polars; its vectorised shortcut must agree with the full test
+    texts = ["＝1+1", " =1+1", "\u200b=1+1", "\tx", "\rx", "=1+1", "+SUM(A1)", "-2+3", "@cmd",
+             "+8613800000001", " +8613800000001", "-5", "+12\n", "A=1", "9+1", "排队 太久", "",
+             None, "'=1", "ﹰ=1", "①=1", "\u3000＝1", "a,b", 'x"y', "l\nb", "=1+1"]  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "store": ["ST1", "ST2"] * (len(texts) // 2),
+            "=comment": texts,
+            "score": [n if n % 4 else None for n in range(len(texts))],
+        },
+        schema={"store": pl.String, "=comment": pl.String, "score": pl.Int32},
+    )
+    paths = {store: tmp_path / f"{store}.csv" for store in ("ST1", "ST2")}
+    assert write_private_csvs(frame, "store", paths) == {"ST1": 13, "ST2": 13}
+    for store, path in paths.items():
+        rows = frame.filter(pl.col("store") == store).rows()
+        write_private_csv(tmp_path / "rows.csv", frame.columns, rows)
+        assert path.read_bytes() == (tmp_path / "rows.csv").read_bytes()
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert "'=1+1" in paths["ST2"].read_text()
 
 
 def test_workbook_cells_that_look_like_formulas_stay_text_when_edited():

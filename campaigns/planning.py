@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -22,6 +22,7 @@ from campaigns.content import StepRenderer, render_members, with_offers
 from campaigns.send_time import plan_send_times
 from campaigns.spec import DEFAULT_VALID_FOR, CareStep, validity_seconds
 from campaigns.variants import assign_variants
+from core.clock import utc_now
 from core.progress import step_done
 from core.settings import Settings
 from segments.registry import SegmentRule, materialize
@@ -62,7 +63,9 @@ class Plan:
     run_id: str
     params: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The project's clock (``core.clock``), looked up when a plan is made: the moment a
+    # shifted or injected clock says, like every other time the loop writes.
+    created_at: datetime = field(default_factory=lambda: utc_now())
     figures: dict[str, Any] = field(default_factory=dict)
 
     @property

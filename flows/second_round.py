@@ -25,16 +25,16 @@ from inbox.inbox import Inbox
 def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     flow_run_id = current_flow_run_id()
+    at = now or utc_now()  # one moment for the plans and their cases' boards
     with writing_warehouse(settings) as con:
         for name, campaign in load_campaigns(settings).items():
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
             plan = plan_second_round(
-                con, settings, campaign, as_of, run_id, created_at=now, flow_run_id=flow_run_id
+                con, settings, campaign, as_of, run_id, created_at=at, flow_run_id=flow_run_id
             )
             figures[name] = plan.figures
         # the cases just opened reach their managers' boards now, not at the next collect
         board = Board(Inbox.of(settings))
-        at = now or utc_now()
         published = publish_boards(
             con, board, at, settings.case_sla_hours, watermark(con, board.inbox)
         )

@@ -103,3 +103,24 @@ def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, se
         (row,) = list(csv.DictReader(handle))
     assert (row["subscriber_id"], row["second_round_channel"]) == ("S1", channel)
     assert row["second_round_status"] == "delivered"
+
+
+def test_a_plan_is_dated_by_the_projects_clock_not_the_wall_clock(con, settings, monkeypatch):
+    """A second round made without an explicit moment (the flow's default) is dated by
+    ``core.clock``: the clock tests inject and the year benchmark shifts. Dated by the wall
+    clock, its care fell outside every window that looks for recent care by creation time."""
+    import campaigns.planning
+
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
+    inbox = Inbox(settings.inbox_path)
+    reply = {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "1"}
+    inbox.put("sms", "SM1", T0 + timedelta(minutes=1), reply)
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    planned_at = T0 + timedelta(hours=3)
+    monkeypatch.setattr(campaigns.planning, "utc_now", lambda: planned_at)
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2")
+    rows = con.execute("SELECT DISTINCT created_at FROM care_actions WHERE round = 2").fetchall()
+    assert rows == [(planned_at,)]

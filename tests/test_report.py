@@ -84,7 +84,8 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     )
 
 
-def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, settings):
+def _one_complaint_collected(con, settings):
+    """S1's survey, sent at T0, rated 1 by SMS a minute later, and collected."""
     add_store(con)
     add_subscriber(con, "S1")
     add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
@@ -92,6 +93,10 @@ def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, se
     reply = {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "1"}
     inbox.put("sms", "SM1", T0 + timedelta(minutes=1), reply)
     collect(con, inbox, reply_window=timedelta(hours=72))
+
+
+def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, settings):
+    _one_complaint_collected(con, settings)
     campaign = load_campaigns(settings)["birthday"]
     plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0 + timedelta(1))
     [(action_id, channel)] = con.execute(
@@ -111,13 +116,7 @@ def test_a_plan_is_dated_by_the_projects_clock_not_the_wall_clock(con, settings,
     clock, its care fell outside every window that looks for recent care by creation time."""
     import campaigns.planning
 
-    add_store(con)
-    add_subscriber(con, "S1")
-    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
-    inbox = Inbox(settings.inbox_path)
-    reply = {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "1"}
-    inbox.put("sms", "SM1", T0 + timedelta(minutes=1), reply)
-    collect(con, inbox, reply_window=timedelta(hours=72))
+    _one_complaint_collected(con, settings)
     planned_at = T0 + timedelta(hours=3)
     monkeypatch.setattr(campaigns.planning, "utc_now", lambda: planned_at)
     campaign = load_campaigns(settings)["birthday"]

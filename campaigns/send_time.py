@@ -419,6 +419,13 @@ def prior_strength(con: duckdb.DuckDBPyConnection, cells: str) -> float:
     return float(min(MAX_STRENGTH, max(MIN_STRENGTH, (1 - rho) / rho)))
 
 
+# What a plan with no member to learn for joins in place of the learned hours.
+NO_HOURS = (
+    "SELECT NULL::VARCHAR AS subscriber_id, NULL::INTEGER AS hour, NULL::VARCHAR AS source "
+    "WHERE false"
+)
+
+
 def plan_send_times(
     con: duckdb.DuckDBPyConnection, campaign: Campaign, members: str, *, before: datetime,
     held_out: str, params: dict[str, Any],
@@ -450,9 +457,16 @@ def plan_send_times(
         "CREATE OR REPLACE TEMP VIEW send_time_learners AS "
         "SELECT subscriber_id FROM send_time_members WHERE way = 'learn'"
     )
-    learned = learn_send_hours(
-        con, "send_time_learners", before=before, hours=hours, fallback=fixed
-    )
+    [(learners,)] = con.execute(
+        "SELECT count(*) FROM send_time_members WHERE way = 'learn'"
+    ).fetchall()
+    if learners:
+        learned = learn_send_hours(
+            con, "send_time_learners", before=before, hours=hours, fallback=fixed
+        ).as_json()
+    else:  # each keeps a due time (a complaint's second round) or explores: nothing to learn
+        con.execute(f"CREATE OR REPLACE TEMP TABLE send_hours AS {NO_HOURS}")
+        learned = {"learned": 0, "fallback": 0}
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE plan_send_times AS
@@ -469,4 +483,4 @@ def plan_send_times(
         FROM send_time_members m LEFT JOIN send_hours h USING (subscriber_id)""",
         {"hours": hours, "fixed": fixed},
     )
-    return {"send_time": learned.as_json()}
+    return {"send_time": learned}

@@ -123,3 +123,18 @@ def test_a_plan_is_dated_by_the_projects_clock_not_the_wall_clock(con, settings,
     plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2")
     rows = con.execute("SELECT DISTINCT created_at FROM care_actions WHERE round = 2").fetchall()
     assert rows == [(planned_at,)]
+
+
+def test_a_second_round_keeps_its_due_time_and_learns_no_send_hours(con, settings):
+    """Every member of a second round has a due time (the rating plus the rule's delay), so
+    a campaign that learns send hours learns none for it: the year's history is not read."""
+    _one_complaint_collected(con, settings)
+    campaign = load_campaigns(settings)["birthday"]
+    assert campaign.campaign.learns_send_time
+    plan = plan_second_round(
+        con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0 + timedelta(hours=3)
+    )
+    assert plan.figures["send_time"] == {"learned": 0, "fallback": 0}
+    assert con.execute("SELECT count(*) FROM send_hour_days_stored").fetchone() == (0,)
+    sources = con.execute("SELECT send_time_source FROM care_actions WHERE round = 2").fetchall()
+    assert sources == [(None,)]

@@ -26,16 +26,17 @@ def plan_second_round(
     if created_at:
         plan.created_at = created_at
     run_steps(plan)
-    plan.figures["cases_opened"] = open_cases(con)
+    plan.figures["cases_opened"] = open_cases(con, plan.created_at)
     step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
     record_run(plan, flow_run_id)
     return plan
 
 
-def open_cases(con: duckdb.DuckDBPyConnection) -> int:
-    """One case per dissatisfied survey on its store manager's list, with the care it got. A
-    survey that has its case already opens none: another reply to it is news for that case
-    (cases.machine's rated_again), not a new complaint."""
+def open_cases(con: duckdb.DuckDBPyConnection, made_at: datetime) -> int:
+    """One case per dissatisfied survey on its store manager's list, with the care it got
+    (the plan's, made at ``made_at``, or an earlier one's). A survey that has its case already
+    opens none: another reply to it is news for that case (cases.machine's rated_again), not a
+    new complaint."""
     rows = con.execute(
         """
         INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
@@ -47,16 +48,23 @@ def open_cases(con: duckdb.DuckDBPyConnection) -> int:
         FROM plan_target t
         JOIN subscribers s USING (subscriber_id)
         JOIN evaluations e USING (evaluation_id)
-        -- the care for a rating is made after it came: the outbox before is skipped (zone maps)
+        -- the care for a rating is made after it came, or by this plan (whose clock may be
+        -- behind a rating collected meanwhile): the outbox before is skipped (zone maps)
         LEFT JOIN (
             SELECT action_id, status, parent_evaluation_id FROM care_actions
             WHERE created_at >= $since
         ) a ON a.parent_evaluation_id = t.evaluation_id
         WHERE NOT EXISTS (SELECT 1 FROM manager_cases m WHERE m.action_id = t.source_action_id)
         ON CONFLICT DO NOTHING RETURNING 1""",
-        {"initial": INITIAL.value, "since": _oldest_rating(con)},
+        {"initial": INITIAL.value, "since": _since(con, made_at)},
     ).fetchall()
     return len(rows)
+
+
+def _since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
+    """The earliest a target's care can have been made: its rating's time, or the plan's."""
+    oldest = _oldest_rating(con)
+    return made_at if oldest is None else min(oldest, made_at)
 
 
 def _oldest_rating(con: duckdb.DuckDBPyConnection) -> datetime | None:

@@ -25,8 +25,10 @@ from inbox.inbox import Inbox
 def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     flow_run_id = current_flow_run_id()
-    at = now or utc_now()  # one moment for the plans and their cases' boards
     with writing_warehouse(settings) as con:
+        # One moment for the plans and their cases' boards, taken once the warehouse is ours:
+        # every rating collected before the turn came is older than the care made for it.
+        at = now or utc_now()
         for name, campaign in load_campaigns(settings).items():
             run_id = f"{name}-{as_of.isoformat()}-r2-{uuid.uuid4().hex[:8]}"
             plan = plan_second_round(

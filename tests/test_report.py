@@ -138,3 +138,15 @@ def test_a_second_round_keeps_its_due_time_and_learns_no_send_hours(con, setting
     assert con.execute("SELECT count(*) FROM send_hour_days_stored").fetchone() == (0,)
     sources = con.execute("SELECT send_time_source FROM care_actions WHERE round = 2").fetchall()
     assert sources == [(None,)]
+
+
+def test_a_case_names_its_second_round_made_by_a_clock_behind_its_rating(con, settings):
+    """A second round whose moment was read before a rating came in (it waited for the
+    warehouse while collect stored that rating) still gives the case its care: before, the
+    case looked for care made after the rating only, and kept no second round for good."""
+    _one_complaint_collected(con, settings)  # rated at T0 + 1 minute
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0)
+    [(care,)] = con.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
+    cases = con.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
+    assert cases == [(care,)]

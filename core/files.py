@@ -191,7 +191,12 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence
 def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) -> dict[Any, int]:
     """One CSV per value of column ``by``, at ``paths[value]``, each written as
     ``write_private_csv`` writes its rows (the same bytes) but by polars: a year's store lists
-    are hundreds of thousands of rows. Returns the rows per value."""
+    are hundreds of thousands of rows. Returns the rows per value. Text, integers and nulls
+    only: polars writes other types (times, floats, booleans) otherwise than the csv module,
+    and a categorical column would pass the formula guard unread."""
+    for name, kind in frame.schema.items():
+        if not (kind == pl.String or kind == pl.Null or kind.is_integer()):
+            raise TypeError(f"column {name!r} is {kind}: write it as text or an integer")
     safe = safe_frame(frame)
     header = dict(zip(frame.columns, safe_row(frame.columns), strict=True))
     written = {}

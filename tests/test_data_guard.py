@@ -365,6 +365,19 @@ def test_a_frame_is_written_byte_for_byte_as_the_row_writer_writes_it(tmp_path):
     assert "'=1+1" in paths["ST2"].read_text()
 
 
+@pytest.mark.parametrize("kind", [pl.Categorical, pl.Float64, pl.Boolean])
+def test_a_column_the_frame_writer_cannot_write_as_the_row_writer_is_refused(tmp_path, kind):
+    # a categorical "=1" would pass the formula guard unread; floats and booleans print
+    # otherwise than the csv module prints them
+    value = {pl.Categorical: "=1", pl.Float64: 1e-05, pl.Boolean: True}[kind]
+    frame = pl.DataFrame({"store": ["ST1"], "cell": [value]}).with_columns(
+        pl.col("cell").cast(kind)
+    )
+    with pytest.raises(TypeError, match="column 'cell'"):
+        write_private_csvs(frame, "store", {"ST1": tmp_path / "ST1.csv"})
+    assert not (tmp_path / "ST1.csv").exists()
+
+
 def test_workbook_cells_that_look_like_formulas_stay_text_when_edited():
     book = xlsx_bytes({"cases": (["comment"], [["＝1+1"], [" =cmd"], ["fine"]])})
     archive = zipfile.ZipFile(io.BytesIO(book))

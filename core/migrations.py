@@ -55,7 +55,7 @@ def pending_migrations(
     unknown = sorted(set(done) - known)
     if unknown:
         raise MigrationError(
-            f"{what} has migrations {', '.join(map(str, unknown))} that this careloop does not"
+            f"{what} has {_counted('migration', unknown)} that this careloop does not"
             f" know (it knows up to {max(known, default=0)}): a newer careloop upgraded it; run"
             " that version, or restore a backup from before the upgrade"
         )
@@ -66,3 +66,8 @@ def pending_migrations(
                 " applied; add a new migration instead of editing an applied one"
             )
     return [migration for migration in available if migration.version not in done]
+
+
+def _counted(noun: str, versions: list[int]) -> str:
+    """ "migration 31" or "migrations 31, 32"."""
+    return f"{noun}{'s' if len(versions) > 1 else ''} {', '.join(map(str, versions))}"

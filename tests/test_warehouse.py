@@ -57,7 +57,9 @@ def test_a_warehouse_a_newer_careloop_upgraded_is_refused_before_anything_is_wri
     monkeypatch.setattr(db, "available_migrations", lambda: [*available_migrations(), extra])
     connect(settings.warehouse_path).close()
     monkeypatch.undo()
-    with pytest.raises(MigrationError, match=r"migrations 999 that this careloop does not know"):
+    with pytest.raises(
+        MigrationError, match=r"warehouse has migration 999 that this careloop does not know"
+    ):
         connect(settings.warehouse_path)
     readable = duckdb.connect(str(settings.warehouse_path), read_only=True)
     assert 999 in {
@@ -77,7 +79,7 @@ def test_an_inbox_a_newer_careloop_upgraded_is_refused(tmp_path):
     newer.execute("INSERT INTO schema_migrations VALUES (999, 'later', 'abc')")
     newer.commit()
     newer.close()
-    with pytest.raises(MigrationError, match=r"inbox has migrations 999 that this careloop"):
+    with pytest.raises(MigrationError, match=r"inbox has migration 999 that this careloop"):
         Inbox(path)
 
 

@@ -48,7 +48,7 @@ def test_a_new_migration_upgrades_in_place(settings, monkeypatch):
     upgraded.close()
 
 
-def test_a_warehouse_a_newer_careloop_upgraded_is_refused_before_anything_is_written(
+def test_a_warehouse_a_newer_careloop_upgraded_is_refused_and_keeps_its_record(
     settings, monkeypatch
 ):
     """Older code on a newer schema (a worker not restarted, a rollback) would write rows the

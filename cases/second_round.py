@@ -62,16 +62,13 @@ def open_cases(con: duckdb.DuckDBPyConnection, made_at: datetime) -> int:
 
 
 def _since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
-    """The earliest a target's care can have been made: its rating's time, or the plan's."""
-    oldest = _oldest_rating(con)
-    return made_at if oldest is None else min(oldest, made_at)
-
-
-def _oldest_rating(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """When the earliest rating among the targets came (a constant, so the outbox's zone maps
-    can skip what was written before it)."""
-    row = con.execute(
-        "SELECT min(received_at) FROM evaluations "
-        "WHERE evaluation_id IN (SELECT evaluation_id FROM plan_target)"
-    ).fetchone()
-    return None if row is None else row[0]
+    """The earliest a target's care can have been made: its rating's time, or the plan's (a
+    constant, so the outbox's zone maps can skip what was written before it). A moment with
+    no timezone is UTC, as the warehouse reads every time."""
+    [row] = con.execute(
+        "SELECT least(min(received_at), CAST($made_at AS TIMESTAMPTZ)) FROM evaluations "
+        "WHERE evaluation_id IN (SELECT evaluation_id FROM plan_target)",
+        {"made_at": made_at},
+    ).fetchall()
+    since: datetime = row[0]
+    return since

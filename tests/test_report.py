@@ -150,3 +150,15 @@ def test_a_case_names_its_second_round_made_by_a_clock_behind_its_rating(con, se
     [(care,)] = con.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
     cases = con.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
     assert cases == [(care,)]
+
+
+def test_a_second_round_given_a_moment_without_a_timezone_reads_it_as_utc(con, settings):
+    """A flow's ``now`` may come without a timezone (a deployment's parameter): the plan and
+    its case read it as UTC, as the warehouse does, and the case names its care."""
+    _one_complaint_collected(con, settings)
+    campaign = load_campaigns(settings)["birthday"]
+    naive = (T0 + timedelta(hours=3)).replace(tzinfo=None)
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=naive)
+    [(care,)] = con.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
+    cases = con.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
+    assert cases == [(care,)]

@@ -210,7 +210,7 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
 # The text cells ``is_formula`` can answer without Python: null, a letter or number first
 # (``str.isalnum``'s classes) or a plain number (the ASCII digits of PLAIN_NUMBER, read as
 # they are: no ignored character can come first).
-_NEVER_A_FORMULA = r"^[\p{L}\p{N}]|^[+-]?[0-9][0-9 .]*$"
+_NEVER_A_FORMULA = r"^[\p{L}\p{N}]|" + PLAIN_NUMBER.pattern
 
 
 def safe_frame(frame: pl.DataFrame) -> pl.DataFrame:

@@ -11,6 +11,7 @@ from campaigns.planning import Plan, record_run, run_steps
 from cases.machine import INITIAL
 from core.progress import step_done
 from core.settings import Settings
+from warehouse.db import transaction
 
 
 def plan_second_round(
@@ -25,10 +26,13 @@ def plan_second_round(
     plan = Plan(con, settings, campaign, as_of, round=2, run_id=run_id)
     if created_at:
         plan.created_at = created_at
-    run_steps(plan)
-    plan.figures["cases_opened"] = open_cases(con, plan.created_at)
+    # The care and its case are stored together: stopped between the two, the care would
+    # stay without a case for good, as a rerun targets no survey that had its second round.
+    with transaction(con):
+        run_steps(plan)
+        plan.figures["cases_opened"] = open_cases(con, plan.created_at)
+        record_run(plan, flow_run_id)
     step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
-    record_run(plan, flow_run_id)
     return plan
 
 

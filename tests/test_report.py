@@ -9,6 +9,7 @@ from cases.second_round import plan_second_round
 from inbox.inbox import Inbox
 from insights.report import loop_report, summary_rows, write_reports, write_store_lists
 from tests.factories import add_action, add_store, add_subscriber
+from warehouse.db import connect
 
 ZONE = "Asia/Shanghai"
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -161,4 +162,57 @@ def test_a_second_round_given_a_moment_without_a_timezone_reads_it_as_utc(con, s
     plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=naive)
     [(care,)] = con.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
     cases = con.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
+    assert cases == [(care,)]
+
+
+KILLED_BETWEEN_CARE_AND_CASE = """
+import os, signal, sys
+from datetime import date, datetime
+import cases.second_round
+from campaigns.catalog import load_campaigns
+from core.settings import load_settings
+from warehouse.db import connect
+
+def killed(con, made_at):  # the process dies once the care is written, before its case
+    os.kill(os.getpid(), signal.SIGKILL)
+
+cases.second_round.open_cases = killed
+settings = load_settings()
+campaign = load_campaigns(settings)["birthday"]
+cases.second_round.plan_second_round(
+    connect(settings.warehouse_path), settings, campaign, date(2026, 3, 1), "killed",
+    created_at=datetime.fromisoformat(sys.argv[1]),
+)
+"""
+
+
+def test_a_second_round_killed_before_its_case_leaves_nothing_and_a_rerun_opens_it(con, settings):
+    """SIGKILL after the second round's care is written and before its case is opened: the
+    care goes with the case (one transaction), so the rerun plans the care and opens the
+    case. Before, the care stayed without a case for good: the rule targets no survey that
+    has had its second round."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _one_complaint_collected(con, settings)
+    con.close()
+    planned_at = T0 + timedelta(hours=3)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_BETWEEN_CARE_AND_CASE, planned_at.isoformat()],
+        env={**os.environ, "CARELOOP_HOME": str(settings.home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with connect(settings.warehouse_path) as again:
+        assert again.execute("SELECT count(*) FROM care_actions WHERE round = 2").fetchone() == (0,)
+        campaign = load_campaigns(settings)["birthday"]
+        plan_second_round(
+            again, settings, campaign, date(2026, 3, 1), "rerun", created_at=planned_at
+        )
+        [(care,)] = again.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
+        cases = again.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
     assert cases == [(care,)]

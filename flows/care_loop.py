@@ -4,29 +4,40 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 import duckdb
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 
 from campaigns.catalog import checked_campaign
 from campaigns.planning import STEPS, Figures, Plan, Step, record_run, run_steps
 from core.clock import business_date, utc_now
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
+# The plans of the runs in progress, by run id. A step's task gets the run id (the UI shows
+# it), not the plan: Prefect keeps a task's parameters referenced until the process exits,
+# and a plan holds its live warehouse connection.
+_RUNNING: dict[str, Plan] = {}
+
+
+def _step_task(step: Step) -> Task[[str], Figures]:
+    def run(run_id: str) -> Figures:
+        return step.run(_RUNNING[run_id])
+
+    return task(name=step.name, cache_policy=NO_CACHE)(run)
+
+
 # Each step of the loop is a Prefect task on the whole batch, named by the step.
-STEP_TASKS = {step.name: task(name=step.name, cache_policy=NO_CACHE)(step.run) for step in STEPS}
+STEP_TASKS = {step.name: _step_task(step) for step in STEPS}
 
 
 def _as_task(step: Step, plan: Plan) -> Figures:
-    return STEP_TASKS[step.name](_unexamined(plan))
-
-
-def _unexamined(plan: Plan) -> Plan:
-    """Hand the plan (it holds a live connection) to a task without Prefect walking into it."""
-    return cast(Plan, quote(plan))
+    _RUNNING[plan.run_id] = plan
+    try:
+        return STEP_TASKS[step.name](plan.run_id)
+    finally:
+        del _RUNNING[plan.run_id]
 
 
 def past_occasion_notice(

@@ -1,6 +1,7 @@
 """Whole flows under Prefect (one test harness per session), on the sandbox provider."""
 
 import csv
+import gc
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
+from campaigns.planning import Plan
 from cases.machine import ACTIVE
 from cases.publishing import CLOSED_SHOWN_DAYS, board_rows
 from demo.data import HISTORY_RUN
@@ -37,6 +39,22 @@ def test_care_loop_rerun_contacts_nobody_twice(settings):
     ).fetchone() == (3, 3)
     assert con.execute("SELECT count(*) FROM campaign_runs").fetchone() == (2,)
     con.close()
+
+
+def test_a_care_loop_keeps_no_plan_alive_once_it_ends(settings):
+    """Prefect keeps a task's parameters referenced until the process exits: step tasks
+    given the plan kept it, and its warehouse connection, alive to the end (nanobind
+    reported them leaked at every command's exit). The tasks get the run id instead."""
+    con = connect(settings.warehouse_path)
+    add_store(con)
+    add_subscriber(con, "S1")
+    con.close()
+    care_loop("birthday", as_of=date(2026, 6, 15), send=False)
+    with connect(settings.warehouse_path) as con:
+        [(run_id,)] = con.execute("SELECT run_id FROM campaign_runs").fetchall()
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Plan) and o.run_id == run_id]
+    assert alive == []
 
 
 def test_unknown_campaign_is_named(settings):

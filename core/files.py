@@ -189,9 +189,10 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence
 
 
 def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) -> dict[Any, int]:
-    """One CSV per value of column ``by``, at ``paths[value]``, each written as
-    ``write_private_csv`` writes its rows (the same bytes) but by polars: a year's store lists
-    are hundreds of thousands of rows. Returns the rows per value. Text, integers and nulls
+    """One CSV per value of column ``by``, at ``paths[value]``, each the bytes ``csv_bytes``
+    makes of its rows (with a BOM: store managers open them in spreadsheet programs) but
+    written by polars: a year's store lists are hundreds of thousands of rows. Returns the
+    rows per value. Text, integers and nulls
     only: polars writes other types (times, floats, booleans) otherwise than the csv module,
     and a categorical column would pass the formula guard unread."""
     for name, kind in frame.schema.items():
@@ -202,7 +203,7 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
     written = {}
     for (value, *_), part in safe.partition_by(by, maintain_order=True, as_dict=True).items():
         with os.fdopen(_private_descriptor(paths[value]), "wb") as handle:
-            part.rename(header).write_csv(handle, line_terminator="\r\n")
+            part.rename(header).write_csv(handle, line_terminator="\r\n", include_bom=True)
         written[value] = part.height
     return written
 

@@ -2,6 +2,7 @@
 folder, everything under the home is its owner's only whatever the umask, labels from data
 draw as plain text and spreadsheet cells never start a formula."""
 
+import codecs
 import csv
 import io
 import os
@@ -21,9 +22,9 @@ import requests
 
 from core.errors import UserError
 from core.files import (
+    csv_bytes,
     safe_row,
     spreadsheet_safe,
-    write_private_csv,
     write_private_csvs,
     xlsx_bytes,
 )
@@ -342,7 +343,7 @@ def test_a_csv_row_is_made_safe_cell_by_cell_as_each_alone():
     assert safe_row(cells)[:3] == ["'＝1+1", "' =1+1", "'\u200b=1+1"]
 
 
-def test_a_frame_is_written_byte_for_byte_as_the_row_writer_writes_it(tmp_path):
+def test_a_frame_is_written_byte_for_byte_as_the_attachment_writer_writes_it(tmp_path):
     # the store lists go through polars; its vectorised shortcut must agree with the full test
     texts = ["＝1+1", " =1+1", "\u200b=1+1", "\tx", "\rx", "=1+1", "+SUM(A1)", "-2+3", "@cmd",
              "+8613800000001", " +8613800000001", "-5", "+12\n", "A=1", "9+1", "排队 太久", "",
@@ -359,10 +360,10 @@ def test_a_frame_is_written_byte_for_byte_as_the_row_writer_writes_it(tmp_path):
     assert write_private_csvs(frame, "store", paths) == {"ST1": 13, "ST2": 13}
     for store, path in paths.items():
         rows = frame.filter(pl.col("store") == store).rows()
-        write_private_csv(tmp_path / "rows.csv", frame.columns, rows)
-        assert path.read_bytes() == (tmp_path / "rows.csv").read_bytes()
+        assert path.read_bytes() == csv_bytes(frame.columns, rows)
         assert path.stat().st_mode & 0o777 == 0o600
-    assert "'=1+1" in paths["ST2"].read_text()
+    assert paths["ST1"].read_bytes().startswith(codecs.BOM_UTF8)  # spreadsheets read Chinese right
+    assert "'=1+1" in paths["ST2"].read_text(encoding="utf-8-sig")
 
 
 @pytest.mark.parametrize("kind", [pl.Categorical, pl.Float64, pl.Boolean])
@@ -394,6 +395,6 @@ def test_store_list_cells_are_read_back_neutralised(con, settings):
 
     add_listed_case(con, "\u00a0＝HYPERLINK(1)", datetime.now(UTC))
     write_store_lists(con, settings.reports_dir / "store_lists", datetime.now(UTC))
-    text = (settings.reports_dir / "store_lists" / "ST1.csv").read_text(encoding="utf-8")
+    text = (settings.reports_dir / "store_lists" / "ST1.csv").read_text(encoding="utf-8-sig")
     (row,) = csv.DictReader(io.StringIO(text))
     assert row["comment"] == "'\u00a0＝HYPERLINK(1)"

@@ -145,7 +145,7 @@ def _the_demos_figures_agree(result, con, lists, sla_hours):
     assert sum(result.store_rows.values()) == len(page)
     listed = []
     for path in lists:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             listed += list(csv.DictReader(handle))
     assert all(r["section"] == ("to do" if r["status"] in ACTIVE else "closed") for r in listed)
     to_do = sum(c["status"] in ACTIVE for c in page)

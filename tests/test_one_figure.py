@@ -130,7 +130,7 @@ def test_a_resolved_case_is_listed_as_closed_in_the_csv_as_on_the_page(con, sett
                  contacted=contacted, closed=closed)  # fmt: skip
 
     written = write_reports(con, settings.reports_dir, "lists", ZONE, now=NOW)
-    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
         listed = [(r["subscriber_id"], r["section"], r["status"]) for r in csv.DictReader(handle)]
     assert listed == [
         ("S1", "to do", "open"),

@@ -42,7 +42,7 @@ def test_store_lists_are_safe_to_open_and_owner_only(con, settings):
     add_listed_case(con, EVIL, datetime.now(UTC))
     written = write_reports(con, settings.reports_dir, "t", "Asia/Shanghai")
     [store_list] = (settings.reports_dir / "store_lists").glob("*.csv")
-    with store_list.open(encoding="utf-8") as handle:
+    with store_list.open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["comment"] == "'" + EVIL
     assert rows[0]["phone"] == "+8613800000001"

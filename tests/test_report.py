@@ -72,10 +72,10 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
         "every date; replies received up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text
-    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
         st1 = list(csv.DictReader(handle))
     assert [(r["section"], r["subscriber_id"]) for r in st1] == [("closed", "S1")]
-    with (settings.reports_dir / "store_lists" / "ST2.csv").open(encoding="utf-8") as handle:
+    with (settings.reports_dir / "store_lists" / "ST2.csv").open(encoding="utf-8-sig") as handle:
         (st2,) = list(csv.DictReader(handle))
     # opened when the rating came in (02:03 UTC): New York's time, to the minute
     assert (st2["section"], st2["opened_local"], st2["store_timezone"]) == (
@@ -105,7 +105,7 @@ def test_a_store_list_names_each_cases_second_round_as_the_outbox_has_it(con, se
     ).fetchall()
     con.execute("UPDATE care_actions SET status = 'delivered' WHERE action_id = ?", [action_id])
     write_store_lists(con, settings.reports_dir / "store_lists", T0 + timedelta(2))
-    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8") as handle:
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
         (row,) = list(csv.DictReader(handle))
     assert (row["subscriber_id"], row["second_round_channel"]) == ("S1", channel)
     assert row["second_round_status"] == "delivered"

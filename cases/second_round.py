@@ -9,7 +9,7 @@ import duckdb
 from campaigns.catalog import LoadedCampaign
 from campaigns.planning import Plan, record_run, run_steps
 from cases.machine import INITIAL
-from core.progress import step_done
+from core.progress import step_done, steps_held
 from core.settings import Settings
 from warehouse.db import transaction
 
@@ -28,11 +28,12 @@ def plan_second_round(
         plan.created_at = created_at
     # The care and its case are stored together: stopped between the two, the care would
     # stay without a case for good, as a rerun targets no survey that had its second round.
-    with transaction(con):
+    # Its steps are told once it is kept.
+    with steps_held(), transaction(con):
         run_steps(plan)
         plan.figures["cases_opened"] = open_cases(con, plan.created_at)
+        step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
         record_run(plan, flow_run_id)
-    step_done(f"{plan.label} cases", {"opened": plan.figures["cases_opened"]})
     return plan
 
 

@@ -76,6 +76,26 @@ def steps_muted() -> Iterator[None]:
         yield
 
 
+class _StepsHeld(_StepsMuted):
+    def __init__(self, outer: Reporter) -> None:
+        super().__init__(outer)
+        self.held: list[tuple[str, Mapping[str, Any]]] = []
+
+    def step(self, name: str, figures: Mapping[str, Any]) -> None:
+        self.held.append((name, figures))
+
+
+@contextmanager
+def steps_held() -> Iterator[None]:
+    """Steps ended within the block are told when it ends without an error, and never if it
+    fails: work stored in one transaction is not shown as done before it is kept."""
+    held = _StepsHeld(_reporter)
+    with reporting(held):
+        yield
+    for name, figures in held.held:
+        _reporter.step(name, figures)
+
+
 def step_done(name: str, figures: Mapping[str, Any]) -> None:
     _reporter.step(name, figures)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -21,10 +23,23 @@ from flows.common import current_flow_run_id, publish, send_due, settings_for, w
 _RUNNING: dict[str, Plan] = {}
 
 
+@contextmanager
+def _running(plan: Plan) -> Iterator[None]:
+    if plan.run_id in _RUNNING:
+        raise RuntimeError(f"run {plan.run_id} is in progress already")
+    _RUNNING[plan.run_id] = plan
+    try:
+        yield
+    finally:
+        _RUNNING.pop(plan.run_id, None)
+
+
 def _step_task(step: Step) -> Task[[str], Figures]:
     def run(run_id: str) -> Figures:
         return step.run(_RUNNING[run_id])
 
+    # Prefect keys a task by its function's name: each step keeps its own.
+    run.__name__ = run.__qualname__ = step.run.__name__
     return task(name=step.name, cache_policy=NO_CACHE)(run)
 
 
@@ -33,11 +48,7 @@ STEP_TASKS = {step.name: _step_task(step) for step in STEPS}
 
 
 def _as_task(step: Step, plan: Plan) -> Figures:
-    _RUNNING[plan.run_id] = plan
-    try:
-        return STEP_TASKS[step.name](plan.run_id)
-    finally:
-        del _RUNNING[plan.run_id]
+    return STEP_TASKS[step.name](plan.run_id)
 
 
 def past_occasion_notice(
@@ -85,7 +96,8 @@ def care_loop(
             params=params or {},
             created_at=now or utc_now(),
         )
-        run_steps(plan, _as_task)
+        with _running(plan):
+            run_steps(plan, _as_task)
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)
         stale = past_occasion_notice(con, run_id, as_of, now or utc_now())

@@ -1,11 +1,16 @@
 """careloop report on any warehouse: empty, part of a loop, campaigns with no ratings yet."""
 
+import contextlib
 import csv
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from campaigns.catalog import load_campaigns
+from campaigns.planning import STEPS
 from cases.collect import collect
 from cases.second_round import plan_second_round
+from core.progress import reporting
 from inbox.inbox import Inbox
 from insights.report import loop_report, summary_rows, write_reports, write_store_lists
 from tests.factories import add_action, add_store, add_subscriber
@@ -216,3 +221,45 @@ def test_a_second_round_killed_before_its_case_leaves_nothing_and_a_rerun_opens_
         [(care,)] = again.execute("SELECT action_id FROM care_actions WHERE round = 2").fetchall()
         cases = again.execute("SELECT second_round_action_id FROM manager_cases").fetchall()
     assert cases == [(care,)]
+
+
+class _Told:
+    def __init__(self):
+        self.steps = []
+
+    def step(self, name, figures):
+        self.steps.append(name)
+
+    def track(self, label, total):
+        return contextlib.nullcontext(lambda amount: None)
+
+    def note(self, message):
+        pass
+
+
+def test_a_second_round_that_fails_tells_no_step_done_and_a_kept_one_tells_each(
+    con, settings, monkeypatch
+):
+    """Its steps are stored in one transaction: a failure rolls them all back, so none of
+    them may have been shown as done (queued care that was never kept)."""
+    import cases.second_round
+
+    _one_complaint_collected(con, settings)
+    campaign = load_campaigns(settings)["birthday"]
+    told = _Told()
+
+    def unavailable(con, made_at):
+        raise RuntimeError("case table unavailable")
+
+    with monkeypatch.context() as patched, reporting(told):
+        patched.setattr(cases.second_round, "open_cases", unavailable)
+        with pytest.raises(RuntimeError, match="case table unavailable"):
+            plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0)
+    assert told.steps == []
+    assert con.execute("SELECT count(*) FROM care_actions WHERE round = 2").fetchone() == (0,)
+    with reporting(told):
+        plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=T0)
+    assert told.steps == [
+        *(f"birthday round 2 {step.name}" for step in STEPS),
+        "birthday round 2 cases",
+    ]

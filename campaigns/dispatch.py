@@ -224,8 +224,10 @@ def apply_standard(
     second ahead); a simulated or fixed-time run, those up to its moment."""
     until = None if live else at
     figures.suppressed_at_send += suppress_opted_out(con, at, found, until)
-    figures.deferred_to_window += defer_outside_window(con, at, found, simulated)
+    # Expired first: one whose window opens again only after its expiry is expired, not
+    # deferred as well (the batch screen decides in the same order).
     figures.expired += expire(con, at, simulated, found)
+    figures.deferred_to_window += defer_outside_window(con, at, found, simulated)
 
 
 # The standard's rules, each written once, on an action ``a`` (the outbox, or a batch's
@@ -293,9 +295,12 @@ def suppress_opted_out(
 def expire(
     con: duckdb.DuckDBPyConnection, now: datetime, simulated: bool, found: Open = EVERYTHING
 ) -> int:
-    """A contact that can no longer go out before its expiry is archived as ``expired``: a
-    birthday greeting is never sent the day after."""
-    expired = EXPIRED.format(send_time=_send_time(simulated))
+    """A contact that can no longer go out before its expiry (when due, or at its window's
+    next opening if it is due outside it) is archived as ``expired``: a birthday greeting is
+    never sent the day after."""
+    at = _window_moment(simulated)
+    send_at = f"CASE WHEN {_outside_window(at)} THEN {_next_opening(at)} ELSE a.scheduled_at END"
+    expired = EXPIRED.format(send_time=_send_time(simulated, send_at))
     return _count(
         con.execute(
             f"""UPDATE care_actions a SET {EXPIRE_SET}
@@ -305,6 +310,11 @@ def expire(
     )
 
 
+def _window_moment(simulated: bool) -> str:
+    """When an action's window is judged: now, or in a simulated run its scheduled time."""
+    return "a.scheduled_at" if simulated else "$now"
+
+
 def defer_outside_window(
     con: duckdb.DuckDBPyConnection, now: datetime, found: Open = EVERYTHING, simulated: bool = False
 ) -> int:
@@ -312,7 +322,7 @@ def defer_outside_window(
     simulated run sends each at its scheduled time, so an action scheduled outside its window
     (a follow-up queued at 08:00) moves to the opening after that time, which may still fall
     within the run."""
-    at = "a.scheduled_at" if simulated else "$now"
+    at = _window_moment(simulated)
     return _count(
         con.execute(
             f"""UPDATE care_actions a SET updated_at = $now, scheduled_at = {_next_opening(at)}

@@ -148,3 +148,17 @@ def test_a_rule_must_declare_its_parameters_types(tmp_path):
     )
     with pytest.raises(SegmentError, match="n=0 is not within bounds"):
         load_rules(tmp_path)
+
+
+def test_a_greeting_whose_window_opens_after_its_expiry_counts_as_expired_not_deferred(
+    con, settings
+):
+    """22:00 in Shanghai: the SMS window opens again at 09:00, after the greeting's day ends.
+    It expires, and the run's figures say so once: it was never deferred to a window."""
+    add_store(con)
+    add_subscriber(con, "S1", email=None)  # Shanghai
+    plan(con, settings)  # June 15, valid to midnight in Shanghai
+    sandbox = SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path))
+    figures = dispatch(con, sandbox, now=datetime(2026, 6, 15, 14, 0, tzinfo=UTC))
+    assert con.execute("SELECT status FROM care_actions").fetchall() == [("expired",)]
+    assert (figures.expired, figures.deferred_to_window) == (1, 0)

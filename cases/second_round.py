@@ -47,12 +47,11 @@ def open_cases(con: duckdb.DuckDBPyConnection, made_at: datetime) -> int:
         INSERT INTO manager_cases (evaluation_id, store_id, subscriber_id, campaign_id,
             action_id, score, comment, opened_at, second_round_action_id, status, updated_at)
         SELECT t.evaluation_id, coalesce(t.store_id, s.home_store_id), t.subscriber_id,
-               t.source_campaign, t.source_action_id, t.score, t.comment, e.received_at,
+               t.source_campaign, t.source_action_id, t.score, t.comment, t.occasion_at,
                CASE WHEN a.status NOT IN ('suppressed', 'held_out') THEN a.action_id END,
-               $initial, e.received_at
+               $initial, t.occasion_at
         FROM plan_target t
         JOIN subscribers s USING (subscriber_id)
-        JOIN evaluations e USING (evaluation_id)
         -- the care for a rating is made after it came, or by this plan (whose clock may be
         -- behind a rating collected meanwhile): the outbox before is skipped (zone maps)
         LEFT JOIN (
@@ -67,12 +66,11 @@ def open_cases(con: duckdb.DuckDBPyConnection, made_at: datetime) -> int:
 
 
 def _since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
-    """The earliest a target's care can have been made: its rating's time, or the plan's (a
-    constant, so the outbox's zone maps can skip what was written before it). A moment with
-    no timezone is UTC, as the warehouse reads every time."""
+    """The earliest a target's care can have been made: its rating's time (the rule's
+    ``occasion_at``), or the plan's (a constant, so the outbox's zone maps can skip what was
+    written before it). A moment with no timezone is UTC, as the warehouse reads every time."""
     [row] = con.execute(
-        "SELECT least(min(received_at), CAST($made_at AS TIMESTAMPTZ)) FROM evaluations "
-        "WHERE evaluation_id IN (SELECT evaluation_id FROM plan_target)",
+        "SELECT least(min(occasion_at), CAST($made_at AS TIMESTAMPTZ)) FROM plan_target",
         {"made_at": made_at},
     ).fetchall()
     since: datetime = row[0]

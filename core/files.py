@@ -192,9 +192,9 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
     """One CSV per value of column ``by``, at ``paths[value]``, each the bytes ``csv_bytes``
     makes of its rows (with a BOM: store managers open them in spreadsheet programs) but
     written by polars: a year's store lists are hundreds of thousands of rows. Returns the
-    rows per value. Text, integers and nulls
-    only: polars writes other types (times, floats, booleans) otherwise than the csv module,
-    and a categorical column would pass the formula guard unread."""
+    rows per value. Text, integers and nulls only: polars writes other types (times, floats,
+    booleans) otherwise than the csv module, and a categorical column would pass the formula
+    guard unread."""
     for name, kind in frame.schema.items():
         if not (kind == pl.String or kind == pl.Null or kind.is_integer()):
             raise TypeError(f"column {name!r} is {kind}: write it as text or an integer")

@@ -68,7 +68,7 @@ managers_app = typer.Typer(
     no_args_is_help=True,
 )
 load_app = typer.Typer(
-    help="Load stores, subscribers or visits (CSV or Parquet), validated first.",
+    help="Load stores, regions, subscribers or visits (CSV or Parquet), validated first.",
     no_args_is_help=True,
 )
 app.add_typer(segment_app, name="segment")
@@ -334,6 +334,7 @@ def report(
     _show("loop figures", dict(summary_rows(written.report)))
     console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
+    _show_store_lists(len(written.store_rows), settings.reports_dir / "store_lists")
 
 
 @app.command()
@@ -356,10 +357,11 @@ def demo(
     _show("careloop demo: the loop, step by step", dict(summary_rows(result.report)))
     console.print(f"monthly KPI report: {result.monthly_path}")
     console.print(f"loop report: {result.report_path}")
-    console.print(
-        f"store managers' lists: {len(result.store_rows)} CSV files in "
-        f"{result.report_path.parent / 'store_lists'}"
-    )
+    _show_store_lists(len(result.store_rows), result.report_path.parent / "store_lists")
+
+
+def _show_store_lists(files: int, folder: Path) -> None:
+    console.print(f"store managers' lists: {files} CSV files in {folder}")
 
 
 def _load(kind: str, path: Path, quarantine: bool) -> None:

@@ -159,6 +159,9 @@ def test_a_greeting_whose_window_opens_after_its_expiry_counts_as_expired_not_de
     add_subscriber(con, "S1", email=None)  # Shanghai
     plan(con, settings)  # June 15, valid to midnight in Shanghai
     sandbox = SandboxProvider(settings.sandbox_path, Inbox(settings.inbox_path))
+    [(planned,)] = con.execute("SELECT scheduled_at FROM care_actions").fetchall()
     figures = dispatch(con, sandbox, now=datetime(2026, 6, 15, 14, 0, tzinfo=UTC))
-    assert con.execute("SELECT status FROM care_actions").fetchall() == [("expired",)]
+    # it keeps the time it was due, as the batch screen leaves what it expires
+    rows = con.execute("SELECT status, scheduled_at FROM care_actions").fetchall()
+    assert rows == [("expired", planned)]
     assert (figures.expired, figures.deferred_to_window) == (1, 0)

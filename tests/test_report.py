@@ -2,6 +2,10 @@
 
 import contextlib
 import csv
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -196,11 +200,6 @@ def test_a_second_round_killed_before_its_case_leaves_nothing_and_a_rerun_opens_
     care goes with the case (one transaction), so the rerun plans the care and opens the
     case. Before, the care stayed without a case for good: the rule targets no survey that
     has had its second round."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     _one_complaint_collected(con, settings)
     con.close()
     planned_at = T0 + timedelta(hours=3)

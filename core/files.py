@@ -165,8 +165,8 @@ def _private_descriptor(path: Path) -> int:
 
 
 @contextmanager
-def _private_file(path: Path) -> Iterator[TextIO]:
-    with os.fdopen(_private_descriptor(path), "w", encoding="utf-8", newline="") as handle:
+def _private_file(path: Path, encoding: str = "utf-8") -> Iterator[TextIO]:
+    with os.fdopen(_private_descriptor(path), "w", encoding=encoding, newline="") as handle:
         yield handle
 
 
@@ -181,8 +181,10 @@ def write_private_bytes(path: Path, data: bytes) -> None:
 
 
 def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A CSV for people to open: owner-only, every cell safe against formula injection."""
-    with _private_file(path) as handle:
+    """A CSV for people to open: owner-only, every cell safe against formula injection, and
+    UTF-8 with a BOM (``csv_bytes``'s bytes), which spreadsheet programs need to read Chinese
+    right; careloop's own loader and polars read it back as they read any CSV."""
+    with _private_file(path, encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
         writer.writerow(safe_row(header))
         writer.writerows(safe_row(row) for row in rows)

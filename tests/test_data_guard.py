@@ -25,6 +25,7 @@ from core.files import (
     csv_bytes,
     safe_row,
     spreadsheet_safe,
+    write_private_csv,
     write_private_csvs,
     xlsx_bytes,
 )
@@ -361,6 +362,8 @@ def test_a_frame_is_written_byte_for_byte_as_the_attachment_writer_writes_it(tmp
     for store, path in paths.items():
         rows = frame.filter(pl.col("store") == store).rows()
         assert path.read_bytes() == csv_bytes(frame.columns, rows)
+        write_private_csv(tmp_path / "rows.csv", frame.columns, rows)  # the row writer too
+        assert path.read_bytes() == (tmp_path / "rows.csv").read_bytes()
         assert path.stat().st_mode & 0o777 == 0o600
     assert paths["ST1"].read_bytes().startswith(codecs.BOM_UTF8)  # spreadsheets read Chinese right
     assert "'=1+1" in paths["ST2"].read_text(encoding="utf-8-sig")

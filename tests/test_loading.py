@@ -1,3 +1,4 @@
+import codecs
 import json
 import re
 from datetime import date
@@ -242,9 +243,24 @@ def test_quarantine_says_where_the_bad_rows_went(stores, settings, tmp_path):
     result = load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)
     kept = result.quarantine_file
     assert kept is not None and kept.stat().st_mode & 0o777 == 0o600
+    assert kept.read_bytes().startswith(codecs.BOM_UTF8)  # opened in a spreadsheet program
     rows = pl.read_csv(kept, infer_schema=False)
     assert rows["line"].to_list() == ["2", "4", "5", "6", "7"]
     assert rows.filter(pl.col("line") == "4")["reasons"].item().startswith("birthday '1990-02-30'")
+
+
+def test_the_quarantine_file_fixed_and_loaded_back_keeps_its_rows(stores, settings, tmp_path):
+    """The bad rows' CSV has a BOM for spreadsheet programs (as one saved from Excel has):
+    fixed and loaded back, its first column is still the first column, not a refused one."""
+    path = write(tmp_path, "bad.csv", [GOOD[0].replace("gold", "diamond")])
+    result = load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)
+    fixed = tmp_path / "fixed.csv"
+    rows = pl.read_csv(result.quarantine_file, infer_schema=False).drop("line", "reasons")
+    fixed.write_bytes(codecs.BOM_UTF8 + rows.with_columns(tier=pl.lit("gold")).write_csv().encode())
+    load_file(stores, settings, "subscribers", fixed, today=TODAY)
+    assert stores.execute("SELECT subscriber_id, tier FROM subscribers").fetchall() == [
+        ("S1", "gold")
+    ]
 
 
 def test_typed_parquet_columns_are_read_as_their_text(stores, settings, tmp_path):

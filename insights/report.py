@@ -142,7 +142,9 @@ SELECT CASE WHEN {ACTIVE_SQL} THEN '{TO_DO}' ELSE '{CLOSED}' END AS section,
        m.campaign_id, m.score, m.comment,
        strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
        st.timezone AS store_timezone, m.status,
-       a.channel AS second_round_channel, a.status AS second_round_status, m.recovered_score
+       a.channel AS second_round_channel, a.status AS second_round_status,
+       -- the second round's rating (1-5): the column the warehouse names recovered_score
+       m.recovered_score AS second_round_score
 FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)

@@ -84,6 +84,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
         st1 = list(csv.DictReader(handle))
     assert [(r["section"], r["subscriber_id"]) for r in st1] == [("closed", "S1")]
+    assert st1[0]["second_round_score"] == "5"  # named for what it is, beside its channel
     with (settings.reports_dir / "store_lists" / "ST2.csv").open(encoding="utf-8-sig") as handle:
         (st2,) = list(csv.DictReader(handle))
     # opened when the rating came in (02:03 UTC): New York's time, to the minute

@@ -27,6 +27,28 @@ def test_a_period_with_no_sends_is_a_usage_error_not_advice(con, settings, cutof
     assert "--cutoff" in result.output and "exploration share" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("2026-02-30", "'2026-02-30' is not a day of the calendar (day is out of range"),
+        ("2026-13-01", "'2026-13-01' is not a day of the calendar (month must be in 1..12)"),
+        ("26-02-01", "'26-02-01': give it as YYYY-MM-DD"),
+    ],
+)
+def test_a_day_the_calendar_has_not_is_said_to_be_so(settings, given, said):
+    """Before, a day of the right shape that does not exist was refused as not matching
+    the format '%Y-%m-%d', which it does."""
+    result = CliRunner().invoke(app, ["audience", "preview", "birthday", "--as-of", given])
+    assert result.exit_code == 2
+    assert said in " ".join(result.output.replace("│", " ").split()), result.output  # boxed
+
+
+def test_a_day_given_unpadded_is_read_as_before(con, settings):
+    con.close()
+    result = CliRunner().invoke(app, ["audience", "preview", "birthday", "--as-of", "2026-3-1"])
+    assert result.exit_code == 0, result.output
+
+
 def test_each_month_keeps_its_own_loop_report(con, settings):
     """The loop report is now scoped to the month (like the KPI report beside it, which is
     written as kpi-YYYY-MM.html). It is still written to one fixed kpi_report.md, so the

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from careloop.dates import day
+from careloop.dates import parse_day
 from careloop.insights_cli import insights_app
 
 
@@ -87,7 +87,7 @@ Params = Annotated[
 OutputFormat = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 AsOf = Annotated[
     datetime | None,
-    typer.Option("--as-of", parser=day, help="The as-of date, YYYY-MM-DD (default today)."),
+    typer.Option("--as-of", parser=parse_day, help="The as-of date, YYYY-MM-DD (default today)."),
 ]
 
 
@@ -179,7 +179,7 @@ def demo_data(
     subscribers: Annotated[int, typer.Option(min=1, help="How many subscribers.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
     until: Annotated[
-        datetime, typer.Option(parser=day, help="The last day of the data.")
+        datetime, typer.Option(parser=parse_day, help="The last day of the data.")
     ] = datetime(2026, 3, 1),
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""

@@ -10,7 +10,7 @@ import typer
 SHAPE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")  # as strptime's %Y-%m-%d reads it
 
 
-def day(value: str | datetime) -> datetime:
+def parse_day(value: str | datetime) -> datetime:
     """A day as ``typer`` hands it over (the text given, or an option's default). A date of
     the right shape that the calendar has not (2026-02-30) is said to be so, not to be
     written in the wrong format."""

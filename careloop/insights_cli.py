@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from careloop.dates import day
+from careloop.dates import parse_day
 
 insights_app = typer.Typer(
     help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
@@ -255,7 +255,7 @@ def send_time(
     cutoff: Annotated[
         datetime | None,
         typer.Option(
-            parser=day,
+            parser=parse_day,
             help="YYYY-MM-DD (business timezone): learn from the sends before, judge the "
             "campaign's sends from then on (default: 30 days before --until).",
         ),
@@ -263,7 +263,7 @@ def send_time(
     until: Annotated[
         datetime | None,
         typer.Option(
-            parser=day,
+            parser=parse_day,
             help="YYYY-MM-DD (business timezone): the held-out period's end, excluded "
             "(default: just after the campaign's last send).",
         ),

@@ -258,6 +258,8 @@ def _next_opening(at: str) -> str:
 
 OUTSIDE_WINDOW = _outside_window("$now")
 NEXT_OPENING = _next_opening("$now")
+# When an action can go out: at its window's next opening if it is due outside it.
+CAN_GO_AT = "CASE WHEN {outside} THEN {opening} ELSE a.scheduled_at END"
 # Expired when it cannot go out before ``expires_at``: sent at {send_at}, or now if later (a
 # simulated run sends each at its scheduled time, so passes {send_at} alone as {send_time}).
 EXPIRED = "(a.expires_at IS NOT NULL AND a.expires_at <= {send_time})"
@@ -299,7 +301,7 @@ def expire(
     next opening if it is due outside it) is archived as ``expired``: a birthday greeting is
     never sent the day after."""
     at = _window_moment(simulated)
-    send_at = f"CASE WHEN {_outside_window(at)} THEN {_next_opening(at)} ELSE a.scheduled_at END"
+    send_at = CAN_GO_AT.format(outside=_outside_window(at), opening=_next_opening(at))
     expired = EXPIRED.format(send_time=_send_time(simulated, send_at))
     return _count(
         con.execute(
@@ -525,7 +527,7 @@ def screen(
         WITH s AS (
             SELECT a.action_id, a.expires_at, o.subscriber_id IS NOT NULL AS opted,
                 {outside} AS outside,
-                CASE WHEN {outside} THEN {NEXT_OPENING} ELSE a.scheduled_at END AS send_at
+                {CAN_GO_AT.format(outside=outside, opening=NEXT_OPENING)} AS send_at
             FROM dispatch_candidates a
             -- Their customers only, as a list: a filter on the view's partition key goes
             -- below its window, which then ranks their opt-outs, not every one ever made.

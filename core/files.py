@@ -185,9 +185,13 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence
     UTF-8 with a BOM (``csv_bytes``'s bytes), which spreadsheet programs need to read Chinese
     right; careloop's own loader and polars read it back as they read any CSV."""
     with _private_file(path, encoding="utf-8-sig") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(safe_row(header))
-        writer.writerows(safe_row(row) for row in rows)
+        _write_safe_csv(handle, header, rows)
+
+
+def _write_safe_csv(handle: TextIO, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(safe_row(header))
+    writer.writerows(safe_row(row) for row in rows)
 
 
 def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) -> dict[Any, int]:
@@ -238,9 +242,7 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """The same safe CSV, as bytes for an attachment (UTF-8 with a BOM, which spreadsheet
     programs need to read Chinese correctly)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(safe_row(header))
-    writer.writerows(safe_row(row) for row in rows)
+    _write_safe_csv(buffer, header, rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 

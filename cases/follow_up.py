@@ -46,14 +46,16 @@ SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
        coalesce(m.follow_ups, 0) AS asked, m.status,
        s.name, s.tier, s.locale, s.timezone, s.phone, s.email,
        st.name AS store_name, st.city AS store_city,
-       coalesce(r2.channel, e.channel) AS channel,
-       CASE coalesce(r2.channel, e.channel) WHEN 'sms' THEN s.sms_consent
+       coalesce(r2.channel, r1.channel, a.channel) AS channel,
+       CASE coalesce(r2.channel, r1.channel, a.channel) WHEN 'sms' THEN s.sms_consent
             WHEN 'email' THEN s.email_consent ELSE s.voice_consent END AS consent,
        EXISTS (SELECT 1 FROM active_opt_outs o WHERE o.subscriber_id = m.subscriber_id
-               AND o.channel = coalesce(r2.channel, e.channel)) AS opted_out
+               AND o.channel = coalesce(r2.channel, r1.channel, a.channel)) AS opted_out
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
-JOIN evaluations e ON e.evaluation_id = m.evaluation_id
+-- the channel the case's survey was rated on, looked up by key (the evaluations have none)
+LEFT JOIN action_ratings r1 ON r1.action_id = m.action_id
+LEFT JOIN care_actions a ON a.action_id = m.action_id
 LEFT JOIN stores st ON st.store_id = m.store_id
 LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
 WHERE m.evaluation_id IN (SELECT evaluation_id FROM follow_ups_due)

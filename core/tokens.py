@@ -59,12 +59,17 @@ def verify(text: str, secret: str, now: datetime) -> LinkToken:
     return LinkToken(action_id, purpose, score, int(expires), issued)
 
 
+# How long a rating link takes a rating: the service refuses the form after, so the same
+# rating posted again comes within this of the first (feedback.ingest counts it once).
+RATING_LINK_LIFETIME = timedelta(days=14)
+
+
 def rating_links(
     action_id: str,
     base_url: str,
     secret: str,
     issued: datetime,
-    valid_for: timedelta = timedelta(days=14),
+    valid_for: timedelta = RATING_LINK_LIFETIME,
 ) -> dict[int, str]:
     expires = int((issued + valid_for).timestamp())
     return {

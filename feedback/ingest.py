@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
+from core.tokens import RATING_LINK_LIFETIME
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
 from feedback.statuses import RANK, normalize
 from inbox.inbox import Inbox, InboxItem
@@ -86,8 +87,8 @@ def watermark(con: duckdb.DuckDBPyConnection, inbox: Inbox) -> int:
 # so what reaches the warehouse twice is the same item read again (a new inbox read from its
 # start, a replayed batch: the same arrival) or a provider's retry of an item the inbox
 # already let go, which SendGrid's 72 hours of retries keep within this. A form posted
-# again after that lands twice and counts once where it matters: evaluations and opt-outs
-# keep one row per key.
+# again after that lands twice and counts once where it matters: evaluations (looked for
+# within EVALUATION_REPEAT_HORIZON, below) and opt-outs keep one row per key.
 REPEAT_HORIZON = timedelta(days=3)
 
 # Landed are the batch's items not kept already among those that arrived around the same
@@ -187,9 +188,25 @@ def _reply_row(item: InboxItem) -> dict[str, object]:
     }
 
 
-# One conflict target, as for the outbox (campaigns.planning.OUTBOX_CONFLICT): the id is the
-# dedupe key's hash, and two targets would make a nested-loop join over every evaluation.
-EVALUATION_CONFLICT = "ON CONFLICT (dedupe_key) DO NOTHING"
+# How far apart in arrival a reply and its repeat can be: a provider's retry comes within
+# REPEAT_HORIZON, a rating form posted again while its link takes ratings. A repeat is looked
+# for among the evaluations that arrived that close to the page's replies, a few days of the
+# log whatever the history holds (migration 0031: evaluations have no unique key to ask).
+EVALUATION_REPEAT_HORIZON = RATING_LINK_LIFETIME + REPEAT_HORIZON
+
+# The page's evaluations not kept already: one row per dedupe key, its id the key's hash.
+EVALUATIONS_SQL = """
+INSERT INTO evaluations
+SELECT 'ev_' || substr(md5(dedupe_key), 1, 24), dedupe_key, action_id, subscriber_id,
+       campaign_id, round, store_id, channel, sender, intent, score, comment,
+       attribution, received_at, attributes::JSON
+FROM attributed
+WHERE dedupe_key NOT IN (
+    SELECT dedupe_key FROM evaluations
+    WHERE received_at BETWEEN $from AND $to
+      AND dedupe_key IN (SELECT dedupe_key FROM attributed))
+ORDER BY received_at
+RETURNING * EXCLUDE (attributes)"""
 
 
 def ingest_replies(
@@ -216,16 +233,12 @@ def ingest_replies(
     ).fetchall():
         figures.replies[attribution] += n
         figures.intents[intent] += n
-    written = con.execute(
-        """
-        INSERT INTO evaluations
-        SELECT 'ev_' || substr(md5(dedupe_key), 1, 24), dedupe_key, action_id, subscriber_id,
-               campaign_id, round, store_id, channel, sender, intent, score, comment,
-               attribution, received_at, attributes::JSON
-        FROM attributed """
-        + EVALUATION_CONFLICT
-        + " RETURNING * EXCLUDE (attributes)"
-    ).fetch_df()
+    arrived = [item.received_at for item in items]
+    horizon = {
+        "from": min(arrived) - EVALUATION_REPEAT_HORIZON,
+        "to": max(arrived) + EVALUATION_REPEAT_HORIZON,
+    }
+    written = con.execute(EVALUATIONS_SQL, horizon).fetch_df()
     # Only what this insert wrote: a reply kept already has its place in the ratings.
     if len(written):
         register_frame(con, "written_evaluations", pl.from_pandas(written))

@@ -18,7 +18,6 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-import pytest
 
 from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
@@ -29,7 +28,7 @@ from cases.collect import collect
 from cases.lifecycle import ratings_seen
 from cases.second_round import plan_second_round
 from core.settings import Settings
-from feedback.ingest import EVALUATION_CONFLICT, drain
+from feedback.ingest import EVALUATIONS_SQL, drain
 from inbox.inbox import Inbox
 from insights.first_care import store_days
 from insights.monthly import build_monthly_report
@@ -61,19 +60,31 @@ def plan_of(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | N
     return "\n".join(str(row[1]) for row in rows)
 
 
-@pytest.mark.parametrize(("table", "conflict"), [("evaluations", EVALUATION_CONFLICT)])
-def test_deduplicating_insert_is_a_hash_join(
-    con: duckdb.DuckDBPyConnection, table: str, conflict: str
+def test_no_table_keeps_two_unique_keys(con: duckdb.DuckDBPyConnection) -> None:
+    # A bare ON CONFLICT on a table with two unique keys plans a nested-loop join on
+    # "a = a OR b = b" (135 s for 72,551 new rows against 216,169); and each unique key is an
+    # index over the table's whole history that a day's random keys dirty all over.
+    several = {table: n for table, n in unique_keys(con).items() if n > 1}
+    assert several == {}
+    con.execute("CREATE TABLE two_keys (a VARCHAR PRIMARY KEY, b VARCHAR UNIQUE)")
+    assert unique_keys(con)["two_keys"] == 2  # the check sees a second key
+
+
+def test_the_evaluations_dedupe_is_a_hash_join_on_the_days_around_the_page(
+    con: duckdb.DuckDBPyConnection,
 ) -> None:
-    # The clause the code uses, on the table it writes: a bare ON CONFLICT on a table with two
-    # unique keys plans a nested-loop join on "a = a OR b = b" (135 s for 72,551 new rows
-    # against 216,169).
-    sql = f"INSERT INTO {table} SELECT * FROM {table} {conflict}"
-    plan = plan_of(con, sql)
+    assert "evaluations" not in unique_keys(con)  # a log, as the inbound items (0031)
+    con.execute("CREATE TEMP TABLE attributed AS SELECT * EXCLUDE (evaluation_id) "
+                "FROM evaluations LIMIT 0")  # fmt: skip
+    moment = datetime(2026, 6, 15, tzinfo=UTC)
+    for n, at in enumerate([moment - timedelta(days=365), moment]):  # a year: none to prune
+        con.execute("INSERT INTO evaluations (evaluation_id, dedupe_key, channel, intent, "
+                    "attribution, received_at) VALUES (?, ?, 'sms', 'unknown', "
+                    "'unknown_sender', ?)", [f"ev_{n}", f"sms:SM{n}", at])  # fmt: skip
+    plan = plan_of(con, EVALUATIONS_SQL, {"from": moment - timedelta(days=17), "to": moment})
     assert "HASH_JOIN" in plan.upper().replace(" ", "_"), plan
     assert not NESTED_LOOP.search(plan), plan
-    bare = plan_of(con, f"INSERT INTO {table} SELECT * FROM {table} ON CONFLICT DO NOTHING")
-    assert NESTED_LOOP.search(bare), "the check above would no longer catch the bare form"
+    assert re.search(r"received_at\s*>=", plan), plan  # pushed into the log's scan
 
 
 def test_the_store_visit_rule_reads_the_recent_occasions_surveys_not_every_survey(
@@ -89,31 +100,6 @@ def test_the_store_visit_rule_reads_the_recent_occasions_surveys_not_every_surve
     line = "AND q.occasion IN (SELECT occasion FROM recent)"
     assert line in rule.sql
     assert not narrowed.search(plan_of(con, rule.sql.replace(line, ""), params))
-
-
-def inserts_with_bare_conflict(text: str) -> list[str]:
-    """Tables that ``INSERT INTO t ... ON CONFLICT DO`` names with no conflict target."""
-    found = []
-    for match in re.finditer(r"INSERT INTO\s+(\w+)", text, re.IGNORECASE):
-        statement = re.split(r'"""|INSERT INTO|;', text[match.end() : match.end() + 3000])[0]
-        if re.search(r"ON CONFLICT\s+DO", statement, re.IGNORECASE):
-            found.append(match.group(1))
-    return found
-
-
-def test_no_bare_conflict_on_a_table_with_two_unique_keys(
-    con: duckdb.DuckDBPyConnection,
-) -> None:
-    several = {table for table, n in unique_keys(con).items() if n > 1}
-    assert "evaluations" in several
-    offenders = [
-        f"{path.relative_to(ROOT)}: INSERT INTO {table}"
-        for package in PACKAGES
-        for path in sorted((ROOT / package).rglob("*.py"))
-        for table in inserts_with_bare_conflict(path.read_text(encoding="utf-8"))
-        if table in several
-    ]
-    assert offenders == []
 
 
 def test_the_outbox_has_one_unique_key_and_its_conflict_names_it(
@@ -152,13 +138,6 @@ def test_the_daily_writers_add_to_the_outbox_without_a_merge() -> None:
     merged = planning.replace('USING (action_id)"""', 'USING (action_id) {X_CONFLICT}"""')
     assert outbox_merges(merged) == 1  # the check sees a conflict clause written back
     assert outbox_merges('"""INSERT INTO care_actions SELECT 1"""\n    + OUTBOX_CONFLICT\n') == 1
-
-
-def test_the_source_scan_sees_a_bare_conflict() -> None:
-    source = '"""\nINSERT INTO care_actions SELECT * FROM plan_final\nON CONFLICT DO NOTHING"""'
-    assert inserts_with_bare_conflict(source) == ["care_actions"]
-    named = source.replace("CONFLICT DO", "CONFLICT (idempotency_key) DO")
-    assert inserts_with_bare_conflict(named) == []
 
 
 # A year of settled sends, in creation order, then the day's queue. Several row groups of
@@ -402,6 +381,35 @@ def test_landing_a_page_reads_the_items_that_came_about_then_not_the_log(
     figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
     assert (figures.drained, figures.duplicates) == (51, 1)
     assert profiled.read_from("inbound_messages", logged // 4) == []
+
+
+def test_keeping_a_pages_evaluations_reads_the_ones_that_came_about_then_not_the_log(
+    con: duckdb.DuckDBPyConnection, settings: Settings
+) -> None:
+    """Evaluations have no unique key to load and write out whole; a page's repeats are
+    looked for among the last weeks' evaluations only, and still found there."""
+    logged = 600_000  # a year of replies, in the order they came
+    con.execute(
+        """INSERT INTO evaluations (evaluation_id, dedupe_key, channel, intent, attribution,
+            received_at)
+        SELECT 'ev_' || substr(md5(k), 1, 24), k, 'sms', 'unknown', 'unknown_sender', arrived
+        FROM (SELECT 'sms:SM' || md5(i::VARCHAR) AS k, ?::TIMESTAMPTZ - to_microseconds(
+            ((? - i) * 365 * 86400 * 1e6 / ?)::BIGINT) AS arrived FROM range(?) r(i))""",
+        [LATER, logged, logged, logged],
+    )
+    inbox = Inbox(settings.inbox_path)
+    for n in range(50):
+        inbox.put("sms", f"SMnew{n}", LATER, {"MessageSid": f"SMnew{n}", "From": PHONE})
+    # the newest logged reply, come again after the inbound log's look for repeats
+    repeat = "SM" + hashlib.md5(b"599999").hexdigest()
+    inbox.put("sms", repeat, LATER + timedelta(days=5), {"From": PHONE})
+    profiled = Profiled(con)
+    figures = drain(profiled, inbox, reply_window=timedelta(hours=72))  # type: ignore[arg-type]
+    assert (figures.drained, figures.duplicates) == (51, 0)
+    kept = con.execute("SELECT count(*) FROM evaluations WHERE dedupe_key = ?", [f"sms:{repeat}"])
+    assert kept.fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (logged + 50,)
+    assert profiled.read_from("evaluations", logged // 4) == []
 
 
 def test_finding_the_follow_ups_due_reads_neither_the_outbox_nor_the_asked_backlog(

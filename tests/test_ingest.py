@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cases.collect import collect
+from core.tokens import RATING_LINK_LIFETIME
 from feedback.ingest import LATE_LOOKBACK
 from inbox.inbox import Inbox
 from tests.factories import add_action, add_store, add_subscriber
@@ -145,6 +146,26 @@ def test_a_providers_retry_after_the_inbox_let_the_first_go_lands_once(world, in
     assert (again.drained, again.duplicates) == (1, 1)
     assert world.execute("SELECT count(*) FROM inbound_messages").fetchone() == (1,)
     assert len(evaluations(world)) == 1
+
+
+@pytest.mark.parametrize("after", [timedelta(days=4), RATING_LINK_LIFETIME])
+def test_a_rating_form_posted_again_while_its_link_is_valid_counts_once(world, inbox, after):
+    """The inbox let the first post go and the log's look for repeats (3 days) misses it:
+    the evaluations still keep one row for the rating, and its case's rating is the first."""
+    add_action(world, "E1", "S1", channel="email", recipient="c1@example.com", sent_at=T0)
+    rating = {"action_id": "E1", "score": 2, "comment": "slow"}
+    first = T0 + timedelta(minutes=30)
+    inbox.put("email_rating", "E1:2:d1", first, rating)
+    collect(world, inbox, reply_window=WINDOW)
+    assert inbox.prune(10**9, first + timedelta(days=1)) == 1
+    inbox.put("sms", "SMx", first + after - timedelta(minutes=1), {"From": PHONE, "Body": "hi"})
+    inbox.put("email_rating", "E1:2:d1", first + after, rating)  # the same form, again
+    again = collect(world, inbox, reply_window=WINDOW)
+    assert (again.drained, again.duplicates) == (2, 0)  # landed: older than the log's look
+    assert world.execute(
+        "SELECT dedupe_key, count(*) FROM evaluations GROUP BY ALL ORDER BY 1"
+    ).fetchall() == [("email_rating:E1:2:d1", 1), ("sms:SMx", 1)]
+    assert world.execute("SELECT received_at FROM latest_ratings").fetchall() == [(first,)]
 
 
 def test_stop_opts_out_and_start_opts_back_in(world, inbox):

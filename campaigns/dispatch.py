@@ -82,14 +82,17 @@ class Open:
     by the run's look for older open actions before it ends."""
 
     since: datetime
+    sending_since: datetime | None = None  # the oldest action left sending (a crash, a timeout)
 
     @classmethod
     def find(cls, con: duckdb.DuckDBPyConnection) -> Open | None:
-        """None when nothing is open (once a run: this one reads the whole outbox)."""
+        """None when nothing is open. This reads the outbox's statuses whole: once a run for
+        both what is open and what a crash left sending (reconcile), and again at its end."""
         row = con.execute(
-            "SELECT min(created_at) FROM care_actions WHERE status IN ('queued', 'sending')"
+            "SELECT min(created_at), min(created_at) FILTER (status = 'sending') "
+            "FROM care_actions WHERE status IN ('queued', 'sending')"
         ).fetchone()
-        return cls(row[0]) if row and row[0] is not None else None
+        return cls(row[0], row[1]) if row and row[0] is not None else None
 
     def rows(self, alias: str = "") -> str:
         """The predicate, for a statement that binds ``$since``."""
@@ -147,12 +150,15 @@ def dispatch(
     provider.watch(stop_watch, pace.current)
     retry = retry or RetryPolicy()
     figures = DispatchFigures()
-    reconcile(held, provider, pace.current(), figures)
+    # Found before the news and the reconciling: neither opens an older action, and what is
+    # planned meanwhile is looked for before the run ends.
+    found = Open.find(held.con)
+    if found and found.sending_since:
+        reconcile(held, provider, pace.current(), figures, found.sending_since)
     _stop_if_halted(provider, figures)
     size = min(batch_size, provider.max_batch)
     if refresh:
         refresh()
-    found = Open.find(held.con)
     if found is None:
         return figures
     live = pace.clock is not None
@@ -844,14 +850,18 @@ WHERE a.action_id = s.action_id AND s.verdict <> 'wait'
 """
 
 
-def reconcile(held: Held, provider: Provider, now: datetime, figures: DispatchFigures) -> None:
-    """Settle actions a crash (or a timeout) left ``sending``: ask the provider, never resend
-    blindly. The provider decides what its evidence proves (see Provider.settle)."""
+def reconcile(
+    held: Held, provider: Provider, now: datetime, figures: DispatchFigures, since: datetime
+) -> None:
+    """Settle actions a crash (or a timeout) left ``sending``, the oldest created at ``since``:
+    ask the provider, never resend blindly. The provider decides what its evidence proves
+    (see Provider.settle)."""
     rows = query_frame(
         held.con,
         "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
         "claimed_at AS scheduled_at, expires_at, timezone, window_end FROM care_actions "
-        "WHERE status = 'sending'",
+        "WHERE status = 'sending' AND created_at >= $since",
+        {"since": since},
     )
     if rows.is_empty():
         return

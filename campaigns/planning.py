@@ -63,6 +63,8 @@ class Plan:
     run_id: str
     params: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    # A table holding the rule's members already (second_round_segment), else materialized.
+    segment: str | None = None
     # The project's clock (``core.clock``), looked up when a plan is made: the moment a
     # shifted or injected clock says, like every other time the loop writes.
     created_at: datetime = field(default_factory=lambda: utc_now())
@@ -120,12 +122,48 @@ def run_steps(plan: Plan, runner: Callable[[Step, Plan], Figures] | None = None)
 
 
 def target(plan: Plan) -> Figures:
-    """Step 1: the segment's members into ``plan_target``."""
+    """Step 1: the segment's members into ``plan_target``; a second round's, those whose
+    rated care was the campaign's."""
+    if plan.segment is not None:  # the day's dissatisfied, read once for every campaign
+        plan.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {plan.segment} "
+            "WHERE source_campaign = ?",
+            [plan.campaign.name],
+        )
+        return {"targeted": _count(plan.con, "plan_target")}
     size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
     if plan.rule.name == SECOND_ROUND_SEGMENT:
         plan.con.execute("DELETE FROM plan_target WHERE source_campaign <> ?", [plan.campaign.name])
         size = _count(plan.con, "plan_target")
     return {"targeted": size}
+
+
+def second_round_segment(
+    con: duckdb.DuckDBPyConnection, rule: SegmentRule, as_of: date, table: str
+) -> str:
+    """The dissatisfied of ``as_of`` into ``table``, once for every campaign's second round of
+    the day (``Plan.segment``): the rule takes no campaign's parameters, and what one
+    campaign's plan writes (its surveys' second rounds and cases) leaves the other
+    campaigns' members as they were. The caller holds the warehouse from here to the last
+    plan, so nothing else changes them meanwhile."""
+    if rule.name != SECOND_ROUND_SEGMENT:
+        raise ValueError(f"{rule.name}: only the second round's segment is shared by campaigns")
+    materialize(con, rule, as_of, table)
+    return table
+
+
+def care_since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
+    """The earliest a second round's care for the members of ``plan_target`` can have been
+    made: after their rating came (the rule's ``occasion_at``), or by the plan made at
+    ``made_at`` (whose clock may be behind a rating collected meanwhile). A constant, so the
+    outbox's zone maps skip what was written before it. A moment with no timezone is UTC,
+    as the warehouse reads every time."""
+    [row] = con.execute(
+        "SELECT least(min(occasion_at), CAST($made_at AS TIMESTAMPTZ)) FROM plan_target",
+        {"made_at": made_at},
+    ).fetchall()
+    since: datetime = row[0]
+    return since
 
 
 def content(plan: Plan) -> Figures:
@@ -202,11 +240,12 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
+    rows, params = _outbox_rows_to_compare(plan)
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
         "idempotency_key FROM plan_members WHERE idempotency_key IN ("
-        f"SELECT idempotency_key FROM care_actions WHERE {_outbox_rows_to_compare(plan)})",
-        {"campaign": plan.campaign.name},
+        f"SELECT idempotency_key FROM care_actions WHERE {rows})",
+        params,
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
@@ -215,9 +254,12 @@ def _drop_already_planned(plan: Plan) -> int:
     return _count(plan.con, "plan_members")
 
 
-def _outbox_rows_to_compare(plan: Plan) -> str:
-    """The outbox rows that can hold a member's key: a filter on compressed columns, so the
-    key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year)."""
+def _outbox_rows_to_compare(plan: Plan) -> tuple[str, dict[str, Any]]:
+    """The outbox rows that can hold a member's key, and the filter's parameters: a filter on
+    compressed columns, so the key hash holds the few that pass, not every key ever planned
+    (1.1-1.7 s a plan at a year). A second round's key names a rating, so only the care
+    made since its members' ratings came can hold it (``care_since``: the zone maps skip
+    the history, 0.2 s a campaign at a year)."""
     # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
     # (no '|'): an equal key has the same campaign, occasion and round (every writer sets the
     # columns from the key's parts). A round's rows come in blocks, a plan's, so the round
@@ -230,9 +272,13 @@ def _outbox_rows_to_compare(plan: Plan) -> str:
         "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
     ).fetchall()
     rows = f"round = {plan.round:d} AND campaign_id = $campaign"
+    params: dict[str, Any] = {"campaign": plan.campaign.name}
+    if plan.rule.name == SECOND_ROUND_SEGMENT:
+        rows += " AND created_at >= $since"
+        params["since"] = care_since(plan.con, plan.created_at)
     if kind == "VARCHAR":
-        return rows + " AND occasion IN (SELECT occasion FROM plan_members)"
-    return rows
+        rows += " AND occasion IN (SELECT occasion FROM plan_members)"
+    return rows, params
 
 
 def choose_channel(plan: Plan) -> Figures:

@@ -3,6 +3,8 @@ customer sends after; a later rating in another round never hides a fresh compla
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from campaigns.catalog import load_campaigns
 from cases.collect import collect
 from cases.second_round import plan_second_round
@@ -92,3 +94,74 @@ def test_a_later_rating_in_another_round_does_not_hide_a_fresh_complaint(con, se
     second = _second_round(con, settings, "r2")
     assert second.figures["cases_opened"] == 1
     assert con.execute("SELECT comment FROM manager_cases").fetchone() == ("排队太久了",)
+
+
+def _rated_world(con):
+    """Dissatisfied and satisfied customers of three campaigns, their ratings collected."""
+    from warehouse.ratings import rebuild_ratings
+
+    add_store(con)
+    sent = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    campaigns = ["birthday", "birthday", "tenure", "tenure", "store_visit", "birthday"]
+    for n, campaign in enumerate(campaigns):
+        add_subscriber(con, f"S{n}")
+        add_action(con, f"A{n}", f"S{n}", campaign=campaign, sent_at=sent)
+        con.execute(
+            "INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, "
+            "campaign_id, round, store_id, channel, intent, score, attribution, received_at) "
+            "VALUES (?, ?, ?, ?, ?, 1, 'ST1', 'sms', 'rating', ?, 'matched', ?)",
+            [f"E{n}", f"k{n}", f"A{n}", f"S{n}", campaign, [1, 2, 5, 1, 2, 4][n],
+             sent + timedelta(minutes=10 + n)],
+        )  # fmt: skip
+    rebuild_ratings(con)
+
+
+def _planned(con):
+    outbox = con.execute(
+        "SELECT campaign_id, subscriber_id, occasion, parent_evaluation_id FROM care_actions "
+        "WHERE round = 2 ORDER BY ALL"
+    ).fetchall()
+    cases = con.execute(
+        "SELECT evaluation_id, campaign_id, second_round_action_id IS NOT NULL "
+        "FROM manager_cases ORDER BY ALL"
+    ).fetchall()
+    return outbox, cases
+
+
+def test_every_campaigns_second_round_from_one_reading_is_each_ones_own(con, settings, tmp_path):
+    """The flow reads the day's dissatisfied once for every campaign: each campaign plans and
+    opens what it would have from its own reading, and a campaign's plan, made first, leaves
+    the next one's members as they were."""
+    from campaigns.planning import second_round_segment
+    from warehouse.db import connect
+
+    campaigns = load_campaigns(settings)
+    as_of, at = datetime(2026, 3, 1).date(), datetime(2026, 3, 1, 6, tzinfo=UTC)
+    _rated_world(con)
+    shared = second_round_segment(con, campaigns["birthday"].second_round_rule, as_of, "seg")
+    together = {
+        name: plan_second_round(con, settings, c, as_of, f"r2-{name}", at, segment=shared)
+        for name, c in campaigns.items()
+    }
+    alone_con = connect(tmp_path / "alone.duckdb")
+    try:
+        _rated_world(alone_con)
+        alone = {
+            name: plan_second_round(alone_con, settings, c, as_of, f"r2-{name}", at)
+            for name, c in campaigns.items()
+        }
+        assert _planned(con) == _planned(alone_con)
+    finally:
+        alone_con.close()
+    assert {n: p.figures["targeted"] for n, p in together.items()} == {
+        n: p.figures["targeted"] for n, p in alone.items()
+    }
+    assert sorted(case for case, _, _ in _planned(con)[1]) == ["E0", "E1", "E3", "E4"]
+
+
+def test_only_the_second_rounds_segment_is_shared(con, settings):
+    from campaigns.planning import second_round_segment
+
+    birthday = load_campaigns(settings)["birthday"]
+    with pytest.raises(ValueError, match="birthday: only the second round's segment"):
+        second_round_segment(con, birthday.rule, datetime(2026, 3, 1).date(), "seg")

@@ -152,20 +152,6 @@ def second_round_segment(
     return table
 
 
-def care_since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
-    """The earliest a second round's care for the members of ``plan_target`` can have been
-    made: after their rating came (the rule's ``occasion_at``), or by the plan made at
-    ``made_at`` (whose clock may be behind a rating collected meanwhile). A constant, so the
-    outbox's zone maps skip what was written before it. A moment with no timezone is UTC,
-    as the warehouse reads every time."""
-    [row] = con.execute(
-        "SELECT least(min(occasion_at), CAST($made_at AS TIMESTAMPTZ)) FROM plan_target",
-        {"made_at": made_at},
-    ).fetchall()
-    since: datetime = row[0]
-    return since
-
-
 def content(plan: Plan) -> Figures:
     """Step 2: join the profile, drop members already planned, pick each member's offer. The
     message itself is rendered when the outbox is written, on the chosen channel only."""
@@ -240,12 +226,11 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
-    rows, params = _outbox_rows_to_compare(plan)
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
         "idempotency_key FROM plan_members WHERE idempotency_key IN ("
-        f"SELECT idempotency_key FROM care_actions WHERE {rows})",
-        params,
+        f"SELECT idempotency_key FROM care_actions WHERE {_outbox_rows_to_compare(plan)})",
+        {"campaign": plan.campaign.name},
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
@@ -254,12 +239,11 @@ def _drop_already_planned(plan: Plan) -> int:
     return _count(plan.con, "plan_members")
 
 
-def _outbox_rows_to_compare(plan: Plan) -> tuple[str, dict[str, Any]]:
-    """The outbox rows that can hold a member's key, and the filter's parameters: a filter on
-    compressed columns, so the key hash holds the few that pass, not every key ever planned
-    (1.1-1.7 s a plan at a year). A second round's key names a rating, so only the care
-    made since its members' ratings came can hold it (``care_since``: the zone maps skip
-    the history, 0.2 s a campaign at a year)."""
+def _outbox_rows_to_compare(plan: Plan) -> str:
+    """The outbox rows that can hold a member's key: a filter on compressed columns, so the
+    key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year).
+    No time bounds it, not even a second round's: care made by a plan whose clock was behind
+    the rating holds its key too."""
     # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
     # (no '|'): an equal key has the same campaign, occasion and round (every writer sets the
     # columns from the key's parts). A round's rows come in blocks, a plan's, so the round
@@ -272,13 +256,9 @@ def _outbox_rows_to_compare(plan: Plan) -> tuple[str, dict[str, Any]]:
         "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
     ).fetchall()
     rows = f"round = {plan.round:d} AND campaign_id = $campaign"
-    params: dict[str, Any] = {"campaign": plan.campaign.name}
-    if plan.rule.name == SECOND_ROUND_SEGMENT:
-        rows += " AND created_at >= $since"
-        params["since"] = care_since(plan.con, plan.created_at)
     if kind == "VARCHAR":
-        rows += " AND occasion IN (SELECT occasion FROM plan_members)"
-    return rows, params
+        return rows + " AND occasion IN (SELECT occasion FROM plan_members)"
+    return rows
 
 
 def choose_channel(plan: Plan) -> Figures:

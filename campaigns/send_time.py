@@ -72,7 +72,7 @@ MIN_GAIN = 0.02
 # How far back the learning reads: habits change (whole UTC days; the stored days' range).
 LOOKBACK_DAYS = 365
 # A day's sends are settled, and stored in send_hour_days, this long after the day began: a
-# rating link is valid 14 days (settings.rating_link_days) from a send as late as the day's
+# rating link is valid 14 days (core.tokens.RATING_LINK_LIFETIME) from a send as late as the day's
 # end, and collect lands a rating within a day. Ratings that come later are not counted.
 SETTLE_DAYS = 16
 # The customers whose cells estimate the customer prior's strength: every customer's cost a

@@ -59,6 +59,8 @@ LEFT JOIN care_actions a ON a.action_id = m.action_id
 LEFT JOIN stores st ON st.store_id = m.store_id
 LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
 WHERE m.evaluation_id IN (SELECT evaluation_id FROM follow_ups_due)
+  -- a case whose survey and rating are both gone (made by hand) has no channel to ask on
+  AND coalesce(r2.channel, r1.channel, a.channel) IS NOT NULL
 """
 # Every follow-up of a run in one statement, from the frame ``follow_ups`` (one row a case).
 INSERT_SQL = """

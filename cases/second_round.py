@@ -7,7 +7,7 @@ from datetime import date, datetime
 import duckdb
 
 from campaigns.catalog import LoadedCampaign
-from campaigns.planning import Plan, care_since, record_run, run_steps
+from campaigns.planning import Plan, record_run, run_steps
 from cases.machine import INITIAL
 from core.progress import step_done, steps_held
 from core.settings import Settings
@@ -63,6 +63,18 @@ def open_cases(con: duckdb.DuckDBPyConnection, made_at: datetime) -> int:
         ) a ON a.parent_evaluation_id = t.evaluation_id
         WHERE NOT EXISTS (SELECT 1 FROM manager_cases m WHERE m.action_id = t.source_action_id)
         ON CONFLICT DO NOTHING RETURNING 1""",
-        {"initial": INITIAL.value, "since": care_since(con, made_at)},
+        {"initial": INITIAL.value, "since": _since(con, made_at)},
     ).fetchall()
     return len(rows)
+
+
+def _since(con: duckdb.DuckDBPyConnection, made_at: datetime) -> datetime:
+    """The earliest a target's care can have been made: its rating's time (the rule's
+    ``occasion_at``), or the plan's (a constant, so the outbox's zone maps can skip what was
+    written before it). A moment with no timezone is UTC, as the warehouse reads every time."""
+    [row] = con.execute(
+        "SELECT least(min(occasion_at), CAST($made_at AS TIMESTAMPTZ)) FROM plan_target",
+        {"made_at": made_at},
+    ).fetchall()
+    since: datetime = row[0]
+    return since

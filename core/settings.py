@@ -99,7 +99,6 @@ class Settings(BaseSettings):
     # address may hold this many connections: slow heads cannot pin the service's sockets.
     head_timeout_seconds: float = Field(default=10.0, gt=0)
     connections_per_client: int = Field(default=256, ge=1)
-    rating_link_days: int = Field(default=14, ge=1)
     # Store managers: how long a sign-in link works, how long a session lasts, and the time a
     # case may wait for its first contact before it is escalated.
     manager_link_days: int = Field(default=7, ge=1, le=90)

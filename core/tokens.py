@@ -60,7 +60,8 @@ def verify(text: str, secret: str, now: datetime) -> LinkToken:
 
 
 # How long a rating link takes a rating: the service refuses the form after, so the same
-# rating posted again comes within this of the first (feedback.ingest counts it once).
+# rating posted again comes within this of the first (feedback.ingest counts it once, and
+# campaigns.send_time settles a day's sends after it). Fixed, not a setting: both rely on it.
 RATING_LINK_LIFETIME = timedelta(days=14)
 
 

@@ -142,6 +142,20 @@ def test_a_follow_up_cut_off_before_its_case_is_marked_asked_is_not_queued(
     assert con.execute("SELECT count(*) FROM care_actions WHERE round = 3").fetchone() == (1,)
 
 
+def test_a_case_with_no_channel_to_ask_on_is_left_and_the_others_are_asked(con, settings):
+    """E2's survey and its rating are gone (a case made by hand, a deleted history): no
+    channel is known for it, so it is left, and E1 is still asked."""
+    world(con, settings)
+    now = OPENED + timedelta(hours=3)
+    _resolve(con, "E1", now)
+    _resolve(con, "E2", now)
+    con.execute("DELETE FROM care_actions WHERE action_id = 'A-E2'")
+    con.execute("DELETE FROM latest_ratings WHERE action_id = 'A-E2'")
+    assert plan_follow_ups(con, settings, now) == 1
+    asked = con.execute("SELECT parent_evaluation_id FROM care_actions WHERE round = 3")
+    assert asked.fetchall() == [("E1",)]
+
+
 def test_a_resolved_case_asks_again_and_the_answer_closes_or_reopens_it(con, settings):
     world(con, settings)
     now = OPENED + timedelta(hours=3)

@@ -165,3 +165,31 @@ def test_only_the_second_rounds_segment_is_shared(con, settings):
     birthday = load_campaigns(settings)["birthday"]
     with pytest.raises(ValueError, match="birthday: only the second round's segment"):
         second_round_segment(con, birthday.rule, datetime(2026, 3, 1).date(), "seg")
+
+
+@pytest.mark.parametrize("behind", [timedelta(hours=1), timedelta(days=50)])
+@pytest.mark.parametrize("later_day", [0, 1])
+def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
+    con, settings, behind, later_day
+):
+    """The first plan's clock was behind the rating (by more than the rule's own look back for
+    earlier second rounds, at 50 days): the next plan still finds its care by key."""
+    from warehouse.ratings import rebuild_ratings
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", sent_at=rated - timedelta(hours=1))
+    con.execute(
+        "INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id, "
+        "campaign_id, round, store_id, channel, intent, score, attribution, received_at) "
+        "VALUES ('E1', 'k1', 'A1', 'S1', 'birthday', 1, 'ST1', 'sms', 'rating', 1, 'matched', ?)",
+        [rated],
+    )
+    rebuild_ratings(con)
+    birthday = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, birthday, rated.date(), "r2-a", created_at=rated - behind)
+    day = rated.date() + timedelta(days=later_day)
+    again = plan_second_round(con, settings, birthday, day, "r2-b", rated + timedelta(days=1))
+    assert again.figures.get("cases_opened", 0) == 0
+    assert _counts(con) == (1, 1)

@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -496,14 +496,23 @@ def serve(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the warehouse schema."""
+    """Create or upgrade the warehouse schema, and say which migrations this applied."""
     from core.settings import load_settings
     from warehouse.db import applied_versions, warehouse
 
     settings = load_settings()
+    began = datetime.now(UTC)  # the database's own clock stamps each migration it applies
     with warehouse(settings.warehouse_path) as con:
-        versions = sorted(applied_versions(con))
-    console.print(f"{settings.warehouse_path}: schema versions {versions}")
+        latest = max(applied_versions(con))
+        applied = con.execute(
+            "SELECT version, name FROM schema_migrations WHERE applied_at >= ? ORDER BY version",
+            [began],
+        ).fetchall()
+    done = ", ".join(f"{version:04d}_{name}" for version, name in applied)
+    console.print(
+        f"{settings.warehouse_path}: schema version {latest}; "
+        + (f"applied now: {done}" if done else "nothing to apply")
+    )
 
 
 @app.command()

@@ -23,13 +23,16 @@ from insights.topics import Topic, hot_topics
 from insights.variants import VariantReport, variant_reports
 from warehouse.db import query_frame
 
-# The email rating page's attribute ratings, with the overall score they explain.
+# The email rating page's attribute ratings, with the overall score they explain. In a fixed
+# order: the bootstrap resamples rows by position, and the stored order is the warehouse's
+# (a rebuild, migration 0031, rewrote it), so a report shown again must not depend on it.
 ATTRIBUTES_SQL = """
 SELECT e.store_id, e.score, CAST(e.attributes AS VARCHAR) AS attributes
 FROM evaluations e
 WHERE e.intent = 'rating' AND e.round = 1 AND e.attributes IS NOT NULL
   AND strftime(timezone($zone, e.received_at), '%Y-%m') = $month
   AND e.received_at >= $lo AND e.received_at < $hi
+ORDER BY e.received_at, e.evaluation_id
 """
 
 
@@ -141,7 +144,7 @@ def attribute_drivers(
     overall = _drivers_or_none(frame, names)
     by_store = {
         str(store): found
-        for (store,), part in frame.group_by("store_id")
+        for (store,), part in frame.group_by("store_id", maintain_order=True)
         if part.height >= min_units and (found := _drivers_or_none(part, names))
     }
     return overall, dict(sorted(by_store.items()))

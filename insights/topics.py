@@ -49,6 +49,7 @@ FROM evaluations e
 WHERE e.intent = 'rating' AND e.score <= 2 AND nullif(trim(e.comment), '') IS NOT NULL
   AND timezone($zone, e.received_at) >= $first AND timezone($zone, e.received_at) < $end
   AND e.received_at >= $lo AND e.received_at < $hi
+ORDER BY e.received_at, e.evaluation_id  -- the examples, whatever order the rows are stored in
 """
 
 
@@ -92,8 +93,8 @@ class Topic:
         }  # fmt: skip
 
     def top_stores(self) -> list[tuple[str, int]]:
-        """Where the topic's comments come from, most first."""
-        return self.stores.most_common(3)
+        """Where the topic's comments come from, most first (ties by store id)."""
+        return sorted(self.stores.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -154,7 +155,8 @@ def label_topics(
             break
         members = [i for i in rest if word in token_sets[i]]
         companions = Counter(w for i in members for w in token_sets[i] if w != word)
-        label = " / ".join([word, *(w for w, _ in companions.most_common(2))])
+        # ties by the word: a comment's words are a set, counted in no fixed order
+        label = " / ".join([word, *sorted(companions, key=lambda w: (-companions[w], w))[:2]])
         topics[f"new:{word}"] = Topic(f"new:{word}", label, False)
         for i in members:
             assigned[i].append(f"new:{word}")

@@ -90,3 +90,13 @@ def test_an_unquoted_yaml_time_is_read_as_written_or_refused(tmp_path, field, li
     value = getattr(campaign, field)
     times = value if isinstance(value, tuple) else (value,)
     assert all(t.hour >= 9 and t.tzinfo is None for t in times), value
+
+
+def test_migrate_says_what_it_applied_and_then_that_nothing_was_left(settings):
+    runner = CliRunner()
+    first = runner.invoke(app, ["migrate"])
+    again = runner.invoke(app, ["migrate"])
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    said = " ".join(first.output.split())
+    assert "applied now: 0001_initial," in said and "0031_evaluations_unkeyed" in said
+    assert "nothing to apply" in again.output and "applied now" not in again.output

@@ -636,3 +636,36 @@ def test_a_rebuilt_demo_past_forgets_the_stored_first_care(con):
     assert again == [
         (c, len(g[False]), len(g[True]), min(d), max(d)) for c, (g, d) in sorted(expected.items())
     ]
+
+
+def test_drivers_and_topics_do_not_depend_on_the_order_the_ratings_are_stored_in(con):
+    """A closed month's report is shown again later, after the warehouse rewrote its rows
+    (migration 0031 stored the evaluations in received order): its key drivers' bootstrap
+    and its topics' stores and examples read the same ratings the same way."""
+    add_stores(con)
+    con.execute(
+        """
+        INSERT INTO evaluations (evaluation_id, dedupe_key, action_id, subscriber_id,
+            campaign_id, round, store_id, channel, intent, score, comment, attribution,
+            received_at, attributes)
+        SELECT 'e' || i, 'd' || i, 'a' || i, 'S' || i, 'store_visit', 1,
+            'ST' || (1 + i % 4), 'email', 'rating', 1 + (i * 7) % 5,
+            CASE WHEN (i * 7) % 5 < 2 THEN ['waited too long', 'staff were rude',
+                'the line was slow and long', 'rude staff, long wait'][1 + i % 4] END,
+            'matched', TIMESTAMPTZ '2026-02-10 02:00:00+00' + to_minutes(i),
+            json_object('wait', 1 + (i * 7 + i % 3) % 5, 'staff', 1 + (i * 3) % 5,
+                        'problem_solved', 1 + (i * 7 + i % 2) % 5)
+        FROM range(400) t(i)"""
+    )
+    rebuild_ratings(con)
+
+    def drivers_and_topics():
+        report = february_report(con).as_json()
+        return report["drivers"], report["drivers_by_store"], report["topics"]
+
+    stored_in_order = drivers_and_topics()
+    assert stored_in_order[0] is not None and stored_in_order[2]
+    con.execute("CREATE TEMP TABLE shuffled AS SELECT * FROM evaluations ORDER BY md5(dedupe_key)")
+    con.execute("DELETE FROM evaluations")
+    con.execute("INSERT INTO evaluations SELECT * FROM shuffled")
+    assert drivers_and_topics() == stored_in_order

@@ -124,18 +124,19 @@ def run_steps(plan: Plan, runner: Callable[[Step, Plan], Figures] | None = None)
 def target(plan: Plan) -> Figures:
     """Step 1: the segment's members into ``plan_target``; a second round's, those whose
     rated care was the campaign's."""
-    if plan.segment is not None:  # the day's dissatisfied, read once for every campaign
-        plan.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {plan.segment} "
-            "WHERE source_campaign = ?",
-            [plan.campaign.name],
-        )
-        return {"targeted": _count(plan.con, "plan_target")}
-    size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
-    if plan.rule.name == SECOND_ROUND_SEGMENT:
-        plan.con.execute("DELETE FROM plan_target WHERE source_campaign <> ?", [plan.campaign.name])
-        size = _count(plan.con, "plan_target")
-    return {"targeted": size}
+    if plan.rule.name != SECOND_ROUND_SEGMENT:
+        size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
+        return {"targeted": size}
+    # the day's dissatisfied, read once for every campaign (or here, for this plan alone)
+    segment = plan.segment or second_round_segment(
+        plan.con, plan.rule, plan.as_of, "plan_second_round_segment"
+    )
+    plan.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {segment} "
+        "WHERE source_campaign = ?",
+        [plan.campaign.name],
+    )
+    return {"targeted": _count(plan.con, "plan_target")}
 
 
 def second_round_segment(

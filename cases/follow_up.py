@@ -46,11 +46,11 @@ SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
        coalesce(m.follow_ups, 0) AS asked, m.status,
        s.name, s.tier, s.locale, s.timezone, s.phone, s.email,
        st.name AS store_name, st.city AS store_city,
-       coalesce(r2.channel, r1.channel, a.channel) AS channel,
-       CASE coalesce(r2.channel, r1.channel, a.channel) WHEN 'sms' THEN s.sms_consent
+       c.channel,
+       CASE c.channel WHEN 'sms' THEN s.sms_consent
             WHEN 'email' THEN s.email_consent ELSE s.voice_consent END AS consent,
        EXISTS (SELECT 1 FROM active_opt_outs o WHERE o.subscriber_id = m.subscriber_id
-               AND o.channel = coalesce(r2.channel, r1.channel, a.channel)) AS opted_out
+               AND o.channel = c.channel) AS opted_out
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
 -- the channel the case's survey was rated on, looked up by key (the evaluations have none)
@@ -58,9 +58,11 @@ LEFT JOIN action_ratings r1 ON r1.action_id = m.action_id
 LEFT JOIN care_actions a ON a.action_id = m.action_id
 LEFT JOIN stores st ON st.store_id = m.store_id
 LEFT JOIN action_ratings r2 ON r2.action_id = m.second_round_action_id
+-- asked on the channel its second round was answered on, else the survey's
+CROSS JOIN LATERAL (SELECT coalesce(r2.channel, r1.channel, a.channel) AS channel) c
 WHERE m.evaluation_id IN (SELECT evaluation_id FROM follow_ups_due)
   -- a case whose survey and rating are both gone (made by hand) has no channel to ask on
-  AND coalesce(r2.channel, r1.channel, a.channel) IS NOT NULL
+  AND c.channel IS NOT NULL
 """
 # Every follow-up of a run in one statement, from the frame ``follow_ups`` (one row a case).
 INSERT_SQL = """

@@ -94,7 +94,13 @@ class Topic:
 
     def top_stores(self) -> list[tuple[str, int]]:
         """Where the topic's comments come from, most first (ties by store id)."""
-        return sorted(self.stores.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        return _most_common(self.stores, 3)
+
+
+def _most_common(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    """``Counter.most_common``, with ties by the key: a report shown again reads the same
+    (the counts' insertion order is the rows' stored order, or a set's)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -155,8 +161,7 @@ def label_topics(
             break
         members = [i for i in rest if word in token_sets[i]]
         companions = Counter(w for i in members for w in token_sets[i] if w != word)
-        # ties by the word: a comment's words are a set, counted in no fixed order
-        label = " / ".join([word, *sorted(companions, key=lambda w: (-companions[w], w))[:2]])
+        label = " / ".join([word, *(w for w, _ in _most_common(companions, 2))])
         topics[f"new:{word}"] = Topic(f"new:{word}", label, False)
         for i in members:
             assigned[i].append(f"new:{word}")

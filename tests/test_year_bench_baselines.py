@@ -1,0 +1,21 @@
+"""The year benchmark's baselines: the empty day's faster run per step, and the month's ratios."""
+
+from benchmarks.year_bench import Result, against_month, fastest
+
+
+def test_each_step_takes_its_faster_empty_run_in_the_days_order() -> None:
+    first = [Result("load", 5.0, 100), Result("report", 3.0, 900)]
+    second = [Result("load", 4.0, 120), Result("report", 4.5, 800)]
+    best = fastest([first, second])
+    assert [(r.name, r.seconds, r.peak_mb) for r in best] == [
+        ("load", 4.0, 120),
+        ("report", 3.0, 900),
+    ]
+
+
+def test_the_month_comparison_names_the_step_the_history_beyond_it_slows_most() -> None:
+    month = [Result("collect", 10.0, 1), Result("report", 16.0, 1)]
+    year = [Result("collect", 11.0, 1), Result("report", 20.0, 1)]
+    lines = against_month(month, year, 31)
+    assert any(line.startswith("report") and "1.25x" in line for line in lines)
+    assert lines[-1] == "slowest step against 31 days of history: report 1.25x"

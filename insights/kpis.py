@@ -28,7 +28,7 @@ from insights.closed_months import (
     local_midnight_utc,
 )
 from warehouse.db import query_frame
-from warehouse.figures import IN_SLA, SATISFIED_SQL, SLA_DUE
+from warehouse.figures import IN_SLA, OPT_OUT_DAYS, SATISFIED_SQL, SLA_DUE
 
 Better = Literal["higher", "lower"]
 SCOPES = ("overall", "store", "region", "segment", "channel", "campaign", "tier")
@@ -41,7 +41,6 @@ SCOPE_COLUMNS = {
     "tier": "tier",
 }
 TREND_MONTHS = 12
-OPT_OUT_DAYS = 7  # an opt-out this soon after a message is put down to that message
 
 
 @dataclass(frozen=True)

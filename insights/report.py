@@ -19,6 +19,7 @@ from warehouse.figures import (
     IN_SLA,
     LISTED_SHOWN_DAYS,
     LISTED_SQL,
+    OPT_OUT_DAYS,
     OPT_OUT_EVENTS_SQL,
     SLA_DUE,
 )
@@ -35,7 +36,7 @@ AND {at} >= $lo AND {at} < $hi
 CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
 OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
 TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
-NO_MESSAGE = "(no message before)"  # an opt-out with no message on its channel before it
+NO_MESSAGE = f"(no message in the {OPT_OUT_DAYS} days before)"  # nothing recent on its channel
 LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
     "(the managers' page shows the same)"
@@ -348,7 +349,8 @@ def _campaign_table(report: LoopReport) -> list[str]:
         "surveys answered with a rating, per survey sent. CSAT: ratings of 4-5 per rating. "
         "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case whose "
         "outcome is due (recovered, second round rated, or its reply window over). "
-        "Opted out: opt-outs put down to the campaign of the latest message on their channel.",
+        "Opted out: opt-outs put down to the campaign of the latest message on their channel, "
+        f"when it came less than {OPT_OUT_DAYS} days after it (as the monthly opt-out rate).",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
         "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "

@@ -32,7 +32,7 @@ from feedback.ingest import EVALUATIONS_SQL, drain
 from inbox.inbox import Inbox
 from insights.first_care import store_days
 from insights.monthly import build_monthly_report
-from insights.report import loop_report
+from insights.report import NO_MESSAGE, loop_report
 from insights.targets import Targets
 from segments.registry import load_rules
 from tests.factories import add_action, add_store, add_subscriber
@@ -549,12 +549,21 @@ def test_a_months_loop_report_reads_its_month_not_the_history_before(
     history_then_today_collected(con, settings)
     campaign = load_campaigns(settings)["birthday"]
     plan_second_round(con, settings, campaign, LATER.date(), "r2")  # cases with second rounds
+    # June's opt-outs: a customer of today's surveys, and one whose every message is history
+    # (B7's last, 2026-05-26, is more than 7 days before: put down to no campaign)
+    for subscriber, key in (("S1", "o1"), ("B7", "o2")):
+        con.execute(
+            "INSERT INTO opt_outs VALUES (?, ?, 'opt_out', ?, 'sms_reply', ?)",
+            [subscriber, "email" if subscriber == "S1" else "sms", LATER, key],
+        )
     profiled = Profiled(con, as_rows=True)
     june = loop_report(
         profiled, "Asia/Shanghai", date(2026, 6, 1), date(2026, 6, 30), now=LATER,  # type: ignore[arg-type]
     )  # fmt: skip
     birthday = next(c for c in june.campaigns if c["campaign_id"] == "birthday")
     assert (birthday["rated"], birthday["replied"], birthday["cases"]) == (20, 20, 8)
+    opted = {c["campaign_id"]: c["opted_out"] for c in june.campaigns if c["opted_out"]}
+    assert opted == {"birthday": 1, NO_MESSAGE: 1}
     assert_no_history_read(profiled)
 
 

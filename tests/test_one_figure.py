@@ -4,11 +4,13 @@ report, the store lists and the managers' page give the same number for the same
 import csv
 from datetime import UTC, date, datetime, timedelta
 
+import polars as pl
+
 from cases.machine import ACTIVE
 from cases.publishing import CLOSED_SHOWN_DAYS, board_rows
 from insights.kpis import kpi_moments
 from insights.panorama import kpi_rows
-from insights.report import loop_report, summary_rows, write_reports
+from insights.report import NO_MESSAGE, loop_report, summary_rows, write_reports
 from insights.targets import Targets
 from tests.factories import add_action, add_store, add_subscriber
 
@@ -72,6 +74,30 @@ def test_opt_outs_are_one_count_in_the_campaign_table_by_channel_and_the_console
     assert text.count("\n- sms: 2") == 1 and "\n- email: 1" in text
     all_row = next(line for line in text.splitlines() if line.startswith("| **all** |"))
     assert all_row.rstrip(" |").rsplit("|", 1)[1].strip() == "3"
+
+
+def test_an_opt_out_is_put_down_to_a_message_less_than_7_days_before_it(con, settings):
+    """As the monthly opt-out rate counts it: the latest message on the channel, if the opt-out
+    came less than 7 days after it; an older one (or another channel's) is not its cause."""
+    add_store(con)
+    for n in (1, 2, 3):
+        add_subscriber(con, f"S{n}")
+    add_action(con, "A1", "S1", sent_at=T0)
+    add_action(con, "A1-old", "S1", campaign="anniversary", sent_at=T0 - timedelta(days=30))
+    add_action(con, "A2", "S2", sent_at=T0)
+    add_action(con, "A3", "S3", sent_at=T0, channel="email")
+    add_opt_out(con, "S1", "sms", T0 + timedelta(days=7) - timedelta(seconds=1), "sms_reply", "o1")
+    add_opt_out(con, "S2", "sms", T0 + timedelta(days=7), "sms_reply", "o2")
+    add_opt_out(con, "S3", "sms", T0 + timedelta(hours=1), "provider", "o3")  # not its channel
+
+    report = loop_report(con, ZONE, date(2026, 3, 1), date(2026, 3, 31), now=NOW)
+    by_campaign = {c["campaign_id"]: c["opted_out"] for c in report.campaigns if c["opted_out"]}
+    assert by_campaign == {"birthday": 1, NO_MESSAGE: 2}
+    assert report.opt_outs == {"sms": 3} and report.totals()["opted_out"] == 3
+    moments = kpi_moments(con, "2026-03", ZONE, sla_hours=48, now=NOW, reply_window_hours=72)
+    march = (pl.col("scope") == "overall") & (pl.col("month") == "2026-03")
+    opt_out_rate = moments.filter(march & (pl.col("kpi") == "opt_out_rate"))
+    assert opt_out_rate["total"].to_list() == [1]  # A1 alone was followed within the 7 days
 
 
 def test_sla_compliance_is_the_same_in_the_console_and_the_monthly_report(con, settings):

@@ -8,7 +8,8 @@ built once and cached under the bench home, keyed by its parameters; each run wo
 Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
 (default 90: 46 million rows, 4.9 GiB and a 5-minute first build on a quiet 2-core machine,
 plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 18 GiB twice and a 20- to
-42-minute first build); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30``.
+42-minute first build); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30
+YEAR_BENCH_MONTH_DAYS=10``.
 
 The day (business zone Asia/Shanghai, the day after the history ends), each step a command
 in its own process, timed from outside, its peak memory read by ``/usr/bin/time`` (the
@@ -39,11 +40,12 @@ day with it: the report says so (``>3600``) instead of running for hours.
 
 Each day works on a copy of its warehouse, migrated and read once into memory before the
 day (the cache's own pages let go): a warehouse in daily use has its pages in memory as far
-as memory goes. The empty day runs twice and each step's faster run is its baseline (its steps moved by up
-to 50% between runs on the same code). The day also runs on ``YEAR_BENCH_MONTH_DAYS`` (31;
-0 for none) of the same history, cached as the year's: the monthly report reads its whole
-month, which on empty history holds nothing, so the year against a month of history tells
-what the history beyond the reported month costs each step.
+as memory goes. The empty day runs twice and each step's faster run is its baseline (its
+steps moved by up to 50% between runs on the same code). The day also runs on
+``YEAR_BENCH_MONTH_DAYS`` (31; 0 for none) of history, built and cached as the year's (the
+same generator, its own draw): the monthly report reads its whole month, which on empty
+history holds nothing, so the year against a month of history tells what the history beyond
+the reported month costs each step (one run of each: read it beside the empty day's two).
 
 Targets: the whole day with a year of history under 5 minutes; no step more than 1.5x slower
 than on empty history; dispatch at >= 10,000 actions a second. Dispatch and collect are also
@@ -538,10 +540,11 @@ def against_month(month: list[Result], year: list[Result], days: int) -> list[st
     by_name = {r.name: r for r in year}
     pairs = [(m, by_name[m.name]) for m in month if m.name in by_name]
     for m, y in pairs:
-        lines.append(
-            f"{m.name:<16} {m.seconds_text():>8} {y.seconds_text():>8} "
-            f"{y.seconds / m.seconds:>5.2f}x"
-        )
+        ratio = "stopped" if m.stopped or y.stopped else f"{y.seconds / m.seconds:.2f}x"
+        lines.append(f"{m.name:<16} {m.seconds_text():>8} {y.seconds_text():>8} {ratio:>6}")
+    if len(pairs) < len(month) or len(pairs) < len(year):
+        lines.append("(a day stopped before its end: only the steps both days ran are shown)")
+    pairs = [(m, y) for m, y in pairs if not (m.stopped or y.stopped)]
     if pairs:
         worst = max(pairs, key=lambda p: p[1].seconds / p[0].seconds)
         lines.append(
@@ -571,28 +574,33 @@ def month_days() -> int:
     """Days of the shorter history the day also runs on (0: none): the month the report
     covers and a few days before it, so each step's year/month ratio shows what the history
     beyond that month costs, apart from what the month itself holds."""
-    return int(os.environ.get("YEAR_BENCH_MONTH_DAYS", str(MONTH_DAYS)))
+    said = os.environ.get("YEAR_BENCH_MONTH_DAYS", str(MONTH_DAYS))
+    if not said.isdigit():
+        raise ValueError(f"YEAR_BENCH_MONTH_DAYS={said!r}: a number of days (0 for none)")
+    return int(said)
 
 
 def fastest(runs: list[list[Result]]) -> list[Result]:
     """Each step's faster run: the empty day's steps took up to 50% longer in one run than in
     another on the same code (a shared machine), which moved every ratio with them; its best
-    of two is the conservative baseline (the ratios can only grow)."""
+    of two is the conservative baseline (the ratios can only grow). A run stopped by the step
+    timeout counts only where no run finished the step; the steps are the longest run's."""
+    order = max(runs, key=len)
     best: dict[str, Result] = {}
-    for results in runs:
-        for r in results:
-            if r.name not in best or r.seconds < best[r.name].seconds:
-                best[r.name] = r
-    return [best[r.name] for r in runs[0]]
+    for r in (r for results in runs for r in results):
+        known = best.get(r.name)
+        if known is None or (known.stopped, known.seconds) > (r.stopped, r.seconds):
+            best[r.name] = r
+    return [best[r.name] for r in order]
 
 
 def main(home: Path) -> list[str]:
     from benchmarks.cli_bench import OFFLINE, prefect_server
 
     subscribers, days = sizes()
+    shorter = month_days()
     home.mkdir(parents=True, exist_ok=True)
     year, build = year_warehouse(home, subscribers, days)
-    shorter = month_days()
     month = year_warehouse(home, subscribers, shorter)[0] if 0 < shorter < days else None
     base = home / f"bench-{subscribers}.duckdb"
     visits = visits_file(home, base, subscribers, days)
@@ -600,13 +608,19 @@ def main(home: Path) -> list[str]:
     server_home.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | OFFLINE
     with prefect_server(server_home, env) as api:
-        empty_runs = [run_day("empty", base, visits, home, api) for _ in range(EMPTY_RUNS)]
+        labels = ["empty", *(f"empty-{n}" for n in range(2, EMPTY_RUNS + 1))]
+        empty_runs = [run_day(label, base, visits, home, api) for label in labels]
         month_results = run_day("month", month, visits, home, api) if month else []
         year_results = run_day("year", year, visits, home, api)
     lines = report(fastest(empty_runs), year_results, build, subscribers, days)
     lines += empty_runs_text(empty_runs)
     if month_results:
         lines += against_month(month_results, year_results, shorter)
+    else:
+        lines.append(
+            f"no day on a shorter history: YEAR_BENCH_MONTH_DAYS={shorter} is not between 1 "
+            f"and YEAR_BENCH_DAYS={days} (excluded)"
+        )
     return lines
 
 

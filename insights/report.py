@@ -350,7 +350,9 @@ def _campaign_table(report: LoopReport) -> list[str]:
         "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case whose "
         "outcome is due (recovered, second round rated, or its reply window over). "
         "Opted out: opt-outs put down to the campaign of the latest message on their channel, "
-        f"when it came less than {OPT_OUT_DAYS} days after it (as the monthly opt-out rate).",
+        f"when it came less than {OPT_OUT_DAYS} days after it (the monthly opt-out rate "
+        "counts each message followed by an opt-out within the same days, by the month it was "
+        "sent).",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
         "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "
@@ -408,7 +410,11 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
     """The loop's figures, step by step: what the demo prints at its end."""
     total = report.totals()
     rows: list[tuple[str, Any]] = [("period", report.period.describe())]
-    rows += [(f"targeted: {c['campaign_id']}", c["targeted"]) for c in report.campaigns]
+    rows += [
+        (f"targeted: {c['campaign_id']}", c["targeted"])
+        for c in report.campaigns
+        if c["campaign_id"] != NO_MESSAGE  # opt-outs' row: it targets nobody
+    ]
     reasons: dict[str, int] = {}
     for by_reason in report.suppressed.values():
         for reason, n in by_reason.items():

@@ -94,6 +94,8 @@ def test_an_opt_out_is_put_down_to_a_message_less_than_7_days_before_it(con, set
     by_campaign = {c["campaign_id"]: c["opted_out"] for c in report.campaigns if c["opted_out"]}
     assert by_campaign == {"birthday": 1, NO_MESSAGE: 2}
     assert report.opt_outs == {"sms": 3} and report.totals()["opted_out"] == 3
+    console = dict(summary_rows(report))
+    assert console["opted out"] == 3 and not any(NO_MESSAGE in row for row in console)
     moments = kpi_moments(con, "2026-03", ZONE, sla_hours=48, now=NOW, reply_window_hours=72)
     march = (pl.col("scope") == "overall") & (pl.col("month") == "2026-03")
     opt_out_rate = moments.filter(march & (pl.col("kpi") == "opt_out_rate"))

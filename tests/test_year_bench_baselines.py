@@ -19,3 +19,23 @@ def test_the_month_comparison_names_the_step_the_history_beyond_it_slows_most() 
     lines = against_month(month, year, 31)
     assert any(line.startswith("report") and "1.25x" in line for line in lines)
     assert lines[-1] == "slowest step against 31 days of history: report 1.25x"
+
+
+def test_a_run_stopped_by_the_timeout_leaves_the_other_runs_steps_as_the_baseline() -> None:
+    stopped = [Result("load", 4.0, 1), Result("plan", 3600.0, 1, stopped=True)]
+    finished = [Result("load", 5.0, 1), Result("plan", 7.0, 1), Result("report", 3.0, 1)]
+    best = fastest([stopped, finished])
+    assert [(r.name, r.seconds, r.stopped) for r in best] == [
+        ("load", 4.0, False),
+        ("plan", 7.0, False),
+        ("report", 3.0, False),
+    ]
+
+
+def test_a_stopped_step_shows_no_ratio_and_is_not_the_slowest() -> None:
+    month = [Result("dispatch", 3600.0, 1, stopped=True), Result("report", 10.0, 1)]
+    year = [Result("dispatch", 1800.0, 1), Result("report", 12.0, 1)]
+    lines = against_month(month, year, 31)
+    dispatch = next(line for line in lines if line.startswith("dispatch"))
+    assert dispatch.endswith("stopped") and "x" not in dispatch.split()[-1]
+    assert lines[-1] == "slowest step against 31 days of history: report 1.20x"

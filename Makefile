@@ -52,7 +52,8 @@ down:
 	$(BIN)/python -m careloop.stack down
 
 # Not part of `make test`: builds a 10-million-subscriber warehouse once (about 3 minutes), and
-# 90 days of the loop's history on it once (benchmarks/year_bench.py: 12-25 minutes, 12 GiB).
+# 90 days and 31 days of the loop's history on it once (benchmarks/year_bench.py: 5-25 minutes,
+# 5 GiB and 2 GiB, each with its copy).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

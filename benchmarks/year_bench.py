@@ -454,7 +454,7 @@ def cli() -> None:
         return
     import cProfile
 
-    day = Path(os.environ["CARELOOP_HOME"]).name  # year-day-year or year-day-empty
+    day = Path(os.environ["CARELOOP_HOME"]).name  # year-day-year, -month, -empty, -empty-2
     step = "-".join(a for a in sys.argv[1:3] if not a.startswith("-"))
     with cProfile.Profile() as profile:
         try:

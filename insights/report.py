@@ -36,7 +36,7 @@ AND {at} >= $lo AND {at} < $hi
 CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
 OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
 TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
-NO_MESSAGE = f"(no message in the {OPT_OUT_DAYS} days before)"  # nothing recent on its channel
+NO_MESSAGE = f"(no message on its channel in the {OPT_OUT_DAYS} days before the opt-out)"
 LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
     "(the managers' page shows the same)"
@@ -98,7 +98,7 @@ LEFT JOIN replies USING (campaign_id)
 LEFT JOIN ratings USING (campaign_id)
 LEFT JOIN cases USING (campaign_id)
 LEFT JOIN opted USING (campaign_id)
-ORDER BY campaign_id
+ORDER BY campaign_id = '{NO_MESSAGE}', campaign_id  -- the opt-outs of no campaign last
 """
 SUPPRESSION_SQL = f"""
 SELECT campaign_id, suppression_reason, count(*) FROM care_actions
@@ -350,9 +350,9 @@ def _campaign_table(report: LoopReport) -> list[str]:
         "Recovery rate: cases recovered (second round or follow-up rated 4-5), per case whose "
         "outcome is due (recovered, second round rated, or its reply window over). "
         "Opted out: opt-outs put down to the campaign of the latest message on their channel, "
-        f"when it came less than {OPT_OUT_DAYS} days after it (the monthly opt-out rate "
-        "counts each message followed by an opt-out within the same days, by the month it was "
-        "sent).",
+        f"when the opt-out came less than {OPT_OUT_DAYS} days after that message (the monthly "
+        "opt-out rate counts the messages followed by an opt-out within the same days, by the "
+        "month each was sent).",
         "",
         "| campaign | targeted | suppressed | held out | sent (sms/email/voice) | replied | "
         "response % | rated | CSAT % | dissatisfied | 2nd round sent | recovered | "

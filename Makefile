@@ -36,10 +36,13 @@ system-packages:
 			chromium chromium-driver fonts-wqy-zenhei haproxy; \
 	fi
 
+# Every check runs and says its piece; the target fails if any did.
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/lint-imports || status=1; \
+	exit $$status
 
 typecheck: $(STAMP)
 	$(BIN)/mypy careloop flows service segments campaigns feedback cases insights demo inbox warehouse core

@@ -501,9 +501,9 @@ def report(
         f"whole day with history: {more}{total_y:.0f} s (target < {DAY_TARGET_SECONDS} s: "
         f"{ok}{stopped})"
     )
-    pairs = [(e, by_name[e.name]) for e in empty if e.name in by_name]
-    worst = max(pairs, key=lambda p: p[1].seconds / p[0].seconds)
-    ratio = worst[1].seconds / worst[0].seconds
+    pairs = paired(empty, year)
+    worst = max(pairs, key=ratio_of)
+    ratio = ratio_of(worst)
     ok = "met" if ratio <= STEP_RATIO_TARGET and complete else "MISS"
     lines.append(
         f"slowest step against empty history: {worst[0].name} "
@@ -537,21 +537,31 @@ def against_month(month: list[Result], year: list[Result], days: int) -> list[st
     history beyond the reported month costs. The monthly report reads its whole month, so on
     empty history it reads nothing; here both read a full month."""
     lines = [f"{'step':<16} {f'{days}d s':>8} {'year s':>8} {'ratio':>6}  (history beyond a month)"]
-    by_name = {r.name: r for r in year}
-    pairs = [(m, by_name[m.name]) for m in month if m.name in by_name]
+    pairs = paired(month, year)
     for m, y in pairs:
-        ratio = "stopped" if m.stopped or y.stopped else f"{y.seconds / m.seconds:.2f}x"
+        ratio = "stopped" if m.stopped or y.stopped else f"{ratio_of((m, y)):.2f}x"
         lines.append(f"{m.name:<16} {m.seconds_text():>8} {y.seconds_text():>8} {ratio:>6}")
     if len(pairs) < len(month) or len(pairs) < len(year):
         lines.append("(a day stopped before its end: only the steps both days ran are shown)")
-    pairs = [(m, y) for m, y in pairs if not (m.stopped or y.stopped)]
-    if pairs:
-        worst = max(pairs, key=lambda p: p[1].seconds / p[0].seconds)
+    finished = [(m, y) for m, y in pairs if not (m.stopped or y.stopped)]
+    if finished:
+        worst = max(finished, key=ratio_of)
         lines.append(
-            f"slowest step against {days} days of history: {worst[0].name} "
-            f"{worst[1].seconds / worst[0].seconds:.2f}x"
+            f"slowest step against {days} days of history: {worst[0].name} {ratio_of(worst):.2f}x"
         )
     return lines
+
+
+def paired(base: list[Result], year: list[Result]) -> list[tuple[Result, Result]]:
+    """Each step of ``base`` with the year's run of it: the steps both days ran."""
+    by_name = {r.name: r for r in year}
+    return [(b, by_name[b.name]) for b in base if b.name in by_name]
+
+
+def ratio_of(pair: tuple[Result, Result]) -> float:
+    """How many times its baseline's seconds a step took with the year's history."""
+    base, year = pair
+    return year.seconds / base.seconds
 
 
 def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
@@ -585,13 +595,13 @@ def fastest(runs: list[list[Result]]) -> list[Result]:
     another on the same code (a shared machine), which moved every ratio with them; its best
     of two is the conservative baseline (the ratios can only grow). A run stopped by the step
     timeout counts only where no run finished the step; the steps are the longest run's."""
-    order = max(runs, key=len)
     best: dict[str, Result] = {}
-    for r in (r for results in runs for r in results):
-        known = best.get(r.name)
-        if known is None or (known.stopped, known.seconds) > (r.stopped, r.seconds):
-            best[r.name] = r
-    return [best[r.name] for r in order]
+    for results in runs:
+        for r in results:
+            known = best.get(r.name)
+            if known is None or (known.stopped, known.seconds) > (r.stopped, r.seconds):
+                best[r.name] = r
+    return [best[r.name] for r in max(runs, key=len)]
 
 
 def main(home: Path) -> list[str]:

@@ -138,3 +138,14 @@ def add_listed_case(con: duckdb.DuckDBPyConnection, comment: str, sent_at: datet
         "VALUES ('E1', 'ST1', 'S1', 'birthday', 'A1', 1, ?, now(), 'open')",
         [comment],
     )
+
+
+def add_opt_out(
+    con: duckdb.DuckDBPyConnection, subscriber: str, channel: str, at: datetime, source: str,
+    key: str,
+) -> None:  # fmt: skip
+    """An opt-out of ``subscriber`` on ``channel`` at ``at``, evidenced by ``key``."""
+    con.execute(
+        "INSERT INTO opt_outs VALUES (?, ?, 'opt_out', ?, ?, ?)",
+        [subscriber, channel, at, source, key],
+    )

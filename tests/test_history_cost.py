@@ -35,7 +35,7 @@ from insights.monthly import build_monthly_report
 from insights.report import NO_MESSAGE, loop_report
 from insights.targets import Targets
 from segments.registry import load_rules
-from tests.factories import add_action, add_store, add_subscriber
+from tests.factories import add_action, add_opt_out, add_store, add_subscriber
 from tests.test_dispatch import LATER
 from tests.test_ingest import PHONE
 from warehouse.db import LOOKUP_KEYS, Pinned
@@ -551,11 +551,8 @@ def test_a_months_loop_report_reads_its_month_not_the_history_before(
     plan_second_round(con, settings, campaign, LATER.date(), "r2")  # cases with second rounds
     # June's opt-outs: a customer of today's surveys, and one whose every message is history
     # (B7's last, 2026-05-26, is more than 7 days before: put down to no campaign)
-    for subscriber, key in (("S1", "o1"), ("B7", "o2")):
-        con.execute(
-            "INSERT INTO opt_outs VALUES (?, ?, 'opt_out', ?, 'sms_reply', ?)",
-            [subscriber, "email" if subscriber == "S1" else "sms", LATER, key],
-        )
+    add_opt_out(con, "S1", "email", LATER, "sms_reply", "o1")
+    add_opt_out(con, "B7", "sms", LATER, "sms_reply", "o2")
     profiled = Profiled(con, as_rows=True)
     june = loop_report(
         profiled, "Asia/Shanghai", date(2026, 6, 1), date(2026, 6, 30), now=LATER,  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from insights.kpis import kpi_moments
 from insights.panorama import kpi_rows
 from insights.report import NO_MESSAGE, loop_report, summary_rows, write_reports
 from insights.targets import Targets
-from tests.factories import add_action, add_store, add_subscriber
+from tests.factories import add_action, add_opt_out, add_store, add_subscriber
 
 ZONE = "Asia/Shanghai"
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -26,13 +26,6 @@ def add_evaluation(con, key, action_id, subscriber, *, intent, round=1, at, scor
         SELECT ?, ?, action_id, ?, campaign_id, ?, store_id, channel, ?, ?, 'matched', ?
         FROM care_actions WHERE action_id = ?""",
         [key, key, subscriber, round, intent, score, at, action_id],
-    )
-
-
-def add_opt_out(con, subscriber, channel, at, source, key):
-    con.execute(
-        "INSERT INTO opt_outs VALUES (?, ?, 'opt_out', ?, ?, ?)",
-        [subscriber, channel, at, source, key],
     )
 
 

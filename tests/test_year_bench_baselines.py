@@ -1,6 +1,6 @@
 """The year benchmark's baselines: the empty day's faster run per step, and the month's ratios."""
 
-from benchmarks.year_bench import Result, against_month, fastest
+from benchmarks.year_bench import Result, against_month, fastest, sending_rate
 
 
 def test_each_step_takes_its_faster_empty_run_in_the_days_order() -> None:
@@ -39,3 +39,13 @@ def test_a_stopped_step_shows_no_ratio_and_is_not_the_slowest() -> None:
     dispatch = next(line for line in lines if line.startswith("dispatch"))
     assert dispatch.endswith("stopped") and "x" not in dispatch.split()[-1]
     assert lines[-1] == "slowest step against 31 days of history: report 1.20x"
+
+
+def test_the_sending_rate_leaves_out_the_same_command_with_nothing_due() -> None:
+    dispatch = Result("dispatch", 12.0, 1, settled=80_000, idle_seconds=4.0)
+    said = sending_rate(dispatch)
+    assert "10,000 actions/s over 8.0 s" in said and said.endswith("met)")
+    slower = sending_rate(Result("dispatch", 12.0, 1, settled=79_999, idle_seconds=4.0))
+    assert slower.endswith("MISS)")
+    # a second run that sent more measured something else: no figure rather than a wrong one
+    assert "not measured" in sending_rate(Result("dispatch", 12.0, 1, settled=80_000))

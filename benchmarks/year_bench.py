@@ -5,8 +5,6 @@ subscribers with an empty history.
 The warehouse (``year_history``: visits, the outbox, replies, inbound messages, delivery
 events, opt-outs, manager cases and their events, tens of millions of rows at full size) is
 built once and cached under the bench home, keyed by its parameters; each run works on a copy.
-It ends with last month's scheduled report (``leave_last_report``), which stores what every
-monthly report stores once: the retention lift's settled days and the closed months' KPIs.
 Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
 (default 90: 46 million rows, 4.9 GiB and a 5-minute first build on a quiet 2-core machine,
 plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 18 GiB twice and a 20- to
@@ -69,16 +67,12 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    import duckdb
 
 BIN = Path(sys.executable).parent
 DAY = date(2027, 3, 1)  # a year after the population's date (segments_bench.AS_OF)
 ZONE = ZoneInfo("Asia/Shanghai")
-VERSION = 6  # of the history generator: a cached warehouse of another version is rebuilt
+VERSION = 5  # of the history generator: a cached warehouse of another version is rebuilt
 DAY_TARGET_SECONDS = 300
 STEP_RATIO_TARGET = 1.5
 DISPATCH_TARGET = 10_000  # actions a second
@@ -185,30 +179,10 @@ def _build(path: Path, subscribers: int, days: int) -> dict[str, int]:
     try:
         chunk = int(os.environ.get("YEAR_BENCH_CHUNK_DAYS", "14"))
         counts = build_history(con, subscribers=subscribers, day=DAY, days=days, chunk_days=chunk)
-        leave_last_report(con)
         con.execute("CHECKPOINT")
     finally:
         con.close()
     return counts
-
-
-def leave_last_report(con: duckdb.DuckDBPyConnection) -> str:
-    """What last month's scheduled report left in the warehouse: the report of the month before
-    it, run at 06:00 on its 1st (prefect.yaml's ``monthly-report``). Each report stores the
-    retention lift's settled days and closes the months that are due, once; a year in
-    operation has run it every month, so the day's report stores a month's days and closes one
-    month. Without it the day's report would catch up a year of both: the one-off of the first
-    report after an upgrade (about 5 s at 10 million), not a daily cost. Returns the month."""
-    from core.settings import Settings
-    from insights.kpis import shift_month
-    from insights.monthly import configured_monthly_report
-
-    first = DAY.replace(day=1) - timedelta(days=1)  # in the month before the day's
-    month = shift_month(first.strftime("%Y-%m"), -1)
-    at = datetime(first.year, first.month, 1, 6, 0, tzinfo=ZONE).astimezone(UTC)
-    # the defaults, as the day's commands have them (they run without CARELOOP_ variables)
-    configured_monthly_report(con, Settings.model_construct(), month, at)
-    return month
 
 
 def visits_file(home: Path, base: Path, subscribers: int, days: int) -> Path:

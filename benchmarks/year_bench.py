@@ -50,10 +50,12 @@ the reported month costs each step (one run of each: read it beside the empty da
 Targets: the whole day with a year of history under 5 minutes; no step more than 1.5x slower
 than on empty history; dispatch at >= 10,000 actions a second. Dispatch's rate is shown over
 the whole command and over its sending alone: the command is run again at once, with nothing
-due, and its time (Python, imports, the flow run) is taken off (``idle_dispatch``). Dispatch and collect are also
-shown per item (actions settled, inbox items collected): the day with history also sends
-and collects what yesterday left (its queue, second rounds, follow-ups), so the two days need
-not do the same work, and a step's ratio carries that besides the history.
+due, and its time (Python, imports, the flow run) is taken off (``idle_dispatch``).
+
+Dispatch and collect are also shown per item (actions settled, inbox items collected): the day
+with history also sends and collects what yesterday left (its queue, second rounds,
+follow-ups), so the two days need not do the same work, and a step's ratio carries that
+besides the history.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ the reported month costs each step (one run of each: read it beside the empty da
 Targets: the whole day with a year of history under 5 minutes; no step more than 1.5x slower
 than on empty history; dispatch at >= 10,000 actions a second. Dispatch's rate is shown over
 the whole command and over its sending alone: the command is run again at once, with nothing
-due, and its time (Python, imports, the flow run) is taken off (``idle_dispatch``).
+due, and its time (Python, imports, the flow run, finding nothing due) is taken off
+(``idle_dispatch``). The target is judged on the whole command: the other tells where its
+time goes.
 
 Dispatch and collect are also shown per item (actions settled, inbox items collected): the day
 with history also sends and collects what yesterday left (its queue, second rounds,
@@ -75,6 +77,7 @@ BIN = Path(sys.executable).parent
 DAY = date(2027, 3, 1)  # a year after the population's date (segments_bench.AS_OF)
 ZONE = ZoneInfo("Asia/Shanghai")
 VERSION = 5  # of the history generator: a cached warehouse of another version is rebuilt
+FULL_SUBSCRIBERS = 10_000_000  # the size the targets are set for, with 365 days
 DAY_TARGET_SECONDS = 300
 STEP_RATIO_TARGET = 1.5
 DISPATCH_TARGET = 10_000  # actions a second
@@ -140,7 +143,7 @@ EMPTY_RUNS = 2  # the empty day runs twice, each step's faster run is its baseli
 
 
 def sizes() -> tuple[int, int]:
-    subscribers = int(os.environ.get("YEAR_BENCH_SUBSCRIBERS", "10000000"))
+    subscribers = int(os.environ.get("YEAR_BENCH_SUBSCRIBERS", str(FULL_SUBSCRIBERS)))
     days = int(os.environ.get("YEAR_BENCH_DAYS", str(DEFAULT_DAYS)))
     if not 1 <= days <= 365:
         raise ValueError("YEAR_BENCH_DAYS: 1 to 365 (the population dates from a year before)")
@@ -490,6 +493,7 @@ def report(
         f"year: one business day ({DAY}) of the loop through `careloop` commands, "
         f"{subscribers:,} subscribers, {days} days of history vs. empty history",
         f"year warehouse: {build}",
+        *_scale_note(subscribers, days),
         f"{'step':<16} {'empty s':>8} {'year s':>8} {'ratio':>6} {'empty MB':>9} {'year MB':>8}",
     ]
     by_name = {r.name: r for r in year}
@@ -538,7 +542,7 @@ def report(
             f"dispatch on {label} history: {rate:,.0f} actions/s (sent + failed over the "
             f"command's {step.seconds:.1f} s; target >= {DISPATCH_TARGET:,}: {ok}); {step.detail}"
         )
-        lines.append(f"  {sending_rate(step)}")
+        lines.append(f"  for reference, {sending_rate(step)}")
     return lines
 
 
@@ -550,12 +554,22 @@ def sending_rate(step: Result) -> str:
     if sending <= 0:
         return f"sending alone: not measured (the idle run took {step.idle_seconds:.1f} s)"
     rate = step.settled / sending
-    ok = "met" if rate >= DISPATCH_TARGET else "MISS"
     return (
         f"sending alone: {rate:,.0f} actions/s over {sending:.1f} s, the command's "
         f"{step.seconds:.1f} s less {step.idle_seconds:.1f} s for the same command with nothing "
-        f"due (target >= {DISPATCH_TARGET:,}: {ok})"
+        "due (not the target's figure: the idle run's cost is the command's too)"
     )
+
+
+def _scale_note(subscribers: int, days: int) -> list[str]:
+    """The targets are the issue's, for 10 million subscribers and a year: said when the run
+    is smaller, where a few hundred actions cannot show a rate of 10,000 a second."""
+    if (subscribers, days) == (FULL_SUBSCRIBERS, 365):
+        return []
+    return [
+        f"(the targets are set for {FULL_SUBSCRIBERS:,} subscribers and 365 days of history: "
+        "at this size their met/MISS marks say little)"
+    ]
 
 
 def empty_runs_text(runs: list[list[Result]]) -> list[str]:
@@ -570,7 +584,9 @@ def against_month(month: list[Result], year: list[Result], days: int) -> list[st
     """Each step with a year of history against the same day with ``days`` of it: what the
     history beyond the reported month costs. The monthly report reads its whole month, so on
     empty history it reads nothing; here both read a full month."""
-    lines = [f"{'step':<16} {f'{days}d s':>8} {'year s':>8} {'ratio':>6}  (history beyond a month)"]
+    lines = [
+        f"{'step':<16} {f'{days}d s':>8} {'year s':>8} {'ratio':>6}  (history beyond {days} days)"
+    ]
     pairs = paired(month, year)
     for m, y in pairs:
         ratio = "stopped" if m.stopped or y.stopped else f"{ratio_of((m, y)):.2f}x"
@@ -605,10 +621,15 @@ def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
     lines = []
     for e, y in pairs:
         if e.items and y.items and not y.stopped:
+            if not lines:
+                lines.append(
+                    "items: dispatch's actions sent or failed; collect's inbox items (replies "
+                    "and delivery receipts)"
+                )
             each_e, each_y = e.seconds / e.items * 1e3, y.seconds / y.items * 1e3
             lines.append(
-                f"{e.name} per item: empty {each_e:.3f} ms ({e.items:,}), year {each_y:.3f} ms "
-                f"({y.items:,}): {each_y / each_e:.2f}x an item's time, with "
+                f"{e.name} per item: empty {each_e:.3f} ms ({e.items:,} items), year "
+                f"{each_y:.3f} ms ({y.items:,} items): {each_y / each_e:.2f}x an item's time, with "
                 f"{y.items / e.items:.2f}x the items"
             )
     return lines

@@ -279,9 +279,12 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
 def idle_dispatch(step: Step, env: dict[str, str], home: Path, done: Result) -> float | None:
     """The dispatch command again, at the same moment, once everything due is settled: what
     the command costs besides its sending (starting Python, imports, the flow run, finding
-    nothing due), to tell the sending rate from the command's. None if it sent anything."""
-    quiet = {k: v for k, v in env.items() if k != PROFILE_VARIABLE}  # keeps the step's profile
-    again = run_step(replace(step, name="dispatch idle"), quiet, home)
+    nothing due), to tell the sending rate from the command's. None if it sent anything, and
+    under the profiler: the step's time then carries the profiler's cost, and a profiled idle
+    run would write over the step's profile."""
+    if env.get(PROFILE_VARIABLE):
+        return None
+    again = run_step(replace(step, name="dispatch idle"), env, home)
     return again.seconds if dispatch_detail(home)[0] == done.settled else None
 
 
@@ -319,14 +322,15 @@ def upgrade(home: Path) -> None:
     from cases.collect import collect
     from cases.follow_up import plan_follow_ups
     from cases.publishing import publish_boards
-    from core.settings import load_settings
+    from core.settings import Settings
     from feedback.ingest import watermark
     from inbox.inbox import Inbox
     from insights.first_care import store_days
     from insights.kpis import kpi_moments, shift_month
     from warehouse.db import connect
 
-    settings = load_settings(home=home)
+    # the defaults, as the day's commands have them (run_day leaves out CARELOOP_ variables)
+    settings = Settings.model_construct(home=home)
     con = connect(settings.warehouse_path)
     try:
         inbox = Inbox.of(settings)
@@ -549,7 +553,9 @@ def report(
 def sending_rate(step: Result) -> str:
     """The dispatch's actions a second without the command's own cost (``idle_dispatch``)."""
     if step.idle_seconds is None:
-        return "sending alone: not measured (the dispatch run again sent more)"
+        return (
+            "sending alone: not measured (under the profiler, or the dispatch run again sent more)"
+        )
     sending = step.seconds - step.idle_seconds
     if sending <= 0:
         return f"sending alone: not measured (the idle run took {step.idle_seconds:.1f} s)"

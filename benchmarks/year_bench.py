@@ -279,12 +279,14 @@ def run_day(label: str, warehouse: Path, visits: Path, bench: Path, api: str) ->
 def idle_dispatch(step: Step, env: dict[str, str], home: Path, done: Result) -> float | None:
     """The dispatch command again, at the same moment, once everything due is settled: what
     the command costs besides its sending (starting Python, imports, the flow run, finding
-    nothing due), to tell the sending rate from the command's. None if it sent anything, and
-    under the profiler: the step's time then carries the profiler's cost, and a profiled idle
-    run would write over the step's profile."""
+    nothing due), to tell the sending rate from the command's. None if it sent anything or
+    ran past the step timeout, and under the profiler: the step's time then carries the
+    profiler's cost, and a profiled idle run would write over the step's profile."""
     if env.get(PROFILE_VARIABLE):
         return None
     again = run_step(replace(step, name="dispatch idle"), env, home)
+    if again.stopped:  # past the step timeout: its seconds are the limit, not its cost
+        return None
     return again.seconds if dispatch_detail(home)[0] == done.settled else None
 
 
@@ -554,7 +556,8 @@ def sending_rate(step: Result) -> str:
     """The dispatch's actions a second without the command's own cost (``idle_dispatch``)."""
     if step.idle_seconds is None:
         return (
-            "sending alone: not measured (under the profiler, or the dispatch run again sent more)"
+            "sending alone: not measured (under the profiler, or the dispatch run again sent "
+            "more or was stopped)"
         )
     sending = step.seconds - step.idle_seconds
     if sending <= 0:

@@ -630,18 +630,17 @@ def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
     lines = []
     for e, y in pairs:
         if e.items and y.items and not y.stopped:
-            if not lines:
-                lines.append(
-                    "items: dispatch's actions sent or failed; collect's inbox items (replies "
-                    "and delivery receipts)"
-                )
             each_e, each_y = e.seconds / e.items * 1e3, y.seconds / y.items * 1e3
             lines.append(
                 f"{e.name} per item: empty {each_e:.3f} ms ({e.items:,} items), year "
                 f"{each_y:.3f} ms ({y.items:,} items): {each_y / each_e:.2f}x an item's time, with "
                 f"{y.items / e.items:.2f}x the items"
             )
-    return lines
+    legend = (
+        "items: dispatch's actions sent or failed; collect's inbox items (replies and delivery "
+        "receipts)"
+    )
+    return [legend, *lines] if lines else []
 
 
 def month_days() -> int:

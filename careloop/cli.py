@@ -15,13 +15,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperGroup
 
 from careloop.dates import parse_day
+from careloop.groups import SummaryGroup
 from careloop.insights_cli import insights_app
 
 
-class _OneLineErrors(TyperGroup):
+class _OneLineErrors(SummaryGroup):
     """Every command's errors end here: a user's mistake is told in one line (exit 2),
     anything else too (exit 1), with its traceback only under --debug."""
 
@@ -60,15 +60,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-segment_app = typer.Typer(help="Segment rules (segments/rules).", no_args_is_help=True)
-audience_app = typer.Typer(help="Who a campaign would contact.", no_args_is_help=True)
-model_app = typer.Typer(help="The at_risk model (scikit-learn).", no_args_is_help=True)
-replies_app = typer.Typer(help="Customer replies.", no_args_is_help=True)
+segment_app = typer.Typer(
+    cls=SummaryGroup, help="Segment rules (segments/rules).", no_args_is_help=True
+)
+audience_app = typer.Typer(
+    cls=SummaryGroup, help="Who a campaign would contact.", no_args_is_help=True
+)
+model_app = typer.Typer(
+    cls=SummaryGroup, help="The at_risk model (scikit-learn).", no_args_is_help=True
+)
+replies_app = typer.Typer(cls=SummaryGroup, help="Customer replies.", no_args_is_help=True)
 managers_app = typer.Typer(
+    cls=SummaryGroup,
     help="Store managers: their personal sign-in links, and ending their sessions.",
     no_args_is_help=True,
 )
 load_app = typer.Typer(
+    cls=SummaryGroup,
     help="Load stores, regions, subscribers or visits (CSV or Parquet), validated first.",
     no_args_is_help=True,
 )

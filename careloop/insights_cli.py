@@ -16,8 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from careloop.dates import parse_day
+from careloop.groups import SummaryGroup
 
 insights_app = typer.Typer(
+    cls=SummaryGroup,
     help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
     no_args_is_help=True,
 )

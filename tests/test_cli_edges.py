@@ -100,3 +100,31 @@ def test_migrate_says_what_it_applied_and_then_that_nothing_was_left(settings):
     said = " ".join(first.output.split())
     assert "applied now: 0001_initial," in said and "0031_evaluations_unkeyed" in said
     assert "nothing to apply" in again.output and "applied now" not in again.output
+
+
+@pytest.mark.parametrize(
+    ("group", "command", "summary"),
+    [
+        ([], "deploy", "(PREFECT_API_URL, or the stack `make up` started), daily schedules"),
+        (["insights"], "lift", "with its 95% interval, p-value and the sample size a campaign"),
+        (["managers"], "revoke", "refuse the links issued until now (a lost phone, a leaked"),
+    ],
+)
+def test_a_groups_list_gives_each_summary_as_a_paragraph(group, command, summary):
+    """A docstring wrapped at the source's width was listed with its line breaks: `careloop
+    --help` had "(PREFECT_API_URL, or the stack `make" on a line of its own. Wide enough for
+    the summary, its line holds it whole."""
+    result = CliRunner().invoke(app, [*group, "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if f"│ {command} " in row)
+    assert summary in line, result.output
+
+
+def test_a_kept_block_is_listed_as_written():
+    """The load commands' column tables ("\\b") keep their lines in the command's own help."""
+    result = CliRunner().invoke(app, ["load", "visits", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    columns = [
+        row.strip() for row in result.output.splitlines() if row.lstrip().startswith("visit")
+    ]
+    assert columns and columns[0].startswith("visit_id       an id"), result.output

@@ -6,9 +6,9 @@ The warehouse (``year_history``: visits, the outbox, replies, inbound messages, 
 events, opt-outs, manager cases and their events, tens of millions of rows at full size) is
 built once and cached under the bench home, keyed by its parameters; each run works on a copy.
 Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
-(default 90: 46 million rows, 4.9 GiB and a 5-minute first build on a quiet 2-core machine,
-plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 18 GiB twice and a 20- to
-42-minute first build); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30
+(default 90: 46 million rows, 5 GiB and a 5- to 25-minute first build on a 2-core machine,
+plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 17-18 GiB twice and a 17- to
+42-minute first build, as the README says); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30
 YEAR_BENCH_MONTH_DAYS=10``.
 
 The day (business zone Asia/Shanghai, the day after the history ends), each step a command

@@ -8,8 +8,8 @@ built once and cached under the bench home, keyed by its parameters; each run wo
 Sizes: ``YEAR_BENCH_SUBSCRIBERS`` (default 10,000,000) and ``YEAR_BENCH_DAYS`` of history
 (default 90: 46 million rows, 5 GiB and a 5- to 25-minute first build on a 2-core machine,
 plus a copy per run; ``YEAR_BENCH_DAYS=365``: 189 million rows, 17-18 GiB twice and a 17- to
-42-minute first build, as the README says); try it small with ``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30
-YEAR_BENCH_MONTH_DAYS=10``.
+42-minute first build, as the README says); try it small with
+``YEAR_BENCH_SUBSCRIBERS=1000000 YEAR_BENCH_DAYS=30 YEAR_BENCH_MONTH_DAYS=10``.
 
 The day (business zone Asia/Shanghai, the day after the history ends), each step a command
 in its own process, timed from outside, its peak memory read by ``/usr/bin/time`` (the

@@ -13,13 +13,21 @@ class SummaryGroup(TyperGroup):
 
     Docstrings are wrapped at the source's width. A command's own help joins the lines of its
     first paragraph, but Typer's list of a group's commands kept its line breaks: `careloop
-    --help` showed "(PREFECT_API_URL, or the stack `make" on a line of its own. Each command's
-    summary is set here, joined, unless it has one or its help is a kept block ("\\b")."""
+    --help` showed "(PREFECT_API_URL, or the stack `make" on a line of its own. The first
+    paragraph's lines are joined here, in the help itself, so the list, the command's own page
+    and shell completion (which cuts the summary short) all read it as one paragraph. A kept
+    block ("\\b") and a summary given explicitly are left as written."""
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is not None and command.short_help is None and command.help:
-            first = inspect.cleandoc(command.help).split("\n\n")[0]
-            if not first.startswith("\b"):
-                command.short_help = " ".join(first.split())
+        if command is not None and command.help:
+            command.help = joined_summary(command.help)
         return command
+
+
+def joined_summary(help_text: str) -> str:
+    """``help_text`` with its first paragraph on one line (a kept "\\b" block as it is)."""
+    first, *rest = inspect.cleandoc(help_text).split("\n\n")
+    if first.startswith("\b"):
+        return help_text
+    return "\n\n".join([" ".join(first.split()), *rest])

@@ -1,10 +1,12 @@
 """The insights and report commands' arguments, and local times as campaign files give them."""
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from campaigns.spec import DEFINITIONS_DIR, CampaignError, parse_campaign
 from careloop.cli import app
+from careloop.groups import SummaryGroup
 from tests.test_send_time import simulate
 
 
@@ -120,11 +122,53 @@ def test_a_groups_list_gives_each_summary_as_a_paragraph(group, command, summary
     assert summary in line, result.output
 
 
-def test_a_kept_block_is_listed_as_written():
-    """The load commands' column tables ("\\b") keep their lines in the command's own help."""
-    result = CliRunner().invoke(app, ["load", "visits", "--help"], env={"COLUMNS": "120"})
+def _listing_app() -> typer.Typer:
+    """A group of three commands: a wrapped docstring, a kept block, a summary given."""
+    listing = typer.Typer(cls=SummaryGroup)
+
+    @listing.command()
+    def wrapped() -> None:
+        """A summary that the source wraps, as a docstring is
+        wrapped at the source's width, and goes on after it."""
+
+    @listing.command(help="\b\nline one\nline two")
+    def kept() -> None:
+        pass
+
+    @listing.command(short_help="a summary given")
+    def given() -> None:
+        """A docstring that the list does not show."""
+
+    return listing
+
+
+def test_a_kept_block_and_a_given_summary_are_listed_as_written():
+    """Only a first paragraph wrapped at the source's width is joined: a kept block ("\\b")
+    keeps its lines, and a summary given explicitly is the one listed."""
+    result = CliRunner().invoke(_listing_app(), ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    columns = [
-        row.strip() for row in result.output.splitlines() if row.lstrip().startswith("visit")
-    ]
-    assert columns and columns[0].startswith("visit_id       an id"), result.output
+    lines = result.output.splitlines()
+    row = next(i for i, line in enumerate(lines) if "│ kept " in line)
+    assert "line one" in lines[row] and "line two" not in lines[row]
+    assert "line two" in lines[row + 1], result.output
+    assert any("│ given " in line and "a summary given" in line for line in lines)
+    assert any(
+        "│ wrapped " in line and "source wraps, as a docstring is wrapped at the" in line
+        for line in lines
+    ), result.output
+
+
+def test_shell_completion_gives_one_line_a_command():
+    """Fish and PowerShell read a completion candidate per line: a summary that ran over
+    several lines gave each of its lines as a candidate of its own."""
+    env = {
+        "_CARELOOP_COMPLETE": "complete_fish",
+        "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+        "_TYPER_COMPLETE_ARGS": "careloop ",
+        "COLUMNS": "80",
+    }
+    result = CliRunner().invoke(app, [], env=env, prog_name="careloop")
+    commands = {c.name for c in typer.main.get_command(app).commands.values()}  # type: ignore[attr-defined]
+    candidates = [line.split("\t")[0] for line in result.output.splitlines() if line]
+    assert "deploy" in candidates, result.output
+    assert set(candidates) <= commands, result.output

@@ -95,7 +95,12 @@ Params = Annotated[
 OutputFormat = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 AsOf = Annotated[
     datetime | None,
-    typer.Option("--as-of", parser=parse_day, help="The as-of date, YYYY-MM-DD (default today)."),
+    typer.Option(
+        "--as-of",
+        parser=parse_day,
+        metavar="YYYY-MM-DD",
+        help="The as-of date, YYYY-MM-DD (default today).",
+    ),
 ]
 
 
@@ -187,7 +192,8 @@ def demo_data(
     subscribers: Annotated[int, typer.Option(min=1, help="How many subscribers.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
     until: Annotated[
-        datetime, typer.Option(parser=parse_day, help="The last day of the data.")
+        datetime,
+        typer.Option(parser=parse_day, metavar="YYYY-MM-DD", help="The last day of the data."),
     ] = datetime(2026, 3, 1),
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
@@ -346,10 +352,10 @@ def report(
 
 @app.command()
 def demo(
-    subscribers: Annotated[int, typer.Option(min=100)] = 50_000,
+    subscribers: Annotated[int, typer.Option(min=100, help="How many subscribers.")] = 50_000,
     days: Annotated[int, typer.Option(min=1, help="Days of campaigns.")] = 14,
     settle_days: Annotated[int, typer.Option(min=0, help="Days after, for replies.")] = 4,
-    seed: int = 7,
+    seed: Annotated[int, typer.Option(help="Same seed, same demo.")] = 7,
 ) -> None:
     """Build a demo warehouse and run the whole loop on the sandbox, in simulated time."""
     from flows.demo import run_demo

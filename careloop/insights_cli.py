@@ -258,6 +258,7 @@ def send_time(
         datetime | None,
         typer.Option(
             parser=parse_day,
+            metavar="YYYY-MM-DD",
             help="YYYY-MM-DD (business timezone): learn from the sends before, judge the "
             "campaign's sends from then on (default: 30 days before --until).",
         ),
@@ -266,6 +267,7 @@ def send_time(
         datetime | None,
         typer.Option(
             parser=parse_day,
+            metavar="YYYY-MM-DD",
             help="YYYY-MM-DD (business timezone): the held-out period's end, excluded "
             "(default: just after the campaign's last send).",
         ),

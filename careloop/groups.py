@@ -26,8 +26,11 @@ class SummaryGroup(TyperGroup):
 
 
 def joined_summary(help_text: str) -> str:
-    """``help_text`` with its first paragraph on one line (a kept "\\b" block as it is)."""
-    first, *rest = inspect.cleandoc(help_text).split("\n\n")
+    """``help_text`` with its first paragraph on one line (a kept "\\b" block as it is). What
+    follows a "\\f" is not help (click shows nothing after it): it is left where it is, never
+    joined into the summary."""
+    shown, cut, hidden = help_text.partition("\f")
+    first, *rest = inspect.cleandoc(shown).split("\n\n")
     if first.startswith("\b"):
         return help_text
-    return "\n\n".join([" ".join(first.split()), *rest])
+    return "\n\n".join([" ".join(first.split()), *rest]) + cut + hidden

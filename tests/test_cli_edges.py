@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from campaigns.spec import DEFINITIONS_DIR, CampaignError, parse_campaign
 from careloop.cli import app
-from careloop.groups import SummaryGroup
+from careloop.groups import SummaryGroup, joined_summary
 from tests.test_send_time import simulate
 
 
@@ -172,3 +172,10 @@ def test_shell_completion_gives_one_line_a_command():
     candidates = [line.split("\t")[0] for line in result.output.splitlines() if line]
     assert "deploy" in candidates, result.output
     assert set(candidates) <= commands, result.output
+
+
+def test_what_follows_a_form_feed_is_never_joined_into_the_summary():
+    """Click shows nothing after a "\\f" (internal notes); joined, it became the summary's end."""
+    shown = joined_summary("Do the\n    thing.\n\f\n:param ctx: internal.")
+    assert shown.partition("\f")[0].strip() == "Do the thing."
+    assert joined_summary("\b\nline one\nline two") == "\b\nline one\nline two"

@@ -99,7 +99,7 @@ AsOf = Annotated[
         "--as-of",
         parser=parse_day,
         metavar="YYYY-MM-DD",
-        help="The as-of date, YYYY-MM-DD (default today).",
+        help="The as-of date (default today).",
     ),
 ]
 

@@ -259,7 +259,7 @@ def send_time(
         typer.Option(
             parser=parse_day,
             metavar="YYYY-MM-DD",
-            help="YYYY-MM-DD (business timezone): learn from the sends before, judge the "
+            help="A day in the business timezone: learn from the sends before, judge the "
             "campaign's sends from then on (default: 30 days before --until).",
         ),
     ] = None,
@@ -268,7 +268,7 @@ def send_time(
         typer.Option(
             parser=parse_day,
             metavar="YYYY-MM-DD",
-            help="YYYY-MM-DD (business timezone): the held-out period's end, excluded "
+            help="A day in the business timezone: the held-out period's end, excluded "
             "(default: just after the campaign's last send).",
         ),
     ] = None,

@@ -142,6 +142,10 @@ def _row(
     flag = None
     if change is not None and enough and abs(change) > targets.flag_threshold:
         flag = "up" if change > 0 else "down"
+    elif previous == 0 and value and enough:
+        # a move away from 0 has no relative size (change stays None), but any move is more
+        # than the threshold: an opt-out rate from 0% to 2% is flagged
+        flag = "up" if value > 0 else "down"
     return KpiRow(
         kpi, scope, key, value, previous, targets.target(kpi, scope, key), change, flag,
         p is not None and p < targets.alpha, now.n, before.n, _interval(spec.binary, now),

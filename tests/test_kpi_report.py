@@ -199,6 +199,21 @@ def test_the_drill_down_names_the_stores(con):
     assert "ST2 上海ST2" in render_html(report)
 
 
+def test_a_kpi_rising_from_zero_is_flagged(con):
+    """A move from 0 has no relative change, and was never flagged: a store whose customers
+    all gave 1-2 in January and some 4-5 in February moved the most of all."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 40, 0)  # 0%
+    plant_ratings(con, "ST1", "2026-02", 40, 20)  # 50%
+    _, rows = rows_of(con)
+    overall = rows[("csat", "overall", None)]
+    assert overall.previous == 0 and overall.change is None
+    assert overall.flag == "up" and overall.good is True
+    _, few = rows_of(con, targets=Targets(min_units=50))
+    assert few[("csat", "overall", None)].flag is None  # too few units to flag at all
+
+
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):
     add_stores(con)
     register_campaign(con, "store_visit", "store_visit")

@@ -14,6 +14,10 @@ from insights.kpis import KPI_BY_NAME, KPIS, SCOPES, TREND_MONTHS, Better, Kpi, 
 from insights.stats import Moments, compare, false_discovery, mean_interval, wilson
 from insights.targets import Targets
 
+# A mean of values that sum to 0 can come out as 1e-17 (0.1 + 0.2 - 0.3 in floats): a level
+# this close to 0 is 0, with no relative change, and a move this small is no move.
+ROUNDING = 1e-9
+
 Cell = tuple[str, str, str | None]  # kpi, scope, key
 DRILL_SCOPES = ("store", "segment")
 
@@ -26,7 +30,7 @@ class KpiRow:
     value: float | None
     previous: float | None
     target: float | None
-    change: float | None  # relative to previous (what the flag reads)
+    change: float | None  # relative to previous (what the flag reads; None from 0)
     flag: str | None  # up | down | None
     significant: bool
     n: int
@@ -137,12 +141,15 @@ def _row(
 ) -> KpiRow:  # fmt: skip
     kpi, scope, key = cell
     value, previous = now.mean, before.mean
-    change = (value - previous) / abs(previous) if value is not None and previous else None
+    at_zero = previous is not None and abs(previous) < ROUNDING
+    change = (
+        None if value is None or previous is None or at_zero else (value - previous) / abs(previous)
+    )
     enough = min(now.n, before.n) >= targets.min_units
     flag = None
     if change is not None and enough and abs(change) > targets.flag_threshold:
         flag = "up" if change > 0 else "down"
-    elif previous == 0 and value and enough:
+    elif at_zero and value is not None and abs(value) >= ROUNDING and enough:
         # a move away from 0 has no relative size (change stays None), but any move is more
         # than the threshold: an opt-out rate from 0% to 2% is flagged
         flag = "up" if value > 0 else "down"

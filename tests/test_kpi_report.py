@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from careloop.cli import app
+from insights.export_panorama import export_panorama
 from insights.kpis import kpi_moments, shift_month
 from insights.monthly import build_monthly_report
 from insights.panorama import contributions, kpi_rows
@@ -212,6 +213,29 @@ def test_a_kpi_rising_from_zero_is_flagged(con):
     assert overall.flag == "up" and overall.good is True
     _, few = rows_of(con, targets=Targets(min_units=50))
     assert few[("csat", "overall", None)].flag is None  # too few units to flag at all
+
+
+def test_a_move_from_zero_on_an_export_is_flagged_by_its_sign_and_noise_is_not(tmp_path):
+    """A numeric KPI from 0 down is flagged down; one whose values sum to 0 (a mean of 1e-17,
+    float rounding) is not flagged and has no change; a store short of units in only the
+    month before is not flagged either."""
+    rows = [("2026-01-15", 0.0, s) for s in ("A", "B", "E") for _ in range(40)]
+    rows += [("2026-01-15", 0.0, "C")] * 10  # too few units last month
+    rows += [("2026-02-15", v, "A") for v in [-1.0, 0.0] * 20]  # mean -0.5
+    # 0.1, 0.2 and -0.3 dealt to B and E in turn: each sums to 0, B's mean comes out 9e-18
+    rows += [("2026-02-15", v, "BE"[i % 2]) for i, v in enumerate([0.1, 0.2, -0.3] * 20)]
+    rows += [("2026-02-15", 1.0, "C")] * 40
+    path = tmp_path / "export.csv"
+    pl.DataFrame(rows, schema=["day", "v", "store"], orient="row").write_csv(path)
+    panorama = export_panorama(
+        path, "2026-02", date="day", value="v", by=["store"], targets=Targets(min_units=30)
+    )
+    by_key = {(r.scope, r.key): r for r in panorama.rows}
+    assert by_key[("store", "A")].flag == "down" and by_key[("store", "A")].change is None
+    noise = by_key[("store", "B")]
+    assert noise.previous == 0 and 0 < abs(noise.value) < 1e-12  # rounding, not a move
+    assert noise.flag is None and noise.change is None
+    assert by_key[("store", "C")].flag is None  # 10 units in January
 
 
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):

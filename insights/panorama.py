@@ -147,7 +147,8 @@ def _row(
     )
     enough = min(now.n, before.n) >= targets.min_units
     flag = None
-    if change is not None and enough and abs(change) > targets.flag_threshold:
+    # more than the threshold by more than rounding: 100% to 95% is a change of -0.0500...04
+    if change is not None and enough and abs(change) > targets.flag_threshold + ROUNDING:
         flag = "up" if change > 0 else "down"
     elif at_zero and value is not None and abs(value) >= ROUNDING and enough:
         # a move away from 0 has no relative size (change stays None), but any move is more

@@ -238,6 +238,18 @@ def test_a_move_from_zero_on_an_export_is_flagged_by_its_sign_and_noise_is_not(t
     assert by_key[("store", "C")].flag is None  # 10 units in January
 
 
+def test_a_move_of_exactly_the_threshold_is_not_flagged(con):
+    """CSAT from 100% to 95% is a change of -0.05000000000000004 in floats: not more than
+    the 5% the flag asks for."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", 40, 40)  # 100%
+    plant_ratings(con, "ST1", "2026-02", 40, 38)  # 95%
+    _, rows = rows_of(con)
+    overall = rows[("csat", "overall", None)]
+    assert overall.change == pytest.approx(-0.05) and overall.flag is None
+
+
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):
     add_stores(con)
     register_campaign(con, "store_visit", "store_visit")

@@ -70,6 +70,15 @@ def register_campaign(con, campaign, segment):
     )
 
 
+def st1_csat(con, january, february):
+    """The stores, and ST1's store-visit ratings in January and February 2026, each month
+    given as (rated, satisfied)."""
+    add_stores(con)
+    register_campaign(con, "store_visit", "store_visit")
+    plant_ratings(con, "ST1", "2026-01", *january)
+    plant_ratings(con, "ST1", "2026-02", *february)
+
+
 def rows_of(con, month="2026-02", targets=None):
     moments = kpi_moments(con, month, "Asia/Shanghai", sla_hours=48, now=NOW, reply_window_hours=72)
     return moments, {
@@ -203,10 +212,7 @@ def test_the_drill_down_names_the_stores(con):
 def test_a_kpi_rising_from_zero_is_flagged(con):
     """A move from 0 has no relative change, and was never flagged: a store whose customers
     all gave 1-2 in January and some 4-5 in February moved the most of all."""
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    plant_ratings(con, "ST1", "2026-01", 40, 0)  # 0%
-    plant_ratings(con, "ST1", "2026-02", 40, 20)  # 50%
+    st1_csat(con, (40, 0), (40, 20))  # 0%, then 50%
     _, rows = rows_of(con)
     overall = rows[("csat", "overall", None)]
     assert overall.previous == 0 and overall.change is None
@@ -241,20 +247,14 @@ def test_a_move_from_zero_on_an_export_is_flagged_by_its_sign_and_noise_is_not(t
 def test_a_move_of_exactly_the_threshold_is_not_flagged(con):
     """CSAT from 100% to 95% is a change of -0.05000000000000004 in floats: not more than
     the 5% the flag asks for."""
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    plant_ratings(con, "ST1", "2026-01", 40, 40)  # 100%
-    plant_ratings(con, "ST1", "2026-02", 40, 38)  # 95%
+    st1_csat(con, (40, 40), (40, 38))  # 100%, then 95%
     _, rows = rows_of(con)
     overall = rows[("csat", "overall", None)]
     assert overall.change == pytest.approx(-0.05) and overall.flag is None
 
 
 def test_a_big_move_on_few_units_is_flagged_but_called_noise(con):
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    plant_ratings(con, "ST1", "2026-01", 40, 32)  # 80%
-    plant_ratings(con, "ST1", "2026-02", 40, 28)  # 70%: -12.5%
+    st1_csat(con, (40, 32), (40, 28))  # 80%, then 70%: -12.5%
     _, rows = rows_of(con)
     overall = rows[("csat", "overall", None)]
     assert overall.flag == "down" and not overall.significant
@@ -287,10 +287,7 @@ def test_segment_and_campaign_scopes_and_the_twelve_month_trend(con):
 
 
 def test_json_has_one_row_per_kpi_and_scope(con, settings):
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    plant_ratings(con, "ST1", "2026-01", 100, 80)
-    plant_ratings(con, "ST1", "2026-02", 100, 60)
+    st1_csat(con, (100, 80), (100, 60))
     con.close()
     result = CliRunner().invoke(app, ["report", "--month", "2026-02", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -312,10 +309,7 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
 def test_the_report_commands_loop_figures_cover_its_month_alone(con, settings):
     """Care planned in other months is not the month's loop report (nor read for it: a
     report's cost does not grow with the history behind it)."""
-    add_stores(con)
-    register_campaign(con, "store_visit", "store_visit")
-    plant_ratings(con, "ST1", "2026-01", 100, 80)
-    plant_ratings(con, "ST1", "2026-02", 50, 30)
+    st1_csat(con, (100, 80), (50, 30))
     con.close()
     for month, rated, csat in (("2026-02", 50, "60.0"), ("2026-01", 100, "80.0")):
         result = CliRunner().invoke(app, ["report", "--month", month])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -19,6 +18,7 @@ from rich.table import Table
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
 from careloop.insights_cli import insights_app
+from core.output import print_json
 
 
 class _OneLineErrors(SummaryGroup):
@@ -335,7 +335,7 @@ def report(
         now = utc_now()  # one instant for both reports: the tests they share are as of it
         monthly = configured_monthly_report(con, settings, chosen, now)
         if fmt == "json":
-            typer.echo(json.dumps(monthly.as_json(), ensure_ascii=False, allow_nan=False))
+            print_json(monthly.as_json())
             return
         written = write_reports(
             con, settings.reports_dir, f"careloop: the loop in {chosen}", settings.timezone,
@@ -747,7 +747,7 @@ def replies_parse(text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
     from feedback.parsing import parse_reply
 
-    typer.echo(json.dumps(parse_reply(text).as_dict(), ensure_ascii=False))
+    print_json(parse_reply(text).as_dict())
 
 
 def _fail(message: str) -> NoReturn:

@@ -6,10 +6,9 @@ quick.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
+from core.output import print_json
 
 insights_app = typer.Typer(
     cls=SummaryGroup,
@@ -32,11 +32,6 @@ def _checked(fmt: str) -> str:
     if fmt not in ("table", "json"):
         raise typer.BadParameter(f"{fmt!r}: use table or json", param_hint="--format")
     return fmt
-
-
-def _print_json(data: Any) -> None:
-    # strict JSON: a NaN or Infinity would be a bug upstream, and other parsers refuse them
-    typer.echo(json.dumps(data, ensure_ascii=False, allow_nan=False))
 
 
 @insights_app.command("drivers")
@@ -61,7 +56,7 @@ def drivers(
     chosen = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
     analysis, ignored = analyse_export(path, target, chosen)
     if fmt == "json":
-        _print_json({"target": target, **analysis.as_json(), "ignored_columns": ignored})
+        print_json({"target": target, **analysis.as_json(), "ignored_columns": ignored})
         return
     title = (f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f} "
              f"({analysis.method} Shapley split of R²)")  # fmt: skip
@@ -101,7 +96,7 @@ def lift(
     _checked(fmt)
     found = measure_export(path, group, outcome, detect=detect)
     if fmt == "json":
-        _print_json(found.as_json())
+        print_json(found.as_json())
         return
     console.print(
         f"treated {found.treated_mean:.4g} (n {found.n_treated}) vs holdout "
@@ -151,7 +146,7 @@ def kpis(
         better="lower" if better == "lower" else "higher" if better else None,
     )  # fmt: skip
     if fmt == "json":
-        _print_json(found.as_json())
+        print_json(found.as_json())
         return
     if fmt == "html":
         typer.echo(render_export_html(found))
@@ -207,7 +202,7 @@ def topics(
     with warehouse(settings.warehouse_path) as con:
         found = hot_topics(con, chosen, settings.timezone)
     if fmt == "json":
-        _print_json({"month": chosen, "topics": [t.as_json() for t in found]})
+        print_json({"month": chosen, "topics": [t.as_json() for t in found]})
         return
     table = Table("topic", "this month", "last month", "hot", "examples", "stores",
                   title=f"dissatisfied comments by topic, {chosen}")  # fmt: skip
@@ -236,7 +231,7 @@ def variants(
     with warehouse(settings.warehouse_path, read_only=True) as con:
         found = variant_report(con, campaign, utc_now(), settings.reply_window_hours)
     if fmt == "json":
-        _print_json(found.as_json())
+        print_json(found.as_json())
         return
     table = Table("variant", "sends", "outcomes", found.outcome_label, "95% interval", "P(best)",
                   title=f"{campaign}: message variants on {found.outcome}")  # fmt: skip
@@ -310,7 +305,7 @@ def send_time(
             param_hint="--cutoff/--until",
         )
     if fmt == "json":
-        _print_json(found.as_json())
+        print_json(found.as_json())
         return
     table = Table("sent at", "held-out sends", "answered", "response rate", "95% interval",
                   "median reply (min)",

@@ -7,13 +7,26 @@ import csv
 import json
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:  # the command line imports this module, and polars takes a while to load
+    import polars as pl
+
 Format = Literal["table", "csv", "json"]
+
+
+def json_text(data: Any) -> str:
+    """``data`` as strict JSON, indented: a month's report is thousands of lines, read by people
+    as often as by ``jq``, printed (``print_json``) and written to a file alike. A NaN or
+    Infinity would be a bug upstream, and other parsers refuse them, so they are an error."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=2)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json_text(data) + "\n")
 
 
 def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:

@@ -3,7 +3,6 @@ script, no web font, no link that needs the network."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from core.files import path_inside, private_dir, write_private_text
+from core.output import json_text
 from insights import charts
 from insights.export_panorama import ExportPanorama
 from insights.kpis import KPI_BY_NAME, KPIS, shift_month
@@ -131,7 +131,5 @@ def write_month(report: MonthlyReport, directory: Path) -> tuple[Path, Path]:
     html = path_inside(directory, f"kpi-{report.month}", ".html")
     data = path_inside(directory, f"kpi-{report.month}", ".json")
     write_private_text(html, render_html(report))
-    write_private_text(
-        data, json.dumps(report.as_json(), ensure_ascii=False, indent=1, allow_nan=False)
-    )
+    write_private_text(data, json_text(report.as_json()))
     return html, data

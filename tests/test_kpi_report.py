@@ -292,6 +292,8 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
     result = CliRunner().invoke(app, ["report", "--month", "2026-02", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
+    # indented for people reading it: one line per figure, not the whole report on one line
+    assert result.output.startswith('{\n  "month": "2026-02",\n')
     assert data["month"] == "2026-02"
     csat = next(r for r in data["kpis"] if r["kpi"] == "csat" and r["scope"] == "overall")
     assert csat["key"] is None and csat["value"] == 0.6 and csat["previous"] == 0.8
@@ -304,6 +306,10 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
         assert set(row) >= {"kpi", "scope", "key", "value", "previous", "target", "change",
                             "flag", "significant", "n"}  # fmt: skip
         assert row["flag"] in ("up", "down", None)
+    written = CliRunner().invoke(app, ["report", "--month", "2026-02"])
+    assert written.exit_code == 0, written.output
+    # the file the report writes says the same, in the same words
+    assert (settings.reports_dir / "kpi-2026-02.json").read_text() + "\n" == result.output
 
 
 def test_the_report_commands_loop_figures_cover_its_month_alone(con, settings):

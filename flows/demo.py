@@ -159,8 +159,10 @@ def run_day(
 
 
 def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoResult:
-    """The demo's report covers its own days (the warehouse also holds the year before), as
-    of the end of its last simulated day."""
+    """The demo's report covers its own days, ``start`` to ``end`` (the warehouse also holds
+    the year before), as of the end of its last simulated day. The last day's collect runs at
+    08:00 the next morning and may queue follow-ups dated then: they belong to a day the demo
+    did not show."""
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
         monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))
@@ -170,6 +172,7 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
             "careloop demo: satisfaction KPIs",
             settings.timezone,
             start,
+            end,
             now=end_of_day(end),
             sla_hours=settings.case_sla_hours,
             reply_window_hours=settings.reply_window_hours,

@@ -498,9 +498,10 @@ def report(
     lines = [
         f"year: one business day ({DAY}) of the loop through `careloop` commands, "
         f"{subscribers:,} subscribers, {days} days of history vs. empty history",
-        f"year warehouse: {build}",
+        f"history warehouse: {build}",
         *_scale_note(subscribers, days),
-        f"{'step':<16} {'empty s':>8} {'year s':>8} {'ratio':>6} {'empty MB':>9} {'year MB':>8}",
+        f"{'step':<16} {'empty s':>8} {f'{days}d s':>8} {'ratio':>6} {'empty MB':>9} "
+        f"{f'{days}d MB':>8}",
     ]
     by_name = {r.name: r for r in year}
     for e in empty:
@@ -536,8 +537,8 @@ def report(
         f"slowest step against empty history: {worst[0].name} "
         f"{'>' if worst[1].stopped else ''}{ratio:.2f}x (target <= {STEP_RATIO_TARGET}x: {ok})"
     )
-    lines += per_item(pairs)
-    for label, results in (("empty", empty), ("year", year)):
+    lines += per_item(pairs, days)
+    for label, results in (("empty", empty), (f"{days} days of", year)):
         step = next((r for r in results if r.name == "dispatch" and not r.stopped), None)
         if step is None:
             lines.append(f"dispatch on {label} history: did not finish (MISS)")
@@ -589,12 +590,15 @@ def empty_runs_text(runs: list[list[Result]]) -> list[str]:
     ]
 
 
-def against_month(month: list[Result], year: list[Result], days: int) -> list[str]:
-    """Each step with a year of history against the same day with ``days`` of it: what the
-    history beyond the reported month costs. The monthly report reads its whole month, so on
-    empty history it reads nothing; here both read a full month."""
+def against_month(
+    month: list[Result], year: list[Result], days: int, full_days: int = 365
+) -> list[str]:
+    """Each step with ``full_days`` of history against the same day with ``days`` of it: what
+    the history beyond the reported month costs. The monthly report reads its whole month, so
+    on empty history it reads nothing; here both read a full month."""
     lines = [
-        f"{'step':<16} {f'{days}d s':>8} {'year s':>8} {'ratio':>6}  (history beyond {days} days)"
+        f"{'step':<16} {f'{days}d s':>8} {f'{full_days}d s':>8} {'ratio':>6}  "
+        f"(history beyond {days} days)"
     ]
     pairs = paired(month, year)
     for m, y in pairs:
@@ -623,7 +627,7 @@ def ratio_of(pair: tuple[Result, Result]) -> float:
     return year.seconds / base.seconds
 
 
-def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
+def per_item(pairs: list[tuple[Result, Result]], days: int) -> list[str]:
     """The steps whose work is counted, per item: the day with history also sends and
     collects what yesterday left, which its ratio carries besides the history. Shown beside
     the target, not instead of it."""
@@ -632,7 +636,7 @@ def per_item(pairs: list[tuple[Result, Result]]) -> list[str]:
         if e.items and y.items and not y.stopped:
             each_e, each_y = e.seconds / e.items * 1e3, y.seconds / y.items * 1e3
             lines.append(
-                f"{e.name} per item: empty {each_e:.3f} ms ({e.items:,} items), year "
+                f"{e.name} per item: empty {each_e:.3f} ms ({e.items:,} items), {days} days "
                 f"{each_y:.3f} ms ({y.items:,} items): {each_y / each_e:.2f}x an item's time, with "
                 f"{y.items / e.items:.2f}x the items"
             )
@@ -688,7 +692,7 @@ def main(home: Path) -> list[str]:
     lines = report(fastest(empty_runs), year_results, build, subscribers, days)
     lines += empty_runs_text(empty_runs)
     if month_results:
-        lines += against_month(month_results, year_results, shorter)
+        lines += against_month(month_results, year_results, shorter, days)
     else:
         lines.append(
             f"no day on a shorter history: YEAR_BENCH_MONTH_DAYS={shorter} is not between 1 "

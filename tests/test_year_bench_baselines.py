@@ -1,6 +1,6 @@
 """The year benchmark's baselines: the empty day's faster run per step, and the month's ratios."""
 
-from benchmarks.year_bench import Result, against_month, fastest, sending_rate
+from benchmarks.year_bench import Result, against_month, fastest, report, sending_rate
 
 
 def test_each_step_takes_its_faster_empty_run_in_the_days_order() -> None:
@@ -48,3 +48,17 @@ def test_the_sending_rate_leaves_out_the_same_command_with_nothing_due() -> None
     assert "less 4.0 s for the same command with nothing due" in said
     # a second run that sent more measured something else: no figure rather than a wrong one
     assert "not measured" in sending_rate(Result("dispatch", 12.0, 1, settled=80_000))
+
+
+def test_the_columns_name_the_history_the_day_ran_on() -> None:
+    """A smaller run (30 days) is not labelled a year's."""
+    empty = [Result("dispatch", 10.0, 100, settled=1000, items=1000), Result("report", 3.0, 900)]
+    month = [Result("dispatch", 11.0, 120, settled=1100, items=1100), Result("report", 4.5, 800)]
+    lines = report(empty, month, "built", 1_000_000, 30)
+    header = next(line for line in lines if line.startswith("step"))
+    assert header.split() == ["step", "empty", "s", "30d", "s", "ratio", "empty", "MB", "30d", "MB"]
+    assert any(line.startswith("dispatch on 30 days of history: 100 actions/s") for line in lines)
+    assert any("30 days 10.000 ms (1,100 items)" in line for line in lines)
+    assert not any("year" in line for line in lines[1:])
+    longer = against_month(month, month, 31, 90)[0]
+    assert longer.split()[:4] == ["step", "31d", "s", "90d"]

@@ -7,13 +7,12 @@ import csv
 import json
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import polars as pl
+import typer
 from rich.console import Console
 from rich.table import Table
-
-if TYPE_CHECKING:  # the command line imports this module, and polars takes a while to load
-    import polars as pl
 
 Format = Literal["table", "csv", "json"]
 
@@ -26,7 +25,9 @@ def json_text(data: Any) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json_text(data) + "\n")
+    # typer.echo, not sys.stdout: on a terminal or pipe set up for another encoding (ASCII,
+    # PYTHONIOENCODING) it still writes the Chinese text instead of failing on it
+    typer.echo(json_text(data))
 
 
 def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:

@@ -62,6 +62,21 @@ def test_cli_lists_commands_and_parses_replies():
     assert parsed.output == shown
 
 
+def test_json_is_printed_whatever_the_output_encoding_says():
+    """An output set up for ASCII (a pipe, PYTHONIOENCODING) still gets the Chinese text."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run(
+        [sys.executable, "-m", "careloop.cli", "replies", "parse", "2 排队太久了"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert '"comment": "排队太久了"'.encode() in done.stdout
+
+
 def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):
     monkeypatch.setenv("CARELOOP_INBOX_URL", "mysql://care:hunter2@db/care")
     with pytest.raises(ConfigError, match=r"CARELOOP_INBOX_URL: .*must start with") as caught:

@@ -160,9 +160,11 @@ def run_day(
 
 def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoResult:
     """The demo's report covers its own days, ``start`` to ``end`` (the warehouse also holds
-    the year before), as of the end of its last simulated day. The last day's collect runs at
-    08:00 the next morning and may queue follow-ups dated then: they belong to a day the demo
-    did not show."""
+    the year before), as of the end of its last simulated day. A simulated day ends at 08:00
+    the next morning in the business zone, with its collect: what is dated after midnight (the
+    follow-ups that collect queues, replies and opt-outs received overnight) belongs to a day
+    the demo did not show. With settle days (the default) the last day sends nothing, so
+    little of the demo's care is answered then."""
     settings = settings_for(str(home))
     with warehouse(settings.warehouse_path) as con:
         monthly = configured_monthly_report(con, settings, start.strftime("%Y-%m"), end_of_day(end))

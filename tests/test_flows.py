@@ -66,7 +66,7 @@ def test_the_whole_loop_closes(settings, tmp_path):
     from prefect.client.orchestration import get_client
 
     result = run_demo(subscribers=4000, days=4, settle_days=3, home=tmp_path / "demo")
-    # the report covers the days the demo showed, the last one's 08:00 collect included
+    # the report covers the business days the demo showed, not the morning after its last
     period = result.report.period
     assert (period.since, period.until) == (DEMO_START, DEMO_START + timedelta(days=6))
     assert period.first == DEMO_START and period.last is not None and period.last <= period.until

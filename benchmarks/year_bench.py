@@ -590,9 +590,7 @@ def empty_runs_text(runs: list[list[Result]]) -> list[str]:
     ]
 
 
-def against_month(
-    month: list[Result], year: list[Result], days: int, full_days: int = 365
-) -> list[str]:
+def against_month(month: list[Result], year: list[Result], days: int, full_days: int) -> list[str]:
     """Each step with ``full_days`` of history against the same day with ``days`` of it: what
     the history beyond the reported month costs. The monthly report reads its whole month, so
     on empty history it reads nothing; here both read a full month."""

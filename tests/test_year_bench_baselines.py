@@ -16,7 +16,7 @@ def test_each_step_takes_its_faster_empty_run_in_the_days_order() -> None:
 def test_the_month_comparison_names_the_step_the_history_beyond_it_slows_most() -> None:
     month = [Result("collect", 10.0, 1), Result("report", 16.0, 1)]
     year = [Result("collect", 11.0, 1), Result("report", 20.0, 1)]
-    lines = against_month(month, year, 31)
+    lines = against_month(month, year, 31, 365)
     assert any(line.startswith("report") and "1.25x" in line for line in lines)
     assert lines[-1] == "slowest step against 31 days of history: report 1.25x"
 
@@ -35,7 +35,7 @@ def test_a_run_stopped_by_the_timeout_leaves_the_other_runs_steps_as_the_baselin
 def test_a_stopped_step_shows_no_ratio_and_is_not_the_slowest() -> None:
     month = [Result("dispatch", 3600.0, 1, stopped=True), Result("report", 10.0, 1)]
     year = [Result("dispatch", 1800.0, 1), Result("report", 12.0, 1)]
-    lines = against_month(month, year, 31)
+    lines = against_month(month, year, 31, 365)
     dispatch = next(line for line in lines if line.startswith("dispatch"))
     assert dispatch.endswith("stopped") and "x" not in dispatch.split()[-1]
     assert lines[-1] == "slowest step against 31 days of history: report 1.20x"

@@ -357,7 +357,10 @@ def demo(
     settle_days: Annotated[int, typer.Option(min=0, help="Days after, for replies.")] = 4,
     seed: Annotated[int, typer.Option(help="Same seed, same demo.")] = 7,
 ) -> None:
-    """Build a demo warehouse and run the whole loop on the sandbox, in simulated time."""
+    """Build a demo warehouse and run the whole loop on the sandbox, in simulated time.
+
+    It runs in $CARELOOP_HOME/demo, deleted first and rebuilt; with CARELOOP_HOME pointing at a
+    demo's home (to work on its data), in that home."""
     from flows.demo import run_demo
     from insights.report import summary_rows
 

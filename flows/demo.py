@@ -17,6 +17,7 @@ from campaigns.catalog import load_campaigns
 from campaigns.channels.sandbox import SandboxProvider
 from cases.board import Board
 from core.errors import UserError
+from core.files import write_private_text
 from core.progress import step_done, steps_muted, tracked
 from core.settings import Settings
 from demo.customers import RECENT_DAYS, TROUBLED_STORE
@@ -37,6 +38,8 @@ from warehouse.db import warehouse
 
 # Spans Feb 28 of a non-leap year, so Feb 29 birthdays and anniversaries show up.
 DEMO_START = date(2026, 2, 16)
+# In a demo's home, which the demo deletes and rebuilds: how it knows one (demo_home_in).
+DEMO_MARK = "DEMO.txt"
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,14 @@ def run_demo(
         raise UserError(
             "the demo keeps its own inbox in its home: unset CARELOOP_INBOX_URL to run it"
         )
-    demo_home = (home or settings_for(None).home / "demo").resolve()
+    demo_home = (home or demo_home_in(settings_for(None).home)).resolve()
     shutil.rmtree(demo_home, ignore_errors=True)  # the demo home holds nothing but the demo
     settings = settings_for(str(demo_home))
+    write_private_text(
+        demo_home / DEMO_MARK,
+        "careloop demo's home: `careloop demo` deletes and rebuilds this folder, also when\n"
+        "CARELOOP_HOME points here.\n",
+    )
     last_day = start + timedelta(days=days - 1)
     with warehouse(settings.warehouse_path) as con:
         data = build_demo_data(
@@ -89,6 +97,13 @@ def run_demo(
             step_done(f"day {day}", figures)
             advance(1)
     return finish(settings.home, data, start, start + timedelta(days=days + settle_days - 1))
+
+
+def demo_home_in(home: Path) -> Path:
+    """Where the demo runs for a careloop home: its ``demo`` folder, or the home itself when it
+    is a demo's (it holds DEMO_MARK). The README has users point CARELOOP_HOME at the demo's
+    home to work on its data; a demo run from there rebuilds that home, not a demo inside it."""
+    return home if (home / DEMO_MARK).is_file() else home / "demo"
 
 
 def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> CustomerSimulator:

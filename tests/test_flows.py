@@ -15,7 +15,7 @@ from cases.publishing import CLOSED_SHOWN_DAYS, board_rows
 from demo.data import HISTORY_RUN
 from flows.care_loop import care_loop
 from flows.common import end_of_day
-from flows.demo import DEMO_START, run_demo
+from flows.demo import DEMO_START, demo_home_in, run_demo
 from insights.report import loop_report, summary_rows
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
@@ -66,6 +66,9 @@ def test_the_whole_loop_closes(settings, tmp_path):
     from prefect.client.orchestration import get_client
 
     result = run_demo(subscribers=4000, days=4, settle_days=3, home=tmp_path / "demo")
+    # pointed at the demo's home, a demo rebuilds that home, not a demo folder inside it
+    assert demo_home_in(result.home) == result.home
+    assert demo_home_in(tmp_path) == tmp_path / "demo"
     # the report covers the business days the demo showed, not the morning after its last
     period = result.report.period
     assert (period.since, period.until) == (DEMO_START, DEMO_START + timedelta(days=6))
@@ -110,6 +113,17 @@ def test_the_whole_loop_closes(settings, tmp_path):
     assert topics["billing"]["hot"] and topics["billing"]["previous"] == 0  # planted in Feb
     (lift,) = monthly["lift"]  # the year of store-visit care, some of it held out
     assert lift["campaign"] == "store_visit" and lift["n_holdout"] > 0
+
+
+def test_the_demo_pointed_at_its_own_home_rebuilds_it_there(settings, monkeypatch):
+    """The README has users export CARELOOP_HOME=.careloop/demo to work on the demo's data;
+    `make demo` run after that rebuilds that home, not a demo folder inside it."""
+    first = run_demo(subscribers=100, days=1, settle_days=0)
+    assert first.home == (settings.home / "demo").resolve()
+    monkeypatch.setenv("CARELOOP_HOME", str(first.home))
+    again = run_demo(subscribers=100, days=1, settle_days=0, seed=8)
+    assert again.home == first.home and not (first.home / "demo").exists()
+    assert (again.home / "warehouse.duckdb").is_file()
 
 
 def test_monthly_report_flow_writes_the_report_and_its_artifact(settings):

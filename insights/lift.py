@@ -20,7 +20,7 @@ import polars as pl
 
 from insights.exports import ExportError, bad_rows, numbers, read_export, require_columns
 from insights.first_care import first_care_units
-from insights.stats import Moments, compare, moments_of, sample_size
+from insights.stats import Moments, compare, moments_of, sample_size, shown_p
 
 GROUPS = ("treated", "holdout")
 
@@ -48,7 +48,7 @@ class Lift:
             "lift": round(self.lift, 6),
             "ci_low": round(self.ci_low, 6),
             "ci_high": round(self.ci_high, 6),
-            "p_value": round(self.p_value, 6),
+            "p_value": shown_p(self.p_value),
             "significant": self.significant,
             "n_treated": self.n_treated,
             "n_holdout": self.n_holdout,

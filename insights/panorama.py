@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from insights.kpis import KPI_BY_NAME, KPIS, SCOPES, TREND_MONTHS, Better, Kpi, shift_month
-from insights.stats import Moments, compare, false_discovery, mean_interval, wilson
+from insights.stats import Moments, compare, false_discovery, mean_interval, shown_p, wilson
 from insights.targets import Targets
 
 # A mean of values that sum to 0 can come out as 1e-17 (0.1 + 0.2 - 0.3 in floats): a level
@@ -63,7 +63,7 @@ class KpiRow:
             "significant": self.significant, "n": self.n, "previous_n": self.previous_n,
             "interval": _pair(self.interval), "difference": _round(self.difference),
             "difference_interval": _pair(self.difference_interval),
-            "p_value": _round(self.p_value, 6),
+            "p_value": shown_p(self.p_value),
         }  # fmt: skip
 
 

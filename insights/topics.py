@@ -24,7 +24,7 @@ import yaml
 from core.clock import stored_range
 from core.errors import UserError
 from insights.kpis import month_start, shift_month
-from insights.stats import Moments, compare
+from insights.stats import Moments, compare, shown_p
 from warehouse.db import query_frame
 
 TOPICS_PATH = Path(__file__).with_name("topics.yaml")
@@ -88,7 +88,7 @@ class Topic:
             "topic": self.name, "label": self.label, "known": self.known, "count": self.count,
             "previous": self.previous, "change": _rounded(self.change, 4),
             "share": round(self.share, 4), "previous_share": round(self.previous_share, 4),
-            "hot": self.hot, "p_value": _rounded(self.p_value, 6), "examples": self.examples,
+            "hot": self.hot, "p_value": shown_p(self.p_value), "examples": self.examples,
             "stores": stores,
         }  # fmt: skip
 

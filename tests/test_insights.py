@@ -19,7 +19,7 @@ from careloop.cli import app
 from insights.drivers import analyse, shapley_exact
 from insights.exports import ExportError
 from insights.lift import measure, measure_export
-from insights.stats import sample_size
+from insights.stats import sample_size, shown_p
 from insights.topics import count_topics
 
 runner = CliRunner()
@@ -211,6 +211,18 @@ def test_a_planted_lift_lies_inside_its_interval():
     assert found.ci_high - found.ci_low < 0.03
     nothing = measure((rng.random(3000) < 0.9).astype(float), (rng.random(300) < 0.9).astype(float))
     assert nothing.ci_low < 0 < nothing.ci_high and not nothing.significant
+
+
+def test_a_tiny_p_value_is_shown_as_itself_not_as_zero():
+    """No test gives p = 0: the JSON keeps a p-value's six significant digits, not six
+    decimals (which showed the demo's lift, p 3.8e-12, as 0.0)."""
+    rng = np.random.default_rng(5)
+    found = measure(
+        (rng.random(30000) < 0.94).astype(float), (rng.random(3000) < 0.88).astype(float)
+    )
+    shown = found.as_json()["p_value"]
+    assert 0 < shown < 1e-6 and shown == pytest.approx(found.p_value, rel=1e-5)
+    assert shown_p(0.10270843) == 0.102708 and shown_p(None) is None
 
 
 def test_no_planted_effect_is_seldom_called_significant():

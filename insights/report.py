@@ -425,7 +425,9 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("sent: sms", total.get("sent_sms", 0)),
         ("sent: email", total.get("sent_email", 0)),
         ("sent: voice", total.get("sent_voice", 0)),
+        ("surveyed", total.get("surveyed", 0)),
         ("replied", total.get("replied", 0)),
+        ("rated", total.get("rated", 0)),
         ("response rate (% of surveys rated)", total.get("response_rate")),
         ("CSAT (% of ratings 4-5)", total.get("csat")),
         ("dissatisfied", total.get("dissatisfied", 0)),
@@ -436,7 +438,7 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("cases opened in the period", report.cases["opened"]),
         ("cases contacted within the SLA (%)", report.cases["sla_compliance"]),
         ("cases escalated", report.cases["escalated"]),
-        ("cases resolved by managers", report.cases["resolved"]),
+        ("cases resolved by managers, not recovered since", report.cases["resolved"]),
         ("cases recovered", report.cases["recovered"]),
     ]
     return rows

@@ -79,7 +79,12 @@ def test_the_whole_loop_closes(settings, tmp_path):
     assert total["sent"] > 0 and total["replied"] > 0 and total["rated"] > 0
     assert 0 < total["csat"] < 100
     assert total["second_round_sent"] > 0 and total["recovered"] > 0
-    assert dict(summary_rows(result.report))["dissatisfied"] == total["dissatisfied"]
+    shown = dict(summary_rows(result.report))
+    assert shown["dissatisfied"] == total["dissatisfied"]
+    # the response rate can be checked from the rows beside it: rated per survey sent
+    assert shown["response rate (% of surveys rated)"] == round(
+        100 * shown["rated"] / shown["surveyed"], 1
+    )
     assert result.report.replies["matched"] > 0
     assert sum(result.report.replies.values()) >= total["replied"]
     assert "## Replies, by attribution" in result.report_path.read_text()

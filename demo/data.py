@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
@@ -482,7 +481,7 @@ SELECT v.visit_id, v.subscriber_id, s.tier, s.locale, v.store_id,
        date_diff('day', s.joined_on, v.visited_at::DATE) / 365.25 AS tenure_years,
        s.timezone, hour(timezone(s.timezone, v.visited_at + INTERVAL 30 MINUTE)) AS asked_hour
 FROM store_visits v JOIN subscribers s USING (subscriber_id)
-WHERE v.visited_at < $cut AND v.visited_at >= $cut - to_days($days)
+WHERE v.visited_at < $before AND v.visited_at >= $before - to_days($days)
   AND s.phone IS NOT NULL
 ORDER BY v.visit_id
 """
@@ -522,19 +521,11 @@ WHERE h.answered AND a.status = 'delivered'
 """
 
 
-def _history_cut(before: date) -> datetime:
-    """The last visit the history asks about is before this: its survey, sent 30 minutes after
-    the visit, is then dated before ``before`` begins in the business zone, not in the first
-    hours of the demo's first day (UTC midnight is 08:00 there)."""
-    midnight = datetime.combine(before, time(), tzinfo=ZoneInfo("Asia/Shanghai"))
-    return midnight.astimezone(UTC) - timedelta(minutes=30)
-
-
 def append_history(con: duckdb.DuckDBPyConnection, seed: int, before: date) -> int:
     """A year of store-visit surveys before ``before``: six in ten visits asked about, half
     of those answered, each rating drawn from the customer's mood. Returns the ratings."""
     _forget_history(con)
-    past = query_frame(con, PAST_VISITS_SQL, {"cut": _history_cut(before), "days": HISTORY_DAYS})
+    past = query_frame(con, PAST_VISITS_SQL, {"before": before, "days": HISTORY_DAYS})
     if past.is_empty():
         return 0
     register_frame(con, "past_surveys", _past_surveys(past, np.random.default_rng([seed, 365])))

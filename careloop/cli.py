@@ -90,7 +90,10 @@ app.add_typer(insights_app, name="insights")
 console = Console()
 err_console = Console(stderr=True)
 Params = Annotated[
-    list[str] | None, typer.Option("--param", help="Segment parameter k=v (a YAML value).")
+    list[str] | None,
+    typer.Option(
+        "--param", metavar="NAME=VALUE", help="A segment parameter (the value read as YAML)."
+    ),
 ]
 OutputFormat = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 AsOf = Annotated[

@@ -22,7 +22,27 @@ class SummaryGroup(TyperGroup):
         command = super().get_command(ctx, cmd_name)
         if command is not None and command.help:
             command.help = joined_summary(command.help)
+        if command is not None:
+            bare_flags(command, ctx)
         return command
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)
+        for param in params:
+            bare_flag(param)
+        return params
+
+
+def bare_flags(command: Any, ctx: Any) -> None:
+    for param in command.get_params(ctx):
+        bare_flag(param)
+
+
+def bare_flag(param: Any) -> None:
+    """A flag takes no value, so its help shows none: Typer shows ``<bool>`` beside it, which
+    reads as a value to give (``--debug true`` was taken for a command named "true")."""
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
 
 
 def joined_summary(help_text: str) -> str:

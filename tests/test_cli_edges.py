@@ -122,6 +122,18 @@ def test_a_groups_list_gives_each_summary_as_a_paragraph(group, command, summary
     assert summary in line, result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [([], "--debug"), (["run"], "--no-send"), (["load", "visits"], "--quarantine")],
+)
+def test_a_flag_shows_no_value_to_give(args, flag):
+    """Typer showed ``<bool>`` beside every flag, the help option's too, which read as a value
+    to give: `careloop --debug true campaigns` took "true" for a command."""
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert flag in result.output and "<bool>" not in result.output
+
+
 def _listing_app() -> typer.Typer:
     """A group of three commands: a wrapped docstring, a kept block, a summary given."""
     listing = typer.Typer(cls=SummaryGroup)

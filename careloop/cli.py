@@ -362,8 +362,8 @@ def demo(
 ) -> None:
     """Build a demo warehouse and run the whole loop on the sandbox, in simulated time.
 
-    It runs in $CARELOOP_HOME/demo, deleted first and rebuilt; with CARELOOP_HOME pointing at a
-    demo's home (to work on its data), in that home."""
+    It runs in $CARELOOP_HOME/demo, deleted first and rebuilt. With CARELOOP_HOME pointing at a
+    demo's home (to work on the demo's data) it refuses to run, rather than nest a demo in it."""
     from flows.demo import run_demo
     from insights.report import summary_rows
 

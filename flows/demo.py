@@ -72,8 +72,9 @@ def run_demo(
     settings = settings_for(str(demo_home))
     write_private_text(
         demo_home / DEMO_MARK,
-        "careloop demo's home: `careloop demo` deletes and rebuilds this folder, also when\n"
-        "CARELOOP_HOME points here.\n",
+        "careloop demo's home: `careloop demo` deletes and rebuilds this folder. Pointed at\n"
+        "it (CARELOOP_HOME), careloop works on the demo's data; the demo itself refuses to run\n"
+        "from here.\n",
     )
     last_day = start + timedelta(days=days - 1)
     with warehouse(settings.warehouse_path) as con:
@@ -100,10 +101,16 @@ def run_demo(
 
 
 def demo_home_in(home: Path) -> Path:
-    """Where the demo runs for a careloop home: its ``demo`` folder, or the home itself when it
-    is a demo's (it holds DEMO_MARK). The README has users point CARELOOP_HOME at the demo's
-    home to work on its data; a demo run from there rebuilds that home, not a demo inside it."""
-    return home if (home / DEMO_MARK).is_file() else home / "demo"
+    """Where the demo runs for a careloop home: its ``demo`` folder, which it deletes first. A
+    home that is itself a demo's (it holds DEMO_MARK: the README has users point CARELOOP_HOME
+    there to work on the demo's data) is refused, not nested into, and never deleted: the
+    stack `make up` started for it keeps its database and pid files there."""
+    if (home / DEMO_MARK).is_file():
+        raise UserError(
+            f"CARELOOP_HOME ({home}) is a demo's home: the demo runs in its parent's demo "
+            "folder; unset CARELOOP_HOME (or point it at that parent) to run it again"
+        )
+    return home / "demo"
 
 
 def _customers(settings: Settings, seed: int, profiles: dict[str, Profile]) -> CustomerSimulator:

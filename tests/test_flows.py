@@ -66,8 +66,6 @@ def test_the_whole_loop_closes(settings, tmp_path):
     from prefect.client.orchestration import get_client
 
     result = run_demo(subscribers=4000, days=4, settle_days=3, home=tmp_path / "demo")
-    # pointed at the demo's home, a demo rebuilds that home, not a demo folder inside it
-    assert demo_home_in(result.home) == result.home
     assert demo_home_in(tmp_path) == tmp_path / "demo"
     # the report covers the business days the demo showed, not the morning after its last
     period = result.report.period
@@ -120,15 +118,21 @@ def test_the_whole_loop_closes(settings, tmp_path):
     assert lift["campaign"] == "store_visit" and lift["n_holdout"] > 0
 
 
-def test_the_demo_pointed_at_its_own_home_rebuilds_it_there(settings, monkeypatch):
-    """The README has users export CARELOOP_HOME=.careloop/demo to work on the demo's data;
-    `make demo` run after that rebuilds that home, not a demo folder inside it."""
+def test_the_demo_pointed_at_its_own_home_refuses_and_deletes_nothing(settings, monkeypatch):
+    """The README has users export CARELOOP_HOME=.careloop/demo to work on the demo's data,
+    and `make up` may keep a stack's database and pid files there: `make demo` run after that
+    neither nests a demo inside that home nor deletes it."""
+    from core.errors import UserError
+
     first = run_demo(subscribers=100, days=1, settle_days=0)
     assert first.home == (settings.home / "demo").resolve()
+    (first.home / "run").mkdir()
+    (first.home / "run" / "prefect-server.pid").write_text("12345")
     monkeypatch.setenv("CARELOOP_HOME", str(first.home))
-    again = run_demo(subscribers=100, days=1, settle_days=0, seed=8)
-    assert again.home == first.home and not (first.home / "demo").exists()
-    assert (again.home / "warehouse.duckdb").is_file()
+    with pytest.raises(UserError, match="is a demo's home"):
+        run_demo(subscribers=100, days=1, settle_days=0, seed=8)
+    assert (first.home / "run" / "prefect-server.pid").read_text() == "12345"
+    assert (first.home / "warehouse.duckdb").is_file() and not (first.home / "demo").exists()
 
 
 def test_monthly_report_flow_writes_the_report_and_its_artifact(settings):

@@ -34,7 +34,8 @@ class SummaryGroup(TyperGroup):
 
 
 def bare_flags(command: Any, ctx: Any) -> None:
-    for param in command.get_params(ctx):
+    # with no context (a caller looking a command up) there is no help option to reach
+    for param in command.get_params(ctx) if ctx is not None else command.params:
         bare_flag(param)
 
 

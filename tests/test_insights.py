@@ -214,8 +214,8 @@ def test_a_planted_lift_lies_inside_its_interval():
 
 
 def test_a_tiny_p_value_is_shown_as_itself_not_as_zero():
-    """No test gives p = 0: the JSON keeps a p-value's six significant digits, not six
-    decimals (which showed the demo's lift, p 3.8e-12, as 0.0)."""
+    """The JSON keeps a p-value's six significant digits, not six decimals (which showed the
+    demo's lift, p 3.8e-12, as 0.0)."""
     rng = np.random.default_rng(5)
     found = measure(
         (rng.random(30000) < 0.94).astype(float), (rng.random(3000) < 0.88).astype(float)

@@ -57,7 +57,7 @@ def test_cli_lists_commands_and_parses_replies():
         assert command in result.output
     parsed = runner.invoke(app, ["replies", "parse", "2 排队太久了"])
     assert parsed.exit_code == 0
-    # the same JSON as every command prints: indented, the Chinese kept as written
+    # indented as the reports' JSON, the Chinese kept as written
     shown = '{\n  "intent": "rating",\n  "score": 2,\n  "comment": "排队太久了"\n}\n'
     assert parsed.output == shown
 

@@ -364,9 +364,11 @@ def demo(
 
     It runs in $CARELOOP_HOME/demo, deleted first and rebuilt. With CARELOOP_HOME pointing at a
     demo's home (to work on the demo's data) it refuses to run, rather than nest a demo in it."""
-    from flows.demo import run_demo
+    from core.settings import load_settings
+    from flows.demo import demo_home_in, run_demo
     from insights.report import summary_rows
 
+    demo_home_in(load_settings().home)  # a demo's own home is refused before any server starts
     with _flow_session():
         result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days, seed=seed)
     console.print(

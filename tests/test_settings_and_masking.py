@@ -95,3 +95,18 @@ def test_the_demo_refuses_a_shared_inbox(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="unset CARELOOP_INBOX_URL"):
         run_demo(subscribers=10, days=1, home=tmp_path / "demo")
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_demo_command_refuses_a_demos_own_home_before_anything_starts(monkeypatch, tmp_path):
+    from flows.demo import DEMO_MARK
+
+    home = tmp_path / "demo"
+    home.mkdir()
+    (home / DEMO_MARK).write_text("a demo's home\n")
+    (home / "keep.txt").write_text("kept")
+    monkeypatch.setenv("CARELOOP_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--subscribers", "100", "--days", "1"])
+    assert result.exit_code == 2 and "is a demo's home" in result.output
+    assert "temporary Prefect server" not in result.output  # refused before any flow session
+    assert sorted(p.name for p in home.iterdir()) == [DEMO_MARK, "keep.txt"]

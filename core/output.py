@@ -4,8 +4,8 @@ nested figures into rows."""
 from __future__ import annotations
 
 import csv
+import io
 import json
-import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -31,12 +31,15 @@ def print_json(data: Any) -> None:
 
 
 def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:
+    # through typer.echo, as print_json: an output set up for ASCII still gets the names
     if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
         writer.writerow(frame.columns)
         writer.writerows(["" if v is None else v for v in row] for row in frame.iter_rows())
+        typer.echo(text.getvalue(), nl=False)
     elif fmt == "json":
-        sys.stdout.write(json.dumps(frame.to_dicts(), ensure_ascii=False, default=str) + "\n")
+        typer.echo(json.dumps(frame.to_dicts(), ensure_ascii=False, default=str))
     else:
         table = Table(*frame.columns, title=f"{title} ({frame.height} rows)")
         for row in frame.iter_rows():

@@ -110,3 +110,23 @@ def test_the_demo_command_refuses_a_demos_own_home_before_anything_starts(monkey
     assert result.exit_code == 2 and "is a demo's home" in result.output
     assert "temporary Prefect server" not in result.output  # refused before any flow session
     assert sorted(p.name for p in home.iterdir()) == [DEMO_MARK, "keep.txt"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_previews_rows_are_printed_whatever_the_output_encoding_says(monkeypatch, fmt):
+    """As print_json: a segment or audience preview's text (a rule may give names) reaches an
+    output set up for ASCII instead of failing on it."""
+    import io
+    import sys
+
+    import polars as pl
+    from rich.console import Console
+
+    from core.output import print_frame
+
+    raw = io.BytesIO()
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    print_frame(pl.DataFrame({"name": ["客户1"]}), fmt, Console())
+    ascii_out.flush()
+    assert "客户1".encode() in raw.getvalue()

@@ -299,6 +299,11 @@ def test_json_has_one_row_per_kpi_and_scope(con, settings):
     assert csat["key"] is None and csat["value"] == 0.6 and csat["previous"] == 0.8
     assert csat["change"] == -0.25 and csat["flag"] == "down" and csat["significant"] is True
     assert csat["n"] == 100 and csat["target"] == load_targets().kpis["csat"].target
+    # the p-value keeps six significant digits (six decimals made it 0.00205)
+    from insights.stats import Moments, compare
+
+    p_value = compare(Moments(100, 60.0, 60.0), Moments(100, 80.0, 80.0), binary=True).p_value
+    assert csat["p_value"] == float(f"{p_value:.6g}") != round(p_value, 6)
     assert {r["scope"] for r in data["kpis"]} == {
         "overall", "store", "region", "segment", "channel", "campaign", "tier",
     }  # fmt: skip

@@ -40,7 +40,7 @@ import polars as pl
 from campaigns.channels.base import HELD_BACK, OutboundMessage, Provider, SendResult, StopWatch
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import Held, as_held, looked_up, query_frame, register_frame, transaction
+from warehouse.db import Held, as_held, looked_up, query_typed_frame, register_frame, transaction
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -386,7 +386,7 @@ class Due:
     ) -> Due:
         """A simulated run sends each at its scheduled time, so checks its window then."""
         at = "a.scheduled_at" if simulated else "$now"
-        rows = query_frame(
+        rows = query_typed_frame(
             con,
             f"""
             SELECT {DUE_COLUMNS} FROM care_actions a
@@ -394,9 +394,9 @@ class Due:
               AND {IN_WINDOW.format(at=at)}
             ORDER BY a.scheduled_at, a.rowid LIMIT {DUE_READ}""",
             {"now": now, "since": found.since},
+            DUE_SCHEMA,
         )
-        # Typed: a column the frame read only NULLs in (or no row) has no type of its own.
-        return cls(rows.cast(DUE_SCHEMA) if rows.height else cls.none().rows)
+        return cls(rows)
 
     def without(self, action_ids: set[str]) -> Due:
         """Leave out actions this run has already let go of (see ``Provider.last_look``)."""
@@ -856,7 +856,7 @@ def reconcile(
     """Settle actions a crash (or a timeout) left ``sending``, the oldest created at ``since``:
     ask the provider, never resend blindly. The provider decides what its evidence proves
     (see Provider.settle)."""
-    rows = query_frame(
+    rows = query_typed_frame(
         held.con,
         "SELECT action_id, idempotency_key, channel, recipient, subject, body, locale, "
         "claimed_at AS scheduled_at, expires_at, timezone, window_end FROM care_actions "

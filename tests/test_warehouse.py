@@ -182,3 +182,29 @@ def test_a_writer_checkpoints_its_log_once_when_it_closes(tmp_path):
     again = connect(path)
     assert again.execute("SELECT count(*) FROM pages").fetchone() == (40_000,)
     again.close()
+
+
+def test_a_typed_frame_keeps_duckdbs_types_where_the_pandas_route_loses_them():
+    """Dispatch reads its due actions as a typed frame: a column read with only NULLs, or no
+    row at all, keeps its type (through pandas a time of NULLs came back typeless, and with
+    no row, text); after a fetchone() left a result open, it still reads."""
+    import polars as pl
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    sql = (
+        "SELECT * FROM (VALUES (1, NULL::TIME, TIMESTAMPTZ '2027-03-01 04:00:00+00'),"
+        " (NULL, NULL, NULL)) t(attempts, window_start, sent_at) WHERE $all"
+    )
+    con.execute("SELECT 1 UNION ALL SELECT 2").fetchone()  # a result left open
+    frame = db.query_typed_frame(con, sql, {"all": True})
+    assert frame.schema == pl.Schema(
+        {"attempts": pl.Int32, "window_start": pl.Time, "sent_at": pl.Datetime("us", "UTC")}
+    )
+    assert frame["attempts"].to_list() == [1, None]
+    assert db.query_frame(con, sql, {"all": True}).schema["window_start"] == pl.Null
+    none = db.query_typed_frame(con, sql, {"all": False})
+    assert none.height == 0 and none.schema == frame.schema
+    assert db.query_frame(con, sql, {"all": False}).schema["window_start"] == pl.String
+    cast = db.query_typed_frame(con, sql, {"all": False}, pl.Schema({"attempts": pl.Int64}))
+    assert cast.schema["attempts"] == pl.Int64

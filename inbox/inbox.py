@@ -203,10 +203,12 @@ def _item(row: Row) -> InboxItem:
 
 
 def _encoded(items: Iterable[Item]) -> list[tuple[str, str, str, str]]:
-    return [
-        (kind, key, _iso(at), json.dumps(payload, ensure_ascii=False))
-        for kind, key, at, payload in items
-    ]
+    return [(kind, key, _iso(at), _json(payload)) for kind, key, at, payload in items]
+
+
+# json.dumps(..., ensure_ascii=False) builds an encoder per call: a third of the encoding of a
+# batch of 5,000 receipts. The text stays readable (the replies are often Chinese).
+_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 # Items stored together mostly share their time (a batch's receipts): each written out once.

@@ -168,8 +168,8 @@ def query_typed_frame(
     type even with no row or only NULLs, and pandas is not imported (0.2-0.3 s of a command's
     start, where the frames of its hot path come through here)."""
     con.execute("SELECT 1").fetchall()  # closes a result left open (see register_frame)
-    frame = con.sql(sql, params=params).pl()  # a relation's Arrow: no extra copy of the rows
-    return frame.cast(dict(schema)) if schema is not None else frame
+    frame: pl.DataFrame = con.sql(sql, params=params).pl()  # a relation's: no copy of the rows
+    return frame.cast(schema) if schema is not None else frame
 
 
 def query_dicts(

@@ -17,17 +17,22 @@ from rich.table import Table
 Format = Literal["table", "csv", "json"]
 
 
-def json_text(data: Any) -> str:
+def json_text(data: Any, *, ascii_only: bool = False) -> str:
     """``data`` as strict JSON, indented: a month's report is thousands of lines, read by people
     as often as by ``jq``, printed (``print_json``) and written to a file alike. A NaN or
-    Infinity would be a bug upstream, and other parsers refuse them, so they are an error."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=2)
+    Infinity would be a bug upstream, and other parsers refuse them, so they are an error.
+    ``ascii_only``: every other character as a JSON escape (the same data to a parser)."""
+    return json.dumps(data, ensure_ascii=ascii_only, allow_nan=False, indent=2)
 
 
 def print_json(data: Any) -> None:
-    # typer.echo, not sys.stdout: on a terminal or pipe set up for another encoding (ASCII,
-    # PYTHONIOENCODING) it still writes the Chinese text instead of failing on it
-    typer.echo(json_text(data))
+    # typer.echo, not sys.stdout: on a terminal or pipe set up for ASCII (PYTHONIOENCODING) it
+    # still writes the Chinese text. An output in an encoding without it (latin-1) refuses the
+    # whole text before writing any of it: the same JSON then goes with its escapes.
+    try:
+        typer.echo(json_text(data))
+    except UnicodeEncodeError:
+        typer.echo(json_text(data, ascii_only=True))
 
 
 def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:

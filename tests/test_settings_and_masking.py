@@ -1,3 +1,4 @@
+import json
 import logging
 
 import pytest
@@ -75,6 +76,14 @@ def test_json_is_printed_whatever_the_output_encoding_says():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert '"comment": "排队太久了"'.encode() in done.stdout
+    # an encoding without the text (latin-1) gets the same JSON, its escapes for the Chinese
+    env["PYTHONIOENCODING"] = "latin-1"
+    done = subprocess.run(
+        [sys.executable, "-m", "careloop.cli", "replies", "parse", "2 排队太久了 café"],
+        env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout.decode("latin-1"))["comment"] == "排队太久了 café"
 
 
 def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):

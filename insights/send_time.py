@@ -25,7 +25,7 @@ import duckdb
 
 from campaigns.send_time import LEARNABLE, LOCAL_HOUR, LearnedHours, learn_send_hours
 from campaigns.spec import Campaign
-from insights.stats import Difference, Moments, compare, wilson
+from insights.stats import Difference, Moments, compare, shown_p, wilson
 
 HELD_OUT_DAYS = 30  # the default held-out period: the campaign's last month of sends
 
@@ -85,7 +85,7 @@ class SendTimeEvaluation:
             else {
                 "estimate": self.difference.estimate,
                 "interval": [self.difference.low, self.difference.high],
-                "p_value": self.difference.p_value,
+                "p_value": shown_p(self.difference.p_value),
             },
             "customers": {
                 "held_out": self.customers,

@@ -398,6 +398,9 @@ def test_topics_command_reads_the_warehouse(con, settings):
     assert result.exit_code == 0, result.output
     found = {t["topic"]: t for t in json.loads(result.output)["topics"]}
     assert found["network"]["hot"] and found["network"]["count"] == 30
+    # its p-value as six significant digits (insights.stats.shown_p): six decimals showed 0.0
+    p_value = found["network"]["p_value"]
+    assert 0 < p_value < 1e-6 and p_value == float(f"{p_value:.6g}")
     assert found["waiting"]["count"] == 10 and found["waiting"]["previous"] == 40
 
 

@@ -326,6 +326,8 @@ def test_the_command_reports_the_held_out_comparison(con, settings):
     assert shown["fixed"]["answered"] == found.fixed.total
     assert found.difference is not None
     assert shown["difference"]["interval"] == [found.difference.low, found.difference.high]
+    # a p-value shows its six significant digits, as on every other surface (insights.stats)
+    assert shown["difference"]["p_value"] == float(f"{found.difference.p_value:.6g}")
     assert shown["customers"]["with_history"] == 3000
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "learned hour" in table.output

@@ -360,7 +360,7 @@ DUE_SCHEMA = pl.Schema(
     }
 )
 # At most this many due actions are read at once (a reading is one scan of the open outbox):
-# bounded memory, and the scan is shared by at least ten batches of 5,000.
+# bounded memory, and the scan is shared by five batches of 10,000 (the sandbox's).
 DUE_READ = 50_000
 
 

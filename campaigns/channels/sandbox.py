@@ -65,7 +65,7 @@ class SandboxProvider(Provider):
     channels: ClassVar[frozenset[str]] = frozenset({"sms", "email", "voice"})
     # As many as a batch's statements look up by key (warehouse.db.LOOKUP_KEYS): a batch's
     # statements cost about the same for 500 actions as for 5,000.
-    max_batch: ClassVar[int] = 5000
+    max_batch: ClassVar[int] = 10_000
     remote: ClassVar[bool] = False
     idempotent: ClassVar[bool] = True  # its log is unique by idempotency key
 

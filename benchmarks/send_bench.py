@@ -9,7 +9,7 @@ action. Targets: at least 5x the baseline; the cap never exceeded; a storm costs
 breaker's threshold in requests, not several per action.
 
 Then the sandbox (the embedded provider: every send logged and its receipt put in the inbox),
-dispatched in process as `careloop dispatch` does it (batches of 5,000, the inbox's news
+dispatched in process as `careloop dispatch` does it (its batches of 10,000, the inbox's news
 watched between them), on a small outbox (20,000 actions due, nothing else) and on a large one
 (200,000 due over 3,000,000 settled sends, ``CARELOOP_BENCH_SANDBOX_HISTORY``): actions a
 second on each, and the large against the small. Targets: 10,000 actions a second or more on
@@ -290,7 +290,9 @@ def sandbox_rate(home: Path, due: int, history: int) -> tuple[float, int]:
         sandbox = SandboxProvider(where / "sandbox.sqlite", inbox)
         watch = NewsWatch(lambda: con, inbox, timedelta(hours=72))
         start = time.perf_counter()
-        figures = dispatch(con, sandbox, now=SANDBOX_NOW, batch_size=5000, refresh=watch)
+        figures = dispatch(
+            con, sandbox, now=SANDBOX_NOW, batch_size=sandbox.max_batch, refresh=watch
+        )
         elapsed = time.perf_counter() - start
     finally:
         con.close()

@@ -40,7 +40,15 @@ import polars as pl
 from campaigns.channels.base import HELD_BACK, OutboundMessage, Provider, SendResult, StopWatch
 from campaigns.retry import RetryPolicy
 from core.progress import tracked
-from warehouse.db import Held, as_held, looked_up, query_typed_frame, register_frame, transaction
+from warehouse.db import (
+    Held,
+    as_held,
+    looked_up,
+    looking_up,
+    query_typed_frame,
+    register_frame,
+    transaction,
+)
 
 # A retry due this soon is waited for within the run; later ones wait for the next run.
 LINGER = timedelta(seconds=60)
@@ -430,13 +438,18 @@ class Batch:
         """Claim (committed), send (letting the warehouse go while a remote provider
         answers), record: a crash between send and record leaves the actions ``sending``,
         for the next run to settle with the provider."""
-        sends = take_batch(held.con, self.candidates, self.at, self.simulated, figures, self.live)
+        size = self.candidates.height
+        with looking_up(held.con, size):
+            sends = take_batch(
+                held.con, self.candidates, self.at, self.simulated, figures, self.live
+            )
         if sends.is_empty():
             return []
         messages = _messages(sends, self.at, self.simulated)
         with held.released() if provider.remote else nullcontext():
             results = provider.send(messages)
-        record(held.con, sends, messages, results, self.at, figures, retry)
+        with looking_up(held.con, size):
+            record(held.con, sends, messages, results, self.at, figures, retry)
         return results
 
     def send_in_transaction(
@@ -449,6 +462,16 @@ class Batch:
         """Screen, send and record in one transaction, with no claim, for a local provider
         that drops a repeated idempotency key: a crash before the commit leaves the batch
         queued, and its next send repeats nothing. The warehouse is held throughout."""
+        with looking_up(con, self.candidates.height):
+            return self._send_in_transaction(con, provider, figures, retry)
+
+    def _send_in_transaction(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        provider: Provider,
+        figures: DispatchFigures,
+        retry: RetryPolicy,
+    ) -> list[SendResult]:
         stage_candidates(con, self.candidates)
         with transaction(con):
             screen(con, self.at, self.simulated, None if self.live else self.at)

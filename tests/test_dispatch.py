@@ -102,10 +102,7 @@ def test_the_sandbox_takes_its_largest_batch_unless_told(settings, monkeypatch):
     from flows.common import _batch_size
 
     sandbox = provider(settings)
-    from warehouse.db import LOOKUP_KEYS
-
-    # as many as a batch's statements look up by key, and no more (each would read the outbox)
-    assert _batch_size(settings, sandbox) == sandbox.max_batch == LOOKUP_KEYS
+    assert _batch_size(settings, sandbox) == sandbox.max_batch == 10_000
 
     class OnTheNetwork(CountingSandbox):
         remote = True

@@ -341,6 +341,37 @@ def test_a_batch_of_keys_is_looked_up_not_scanned(con: duckdb.DuckDBPyConnection
         assert rows <= 3 * named, f"{named} keys: {rows:,} rows read of {HISTORY + QUEUED:,}"
 
 
+def test_a_sandbox_batch_of_keys_is_looked_up_within_dispatch_and_only_there(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The sandbox's batches name 10,000 keys, past LOOKUP_KEYS: dispatch raises the lookups
+    for its batch's statements (warehouse.db.looking_up) and sets them back after, as a plan
+    with that many members held hundreds of MB more with them raised."""
+    from campaigns.channels.sandbox import SandboxProvider
+    from warehouse.db import looking_up
+
+    fill_outbox(con)
+    profiled = Profiled(con)
+    named = SandboxProvider.max_batch
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT action_id FROM care_actions "
+        f"USING SAMPLE {named} ROWS (reservoir, 7)"
+    )
+    update = (
+        "UPDATE care_actions a SET updated_at = a.updated_at FROM batch b "
+        "WHERE a.action_id = b.action_id"
+    )
+    with looking_up(con, named):
+        profiled.execute(update)
+    rows, _ = profiled.scanned[-1]
+    assert rows <= 3 * named, f"{named} keys: {rows:,} rows read of {HISTORY + QUEUED:,}"
+    [(setting,)] = con.execute("SELECT current_setting('index_scan_max_count')").fetchall()
+    assert int(setting) == LOOKUP_KEYS
+    profiled.execute(update)  # outside: the connection's own limit, so the table is read
+    rows, _ = profiled.scanned[-1]
+    assert rows >= HISTORY
+
+
 def test_a_collect_page_does_not_read_the_settled_history(
     con: duckdb.DuckDBPyConnection, settings: Settings
 ) -> None:

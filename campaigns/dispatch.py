@@ -463,28 +463,19 @@ class Batch:
         that drops a repeated idempotency key: a crash before the commit leaves the batch
         queued, and its next send repeats nothing. The warehouse is held throughout."""
         with looking_up(con, self.candidates.height):
-            return self._send_in_transaction(con, provider, figures, retry)
-
-    def _send_in_transaction(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        provider: Provider,
-        figures: DispatchFigures,
-        retry: RetryPolicy,
-    ) -> list[SendResult]:
-        stage_candidates(con, self.candidates)
-        with transaction(con):
-            screen(con, self.at, self.simulated, None if self.live else self.at)
-            settle_screened(con, self.at, figures)
-            sends = let_through(con, self.candidates).with_columns(
-                pl.col("attempts") + 1  # as claimed when recorded
-            )
-            if sends.is_empty():
-                return []
-            messages = _messages(sends, self.at, self.simulated)
-            results = provider.send(messages)
-            outcome = _outcome_frame(sends, messages, results, self.at, retry)
-            written = _write_outcome(con, outcome, self.at, claiming=True)
+            stage_candidates(con, self.candidates)
+            with transaction(con):
+                screen(con, self.at, self.simulated, None if self.live else self.at)
+                settle_screened(con, self.at, figures)
+                sends = let_through(con, self.candidates).with_columns(
+                    pl.col("attempts") + 1  # as claimed when recorded
+                )
+                if sends.is_empty():
+                    return []
+                messages = _messages(sends, self.at, self.simulated)
+                results = provider.send(messages)
+                outcome = _outcome_frame(sends, messages, results, self.at, retry)
+                written = _write_outcome(con, outcome, self.at, claiming=True)
         _count_outcomes(written, figures)
         return results
 

@@ -203,16 +203,24 @@ class Profiled:
         else:
             read = Read(result.fetch_df() if result.description else pd.DataFrame(),
                         [str(d[1]) for d in result.description or []])  # fmt: skip
+        self.note(sql)
+        return read
+
+    def sql(self, sql: str, **kwargs: object) -> ProfiledRelation:
+        """A relation (``warehouse.db.query_typed_frame`` reads through one), noted once read."""
+        return ProfiledRelation(self, self._con.sql(sql, **kwargs), sql)  # type: ignore[arg-type]
+
+    def note(self, sql: str) -> None:
+        """The rows the statement just run scanned, in all and per table."""
         profile = json.loads(self._con.get_profiling_information(format="json"))
         if "query" not in profile:  # BEGIN, COMMIT: no plan, nothing read
-            return read
+            return
         self.scanned.append((int(profile["query"]["total_rows_scanned"]), " ".join(sql.split())))
         tables: dict[str, int] = {}
         for scan in _scans(profile["operator"]):
             name = scan["extra_info"]["Table"].rsplit(".", 1)[-1]
             tables[name] = tables.get(name, 0) + int(scan.get("rows_scanned", 0))
         self.by_table.append((tables, " ".join(sql.split())))
-        return read
 
     def read_from(self, table: str, at_least: int) -> list[str]:
         """The statements that read ``at_least`` rows of ``table``, with how many."""
@@ -224,6 +232,18 @@ class Profiled:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._con, name)
+
+
+class ProfiledRelation:
+    """A relation of a ``Profiled`` connection: its statement is noted when it is read."""
+
+    def __init__(self, profiled: Profiled, relation: duckdb.DuckDBPyRelation, sql: str) -> None:
+        self._profiled, self._relation, self._sql = profiled, relation, sql
+
+    def pl(self) -> object:
+        frame = self._relation.pl()
+        self._profiled.note(self._sql)
+        return frame
 
 
 def _scans(operators: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

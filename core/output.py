@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import polars as pl
@@ -26,13 +26,17 @@ def json_text(data: Any, *, ascii_only: bool = False) -> str:
 
 
 def print_json(data: Any) -> None:
-    # typer.echo, not sys.stdout: on a terminal or pipe set up for ASCII (PYTHONIOENCODING) it
-    # still writes the Chinese text. An output in an encoding without it (latin-1) refuses the
-    # whole text before writing any of it: the same JSON then goes with its escapes.
+    echo_json(json_text(data), lambda: json_text(data, ascii_only=True))
+
+
+def echo_json(text: str, escaped: Callable[[], str]) -> None:
+    """typer.echo, not sys.stdout: on a terminal or pipe set up for ASCII (PYTHONIOENCODING) it
+    still writes the Chinese text. An output in an encoding without it (latin-1) refuses the
+    whole text before writing any of it: the same JSON then goes with its escapes."""
     try:
-        typer.echo(json_text(data))
+        typer.echo(text)
     except UnicodeEncodeError:
-        typer.echo(json_text(data, ascii_only=True))
+        typer.echo(escaped())
 
 
 def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str = "") -> None:
@@ -44,7 +48,10 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         writer.writerows(["" if v is None else v for v in row] for row in frame.iter_rows())
         typer.echo(text.getvalue(), nl=False)
     elif fmt == "json":
-        typer.echo(json.dumps(frame.to_dicts(), ensure_ascii=False, default=str))
+        rows = frame.to_dicts()
+        echo_json(
+            json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
+        )
     else:
         table = Table(*frame.columns, title=f"{title} ({frame.height} rows)")
         for row in frame.iter_rows():

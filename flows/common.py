@@ -115,7 +115,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
 def _batch_size(settings: Settings, provider: Provider) -> int:
     """``CARELOOP_DISPATCH_BATCH_SIZE`` when set; else a provider on the network takes the
     default, and a local one (the sandbox) its largest batch: a batch's statements cost about
-    the same for 5,000 actions as for 500."""
+    the same for 10,000 actions as for 500."""
     if "dispatch_batch_size" in settings.model_fields_set or provider.remote:
         return settings.dispatch_batch_size
     return provider.max_batch

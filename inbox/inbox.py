@@ -207,7 +207,7 @@ def _encoded(items: Iterable[Item]) -> list[tuple[str, str, str, str]]:
 
 
 # json.dumps(..., ensure_ascii=False) builds an encoder per call: a third of the encoding of a
-# batch of 5,000 receipts. The text stays readable (the replies are often Chinese).
+# batch of receipts. The text stays readable (the replies are often Chinese).
 _json = json.JSONEncoder(ensure_ascii=False).encode
 
 

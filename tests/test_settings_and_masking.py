@@ -84,6 +84,16 @@ def test_json_is_printed_whatever_the_output_encoding_says():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert json.loads(done.stdout.decode("latin-1"))["comment"] == "排队太久了 café"
+    # a preview's rows too (core.output.print_frame)
+    show = (
+        "import polars as pl; from rich.console import Console; from core.output import "
+        "print_frame; print_frame(pl.DataFrame({'store': ['上海1号店']}), 'json', Console())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", show], env=env, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert json.loads(done.stdout.decode("latin-1")) == [{"store": "上海1号店"}]
 
 
 def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):

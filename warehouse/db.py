@@ -81,7 +81,8 @@ def ingest_mark(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-# A batch names at most this many rows of a keyed table (a dispatch batch, an inbox page):
+# A batch names at most this many rows of a keyed table (an inbox page, a dispatch batch; the
+# sandbox's larger batches raise it for their statements: ``looking_up``):
 # up to that many, a join on the key pushes the batch's keys into the table's scan, which
 # then looks them up in the key's index. Beyond DuckDB's defaults (50 keys pushed; an index
 # used for at most 2,048 keys or 0.1% of the table), such joins read the whole table, so
@@ -100,8 +101,10 @@ TUNING = lookup_tuning(LOOKUP_KEYS)
 @contextmanager
 def looking_up(con: duckdb.DuckDBPyConnection, keys: int) -> Iterator[None]:
     """Within: joins look up to ``keys`` keys up, where a batch names more than LOOKUP_KEYS
-    (the sandbox's dispatch); then LOOKUP_KEYS again. Not for the whole connection: at
-    10,000 a tenure plan at 10 million subscribers held 376 MB more (1,054 against 678 MB)."""
+    (the sandbox's dispatch); then LOOKUP_KEYS again. Only around such a batch's statements:
+    set for a whole command, a tenure plan at 10 million subscribers held 376 MB more (1,054
+    against 678 MB). DuckDB keeps ``index_scan_max_count`` for the whole database instance,
+    not per connection: the process's other cursors see it meanwhile (none runs then)."""
     if keys <= LOOKUP_KEYS:
         yield
         return
@@ -186,8 +189,8 @@ def query_typed_frame(
     schema: pl.Schema | None = None,
 ) -> pl.DataFrame:
     """``query_frame`` through Arrow, cast to ``schema`` when given: each column keeps DuckDB's
-    type even with no row or only NULLs, and pandas is not imported (0.2-0.3 s of a command's
-    start, where the frames of its hot path come through here)."""
+    type even with no row or only NULLs, and pandas is not imported for it (0.2-0.3 s of a
+    command's start: a dispatch with no reply to collect between its batches imports none)."""
     con.execute("SELECT 1").fetchall()  # closes a result left open (see register_frame)
     frame: pl.DataFrame = con.sql(sql, params=params).pl()  # a relation's: no copy of the rows
     return frame.cast(schema) if schema is not None else frame

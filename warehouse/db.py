@@ -191,7 +191,7 @@ def query_typed_frame(
     """``query_frame`` through Arrow, cast to ``schema`` when given: each column keeps DuckDB's
     type even with no row or only NULLs, and pandas is not imported for it (0.2-0.3 s of a
     command's start: a dispatch with no reply to collect between its batches imports none)."""
-    con.execute("SELECT 1").fetchall()  # closes a result left open (see register_frame)
+    close_open_result(con)
     frame: pl.DataFrame = con.sql(sql, params=params).pl()  # a relation's: no copy of the rows
     return frame.cast(schema) if schema is not None else frame
 
@@ -206,13 +206,16 @@ def query_dicts(
 
 
 def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    """Expose a polars frame to SQL as ``name``.
-
-    DuckDB 2.0 refuses to register while an earlier result is still open (a ``fetchone()`` leaves
-    it open until a fetch returns nothing); running any statement closes it, so do that first.
-    """
-    con.execute("SELECT 1").fetchall()
+    """Expose a polars frame to SQL as ``name``."""
+    close_open_result(con)
     con.register(name, frame.to_arrow())
+
+
+def close_open_result(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB 2.0 refuses to register a frame or open a relation while an earlier result is
+    still open (a ``fetchone()`` leaves it open until a fetch returns nothing); running any
+    statement closes it."""
+    con.execute("SELECT 1").fetchall()
 
 
 class Held(Protocol):

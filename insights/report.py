@@ -127,10 +127,16 @@ WHERE {CASE_IN_PERIOD}
 """
 # The period a report covers: the business dates care was planned on, and the newest reply.
 PERIOD_SQL = f"""
+WITH planned AS (
+    SELECT action_id, round, created_at FROM care_actions
+    WHERE {IN_PERIOD.format(at="created_at")}
+)
 SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
-    (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations
-     WHERE {IN_PERIOD.format(at="received_at")})
-FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
+    -- the newest reply the care figures count (LOOP_SQL's: to its first round, at any time)
+    (SELECT strftime(timezone($zone, max(e.received_at)), '%Y-%m-%d %H:%M')
+     FROM evaluations e JOIN planned a USING (action_id)
+     WHERE a.round = 1 AND e.received_at >= $lo)
+FROM planned
 """
 # A store manager's list: the cases the page shows (every active one, and those closed in the
 # last $shown days), the ones to do first, then the closed ones (resolved by the manager or
@@ -176,7 +182,7 @@ class Period:
     def describe(self) -> str:
         if self.first is None:
             return f"Nothing planned in this period; cases and opt-outs {self.dated()}."
-        replies = f"; replies received up to {self.last_reply}" if self.last_reply else ""
+        replies = f"; its replies received up to {self.last_reply}" if self.last_reply else ""
         return (
             f"Care planned {self.first} to {self.last} ({self.zone}); cases opened and "
             f"opt-outs {self.dated()}{replies}."
@@ -315,8 +321,8 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
         ),
         *_section(
             "Replies, by attribution",
-            "Every reply is kept: matched to the survey it answers, late (after the reply "
-            "window), to no open survey, or from an unknown number.",
+            "Every reply received in the period is kept: matched to the survey it answers, "
+            "late (after the reply window), to no open survey, or from an unknown number.",
             [f"- {kind}: {n}" for kind, n in report.replies.items()],
         ),
         *_case_sections(report, store_rows),

@@ -78,7 +78,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     text = written.path.read_text()
     assert (
         "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); cases opened and opt-outs of "
-        "every date; replies received up to 2026-03-01 10:04." in text
+        "every date; its replies received up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text
     with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
@@ -93,6 +93,29 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
         "2026-02-28 21:03",
         "America/New_York",
     )
+
+
+def test_a_periods_reply_line_names_the_newest_reply_its_care_figures_count(con, settings):
+    """Care planned on the period's last day is rated the day after: the care figures count
+    that rating, so the period line gives its time, not the newest reply within the period
+    (there is none); the replies by attribution count what came in the period."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
+    rated_at = T0 + timedelta(days=1, hours=3)  # 2026-03-02 13:00 in Shanghai
+    Inbox(settings.inbox_path).put(
+        "sms",
+        "SM1",
+        rated_at,
+        {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "4"},
+    )
+    collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72), now=rated_at)
+    day = date(2026, 3, 1)
+    report = loop_report(con, ZONE, day, day)
+    assert report.totals()["rated"] == 1 and report.replies == {}
+    assert report.period.describe().endswith("its replies received up to 2026-03-02 13:00.")
+    before = loop_report(con, ZONE, date(2026, 2, 1), date(2026, 2, 28))
+    assert before.period.last_reply is None  # no care planned in February: no reply to it
 
 
 def _one_complaint_collected(con, settings):

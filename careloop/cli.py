@@ -347,8 +347,11 @@ def report(
             variants=monthly.variants,
         )  # fmt: skip
     html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
-    _show("loop figures", dict(summary_rows(written.report)))
-    console.print(f"KPI report for {chosen}: {html}\nits figures (JSON): {data}")
+    # two cohorts, each named: the loop follows the month's care to its replies, whenever they
+    # came; the KPIs count what happened in the month (a rating by when it came)
+    _show(f"the loop: care planned in {chosen}", dict(summary_rows(written.report)))
+    console.print(f"KPI report for {chosen} (each event dated in the month): {html}")
+    console.print(f"its figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
     _show_store_lists(len(written.store_rows), settings.reports_dir / "store_lists")
 

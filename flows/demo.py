@@ -193,7 +193,7 @@ def finish(home: Path, data: DemoDataSummary, start: date, end: date) -> DemoRes
         written = write_reports(
             con,
             settings.reports_dir,
-            "careloop demo: satisfaction KPIs",
+            "careloop demo: the loop over its days",  # the KPIs are the monthly HTML's
             settings.timezone,
             start,
             end,

@@ -753,7 +753,8 @@ def managers_revoke(
     console.print(f"{store_id}: {ended} session(s) ended; links issued until now refused")
 
 
-@replies_app.command("parse")
+# a reply is what a customer wrote: "-1" or "--- 2" is its text, never an option (only --help is)
+@replies_app.command("parse", context_settings={"ignore_unknown_options": True})
 def replies_parse(text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
     from feedback.parsing import parse_reply

@@ -135,6 +135,15 @@ def test_the_cli_reads_replies_with_the_same_parser():
         assert json.loads(result.output)["score"] == score
 
 
+@pytest.mark.parametrize("text", ["-1", "-5 太差了", "--- 2", "-", "--score 3"])
+def test_the_cli_takes_a_reply_that_starts_with_a_dash_as_its_text(text):
+    from careloop.cli import app
+
+    result = CliRunner().invoke(app, ["replies", "parse", text])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == parse_reply(text).as_dict()
+
+
 def _phone(n: int, text: str) -> str:
     """Chinese replies from Chinese numbers (answered in zh-CN), the rest from US ones."""
     return f"+86138{n:08d}" if not text.isascii() else f"+1212555{n:04d}"

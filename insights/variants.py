@@ -111,9 +111,8 @@ def variant_report(
     campaign = recorded_campaign(con, name)
     if campaign is None or campaign.care.variants is None:
         known = ", ".join(tested_campaigns(con)) or "none"
-        raise CampaignError(
-            f"campaign {name!r} has planned no message variants; campaigns that have: {known}"
-        )
+        what = "no message variants" if campaign else "nothing (an unknown name, or not run yet)"
+        raise CampaignError(f"campaign {name!r} has planned {what}; campaigns that have: {known}")
     test = campaign.care.variants
     counts = tally(con, name, campaign.care, now, reply_window_hours)
     best = probability_best(counts, np.random.default_rng(plan_seed(name, now.date())))

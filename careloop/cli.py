@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
 from careloop.insights_cli import insights_app
+from core.output import console as output_console
 from core.output import print_json
 
 
@@ -87,8 +87,8 @@ app.add_typer(replies_app, name="replies")
 app.add_typer(load_app, name="load")
 app.add_typer(managers_app, name="managers")
 app.add_typer(insights_app, name="insights")
-console = Console()
-err_console = Console(stderr=True)
+console = output_console()
+err_console = output_console(stderr=True)
 Params = Annotated[
     list[str] | None,
     typer.Option(

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from core.output import console as output_console
 from core.progress import Advance, describe
 
 
@@ -25,7 +26,7 @@ class RichReporter:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.errors = Console(stderr=True)  # notes never mix into output a pipe reads
+        self.errors = output_console(stderr=True)  # notes never mix into output a pipe reads
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
+from core.output import console as output_console
 from core.output import print_json
 
 insights_app = typer.Typer(
@@ -23,7 +23,7 @@ insights_app = typer.Typer(
     help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
     no_args_is_help=True,
 )
-console = Console()
+console = output_console()
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Export = Annotated[Path, typer.Argument(help="A CSV (UTF-8, with a header) or Parquet file.")]
 
@@ -133,6 +133,7 @@ def kpis(
     case, a message): the KPI overall and per value of each --by column against the month
     before (change, flag, significance with the same adjustment, n), and the drill-down into
     rate and mix when it moved. Same code and JSON shape as careloop report."""
+    from core.output import echo_html
     from insights.export_panorama import export_panorama
     from insights.report_html import render_export_html
 
@@ -149,7 +150,7 @@ def kpis(
         print_json(found.as_json())
         return
     if fmt == "html":
-        typer.echo(render_export_html(found))
+        echo_html(render_export_html(found))
         return
     percent = found.kpi.binary
     table = Table("scope", "key", "value", "previous", "difference", "relative change",

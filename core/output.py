@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import polars as pl
 import typer
@@ -23,6 +24,45 @@ def json_text(data: Any, *, ascii_only: bool = False) -> str:
     Infinity would be a bug upstream, and other parsers refuse them, so they are an error.
     ``ascii_only``: every other character as a JSON escape (the same data to a parser)."""
     return json.dumps(data, ensure_ascii=ascii_only, allow_nan=False, indent=2)
+
+
+class OutputEncodingError(Exception):
+    """Data the output's encoding cannot carry, where an escape would change it (CSV)."""
+
+
+class _TolerantStream:
+    """The process's stdout or stderr as it is at each write (a test's runner swaps them),
+    where text its encoding lacks (Chinese names on a latin-1 terminal) is written with
+    backslash escapes rather than failing the command after its work: for what people read,
+    tables and progress. Data a program reads is written by echo_json and print_frame."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+
+    @property
+    def _stream(self) -> TextIO:
+        stream = sys.stderr if self._stderr else sys.stdout
+        # while a progress bar is live, rich stands a proxy of its own in for stdout: written
+        # to, it prints through this console again (rich unwraps it the same way)
+        proxied: TextIO = getattr(stream, "rich_proxied_file", stream)
+        return proxied
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:  # raised before any of the text is written
+            encoding = self._stream.encoding or "ascii"
+            return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding...
+        if name == "rich_proxied_file":  # rich would write to it, past this class
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr) that never fails on the output's encoding."""
+    return Console(file=_TolerantStream(stderr=stderr))  # type: ignore[arg-type]
 
 
 def print_json(data: Any) -> None:
@@ -46,7 +86,10 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(frame.columns)
         writer.writerows(["" if v is None else v for v in row] for row in frame.iter_rows())
-        typer.echo(text.getvalue(), nl=False)
+        try:
+            typer.echo(text.getvalue(), nl=False)
+        except UnicodeEncodeError as exc:
+            raise OutputEncodingError(_cannot_carry(exc, "CSV")) from None
     elif fmt == "json":
         rows = frame.to_dicts()
         echo_json(
@@ -57,6 +100,23 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+
+
+def echo_html(text: str) -> None:
+    """A page on stdout; on an output whose encoding lacks some of its text, every character
+    beyond ASCII as its character reference: the same page to a browser, whatever the
+    charset it is read as."""
+    try:
+        typer.echo(text)
+    except UnicodeEncodeError:
+        typer.echo(text.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+
+
+def _cannot_carry(exc: UnicodeEncodeError, what: str) -> str:
+    return (
+        f"this output's encoding ({exc.encoding}) cannot carry the {what}'s text: set "
+        "PYTHONIOENCODING=utf-8, or ask for --format json (escaped where it must be)"
+    )
 
 
 def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:

@@ -96,6 +96,42 @@ def test_json_is_printed_whatever_the_output_encoding_says():
     assert json.loads(done.stdout.decode("latin-1")) == [{"store": "上海1号店"}]
 
 
+def _latin1_run(code: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=120, check=False
+    )
+
+
+def test_tables_csv_and_pages_on_an_output_without_the_text():
+    """latin-1 cannot write Chinese. What people read (tables, the command's lines) is
+    written with escapes; CSV, data a program reads, fails in one clear line and writes
+    nothing; a page gets character references, the same page to a browser."""
+    frame = "pl.DataFrame({'store': ['上海1号店'], 'note': ['café']})"
+    table = _latin1_run(
+        "import polars as pl; from careloop.cli import console; from core.output import "
+        f"print_frame; print_frame({frame}, 'table', console); console.print('门店 ok')"
+    )
+    assert table.returncode == 0, table.stderr.decode(errors="replace")
+    shown = table.stdout.decode("latin-1")
+    assert "\\u4e0a\\u6d771\\u53f7\\u5e97" in shown and "café" in shown
+    assert "\\u95e8\\u5e97 ok" in shown
+    csv_out = _latin1_run(
+        "import polars as pl; from core.output import print_frame; "
+        f"print_frame({frame}, 'csv', None)"
+    )
+    assert csv_out.returncode == 1 and csv_out.stdout == b""
+    said = csv_out.stderr.decode("latin-1")
+    assert "OutputEncodingError" in said and "PYTHONIOENCODING=utf-8" in said
+    page = _latin1_run("from core.output import echo_html; echo_html('<p>上海 café</p>')")
+    assert page.returncode == 0, page.stderr.decode(errors="replace")
+    assert page.stdout == b"<p>&#19978;&#28023; caf&#233;</p>\n"
+
+
 def test_the_inbox_url_is_checked_named_and_never_printed(monkeypatch):
     monkeypatch.setenv("CARELOOP_INBOX_URL", "mysql://care:hunter2@db/care")
     with pytest.raises(ConfigError, match=r"CARELOOP_INBOX_URL: .*must start with") as caught:

@@ -41,6 +41,9 @@ LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
     "(the managers' page shows the same)"
 )
+# The newest reply to a campaign's care in the period (business time, to the minute): not a
+# figure of the table, but what the period line says its replies were counted up to.
+LAST_REPLY = "last_reply"
 LOOP_SQL = f"""
 WITH first AS (
     SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
@@ -58,7 +61,8 @@ WITH first AS (
     FROM first GROUP BY campaign_id
 ), replies AS (
     SELECT a.campaign_id,
-        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied
+        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied,
+        strftime(timezone($zone, max(e.received_at)), '%Y-%m-%d %H:%M') AS {LAST_REPLY}
     FROM evaluations e JOIN first a USING (action_id)
     WHERE e.received_at >= $lo  -- a reply comes after its action: the history is skipped
     GROUP BY ALL
@@ -91,7 +95,7 @@ SELECT campaign_id, coalesce(targeted, 0) AS targeted, coalesce(suppressed, 0) A
     coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
     coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
     coalesce(recovered, 0) AS recovered, coalesce(recovery_due, 0) AS recovery_due,
-    coalesce(opted_out, 0) AS opted_out
+    coalesce(opted_out, 0) AS opted_out, {LAST_REPLY}
 FROM campaign_ids
 LEFT JOIN actions USING (campaign_id)
 LEFT JOIN replies USING (campaign_id)
@@ -125,18 +129,10 @@ SELECT count(*) AS opened,
 FROM manager_cases m
 WHERE {CASE_IN_PERIOD}
 """
-# The period a report covers: the business dates care was planned on, and the newest reply.
+# The business dates care was planned on in the period (its newest reply: LOOP_SQL's).
 PERIOD_SQL = f"""
-WITH planned AS (
-    SELECT action_id, round, created_at FROM care_actions
-    WHERE {IN_PERIOD.format(at="created_at")}
-)
-SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
-    -- the newest reply the care figures count (LOOP_SQL's: to its first round, at any time)
-    (SELECT strftime(timezone($zone, max(e.received_at)), '%Y-%m-%d %H:%M')
-     FROM evaluations e JOIN planned a USING (action_id)
-     WHERE a.round = 1 AND e.received_at >= $lo)
-FROM planned
+SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE
+FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
 """
 # A store manager's list: the cases the page shows (every active one, and those closed in the
 # last $shown days), the ones to do first, then the closed ones (resolved by the manager or
@@ -256,13 +252,17 @@ def loop_report(
     due = {"now": now or utc_now(), "window": reply_window_hours}
     cursor = con.execute(LOOP_SQL, {**scope, **due})
     names = [d[0] for d in cursor.description]  # known even with no campaign yet
-    campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    replied_at = [r.pop(LAST_REPLY) for r in rows]
+    last_reply = max((at for at in replied_at if at), default=None)
+    campaigns = [with_rates(row) for row in rows]
+    names.remove(LAST_REPLY)
     suppressed: dict[str, dict[str, int]] = {}
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL, scope).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
     replies = dict(con.execute(REPLIES_SQL, scope).fetchall())
     opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
-    first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
+    first, last = con.execute(PERIOD_SQL, scope).fetchone() or (None, None)
     period = Period(first, last, last_reply, zone, since, until)
     cases = query_dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
     cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])

@@ -91,7 +91,7 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         except UnicodeEncodeError as exc:
             raise OutputEncodingError(_cannot_carry(exc, "CSV")) from None
     elif fmt == "json":
-        rows = frame.to_dicts()
+        rows = _finite(frame).to_dicts()
         echo_json(
             json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
         )
@@ -100,6 +100,14 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+
+
+def _finite(frame: pl.DataFrame) -> pl.DataFrame:
+    """Floats that JSON cannot hold (NaN, infinities: a rule's 0/0, say) as null, as a table
+    shows no value: strict JSON (``json_text``) for any parser, where json.dumps would write
+    NaN and Infinity."""
+    floats = pl.col(pl.Float32, pl.Float64)
+    return frame.with_columns(pl.when(floats.is_finite()).then(floats).otherwise(None))
 
 
 def echo_html(text: str) -> None:

@@ -185,3 +185,21 @@ def test_a_previews_rows_are_printed_whatever_the_output_encoding_says(monkeypat
     print_frame(pl.DataFrame({"name": ["客户1"]}), fmt, Console())
     ascii_out.flush()
     assert "客户1".encode() in raw.getvalue()
+
+
+def test_a_previews_json_is_strict_where_a_rule_gives_nan_or_infinity(capsys):
+    """A rule's 0/0 is NaN: json.dumps would print NaN and Infinity, which strict parsers
+    (jq, JavaScript) refuse. They go as null; the other values as they are."""
+    import polars as pl
+
+    from core.output import console, print_frame
+
+    frame = pl.DataFrame({"ratio": [0.5, float("nan"), float("-inf"), None], "n": [1, 2, 3, 4]})
+    print_frame(frame, "json", console())
+    strict = json.loads(capsys.readouterr().out, parse_constant=pytest.fail)
+    assert strict == [
+        {"ratio": 0.5, "n": 1},
+        {"ratio": None, "n": 2},
+        {"ratio": None, "n": 3},
+        {"ratio": None, "n": 4},
+    ]

@@ -41,9 +41,6 @@ LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
     "(the managers' page shows the same)"
 )
-# The newest reply to a campaign's care in the period (business time, to the minute): not a
-# figure of the table, but what the period line says its replies were counted up to.
-LAST_REPLY = "last_reply"
 LOOP_SQL = f"""
 WITH first AS (
     SELECT * FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
@@ -61,8 +58,7 @@ WITH first AS (
     FROM first GROUP BY campaign_id
 ), replies AS (
     SELECT a.campaign_id,
-        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied,
-        strftime(timezone($zone, max(e.received_at)), '%Y-%m-%d %H:%M') AS {LAST_REPLY}
+        count(DISTINCT e.action_id) FILTER (e.attribution = 'matched') AS replied
     FROM evaluations e JOIN first a USING (action_id)
     WHERE e.received_at >= $lo  -- a reply comes after its action: the history is skipped
     GROUP BY ALL
@@ -95,7 +91,7 @@ SELECT campaign_id, coalesce(targeted, 0) AS targeted, coalesce(suppressed, 0) A
     coalesce(satisfied, 0) AS satisfied, coalesce(dissatisfied, 0) AS dissatisfied,
     coalesce(second_round_sent, 0) AS second_round_sent, coalesce(cases, 0) AS cases,
     coalesce(recovered, 0) AS recovered, coalesce(recovery_due, 0) AS recovery_due,
-    coalesce(opted_out, 0) AS opted_out, {LAST_REPLY}
+    coalesce(opted_out, 0) AS opted_out
 FROM campaign_ids
 LEFT JOIN actions USING (campaign_id)
 LEFT JOIN replies USING (campaign_id)
@@ -129,10 +125,16 @@ SELECT count(*) AS opened,
 FROM manager_cases m
 WHERE {CASE_IN_PERIOD}
 """
-# The business dates care was planned on in the period (its newest reply: LOOP_SQL's).
+# The period a report covers: the business dates first-round care (what the table's care
+# figures count) was planned on, and the newest reply collected since the period began. Every
+# reply the figures count came after the care or the case it answers (first rounds, second
+# rounds, follow-ups), so each one up to it is in; newer replies, to later care, are the only
+# others (the zone maps skip the history).
 PERIOD_SQL = f"""
-SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE
-FROM care_actions WHERE {IN_PERIOD.format(at="created_at")}
+SELECT min(timezone($zone, created_at))::DATE, max(timezone($zone, created_at))::DATE,
+    (SELECT strftime(timezone($zone, max(received_at)), '%Y-%m-%d %H:%M') FROM evaluations
+     WHERE received_at >= $lo)
+FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
 """
 # A store manager's list: the cases the page shows (every active one, and those closed in the
 # last $shown days), the ones to do first, then the closed ones (resolved by the manager or
@@ -178,7 +180,7 @@ class Period:
     def describe(self) -> str:
         if self.first is None:
             return f"Nothing planned in this period; cases and opt-outs {self.dated()}."
-        replies = f"; its replies received up to {self.last_reply}" if self.last_reply else ""
+        replies = f"; replies collected up to {self.last_reply}" if self.last_reply else ""
         return (
             f"Care planned {self.first} to {self.last} ({self.zone}); cases opened and "
             f"opt-outs {self.dated()}{replies}."
@@ -252,17 +254,13 @@ def loop_report(
     due = {"now": now or utc_now(), "window": reply_window_hours}
     cursor = con.execute(LOOP_SQL, {**scope, **due})
     names = [d[0] for d in cursor.description]  # known even with no campaign yet
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    replied_at = [r.pop(LAST_REPLY) for r in rows]
-    last_reply = max((at for at in replied_at if at), default=None)
-    campaigns = [with_rates(row) for row in rows]
-    names.remove(LAST_REPLY)
+    campaigns = [with_rates(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     suppressed: dict[str, dict[str, int]] = {}
     for campaign_id, reason, n in con.execute(SUPPRESSION_SQL, scope).fetchall():
         suppressed.setdefault(campaign_id, {})[reason] = n
     replies = dict(con.execute(REPLIES_SQL, scope).fetchall())
     opt_outs = dict(con.execute(OPT_OUTS_SQL, scope).fetchall())
-    first, last = con.execute(PERIOD_SQL, scope).fetchone() or (None, None)
+    first, last, last_reply = con.execute(PERIOD_SQL, scope).fetchone() or (None,) * 3
     period = Period(first, last, last_reply, zone, since, until)
     cases = query_dicts(con, CASES_SQL, {**scope, "sla": sla_hours, "now": now or utc_now()})[0]
     cases["sla_compliance"] = percent(cases["contacted_in_sla"], cases["sla_due"])

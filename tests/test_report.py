@@ -78,7 +78,7 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     text = written.path.read_text()
     assert (
         "Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai); cases opened and opt-outs of "
-        "every date; its replies received up to 2026-03-01 10:04." in text
+        "every date; replies collected up to 2026-03-01 10:04." in text
     )
     assert "- sms: 1" in text
     with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as handle:
@@ -95,10 +95,11 @@ def test_a_partial_loop_reports_its_period_rates_opt_outs_and_store_lists(con, s
     )
 
 
-def test_a_periods_reply_line_names_the_newest_reply_its_care_figures_count(con, settings):
+def test_a_periods_reply_line_names_the_newest_reply_collected_not_only_within_it(con, settings):
     """Care planned on the period's last day is rated the day after: the care figures count
-    that rating, so the period line gives its time, not the newest reply within the period
-    (there is none); the replies by attribution count what came in the period."""
+    that rating, so the period line says replies were collected up to it, not up to the
+    newest reply within the period (there is none); replies by attribution count those that
+    came in the period."""
     add_store(con)
     add_subscriber(con, "S1")
     add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=T0)
@@ -110,12 +111,17 @@ def test_a_periods_reply_line_names_the_newest_reply_its_care_figures_count(con,
         {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000", "Body": "4"},
     )
     collect(con, Inbox(settings.inbox_path), reply_window=timedelta(hours=72), now=rated_at)
+    # a second round planned later in the period: the care figures (first round) end on the 1st
+    add_action(con, "A2", "S1", round=2, sent_at=T0 + timedelta(days=2))
     day = date(2026, 3, 1)
-    report = loop_report(con, ZONE, day, day)
-    assert report.totals()["rated"] == 1 and report.replies == {}
-    assert report.period.describe().endswith("its replies received up to 2026-03-02 13:00.")
-    before = loop_report(con, ZONE, date(2026, 2, 1), date(2026, 2, 28))
-    assert before.period.last_reply is None  # no care planned in February: no reply to it
+    report = loop_report(con, ZONE, day, day + timedelta(days=3))
+    assert report.totals()["rated"] == 1 and report.replies == {"matched": 1}
+    said = report.period.describe()
+    assert said.startswith("Care planned 2026-03-01 to 2026-03-01 (Asia/Shanghai)")
+    assert said.endswith("replies collected up to 2026-03-02 13:00."), said
+    first_day = loop_report(con, ZONE, day, day)
+    assert first_day.replies == {}  # the rating came the next day
+    assert first_day.period.describe().endswith("replies collected up to 2026-03-02 13:00.")
 
 
 def _one_complaint_collected(con, settings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
@@ -348,9 +350,11 @@ def report(
         )  # fmt: skip
     html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
     # two cohorts, each named: the loop follows the month's care to its replies, whenever they
-    # came; the KPIs count what happened in the month (a rating by when it came)
-    _show(f"the loop: care planned in {chosen}", dict(summary_rows(written.report)))
-    console.print(f"KPI report for {chosen} (each event dated in the month): {html}")
+    # came (its cases and opt-outs dated in the month); each KPI counts its units dated in
+    # the month (a rating by when it came, a survey by when it was sent)
+    title = f"the loop: care planned in {chosen}, its replies whenever they came"
+    _show(title, dict(summary_rows(written.report)))
+    console.print(f"KPI report for {chosen} (each KPI's units dated in the month): {html}")
     console.print(f"its figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
     _show_store_lists(len(written.store_rows), settings.reports_dir / "store_lists")
@@ -753,13 +757,31 @@ def managers_revoke(
     console.print(f"{store_id}: {ended} session(s) ended; links issued until now refused")
 
 
-# a reply is what a customer wrote: "-1" or "--- 2" is its text, never an option (only --help is)
-@replies_app.command("parse", context_settings={"ignore_unknown_options": True})
-def replies_parse(text: str) -> None:
+class _ReplyCommand(TyperCommand):
+    """`replies parse`, which notes whether its text came after ``--``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["after_dashes"] = "--" in args
+        return super().parse_args(ctx, args)
+
+
+# A reply is what a customer wrote: "-1" or "--- 2" is its text. A word like an option
+# (--debug, --format) is more likely a misplaced one: refused, unless given after --.
+@replies_app.command("parse", cls=_ReplyCommand, context_settings={"ignore_unknown_options": True})
+def replies_parse(ctx: typer.Context, text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
     from feedback.parsing import parse_reply
 
+    if LONG_OPTION.match(text) and not ctx.meta.get("after_dashes"):
+        raise typer.BadParameter(
+            f"{text!r} looks like an option, and this command has none but --help: to parse "
+            "it as a reply, put -- before it",
+            param_hint="TEXT",
+        )
     print_json(parse_reply(text).as_dict())
+
+
+LONG_OPTION = re.compile(r"--[^\W\d_]")
 
 
 def _fail(message: str) -> NoReturn:

@@ -135,13 +135,26 @@ def test_the_cli_reads_replies_with_the_same_parser():
         assert json.loads(result.output)["score"] == score
 
 
-@pytest.mark.parametrize("text", ["-1", "-5 太差了", "--- 2", "-", "--score 3"])
+@pytest.mark.parametrize("text", ["-1", "-5 太差了", "--- 2", "-", "-- 3"])
 def test_the_cli_takes_a_reply_that_starts_with_a_dash_as_its_text(text):
     from careloop.cli import app
 
     result = CliRunner().invoke(app, ["replies", "parse", text])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == parse_reply(text).as_dict()
+
+
+@pytest.mark.parametrize("text", ["--debug", "--version", "--score 3", "--format"])
+def test_a_reply_like_a_long_option_is_refused_unless_given_after_dashes(text):
+    """A misplaced option (careloop --debug replies parse ...) is told, not parsed as a
+    customer's words; after -- it is their words."""
+    from careloop.cli import app
+
+    refused = CliRunner().invoke(app, ["replies", "parse", text])
+    assert refused.exit_code == 2 and "put -- before it" in refused.output, refused.output
+    taken = CliRunner().invoke(app, ["replies", "parse", "--", text])
+    assert taken.exit_code == 0, taken.output
+    assert json.loads(taken.output) == parse_reply(text).as_dict()
 
 
 def _phone(n: int, text: str) -> str:

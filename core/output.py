@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TextIO
@@ -55,7 +56,9 @@ class _TolerantStream:
             return self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding...
-        if name == "rich_proxied_file":  # rich would write to it, past this class
+        # rich would write to a proxied file past this class; a private name is this
+        # object's own (a copy looks for its attributes before they are set)
+        if name == "rich_proxied_file" or name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._stream, name)
 
@@ -91,7 +94,7 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         except UnicodeEncodeError as exc:
             raise OutputEncodingError(_cannot_carry(exc, "CSV")) from None
     elif fmt == "json":
-        rows = _finite(frame).to_dicts()
+        rows = [_finite(row) for row in frame.to_dicts()]
         echo_json(
             json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
         )
@@ -102,12 +105,17 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         console.print(table)
 
 
-def _finite(frame: pl.DataFrame) -> pl.DataFrame:
-    """Floats that JSON cannot hold (NaN, infinities: a rule's 0/0, say) as null, as a table
-    shows no value: strict JSON (``json_text``) for any parser, where json.dumps would write
-    NaN and Infinity."""
-    floats = pl.col(pl.Float32, pl.Float64)
-    return frame.with_columns(pl.when(floats.is_finite()).then(floats).otherwise(None))
+def _finite(value: Any) -> Any:
+    """``value`` with every float JSON cannot hold (NaN, infinities: a rule's 0/0, say) as
+    null, in lists and structs too: strict JSON for any parser (jq, JavaScript refuse NaN),
+    where json.dumps would write NaN and Infinity. Tables and CSV show what the rule gave."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def echo_html(text: str) -> None:

@@ -194,12 +194,49 @@ def test_a_previews_json_is_strict_where_a_rule_gives_nan_or_infinity(capsys):
 
     from core.output import console, print_frame
 
-    frame = pl.DataFrame({"ratio": [0.5, float("nan"), float("-inf"), None], "n": [1, 2, 3, 4]})
+    nan, inf = float("nan"), float("inf")
+    frame = pl.DataFrame(
+        {
+            "ratio": [0.5, nan, -inf, None],
+            "n": [1, 2, 3, 4],
+            "scores": [[1.0, nan], [inf], [], None],  # a list of floats
+            "cell": [{"x": nan}, {"x": 1.5}, {"x": None}, {"x": 2.0}],  # a struct
+        }
+    )
     print_frame(frame, "json", console())
     strict = json.loads(capsys.readouterr().out, parse_constant=pytest.fail)
     assert strict == [
-        {"ratio": 0.5, "n": 1},
-        {"ratio": None, "n": 2},
-        {"ratio": None, "n": 3},
-        {"ratio": None, "n": 4},
+        {"ratio": 0.5, "n": 1, "scores": [1.0, None], "cell": {"x": None}},
+        {"ratio": None, "n": 2, "scores": [None], "cell": {"x": 1.5}},
+        {"ratio": None, "n": 3, "scores": [], "cell": {"x": None}},
+        {"ratio": None, "n": 4, "scores": None, "cell": {"x": 2.0}},
     ]
+
+
+def test_the_console_writes_past_riches_own_stdout_while_a_bar_is_live(monkeypatch, capsys):
+    """On a terminal, a live progress bar stands rich's proxy in for stdout, which prints
+    what it is given through the console again: written to, the console would loop."""
+    import sys
+
+    from rich.file_proxy import FileProxy
+
+    from core.output import console
+
+    class Proxy(FileProxy):
+        writing = False
+
+        def write(self, text: str) -> int:
+            assert not Proxy.writing, "the console wrote back into rich's proxy: a loop"
+            Proxy.writing = True
+            try:
+                return super().write(text)
+            finally:
+                Proxy.writing = False
+
+    shown = console()
+    monkeypatch.setattr(sys, "stdout", Proxy(shown, sys.stdout))
+    print("a plain print meanwhile")  # what rich's proxy is for
+    shown.print("门店 done")
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert "门店 done" in out and "a plain print meanwhile" in out

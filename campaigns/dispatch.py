@@ -109,9 +109,10 @@ class Open:
         """What is open now: this, with an earlier ``since`` if an action added since it was
         found is older (a plan given an earlier moment while the run let the warehouse go).
         An action opens only when it is added: no status goes back to queued or sending once
-        settled (a retry or a requeue goes from sending, which was open already). So with
-        the outbox's rows as they were, nothing can be open before ``since``, and the
-        statuses are not read again."""
+        settled (a retry or a requeue goes from sending, which was open already; a provider's
+        event only moves an action on, and never opens one it was not handed, by
+        feedback.statuses.RANK). So with the outbox's rows as they were, nothing can be open
+        before ``since``, and the statuses are not read again."""
         counted = _outbox_rows(con)
         if counted == self.outbox_rows:
             return self
@@ -236,8 +237,9 @@ def _due(con: duckdb.DuckDBPyConnection, by: datetime | None, found: Open) -> in
 
 
 def _outbox_rows(con: duckdb.DuckDBPyConnection) -> int:
-    """The outbox's rows, from DuckDB's row counts (no column is read). Rows are only ever
-    added while a run goes on: removing some is a backfill's, done with no run going."""
+    """The outbox's rows: DuckDB reads no column for it (from its stored row counts where no
+    change is pending, else by the rows' ids). Rows are only ever added while a run goes on:
+    removing some is a backfill's, done with no run going."""
     row = con.execute("SELECT count(*) FROM care_actions").fetchone()
     return int(row[0]) if row else 0
 

@@ -40,9 +40,16 @@ TWILIO_CALL = {
 }
 SENDGRID = {"processed": "sent", "delivered": "delivered", "bounce": "bounced", "dropped": "failed"}
 SENDGRID_OPT_OUT = {"unsubscribe", "group_unsubscribe", "spamreport"}
-# How far along a status is; an event never moves an action backwards.
+# How far along a status is; an event never moves an action backwards. The actions never
+# handed over (suppressed, held out, expired) are as far along as a queued one: a late event
+# that a provider merely accepted a message ('queued') must not open them again, for the next
+# run would send a held-out customer, or one who opted out; an event that says it was sent
+# still records that it was.
 RANK = {
     "queued": 0,
+    "suppressed": 0,
+    "held_out": 0,
+    "expired": 0,
     "sending": 1,
     "unconfirmed": 1,
     "sent": 2,

@@ -224,6 +224,32 @@ def test_status_events_never_go_backwards(world, inbox):
     ).fetchone() == (2,)
 
 
+def test_a_late_accepted_event_never_opens_an_action_that_was_not_sent(world, inbox):
+    """Twilio's accepted/queued/scheduled callbacks map to 'queued': arriving late (a first
+    attempt's, after the action expired), they left it queued again for the next run to send,
+    even to a held-out or opted-out customer. What says it was sent still records it."""
+    settled = ("expired", "suppressed", "held_out")
+    for status in settled:
+        add_action(world, f"A-{status}", "S1", recipient=PHONE, sent_at=T0, status=status)
+        for event in ("accepted", "queued", "scheduled"):
+            inbox.put(
+                "status",
+                f"SM-{status}:{event}",
+                T0 + timedelta(minutes=1),
+                {"MessageSid": f"SM-{status}", "MessageStatus": event, "action_id": f"A-{status}"},
+            )
+    add_action(world, "A-late", "S1", recipient=PHONE, sent_at=T0, status="expired")
+    inbox.put(
+        "status",
+        "SM-late:delivered",
+        T0 + timedelta(minutes=2),
+        {"MessageSid": "SM-late", "MessageStatus": "delivered", "action_id": "A-late"},
+    )
+    collect(world, inbox, reply_window=WINDOW)
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {**{f"A-{s}": s for s in settled}, "A-late": "delivered"}
+
+
 def test_email_unsubscribe_opts_out_of_email(world, inbox):
     add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
     inbox.put("unsubscribe", "E1", T0 + timedelta(hours=1), {"action_id": "E1"})

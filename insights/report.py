@@ -178,13 +178,14 @@ class Period:
     until: date | None = None
 
     def describe(self) -> str:
-        if self.first is None:
-            return f"Nothing planned in this period; cases and opt-outs {self.dated()}."
+        # the reply bound whatever was planned: the cases' figures count replies too
         replies = f"; replies collected up to {self.last_reply}" if self.last_reply else ""
-        return (
-            f"Care planned {self.first} to {self.last} ({self.zone}); cases opened and "
-            f"opt-outs {self.dated()}{replies}."
+        care = (
+            f"Care planned {self.first} to {self.last} ({self.zone})"
+            if self.first
+            else "No first-round care planned in this period"
         )
+        return f"{care}; cases opened and opt-outs {self.dated()}{replies}."
 
     def dated(self) -> str:
         if self.since and self.until:

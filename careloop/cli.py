@@ -352,7 +352,10 @@ def report(
     # two cohorts, each named: the loop follows the month's care to its replies, whenever they
     # came (its cases and opt-outs dated in the month); each KPI counts its units dated in
     # the month (a rating by when it came, a survey by when it was sent)
-    title = f"the loop: care planned in {chosen}, its replies whenever they came"
+    title = (
+        f"the loop: care planned in {chosen} (its replies whenever they came), "
+        "cases and opt-outs dated in it"
+    )
     _show(title, dict(summary_rows(written.report)))
     console.print(f"KPI report for {chosen} (each KPI's units dated in the month): {html}")
     console.print(f"its figures (JSON): {data}")
@@ -761,18 +764,19 @@ class _ReplyCommand(TyperCommand):
     """`replies parse`, which notes whether its text came after ``--``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        ctx.meta["after_dashes"] = "--" in args
+        ctx.meta["after_dashes"] = args[:1] == ["--"]
         return super().parse_args(ctx, args)
 
 
-# A reply is what a customer wrote: "-1" or "--- 2" is its text. A word like an option
-# (--debug, --format) is more likely a misplaced one: refused, unless given after --.
+# A reply is what a customer wrote: "-1", "--- 2" or "--score 3" is its text. A text that is
+# an option's whole shape (--debug, --format=json) is more likely a misplaced one: refused,
+# unless given after --.
 @replies_app.command("parse", cls=_ReplyCommand, context_settings={"ignore_unknown_options": True})
 def replies_parse(ctx: typer.Context, text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
     from feedback.parsing import parse_reply
 
-    if LONG_OPTION.match(text) and not ctx.meta.get("after_dashes"):
+    if LONG_OPTION.fullmatch(text) and not ctx.meta.get("after_dashes"):
         raise typer.BadParameter(
             f"{text!r} looks like an option, and this command has none but --help: to parse "
             "it as a reply, put -- before it",
@@ -781,7 +785,7 @@ def replies_parse(ctx: typer.Context, text: str) -> None:
     print_json(parse_reply(text).as_dict())
 
 
-LONG_OPTION = re.compile(r"--[^\W\d_]")
+LONG_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=.*)?")
 
 
 def _fail(message: str) -> NoReturn:

@@ -135,7 +135,9 @@ def test_the_cli_reads_replies_with_the_same_parser():
         assert json.loads(result.output)["score"] == score
 
 
-@pytest.mark.parametrize("text", ["-1", "-5 太差了", "--- 2", "-", "-- 3"])
+@pytest.mark.parametrize(
+    "text", ["-1", "-5 太差了", "--- 2", "-", "-- 3", "--score 3", "--中文 差"]
+)
 def test_the_cli_takes_a_reply_that_starts_with_a_dash_as_its_text(text):
     from careloop.cli import app
 
@@ -144,14 +146,16 @@ def test_the_cli_takes_a_reply_that_starts_with_a_dash_as_its_text(text):
     assert json.loads(result.output) == parse_reply(text).as_dict()
 
 
-@pytest.mark.parametrize("text", ["--debug", "--version", "--score 3", "--format"])
+@pytest.mark.parametrize("text", ["--debug", "--version", "--format=json", "--install-completion"])
 def test_a_reply_like_a_long_option_is_refused_unless_given_after_dashes(text):
     """A misplaced option (careloop --debug replies parse ...) is told, not parsed as a
-    customer's words; after -- it is their words."""
+    customer's words; after -- it is their words (a -- after it does not count)."""
     from careloop.cli import app
 
     refused = CliRunner().invoke(app, ["replies", "parse", text])
     assert refused.exit_code == 2 and "put -- before it" in refused.output, refused.output
+    dashes_after = CliRunner().invoke(app, ["replies", "parse", text, "--"])
+    assert dashes_after.exit_code == 2 and "put -- before it" in dashes_after.output
     taken = CliRunner().invoke(app, ["replies", "parse", "--", text])
     assert taken.exit_code == 0, taken.output
     assert json.loads(taken.output) == parse_reply(text).as_dict()

@@ -94,7 +94,7 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         except UnicodeEncodeError as exc:
             raise OutputEncodingError(_cannot_carry(exc, "CSV")) from None
     elif fmt == "json":
-        rows = [_finite(row) for row in frame.to_dicts()]
+        rows = _json_rows(frame)
         echo_json(
             json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
         )
@@ -103,6 +103,18 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows for JSON, every float it cannot hold as null (``_finite``): plain
+    float columns in polars, only the nested ones (lists, structs, objects) cell by cell."""
+    floats = pl.col(pl.Float32, pl.Float64)
+    rows = frame.with_columns(pl.when(floats.is_finite()).then(floats)).to_dicts()
+    nested = [name for name, kind in frame.schema.items() if kind.is_nested() or kind == pl.Object]
+    for row in rows if nested else ():
+        for name in nested:
+            row[name] = _finite(row[name])
+    return rows
 
 
 def _finite(value: Any) -> Any:

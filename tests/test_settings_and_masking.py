@@ -216,6 +216,7 @@ def test_a_previews_json_is_strict_where_a_rule_gives_nan_or_infinity(capsys):
 def test_the_console_writes_past_riches_own_stdout_while_a_bar_is_live(monkeypatch, capsys):
     """On a terminal, a live progress bar stands rich's proxy in for stdout, which prints
     what it is given through the console again: written to, the console would loop."""
+    import copy
     import sys
 
     from rich.file_proxy import FileProxy
@@ -240,3 +241,4 @@ def test_the_console_writes_past_riches_own_stdout_while_a_bar_is_live(monkeypat
     monkeypatch.undo()
     out = capsys.readouterr().out
     assert "门店 done" in out and "a plain print meanwhile" in out
+    copy.copy(shown.file), copy.deepcopy(shown.file)  # a copy finds its own attributes

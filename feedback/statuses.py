@@ -40,6 +40,8 @@ TWILIO_CALL = {
 }
 SENDGRID = {"processed": "sent", "delivered": "delivered", "bounce": "bounced", "dropped": "failed"}
 SENDGRID_OPT_OUT = {"unsubscribe", "group_unsubscribe", "spamreport"}
+# The statuses a provider's event may give an action.
+EVENT_STATUSES = frozenset([*TWILIO_MESSAGE.values(), *TWILIO_CALL.values(), *SENDGRID.values()])
 # How far along a status is; an event never moves an action backwards. The actions never
 # handed over (suppressed, held out, expired) are as far along as a queued one: a late event
 # that a provider merely accepted a message ('queued') must not open them again, for the next
@@ -97,10 +99,13 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
             email_opt_out=event in SENDGRID_OPT_OUT,
             at=_moment(payload.get("timestamp")),
         )
+    status = payload.get("status")
     return DeliveryEvent(  # the sandbox's receipts
         payload.get("provider_id"),
         payload.get("action_id"),
-        payload.get("status"),
+        # what an event may say, as the providers' maps do: never 'sending' or a status of
+        # the outbox's own (an unknown one changes nothing, as for the providers)
+        status if status in EVENT_STATUSES else None,
         _text(payload.get("error_code")),
         sender=_text(payload.get("sender")),
     )

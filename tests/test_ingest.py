@@ -227,7 +227,8 @@ def test_status_events_never_go_backwards(world, inbox):
 def test_a_late_accepted_event_never_opens_an_action_that_was_not_sent(world, inbox):
     """Twilio's accepted/queued/scheduled callbacks map to 'queued': arriving late (a first
     attempt's, after the action expired), they left it queued again for the next run to send,
-    even to a held-out or opted-out customer. What says it was sent still records it."""
+    even to a held-out or opted-out customer; a receipt saying 'sending' would have opened it
+    too. What says it was sent still records it."""
     settled = ("expired", "suppressed", "held_out")
     for status in settled:
         add_action(world, f"A-{status}", "S1", recipient=PHONE, sent_at=T0, status=status)
@@ -237,6 +238,13 @@ def test_a_late_accepted_event_never_opens_an_action_that_was_not_sent(world, in
                 f"SM-{status}:{event}",
                 T0 + timedelta(minutes=1),
                 {"MessageSid": f"SM-{status}", "MessageStatus": event, "action_id": f"A-{status}"},
+            )
+        for said in ("sending", "unconfirmed", "queued"):  # a receipt shaped as the sandbox's
+            inbox.put(
+                "status",
+                f"X-{status}:{said}",
+                T0 + timedelta(minutes=1),
+                {"provider_id": f"X-{status}", "status": said, "action_id": f"A-{status}"},
             )
     add_action(world, "A-late", "S1", recipient=PHONE, sent_at=T0, status="expired")
     inbox.put(

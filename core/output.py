@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TextIO
 
 import polars as pl
+import polars.selectors as cs
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -108,7 +109,7 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
 def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     """The frame's rows for JSON, every float it cannot hold as null (``_finite``): plain
     float columns in polars, only the nested ones (lists, structs, objects) cell by cell."""
-    floats = pl.col(pl.Float32, pl.Float64)
+    floats = cs.float()
     rows = frame.with_columns(pl.when(floats.is_finite()).then(floats)).to_dicts()
     nested = [name for name, kind in frame.schema.items() if kind.is_nested() or kind == pl.Object]
     for row in rows if nested else ():

@@ -203,8 +203,10 @@ def test_a_previews_json_is_strict_where_a_rule_gives_nan_or_infinity(capsys):
             "cell": [{"x": nan}, {"x": 1.5}, {"x": None}, {"x": 2.0}],  # a struct
         }
     )
+    frame = frame.with_columns(half=pl.Series([1.0, nan, inf, None], dtype=pl.Float16))
     print_frame(frame, "json", console())
     strict = json.loads(capsys.readouterr().out, parse_constant=pytest.fail)
+    assert [row.pop("half") for row in strict] == [1.0, None, None, None]
     assert strict == [
         {"ratio": 0.5, "n": 1, "scores": [1.0, None], "cell": {"x": None}},
         {"ratio": None, "n": 2, "scores": [None], "cell": {"x": 1.5}},

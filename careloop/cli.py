@@ -776,7 +776,7 @@ def replies_parse(ctx: typer.Context, text: str) -> None:
     """Print how a reply is understood, as one JSON object."""
     from feedback.parsing import parse_reply
 
-    if LONG_OPTION.fullmatch(text) and not ctx.meta.get("after_dashes"):
+    if LONG_OPTION.fullmatch(text.strip()) and not ctx.meta.get("after_dashes"):
         raise typer.BadParameter(
             f"{text!r} looks like an option, and this command has none but --help: to parse "
             "it as a reply, put -- before it",

@@ -183,7 +183,7 @@ class Period:
         care = (
             f"Care planned {self.first} to {self.last} ({self.zone})"
             if self.first
-            else "No first-round care planned in this period"
+            else f"No first-round care planned in this period ({self.zone})"
         )
         return f"{care}; cases opened and opt-outs {self.dated()}{replies}."
 

@@ -146,7 +146,9 @@ def test_the_cli_takes_a_reply_that_starts_with_a_dash_as_its_text(text):
     assert json.loads(result.output) == parse_reply(text).as_dict()
 
 
-@pytest.mark.parametrize("text", ["--debug", "--version", "--format=json", "--install-completion"])
+@pytest.mark.parametrize(
+    "text", ["--debug", "--version", "--format=json", "--install-completion", "--debug "]
+)
 def test_a_reply_like_a_long_option_is_refused_unless_given_after_dashes(text):
     """A misplaced option (careloop --debug replies parse ...) is told, not parsed as a
     customer's words; after -- it is their words (a -- after it does not count)."""

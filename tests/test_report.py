@@ -28,7 +28,7 @@ def test_the_report_works_on_an_empty_warehouse_and_a_campaign_with_no_ratings(c
     empty = write_reports(con, settings.reports_dir, "empty", ZONE)
     text = empty.path.read_text()
     assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) | 0 | - |" in text
-    assert "No first-round care planned in this period; cases opened and opt-outs" in text
+    assert "No first-round care planned in this period (Asia/Shanghai); cases opened" in text
     figures = dict(summary_rows(loop_report(con, ZONE)))
     assert (
         figures["CSAT (% of ratings 4-5)"] is None
@@ -125,7 +125,8 @@ def test_a_periods_reply_line_names_the_newest_reply_collected_not_only_within_i
     # no first-round care in the days after, but what their cases count is bounded alike
     after = loop_report(con, ZONE, day + timedelta(days=1), day + timedelta(days=3))
     assert after.period.describe() == (
-        "No first-round care planned in this period; cases opened and opt-outs from "
+        "No first-round care planned in this period (Asia/Shanghai); cases opened and "
+        "opt-outs from "
         "2026-03-02 to 2026-03-04; replies collected up to 2026-03-02 13:00."
     )
 

@@ -36,7 +36,7 @@ class _TolerantStream:
     """The process's stdout or stderr as it is at each write (a test's runner swaps them),
     where text its encoding lacks (Chinese names on a latin-1 terminal) is written with
     backslash escapes rather than failing the command after its work: for what people read,
-    tables and progress. Data a program reads is written by echo_json and print_frame."""
+    tables and progress. Data a program reads is written by echo_escaped and print_frame."""
 
     def __init__(self, *, stderr: bool) -> None:
         self._stderr = stderr
@@ -70,13 +70,14 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def print_json(data: Any) -> None:
-    echo_json(json_text(data), lambda: json_text(data, ascii_only=True))
+    echo_escaped(json_text(data), lambda: json_text(data, ascii_only=True))
 
 
-def echo_json(text: str, escaped: Callable[[], str]) -> None:
+def echo_escaped(text: str, escaped: Callable[[], str]) -> None:
     """typer.echo, not sys.stdout: on a terminal or pipe set up for ASCII (PYTHONIOENCODING) it
     still writes the Chinese text. An output in an encoding without it (latin-1) refuses the
-    whole text before writing any of it: the same JSON then goes with its escapes."""
+    whole text before writing any of it: ``escaped()`` then goes instead, the same content in
+    ASCII (JSON's escapes, a page's character references)."""
     try:
         typer.echo(text)
     except UnicodeEncodeError:
@@ -93,10 +94,13 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
         try:
             typer.echo(text.getvalue(), nl=False)
         except UnicodeEncodeError as exc:
-            raise OutputEncodingError(_cannot_carry(exc, "CSV")) from None
+            raise OutputEncodingError(
+                f"this output's encoding ({exc.encoding}) cannot carry the CSV's text: set "
+                "PYTHONIOENCODING=utf-8, or ask for --format json (escaped where it must be)"
+            ) from None
     elif fmt == "json":
         rows = _json_rows(frame)
-        echo_json(
+        echo_escaped(
             json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
         )
     else:
@@ -135,17 +139,7 @@ def echo_html(text: str) -> None:
     """A page on stdout; on an output whose encoding lacks some of its text, every character
     beyond ASCII as its character reference: the same page to a browser, whatever the
     charset it is read as."""
-    try:
-        typer.echo(text)
-    except UnicodeEncodeError:
-        typer.echo(text.encode("ascii", "xmlcharrefreplace").decode("ascii"))
-
-
-def _cannot_carry(exc: UnicodeEncodeError, what: str) -> str:
-    return (
-        f"this output's encoding ({exc.encoding}) cannot carry the {what}'s text: set "
-        "PYTHONIOENCODING=utf-8, or ask for --format json (escaped where it must be)"
-    )
+    echo_escaped(text, lambda: text.encode("ascii", "xmlcharrefreplace").decode("ascii"))
 
 
 def flatten(figures: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:

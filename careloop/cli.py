@@ -760,6 +760,9 @@ def managers_revoke(
     console.print(f"{store_id}: {ended} session(s) ended; links issued until now refused")
 
 
+LONG_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=.*)?")
+
+
 class _ReplyCommand(TyperCommand):
     """`replies parse`, which notes whether its text came after ``--``."""
 
@@ -783,9 +786,6 @@ def replies_parse(ctx: typer.Context, text: str) -> None:
             param_hint="TEXT",
         )
     print_json(parse_reply(text).as_dict())
-
-
-LONG_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=.*)?")
 
 
 def _fail(message: str) -> NoReturn:

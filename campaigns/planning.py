@@ -128,11 +128,12 @@ def target(plan: Plan) -> Figures:
         size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
         return {"targeted": size}
     # the day's dissatisfied, read once for every campaign (or here, for this plan alone)
-    segment = plan.segment or second_round_segment(
-        plan.con, plan.rule, plan.as_of, "plan_second_round_segment"
-    )
+    if not plan.segment:
+        plan.segment = second_round_segment(
+            plan.con, plan.rule, plan.as_of, "plan_second_round_segment"
+        )
     plan.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {segment} "
+        f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {plan.segment} "
         "WHERE source_campaign = ?",
         [plan.campaign.name],
     )
@@ -146,11 +147,24 @@ def second_round_segment(
     the day (``Plan.segment``): the rule takes no campaign's parameters, and what one
     campaign's plan writes (its surveys' second rounds and cases) leaves the other
     campaigns' members as they were. The caller holds the warehouse from here to the last
-    plan, so nothing else changes them meanwhile."""
+    plan, so nothing else changes them meanwhile. The outbox's keys for its members are
+    looked for once too (``planned_keys``), and each plan from it adds the keys it wrote."""
     if rule.name != SECOND_ROUND_SEGMENT:
         raise ValueError(f"{rule.name}: only the second round's segment is shared by campaigns")
     materialize(con, rule, as_of, table)
+    # The outbox's second rounds for these complaints, looked for once for every campaign (one
+    # pass over the round's rows of the history: 0.4-1.3 s at a year of 10 million): a key
+    # names its campaign, so no campaign's plan adds a key another one looks for.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {planned_keys(table)} AS SELECT idempotency_key "
+        f"FROM care_actions WHERE {_outbox_rows_to_compare(con, 2, table)}"
+    )
     return table
+
+
+def planned_keys(segment: str) -> str:
+    """The table of the outbox's keys for a shared segment's occasions (second_round_segment)."""
+    return f"{segment}_planned_keys"
 
 
 def content(plan: Plan) -> Figures:
@@ -227,11 +241,17 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
+    if plan.segment:  # the outbox's keys for the segment, found once for every campaign
+        planned = f"SELECT idempotency_key FROM {planned_keys(plan.segment)}"
+    else:
+        rows = "campaign_id = $campaign AND " + _outbox_rows_to_compare(
+            plan.con, plan.round, "plan_members"
+        )
+        planned = f"SELECT idempotency_key FROM care_actions WHERE {rows}"
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
-        "idempotency_key FROM plan_members WHERE idempotency_key IN ("
-        f"SELECT idempotency_key FROM care_actions WHERE {_outbox_rows_to_compare(plan)})",
-        {"campaign": plan.campaign.name},
+        f"idempotency_key FROM plan_members WHERE idempotency_key IN ({planned})",
+        {} if plan.segment else {"campaign": plan.campaign.name},
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
@@ -240,25 +260,27 @@ def _drop_already_planned(plan: Plan) -> int:
     return _count(plan.con, "plan_members")
 
 
-def _outbox_rows_to_compare(plan: Plan) -> str:
-    """The outbox rows that can hold a member's key: a filter on compressed columns, so the
-    key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year).
-    No time bounds it, not even a second round's: care made by a plan whose clock was behind
-    the rating holds its key too."""
+def _outbox_rows_to_compare(con: duckdb.DuckDBPyConnection, round_: int, members: str) -> str:
+    """The outbox rows of ``round_`` that can hold the key of a member of the temp table
+    ``members``: a filter on compressed columns, so the key hash holds the few that pass, not
+    every key ever planned (1.1-1.7 s a plan at a year). No time bounds it, not even a second
+    round's: care made by a plan whose clock was behind the rating holds its key too."""
     # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
     # (no '|'): an equal key has the same campaign, occasion and round (every writer sets the
     # columns from the key's parts). A round's rows come in blocks, a plan's, so the round
     # lets DuckDB skip reading the other columns for most of the history's vectors: for a
     # second round at a year, 0.38 against 0.21 s warm. A text occasion is stored as the key
-    # has it; a rule's date or number is not (a date comes back as a timestamp's text), so
-    # its members are compared among the campaign's rows of the round.
-    [(kind,)] = plan.con.execute(
-        "SELECT data_type FROM duckdb_columns() "
-        "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
+    # has it; a rule's date or number is not (a date comes back as a timestamp's text), nor
+    # one a plan makes from its day (a rule with no occasion), so its members are compared
+    # among every row of the round.
+    kinds = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE database_name = 'temp' "
+        "AND table_name = $members AND column_name = 'occasion'",
+        {"members": members},
     ).fetchall()
-    rows = f"round = {plan.round:d} AND campaign_id = $campaign"
-    if kind == "VARCHAR":
-        return rows + " AND occasion IN (SELECT occasion FROM plan_members)"
+    rows = f"round = {round_:d}"
+    if kinds == [("VARCHAR",)]:
+        return rows + f" AND occasion IN (SELECT occasion FROM {members})"
     return rows
 
 
@@ -315,6 +337,10 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
+        if plan.segment:  # the shared keys stay the outbox's, for a next plan from the segment
+            plan.con.execute(
+                f"INSERT INTO {planned_keys(plan.segment)} SELECT idempotency_key FROM plan_final"
+            )
     return {**_standard_figures(plan), **learned, **variants}
 
 

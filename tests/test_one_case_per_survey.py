@@ -167,16 +167,9 @@ def test_only_the_second_rounds_segment_is_shared(con, settings):
         second_round_segment(con, birthday.rule, datetime(2026, 3, 1).date(), "seg")
 
 
-@pytest.mark.parametrize("behind", [timedelta(hours=1), timedelta(days=50)])
-@pytest.mark.parametrize("later_day", [0, 1])
-def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
-    con, settings, behind, later_day
-):
-    """The first plan's clock was behind the rating (by more than the rule's own look back for
-    earlier second rounds, at 50 days): the next plan still finds its care by key."""
+def _one_complaint(con, rated):
     from warehouse.ratings import rebuild_ratings
 
-    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
     add_store(con)
     add_subscriber(con, "S1")
     add_action(con, "A1", "S1", sent_at=rated - timedelta(hours=1))
@@ -187,9 +180,47 @@ def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
         [rated],
     )
     rebuild_ratings(con)
+
+
+@pytest.mark.parametrize("behind", [timedelta(hours=1), timedelta(days=50)])
+@pytest.mark.parametrize("later_day", [0, 1])
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
+    con, settings, behind, later_day, shared
+):
+    """The first plan's clock was behind the rating (by more than the rule's own look back for
+    earlier second rounds, at 50 days): the next plan still finds its care by key, from its
+    own reading of the dissatisfied or the one the flow shares between campaigns."""
+    from campaigns.planning import second_round_segment
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
     birthday = load_campaigns(settings)["birthday"]
     plan_second_round(con, settings, birthday, rated.date(), "r2-a", created_at=rated - behind)
     day = rated.date() + timedelta(days=later_day)
-    again = plan_second_round(con, settings, birthday, day, "r2-b", rated + timedelta(days=1))
+    segment = second_round_segment(con, birthday.second_round_rule, day, "seg") if shared else None
+    again = plan_second_round(
+        con, settings, birthday, day, "r2-b", rated + timedelta(days=1), segment=segment
+    )
+    # an hour behind, the rule itself knows the survey had its second round; 50 days, the key
+    found_by_key = 1 if behind > timedelta(days=40) else 0
+    assert again.figures["targeted"] == again.figures["already_planned"] == found_by_key
     assert again.figures.get("cases_opened", 0) == 0
+    assert _counts(con) == (1, 1)
+
+
+def test_a_campaign_planned_twice_from_one_shared_reading_plans_its_complaints_once(con, settings):
+    """The outbox's keys for the shared dissatisfied are looked for once, before any plan: a
+    plan from it adds the keys it wrote, so a second plan of the campaign from the same
+    reading finds its care planned (rather than writing it again)."""
+    from campaigns.planning import second_round_segment
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
+    birthday = load_campaigns(settings)["birthday"]
+    segment = second_round_segment(con, birthday.second_round_rule, rated.date(), "seg")
+    at = rated + timedelta(hours=2)
+    first = plan_second_round(con, settings, birthday, rated.date(), "r2-a", at, segment=segment)
+    again = plan_second_round(con, settings, birthday, rated.date(), "r2-b", at, segment=segment)
+    assert first.figures["already_planned"] == 0 and again.figures["already_planned"] == 1
     assert _counts(con) == (1, 1)

@@ -9,6 +9,8 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, Literal, TextIO
 
 import polars as pl
@@ -101,7 +103,8 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
     elif fmt == "json":
         rows = _json_rows(frame)
         echo_escaped(
-            json.dumps(rows, ensure_ascii=False, default=str), lambda: json.dumps(rows, default=str)
+            json.dumps(rows, ensure_ascii=False, default=_json_value),
+            lambda: json.dumps(rows, default=_json_value),
         )
     else:
         table = Table(*frame.columns, title=f"{title} ({frame.height} rows)")
@@ -133,6 +136,19 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """A cell JSON has no type for, as a parser reads it: a moment in ISO 8601 (with its T),
+    a decimal as a number (null where it is NaN or infinite, as a float), anything else as
+    its text."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 def echo_html(text: str) -> None:

@@ -215,6 +215,38 @@ def test_a_previews_json_is_strict_where_a_rule_gives_nan_or_infinity(capsys):
     ]
 
 
+def test_a_previews_json_gives_moments_in_iso_and_decimals_as_numbers(capsys):
+    """JSON has no type for a moment or a decimal: a moment goes in ISO 8601 (with its T, as
+    a parser reads it), a decimal as a number (a rule's money column: jq can add it up)."""
+    from datetime import UTC, date, datetime, time
+    from decimal import Decimal
+
+    import polars as pl
+
+    from core.output import console, print_frame
+
+    frame = pl.DataFrame(
+        {
+            "at": [datetime(2027, 3, 1, 7, 30, tzinfo=UTC), None],
+            "on": [date(2027, 3, 1), None],
+            "hour": [time(19, 5), None],
+            "paid": pl.Series([Decimal("12.50"), Decimal("3")], dtype=pl.Decimal(10, 2)),
+            "spans": [[datetime(2027, 3, 1)], []],
+        }
+    )
+    print_frame(frame, "json", console())
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "at": "2027-03-01T07:30:00+00:00",
+            "on": "2027-03-01",
+            "hour": "19:05:00",
+            "paid": 12.5,
+            "spans": ["2027-03-01T00:00:00"],
+        },
+        {"at": None, "on": None, "hour": None, "paid": 3, "spans": []},
+    ]
+
+
 def test_the_console_writes_past_riches_own_stdout_while_a_bar_is_live(monkeypatch, capsys):
     """On a terminal, a live progress bar stands rich's proxy in for stdout, which prints
     what it is given through the console again: written to, the console would loop."""

@@ -148,23 +148,58 @@ def second_round_segment(
     campaign's plan writes (its surveys' second rounds and cases) leaves the other
     campaigns' members as they were. The caller holds the warehouse from here to the last
     plan, so nothing else changes them meanwhile. The outbox's keys for its members are
-    looked for once too (``planned_keys``), and each plan from it adds the keys it wrote."""
+    looked for once too (``planned_keys``)."""
     if rule.name != SECOND_ROUND_SEGMENT:
         raise ValueError(f"{rule.name}: only the second round's segment is shared by campaigns")
     materialize(con, rule, as_of, table)
-    # The outbox's second rounds for these complaints, looked for once for every campaign (one
-    # pass over the round's rows of the history: 0.4-1.3 s at a year of 10 million): a key
-    # names its campaign, so no campaign's plan adds a key another one looks for.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {planned_keys(table)} AS SELECT idempotency_key "
-        f"FROM care_actions WHERE {_outbox_rows_to_compare(con, 2, table)}"
-    )
+    find_planned_keys(con, table)
     return table
 
 
+# The outbox's second rounds for a shared segment's complaints, looked for once for every
+# campaign (one pass over the round's rows of the history: 0.1-0.2 s warm at a year of 10
+# million, 1.9 s cold): a key names its campaign, so no campaign's plan adds a key another one
+# looks for, and each plan adds the keys it wrote. The outbox's row count says whether the
+# keys are still the outbox's: a second round written by any other way meanwhile (a plan
+# alone, on this connection) adds rows, and the keys are looked for again.
 def planned_keys(segment: str) -> str:
-    """The table of the outbox's keys for a shared segment's occasions (second_round_segment)."""
+    """The table of the outbox's keys for a shared segment's occasions."""
     return f"{segment}_planned_keys"
+
+
+def find_planned_keys(con: duckdb.DuckDBPyConnection, segment: str) -> None:
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {planned_keys(segment)} AS SELECT idempotency_key "
+        f"FROM care_actions WHERE {_outbox_rows_to_compare(con, 2, segment)}"
+    )
+    _mark_keys_current(con, segment)
+
+
+def _mark_keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> None:
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {planned_keys(segment)}_as_of AS "
+        "SELECT count(*) AS outbox_rows FROM care_actions"
+    )
+
+
+def _keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $name",
+        {"name": f"{planned_keys(segment)}_as_of"},
+    ).fetchone()
+    if not found or not found[0]:
+        return False  # a segment not read by second_round_segment
+    row = con.execute(
+        f"SELECT outbox_rows = (SELECT count(*) FROM care_actions) "
+        f"FROM {planned_keys(segment)}_as_of"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _add_planned_keys(plan: Plan, segment: str) -> None:
+    """The keys the plan just wrote join its segment's: the outbox's keys for it still."""
+    plan.con.execute(f"INSERT INTO {planned_keys(segment)} SELECT idempotency_key FROM plan_final")
+    _mark_keys_current(plan.con, segment)
 
 
 def content(plan: Plan) -> Figures:
@@ -242,6 +277,8 @@ def key_round(idempotency_key: str) -> int:
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
     if plan.segment:  # the outbox's keys for the segment, found once for every campaign
+        if not _keys_current(plan.con, plan.segment):
+            find_planned_keys(plan.con, plan.segment)
         planned = f"SELECT idempotency_key FROM {planned_keys(plan.segment)}"
     else:
         rows = "campaign_id = $campaign AND " + _outbox_rows_to_compare(
@@ -337,10 +374,8 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-        if plan.segment:  # the shared keys stay the outbox's, for a next plan from the segment
-            plan.con.execute(
-                f"INSERT INTO {planned_keys(plan.segment)} SELECT idempotency_key FROM plan_final"
-            )
+        if plan.segment:  # current before the write (_drop_already_planned), so after it
+            _add_planned_keys(plan, plan.segment)
     return {**_standard_figures(plan), **learned, **variants}
 
 

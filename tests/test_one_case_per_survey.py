@@ -209,6 +209,44 @@ def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
     assert _counts(con) == (1, 1)
 
 
+@pytest.mark.parametrize("later_day", [0, 1])
+def test_a_second_round_written_after_the_shared_reading_is_found_by_a_plan_from_it(
+    con, settings, later_day
+):
+    """The shared reading's keys are the outbox's when it was read: a second round written by
+    another way meanwhile (a plan alone, on the same connection) is looked for again, so the
+    complaint is neither planned twice (another day's action id) nor refused by the outbox's
+    key (the same day's)."""
+    from campaigns.planning import second_round_segment
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
+    birthday = load_campaigns(settings)["birthday"]
+    segment = second_round_segment(con, birthday.second_round_rule, rated.date(), "seg")
+    at = rated + timedelta(hours=2)
+    day = rated.date() + timedelta(days=later_day)
+    plan_second_round(con, settings, birthday, day, "r2-alone", at)
+    again = plan_second_round(con, settings, birthday, rated.date(), "r2-b", at, segment=segment)
+    assert again.figures["already_planned"] == 1
+    assert _counts(con) == (1, 1)
+
+
+def test_a_plan_from_a_segment_not_read_for_sharing_looks_its_keys_up(con, settings):
+    """A plan given a table of members read otherwise (``materialize``) finds the outbox's
+    keys for it by itself."""
+    from segments.registry import materialize
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
+    birthday = load_campaigns(settings)["birthday"]
+    at = rated + timedelta(hours=2)
+    materialize(con, birthday.second_round_rule, rated.date(), "mine")
+    plan_second_round(con, settings, birthday, rated.date(), "r2-a", at)
+    again = plan_second_round(con, settings, birthday, rated.date(), "r2-b", at, segment="mine")
+    assert (again.figures["targeted"], again.figures["already_planned"]) == (1, 1)
+    assert _counts(con) == (1, 1)
+
+
 def test_a_campaign_planned_twice_from_one_shared_reading_plans_its_complaints_once(con, settings):
     """The outbox's keys for the shared dissatisfied are looked for once, before any plan: a
     plan from it adds the keys it wrote, so a second plan of the campaign from the same

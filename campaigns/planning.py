@@ -85,6 +85,12 @@ class Plan:
         return self.campaign.care if self.round == 1 else self.campaign.second_round
 
     @property
+    def shares_keys(self) -> bool:
+        """Whether the plan compares its members' keys with its shared segment's (a second
+        round's: the keys looked for are the round's, ``planned_keys``)."""
+        return self.segment is not None and self.round == 2
+
+    @property
     def label(self) -> str:
         """How the run's steps are named in progress: ``birthday``, ``birthday round 2``."""
         return self.campaign.name if self.round == 1 else f"{self.campaign.name} round 2"
@@ -161,7 +167,14 @@ def second_round_segment(
 # million, 1.9 s cold): a key names its campaign, so no campaign's plan adds a key another one
 # looks for, and each plan adds the keys it wrote. The outbox's row count says whether the
 # keys are still the outbox's: a second round written by any other way meanwhile (a plan
-# alone, on this connection) adds rows, and the keys are looked for again.
+# alone, on this connection) adds rows, and the keys are looked for again; so are they when the
+# table's members changed (filled again under its name). Rows leave the outbox only in a
+# backfill, with no plan going on (as dispatch's Open.again assumes): a delete beside an
+# insert would leave the count as it was.
+_OUTBOX_ROWS = "(SELECT count(*) FROM care_actions)"
+_MEMBERS = "(SELECT count(*) || ':' || coalesce(bit_xor(hash(s)), 0) FROM {segment} s)"
+
+
 def planned_keys(segment: str) -> str:
     """The table of the outbox's keys for a shared segment's occasions."""
     return f"{segment}_planned_keys"
@@ -178,7 +191,7 @@ def find_planned_keys(con: duckdb.DuckDBPyConnection, segment: str) -> None:
 def _mark_keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {planned_keys(segment)}_as_of AS "
-        "SELECT count(*) AS outbox_rows FROM care_actions"
+        f"SELECT {_OUTBOX_ROWS} AS outbox_rows, {_MEMBERS.format(segment=segment)} AS members"
     )
 
 
@@ -190,7 +203,7 @@ def _keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> bool:
     if not found or not found[0]:
         return False  # a segment not read by second_round_segment
     row = con.execute(
-        f"SELECT outbox_rows = (SELECT count(*) FROM care_actions) "
+        f"SELECT outbox_rows = {_OUTBOX_ROWS} AND members = {_MEMBERS.format(segment=segment)} "
         f"FROM {planned_keys(segment)}_as_of"
     ).fetchone()
     return bool(row and row[0])
@@ -276,7 +289,7 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
-    if plan.segment:  # the outbox's keys for the segment, found once for every campaign
+    if plan.segment and plan.shares_keys:  # the segment's keys, found once for every campaign
         if not _keys_current(plan.con, plan.segment):
             find_planned_keys(plan.con, plan.segment)
         planned = f"SELECT idempotency_key FROM {planned_keys(plan.segment)}"
@@ -288,7 +301,7 @@ def _drop_already_planned(plan: Plan) -> int:
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
         f"idempotency_key FROM plan_members WHERE idempotency_key IN ({planned})",
-        {} if plan.segment else {"campaign": plan.campaign.name},
+        {} if plan.shares_keys else {"campaign": plan.campaign.name},
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
@@ -374,7 +387,7 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-        if plan.segment:  # current before the write (_drop_already_planned), so after it
+        if plan.segment and plan.shares_keys:  # current before the write, so after it
             _add_planned_keys(plan, plan.segment)
     return {**_standard_figures(plan), **learned, **variants}
 

@@ -247,6 +247,48 @@ def test_a_plan_from_a_segment_not_read_for_sharing_looks_its_keys_up(con, setti
     assert _counts(con) == (1, 1)
 
 
+def test_a_segment_filled_again_under_its_name_has_its_keys_looked_for_again(con, settings):
+    """A table first read for sharing (one day's dissatisfied), then filled again under its
+    name with other members: the keys kept are for the old members, and are looked for again."""
+    from campaigns.planning import second_round_segment
+    from segments.registry import materialize
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
+    birthday = load_campaigns(settings)["birthday"]
+    # planned 50 days behind the rating: the rule still takes it, the key says it is planned
+    plan_second_round(con, settings, birthday, rated.date(), "r2-a", rated - timedelta(days=50))
+    rule = birthday.second_round_rule
+    second_round_segment(con, rule, rated.date() - timedelta(days=1), "seg")  # nobody yet
+    materialize(con, rule, rated.date(), "seg")
+    again = plan_second_round(con, settings, birthday, rated.date(), "r2-b", rated, segment="seg")
+    assert (again.figures["targeted"], again.figures["already_planned"]) == (1, 1)
+    assert _counts(con) == (1, 1)
+
+
+def test_a_first_round_on_the_dissatisfied_finds_its_own_care(con, settings):
+    """A campaign whose own segment is the dissatisfied plans its first round from the shared
+    reading's table too; its keys are the first round's, which the second round's kept keys
+    do not hold: it looks them up itself."""
+    from dataclasses import replace
+
+    from campaigns.planning import Plan, run_steps
+    from warehouse.db import transaction
+
+    rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
+    _one_complaint(con, rated)
+    loaded = load_campaigns(settings)["birthday"]
+    on_complaints = replace(loaded, rule=loaded.second_round_rule, care=loaded.second_round)
+    at = rated + timedelta(hours=2)
+    for run in ("a", "b"):
+        plan = Plan(con, settings, on_complaints, rated.date(), round=1, run_id=run, created_at=at)
+        with transaction(con):
+            run_steps(plan)
+    assert (plan.figures["targeted"], plan.figures["already_planned"]) == (1, 1)
+    count = con.execute("SELECT count(*) FROM care_actions WHERE run_id = 'a'").fetchone()
+    assert count == (1,)
+
+
 def test_a_campaign_planned_twice_from_one_shared_reading_plans_its_complaints_once(con, settings):
     """The outbox's keys for the shared dissatisfied are looked for once, before any plan: a
     plan from it adds the keys it wrote, so a second plan of the campaign from the same

@@ -85,12 +85,6 @@ class Plan:
         return self.campaign.care if self.round == 1 else self.campaign.second_round
 
     @property
-    def shares_keys(self) -> bool:
-        """Whether the plan compares its members' keys with its shared segment's (a second
-        round's: the keys looked for are the round's, ``planned_keys``)."""
-        return self.segment is not None and self.round == 2
-
-    @property
     def label(self) -> str:
         """How the run's steps are named in progress: ``birthday``, ``birthday round 2``."""
         return self.campaign.name if self.round == 1 else f"{self.campaign.name} round 2"
@@ -134,12 +128,11 @@ def target(plan: Plan) -> Figures:
         size = materialize(plan.con, plan.rule, plan.as_of, "plan_target", plan.rule_params)
         return {"targeted": size}
     # the day's dissatisfied, read once for every campaign (or here, for this plan alone)
-    if not plan.segment:
-        plan.segment = second_round_segment(
-            plan.con, plan.rule, plan.as_of, "plan_second_round_segment"
-        )
+    segment = plan.segment or second_round_segment(
+        plan.con, plan.rule, plan.as_of, "plan_second_round_segment"
+    )
     plan.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {plan.segment} "
+        f"CREATE OR REPLACE TEMP TABLE plan_target AS SELECT * FROM {segment} "
         "WHERE source_campaign = ?",
         [plan.campaign.name],
     )
@@ -153,66 +146,11 @@ def second_round_segment(
     the day (``Plan.segment``): the rule takes no campaign's parameters, and what one
     campaign's plan writes (its surveys' second rounds and cases) leaves the other
     campaigns' members as they were. The caller holds the warehouse from here to the last
-    plan, so nothing else changes them meanwhile. The outbox's keys for its members are
-    looked for once too (``planned_keys``)."""
+    plan, so nothing else changes them meanwhile."""
     if rule.name != SECOND_ROUND_SEGMENT:
         raise ValueError(f"{rule.name}: only the second round's segment is shared by campaigns")
     materialize(con, rule, as_of, table)
-    find_planned_keys(con, table)
     return table
-
-
-# The outbox's second rounds for a shared segment's complaints, looked for once for every
-# campaign (one pass over the round's rows of the history: 0.1-0.2 s warm at a year of 10
-# million, 1.9 s cold): a key names its campaign, so no campaign's plan adds a key another one
-# looks for, and each plan adds the keys it wrote. The outbox's row count says whether the
-# keys are still the outbox's: a second round written by any other way meanwhile (a plan
-# alone, on this connection) adds rows, and the keys are looked for again; so are they when the
-# table's members changed (filled again under its name). Rows leave the outbox only in a
-# backfill, with no plan going on (as dispatch's Open.again assumes): a delete beside an
-# insert would leave the count as it was.
-_OUTBOX_ROWS = "(SELECT count(*) FROM care_actions)"
-_MEMBERS = "(SELECT count(*) || ':' || coalesce(bit_xor(hash(s)), 0) FROM {segment} s)"
-
-
-def planned_keys(segment: str) -> str:
-    """The table of the outbox's keys for a shared segment's occasions."""
-    return f"{segment}_planned_keys"
-
-
-def find_planned_keys(con: duckdb.DuckDBPyConnection, segment: str) -> None:
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {planned_keys(segment)} AS SELECT idempotency_key "
-        f"FROM care_actions WHERE {_outbox_rows_to_compare(con, 2, segment)}"
-    )
-    _mark_keys_current(con, segment)
-
-
-def _mark_keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> None:
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {planned_keys(segment)}_as_of AS "
-        f"SELECT {_OUTBOX_ROWS} AS outbox_rows, {_MEMBERS.format(segment=segment)} AS members"
-    )
-
-
-def _keys_current(con: duckdb.DuckDBPyConnection, segment: str) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $name",
-        {"name": f"{planned_keys(segment)}_as_of"},
-    ).fetchone()
-    if not found or not found[0]:
-        return False  # a segment not read by second_round_segment
-    row = con.execute(
-        f"SELECT outbox_rows = {_OUTBOX_ROWS} AND members = {_MEMBERS.format(segment=segment)} "
-        f"FROM {planned_keys(segment)}_as_of"
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _add_planned_keys(plan: Plan, segment: str) -> None:
-    """The keys the plan just wrote join its segment's: the outbox's keys for it still."""
-    plan.con.execute(f"INSERT INTO {planned_keys(segment)} SELECT idempotency_key FROM plan_final")
-    _mark_keys_current(plan.con, segment)
 
 
 def content(plan: Plan) -> Figures:
@@ -289,19 +227,11 @@ def key_round(idempotency_key: str) -> int:
 
 def _drop_already_planned(plan: Plan) -> int:
     """Members whose occasion is in the outbox already go to ``plan_already``; how many stay."""
-    if plan.segment and plan.shares_keys:  # the segment's keys, found once for every campaign
-        if not _keys_current(plan.con, plan.segment):
-            find_planned_keys(plan.con, plan.segment)
-        planned = f"SELECT idempotency_key FROM {planned_keys(plan.segment)}"
-    else:
-        rows = "campaign_id = $campaign AND " + _outbox_rows_to_compare(
-            plan.con, plan.round, "plan_members"
-        )
-        planned = f"SELECT idempotency_key FROM care_actions WHERE {rows}"
     plan.con.execute(
         "CREATE OR REPLACE TEMP TABLE plan_already AS SELECT subscriber_id, occasion, "
-        f"idempotency_key FROM plan_members WHERE idempotency_key IN ({planned})",
-        {} if plan.shares_keys else {"campaign": plan.campaign.name},
+        "idempotency_key FROM plan_members WHERE idempotency_key IN ("
+        f"SELECT idempotency_key FROM care_actions WHERE {_outbox_rows_to_compare(plan)})",
+        {"campaign": plan.campaign.name},
     )
     plan.con.execute(
         "DELETE FROM plan_members WHERE idempotency_key IN "
@@ -310,27 +240,25 @@ def _drop_already_planned(plan: Plan) -> int:
     return _count(plan.con, "plan_members")
 
 
-def _outbox_rows_to_compare(con: duckdb.DuckDBPyConnection, round_: int, members: str) -> str:
-    """The outbox rows of ``round_`` that can hold the key of a member of the temp table
-    ``members``: a filter on compressed columns, so the key hash holds the few that pass, not
-    every key ever planned (1.1-1.7 s a plan at a year). No time bounds it, not even a second
-    round's: care made by a plan whose clock was behind the rating holds its key too."""
+def _outbox_rows_to_compare(plan: Plan) -> str:
+    """The outbox rows that can hold a member's key: a filter on compressed columns, so the
+    key hash holds the few that pass, not every key ever planned (1.1-1.7 s a plan at a year).
+    No time bounds it, not even a second round's: care made by a plan whose clock was behind
+    the rating holds its key too."""
     # A key is campaign|subscriber|occasion|round, the campaign and the subscriber plain ids
     # (no '|'): an equal key has the same campaign, occasion and round (every writer sets the
     # columns from the key's parts). A round's rows come in blocks, a plan's, so the round
     # lets DuckDB skip reading the other columns for most of the history's vectors: for a
     # second round at a year, 0.38 against 0.21 s warm. A text occasion is stored as the key
-    # has it; a rule's date or number is not (a date comes back as a timestamp's text), nor
-    # one a plan makes from its day (a rule with no occasion), so its members are compared
-    # among every row of the round.
-    kinds = con.execute(
-        "SELECT data_type FROM duckdb_columns() WHERE database_name = 'temp' "
-        "AND table_name = $members AND column_name = 'occasion'",
-        {"members": members},
+    # has it; a rule's date or number is not (a date comes back as a timestamp's text), so
+    # its members are compared among the campaign's rows of the round.
+    [(kind,)] = plan.con.execute(
+        "SELECT data_type FROM duckdb_columns() "
+        "WHERE database_name = 'temp' AND table_name = 'plan_members' AND column_name = 'occasion'"
     ).fetchall()
-    rows = f"round = {round_:d}"
-    if kinds == [("VARCHAR",)]:
-        return rows + f" AND occasion IN (SELECT occasion FROM {members})"
+    rows = f"round = {plan.round:d} AND campaign_id = $campaign"
+    if kind == "VARCHAR":
+        return rows + " AND occasion IN (SELECT occasion FROM plan_members)"
     return rows
 
 
@@ -387,8 +315,6 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-        if plan.segment and plan.shares_keys:  # current before the write, so after it
-            _add_planned_keys(plan, plan.segment)
     return {**_standard_figures(plan), **learned, **variants}
 
 

@@ -213,10 +213,9 @@ def test_a_complaint_planned_by_a_clock_behind_its_rating_is_not_planned_again(
 def test_a_second_round_written_after_the_shared_reading_is_found_by_a_plan_from_it(
     con, settings, later_day
 ):
-    """The shared reading's keys are the outbox's when it was read: a second round written by
-    another way meanwhile (a plan alone, on the same connection) is looked for again, so the
-    complaint is neither planned twice (another day's action id) nor refused by the outbox's
-    key (the same day's)."""
+    """A second round written after the shared reading, by another way (a plan alone, on the
+    same connection), is found by a plan from that reading: the complaint is neither planned
+    twice (another day's action id) nor refused by the outbox's key (the same day's)."""
     from campaigns.planning import second_round_segment
 
     rated = datetime(2026, 3, 1, 3, tzinfo=UTC)
@@ -249,7 +248,7 @@ def test_a_plan_from_a_segment_not_read_for_sharing_looks_its_keys_up(con, setti
 
 def test_a_segment_filled_again_under_its_name_has_its_keys_looked_for_again(con, settings):
     """A table first read for sharing (one day's dissatisfied), then filled again under its
-    name with other members: the keys kept are for the old members, and are looked for again."""
+    name with other members: a plan from it finds the new members' care planned."""
     from campaigns.planning import second_round_segment
     from segments.registry import materialize
 
@@ -267,9 +266,9 @@ def test_a_segment_filled_again_under_its_name_has_its_keys_looked_for_again(con
 
 
 def test_a_first_round_on_the_dissatisfied_finds_its_own_care(con, settings):
-    """A campaign whose own segment is the dissatisfied plans its first round from the shared
-    reading's table too; its keys are the first round's, which the second round's kept keys
-    do not hold: it looks them up itself."""
+    """A campaign whose own segment is the dissatisfied plans its first round from that
+    reading too: a rerun the same day finds its first-round care (its keys end in round 1,
+    not 2)."""
     from dataclasses import replace
 
     from campaigns.planning import Plan, run_steps
@@ -290,9 +289,8 @@ def test_a_first_round_on_the_dissatisfied_finds_its_own_care(con, settings):
 
 
 def test_a_campaign_planned_twice_from_one_shared_reading_plans_its_complaints_once(con, settings):
-    """The outbox's keys for the shared dissatisfied are looked for once, before any plan: a
-    plan from it adds the keys it wrote, so a second plan of the campaign from the same
-    reading finds its care planned (rather than writing it again)."""
+    """A second plan of a campaign from the same shared reading of the dissatisfied finds
+    the care the first one wrote (rather than writing it again)."""
     from campaigns.planning import second_round_segment
 
     rated = datetime(2026, 3, 1, 3, tzinfo=UTC)

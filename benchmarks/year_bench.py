@@ -315,10 +315,11 @@ def upgrade(home: Path) -> None:
     case's missed second round, its follow-ups or the checks' marks: the day's collect would
     otherwise do weeks of it at once), store the send hours' settled days as yesterday's
     plans left them (the day's plan then stores one day, not the history's), and publish
-    the managers' boards as it left them (the history has no service database), and keep
-    the closed months' KPIs and the retention lift's stored days as last month's report left
-    them: the day's collect and publishes then do what changed that day, and its report
-    closes one month and stores a month of first care, as in operation."""
+    the managers' boards as it left them (the history has no service database), keep the
+    closed months' KPIs as last month's report left them, and the retention lift's stored days
+    as the evening before's collect left them: the day's collect and publishes then do what
+    changed that day (its collect stores yesterday's first care), and its report closes one
+    month, as in operation."""
     from campaigns.send_time import Lookback, store_settled_days
     from cases.board import Board
     from cases.collect import collect
@@ -327,7 +328,7 @@ def upgrade(home: Path) -> None:
     from core.settings import Settings
     from feedback.ingest import watermark
     from inbox.inbox import Inbox
-    from insights.first_care import store_days
+    from insights.first_care import store_before_today
     from insights.kpis import kpi_moments, shift_month
     from warehouse.db import connect
 
@@ -348,8 +349,7 @@ def upgrade(home: Path) -> None:
             sla_hours=settings.case_sla_hours, now=_last_months_report(),
             reply_window_hours=settings.reply_window_hours,
         )  # fmt: skip
-        last_report_day = _last_months_report().astimezone(ZONE).date()
-        store_days(con, settings.timezone, last_report_day - timedelta(days=settings.lift_days))
+        store_before_today(con, settings.timezone, last_collect)
     finally:
         con.close()
 

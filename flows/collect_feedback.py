@@ -16,6 +16,7 @@ from core.progress import step_done
 from feedback.ingest import watermark
 from flows.common import figures_dict, publish, sending_turn, settings_for, writing_warehouse
 from inbox.inbox import Inbox
+from insights.first_care import store_before_today
 
 
 @flow(name="collect-feedback")
@@ -38,6 +39,9 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         figures["inbox_pruned"] = inbox.prune(
             watermark(con, inbox), at - timedelta(days=settings.inbox_retention_days)
         )
+        # the retention lift's first care, a settled day at a time: the monthly report then
+        # finds its days stored instead of storing a month of them (insights/first_care.py)
+        store_before_today(con, settings.timezone, at)
         # the managers' boards, fresh every collect cycle
         figures["board_cases"] = publish_boards(
             con, Board(inbox), at, settings.case_sla_hours, watermark(con, inbox)

@@ -13,7 +13,12 @@ whose ``previous`` is before ``since``: a filter on the window's rows.
 A day is stored once nothing can change what it says: a queued action can still be suppressed
 by dispatch (an opt-out that came after planning), so days are stored up to the day before the
 oldest first-round action still queued or sending, and never beyond what the lift asks for.
-The window's days after the stored ones are read from the outbox as they are. Stored days are
+The window's days after the stored ones are read from the outbox as they are. Each evening's
+collect stores the days before its own that have settled (``store_before_today``), so a month's
+report finds its lift's days stored and stores none itself (a month of them at once was 3.8 s
+of a 19 s report at 10 million subscribers with a year; a day is about 0.3 s of a collect);
+a report stores whatever no collect stored (a warehouse whose collects ran elsewhere). Stored
+days are
 frozen, like the closed months' KPIs: a backfill of older actions must delete the rows of the
 days it touches and set ``care_firsts_stored.through`` back before them.
 """
@@ -127,6 +132,13 @@ def store_days(con: duckdb.DuckDBPyConnection, zone: str, until: date) -> date |
         )
         con.execute(MARK_SQL, {"zone": zone, "through": end})
     return end
+
+
+def store_before_today(con: duckdb.DuckDBPyConnection, zone: str, now: datetime) -> date | None:
+    """What each collect stores: the settled days before ``now``'s business day in ``zone``
+    (today's care may still grow: a plan later today adds to it). The last day stored, as
+    ``store_days``."""
+    return store_days(con, zone, business_date(ZoneInfo(zone), now) - timedelta(days=1))
 
 
 def _month_pieces(first: date, end: date, zone: str) -> list[tuple[datetime, datetime]]:

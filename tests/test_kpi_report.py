@@ -538,6 +538,60 @@ def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
         retention_lifts(con, date(2025, 9, 30), LIFT_ZONE, days=days, since=date(2025, 5, 17))
 
 
+def test_each_collect_stores_the_settled_days_before_its_own(con):
+    """Each evening's collect stores the lift's settled days before its business day
+    (flows/collect_feedback.py), so a month's report finds them stored. A day is not stored
+    on the evening it is still going: care planned at 23:55 local, after a collect at 23:50,
+    is counted; an action still queued holds its day back. The lift then reads only stored
+    days, and its units still match their definition row by row."""
+    from zoneinfo import ZoneInfo
+
+    from insights.first_care import store_before_today, stored_through
+
+    zone = ZoneInfo(LIFT_ZONE)
+    rng = np.random.default_rng(11)
+    rows = []
+    months = [datetime(2025, m, 1, tzinfo=zone) for m in (3, 4, 5, 6)]
+    plant_care(con, rng, rows, months[0], datetime(2025, 6, 15, 23, 0, tzinfo=zone), months,
+               2000)  # fmt: skip
+    con.executemany(
+        """INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
+            sms_consent, email_consent, voice_consent)
+        VALUES (?, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en', true, true, true)""",
+        [(f"S{i}",) for i in range(900)],
+    )
+    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 15, 23, 50, tzinfo=zone))
+    assert stored_through(con, LIFT_ZONE) == date(2025, 6, 14)
+    # a plan at 23:55: a campaign's first care, half of it held out
+    late = datetime(2025, 6, 15, 23, 55, tzinfo=zone).astimezone(UTC)
+    add_care(con, rows, [(f"L{i}", f"S{i}", "store_visit", ("held_out", "delivered")[i % 2],
+                          late) for i in range(40)])  # fmt: skip
+    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 16, 0, 30, tzinfo=zone))
+    assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
+    # the next day's care, one action still queued: that day waits for dispatch
+    queued = datetime(2025, 6, 16, 9, tzinfo=zone).astimezone(UTC)
+    add_care(con, rows, [("Q1", "S1", "tenure", "queued", queued)])
+    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 17, 20, tzinfo=zone))
+    assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
+    # the report's lift to June 15 stores nothing more, and counts the late plan
+    read = con.execute("SELECT count(*) FROM care_firsts").fetchone()
+    found = assert_lifts_match(con, rows, {}, date(2025, 7, 15), months[0].date(), 30)
+    assert "store_visit" in [c.campaign_id for c in found]
+    assert con.execute("SELECT count(*) FROM care_firsts").fetchone() == read
+    assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
+
+
+def add_care(con, rows, actions):
+    """First-round care: (id, customer, campaign, status, created_at UTC), appended to rows."""
+    con.executemany(
+        """INSERT INTO care_actions (action_id, idempotency_key, run_id, campaign_id,
+            subscriber_id, occasion, round, tier, locale, survey, status, created_at, updated_at)
+        VALUES (?, ?, 'r', ?, ?, 'o', 1, 'standard', 'en', true, ?, ?, ?)""",
+        [(a, a, c, s, st, at, at) for a, s, c, st, at in actions],
+    )
+    rows.extend((a, s, c, 1, st, at) for a, s, c, st, at in actions)
+
+
 def plant_cases(con, tag, opened, cases):
     """Store managers' cases opened at ``opened`` (UTC), one per (second round sent at or
     None for none, its status): each on a rated first-round action and its second round."""

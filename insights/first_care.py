@@ -10,17 +10,18 @@ when there was one, else their last before the month (NULL for the first ever). 
 first care in a window from ``since``, a month's first day, is then their row in the window
 whose ``previous`` is before ``since``: a filter on the window's rows.
 
-A day is stored once nothing can change what it says: a queued action can still be suppressed
-by dispatch (an opt-out that came after planning), so days are stored up to the day before the
-oldest first-round action still queued or sending, and never beyond what the lift asks for.
-The window's days after the stored ones are read from the outbox as they are. Each evening's
-collect stores the days before its own that have settled (``store_before_today``), so a month's
-report finds its lift's days stored and stores none itself (a month of them at once was 3.8 s
-of a 19 s report at 10 million subscribers with a year; a day is about 0.3 s of a collect);
-a report stores whatever no collect stored (a warehouse whose collects ran elsewhere). Stored
-days are
-frozen, like the closed months' KPIs: a backfill of older actions must delete the rows of the
-days it touches and set ``care_firsts_stored.through`` back before them.
+A day is stored once nothing can change what it says: it is over (a plan later the same day
+adds to it), and a queued action can no longer be suppressed by dispatch (an opt-out that came
+after planning), so days are stored up to the day before the oldest first-round action still
+queued or sending. The window's days after the stored ones are read from the outbox as they
+are. Collect stores the settled days before its business day (``store_before_today``: the
+day's first collect stores what has settled, a later one what settled since, the others find
+nothing to do), so a month's report finds its lift's days stored and stores none itself (a
+month of them at once was 3.8 s of a 19 s report at 10 million subscribers with a year; a day
+is 0.3-0.6 s of a collect). A report stores whatever no collect stored (a warehouse whose
+collects ran elsewhere). Stored days are frozen, like the closed months' KPIs: a backfill of
+older actions must delete the rows of the days it touches and set
+``care_firsts_stored.through`` back before them.
 """
 
 from __future__ import annotations

@@ -539,7 +539,7 @@ def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
 
 
 def test_each_collect_stores_the_settled_days_before_its_own(con):
-    """Each evening's collect stores the lift's settled days before its business day
+    """A collect stores the lift's settled days before its business day
     (flows/collect_feedback.py), so a month's report finds them stored. A day is not stored
     on the evening it is still going: care planned at 23:55 local, after a collect at 23:50,
     is counted; an action still queued holds its day back. The lift then reads only stored

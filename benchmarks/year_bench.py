@@ -318,7 +318,7 @@ def upgrade(home: Path) -> None:
     the managers' boards as it left them (the history has no service database), keep the
     closed months' KPIs as last month's report left them, and the retention lift's stored days
     as the evening before's collect left them: the day's collect and publishes then do what
-    changed that day (its collect stores yesterday's first care), and its report closes one
+    changed that day (its collect stores a day's first care), and its report closes one
     month, as in operation."""
     from campaigns.send_time import Lookback, store_settled_days
     from cases.board import Board
@@ -328,7 +328,7 @@ def upgrade(home: Path) -> None:
     from core.settings import Settings
     from feedback.ingest import watermark
     from inbox.inbox import Inbox
-    from insights.first_care import store_before_today
+    from insights.first_care import store_past_days
     from insights.kpis import kpi_moments, shift_month
     from warehouse.db import connect
 
@@ -349,7 +349,7 @@ def upgrade(home: Path) -> None:
             sla_hours=settings.case_sla_hours, now=_last_months_report(),
             reply_window_hours=settings.reply_window_hours,
         )  # fmt: skip
-        store_before_today(con, settings.timezone, last_collect)
+        store_past_days(con, settings.timezone, last_collect)
     finally:
         con.close()
 

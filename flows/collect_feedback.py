@@ -16,7 +16,7 @@ from core.progress import step_done
 from feedback.ingest import watermark
 from flows.common import figures_dict, publish, sending_turn, settings_for, writing_warehouse
 from inbox.inbox import Inbox
-from insights.first_care import store_before_today
+from insights.first_care import store_past_days
 
 
 @flow(name="collect-feedback")
@@ -43,11 +43,11 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         figures["board_cases"] = publish_boards(
             con, Board(inbox), at, settings.case_sla_hours, watermark(con, inbox)
         )
-        # the retention lift's first care of the settled days before today (most collects find
-        # nothing new): the monthly report then finds its days stored instead of storing a
+        # the retention lift's first care of the settled days before yesterday (most collects
+        # find nothing new): the monthly report then finds its days stored instead of storing a
         # month of them (insights/first_care.py). After the boards: they are the managers'
         # work, this only saves the report time
-        store_before_today(con, settings.timezone, at)
+        store_past_days(con, settings.timezone, at)
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)
     return figures

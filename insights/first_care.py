@@ -14,9 +14,9 @@ A day is stored once nothing can change what it says: it is over (a plan later t
 adds to it), and a queued action can no longer be suppressed by dispatch (an opt-out that came
 after planning), so days are stored up to the day before the oldest first-round action still
 queued or sending. The window's days after the stored ones are read from the outbox as they
-are. Collect stores the settled days before its business day (``store_before_today``: the
-day's first collect stores what has settled, a later one what settled since, the others find
-nothing to do), so a month's report finds its lift's days stored and stores none itself (a
+are. Collect stores the settled days up to the day before yesterday (``store_past_days``:
+the day's first collect stores what has settled, a later one what settled since, the others
+find nothing to do), so a month's report finds its lift's days stored and stores none itself (a
 month of them at once was 3.8 s of a 19 s report at 10 million subscribers with a year; a day
 is 0.3-0.6 s of a collect). A report stores whatever no collect stored (a warehouse whose
 collects ran elsewhere). Stored days are frozen, like the closed months' KPIs: a backfill of
@@ -135,11 +135,19 @@ def store_days(con: duckdb.DuckDBPyConnection, zone: str, until: date) -> date |
     return end
 
 
-def store_before_today(con: duckdb.DuckDBPyConnection, zone: str, now: datetime) -> date | None:
-    """What each collect stores: the settled days before ``now``'s business day in ``zone``
-    (today's care may still grow: a plan later today adds to it). The last day stored, as
-    ``store_days``."""
-    return store_days(con, zone, business_date(ZoneInfo(zone), now) - timedelta(days=1))
+# A plan dates its care by its own clock, so care can land on a past day: a day is stored by
+# collect once it is this many days behind collect's business day. Today may still grow (a plan
+# later today adds to it), and yesterday too where two hosts' clocks disagree across midnight,
+# or a flow is run again with yesterday's time (its ``now``). The report's window ends
+# CARELOOP_LIFT_DAYS (90) before its day, so the lag costs it nothing.
+STORE_LAG_DAYS = 2
+
+
+def store_past_days(con: duckdb.DuckDBPyConnection, zone: str, now: datetime) -> date | None:
+    """What each collect stores: the settled days up to STORE_LAG_DAYS before ``now``'s
+    business day in ``zone``. The last day stored, as ``store_days``."""
+    today = business_date(ZoneInfo(zone), now)
+    return store_days(con, zone, today - timedelta(days=STORE_LAG_DAYS))
 
 
 def _month_pieces(first: date, end: date, zone: str) -> list[tuple[datetime, datetime]]:

@@ -538,15 +538,15 @@ def test_retention_lift_counts_each_customers_first_care_in_the_window(con):
         retention_lifts(con, date(2025, 9, 30), LIFT_ZONE, days=days, since=date(2025, 5, 17))
 
 
-def test_each_collect_stores_the_settled_days_before_its_own(con):
-    """A collect stores the lift's settled days before its business day
-    (flows/collect_feedback.py), so a month's report finds them stored. A day is not stored
-    on the evening it is still going: care planned at 23:55 local, after a collect at 23:50,
-    is counted; an action still queued holds its day back. The lift then reads only stored
-    days, and its units still match their definition row by row."""
+def test_each_collect_stores_the_settled_days_up_to_the_day_before_yesterday(con):
+    """A collect stores the lift's settled days up to the day before yesterday
+    (flows/collect_feedback.py), so a month's report finds them stored. Yesterday is not
+    stored: care dated 23:55 local by a plan run again with that time after midnight (or a
+    host whose clock is behind) is counted; an action still queued holds its day back. The
+    lift then reads only stored days, and its units still match their definition row by row."""
     from zoneinfo import ZoneInfo
 
-    from insights.first_care import store_before_today, stored_through
+    from insights.first_care import store_past_days, stored_through
 
     zone = ZoneInfo(LIFT_ZONE)
     rng = np.random.default_rng(11)
@@ -560,20 +560,23 @@ def test_each_collect_stores_the_settled_days_before_its_own(con):
         VALUES (?, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en', true, true, true)""",
         [(f"S{i}",) for i in range(900)],
     )
-    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 15, 23, 50, tzinfo=zone))
+    store_past_days(con, LIFT_ZONE, datetime(2025, 6, 16, 0, 10, tzinfo=zone))
     assert stored_through(con, LIFT_ZONE) == date(2025, 6, 14)
-    # a plan at 23:55: a campaign's first care, half of it held out
+    # care dated 23:55 the evening before, written after that collect: a campaign's first
+    # care, half of it held out
     late = datetime(2025, 6, 15, 23, 55, tzinfo=zone).astimezone(UTC)
     add_care(con, rows, [(f"L{i}", f"S{i}", "store_visit", ("held_out", "delivered")[i % 2],
                           late) for i in range(40)])  # fmt: skip
-    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 16, 0, 30, tzinfo=zone))
+    store_past_days(con, LIFT_ZONE, datetime(2025, 6, 16, 23, 50, tzinfo=zone))
+    assert stored_through(con, LIFT_ZONE) == date(2025, 6, 14)
+    store_past_days(con, LIFT_ZONE, datetime(2025, 6, 17, 0, 30, tzinfo=zone))
     assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
     # the next day's care, one action still queued: that day waits for dispatch
     queued = datetime(2025, 6, 16, 9, tzinfo=zone).astimezone(UTC)
     add_care(con, rows, [("Q1", "S1", "tenure", "queued", queued)])
-    store_before_today(con, LIFT_ZONE, datetime(2025, 6, 17, 20, tzinfo=zone))
+    store_past_days(con, LIFT_ZONE, datetime(2025, 6, 18, 20, tzinfo=zone))
     assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
-    # the report's lift to June 15 stores nothing more, and counts the late plan
+    # the report's lift to June 15 stores nothing more, and counts the late care
     read = con.execute("SELECT count(*) FROM care_firsts").fetchone()
     found = assert_lifts_match(con, rows, {}, date(2025, 7, 15), months[0].date(), 30)
     assert "store_visit" in [c.campaign_id for c in found]

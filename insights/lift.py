@@ -174,11 +174,15 @@ class CampaignLift:
 
 def retention_lifts(
     con: duckdb.DuckDBPyConnection, as_of: date, zone: str, *, days: int, since: date,
+    until: date | None = None,
 ) -> list[CampaignLift]:  # fmt: skip
     """Per campaign: retention ``days`` after first care, cared-for against held out, over
     customers first cared for from ``since`` until ``days`` before ``as_of`` (whose outcome is
-    known by now). Each customer counts once per campaign."""
+    known by now), and not after ``until`` (a month's report: its window ends with the month,
+    however late it is run). Each customer counts once per campaign."""
     last = as_of - timedelta(days=days)
+    if until is not None:
+        last = min(last, until)
     if last < since:
         return []
     units, params = first_care_units(con, zone, since, last)

@@ -4,7 +4,7 @@ gathered from the warehouse for one business month."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -100,13 +100,16 @@ def build_monthly_report(
     rows = kpi_rows(moments, month, targets)
     drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
     as_of = business_date(ZoneInfo(zone), now)
+    # the lift's window: the twelve months to the reported month's end, as the report says
     since = month_start(shift_month(month, -11))
+    month_end = month_start(shift_month(month, 1)) - timedelta(days=1)
     return MonthlyReport(
         month, zone, as_of, rows,
         {k.name: trend(moments, k.name, month) for k in KPIS},
         drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
         hot_topics(con, month, zone),
-        retention_lifts(con, as_of, zone, days=lift_days, since=since), lift_days, targets,
+        retention_lifts(con, as_of, zone, days=lift_days, since=since, until=month_end),
+        lift_days, targets,
         variant_reports(con, now, reply_window_hours),
     )  # fmt: skip
 

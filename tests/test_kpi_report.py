@@ -584,6 +584,37 @@ def test_each_collect_stores_the_settled_days_up_to_the_day_before_yesterday(con
     assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
 
 
+def test_a_months_lift_counts_no_care_after_the_month_however_late_it_runs(con):
+    """A month's report counts the lift's customers first cared for in the twelve months to
+    the month's end (the report says so): run months later, the care after the month is not
+    counted; run on the 1st, the window ends where the outcome is known (90 days before)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(LIFT_ZONE)
+    rng = np.random.default_rng(5)
+    rows = []
+    months = [datetime(2025, m, 1, tzinfo=zone) for m in (1, 2, 3, 4)]
+    plant_care(con, rng, rows, months[0], datetime(2025, 4, 30, tzinfo=zone), months, 3000)
+    con.executemany(
+        """INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
+            sms_consent, email_consent, voice_consent)
+        VALUES (?, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en', true, true, true)""",
+        [(f"S{i}",) for i in range(900)],
+    )
+    for now, last in (
+        (datetime(2025, 3, 1, 21, tzinfo=zone), date(2025, 1, 30)),  # as_of - 30 days
+        (datetime(2025, 9, 1, 21, tzinfo=zone), date(2025, 2, 28)),  # the month's end
+    ):
+        report = build_monthly_report(
+            con, "2025-02", LIFT_ZONE, now=now.astimezone(UTC), sla_hours=48, targets=Targets(),
+            lift_days=30, reply_window_hours=72,
+        )  # fmt: skip
+        expected = expected_units(rows, {}, date(2024, 3, 1), last, 30)
+        found = {c.campaign_id: (c.treated, c.held_out, c.last) for c in report.lifts}
+        assert found == {c: (len(g[False]), len(g[True]), max(d)) for c, (g, d) in expected.items()}
+        assert max(c.last for c in report.lifts) <= last
+
+
 def add_care(con, rows, actions):
     """First-round care: (id, customer, campaign, status, created_at UTC), appended to rows."""
     con.executemany(

@@ -10,18 +10,20 @@ when there was one, else their last before the month (NULL for the first ever). 
 first care in a window from ``since``, a month's first day, is then their row in the window
 whose ``previous`` is before ``since``: a filter on the window's rows.
 
-A day is stored once nothing can change what it says: it is over (a plan later the same day
-adds to it), and a queued action can no longer be suppressed by dispatch (an opt-out that came
-after planning), so days are stored up to the day before the oldest first-round action still
-queued or sending. The window's days after the stored ones are read from the outbox as they
-are. Collect stores the settled days up to the day before yesterday (``store_past_days``:
-the day's first collect stores what has settled, a later one what settled since, the others
-find nothing to do), so a month's report finds its lift's days stored and stores none itself (a
-month of them at once was 3.8 s of a 19 s report at 10 million subscribers with a year; a day
-is 0.3-0.6 s of a collect). A report stores whatever no collect stored (a warehouse whose
-collects ran elsewhere). Stored days are frozen, like the closed months' KPIs: a backfill of
-older actions must delete the rows of the days it touches and set
-``care_firsts_stored.through`` back before them.
+A day is stored once nothing can change what it says: it is over, and a day more
+(STORE_LAG_DAYS: a plan dates its care by its own clock), and a queued action can no longer be
+suppressed by dispatch (an opt-out that came after planning), so days are stored up to the day
+before the oldest first-round action still queued or sending. The window's days after the
+stored ones are read from the outbox as they are. Collect stores the settled days up to the
+day before yesterday (``store_past_days``: the day's first collect stores what has settled, a
+later one what settled since, the others find nothing to do), so a month's report finds its
+lift's days stored and stores none itself (a month of them at once was 3.8 s of a 19 s report
+at 10 million subscribers with a year; a day is 0.3-0.6 s of a collect). A report stores
+whatever no collect stored, up to the same day (a warehouse whose collects ran elsewhere).
+Stored days are frozen, like the closed months' KPIs: a backfill of older actions must delete
+the rows of the days it touches and set ``care_firsts_stored.through`` back before them, and
+so must a flow run by hand with a ``now`` more than a day back (the CLI and the deployments
+pass none).
 """
 
 from __future__ import annotations
@@ -138,8 +140,9 @@ def store_days(con: duckdb.DuckDBPyConnection, zone: str, until: date) -> date |
 # A plan dates its care by its own clock, so care can land on a past day: a day is stored by
 # collect once it is this many days behind collect's business day. Today may still grow (a plan
 # later today adds to it), and yesterday too where two hosts' clocks disagree across midnight,
-# or a flow is run again with yesterday's time (its ``now``). The report's window ends
-# CARELOOP_LIFT_DAYS (90) before its day, so the lag costs it nothing.
+# or a flow is run again with yesterday's time (its ``now``). A report stores no day within
+# the lag either (first_care_units); its window mostly ends CARELOOP_LIFT_DAYS (90) before its
+# day, so the lag costs it nothing.
 STORE_LAG_DAYS = 2
 
 
@@ -184,16 +187,17 @@ def _first_day(con: duckdb.DuckDBPyConnection, zone: str) -> date | None:
 
 
 def first_care_units(
-    con: duckdb.DuckDBPyConnection, zone: str, since: date, last: date
+    con: duckdb.DuckDBPyConnection, zone: str, since: date, last: date, *, today: date
 ) -> tuple[str, dict[str, object]]:
     """The query (and its parameters) of each customer's first care per campaign from
     ``since``, a month's first day, to ``last`` (columns campaign_id, subscriber_id, held_out,
-    cared_on), after storing the days that have settled since the last call. A stored row's
-    ``previous`` is exact only against a month's first day (STORE_SQL): any other ``since`` is
-    a ValueError, never a wrong count."""
+    cared_on), after storing the days that have settled since the last call, up to
+    STORE_LAG_DAYS before ``today`` as collect does: a window ending later (a lift of a day)
+    reads its last days from the outbox. A stored row's ``previous`` is exact only against a
+    month's first day (STORE_SQL): any other ``since`` is a ValueError, never a wrong count."""
     if since.day != 1:
         raise ValueError(f"a retention window starts on a month's first day, not {since}")
-    through = store_days(con, zone, last)
+    through = store_days(con, zone, min(last, today - timedelta(days=STORE_LAG_DAYS)))
     stored_last = min(through, last) if through is not None else since - timedelta(days=1)
     live_first = max(since, stored_last + timedelta(days=1))
     hi = local_midnight_utc(last + timedelta(days=1), zone)

@@ -185,7 +185,7 @@ def retention_lifts(
         last = min(last, until)
     if last < since:
         return []
-    units, params = first_care_units(con, zone, since, last)
+    units, params = first_care_units(con, zone, since, last, today=as_of)
     cells = con.execute(RETENTION_SQL.format(units=units), {**params, "days": days})
     by_campaign: dict[str, list[tuple[bool, int, int, date, date]]] = {}
     for campaign_id, held_out, retained, count, first, last_on in cells.fetchall():

@@ -89,7 +89,7 @@ def test_the_whole_loop_closes(settings, tmp_path):
     lists = sorted((result.report_path.parent / "store_lists").glob("*.csv"))
     cases = connect(result.home / "warehouse.duckdb")
     _the_demos_figures_agree(result, cases, lists, settings.case_sla_hours)
-    # each business day's first collect stored the lift's settled days before it: at least the
+    # collect stored the lift's settled days up to the day before yesterday: at least the
     # past before the first demo day (the report alone stores to 90 days before its day)
     [(through,)] = cases.execute("SELECT through FROM care_firsts_stored").fetchall()
     assert DEMO_START - timedelta(days=1) <= through <= period.until

@@ -584,6 +584,34 @@ def test_each_collect_stores_the_settled_days_up_to_the_day_before_yesterday(con
     assert stored_through(con, LIFT_ZONE) == date(2025, 6, 15)
 
 
+def test_a_lift_of_one_day_stores_no_day_a_collect_would_not(con):
+    """With CARELOOP_LIFT_DAYS=1 the report's window ends yesterday: it reads that day from
+    the outbox instead of storing it (a collect stores up to the day before yesterday), so
+    care dated yesterday after the report is counted by the next one."""
+    from zoneinfo import ZoneInfo
+
+    from insights.first_care import stored_through
+
+    zone = ZoneInfo(LIFT_ZONE)
+    rng = np.random.default_rng(3)
+    rows = []
+    months = [datetime(2025, m, 1, tzinfo=zone) for m in (4, 5, 6)]
+    plant_care(con, rng, rows, months[0], datetime(2025, 5, 31, 22, tzinfo=zone), months, 1500)
+    con.executemany(
+        """INSERT INTO subscribers (subscriber_id, name, joined_on, tier, timezone, locale,
+            sms_consent, email_consent, voice_consent)
+        VALUES (?, 'n', DATE '2020-01-01', 'standard', 'Asia/Shanghai', 'en', true, true, true)""",
+        [(f"S{i}",) for i in range(900)],
+    )
+    assert_lifts_match(con, rows, {}, date(2025, 6, 1), date(2025, 4, 1), 1)
+    assert stored_through(con, LIFT_ZONE) == date(2025, 5, 30)
+    late = datetime(2025, 5, 31, 23, 30, tzinfo=zone).astimezone(UTC)
+    add_care(con, rows, [(f"L{i}", f"S{i}", "store_visit", ("held_out", "delivered")[i % 2],
+                          late) for i in range(40)])  # fmt: skip
+    found = assert_lifts_match(con, rows, {}, date(2025, 6, 20), date(2025, 4, 1), 1)
+    assert "store_visit" in [c.campaign_id for c in found]
+
+
 def test_a_months_lift_counts_no_care_after_the_month_however_late_it_runs(con):
     """A month's report counts the lift's customers first cared for in the twelve months to
     the month's end (the report says so): run months later, the care after the month is not

@@ -51,6 +51,7 @@ class MonthlyReport:
     lift_days: int
     targets: Targets
     variants: list[VariantReport] = field(default_factory=list)  # each test as of the report
+    lift_window: tuple[date, date] | None = None  # lift_window(): the care the lift counts
 
     def overall(self) -> list[KpiRow]:
         return [r for r in self.rows if r.scope == "overall"]
@@ -71,8 +72,23 @@ class MonthlyReport:
             "drivers_by_store": {s: _drivers_json(a) for s, a in self.store_drivers.items()},
             "topics": [t.as_json() for t in self.topics],
             "lift": [_lift_json(c, self.lift_days) for c in self.lifts],
+            "lift_window": _window_json(self.lift_window),
             "variants": [v.as_json() for v in self.variants],
         }
+
+
+def _window_json(window: tuple[date, date] | None) -> dict[str, str] | None:
+    return None if window is None else {"from": window[0].isoformat(), "to": window[1].isoformat()}
+
+
+def lift_window(month: str, as_of: date, lift_days: int) -> tuple[date, date]:
+    """The first care a month's retention lift counts: from the first day of the twelve months
+    to ``month`` until the month's last day or ``lift_days`` before ``as_of``, whichever is
+    earlier (the outcome of later care is not known yet). A report run late counts no care
+    after its month. Empty when the end comes before the start."""
+    since = month_start(shift_month(month, -11))
+    month_end = month_start(shift_month(month, 1)) - timedelta(days=1)
+    return since, min(month_end, as_of - timedelta(days=lift_days))
 
 
 def _drivers_json(analysis: DriverAnalysis | None) -> dict[str, Any] | None:
@@ -100,17 +116,15 @@ def build_monthly_report(
     rows = kpi_rows(moments, month, targets)
     drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
     as_of = business_date(ZoneInfo(zone), now)
-    # the lift's window: the twelve months to the reported month's end, as the report says
-    since = month_start(shift_month(month, -11))
-    month_end = month_start(shift_month(month, 1)) - timedelta(days=1)
+    since, last = lift_window(month, as_of, lift_days)
     return MonthlyReport(
         month, zone, as_of, rows,
         {k.name: trend(moments, k.name, month) for k in KPIS},
         drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
         hot_topics(con, month, zone),
-        retention_lifts(con, as_of, zone, days=lift_days, since=since, until=month_end),
+        retention_lifts(con, as_of, zone, days=lift_days, since=since, until=last),
         lift_days, targets,
-        variant_reports(con, now, reply_window_hours),
+        variant_reports(con, now, reply_window_hours), (since, last),
     )  # fmt: skip
 
 

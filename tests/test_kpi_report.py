@@ -641,6 +641,10 @@ def test_a_months_lift_counts_no_care_after_the_month_however_late_it_runs(con):
         found = {c.campaign_id: (c.treated, c.held_out, c.last) for c in report.lifts}
         assert found == {c: (len(g[False]), len(g[True]), max(d)) for c, (g, d) in expected.items()}
         assert max(c.last for c in report.lifts) <= last
+        # the window is shown as counted, in the JSON and the HTML
+        assert report.lift_window == (date(2024, 3, 1), last)
+        assert report.as_json()["lift_window"] == {"from": "2024-03-01", "to": last.isoformat()}
+        assert f"(first care from 2024-03-01 to {last})" in render_html(report)
 
 
 def add_care(con, rows, actions):

@@ -78,7 +78,10 @@ class MonthlyReport:
 
 
 def _window_json(window: tuple[date, date] | None) -> dict[str, str] | None:
-    return None if window is None else {"from": window[0].isoformat(), "to": window[1].isoformat()}
+    """The lift's window, None when it is empty (as the HTML leaves it out)."""
+    if window is None or window[1] < window[0]:
+        return None
+    return {"from": window[0].isoformat(), "to": window[1].isoformat()}
 
 
 def lift_window(month: str, as_of: date, lift_days: int) -> tuple[date, date]:

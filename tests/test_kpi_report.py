@@ -645,6 +645,13 @@ def test_a_months_lift_counts_no_care_after_the_month_however_late_it_runs(con):
         assert report.lift_window == (date(2024, 3, 1), last)
         assert report.as_json()["lift_window"] == {"from": "2024-03-01", "to": last.isoformat()}
         assert f"(first care from 2024-03-01 to {last})" in render_html(report)
+    # a month whose window has no day yet (its days have not passed): no lift, no window shown
+    early = build_monthly_report(
+        con, "2025-02", LIFT_ZONE, now=datetime(2024, 3, 15, tzinfo=UTC), sla_hours=48,
+        targets=Targets(), lift_days=30, reply_window_hours=72,
+    )  # fmt: skip
+    assert early.lifts == [] and early.as_json()["lift_window"] is None
+    assert "(first care from" not in render_html(early)
 
 
 def add_care(con, rows, actions):

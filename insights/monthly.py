@@ -78,20 +78,18 @@ class MonthlyReport:
 
 
 def _window_json(window: tuple[date, date] | None) -> dict[str, str] | None:
-    """The lift's window, None when it is empty (as the HTML leaves it out)."""
-    if window is None or window[1] < window[0]:
-        return None
-    return {"from": window[0].isoformat(), "to": window[1].isoformat()}
+    return None if window is None else {"from": window[0].isoformat(), "to": window[1].isoformat()}
 
 
-def lift_window(month: str, as_of: date, lift_days: int) -> tuple[date, date]:
+def lift_window(month: str, as_of: date, lift_days: int) -> tuple[date, date] | None:
     """The first care a month's retention lift counts: from the first day of the twelve months
     to ``month`` until the month's last day or ``lift_days`` before ``as_of``, whichever is
     earlier (the outcome of later care is not known yet). A report run late counts no care
-    after its month. Empty when the end comes before the start."""
+    after its month. None when no day of it has passed."""
     since = month_start(shift_month(month, -11))
     month_end = month_start(shift_month(month, 1)) - timedelta(days=1)
-    return since, min(month_end, as_of - timedelta(days=lift_days))
+    last = min(month_end, as_of - timedelta(days=lift_days))
+    return (since, last) if last >= since else None
 
 
 def _drivers_json(analysis: DriverAnalysis | None) -> dict[str, Any] | None:
@@ -119,15 +117,18 @@ def build_monthly_report(
     rows = kpi_rows(moments, month, targets)
     drivers, by_store = attribute_drivers(con, month, zone, targets.min_units)
     as_of = business_date(ZoneInfo(zone), now)
-    since, last = lift_window(month, as_of, lift_days)
+    window = lift_window(month, as_of, lift_days)
+    lifts = (
+        retention_lifts(con, as_of, zone, days=lift_days, since=window[0], until=window[1])
+        if window
+        else []
+    )
     return MonthlyReport(
         month, zone, as_of, rows,
         {k.name: trend(moments, k.name, month) for k in KPIS},
         drill_downs(moments, rows, month, names={"store": store_names(con)}), drivers, by_store,
         hot_topics(con, month, zone),
-        retention_lifts(con, as_of, zone, days=lift_days, since=since, until=last),
-        lift_days, targets,
-        variant_reports(con, now, reply_window_hours), (since, last),
+        lifts, lift_days, targets, variant_reports(con, now, reply_window_hours), window,
     )  # fmt: skip
 
 

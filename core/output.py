@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
@@ -66,9 +67,17 @@ class _TolerantStream:
         return getattr(self._stream, name)
 
 
+# Off a terminal (a pipe, a file, a scheduled run's log) rich fits every table into 80
+# columns and cuts the cells that do not fit ("新套餐扣费不…"): what is kept for later would
+# lose them. There a table is as wide as its cells; COLUMNS, when set, still decides.
+OFF_TERMINAL_WIDTH = 10_000
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr) that never fails on the output's encoding."""
-    return Console(file=_TolerantStream(stderr=stderr))  # type: ignore[arg-type]
+    stream = _TolerantStream(stderr=stderr)
+    width = None if stream.isatty() or "COLUMNS" in os.environ else OFF_TERMINAL_WIDTH
+    return Console(file=stream, width=width)  # type: ignore[arg-type]
 
 
 def print_json(data: Any) -> None:

@@ -1,5 +1,10 @@
 """The insights and report commands' arguments, and local times as campaign files give them."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -191,3 +196,26 @@ def test_what_follows_a_form_feed_is_never_joined_into_the_summary():
     shown = joined_summary("Do the\n    thing.\n\f\n:param ctx: internal.")
     assert shown.partition("\f")[0].strip() == "Do the thing."
     assert joined_summary("\b\nline one\nline two") == "\b\nline one\nline two"
+
+
+@pytest.mark.parametrize("columns", [None, "60"])
+def test_a_table_piped_or_logged_keeps_every_cell_whole(tmp_path, columns):
+    """Off a terminal (a pipe, a scheduled run's log) a table is as wide as its cells: fitted
+    into 80 columns it cut the ones that did not fit ("新套餐扣费不…") or broke them over
+    lines. COLUMNS, when set, still decides the width."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    if columns:
+        env["COLUMNS"] = columns
+    shown = subprocess.run(
+        [Path(sys.executable).parent / "careloop", "campaigns"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    descriptions = [parse_campaign(p).description for p in sorted(DEFINITIONS_DIR.glob("*.yaml"))]
+    assert descriptions and all(len(d) > 60 for d in descriptions)  # longer than 80 columns hold
+    whole = [any(d in line for line in shown.splitlines()) for d in descriptions]
+    widest = max(len(line) for line in shown.splitlines())
+    if columns:
+        assert not any(whole) and widest <= int(columns), shown
+    else:
+        assert all(whole) and widest > 80, shown

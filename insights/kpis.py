@@ -185,8 +185,15 @@ def month_start(month: str) -> date:
 
 
 def shift_month(month: str, by: int) -> str:
+    """The month ``by`` months from ``month``; a ValueError naming ``month`` when that is
+    outside the calendar (a report of 9999-12 reads the next month's first day)."""
     start = month_start(month)
     index = start.year * 12 + start.month - 1 + by
+    if not 1 <= index // 12 <= 9999:
+        raise ValueError(
+            f"month {month!r}: {by:+d} months from it is outside the calendar (years 1 to 9999), "
+            "which a report of it reads"
+        )
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 

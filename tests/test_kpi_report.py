@@ -338,6 +338,15 @@ def test_report_command_refuses_a_bad_month(settings, month):
     assert "give it as YYYY-MM" in result.output
 
 
+@pytest.mark.parametrize(("month", "months"), [("9999-12", "+1"), ("0001-06", "-11")])
+def test_report_command_names_a_month_whose_neighbours_the_calendar_lacks(settings, month, months):
+    """A report reads the next month's first day and the twelve months to its own: at the
+    calendar's ends the error names the month given, not one computed from it (10000-01)."""
+    result = CliRunner().invoke(app, ["report", "--month", month], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert f"month '{month}': {months} months from it is outside the calendar" in result.output
+
+
 def test_html_report_opens_offline_and_shows_the_arrows(con, settings):
     st2_drops(con)
     report = february_report(con)

@@ -324,7 +324,7 @@ def report(
     for care planned in that month, and the store managers' dissatisfied lists."""
     from core.clock import last_month, utc_now
     from core.settings import load_settings
-    from insights.kpis import month_start, shift_month
+    from insights.kpis import month_start, report_month, shift_month
     from insights.monthly import configured_monthly_report
     from insights.report import summary_rows, write_reports
     from insights.report_html import write_month
@@ -334,7 +334,7 @@ def report(
         raise typer.BadParameter(f"{fmt!r}: use html or json", param_hint="--format")
     settings = load_settings()
     chosen = month or last_month(settings.zone)
-    first = month_start(chosen)  # a clear error for a malformed month, before any work
+    first = report_month(chosen)  # a clear error for a month it cannot cover, before any work
     last = month_start(shift_month(chosen, 1)) - timedelta(days=1)
     with warehouse(settings.warehouse_path) as con:
         now = utc_now()  # one instant for both reports: the tests they share are as of it

@@ -192,14 +192,14 @@ def topics(
     """This month's dissatisfied comments by topic, against last month; hot ones first."""
     from core.clock import last_month
     from core.settings import load_settings
-    from insights.kpis import month_start
+    from insights.kpis import report_month
     from insights.topics import hot_topics
     from warehouse.db import warehouse
 
     _checked(fmt)
     settings = load_settings()
     chosen = month or last_month(settings.zone)
-    month_start(chosen)
+    report_month(chosen)
     with warehouse(settings.warehouse_path) as con:
         found = hot_topics(con, chosen, settings.timezone)
     if fmt == "json":

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from core.clock import last_month, utc_now
 from core.progress import step_done
 from flows.common import settings_for, writing_warehouse
-from insights.kpis import month_start
+from insights.kpis import report_month
 from insights.monthly import MonthlyReport, configured_monthly_report
 from insights.report_html import shown, write_month
 
@@ -25,7 +25,7 @@ def monthly_report(
     settings = settings_for(home)
     at = now or utc_now()
     chosen = month or last_month(settings.zone, at)
-    month_start(chosen)
+    report_month(chosen)
     with writing_warehouse(settings) as con:  # DuckDB: one process at a time opens the file
         report = configured_monthly_report(con, settings, chosen, at)
     html, data = write_month(report, settings.reports_dir)

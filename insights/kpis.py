@@ -184,6 +184,23 @@ def month_start(month: str) -> date:
     return datetime.strptime(month, "%Y-%m").date()
 
 
+# The months a report can cover: it reads the thirteen months before its own and days around
+# them (late replies, a case's slack), and the next month's first day, all inside the calendar.
+REPORT_MONTHS = ("0003-01", "9999-11")
+
+
+def report_month(month: str) -> date:
+    """A month a report can cover, as its first day; a clear error for any other (a malformed
+    one, or one whose reads would run off the calendar's ends)."""
+    first = month_start(month)
+    if not REPORT_MONTHS[0] <= month <= REPORT_MONTHS[1]:
+        raise ValueError(
+            f"month {month!r}: a report covers a month from {REPORT_MONTHS[0]} to "
+            f"{REPORT_MONTHS[1]} (it reads the months before it and the next month's first day)"
+        )
+    return first
+
+
 def shift_month(month: str, by: int) -> str:
     """The month ``by`` months from ``month``; a ValueError naming ``month`` when that is
     outside the calendar (a report of 9999-12 reads the next month's first day)."""

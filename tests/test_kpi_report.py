@@ -338,13 +338,31 @@ def test_report_command_refuses_a_bad_month(settings, month):
     assert "give it as YYYY-MM" in result.output
 
 
-@pytest.mark.parametrize(("month", "months"), [("9999-12", "+1"), ("0001-06", "-11")])
-def test_report_command_names_a_month_whose_neighbours_the_calendar_lacks(settings, month, months):
-    """A report reads the next month's first day and the twelve months to its own: at the
-    calendar's ends the error names the month given, not one computed from it (10000-01)."""
-    result = CliRunner().invoke(app, ["report", "--month", month], env={"COLUMNS": "300"})
+@pytest.mark.parametrize("month", ["9999-12", "0001-01", "0001-12", "0002-01", "0002-12"])
+@pytest.mark.parametrize(
+    "command", [["report"], ["report", "--format", "json"], ["insights", "topics"]]
+)
+def test_a_month_whose_reads_run_off_the_calendar_is_refused_by_name(settings, month, command):
+    """A report reads the next month's first day and the thirteen months before its own, with
+    days around them: at the calendar's ends it is refused, naming the month given (not one
+    computed from it, 10000-01, nor an OverflowError), before it opens the warehouse."""
+    result = CliRunner().invoke(app, [*command, "--month", month], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
-    assert f"month '{month}': {months} months from it is outside the calendar" in result.output
+    assert f"month '{month}': a report covers a month from 0003-01 to 9999-11" in result.output
+    assert not settings.warehouse_path.exists()
+
+
+@pytest.mark.parametrize("month", ["0003-01", "9999-11"])
+def test_the_first_and_last_months_a_report_covers_are_reported(settings, month):
+    result = CliRunner().invoke(app, ["report", "--month", month, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["month"] == month
+
+
+def test_a_shift_off_the_calendar_names_the_month_it_started_from():
+    with pytest.raises(ValueError, match=r"month '9999-12': \+1 months from it is outside"):
+        shift_month("9999-12", 1)
+    assert shift_month("0001-12", -11) == "0001-01"
 
 
 def test_html_report_opens_offline_and_shows_the_arrows(con, settings):

@@ -219,3 +219,20 @@ def test_a_table_piped_or_logged_keeps_every_cell_whole(tmp_path, columns):
         assert not any(whole) and widest <= int(columns), shown
     else:
         assert all(whole) and widest > 80, shown
+
+
+def test_a_rules_sql_piped_is_its_lines_not_the_consoles_width(tmp_path):
+    """Off a terminal the console is as wide as a table needs: the rule's SQL, which rich
+    pads to the console's width, is padded to its own widest line only (it was 10,000)."""
+    from segments.registry import load_rules
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    shown = subprocess.run(
+        [Path(sys.executable).parent / "careloop", "segment", "show", "birthday"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    sql = [line.rstrip() for line in load_rules()["birthday"].sql.splitlines()]
+    header = shown[: len(shown) - len(sql)]
+    assert [line.rstrip() for line in shown[len(header) :]] == sql
+    assert max(map(len, shown)) <= max(map(len, header + sql))

@@ -153,12 +153,17 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
 )
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-_DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
+_OF_FIVE = r"(?:\s*/\s*5(?![0-9.]))?"  # "4/5": the scale after the rating
+_DIGIT = re.compile(rf"^([1-5]){_OF_FIVE}(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4". The digit stands alone
 # (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
-    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5])分?[\s.。!！]*$"
+    rf"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5]){_OF_FIVE}分?[\s.。!！]*$"
 )
+# A rating on the five-point scale, wherever it stands: "Honestly 1 out of 5", "I'd give 2 out
+# of 5"; its 5 is the scale's (as a trailing digit it was read as the rating). "4/5" counts at
+# the reply's start or end only (_DIGIT, _TRAILING_DIGIT): within a comment it may be a date.
+_OUT_OF_FIVE = re.compile(r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?![0-9.])", re.IGNORECASE)
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -238,6 +243,11 @@ def _asks_to_stop(lowered: str) -> bool:
 
 
 def _rating(text: str) -> ParsedReply | None:
+    scaled = list(_OUT_OF_FIVE.finditer(text))
+    if scaled:
+        last = scaled[-1]
+        rest = f"{text[: last.start()].rstrip()} {text[last.end() :].lstrip()}"
+        return ParsedReply("rating", int(last.group(1)), _comment(rest))
     match = _DIGIT.match(text)
     if match:
         unit, rest = match.group(2), match.group(3)
@@ -248,15 +258,18 @@ def _rating(text: str) -> ParsedReply | None:
     word = lowered.rstrip(_SEPARATORS)
     if word in NUMBER_WORDS:
         return ParsedReply("rating", NUMBER_WORDS[word])
+    # the digit they chose after a comment, even one that starts with a rating word: "一般 2",
+    # "满意度5", "不满意，排队太久 1" are rated 2, 5 and 1 (the README: a digit 1-5 with a
+    # comment before it is the rating)
+    trailing = _TRAILING_DIGIT.match(text)
+    if trailing:
+        return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     for phrase, score in RATING_WORDS:
         if lowered.startswith(phrase):
             rest = text[len(phrase) :]
             if rest and phrase.isascii() and rest[0].isalnum():
                 continue  # "fives", "one day": the word is part of something else
             return ParsedReply("rating", score, _comment(rest))
-    trailing = _TRAILING_DIGIT.match(text)
-    if trailing:
-        return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     return None
 
 

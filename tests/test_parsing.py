@@ -25,6 +25,24 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("NEUTRAL", "rating", 3, None),
         ("dissatisfied", "rating", 2, None),
         ("very dissatisfied", "rating", 1, None),
+        # the digit they chose, after a word that rates too (the digit wins, the word stays as
+        # their comment): dissatisfied customers were read as neutral or satisfied
+        ("一般 2", "rating", 2, "一般"),
+        ("不满意 1", "rating", 1, "不满意"),
+        ("满意 5", "rating", 5, "满意"),
+        ("非常满意 4", "rating", 4, "非常满意"),
+        ("满意度5", "rating", 5, "满意度"),
+        ("不满意，排队太久 1", "rating", 1, "不满意,排队太久"),  # NFKC: the comma
+        ("satisfied 3", "rating", 3, "satisfied"),
+        # the five-point scale named: its 5 is not the rating
+        ("Honestly 1 out of 5", "rating", 1, "Honestly"),
+        ("I'd give 2 out of 5, staff rude", "rating", 2, "I'd give , staff rude"),
+        ("3 OUT OF 5", "rating", 3, None),
+        ("2/5", "rating", 2, None),
+        ("4/5 staff kind", "rating", 4, "staff kind"),
+        ("staff kind 4 / 5", "rating", 4, "staff kind"),
+        ("came on 3/5, staff rude", "unknown", None, "came on 3/5, staff rude"),  # a date
+        ("3/50", "unknown", None, "3/50"),
         ("four", "rating", 4, None),
         ("Five!", "rating", 5, None),
         ("0", "unknown", None, "0"),

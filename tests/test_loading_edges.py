@@ -103,3 +103,48 @@ def test_empty_optional_columns_in_a_chunk_of_their_own(stores, settings, tmp_pa
     result = load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=1)
     assert result.success and result.rows_loaded == 3
     assert all(s["success"] for s in result.validation.summary), result.validation.summary
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_blank_lines_are_no_rows(stores, settings, tmp_path, chunk_rows, newline):  # noqa: F811
+    """An editor's extra line at the end, a blank line or one of commas only in the middle:
+    no row, neither refused nor quarantined; the lines after them keep their numbers."""
+    lines = [HEADER, good(1), "", good(2), ",,,,,,,,,,,,", BAD_TIER, good(3), "", ""]
+    path = tmp_path / "blank.csv"
+    path.write_bytes(newline.join(lines).encode())
+    result = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
+    )
+    assert list(result.bad_rows) == [6]  # BAD_TIER, on the file's 6th line
+    assert (result.rows_read, result.rows_loaded, count(stores)) == (4, 3, 3)
+    good_only = tmp_path / "good.csv"
+    good_only.write_bytes(newline.join([HEADER, good(1), good(2), "", ""]).encode())
+    again = load_file(stores, settings, "subscribers", good_only, today=TODAY, chunk_rows=1)
+    assert again.success and again.rows_loaded == 2
+
+
+def test_a_line_with_text_only_in_a_column_not_loaded_is_a_row(stores, settings, tmp_path):  # noqa: F811
+    """Empty in every column of the kind but not in the file's own: a row without its id,
+    told as bad, never left out as blank."""
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join([HEADER + ",note", good(1) + ",", ",,,,,,,,,,,,,kept?", ""]))
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=1)
+    assert list(refused.value.result.bad_rows) == [3]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_a_row_after_quoted_breaks_is_named_by_its_line(stores, settings, tmp_path, chunk_rows):  # noqa: F811
+    """A name with line breaks in quotes spans lines: the rows after it are named by the
+    file's line (as an editor shows it), not by their count."""
+    two_lines = good(1).replace("Name 1", '"Name\nover two"')
+    three_lines = good(2).replace("Name 2", '"one\r\ntwo\nthree"')
+    lines = [HEADER, two_lines, good(3), three_lines, BAD_TIER, good(4)]
+    path = tmp_path / "multi.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
+    )
+    assert list(result.bad_rows) == [8]  # header 1, S1 2-3, S3 4, S2 5-7, S9 8
+    assert result.rows_loaded == 4

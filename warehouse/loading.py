@@ -198,6 +198,7 @@ class Source:
     parquet: bool
     present: list[str]  # the kind's columns the file has
     ignored: list[str]  # the file's other columns
+    quoted: bool = True  # CSV: a quote anywhere, so a field may hold a line break
 
     def _scan(self) -> pl.LazyFrame:
         if self.parquet:
@@ -206,13 +207,53 @@ class Source:
 
     def chunks(self, entity: Entity, rows: int) -> Iterator[pl.DataFrame]:
         """The kind's columns as trimmed text (empty is null), ``rows`` at a time, with the
-        source line number (CSV: the header is line 1)."""
-        line = 1 if self.parquet else 2
+        source line number (CSV: the header is line 1, and a record whose quoted fields hold
+        line breaks spans as many lines). A blank CSV line, or one of empty fields only (an
+        editor's or a spreadsheet's extra line), is no row: left out, never a bad one."""
+        if self.parquet:
+            yield from self._parquet_chunks(entity, rows)
+            return
+        line = 2
+        batches = (
+            self._scan().select(*self.present, *self._csv_extras()).collect_batches(chunk_size=rows)
+        )
+        for batch in _readable(self.path, batches):
+            breaks = (
+                batch["_breaks"] if self.quoted else pl.zeros(batch.height, pl.Int64, eager=True)
+            )
+            # each record's first line: the lines before it in the batch, its own included
+            spans = (breaks.cast(pl.Int64) + 1).cum_sum()
+            starts = (spans - breaks.cast(pl.Int64) - 1 + line).alias("_line")
+            line += int(spans[-1]) if batch.height else 0
+            shaped = _shaped(batch.select(self.present), entity, starts)
+            blank = pl.all_horizontal(pl.col(c).is_null() for c in entity.names)
+            if self.ignored:
+                blank = blank & ~batch["_other_text"]
+            kept = shaped.filter(~blank)
+            if not kept.is_empty():
+                yield kept
+
+    def _csv_extras(self) -> list[pl.Expr]:
+        """``_breaks``: the line breaks within a record's fields (only where a quote can put
+        them there); ``_other_text``: whether a column not the kind's has text."""
+        every = [*self.present, *self.ignored]
+        extras = []
+        if self.quoted:
+            counts = [pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in every]
+            extras.append(pl.sum_horizontal(counts).alias("_breaks"))
+        if self.ignored:
+            texts = [_trimmed(pl.col(c)).is_not_null() for c in self.ignored]
+            extras.append(pl.any_horizontal(texts).alias("_other_text"))
+        return extras
+
+    def _parquet_chunks(self, entity: Entity, rows: int) -> Iterator[pl.DataFrame]:
+        line = 1
         batches = self._scan().select(self.present).collect_batches(chunk_size=rows)
         for batch in _readable(self.path, batches):
             if batch.is_empty():
                 continue
-            yield _shaped(_as_text(batch) if self.parquet else batch, entity, line)
+            lines = pl.int_range(line, line + batch.height, dtype=pl.Int64, eager=True)
+            yield _shaped(_as_text(batch), entity, lines.alias("_line"))
             line += batch.height
 
     def repeated_keys(self, con: duckdb.DuckDBPyConnection, entity: Entity) -> pl.Series:
@@ -247,12 +288,12 @@ def _readable(path: Path, items: Iterator[Any]) -> Iterator[Any]:
 
 def open_source(path: Path, entity: Entity) -> Source:
     """Check the header (and, for CSV, that the file is UTF-8) before any row is read."""
-    parquet = path.suffix.lower() == ".parquet"
+    parquet, quoted = path.suffix.lower() == ".parquet", False
     try:
         if parquet:
             columns = list(pl.read_parquet_schema(path))
         else:
-            check_utf8(path)
+            quoted = check_utf8(path)
             columns = pl.read_csv(path, n_rows=0, infer_schema=False).columns
     except pl.exceptions.NoDataError:
         raise LoadError(f"{path}: the file is empty") from None
@@ -262,27 +303,30 @@ def open_source(path: Path, entity: Entity) -> Source:
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]
-    return Source(path, parquet, present, [c for c in columns if c not in entity.names])
+    ignored = [c for c in columns if c not in entity.names]
+    return Source(path, parquet, present, ignored, quoted=quoted)
 
 
 def _trimmed(column: pl.Expr) -> pl.Expr:
     return column.str.strip_chars().replace("", None)
 
 
-def _shaped(batch: pl.DataFrame, entity: Entity, first_line: int) -> pl.DataFrame:
-    """Every column of the kind (optional ones absent from the file: empty), trimmed."""
+def _shaped(batch: pl.DataFrame, entity: Entity, lines: pl.Series) -> pl.DataFrame:
+    """Every column of the kind (optional ones absent from the file: empty), trimmed, with
+    each row's line."""
     absent = [c for c in entity.names if c not in batch.columns]
     batch = batch.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
-    lines = pl.int_range(first_line, first_line + batch.height, dtype=pl.Int64).alias("_line")
     return batch.select(_trimmed(pl.col(c)).alias(c) for c in entity.names).with_columns(lines)
 
 
-def check_utf8(path: Path) -> None:
-    """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line."""
+def check_utf8(path: Path) -> bool:
+    """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line;
+    whether it holds a quote (only then can a field hold a line break: Source.chunks)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
+    line, quoted = 1, False
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
+            quoted = quoted or b'"' in chunk
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
@@ -296,6 +340,7 @@ def check_utf8(path: Path) -> None:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise LoadError(f"{path}: line {line} is not UTF-8 (cut off at the end)") from None
+    return quoted
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:

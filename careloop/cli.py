@@ -581,7 +581,6 @@ def segment_list() -> None:
 @segment_app.command("show")
 def segment_show(name: str) -> None:
     """Show a segment rule: description, owner, parameters, columns and its SQL."""
-    from rich.cells import cell_len
     from rich.syntax import Syntax
 
     rule = _rule(name)
@@ -592,9 +591,10 @@ def segment_show(name: str) -> None:
         console.print(f"  param {param} = {spec.default!r} ({spec.bounds()}) {spec.description}")
     for column, meaning in rule.columns.items():
         console.print(f"  column {column}: {meaning}")
-    # Syntax fills the console's width: off a terminal (as wide as a table needs) only its lines'
-    widest = max((cell_len(line) for line in rule.sql.splitlines()), default=0)
-    console.print(Syntax(rule.sql, "sql", code_width=None if console.is_terminal else widest))
+    if console.is_terminal:
+        console.print(Syntax(rule.sql, "sql"))
+    else:  # no colours to show, and Syntax pads every line to the console's width
+        console.out(rule.sql.rstrip("\n"), highlight=False)
 
 
 @segment_app.command("preview")

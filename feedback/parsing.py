@@ -151,19 +151,34 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
     ],
     key=lambda pair: -len(pair[0]),
 )
+# What a leading number counts when it is not the rating: a classifier or a unit after it.
+COUNTED_ZH = (
+    "点", "月", "号", "日", "天", "楼", "层", "个", "次", "年", "岁", "元", "块", "毛", "角",
+    "周", "小时", "钟", "星期", "礼拜", "折", "倍", "人", "位", "台", "张", "件", "遍", "趟",
+    "家", "斤", "公里", "米", "秒", "条", "通", "部", "分钟",
+)  # fmt: skip
+COUNTED_EN = {
+    "hour", "hours", "hr", "hrs", "minute", "minutes", "min", "mins", "day", "days", "week",
+    "weeks", "month", "months", "year", "years", "time", "times", "pm", "am", "people",
+    "calls", "yuan", "dollars", "bucks", "floor", "seconds", "secs",
+}  # fmt: skip
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-_OF_FIVE = r"(?:\s*/\s*5(?![0-9.]))?"  # "4/5": the scale after the rating
-_DIGIT = re.compile(rf"^([1-5]){_OF_FIVE}(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
-# A rating after a comment: "停车不方便 3", "I stopped at the store 4". The digit stands alone
-# (not "waited 45", "version 2.5", "A4").
+_DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
+# A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
+# stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
-    rf"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5]){_OF_FIVE}分?[\s.。!！]*$"
+    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5])\s*分?[\s.。!！]*$"
 )
-# A rating on the five-point scale, wherever it stands: "Honestly 1 out of 5", "I'd give 2 out
-# of 5"; its 5 is the scale's (as a trailing digit it was read as the rating). "4/5" counts at
-# the reply's start or end only (_DIGIT, _TRAILING_DIGIT): within a comment it may be a date.
-_OUT_OF_FIVE = re.compile(r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?![0-9.])", re.IGNORECASE)
+# The five-point scale named: its 5 is not the rating. "Honestly 1 out of 5", "2 out of 5
+# stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
+# whole reply ("came on 3/5" is a date); "满分5分" is left out before the rest is read.
+_OUT_OF_FIVE = re.compile(
+    r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])(?!\s*[^\W\d_])",
+    re.IGNORECASE,
+)
+_SLASH_FIVE = re.compile(r"([1-5])\s*/\s*5\s*分?[\s.。!！]*")
+_FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -248,12 +263,13 @@ def _rating(text: str) -> ParsedReply | None:
         last = scaled[-1]
         rest = f"{text[: last.start()].rstrip()} {text[last.end() :].lstrip()}"
         return ParsedReply("rating", int(last.group(1)), _comment(rest))
+    slashed = _SLASH_FIVE.fullmatch(text)
+    if slashed:
+        return ParsedReply("rating", int(slashed.group(1)))
+    text = _FULL_MARKS.sub(" ", text).strip(_SEPARATORS) if "满分" in text else text
     match = _DIGIT.match(text)
-    if match:
-        unit, rest = match.group(2), match.group(3)
-        if not unit and rest and rest[0] not in _SEPARATORS and rest[0].isascii():
-            return None  # "3x" or "5star": not a clean rating
-        return ParsedReply("rating", int(match.group(1)), _comment(rest))
+    if match and _leading_rating(match.group(2), match.group(3)):
+        return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
     lowered = text.lower()
     word = lowered.rstrip(_SEPARATORS)
     if word in NUMBER_WORDS:
@@ -271,6 +287,26 @@ def _rating(text: str) -> ParsedReply | None:
                 continue  # "fives", "one day": the word is part of something else
             return ParsedReply("rating", score, _comment(rest))
     return None
+
+
+def _leading_rating(unit: str, rest: str) -> bool:
+    """Whether a leading digit, its 分 and what follows are a rating and its comment: not
+    "3x", "5star", "4/5 visit" (the rest glued on in ASCII), nor a count (_counts_something).
+    When not, the reply may still end with its rating ("4/5 visit, staff rude 2")."""
+    glued = not unit and rest and rest[0] not in _SEPARATORS and rest[0].isascii()
+    return not glued and not _counts_something(unit, rest)
+
+
+def _counts_something(unit: str, rest: str) -> bool:
+    """Whether a leading digit counts something other than the rating: a time, a date, a
+    store, a floor, a wait ("5点才开门", "2月3日", "3号店", "1楼", "2 hours wait", "5分钟").
+    The rating may then come at the end ("3号店排队太久 1")."""
+    if unit:  # 分: points, unless it is 分钟, minutes
+        return rest.startswith("钟")
+    words = _LATIN_WORD.findall(rest[:12].lower())
+    return rest.startswith(COUNTED_ZH) or (
+        rest[:1].isspace() and bool(words) and words[0] in COUNTED_EN
+    )
 
 
 def _comment(rest: str) -> str | None:

@@ -34,15 +34,42 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("满意度5", "rating", 5, "满意度"),
         ("不满意，排队太久 1", "rating", 1, "不满意,排队太久"),  # NFKC: the comma
         ("satisfied 3", "rating", 3, "satisfied"),
+        ("一般 2 分", "rating", 2, "一般"),
+        ("不满意 1 分", "rating", 1, "不满意"),
         # the five-point scale named: its 5 is not the rating
         ("Honestly 1 out of 5", "rating", 1, "Honestly"),
+        ("Honestly 1 out of 5.", "rating", 1, "Honestly"),
         ("I'd give 2 out of 5, staff rude", "rating", 2, "I'd give , staff rude"),
         ("3 OUT OF 5", "rating", 3, None),
+        ("2 out of 5 stars, rude", "rating", 2, "rude"),
+        ("给2分，满分5分", "rating", 2, "给"),
         ("2/5", "rating", 2, None),
-        ("4/5 staff kind", "rating", 4, "staff kind"),
-        ("staff kind 4 / 5", "rating", 4, "staff kind"),
-        ("came on 3/5, staff rude", "unknown", None, "came on 3/5, staff rude"),  # a date
+        ("4/5!", "rating", 4, None),
+        # ... but a count or a date is not a rating, and the one they gave still is
+        (
+            "There were 2 out of 5 staff working",
+            "unknown",
+            None,
+            "There were 2 out of 5 staff working",
+        ),
+        (
+            "only 2 out of 5 staff at the counter, 4",
+            "rating",
+            4,
+            "only 2 out of 5 staff at the counter",
+        ),
+        ("I came on 3/5", "unknown", None, "I came on 3/5"),
+        ("4/5 visit was fine", "unknown", None, "4/5 visit was fine"),
+        ("4/5 visit, staff rude 2", "rating", 2, "4/5 visit, staff rude"),
         ("3/50", "unknown", None, "3/50"),
+        # a leading number that counts something else: a time, a date, a store, a wait
+        ("5点才开门，太晚了", "unknown", None, "5点才开门,太晚了"),  # NFKC: the comma
+        ("2月3日去的店，还行", "unknown", None, "2月3日去的店,还行"),
+        ("1月账单扣费不对", "unknown", None, "1月账单扣费不对"),
+        ("5分钟就办好了", "unknown", None, "5分钟就办好了"),
+        ("2 hours wait, terrible", "unknown", None, "2 hours wait, terrible"),
+        ("3号店排队太久 1", "rating", 1, "3号店排队太久"),
+        ("1楼人太多 4", "rating", 4, "1楼人太多"),
         ("four", "rating", 4, None),
         ("Five!", "rating", 5, None),
         ("0", "unknown", None, "0"),

@@ -76,8 +76,17 @@ OFF_TERMINAL_WIDTH = 10_000
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr) that never fails on the output's encoding."""
     stream = _TolerantStream(stderr=stderr)
-    width = None if stream.isatty() or "COLUMNS" in os.environ else OFF_TERMINAL_WIDTH
+    width = None if _on_terminal(stream) or "COLUMNS" in os.environ else OFF_TERMINAL_WIDTH
     return Console(file=stream, width=width)  # type: ignore[arg-type]
+
+
+def _on_terminal(stream: _TolerantStream) -> bool:
+    """Whether the stream is a terminal; not when it is closed (``2>&-``: Python then has no
+    sys.stderr), so a command started so still does its work."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def print_json(data: Any) -> None:

@@ -236,3 +236,16 @@ def test_a_rules_sql_piped_is_its_lines_not_the_consoles_width(tmp_path):
     header = shown[: len(shown) - len(sql)]
     assert shown[len(header) :] == sql  # no line padded
     assert max(map(len, shown)) <= max(map(len, header + sql))
+
+
+def test_a_command_with_its_error_output_closed_still_does_its_work(tmp_path):
+    """Started with stderr closed (``2>&-``: Python has no sys.stderr), a command still runs:
+    deciding the consoles' width asked the missing stream whether it is a terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    careloop = Path(sys.executable).parent / "careloop"
+    shown = subprocess.run(
+        ["bash", "-c", f"'{careloop}' campaigns 2>&-"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "birthday" in shown.stdout, shown

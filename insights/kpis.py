@@ -176,11 +176,16 @@ KPIS = (
 KPI_BY_NAME = {k.name: k for k in KPIS}
 
 
+MONTH_FORMAT = r"[0-9]{4}-(0[1-9]|1[0-2])"
+
+
 def month_start(month: str) -> date:
     """``2026-02`` -> 2026-02-01; a clear error for anything else (``2026-2`` included: the
     month names the report's files)."""
-    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+    if not re.fullmatch(MONTH_FORMAT, month):
         raise ValueError(f"month {month!r}: give it as YYYY-MM, e.g. 2026-02")
+    if month < "0001-01":
+        raise ValueError(f"month {month!r}: the calendar starts in year 0001")
     return datetime.strptime(month, "%Y-%m").date()
 
 
@@ -192,13 +197,12 @@ REPORT_MONTHS = ("0003-01", "9999-11")
 def report_month(month: str) -> date:
     """A month a report can cover, as its first day; a clear error for any other (a malformed
     one, or one whose reads would run off the calendar's ends)."""
-    first = month_start(month)
-    if not REPORT_MONTHS[0] <= month <= REPORT_MONTHS[1]:
+    if re.fullmatch(MONTH_FORMAT, month) and not REPORT_MONTHS[0] <= month <= REPORT_MONTHS[1]:
         raise ValueError(
             f"month {month!r}: a report covers a month from {REPORT_MONTHS[0]} to "
             f"{REPORT_MONTHS[1]} (it reads the months before it and the next month's first day)"
         )
-    return first
+    return month_start(month)
 
 
 def shift_month(month: str, by: int) -> str:

@@ -338,7 +338,9 @@ def test_report_command_refuses_a_bad_month(settings, month):
     assert "give it as YYYY-MM" in result.output
 
 
-@pytest.mark.parametrize("month", ["9999-12", "0001-01", "0001-12", "0002-01", "0002-12"])
+@pytest.mark.parametrize(
+    "month", ["9999-12", "0000-12", "0001-01", "0001-12", "0002-01", "0002-12"]
+)
 @pytest.mark.parametrize(
     "command", [["report"], ["report", "--format", "json"], ["insights", "topics"]]
 )

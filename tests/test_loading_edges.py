@@ -148,3 +148,11 @@ def test_a_row_after_quoted_breaks_is_named_by_its_line(stores, settings, tmp_pa
     )
     assert list(result.bad_rows) == [8]  # header 1, S1 2-3, S3 4, S2 5-7, S9 8
     assert result.rows_loaded == 4
+    # a column name in quotes over two lines (a column the kind does not load)
+    path.write_text(
+        "\n".join([HEADER + ',"a note\nover two lines"', good(5) + ",", BAD_TIER + ","])
+    )
+    again = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
+    )
+    assert list(again.bad_rows) == [4]  # header 1-2, S5 3, S9 4

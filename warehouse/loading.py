@@ -199,6 +199,7 @@ class Source:
     present: list[str]  # the kind's columns the file has
     ignored: list[str]  # the file's other columns
     quoted: bool = True  # CSV: a quote anywhere, so a field may hold a line break
+    header_lines: int = 1  # CSV: a quoted column name may hold line breaks too
 
     def _scan(self) -> pl.LazyFrame:
         if self.parquet:
@@ -213,7 +214,7 @@ class Source:
         if self.parquet:
             yield from self._parquet_chunks(entity, rows)
             return
-        line = 2
+        line = self.header_lines + 1
         batches = (
             self._scan().select(*self.present, *self._csv_extras()).collect_batches(chunk_size=rows)
         )
@@ -304,7 +305,8 @@ def open_source(path: Path, entity: Entity) -> Source:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
-    return Source(path, parquet, present, ignored, quoted=quoted)
+    header_lines = 1 + sum(c.count("\n") for c in columns)
+    return Source(path, parquet, present, ignored, quoted=quoted, header_lines=header_lines)
 
 
 def _trimmed(column: pl.Expr) -> pl.Expr:

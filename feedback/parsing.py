@@ -151,34 +151,48 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
     ],
     key=lambda pair: -len(pair[0]),
 )
-# What a leading number counts when it is not the rating: a classifier or a unit after it.
+# What a leading number counts when it is not the rating: a classifier or a unit after it
+# (个 too, but not 个星 or 个赞: "5个星" is five stars).
 COUNTED_ZH = (
-    "点", "月", "号", "日", "天", "楼", "层", "个", "次", "年", "岁", "元", "块", "毛", "角",
-    "周", "小时", "钟", "星期", "礼拜", "折", "倍", "人", "位", "台", "张", "件", "遍", "趟",
-    "家", "斤", "公里", "米", "秒", "条", "通", "部", "分钟",
+    "点", "月", "号", "日", "天", "楼", "层", "次", "年", "岁", "元", "块", "毛", "角", "周",
+    "小时", "钟", "星期", "礼拜", "折", "倍", "人", "位", "台", "张", "件", "遍", "趟", "家",
+    "斤", "公里", "米", "秒", "条", "通", "部", "分钟", "杯", "栋", "单元", "份", "瓶", "盒",
+    "包", "辆", "间", "期", "班", "轮", "晚", "夜",
 )  # fmt: skip
 COUNTED_EN = {
     "hour", "hours", "hr", "hrs", "minute", "minutes", "min", "mins", "day", "days", "week",
-    "weeks", "month", "months", "year", "years", "time", "times", "pm", "am", "people",
-    "calls", "yuan", "dollars", "bucks", "floor", "seconds", "secs",
+    "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "time", "times",
+    "pm", "am", "people", "person", "persons", "calls", "yuan", "dollars", "bucks", "floor",
+    "seconds", "secs", "sec", "night", "nights", "visit", "visits", "try", "tries", "customer",
+    "customers", "items", "orders", "jan", "january", "feb", "february", "mar", "march",
+    "apr", "april", "may", "jun", "june", "jul", "july", "aug", "august", "sep", "sept",
+    "september", "oct", "october", "nov", "november", "dec", "december",
 }  # fmt: skip
+# After a leading number: a clock time or a date going on ("3:30", "3-15", "2/3"), "p.m.",
+# "o'clock", or a named scale's noun ("2 out of 5 staff": _OUT_OF_FIVE did not take it).
+_COUNTED_AFTER = re.compile(
+    r"^(?:[:：\-/.]\d|\s*(?:[ap]\.\s?m\b|o'clock)|\s*out\s+of\s+5\b)", re.IGNORECASE
+)
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
-    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./])([1-5])\s*分?[\s.。!！]*$"
+    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./$¥#+×])([1-5])\s*分?[\s.。!！]*$"
 )
 # The five-point scale named: its 5 is not the rating. "Honestly 1 out of 5", "2 out of 5
 # stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
 # whole reply ("came on 3/5" is a date); "满分5分" is left out before the rest is read.
 _OUT_OF_FIVE = re.compile(
-    r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])(?!\s*[^\W\d_])",
+    r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])"
+    r"(?!\s*(?!(?:because|but|due|as|since|for|though|although|and|so|overall|tbh)\b)[^\W\d_])",
     re.IGNORECASE,
 )
 _SLASH_FIVE = re.compile(r"([1-5])\s*/\s*5\s*分?[\s.。!！]*")
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
+# A digit right after a rating word: the digit they chose ("一般 2", "满意度5", "不满意…1").
+_AFTER_WORD = re.compile(r"^度?[\s,，.。:：;；!！、~～…-]*([1-5])(?![0-9.])\s*分?[\s.。!！]*$")
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -266,7 +280,7 @@ def _rating(text: str) -> ParsedReply | None:
     slashed = _SLASH_FIVE.fullmatch(text)
     if slashed:
         return ParsedReply("rating", int(slashed.group(1)))
-    text = _FULL_MARKS.sub(" ", text).strip(_SEPARATORS) if "满分" in text else text
+    text = _without_full_marks(text)
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
@@ -274,19 +288,28 @@ def _rating(text: str) -> ParsedReply | None:
     word = lowered.rstrip(_SEPARATORS)
     if word in NUMBER_WORDS:
         return ParsedReply("rating", NUMBER_WORDS[word])
-    # the digit they chose after a comment, even one that starts with a rating word: "一般 2",
-    # "满意度5", "不满意，排队太久 1" are rated 2, 5 and 1 (the README: a digit 1-5 with a
-    # comment before it is the rating)
-    trailing = _TRAILING_DIGIT.match(text)
-    if trailing:
-        return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     for phrase, score in RATING_WORDS:
         if lowered.startswith(phrase):
             rest = text[len(phrase) :]
             if rest and phrase.isascii() and rest[0].isalnum():
                 continue  # "fives", "one day": the word is part of something else
+            chosen = _AFTER_WORD.match(rest)  # the digit they chose, right after the word
+            if chosen:
+                return ParsedReply("rating", int(chosen.group(1)), _comment(text[: len(phrase)]))
             return ParsedReply("rating", score, _comment(rest))
+    trailing = _TRAILING_DIGIT.match(text)
+    if trailing:
+        return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     return None
+
+
+def _without_full_marks(text: str) -> str:
+    """The reply without its "满分5分" (full marks: 5) when another digit is left to be the
+    rating ("给2分，满分5分"); else as it is ("服务很好，满分5分" gives the 5)."""
+    if "满分" not in text:
+        return text
+    left = _FULL_MARKS.sub(" ", text).strip(_SEPARATORS)
+    return left if re.search(r"[1-5]", left) else text
 
 
 def _leading_rating(unit: str, rest: str) -> bool:
@@ -304,8 +327,11 @@ def _counts_something(unit: str, rest: str) -> bool:
     if unit:  # 分: points, unless it is 分钟, minutes
         return rest.startswith("钟")
     words = _LATIN_WORD.findall(rest[:12].lower())
-    return rest.startswith(COUNTED_ZH) or (
-        rest[:1].isspace() and bool(words) and words[0] in COUNTED_EN
+    return (
+        rest.startswith(COUNTED_ZH)
+        or (rest.startswith("个") and not rest.startswith(("个星", "个赞")))
+        or (rest[:1].isspace() and bool(words) and words[0] in COUNTED_EN)
+        or _COUNTED_AFTER.match(rest) is not None
     )
 
 

@@ -31,8 +31,13 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("不满意 1", "rating", 1, "不满意"),
         ("满意 5", "rating", 5, "满意"),
         ("非常满意 4", "rating", 4, "非常满意"),
-        ("满意度5", "rating", 5, "满意度"),
-        ("不满意，排队太久 1", "rating", 1, "不满意,排队太久"),  # NFKC: the comma
+        ("满意度5", "rating", 5, "满意"),
+        ("不满意，排队太久 1", "rating", 2, "排队太久 1"),  # a word first: as before
+        # a number after a comment that praises is not the rating (a store, a counter, +1)
+        ("Very satisfied with store 3", "rating", 5, "with store 3"),
+        ("很满意，谢谢柜台1", "rating", 5, "谢谢柜台1"),
+        ("非常满意 +1", "rating", 5, "+1"),
+        ("不满意…1", "rating", 1, "不满意"),
         ("satisfied 3", "rating", 3, "satisfied"),
         ("一般 2 分", "rating", 2, "一般"),
         ("不满意 1 分", "rating", 1, "不满意"),
@@ -43,6 +48,9 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("3 OUT OF 5", "rating", 3, None),
         ("2 out of 5 stars, rude", "rating", 2, "rude"),
         ("给2分，满分5分", "rating", 2, "给"),
+        ("服务很好，满分5分", "rating", 5, "服务很好,满分"),  # full marks, the only digit
+        ("5个星", "rating", 5, "个星"),
+        ("Honestly 2 out of 5 because rude", "rating", 2, "Honestly because rude"),
         ("2/5", "rating", 2, None),
         ("4/5!", "rating", 4, None),
         # ... but a count or a date is not a rating, and the one they gave still is
@@ -62,6 +70,13 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("4/5 visit was fine", "unknown", None, "4/5 visit was fine"),
         ("4/5 visit, staff rude 2", "rating", 2, "4/5 visit, staff rude"),
         ("3/50", "unknown", None, "3/50"),
+        ("2 out of 5 staff were working 1", "rating", 1, "2 out of 5 staff were working"),
+        ("3:30到的", "unknown", None, "3:30到的"),
+        ("3 p.m. visit", "unknown", None, "3 p.m. visit"),
+        ("2 May visit", "unknown", None, "2 May visit"),
+        ("3个月没来了", "unknown", None, "3个月没来了"),
+        ("5 nights stay 4", "rating", 4, "5 nights stay"),
+        ("Charged me $5", "unknown", None, "Charged me $5"),
         # a leading number that counts something else: a time, a date, a store, a wait
         ("5点才开门，太晚了", "unknown", None, "5点才开门,太晚了"),  # NFKC: the comma
         ("2月3日去的店，还行", "unknown", None, "2月3日去的店,还行"),

@@ -156,3 +156,9 @@ def test_a_row_after_quoted_breaks_is_named_by_its_line(stores, settings, tmp_pa
         stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
     )
     assert list(again.bad_rows) == [4]  # header 1-2, S5 3, S9 4
+    # blank lines before the header (one a BOM's only), which the reader skips
+    path.write_bytes(b"\xef\xbb\xbf\n\r\n\n" + "\n".join([HEADER, good(6), BAD_TIER]).encode())
+    after_blanks = load_file(
+        stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
+    )
+    assert list(after_blanks.bad_rows) == [6]  # blank 1-3, header 4, S6 5, S9 6

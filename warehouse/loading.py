@@ -305,8 +305,23 @@ def open_source(path: Path, entity: Entity) -> Source:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
-    header_lines = 1 + sum(c.count("\n") for c in columns)
+    header_lines = 1 + sum(c.count("\n") for c in columns) + _blank_lines_first(path)
     return Source(path, parquet, present, ignored, quoted=quoted, header_lines=header_lines)
+
+
+def _blank_lines_first(path: Path) -> int:
+    """The blank lines before a CSV's header, which the reader skips (parquet: none)."""
+    if path.suffix.lower() == ".parquet":
+        return 0
+    with path.open("rb") as handle:
+        start = handle.read(CHUNK_BYTES).removeprefix(b"\xef\xbb\xbf")
+    lines = start.split(b"\n")
+    blank = 0
+    for line in lines[:-1]:  # the last piece has no line end: the header, or cut off
+        if line.rstrip(b"\r"):  # the reader skips empty lines only (a space is a field)
+            break
+        blank += 1
+    return blank
 
 
 def _trimmed(column: pl.Expr) -> pl.Expr:

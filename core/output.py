@@ -69,14 +69,16 @@ class _TolerantStream:
 
 # Off a terminal (a pipe, a file, a scheduled run's log) rich fits every table into 80
 # columns and cuts the cells that do not fit ("新套餐扣费不…"): what is kept for later would
-# lose them. There a table is as wide as its cells; COLUMNS, when set, still decides.
+# lose them. There a table is as wide as its cells; COLUMNS, when set to a width, decides.
 OFF_TERMINAL_WIDTH = 10_000
 
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr) that never fails on the output's encoding."""
     stream = _TolerantStream(stderr=stderr)
-    width = None if _on_terminal(stream) or "COLUMNS" in os.environ else OFF_TERMINAL_WIDTH
+    columns = os.environ.get("COLUMNS", "")
+    given = columns.isdigit() and int(columns) > 0  # what rich itself would take as a width
+    width = None if _on_terminal(stream) or given else OFF_TERMINAL_WIDTH
     return Console(file=stream, width=width)  # type: ignore[arg-type]
 
 

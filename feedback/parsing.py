@@ -151,27 +151,32 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
     ],
     key=lambda pair: -len(pair[0]),
 )
-# What a leading number counts when it is not the rating: a classifier or a unit after it
-# (个 too, but not 个星 or 个赞: "5个星" is five stars).
-COUNTED_ZH = (
-    "点", "月", "号", "日", "天", "楼", "层", "次", "年", "岁", "元", "块", "毛", "角", "周",
-    "小时", "钟", "星期", "礼拜", "折", "倍", "人", "位", "台", "张", "件", "遍", "趟", "家",
-    "斤", "公里", "米", "秒", "条", "通", "部", "分钟", "杯", "栋", "单元", "份", "瓶", "盒",
-    "包", "辆", "间", "期", "班", "轮", "晚", "夜",
-)  # fmt: skip
+# What a leading number counts when it is not the rating: a time, a date, a wait, a store
+# or a floor. Only what cannot begin a word of a comment ("1月租太贵" is a 1 on the monthly
+# fee, "5点赞" a 5 and a like, "1人工客服太差" a 1): the unit with what follows it.
+_COUNTED_ZH = re.compile(
+    r"^\s*(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|开门|关门)"
+    r"|月[0-9]|月份|月初|月底|号[0-9店窗柜台桌线]|楼|层"
+    r"|个(?:月|小时|钟|多|人都|星期)|小时|分钟|钟头|星期|礼拜"
+    r"|天(?:没|都|了|才|内|后|前|还)|次(?:都|了|没|才|还)|年(?:没|了|都|的|多|前)"
+    r"|块钱|元|GB|G流量|M流量)"
+)
 COUNTED_EN = {
     "hour", "hours", "hr", "hrs", "minute", "minutes", "min", "mins", "day", "days", "week",
-    "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "time", "times",
-    "pm", "am", "people", "person", "persons", "calls", "yuan", "dollars", "bucks", "floor",
-    "seconds", "secs", "sec", "night", "nights", "visit", "visits", "try", "tries", "customer",
-    "customers", "items", "orders", "jan", "january", "feb", "february", "mar", "march",
-    "apr", "april", "may", "jun", "june", "jul", "july", "aug", "august", "sep", "sept",
-    "september", "oct", "october", "nov", "november", "dec", "december",
+    "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "sec", "secs",
+    "seconds", "pm", "gb", "mb", "jan", "january", "feb", "february", "march", "apr", "april",
+    "jun", "june", "jul", "july", "aug", "august", "sep", "sept", "september", "oct",
+    "october", "nov", "november", "dec", "december",
 }  # fmt: skip
-# After a leading number: a clock time or a date going on ("3:30", "3-15", "2/3"), "p.m.",
+# After a leading number: a date going on ("3-15", "2/3"; "4-5" is a rating of 4), "p.m.",
 # "o'clock", or a named scale's noun ("2 out of 5 staff": _OUT_OF_FIVE did not take it).
 _COUNTED_AFTER = re.compile(
-    r"^(?:[:：\-/.]\d|\s*(?:[ap]\.\s?m\b|o'clock)|\s*out\s+of\s+5\b)", re.IGNORECASE
+    r"^(?:[/.][0-9]|-[0-9]{2}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\b)", re.IGNORECASE
+)
+# A number at the end that names a place, not a rating: "counter 2", "窗口2" (a space after a
+# Chinese word may end a comment before its rating: "VIP窗口 5").
+_PLACE_BEFORE = re.compile(
+    r"(?:\b(?:counter|window|desk|gate|floor|line|table)\s*|窗口|柜台|取号|等了)$", re.IGNORECASE
 )
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
@@ -192,7 +197,9 @@ _OUT_OF_FIVE = re.compile(
 _SLASH_FIVE = re.compile(r"([1-5])\s*/\s*5\s*分?[\s.。!！]*")
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
 # A digit right after a rating word: the digit they chose ("一般 2", "满意度5", "不满意…1").
-_AFTER_WORD = re.compile(r"^度?[\s,，.。:：;；!！、~～…-]*([1-5])(?![0-9.])\s*分?[\s.。!！]*$")
+_AFTER_WORD = re.compile(
+    r"^度?[\s,，.。:：;；!！、~～…-]*([1-5])(?![0-9.])\s*分?[\s.。!！吧啊呀哦]*$"
+)
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -298,7 +305,7 @@ def _rating(text: str) -> ParsedReply | None:
                 return ParsedReply("rating", int(chosen.group(1)), _comment(text[: len(phrase)]))
             return ParsedReply("rating", score, _comment(rest))
     trailing = _TRAILING_DIGIT.match(text)
-    if trailing:
+    if trailing and not _PLACE_BEFORE.search(text[: trailing.start(2)]):
         return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     return None
 
@@ -328,8 +335,7 @@ def _counts_something(unit: str, rest: str) -> bool:
         return rest.startswith("钟")
     words = _LATIN_WORD.findall(rest[:12].lower())
     return (
-        rest.startswith(COUNTED_ZH)
-        or (rest.startswith("个") and not rest.startswith(("个星", "个赞")))
+        _COUNTED_ZH.match(rest) is not None
         or (rest[:1].isspace() and bool(words) and words[0] in COUNTED_EN)
         or _COUNTED_AFTER.match(rest) is not None
     )

@@ -73,14 +73,18 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("2 out of 5 staff were working 1", "rating", 1, "2 out of 5 staff were working"),
         ("3:30到的", "unknown", None, "3:30到的"),
         ("3 p.m. visit", "unknown", None, "3 p.m. visit"),
-        ("2 May visit", "unknown", None, "2 May visit"),
+        ("3 Oct visit", "unknown", None, "3 Oct visit"),
         ("3个月没来了", "unknown", None, "3个月没来了"),
-        ("5 nights stay 4", "rating", 4, "5 nights stay"),
+        ("5 hours wait 4", "rating", 4, "5 hours wait"),
+        ("1月租太贵了", "rating", 1, "月租太贵了"),  # 月租, the monthly fee: not a month
+        ("5点赞", "rating", 5, "点赞"),
+        ("1人工客服太差", "rating", 1, "人工客服太差"),
+        ("Counter 2", "unknown", None, "Counter 2"),
+        ("VIP窗口 5", "rating", 5, "VIP窗口"),
         ("Charged me $5", "unknown", None, "Charged me $5"),
         # a leading number that counts something else: a time, a date, a store, a wait
         ("5点才开门，太晚了", "unknown", None, "5点才开门,太晚了"),  # NFKC: the comma
         ("2月3日去的店，还行", "unknown", None, "2月3日去的店,还行"),
-        ("1月账单扣费不对", "unknown", None, "1月账单扣费不对"),
         ("5分钟就办好了", "unknown", None, "5分钟就办好了"),
         ("2 hours wait, terrible", "unknown", None, "2 hours wait, terrible"),
         ("3号店排队太久 1", "rating", 1, "3号店排队太久"),

@@ -155,12 +155,12 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
 # or a floor. Only what cannot begin a word of a comment ("1月租太贵" is a 1 on the monthly
 # fee, "5点赞" a 5 and a like, "1人工客服太差" a 1): the unit with what follows it.
 _COUNTED_ZH = re.compile(
-    r"^\s*(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|开门|关门)"
-    r"|月[0-9]|月份|月初|月底|号[0-9店窗柜台桌线]|楼|层"
-    r"|个(?:月|小时|钟|多|人都|星期)|小时|分钟|钟头|星期|礼拜"
+    r"^(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|开门|关门)"
+    r"|月[0-9]|月份|月初|月底|号[0-9店窗柜台桌线]|楼(?![下上层道梯])|层(?!层)"
+    r"|个(?:月|小时|钟|多|人都|星期)|小时|分钟|钟头|(?:星期|礼拜)(?:没|都|了|才|内|后|前)"
     r"|天(?:没|都|了|才|内|后|前|还)|次(?:都|了|没|才|还)|年(?:没|了|都|的|多|前)"
-    r"|块钱|元|GB|G流量|M流量)"
-)
+    r"|块钱|元(?!旦)|GB|G流量|M流量)"
+)  # glued to the number: after a space, a comment may begin with any word ("1 元旦排队好久")
 COUNTED_EN = {
     "hour", "hours", "hr", "hrs", "minute", "minutes", "min", "mins", "day", "days", "week",
     "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "sec", "secs",
@@ -173,18 +173,16 @@ COUNTED_EN = {
 _COUNTED_AFTER = re.compile(
     r"^(?:[/.][0-9]|-[0-9]{2}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\b)", re.IGNORECASE
 )
-# A number at the end that names a place, not a rating: "counter 2", "窗口2" (a space after a
-# Chinese word may end a comment before its rating: "VIP窗口 5").
-_PLACE_BEFORE = re.compile(
-    r"(?:\b(?:counter|window|desk|gate|floor|line|table)\s*|窗口|柜台|取号|等了)$", re.IGNORECASE
-)
+# A number glued to the end of a Chinese place, not a rating: "窗口2", "柜台3" ("VIP窗口 5"
+# and "rude staff at the counter 1" end with their rating).
+_PLACE_BEFORE = re.compile(r"(?:窗口|柜台|取号|工号)$")
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
-    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./$¥#+×])([1-5])\s*分?[\s.。!！]*$"
+    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./$¥#×])(?<!\+(?=1))([1-5])\s*分?[\s.。!！]*$"
 )
 # The five-point scale named: its 5 is not the rating. "Honestly 1 out of 5", "2 out of 5
 # stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
@@ -316,7 +314,7 @@ def _without_full_marks(text: str) -> str:
     if "满分" not in text:
         return text
     left = _FULL_MARKS.sub(" ", text).strip(_SEPARATORS)
-    return left if re.search(r"[1-5]", left) else text
+    return left if re.search(r"(?<![0-9])[1-5](?![0-9])", left) else text
 
 
 def _leading_rating(unit: str, rest: str) -> bool:
@@ -333,10 +331,10 @@ def _counts_something(unit: str, rest: str) -> bool:
     The rating may then come at the end ("3号店排队太久 1")."""
     if unit:  # 分: points, unless it is 分钟, minutes
         return rest.startswith("钟")
-    words = _LATIN_WORD.findall(rest[:12].lower())
+    word = re.match(r"\s+([a-z]+)\b", rest.lower())  # the word right after the number
     return (
         _COUNTED_ZH.match(rest) is not None
-        or (rest[:1].isspace() and bool(words) and words[0] in COUNTED_EN)
+        or (word is not None and word.group(1) in COUNTED_EN)
         or _COUNTED_AFTER.match(rest) is not None
     )
 

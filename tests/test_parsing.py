@@ -79,7 +79,13 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("1月租太贵了", "rating", 1, "月租太贵了"),  # 月租, the monthly fee: not a month
         ("5点赞", "rating", 5, "点赞"),
         ("1人工客服太差", "rating", 1, "人工客服太差"),
-        ("Counter 2", "unknown", None, "Counter 2"),
+        ("窗口2", "unknown", None, "窗口2"),
+        ("rude staff at the counter 1", "rating", 1, "rude staff at the counter"),
+        ("1 元旦排队好久", "rating", 1, "元旦排队好久"),  # 元旦, New Year's Day: not yuan
+        ("5楼下停车方便", "rating", 5, "楼下停车方便"),  # 楼下, downstairs: not a floor
+        ("1 等了2 hours", "rating", 1, "等了2 hours"),
+        ("10分钟办完，满分5分", "rating", 5, "10分钟办完,满分"),
+        ("营业员态度很好+5", "rating", 5, "营业员态度很好+"),
         ("VIP窗口 5", "rating", 5, "VIP窗口"),
         ("Charged me $5", "unknown", None, "Charged me $5"),
         # a leading number that counts something else: a time, a date, a store, a wait

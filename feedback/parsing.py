@@ -168,10 +168,17 @@ COUNTED_EN = {
     "jun", "june", "jul", "july", "aug", "august", "sep", "sept", "september", "oct",
     "october", "nov", "november", "dec", "december",
 }  # fmt: skip
+# What "2 out of 5 ..." counts when it is not the rating ("2 out of 5 staff were working");
+# any other word after it is the comment ("1 out of 5 terrible service", "4 out of 5 挺好的").
+_COUNTED_NOUNS = (
+    r"(?:staff|people|persons|tellers?|counters?|windows?|desks?|employees?|workers?|agents?"
+    r"|clerks?|customers?|machines?|stores?|shops?|branches|lines?|seats?|of\b|个|人|位|台)"
+)
 # After a leading number: a date going on ("3-15", "2/3"; "4-5" is a rating of 4), "p.m.",
 # "o'clock", or a named scale's noun ("2 out of 5 staff": _OUT_OF_FIVE did not take it).
 _COUNTED_AFTER = re.compile(
-    r"^(?:[/.][0-9]|-[0-9]{2}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\b)", re.IGNORECASE
+    rf"^(?:[/.][0-9]|-[0-9]{{2}}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\s+{_COUNTED_NOUNS})",
+    re.IGNORECASE,
 )
 # A number glued to the end of a Chinese place, not a rating: "窗口2", "柜台3" ("VIP窗口 5"
 # and "rude staff at the counter 1" end with their rating).
@@ -188,8 +195,7 @@ _TRAILING_DIGIT = re.compile(
 # stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
 # whole reply ("came on 3/5" is a date); "满分5分" is left out before the rest is read.
 _OUT_OF_FIVE = re.compile(
-    r"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])"
-    r"(?!\s*(?!(?:because|but|due|as|since|for|though|although|and|so|overall|tbh)\b)[^\W\d_])",
+    rf"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])(?!\s+{_COUNTED_NOUNS})",
     re.IGNORECASE,
 )
 _SLASH_FIVE = re.compile(r"([1-5])\s*/\s*5\s*分?[\s.。!！]*")

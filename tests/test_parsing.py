@@ -51,6 +51,9 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("服务很好，满分5分", "rating", 5, "服务很好,满分"),  # full marks, the only digit
         ("5个星", "rating", 5, "个星"),
         ("Honestly 2 out of 5 because rude", "rating", 2, "Honestly because rude"),
+        ("1 out of 5 terrible service", "rating", 1, "terrible service"),
+        ("2 out of 5 太慢了", "rating", 2, "太慢了"),
+        ("5 out of 5 stars great", "rating", 5, "great"),
         ("2/5", "rating", 2, None),
         ("4/5!", "rating", 4, None),
         # ... but a count or a date is not a rating, and the one they gave still is

@@ -193,7 +193,7 @@ _TRAILING_DIGIT = re.compile(
 )
 # The five-point scale named: its 5 is not the rating. "Honestly 1 out of 5", "2 out of 5
 # stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
-# whole reply ("came on 3/5" is a date); "满分5分" is left out before the rest is read.
+# whole reply ("came on 3/5" is a date); "满分5分" set aside when another digit is the rating.
 _OUT_OF_FIVE = re.compile(
     rf"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])(?!\s+{_COUNTED_NOUNS})",
     re.IGNORECASE,

@@ -199,7 +199,7 @@ class Source:
     present: list[str]  # the kind's columns the file has
     ignored: list[str]  # the file's other columns
     quoted: bool = True  # CSV: a quote anywhere, so a field may hold a line break
-    header_lines: int = 1  # CSV: a quoted column name may hold line breaks too
+    header_lines: int = 1  # CSV: with the empty lines before it, and a quoted name's breaks
 
     def _scan(self) -> pl.LazyFrame:
         if self.parquet:
@@ -220,12 +220,13 @@ class Source:
         )
         for batch in _readable(self.path, batches):
             breaks = (
-                batch["_breaks"] if self.quoted else pl.zeros(batch.height, pl.Int64, eager=True)
+                batch["_breaks"].cast(pl.Int64)
+                if self.quoted
+                else pl.repeat(0, batch.height, dtype=pl.Int64, eager=True)
             )
-            # each record's first line: the lines before it in the batch, its own included
-            spans = (breaks.cast(pl.Int64) + 1).cum_sum()
-            starts = (spans - breaks.cast(pl.Int64) - 1 + line).alias("_line")
-            line += int(spans[-1]) if batch.height else 0
+            spans = breaks + 1  # the lines each record takes
+            starts = (spans.cum_sum() - spans + line).alias("_line")  # its first line
+            line += int(spans.sum())
             shaped = _shaped(batch.select(self.present), entity, starts)
             blank = pl.all_horizontal(pl.col(c).is_null() for c in entity.names)
             if self.ignored:
@@ -289,13 +290,15 @@ def _readable(path: Path, items: Iterator[Any]) -> Iterator[Any]:
 
 def open_source(path: Path, entity: Entity) -> Source:
     """Check the header (and, for CSV, that the file is UTF-8) before any row is read."""
-    parquet, quoted = path.suffix.lower() == ".parquet", False
+    parquet, quoted, header_lines = path.suffix.lower() == ".parquet", False, 1
     try:
         if parquet:
             columns = list(pl.read_parquet_schema(path))
         else:
             quoted = check_utf8(path)
             columns = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+            # the reader skips empty lines before the header; a quoted name may span lines
+            header_lines = _blank_lines_first(path) + 1 + sum(c.count("\n") for c in columns)
     except pl.exceptions.NoDataError:
         raise LoadError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -305,14 +308,11 @@ def open_source(path: Path, entity: Entity) -> Source:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
-    header_lines = 1 + sum(c.count("\n") for c in columns) + _blank_lines_first(path)
     return Source(path, parquet, present, ignored, quoted=quoted, header_lines=header_lines)
 
 
 def _blank_lines_first(path: Path) -> int:
-    """The blank lines before a CSV's header, which the reader skips (parquet: none)."""
-    if path.suffix.lower() == ".parquet":
-        return 0
+    """The empty lines before a CSV's header."""
     with path.open("rb") as handle:
         start = handle.read(CHUNK_BYTES).removeprefix(b"\xef\xbb\xbf")
     lines = start.split(b"\n")

@@ -46,7 +46,10 @@ EVENT_STATUSES = frozenset([*TWILIO_MESSAGE.values(), *TWILIO_CALL.values(), *SE
 # handed over (suppressed, held out, expired) are as far along as a queued one: a late event
 # that a provider merely accepted a message ('queued') must not open them again, for the next
 # run would send a held-out customer, or one who opted out; an event that says it was sent
-# still records that it was.
+# still records that it was (a retried send the provider took after all may since have
+# expired or been suppressed). A held-out action is never queued, so never handed over: an
+# event naming one is stray, and moving it would count the customer among the treated.
+NEVER_SENT = "held_out"
 RANK = {
     "queued": 0,
     "suppressed": 0,

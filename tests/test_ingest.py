@@ -258,6 +258,27 @@ def test_a_late_accepted_event_never_opens_an_action_that_was_not_sent(world, in
     assert got == {**{f"A-{s}": s for s in settled}, "A-late": "delivered"}
 
 
+def test_no_event_makes_a_held_out_customer_treated(world, inbox):
+    """A held-out action is never handed over, so an event naming it (a stray callback, a
+    receipt for another action's id) is no send: made 'sent', its customer would count among
+    the treated in the lift, which reads the group from the status."""
+    add_action(world, "A-held", "S1", recipient=PHONE, sent_at=T0, status="held_out")
+    add_action(world, "A-sent", "S2", recipient=PHONE, sent_at=T0, status="sending")
+    for action, event in (("A-held", "sent"), ("A-held", "delivered"), ("A-sent", "delivered")):
+        inbox.put(
+            "status",
+            f"SM-{action}:{event}",
+            T0 + timedelta(minutes=1),
+            {"MessageSid": f"SM-{action}", "MessageStatus": event, "action_id": action},
+        )
+    collect(world, inbox, reply_window=WINDOW)
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {"A-held": "held_out", "A-sent": "delivered"}
+    assert world.execute(  # the event itself is kept, as every event is
+        "SELECT count(*) FROM delivery_events WHERE action_id = 'A-held'"
+    ).fetchone() == (2,)
+
+
 def test_email_unsubscribe_opts_out_of_email(world, inbox):
     add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
     inbox.put("unsubscribe", "E1", T0 + timedelta(hours=1), {"action_id": "E1"})

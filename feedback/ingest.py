@@ -416,7 +416,9 @@ def ingest_statuses(
         FROM resolved_statuses""")
     con.execute(
         ADVANCE_STATUS_SQL.format(
-            rank=_rank("status"), new=_rank("s.status"), old=_rank("a.status"),
+            rank=_rank("status"),
+            new=_rank("s.status"),
+            old=_rank("a.status"),
             never_sent=NEVER_SENT,
         )
     )

@@ -205,6 +205,35 @@ _AFTER_WORD = re.compile(
     r"^度?[\s,，.。:：;；!！、~～…-]*([1-5])(?![0-9.])\s*分?[\s.。!！吧啊呀哦]*$"
 )
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
+# A verdict inside a reply that gave no digit and began with no rating word: "我不满意",
+# "对这次服务不满意", "不太满意，排队太久", "服务太差了", "给个差评", "I'm not satisfied". At a
+# place, the first of these that fits is the verdict (the negated and the stronger forms come
+# before the plain word they contain).
+_VERDICTS: list[tuple[str, int]] = [
+    (r"(?:非常|很|特别|十分|极其|太|超级?)不满意", 1),
+    (r"(?:不|没有?)(?:太|大|是很|是太|是特别|是非常|是那么|怎么|够|算|那么|很|十分)?满意", 2),
+    (r"(?:非常|很|特别|十分|超级?|太|相当)满意", 5),
+    (r"满意(?!度)", 4),  # 满意度: the satisfaction they rate, not a verdict
+    (r"一般般?(?=$|[\s,，.。!！;；~～吧啊呀哦了])", 3),  # not 一般来说, 我一般下午去
+    (r"(?:很|太|非常|特别|极|真|好|超)差|差劲|差评", 1),
+    (r"中评", 3),
+    (r"好评", 5),
+    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+(?:dis|un)satisfied\b", 1),
+    (
+        r"(?:\bnot|\bnever|n[’']t)\s+(?:(?:very|really|too|that|so|at\s+all|entirely|fully"
+        r"|completely|quite)\s+)?(?:satisfied|happy)\b",
+        2,
+    ),
+    (r"\b(?:dis|un)satisfied\b|\bunhappy\b", 2),
+    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+satisfied\b", 5),
+    (r"\bsatisfied\b", 4),
+    (r"\bneutral\b", 3),
+]
+_VERDICT = re.compile("|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)))
+# A clause that asks or wishes gives no verdict: "满意吗？", "如果快一点会很满意", "would be
+# satisfied if"; the clause ends at a comma, a full stop, a question or exclamation mark.
+_CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
+_ASKS_OR_WISHES = re.compile(r"[?？吗]|如果|要是|假如|希望|但愿|\b(?:if|would|could|hope|wish)\b")
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\W\d_a-z]+")
@@ -307,11 +336,43 @@ def _rating(text: str) -> ParsedReply | None:
             chosen = _AFTER_WORD.match(rest)  # the digit they chose, right after the word
             if chosen:
                 return ParsedReply("rating", int(chosen.group(1)), _comment(text[: len(phrase)]))
+            if _no_verdict_after(phrase, lowered):
+                break  # "满意度很低", "一般来说", "满意吗？": perhaps a verdict further on
             return ParsedReply("rating", score, _comment(rest))
     trailing = _TRAILING_DIGIT.match(text)
     if trailing and not _PLACE_BEFORE.search(text[: trailing.start(2)]):
         return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
-    return None
+    verdict = _verdict(lowered)
+    return None if verdict is None else ParsedReply("rating", verdict, _comment(text))
+
+
+def _no_verdict_after(phrase: str, lowered: str) -> bool:
+    """Whether a reply that begins with the rating word ``phrase`` and gives no digit after it
+    still says no verdict with it: the word goes on as another (满意度, 一般来说), or its clause
+    asks or wishes (满意吗？), as _VERDICTS reads a verdict inside a reply."""
+    found = _VERDICT.match(lowered)
+    if found is None or found.end() < len(phrase):
+        return True
+    clause = _CLAUSE.match(lowered)
+    return clause is None or _ASKS_OR_WISHES.search(clause.group()) is not None
+
+
+def _verdict(lowered: str) -> int | None:
+    """The score of the verdicts said inside a reply (see _VERDICTS), when they agree: all on
+    the low side (3 or less) the lowest, all on the high side the highest; none, or both
+    sides ("服务满意，价格不满意"), is no verdict."""
+    scores = [
+        _VERDICTS[int(found.lastgroup[1:])][1]
+        for clause in _CLAUSE.findall(lowered)
+        if not _ASKS_OR_WISHES.search(clause)
+        for found in _VERDICT.finditer(clause)
+        if found.lastgroup
+    ]
+    if not scores:
+        return None
+    if max(scores) <= 3:
+        return min(scores)
+    return max(scores) if min(scores) >= 3 else None
 
 
 def _without_full_marks(text: str) -> str:

@@ -116,6 +116,67 @@ def test_ratings_and_non_ratings(text, intent, score, comment):
 
 
 @pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        # a verdict inside the reply, with no digit: the dissatisfied were read as no rating,
+        # so got no second round and no case
+        ("我不满意", 2),
+        ("对这次服务不满意", 2),
+        ("有点不满意", 2),
+        ("不太满意，排队太久", 2),
+        ("我觉得不是很满意", 2),
+        ("没有很满意", 2),
+        ("这次我很不满意！", 1),
+        ("服务很差", 1),
+        ("太差了", 1),
+        ("给个差评", 1),
+        ("感觉一般", 3),
+        ("还算满意", 4),
+        ("这次办理得很满意", 5),
+        ("五星好评", 5),
+        ("Not satisfied", 2),
+        ("I wasn't really satisfied", 2),
+        ("I wasn’t satisfied", 2),  # a phone's curly apostrophe
+        ("I am very unhappy", 2),
+        ("not happy at all", 2),
+        ("I was very satisfied with the staff", 5),
+        ("I'm neutral", 3),
+        ("不满意，很差，排队一小时", 2),  # a word first: as before
+        ("不太满意，也很差", 1),  # every verdict low: the lowest
+        ("感觉一般，还挺满意", 4),  # every verdict high: the highest
+    ],
+)
+def test_a_verdict_inside_a_reply_is_its_rating(text, score):
+    parsed = parse_reply(text)
+    assert (parsed.intent, parsed.score) == ("rating", score)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "服务满意，价格不满意",  # both sides: no verdict to take
+        "满意吗？",  # asks
+        "如果快一点会很满意",  # wishes
+        "would be satisfied if it were faster",
+        "满意度很低",  # the satisfaction rated, no verdict on it
+        "一般来说还行",  # 一般 as "usually"
+        "我一般下午去",
+        "差不多吧",
+        "出差回来办的业务",
+        "happy birthday, thanks",
+        "挺好的",  # praise with no rating word is not guessed
+    ],
+)
+def test_no_verdict_is_guessed(text):
+    assert parse_reply(text).intent == "unknown"
+
+
+def test_a_verdict_keeps_the_whole_reply_as_its_comment_and_an_opt_out_beside_it():
+    assert parse_reply("对这次服务不满意") == ParsedReply("rating", 2, "对这次服务不满意")
+    assert parse_reply("我不满意，退订") == ParsedReply("opt_out", 2, "我不满意,退订")
+
+
+@pytest.mark.parametrize(
     "word",
     [
         "STOP",

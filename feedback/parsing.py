@@ -157,7 +157,7 @@ RATING_WORDS: list[tuple[str, int]] = sorted(
 _COUNTED_ZH = re.compile(
     r"^(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|开门|关门)"
     r"|月[0-9]|月份|月初|月底|号[0-9店窗柜台桌线]|楼(?![下上层道梯])|层(?!层)"
-    r"|个(?:月|小时|钟|多|人都|星期)|小时|分钟|钟头|(?:星期|礼拜)(?:没|都|了|才|内|后|前)"
+    r"|个(?:月|小时|钟|多|星期|人(?!觉得|感觉|认为|意见|建议|体验|看法))|[人位](?![工员家性])|小时|分钟|钟头|(?:星期|礼拜)(?:没|都|了|才|内|后|前)"
     r"|天(?:没|都|了|才|内|后|前|还)|次(?:都|了|没|才|还)|年(?:没|了|都|的|多|前)"
     r"|块钱|元(?!旦)|GB|G流量|M流量)"
 )  # glued to the number: after a space, a comment may begin with any word ("1 元旦排队好久")
@@ -234,6 +234,19 @@ _VERDICT = re.compile("|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enu
 # satisfied if"; the clause ends at a comma, a full stop, a question or exclamation mark.
 _CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
 _ASKS_OR_WISHES = re.compile(r"[?？吗]|如果|要是|假如|希望|但愿|\b(?:if|would|could|hope|wish)\b")
+# A score written with a unit or in signs, as one digit with 分 for the rules below:
+# "五星好评", "给个五星", "两分", "三颗星", "1星差评", "★★★☆☆", "⭐⭐⭐", "one star", "2 stars".
+# 0 and 零 are below the scale, its lowest ("0分", "zero stars"). Only when nothing glued on
+# makes it something else: "五分钟", "一分钱", "三分之一", "一星期", "三星手机" (Samsung), "十五分".
+_SCORES = {"0": 1, "零": 1, "zero": 1, "一": 1, "one": 1, "二": 2, "两": 2, "two": 2}
+_SCORES |= {"三": 3, "three": 3, "四": 4, "four": 4, "五": 5, "five": 5}
+_SCORES |= {str(n): n for n in range(1, 6)}
+_SCORE_ZH = re.compile(
+    r"(?<![0-9一二两三四五六七八九十百千万零第几])([0-5]|[零一二两三四五])\s*[个颗]?\s*([星分])"
+    r"(?=$|[\s,，.。!！;；~～、…吧啊呀哦了都也好差不给满非很])"
+)
+_SCORE_EN = re.compile(r"\b(zero|one|two|three|four|five|[0-5])\s*stars?\b", re.IGNORECASE)
+_STAR_SIGNS = re.compile(r"([★⭐🌟]\ufe0f?){1,5}(?:[☆✩]\ufe0f?)*")
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\W\d_a-z]+")
@@ -312,6 +325,7 @@ def _asks_to_stop(lowered: str) -> bool:
 
 
 def _rating(text: str) -> ParsedReply | None:
+    text = normalize(_scores_as_digits(text))
     scaled = list(_OUT_OF_FIVE.finditer(text))
     if scaled:
         last = scaled[-1]
@@ -344,6 +358,20 @@ def _rating(text: str) -> ParsedReply | None:
         return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
     verdict = _verdict(lowered)
     return None if verdict is None else ParsedReply("rating", verdict, _comment(text))
+
+
+def _scores_as_digits(text: str) -> str:
+    """The reply with its scores written in words or signs as digits (see _SCORE_ZH)."""
+    text = _STAR_SIGNS.sub(lambda m: f" {len(re.findall('[★⭐🌟]', m.group()))}分 ", text)
+    text = _SCORE_EN.sub(lambda m: str(_SCORES[m.group(1).lower()]), text)
+    return _SCORE_ZH.sub(_chinese_score, text)
+
+
+def _chinese_score(found: re.Match[str]) -> str:
+    numeral, unit = found.groups()
+    if numeral == "零" and unit == "星":
+        return found.group()  # 零星: scattered, not zero stars
+    return f"{_SCORES[numeral]}分"
 
 
 def _no_verdict_after(phrase: str, lowered: str) -> bool:

@@ -49,7 +49,7 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("2 out of 5 stars, rude", "rating", 2, "rude"),
         ("给2分，满分5分", "rating", 2, "给"),
         ("服务很好，满分5分", "rating", 5, "服务很好,满分"),  # full marks, the only digit
-        ("5个星", "rating", 5, "个星"),
+        ("5个星", "rating", 5, None),
         ("Honestly 2 out of 5 because rude", "rating", 2, "Honestly because rude"),
         ("1 out of 5 terrible service", "rating", 1, "terrible service"),
         ("2 out of 5 太慢了", "rating", 2, "太慢了"),
@@ -113,6 +113,59 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
 def test_ratings_and_non_ratings(text, intent, score, comment):
     parsed = parse_reply(text)
     assert (parsed.intent, parsed.score, parsed.comment) == (intent, score, comment)
+
+
+@pytest.mark.parametrize(
+    ("text", "score", "comment"),
+    [
+        # a score in words or signs: these customers were read as no rating at all
+        ("五星好评", 5, "好评"),
+        ("给个五星", 5, "给个"),
+        ("两分", 2, None),
+        ("三颗星", 3, None),
+        ("一星都不想给", 1, "都不想给"),
+        ("1星差评", 1, "差评"),
+        ("给5星", 5, "给"),
+        ("打了一分", 1, "打了"),
+        ("第一次来，五星", 5, "第一次来"),
+        ("满分五分给四分", 4, "给"),
+        ("0分", 1, None),  # below the scale: its lowest
+        ("零分", 1, None),
+        ("★★★☆☆", 3, None),
+        ("⭐️⭐️", 2, None),  # with the emoji's variation selector
+        ("服务很好★★★★★", 5, "服务很好"),
+        ("one star", 1, None),
+        ("2 stars, rude", 2, "rude"),
+        ("I give it one star", 1, "I give it"),
+        ("zero stars", 1, None),
+    ],
+)
+def test_a_score_in_words_or_signs_is_the_rating(text, score, comment):
+    assert parse_reply(text) == ParsedReply("rating", score, comment)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a unit glued on makes it something else: minutes, a cent, a third, a week, Samsung
+        "五分钟就办好了",
+        "两分钟",
+        "十五分钟",
+        "一分钱",
+        "三分之一的人",
+        "一星期没来",
+        "星期一去的",
+        "三星手机信号差",
+        "零星几个人",  # 零星: scattered
+        "10 stars",
+        # a number of people in a queue
+        "5个人排队",
+        "3人排队",
+        "2位客人",
+    ],
+)
+def test_a_number_with_another_unit_is_no_rating(text):
+    assert parse_reply(text).intent == "unknown"
 
 
 @pytest.mark.parametrize(

@@ -390,6 +390,19 @@ def store_settled_days(con: duckdb.DuckDBPyConnection, window: Lookback) -> Sett
     return stored
 
 
+def keep_settled_days(con: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """Store the days settled by ``now`` once a learning has stored some (where no campaign
+    learns, nothing is stored); how many days it stored. Collect calls it at every run, so the
+    morning's first plan finds the day that settled overnight stored rather than storing it
+    itself: the same day by the same rule (a day settles SETTLE_DAYS after it began, and
+    collect has landed the ratings received before then), paid by the nightly job."""
+    if con.execute("SELECT 1 FROM send_hour_days_stored LIMIT 1").fetchone() is None:
+        return 0
+    store_settled_days(con, Lookback.before(now))
+    row = con.execute("SELECT count(*) FROM send_time_missing_days").fetchone()
+    return int(row[0]) if row else 0
+
+
 def customer_cells(
     con: duckdb.DuckDBPyConnection, members: str, window: Lookback, sends: str
 ) -> None:

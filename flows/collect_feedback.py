@@ -10,6 +10,7 @@ from prefect import flow
 from cases.board import Board
 from cases.collect import collect
 from cases.follow_up import plan_follow_ups
+from campaigns.send_time import keep_settled_days
 from cases.publishing import publish_boards
 from core.clock import utc_now
 from core.progress import step_done
@@ -48,6 +49,9 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
         # month of them (insights/first_care.py). After the boards: they are the managers'
         # work, this only saves the report time
         store_past_days(con, settings.timezone, at)
+        # likewise the send-hour learning's settled days: the morning's first plan then reads
+        # the day that settled overnight as stored, instead of storing it before it can plan
+        figures["send_hour_days_stored"] = keep_settled_days(con, at)
     step_done("collect", figures)
     publish("collect-feedback", "Replies and status events ingested", figures)
     return figures

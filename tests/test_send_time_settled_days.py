@@ -396,3 +396,39 @@ def test_a_read_only_learning_leaves_out_what_a_stopped_run_left(tmp_path, setti
     assert found.customer_strength == pytest.approx(expected.customer_strength, rel=1e-9)
     assert hours_of(reader, "send_hours") == hours_of(reader, "old_hours")
     reader.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_collect_stores_the_day_settled_overnight_for_the_morning_plan(settings):
+    """Collect stores the settled days a learning would (flows/collect_feedback.py), so the
+    morning's first plan stores none and learns the same hours; where no learning ever ran,
+    collect stores nothing."""
+    from flows.collect_feedback import collect_feedback
+
+    con = connect(settings.warehouse_path)
+    simulate(con, 17, planted=True, customers=600, later=0)
+    con.close()
+    evening = CUTOFF - timedelta(hours=10)  # 14:00 UTC, 22:00 in Shanghai
+    assert collect_feedback(home=str(settings.home), now=evening)["send_hour_days_stored"] == 0
+    con = connect(settings.warehouse_path)
+    assert con.execute("SELECT count(*) FROM send_hour_days_stored").fetchone() == (0,)
+    members(con, 3)
+    learn(con, evening - timedelta(days=3))  # a plan three days before: learning is in use
+    con.close()
+    figures = collect_feedback(home=str(settings.home), now=evening)
+    assert figures["send_hour_days_stored"] == 3  # the three days settled since that plan
+    con = connect(settings.warehouse_path)
+    members(con, 3)
+    stored = con.execute("SELECT * FROM send_hour_days ORDER BY ALL").fetchall()
+    morning = evening + timedelta(hours=9)  # 07:00 in Shanghai, the same UTC day
+    profiled = Profiled(con)
+    learn(profiled, morning)  # type: ignore[arg-type]
+    # nothing left to store: the plan read no settled day's sends from the outbox
+    assert not [sql for _, sql in profiled.read if "INSERT INTO send_hour_sends" in sql]
+    assert con.execute("SELECT * FROM send_hour_days ORDER BY ALL").fetchall() == stored
+    expected = old_learn(con, "wanted", morning)
+    assert hours_of(con, "send_hours") == hours_of(con, "old_hours")
+    assert learn(con, morning).customer_strength == pytest.approx(
+        expected.customer_strength, rel=1e-9
+    )
+    con.close()

@@ -7,10 +7,10 @@ from typing import Any
 
 from prefect import flow
 
+from campaigns.send_time import keep_settled_days
 from cases.board import Board
 from cases.collect import collect
 from cases.follow_up import plan_follow_ups
-from campaigns.send_time import keep_settled_days
 from cases.publishing import publish_boards
 from core.clock import utc_now
 from core.progress import step_done

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from core.ivr import OPT_OUT_KEY, RATING_KEYS
+from feedback.verdicts import verdict
 
 Intent = Literal["rating", "opt_out", "opt_in", "help", "unknown"]
 
@@ -54,12 +55,19 @@ OPT_OUT = {
     "arret",
     "basta",
     "alto",
+    "停发",
+    "remove",
+    "quit it",
+    "回复 td",  # the instruction copied back: "回复TD退订" without its 退订
 }
-OPT_IN = {"start", "yes", "unstop"}
-HELP = {"help", "info", "帮助"}
+OPT_IN = {"start", "yes", "unstop", "start again", "resubscribe", "重新订阅", "恢复订阅"}
+# Asking back in a sentence: "I want to subscribe again", "please resubscribe me".
+OPT_IN_SAID = re.compile(r"\bre-?subscribe\b|\bsubscribe\s+(?:me\s+)?again\b|重新订阅|恢复订阅")
+HELP = {"help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎么评价", "how do i rate"}
+HELP |= {"how does this work", "what is this"}
 # Words that mean "stop contacting me" wherever they stand.
 OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "unsub", "revoke", "optout"}
-OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收", "勿扰", "拉黑")
+OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收", "勿扰", "拉黑", "别烦我")
 # Words that say so only when they are about our messages (see the module's note).
 OPT_OUT_WHEN_ABOUT_US = {"end", "cancel", "quit"}
 ABOUT_US = {
@@ -87,8 +95,12 @@ ABOUT_US = {
 }
 # Plain requests to stop that use none of the words above, in English and in Chinese.
 PLEASE_STOP_EN = re.compile(
-    r"\b(?:do\s*n[o']?t|never)\s+(?:ever\s+)?(?:text|txt|message|sms|call|contact|email|bother)"
-    r"\w*\s+(?:me|us)\b"
+    r"\b(?:do\s*n[o']?t|never)\s+(?:ever\s+)?(?:text|txt|message|sms|call|contact|email|bother"
+    r"|send)\w*\s+(?:me|us|this\s+(?:number|phone)|my\s+(?:number|phone))\b"
+    r"|\b(?:remove|delete|lose|erase)\s+(?:my|this)\s+(?:number|phone|details|info)\b"
+    r"|\bdo\s*n[o']?t\s+want\s+(?:these|your|any|the|more|those)?\s*(?:more\s+)?"
+    r"(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
+    r"|\benough\s+(?:with\s+)?(?:the|these|your)?\s*(?:texts?|messages?|surveys?)\b"
     r"|\bno\s+more\s+(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
     r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\bremove\s+me\b"
     r"|\bleave\s+me\s+alone\b"
@@ -96,12 +108,17 @@ PLEASE_STOP_EN = re.compile(
 )
 PLEASE_STOP_ZH = re.compile(
     r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
-    r"|(?:不要|别|勿)(?:给我)?(?:发|打)(?:短信|消息|信息|电话|了|啦)"
-    r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰)"
+    r"|(?:不要|别|勿|不想)(?:再)?(?:给我|跟我)?(?:发|打|来)(?:短信|消息|信息|电话|这些|这种|了|啦|$)"
+    r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰|联系我|推送|给我推送)"
+    r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)"
+    r"|(?:删|删除|删掉)(?:了)?(?:我的?)(?:号码|手机号|电话)|把我(?:的)?(?:号码|手机号|电话)?删"
+    r"|退定(?!金)"
 )
-# Each Chinese request above starts with one of these: most replies have none, and skip it.
-_PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用")
+# Each Chinese request above has one of these: most replies have none, and skip it.
+_PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用", "不想", "取消", "关", "停掉", "删", "退定")
 _LATIN_WORD = re.compile(r"[a-z]+")
+# Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
+_MISSPELT_STOP = re.compile(r"stop{2,}|uns[a-z]{2,}(?:be|b)")
 # Letters that look Latin in other scripts, as a forwarded or disguised "Ѕtор" or "SТОР" has
 # them; read as Latin only inside a word that has a Latin letter too (so стоп stays Russian).
 _LOOK_ALIKES = str.maketrans(
@@ -131,42 +148,32 @@ POLITE = {
     "请",
     "谢谢",
 }
-# Longest phrases first, so 非常不满意 is not read as 不满意 or 满意.
-RATING_WORDS: list[tuple[str, int]] = sorted(
-    [
-        ("非常不满意", 1),
-        ("很不满意", 1),
-        ("不满意", 2),
-        ("非常满意", 5),
-        ("很满意", 5),
-        ("满意", 4),
-        ("一般", 3),
-        ("very dissatisfied", 1),
-        ("very unsatisfied", 1),
-        ("dissatisfied", 2),
-        ("unsatisfied", 2),
-        ("very satisfied", 5),
-        ("satisfied", 4),
-        ("neutral", 3),
-    ],
-    key=lambda pair: -len(pair[0]),
-)
+# Words that rate when a reply begins with them: a digit right after is the one they chose
+# ("一般 2"), else the reply's verdict counts (feedback/verdicts.py). Longest first.
+RATING_WORDS = sorted(
+    ("非常不满意", "很不满意", "不满意", "非常满意", "很满意", "满意", "一般", "very dissatisfied",
+     "very unsatisfied", "dissatisfied", "unsatisfied", "very satisfied", "satisfied", "neutral"),
+    key=len, reverse=True,
+)  # fmt: skip
 # What a leading number counts when it is not the rating: a time, a date, a wait, a store
 # or a floor. Only what cannot begin a word of a comment ("1月租太贵" is a 1 on the monthly
 # fee, "5点赞" a 5 and a like, "1人工客服太差" a 1): the unit with what follows it.
 _COUNTED_ZH = re.compile(
-    r"^(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|开门|关门)"
-    r"|月[0-9]|月份|月初|月底|号[0-9店窗柜台桌线]|楼(?![下上层道梯])|层(?!层)"
-    r"|个(?:月|小时|钟|多|星期|人(?!觉得|感觉|认为|意见|建议|体验|看法))|[人位](?![工员家性])|小时|分钟|钟头|(?:星期|礼拜)(?:没|都|了|才|内|后|前)"
-    r"|天(?:没|都|了|才|内|后|前|还)|次(?:都|了|没|才|还)|年(?:没|了|都|的|多|前)"
-    r"|块钱|元(?!旦)|GB|G流量|M流量)"
+    r"^(?:[点:：][0-9]|点(?:钟|半|多|才|就|到|前|后|以|左右|了|的|开门|关门|$)"
+    r"|月[0-9]|月份|月初|月底|月的|号(?!码)|日|周(?!到)|楼(?![下上层道梯])|层(?!层)"
+    r"|个(?!赞|人觉得|人感觉|人认为|人意见|人建议|人体验|人看法)|[人位](?![工员家性])"
+    r"|小时|分钟|钟头|(?:星期|礼拜)(?:没|都|了|才|内|后|前)|天(?!气)|次(?!性)|遍|张|年(?!轻)"
+    r"|块|元(?!旦)|GB|G流量|M流量)"
 )  # glued to the number: after a space, a comment may begin with any word ("1 元旦排队好久")
 COUNTED_EN = {
     "hour", "hours", "hr", "hrs", "minute", "minutes", "min", "mins", "day", "days", "week",
     "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "sec", "secs",
     "seconds", "pm", "gb", "mb", "jan", "january", "feb", "february", "march", "apr", "april",
     "jun", "june", "jul", "july", "aug", "august", "sep", "sept", "september", "oct",
-    "october", "nov", "november", "dec", "december",
+    "october", "nov", "november", "dec", "december", "people", "persons", "staff", "guy",
+    "guys", "times", "visits", "tellers", "bars", "phones", "customers", "machines",
+    "counters", "windows", "employees", "workers", "agents", "clerks", "cards", "lines",
+    "sims", "ahead",
 }  # fmt: skip
 # What "2 out of 5 ..." counts when it is not the rating ("2 out of 5 staff were working");
 # any other word after it is the comment ("1 out of 5 terrible service", "4 out of 5 挺好的").
@@ -177,75 +184,98 @@ _COUNTED_NOUNS = (
 # After a leading number: a date going on ("3-15", "2/3"; "4-5" is a rating of 4), "p.m.",
 # "o'clock", or a named scale's noun ("2 out of 5 staff": _OUT_OF_FIVE did not take it).
 _COUNTED_AFTER = re.compile(
-    rf"^(?:[/.][0-9]|-[0-9]{{2}}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\s+{_COUNTED_NOUNS})",
+    rf"^(?:[/.][0-9]|-[0-9]{{2}}|\s*(?:[ap]\.\s?m\.|o'clock)|\s*out\s+of\s+5\s+{_COUNTED_NOUNS}"
+    r"|\s*out\s+of\s+(?!5\b)[0-9]+)",
     re.IGNORECASE,
 )
 # A number glued to the end of a Chinese place, not a rating: "窗口2", "柜台3" ("VIP窗口 5"
 # and "rude staff at the counter 1" end with their rating).
-_PLACE_BEFORE = re.compile(r"(?:窗口|柜台|取号|工号)$")
+# In English a place, a time or a month right before it, unless "the" makes it the thing
+# their rating is about ("counter 2", "at 5", "March 3"; "rude staff at the counter 1").
+_PLACE_BEFORE = re.compile(
+    r"(?:窗口|柜台|取号|工号)$|(?<!the )\b(?:store|shop|branch|counter|window|desk|line|floor"
+    r"|table|ticket|number|no|route|room|gate|level|booth|at|till|until|around|by|since|before"
+    r"|after|jan|january|feb|february|march|apr|april|may|jun|june|jul|july|aug|august|sept?"
+    r"|september|oct|october|nov|november|dec|december)[\s.#:]*$",
+    re.IGNORECASE,
+)
+# A number they say it is not: "wouldn't give 5", "not a 5", "不是5分".
+_NEGATED_BEFORE = re.compile(
+    r"(?:\bnot|n't|\bnever)(?:\s+\w+){0,2}\s*$|(?:不是|不到|不值|不给)\s*$"
+)
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+NUMBER_WORDS |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
-    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./$¥#×])(?<!\+(?=1))([1-5])\s*分?[\s.。!！]*$"
+    r"^(.*?[^\d\s])[\s,，.。:：;；!！、~～-]*(?<![A-Za-z0-9./$¥#×])(?<!\+(?=1))([1-5])\s*分?[\s.。!！吧啊呀哦]*$"
 )
 # The five-point scale named: its 5 is not the rating. "Honestly 1 out of 5", "2 out of 5
 # stars, rude" anywhere, but not "2 out of 5 staff were working" (a count); "4/5" only as the
 # whole reply ("came on 3/5" is a date); "满分5分" set aside when another digit is the rating.
 _OUT_OF_FIVE = re.compile(
-    rf"(?<![0-9.])([1-5])\s*out\s+of\s+5(?:\s*stars?)?(?!\.?[0-9])(?!\s+{_COUNTED_NOUNS})",
+    rf"(?<![0-9.])([1-5])\s*out\s+of\s+(?:5|five)(?:\s*stars?)?(?!\.?[0-9])(?!\s+{_COUNTED_NOUNS})",
     re.IGNORECASE,
 )
-_SLASH_FIVE = re.compile(r"([1-5])\s*/\s*5\s*分?[\s.。!！]*")
+# "N/5" or "N/10" (halved, rounded up) as the whole reply, after a word that rates ("Overall
+# 2/5", "服务：2/5", "I'd rate 3/5", "给个4/5"), as a clause of its own ("staff rude, 2/5"), or
+# first with a comment ("1/5 staff ignored me"), unless what follows dates it ("4/5 visit",
+# "3/5去的"): "I came on 3/5" is a date.
+_SLASHED = re.compile(
+    r"^(?P<before>.*?)(?<![0-9./])(?P<n>10|[0-9])\s*/\s*(?P<of>5|10)(?![0-9])(?P<gap>\s*)分?"
+    r"(?P<rest>.*)$",
+    re.DOTALL,
+)
+_RATES_BEFORE = re.compile(
+    r"(?:\b(?:rate|rated|rating|give|gave|say|overall|score|service)|服务|给个?|打个?|评分|总体|整体"
+    r"|[,，.。!！;；:：])[\s:：]*$",
+    re.IGNORECASE,
+)
+_DATED_AFTER = re.compile(
+    r"^\s*(?:visit|appointment|at|in|on|to|from|-|[0-9]|去|到|来|的|号|日|那|办)", re.IGNORECASE
+)
+# "给2分吧", "只能给3分了", "打个4分": the points they give, wherever it stands, unless
+# supposed or refused ("如果…给5分", "不给5分", "if … I'd give 5").
+_GIVES = re.compile(r"(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)")
+_SUPPOSED = re.compile(r"如果|要是|要不是|假如|\bif\b", re.IGNORECASE)
+_GIVES_NOT = re.compile(
+    r"(?:如果|要是|要不是|假如|\bif\b).*|(?:不|没|不会|不能|不想)$", re.IGNORECASE
+)
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
 # A digit right after a rating word: the digit they chose ("一般 2", "满意度5", "不满意…1").
 _AFTER_WORD = re.compile(
     r"^度?[\s,，.。:：;；!！、~～…-]*([1-5])(?![0-9.])\s*分?[\s.。!！吧啊呀哦]*$"
 )
 _SEPARATORS = " \t\r\n,，.。:：;；!！、-—~～"
-# A verdict inside a reply that gave no digit and began with no rating word: "我不满意",
-# "对这次服务不满意", "不太满意，排队太久", "服务太差了", "给个差评", "I'm not satisfied". At a
-# place, the first of these that fits is the verdict (the negated and the stronger forms come
-# before the plain word they contain).
-_VERDICTS: list[tuple[str, int]] = [
-    (r"(?:非常|很|特别|十分|极其|太|超级?)不满意", 1),
-    (r"(?:不|没有?)(?:太|大|是很|是太|是特别|是非常|是那么|怎么|够|算|那么|很|十分)?满意", 2),
-    (r"(?:非常|很|特别|十分|超级?|太|相当)满意", 5),
-    (r"满意(?!度)", 4),  # 满意度: the satisfaction they rate, not a verdict
-    (r"一般般?(?=$|[\s,，.。!！;；~～吧啊呀哦了])", 3),  # not 一般来说, 我一般下午去
-    (r"(?:很|太|非常|特别|极|真|好|超)差|差劲|差评", 1),
-    (r"中评", 3),
-    (r"好评", 5),
-    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+(?:dis|un)satisfied\b", 1),
-    (
-        r"(?:\bnot|\bnever|n[’']t)\s+(?:(?:very|really|too|that|so|at\s+all|entirely|fully"
-        r"|completely|quite)\s+)?(?:satisfied|happy)\b",
-        2,
-    ),
-    (r"\b(?:dis|un)satisfied\b|\bunhappy\b", 2),
-    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+satisfied\b", 5),
-    (r"\bsatisfied\b", 4),
-    (r"\bneutral\b", 3),
-]
-_VERDICT = re.compile("|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)))
-# A clause that asks or wishes gives no verdict: "满意吗？", "如果快一点会很满意", "would be
-# satisfied if"; the clause ends at a comma, a full stop, a question or exclamation mark.
-_CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
-_ASKS_OR_WISHES = re.compile(r"[?？吗]|如果|要是|假如|希望|但愿|\b(?:if|would|could|hope|wish)\b")
 # A score written with a unit or in signs, as one digit with 分 for the rules below:
 # "五星好评", "给个五星", "两分", "三颗星", "1星差评", "★★★☆☆", "⭐⭐⭐", "one star", "2 stars".
 # 0 and 零 are below the scale, its lowest ("0分", "zero stars"). Only when nothing glued on
 # makes it something else: "五分钟", "一分钱", "三分之一", "一星期", "三星手机" (Samsung), "十五分".
 _SCORES = {"0": 1, "零": 1, "zero": 1, "一": 1, "one": 1, "二": 2, "两": 2, "two": 2}
 _SCORES |= {"三": 3, "three": 3, "四": 4, "four": 4, "五": 5, "five": 5}
-_SCORES |= {str(n): n for n in range(1, 6)}
+_SCORES |= {str(n): n for n in range(1, 6)} | {"no": 1}
 _SCORE_ZH = re.compile(
     r"(?<![0-9一二两三四五六七八九十百千万零第几])([0-5]|[零一二两三四五])\s*[个颗]?\s*([星分])"
-    r"(?=$|[\s,，.。!！;；~～、…吧啊呀哦了都也好差不给满非很])"
+    r"(?=$|[\s,，.。!！;；~～、…吧啊呀哦了都也好差不给满非很没])"
 )
-_SCORE_EN = re.compile(r"\b(zero|one|two|three|four|five|[0-5])\s*stars?\b", re.IGNORECASE)
+_SCORE_EN = re.compile(
+    r"\b(zero|one|two|three|four|five|no|[0-5])\s*stars?\b|\b(zero|one|two|three|four|five)"
+    r"(?=\s+out\s+of\s+(?:5|five)\b)",
+    re.IGNORECASE,
+)
+# Less than N: "3分都嫌多", "3分都不值", "不到3分" are below it.
+_BELOW = re.compile(r"([1-5])\s*分\s*都(?:嫌多|多了|不值|给多了|嫌高)|不到\s*([1-5])\s*分")
+# Half a point is kept down: "4.5分", "给3.5分", "四星半" (a bare "4.5" only as the whole reply).
+_HALF = re.compile(r"(?<![0-9.])([1-4])\.5\s*[分星]|([一二两三四])[分星]半|^([1-4])\.5$")
+_NEGATIVE_SCORE = re.compile(r"负\s*(?:[0-5]|[零一二两三四五])?\s*[星分]")  # below zero: the lowest
+# A number beside one star sign is its stars: "五⭐", "5 ⭐", "⭐x5", "⭐️ 5".
+_NUMBER_STAR = re.compile(
+    r"([0-5]|[零一二两三四五])\s*[x×*]?\s*[★⭐🌟]\ufe0f?(?![★⭐🌟\ufe0f])"
+    r"|(?<![★⭐🌟\ufe0f])[★⭐🌟]\ufe0f?\s*[x×*]?\s*([0-5])(?![0-9])"
+)
+_NO_STAR_SIGN = re.compile(r"[^★⭐🌟]*")
 _STAR_SIGNS = re.compile(r"([★⭐🌟]\ufe0f?){1,5}(?:[☆✩]\ufe0f?)*")
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -280,7 +310,7 @@ def parse_reply(text: str | None) -> ParsedReply:
         return ParsedReply("opt_out", rating.score if rating else None, comment)
     if rating:
         return rating
-    if bare in OPT_IN:
+    if bare in OPT_IN or OPT_IN_SAID.search(cleaned.lower()):
         return ParsedReply("opt_in")
     if bare in HELP:
         return ParsedReply("help")
@@ -315,7 +345,7 @@ def _asks_to_stop(lowered: str) -> bool:
     words = _LATIN_WORD.findall(lowered.replace("opt-out", "optout").replace("opt out", "optout"))
     if not words:
         return False
-    if not OPT_OUT_WORDS.isdisjoint(words):
+    if not OPT_OUT_WORDS.isdisjoint(words) or any(_MISSPELT_STOP.fullmatch(w) for w in words):
         return True
     if not OPT_OUT_WHEN_ABOUT_US.isdisjoint(words):
         for at, word in enumerate(words):
@@ -331,18 +361,22 @@ def _rating(text: str) -> ParsedReply | None:
         last = scaled[-1]
         rest = f"{text[: last.start()].rstrip()} {text[last.end() :].lstrip()}"
         return ParsedReply("rating", int(last.group(1)), _comment(rest))
-    slashed = _SLASH_FIVE.fullmatch(text)
+    slashed = _slashed(text)
     if slashed:
-        return ParsedReply("rating", int(slashed.group(1)))
+        return slashed
     text = _without_full_marks(text)
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
+    given = _GIVES.search(text)
+    if given and not _GIVES_NOT.search(text[: given.start()]):
+        rest = f"{text[: given.start()]} {text[given.end() :]}"
+        return ParsedReply("rating", _SCORES[given.group(1)], _comment(rest))
     lowered = text.lower()
     word = lowered.rstrip(_SEPARATORS)
     if word in NUMBER_WORDS:
         return ParsedReply("rating", NUMBER_WORDS[word])
-    for phrase, score in RATING_WORDS:
+    for phrase in RATING_WORDS:
         if lowered.startswith(phrase):
             rest = text[len(phrase) :]
             if rest and phrase.isascii() and rest[0].isalnum():
@@ -350,21 +384,51 @@ def _rating(text: str) -> ParsedReply | None:
             chosen = _AFTER_WORD.match(rest)  # the digit they chose, right after the word
             if chosen:
                 return ParsedReply("rating", int(chosen.group(1)), _comment(text[: len(phrase)]))
-            if _no_verdict_after(phrase, lowered):
-                break  # "满意度很低", "一般来说", "满意吗？": perhaps a verdict further on
-            return ParsedReply("rating", score, _comment(rest))
+            said = verdict(lowered)  # the word, or the verdicts it agrees with
+            if said is None:
+                break  # "满意吗？", "满意度", mixed verdicts: perhaps a digit at the end
+            return ParsedReply("rating", said, _comment(rest))
     trailing = _TRAILING_DIGIT.match(text)
-    if trailing and not _PLACE_BEFORE.search(text[: trailing.start(2)]):
+    before = text[: trailing.start(2)] if trailing else ""
+    if trailing and not any(r.search(before) for r in (_PLACE_BEFORE, _NEGATED_BEFORE, _SUPPOSED)):
         return ParsedReply("rating", int(trailing.group(2)), _comment(trailing.group(1)))
-    verdict = _verdict(lowered)
-    return None if verdict is None else ParsedReply("rating", verdict, _comment(text))
+    said = verdict(lowered)
+    return None if said is None else ParsedReply("rating", said, _comment(text))
+
+
+def _slashed(text: str) -> ParsedReply | None:
+    """A rating given as "N/5" or "N/10" (see _SLASHED), with the rest as its comment."""
+    found = _SLASHED.match(text)
+    if found is None:
+        return None
+    before, rest = found["before"], found["rest"]
+    stands_alone = not before.strip(_SEPARATORS) and not rest.strip(_SEPARATORS)
+    first = not before.strip() and (not rest or bool(found["gap"]) or rest[0] in _SEPARATORS)
+    if not (stands_alone or _RATES_BEFORE.search(before)) and (
+        not first or _DATED_AFTER.match(rest)
+    ):
+        return None
+    n = int(found["n"])
+    score = n if found["of"] == "5" else (n + 1) // 2
+    return ParsedReply("rating", max(1, min(5, score)), _comment(f"{before} {rest}"))
 
 
 def _scores_as_digits(text: str) -> str:
-    """The reply with its scores written in words or signs as digits (see _SCORE_ZH)."""
-    text = _STAR_SIGNS.sub(lambda m: f" {len(re.findall('[★⭐🌟]', m.group()))}分 ", text)
-    text = _SCORE_EN.sub(lambda m: str(_SCORES[m.group(1).lower()]), text)
-    return _SCORE_ZH.sub(_chinese_score, text)
+    """The reply with its scores written in words or signs as digits (see _SCORE_ZH). Each
+    rewrite runs only where its sign is: most replies have none of them."""
+    if "分" in text or "星" in text:
+        text = _NEGATIVE_SCORE.sub("1分", text)
+        text = _BELOW.sub(lambda m: f"{max(1, int(m.group(1) or m.group(2)) - 1)}分", text)
+    if "." in text or "半" in text:
+        text = _HALF.sub(lambda m: f"{_SCORES[m.group(1) or m.group(2) or m.group(3)]}分", text)
+    if not _NO_STAR_SIGN.fullmatch(text):
+        text = _NUMBER_STAR.sub(lambda m: f"{_SCORES[m.group(1) or m.group(2)]}分", text)
+        text = _STAR_SIGNS.sub(lambda m: f" {len(re.findall('[★⭐🌟]', m.group()))}分 ", text)
+    if "star" in text.lower() or " out of " in text.lower():
+        text = _SCORE_EN.sub(lambda m: str(_SCORES[(m.group(1) or m.group(2)).lower()]), text)
+    if "分" in text or "星" in text:
+        text = _SCORE_ZH.sub(_chinese_score, text)
+    return text
 
 
 def _chinese_score(found: re.Match[str]) -> str:
@@ -372,35 +436,6 @@ def _chinese_score(found: re.Match[str]) -> str:
     if numeral == "零" and unit == "星":
         return found.group()  # 零星: scattered, not zero stars
     return f"{_SCORES[numeral]}分"
-
-
-def _no_verdict_after(phrase: str, lowered: str) -> bool:
-    """Whether a reply that begins with the rating word ``phrase`` and gives no digit after it
-    still says no verdict with it: the word goes on as another (满意度, 一般来说), or its clause
-    asks or wishes (满意吗？), as _VERDICTS reads a verdict inside a reply."""
-    found = _VERDICT.match(lowered)
-    if found is None or found.end() < len(phrase):
-        return True
-    clause = _CLAUSE.match(lowered)
-    return clause is None or _ASKS_OR_WISHES.search(clause.group()) is not None
-
-
-def _verdict(lowered: str) -> int | None:
-    """The score of the verdicts said inside a reply (see _VERDICTS), when they agree: all on
-    the low side (3 or less) the lowest, all on the high side the highest; none, or both
-    sides ("服务满意，价格不满意"), is no verdict."""
-    scores = [
-        _VERDICTS[int(found.lastgroup[1:])][1]
-        for clause in _CLAUSE.findall(lowered)
-        if not _ASKS_OR_WISHES.search(clause)
-        for found in _VERDICT.finditer(clause)
-        if found.lastgroup
-    ]
-    if not scores:
-        return None
-    if max(scores) <= 3:
-        return min(scores)
-    return max(scores) if min(scores) >= 3 else None
 
 
 def _without_full_marks(text: str) -> str:
@@ -425,7 +460,7 @@ def _counts_something(unit: str, rest: str) -> bool:
     store, a floor, a wait ("5点才开门", "2月3日", "3号店", "1楼", "2 hours wait", "5分钟").
     The rating may then come at the end ("3号店排队太久 1")."""
     if unit:  # 分: points, unless it is 分钟, minutes
-        return rest.startswith("钟")
+        return rest.startswith(("钟", "钱", "制"))
     word = re.match(r"\s+([a-z]+)\b", rest.lower())  # the word right after the number
     return (
         _COUNTED_ZH.match(rest) is not None

@@ -88,7 +88,37 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("不要再给我发短信了", None),
     ("请勿打扰", None),
     ("停止", None),
+    # requests in other words, and typos (found by a review of 1,307 replies)
+    ("以后别联系我了", None),
+    ("不要联系我", None),
+    ("不想收到这种短信", None),
+    ("我不想再收到你们的短信", None),
+    ("取消短信通知", None),
+    ("关闭短信提醒", None),
+    ("怎么取消这个短信", None),
+    ("把我号码删了", None),
+    ("别烦我", None),
+    ("别给我发这些了", None),
+    ("别再来短信了", None),
+    ("不要再给我推送了", None),
+    ("停发", None),
+    ("回复TD", None),  # our opt-out line copied back without its 退订
+    ("退定", None),  # 退订's homophone
+    ("Do not text this number", None),
+    ("Remove my number", None),
+    ("Please delete my number", None),
+    ("lose my number", None),
+    ("Remove", None),
+    ("I don't want these texts", None),
+    ("I don't want these messages anymore", None),
+    ("enough with the texts", None),
+    ("Please don't send me surveys", None),
+    ("Quit it", None),
+    ("Unsubcribe", None),
+    ("unsubscibe", None),
+    ("stopp", None),
     # a rating and an opt-out: the opt-out wins, the rating is kept
+    ("1 别烦我", 1),
     ("1 stop", 1),
     ("5 退订", 5),
     ("2 STOP!", 2),
@@ -109,6 +139,8 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
     ("5 quite good", 5, "quite good"),
     ("4 trending up", 4, "trending up"),
     ("1 不要发票也要等半天", 1, "不要发票也要等半天"),
+    ("2 退定金等了一周", 2, "退定金等了一周"),  # a deposit refunded, not 退订
+    ("4 removed my old SIM quickly", 4, "removed my old SIM quickly"),
 ]
 
 SURVEY_QUESTIONS = ("请回复数字1-5", "Please reply with a number", "回复1-5", "Reply 1-5")

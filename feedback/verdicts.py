@@ -1,0 +1,127 @@
+"""A verdict in words: the score a reply gives without a digit, as a careful reader takes it.
+
+"我不满意", "服务太差了", "垃圾", "很失望", "terrible", "never again" are the dissatisfied (a
+second round and a manager's case); "很好", "不错", "great", "love it" the satisfied; "一般",
+"还行", "so-so", "fine" the neutral. The reader's care, written as rules:
+
+- a negation turns a word: "不满意" 2, "没有不满意的" 4, "不算太差" and "not bad" 3, "not
+  great" 2; scorn turns praise ("满意才怪", "far from satisfied"): each such form is listed
+  before the word it contains, and the leftmost, longest reading of a place wins;
+- a clause that asks, wishes or supposes says no verdict ("满意吗？", "如果快一点会很满意",
+  "本来想给差评", "would be great if"), nor do greetings ("happy birthday", "good morning"),
+  a courtesy ("不好意思") or asking for reviews ("求好评", "好评返现");
+- a reply whose verdicts disagree ("服务很好，但是排队太久太差了", "satisfied with the staff,
+  unhappy with the price") gives none: which one weighs more is the customer's to say. When
+  they agree the strongest counts: all 3 or lower the lowest, all 3 or higher the highest, a
+  notch lower beside a neutral word ("一般般，不过态度很好" is 4).
+
+Specific praise or blame with no verdict word ("排队太久", "staff were rude") is not guessed.
+"""
+
+from __future__ import annotations
+
+import re
+
+# (pattern, score), on the lower-cased, NFKC-normalised reply. At one place the first that
+# fits wins, so a negated or scornful form comes before the word it contains.
+_CHINESE: list[tuple[str, int]] = [
+    # negations of blame: no complaint ("没有不满意的"), not that bad ("不算太差")
+    (r"(?:没有?|没什么|没啥|并没有?|谈不上|说不上|算不上|不是|并不|不算)(?:什么|啥|任何)?"
+     r"(?:不满意?|不好(?!意思)|差评)", 4),
+    (r"不满意的地方(?:没有?|几乎没有)|唯一(?:的)?不满意", 4),
+    (r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
+     r"(?!评)|(?<![很太好真超极])不差|差评不至于", 3),
+    # scorn: "满意才怪", "满意个屁", "怎么可能满意"
+    (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
+    (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
+    (r"不给好评|不会给好评", 2),
+    # the dissatisfied
+    (r"(?:非常|很|特别|十分|极其|太|超级?)不满意", 1),
+    (r"(?:不|没有?)(?:太|大|是很|是太|是特别|是非常|是那么|怎么|够|算|那么|很|十分)?满意", 2),
+    (r"(?:很|太|非常|特别|极|真|好|超|极其)差|差劲|差评|垃圾|糟糕|糟透|恶劣|恶心|坑人|破服务"
+     r"|(?:太|很|真|超)?烂(?:透)?|失望透顶|(?:很|太|非常|特别|好)失望|再也不(?:来|会来|去)"
+     r"|不会再来|(?:一点|一点儿)(?:也|都)不好|(?:很|非常|特别|太)不好(?!意思)|负分", 1),
+    (r"不(?:太|怎么|是很)?顺利|失望|不(?:太|怎么|够)?好(?!意思|看|用|找|说|办|停|拿|买|吃)|不怎么样|不咋(?:地|样)"
+     r"|(?:^|服务|态度|体验|素质|效率|环境|印象|感觉)(?:也|还|还是|都|很是)?差(?=$|[\s,，.。!！~～了啊吧呀])"
+     r"|(?:这次|现在|今天|这回)(?:真|很|太|就|却)?不行", 2),
+    # the satisfied: 满意度 rated high or low
+    (r"满意度为?[0零]", 1),
+    (r"满意度(?:很|非常|特别|比较|挺|极|超)?低|满意度不高", 2),
+    (r"满意度(?:满分|100)", 5),
+    (r"满意度(?:很|非常|特别|比较|挺|极|超)?高", 4),
+    (r"(?:非常|很|特别|十分|超级?|太|相当)满意", 5),
+    (r"满意(?!度)", 4),
+    (r"(?:非常|很|特别|超级?|真|太|十分)(?:好|棒|赞|不错|周到)(?!意思)|好极了|棒极了|完美|无可挑剔"
+     r"|不能更满意|再满意不过|强烈推荐|点赞|(?<![称])赞(?!助|成)|满分|666|好评(?!返)|(?<![0-9.])(?:100|10|一百)分(?!钟|钱|之|制)",
+     5),
+    (r"(?:挺|蛮|还挺|真)好|(?:还|挺|蛮)?不错|(?:服务|态度|体验)(?:挺|还|蛮)?(?:好|周到)(?!意思)"
+     r"|棒|推荐|(?:很|非常|挺|特别|十分)?顺利", 4),
+    # the neutral: 一般, not 一般来说 (usually)
+    (r"一般般?(?=$|[^\u4e00-\u9fff]|[吧啊呀哦了啦的呗嘛咯哈喔哎般])|中评|还行|还可以|还好"
+     r"|马马虎虎|凑合|不好不坏", 3),
+]  # fmt: skip
+_ENGLISH: list[tuple[str, int]] = [
+    # negations: of praise 2, of blame 3 (4 where nothing was wrong at all)
+    (r"\b(?:can(?:'t|not)|could(?:n't| not)) (?:complain|be happier|be more satisfied)\b"
+     r"|\bno complaints\b|\bnothing to complain\b|\bnot bad at all\b"
+     r"|\bnever (?:been )?disappointed\b|\bnever been happier\b|\bno problems?(?: at all)?\b", 5),
+    (r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:too|that|so|all that|really|the)\s+)?"
+     r"(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied|unsatisfied)\b", 3),
+    (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
+    (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
+     r"(?:satisfied|happy)\b", 2),
+    (r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
+     r"|quite|particularly|all that)\s+)?(?:satisfied|happy|good|great|impressed|pleased|helpful"
+     r"|nice)\b|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b", 2),
+    # the dissatisfied
+    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
+     r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
+     r"|\bterr?ible\b|\bawful\b|\bhorri(?:ble|fic)\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
+     r"|\buseless\b|\brubbish\b|\bcrap(?:py)?\b|\bunacceptable\b|\bappalling\b|\batrocious\b"
+     r"|\bnever again\b|\bwaste of time\b|👎🏻?👎", 1),
+    (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\bdisappoint(?:ed|ing)\b"
+     r"|\bmediocre\b|👎|😡", 2),
+    # the satisfied, not a greeting
+    (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+(?:satisfied|happy|good"
+     r"|helpful|pleased)\b|\bgreat\b|\bexc?ell?ent\b|\bamazing\b|\bawesome\b|\bperfect\b"
+     r"|\bfantastic\b|\boutstanding\b|\bsuperb\b|\bbrilliant\b|\blovely\b|\bwonderful\b"
+     r"|\blove[ds]?\b|\bthe best\b", 5),
+    (r"\bsatisfied\b|\bhappy\b(?! (?:birthday|new year|holidays?|anniversary))|\bpleased\b"
+     r"|\bgood\b(?! (?:morning|afternoon|evening|night|luck|bye|day))|\bhelpful\b|\bnice\b"
+     r"|\bdecent\b|\bthumbs up\b|👍", 4),
+    (r"\bneutral\b|\baverage\b|\bso-so\b|\bmeh\b|\bfine\b|\bnothing special\b"
+     r"|\bcould be better\b", 3),
+]  # fmt: skip
+_VERDICTS = _CHINESE + _ENGLISH
+# ASCII: an English word ends where a Chinese one begins ("great服务")
+_VERDICT = re.compile(
+    "|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)), re.ASCII
+)
+# A clause ends at a comma, a full stop, a question or exclamation mark, or a "but".
+_CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
+# A clause that asks, wishes, supposes, says what was nearly or first meant, or is unsure.
+_NO_VERDICT_IN = re.compile(
+    r"[?？吗]|如果|要是|要不是|假如|希望|但愿|祝|本来|原本|差点|想给"
+    r"|\b(?:if|would|could|hope|wish|not sure|unsure)\b"
+)
+# Asking for reviews, a courtesy: their words are no verdict.
+_NOT_VERDICTS = re.compile(r"[求要刷]好评|好评返现|说好的好评|不好意思")
+
+
+def verdict(lowered: str) -> int | None:
+    """The score of the verdicts said in a reply, when they agree (see the module's note)."""
+    scores = [
+        _VERDICTS[int(found.lastgroup[1:])][1]
+        for clause in _CLAUSE.findall(_NOT_VERDICTS.sub(" ", lowered.replace("\u2019", "'")))
+        if not _NO_VERDICT_IN.search(clause)
+        for found in _VERDICT.finditer(clause)
+        if found.lastgroup
+    ]
+    if not scores:
+        return None
+    if max(scores) <= 3:
+        return min(scores)
+    if min(scores) < 3:
+        return None
+    # praise beside a neutral word ("一般般，不过态度很好") is a notch below the praise alone
+    return max(scores) - 1 if min(scores) == 3 else max(scores)

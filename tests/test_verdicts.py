@@ -1,0 +1,115 @@
+"""A verdict in words (feedback/verdicts.py), read through the parser as every channel reads a
+reply: the dissatisfied who wrote "垃圾" or "terrible" got no rating, so no second round and
+no case; negations, scorn and questions turned around would open cases for the satisfied."""
+
+import pytest
+
+from feedback.parsing import parse_reply
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        # blame
+        ("垃圾", 1),
+        ("很失望", 1),
+        ("什么破服务", 1),
+        ("再也不来了", 1),
+        ("失望", 2),
+        ("服务差", 2),
+        ("不好", 2),
+        ("不怎么样", 2),
+        ("Terrible", 1),
+        ("never again", 1),
+        ("Worst service ever", 1),
+        ("bad", 2),
+        ("not great", 2),
+        ("wasn't good", 2),
+        ("didn't like it", 2),
+        ("👎", 2),
+        # praise
+        ("很好", 5),
+        ("挺好的", 4),
+        ("不错", 4),
+        ("服务很周到", 5),
+        ("great", 5),
+        ("love it", 5),
+        ("Good service", 4),
+        ("👍", 4),
+        # the neutral, with the particles people end it with
+        ("还行", 3),
+        ("一般啦", 3),
+        ("一般😐", 3),
+        ("一般般嘛", 3),
+        ("so-so", 3),
+        ("fine", 3),
+        # the satisfaction rated
+        ("满意度很低", 2),
+        ("满意度不高", 2),
+        ("满意度很高", 4),
+        ("满意度满分", 5),
+        # negations of blame: no complaint is no case
+        ("没有不满意的", 4),
+        ("没什么不满意的", 4),
+        ("不是不满意，就是等太久", 4),
+        ("唯一不满意的是停车", 4),
+        ("不满意的地方没有", 4),
+        ("not unhappy", 3),
+        ("不算太差", 3),
+        ("也不是很差", 3),
+        ("差评不至于", 3),
+        ("not bad", 3),
+        ("not bad at all", 5),
+        ("can't complain", 5),
+        # negated or scornful praise
+        ("我很满意才怪", 1),
+        ("满意个屁", 1),
+        ("不能说满意", 2),
+        ("谈不上满意", 2),
+        ("离满意还差得远", 2),
+        ("far from satisfied", 1),
+        ("anything but satisfied", 1),
+        ("less than satisfied", 2),
+        ("I can't say I'm satisfied", 2),
+        ("不给好评", 2),
+        # a clause that only meant to: the verdict that was given
+        ("本来想给差评的，后来店长处理得很好", 5),
+        # agreeing verdicts: the strongest; praise beside a neutral word a notch below it
+        ("不太满意，也很差", 1),
+        ("很满意，服务很好", 5),
+        ("一般般，不过小姐姐态度很好", 4),
+    ],
+)
+def test_a_verdict_in_words_is_the_rating(text, score):
+    assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # asking for reviews, a courtesy, greetings: their words are no verdict
+        "说好的好评返现呢",
+        "又来要好评",
+        "天天求好评，烦",
+        "不好意思，问一下",
+        "happy birthday, thanks",
+        "good morning",
+        # a clause that asks, supposes or nearly happened
+        "满意吗？",
+        "要不是态度好，我就给1分了",
+        "差点就满意了",
+        "Not sure I'm satisfied",
+        "would be great if it were faster",
+        # verdicts that disagree: which weighs more is the customer's to say
+        "以前很满意，现在不行了",
+        "网速太差了 但营业员态度很好",
+        "服务满意，价格不满意",
+        # 差 and 一般 as other words
+        "5G信号差",
+        "差不多吧",
+        "出差回来办的业务",
+        "我一般下午去",
+    ],
+)
+def test_no_verdict_is_read_where_a_careful_reader_finds_none(text):
+    assert parse_reply(text).intent == "unknown"

@@ -45,6 +45,8 @@ def sign(token: LinkToken, secret: str) -> str:
 
 def verify(text: str, secret: str, now: datetime) -> LinkToken:
     """The token's content, or TokenError if it was forged, altered or has expired."""
+    if not text.isascii():  # a token is base64url: anything else is not ours
+        raise TokenError("malformed token")
     payload, _, mac = text.partition(".")
     expected = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:18])
     if not mac or not hmac.compare_digest(mac, expected):

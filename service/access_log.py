@@ -25,8 +25,15 @@ TOKEN_PATH = re.compile(r"^/(r|unsubscribe|m/login)/([^/]{8})[^/]*")
 Scope = dict[str, Any]
 
 
+# What would end or forge a line (a decoded %0A or %00 in the path): written as escapes.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def shown_path(path: str) -> str:
-    return mask_text(TOKEN_PATH.sub(r"/\1/\2…", path))
+    """The request's path as the log shows it: link tokens cut, phones and emails masked,
+    control characters escaped so a request is one line, whatever its path holds."""
+    escaped = CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", path)
+    return mask_text(TOKEN_PATH.sub(r"/\1/\2…", escaped))
 
 
 class AccessLog:

@@ -191,6 +191,10 @@ def test_bad_expired_and_misused_tokens(service):
     unsubscribe = unsubscribe_link("ca_1", PUBLIC_URL, secret, datetime.now(UTC))
     token = unsubscribe.rsplit("/", 1)[1]
     assert client.get(f"/r/{token}").status_code == 403  # wrong purpose
+    # a signature with characters no signature has: refused, not a server error
+    for path in ("/r/abc.%C3%A9", "/unsubscribe/abc.%C3%A9", "/m/login/abc.%C3%A9"):
+        assert client.get(path).status_code == 403, path
+    assert client.post("/unsubscribe/abc.%C3%A9").status_code == 403
     assert items(inbox) == []
 
 
@@ -281,3 +285,13 @@ def test_the_access_log_has_a_line_per_request_and_nothing_personal(service, cap
     assert "POST /webhooks/twilio/sms 200" in lines[1]
     assert "404" in lines[2] and PHONE not in lines[2] and "+86*******0001" in lines[2]
     assert all(line.endswith("ms") for line in lines)
+
+
+def test_a_path_cannot_forge_a_line_of_the_access_log(service, caplog):
+    client, _, _ = service
+    forged = "x%0A2026-12-05%2010:00:00,000%20203.0.113.9%20POST%20/m/login%20303%201.0ms%00"
+    with caplog.at_level("INFO", logger="careloop.access"):
+        client.get(f"/m/cases/{forged}")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
+    assert "\n" not in line and "\x00" not in line
+    assert "x\\x0a2026-12-05 10:00:00,000 203.0.113.9" in line and line.endswith("ms")

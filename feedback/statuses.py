@@ -79,16 +79,16 @@ class DeliveryEvent:
 def normalize(payload: dict[str, Any]) -> DeliveryEvent:
     if "MessageStatus" in payload:
         return DeliveryEvent(
-            payload.get("MessageSid"),
-            payload.get("action_id"),
+            _id(payload.get("MessageSid")),
+            _id(payload.get("action_id")),
             TWILIO_MESSAGE.get(str(payload["MessageStatus"])),
             _text(payload.get("ErrorCode")),
             sender=_text(payload.get("From")),
         )
     if "CallStatus" in payload:
         return DeliveryEvent(
-            payload.get("CallSid"),
-            payload.get("action_id"),
+            _id(payload.get("CallSid")),
+            _id(payload.get("action_id")),
             TWILIO_CALL.get(str(payload["CallStatus"])),
             _text(payload.get("ErrorCode")),
         )
@@ -96,7 +96,7 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
         event = str(payload["event"])
         return DeliveryEvent(
             sendgrid_message_id(payload),
-            payload.get("action_id"),
+            _id(payload.get("action_id")),
             SENDGRID.get(event),
             _text(payload.get("reason") or payload.get("type")),
             email_opt_out=event in SENDGRID_OPT_OUT,
@@ -104,11 +104,11 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
         )
     status = payload.get("status")
     return DeliveryEvent(  # the sandbox's receipts
-        payload.get("provider_id"),
-        payload.get("action_id"),
+        _id(payload.get("provider_id")),
+        _id(payload.get("action_id")),
         # what an event may say, as the providers' maps do: never 'sending' or a status of
         # the outbox's own (an unknown one changes nothing, as for the providers)
-        status if status in EVENT_STATUSES else None,
+        status if isinstance(status, str) and status in EVENT_STATUSES else None,
         _text(payload.get("error_code")),
         sender=_text(payload.get("sender")),
     )
@@ -119,6 +119,15 @@ def _moment(stamp: object) -> datetime | None:
     if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 < stamp < 1e11:
         return None
     return datetime.fromtimestamp(stamp, UTC)
+
+
+def _id(value: object) -> str | None:
+    """An id as an event gives it: text, or a number written as one. Anything else (a list, an
+    object: a custom argument set by another sender on the account) names nothing, and must
+    not stop the events and replies behind it."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value)[:200] or None
 
 
 def _text(value: object) -> str | None:

@@ -30,7 +30,17 @@ Item = tuple[str, str, datetime, dict[str, Any]]
 def sendgrid_message_id(event: dict[str, Any]) -> str | None:
     """The message id a SendGrid event names: its ``sg_message_id`` is the id the send was
     answered with (X-Message-Id), a dot, and SendGrid's own suffix."""
-    return str(event.get("sg_message_id") or "").split(".")[0] or None
+    given = event.get("sg_message_id")
+    return given.split(".")[0] or None if isinstance(given, str) else None
+
+
+def _stamp(row: tuple[object, ...]) -> float | None:
+    """A unix time as our custom argument gives it back, if the row holds a plausible one."""
+    try:
+        stamp = float(str(row[0]))
+    except ValueError:
+        return None
+    return stamp if 0 < stamp < 1e11 else None
 
 
 @dataclass(frozen=True)
@@ -167,11 +177,14 @@ class Inbox:
                     event = json.loads(payload)
                     if "event" in event and action_id not in events:
                         events[action_id] = sendgrid_message_id(event)
-            (newest,) = con.execute(
-                f"SELECT max(CAST({self.db.json_text(sent_arg)} AS DOUBLE PRECISION)) FROM ("
+            stamps = con.execute(
+                f"SELECT {self.db.json_text(sent_arg)} FROM ("
                 "SELECT payload FROM inbox WHERE kind = 'status' ORDER BY id DESC LIMIT ?) recent",
                 (RECENT_EVENTS,),
-            ).fetchone()
+            ).fetchall()
+        # read here, not cast in SQL: one event with another sender's text there would stop
+        # PostgreSQL's cast, and with it every dispatch
+        newest = max((s for s in map(_stamp, stamps) if s is not None), default=None)
         newest_send = datetime.fromtimestamp(newest, UTC) if newest is not None else None
         return EmailEvidence(events, newest_send)
 

@@ -435,3 +435,29 @@ def test_a_stop_to_an_old_survey_reaches_the_customer_it_was_sent_to(world, inbo
     assert opted.fetchall() == [("S3",)]
     got = {r[0]: (r[2], r[6]) for r in evaluations(world)}
     assert got == {"sms:SM1": ("S3", "no_open_survey"), "sms:SM2": ("S1", "no_open_survey")}
+
+
+def test_an_event_with_odd_values_names_nothing_and_stops_nothing(world, inbox):
+    """A signed SendGrid batch may carry another sender's custom arguments: an action id that
+    is a number, a list or an object, a message id that is not text, a status that is a list.
+    Such an event once stopped every collect (and every dispatch, which collects first), so no
+    reply or opt-out behind it was ever taken in."""
+    add_action(world, "12345", "S1", channel="email", recipient="c1@example.com", sent_at=T0)
+    add_action(world, "A1", "S2", recipient="+8613800000002", sent_at=T0)
+    odd = [
+        {"event": "delivered", "action_id": 12345, "sg_message_id": "m1.x", "sg_event_id": "1"},
+        {"event": "delivered", "action_id": {"id": "A1"}, "sg_message_id": ["m2"]},
+        {"event": "bounce", "action_id": ["A1"], "timestamp": "yesterday", "careloop_sent": "x"},
+        {"provider_id": ["X"], "action_id": "A1", "status": ["delivered"]},
+        {"event": "delivered", "action_id": True, "careloop_sent": "not a time"},
+    ]
+    for n, payload in enumerate(odd):
+        inbox.put("status", f"odd-{n}", T0 + timedelta(minutes=1), payload)
+    sms(inbox, "SM-stop", "+8613800000002", "STOP", T0 + timedelta(minutes=2))
+    figures = collect(world, inbox, reply_window=WINDOW)
+    assert figures.status_events == len(odd) and figures.opt_outs == 1
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {"12345": "delivered", "A1": "sent"}  # the number named its action
+    # and the send's check of email events reads past them
+    evidence = inbox.email_evidence(["A1"], "careloop_sent")
+    assert evidence.events == {} and evidence.newest_send is None

@@ -19,7 +19,7 @@ import polars as pl
 
 from core.tokens import RATING_LINK_LIFETIME
 from feedback.parsing import ParsedReply, parse_digits, parse_reply
-from feedback.statuses import NEVER_SENT, RANK, normalize
+from feedback.statuses import NEVER_HANDED_OVER, RANK, normalize
 from inbox.inbox import Inbox, InboxItem
 from warehouse.db import LOOKUP_KEYS, ingest_mark, looked_up, register_frame, transaction
 from warehouse.ratings import record_ratings
@@ -419,7 +419,7 @@ def ingest_statuses(
             rank=_rank("status"),
             new=_rank("s.status"),
             old=_rank("a.status"),
-            never_sent=NEVER_SENT,
+            never_handed_over=", ".join(f"'{s}'" for s in NEVER_HANDED_OVER),
         )
     )
     con.execute(SENDER_SQL)
@@ -470,7 +470,8 @@ def _rank(column: str) -> str:
 # An event moves an action forward, never back. An event for an action a crash or a timeout
 # left 'sending' (or 'unconfirmed') settles it as sent: its time and message id come from the
 # event, so its survey's replies are attributed like any other.
-# A held-out action is no send: whatever an event says of it, it stays held out.
+# An action settled before any attempt (held out, suppressed, expired) is no send: whatever an
+# event says of it, it stays as it was.
 ADVANCE_STATUS_SQL = """
 UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
     error_code = coalesce(s.error_code, a.error_code),
@@ -481,7 +482,8 @@ FROM (SELECT action_id, arg_max(status, {rank}) AS status,
              arg_max(error_code, {rank}) AS error_code, max(occurred_at) AS occurred_at,
              min(occurred_at) AS first_at, min(provider_id) AS provider_id
       FROM resolved_statuses WHERE status IS NOT NULL GROUP BY action_id) s
-WHERE a.action_id = s.action_id AND {new} > {old} AND a.status <> '{never_sent}'
+WHERE a.action_id = s.action_id AND {new} > {old}
+    AND NOT (a.attempts = 0 AND a.status IN ({never_handed_over}))
 """
 
 # The number a Messaging Service sent from, as the status callback's From reports it (for

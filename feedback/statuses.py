@@ -47,9 +47,11 @@ EVENT_STATUSES = frozenset([*TWILIO_MESSAGE.values(), *TWILIO_CALL.values(), *SE
 # that a provider merely accepted a message ('queued') must not open them again, for the next
 # run would send a held-out customer, or one who opted out; an event that says it was sent
 # still records that it was (a retried send the provider took after all may since have
-# expired or been suppressed). A held-out action is never queued, so never handed over: an
-# event naming one is stray, and moving it would count the customer among the treated.
-NEVER_SENT = "held_out"
+# expired or been suppressed). But an action settled so before it was ever claimed for
+# sending (no attempt: held out, suppressed or expired by its plan or its screen) was never
+# handed over: an event naming it is stray, and moving it would count a held-out customer
+# among the treated, a capped one among the sent, or land the customer's next reply on it.
+NEVER_HANDED_OVER = ("held_out", "suppressed", "expired")
 RANK = {
     "queued": 0,
     "suppressed": 0,

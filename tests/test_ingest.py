@@ -247,6 +247,7 @@ def test_a_late_accepted_event_never_opens_an_action_that_was_not_sent(world, in
                 {"provider_id": f"X-{status}", "status": said, "action_id": f"A-{status}"},
             )
     add_action(world, "A-late", "S1", recipient=PHONE, sent_at=T0, status="expired")
+    world.execute("UPDATE care_actions SET attempts = 1 WHERE action_id = 'A-late'")  # retried
     inbox.put(
         "status",
         "SM-late:delivered",
@@ -277,6 +278,27 @@ def test_no_event_makes_a_held_out_customer_treated(world, inbox):
     assert world.execute(  # the event itself is kept, as every event is
         "SELECT count(*) FROM delivery_events WHERE action_id = 'A-held'"
     ).fetchone() == (2,)
+
+
+def test_no_event_moves_an_action_settled_before_any_attempt(world, inbox):
+    """Suppressed or expired by its plan or its screen, an action was never handed over: a
+    stray event naming it once made it delivered, so a capped customer counted as sent, a
+    February action as a December survey, and the customer's next reply landed on it (its
+    case on another store's list). One that was attempted (a retry the provider took after
+    all) still takes what the event says."""
+    settled = [("capped", "suppressed", 0), ("stale", "expired", 0), ("retried", "expired", 1)]
+    for name, status, attempts in settled:
+        add_action(world, name, "S1", recipient=PHONE, sent_at=T0, status=status)
+        world.execute("UPDATE care_actions SET attempts = ? WHERE action_id = ?", [attempts, name])
+        inbox.put(
+            "status",
+            f"SM-{name}:delivered",
+            T0 + timedelta(minutes=1),
+            {"MessageSid": f"SM-{name}", "MessageStatus": "delivered", "action_id": name},
+        )
+    collect(world, inbox, reply_window=WINDOW)
+    got = dict(world.execute("SELECT action_id, status FROM care_actions").fetchall())
+    assert got == {"capped": "suppressed", "retried": "delivered", "stale": "expired"}
 
 
 def test_email_unsubscribe_opts_out_of_email(world, inbox):

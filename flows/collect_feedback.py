@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from campaigns.channels.factory import deliver_pending_receipts
 from campaigns.send_time import keep_settled_days
 from cases.board import Board
 from cases.collect import collect
@@ -28,6 +29,9 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
     # read before its send is recorded, and lost or misattributed. Dispatch collects between
     # its own batches instead.
     with sending_turn(settings), writing_warehouse(settings) as con:
+        # receipts a crashed dispatch's sends never gave the inbox: collected with the
+        # replies that answer them, so those find their survey
+        redelivered = deliver_pending_receipts(settings)
         figures = figures_dict(
             collect(
                 con,
@@ -36,6 +40,7 @@ def collect_feedback(home: str | None = None, now: datetime | None = None) -> di
                 now=at,
             )
         )
+        figures["receipts_redelivered"] = redelivered
         figures["follow_ups_queued"] = plan_follow_ups(con, settings, at)
         figures["inbox_pruned"] = inbox.prune(
             watermark(con, inbox), at - timedelta(days=settings.inbox_retention_days)

@@ -20,7 +20,7 @@ from campaigns.channels.base import Provider
 from campaigns.channels.factory import get_provider
 from campaigns.dispatch import dispatch
 from campaigns.retry import RetryPolicy
-from cases.collect import NewsWatch
+from cases.collect import NewsWatch, collect
 from cases.late_opt_outs import LateOptOuts
 from core.clock import utc_now
 from core.files import close_home, owner_only_process
@@ -96,6 +96,8 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     path, holder = settings.warehouse_path, flow_holder()
     provider = get_provider(settings)
     with sending_turn(settings), Session(path, holder) as held:
+        if provider.redelivered:  # a crash's sends: recorded before the screen sees them
+            collect(held.con, inbox, reply_window=reply_window)
         figures = dispatch(
             held,
             provider,

@@ -71,3 +71,49 @@ def test_a_resent_batch_records_the_time_the_sandbox_took_it(con, settings, monk
     [logged] = sandbox.sent_after(0)
     [(sent_at,)] = con.execute("SELECT sent_at FROM care_actions").fetchall()
     assert sent_at == logged.sent_at
+
+
+def test_a_crash_between_the_sandbox_log_and_its_receipts_loses_no_send(con, settings, monkeypatch):
+    """Killed after the sandbox committed its log and before the receipts reached the inbox,
+    the sends were delivered but the outbox kept them queued with no receipt on the way: the
+    customer's STOP then made one 'suppressed', never sent, and their rating found no open
+    survey (no case). The receipts are put at the provider's next start (a collect's or a
+    dispatch's), as a provider retries its callbacks; the sends are recorded before the
+    screen and the replies that answer them."""
+    from campaigns.channels.factory import deliver_pending_receipts
+
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    for k in (1, 2):
+        add_subscriber(con, f"S{k}", email=None, voice_consent=False)
+    plan(con, settings)
+    sandbox = SandboxProvider(settings.sandbox_path, inbox)
+    monkeypatch.setattr(Inbox, "put_many", lambda self, items: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        dispatch(con, sandbox, now=NOW)
+    monkeypatch.undo()
+    assert con.execute("SELECT DISTINCT status FROM care_actions").fetchall() == [("queued",)]
+    [one, two] = sandbox.sent_after(0)
+    # both customers got their message: one answers it, the other asks us to stop
+    phone = dict(con.execute("SELECT action_id, recipient FROM care_actions").fetchall())
+    later = NOW + timedelta(minutes=5)
+    for n, (message, body) in enumerate(((one, "1 排队太久了"), (two, "STOP"))):
+        sender = phone[message.action_id]
+        inbox.put("sms", f"SM-r{n}", later, {"MessageSid": f"SM-r{n}", "From": sender,
+                                              "To": "+10000000000", "Body": body})  # fmt: skip
+    assert deliver_pending_receipts(settings) == 2  # the scheduled collect's first step
+    assert deliver_pending_receipts(settings) == 0  # once
+    collect(con, inbox, reply_window=WINDOW, now=later + timedelta(minutes=1))
+    rows = con.execute("SELECT action_id, status, sent_at FROM care_actions").fetchall()
+    receipt = timedelta(seconds=3)  # a send settled by its receipt is dated by it
+    assert {a: (status, sent) for a, status, sent in rows} == {
+        one.action_id: ("delivered", one.sent_at + receipt),
+        two.action_id: ("delivered", two.sent_at + receipt),
+    }
+    [(action, score, attribution)] = con.execute(
+        "SELECT action_id, score, attribution FROM evaluations WHERE intent = 'rating'"
+    ).fetchall()
+    assert (action, score, attribution) == (one.action_id, 1, "matched")
+    # and a dispatch sends neither again
+    dispatch(con, sandbox, now=later + timedelta(minutes=2))
+    assert len(sandbox.sent_after(0)) == 2

@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS sent (
     body            TEXT NOT NULL,
     locale          TEXT NOT NULL,
     sent_at         TEXT NOT NULL
-)"""
+);
+-- The last send whose receipt is in the inbox: the log commits first and the receipts follow,
+-- so a crash between leaves sends without one (below: put at the next start, as a provider
+-- retries its status callbacks until they are taken). One row; none in a log from before.
+CREATE TABLE IF NOT EXISTS receipts_put (seq INTEGER NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,35 @@ class SandboxProvider(Provider):
         create_sqlite(path, SCHEMA)
         self._writer: sqlite3.Connection | None = None
         self._writing = threading.Lock()
+        self.redelivered = self.deliver_pending_receipts()
+
+    def deliver_pending_receipts(self) -> int:
+        """Put the receipts a crash kept from the inbox (sends logged after the last receipt
+        put): a collect then records those sends, and the replies that answer them find
+        them, before a screen could expire or suppress them as never sent. How many."""
+        with self._writing:
+            con = self._write_connection()
+            through = con.execute("SELECT max(seq) FROM receipts_put").fetchone()[0]
+            if through is None:  # a log from before receipts were tracked: all were put
+                self._receipts_put(con, con.execute("SELECT max(seq) FROM sent").fetchone()[0])
+                return 0
+            rows = con.execute(
+                "SELECT seq, provider_id, action_id, channel, sent_at FROM sent WHERE seq > ?"
+                " ORDER BY seq",
+                (through,),
+            ).fetchall()
+            self.inbox.put_many(
+                _receipt(provider_id, action_id, channel, datetime.fromisoformat(sent_at))
+                for _, provider_id, action_id, channel, sent_at in rows
+            )
+            if rows:
+                self._receipts_put(con, rows[-1][0])
+            return len(rows)
+
+    @staticmethod
+    def _receipts_put(con: sqlite3.Connection, seq: int | None) -> None:
+        con.execute("DELETE FROM receipts_put")
+        con.execute("INSERT INTO receipts_put VALUES (?)", (seq or 0,))
 
     def connect(self) -> sqlite3.Connection:
         return open_sqlite(self.path)
@@ -131,29 +164,19 @@ class SandboxProvider(Provider):
                 ],
             ).rowcount
             taken_before = self._taken_before(con, accepted) if logged < len(accepted) else {}
+            last = con.execute("SELECT max(seq) FROM sent").fetchone()[0]
             con.execute("COMMIT")
         results = [
             replace(r, sent_at=taken_before[r.action_id]) if r.action_id in taken_before else r
             for r in results
         ]
-        # The receipt names the action and the sender, as a status callback does: a collect
-        # before the warehouse records the send (after a crash) still finds whose delivery
-        # it was and where it went from (dated by the receipt, as for every provider).
+        # A repeat's receipt is the first's, kept by key (dated by the send it repeats).
         self.inbox.put_many(
-            (
-                "status",
-                f"{r.provider_id}:delivered",
-                m.send_at + timedelta(seconds=3),  # a repeat's is the first's, kept by key
-                {
-                    "provider_id": r.provider_id,
-                    "action_id": m.action_id,
-                    "status": "delivered",
-                    "channel": m.channel,
-                    "sender": r.sender,
-                },
-            )
-            for m, r in accepted
+            _receipt(r.provider_id or "", m.action_id, m.channel, m.send_at) for m, r in accepted
         )
+        if logged:
+            with self._writing:
+                self._receipts_put(self._write_connection(), last)
         return results
 
     @staticmethod
@@ -217,6 +240,19 @@ def _logged(con: sqlite3.Connection, keys: list[str]) -> Iterator[tuple[str, str
             f"({','.join('?' * len(chunk))})",
             chunk,
         )
+
+
+def _receipt(
+    provider_id: str, action_id: str, channel: str, sent_at: datetime
+) -> tuple[str, str, datetime, dict[str, str]]:
+    """A send's delivery receipt, as an inbox item. It names the action and the sender, as a
+    status callback does: a collect before the warehouse records the send (after a crash)
+    still finds whose delivery it was and where it went from (dated by the receipt, as for
+    every provider)."""
+    sender = SANDBOX_EMAIL if channel == "email" else SANDBOX_NUMBER
+    payload = {"provider_id": provider_id, "action_id": action_id, "status": "delivered"}
+    payload |= {"channel": channel, "sender": sender}
+    return "status", f"{provider_id}:delivered", sent_at + timedelta(seconds=3), payload
 
 
 # A batch's messages share few send times: each written out once.

@@ -59,6 +59,17 @@ OPT_OUT = {
     "remove",
     "quit it",
     "回复 td",  # the instruction copied back: "回复TD退订" without its 退订
+    "回 td",
+    "t d",
+    "st op",
+    "退 订",  # a full-width space between
+    "退钉",  # an input method's slip
+    "tuiding",
+    "tui ding",
+    "bie fa le",
+    "退出",
+    "免打扰",
+    "no more",
 }
 OPT_IN = {"start", "yes", "unstop", "start again", "resubscribe", "重新订阅", "恢复订阅"}
 # Asking back in a sentence: "I want to subscribe again", "please resubscribe me".
@@ -67,7 +78,19 @@ HELP = {"help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎
 HELP |= {"how does this work", "what is this"}
 # Words that mean "stop contacting me" wherever they stand.
 OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "unsub", "revoke", "optout"}
-OPT_OUT_CHINESE = ("退订", "取消订阅", "停止发送", "停止推送", "拒收", "勿扰", "拉黑", "别烦我")
+OPT_OUT_CHINESE = (
+    "退订",
+    "取消订阅",
+    "停止发送",
+    "停止推送",
+    "拒收",
+    "勿扰",
+    "拉黑",
+    "别烦我",
+    "免打扰",
+)
+# TD beside Chinese words ("态度差，TD", "回td", "td了"): our opt-out code, not a bank.
+_TD_IN_CHINESE = re.compile(r"(?<![a-z])td(?![a-z])(?!\s*(?:是什么|是啥|什么意思|啥意思))")
 # Words that say so only when they are about our messages (see the module's note).
 OPT_OUT_WHEN_ABOUT_US = {"end", "cancel", "quit"}
 ABOUT_US = {
@@ -101,24 +124,54 @@ PLEASE_STOP_EN = re.compile(
     r"|\bdo\s*n[o']?t\s+want\s+(?:these|your|any|the|more|those)?\s*(?:more\s+)?"
     r"(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
     r"|\benough\s+(?:with\s+)?(?:the|these|your)?\s*(?:texts?|messages?|surveys?)\b"
-    r"|\bno\s+more\s+(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
+    r"|\bno\s+more\s+(?:texts?|txts?|msgs?|messages?|sms|calls?|surveys?|emails?|contact"
+    r"|of\s+(?:these|this|them))\b|\bpl(?:s|z|ease)\s+no\s+more\b"
+    r"|\b(?:do\s*n[o']?t|dnt|dont)\s+(?:send|text|txt|message|call|contact|email|survey)\w*"
+    r"\s+(?:me\b|us\b|again|any\s*more|more|this)"
+    r"|^(?:please\s+)?do\s*n[o']?t\s+(?:text|call|contact|message|email|sms)\W*$"
+    r"|\bdo\s*n[o']?t\s+(?:call|contact|text)\s+list\b|\bopt(?:ing|ed)\s+out\b"
+    r"|\bno\s+longer\s+(?:wish|want)\b|\bdo\s*n[o']?t\s+(?:wish|need)\s+(?:to\s+receive\s+)?"
+    r"(?:these|your|any|the)\b|\brather\s+not\s+(?:get|receive)\b"
+    r"|\brefrain\s+from\s+(?:messaging|texting|contacting|calling)\b|\bcount\s+me\s+out\b"
+    r"|\bnot\s+interested\s+in\s+(?:these|your|any)?\s*(?:texts?|messages?|surveys?)\b"
+    r"|\bcease\s+and\s+desist\b|\b(?:cancel|end|quit)\s+(?:all\s+)?(?:future\s+)?"
+    r"(?:communications?|contact)\b"
     r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\bremove\s+me\b"
     r"|\bleave\s+me\s+alone\b"
     r"|\bopt\s+me\s+out\b"
 )
 PLEASE_STOP_ZH = re.compile(
     r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
-    r"|(?:不要|别|勿|不想)(?:再)?(?:给我|跟我)?(?:发|打|来)(?:短信|消息|信息|电话|这些|这种|了|啦|$)"
+    r"|(?:不要|别|勿)(?:再)?(?:给我|跟我)?(?:发|打|传)(?:短信|消息|信息|讯息|简讯|电话|这些|这种|了|啦|$)"
+    r"|(?:不要|别|勿)(?:再)?(?:给我)?(?:来|发|传)(?:短信|消息|信息|讯息|简讯|电话)"
+    r"|(?:不要|别)(?:再)?(?:sms|text|txt|msg|call)"
     r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰|联系我|推送|给我推送)"
-    r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)"
+    r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)++"
+    r"(?!业务|服务|功能|套餐)"
+    r"|(?:不需要|不要|拒绝|取消|不接受|不用|别)(?:这种|这类|再)?回访|(?:不再|拒绝)接收"
+    r"|拒绝(?:一切|任何)?(?:推销|营销)?短信|停止.{0,8}发送|(?:不用|没必要)(?:再)?发(?!票)"
+    r"|勿发|(?:移出|删掉|删除).{0,4}名单|名单.{0,3}(?:删|移)|黑名单|屏蔽|注销.{0,6}订阅"
+    r"|别(?:再)?问了|别(?:来)?烦我"
     r"|(?:删|删除|删掉)(?:了)?(?:我的?)(?:号码|手机号|电话)|把我(?:的)?(?:号码|手机号|电话)?删"
     r"|退定(?!金)"
 )
 # Each Chinese request above has one of these: most replies have none, and skip it.
-_PLEASE_STOP_ZH_START = ("不要", "别", "勿", "不用", "不想", "取消", "关", "停掉", "删", "退定")
+_PLEASE_STOP_ZH_START: tuple[str, ...] = (
+    "不要",
+    "别",
+    "勿",
+    "不用",
+    "不想",
+    "取消",
+    "关",
+    "停",
+    "删",
+    "退定",
+)
+_PLEASE_STOP_ZH_START += ("回访", "接收", "拒绝", "没必要", "名单", "屏蔽", "注销")
 _LATIN_WORD = re.compile(r"[a-z]+")
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
-_MISSPELT_STOP = re.compile(r"stop{2,}|uns[a-z]{2,}(?:be|b)")
+_MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
 # Letters that look Latin in other scripts, as a forwarded or disguised "Ѕtор" or "SТОР" has
 # them; read as Latin only inside a word that has a Latin letter too (so стоп stays Russian).
 _LOOK_ALIKES = str.maketrans(
@@ -194,14 +247,15 @@ _COUNTED_AFTER = re.compile(
 # their rating is about ("counter 2", "at 5", "March 3"; "rude staff at the counter 1").
 _PLACE_BEFORE = re.compile(
     r"(?:窗口|柜台|取号|工号)$|(?<!the )\b(?:store|shop|branch|counter|window|desk|line|floor"
-    r"|table|ticket|number|no|route|room|gate|level|booth|at|till|until|around|by|since|before"
+    r"|table|ticket|route|room|gate|level|booth|aisle|bus|at|till|until|around|by|since|before"
     r"|after|jan|january|feb|february|march|apr|april|may|jun|june|jul|july|aug|august|sept?"
     r"|september|oct|october|nov|november|dec|december)[\s.#:]*$",
     re.IGNORECASE,
 )
 # A number they say it is not: "wouldn't give 5", "not a 5", "不是5分".
 _NEGATED_BEFORE = re.compile(
-    r"(?:\bnot|n't|\bnever)(?:\s+\w+){0,2}\s*$|(?:不是|不到|不值|不给)\s*$"
+    r"(?:\bnot|n't|\bnever)(?:\s+(?:a|an|give|giving|be|even|rate|it|them|you))*\s*$"
+    r"|(?:不是|不到|不值|不给)\s*$"
 )
 # Number words count only as the whole reply: "one day I will" is not a rating.
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
@@ -241,7 +295,8 @@ _DATED_AFTER = re.compile(
 _GIVES = re.compile(r"(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)")
 _SUPPOSED = re.compile(r"如果|要是|要不是|假如|\bif\b", re.IGNORECASE)
 _GIVES_NOT = re.compile(
-    r"(?:如果|要是|要不是|假如|\bif\b).*|(?:不|没|不会|不能|不想)$", re.IGNORECASE
+    r"要不是.*|(?:如果|要是|假如|\bif\b)[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",
+    re.IGNORECASE,
 )
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
 # A digit right after a rating word: the digit they chose ("一般 2", "满意度5", "不满意…1").
@@ -257,7 +312,8 @@ _SCORES = {"0": 1, "零": 1, "zero": 1, "一": 1, "one": 1, "二": 2, "两": 2, 
 _SCORES |= {"三": 3, "three": 3, "四": 4, "four": 4, "五": 5, "five": 5}
 _SCORES |= {str(n): n for n in range(1, 6)} | {"no": 1}
 _SCORE_ZH = re.compile(
-    r"(?<![0-9一二两三四五六七八九十百千万零第几])([0-5]|[零一二两三四五])\s*[个颗]?\s*([星分])"
+    r"(?<![0-9一二两三四五六七八九十百千万零第几])(?<!买个)(?<!买了个)(?<!换了个)(?<!换个)(?<!用)"
+    r"([0-5]|[零一二两三四五])\s*[个颗]?\s*([星分])"
     r"(?=$|[\s,，.。!！;；~～、…吧啊呀哦了都也好差不给满非很没])"
 )
 _SCORE_EN = re.compile(
@@ -277,6 +333,14 @@ _NUMBER_STAR = re.compile(
 )
 _NO_STAR_SIGN = re.compile(r"[^★⭐🌟]*")
 _STAR_SIGNS = re.compile(r"([★⭐🌟]\ufe0f?){1,5}(?:[☆✩]\ufe0f?)*")
+# Traditional characters of the words this module reads, and their simplified forms: Hong
+# Kong, Macau and Taiwan customers write 退訂 and 不滿意.
+_SIMPLIFIED = str.maketrans(
+    "訂閱請傳訊發別簡滿態勁來顆給評薦個時還務們這說電話號碼煩擾騷價錢塊點鐘樓層費櫃臺覺無聯繫辦謝讚爛壞極"
+    "較對錯讓問題種條週過數幾從後應該單獲級麼幹嗎顧惡遠選擇網絡稱質體驗環負聽難總結馬湊劃驚熱專業親標準確實沒會為東車開關門",
+    "订阅请传讯发别简满态劲来颗给评荐个时还务们这说电话号码烦扰骚价钱块点钟楼层费柜台觉无联系办谢赞烂坏极"
+    "较对错让问题种条周过数几从后应该单获级么干吗顾恶远选择网络称质体验环负听难总结马凑划惊热专业亲标准确实没会为东车开关门",
+)
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[^\W\d_a-z]+")
@@ -294,8 +358,10 @@ class ParsedReply:
 
 def normalize(text: str) -> str:
     """NFKC folds full-width digits and letters (１ -> 1, ＳＴＯＰ -> STOP) and non-breaking
-    spaces; zero-width characters go, and runs of whitespace become one space."""
-    return " ".join(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).split())
+    spaces; zero-width characters go, runs of whitespace become one space, and the traditional
+    characters of the words read here become simplified (退訂 is 退订, 不滿意 不满意)."""
+    folded = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_SIMPLIFIED)
+    return " ".join(folded.split())
 
 
 def parse_reply(text: str | None) -> ParsedReply:
@@ -335,16 +401,20 @@ def _bare(text: str) -> str:
 
 def _asks_to_stop(lowered: str) -> bool:
     if not lowered.isascii():
-        if any(phrase in lowered for phrase in OPT_OUT_CHINESE):
+        if any(phrase in lowered for phrase in OPT_OUT_CHINESE) or _TD_IN_CHINESE.search(lowered):
             return True
         if any(start in lowered for start in _PLEASE_STOP_ZH_START) and PLEASE_STOP_ZH.search(
             lowered
         ):
             return True
         lowered = lowered.replace("\u2019", "'")  # a phone's curly apostrophe: "don’t"
-    words = _LATIN_WORD.findall(lowered.replace("opt-out", "optout").replace("opt out", "optout"))
+    words = _LATIN_WORD.findall(
+        lowered.replace("opt-out", "optout").replace("opt out", "optout").replace("0", "o")
+    )  # "ST0P": a zero for the o
     if not words:
         return False
+    if lowered.isascii() and set(words) == {"td"}:  # "TD TD TD", "T.D."
+        return True
     if not OPT_OUT_WORDS.isdisjoint(words) or any(_MISSPELT_STOP.fullmatch(w) for w in words):
         return True
     if not OPT_OUT_WHEN_ABOUT_US.isdisjoint(words):
@@ -368,8 +438,15 @@ def _rating(text: str) -> ParsedReply | None:
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
-    given = _GIVES.search(text)
-    if given and not _GIVES_NOT.search(text[: given.start()]):
+    given = next(
+        (
+            g
+            for g in reversed(list(_GIVES.finditer(text)))
+            if not _GIVES_NOT.search(text[: g.start()])
+        ),
+        None,
+    )  # the last points given: "本来想给1分…给3分"
+    if given:
         rest = f"{text[: given.start()]} {text[given.end() :]}"
         return ParsedReply("rating", _SCORES[given.group(1)], _comment(rest))
     lowered = text.lower()

@@ -26,7 +26,7 @@ import re
 # fits wins, so a negated or scornful form comes before the word it contains.
 _CHINESE: list[tuple[str, int]] = [
     # negations of blame: no complaint ("没有不满意的"), not that bad ("不算太差")
-    (r"(?:没有?|没什么|没啥|并没有?|谈不上|说不上|算不上|不是|并不|不算)(?:什么|啥|任何)?"
+    (r"(?:没有?|没什么|没啥|并没有?|谈不上|说不上|算不上|不能说|不是|并不|不算)(?:什么|啥|任何)?"
      r"(?:不满意?|不好(?!意思)|差评)", 4),
     (r"不满意的地方(?:没有?|几乎没有)|唯一(?:的)?不满意", 4),
     (r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
@@ -41,7 +41,7 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:很|太|非常|特别|极|真|好|超|极其)差|差劲|差评|垃圾|糟糕|糟透|恶劣|恶心|坑人|破服务"
      r"|(?:太|很|真|超)?烂(?:透)?|失望透顶|(?:很|太|非常|特别|好)失望|再也不(?:来|会来|去)"
      r"|不会再来|(?:一点|一点儿)(?:也|都)不好|(?:很|非常|特别|太)不好(?!意思)|负分", 1),
-    (r"不(?:太|怎么|是很)?顺利|失望|不(?:太|怎么|够)?好(?!意思|看|用|找|说|办|停|拿|买|吃)|不怎么样|不咋(?:地|样)"
+    (r"不(?:太|怎么|是很)?顺利|失望|(?<!说)不(?:太|怎么|够)?好(?!意思|看|用|找|说|办|停|拿|买|吃)|不怎么样|不咋(?:地|样)"
      r"|(?:^|服务|态度|体验|素质|效率|环境|印象|感觉)(?:也|还|还是|都|很是)?差(?=$|[\s,，.。!！~～了啊吧呀])"
      r"|(?:这次|现在|今天|这回)(?:真|很|太|就|却)?不行", 2),
     # the satisfied: 满意度 rated high or low
@@ -64,9 +64,11 @@ _ENGLISH: list[tuple[str, int]] = [
     # negations: of praise 2, of blame 3 (4 where nothing was wrong at all)
     (r"\b(?:can(?:'t|not)|could(?:n't| not)) (?:complain|be happier|be more satisfied)\b"
      r"|\bno complaints\b|\bnothing to complain\b|\bnot bad at all\b"
-     r"|\bnever (?:been )?disappointed\b|\bnever been happier\b|\bno problems?(?: at all)?\b", 5),
-    (r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:too|that|so|all that|really|the)\s+)?"
-     r"(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied|unsatisfied)\b", 3),
+     r"|\bnever (?:been )?disappointed\b|\bnever been happier\b|\bno problems?(?: at all)?\b"
+     r"|\b(?:not|n't) disappointed at all\b", 5),
+    (r"(?:\bnot|\bnever|n't|\bnt|\bno)\s+(?:(?:too|that|so|all that|really|the|at all|had a"
+     r"|have had a|been)\s+)?(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied"
+     r"|unsatisfied|disappointed|disappointing)\b", 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
     (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
@@ -87,12 +89,24 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\bfantastic\b|\boutstanding\b|\bsuperb\b|\bbrilliant\b|\blovely\b|\bwonderful\b"
      r"|\blove[ds]?\b|\bthe best\b", 5),
     (r"\bsatisfied\b|\bhappy\b(?! (?:birthday|new year|holidays?|anniversary))|\bpleased\b"
-     r"|\bgood\b(?! (?:morning|afternoon|evening|night|luck|bye|day))|\bhelpful\b|\bnice\b"
+     r"|\bgood\b(?! (?:morning|afternoon|evening|night|luck|bye|day|one|weekend|week|trip))"
+     r"|\bhelpful\b|\bnice\b(?! (?:day|weekend|one|evening))"
      r"|\bdecent\b|\bthumbs up\b|👍", 4),
     (r"\bneutral\b|\baverage\b|\bso-so\b|\bmeh\b|\bfine\b|\bnothing special\b"
      r"|\bcould be better\b", 3),
 ]  # fmt: skip
 _VERDICTS = _CHINESE + _ENGLISH
+# Negated blame ("not bad", "不算太差") beside negated praise ("not great"): neither, a 3.
+_NOT_BAD = {
+    i
+    for i, (p, _) in enumerate(_VERDICTS)
+    if p.startswith(("(?:不算|", "(?:\\bnot|\\bnever|n't|\\bnt"))
+}
+_NOT_GOOD = {
+    i
+    for i, (p, _) in enumerate(_VERDICTS)
+    if p.startswith("(?:\\bnot|\\bnever|n't|\\bno)\\s+(?:(?:very")
+}
 # ASCII: an English word ends where a Chinese one begins ("great服务")
 _VERDICT = re.compile(
     "|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)), re.ASCII
@@ -105,18 +119,22 @@ _NO_VERDICT_IN = re.compile(
     r"|\b(?:if|would|could|hope|wish|not sure|unsure)\b"
 )
 # Asking for reviews, a courtesy: their words are no verdict.
-_NOT_VERDICTS = re.compile(r"[求要刷]好评|好评返现|说好的好评|不好意思")
+_NOT_VERDICTS = re.compile(
+    r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b"
+)
 
 
 def verdict(lowered: str) -> int | None:
     """The score of the verdicts said in a reply, when they agree (see the module's note)."""
-    scores = [
-        _VERDICTS[int(found.lastgroup[1:])][1]
+    said = [
+        int(found.lastgroup[1:])
         for clause in _CLAUSE.findall(_NOT_VERDICTS.sub(" ", lowered.replace("\u2019", "'")))
         if not _NO_VERDICT_IN.search(clause)
         for found in _VERDICT.finditer(clause)
         if found.lastgroup
     ]
+    neither = bool(_NOT_BAD.intersection(said)) and bool(_NOT_GOOD.intersection(said))
+    scores = [3 if neither and i in _NOT_GOOD else _VERDICTS[i][1] for i in said]
     if not scores:
         return None
     if max(scores) <= 3:

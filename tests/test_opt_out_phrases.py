@@ -117,6 +117,37 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("Unsubcribe", None),
     ("unsubscibe", None),
     ("stopp", None),
+    # a second review, on 1,256 new replies: surveys declined, TD beside words, traditional
+    # characters, the words as thumbs and input methods type them
+    ("不需要回访，谢谢", None),
+    ("拒绝回访", None),
+    ("不再接收此类短信", None),
+    ("请停止给我发送短信", None),
+    ("以后这类短信就不用发了", None),
+    ("请把我加入免打扰名单", None),
+    ("把我从名单里删掉", None),
+    ("已屏蔽", None),
+    ("别问了", None),
+    ("回td", None),
+    ("td了", None),
+    ("TD TD TD", None),
+    ("T.D.", None),
+    ("态度差，TD", 2),
+    ("退訂", None),
+    ("請不要再傳簡訊給我", None),
+    ("服務很差，退訂", 1),
+    ("tuiding", None),
+    ("别再text我了", None),
+    ("ST0P!!", None),
+    ("stpo", None),
+    ("I'm unsubscribing", None),
+    ("Opted out", None),
+    ("no more msgs", None),
+    ("Do not text", None),
+    ("pls dnt text me", None),
+    ("I no longer wish to receive messages from you", None),
+    ("Cease and desist", None),
+    ("End all communication", None),
     # a rating and an opt-out: the opt-out wins, the rating is kept
     ("1 别烦我", 1),
     ("1 stop", 1),
@@ -141,6 +172,13 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
     ("1 不要发票也要等半天", 1, "不要发票也要等半天"),
     ("2 退定金等了一周", 2, "退定金等了一周"),  # a deposit refunded, not 退订
     ("4 removed my old SIM quickly", 4, "removed my old SIM quickly"),
+    ("店员帮我取消短信提醒业务，很快 5", 5, "店员帮我取消短信提醒业务,很快"),  # a service cancelled
+    ("不想再来了，太差", 1, "不想再来了,太差"),  # not coming back is no request to stop
+    (
+        "不想打电话给客服所以来了营业厅，处理很快，满意",
+        4,
+        "不想打电话给客服所以来了营业厅,处理很快,满意",
+    ),
 ]
 
 SURVEY_QUESTIONS = ("请回复数字1-5", "Please reply with a number", "回复1-5", "Reply 1-5")

@@ -259,8 +259,8 @@ def test_help_keywords(word):
     assert parse_reply(word).intent == "help"
 
 
-def test_td_and_t_count_only_as_the_whole_reply():
-    # Opt-outs written as sentences are in test_opt_out_phrases.py.
+def test_td_and_t_among_english_words_are_not_ours():
+    # Opt-outs written as sentences, and TD beside Chinese words, are in test_opt_out_phrases.py.
     assert parse_reply("T T").intent == "unknown"
     assert parse_reply("TD bank").intent == "unknown"
 

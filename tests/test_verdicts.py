@@ -72,6 +72,14 @@ from feedback.parsing import parse_reply
         ("less than satisfied", 2),
         ("I can't say I'm satisfied", 2),
         ("不给好评", 2),
+        # negated blame beside negated praise is neither; traditional characters read too
+        ("Not great, not terrible", 3),
+        ("It wasn't bad but it wasn't good either", 3),
+        ("I was not disappointed at all", 5),
+        ("不能说不满意吧", 4),
+        ("沒有不滿意的", 4),
+        ("不滿意", 2),
+        ("服務態度很差", 1),
         # a clause that only meant to: the verdict that was given
         ("本来想给差评的，后来店长处理得很好", 5),
         # agreeing verdicts: the strongest; praise beside a neutral word a notch below it
@@ -100,6 +108,9 @@ def test_a_verdict_in_words_is_the_rating(text, score):
         "差点就满意了",
         "Not sure I'm satisfied",
         "would be great if it were faster",
+        "Thanks, have a good one",
+        "说不好",
+        "TD是什么意思",
         # verdicts that disagree: which weighs more is the customer's to say
         "以前很满意，现在不行了",
         "网速太差了 但营业员态度很好",

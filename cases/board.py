@@ -83,6 +83,15 @@ class Board:
                 if change.get("case_id") in sent:
                     apply_change(con, change)
 
+    def changed_since(self, collected_up_to: int) -> set[str]:
+        """The cases with a manager's change in the inbox that no collect has taken yet (a
+        collect waits for a dispatch's whole run): not theirs to escalate meanwhile."""
+        with self.db.connection() as con:
+            rows = con.execute(
+                "SELECT payload FROM inbox WHERE kind = ? AND id > ?", (CASE_EVENT, collected_up_to)
+            ).fetchall()
+        return {str(json.loads(payload).get("case_id")) for (payload,) in rows}
+
     def shape(self) -> str | None:
         """What the boards were last published with (None: never)."""
         with self.db.connection() as con:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,19 +31,25 @@ ORDER BY st.region, m.store_id, m.opened_at
 
 
 def escalate_overdue(
-    warehouse: Held | duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int
-) -> dict[str, int]:
+    warehouse: Held | duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int,
+    changed: Collection[str] = (),
+) -> dict[str, int]:  # fmt: skip
     """Cases not contacted within the SLA go to their region's contact, one mail per region,
     exactly once (cases.staff_mail): a case is marked escalated only when its mail went (or
     its region has no contact, which the event says); while its mail's fate is unknown it is
-    in no other mail. Returns the figures."""
+    in no other mail. ``changed``: cases whose manager's change waits in the inbox, left for
+    the next run (the change may be the call the SLA asks for). Returns the figures."""
     held = as_held(warehouse)
     figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
     for item in settle(held, mailer, now):
         if item.kind == "escalation" and item.verdict == "sent":
             figures["escalated"] += _mark_told(held.con, item.evaluation_ids, now)
     params = {"sla": sla_hours, "now": now, "states": states_where(Event.ESCALATED)}
-    overdue = query_dicts(held.con, OVERDUE_SQL, params)
+    overdue = [
+        case
+        for case in query_dicts(held.con, OVERDUE_SQL, params)
+        if case["evaluation_id"] not in changed
+    ]
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)

@@ -27,10 +27,14 @@ def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict
     settings = settings_for(home)
     at = now or utc_now()
     with holding_warehouse(settings) as held:
-        figures: dict[str, Any] = escalate_overdue(
-            held, get_mailer(settings), at, settings.case_sla_hours
-        )
         board = Board(Inbox.of(settings))
+        # a manager's change not collected yet (a collect waits for a dispatch's whole run)
+        # may be the call: its case waits for the next run
+        changed = board.changed_since(watermark(held.con, board.inbox))
+        figures: dict[str, Any] = escalate_overdue(
+            held, get_mailer(settings), at, settings.case_sla_hours, changed
+        )
+        figures["waiting_on_a_change"] = len(changed)
         figures["board_cases"] = publish_boards(
             held.con, board, at, settings.case_sla_hours, watermark(held.con, board.inbox)
         )

@@ -375,3 +375,39 @@ def test_a_follow_up_keeps_its_campaigns_window_and_leaves_in_a_simulated_day(co
     sent = con.execute("SELECT status, sent_at FROM care_actions WHERE round = 3").fetchone()
     opening = datetime.combine(date(2026, 3, 3), window[0], ZoneInfo("Asia/Shanghai"))
     assert figures.sent == {"sms": 1} and sent == ("sent", opening.astimezone(UTC))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_managers_call_still_in_the_inbox_holds_its_case_back_from_escalation(con, settings):
+    """A collect waits for a dispatch's whole run, so a manager's 'contacted' can sit in the
+    inbox past the SLA: the escalation flow mailed the region that the customer waited
+    without a call, and the collect after marked the case contacted two days before. The
+    case waits for the next run; the others go as before."""
+    from flows.manager_cases import escalate_cases
+
+    mailer = world(con, settings)
+    con.execute("UPDATE manager_cases SET contacted_at = ? WHERE evaluation_id = 'E2'", [OPENED])
+    inbox = Inbox(settings.inbox_path)
+    called = OPENED + timedelta(hours=40)  # within the SLA, not collected yet
+    change = {"case_id": "E1", "store_id": "ST1", "action": "contacted", "note": "called",
+              "at": called.isoformat()}  # fmt: skip
+    inbox.put("case_event", f"E1:contacted:{called.isoformat()}", called, change)
+    con.close()  # the flow opens the warehouse itself
+    late = OPENED + timedelta(hours=49)
+    figures = escalate_cases(home=str(settings.home), now=late)
+    assert figures["escalated"] == 1  # E9 only
+    assert mailer.sent() == []  # E1 was the only case of a region with a contact
+    assert figures.get("waiting_on_a_change") == 1
+    from warehouse.db import connect
+
+    con = connect(settings.warehouse_path)
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    con.close()
+    after = escalate_cases(home=str(settings.home), now=late + timedelta(minutes=5))
+    assert after["escalated"] == 0 and mailer.sent() == []
+    con = connect(settings.warehouse_path)
+    assert con.execute(
+        "SELECT contacted_at IS NOT NULL, escalated_at IS NULL FROM manager_cases "
+        "WHERE evaluation_id = 'E1'"
+    ).fetchone() == (True, True)
+    con.close()

@@ -223,11 +223,10 @@ COUNTED_EN = {
     "weeks", "wk", "wks", "month", "months", "year", "years", "yr", "yrs", "sec", "secs",
     "seconds", "pm", "gb", "mb", "jan", "january", "feb", "february", "march", "apr", "april",
     "jun", "june", "jul", "july", "aug", "august", "sep", "sept", "september", "oct",
-    "october", "nov", "november", "dec", "december", "people", "persons", "staff", "guy",
-    "guys", "times", "visits", "tellers", "bars", "phones", "customers", "machines",
-    "counters", "windows", "employees", "workers", "agents", "clerks", "cards", "lines",
-    "sims", "ahead",
-}  # fmt: skip
+    "october", "nov", "november", "dec", "december", "people", "persons", "guys", "times",
+    "visits", "tellers", "bars", "phones", "customers", "machines", "counters", "windows",
+    "employees", "workers", "agents", "clerks", "cards", "lines", "sims", "ahead",
+}  # fmt: skip  (not "staff": "2 staff were rude" is a 2 and its comment)
 # What "2 out of 5 ..." counts when it is not the rating ("2 out of 5 staff were working");
 # any other word after it is the comment ("1 out of 5 terrible service", "4 out of 5 挺好的").
 _COUNTED_NOUNS = (

@@ -183,7 +183,9 @@ def test_killed_sandbox_dispatch_loses_nothing_and_records_each_send_once(con, s
     con.close()
     receipts = Inbox(settings.inbox_path).count()
     assert kills >= SANDBOX_KILL_ROUNDS // 2, "most runs must be killed mid-run, with work left"
-    assert statuses == {"sent": len(actions)}
+    # a run killed between the sandbox's log and its receipts: the next run's start put them
+    # and collected them before its screen, so those sends are recorded as delivered
+    assert set(statuses) <= {"sent", "delivered"} and sum(statuses.values()) == len(actions)
     assert rows == len(actions) and set(log) == actions
     assert recorded == log  # each action records the one send the sandbox took for it
     assert receipts == len(actions)  # one delivery receipt each, whatever was sent twice

@@ -74,7 +74,8 @@ OPT_OUT = {
 OPT_IN = {"start", "yes", "unstop", "start again", "resubscribe", "重新订阅", "恢复订阅"}
 # Asking back in a sentence: "I want to subscribe again", "please resubscribe me".
 OPT_IN_SAID = re.compile(r"\bre-?subscribe\b|\bsubscribe\s+(?:me\s+)?again\b|重新订阅|恢复订阅")
-HELP = {"help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎么评价", "how do i rate"}
+HELP = {"help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎么打分", "怎么评价", "help me"}
+HELP |= {"how do i rate"}
 HELP |= {"how does this work", "what is this"}
 # Words that mean "stop contacting me" wherever they stand.
 OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "unsub", "revoke", "optout"}
@@ -148,7 +149,7 @@ PLEASE_STOP_ZH = re.compile(
     r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰|联系我|推送|给我推送)"
     r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)++"
     r"(?!业务|服务|功能|套餐)"
-    r"|(?:不需要|不要|拒绝|取消|不接受|不用|别)(?:这种|这类|再)?回访|(?:不再|拒绝)接收"
+    r"|(?:不需要|无需|不要|拒绝|取消|不接受|不用|别)(?:这种|这类|再)?回访|(?:不再|拒绝)接收"
     r"|拒绝(?:一切|任何)?(?:推销|营销)?短信|停止.{0,8}发送|(?:不用|没必要)(?:再)?发(?!票)"
     r"|勿发|(?:移出|删掉|删除).{0,4}名单|名单.{0,3}(?:删|移)|黑名单|屏蔽|注销.{0,6}订阅"
     r"|别(?:再)?问了|别(?:来)?烦我"
@@ -170,6 +171,15 @@ _PLEASE_STOP_ZH_START: tuple[str, ...] = (
 )
 _PLEASE_STOP_ZH_START += ("回访", "接收", "拒绝", "没必要", "名单", "屏蔽", "注销")
 _LATIN_WORD = re.compile(r"[a-z]+")
+# What uses the words and asks nothing of our messages: a plan or a pack unsubscribed at the
+# store ("退订了流量包还在扣费", "我要退订这个套餐"), a refusal ("不要退订", "I won't unsubscribe",
+# "don't stop"): set aside before the words are looked for.
+_NOT_OPT_OUTS = re.compile(
+    r"(?:不要|不想|不用|不会|别|没|无需|并不想|不)退订"
+    r"|退订(?:了)?(?:这个|一个|那个|了一个)?(?:套餐|流量包|流量|业务|会员|增值|彩铃|包月)"
+    r"|(?:套餐|流量包|业务|会员|彩铃|包月)(?:的)?(?:退订|取消订阅)|取消订阅(?:的)?(?:视频|会员|套餐|业务)"
+    r"|\b(?:do\s*n[o']?t|won'?t|will\s+not)\s+(?:stop|unsubscribe)\b"
+)
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
 # Letters that look Latin in other scripts, as a forwarded or disguised "Ѕtор" or "SТОР" has
@@ -337,9 +347,9 @@ _STAR_SIGNS = re.compile(r"([★⭐🌟]\ufe0f?){1,5}(?:[☆✩]\ufe0f?)*")
 # Kong, Macau and Taiwan customers write 退訂 and 不滿意.
 _SIMPLIFIED = str.maketrans(
     "訂閱請傳訊發別簡滿態勁來顆給評薦個時還務們這說電話號碼煩擾騷價錢塊點鐘樓層費櫃臺覺無聯繫辦謝讚爛壞極"
-    "較對錯讓問題種條週過數幾從後應該單獲級麼幹嗎顧惡遠選擇網絡稱質體驗環負聽難總結馬湊劃驚熱專業親標準確實沒會為東車開關門",
+    "較對錯讓問題種條週過數幾從後應該單獲級麼幹嗎顧惡遠選擇網絡稱質體驗環負聽難總結馬湊劃驚熱專業親標準確實沒會為東車開關門復兩幫氣舊現隊間",
     "订阅请传讯发别简满态劲来颗给评荐个时还务们这说电话号码烦扰骚价钱块点钟楼层费柜台觉无联系办谢赞烂坏极"
-    "较对错让问题种条周过数几从后应该单获级么干吗顾恶远选择网络称质体验环负听难总结马凑划惊热专业亲标准确实没会为东车开关门",
+    "较对错让问题种条周过数几从后应该单获级么干吗顾恶远选择网络称质体验环负听难总结马凑划惊热专业亲标准确实没会为东车开关门复两帮气旧现队间",
 )
 # Zero-width characters that NFKC keeps: a pasted or forwarded "\u200bSTOP" is still STOP.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -400,6 +410,7 @@ def _bare(text: str) -> str:
 
 
 def _asks_to_stop(lowered: str) -> bool:
+    lowered = _NOT_OPT_OUTS.sub(" ", lowered)
     if not lowered.isascii():
         if any(phrase in lowered for phrase in OPT_OUT_CHINESE) or _TD_IN_CHINESE.search(lowered):
             return True
@@ -464,7 +475,10 @@ def _rating(text: str) -> ParsedReply | None:
             said = verdict(lowered)  # the word, or the verdicts it agrees with
             if said is None:
                 break  # "满意吗？", "满意度", mixed verdicts: perhaps a digit at the end
-            return ParsedReply("rating", said, _comment(rest))
+            # the word set apart is the rating, the rest its comment; a word that goes on
+            # ("满意才怪", "一般般，…") leaves the whole reply as the comment
+            apart = not rest or rest[0] in _SEPARATORS
+            return ParsedReply("rating", said, _comment(rest if apart else text))
     trailing = _TRAILING_DIGIT.match(text)
     before = text[: trailing.start(2)] if trailing else ""
     if trailing and not any(r.search(before) for r in (_PLACE_BEFORE, _NEGATED_BEFORE, _SUPPOSED)):

@@ -173,6 +173,11 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
     ("2 退定金等了一周", 2, "退定金等了一周"),  # a deposit refunded, not 退订
     ("4 removed my old SIM quickly", 4, "removed my old SIM quickly"),
     ("店员帮我取消短信提醒业务，很快 5", 5, "店员帮我取消短信提醒业务,很快"),  # a service cancelled
+    # a plan or a pack unsubscribed at the store, and a refusal, ask nothing of our messages
+    ("退订了流量包还在扣费 1", 1, "退订了流量包还在扣费"),
+    ("流量包退订不了，很不满意", 1, "流量包退订不了,很不满意"),
+    ("I won't unsubscribe, 5", 5, "I won't unsubscribe"),
+    ("Please don't stop the discount 5", 5, "Please don't stop the discount"),
     ("不想再来了，太差", 1, "不想再来了,太差"),  # not coming back is no request to stop
     (
         "不想打电话给客服所以来了营业厅，处理很快，满意",

@@ -4,7 +4,7 @@ no case; negations, scorn and questions turned around would open cases for the s
 
 import pytest
 
-from feedback.parsing import parse_reply
+from feedback.parsing import ParsedReply, parse_reply
 
 
 @pytest.mark.parametrize(
@@ -92,6 +92,12 @@ def test_a_verdict_in_words_is_the_rating(text, score):
     assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
 
 
+def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
+    assert parse_reply("满意才怪") == ParsedReply("rating", 1, "满意才怪")
+    assert parse_reply("一般般，不过态度很好").comment == "一般般,不过态度很好"
+    assert parse_reply("很不满意，服务太差").comment == "服务太差"  # the word set apart
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -109,6 +115,8 @@ def test_a_verdict_in_words_is_the_rating(text, score):
         "Not sure I'm satisfied",
         "would be great if it were faster",
         "Thanks, have a good one",
+        "不要退订",  # a refusal to unsubscribe: no opt-out, no verdict
+        "我要退订这个套餐",  # a plan, not our messages
         "说不好",
         "TD是什么意思",
         # verdicts that disagree: which weighs more is the customer's to say

@@ -188,10 +188,12 @@ _LOOK_ALIKES = str.maketrans(
     "АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ",
     "ABESIJKMHOPCTXYaesijkopcxyABEHIKMNOPTXYZot",
 )
-_MIXED_WORD = re.compile(
-    r"\w*[A-Za-z]\w*[АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ]\w*"
-    r"|\w*[АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ]\w*[A-Za-z]\w*"
-)
+# A word, for finding those that mix scripts: each word is looked at once, so a reply of any
+# length costs its length (a pattern that searched for the mix inside a word took 10 s and
+# more on a 1,600-letter "hahaha…", while the service's webhook waited on it).
+_WORD_RUN = re.compile(r"\w+")
+_LATIN_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_LOOK_ALIKE_LETTERS = frozenset("АВЕЅІЈКМНОРСТХУаеѕіјкорсхуΑΒΕΗΙΚΜΝΟΡΤΧΥΖοτ")
 # Three or more single letters spelled out with spaces, dots or dashes: "S T O P".
 _SPELLED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][\s.\-_*]+){2,}[A-Za-z](?![A-Za-z])")
 # A bare rating, by far the commonest reply: nothing else to look for.
@@ -399,7 +401,14 @@ def _disguised(text: str) -> str:
     spelled-out letters joined ("S T O P", "s.t.o.p") and the stop sign read as the word."""
     bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
     bare = _SPELLED.sub(lambda m: re.sub(r"[\s.\-_*]", "", m.group()), bare.replace("🛑", " stop "))
-    return _MIXED_WORD.sub(lambda m: m.group().translate(_LOOK_ALIKES), bare)
+    return _WORD_RUN.sub(_latin_if_mixed, bare)
+
+
+def _latin_if_mixed(word: re.Match[str]) -> str:
+    """A word with Latin letters and look-alikes of them, read as Latin; any other as it is."""
+    letters = set(word.group())
+    mixed = not letters.isdisjoint(_LATIN_LETTERS) and not letters.isdisjoint(_LOOK_ALIKE_LETTERS)
+    return word.group().translate(_LOOK_ALIKES) if mixed else word.group()
 
 
 def _bare(text: str) -> str:

@@ -277,3 +277,14 @@ def test_ivr_digits(digits, score):
 
 def test_the_ivr_opt_out_key_opts_out():
     assert parse_digits("9") == parse_digits(" 9 ") == ParsedReply("opt_out")
+
+
+def test_a_long_reply_costs_its_length():
+    """A 1,600-letter "hahaha…" took 13 s (the search for look-alike letters inside a word
+    backtracked), while the SMS webhook that parses it held the service. Ten times as long
+    must finish in a subprocess's minute; the old search would take hours."""
+    import subprocess
+    import sys
+
+    code = "from feedback.parsing import parse_reply; parse_reply('ha' * 8000 + ' 5')"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

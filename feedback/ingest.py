@@ -474,6 +474,8 @@ def _rank(column: str) -> str:
 # event says of it, it stays as it was.
 ADVANCE_STATUS_SQL = """
 UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
+    attempts = CASE WHEN a.attempts = 0 AND s.status IN ('sent', 'delivered') THEN 1
+                    ELSE a.attempts END,
     error_code = coalesce(s.error_code, a.error_code),
     provider_id = coalesce(a.provider_id, s.provider_id),
     sent_at = CASE WHEN a.sent_at IS NULL AND s.status IN ('sent', 'delivered')

@@ -28,6 +28,7 @@ from core.masking import install_masking
 from core.output import flatten
 from core.progress import step_done
 from core.settings import Settings, load_settings
+from feedback.ingest import watermark
 from inbox.inbox import Inbox
 from warehouse.db import Session, warehouse
 from warehouse.turn import SENDING, this_process, turn
@@ -86,8 +87,9 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
     inbox is collected if a reply or an unsubscribe waits in it, so an opt-out that arrived a
-    moment ago stops the next message (delivery receipts wait for the next collect); on the
-    network, each message looks at the inbox's news once more right before it leaves.
+    moment ago stops the next message (the receipts of the run's own sends wait for the next
+    collect; those waiting when the run starts are collected first); on the network, each
+    message looks at the inbox's news once more right before it leaves.
 
     The run holds the sending turn throughout, and the warehouse only between network calls:
     call it outside any hold of the warehouse."""
@@ -96,7 +98,11 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     path, holder = settings.warehouse_path, flow_holder()
     provider = get_provider(settings)
     with sending_turn(settings), Session(path, holder) as held:
-        if provider.redelivered:  # a crash's sends: recorded before the screen sees them
+        # Receipts of sends the outbox does not know yet (a killed run's, or put again at the
+        # sandbox's start) are collected before the screen, which would expire those sends as
+        # never made; so is whatever else waits. A run that finds nothing skips it.
+        waiting, _ = inbox.news_between(watermark(held.con, inbox), "kind = 'status'")
+        if waiting or provider.redelivered:
             collect(held.con, inbox, reply_window=reply_window)
         figures = dispatch(
             held,

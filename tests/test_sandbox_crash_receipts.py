@@ -117,3 +117,36 @@ def test_a_crash_between_the_sandbox_log_and_its_receipts_loses_no_send(con, set
     # and a dispatch sends neither again
     dispatch(con, sandbox, now=later + timedelta(minutes=2))
     assert len(sandbox.sent_after(0)) == 2
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_dispatch_after_a_kill_collects_the_waiting_receipts_before_its_screen(
+    con, settings, monkeypatch
+):
+    """Killed after the sandbox's receipts reached the inbox and before the warehouse recorded
+    the sends, the next morning's dispatch expired the delivered sends as never made (its
+    screen runs before any collect), and their replies found no survey: the run now collects
+    what waits before it screens."""
+    from flows.common import send_due
+
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    for k in (1, 2):
+        add_subscriber(con, f"S{k}", email=None, voice_consent=False)
+    plan(con, settings)
+    sandbox = SandboxProvider(settings.sandbox_path, inbox)
+    real = dispatch_module._write_outcome
+    monkeypatch.setattr(
+        dispatch_module, "_write_outcome", lambda *a, **k: (_ for _ in ()).throw(Crash())
+    )
+    with pytest.raises(Crash):
+        dispatch(con, sandbox, now=NOW)
+    monkeypatch.setattr(dispatch_module, "_write_outcome", real)
+    assert inbox.count() == 2  # the receipts are in; the outbox does not know the sends
+    con.close()
+    send_due(settings, NOW + timedelta(days=2), simulated=False)  # past every send window
+    from warehouse.db import connect
+
+    con = connect(settings.warehouse_path)
+    got = con.execute("SELECT status, attempts FROM care_actions").fetchall()
+    assert sorted(got) == [("delivered", 1), ("delivered", 1)]

@@ -53,6 +53,7 @@ OPT_OUT = {
     "退",
     "стоп",  # the same request from customers who write in other languages
     "arret",
+    "arrete",
     "basta",
     "alto",
     "停发",
@@ -91,7 +92,7 @@ OPT_OUT_CHINESE = (
     "免打扰",
 )
 # TD beside Chinese words ("态度差，TD", "回td", "td了"): our opt-out code, not a bank.
-_TD_IN_CHINESE = re.compile(r"(?<![a-z])td(?![a-z])(?!\s*(?:是什么|是啥|什么意思|啥意思))")
+_TD_IN_CHINESE = re.compile(r"(?<![a-z])td(?![a-z]|-[a-z])(?!\s*(?:是什么|是啥|什么意思|啥意思))")
 # Words that say so only when they are about our messages (see the module's note).
 OPT_OUT_WHEN_ABOUT_US = {"end", "cancel", "quit"}
 ABOUT_US = {
@@ -120,24 +121,28 @@ ABOUT_US = {
 # Plain requests to stop that use none of the words above, in English and in Chinese.
 PLEASE_STOP_EN = re.compile(
     r"\b(?:do\s*n[o']?t|never)\s+(?:ever\s+)?(?:text|txt|message|sms|call|contact|email|bother"
-    r"|send)\w*\s+(?:me|us|this\s+(?:number|phone)|my\s+(?:number|phone))\b"
+    r")\w*\s+(?:me|us|this\s+(?:number|phone)|my\s+(?:number|phone))\b"
     r"|\b(?:remove|delete|lose|erase)\s+(?:my|this)\s+(?:number|phone|details|info)\b"
-    r"|\bdo\s*n[o']?t\s+want\s+(?:these|your|any|the|more|those)?\s*(?:more\s+)?"
+    r"|\bdo\s*n[o']?t\s+want\s+(?:to\s+(?:receive|get)\s+)?(?:these|your|any|the|more|those)?"
+    r"\s*(?:more\s+)?"
     r"(?:texts?|txts?|messages?|sms|calls?|surveys?|emails?)\b"
     r"|\benough\s+(?:with\s+)?(?:the|these|your)?\s*(?:texts?|messages?|surveys?)\b"
     r"|\bno\s+more\s+(?:texts?|txts?|msgs?|messages?|sms|calls?|surveys?|emails?|contact"
-    r"|of\s+(?:these|this|them))\b|\bpl(?:s|z|ease)\s+no\s+more\b"
-    r"|\b(?:do\s*n[o']?t|dnt|dont)\s+(?:send|text|txt|message|call|contact|email|survey)\w*"
+    r"|of\s+(?:these|this|them))\b|\bpl(?:s|z|ease)\s+no\s+more\W*$"
+    r"|\b(?:do\s*n[o']?t|dnt|dont)\s+(?:text|txt|message|call|contact|email|survey)\w*"
     r"\s+(?:me\b|us\b|again|any\s*more|more|this)"
+    r"|\b(?:do\s*n[o']?t|dnt|dont)\s+send\s+(?:me\s+|us\s+)?(?:any\s*more|again|more|these|those"
+    r"|texts?|messages?|surveys?|sms)\b"
     r"|^(?:please\s+)?do\s*n[o']?t\s+(?:text|call|contact|message|email|sms)\W*$"
-    r"|\bdo\s*n[o']?t\s+(?:call|contact|text)\s+list\b|\bopt(?:ing|ed)\s+out\b"
+    r"|\bdo\s*n[o']?t\s+(?:call|contact|text)\s+list\b|\bopt(?:ing|ed)\s+out\b(?!\s+of\b)"
     r"|\bno\s+longer\s+(?:wish|want)\b|\bdo\s*n[o']?t\s+(?:wish|need)\s+(?:to\s+receive\s+)?"
     r"(?:these|your|any|the)\b|\brather\s+not\s+(?:get|receive)\b"
     r"|\brefrain\s+from\s+(?:messaging|texting|contacting|calling)\b|\bcount\s+me\s+out\b"
     r"|\bnot\s+interested\s+in\s+(?:these|your|any)?\s*(?:texts?|messages?|surveys?)\b"
     r"|\bcease\s+and\s+desist\b|\b(?:cancel|end|quit)\s+(?:all\s+)?(?:future\s+)?"
     r"(?:communications?|contact)\b"
-    r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\bremove\s+me\b"
+    r"|\b(?:remove|delete|take)\s+me\s+(?:off|from)\b|\b(?:remove|delete)\s+me\W*$"
+    r"|\btake\s+my\s+(?:number|details)\s+off\b"
     r"|\bleave\s+me\s+alone\b"
     r"|\bopt\s+me\s+out\b"
 )
@@ -150,8 +155,10 @@ PLEASE_STOP_ZH = re.compile(
     r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)++"
     r"(?!业务|服务|功能|套餐)"
     r"|(?:不需要|无需|不要|拒绝|取消|不接受|不用|别)(?:这种|这类|再)?回访|(?:不再|拒绝)接收"
-    r"|拒绝(?:一切|任何)?(?:推销|营销)?短信|停止.{0,8}发送|(?:不用|没必要)(?:再)?发(?!票)"
-    r"|勿发|(?:移出|删掉|删除).{0,4}名单|名单.{0,3}(?:删|移)|黑名单|屏蔽|注销.{0,6}订阅"
+    r"|拒绝(?:一切|任何)?(?:推销|营销)?短信|停止(?:给我|向我|向本号码|往本号码)发送"
+    r"|请停止.{0,8}发送|(?:不用|没必要)(?:再)?发(?:了|短信|这种|这类|消息|$)"
+    r"|勿发|(?:移出|删掉|删除).{0,4}名单|名单.{0,3}(?:删|移)|(?<!被)(?:加入|拉入|放进|列入|拉进)黑名单"
+    r"|(?:^|已|我已经?|已经)屏蔽(?!了?信号)|注销.{0,6}订阅"
     r"|别(?:再)?问了|别(?:来)?烦我"
     r"|(?:删|删除|删掉)(?:了)?(?:我的?)(?:号码|手机号|电话)|把我(?:的)?(?:号码|手机号|电话)?删"
     r"|退定(?!金)"
@@ -177,6 +184,7 @@ _LATIN_WORD = re.compile(r"[a-z]+")
 _NOT_OPT_OUTS = re.compile(
     r"(?:不要|不想|不用|不会|别|没|无需|并不想|不)退订"
     r"|退订(?:了)?(?:这个|一个|那个|了一个)?(?:套餐|流量包|流量|业务|会员|增值|彩铃|包月)"
+    r"|(?:想|要|怎么|如何)?退订(?:一下)?[^,，.。!！?？]{0,6}(?:套餐|流量包|业务|彩铃|会员|包月)"
     r"|(?:套餐|流量包|业务|会员|彩铃|包月)(?:的)?(?:退订|取消订阅)|取消订阅(?:的)?(?:视频|会员|套餐|业务)"
     r"|\b(?:do\s*n[o']?t|won'?t|will\s+not)\s+(?:stop|unsubscribe)\b"
 )

@@ -31,6 +31,10 @@ _CHINESE: list[tuple[str, int]] = [
     (r"不满意的地方(?:没有?|几乎没有)|唯一(?:的)?不满意", 4),
     (r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
      r"(?!评)|(?<![很太好真超极])不差|差评不至于", 3),
+    # negated praise: "不是很好", "不推荐" (the double negations above come first)
+    (r"(?:不是|没有|不算|并不|一点都不|一点也不|不太|没那么|没有那么)(?:很|特别|太|那么|非常|十分)?"
+     r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
+    (r"投诉|气死|无语|离谱|坑爹", 1),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
@@ -73,14 +77,19 @@ _ENGLISH: list[tuple[str, int]] = [
     (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
     (r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
-     r"|quite|particularly|all that)\s+)?(?:satisfied|happy|good|great|impressed|pleased|helpful"
-     r"|nice)\b|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b", 2),
+     r"|quite|particularly|all that|the)\s+)?(?:satisfied|happy|good|great|impressed|pleased"
+     r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
+     r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
+     r"|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b"
+     r"|\b(?:would\s*n[o']?t|wouldn't|do\s*n[o']?t|can't|cannot)\s+recommend\b|\bworse than\b"
+     r"|\bfar from perfect\b", 2),
     # the dissatisfied
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
      r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
      r"|\bterr?ible\b|\bawful\b|\bhorri(?:ble|fic)\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
      r"|\buseless\b|\brubbish\b|\bcrap(?:py)?\b|\bunacceptable\b|\bappalling\b|\batrocious\b"
-     r"|\bnever again\b|\bwaste of time\b|👎🏻?👎", 1),
+     r"|\bnever again\b|\bwaste of time\b|👎🏻?👎|\bsucks?\b|\bcould(?:n't| not) be worse\b"
+     r"|\bgood for nothing\b|\b(?:want|going) to complain\b", 1),
     (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\bdisappoint(?:ed|ing)\b"
      r"|\bmediocre\b|👎|😡", 2),
     # the satisfied, not a greeting
@@ -91,7 +100,7 @@ _ENGLISH: list[tuple[str, int]] = [
     (r"\bsatisfied\b|\bhappy\b(?! (?:birthday|new year|holidays?|anniversary))|\bpleased\b"
      r"|\bgood\b(?! (?:morning|afternoon|evening|night|luck|bye|day|one|weekend|week|trip))"
      r"|\bhelpful\b|\bnice\b(?! (?:day|weekend|one|evening))"
-     r"|\bdecent\b|\bthumbs up\b|👍", 4),
+     r"|\bdecent\b|\bthumbs up\b|👍|\b(?:would|will|highly|definitely)\s+recommend\b", 4),
     (r"\bneutral\b|\baverage\b|\bso-so\b|\bmeh\b|\bfine\b|\bnothing special\b"
      r"|\bcould be better\b", 3),
 ]  # fmt: skip
@@ -116,7 +125,7 @@ _CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
 # A clause that asks, wishes, supposes, says what was nearly or first meant, or is unsure.
 _NO_VERDICT_IN = re.compile(
     r"[?？吗]|如果|要是|要不是|假如|希望|但愿|祝|本来|原本|差点|想给"
-    r"|\b(?:if|would|could|hope|wish|not sure|unsure)\b"
+    r"|\b(?:if|would(?!\s*(?:n[o']?t\s+)?recommend)|hope|wish|not sure|unsure)\b"
 )
 # Asking for reviews, a courtesy: their words are no verdict.
 _NOT_VERDICTS = re.compile(

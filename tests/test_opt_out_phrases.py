@@ -148,6 +148,10 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("I no longer wish to receive messages from you", None),
     ("Cease and desist", None),
     ("End all communication", None),
+    ("I don't want to receive your messages", None),
+    ("take my number off your list", None),
+    ("delete me", None),
+    ("arrête", None),
     # a rating and an opt-out: the opt-out wins, the rating is kept
     ("1 别烦我", 1),
     ("1 stop", 1),
@@ -177,6 +181,17 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
     ("退订了流量包还在扣费 1", 1, "退订了流量包还在扣费"),
     ("流量包退订不了，很不满意", 1, "流量包退订不了,很不满意"),
     ("I won't unsubscribe, 5", 5, "I won't unsubscribe"),
+    ("TD-LTE信号太差了 2", 2, "TD-LTE信号太差了"),  # a network standard, not TD
+    ("please no more long queues 2", 2, "please no more long queues"),
+    (
+        "I opted out of the device insurance but they charged me 1",
+        1,
+        "I opted out of the device insurance but they charged me",
+    ),
+    ("想退订彩铃业务，店员说办不了 1", 1, "想退订彩铃业务,店员说办不了"),
+    ("店里信号被屏蔽了 3", 3, "店里信号被屏蔽了"),
+    ("店员说不用发愁 5", 5, "店员说不用发愁"),
+    ("号码被列入黑名单 2", 2, "号码被列入黑名单"),
     ("Please don't stop the discount 5", 5, "Please don't stop the discount"),
     ("不想再来了，太差", 1, "不想再来了,太差"),  # not coming back is no request to stop
     (

@@ -80,6 +80,21 @@ from feedback.parsing import ParsedReply, parse_reply
         ("沒有不滿意的", 4),
         ("不滿意", 2),
         ("服務態度很差", 1),
+        # negated praise, complaints and refusals to recommend (an attack pass: "不是很好" was 5)
+        ("不是很好", 2),
+        ("态度不是很好", 2),
+        ("不推荐", 2),
+        ("不会推荐给朋友", 2),
+        ("not the best", 2),
+        ("not perfect", 2),
+        ("nobody was helpful", 2),
+        ("would not recommend", 2),
+        ("worse than last time", 2),
+        ("我要投诉", 1),
+        ("无语了", 1),
+        ("it sucks", 1),
+        ("could be better", 3),
+        ("would recommend", 4),
         # a clause that only meant to: the verdict that was given
         ("本来想给差评的，后来店长处理得很好", 5),
         # agreeing verdicts: the strongest; praise beside a neutral word a notch below it

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cases.machine import apply_on_board
+from cases.machine import MANAGER_EVENTS, apply_on_board
 from inbox.db import Connection
 from inbox.inbox import Inbox
 
@@ -83,14 +83,20 @@ class Board:
                 if change.get("case_id") in sent:
                     apply_change(con, change)
 
-    def changed_since(self, collected_up_to: int) -> set[str]:
-        """The cases with a manager's change in the inbox that no collect has taken yet (a
-        collect waits for a dispatch's whole run): not theirs to escalate meanwhile."""
+    def called_since(self, collected_up_to: int) -> dict[str, datetime]:
+        """The cases a manager marked contacted or resolved in a change that no collect has
+        taken yet (a collect waits for a dispatch's whole run), with the change's time."""
         with self.db.connection() as con:
             rows = con.execute(
                 "SELECT payload FROM inbox WHERE kind = ? AND id > ?", (CASE_EVENT, collected_up_to)
             ).fetchall()
-        return {str(json.loads(payload).get("case_id")) for (payload,) in rows}
+        called: dict[str, datetime] = {}
+        for change in (json.loads(payload) for (payload,) in rows):
+            if change.get("action") in MANAGER_EVENTS:
+                at = datetime.fromisoformat(change["at"])
+                case_id = str(change.get("case_id"))
+                called[case_id] = min(at, called.get(case_id, at))
+        return called
 
     def shape(self) -> str | None:
         """What the boards were last published with (None: never)."""

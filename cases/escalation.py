@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -18,7 +18,8 @@ from warehouse.db import Held, as_held, query_dicts
 OVERDUE_SQL = f"""
 SELECT m.evaluation_id, m.status, m.store_id, st.name AS store_name, st.region,
        r.contact_name, r.contact_email, s.name AS customer, m.score, m.comment,
-       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local
+       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
+       m.opened_at
 FROM manager_cases m
 JOIN stores st USING (store_id)
 JOIN subscribers s USING (subscriber_id)
@@ -32,23 +33,26 @@ ORDER BY st.region, m.store_id, m.opened_at
 
 def escalate_overdue(
     warehouse: Held | duckdb.DuckDBPyConnection, mailer: Mailer, now: datetime, sla_hours: int,
-    changed: Collection[str] = (),
+    called: Mapping[str, datetime] | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Cases not contacted within the SLA go to their region's contact, one mail per region,
     exactly once (cases.staff_mail): a case is marked escalated only when its mail went (or
     its region has no contact, which the event says); while its mail's fate is unknown it is
-    in no other mail. ``changed``: cases whose manager's change waits in the inbox, left for
-    the next run (the change may be the call the SLA asks for). Returns the figures."""
+    in no other mail. ``called``: cases a manager marked contacted (or resolved) in a change
+    still in the inbox, with its time: one made within the SLA leaves its case for the next
+    run, which finds it collected; one made after does not. Returns the figures."""
     held = as_held(warehouse)
     figures = {"escalated": 0, "mails": 0, "without_contact": 0, "mail_failed": 0}
     for item in settle(held, mailer, now):
         if item.kind == "escalation" and item.verdict == "sent":
             figures["escalated"] += _mark_told(held.con, item.evaluation_ids, now)
     params = {"sla": sla_hours, "now": now, "states": states_where(Event.ESCALATED)}
+    sla = timedelta(hours=sla_hours)
+    calls = called or {}
     overdue = [
         case
         for case in query_dicts(held.con, OVERDUE_SQL, params)
-        if case["evaluation_id"] not in changed
+        if not calls.get(case["evaluation_id"], now + sla) <= case["opened_at"] + sla
     ]
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:

@@ -28,13 +28,13 @@ def escalate_cases(home: str | None = None, now: datetime | None = None) -> dict
     at = now or utc_now()
     with holding_warehouse(settings) as held:
         board = Board(Inbox.of(settings))
-        # a manager's change not collected yet (a collect waits for a dispatch's whole run)
-        # may be the call: its case waits for the next run
-        changed = board.changed_since(watermark(held.con, board.inbox))
+        # a manager's call not collected yet (a collect waits for a dispatch's whole run):
+        # made within the SLA, its case waits for the next run
+        called = board.called_since(watermark(held.con, board.inbox))
         figures: dict[str, Any] = escalate_overdue(
-            held, get_mailer(settings), at, settings.case_sla_hours, changed
+            held, get_mailer(settings), at, settings.case_sla_hours, called
         )
-        figures["waiting_on_a_change"] = len(changed)
+        figures["calls_not_collected"] = len(called)
         figures["board_cases"] = publish_boards(
             held.con, board, at, settings.case_sla_hours, watermark(held.con, board.inbox)
         )

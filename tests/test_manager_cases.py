@@ -397,7 +397,7 @@ def test_a_managers_call_still_in_the_inbox_holds_its_case_back_from_escalation(
     figures = escalate_cases(home=str(settings.home), now=late)
     assert figures["escalated"] == 1  # E9 only
     assert mailer.sent() == []  # E1 was the only case of a region with a contact
-    assert figures.get("waiting_on_a_change") == 1
+    assert figures.get("calls_not_collected") == 1
     from warehouse.db import connect
 
     con = connect(settings.warehouse_path)
@@ -411,3 +411,18 @@ def test_a_managers_call_still_in_the_inbox_holds_its_case_back_from_escalation(
         "WHERE evaluation_id = 'E1'"
     ).fetchone() == (True, True)
     con.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_call_made_after_the_sla_holds_no_escalation_back(con, settings):
+    from flows.manager_cases import escalate_cases
+
+    mailer = world(con, settings)
+    con.execute("UPDATE manager_cases SET contacted_at = ? WHERE evaluation_id = 'E2'", [OPENED])
+    con.close()
+    late_call = OPENED + timedelta(hours=48, minutes=30)
+    change = {"case_id": "E1", "store_id": "ST1", "action": "contacted", "note": "called",
+              "at": late_call.isoformat()}  # fmt: skip
+    Inbox(settings.inbox_path).put("case_event", f"E1:contacted:{late_call}", late_call, change)
+    figures = escalate_cases(home=str(settings.home), now=OPENED + timedelta(hours=49))
+    assert figures["escalated"] == 2 and len(mailer.sent()) == 1  # E1 told, E9 marked

@@ -25,15 +25,24 @@ TOKEN_PATH = re.compile(r"^/(r|unsubscribe|m/login)/([^/]{8})[^/]*")
 Scope = dict[str, Any]
 
 
-# What would end or forge a line (a decoded %0A or %00 in the path): written as escapes.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What would end a line, forge its fields or turn its text around (a decoded %0A, %00, %20,
+# or a bidi or invisible format character in the path): written as escapes.
+CONTROL = re.compile(
+    "[\x00-\x20\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+    "\U000e0000-\U000e007f]"
+)
 
 
 def shown_path(path: str) -> str:
     """The request's path as the log shows it: link tokens cut, phones and emails masked,
     control characters escaped so a request is one line, whatever its path holds."""
-    escaped = CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", path)
+    escaped = CONTROL.sub(_escape, path)
     return mask_text(TOKEN_PATH.sub(r"/\1/\2…", escaped))
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class AccessLog:

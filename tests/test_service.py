@@ -294,4 +294,11 @@ def test_a_path_cannot_forge_a_line_of_the_access_log(service, caplog):
         client.get(f"/m/cases/{forged}")
     [line] = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
     assert "\n" not in line and "\x00" not in line
-    assert "x\\x0a2026-12-05 10:00:00,000 203.0.113.9" in line and line.endswith("ms")
+    assert "x\\x0a2026-12-05\\x2010:00:00,000\\x20203.0.113.9" in line and line.endswith("ms")
+    # nor add fields after a link token's cut, nor turn the line's text around
+    with caplog.at_level("INFO", logger="careloop.access"):
+        client.get("/r/abcdefghij%0A2026%20POST%20/webhooks/twilio/sms%20200%201.0ms")
+        client.get("/m/cases/x%E2%80%AEdesrever")
+    *_, cut, bidi = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
+    assert "/webhooks/twilio/sms\\x20200\\x201.0ms 404" in cut
+    assert "\u202e" not in bidi and "x\\u202edesrever" in bidi

@@ -185,7 +185,8 @@ class FeedbackService:
             request.headers.get(SENDGRID_TIMESTAMP),
         )
         now = datetime.now(UTC)
-        items = [("status", str(e.get("sg_event_id") or _digest(e)), now, e) for e in events]
+        kept = [_storable_event(e) for e in events]
+        items = [("status", _event_key(e), now, e) for e in kept]
         await self._store(Write(items))
         return PlainTextResponse("ok")
 
@@ -363,6 +364,41 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e999 overflows to infinity
         raise RequestRefusedError(400, f"a non-finite number ({text[:20]}) in the JSON")
+    return value
+
+
+# The longest id an event may name as it is: a key or an action id beyond it (another
+# sender's custom argument may hold 10 KB) is kept under another name, for PostgreSQL's index
+# entries stop at 2,704 bytes and one refused event loses its whole batch.
+LONGEST_ID = 200
+
+
+def _storable_event(event: dict[str, object]) -> dict[str, object]:
+    """The event as the inbox can keep it whichever database holds it: no NUL character
+    (PostgreSQL's JSON text cannot give one back), no action id but a short text or number."""
+    clean = _without_nul(event)
+    assert isinstance(clean, dict)
+    given = clean.get("action_id")
+    if given is not None and (
+        isinstance(given, bool) or not isinstance(given, str | int) or len(str(given)) > LONGEST_ID
+    ):
+        clean["action_id_given"] = clean.pop("action_id")
+    return clean
+
+
+def _event_key(event: dict[str, object]) -> str:
+    given = event.get("sg_event_id")
+    key = str(given) if isinstance(given, str | int) and not isinstance(given, bool) else ""
+    return key if 0 < len(key) <= LONGEST_ID else _digest(event)
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
     return value
 
 

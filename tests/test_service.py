@@ -155,6 +155,31 @@ def test_sendgrid_batches_are_verified_deduplicated_and_replays_refused(service,
     assert len(items(inbox)) == 2
 
 
+def test_another_senders_odd_events_lose_nothing_of_their_batch(service, signer):
+    """A 3,000-character action id, a long event id or a NUL character made PostgreSQL refuse
+    the whole batch (an index entry's limit, JSON text with no NUL): a 500, SendGrid retried
+    it for 72 hours and dropped it, the customer's unsubscribe beside them lost with it."""
+    client, inbox, _ = service
+    odd = [
+        {"event": "unsubscribe", "sg_event_id": "ev-unsub", "action_id": "ca_1"},
+        {"event": "delivered", "sg_event_id": "ev-long-id", "action_id": "x" * 3000},
+        {"event": "delivered", "sg_event_id": "e" * 3000, "action_id": "ca_2"},
+        {"event": "bounce", "sg_event_id": "ev-nul", "action_id": "ca_3", "reason": "a\u0000b"},
+        {"event": "open", "sg_event_id": "ev-obj", "action_id": {"id": "y" * 3000}},
+    ]
+    body = events_body(odd)
+    path = "/webhooks/sendgrid/events"
+    assert client.post(path, content=body, headers=signer.headers(body)).status_code == 200
+    stored = {i.dedupe_key: i.payload for i in items(inbox)}
+    assert len(stored) == 5 and stored["ev-unsub"]["action_id"] == "ca_1"
+    assert (
+        "action_id" not in stored["ev-long-id"]
+        and len(stored["ev-long-id"]["action_id_given"]) == 3000
+    )
+    assert stored["ev-nul"]["reason"] == "a\ufffdb" and "action_id" not in stored["ev-obj"]
+    assert [k for k in stored if len(k) > 200] == []
+
+
 def test_rating_links_record_the_score_and_the_detail(service):
     client, inbox, settings = service
     links = rating_links(

@@ -266,10 +266,12 @@ _COUNTED_AFTER = re.compile(
 # In English a place, a time or a month right before it, unless "the" makes it the thing
 # their rating is about ("counter 2", "at 5", "March 3"; "rude staff at the counter 1").
 _PLACE_BEFORE = re.compile(
-    r"(?:窗口|柜台|取号|工号)$|(?<!the )\b(?:store|shop|branch|counter|window|desk|line|floor"
+    r"(?:窗口|柜台|取号|工号|套餐|方案|充值|充了|剩|周|初|小米|华为)$"
+    r"|(?<!the )\b(?:store|shop|branch|counter|window|desk|line|floor"
     r"|table|ticket|route|room|gate|level|booth|aisle|bus|at|till|until|around|by|since|before"
     r"|after|jan|january|feb|february|march|apr|april|may|jun|june|jul|july|aug|august|sept?"
-    r"|september|oct|october|nov|november|dec|december)[\s.#:]*$",
+    r"|september|oct|october|nov|november|dec|december|plan|package|tariff|version|waited"
+    r"|of|aged|iphone|ipad|galaxy|pixel|note|no)[\s.#:]*$",
     re.IGNORECASE,
 )
 # A number they say it is not: "wouldn't give 5", "not a 5", "不是5分".
@@ -332,7 +334,7 @@ _SCORES = {"0": 1, "零": 1, "zero": 1, "一": 1, "one": 1, "二": 2, "两": 2, 
 _SCORES |= {"三": 3, "three": 3, "四": 4, "four": 4, "五": 5, "five": 5}
 _SCORES |= {str(n): n for n in range(1, 6)} | {"no": 1}
 _SCORE_ZH = re.compile(
-    r"(?<![0-9一二两三四五六七八九十百千万零第几])(?<!买个)(?<!买了个)(?<!换了个)(?<!换个)(?<!用)"
+    r"(?<![0-9一二两三四五六七八九十百千万零第几])(?<!买个)(?<!买了个)(?<!换了个)(?<!换个)(?<!用)(?<!买了)(?<!换了)(?<!买)(?<!换)"
     r"([0-5]|[零一二两三四五])\s*[个颗]?\s*([星分])"
     r"(?=$|[\s,，.。!！;；~～、…吧啊呀哦了都也好差不给满非很没])"
 )

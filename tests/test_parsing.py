@@ -158,6 +158,15 @@ def test_a_score_in_words_or_signs_is_the_rating(text, score, comment):
         "三星手机信号差",
         "零星几个人",  # 零星: scattered
         "10 stars",
+        # a plan, a top-up, a wait, a phone model, a Samsung (an attack pass: "换了套餐1" opened
+        # a case)
+        "换了套餐1",
+        "switched to plan 2",
+        "刚充了5",
+        "Waited 5",
+        "fixed my iPhone 5",
+        "a queue of 5",
+        "买了三星",
         # a number of people in a queue
         "5个人排队",
         "3人排队",

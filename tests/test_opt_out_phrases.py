@@ -335,3 +335,31 @@ def test_after_an_opt_out_no_reply_is_answered_with_a_survey_question(service):
     assert "<Message>" not in reply(4, "什么意思", "+8613800000077")  # ...then never a survey
     reply(5, "START")
     assert "Please reply with a number" in reply(6, "huh?")  # opted back in: asked again
+
+
+def test_a_dissatisfied_customer_who_also_opts_out_gets_a_case_and_no_message(con, settings):
+    """ "1 排队太久了 退订" rated the visit 1 and asked us to stop: the rating was kept on the
+    evaluation only, so no case opened and the complaint left the manager's list. The case
+    opens; its second round keeps off the phone, as for any customer who opted out of it."""
+    from datetime import date
+
+    from campaigns.catalog import load_campaigns
+    from cases.second_round import plan_second_round
+    from inbox.inbox import Inbox
+
+    add_store(con)
+    add_subscriber(con, "S1")
+    sent = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    add_action(con, "A1", "S1", recipient="+8613800000001", sent_at=sent)
+    inbox = Inbox(settings.inbox_path)
+    form = {"MessageSid": "SM1", "From": "+8613800000001", "To": "+10000000000",
+            "Body": "1 排队太久了 退订"}  # fmt: skip
+    inbox.put("sms", "SM1", sent + timedelta(minutes=5), form)
+    collect(con, inbox, reply_window=timedelta(hours=72))
+    campaign = load_campaigns(settings)["birthday"]
+    plan_second_round(con, settings, campaign, date(2026, 3, 1), "r2", created_at=sent)
+    [(score, channel)] = con.execute(
+        "SELECT m.score, a.channel FROM manager_cases m "
+        "JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id"
+    ).fetchall()
+    assert (score, channel) == (1, "email")  # the phone opted out: the care goes by email

@@ -1,8 +1,9 @@
 """Each care action's latest rating: the table ``latest_ratings``, read through the view
 ``action_ratings`` (the segment rules' documented name).
 
-An action's rating is its latest reply that is a rating and came within the reply window
-(attribution ``matched``): a customer who replies "4" and then "5" has rated the action 5.
+An action's rating is its latest reply that gives a score, a rating or an opt-out that keeps
+one ("1 stop": the customer rated, then asked us to stop; their case opens, and its second
+round is suppressed), and came within the reply window (attribution ``matched``): a customer who replies "4" and then "5" has rated the action 5.
 Replies stamped with the same moment go to the larger evaluation id. Rounds are actions of
 their own (a second round or a follow-up is a new action), so each has its own rating.
 
@@ -22,7 +23,8 @@ COLUMNS = (
 # One row per action among ``{source}`` (rows shaped like evaluations): its latest rating.
 LATEST = f"""
 SELECT {COLUMNS} FROM {{source}}
-WHERE intent = 'rating' AND attribution = 'matched' AND action_id IS NOT NULL
+WHERE (intent = 'rating' OR (intent = 'opt_out' AND score IS NOT NULL))
+  AND attribution = 'matched' AND action_id IS NOT NULL
 QUALIFY row_number() OVER (
     PARTITION BY action_id ORDER BY received_at DESC, evaluation_id DESC
 ) = 1

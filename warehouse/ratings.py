@@ -3,7 +3,8 @@
 
 An action's rating is its latest reply that gives a score, a rating or an opt-out that keeps
 one ("1 stop": the customer rated, then asked us to stop; their case opens, and its second
-round is suppressed), and came within the reply window (attribution ``matched``): a customer who replies "4" and then "5" has rated the action 5.
+round keeps off the channels they opted out of), and came within the reply window
+(attribution ``matched``): a customer who replies "4" and then "5" has rated the action 5.
 Replies stamped with the same moment go to the larger evaluation id. Rounds are actions of
 their own (a second round or a follow-up is a new action), so each has its own rating.
 

@@ -35,12 +35,14 @@ def sendgrid_message_id(event: dict[str, Any]) -> str | None:
 
 
 def _stamp(row: tuple[object, ...]) -> float | None:
-    """A unix time as our custom argument gives it back, if the row holds a plausible one."""
+    """A unix time as our custom argument gives it back, if the row holds a plausible one: not
+    in the future (another sender's far-future value would make every email still waiting for
+    its event look overdue, and be sent again)."""
     try:
         stamp = float(str(row[0]))
     except ValueError:
         return None
-    return stamp if 0 < stamp < 1e11 else None
+    return stamp if 0 < stamp <= datetime.now(UTC).timestamp() + 3600 else None
 
 
 @dataclass(frozen=True)

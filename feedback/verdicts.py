@@ -120,7 +120,7 @@ _NOT_GOOD = {
 _VERDICT = re.compile(
     "|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)), re.ASCII
 )
-# A clause ends at a comma, a full stop, a question or exclamation mark, or a "but".
+# A clause ends at a comma, a full stop, a semicolon, or a question or exclamation mark.
 _CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
 # A clause that asks, wishes, supposes, says what was nearly or first meant, or is unsure.
 _NO_VERDICT_IN = re.compile(

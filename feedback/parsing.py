@@ -164,19 +164,10 @@ PLEASE_STOP_ZH = re.compile(
     r"|退定(?!金)"
 )
 # Each Chinese request above has one of these: most replies have none, and skip it.
-_PLEASE_STOP_ZH_START: tuple[str, ...] = (
-    "不要",
-    "别",
-    "勿",
-    "不用",
-    "不想",
-    "取消",
-    "关",
-    "停",
-    "删",
-    "退定",
-)
-_PLEASE_STOP_ZH_START += ("回访", "接收", "拒绝", "没必要", "名单", "屏蔽", "注销")
+_PLEASE_STOP_ZH_START = (
+    "不要", "别", "勿", "不用", "不想", "取消", "关", "停", "删", "退定", "回访", "接收", "拒绝",
+    "没必要", "名单", "屏蔽", "注销",
+)  # fmt: skip
 _LATIN_WORD = re.compile(r"[a-z]+")
 # What uses the words and asks nothing of our messages: a plan or a pack unsubscribed at the
 # store ("退订了流量包还在扣费", "我要退订这个套餐"), a refusal ("不要退订", "I won't unsubscribe",

@@ -87,9 +87,9 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     """Send what is due through the configured provider; the dispatch figures. Without an
     injected ``now`` the run follows the wall clock, batch by batch. Before each batch the
     inbox is collected if a reply or an unsubscribe waits in it, so an opt-out that arrived a
-    moment ago stops the next message (the receipts of the run's own sends wait for the next
-    collect; those waiting when the run starts are collected first); on the network, each
-    message looks at the inbox's news once more right before it leaves.
+    moment ago stops the next message (receipts wait for the next collect, but for those of
+    sends a killed run made and did not record, collected before the run screens the outbox);
+    on the network, each message looks at the inbox's news once more right before it leaves.
 
     The run holds the sending turn throughout, and the warehouse only between network calls:
     call it outside any hold of the warehouse."""
@@ -100,9 +100,8 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     with sending_turn(settings), Session(path, holder) as held:
         # Receipts of sends the outbox does not know yet (a killed run's, or put again at the
         # sandbox's start) are collected before the screen, which would expire those sends as
-        # never made; so is whatever else waits. A run that finds nothing skips it.
-        waiting, _ = inbox.news_between(watermark(held.con, inbox), "kind = 'status'")
-        if waiting or provider.redelivered:
+        # never made. The receipts of sends already recorded wait for collect, as before.
+        if provider.redelivered or sent_unrecorded(held.con, inbox):
             collect(held.con, inbox, reply_window=reply_window)
         figures = dispatch(
             held,
@@ -118,6 +117,20 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
     sent = figures_dict(figures)
     step_done("send", sent)
     return sent
+
+
+def sent_unrecorded(con: duckdb.DuckDBPyConnection, inbox: Inbox) -> bool:
+    """Whether a receipt or callback waiting in the inbox names an action the outbox still has
+    queued, never attempted: a send a killed run made and did not record."""
+    named = inbox.actions_with_news(watermark(con, inbox))
+    if not named:
+        return False
+    found = con.execute(
+        "SELECT 1 FROM care_actions WHERE status = 'queued' AND attempts = 0 "
+        "AND action_id IN (SELECT unnest($named)) LIMIT 1",
+        {"named": named},
+    ).fetchone()
+    return found is not None
 
 
 def _batch_size(settings: Settings, provider: Provider) -> int:

@@ -119,6 +119,19 @@ class Inbox:
             ).fetchone()
         return row is not None, max(bound, last_id)
 
+    def actions_with_news(self, last_id: int) -> list[str]:
+        """The action ids the status items above ``last_id`` name (receipts and callbacks no
+        collect has taken), up to the drain's bound."""
+        action = self.db.json_text("action_id")
+        with self.db.connection() as con:
+            bound = self.db.drain_bound(con)
+            rows = con.execute(
+                f"SELECT DISTINCT {action} FROM inbox WHERE kind = 'status' AND id > ? AND id <= ?"
+                f" AND {action} IS NOT NULL",
+                (last_id, bound),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def newest_id(self) -> int:
         """The newest item's id, once every id up to it is committed (see ``after``)."""
         with self.db.connection() as con:

@@ -314,13 +314,14 @@ def upgrade(home: Path) -> None:
     what the evening before's collect did to the cases (the generated history records no
     case's missed second round, its follow-ups or the checks' marks: the day's collect would
     otherwise do weeks of it at once), store the send hours' settled days as yesterday's
-    plans left them (the day's plan then stores one day, not the history's), and publish
+    plans and the evening's collect left them (the collect stores the day that settled by
+    its run, so the day's first plan stores none, as in operation), and publish
     the managers' boards as it left them (the history has no service database), keep the
     closed months' KPIs as last month's report left them, and the retention lift's stored days
     as the evening before's collect left them: the day's collect and publishes then do what
     changed that day (its collect stores a day's first care), and its report closes one
     month, as in operation."""
-    from campaigns.send_time import Lookback, store_settled_days
+    from campaigns.send_time import Lookback, keep_settled_days, store_settled_days
     from cases.board import Board
     from cases.collect import collect
     from cases.follow_up import plan_follow_ups
@@ -341,6 +342,7 @@ def upgrade(home: Path) -> None:
         last_collect = moment("20:00") - timedelta(days=1)
         window = timedelta(hours=settings.reply_window_hours)
         collect(con, inbox, reply_window=window, now=last_collect)
+        keep_settled_days(con, last_collect)  # as the collect flow does after its drain
         plan_follow_ups(con, settings, last_collect)
         evening = moment("21:00") - timedelta(days=1)
         publish_boards(con, Board(inbox), evening, settings.case_sla_hours, watermark(con, inbox))

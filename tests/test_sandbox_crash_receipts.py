@@ -22,6 +22,25 @@ class Crash(BaseException):
     before the warehouse committed the batch: the transaction rolls back, as on SIGKILL."""
 
 
+def killed_before_the_record(con, settings, monkeypatch, customers):
+    """Customers planned and a dispatch killed after the sandbox took their batch (its log
+    and its receipts) and before the warehouse recorded it: (inbox, sandbox)."""
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    for k in range(1, customers + 1):
+        add_subscriber(con, f"S{k}", email=None, voice_consent=False)
+    plan(con, settings)
+    sandbox = SandboxProvider(settings.sandbox_path, inbox)
+    real = dispatch_module._write_outcome
+    monkeypatch.setattr(
+        dispatch_module, "_write_outcome", lambda *a, **k: (_ for _ in ()).throw(Crash())
+    )
+    with pytest.raises(Crash):
+        dispatch(con, sandbox, now=NOW)
+    monkeypatch.setattr(dispatch_module, "_write_outcome", real)
+    return inbox, sandbox
+
+
 def test_a_receipt_collected_between_a_crash_and_the_resume_is_not_lost(con, settings, monkeypatch):
     inbox = Inbox(settings.inbox_path)
     add_store(con)
@@ -55,18 +74,7 @@ def test_a_resent_batch_records_the_time_the_sandbox_took_it(con, settings, monk
     """After the crash the sandbox's log keeps the first send (INSERT OR IGNORE): the
     outbox's sent_at (what reply attribution, the send hour and the reports read) should be
     that send's, not the resume's."""
-    inbox = Inbox(settings.inbox_path)
-    add_store(con)
-    add_subscriber(con, "S1", email=None, voice_consent=False)
-    plan(con, settings)
-    sandbox = SandboxProvider(settings.sandbox_path, inbox)
-    real = dispatch_module._write_outcome
-    monkeypatch.setattr(
-        dispatch_module, "_write_outcome", lambda *a, **k: (_ for _ in ()).throw(Crash())
-    )
-    with pytest.raises(Crash):
-        dispatch(con, sandbox, now=NOW)
-    monkeypatch.setattr(dispatch_module, "_write_outcome", real)
+    _, sandbox = killed_before_the_record(con, settings, monkeypatch, customers=1)
     dispatch(con, sandbox, now=NOW + timedelta(hours=3))
     [logged] = sandbox.sent_after(0)
     [(sent_at,)] = con.execute("SELECT sent_at FROM care_actions").fetchall()
@@ -129,19 +137,7 @@ def test_a_dispatch_after_a_kill_collects_the_waiting_receipts_before_its_screen
     what waits before it screens."""
     from flows.common import send_due
 
-    inbox = Inbox(settings.inbox_path)
-    add_store(con)
-    for k in (1, 2):
-        add_subscriber(con, f"S{k}", email=None, voice_consent=False)
-    plan(con, settings)
-    sandbox = SandboxProvider(settings.sandbox_path, inbox)
-    real = dispatch_module._write_outcome
-    monkeypatch.setattr(
-        dispatch_module, "_write_outcome", lambda *a, **k: (_ for _ in ()).throw(Crash())
-    )
-    with pytest.raises(Crash):
-        dispatch(con, sandbox, now=NOW)
-    monkeypatch.setattr(dispatch_module, "_write_outcome", real)
+    inbox, _ = killed_before_the_record(con, settings, monkeypatch, customers=2)
     assert inbox.count() == 2  # the receipts are in; the outbox does not know the sends
     con.close()
     send_due(settings, NOW + timedelta(days=2), simulated=False)  # past every send window

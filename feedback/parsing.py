@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from core.ivr import OPT_OUT_KEY, RATING_KEYS
-from feedback.verdicts import verdict
+from feedback.verdicts import SUPPOSING, verdict
 
 Intent = Literal["rating", "opt_out", "opt_in", "help", "unknown"]
 
@@ -75,9 +75,10 @@ OPT_OUT = {
 OPT_IN = {"start", "yes", "unstop", "start again", "resubscribe", "重新订阅", "恢复订阅"}
 # Asking back in a sentence: "I want to subscribe again", "please resubscribe me".
 OPT_IN_SAID = re.compile(r"\bre-?subscribe\b|\bsubscribe\s+(?:me\s+)?again\b|重新订阅|恢复订阅")
-HELP = {"help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎么打分", "怎么评价", "help me"}
-HELP |= {"how do i rate"}
-HELP |= {"how does this work", "what is this"}
+HELP = {
+    "help", "info", "帮助", "求助", "怎么回复", "怎么评分", "怎么打分", "怎么评价", "help me",
+    "how do i rate", "how does this work", "what is this",
+}  # fmt: skip
 # Words that mean "stop contacting me" wherever they stand.
 OPT_OUT_WORDS = {"stop", "stopall", "unsubscribe", "unsub", "revoke", "optout"}
 OPT_OUT_CHINESE = (
@@ -252,10 +253,10 @@ _COUNTED_AFTER = re.compile(
     r"|\s*out\s+of\s+(?!5\b)[0-9]+)",
     re.IGNORECASE,
 )
-# A number glued to the end of a Chinese place, not a rating: "窗口2", "柜台3" ("VIP窗口 5"
-# and "rude staff at the counter 1" end with their rating).
-# In English a place, a time or a month right before it, unless "the" makes it the thing
-# their rating is about ("counter 2", "at 5", "March 3"; "rude staff at the counter 1").
+# What a trailing number counts when it is not the rating: glued to a Chinese place or plan
+# ("窗口2", "套餐1"; "VIP窗口 5" ends with its rating), or in English after a place, a time, a
+# month or a plan, unless "the" makes it the thing their rating is about ("counter 2", "at
+# 5", "March 3", "plan 2"; "rude staff at the counter 1").
 _PLACE_BEFORE = re.compile(
     r"(?:窗口|柜台|取号|工号|套餐|方案|充值|充了|剩|周|初|小米|华为)$"
     r"|(?<!the )\b(?:store|shop|branch|counter|window|desk|line|floor"
@@ -306,9 +307,9 @@ _DATED_AFTER = re.compile(
 # "给2分吧", "只能给3分了", "打个4分": the points they give, wherever it stands, unless
 # supposed or refused ("如果…给5分", "不给5分", "if … I'd give 5").
 _GIVES = re.compile(r"(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)")
-_SUPPOSED = re.compile(r"如果|要是|要不是|假如|\bif\b", re.IGNORECASE)
+_SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
 _GIVES_NOT = re.compile(
-    r"要不是.*|(?:如果|要是|假如|\bif\b)[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",
+    rf"要不是.*|(?:{SUPPOSING})[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",
     re.IGNORECASE,
 )
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")
@@ -344,7 +345,7 @@ _NUMBER_STAR = re.compile(
     r"([0-5]|[零一二两三四五])\s*[x×*]?\s*[★⭐🌟]\ufe0f?(?![★⭐🌟\ufe0f])"
     r"|(?<![★⭐🌟\ufe0f])[★⭐🌟]\ufe0f?\s*[x×*]?\s*([0-5])(?![0-9])"
 )
-_NO_STAR_SIGN = re.compile(r"[^★⭐🌟]*")
+_STAR_CHARS = "★⭐🌟"
 _STAR_SIGNS = re.compile(r"([★⭐🌟]\ufe0f?){1,5}(?:[☆✩]\ufe0f?)*")
 # Traditional characters of the words this module reads, and their simplified forms: Hong
 # Kong, Macau and Taiwan customers write 退訂 and 不滿意.
@@ -446,7 +447,7 @@ def _asks_to_stop(lowered: str) -> bool:
 
 
 def _rating(text: str) -> ParsedReply | None:
-    text = normalize(_scores_as_digits(text))
+    text = " ".join(_scores_as_digits(text).split())  # a rewrite's spaces, as normalize leaves them
     scaled = list(_OUT_OF_FIVE.finditer(text))
     if scaled:
         last = scaled[-1]
@@ -459,17 +460,9 @@ def _rating(text: str) -> ParsedReply | None:
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
-    given = next(
-        (
-            g
-            for g in reversed(list(_GIVES.finditer(text)))
-            if not _GIVES_NOT.search(text[: g.start()])
-        ),
-        None,
-    )  # the last points given: "本来想给1分…给3分"
+    given = _points_given(text)
     if given:
-        rest = f"{text[: given.start()]} {text[given.end() :]}"
-        return ParsedReply("rating", _SCORES[given.group(1)], _comment(rest))
+        return given
     lowered = text.lower()
     word = lowered.rstrip(_SEPARATORS)
     if word in NUMBER_WORDS:
@@ -497,6 +490,16 @@ def _rating(text: str) -> ParsedReply | None:
     return None if said is None else ParsedReply("rating", said, _comment(text))
 
 
+def _points_given(text: str) -> ParsedReply | None:
+    """The last points given ("这次还行，给4分吧", "本来想给1分…给3分"), unless supposed or
+    refused, with the rest as the comment."""
+    for given in reversed(list(_GIVES.finditer(text))):
+        if not _GIVES_NOT.search(text[: given.start()]):
+            rest = f"{text[: given.start()]} {text[given.end() :]}"
+            return ParsedReply("rating", _SCORES[given.group(1)], _comment(rest))
+    return None
+
+
 def _slashed(text: str) -> ParsedReply | None:
     """A rating given as "N/5" or "N/10" (see _SLASHED), with the rest as its comment."""
     found = _SLASHED.match(text)
@@ -522,14 +525,18 @@ def _scores_as_digits(text: str) -> str:
         text = _BELOW.sub(lambda m: f"{max(1, int(m.group(1) or m.group(2)) - 1)}分", text)
     if "." in text or "半" in text:
         text = _HALF.sub(lambda m: f"{_SCORES[m.group(1) or m.group(2) or m.group(3)]}分", text)
-    if not _NO_STAR_SIGN.fullmatch(text):
+    if any(sign in text for sign in _STAR_CHARS):
         text = _NUMBER_STAR.sub(lambda m: f"{_SCORES[m.group(1) or m.group(2)]}分", text)
-        text = _STAR_SIGNS.sub(lambda m: f" {len(re.findall('[★⭐🌟]', m.group()))}分 ", text)
+        text = _STAR_SIGNS.sub(lambda m: f" {_filled_stars(m.group())}分 ", text)
     if "star" in text.lower() or " out of " in text.lower():
         text = _SCORE_EN.sub(lambda m: str(_SCORES[(m.group(1) or m.group(2)).lower()]), text)
     if "分" in text or "星" in text:
         text = _SCORE_ZH.sub(_chinese_score, text)
     return text
+
+
+def _filled_stars(signs: str) -> int:
+    return sum(signs.count(sign) for sign in _STAR_CHARS)
 
 
 def _chinese_score(found: re.Match[str]) -> str:

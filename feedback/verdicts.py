@@ -122,10 +122,12 @@ _VERDICT = re.compile(
 )
 # A clause ends at a comma, a full stop, a semicolon, or a question or exclamation mark.
 _CLAUSE = re.compile(r"[^,，.。!！;；?？]+[?？]?")
+# Words that suppose: what follows them did not happen ("如果快一点", "if it were faster").
+SUPPOSING = r"如果|要是|要不是|假如|\bif\b"
 # A clause that asks, wishes, supposes, says what was nearly or first meant, or is unsure.
 _NO_VERDICT_IN = re.compile(
-    r"[?？吗]|如果|要是|要不是|假如|希望|但愿|祝|本来|原本|差点|想给"
-    r"|\b(?:if|would(?!\s*(?:n[o']?t\s+)?recommend)|hope|wish|not sure|unsure)\b"
+    rf"[?？吗]|{SUPPOSING}|希望|但愿|祝|本来|原本|差点|想给"
+    r"|\b(?:would(?!\s*(?:n[o']?t\s+)?recommend)|hope|wish|not sure|unsure)\b"
 )
 # Asking for reviews, a courtesy: their words are no verdict.
 _NOT_VERDICTS = re.compile(

@@ -47,12 +47,11 @@ def escalate_overdue(
         if item.kind == "escalation" and item.verdict == "sent":
             figures["escalated"] += _mark_told(held.con, item.evaluation_ids, now)
     params = {"sla": sla_hours, "now": now, "states": states_where(Event.ESCALATED)}
-    sla = timedelta(hours=sla_hours)
-    calls = called or {}
+    sla, calls = timedelta(hours=sla_hours), called or {}
     overdue = [
         case
         for case in query_dicts(held.con, OVERDUE_SQL, params)
-        if not calls.get(case["evaluation_id"], now + sla) <= case["opened_at"] + sla
+        if not _called_in_time(calls.get(case["evaluation_id"]), case["opened_at"] + sla)
     ]
     by_region: dict[str | None, list[dict[str, Any]]] = {}
     for case in overdue:
@@ -77,6 +76,10 @@ def escalate_overdue(
         elif not result.unconfirmed:
             figures["mail_failed"] += len(ids)  # stays due: the next run tries again
     return figures
+
+
+def _called_in_time(called_at: datetime | None, sla_ends: datetime) -> bool:
+    return called_at is not None and called_at <= sla_ends
 
 
 def _mark_told(con: duckdb.DuckDBPyConnection, evaluation_ids: Sequence[str], now: datetime) -> int:

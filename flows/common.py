@@ -101,7 +101,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
         # Receipts of sends the outbox does not know yet (a killed run's, or put again at the
         # sandbox's start) are collected before the screen, which would expire those sends as
         # never made. The receipts of sends already recorded wait for collect, as before.
-        if provider.redelivered or sent_unrecorded(held.con, inbox):
+        if sent_unrecorded(held.con, inbox):
             collect(held.con, inbox, reply_window=reply_window)
         figures = dispatch(
             held,

@@ -31,7 +31,7 @@ def sendgrid_message_id(event: dict[str, Any]) -> str | None:
     """The message id a SendGrid event names: its ``sg_message_id`` is the id the send was
     answered with (X-Message-Id), a dot, and SendGrid's own suffix."""
     given = event.get("sg_message_id")
-    return given.split(".")[0] or None if isinstance(given, str) else None
+    return (given.split(".")[0] or None) if isinstance(given, str) else None
 
 
 def _stamp(row: tuple[object, ...]) -> float | None:

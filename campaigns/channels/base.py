@@ -125,9 +125,6 @@ class Provider(ABC):
     # warehouse transaction, unclaimed: a crash before the commit leaves the batch queued,
     # and sending it again repeats nothing (campaigns/dispatch.py).
     idempotent: ClassVar[bool] = False
-    # Receipts of earlier sends that a crash kept from the inbox, put there as the provider
-    # started (the sandbox: a network provider retries its own callbacks).
-    redelivered: int = 0
 
     def __init__(self, breaker_threshold: int = 20) -> None:
         self.halt = Halt(breaker_threshold)

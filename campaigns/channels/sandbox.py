@@ -82,6 +82,8 @@ class SandboxProvider(Provider):
         create_sqlite(path, SCHEMA)
         self._writer: sqlite3.Connection | None = None
         self._writing = threading.Lock()
+        # receipts a crash kept from the inbox, put as the sandbox starts (a provider on the
+        # network retries its own callbacks)
         self.redelivered = self.deliver_pending_receipts()
 
     def deliver_pending_receipts(self) -> int:

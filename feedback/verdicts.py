@@ -22,6 +22,26 @@ from __future__ import annotations
 
 import re
 
+# Negated blame ("不算太差", "not bad") and negated praise ("not great"): side by side they
+# say neither, a 3 (see verdict()).
+_NOT_SO_BAD_ZH = (
+    r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
+    r"(?!评)|(?<![很太好真超极])不差|差评不至于"
+)
+_NOT_BAD_EN = (
+    r"(?:\bnot|\bnever|n't|\bnt|\bno)\s+(?:(?:too|that|so|all that|really|the|at all|had a"
+    r"|have had a|been)\s+)?(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied"
+    r"|unsatisfied|disappointed|disappointing)\b"
+)
+_NOT_GOOD_EN = (
+    r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
+    r"|quite|particularly|all that|the)\s+)?(?:satisfied|happy|good|great|impressed|pleased"
+    r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
+    r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
+    r"|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b"
+    r"|\b(?:would\s*n[o']?t|wouldn't|do\s*n[o']?t|can't|cannot)\s+recommend\b|\bworse than\b"
+    r"|\bfar from perfect\b"
+)
 # (pattern, score), on the lower-cased, NFKC-normalised reply. At one place the first that
 # fits wins, so a negated or scornful form comes before the word it contains.
 _CHINESE: list[tuple[str, int]] = [
@@ -29,8 +49,7 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:没有?|没什么|没啥|并没有?|谈不上|说不上|算不上|不能说|不是|并不|不算)(?:什么|啥|任何)?"
      r"(?:不满意?|不好(?!意思)|差评)", 4),
     (r"不满意的地方(?:没有?|几乎没有)|唯一(?:的)?不满意", 4),
-    (r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
-     r"(?!评)|(?<![很太好真超极])不差|差评不至于", 3),
+    (_NOT_SO_BAD_ZH, 3),
     # negated praise: "不是很好", "不推荐" (the double negations above come first)
     (r"(?:不是|没有|不算|并不|一点都不|一点也不|不太|没那么|没有那么)(?:很|特别|太|那么|非常|十分)?"
      r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
@@ -70,19 +89,11 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\bno complaints\b|\bnothing to complain\b|\bnot bad at all\b"
      r"|\bnever (?:been )?disappointed\b|\bnever been happier\b|\bno problems?(?: at all)?\b"
      r"|\b(?:not|n't) disappointed at all\b", 5),
-    (r"(?:\bnot|\bnever|n't|\bnt|\bno)\s+(?:(?:too|that|so|all that|really|the|at all|had a"
-     r"|have had a|been)\s+)?(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied"
-     r"|unsatisfied|disappointed|disappointing)\b", 3),
+    (_NOT_BAD_EN, 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
     (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
-    (r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
-     r"|quite|particularly|all that|the)\s+)?(?:satisfied|happy|good|great|impressed|pleased"
-     r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
-     r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
-     r"|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b"
-     r"|\b(?:would\s*n[o']?t|wouldn't|do\s*n[o']?t|can't|cannot)\s+recommend\b|\bworse than\b"
-     r"|\bfar from perfect\b", 2),
+    (_NOT_GOOD_EN, 2),
     # the dissatisfied
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
      r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
@@ -105,17 +116,10 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\bcould be better\b", 3),
 ]  # fmt: skip
 _VERDICTS = _CHINESE + _ENGLISH
-# Negated blame ("not bad", "不算太差") beside negated praise ("not great"): neither, a 3.
 _NOT_BAD = {
-    i
-    for i, (p, _) in enumerate(_VERDICTS)
-    if p.startswith(("(?:不算|", "(?:\\bnot|\\bnever|n't|\\bnt"))
+    i for i, (pattern, _) in enumerate(_VERDICTS) if pattern in (_NOT_SO_BAD_ZH, _NOT_BAD_EN)
 }
-_NOT_GOOD = {
-    i
-    for i, (p, _) in enumerate(_VERDICTS)
-    if p.startswith("(?:\\bnot|\\bnever|n't|\\bno)\\s+(?:(?:very")
-}
+_NOT_GOOD = {i for i, (pattern, _) in enumerate(_VERDICTS) if pattern == _NOT_GOOD_EN}
 # ASCII: an English word ends where a Chinese one begins ("great服务")
 _VERDICT = re.compile(
     "|".join(f"(?P<v{i}>{pattern})" for i, (pattern, _) in enumerate(_VERDICTS)), re.ASCII

@@ -123,13 +123,19 @@ def _moment(stamp: object) -> datetime | None:
     return datetime.fromtimestamp(stamp, UTC)
 
 
-def _id(value: object) -> str | None:
+def plain_id(value: object) -> str | None:
     """An id as an event gives it: text, or a number written as one. Anything else (a list, an
-    object: a custom argument set by another sender on the account) names nothing, and must
-    not stop the events and replies behind it."""
+    object, a boolean: a custom argument set by another sender on the account) is no id."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    return str(value)[:200] or None
+    return str(value)
+
+
+def _id(value: object) -> str | None:
+    """An event's id, if it is one (``plain_id``): what is not names nothing, and must not stop
+    the events and replies behind it."""
+    given = plain_id(value)
+    return (given[:200] or None) if given is not None else None
 
 
 def _text(value: object) -> str | None:

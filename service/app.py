@@ -25,6 +25,7 @@ from cases.board import Board
 from core.settings import DEVELOPMENT_LINK_SECRET, ConfigError, Settings
 from core.tokens import LinkToken, TokenError, verify
 from feedback.parsing import parse_digits, parse_reply
+from feedback.statuses import plain_id
 from inbox.inbox import Inbox
 from service.access_log import AccessLog
 from service.headers import SecurityHeaders
@@ -378,17 +379,15 @@ def _storable_event(event: dict[str, object]) -> dict[str, object]:
     (PostgreSQL's JSON text cannot give one back), no action id but a short text or number."""
     clean = _without_nul(event)
     assert isinstance(clean, dict)
-    given = clean.get("action_id")
-    if given is not None and (
-        isinstance(given, bool) or not isinstance(given, str | int) or len(str(given)) > LONGEST_ID
-    ):
-        clean["action_id_given"] = clean.pop("action_id")
+    if "action_id" in clean and clean["action_id"] is not None:
+        given = plain_id(clean["action_id"])
+        if given is None or len(given) > LONGEST_ID:
+            clean["action_id_given"] = clean.pop("action_id")
     return clean
 
 
 def _event_key(event: dict[str, object]) -> str:
-    given = event.get("sg_event_id")
-    key = str(given) if isinstance(given, str | int) and not isinstance(given, bool) else ""
+    key = plain_id(event.get("sg_event_id")) or ""
     return key if 0 < len(key) <= LONGEST_ID else _digest(event)
 
 

@@ -17,7 +17,7 @@ from logging.handlers import QueueHandler, QueueListener
 from queue import SimpleQueue
 from typing import Any
 
-from core.masking import mask_text
+from core.masking import mask_phone, mask_text
 
 log = logging.getLogger("careloop.access")
 TOKEN_PATH = re.compile(r"^/(r|unsubscribe|m/login)/([^/]{8})[^/]*")
@@ -33,10 +33,18 @@ CONTROL = re.compile(
 )
 
 
+# A number without its '+' standing alone in a path (/healthz/13812345678, a space or a
+# slash before it): a phone as often as not. Ids that carry digits (ca_20270301…) are joined
+# to letters or an underscore, and stay readable.
+BARE_NUMBER = re.compile(r"(?<![A-Za-z0-9_])\d{7,15}(?![A-Za-z0-9_])")
+
+
 def shown_path(path: str) -> str:
     """The request's path as the log shows it: link tokens cut, phones and emails masked,
     control characters escaped so a request is one line, whatever its path holds."""
-    escaped = CONTROL.sub(_escape, path)
+    # masked before the escapes, whose hex digits would join a number that follows them
+    bare_masked = BARE_NUMBER.sub(lambda found: mask_phone(found.group()), path)
+    escaped = CONTROL.sub(_escape, bare_masked)
     return mask_text(TOKEN_PATH.sub(r"/\1/\2…", escaped))
 
 

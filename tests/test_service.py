@@ -8,6 +8,7 @@ import pytest
 from cases.collect import collect
 from core.settings import load_settings
 from core.tokens import LinkToken, rating_links, sign, unsubscribe_link
+from feedback.statuses import normalize
 from tests.factories import add_action, add_store, add_subscriber
 from tests.service_helpers import (
     AUTH_TOKEN,
@@ -180,6 +181,20 @@ def test_another_senders_odd_events_lose_nothing_of_their_batch(service, signer)
     assert [k for k in stored if len(k) > 200] == []
 
 
+def test_a_sendgrid_event_without_its_kind_is_never_read_as_a_sandbox_receipt(service, signer):
+    """An event with no 'event' (another sender's, a changed API) but a 'status' and an
+    action id was read as the sandbox's receipt, which may settle an action never claimed:
+    stored, it is SendGrid's, and changes no status."""
+    client, inbox, _ = service
+    bare = {"sg_event_id": "ev-bare", "action_id": "ca_9", "status": "delivered"}
+    body = events_body([bare])
+    path = "/webhooks/sendgrid/events"
+    assert client.post(path, content=body, headers=signer.headers(body)).status_code == 200
+    [item] = items(inbox)
+    event = normalize(item.payload)
+    assert event.claimed_first and event.status is None and event.action_id == "ca_9"
+
+
 def test_rating_links_record_the_score_and_the_detail(service):
     client, inbox, settings = service
     links = rating_links(
@@ -304,11 +319,16 @@ def test_the_access_log_has_a_line_per_request_and_nothing_personal(service, cap
             **twilio_post("/webhooks/twilio/sms", sms_form(sid("SM", 9), PHONE, "5")),
         )
         client.get(f"/healthz/{PHONE}")
+        client.get("/healthz/8613800000002 ca_2027030112345678901a/%2013800000003")
     lines = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert f"GET /unsubscribe/{token[:8]}… 200" in lines[0] and token not in lines[0]
     assert "POST /webhooks/twilio/sms 200" in lines[1]
     assert "404" in lines[2] and PHONE not in lines[2] and "+86*******0001" in lines[2]
+    bare = lines[3]  # phones without their '+' are masked too; an id's digits are not
+    assert "13800000002" not in bare and "13800000003" not in bare
+    assert "86*******0002" in bare and "\\x2013*****0003" in bare
+    assert "ca_2027030112345678901a" in bare
     assert all(line.endswith("ms") for line in lines)
 
 

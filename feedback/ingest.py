@@ -445,6 +445,7 @@ def _status_frame(items: list[InboxItem]) -> pl.DataFrame:
             "label": [e.status or _label(i.payload) for e, i in zip(events, items, strict=True)],
             "error_code": [e.error_code for e in events],
             "email_opt_out": [e.email_opt_out for e in events],
+            "claimed_first": [e.claimed_first for e in events],
             "sender": [e.sender for e in events],
             "occurred_at": [e.at or i.received_at for e, i in zip(events, items, strict=True)],
         },
@@ -471,7 +472,8 @@ def _rank(column: str) -> str:
 # left 'sending' (or 'unconfirmed') settles it as sent: its time and message id come from the
 # event, so its survey's replies are attributed like any other.
 # An action settled before any attempt (held out, suppressed, expired) is no send: whatever an
-# event says of it, it stays as it was.
+# event says of it, it stays as it was. Nor is one still queued and never attempted, when the
+# event's provider claims its sends before they leave (``DeliveryEvent.claimed_first``).
 ADVANCE_STATUS_SQL = """
 UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
     attempts = CASE WHEN a.attempts = 0 AND s.status IN ('sent', 'delivered') THEN 1
@@ -482,10 +484,12 @@ UPDATE care_actions a SET status = s.status, updated_at = s.occurred_at,
                    THEN s.first_at ELSE a.sent_at END
 FROM (SELECT action_id, arg_max(status, {rank}) AS status,
              arg_max(error_code, {rank}) AS error_code, max(occurred_at) AS occurred_at,
-             min(occurred_at) AS first_at, min(provider_id) AS provider_id
+             min(occurred_at) AS first_at, min(provider_id) AS provider_id,
+             bool_or(claimed_first) AS claimed_first
       FROM resolved_statuses WHERE status IS NOT NULL GROUP BY action_id) s
 WHERE a.action_id = s.action_id AND {new} > {old}
-    AND NOT (a.attempts = 0 AND a.status IN ({never_handed_over}))
+    AND NOT (a.attempts = 0 AND (a.status IN ({never_handed_over})
+                                 OR (a.status = 'queued' AND s.claimed_first)))
 """
 
 # The number a Messaging Service sent from, as the status callback's From reports it (for

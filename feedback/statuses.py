@@ -76,6 +76,12 @@ class DeliveryEvent:
     email_opt_out: bool = False
     sender: str | None = None  # Twilio's From: a Messaging Service's number, known only now
     at: datetime | None = None  # when the provider says it happened
+    # Twilio's and SendGrid's sends are claimed (committed, attempts counted) before they
+    # leave, so their event naming an action still queued and never attempted is stray (a
+    # callback of another deployment, a replay): moved, that action would never be sent. The
+    # sandbox sends a batch inside the transaction that records it: a kill before the commit
+    # leaves its sends queued and never attempted, and its receipts are how they are found.
+    claimed_first: bool = True
 
 
 def normalize(payload: dict[str, Any]) -> DeliveryEvent:
@@ -113,6 +119,7 @@ def normalize(payload: dict[str, Any]) -> DeliveryEvent:
         status if isinstance(status, str) and status in EVENT_STATUSES else None,
         _text(payload.get("error_code")),
         sender=_text(payload.get("sender")),
+        claimed_first=False,
     )
 
 

@@ -379,6 +379,9 @@ def _storable_event(event: dict[str, object]) -> dict[str, object]:
     (PostgreSQL's JSON text cannot give one back), no action id but a short text or number."""
     clean = _without_nul(event)
     assert isinstance(clean, dict)
+    # read as SendGrid's whatever it holds: without its 'event' it would read as a sandbox
+    # receipt, which may settle an action never claimed
+    clean.setdefault("event", None)
     if "action_id" in clean and clean["action_id"] is not None:
         given = plain_id(clean["action_id"])
         if given is None or len(given) > LONGEST_ID:

@@ -301,6 +301,33 @@ def test_no_event_moves_an_action_settled_before_any_attempt(world, inbox):
     assert got == {"capped": "suppressed", "retried": "delivered", "stale": "expired"}
 
 
+def test_a_claiming_providers_event_never_settles_an_action_never_attempted(world, inbox):
+    """Twilio's and SendGrid's sends are claimed before they leave, so their event naming an
+    action still queued, never attempted, is stray (another deployment's callback, a replay):
+    it once made the action delivered, and it was never sent. The sandbox sends inside the
+    transaction that records the send, so its receipt for such an action is a killed run's
+    send, and settles it."""
+    for name in ("by-twilio", "by-sendgrid", "by-sandbox"):
+        add_action(world, name, "S1", recipient=PHONE, sent_at=T0, status="queued")
+    events = [
+        ("SM-t:delivered", {"MessageSid": "SM-t", "MessageStatus": "delivered",
+                            "action_id": "by-twilio"}),
+        ("sg-1", {"event": "delivered", "sg_message_id": "m1.x", "action_id": "by-sendgrid",
+                  "timestamp": int(T0.timestamp())}),
+        ("SB-1:delivered", {"provider_id": "SB-1", "action_id": "by-sandbox",
+                            "status": "delivered"}),
+    ]  # fmt: skip
+    for key, payload in events:
+        inbox.put("status", key, T0 + timedelta(minutes=1), payload)
+    collect(world, inbox, reply_window=WINDOW)
+    got = world.execute("SELECT action_id, status, attempts FROM care_actions ORDER BY 1")
+    assert got.fetchall() == [
+        ("by-sandbox", "delivered", 1),
+        ("by-sendgrid", "queued", 0),
+        ("by-twilio", "queued", 0),
+    ]
+
+
 def test_email_unsubscribe_opts_out_of_email(world, inbox):
     add_action(world, "E1", "S2", channel="email", recipient="c2@example.com", sent_at=T0)
     inbox.put("unsubscribe", "E1", T0 + timedelta(hours=1), {"action_id": "E1"})

@@ -398,7 +398,13 @@ def _show_store_lists(files: int, folder: Path) -> None:
 def _load(kind: str, path: Path, quarantine: bool) -> None:
     from core.settings import load_settings
     from warehouse.db import warehouse
-    from warehouse.loading import LoadError, LoadRefusedError, load_file, report_path
+    from warehouse.loading import (
+        LoadError,
+        LoadRefusedError,
+        bad_row_lines,
+        load_file,
+        report_path,
+    )
     from warehouse.stores import new_managers, store_managers
 
     settings = load_settings()
@@ -422,14 +428,15 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     console.print(
         f"{kind}: {result.rows_loaded:,} of {result.rows_read:,} rows loaded; load {result.load_id}"
     )
-    for line, reasons in sorted(result.bad_rows.items()):
-        console.print(f"  line {line}: {'; '.join(reasons)}", highlight=False)
+    report = report_path(settings, result.load_id)
+    for line in bad_row_lines(result.bad_rows, result.quarantine_file or report):
+        console.print(f"  {line}", highlight=False)
     if result.quarantine_file:
         console.print(
             f"{len(result.bad_rows):,} bad row(s) kept in the warehouse table quarantine "
             f"(load_id {result.load_id!r}) and in {result.quarantine_file}"
         )
-    console.print(f"report: {report_path(settings, result.load_id)}")
+    console.print(f"report: {report}")
     if replaced:
         _sign_out(settings, replaced)
 

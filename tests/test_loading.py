@@ -115,6 +115,31 @@ def test_a_file_with_bad_rows_is_refused_whole_with_every_reason(stores, setting
     assert (settings.reports_dir / "validation" / f"{result.load_id}.json").exists()
 
 
+def test_a_file_bad_on_every_line_shows_its_first_rows_and_reports_them_all(
+    stores, settings, tmp_path
+):
+    """A file refused for a wrong column has a bad row on every line: the error (and so the
+    terminal) once held every one of them, a million lines for a million rows. It shows the
+    first rows and says how many more; the load's report keeps each with its reasons."""
+    rows = [
+        f"S{n},Name {n},+86138{n:08d},,1990-02-28,2015-04-10,gold,ST1,Mars/Olympus,en,"
+        "true,false,false"
+        for n in range(25)
+    ]
+    path = write(tmp_path, "tiers.csv", rows)
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY)
+    said = str(refused.value).splitlines()
+    assert said[0] == "25 bad row(s) in subscribers; nothing loaded:"
+    assert said[1].startswith("line 2: timezone 'Mars/Olympus'") and said[20].startswith("line 21:")
+    assert said[21:] == ["... and 5 more bad row(s): every one is in the load's report"]
+    report = json.loads(
+        (settings.reports_dir / "validation" / f"{refused.value.result.load_id}.json").read_text()
+    )
+    assert sorted(map(int, report["bad_rows"])) == list(range(2, 27))
+    assert all("timezone 'Mars/Olympus'" in reasons[0] for reasons in report["bad_rows"].values())
+
+
 def test_quarantine_loads_the_good_and_keeps_the_bad(stores, settings, tmp_path):
     path = write(tmp_path, "bad.csv", GOOD + [line for line, _ in BAD.values()])
     result = load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)

@@ -99,15 +99,26 @@ class LoadResult:
         return report
 
 
+# Bad rows shown on a terminal or in an error; the load's report (and, quarantining, its CSV)
+# holds every one: a file refused for a wrong column has a bad row on every line.
+SHOWN_BAD_ROWS = 20
+
+
+def bad_row_lines(bad_rows: dict[int, list[str]], report: Path | None = None) -> list[str]:
+    """The first bad rows by line with their reasons, then how many more and where they are."""
+    first = sorted(bad_rows)[:SHOWN_BAD_ROWS]
+    lines = [f"line {line}: {'; '.join(bad_rows[line])}" for line in first]
+    if len(bad_rows) > len(first):
+        where = f": every one is in {report}" if report else ": every one is in the load's report"
+        lines.append(f"... and {len(bad_rows) - len(first):,} more bad row(s){where}")
+    return lines
+
+
 class LoadRefusedError(LoadError):
     def __init__(self, result: LoadResult) -> None:
-        lines = [
-            f"line {line}: {'; '.join(reasons)}"
-            for line, reasons in sorted(result.bad_rows.items())
-        ]
         super().__init__(
-            f"{len(result.bad_rows)} bad row(s) in {result.entity}; nothing loaded:\n"
-            + "\n".join(lines)
+            f"{len(result.bad_rows):,} bad row(s) in {result.entity}; nothing loaded:\n"
+            + "\n".join(bad_row_lines(result.bad_rows))
         )
         self.result = result
 

@@ -179,6 +179,8 @@ _NOT_OPT_OUTS = re.compile(
     r"|(?:想|要|怎么|如何)?退订(?:一下)?[^,，.。!！?？]{0,6}(?:套餐|流量包|业务|彩铃|会员|包月)"
     r"|(?:套餐|流量包|业务|会员|彩铃|包月)(?:的)?(?:退订|取消订阅)|取消订阅(?:的)?(?:视频|会员|套餐|业务)"
     r"|\b(?:do\s*n[o']?t|won'?t|will\s+not)\s+(?:stop|unsubscribe)\b"
+    # a phone or a line that stopped sending is a fault, not a request ("手机停止发送短信了")
+    r"|(?:手机|电话|号码|卡|系统)(?:突然|已经|自己|就|也)?停止(?:了)?(?:发送|推送)"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")

@@ -54,6 +54,13 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:不是|没有|不算|并不|一点都不|一点也不|不太|没那么|没有那么)(?:很|特别|太|那么|非常|十分)?"
      r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
     (r"投诉|气死|无语|离谱|坑爹", 1),
+    # leaving: porting the number out or another operator ("从联通携号转网过来" came in)
+    (r"(?:准备|打算|想|要|考虑|决定|已经|马上|这就|明天就?|去)(?:去|要)?(?:携号)?转网"
+     r"|换(?:个|家|一家)?运营商", 1),
+    # compared with before: worse ("比上次差多了", "不如以前"), better ("比上次好多了")
+    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)?(?:差|糟|烂)(?!不多)"
+     r"|不如(?:以前|上次|上回|之前|原来|从前)|越来越差|一次不如一次|退步", 2),
+    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)?(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
@@ -94,14 +101,25 @@ _ENGLISH: list[tuple[str, int]] = [
     (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),
+    # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi")
+    (r"\b(?:hen|feichang|tebie|tai|chaoji?)\s*bu\s*man\s*yi\b|\b(?:tai|hen)\s*cha\b"
+     r"|\bla\s*ji\b", 1),
+    (r"\bbu\s*(?:tai\s*|shi\s*hen\s*)?man\s*yi\b", 2),
+    (r"\b(?:hen|feichang|tebie|tai|chaoji?)\s*man\s*yi\b", 5),
+    (r"\bman\s*yi\b|\bbu\s*cuo\b", 4),
+    (r"\bhai\s*(?:xing|keyi|hao)\b|\byi\s*ban\b", 3),
+    # leaving: another carrier, the number ported out
+    (r"\bswitch(?:ing)?\s+to\s+(?:another|a\s+different)\s+(?:carrier|provider|network"
+     r"|operator)\b|\bswitch(?:ing)?\s+(?:carriers|providers|operators)\b"
+     r"|\bport(?:ing)?\s+(?:my|the)\s+number\s+(?:out|away)\b", 1),
     # the dissatisfied
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
      r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
-     r"|\bterr?ible\b|\bawful\b|\bhorri(?:ble|fic)\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
+     r"|\bterr?ible\b|\baw[e]?ful\b|\bhorr?i(?:ble|fic)\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
      r"|\buseless\b|\brubbish\b|\bcrap(?:py)?\b|\bunacceptable\b|\bappalling\b|\batrocious\b"
      r"|\bnever again\b|\bwaste of time\b|👎🏻?👎|\bsucks?\b|\bcould(?:n't| not) be worse\b"
      r"|\bgood for nothing\b|\b(?:want|going) to complain\b", 1),
-    (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\bdisappoint(?:ed|ing)\b"
+    (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\bdis+ap+oi?nt(?:ed|ing)\b"
      r"|\bmediocre\b|👎|😡", 2),
     # the satisfied, not a greeting
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+(?:satisfied|happy|good"

@@ -101,6 +101,21 @@ from feedback.parsing import ParsedReply, parse_reply
         ("不太满意，也很差", 1),
         ("很满意，服务很好", 5),
         ("一般般，不过小姐姐态度很好", 4),
+        # compared with before, leaving for another operator
+        ("比上次差多了", 2),
+        ("一次不如一次", 2),
+        ("服务比以前好多了", 4),
+        ("准备携号转网了", 1),
+        ("I'm switching carriers", 1),
+        # misspelt, and Chinese in pinyin from a phone without a Chinese keyboard
+        ("disapointed", 2),
+        ("Dissapointed with the wait", 2),
+        ("aweful", 1),
+        ("bu manyi", 2),
+        ("hen bu manyi", 1),
+        ("feichang manyi", 5),
+        ("bucuo", 4),
+        ("hai xing ba", 3),
     ],
 )
 def test_a_verdict_in_words_is_the_rating(text, score):
@@ -143,6 +158,11 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "差不多吧",
         "出差回来办的业务",
         "我一般下午去",
+        # porting in, the phone's own network settings
+        "从联通携号转网过来的",
+        "my phone keeps switching networks",
+        # a fault reported, not a request to stop ("手机停止发送短信了": no opt-out either)
+        "手机停止发送短信了",
     ],
 )
 def test_no_verdict_is_read_where_a_careful_reader_finds_none(text):

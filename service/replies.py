@@ -26,9 +26,11 @@ TWILIO_HANDLED = {
 }
 TEXT = {
     "thanks": {"zh-CN": "感谢您的评价！", "en": "Thank you for your feedback!"},
+    # No promise of a call: the webhook cannot tell whether a survey of ours is open for the
+    # sender (the warehouse knows), and a 1 from a number we never surveyed opens no case.
     "sorry": {
-        "zh-CN": "很抱歉让您失望了，我们会尽快联系您。",
-        "en": "We're sorry we let you down. We'll be in touch shortly.",
+        "zh-CN": "很抱歉让您失望了，感谢您告诉我们。",
+        "en": "We're sorry we let you down. Thank you for telling us.",
     },
     "help": {
         "zh-CN": "回复1-5为服务打分（5=非常满意），回复TD退订。",

@@ -249,3 +249,31 @@ def test_a_command_with_its_error_output_closed_still_does_its_work(tmp_path):
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shown.returncode == 0 and "birthday" in shown.stdout, shown
+
+
+@pytest.mark.parametrize("closed", [">&-", "<&- >&-", "<&- >&- 2>&-"])
+def test_a_command_started_without_its_output_does_its_work(tmp_path, closed):
+    """Started with stdout closed (``>&-``, a cron line), a command failed with "'NoneType'
+    object has no attribute 'write'" once its work was done, and the warehouse it opened took
+    the free descriptor 1. The closed streams are /dev/null: the load is done and says
+    nothing, and the warehouse holds no printed text."""
+    import duckdb
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    stores = tmp_path / "stores.csv"
+    stores.write_text(
+        "store_id,name,city,region,timezone,manager_name,manager_email\n"
+        "ST9,Store 9,Wuhan,central,Asia/Shanghai,Li Na,li.na@example.com\n"
+    )
+    careloop = Path(sys.executable).parent / "careloop"
+    done = subprocess.run(
+        ["bash", "-c", f"'{careloop}' load stores '{stores}' {closed}; echo rc=$?"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout == "rc=0\n" and "NoneType" not in done.stderr, done
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT store_id, city FROM stores").fetchall() == [("ST9", "Wuhan")]
+    finally:
+        con.close()

@@ -370,3 +370,15 @@ def test_a_file_read_in_chunks_loads_its_good_rows_in_quarantine(stores, setting
     assert result.quarantine_file is not None
     lines = pl.read_csv(result.quarantine_file, infer_schema=False)["line"].to_list()
     assert lines == [str(line) for line in sorted(bad)]
+
+
+def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, settings, tmp_path):
+    """Excel for Mac's 'CSV (Macintosh)' ends lines with CR alone: the reader took the whole
+    file for its header and said a column was missing, which the file plainly has."""
+    path = tmp_path / "mac.csv"
+    path.write_bytes("\r".join([HEADER, *GOOD]).encode() + b"\r")
+    with pytest.raises(LoadError, match="lines end with a lone CR.*'CSV UTF-8'"):
+        load_file(stores, settings, "subscribers", path, today=TODAY)
+    crlf = tmp_path / "windows.csv"  # CRLF is read as ever
+    crlf.write_bytes("\r\n".join([HEADER, *GOOD]).encode() + b"\r\n")
+    assert load_file(stores, settings, "subscribers", crlf, today=TODAY).rows_loaded == 2

@@ -315,6 +315,11 @@ def open_source(path: Path, entity: Entity) -> Source:
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise LoadError(f"{path}: cannot read: {exc}") from None
     missing = [c.name for c in entity.columns if c.required and c.name not in columns]
+    if missing and any("\r" in c for c in columns):  # the whole file read as its header
+        raise LoadError(
+            f"{path}: its lines end with a lone CR, as Excel for Mac's 'CSV (Macintosh)' saves "
+            "them; save it as 'CSV UTF-8' (lines ending CRLF or LF)"
+        )
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]

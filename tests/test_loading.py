@@ -377,7 +377,7 @@ def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, sett
     file for its header and said a column was missing, which the file plainly has."""
     path = tmp_path / "mac.csv"
     path.write_bytes("\r".join([HEADER, *GOOD]).encode() + b"\r")
-    with pytest.raises(LoadError, match="lines end with a lone CR.*'CSV UTF-8'"):
+    with pytest.raises(LoadError, match=r"lines end with a lone CR.*'CSV UTF-8'"):
         load_file(stores, settings, "subscribers", path, today=TODAY)
     crlf = tmp_path / "windows.csv"  # CRLF is read as ever
     crlf.write_bytes("\r\n".join([HEADER, *GOOD]).encode() + b"\r\n")

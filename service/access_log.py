@@ -33,10 +33,12 @@ CONTROL = re.compile(
 )
 
 
-# A number without its '+' standing alone in a path (/healthz/13812345678, a space or a
-# slash before it): a phone as often as not. Ids that carry digits (ca_20270301…) are joined
-# to letters or an underscore, and stay readable.
-BARE_NUMBER = re.compile(r"(?<![A-Za-z0-9_])\d{7,15}(?![A-Za-z0-9_])")
+# A phone in a path however it is written: a run of 7 digits or more (13812345678, with its
+# 0086 or after a letter, as "tel13812345678" or a double-encoded "%2B86…" leaves it), or
+# groups split by dashes, dots or spaces (138-1234-5678, +86 138 1234 5678). Ids that carry
+# digits are joined by an underscore (ca_20270301…) and stay readable; a date's or an
+# address's groups of one or two digits are not a phone's.
+BARE_NUMBER = re.compile(r"(?<![0-9_])(?:\d{7,}|\d{2,4}(?:[-. ]\d{3,4}){2,3})(?![0-9])")
 
 
 def shown_path(path: str) -> str:

@@ -320,8 +320,9 @@ def test_the_access_log_has_a_line_per_request_and_nothing_personal(service, cap
         )
         client.get(f"/healthz/{PHONE}")
         client.get("/healthz/8613800000002 ca_2027030112345678901a/%2013800000003")
+        client.get("/healthz/138-0000-0004/tel13800000005/%252B8613800000006/138%200000%200007")
     lines = [r.getMessage() for r in caplog.records if r.name == "careloop.access"]
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert f"GET /unsubscribe/{token[:8]}… 200" in lines[0] and token not in lines[0]
     assert "POST /webhooks/twilio/sms 200" in lines[1]
     assert "404" in lines[2] and PHONE not in lines[2] and "+86*******0001" in lines[2]
@@ -329,6 +330,9 @@ def test_the_access_log_has_a_line_per_request_and_nothing_personal(service, cap
     assert "13800000002" not in bare and "13800000003" not in bare
     assert "86*******0002" in bare and "\\x2013*****0003" in bare
     assert "ca_2027030112345678901a" in bare
+    written = lines[4]  # split by dashes or spaces, after letters, encoded twice
+    assert not any(f"0000{n}" in written or f"0000-000{n}" in written for n in range(4, 8))
+    assert written.count("*") >= 4 * 5, written
     assert all(line.endswith("ms") for line in lines)
 
 

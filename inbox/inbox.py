@@ -190,7 +190,9 @@ class Inbox:
                 ).fetchall()
                 for action_id, payload in rows:
                     event = json.loads(payload)
-                    if "event" in event and action_id not in events:
+                    # SendGrid's event of any kind (the service keeps one that gave none
+                    # with its kind empty, which proves nothing was sent)
+                    if isinstance(event.get("event"), str) and action_id not in events:
                         events[action_id] = sendgrid_message_id(event)
             stamps = con.execute(
                 f"SELECT {self.db.json_text(sent_arg)} FROM ("

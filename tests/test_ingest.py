@@ -500,6 +500,8 @@ def test_an_event_with_odd_values_names_nothing_and_stops_nothing(world, inbox):
         {"provider_id": ["X"], "action_id": "A1", "status": ["delivered"]},
         {"event": "delivered", "action_id": True, "careloop_sent": "not a time"},
         {"event": "open", "action_id": "A9", "careloop_sent": "99999999999"},  # year 5138
+        # kept by the service with its kind empty: no proof that an email left
+        {"event": None, "action_id": "A1", "status": "delivered", "sg_message_id": "m3.x"},
     ]
     for n, payload in enumerate(odd):
         inbox.put("status", f"odd-{n}", T0 + timedelta(minutes=1), payload)

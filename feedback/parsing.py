@@ -179,8 +179,12 @@ _NOT_OPT_OUTS = re.compile(
     r"|(?:想|要|怎么|如何)?退订(?:一下)?[^,，.。!！?？]{0,6}(?:套餐|流量包|业务|彩铃|会员|包月)"
     r"|(?:套餐|流量包|业务|会员|彩铃|包月)(?:的)?(?:退订|取消订阅)|取消订阅(?:的)?(?:视频|会员|套餐|业务)"
     r"|\b(?:do\s*n[o']?t|won'?t|will\s+not)\s+(?:stop|unsubscribe)\b"
-    # a phone or a line that stopped sending is a fault, not a request ("手机停止发送短信了")
-    r"|(?:手机|电话|号码|卡|系统)(?:突然|已经|自己|就|也)?停止(?:了)?(?:发送|推送)"
+    # the phone that stopped sending is a fault, not a request ("手机停止发送短信了", "我手机
+    # 一直停止发送短信"): said of the phone, with a word for how it has been or a 了 after it,
+    # and not asked of anyone ("请对我手机停止发送", "让系统停止推送" are requests)
+    r"|(?<![请让对向给叫把])(?:我的?)?手机(?:突然|已经|一直|老是|总是|经常|现在|自己|怎么|又)+"
+    r"停止(?:了)?(?:发送|推送)|(?<![请让对向给叫把])(?:我的?)?手机停止(?:了)?(?:发送|推送)"
+    r"[^,，.。!！?？吧]{0,6}了"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
@@ -273,9 +277,11 @@ _NEGATED_BEFORE = re.compile(
     r"(?:\bnot|n't|\bnever)(?:\s+(?:a|an|give|giving|be|even|rate|it|them|you))*\s*$"
     r"|(?:不是|不到|不值|不给)\s*$"
 )
-# Number words count only as the whole reply: "one day I will" is not a rating.
-NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
-NUMBER_WORDS |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+# Number words count only as the whole reply: "one day I will" is not a rating. So do a zero
+# (below the scale: its lowest, as "0分") and a bare "好" (good; "好的", "好吧" say okay).
+WHOLE_REPLY_SCORES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+WHOLE_REPLY_SCORES |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+WHOLE_REPLY_SCORES |= {"0": 1, "零": 1, "好": 4}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
@@ -308,7 +314,17 @@ _DATED_AFTER = re.compile(
 )
 # "给2分吧", "只能给3分了", "打个4分": the points they give, wherever it stands, unless
 # supposed or refused ("如果…给5分", "不给5分", "if … I'd give 5").
-_GIVES = re.compile(r"(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)")
+_GIVES = re.compile(
+    r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)"
+    # "I'd rate it a 4, quick and easy", "I give you guys a 2": the digit stands alone
+    r"|\b(?:(?:i|we)(?:'d|'ll| would| will)?\s+)?(?:rate|give|gave|rated)\s+"
+    r"(?:it|you|you guys|you all|them|this|the (?:store|shop|service|visit))?\s*(?:an?\s+)?"
+    r"([1-5])(?![0-9./])\b(?!\s*(?:out\s+of|/|stars?|hours?|minutes?|mins?|people|times|days))",
+    re.IGNORECASE,
+)
+# The ten-point scale named ("满分10分给8分", "10分制打9分"): the points given, halved (8 is 4).
+_TEN_POINT_SCALE = re.compile(r"[(（]?\s*(?:满分\s*10\s*分?|10\s*分制)\s*[)）]?")
+_GIVES_OF_TEN = re.compile(r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*(10|[0-9])\s*分(?!钟|钱|制)")
 _SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
 _GIVES_NOT = re.compile(
     rf"要不是.*|(?:{SUPPOSING})[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",
@@ -455,7 +471,7 @@ def _rating(text: str) -> ParsedReply | None:
         last = scaled[-1]
         rest = f"{text[: last.start()].rstrip()} {text[last.end() :].lstrip()}"
         return ParsedReply("rating", int(last.group(1)), _comment(rest))
-    slashed = _slashed(text)
+    slashed = _slashed(text) or _points_of_ten(text)
     if slashed:
         return slashed
     text = _without_full_marks(text)
@@ -467,8 +483,8 @@ def _rating(text: str) -> ParsedReply | None:
         return given
     lowered = text.lower()
     word = lowered.rstrip(_SEPARATORS)
-    if word in NUMBER_WORDS:
-        return ParsedReply("rating", NUMBER_WORDS[word])
+    if word in WHOLE_REPLY_SCORES:
+        return ParsedReply("rating", WHOLE_REPLY_SCORES[word])
     for phrase in RATING_WORDS:
         if lowered.startswith(phrase):
             rest = text[len(phrase) :]
@@ -493,12 +509,55 @@ def _rating(text: str) -> ParsedReply | None:
 
 
 def _points_given(text: str) -> ParsedReply | None:
-    """The last points given ("这次还行，给4分吧", "本来想给1分…给3分"), unless supposed or
-    refused, with the rest as the comment."""
+    """The last points given ("这次还行，给4分吧", "本来想给1分…给3分", "I'd rate it a 4, quick"),
+    unless supposed or refused, with the rest as the comment."""
     for given in reversed(list(_GIVES.finditer(text))):
-        if not _GIVES_NOT.search(text[: given.start()]):
-            rest = f"{text[: given.start()]} {text[given.end() :]}"
-            return ParsedReply("rating", _SCORES[given.group(1)], _comment(rest))
+        before, after = text[: given.start()], text[given.end() :]
+        refused = _GIVES_NOT.search(before) or _NEGATED_BEFORE.search(before)
+        if not refused and not (given.group(2) and _counts_or_supposes(after)):
+            rest = f"{before} {after}"
+            return ParsedReply("rating", _SCORES[given.group(1) or given.group(2)], _comment(rest))
+    return None
+
+
+# What the number given in English counts, when the next word is one of these or a plural
+# ("gave it 2 tries", "give 1 more day"); "thanks" and "guys" are no count.
+_GIVEN_COUNTS = COUNTED_EN | {"more", "extra", "other", "of", "chance", "try", "option", "go"}
+_NOT_PLURALS = {"thanks", "guys", "this", "always", "perhaps", "anyways", "sometimes", "yes"}
+
+
+def _counts_or_supposes(after: str) -> bool:
+    """Whether the words after an English "rate it N" make N a count ("gave it 2 tries") or
+    the rating a supposition ("would give it a 5 if it were faster")."""
+    clause = re.split(r"[,，.。;；!！]", after, maxsplit=1)[0].lower()
+    if _SUPPOSED.search(clause):
+        return True
+    word = re.match(r"\s*([a-z]+)", clause)
+    if word is None:
+        return False
+    next_word = word.group(1)
+    plural = (
+        len(next_word) > 3
+        and next_word.endswith("s")
+        and not next_word.endswith(("ss", "us"))
+        and next_word not in _NOT_PLURALS
+    )
+    return next_word in _GIVEN_COUNTS or plural
+
+
+def _points_of_ten(text: str) -> ParsedReply | None:
+    """Points given on a ten-point scale the reply names ("满分10分给8分"): halved, rounded up,
+    as "8/10" is."""
+    scale = _TEN_POINT_SCALE.search(text)
+    if scale is None:
+        return None
+    rest = f"{text[: scale.start()]} {text[scale.end() :]}"
+    for given in reversed(list(_GIVES_OF_TEN.finditer(rest))):
+        if not _GIVES_NOT.search(rest[: given.start()]):
+            score = max(1, (int(given.group(1)) + 1) // 2)
+            return ParsedReply(
+                "rating", score, _comment(f"{rest[: given.start()]} {rest[given.end() :]}")
+            )
     return None
 
 
@@ -580,8 +639,13 @@ def _counts_something(unit: str, rest: str) -> bool:
 
 
 def _comment(rest: str) -> str | None:
-    comment = rest.strip(_SEPARATORS)
+    """What is left of the reply around its rating: the space the rating left before a
+    separator goes with it ("我给3分，办个卡…" leaves "办个卡…")."""
+    comment = _GAP_BEFORE_SEPARATOR.sub(r"\1", rest).strip(_SEPARATORS)
     return comment or None
+
+
+_GAP_BEFORE_SEPARATOR = re.compile(r"\s+([,，.。!！;；:：、])")
 
 
 def parse_digits(digits: str | None) -> ParsedReply:

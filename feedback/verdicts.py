@@ -22,19 +22,29 @@ from __future__ import annotations
 
 import re
 
-# Negated blame ("不算太差", "not bad") and negated praise ("not great"): side by side they
-# say neither, a 3 (see verdict()).
+# Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
+# spelling list for the blame and for its negation ("not disapointed").
+DISAPPOINTED = r"dis+ap+oi?nt(?:ed|ing)"
+TERRIBLE = r"terr?ible|awe?ful|horr?i(?:ble|fic)"
+# Negated blame ("不算太差", "not bad", "不比以前差", "没有退步") and negated praise ("not
+# great"): side by side they say neither, a 3 (see verdict()).
 _NOT_SO_BAD_ZH = (
     r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
     r"(?!评)|(?<![很太好真超极])不差|差评不至于"
+    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)比[^,，.。!！?？;；]{1,8}?"
+    r"(?:还|更|要)*(?:差|糟|烂)|(?:没有?|并没有?|不会|一点(?:也|都)?没)退步"
 )
+# "not", "never", "wasn't" and "wasnt" as a phone's keyboard leaves it
+NEGATION = r"(?:\bnot|\bnever|n't|\bnt|\b(?:was|is|were|are|did|does|do|had|has|have)nt|\bno)"
 _NOT_BAD_EN = (
-    r"(?:\bnot|\bnever|n't|\bnt|\bno)\s+(?:(?:too|that|so|all that|really|the|at all|had a"
-    r"|have had a|been)\s+)?(?:bad|terrible|awful|horrible|worst|poor|unhappy|dissatisfied"
-    r"|unsatisfied|disappointed|disappointing)\b"
+    NEGATION + r"\s+"
+    r"(?:(?:too|that|so|all that|really|the|at all|had a|have had a|been|as)\s+)?(?:bad|"
+    + TERRIBLE
+    + r"|worst|poor|unhappy|dissatisfied"
+    r"|unsatisfied|" + DISAPPOINTED + r")\b"
 )
 _NOT_GOOD_EN = (
-    r"(?:\bnot|\bnever|n't|\bno)\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
+    NEGATION + r"\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
     r"|quite|particularly|all that|the)\s+)?(?:satisfied|happy|good|great|impressed|pleased"
     r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
     r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
@@ -42,6 +52,8 @@ _NOT_GOOD_EN = (
     r"|\b(?:would\s*n[o']?t|wouldn't|do\s*n[o']?t|can't|cannot)\s+recommend\b|\bworse than\b"
     r"|\bfar from perfect\b"
 )
+# A pinyin verdict ends its clause, perhaps with a particle ("hen bucuo a", "hai xing ba").
+_PINYIN_END = r"(?:\s*(?:a|ah|de|o|ya|la|ba|le))?\s*$"
 # (pattern, score), on the lower-cased, NFKC-normalised reply. At one place the first that
 # fits wins, so a negated or scornful form comes before the word it contains.
 _CHINESE: list[tuple[str, int]] = [
@@ -55,12 +67,17 @@ _CHINESE: list[tuple[str, int]] = [
      r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
     (r"投诉|气死|无语|离谱|坑爹", 1),
     # leaving: porting the number out or another operator ("从联通携号转网过来" came in)
-    (r"(?:准备|打算|想|要|考虑|决定|已经|马上|这就|明天就?|去)(?:去|要)?(?:携号)?转网"
-     r"|换(?:个|家|一家)?运营商", 1),
+    (r"(?:准备|打算|想|要|考虑|决定|马上|这就|明天就?|去)(?:去|要)?(?:携号)?转网(?!过来|进来|到你们)"
+     r"|换(?:个|家|一家)?运营商|(?:准备|打算|想|要|决定|马上|这就)(?:转|换)(?:到|成)?(?:联通|电信|移动|广电)"
+     r"|(?:准备|打算|想|要|决定|马上)销户|(?:下次|以后|再也)(?:再)?不(?:来|去)了", 1),
     # compared with before: worse ("比上次差多了", "不如以前"), better ("比上次好多了")
-    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)?(?:差|糟|烂)(?!不多)"
-     r"|不如(?:以前|上次|上回|之前|原来|从前)|越来越差|一次不如一次|退步", 2),
-    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)?(?:好|快|强|方便)", 4),
+    (r"比[^,，.。!！?？;；]{1,8}?(?:还|更|要)*(?:差|糟|烂)(?!不多)"
+     r"|不如(?:以前|上次|上回|之前|原来|从前)|没有?(?:上次|上回|以前|之前|原来|从前)(?:那么|那样)?好"
+     r"|越来越差|一次不如一次|退步", 2),
+    (r"(?:不|没有?|并不|并没有?|也不|也没有?)比[^,，.。!！?？;；]{1,8}?(?:还|更|要)*(?:好|强|快)"
+     r"|比[^,，.。!！?？;；]{1,8}?(?:好|强|快)(?:不到哪|不了多少|不了哪)"
+     r"|没比[^,，.。!！?？;；]{1,8}?好多少", 2),
+    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)*(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
@@ -94,20 +111,26 @@ _ENGLISH: list[tuple[str, int]] = [
     # negations: of praise 2, of blame 3 (4 where nothing was wrong at all)
     (r"\b(?:can(?:'t|not)|could(?:n't| not)) (?:complain|be happier|be more satisfied)\b"
      r"|\bno complaints\b|\bnothing to complain\b|\bnot bad at all\b"
-     r"|\bnever (?:been )?disappointed\b|\bnever been happier\b|\bno problems?(?: at all)?\b"
-     r"|\b(?:not|n't) disappointed at all\b", 5),
+     r"|\bnever (?:been )?" + DISAPPOINTED + r"\b|\bnever been happier\b"
+     r"|\bno problems?(?: at all)?\b"
+     r"|\b(?:not|n't) " + DISAPPOINTED + r" at all\b", 5),
     (_NOT_BAD_EN, 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
     (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),
-    # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi")
-    (r"\b(?:hen|feichang|tebie|tai|chaoji?)\s*bu\s*man\s*yi\b|\b(?:tai|hen)\s*cha\b"
-     r"|\bla\s*ji\b", 1),
-    (r"\bbu\s*(?:tai\s*|shi\s*hen\s*)?man\s*yi\b", 2),
-    (r"\b(?:hen|feichang|tebie|tai|chaoji?)\s*man\s*yi\b", 5),
-    (r"\bman\s*yi\b|\bbu\s*cuo\b", 4),
-    (r"\bhai\s*(?:xing|keyi|hao)\b|\byi\s*ban\b", 3),
+    # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi"), with its
+    # negations as for the characters; a word at the end of its clause ("hen bucuo", "yi ban
+    # ba"), not inside a sentence ("yi ban ren", "bu cuo guo"), nor "Manyi" the given name
+    (rf"\bmei\s*(?:you\s*)?(?:shen\s*me\s*|sha\s*)?bu\s*man\s*yi{_PINYIN_END}", 4),
+    (rf"\b(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*bu\s*man\s*yi{_PINYIN_END}"
+     rf"|\b(?:tai|hen|zhen)\s*(?:cha|la\s*ji){_PINYIN_END}|^la\s*ji{_PINYIN_END}", 1),
+    (rf"\b(?:bu|mei\s*you|mei)\s*(?:shi\s*)?(?:tai|hen|da|zen\s*me|gou|suan|na\s*me|shen\s*me)?"
+     rf"\s*man\s*yi{_PINYIN_END}", 2),
+    (rf"\b(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*(?:man\s*yi|hao){_PINYIN_END}", 5),
+    (rf"^(?:ting\s*)?man\s*yi{_PINYIN_END}|\b(?:hen|ting|man)?\s*bu\s*cuo{_PINYIN_END}"
+     rf"|\b(?:ting|man)\s*hao{_PINYIN_END}|\bmei\s*(?:you\s*)?wen\s*ti{_PINYIN_END}", 4),
+    (rf"\bhai\s*(?:xing|ke\s*yi|hao){_PINYIN_END}|^yi\s*ban(?:\s*ban)?{_PINYIN_END}", 3),
     # leaving: another carrier, the number ported out
     (r"\bswitch(?:ing)?\s+to\s+(?:another|a\s+different)\s+(?:carrier|provider|network"
      r"|operator)\b|\bswitch(?:ing)?\s+(?:carriers|providers|operators)\b"
@@ -115,11 +138,11 @@ _ENGLISH: list[tuple[str, int]] = [
     # the dissatisfied
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
      r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
-     r"|\bterr?ible\b|\baw[e]?ful\b|\bhorr?i(?:ble|fic)\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
+     r"|\b(?:" + TERRIBLE + r")\b|\bworst\b|\bdisgusting\b|\bpathetic\b"
      r"|\buseless\b|\brubbish\b|\bcrap(?:py)?\b|\bunacceptable\b|\bappalling\b|\batrocious\b"
      r"|\bnever again\b|\bwaste of time\b|👎🏻?👎|\bsucks?\b|\bcould(?:n't| not) be worse\b"
      r"|\bgood for nothing\b|\b(?:want|going) to complain\b", 1),
-    (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\bdis+ap+oi?nt(?:ed|ing)\b"
+    (r"\b(?:dis|un)satisfied\b|\bunhappy\b|\bbad\b|\bpoor\b|\b" + DISAPPOINTED + r"\b"
      r"|\bmediocre\b|👎|😡", 2),
     # the satisfied, not a greeting
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+(?:satisfied|happy|good"
@@ -131,6 +154,7 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\bhelpful\b|\bnice\b(?! (?:day|weekend|one|evening))"
      r"|\bdecent\b|\bthumbs up\b|👍|\b(?:would|will|highly|definitely)\s+recommend\b", 4),
     (r"\bneutral\b|\baverage\b|\bso-so\b|\bmeh\b|\bfine\b|\bnothing special\b"
+     r"|\b(?:it|that|service|visit) (?:was|is) (?:just )?ok(?:ay)?\b"
      r"|\bcould be better\b", 3),
 ]  # fmt: skip
 _VERDICTS = _CHINESE + _ENGLISH
@@ -154,6 +178,11 @@ _NO_VERDICT_IN = re.compile(
 # Asking for reviews, a courtesy: their words are no verdict.
 _NOT_VERDICTS = re.compile(
     r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b"
+    # staying: not leaving for another operator ("不会换运营商的", "never switching carriers")
+    r"|(?:不会|不想|不要|不打算|没打算|没想过|不考虑|没考虑|没必要|才不会?|绝对不|从没想过|从来没想过|也不会)"
+    r"(?:考虑|去|要)?(?:换(?:个|家|一家)?运营商|(?:携号)?转网)"
+    r"|\b(?:not|never|no reason to|won't|wouldn't|will not|don't|do not)\s+(?:be\s+)?"
+    r"switch(?:ing)?(?:\s+(?:carriers|providers|operators|to another \w+))?\b"
 )
 
 

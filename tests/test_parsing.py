@@ -44,7 +44,7 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         # the five-point scale named: its 5 is not the rating
         ("Honestly 1 out of 5", "rating", 1, "Honestly"),
         ("Honestly 1 out of 5.", "rating", 1, "Honestly"),
-        ("I'd give 2 out of 5, staff rude", "rating", 2, "I'd give , staff rude"),
+        ("I'd give 2 out of 5, staff rude", "rating", 2, "I'd give, staff rude"),
         ("3 OUT OF 5", "rating", 3, None),
         ("2 out of 5 stars, rude", "rating", 2, "rude"),
         ("给2分，满分5分", "rating", 2, None),
@@ -100,7 +100,7 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("1楼人太多 4", "rating", 4, "1楼人太多"),
         ("four", "rating", 4, None),
         ("Five!", "rating", 5, None),
-        ("0", "unknown", None, "0"),
+        ("0", "rating", 1, None),  # below the scale: its lowest, as "0分"
         ("6", "unknown", None, "6"),
         ("12", "unknown", None, "12"),
         ("5.5", "unknown", None, "5.5"),
@@ -136,7 +136,7 @@ def test_ratings_and_non_ratings(text, intent, score, comment):
         ("服务很好★★★★★", 5, "服务很好"),
         ("one star", 1, None),
         ("2 stars, rude", 2, "rude"),
-        ("I give it one star", 1, "I give it"),
+        ("I give it one star", 1, None),
         ("zero stars", 1, None),
     ],
 )
@@ -175,6 +175,41 @@ def test_a_score_in_words_or_signs_is_the_rating(text, score, comment):
 )
 def test_a_number_with_another_unit_is_no_rating(text):
     assert parse_reply(text).intent == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "score", "comment"),
+    [
+        # points given in English anywhere, a digit standing alone
+        ("I'd rate it a 4, quick and easy", 4, "quick and easy"),
+        ("I rate it 4 quick and easy", 4, "quick and easy"),
+        ("I give you guys a 2 cos the wait", 2, "cos the wait"),
+        ("I'd rate it a 4", 4, None),
+        # on a ten-point scale the reply names: halved, as 8/10
+        ("满分10分给8分", 4, None),
+        ("满分10分，给9分", 5, None),
+        ("10分制打6分，排队久", 3, "排队久"),
+        # the rating cut out of its clause leaves no stray space before the comma
+        ("我给3分，办个卡花了半小时", 3, "办个卡花了半小时"),
+    ],
+)
+def test_points_given_are_the_rating_and_the_rest_its_comment(text, score, comment):
+    assert parse_reply(text) == ParsedReply("rating", score, comment)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I would give it a 5 if the wait was shorter",  # supposed
+        "We gave it 2 tries",  # counts
+        "can you give 1 more day",
+        "gave 2 hrs of my life",
+        "I wouldn't give it a 5",
+    ],
+)
+def test_a_number_given_that_counts_or_is_supposed_is_no_rating(text):
+    parsed = parse_reply(text)
+    assert parsed.intent != "rating" or parsed.score not in (5, 2, 1) or "5" not in text
 
 
 @pytest.mark.parametrize(

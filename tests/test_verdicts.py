@@ -116,6 +116,19 @@ from feedback.parsing import ParsedReply, parse_reply
         ("feichang manyi", 5),
         ("bucuo", 4),
         ("hai xing ba", 3),
+        ("ting hao de", 4),
+        ("mei wenti", 4),
+        ("henbucuo", 4),
+        # compared with before or with another store, not coming back, leaving
+        ("没有上次好", 2),
+        ("比隔壁店差远了", 2),
+        ("下次不来了", 1),
+        ("准备转联通了", 1),
+        ("要销户", 1),
+        ("it was ok", 3),
+        # a whole reply of one word
+        ("好", 4),
+        ("0", 1),
     ],
 )
 def test_a_verdict_in_words_is_the_rating(text, score):
@@ -161,9 +174,70 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         # porting in, the phone's own network settings
         "从联通携号转网过来的",
         "my phone keeps switching networks",
+        "好的",  # okay, not good
+        "比起别家差不多",  # about the same as elsewhere
         # a fault reported, not a request to stop ("手机停止发送短信了": no opt-out either)
         "手机停止发送短信了",
     ],
 )
 def test_no_verdict_is_read_where_a_careful_reader_finds_none(text):
     assert parse_reply(text).intent == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        # negations of the pinyin, the misspellings, the comparisons, as of the characters
+        ("bu shi tai manyi", 2),
+        ("bu zenme manyi", 2),
+        ("mei you manyi", 2),
+        ("mei you bu manyi de", 4),
+        ("fei chang bu manyi", 1),
+        ("not disapointed at all", 5),
+        ("wasnt dissapointed", 3),
+        ("not aweful", 3),
+        ("it wasnt great", 2),
+        ("不比以前差", 3),
+        ("没有比以前差，放心", 3),
+        ("并不比以前好", 2),
+        ("比上次好不了多少", 2),
+        ("这次比上次还要好！", 4),
+        # staying is no blame: the rest of the reply says how it went
+        ("不想转网，服务挺好的", 4),
+        ("I'm not switching providers, love the service", 5),
+        ("我已经携号转网过来了，很满意", 5),
+    ],
+)
+def test_a_negated_word_is_turned_whatever_its_spelling(text, score):
+    assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thanks, Manyi",  # a given name
+        "Hi this is Li Manyi from the 3rd floor",
+        "yi ban ren dou bu hui lai",  # 一般人都不会来: no verdict
+        "bu cuo guo ren he you hui",  # 不错过任何优惠
+        "不会换运营商的，放心",
+        "用了十年了，从没想过换运营商",
+        "I'd never switch providers",
+    ],
+)
+def test_pinyin_inside_a_sentence_a_name_or_staying_reads_as_no_verdict(text):
+    assert parse_reply(text).intent == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("请对我的号码停止发送短信", "opt_out"),  # asked, of the number
+        ("麻烦给我手机停止发送这类信息", "opt_out"),
+        ("请让系统停止推送", "opt_out"),
+        ("手机停止推送", "opt_out"),
+        ("我手机一直停止发送短信", "unknown"),  # the phone's fault
+        ("手机现在停止发送短信了", "unknown"),
+    ],
+)
+def test_a_request_to_stop_is_told_from_a_phone_that_stopped(text, intent):
+    assert parse_reply(text).intent == intent

@@ -146,6 +146,9 @@ PLEASE_STOP_EN = re.compile(
     r"|\btake\s+my\s+(?:number|details)\s+off\b"
     r"|\bleave\s+me\s+alone\b"
     r"|\bopt\s+me\s+out\b"
+    # in pinyin, as a phone without a Chinese keyboard writes 不要再发了, 别发了, 退订
+    r"|\b(?:bu\s*yao|bie)\s*(?:zai\s*)?(?:fa|da|gei\s*wo\s*fa)(?:\s*(?:le|la|duan\s*xin|xin\s*xi"
+    r"|la\s*ji\s*duan\s*xin))*\s*(?:$|[,.!;，。！；])|\btui\s*ding\b"
 )
 PLEASE_STOP_ZH = re.compile(
     r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"

@@ -364,3 +364,12 @@ def test_a_dissatisfied_customer_who_also_opts_out_gets_a_case_and_no_message(co
         "JOIN care_actions a ON a.parent_evaluation_id = m.evaluation_id"
     ).fetchall()
     assert (score, channel) == (1, "email")  # the phone opted out: the care goes by email
+
+
+@pytest.mark.parametrize(
+    "text", ["bu yao zai fa le", "bie fa laji duanxin le", "bie fa le, xie xie", "tui ding"]
+)
+def test_a_request_to_stop_in_pinyin_opts_out(text):
+    """A phone without a Chinese keyboard writes 不要再发了 as "bu yao zai fa le": it was read
+    as nothing, and the messages went on."""
+    assert parse_reply(text).intent == "opt_out"

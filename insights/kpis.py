@@ -182,6 +182,8 @@ MONTH_FORMAT = r"[0-9]{4}-(0[1-9]|1[0-2])"
 def month_start(month: str) -> date:
     """``2026-02`` -> 2026-02-01; a clear error for anything else (``2026-2`` included: the
     month names the report's files)."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}", month) and not re.fullmatch(MONTH_FORMAT, month):
+        raise ValueError(f"month {month!r}: there is no month {month[5:]}; 01 to 12")
     if not re.fullmatch(MONTH_FORMAT, month):
         raise ValueError(f"month {month!r}: give it as YYYY-MM, e.g. 2026-02")
     if month < "0001-01":

@@ -121,7 +121,7 @@ SELECT count(*) AS opened,
     count(*) FILTER (m.escalated_at IS NOT NULL) AS escalated,
     count(*) FILTER (m.status = 'resolved') AS resolved,
     count(*) FILTER (m.status = 'recovered') AS recovered,
-    count(*) FILTER {ACTIVE_SQL} AS still_open
+    count(*) FILTER {ACTIVE_SQL} AS still_to_do  -- open, contacted or unresolved: on the lists
 FROM manager_cases m
 WHERE {CASE_IN_PERIOD}
 """

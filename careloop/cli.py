@@ -181,14 +181,25 @@ def _today() -> date:
     return business_date(load_settings().zone)
 
 
+LONGEST_CELL = 40  # a longer text figure is a note under the table
+
+
 def _show(title: str, figures: dict[str, Any]) -> None:
     from core.output import flatten  # not through flows: Prefect takes a second to import
 
     table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
+    notes = []  # a sentence (the report's period) under the table: as a cell, off a terminal,
+    # it made the value column as wide as itself, every number 150 columns to the right
     for row in flatten(figures):
-        table.add_row(row["figure"], "-" if row["value"] is None else str(row["value"]))
+        value = row["value"]
+        if isinstance(value, str) and len(value) > LONGEST_CELL:
+            notes.append(f"{row['figure']}: {value}")
+        else:
+            table.add_row(row["figure"], "-" if value is None else str(value))
+    table.caption = "\n".join(notes) or None
+    table.caption_justify = "left"
     console.print(table)
 
 

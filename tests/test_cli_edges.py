@@ -277,3 +277,18 @@ def test_a_command_started_without_its_output_does_its_work(tmp_path, closed):
         assert con.execute("SELECT store_id, city FROM stores").fetchall() == [("ST9", "Wuhan")]
     finally:
         con.close()
+
+
+def test_the_reports_period_is_a_note_under_its_table_not_a_cell(tmp_path):
+    """Off a terminal a table is as wide as its cells: the period's sentence, a cell, made the
+    value column 150 columns wide, every figure far to the right of its name."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    shown = subprocess.run(
+        [Path(sys.executable).parent / "careloop", "report", "--month", "2026-02"],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    table = [line for line in shown if line.startswith(("┃", "│", "┏", "└"))]
+    assert table and max(len(line) for line in table) < 60, shown
+    said = " ".join(line.strip() for line in shown)
+    assert "period: No first-round care planned in this period" in said, shown

@@ -317,17 +317,18 @@ _DATED_AFTER = re.compile(
 )
 # "给2分吧", "只能给3分了", "打个4分": the points they give, wherever it stands, unless
 # supposed or refused ("如果…给5分", "不给5分", "if … I'd give 5").
-_GIVES = re.compile(
-    r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*([0-5])\s*分(?!钟|钱|制)"
-    # "I'd rate it a 4, quick and easy", "I give you guys a 2": the digit stands alone
-    r"|\b(?:(?:i|we)(?:'d|'ll| would| will)?\s+)?(?:rate|give|gave|rated)\s+"
+_GIVE_ZH = r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*"  # then the points
+_POINTS = r"\s*分(?!钟|钱|制)"
+# "I'd rate it a 4, quick and easy", "I give you guys a 2": the digit stands alone
+_GIVES_EN = (
+    r"\b(?:(?:i|we)(?:'d|'ll| would| will)?\s+)?(?:rate|give|gave|rated)\s+"
     r"(?:it|you|you guys|you all|them|this|the (?:store|shop|service|visit))?\s*(?:an?\s+)?"
-    r"([1-5])(?![0-9./])\b(?!\s*(?:out\s+of|/|stars?|hours?|minutes?|mins?|people|times|days))",
-    re.IGNORECASE,
+    r"([1-5])(?![0-9./])\b(?!\s*(?:out\s+of|/|stars?|hours?|minutes?|mins?|people|times|days))"
 )
+_GIVES = re.compile(f"{_GIVE_ZH}([0-5]){_POINTS}|{_GIVES_EN}", re.IGNORECASE)
 # The ten-point scale named ("满分10分给8分", "10分制打9分"): the points given, halved (8 is 4).
 _TEN_POINT_SCALE = re.compile(r"[(（]?\s*(?:满分\s*10\s*分?|10\s*分制)\s*[)）]?")
-_GIVES_OF_TEN = re.compile(r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*(10|[0-9])\s*分(?!钟|钱|制)")
+_GIVES_OF_TEN = re.compile(_GIVE_ZH + r"(10|[0-9])" + _POINTS)
 _SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
 _GIVES_NOT = re.compile(
     rf"要不是.*|(?:{SUPPOSING})[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",

@@ -15,6 +15,11 @@ second round and a manager's case); "很好", "不错", "great", "love it" the s
   they agree the strongest counts: all 3 or lower the lowest, all 3 or higher the highest, a
   notch lower beside a neutral word ("一般般，不过态度很好" is 4).
 
+- before is a measure ("比上次差多了" 2, "不比以前差" 3, "比以前好多了" 4), and leaving is
+  blame ("准备携号转网", "switching carriers" 1); staying ("不会换运营商") says nothing;
+- misspelt English ("disapointed", "wasnt bad") and Chinese in pinyin ("bu manyi" 2, "hen
+  manyi" 5, "mei you bu manyi" 4) read as the words they stand for.
+
 Specific praise or blame with no verdict word ("排队太久", "staff were rude") is not guessed.
 """
 
@@ -66,7 +71,8 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:不是|没有|不算|并不|一点都不|一点也不|不太|没那么|没有那么)(?:很|特别|太|那么|非常|十分)?"
      r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
     (r"投诉|气死|无语|离谱|坑爹", 1),
-    # leaving: porting the number out or another operator ("从联通携号转网过来" came in)
+    # leaving: porting the number out, another operator, closing the account, not coming back
+    # ("从联通携号转网过来" came in; staying, "不会换运营商", is set aside: _NOT_VERDICTS)
     (r"(?:准备|打算|想|要|考虑|决定|马上|这就|明天就?|去)(?:去|要)?(?:携号)?转网(?!过来|进来|到你们)"
      r"|换(?:个|家|一家)?运营商|(?:准备|打算|想|要|决定|马上|这就)(?:转|换)(?:到|成)?(?:联通|电信|移动|广电)"
      r"|(?:准备|打算|想|要|决定|马上)销户|(?:下次|以后|再也)(?:再)?不(?:来|去)了", 1),

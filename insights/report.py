@@ -445,5 +445,6 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("cases escalated", report.cases["escalated"]),
         ("cases resolved (their status now)", report.cases["resolved"]),
         ("cases recovered", report.cases["recovered"]),
+        ("cases still to do (on the lists)", report.cases["still_to_do"]),
     ]
     return rows

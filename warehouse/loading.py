@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -316,15 +317,18 @@ def open_source(path: Path, entity: Entity) -> Source:
         raise LoadError(f"{path}: cannot read: {exc}") from None
     missing = [c.name for c in entity.columns if c.required and c.name not in columns]
     if missing and any("\r" in c for c in columns):  # the whole file read as its header
-        raise LoadError(
-            f"{path}: its lines end with a lone CR, as Excel for Mac's 'CSV (Macintosh)' saves "
-            "them; save it as 'CSV UTF-8' (lines ending CRLF or LF)"
-        )
+        raise LoadError(f"{path}: {LONE_CR}")
     if missing:
         raise LoadError(f"{path}: missing column(s) {', '.join(missing)}")
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
     return Source(path, parquet, present, ignored, quoted=quoted, header_lines=header_lines)
+
+
+LONE_CR = (
+    "its lines end with a lone CR, as Excel for Mac's 'CSV (Macintosh)' saves them; save it "
+    "as 'CSV UTF-8' (lines ending CRLF or LF)"
+)
 
 
 def _blank_lines_first(path: Path) -> int:
@@ -353,12 +357,17 @@ def _shaped(batch: pl.DataFrame, entity: Entity, lines: pl.Series) -> pl.DataFra
 
 
 def check_utf8(path: Path) -> bool:
-    """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line;
-    whether it holds a quote (only then can a field hold a line break: Source.chunks)."""
+    """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line, or
+    one with a line ending in CR alone (where no quote lets a field hold one: all its lines, as
+    Excel for Mac saves them, or some among LF lines), which the reader took for one long
+    header or a row of too many fields; whether it holds a quote (only then can a field hold a
+    line break: Source.chunks)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line, quoted = 1, False
+    line, quoted, lone_cr = 1, False, None
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
+            if chunk.endswith(b"\r"):  # its LF, if any, begins the next chunk
+                chunk += handle.read(1)
             quoted = quoted or b'"' in chunk
             try:
                 decoder.decode(chunk)
@@ -368,12 +377,19 @@ def check_utf8(path: Path) -> bool:
                     f"{path}: line {bad} is not UTF-8 (byte 0x{exc.object[exc.start]:02x}); "
                     "save the file as UTF-8"
                 ) from None
+            if lone_cr is None and (found := _LONE_CR.search(chunk)):
+                lone_cr = line + chunk.count(b"\n", 0, found.start())
             line += chunk.count(b"\n")
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise LoadError(f"{path}: line {line} is not UTF-8 (cut off at the end)") from None
+    if lone_cr is not None and not quoted:
+        raise LoadError(f"{path}: line {lone_cr}: {LONE_CR}")
     return quoted
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:

@@ -14,6 +14,15 @@ from careloop.cli import app
 from careloop.groups import SummaryGroup, joined_summary
 from tests.test_send_time import simulate
 
+CARELOOP = Path(sys.executable).parent / "careloop"
+
+
+def own_home(home: Path) -> dict[str, str]:
+    """This environment for a `careloop` process of the test's own: its home and Prefect's in
+    ``home``, no width given (a pipe's table is as wide as its cells)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
+    return env | {"CARELOOP_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+
 
 @pytest.mark.parametrize(
     ("cutoff", "until"),
@@ -203,12 +212,11 @@ def test_a_table_piped_or_logged_keeps_every_cell_whole(tmp_path, columns):
     """Off a terminal (a pipe, a scheduled run's log) a table is as wide as its cells: fitted
     into 80 columns it cut the ones that did not fit ("新套餐扣费不…") or broke them over
     lines. COLUMNS, when set, still decides the width."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
-    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = own_home(tmp_path)
     if columns is not None:
         env["COLUMNS"] = columns  # a width when it is one; empty, a word or 0: none given
     shown = subprocess.run(
-        [Path(sys.executable).parent / "careloop", "campaigns"],
+        [CARELOOP, "campaigns"],
         env=env, capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     descriptions = [parse_campaign(p).description for p in sorted(DEFINITIONS_DIR.glob("*.yaml"))]
@@ -226,10 +234,9 @@ def test_a_rules_sql_piped_is_its_lines_not_the_consoles_width(tmp_path):
     Syntax pads to the console's width (10,000 columns), is written as it is."""
     from segments.registry import load_rules
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
-    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = own_home(tmp_path)
     shown = subprocess.run(
-        [Path(sys.executable).parent / "careloop", "segment", "show", "birthday"],
+        [CARELOOP, "segment", "show", "birthday"],
         env=env, capture_output=True, text=True, timeout=120, check=True,
     ).stdout.splitlines()  # fmt: skip
     sql = [line.rstrip() for line in load_rules()["birthday"].sql.splitlines()]
@@ -241,11 +248,9 @@ def test_a_rules_sql_piped_is_its_lines_not_the_consoles_width(tmp_path):
 def test_a_command_with_its_error_output_closed_still_does_its_work(tmp_path):
     """Started with stderr closed (``2>&-``: Python has no sys.stderr), a command still runs:
     deciding the consoles' width asked the missing stream whether it is a terminal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
-    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
-    careloop = Path(sys.executable).parent / "careloop"
+    env = own_home(tmp_path)
     shown = subprocess.run(
-        ["bash", "-c", f"'{careloop}' campaigns 2>&-"],
+        ["bash", "-c", f"'{CARELOOP}' campaigns 2>&-"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert shown.returncode == 0 and "birthday" in shown.stdout, shown
@@ -259,16 +264,15 @@ def test_a_command_started_without_its_output_does_its_work(tmp_path, closed):
     nothing, and the warehouse holds no printed text."""
     import duckdb
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
-    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = own_home(tmp_path)
     stores = tmp_path / "stores.csv"
     stores.write_text(
         "store_id,name,city,region,timezone,manager_name,manager_email\n"
         "ST9,Store 9,Wuhan,central,Asia/Shanghai,Li Na,li.na@example.com\n"
     )
-    careloop = Path(sys.executable).parent / "careloop"
+
     done = subprocess.run(
-        ["bash", "-c", f"'{careloop}' load stores '{stores}' {closed}; echo rc=$?"],
+        ["bash", "-c", f"'{CARELOOP}' load stores '{stores}' {closed}; echo rc=$?"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.stdout == "rc=0\n" and "NoneType" not in done.stderr, done
@@ -282,10 +286,9 @@ def test_a_command_started_without_its_output_does_its_work(tmp_path, closed):
 def test_the_reports_period_is_a_note_under_its_table_not_a_cell(tmp_path):
     """Off a terminal a table is as wide as its cells: the period's sentence, a cell, made the
     value column 150 columns wide, every figure far to the right of its name."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARELOOP_", "COLUMNS"))}
-    env |= {"CARELOOP_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = own_home(tmp_path)
     shown = subprocess.run(
-        [Path(sys.executable).parent / "careloop", "report", "--month", "2026-02"],
+        [CARELOOP, "report", "--month", "2026-02"],
         env=env, capture_output=True, text=True, timeout=300, check=True,
     ).stdout.splitlines()  # fmt: skip
     table = [line for line in shown if line.startswith(("┃", "│", "┏", "└"))]

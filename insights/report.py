@@ -336,7 +336,7 @@ def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
             f"Cases opened in the period. SLA: first contact within the SLA "
             f"({_shown(report.cases['sla_compliance'])}% of the cases whose SLA has passed or "
             "that were contacted).",
-            [f"- {name.replace('_', ' ')}: {n}" for name, n in report.cases.items()],
+            [f"- {name.replace('_', ' ')}: {_shown(n)}" for name, n in report.cases.items()],
         ),
         *_section(
             "Store managers' dissatisfied lists",

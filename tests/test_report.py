@@ -29,6 +29,7 @@ def test_the_report_works_on_an_empty_warehouse_and_a_campaign_with_no_ratings(c
     text = empty.path.read_text()
     assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) | 0 | - |" in text
     assert "No first-round care planned in this period (Asia/Shanghai); cases opened" in text
+    assert "- sla compliance: -" in text  # no figure is "-" as in every table, not "None"
     figures = dict(summary_rows(loop_report(con, ZONE)))
     assert (
         figures["CSAT (% of ratings 4-5)"] is None

@@ -183,12 +183,6 @@ _NOT_OPT_OUTS = re.compile(
     r"|(?:想|要|怎么|如何)?退订(?:一下)?[^,，.。!！?？]{0,6}(?:套餐|流量包|业务|彩铃|会员|包月)"
     r"|(?:套餐|流量包|业务|会员|彩铃|包月)(?:的)?(?:退订|取消订阅)|取消订阅(?:的)?(?:视频|会员|套餐|业务)"
     r"|\b(?:do\s*n[o']?t|won'?t|will\s+not)\s+(?:stop|unsubscribe)\b"
-    # the phone that stopped sending is a fault, not a request ("手机停止发送短信了", "我手机
-    # 一直停止发送短信"): said of the phone, with a word for how it has been or a 了 after it,
-    # and not asked of anyone ("请对我手机停止发送", "让系统停止推送" are requests)
-    r"|(?<![请让对向给叫把我的])(?:我的?)?手机(?:突然|已经|一直|老是|总是|经常|现在|自己|怎么|又)+"
-    r"停止(?:了)?(?:发送|推送)|(?<![请让对向给叫把我的])(?:我的?)?手机停止(?:了)?(?:发送|推送)"
-    r"[^,，.。!！?？吧]{0,6}了(?![吧啊呀])"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
@@ -335,7 +329,11 @@ _TEN_POINT_SCALE = re.compile(
 _GIVES_OF_TEN = re.compile(_GIVE_ZH + r"(10|[0-9])" + _POINTS)
 _SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
 _GIVES_NOT = re.compile(
-    rf"要不是.*|(?:{SUPPOSING})[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$",
+    rf"要不是.*|(?:{SUPPOSING})[^,，.。;；]*$|(?:不|没|不会|不能|不想|本来想|原本想|想)$"
+    # points someone else asked for ("店员让我给5分", "the manager asked us to give 5")
+    r"|(?:让|叫|求|要求|逼|催)(?:我|我们)?(?:一定|必须|务必)?$"
+    r"|\b(?:ask(?:ed|s)?|told|tell|begg?(?:ed|s)?|want(?:ed|s)?|pressur(?:ed|es)|forc(?:ed|es)"
+    r"|push(?:ed|es)?|made|make|urg(?:ed|es))\s+(?:me|us)\s+to\s*$",
     re.IGNORECASE,
 )
 _FULL_MARKS = re.compile(r"[(（]?\s*满分\s*5\s*分?\s*[)）]?")

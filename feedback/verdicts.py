@@ -15,8 +15,8 @@ second round and a manager's case); "很好", "不错", "great", "love it" the s
   they agree the strongest counts: all 3 or lower the lowest, all 3 or higher the highest, a
   notch lower beside a neutral word ("一般般，不过态度很好" is 4).
 
-- before or another store is a measure ("比上次差多了" 2, "不比以前差" 3, "比以前好多了" 4),
-  and leaving is blame ("准备携号转网" 1); staying ("不会转网") says nothing;
+- before or another store is a measure ("比上次差多了" 2, "不比以前差" 3, "比以前好多了" 4;
+  not the network's: "信号比之前差" is no verdict on the visit);
 - misspelt English ("disapointed", "wasnt bad") and Chinese in pinyin ("bu manyi" 2, "hen
   manyi" 5, "mei you bu manyi" 4) read as the words they stand for.
 
@@ -33,6 +33,10 @@ BEFORE = (
     r"(?:上次|上回|以前|之前|原来|过去|从前|去年|上个月|隔壁(?:店|营业厅)?|别家|别的(?:店|营业厅)"
     r"|其他(?:店|营业厅)|网上)"
 )
+# A comparison of the network ("信号比之前差", "网速越来越差") is not of the visit.
+NOT_THE_NETWORK = r"(?<!信号)(?<!网速)(?<!网络)(?<!上网)(?<!通话)"
+# Compared with before or another store, then what it was: "比上次还要" + 差 or 好.
+_VS = NOT_THE_NETWORK + r"比" + BEFORE + r"(?:的)?(?:还|更|要)*"
 # Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
 # spelling list for the blame and for its negation ("not disapointed").
 DISAPPOINTED = r"dis+ap+oi?nt(?:ed|ing)"
@@ -79,17 +83,15 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:不是|没有|不算|并不|一点都不|一点也不|不太|没那么|没有那么)(?:很|特别|太|那么|非常|十分)?"
      r"(?:好(?!意思)|棒|完美|专业|热情|周到|满意|顺利)|不(?:太|会|建议)?推荐|不建议|不给力", 2),
     (r"投诉|气死|无语|离谱|坑爹", 1),
-    # leaving: porting the number out, another operator, closing the account, not coming back
-    # ("从联通携号转网过来" came in; staying, "不会换运营商", is set aside: _NOT_VERDICTS)
-    (r"(?:准备|打算|考虑|决定|马上|这就|明天就?)(?:去|要)?(?:携号)?转网(?!过来|进来|到|转入)"
-     r"|(?:以后|再也)(?:再)?不(?:来|去)了", 1),
     # compared with before: worse ("比上次差多了", "不如以前"), better ("比上次好多了")
-    (r"比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:差|糟|烂)(?!价|不多)"
-     r"|不如" + BEFORE + r"(?=$|[了啦呢啊吧\s])|没有?" + BEFORE + r"(?:那么|那样)?好"
-     r"|越来越差|一次不如一次|一次比一次差|退步", 2),
-    (r"(?:不|没有?|并不|并没有?|也不|也没有?)比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:好|强|快)"
-     r"|比" + BEFORE + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
-    (r"比" + BEFORE + r"(?:的)?(?:还|更|要)*(?:好|快|强|方便)", 4),
+    # a little worse or better than before is the neutral
+    (_VS + r"(?:差|好)(?:一点|一些|点|了点|一点点)", 3),
+    (_VS + r"(?:差|糟|烂)(?!价|不多)|" + NOT_THE_NETWORK + r"(?:不如" + BEFORE
+     + r"(?=$|[了啦呢啊吧\s])|没有?" + BEFORE + r"(?:那么|那样)?好(?!找|用|办|停|走|买)"
+     r"|越来越差|一次不如一次|一次比一次差|退步)", 2),
+    (NOT_THE_NETWORK + r"(?:不|没有?|并不|并没有?|也不|也没有?)" + _VS.removeprefix(NOT_THE_NETWORK)
+     + r"(?:好|强|快)|" + _VS + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
+    (_VS + r"(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
@@ -143,7 +145,7 @@ _ENGLISH: list[tuple[str, int]] = [
      rf"|te\s*bie|fei\s*chang|shen\s*me)?\s*(?:man\s*yi|hao){_PINYIN_END}", 2),
     (rf"^\s*(?:hen|fei\s*chang|te\s*bie|tai|chao\s*ji?)\s*(?:man\s*yi|hao){_PINYIN_END}", 5),
     # a word alone opens the reply or follows a separator with no space ("Thanks, Manyi" is a name)
-    (rf"^(?:ting\s*|man\s*)?(?:man\s*yi|hao|bu\s*cuo){_PINYIN_END}"
+    (rf"^(?:ting\s*|man\s*)?(?:man\s*yi|bu\s*cuo){_PINYIN_END}|^(?:ting|man)\s*hao{_PINYIN_END}"
      rf"|^(?:hen\s*)?bu\s*cuo{_PINYIN_END}|^mei\s*(?:you\s*)?wen\s*ti{_PINYIN_END}", 4),
     (rf"^(?:hai\s*(?:xing|ke\s*yi|hao)|yi\s*ban(?:\s*ban)?){_PINYIN_END}", 3),
     # the dissatisfied
@@ -189,9 +191,6 @@ _NO_VERDICT_IN = re.compile(
 # Asking for reviews, a courtesy: their words are no verdict.
 _NOT_VERDICTS = re.compile(
     r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b"
-    # staying: not leaving for another operator ("不会换运营商的", "never switching carriers")
-    r"|(?:不会|不想|不要|不用|不打算|没打算|没想过|不考虑|没考虑|没必要|才不会?|绝不|绝对不|从没想过"
-    r"|从来没想过|也不会|别|没|不)(?:再)?(?:考虑|去|要)?(?:携号)?转网"
 )
 
 

@@ -204,6 +204,8 @@ def test_points_given_are_the_rating_and_the_rest_its_comment(text, score, comme
         "gave 2 hrs of my life",
         "I wouldn't give it a 5",
         "Manager gave 1 free month of data",  # a count, not the rating
+        "Staff begged me to give 5, very pushy",  # asked for, not given
+        "The girl told me to rate 5. Felt pressured",
         "the new rate 2 plan is confusing",
     ],
 )

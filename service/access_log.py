@@ -26,19 +26,23 @@ Scope = dict[str, Any]
 
 
 # What would end a line, forge its fields or turn its text around (a decoded %0A, %00, %20,
-# or a bidi or invisible format character in the path): written as escapes.
+# a space that looks like one, or a bidi or invisible format character in the path): written
+# as escapes.
 CONTROL = re.compile(
-    "[\x00-\x20\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
-    "\U000e0000-\U000e007f]"
+    "[\x00-\x20\x7f-\xa0\u00ad\u061c\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f"
+    "\u3000\ufeff\U000e0000-\U000e007f]"
 )
 
 
-# A phone in a path however it is written: a run of 7 digits or more (13812345678, with its
-# 0086 or after a letter, as "tel13812345678" or a double-encoded "%2B86…" leaves it), or
-# groups split by dashes, dots or spaces (138-1234-5678, +86 138 1234 5678). Ids that carry
-# digits are joined by an underscore (ca_20270301…) and stay readable; a date's or an
-# address's groups of one or two digits are not a phone's.
-BARE_NUMBER = re.compile(r"(?<![0-9_])(?:\d{7,}|\d{2,4}(?:[-. ]\d{3,4}){2,3})(?![0-9])")
+# A phone in a path however it is written: 7 digits or more, each group of them joined to the
+# next by up to two of the separators people and forms put in a number (138-1234-5678,
+# (212) 555-0123, +1(212)555-0123, 138_1234_5678, 86_138…, full-width or no-break spaces),
+# after letters too ("tel13812345678", a double-encoded "%2B86…"). An action id's date
+# (ca_20270301…) stays readable; a date and a time next to each other would be masked.
+_NUMBER_SEPARATORS = "\\-\u2010-\u2015\uff0d.:,/_+() \t\u00a0\u2000-\u200a\u202f\u3000"
+BARE_NUMBER = re.compile(
+    rf"(?<![0-9])(?<!ca_)\+?\(?[0-9](?:[{_NUMBER_SEPARATORS}]{{0,2}}[0-9]){{6,}}\)?"
+)
 
 
 def shown_path(path: str) -> str:

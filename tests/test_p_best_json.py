@@ -1,5 +1,8 @@
 """P(best) in the JSON output, beside the text surfaces' bounds."""
 
+import numpy as np
+
+from campaigns.variants import Tally, probability_best
 from insights.variants import VariantFigures, p_best_text
 
 
@@ -13,3 +16,12 @@ def test_the_json_p_best_is_no_more_certain_than_the_text():
         near_zero.as_json()["p_best"],
         near_one.as_json()["p_best"],
     )
+
+
+def test_a_variant_that_won_every_draw_is_not_certainly_best():
+    """20,000 draws cannot tell 1.0 from 0.99999: `careloop report --format json` said
+    p_best 1.0 and 0.0 for a lead every draw kept, where the text said >0.9999 and <0.0001."""
+    names = ("personal", "standard")
+    tally = Tally(names, np.array([5000, 5000]), np.array([4000, 4000]), np.array([3000, 1000]))
+    p = probability_best(tally, np.random.default_rng(1))
+    assert 0.9999 < p[0] < 1 and 0 < p[1] < 0.0001 and abs(p.sum() - 1) < 1e-12

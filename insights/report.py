@@ -39,7 +39,7 @@ TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
 NO_MESSAGE = f"(no message on its channel in the {OPT_OUT_DAYS} days before the opt-out)"
 LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
-    "(the managers' page shows the same)"
+    "(the managers' page lists by the same rule, as of its last publish)"
 )
 LOOP_SQL = f"""
 WITH first AS (
@@ -445,6 +445,6 @@ def summary_rows(report: LoopReport) -> list[tuple[str, Any]]:
         ("cases escalated", report.cases["escalated"]),
         ("cases resolved (their status now)", report.cases["resolved"]),
         ("cases recovered", report.cases["recovered"]),
-        ("cases still to do (on the lists)", report.cases["still_to_do"]),
+        ("cases opened in the period still to do", report.cases["still_to_do"]),
     ]
     return rows

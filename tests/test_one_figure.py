@@ -165,7 +165,7 @@ def test_a_resolved_case_is_listed_as_closed_in_the_csv_as_on_the_page(con, sett
     assert on_page == {("c1", "to do"), ("c4", "to do"), ("c2", "closed"), ("c3", "closed")}
     assert written.store_rows == {"ST1": 4}
     assert written.report.cases["still_to_do"] == 2
-    assert dict(summary_rows(written.report))["cases still to do (on the lists)"] == 2
+    assert dict(summary_rows(written.report))["cases opened in the period still to do"] == 2
     text = written.path.read_text()
     assert "- still to do: 2" in text
     assert (

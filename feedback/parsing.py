@@ -167,11 +167,13 @@ PLEASE_STOP_ZH = re.compile(
     r"|别(?:再)?问了|别(?:来)?烦我"
     r"|(?:删|删除|删掉)(?:了)?(?:我的?)(?:号码|手机号|电话)|把我(?:的)?(?:号码|手机号|电话)?删"
     r"|退定(?!金)"
+    # "再发我就投诉": send again and I complain, a request to stop however it is put
+    r"|再(?:发|打|来|推送)(?:我|短信|信息|电话|这种)?(?:的话)?(?:我)?就?(?:投诉|举报|报警|拉黑)"
 )
 # Each Chinese request above has one of these: most replies have none, and skip it.
 _PLEASE_STOP_ZH_START = (
     "不要", "别", "勿", "不用", "不想", "取消", "关", "停", "删", "退定", "回访", "接收", "拒绝",
-    "没必要", "名单", "屏蔽", "注销",
+    "没必要", "名单", "屏蔽", "注销", "再",
 )  # fmt: skip
 _LATIN_WORD = re.compile(r"[a-z]+")
 # What uses the words and asks nothing of our messages: a plan or a pack unsubscribed at the

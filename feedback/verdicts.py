@@ -53,16 +53,18 @@ _NOT_SO_BAD_ZH = (
 )
 # "not", "never", "wasn't" and "wasnt" as a phone's keyboard leaves it
 NEGATION = r"(?:\bnot|\bnever|n't|\bnt|\b(?:was|is|were|are|did|does|do|had|has|have)nt|\bno)"
+# Up to two words between a negation and the word it turns ("not a very good visit",
+# "hasn't been great", "not as good as before").
+_BETWEEN = (
+    r"(?:(?:very|really|too|that|so|at all|entirely|fully|completely|quite|particularly"
+    r"|all that|the|a|an|as|been|exactly|super|overly|especially|always|had a|have had a)\s+){0,2}"
+)
 _NOT_BAD_EN = (
-    NEGATION + r"\s+"
-    r"(?:(?:too|that|so|all that|really|the|at all|had a|have had a|been|as)\s+)?(?:bad|"
-    + TERRIBLE
-    + r"|worst|poor|unhappy|dissatisfied"
+    NEGATION + r"\s+" + _BETWEEN + r"(?:bad|" + TERRIBLE + r"|worst|poor|unhappy|dissatisfied"
     r"|unsatisfied|" + DISAPPOINTED + r")\b"
 )
 _NOT_GOOD_EN = (
-    NEGATION + r"\s+(?:(?:very|really|too|that|so|at all|entirely|fully|completely"
-    r"|quite|particularly|all that|the)\s+)?(?:satisfied|happy|good|great|impressed|pleased"
+    NEGATION + r"\s+" + _BETWEEN + r"(?:satisfied|happy|good|great|impressed|pleased"
     r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
     r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
     r"|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b"
@@ -130,7 +132,7 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\b(?:not|n't) " + DISAPPOINTED + r" at all\b", 5),
     (_NOT_BAD_EN, 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
-    (r"\bless than (?:satisfied|happy)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
+    (r"\bless than (?:satisfied|happy|helpful|great|good|impressed|pleased)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
      r"(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),
     # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi"), with its

@@ -247,3 +247,27 @@ def test_pinyin_inside_a_sentence_a_name_or_staying_reads_as_no_verdict(text):
 )
 def test_a_request_to_stop_said_of_the_phone_stays_an_opt_out(text, intent):
     assert parse_reply(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        # two words between the negation and the praise it turns ("a", "as", "been", …)
+        ("Not a great experience", 2),
+        ("Hasn't been great lately", 2),
+        ("Not as good as before", 2),
+        ("I'm not exactly happy", 2),
+        ("Less than helpful", 2),
+        ("not a bad visit", 3),
+    ],
+)
+def test_a_negation_turns_praise_a_few_words_on(text, score):
+    assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
+
+
+@pytest.mark.parametrize("text", ["再发我就投诉12315", "再发就投诉", "再来电话我就投诉"])
+def test_a_threat_to_complain_if_we_send_again_opts_out_and_rates_low(text):
+    """'Send again and I complain' asks us to stop, however it is put: it was a rating of 1
+    only, a case opened and the messages went on."""
+    parsed = parse_reply(text)
+    assert (parsed.intent, parsed.score) == ("opt_out", 1)

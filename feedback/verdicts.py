@@ -132,8 +132,8 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\b(?:not|n't) " + DISAPPOINTED + r" at all\b", 5),
     (_NOT_BAD_EN, 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b", 1),
-    (r"\bless than (?:satisfied|happy|helpful|great|good|impressed|pleased)\b|\bcan(?:'t|not) say (?:i'm |i am |i was )?"
-     r"(?:satisfied|happy)\b", 2),
+    (r"\bless than (?:satisfied|happy|helpful|great|good|impressed|pleased)\b"
+     r"|\bcan(?:'t|not) say (?:i'm |i am |i was )?(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),
     # Chinese in pinyin, as a phone without a Chinese keyboard writes it ("bu manyi"), with its
     # negations as for the characters, as a whole clause ("hen bucuo a"): not inside a sentence

@@ -315,7 +315,9 @@ _DATED_AFTER = re.compile(
 # "给2分吧", "只能给3分了", "打个4分": the points they give, wherever it stands, unless
 # supposed or refused ("如果…给5分", "不给5分", "if … I'd give 5").
 _GIVE_ZH = r"(?:我|我们)?(?:给|打)(?:个|了|你们|你)?\s*"  # then the points
-_POINTS = r"\s*分(?!钟|钱|制)"
+# What 分 begins besides points: 分钟 (minutes), 分钱 (cents), 分制 (a scale).
+NOT_POINTS = ("钟", "钱", "制")
+_POINTS = rf"\s*分(?!{'|'.join(NOT_POINTS)})"
 # "I'd rate it a 4, quick and easy", "I give you guys a 2": the digit stands alone
 _GIVES_EN = (
     r"\b(?:(?:i|we)(?:'d|'ll| would| will)?\s+)?(?:rate|give|gave|rated)\s+"
@@ -326,7 +328,7 @@ _GIVES_EN = (
 _GIVES = re.compile(f"{_GIVE_ZH}([0-5]){_POINTS}|{_GIVES_EN}", re.IGNORECASE)
 # The ten-point scale named ("满分10分给8分", "10分制打9分"): the points given, halved (8 is 4).
 _TEN_POINT_SCALE = re.compile(
-    r"[(（]?\s*(?:满分\s*10(?![0-9])\s*分?|10\s*分制)\s*[)）]?\s*[,，:：]?\s*(?=(?:我|我们)?(?:给|打))"
+    r"[(（]?\s*(?:满分\s*10(?![0-9])\s*分?|10\s*分制)\s*[)）]?\s*[,，:：]?\s*" + f"(?={_GIVE_ZH})"
 )
 _GIVES_OF_TEN = re.compile(_GIVE_ZH + r"(10|[0-9])" + _POINTS)
 _SUPPOSED = re.compile(SUPPOSING, re.IGNORECASE)
@@ -624,7 +626,7 @@ def _counts_something(unit: str, rest: str) -> bool:
     store, a floor, a wait ("5点才开门", "2月3日", "3号店", "1楼", "2 hours wait", "5分钟").
     The rating may then come at the end ("3号店排队太久 1")."""
     if unit:  # 分: points, unless it is 分钟, minutes
-        return rest.startswith(("钟", "钱", "制"))
+        return rest.startswith(NOT_POINTS)
     word = re.match(r"\s+([a-z]+)\b", rest.lower())  # the word right after the number
     return (
         _COUNTED_ZH.match(rest) is not None

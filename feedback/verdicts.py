@@ -35,8 +35,10 @@ BEFORE = (
 )
 # A comparison of the network ("信号比之前差", "网速越来越差") is not of the visit.
 NOT_THE_NETWORK = r"(?<!信号)(?<!网速)(?<!网络)(?<!上网)(?<!通话)"
-# Compared with before or another store, then what it was: "比上次还要" + 差 or 好.
-_VS = NOT_THE_NETWORK + r"比" + BEFORE + r"(?:的)?(?:还|更|要)*"
+# Compared with before or another store, then what it was: "比上次还要" + 差 or 好; _VS when
+# the network cannot be what is compared.
+_VERSUS = r"比" + BEFORE + r"(?:的)?(?:还|更|要)*"
+_VS = NOT_THE_NETWORK + _VERSUS
 # Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
 # spelling list for the blame and for its negation ("not disapointed").
 DISAPPOINTED = r"dis+ap+oi?nt(?:ed|ing)"
@@ -46,10 +48,9 @@ TERRIBLE = r"terr?ible|awe?ful|horr?i(?:ble|fic)"
 _NOT_SO_BAD_ZH = (
     r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
     r"(?!评)|(?<![很太好真超极])不差|差评不至于"
-    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)比"
-    + BEFORE
-    + r"(?:的)?"
-    r"(?:还|更|要)*(?:差|糟|烂)|(?:没有?|并没有?|不会|一点(?:也|都)?没)退步"
+    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)"
+    + _VERSUS
+    + r"(?:差|糟|烂)|(?:没有?|并没有?|不会|一点(?:也|都)?没)退步"
 )
 # "not", "never", "wasn't" and "wasnt" as a phone's keyboard leaves it
 NEGATION = r"(?:\bnot|\bnever|n't|\bnt|\b(?:was|is|were|are|did|does|do|had|has|have)nt|\bno)"
@@ -91,8 +92,8 @@ _CHINESE: list[tuple[str, int]] = [
     (_VS + r"(?:差|糟|烂)(?!价|不多)|" + NOT_THE_NETWORK + r"(?:不如" + BEFORE
      + r"(?=$|[了啦呢啊吧\s])|没有?" + BEFORE + r"(?:那么|那样)?好(?!找|用|办|停|走|买)"
      r"|越来越差|一次不如一次|一次比一次差|退步)", 2),
-    (NOT_THE_NETWORK + r"(?:不|没有?|并不|并没有?|也不|也没有?)" + _VS.removeprefix(NOT_THE_NETWORK)
-     + r"(?:好|强|快)|" + _VS + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
+    (NOT_THE_NETWORK + r"(?:不|没有?|并不|并没有?|也不|也没有?)" + _VERSUS + r"(?:好|强|快)"
+     r"|" + _VS + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
     (_VS + r"(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"
     (r"(?:很|非常)?满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:怎么可能|不可能)满意", 1),

@@ -203,14 +203,23 @@ def _show(title: str, figures: dict[str, Any]) -> None:
     console.print(table)
 
 
+DEMO_DATA_UNTIL = datetime(2026, 3, 1)
+
+
 @app.command("demo-data")
 def demo_data(
     subscribers: Annotated[int, typer.Option(min=1, help="How many subscribers.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 7,
     until: Annotated[
         datetime,
-        typer.Option(parser=parse_day, metavar="YYYY-MM-DD", help="The last day of the data."),
-    ] = datetime(2026, 3, 1),
+        typer.Option(
+            parser=parse_day,
+            metavar="YYYY-MM-DD",
+            # typer would show the datetime it holds, with a midnight
+            help=f"The last day of the data. \\[default: {DEMO_DATA_UNTIL:%Y-%m-%d}]",
+            show_default=False,
+        ),
+    ] = DEMO_DATA_UNTIL,
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
     from core.progress import tracked

@@ -148,6 +148,14 @@ def test_a_flag_shows_no_value_to_give(args, flag):
     assert flag in result.output and "<bool>" not in result.output
 
 
+def test_a_days_default_is_shown_as_a_day():
+    """``demo-data --help`` showed ``[default: 2026-03-01 00:00:00]`` for a YYYY-MM-DD option:
+    typer shows the datetime it holds the day as."""
+    result = CliRunner().invoke(app, ["demo-data", "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "[default: 2026-03-01]" in result.output and "00:00:00" not in result.output
+
+
 def _listing_app() -> typer.Typer:
     """A group of three commands: a wrapped docstring, a kept block, a summary given."""
     listing = typer.Typer(cls=SummaryGroup)

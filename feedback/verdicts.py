@@ -34,11 +34,20 @@ BEFORE = (
     r"|其他(?:店|营业厅)|网上)"
 )
 # A comparison of the network ("信号比之前差", "网速越来越差") is not of the visit.
-NOT_THE_NETWORK = r"(?<!信号)(?<!网速)(?<!网络)(?<!上网)(?<!通话)"
+_NETWORK = ("信号", "网速", "网络", "上网", "通话")
+NOT_THE_NETWORK = "".join(f"(?<!{word})" for word in _NETWORK)
+# What denies a comparison: "不比以前差", "一点也没比上次好".
+_DENIALS = ("不", "没", "没有", "并不", "并没", "并没有", "也不", "也没", "也没有")
+_DENIALS += tuple(f"一点{also}{denial}" for also in ("也", "都", "") for denial in ("不", "没"))
+_DENIED = "(?:" + "|".join(sorted(_DENIALS, key=len, reverse=True)) + ")"
 # Compared with before or another store, then what it was: "比上次还要" + 差 or 好; _VS when
-# the network cannot be what is compared.
+# the network cannot be what is compared, even denied ("信号不比以前差").
 _VERSUS = r"比" + BEFORE + r"(?:的)?(?:还|更|要)*"
-_VS = NOT_THE_NETWORK + _VERSUS
+_VS = (
+    NOT_THE_NETWORK
+    + "".join(f"(?<!{word}{denial})" for word in _NETWORK for denial in _DENIALS)
+    + _VERSUS
+)
 # Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
 # spelling list for the blame and for its negation ("not disapointed").
 DISAPPOINTED = r"dis+ap+oi?nt(?:ed|ing)"
@@ -47,9 +56,9 @@ TERRIBLE = r"terr?ible|awe?ful|horr?i(?:ble|fic)"
 # great"): side by side they say neither, a 3 (see verdict()).
 _NOT_SO_BAD_ZH = (
     r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
-    r"(?!评)|(?<![很太好真超极])不差|差评不至于"
-    r"|(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)不|一点(?:也|都)?没)"
-    + _VERSUS
+    r"(?!评)|(?<![很太好真超极])不差|差评不至于|"
+    + _DENIED
+    + _VS
     + r"(?:差|糟|烂)|(?:没有?|并没有?|不会|一点(?:也|都)?没)退步"
 )
 # "not", "never", "wasn't" and "wasnt" as a phone's keyboard leaves it
@@ -92,7 +101,7 @@ _CHINESE: list[tuple[str, int]] = [
     (_VS + r"(?:差|糟|烂)(?!价|不多)|" + NOT_THE_NETWORK + r"(?:不如" + BEFORE
      + r"(?=$|[了啦呢啊吧\s])|没有?" + BEFORE + r"(?:那么|那样)?好(?!找|用|办|停|走|买)"
      r"|越来越差|一次不如一次|一次比一次差|退步)", 2),
-    (NOT_THE_NETWORK + r"(?:不|没有?|并不|并没有?|也不|也没有?)" + _VERSUS + r"(?:好|强|快)"
+    (_DENIED + _VS + r"(?:好|强|快)"
      r"|" + _VS + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
     (_VS + r"(?:好|快|强|方便)", 4),
     # scorn: "满意才怪", "满意个屁", "怎么可能满意"

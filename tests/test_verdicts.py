@@ -221,6 +221,9 @@ def test_a_negated_word_is_turned_whatever_its_spelling(text, score):
         "老婆打算转网，我来问问流程",  # someone else's plan, no verdict
         "问题一次解决，以后不来了",  # no need to come back
         "信号比之前差很多，小王帮我换了张新卡，现在正常了",  # the network, not the visit
+        "信号不比以前差，就是套餐贵",  # the network, negated: still not the visit
+        "网速并不比之前差",
+        "信号也没比上次好",
         "我手机信号越来越差，店员帮我重新设置了一下",
         "店面装修后没有以前那么好找了",  # harder to find, not worse
         "Hi this is Li Manyi from the 3rd floor",

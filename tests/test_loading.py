@@ -87,7 +87,7 @@ BAD = {
     ),
     6: (
         "S1,Dup,+8613812345670,,,2015-04-10,gold,ST1,Asia/Shanghai,zh-CN,true,true,false",
-        ["subscriber_id 'S1' appears more than once"],
+        ["subscriber_id 'S1' appears more than once (also on line 2)"],
     ),
     7: (
         "S6,,8613812345671,,,2015-04-10,standard,,Asia/Shanghai,en,false,false,false",
@@ -328,11 +328,11 @@ def _chunked_file(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     rows[16] = rows[16].replace("1990-01-01", "1990-02-30")  # line 18, chunk 3
     rows[27] = rows[27].replace("@example.com", "@@example.com")  # line 29, chunk 4
     bad = {
-        3: "subscriber_id 'C1' appears more than once",
+        3: "subscriber_id 'C1' appears more than once (also on line 30)",
         6: "tier 'diamond' is not a tier",
         18: "birthday '1990-02-30' is not a real date",
         29: "is not a valid email address",
-        30: "subscriber_id 'C1' appears more than once",
+        30: "subscriber_id 'C1' appears more than once (also on line 3)",
     }
     return write(tmp_path, "chunks.csv", rows), bad
 
@@ -368,8 +368,35 @@ def test_a_file_read_in_chunks_loads_its_good_rows_in_quarantine(stores, setting
     kept = stores.execute("SELECT line FROM quarantine ORDER BY line").fetchall()
     assert [k[0] for k in kept] == sorted(bad)
     assert result.quarantine_file is not None
-    lines = pl.read_csv(result.quarantine_file, infer_schema=False)["line"].to_list()
-    assert lines == [str(line) for line in sorted(bad)]
+    kept_csv = pl.read_csv(result.quarantine_file, infer_schema=False)
+    assert kept_csv["line"].to_list() == [str(line) for line in sorted(bad)]
+    # a repeated id's rows, kept, name each other's line, as the output does
+    reasons = dict(zip(kept_csv["line"].to_list(), kept_csv["reasons"].to_list(), strict=True))
+    assert reasons["3"] == bad[3] and reasons["30"] == bad[30]
+    [(kept_reasons,)] = stores.execute("SELECT reasons FROM quarantine WHERE line = 30").fetchall()
+    assert kept_reasons == [bad[30]]
+
+
+def test_an_id_on_many_lines_names_a_few_of_the_others_and_counts_the_rest(
+    stores, settings, tmp_path
+):
+    """An id repeated past the first 20 bad rows shown said only that it was repeated: where
+    the other copy was could be anywhere in a million lines."""
+    rows = [
+        f"R{n if n < 20 else 99},Name {n},+86138{n:08d},,1990-02-28,2015-04-10,gold,ST1,"
+        "Asia/Shanghai,en,true,false,false"
+        for n in range(28)
+    ]  # R99 on lines 22 to 29
+    path = write(tmp_path, "repeats.csv", rows)
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY, chunk_rows=5)
+    assert refused.value.result.bad_rows[22] == [
+        "subscriber_id 'R99' appears more than once (also on lines 23, 24, 25, 26, 27 and 2 more)"
+    ]
+    assert refused.value.result.bad_rows[29][0].endswith(
+        "(also on lines 22, 23, 24, 25, 26 and 2 more)"
+    )
+    assert set(refused.value.result.bad_rows) == set(range(22, 30))
 
 
 def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, settings, tmp_path):

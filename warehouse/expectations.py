@@ -65,6 +65,9 @@ def known_timezones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
 
 
+REPEATED = "appears more than once"  # an id's reason, within a batch or across the file
+
+
 def suite_rules(
     entity: Entity, settings: Settings, today: date, derived: list[DerivedCheck]
 ) -> list[Rule]:
@@ -76,7 +79,7 @@ def suite_rules(
         Rule(
             e.ExpectColumnValuesToBeUnique(column=entity.key),
             entity.key,
-            "appears more than once",
+            REPEATED,
         )
     ]
     for column in entity.columns:

@@ -33,7 +33,15 @@ from core.settings import Settings
 from warehouse.checks import email_validity, phone_validity
 from warehouse.db import query_frame, register_frame
 from warehouse.entities import ENTITIES, Entity
-from warehouse.expectations import DerivedCheck, Gate, Validation, merged, suite_rules, validate
+from warehouse.expectations import (
+    REPEATED,
+    DerivedCheck,
+    Gate,
+    Validation,
+    merged,
+    suite_rules,
+    validate,
+)
 
 # Times are normalised to one shape before parsing: "T" between date and time, seconds, and
 # an offset written +HH:MM (or none: then the time is the store's local time).
@@ -177,12 +185,14 @@ def _validate_chunks(
 ) -> None:
     """Each chunk through the checks and the gate; its good rows staged, its bad ones kept
     (quarantine mode) with their reasons. Refuse mode stops staging at the first bad row."""
-    derived = [DerivedCheck("once", entity.key, "appears more than once"), *DERIVED[entity.kind]]
+    derived = [DerivedCheck("once", entity.key, REPEATED), *DERIVED[entity.kind]]
     rules = suite_rules(entity, settings, today or business_date(settings.zone), derived)
     gate, known = Gate(entity, rules), dict[str, Any]()
+    repeats = Repeats(entity.key)
     with tracked(f"{entity.kind}: validating") as advance:
         for raw in source.chunks(entity, chunk_rows):
             frame = checked_frame(con, raw, entity, repeated, known)
+            repeats.add(frame)
             validation = validate(frame, gate)
             result.rows_read += raw.height
             result.validation = (
@@ -194,6 +204,48 @@ def _validate_chunks(
             advance(raw.height)
     if result.validation is None:
         raise LoadError(f"{source.path}: no rows below the header")
+    repeats.name_the_others(result.bad_rows, stage)
+
+
+SHOWN_OTHER_LINES = 5  # a repeated id's reason names this many of its other lines
+
+
+class Repeats:
+    """The lines of each id the file holds more than once, so that each line's reason can
+    name the others: a chunk sees only its own, and only the first bad rows are shown."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.lines: dict[str, list[int]] = {}
+
+    def add(self, frame: pl.DataFrame) -> None:
+        repeated = frame.filter(pl.col("ok_once").not_()).select(self.key, "_line")
+        for key, line in repeated.iter_rows():
+            self.lines.setdefault(key, []).append(line)
+
+    def name_the_others(self, bad_rows: dict[int, list[str]], stage: Stage) -> None:
+        """Each repeated id's reason, on each of its lines, with its other lines; the staged
+        bad rows' reasons too (the quarantine keeps them)."""
+        named = {}
+        for lines in self.lines.values():
+            for line in lines:
+                others = [other for other in lines if other != line]
+                if line not in bad_rows:  # not a bad row: nothing to name
+                    continue
+                named[line] = [
+                    f"{reason} ({_other_lines(others)})" if reason.endswith(REPEATED) else reason
+                    for reason in bad_rows[line]
+                ]
+        bad_rows.update(named)
+        stage.reword(named)
+
+
+def _other_lines(others: list[int]) -> str:
+    shown = ", ".join(str(line) for line in others[:SHOWN_OTHER_LINES])
+    more = len(others) - SHOWN_OTHER_LINES
+    return f"also on line{'s' if len(others) > 1 else ''} {shown}" + (
+        f" and {more:,} more" if more > 0 else ""
+    )
 
 
 def entity_named(kind: str) -> Entity:
@@ -513,6 +565,23 @@ class Stage:
             bad = frame.filter(is_bad).select("_line", *self.entity.names)
             reasons = [bad_rows[line] for line in bad["_line"]]
             self._append("load_bad", bad.with_columns(pl.Series("reasons", reasons)))
+
+    def reword(self, reasons: dict[int, list[str]]) -> None:
+        """New reasons for bad rows staged already, by line."""
+        if "load_bad" not in self.made or not reasons:
+            return
+        register_frame(
+            self.con,
+            "reworded",
+            pl.DataFrame(
+                {"_line": list(reasons), "reasons": list(reasons.values())},
+                schema={"_line": pl.Int64, "reasons": pl.List(pl.String)},
+            ),
+        )
+        self.con.execute(
+            "UPDATE load_bad SET reasons = r.reasons FROM reworded r WHERE load_bad._line = r._line"
+        )
+        self.con.unregister("reworded")
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         if rows.is_empty():

@@ -399,6 +399,27 @@ def test_an_id_on_many_lines_names_a_few_of_the_others_and_counts_the_rest(
     assert set(refused.value.result.bad_rows) == set(range(22, 30))
 
 
+def test_a_record_with_more_fields_than_the_header_is_named_by_its_line(stores, settings, tmp_path):
+    """An unquoted comma in a field shifts the fields after it: the file was refused with
+    Polars' "found more fields than defined in 'Schema'" and its option to truncate, naming
+    no line. Each such line is named (the first line of a record whose quoted field holds a
+    line break), in either mode, and nothing is loaded."""
+    shifted = GOOD[0].replace("李伟", "Li, Wei").replace("S1,", "S3,")
+    multiline = GOOD[1].replace("Mary Smith", '"Mary\nSmith"')  # lines 3 and 4
+    path = write(tmp_path, "shifted.csv", [GOOD[0], multiline, shifted, shifted + ",x"])
+    for quarantine in (False, True):
+        with pytest.raises(LoadError) as refused:
+            load_file(stores, settings, "subscribers", path, quarantine=quarantine, today=TODAY)
+        assert str(refused.value) == (
+            f"{path}: the header names 13 columns, but line 5 has 14, line 6 has 15: a field "
+            'holding a comma must be quoted ("Li, Lei"); nothing loaded'
+        )
+    assert count(stores) == 0
+    many = write(tmp_path, "many.csv", [shifted.replace("S3", f"M{n}") for n in range(25)])
+    with pytest.raises(LoadError, match=r"line 21 has 14, and 5 more line\(s\) too: a field"):
+        load_file(stores, settings, "subscribers", many, today=TODAY)
+
+
 def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, settings, tmp_path):
     """Excel for Mac's 'CSV (Macintosh)' ends lines with CR alone: the reader took the whole
     file for its header and said a column was missing, which the file plainly has."""

@@ -12,6 +12,7 @@ validation JSON in ``$CARELOOP_HOME/reports/validation/``.
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import re
 import uuid
@@ -349,7 +350,33 @@ def _readable(path: Path, items: Iterator[Any]) -> Iterator[Any]:
     except pl.exceptions.NoDataError:
         raise LoadError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
+        if "more fields than defined" in str(exc):
+            raise LoadError(f"{path}: {_too_many_fields(path)}") from None
         raise LoadError(f"{path}: cannot read: {exc}") from None
+
+
+def _too_many_fields(path: Path) -> str:
+    """Which records hold more fields than the header names: Polars says only that one does.
+    Read again with Python's csv module, which counts them, only when a file has such a record
+    (a field's unquoted comma shifts every field after it, so the file is refused whole)."""
+    found, width, more = [], 0, 0
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        records = csv.reader(handle)
+        last_line = 0
+        for record in records:
+            first_line, last_line = last_line + 1, records.line_num
+            if not width:
+                width = len(record)  # the header: blank lines before it are no record
+            elif len(record) > width:
+                if len(found) < SHOWN_BAD_ROWS:
+                    found.append(f"line {first_line} has {len(record)}")
+                else:
+                    more += 1
+    lines = ", ".join(found) + (f", and {more:,} more line(s) too" if more else "")
+    return (
+        f"the header names {width} columns, but {lines}: a field holding a comma must be "
+        'quoted ("Li, Lei"); nothing loaded'
+    )
 
 
 def open_source(path: Path, entity: Entity) -> Source:

@@ -359,7 +359,8 @@ def _too_many_fields(path: Path) -> str:
     """Which records hold more fields than the header names: Polars says only that one does.
     Read again with Python's csv module, which counts them, only when a file has such a record
     (a field's unquoted comma shifts every field after it, so the file is refused whole)."""
-    found, width, more = [], 0, 0
+    found: list[str] = []
+    width = more = 0
     with path.open(encoding="utf-8-sig", newline="") as handle:
         records = csv.reader(handle)
         last_line = 0

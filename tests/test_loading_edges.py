@@ -97,6 +97,29 @@ def test_an_impossible_visit_time_is_quarantined_and_the_rest_load(stores, setti
     assert list(result.bad_rows) == [3] and result.rows_loaded == 1
 
 
+def test_a_visit_after_the_business_days_end_is_in_the_future(stores, settings, tmp_path):  # noqa: F811
+    """A year mistyped (2027 for 2026) was loaded, and the store visit's survey would have gone
+    a year on, about a visit no one made. A time with no offset is its store's local time,
+    which only the warehouse knows: it is in the future only if it is so in every zone."""
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", GOOD), today=TODAY)
+    rows = [
+        "V1,S1,ST1,2026-03-01 23:59,repair",  # the business day's last minute, Shanghai's
+        "V2,S1,ST1,2026-03-02T00:00:00+08:00,repair",  # its end
+        "V3,S1,ST1,2027-03-01 10:15,repair",
+        "V4,S2,ST1,2026-03-01T15:59:59Z,repair",  # 23:59:59 in Shanghai
+        "V5,S2,ST1,2026-03-02 13:00,repair",  # after the day's end even at UTC+14
+        "V6,S2,ST1,2026-03-02 05:00,repair",  # before it at UTC+14: a store there, maybe
+    ]
+    path = write(tmp_path, "v.csv", rows, VISITS)
+    result = load_file(stores, settings, "visits", path, quarantine=True, today=TODAY)
+    assert result.bad_rows == {
+        3: ["visited_at '2026-03-02T00:00:00+08:00' is in the future"],
+        4: ["visited_at '2027-03-01 10:15' is in the future"],
+        6: ["visited_at '2026-03-02 13:00' is in the future"],
+    }
+    assert result.rows_loaded == 3
+
+
 def test_empty_optional_columns_in_a_chunk_of_their_own(stores, settings, tmp_path):  # noqa: F811
     empty = "S3,空白,,,,2015-04-10,gold,,Asia/Shanghai,zh-CN,false,false,false"
     path = write(tmp_path, "e.csv", [GOOD[0], empty, GOOD[1]])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 
@@ -137,9 +137,17 @@ def _type_rules(column: Column, settings: Settings, today: date) -> list[Rule]:
         regex, reason = PATTERNS[column.type]
         rules.append(Rule(e.ExpectColumnValuesToMatchRegex(column=name, regex=regex), name, reason))
     if column.type == "timestamp":  # the shape is right; is it a real moment (no 25:00)?
-        rules.append(
-            Rule(e.ExpectColumnValuesToBeDateutilParseable(column=name), name, "is not a real time")
+        after_today = e.ExpectColumnValuesToBeBetween(
+            column=f"{name}__earliest",
+            max_value=_end_of_day_utc(today, settings.zone),
+            strict_max=True,  # the next day's first moment is no longer today
         )
+        rules += [
+            Rule(
+                e.ExpectColumnValuesToBeDateutilParseable(column=name), name, "is not a real time"
+            ),
+            Rule(after_today, name, "is in the future"),
+        ]
     if column.type == "date":
         real = e.ExpectColumnValuesToMatchStrftimeFormat(column=name, strftime_format="%Y-%m-%d")
         past = e.ExpectColumnValuesToBeBetween(
@@ -156,6 +164,12 @@ def _type_rules(column: Column, settings: Settings, today: date) -> list[Rule]:
             Rule(e.ExpectColumnValuesToBeInSet(column=name, value_set=values), name, reason)
         )
     return rules
+
+
+def _end_of_day_utc(today: date, zone: zoneinfo.ZoneInfo) -> datetime:
+    """The business day's end, as UTC without a zone (as ``{name}__earliest`` is)."""
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=zone)
+    return end.astimezone(UTC).replace(tzinfo=None)
 
 
 class Gate:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -517,13 +517,21 @@ def _parsed(entity: Entity) -> list[pl.Expr]:
         shaped = pl.col(name)
         for pattern, replacement in ISO_SHAPE:
             shaped = shaped.str.replace(pattern, replacement)
+        moment = shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False)
+        local = shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False)
         exprs += [
-            shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_zone="UTC", strict=False).alias(
-                f"{name}__parsed"
+            moment.alias(f"{name}__parsed"),
+            local.alias(f"{name}__local"),
+            # the earliest moment it can be, for "in the future": a local time's zone is its
+            # store's, known only as it is written, so as early as any zone's (UTC+14)
+            pl.coalesce(moment.dt.replace_time_zone(None), local - AHEAD_OF_UTC).alias(
+                f"{name}__earliest"
             ),
-            shaped.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).alias(f"{name}__local"),
         ]
     return exprs
+
+
+AHEAD_OF_UTC = timedelta(hours=14)  # the furthest any timezone is (Pacific/Kiritimati)
 
 
 # Rules GX cannot express, per kind: (check, column, reason). References are checked against

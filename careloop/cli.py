@@ -445,6 +445,11 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
         err_console.print(f"report: {report_path(settings, _newest_load(settings))}")
         raise typer.Exit(1) from None
     _ignored(result.ignored_columns)
+    if result.absent_columns:
+        console.print(
+            f"[yellow]not in the file[/yellow]: {', '.join(result.absent_columns)} "
+            "(rows already loaded keep theirs; new rows have none)"
+        )
     console.print(
         f"{kind}: {result.rows_loaded:,} of {result.rows_read:,} rows loaded; load {result.load_id}"
     )

@@ -61,6 +61,36 @@ def test_reload_without_an_optional_column_keeps_nothing_wrong(stores, settings,
     assert r.rows_loaded == 2 and count(stores) == 2
 
 
+def test_a_column_the_file_has_not_keeps_what_known_rows_hold(stores, settings, tmp_path):  # noqa: F811
+    """A file without ``left_on`` brought back every customer who had left, and one whose
+    ``phone`` and ``email`` were misnamed (``mobile``) emptied both for every row it named,
+    with only "ignored column(s)" said. A column the file has, left empty, still empties."""
+    full = write(
+        tmp_path, "full.csv", [good(1) + ",2026-01-15", good(2) + ","], HEADER + ",left_on"
+    )
+    load_file(stores, settings, "subscribers", full, today=TODAY)
+    renamed = HEADER.replace(",phone,", ",mobile,").replace(",email,", ",e-mail,")
+    rows = [good(1).replace("Name 1", "New Name"), good(2).replace("c2@example.com", ""), good(3)]
+    result = load_file(
+        stores, settings, "subscribers", write(tmp_path, "part.csv", rows, renamed), today=TODAY
+    )
+    assert result.absent_columns == ["phone", "email", "left_on"]
+    assert result.ignored_columns == ["mobile", "e-mail"]
+    held = stores.execute(
+        "SELECT subscriber_id, name, phone, email, left_on::VARCHAR FROM subscribers ORDER BY 1"
+    ).fetchall()
+    assert held == [
+        ("S1", "New Name", "+8613800000001", "c1@example.com", "2026-01-15"),
+        ("S2", "Name 2", "+8613800000002", "c2@example.com", None),
+        ("S3", "Name 3", None, None, None),  # new: nothing to keep
+    ]
+    emptied = write(tmp_path, "emptied.csv", [good(2).replace("c2@example.com", "")])
+    load_file(stores, settings, "subscribers", emptied, today=TODAY)
+    assert stores.execute(
+        "SELECT email FROM subscribers WHERE subscriber_id = 'S2'"
+    ).fetchall() == [(None,)]
+
+
 VISITS = "visit_id,subscriber_id,store_id,visited_at,service_type"
 
 

@@ -79,6 +79,7 @@ class LoadResult:
     rows_loaded: int = 0
     bad_rows: dict[int, list[str]] = field(default_factory=dict)  # line -> reasons
     ignored_columns: list[str] = field(default_factory=list)
+    absent_columns: list[str] = field(default_factory=list)  # known ids keep their values
     refused: str | None = None  # why the whole file was refused before any row was read
     quarantine_file: Path | None = None
     validation: Validation | None = None
@@ -97,6 +98,7 @@ class LoadResult:
             "rows_read": self.rows_read,
             "rows_loaded": self.rows_loaded,
             "ignored_columns": self.ignored_columns,
+            "absent_columns": self.absent_columns,
             "refused": self.refused,
             "bad_rows": {str(line): reasons for line, reasons in sorted(self.bad_rows.items())},
         }
@@ -156,7 +158,8 @@ def load_file(
         with tracked(f"{kind}: reading {path.name}"):
             source = open_source(path, entity)
         result.ignored_columns = source.ignored
-        with _staging(con, entity) as stage:
+        result.absent_columns = [c for c in entity.names if c not in source.present]
+        with _staging(con, entity, source.present) as stage:
             with tracked(f"{kind}: finding repeated ids"):
                 repeated = source.repeated_keys(con, entity)
             _validate_chunks(
@@ -590,8 +593,8 @@ class Stage:
     them, and ``load_bad``, the bad rows as read with their reasons. DuckDB holds them (and
     spills them to disk past ``STAGE_MEMORY``), so Python holds one chunk at a time."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity) -> None:
-        self.con, self.entity = con, entity
+    def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, present: list[str]) -> None:
+        self.con, self.entity, self.present = con, entity, present
         self.made: set[str] = set()
 
     def add(self, frame: pl.DataFrame, bad_rows: dict[int, list[str]]) -> None:
@@ -632,12 +635,14 @@ class Stage:
 
     def upsert(self) -> int:
         """The good rows into the warehouse by id: known ids updated, then new ones appended
-        (an anti-join; INSERT ... ON CONFLICT probed the index row by row, 9 s a million)."""
+        (an anti-join; INSERT ... ON CONFLICT probed the index row by row, 9 s a million). A
+        known id keeps what the file has no column for: a file without ``left_on``, or with
+        ``phone`` misnamed ``mobile``, once emptied it for every row it named."""
         if "load_good" not in self.made:
             return 0
         entity, key = self.entity, self.entity.key
         values = {c: _value_sql(entity, c) for c in entity.names}
-        others = [c for c in entity.names if c != key]
+        others = [c for c in entity.names if c != key and c in self.present]
         updates = ", ".join(f"{c} = {values[c]}" for c in others)
         # Only rows that changed: a daily extract repeats most of yesterday's, and an UPDATE
         # of every one of 10 million rows needs some 2 GB in one transaction.
@@ -647,10 +652,11 @@ class Stage:
             self.con.execute(
                 entity.on_change.format(changed=f"{matched} WHERE ({changed or 'false'})")
             )
-        self.con.execute(
-            f"UPDATE {entity.table} AS t SET {updates} FROM load_good AS good_rows "
-            f"WHERE t.{key} = good_rows.{key} AND ({changed or 'false'})"
-        )
+        if others:
+            self.con.execute(
+                f"UPDATE {entity.table} AS t SET {updates} FROM load_good AS good_rows "
+                f"WHERE t.{key} = good_rows.{key} AND ({changed})"
+            )
         self.con.execute(
             f"INSERT INTO {entity.table} ({', '.join(entity.names)}) "
             f"SELECT {', '.join(values.values())} FROM load_good AS good_rows "
@@ -689,12 +695,14 @@ class Stage:
 
 
 @contextmanager
-def _staging(con: duckdb.DuckDBPyConnection, entity: Entity) -> Iterator[Stage]:
+def _staging(
+    con: duckdb.DuckDBPyConnection, entity: Entity, present: list[str]
+) -> Iterator[Stage]:
     """A stage for one load, DuckDB's memory capped meanwhile (the connection's own limit
     comes back after)."""
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     con.execute(f"SET memory_limit = '{STAGE_MEMORY}'")
-    stage = Stage(con, entity)
+    stage = Stage(con, entity, present)
     try:
         yield stage
     finally:

@@ -399,6 +399,9 @@ def test_an_id_on_many_lines_names_a_few_of_the_others_and_counts_the_rest(
     assert set(refused.value.result.bad_rows) == set(range(22, 30))
 
 
+QUOTING = 'a field holding a comma or a quote is quoted, its quotes doubled ("Li ""Leo"", Wei")'
+
+
 def test_a_record_with_more_fields_than_the_header_is_named_by_its_line(stores, settings, tmp_path):
     """An unquoted comma in a field shifts the fields after it: the file was refused with
     Polars' "found more fields than defined in 'Schema'" and its option to truncate, naming
@@ -411,13 +414,37 @@ def test_a_record_with_more_fields_than_the_header_is_named_by_its_line(stores, 
         with pytest.raises(LoadError) as refused:
             load_file(stores, settings, "subscribers", path, quarantine=quarantine, today=TODAY)
         assert str(refused.value) == (
-            f"{path}: the header names 13 columns, but line 5 has 14, line 6 has 15: a field "
-            'holding a comma must be quoted ("Li, Lei"); nothing loaded'
+            f"{path}: line 5 has 14, line 6 has 15 field(s) where the header names 13: "
+            f"{QUOTING}; nothing loaded"
         )
     assert count(stores) == 0
     many = write(tmp_path, "many.csv", [shifted.replace("S3", f"M{n}") for n in range(25)])
-    with pytest.raises(LoadError, match=r"line 21 has 14, and 5 more line\(s\) too: a field"):
+    with pytest.raises(LoadError, match=r"line 21 has 14, and 5 more line\(s\) field\(s\) where"):
         load_file(stores, settings, "subscribers", many, today=TODAY)
+
+
+@pytest.mark.parametrize(
+    ("row", "fault"),
+    [
+        (
+            GOOD[1].replace("Mary Smith", '"Mary Smith'),
+            "a quote opens a field that no quote closes",
+        ),
+        (GOOD[1].replace("Mary Smith", '"Mary" Smith'), "text follows a field's closing quote"),
+    ],
+)
+def test_a_quote_left_open_or_followed_by_text_is_named_by_its_line(
+    stores, settings, tmp_path, row, fault
+):
+    """Polars said "CSV malformed: expected 0 rows, actual 1 rows, in chunk starting at
+    row_offset 1", which names no line."""
+    path = write(tmp_path, "quote.csv", [GOOD[0], row, GOOD[0].replace("S1,", "S4,")])
+    with pytest.raises(LoadError) as refused:
+        load_file(stores, settings, "subscribers", path, quarantine=True, today=TODAY)
+    assert str(refused.value) == f"{path}: line 3: {fault}: {QUOTING}; nothing loaded"
+    assert count(stores) == 0
+    inside = write(tmp_path, "inside.csv", [GOOD[1].replace("Mary Smith", 'Mary "M" Smith')])
+    assert load_file(stores, settings, "subscribers", inside, today=TODAY).rows_loaded == 1
 
 
 def test_a_file_whose_lines_end_with_a_lone_cr_is_refused_saying_so(stores, settings, tmp_path):

@@ -353,34 +353,48 @@ def _readable(path: Path, items: Iterator[Any]) -> Iterator[Any]:
     except pl.exceptions.NoDataError:
         raise LoadError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
-        if "more fields than defined" in str(exc):
-            raise LoadError(f"{path}: {_too_many_fields(path)}") from None
-        raise LoadError(f"{path}: cannot read: {exc}") from None
+        said = _malformed(path) if _MALFORMED.search(str(exc)) else None
+        raise LoadError(f"{path}: {said or f'cannot read: {exc}'}") from None
 
 
-def _too_many_fields(path: Path) -> str:
-    """Which records hold more fields than the header names: Polars says only that one does.
-    Read again with Python's csv module, which counts them, only when a file has such a record
-    (a field's unquoted comma shifts every field after it, so the file is refused whole)."""
-    found: list[str] = []
+# Polars' words for a record it cannot split, which name no line: "found more fields than
+# defined in 'Schema'", "CSV malformed: expected 0 rows, actual 1 rows, in chunk ...", "could
+# not parse `"Mary" Smith` as dtype `str`" (with the offset in bytes).
+_MALFORMED = re.compile(r"more fields than defined|CSV malformed|could not parse")
+# Python's csv module's words for what is wrong with a quote, as a person would fix it.
+_QUOTE_FAULTS = {
+    "unexpected end of data": "a quote opens a field that no quote closes",
+    "',' expected after '\"'": "text follows a field's closing quote",
+}
+_QUOTING = 'a field holding a comma or a quote is quoted, its quotes doubled ("Li ""Leo"", Wei")'
+
+
+def _malformed(path: Path) -> str | None:
+    """Which records Polars could not split, read again with Python's csv module, which says
+    where (only for such a file): a quote left open or followed by text, or more fields than
+    the header names (a field's unquoted comma shifts every field after it). The file is
+    refused whole: which field a value belongs to is no longer known."""
+    wide: list[str] = []  # records of more fields than the header's
     width = more = 0
+    quote = ""
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        records = csv.reader(handle)
-        last_line = 0
-        for record in records:
-            first_line, last_line = last_line + 1, records.line_num
-            if not width:
-                width = len(record)  # the header: blank lines before it are no record
-            elif len(record) > width:
-                if len(found) < SHOWN_BAD_ROWS:
-                    found.append(f"line {first_line} has {len(record)}")
-                else:
+        records, last_line = csv.reader(handle, strict=True), 0
+        try:
+            for record in records:
+                first_line, last_line = last_line + 1, records.line_num
+                if not width:
+                    width = len(record)  # the header: blank lines before it are no record
+                elif len(record) > width and len(wide) < SHOWN_BAD_ROWS:
+                    wide.append(f"line {first_line} has {len(record)}")
+                elif len(record) > width:
                     more += 1
-    lines = ", ".join(found) + (f", and {more:,} more line(s) too" if more else "")
-    return (
-        f"the header names {width} columns, but {lines}: a field holding a comma must be "
-        'quoted ("Li, Lei"); nothing loaded'
-    )
+        except csv.Error as exc:
+            quote = f"line {last_line + 1}: {_QUOTE_FAULTS.get(str(exc), str(exc))}"
+    faults = [quote] if quote else []
+    if wide:
+        also = f", and {more:,} more line(s)" if more else ""
+        faults.insert(0, f"{', '.join(wide)}{also} field(s) where the header names {width}")
+    return f"{'; '.join(faults)}: {_QUOTING}; nothing loaded" if faults else None
 
 
 def open_source(path: Path, entity: Entity) -> Source:

@@ -141,7 +141,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split_tiers(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list):
+            if not value:  # every campaign's offers and every load's tier check would fail
+                raise ValueError("names no tier: give them lowest first, e.g. standard,silver,gold")
+            if len(set(value)) < len(value):
+                raise ValueError(f"names a tier twice: {', '.join(value)}")
         return value
 
     @cached_property

@@ -33,6 +33,19 @@ def test_tiers_from_a_comma_list(monkeypatch):
     assert load_settings().tiers == ("basic", "premium")
 
 
+@pytest.mark.parametrize(
+    ("tiers", "said"), [("", "names no tier"), (" , ,", "names no tier"), ("a,b,a", "twice")]
+)
+def test_tiers_that_name_no_tier_or_one_twice_are_refused_naming_the_setting(
+    monkeypatch, tiers, said
+):
+    """An empty CARELOOP_TIERS was taken: a load then said "tier 'gold' is not a tier ()" and
+    `careloop campaigns` blamed birthday.yaml's offers."""
+    monkeypatch.setenv("CARELOOP_TIERS", tiers)
+    with pytest.raises(ConfigError, match=f"CARELOOP_TIERS.*{said}"):
+        load_settings()
+
+
 def test_masking():
     assert mask_phone("+8613812345678") == "+86*******5678"
     assert mask_phone("+12125550100") == "+1******0100"

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse.db import register_frame
+from warehouse.db import looked_up, register_frame
 from warehouse.figures import ACTIVE_STATUSES
 
 
@@ -243,12 +243,34 @@ def apply_events(con: duckdb.DuckDBPyConnection, events_sql: str, params: object
             f"SELECT count(*) FROM case_decisions WHERE outcome <> '{REFUSED}'"
         ).fetchall()
         taken += n
+    if steps:
+        _drop_second_rounds_of_closed(con)
     # what the board shows of these cases changed (a refused change is shown too)
     con.execute(
         "UPDATE manager_cases SET board_stale = true WHERE board_stale IS NOT true "
         "AND evaluation_id IN (SELECT case_id FROM case_inputs)"
     )
     return taken
+
+
+CLOSED_CASE = "case_closed"  # a second round's suppression reason
+
+
+def _drop_second_rounds_of_closed(con: duckdb.DuckDBPyConnection) -> None:
+    """The second rounds still queued of the cases these events closed are not sent: resolved
+    by the manager, the customer gets the follow-up asking if it is sorted, not also the
+    second round's apology and survey, whose answer then went to the wrong survey (a "2" to
+    it is kept on a resolved case, where the follow-up's reopens it)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE closed_second_rounds AS
+        SELECT second_round_action_id AS action_id, closed_at FROM manager_cases
+        WHERE evaluation_id IN (SELECT case_id FROM case_inputs)
+          AND status IN {_in(CLOSED)} AND second_round_action_id IS NOT NULL""")
+    con.execute(f"""
+        UPDATE care_actions a SET status = 'suppressed', suppression_reason = '{CLOSED_CASE}',
+            updated_at = c.closed_at
+        FROM closed_second_rounds c
+        WHERE {looked_up("action_id", "a.status = 'queued'", by="c")}""")
 
 
 def apply_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:

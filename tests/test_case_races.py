@@ -155,3 +155,36 @@ def test_a_note_on_a_change_the_warehouse_refused_stays_in_the_history(con, sett
     client.get("/m/?lang=en")
     detail = client.get("/m/cases/E1").text
     assert "Mark resolved · not applied (the case had moved on) · “refunded the fee”" in detail
+
+
+@pytest.mark.parametrize(
+    ("action", "second_round"), [("resolved", "suppressed"), ("contacted", "queued")]
+)
+def test_a_case_resolved_before_its_second_round_went_drops_it_for_the_follow_up(
+    con, settings, page, action, second_round
+):
+    """Resolved while its second round waited for the send window, the customer got the
+    second round's apology and survey and the follow-up in one batch, and a "2, still not
+    sorted" went to the second round, where a resolved case keeps it: the case stayed closed.
+    A case only contacted keeps its second round."""
+    client, board, token = page
+    con.execute("UPDATE care_actions SET status = 'queued', sent_at = NULL WHERE action_id = 'R2'")
+    change(client, token, action)
+    collect(con, board.inbox, reply_window=WINDOW)
+    [(status, reason)] = con.execute(
+        "SELECT status, suppression_reason FROM care_actions WHERE action_id = 'R2'"
+    ).fetchall()
+    assert (status, reason) == (
+        second_round,
+        "case_closed" if second_round == "suppressed" else None,
+    )
+
+
+def test_a_second_round_already_claimed_for_sending_is_left_to_its_send(con, settings, page):
+    client, board, token = page
+    con.execute("UPDATE care_actions SET status = 'sending', sent_at = NULL WHERE action_id = 'R2'")
+    change(client, token, "resolved")
+    collect(con, board.inbox, reply_window=WINDOW)
+    assert con.execute("SELECT status FROM care_actions WHERE action_id = 'R2'").fetchone() == (
+        "sending",
+    )

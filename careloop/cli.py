@@ -344,9 +344,9 @@ def report(
     for care planned in that month, and the store managers' dissatisfied lists."""
     from core.clock import last_month, utc_now
     from core.settings import load_settings
-    from insights.kpis import month_start, report_month, shift_month
-    from insights.monthly import configured_monthly_report
-    from insights.report import summary_rows, write_reports
+    from insights.kpis import report_month
+    from insights.monthly import configured_monthly_report, month_reports
+    from insights.report import summary_rows
     from insights.report_html import write_month
     from warehouse.db import warehouse
 
@@ -354,20 +354,14 @@ def report(
         raise typer.BadParameter(f"{fmt!r}: use html or json", param_hint="--format")
     settings = load_settings()
     chosen = month or last_month(settings.zone)
-    first = report_month(chosen)  # a clear error for a month it cannot cover, before any work
-    last = month_start(shift_month(chosen, 1)) - timedelta(days=1)
+    report_month(chosen)  # a clear error for a month it cannot cover, before any work
     with warehouse(settings.warehouse_path) as con:
         now = utc_now()  # one instant for both reports: the tests they share are as of it
-        monthly = configured_monthly_report(con, settings, chosen, now)
         if fmt == "json":
-            print_json(monthly.as_json())
+            print_json(configured_monthly_report(con, settings, chosen, now).as_json())
             return
-        written = write_reports(
-            con, settings.reports_dir, f"careloop: the loop in {chosen}", settings.timezone,
-            first, last, now=now, sla_hours=settings.case_sla_hours,
-            reply_window_hours=settings.reply_window_hours, file_name=f"loop-{chosen}.md",
-            variants=monthly.variants,
-        )  # fmt: skip
+        reports = month_reports(con, settings, chosen, now)
+    monthly, written = reports.monthly, reports.loop
     html, data = write_month(monthly, settings.reports_dir)  # the warehouse let go first
     # two cohorts, each named: the loop follows the month's care to its replies, whenever they
     # came (its cases and opt-outs dated in the month); each KPI counts its units dated in

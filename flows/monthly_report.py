@@ -1,5 +1,6 @@
-"""The monthly KPI report, on schedule: the HTML report and its JSON figures for last month
-(business timezone), with the overall KPIs as a Prefect artifact."""
+"""The monthly report, on schedule, as `careloop report` writes it: for last month (business
+timezone) the KPIs' HTML report and JSON figures, the loop report and the store managers'
+lists, with the overall KPIs as a Prefect artifact."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from core.clock import last_month, utc_now
 from core.progress import step_done
 from flows.common import settings_for, writing_warehouse
 from insights.kpis import report_month
-from insights.monthly import MonthlyReport, configured_monthly_report
+from insights.monthly import MonthlyReport, month_reports
 from insights.report_html import shown, write_month
 
 
@@ -27,15 +28,30 @@ def monthly_report(
     chosen = month or last_month(settings.zone, at)
     report_month(chosen)
     with writing_warehouse(settings) as con:  # DuckDB: one process at a time opens the file
-        report = configured_monthly_report(con, settings, chosen, at)
-    html, data = write_month(report, settings.reports_dir)
-    rows = key_figures(report)
-    step_done("monthly report", {"month": chosen, "flagged": sum(1 for r in rows if r["flag"])})
+        reports = month_reports(con, settings, chosen, at)
+    html, data = write_month(reports.monthly, settings.reports_dir)
+    rows = key_figures(reports.monthly)
+    lists = len(reports.loop.store_rows)
+    step_done(
+        "monthly report",
+        {"month": chosen, "flagged": sum(1 for r in rows if r["flag"]), "store lists": lists},
+    )
     create_table_artifact(table=rows, key="monthly-kpis", description=f"KPIs of {chosen}")
     create_markdown_artifact(
-        markdown=f"KPI report of {chosen}: `{html}` (figures: `{data}`)", key="monthly-report"
+        markdown=(
+            f"KPI report of {chosen}: `{html}` (figures: `{data}`); loop report: "
+            f"`{reports.loop.path}`; {lists} store managers' lists"
+        ),
+        key="monthly-report",
     )
-    return {"month": chosen, "html": str(html), "json": str(data), "kpis": rows}
+    return {
+        "month": chosen,
+        "html": str(html),
+        "json": str(data),
+        "loop": str(reports.loop.path),
+        "store_lists": lists,
+        "kpis": rows,
+    }
 
 
 def key_figures(report: MonthlyReport) -> list[dict[str, Any]]:

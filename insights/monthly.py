@@ -15,9 +15,10 @@ from core.clock import business_date, stored_range
 from core.settings import Settings
 from insights.drivers import DriverAnalysis, analyse
 from insights.exports import ExportError
-from insights.kpis import KPIS, kpi_moments, month_start, shift_month
+from insights.kpis import KPIS, kpi_moments, month_start, report_month, shift_month
 from insights.lift import CampaignLift, retention_lifts
 from insights.panorama import Contribution, KpiRow, TrendPoint, drill_downs, kpi_rows, trend
+from insights.report import WrittenReport, write_reports
 from insights.targets import Targets, load_targets
 from insights.topics import Topic, hot_topics
 from insights.variants import VariantReport, variant_reports
@@ -137,11 +138,40 @@ def store_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {str(store): str(name) for store, name in rows}
 
 
+@dataclass(frozen=True)
+class MonthReports:
+    """What a month's report writes from the warehouse: the KPIs (``write_month`` renders
+    them, the warehouse let go), and the loop report with the managers' lists, written."""
+
+    monthly: MonthlyReport
+    loop: WrittenReport
+
+
+def month_reports(
+    con: duckdb.DuckDBPyConnection, settings: Settings, month: str, now: datetime
+) -> MonthReports:
+    """The month's KPIs and its loop report with the store managers' lists, as of ``now``: what
+    `careloop report` and the scheduled ``monthly-report`` both write."""
+    first = report_month(month)
+    monthly = configured_monthly_report(con, settings, month, now)
+    loop = write_reports(
+        con, settings.reports_dir, f"careloop: the loop in {month}", settings.timezone,
+        first, month_start(shift_month(month, 1)) - timedelta(days=1), now=now,
+        sla_hours=settings.case_sla_hours, reply_window_hours=settings.reply_window_hours,
+        file_name=f"loop-{month}.md", variants=monthly.variants,
+    )  # fmt: skip
+    return MonthReports(monthly, loop)
+
+
 def configured_monthly_report(
     con: duckdb.DuckDBPyConnection, settings: Settings, month: str, now: datetime
 ) -> MonthlyReport:
     """The month's report with this deployment's timezone, SLA, lift window and targets: what
-    the command, the scheduled flow and the demo all write."""
+    the command, the scheduled flow and the demo all write. A month that has not begun is
+    refused: no unit can be dated in it yet, so its report would say nothing (a typo, 2030-01)."""
+    today = business_date(settings.zone, now)
+    if report_month(month) > today:
+        raise ValueError(f"month {month!r} has not begun: it is {today} in {settings.timezone}")
     return build_monthly_report(
         con, month, settings.timezone, now=now, sla_hours=settings.case_sla_hours,
         targets=load_targets(), lift_days=settings.lift_days,

@@ -79,6 +79,18 @@ def test_each_month_keeps_its_own_loop_report(con, settings):
     assert "# careloop: the loop in 2026-01" in titles, titles
 
 
+def test_a_month_that_has_not_begun_is_refused_and_nothing_is_written(con, settings):
+    """`careloop report --month 2030-01` (a typo) wrote an empty KPI report, loop report and
+    lists, and exited 0."""
+    con.close()
+    result = CliRunner().invoke(app, ["report", "--month", "2030-01"])
+    assert result.exit_code == 2, result.output
+    assert "month '2030-01' has not begun: it is 20" in result.output
+    assert not list(settings.reports_dir.glob("*2030-01*"))
+    result = CliRunner().invoke(app, ["report", "--month", "2030-01", "--format", "json"])
+    assert result.exit_code == 2 and "has not begun" in result.output
+
+
 @pytest.mark.parametrize(
     ("field", "line"),
     [

@@ -155,6 +155,11 @@ def test_monthly_report_flow_writes_the_report_and_its_artifact(settings):
     assert figures["month"] == "2026-02"
     assert Path(figures["html"]).exists() and Path(figures["json"]).exists()
     assert next(k["kpi"] for k in figures["kpis"]) == "csat"
+    # as `careloop report` writes: the schedule wrote the KPIs only, and the loop report and
+    # the managers' lists stayed as the last hand-run report left them
+    assert Path(figures["loop"]) == settings.reports_dir / "loop-2026-02.md"
+    assert "careloop: the loop in 2026-02" in Path(figures["loop"]).read_text()
+    assert figures["store_lists"] == len(list((settings.reports_dir / "store_lists").glob("*.csv")))
     with get_client(sync_client=True) as client:
         response = client._client.post(
             "/artifacts/filter", json={"limit": 50, "offset": 0, "sort": "CREATED_DESC"}

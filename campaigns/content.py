@@ -30,6 +30,8 @@ SURVEY_HOW: dict[Channel, dict[str, str]] = {
     },
     "email": {"zh-CN": "一键评分：", "en": "Rate us with one click:"},
 }
+# Between two sentences: Chinese leaves no space after its full stop or question mark.
+SENTENCE_GAP = {"zh-CN": "", "en": " "}
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
 EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -128,12 +130,12 @@ class StepRenderer:
         if channel == "sms":
             body = self._text(locale, "sms", context)
             if survey:
-                body += f" {survey}{SURVEY_HOW['sms'][locale]}"
+                body += f" {survey}{SENTENCE_GAP[locale]}{SURVEY_HOW['sms'][locale]}"
             return None, f"{body} {SMS_OPT_OUT[locale]}"
         if channel == "voice":
             body = self._text(locale, "voice", context)
             if survey:
-                body += f" {survey}{SURVEY_HOW['voice'][locale]}"
+                body += f" {survey}{SENTENCE_GAP[locale]}{SURVEY_HOW['voice'][locale]}"
             return None, f"{body} {OFFER_OPT_OUT[locale]}"
         return self._text(locale, "email_subject", context), self._email_body(
             locale, action_id, context, survey, issued

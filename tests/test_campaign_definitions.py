@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from campaigns.catalog import load_campaign, load_campaigns
+from campaigns.content import LONG_SAMPLES, SURVEY_HOW
 from campaigns.spec import DEFINITIONS_DIR, CampaignError
 from core.tokens import TokenError, verify
 from segments.registry import load_rules
@@ -67,3 +68,42 @@ def test_rating_links_are_signed_and_scoped(settings):
         verify(links[5].rsplit("/", 1)[1][:-2] + "xx", "secret", issued)
     with pytest.raises(TokenError, match="expired"):
         verify(token, "secret", datetime(2026, 4, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_surveys_question_and_how_to_answer_are_two_sentences(settings, channel):
+    """Every English text and call ran them together: "…with the service?Reply 1-5"."""
+    for loaded in load_campaigns(settings).values():
+        for renderer, rule in (
+            (loaded.care, loaded.rule),
+            (loaded.second_round, loaded.second_round_rule),
+        ):
+            for locale, gap in (("en", " "), ("zh-CN", "")):
+                context = {
+                    **LONG_SAMPLES[locale],
+                    "locale": locale,
+                    "offer": "an offer",
+                    "offer_code": "CODE",
+                    "variant": "standard",
+                    **{column: 3 for column in rule.columns},
+                }
+                _, body = renderer.render(channel, "ca_1", context, datetime(2026, 3, 1))
+                question = renderer.step.survey[locale]
+                how = SURVEY_HOW[channel][locale]
+                assert f"{question}{gap}{how}" in body, (loaded.campaign.name, locale, body)
+
+
+@pytest.mark.parametrize(("years", "said"), [(1, "1 year with us"), (3, "3 years with us")])
+def test_a_tenure_call_says_year_or_years_as_its_text_does(settings, years, said):
+    tenure = load_campaigns(settings)["tenure"]
+    context = {
+        **LONG_SAMPLES["en"],
+        "locale": "en",
+        "offer": "a gift",
+        "offer_code": "T1",
+        "variant": "standard",
+        **{column: years for column in tenure.rule.columns},
+    }
+    for channel in ("voice", "sms"):
+        _, body = tenure.care.render(channel, "ca_1", context, datetime(2026, 3, 1))
+        assert said in body, body

@@ -39,12 +39,15 @@ def ingest_case_events(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) -
 
 
 # A case whose second round got no answer within the reply window: an event at the moment
-# the window closed.
+# the window closed. Not for a case its manager resolved meanwhile (asked the follow-up):
+# reopened by the follow-up's 1-2, it is the follow-up's answer that counts, not the older
+# silence, which once moved it to unresolved.
 UNANSWERED = """
 WITH due AS (
     SELECT m.evaluation_id, a.action_id, a.sent_at
     FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
     WHERE list_contains($states, m.status) AND a.sent_at IS NOT NULL
+      AND coalesce(m.follow_ups, 0) = 0
       AND a.sent_at + to_seconds($window) <= $now
       -- a case's window closed since collect last looked ($since: the last look, or the
       -- weeks a collect may have missed if later): older ones have their event (a range

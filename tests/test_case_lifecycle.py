@@ -207,3 +207,27 @@ def test_a_history_reads_in_the_order_its_events_were_applied(con, settings):
     moves = [(e["from"], e["to"]) for e in case["events"] if e["accepted"]]
     assert moves == [("open", "contacted"), ("contacted", "recovered")]
     assert all(a[1] == b[0] for a, b in itertools.pairwise(moves))
+
+
+def test_a_second_round_unanswered_does_not_move_a_case_reopened_by_its_follow_up(con, settings):
+    """The second round went unanswered, the manager resolved the case, the follow-up was
+    rated 1 and reopened it; when the second round's window closed after that, its "no
+    answer" (dated at the window's close, before the reopening) moved the reopened case to
+    unresolved: "still unhappy after the second round", which the customer never answered.
+    The follow-up is the newer word."""
+    inbox = one_case(con, settings, "open")
+    manager(inbox, "resolved", T0 + timedelta(hours=2))
+    collect(con, inbox, reply_window=WINDOW)
+    assert plan_follow_ups(con, settings, T0 + timedelta(hours=2)) == 1
+    con.execute("UPDATE care_actions SET status = 'sent', sent_at = created_at WHERE round = 3")
+    (follow_up,) = con.execute(
+        "SELECT action_id FROM care_actions WHERE round = 3 AND created_at >= ?",
+        [T0 + timedelta(hours=2)],
+    ).fetchone()
+    rate(settings, follow_up, 1, T0 + timedelta(hours=5))
+    collect(con, inbox, reply_window=WINDOW)
+    assert status(con) == "open"
+    collect(con, inbox, reply_window=WINDOW, now=SECOND_SENT + WINDOW + timedelta(hours=1))
+    assert status(con) == "open"
+    notes = con.execute("SELECT note FROM case_events ORDER BY occurred_at").fetchall()
+    assert ("no answer to the second round",) not in notes

@@ -75,6 +75,9 @@ class SegmentRule:
         return {name: values[name] for name in self.referenced_params}
 
 
+RULE_KEYS = ("description", "owner", "params", "columns", "tests")  # a rule's YAML
+
+
 def load_rule(sql_path: Path) -> SegmentRule:
     meta_path = sql_path.with_suffix(".yml")
     if not meta_path.exists():
@@ -85,6 +88,11 @@ def load_rule(sql_path: Path) -> SegmentRule:
         raise SegmentError(meta_path, f"invalid YAML: {exc}") from None
     if not isinstance(meta, dict):
         raise SegmentError(meta_path, "must be a mapping")
+    unknown = sorted(str(key) for key in meta if key not in RULE_KEYS)
+    if unknown:  # a misspelt key ("parameters") was ignored, and its parameters undeclared
+        raise SegmentError(
+            meta_path, f"unknown key(s) {', '.join(unknown)}; known: {', '.join(RULE_KEYS)}"
+        )
     params = {
         str(name): _param_spec(meta_path, str(name), spec)
         for name, spec in (meta.get("params") or {}).items()
@@ -103,7 +111,8 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if undeclared:
         raise SegmentError(
             sql_path,
-            f"uses undeclared parameter(s) {', '.join('$' + p for p in sorted(undeclared))}",
+            f"uses undeclared parameter(s) {', '.join('$' + p for p in sorted(undeclared))} "
+            f"(declare each under params: in {meta_path.name})",
         )
     if not rule.description:
         raise SegmentError(meta_path, "needs a description")

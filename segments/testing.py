@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from segments.registry import SegmentError, SegmentRule, materialize
+from segments.registry import SegmentError, SegmentRule, check_rule, materialize
 from warehouse.db import migrate
 from warehouse.ratings import rebuild_ratings
 
@@ -60,10 +60,25 @@ def run_rule_tests(rule: SegmentRule) -> list[TestResult]:
     unknown = sorted(set(tests) - {"unique", "not_null", "accepted_values", "examples"})
     if unknown:
         raise SegmentError(rule.path.with_suffix(".yml"), f"unknown test kind(s) {unknown}")
-    results: list[TestResult] = []
+    results = [_compiles(rule)]
     for number, example in enumerate(tests.get("examples") or [], start=1):
         results += _run_example(rule, tests, number, example)
     return results
+
+
+def _compiles(rule: SegmentRule) -> TestResult:
+    """The rule's SQL against the warehouse's schema, even where it has no example: a rule of
+    bad SQL and no examples passed its tests, and failed only when a campaign ran it."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        migrate(con)
+        check_rule(con, rule)
+        return TestResult(rule.name, "compiles", True)
+    except SegmentError as exc:
+        return TestResult(rule.name, "compiles", False, exc.reason)
+    finally:
+        con.close()
 
 
 def _run_example(

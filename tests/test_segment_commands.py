@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from careloop.cli import app
-from segments.registry import load_rules
+from segments.registry import SegmentError, load_rules
 from segments.testing import run_rule_tests
 from tests.factories import add_store, add_subscriber
 from warehouse.db import connect
@@ -41,8 +41,30 @@ def test_a_wrong_expectation_fails_with_the_difference(tmp_path):
         "      given: {subscribers: [{subscriber_id: A}, {subscriber_id: B}]}\n"
         "      expect: [A]\n"
     )
-    [result] = run_rule_tests(load_rules(tmp_path)["r"])
+    [compiles, result] = run_rule_tests(load_rules(tmp_path)["r"])
+    assert compiles.passed and compiles.test == "compiles"
     assert not result.passed and result.detail == "expected ['A'], got ['A', 'B']"
+
+
+def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path):
+    """`segment test` said "0 passed, 0 failed" for a rule of bad SQL with no examples; a
+    campaign using it failed only when it ran."""
+    (tmp_path / "r.sql").write_text("SELEC subscriber_id FROM subscriber_profile")
+    (tmp_path / "r.yml").write_text("description: everyone\n")
+    [result] = run_rule_tests(load_rules(tmp_path)["r"])
+    assert (result.test, result.passed) == ("compiles", False)
+    assert result.detail.startswith("SQL does not compile: Parser Error"), result.detail
+
+
+def test_a_rules_yaml_with_a_key_it_does_not_know_is_refused_naming_it(tmp_path):
+    """The README once said "parameters"; the key is params, and the other was ignored: the
+    rule then failed on "undeclared parameter(s)", naming its SQL, not the YAML."""
+    (tmp_path / "r.sql").write_text("SELECT subscriber_id FROM subscriber_profile LIMIT $n")
+    (tmp_path / "r.yml").write_text(
+        "description: some\nparameters:\n  n: {type: integer, default: 5}\n"
+    )
+    with pytest.raises(SegmentError, match=r"r\.yml: unknown key\(s\) parameters; known: desc"):
+        load_rules(tmp_path)
 
 
 def test_segment_preview_csv_json_and_params(warehouse_with_people):

@@ -286,8 +286,12 @@ def parse_campaign(path: Path) -> Campaign:
         raise CampaignError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise CampaignError(f"{path}: must be a mapping")
+    if raw.get("name", path.stem) != path.stem:  # a name key once failed with a TypeError
+        raise CampaignError(
+            f"{path}: name: {raw['name']!r}: a campaign is named by its file ({path.stem!r})"
+        )
     try:
-        return Campaign(name=path.stem, **raw)
+        return Campaign.model_validate({**raw, "name": path.stem})
     except ValidationError as exc:
         problems = "; ".join(
             # a check across fields names them in its message, and has no location of its own

@@ -36,6 +36,9 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
             'send_window: ["21:00", "09:00"]',
             "send_window must start before it ends",
         ),
+        # a name key and a key that is no string raised TypeErrors ("got multiple values")
+        ("description:", "name: birthday2\ndescription:", "a campaign is named by its file"),
+        ("description:", "1: one\ndescription:", "1: Keys should be strings"),
     ],
 )
 def test_a_broken_definition_names_file_and_reason(settings, tmp_path, old, new, reason):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 from campaigns.content import ContentError, LinkSettings, StepRenderer
 from campaigns.spec import DEFINITIONS_DIR, Campaign, CampaignError, check_coverage, parse_campaign
 from core.settings import Settings
-from segments.registry import RULES_DIR, SegmentRule, load_rules
+from segments.registry import RULES_DIR, SegmentError, SegmentRule, load_rules
 
 # Second rounds target the members of this rule, whatever the campaign's own segment is.
 SECOND_ROUND_SEGMENT = "dissatisfied"
@@ -29,15 +29,22 @@ class LoadedCampaign:
         return self.campaign.name
 
 
-def load_campaign(path: Path, rules: dict[str, SegmentRule], settings: Settings) -> LoadedCampaign:
+def load_campaign(
+    path: Path,
+    rules: dict[str, SegmentRule],
+    settings: Settings,
+    broken_rules: dict[str, str] | None = None,
+) -> LoadedCampaign:
     campaign = parse_campaign(path)
-    rule = rules.get(campaign.segment)
-    if rule is None:
-        raise CampaignError(
-            f"{path}: unknown segment {campaign.segment!r}; known: {', '.join(sorted(rules))}"
-        )
+    for segment in (campaign.segment, SECOND_ROUND_SEGMENT):
+        if segment in (broken_rules or {}):
+            raise CampaignError(f"{path}: uses segment {segment!r}, which cannot load")
+        if segment not in rules:
+            raise CampaignError(
+                f"{path}: unknown segment {segment!r}; known: {', '.join(sorted(rules))}"
+            )
+    rule, second_rule = rules[campaign.segment], rules[SECOND_ROUND_SEGMENT]
     links = LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
-    second_rule = rules[SECOND_ROUND_SEGMENT]
     try:
         rule.bind(date(2000, 1, 1), campaign.params)  # unknown params fail here, not mid-run
         check_coverage(campaign, settings.tiers)
@@ -68,21 +75,54 @@ def _check_sms_length(
         )
 
 
+@dataclass
+class Broken:
+    """The definitions that could not be loaded, each with its error: segment rules and
+    campaigns by name."""
+
+    rules: dict[str, str] = field(default_factory=dict)
+    campaigns: dict[str, str] = field(default_factory=dict)
+
+    def errors(self) -> list[str]:
+        return [*self.rules.values(), *self.campaigns.values()]
+
+
 def load_campaigns(
-    settings: Settings, directory: Path = DEFINITIONS_DIR, rules_dir: Path = RULES_DIR
+    settings: Settings,
+    directory: Path = DEFINITIONS_DIR,
+    rules_dir: Path = RULES_DIR,
+    broken: Broken | None = None,
 ) -> dict[str, LoadedCampaign]:
-    rules = load_rules(rules_dir)
-    return {
-        path.stem: load_campaign(path, rules, settings) for path in sorted(directory.glob("*.yaml"))
-    }
+    """Every campaign, checked against the rules. Given ``broken``, a campaign that cannot
+    be loaded (its file, or a rule it uses) goes there and the others load; without, the
+    first error raises."""
+    rules = load_rules(rules_dir, None if broken is None else broken.rules)
+    catalog = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            catalog[path.stem] = load_campaign(
+                path, rules, settings, None if broken is None else broken.rules
+            )
+        except (CampaignError, SegmentError) as exc:
+            if broken is None:
+                raise
+            broken.campaigns[path.stem] = str(exc)
+    return catalog
 
 
 def checked_campaign(
-    settings: Settings, name: str, params: dict[str, Any] | None = None
+    settings: Settings,
+    name: str,
+    params: dict[str, Any] | None = None,
+    broken: Broken | None = None,
 ) -> LoadedCampaign:
     """The named campaign with ``params`` checked against its rule's declarations; an unknown
-    campaign or a bad value raises CampaignError or SegmentError in one line."""
-    catalog = load_campaigns(settings)
+    or broken campaign, or a bad value, raises CampaignError or SegmentError in one line. The
+    other definitions that are broken go to ``broken`` (given), and stop nothing here."""
+    broken = broken if broken is not None else Broken()
+    catalog = load_campaigns(settings, broken=broken)
+    if name in broken.campaigns:
+        raise CampaignError(broken.campaigns[name])
     if name not in catalog:
         raise CampaignError(f"unknown campaign {name!r}; known: {', '.join(sorted(catalog))}")
     loaded = catalog[name]

@@ -575,17 +575,28 @@ def migrate() -> None:
 
 @app.command()
 def campaigns() -> None:
-    """List the campaign definitions (each is checked as it loads)."""
-    from campaigns.catalog import load_campaigns
+    """List the campaign definitions (each is checked as it loads); those that cannot load,
+    with why, and then the command fails."""
+    from campaigns.catalog import Broken, load_campaigns
     from core.settings import load_settings
 
+    broken = Broken()
     table = Table("campaign", "segment", "channels", "holdout %", "description")
-    for name, loaded in load_campaigns(load_settings()).items():
+    for name, loaded in load_campaigns(load_settings(), broken=broken).items():
         c = loaded.campaign
         table.add_row(
             name, c.segment, ", ".join(c.care.channels), str(c.holdout_percent), c.description
         )
     console.print(table)
+    _show_broken(broken.errors())
+
+
+def _show_broken(errors: list[str]) -> None:
+    """Definitions that cannot load, each with its error; the command then fails (exit 1)."""
+    for error in errors:
+        err_console.print(f"[red]cannot load[/red] {error}", highlight=False)
+    if errors:
+        raise typer.Exit(1)
 
 
 @segment_app.command("list")
@@ -593,8 +604,9 @@ def segment_list() -> None:
     """List the segment rules."""
     from segments.registry import load_rules
 
+    broken: dict[str, str] = {}
     table = Table("segment", "owner", "parameters", "description")
-    for name, rule in load_rules().items():
+    for name, rule in load_rules(broken=broken).items():
         table.add_row(
             name,
             rule.owner,
@@ -602,6 +614,7 @@ def segment_list() -> None:
             rule.description,
         )
     console.print(table)
+    _show_broken(list(broken.values()))
 
 
 @segment_app.command("show")
@@ -646,11 +659,14 @@ def segment_preview(
 def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
     """Run the tests in the rules' YAML files (all rules, or one)."""
     from segments.registry import load_rules
-    from segments.testing import run_rule_tests
+    from segments.testing import TestResult, run_rule_tests
 
-    rules = load_rules()
+    broken: dict[str, str] = {}
+    rules = load_rules(broken=broken)
     chosen = [_rule(name)] if name else list(rules.values())
     results = [result for rule in chosen for result in run_rule_tests(rule)]
+    if not name:  # a rule that cannot load fails its tests, and the others still run
+        results += [TestResult(rule, "loads", False, error) for rule, error in broken.items()]
     for r in results:
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
         console.print(f"{mark} {r.rule}: {r.test}" + (f" - {r.detail}" if r.detail else ""))
@@ -666,25 +682,24 @@ def audience_preview(
 ) -> None:
     """Who the campaign would contact, and for every other member why not."""
     from campaigns.audience import preview_audience
-    from campaigns.catalog import load_campaigns
+    from campaigns.catalog import checked_campaign
     from core.output import print_frame
     from core.settings import load_settings
 
     settings = load_settings()
-    catalog = load_campaigns(settings)
-    if campaign not in catalog:
-        _fail(f"unknown campaign {campaign!r}; known: {', '.join(sorted(catalog))}")
+    loaded = checked_campaign(settings, campaign)  # another campaign's bad file stops nothing
     with _reader() as con:
-        frame = preview_audience(
-            con, settings, catalog[campaign], _day(as_of) or _today(), _params(param)
-        )
+        frame = preview_audience(con, settings, loaded, _day(as_of) or _today(), _params(param))
     print_frame(frame, _format(fmt), console, f"audience {campaign}")
 
 
 def _rule(name: str) -> Any:
     from segments.registry import load_rules
 
-    rules = load_rules()
+    broken: dict[str, str] = {}
+    rules = load_rules(broken=broken)
+    if name in broken:
+        _fail(broken[name])
     if name not in rules:
         _fail(f"unknown segment {name!r}; known: {', '.join(sorted(rules))}")
     return rules[name]

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import yaml
 
-from campaigns.catalog import load_campaigns
+from campaigns.catalog import Broken, load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
 from campaigns.planning import action_id
 from campaigns.sms import segment_count
@@ -107,7 +107,9 @@ def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     renderer = StepRenderer(
         follow_up_step(), LinkSettings(settings.public_url, settings.link_secret.get_secret_value())
     )
-    windows = {name: c.campaign.send_window for name, c in load_campaigns(settings).items()}
+    # a campaign that does not load (a bad file added) gives its cases the default window
+    loaded = load_campaigns(settings, broken=Broken())
+    windows = {name: c.campaign.send_window for name, c in loaded.items()}
     queued: list[dict[str, Any]] = []
     unreachable: list[dict[str, Any]] = []
     for case in due:

@@ -37,8 +37,9 @@ BEFORE = (
 _NETWORK = ("信号", "网速", "网络", "上网", "通话")
 NOT_THE_NETWORK = "".join(f"(?<!{word})" for word in _NETWORK)
 # What denies a comparison: "不比以前差", "一点也没比上次好".
-_DENIALS = ("不", "没", "没有", "并不", "并没", "并没有", "也不", "也没", "也没有") + tuple(
-    f"一点{also}{denial}" for also in ("也", "都", "") for denial in ("不", "没")
+_DENIALS = (
+    *("不", "没", "没有", "并不", "并没", "并没有", "也不", "也没", "也没有"),
+    *(f"一点{also}{denial}" for also in ("也", "都", "") for denial in ("不", "没")),
 )
 _DENIED = "(?:" + "|".join(sorted(_DENIALS, key=len, reverse=True)) + ")"
 # Compared with before or another store, then what it was: "比上次还要" + 差 or 好; _VS when

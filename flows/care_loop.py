@@ -12,7 +12,7 @@ import duckdb
 from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from campaigns.catalog import checked_campaign
+from campaigns.catalog import Broken, checked_campaign
 from campaigns.planning import STEPS, Figures, Plan, Step, record_run, run_steps
 from core.clock import business_date, utc_now
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
@@ -83,7 +83,10 @@ def care_loop(
     """Plan one campaign for ``as_of`` into the outbox, then (if ``send``) send what is due."""
     settings = settings_for(home)
     as_of = as_of or business_date(settings.zone, now)
-    loaded = checked_campaign(settings, campaign, params)
+    broken = Broken()
+    loaded = checked_campaign(settings, campaign, params, broken)
+    for error in broken.errors():  # another campaign's or rule's file: not this run's concern
+        get_run_logger().warning("not loaded (its campaigns do not run): %s", error)
     run_id = f"{campaign}-{as_of.isoformat()}-r1-{uuid.uuid4().hex[:8]}"
     with writing_warehouse(settings) as con:
         plan = Plan(

@@ -9,8 +9,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from campaigns.catalog import load_campaigns
+from campaigns.catalog import Broken, load_campaigns
 from campaigns.planning import second_round_segment
+from campaigns.spec import CampaignError
 from cases.board import Board
 from cases.publishing import publish_boards
 from cases.second_round import plan_second_round
@@ -21,6 +22,8 @@ from feedback.ingest import watermark
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 from inbox.inbox import Inbox
 
+NOT_RUN = "not run"  # the campaigns that could not load, with their errors
+
 
 @task(name="plan-second-round", cache_policy=NO_CACHE)
 def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str, Any]:
@@ -30,7 +33,10 @@ def plan_all(settings: Settings, as_of: date, now: datetime | None) -> dict[str,
         # One moment for the plans and their cases' boards, taken once the warehouse is ours:
         # every rating collected before the turn came is older than the care made for it.
         at = now or utc_now()
-        campaigns = load_campaigns(settings)
+        broken = Broken()  # a campaign that cannot load has no second round: the others do
+        campaigns = load_campaigns(settings, broken=broken)
+        if broken.campaigns:
+            figures[NOT_RUN] = broken.campaigns
         # one reading of the day's dissatisfied for every campaign (0.2 s each at a year):
         # every campaign's second round has the one rule (campaigns.catalog)
         segment = next(
@@ -68,4 +74,9 @@ def second_round(
     if send:
         figures["dispatch"] = send_due(settings, now, simulated)
     publish("second-round", f"Second round as of {as_of}", figures)
+    if NOT_RUN in figures:  # the run fails, once the others' second rounds are done
+        raise CampaignError(
+            "no second round for: "
+            + "; ".join(f"{name} ({error})" for name, error in figures[NOT_RUN].items())
+        )
     return figures

@@ -128,8 +128,21 @@ def _param_spec(meta_path: Path, name: str, spec: object) -> ParamSpec:
         raise SegmentError(meta_path, str(exc)) from None
 
 
-def load_rules(directory: Path = RULES_DIR) -> dict[str, SegmentRule]:
-    return {path.stem: load_rule(path) for path in sorted(directory.glob("*.sql"))}
+def load_rules(
+    directory: Path = RULES_DIR, broken: dict[str, str] | None = None
+) -> dict[str, SegmentRule]:
+    """The folder's rules. Given ``broken``, a rule that cannot be used goes there (its name:
+    its error) and the others load: a bad file the data team adds then stops only the
+    campaigns that use it, not every campaign's daily run. Without it, it raises."""
+    rules = {}
+    for path in sorted(directory.glob("*.sql")):
+        try:
+            rules[path.stem] = load_rule(path)
+        except SegmentError as exc:
+            if broken is None:
+                raise
+            broken[path.stem] = str(exc)
+    return rules
 
 
 def check_rule(con: duckdb.DuckDBPyConnection, rule: SegmentRule) -> list[str]:

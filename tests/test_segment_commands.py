@@ -6,6 +6,7 @@ from datetime import date
 import pytest
 from typer.testing import CliRunner
 
+from campaigns.spec import DEFINITIONS_DIR
 from careloop.cli import app
 from segments.registry import SegmentError, load_rules
 from segments.testing import run_rule_tests
@@ -123,10 +124,16 @@ def test_audience_preview_says_why_not(warehouse_with_people):
 def campaign_on_a_new_rule(settings, tmp_path, name, sql, spec):
     """Campaign ``gold_thanks`` (the store-visit campaign's messages) on rule ``name``, added
     as two files beside the built-in rules, as the data team adds one."""
+    from campaigns.catalog import load_campaigns
+
+    rules, definitions = new_rule_files(tmp_path, name, sql, spec)
+    return rules, load_campaigns(settings, definitions, rules)["gold_thanks"]
+
+
+def new_rule_files(tmp_path, name, sql, spec):
+    """The folders of ``campaign_on_a_new_rule``: (rules, campaigns), loaded by none yet."""
     import shutil
 
-    from campaigns.catalog import load_campaigns
-    from campaigns.spec import DEFINITIONS_DIR
     from segments.registry import RULES_DIR
 
     rules = tmp_path / "rules"
@@ -139,7 +146,7 @@ def campaign_on_a_new_rule(settings, tmp_path, name, sql, spec):
     (definitions / "gold_thanks.yaml").write_text(
         text.replace("segment: store_visit", f"segment: {name}")
     )
-    return rules, load_campaigns(settings, definitions, rules)["gold_thanks"]
+    return rules, definitions
 
 
 @pytest.mark.parametrize(
@@ -194,3 +201,65 @@ def test_a_rule_added_as_two_files_runs_in_a_campaign(settings, tmp_path):
         ("S1", "gold-2026", "queued")
     ]
     con.close()
+
+
+def test_a_broken_rule_stops_only_the_campaigns_that_use_it(settings, tmp_path):
+    """One bad rule file added by the data team stopped every campaign's run, `careloop
+    campaigns` and `segment list`: loaded for a run, the others load and it is said why the
+    broken ones do not; loaded strictly (the demo), it raises as before."""
+    from campaigns.catalog import Broken, load_campaigns
+
+    rules, definitions = new_rule_files(
+        tmp_path, "gold_daily", "SELECT subscriber_id FROM subscriber_profile LIMIT $days",
+        "description: gold members\n",
+    )  # fmt: skip
+    (definitions / "birthday.yaml").write_text((DEFINITIONS_DIR / "birthday.yaml").read_text())
+    broken = Broken()
+    catalog = load_campaigns(settings, definitions, rules, broken)
+    assert list(catalog) == ["birthday"]
+    assert list(broken.rules) == ["gold_daily"] and "$days" in broken.rules["gold_daily"]
+    assert broken.campaigns == {
+        "gold_thanks": f"{definitions / 'gold_thanks.yaml'}: uses segment 'gold_daily', "
+        "which cannot load"
+    }
+    with pytest.raises(SegmentError, match=r"gold_daily\.sql: uses undeclared parameter"):
+        load_campaigns(settings, definitions, rules)
+
+
+def test_a_broken_dissatisfied_rule_is_every_campaigns_second_round(settings, tmp_path):
+    from campaigns.catalog import Broken, load_campaigns
+
+    rules, definitions = new_rule_files(
+        tmp_path, "fine", "SELECT subscriber_id FROM subscriber_profile", "description: everyone\n"
+    )
+    (rules / "dissatisfied.sql").write_text("SELECT subscriber_id FROM nowhere LIMIT $n")
+    broken = Broken()
+    assert load_campaigns(settings, definitions, rules, broken) == {}
+    assert "uses segment 'dissatisfied', which cannot load" in broken.campaigns["gold_thanks"]
+
+
+def test_the_second_round_of_the_campaigns_that_load_runs_and_the_run_fails_naming_the_other(
+    settings, tmp_path, monkeypatch
+):
+    """The second round reads every campaign: one broken file stopped every campaign's
+    second round. The others' are made, then the run fails naming the broken one."""
+    import flows.second_round
+    from campaigns.catalog import load_campaigns
+    from campaigns.spec import CampaignError
+
+    rules, definitions = new_rule_files(
+        tmp_path, "fine", "SELECT subscriber_id FROM subscriber_profile", "description: everyone\n"
+    )
+    (definitions / "broken.yaml").write_text("name: broken\n")
+    # the flow's own loading, from these folders instead of the built-in ones
+    monkeypatch.setattr(
+        flows.second_round,
+        "load_campaigns",
+        lambda s, broken=None: load_campaigns(s, definitions, rules, broken),
+    )
+    with pytest.raises(CampaignError, match=r"no second round for: broken \(.*broken\.yaml"):
+        flows.second_round.second_round(as_of=date(2026, 3, 1), send=False)
+    con = connect(settings.warehouse_path)
+    runs = con.execute("SELECT campaign_id FROM campaign_runs WHERE round = 2").fetchall()
+    con.close()
+    assert runs == [("gold_thanks",)]

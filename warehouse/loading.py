@@ -709,9 +709,7 @@ class Stage:
 
 
 @contextmanager
-def _staging(
-    con: duckdb.DuckDBPyConnection, entity: Entity, present: list[str]
-) -> Iterator[Stage]:
+def _staging(con: duckdb.DuckDBPyConnection, entity: Entity, present: list[str]) -> Iterator[Stage]:
     """A stage for one load, DuckDB's memory capped meanwhile (the connection's own limit
     comes back after)."""
     row = con.execute("SELECT current_setting('memory_limit')").fetchone()

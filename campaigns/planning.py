@@ -163,8 +163,9 @@ def content(plan: Plan) -> Figures:
     plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM offered_members")
     plan.con.unregister("offered_members")
     return {
-        # no longer in subscribers, or left the operator by the as-of date
-        "unknown_subscribers": plan.figures.get("targeted", members) - members,
+        # left the operator by the as-of date, or no longer in subscribers ("unknown
+        # subscribers" once, though mostly they had left)
+        "left_or_unknown": plan.figures.get("targeted", members) - members,
         "already_planned": members - remaining,
     }
 

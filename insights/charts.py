@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from insights.drivers import Driver
 from insights.panorama import Contribution, TrendPoint
 
-INK, MUTED, GOOD, BAD, BAND = "#1f2937", "#6b7280", "#15803d", "#b91c1c", "#bfdbfe"
+INK, MUTED, BAND = "#1f2937", "#6b7280", "#bfdbfe"
 STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",
     "font.family": "sans-serif",
@@ -67,7 +67,9 @@ def contribution_chart(parts: Sequence[Contribution], scale: float) -> str:
         ys = range(len(parts))
         rates = [p.rate * scale for p in parts][::-1]
         mixes = [p.mix * scale for p in parts][::-1]
-        axes.barh([y + 0.2 for y in ys], rates, height=0.38, color=BAD, label="rate")
+        # one colour whatever the sign: a part that raised the rate is good news for CSAT and
+        # bad news for the dissatisfied, and red bars read as bad for both
+        axes.barh([y + 0.2 for y in ys], rates, height=0.38, color=INK, label="rate")
         axes.barh([y - 0.2 for y in ys], mixes, height=0.38, color=MUTED, label="mix")
         axes.axvline(0, color=INK, linewidth=0.6)
         axes.set_yticks(list(ys), names)

@@ -884,3 +884,23 @@ def test_drivers_and_topics_do_not_depend_on_the_order_the_ratings_are_stored_in
     con.execute("DELETE FROM evaluations")
     con.execute("INSERT INTO evaluations SELECT * FROM shuffled")
     assert drivers_and_topics() == stored_in_order
+
+
+def test_significance_and_contributions_are_not_painted_good_or_bad(con, settings):
+    """The "significant" tag was green beside a red arrow (a significant drop), and every
+    contribution's rate bar red, also where it raised CSAT: only the arrows say good or bad."""
+    from insights.charts import contribution_chart
+    from insights.panorama import Contribution
+
+    st2_drops(con)
+    html, _ = write_month(february_report(con), settings.reports_dir)
+    style = html.read_text(encoding="utf-8")
+    assert 'class="arrow bad"' in style and "significant</span>" in style
+    sig = re.search(r"\.tag\.sig \{([^}]*)\}", style).group(1)
+    assert "#dcfce7" not in sig and "#15803d" not in sig and "#b91c1c" not in sig
+    parts = [
+        Contribution("store", "ST1", 0.02, 0.01, 0.5, 0.6, 100, 100),
+        Contribution("store", "ST2", -0.03, 0.0, 0.5, 0.4, 100, 100),
+    ]
+    svg = contribution_chart(parts, 100).lower()
+    assert "#b91c1c" not in svg and "#15803d" not in svg

@@ -770,6 +770,7 @@ def managers_link(
     ] = None,
 ) -> None:
     """Print a store manager's personal sign-in link for the managers' page."""
+    from careloop.runtime import stack_public_url
     from core.clock import utc_now
     from core.settings import load_settings
     from core.tokens import manager_link
@@ -781,7 +782,10 @@ def managers_link(
         _fail(f"unknown store {store_id!r}")
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
-    typer.echo(manager_link(store_id, settings.public_url, secret, utc_now(), valid))
+    # CARELOOP_PUBLIC_URL when set; else the service `make up` started for this home
+    unset = "public_url" not in settings.model_fields_set
+    url = (unset and stack_public_url(settings.home)) or settings.public_url
+    typer.echo(manager_link(store_id, url, secret, utc_now(), valid))
 
 
 @managers_app.command("revoke")

@@ -30,6 +30,7 @@ from core import EPHEMERAL_STARTUP_SECONDS
 
 # Written by `make up` into $CARELOOP_HOME/run, removed by `make down`.
 STACK_API_FILE = "prefect-api-url"
+STACK_PUBLIC_URL_FILE = "public-url"  # where the stack's feedback service is reached
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,13 @@ def stack_api(home: Path) -> str | None:
     url = marker.read_text().strip()
     # Not answering: a stale marker, the stack was killed without `make down`.
     return url if answers(f"{url}/health") else None
+
+
+def stack_public_url(home: Path) -> str | None:
+    """The stack's feedback service, as its links name it, if the stack is up: a sign-in
+    link printed beside a stack on other ports named the default port, where nothing ran."""
+    marker = home / "run" / STACK_PUBLIC_URL_FILE
+    return marker.read_text().strip() if marker.exists() and stack_api(home) else None
 
 
 def answers(url: str, timeout: float = 2) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from careloop.deploy import BIN, ROOT, deploy_all
 from careloop.runner import SOCKET_FILE
-from careloop.runtime import STACK_API_FILE, answers
+from careloop.runtime import STACK_API_FILE, STACK_PUBLIC_URL_FILE, answers
 from core.files import close_home, owner_only_process, private_dir
 from core.settings import load_settings
 
@@ -98,6 +98,7 @@ def up() -> None:
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
     (run / STACK_API_FILE).write_text(api)
+    (run / STACK_PUBLIC_URL_FILE).write_text(env["CARELOOP_PUBLIC_URL"])
     # The warm runner imports while the deployments go up; flow commands fork from it. A
     # socket left by a killed one would pass for it until it listens.
     (run / SOCKET_FILE).unlink(missing_ok=True)
@@ -111,6 +112,7 @@ def up() -> None:
     print(f"Prefect UI       http://127.0.0.1:{PREFECT_PORT}")
     print(f"Prefect API      {api} (database: {database})")
     print(f"feedback service http://127.0.0.1:{SERVICE_PORT} (webhooks, links, /healthz)")
+    print(f"managers' page   {env['CARELOOP_PUBLIC_URL']}/m/ (`careloop managers link STORE`)")
     print(f"warm runner      {runner}")
     print(f"logs and pids    {run}")
     print("careloop commands now report to this server; after editing prefect.yaml, redeploy")
@@ -160,6 +162,7 @@ def _refuse_a_second_stack(home: Path, run: Path) -> None:
 def down() -> None:
     run = load_settings().home.resolve() / "run"
     (run / STACK_API_FILE).unlink(missing_ok=True)
+    (run / STACK_PUBLIC_URL_FILE).unlink(missing_ok=True)
     groups = _recorded(run)
     for name in groups:
         (run / f"{name}.pid").unlink()

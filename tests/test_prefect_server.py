@@ -286,12 +286,28 @@ def test_make_up_starts_the_stack_and_make_down_leaves_nothing(tmp_path, prefect
         ad_hoc = {"flow_runs": {"deployment_id": {"is_null_": True}}}
         runs = post(api, "/flow_runs/filter", ad_hoc)
         assert [r["state"]["type"] for r in runs] == ["COMPLETED"]
+        # a manager's sign-in link printed beside the stack reaches the stack's service (it
+        # named the default port 8000, where nothing ran)
+        service = f"http://127.0.0.1:{service_port}"
+        assert f"managers' page   {service}/m/" in up.stdout
+        stores = tmp_path / "stores.csv"
+        stores.write_text(
+            "store_id,name,city,region,timezone,manager_name,manager_email\n"
+            "ST1,One,Shanghai,East,Asia/Shanghai,Wang,wang@example.com\n"
+        )
+        for command in (["load", "stores", str(stores)], ["managers", "link", "ST1"]):
+            done = subprocess.run(
+                [BIN / "careloop", *command], env=env, cwd=ROOT, capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith(f"{service}/m/"), done.stdout
     finally:
         started = time.monotonic()
         down = subprocess.run([*stack, "down"], env=env, cwd=ROOT, capture_output=True, text=True)
         took = time.monotonic() - started
     assert down.returncode == 0 and took < 10, (took, down.stdout)
     assert not (tmp_path / "care" / "run" / "prefect-api-url").exists()
+    assert not (tmp_path / "care" / "run" / "public-url").exists()
     assert not (tmp_path / "care" / "run" / "runner.sock").exists()
     assert not [pid for pid in pids if group_running(pid)]
 

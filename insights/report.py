@@ -316,26 +316,33 @@ def render_markdown(report: LoopReport, store_rows: dict[str, int], title: str) 
             [
                 f"- {campaign_id}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())
                 for campaign_id, reasons in report.suppressed.items()
-            ],
+            ]
+            or ["- none"],
         ),
         *_section(
             "Replies, by attribution",
             "Every reply received in the period is kept: matched to the survey it answers, "
             "late (after the reply window), to no open survey, or from an unknown number.",
-            [f"- {kind}: {n}" for kind, n in report.replies.items()],
+            [f"- {kind}: {n}" for kind, n in report.replies.items()] or ["- none"],
         ),
         *_case_sections(report, store_rows),
     ]
     return "\n".join(lines) + "\n"
 
 
+def _percent_said(value: Any) -> str:
+    """``: 61.7%``; nothing where no case is due yet (it read "(-% of the cases ...)")."""
+    return "" if value is None else f": {_shown(value)}%"
+
+
 def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
     return [
         *_section(
             "Store managers' cases",
-            f"Cases opened in the period. SLA: first contact within the SLA "
-            f"({_shown(report.cases['sla_compliance'])}% of the cases whose SLA has passed or "
-            "that were contacted).",
+            "Cases opened in the period. SLA compliance: first contact within the SLA, per "
+            "case whose SLA has passed or that was contacted"
+            + _percent_said(report.cases["sla_compliance"])
+            + ".",
             [f"- {name.replace('_', ' ')}: {_shown(n)}" for name, n in report.cases.items()],
         ),
         *_section(

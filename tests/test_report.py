@@ -30,6 +30,10 @@ def test_the_report_works_on_an_empty_warehouse_and_a_campaign_with_no_ratings(c
     assert "| **all** | 0 | 0 | 0 | 0 (0/0/0) | 0 | - |" in text
     assert "No first-round care planned in this period (Asia/Shanghai); cases opened" in text
     assert "- sla compliance: -" in text  # no figure is "-" as in every table, not "None"
+    # an empty section says so, and no sentence holds a "-%" ("(-% of the cases ...)")
+    for section in ("Suppressed, by reason", "Replies, by attribution"):
+        assert text.split(f"## {section}")[1].split("##")[0].strip().endswith("- none"), section
+    assert "-%" not in text and "per case whose SLA has passed or that was contacted." in text
     figures = dict(summary_rows(loop_report(con, ZONE)))
     assert (
         figures["CSAT (% of ratings 4-5)"] is None

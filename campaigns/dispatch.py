@@ -321,8 +321,9 @@ def suppress_opted_out(
     until: datetime | None = None,
 ) -> int:
     """Opt-out is absolute: one that arrived after planning still stops the send (one made
-    by ``until``, when given)."""
-    return _count(
+    by ``until``, when given), the subscriber's, or for a text or a call the number's."""
+    params = {"now": now, "until": until, "since": found.since}
+    suppressed = _count(
         con.execute(
             f"""
             UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
@@ -330,7 +331,18 @@ def suppress_opted_out(
             FROM active_opt_outs o
             WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
               AND o.channel = a.channel AND {OPTED_OUT_BY} AND {found.rows("a")}""",
-            {"now": now, "until": until, "since": found.since},
+            params,
+        )
+    )
+    return suppressed + _count(
+        con.execute(
+            f"""
+            UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
+                updated_at = $now
+            FROM active_phone_opt_outs o
+            WHERE a.status = 'queued' AND a.channel IN ('sms', 'voice')
+              AND o.phone = a.recipient AND {OPTED_OUT_BY} AND {found.rows("a")}""",
+            params,
         )
     )
 
@@ -567,12 +579,16 @@ def screen(
     candidates and the opt-outs alone (the outbox is not read): opted_out, expired, deferred
     (with its next opening) or send. The one place a check right before sending goes."""
     who = con.execute("SELECT DISTINCT subscriber_id FROM dispatch_candidates").fetchall()
+    numbers = con.execute(
+        "SELECT DISTINCT recipient FROM dispatch_candidates WHERE channel IN ('sms', 'voice')"
+    ).fetchall()
     outside = "false" if simulated else OUTSIDE_WINDOW
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE dispatch_verdicts AS
         WITH s AS (
-            SELECT a.action_id, a.expires_at, o.subscriber_id IS NOT NULL AS opted,
+            SELECT a.action_id, a.expires_at,
+                o.subscriber_id IS NOT NULL OR p.phone IS NOT NULL AS opted,
                 {outside} AS outside,
                 {CAN_GO_AT.format(outside=outside, opening=NEXT_OPENING)} AS send_at
             FROM dispatch_candidates a
@@ -580,14 +596,23 @@ def screen(
             -- below its window, which then ranks their opt-outs, not every one ever made.
             LEFT JOIN (SELECT DISTINCT o.subscriber_id, o.channel FROM active_opt_outs o
                        WHERE list_contains($who, o.subscriber_id) AND {OPTED_OUT_BY}) o
-              ON o.subscriber_id = a.subscriber_id AND o.channel = a.channel)
+              ON o.subscriber_id = a.subscriber_id AND o.channel = a.channel
+            -- the number's own opt-out, whoever's record it was made on (migration 0032)
+            LEFT JOIN (SELECT o.phone FROM active_phone_opt_outs o
+                       WHERE list_contains($numbers, o.phone) AND {OPTED_OUT_BY}) p
+              ON p.phone = a.recipient AND a.channel IN ('sms', 'voice'))
         SELECT action_id,
             CASE WHEN opted THEN 'opted_out'
                  WHEN {EXPIRED.format(send_time=_send_time(simulated, "send_at"))} THEN 'expired'
                  WHEN outside THEN 'deferred' ELSE 'send' END AS verdict,
             CASE WHEN outside THEN send_at END AS next_at
         FROM s a""",
-        {"who": [row[0] for row in who], "now": at, "until": until},
+        {
+            "who": [row[0] for row in who],
+            "numbers": [row[0] for row in numbers],
+            "now": at,
+            "until": until,
+        },
     )
 
 
@@ -755,13 +780,19 @@ FROM send_outcome o
 WHERE a.action_id = o.action_id
   AND CASE WHEN o.action_id IS NOT NULL THEN NOT $claiming OR a.status = 'queued' END"""
 
-# A recipient the provider says opted out is recorded as an opt-out on that channel.
-PROVIDER_OPT_OUTS_SQL = """
-INSERT INTO opt_outs
-SELECT subscriber_id, channel, 'opt_out', $now, 'provider_' || error_code,
-       'provider:' || action_id
-FROM send_outcome WHERE opted_out
-ON CONFLICT (evidence_key, channel) DO NOTHING"""
+# A recipient the provider says opted out is recorded as an opt-out on that channel, and
+# for a text or a call, of the number (migration 0032).
+PROVIDER_OPT_OUTS_SQL = (
+    """INSERT INTO opt_outs
+    SELECT subscriber_id, channel, 'opt_out', $now, 'provider_' || error_code,
+           'provider:' || action_id
+    FROM send_outcome WHERE opted_out
+    ON CONFLICT (evidence_key, channel) DO NOTHING""",
+    """INSERT INTO phone_consent
+    SELECT recipient, 'opt_out', $now, 'provider:' || action_id FROM send_outcome
+    WHERE opted_out AND channel IN ('sms', 'voice') AND recipient IS NOT NULL
+    ON CONFLICT DO NOTHING""",
+)
 
 
 def record(
@@ -791,7 +822,8 @@ def _write_outcome(
     con.unregister("outcome_frame")
     written = _count(con.execute(RECORD_SQL, {"now": now, "claiming": claiming}))
     if outcome["opted_out"].any():
-        con.execute(PROVIDER_OPT_OUTS_SQL, {"now": now}).fetchall()
+        for statement in PROVIDER_OPT_OUTS_SQL:
+            con.execute(statement, {"now": now})
     if written == outcome.height:
         return outcome
     if not claiming:  # the run holds the sending turn: nobody else moves what it claimed
@@ -856,6 +888,7 @@ def _outcome_frame(
             "action_id": [r.action_id for r in results],
             "subscriber_id": [who[r.action_id] for r in results],
             "channel": [m.channel for m in messages],
+            "recipient": [m.recipient for m in messages],
             "status": [_status(r, at) for r, at in zip(results, retries, strict=True)],
             "provider_id": [r.provider_id for r in results],
             "error_code": [error_code(r) for r in results],

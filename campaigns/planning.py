@@ -281,6 +281,8 @@ def choose_channel(plan: Plan) -> Figures:
                 {_state_sql("email", "email")} AS email_state,
                 {_state_sql("voice", "phone")} AS voice_state
             FROM plan_content c LEFT JOIN opted o USING (subscriber_id)
+            -- the number's own opt-out, whoever's record it was made on (migration 0032)
+            LEFT JOIN active_phone_opt_outs p ON p.phone = c.phone
         )
         SELECT *,
             CASE {chosen} END AS channel,
@@ -296,9 +298,10 @@ def choose_channel(plan: Plan) -> Figures:
 
 
 def _state_sql(channel: str, contact: str) -> str:
+    number = " OR p.phone IS NOT NULL" if contact == "phone" else ""
     return (
         f"CASE WHEN c.{contact} IS NULL THEN 'no_contact' "
-        f"WHEN list_contains(coalesce(o.channels, []), '{channel}') THEN 'opted_out' "
+        f"WHEN list_contains(coalesce(o.channels, []), '{channel}'){number} THEN 'opted_out' "
         f"WHEN NOT c.{channel}_consent THEN 'no_consent' ELSE 'ok' END"
     )
 

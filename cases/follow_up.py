@@ -50,7 +50,10 @@ SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
        CASE c.channel WHEN 'sms' THEN s.sms_consent
             WHEN 'email' THEN s.email_consent ELSE s.voice_consent END AS consent,
        EXISTS (SELECT 1 FROM active_opt_outs o WHERE o.subscriber_id = m.subscriber_id
-               AND o.channel = c.channel) AS opted_out
+               AND o.channel = c.channel)
+       OR (c.channel IN ('sms', 'voice')
+           AND EXISTS (SELECT 1 FROM active_phone_opt_outs o WHERE o.phone = s.phone))
+           AS opted_out
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)
 -- the channel the case's survey was rated on, looked up by key (the evaluations have none)

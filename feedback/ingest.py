@@ -288,7 +288,8 @@ SELECT b.dedupe_key, b.channel, b.sender, b.received_at, b.intent, b.score, b.co
        b.attributes,
        CASE WHEN attribution = 'matched' THEN a.action_id END AS action_id,
        coalesce(a.subscriber_id, p.subscriber_id) AS subscriber_id,
-       a.campaign_id, a.round, a.store_id, attribution
+       a.campaign_id, a.round, a.store_id, attribution,
+       a.recipient AS contacted  -- the number or address the answered care went to
 FROM (
     SELECT b.*, a.action_id AS found_action,
         CASE WHEN a.action_id IS NULL AND b.channel = 'sms' AND p.subscriber_id IS NULL
@@ -335,12 +336,21 @@ def _consent_from_older_surveys(
 
 
 def _consent_changes(con: duckdb.DuckDBPyConnection) -> int:
+    """The replies' opt-outs and opt-ins: the subscriber's, and for a text or a call the
+    number's (the one that texted, or that we called), whoever else's record holds it, and
+    also from a number no subscriber holds (migration 0032)."""
     rows = con.execute("""
         INSERT INTO opt_outs
         SELECT subscriber_id, channel, intent, received_at, channel || '_reply', dedupe_key
         FROM attributed
         WHERE intent IN ('opt_out', 'opt_in') AND subscriber_id IS NOT NULL
         ON CONFLICT DO NOTHING RETURNING event""").fetchall()
+    con.execute("""
+        INSERT INTO phone_consent
+        SELECT coalesce(sender, contacted), intent, received_at, dedupe_key FROM attributed
+        WHERE intent IN ('opt_out', 'opt_in') AND channel IN ('sms', 'voice')
+          AND coalesce(sender, contacted) IS NOT NULL
+        ON CONFLICT DO NOTHING""")
     return sum(1 for (event,) in rows if event == "opt_out")
 
 

@@ -3,7 +3,7 @@ key-press opt-out on a call stops texts (the FCC's revocation rule covers calls 
 Email consent stays separate. Planning, dispatch (before each batch too) and follow-ups heed it.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from campaigns.channels.sandbox import SandboxProvider
 from campaigns.dispatch import dispatch
@@ -146,3 +146,87 @@ def test_every_call_offers_the_opt_out_key(con, settings):
     plan(con, settings)
     bodies = dict(con.execute("SELECT subscriber_id, body FROM care_actions").fetchall())
     assert "请按9" in bodies["S1"] and "press 9" in bodies["S2"]
+
+
+def stop_from(inbox, number, body="STOP", at=None):
+    """A text from ``number`` as the Twilio webhook lands it."""
+    message = {"MessageSid": sid("SM", f"{number}{body}{at}"), "From": number,
+               "To": "+10000000000", "Body": body}  # fmt: skip
+    inbox.put("sms", message["MessageSid"], at or LATER - timedelta(days=2), message)
+
+
+SHARED = "+8613800000001"  # S1's, and S9's: one number on two records
+
+
+def test_a_stop_from_a_number_stops_every_record_that_holds_it(con, settings):
+    """A STOP reached the subscriber its survey had gone to, and the other record with the same
+    number (a duplicate, a family's contact number) was still texted and called: the FCC's
+    revocation, and 退订, are the number's."""
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    add_subscriber(con, "S9", email=None, phone=SHARED)
+    add_subscriber(con, "S2", email=None)  # another number: texted as ever
+    add_action(con, "OLD1", "S1", recipient=SHARED, sent_at=LATER - timedelta(days=3))
+    stop_from(inbox, SHARED)
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT subscriber_id FROM active_opt_outs").fetchall() == [
+        ("S1",),
+        ("S1",),
+    ]  # the reply's subscriber, on sms and voice, as before
+    plan(con, settings)
+    got = {k: v[:2] for k, v in outbox(con).items()}
+    assert got == {
+        "S1": ("suppressed", "opted_out"),
+        "S9": ("suppressed", "opted_out"),
+        "S2": ("queued", None),
+    }
+
+
+def test_a_number_that_stopped_after_planning_is_not_texted_on_another_record(con, settings):
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    add_subscriber(con, "S9", email=None, phone=SHARED)
+    plan(con, settings)
+    assert outbox(con)["S9"][:2] == ("queued", None)
+    stop_from(inbox, SHARED, "退订")  # from a number whose survey no record here got
+    collect(con, inbox, reply_window=WINDOW)
+    sandbox = provider(settings)
+    figures = dispatch(con, sandbox, now=LATER)
+    assert figures.suppressed_at_send == 1 and not sandbox.handed
+    assert outbox(con)["S9"][:2] == ("suppressed", "opted_out")
+
+
+def test_start_from_the_number_gives_it_back_and_the_latest_word_decides(con, settings):
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    add_subscriber(con, "S9", email=None, phone=SHARED)
+    stop_from(inbox, SHARED, at=LATER - timedelta(days=3))
+    stop_from(inbox, SHARED, "START", at=LATER - timedelta(days=2))
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT * FROM active_phone_opt_outs").fetchall() == []
+    plan(con, settings)
+    assert outbox(con)["S9"][:2] == ("queued", None)
+
+
+def test_a_provider_that_says_the_number_opted_out_stops_its_other_records(con, settings):
+    from campaigns.channels.base import SendResult
+
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    plan(con, settings)
+
+    class Refuses(SandboxProvider):
+        def send(self, messages):  # Twilio's 21610: the recipient replied STOP to us
+            return [
+                SendResult(
+                    m.action_id, error_code="21610", error="unsubscribed recipient", opted_out=True
+                )
+                for m in messages
+            ]
+
+    dispatch(con, Refuses(settings.sandbox_path, Inbox(settings.inbox_path)), now=LATER)
+    assert con.execute("SELECT phone FROM active_phone_opt_outs").fetchall() == [(SHARED,)]
+    add_subscriber(con, "S9", email=None, phone=SHARED, birthday=date(1990, 6, 16))
+    plan(con, settings, as_of=date(2026, 6, 16))
+    assert outbox(con)["S9"][:2] == ("suppressed", "opted_out")

@@ -232,22 +232,27 @@ class Repeats:
         bad rows' reasons too (the quarantine keeps them)."""
         named = {}
         for lines in self.lines.values():
+            # the first few lines name the others: a line's own is left out of them (linear in
+            # the lines: every other line, listed for each, was quadratic, hours for an id
+            # on a million lines)
+            first = lines[: SHOWN_OTHER_LINES + 1]
             for line in lines:
-                others = [other for other in lines if other != line]
                 if line not in bad_rows:  # not a bad row: nothing to name
                     continue
+                shown = [other for other in first if other != line][:SHOWN_OTHER_LINES]
+                also = _other_lines(shown, len(lines) - 1)
                 named[line] = [
-                    f"{reason} ({_other_lines(others)})" if reason.endswith(REPEATED) else reason
+                    f"{reason} ({also})" if reason.endswith(REPEATED) else reason
                     for reason in bad_rows[line]
                 ]
         bad_rows.update(named)
         stage.reword(named)
 
 
-def _other_lines(others: list[int]) -> str:
-    shown = ", ".join(str(line) for line in others[:SHOWN_OTHER_LINES])
-    more = len(others) - SHOWN_OTHER_LINES
-    return f"also on line{'s' if len(others) > 1 else ''} {shown}" + (
+def _other_lines(shown: list[int], others: int) -> str:
+    """``also on lines 3, 7 and 2 more``: ``shown`` of the ``others`` lines."""
+    more = others - len(shown)
+    return f"also on line{'s' if others > 1 else ''} {', '.join(map(str, shown))}" + (
         f" and {more:,} more" if more > 0 else ""
     )
 

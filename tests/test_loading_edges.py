@@ -215,3 +215,27 @@ def test_a_row_after_quoted_breaks_is_named_by_its_line(stores, settings, tmp_pa
         stores, settings, "subscribers", path, quarantine=True, today=TODAY, chunk_rows=chunk_rows
     )
     assert list(after_blanks.bad_rows) == [6]  # blank 1-3, header 4, S6 5, S9 6
+
+
+def test_quarantined_rows_fixed_and_loaded_back_keep_what_their_file_had_not(
+    stores,  # noqa: F811
+    settings,
+    tmp_path,
+):
+    """The quarantine CSV held every column of the kind, those the file lacked empty: loaded
+    back once fixed, as the README says it can be, it emptied them (phone, email)."""
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", [good(1)]), today=TODAY)
+    no_contacts = HEADER.replace(",phone,email", "")
+    row = good(1).replace(",+8613800000001,c1@example.com", "").replace("gold", "diamond")
+    result = load_file(
+        stores, settings, "subscribers", write(tmp_path, "b.csv", [row], no_contacts),
+        quarantine=True, today=TODAY,
+    )  # fmt: skip
+    kept = result.quarantine_file.read_text(encoding="utf-8-sig")
+    assert kept.splitlines()[0] == "line," + no_contacts + ",reasons"
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(kept.replace("diamond", "silver"), encoding="utf-8")
+    assert load_file(stores, settings, "subscribers", fixed, today=TODAY).rows_loaded == 1
+    assert stores.execute("SELECT tier, phone, email FROM subscribers").fetchall() == [
+        ("silver", "+8613800000001", "c1@example.com")
+    ]

@@ -693,12 +693,19 @@ class Stage:
             [load_id, self.entity.table],
         )
 
+    @property
+    def file_columns(self) -> list[str]:
+        """The kind's columns the file has: the bad rows' CSV holds these only, so that the
+        fixed rows loaded back keep what the warehouse holds for the others (an empty column
+        there would empty them)."""
+        return [c for c in self.entity.names if c in self.present]
+
     def bad_rows(self) -> Iterator[tuple[Any, ...]]:
         """The bad rows as read, by line, then their reasons; fetched a slice at a time."""
         if "load_bad" not in self.made:
             return
         cursor = self.con.execute(
-            f"SELECT _line, {', '.join(self.entity.names)}, array_to_string(reasons, '; ') "
+            f"SELECT _line, {', '.join(self.file_columns)}, array_to_string(reasons, '; ') "
             "FROM load_bad ORDER BY _line"
         )
         while rows := cursor.fetchmany(10_000):
@@ -753,7 +760,7 @@ def _write(
             con.execute("ROLLBACK")
         raise
     if quarantine and result.bad_rows:
-        result.quarantine_file = _quarantine_csv(settings, entity, stage, result)
+        result.quarantine_file = _quarantine_csv(settings, stage, result)
     _write_report_json(settings, result)
 
 
@@ -807,10 +814,10 @@ def _value_sql(entity: Entity, name: str) -> str:
     )
 
 
-def _quarantine_csv(settings: Settings, entity: Entity, stage: Stage, result: LoadResult) -> Path:
+def _quarantine_csv(settings: Settings, stage: Stage, result: LoadResult) -> Path:
     """The bad rows as they were, with their reasons, for whoever fixes the source."""
     path = path_inside(settings.reports_dir / "validation", result.load_id, ".quarantine.csv")
-    write_private_csv(path, ["line", *entity.names, "reasons"], stage.bad_rows())
+    write_private_csv(path, ["line", *stage.file_columns, "reasons"], stage.bad_rows())
     return path
 
 

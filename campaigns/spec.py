@@ -281,9 +281,11 @@ def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
 
 def parse_campaign(path: Path) -> Campaign:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise CampaignError(f"{path}: invalid YAML: {exc}") from None
+    except (UnicodeDecodeError, OSError) as exc:  # a GB18030 save, say: named like the rest
+        raise CampaignError(f"{path}: cannot read as UTF-8 text: {exc}") from None
     if not isinstance(raw, dict):
         raise CampaignError(f"{path}: must be a mapping")
     if raw.get("name", path.stem) != path.stem:  # a name key once failed with a TypeError

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -53,7 +54,7 @@ def _one_line(message: str, exc: BaseException) -> None:
     # The frames hold open warehouse connections that Prefect keeps referenced until exit,
     # where DuckDB's bindings would then report them as leaked.
     traceback.clear_frames(exc.__traceback__)
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(
@@ -259,7 +260,7 @@ def run(
     with _flow_session():
         figures = care_loop(campaign, as_of=_day(as_of), params=params, send=send)
     if "notice" in figures:
-        console.print(f"[yellow]notice:[/yellow] {figures['notice']}", highlight=False)
+        console.print(f"[yellow]notice:[/yellow] {escape(figures['notice'])}", highlight=False)
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
@@ -430,12 +431,12 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
             if kind == "stores":
                 replaced = new_managers(managers, store_managers(con))
     except LoadRefusedError as refused:
-        err_console.print(f"[red]refused[/red] {path}: {refused}", highlight=False)
+        err_console.print(f"[red]refused[/red] {escape(f'{path}: {refused}')}", highlight=False)
         _ignored(refused.result.ignored_columns)
         err_console.print(f"report: {report_path(settings, refused.result.load_id)}")
         raise typer.Exit(1) from None
     except LoadError as refused:
-        err_console.print(f"[red]refused[/red] {refused}", highlight=False)
+        err_console.print(f"[red]refused[/red] {escape(str(refused))}", highlight=False)
         err_console.print(f"report: {report_path(settings, _newest_load(settings))}")
         raise typer.Exit(1) from None
     _ignored(result.ignored_columns)
@@ -449,7 +450,7 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     )
     report = report_path(settings, result.load_id)
     for line in bad_row_lines(result.bad_rows, result.quarantine_file or report):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {escape(line)}", highlight=False)
     if result.quarantine_file:
         console.print(
             f"{len(result.bad_rows):,} bad row(s) kept in the warehouse table quarantine "
@@ -477,7 +478,8 @@ def _sign_out(settings: Any, stores: list[str]) -> None:
 
 def _ignored(columns: list[str]) -> None:
     if columns:
-        console.print(f"[yellow]ignored[/yellow] column(s) not loaded: {', '.join(columns)}")
+        named = escape(", ".join(columns))  # the file's own header: text, never markup
+        console.print(f"[yellow]ignored[/yellow] column(s) not loaded: {named}", highlight=False)
 
 
 def _newest_load(settings: Any) -> str:
@@ -594,7 +596,7 @@ def campaigns() -> None:
 def _show_broken(errors: list[str]) -> None:
     """Definitions that cannot load, each with its error; the command then fails (exit 1)."""
     for error in errors:
-        err_console.print(f"[red]cannot load[/red] {error}", highlight=False)
+        err_console.print(f"[red]cannot load[/red] {escape(error)}", highlight=False)
     if errors:
         raise typer.Exit(1)
 
@@ -623,13 +625,17 @@ def segment_show(name: str) -> None:
     from rich.syntax import Syntax
 
     rule = _rule(name)
+    # the data team's words, shown as written: brackets ("list[integer]") are no markup
     console.print(
-        f"[bold]{rule.name}[/bold] ({rule.path})\n{rule.description}\nowner: {rule.owner}"
+        f"[bold]{rule.name}[/bold] "
+        + escape(f"({rule.path})\n{rule.description}\nowner: {rule.owner}"),
+        highlight=False,
     )
     for param, spec in rule.param_specs.items():
-        console.print(f"  param {param} = {spec.default!r} ({spec.bounds()}) {spec.description}")
+        said = f"  param {param} = {spec.default!r} ({spec.bounds()}) {spec.description}"
+        console.print(escape(said), highlight=False)
     for column, meaning in rule.columns.items():
-        console.print(f"  column {column}: {meaning}")
+        console.print(escape(f"  column {column}: {meaning}"), highlight=False)
     if console.is_terminal:
         console.print(Syntax(rule.sql, "sql"))
     else:  # no colours to show, and Syntax pads every line to the console's width
@@ -669,7 +675,8 @@ def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
         results += [TestResult(rule, "loads", False, error) for rule, error in broken.items()]
     for r in results:
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {r.rule}: {r.test}" + (f" - {r.detail}" if r.detail else ""))
+        said = f"{r.rule}: {r.test}" + (f" - {r.detail}" if r.detail else "")
+        console.print(f"{mark} {escape(said)}", highlight=False)
     failed = sum(not r.passed for r in results)
     console.print(f"{len(results) - failed} passed, {failed} failed")
     if failed:
@@ -849,7 +856,8 @@ def run_cli() -> None:  # pragma: no cover - the console entry point
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:
-        err_console.print(f"[red]error:[/red] {exc.format_message()} (see --help)", highlight=False)
+        said = escape(exc.format_message())
+        err_console.print(f"[red]error:[/red] {said} (see --help)", highlight=False)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -83,7 +83,7 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if not meta_path.exists():
         raise SegmentError(sql_path, f"missing {meta_path.name} beside it")
     try:
-        meta = yaml.safe_load(meta_path.read_text()) or {}
+        meta = yaml.safe_load(_text(meta_path)) or {}
     except yaml.YAMLError as exc:
         raise SegmentError(meta_path, f"invalid YAML: {exc}") from None
     if not isinstance(meta, dict):
@@ -99,7 +99,7 @@ def load_rule(sql_path: Path) -> SegmentRule:
     }
     rule = SegmentRule(
         name=sql_path.stem,
-        sql=sql_path.read_text().strip().rstrip(";"),
+        sql=_text(sql_path).strip().rstrip(";"),
         path=sql_path,
         description=str(meta.get("description", "")).strip(),
         owner=str(meta.get("owner", "")),
@@ -117,6 +117,14 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if not rule.description:
         raise SegmentError(meta_path, "needs a description")
     return rule
+
+
+def _text(path: Path) -> str:
+    """A rule's file as UTF-8 text; one saved otherwise (GB18030, say) is named like the rest."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SegmentError(path, f"cannot read as UTF-8 text: {exc}") from None
 
 
 def _param_spec(meta_path: Path, name: str, spec: object) -> ParamSpec:

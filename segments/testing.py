@@ -57,9 +57,12 @@ class TestResult:
 
 def run_rule_tests(rule: SegmentRule) -> list[TestResult]:
     tests = rule.tests or {}
+    where = rule.path.with_suffix(".yml")
+    if not isinstance(tests, dict):  # this rule's tests fail, and the others' still run
+        return [TestResult(rule.name, "tests", False, f"{where}: tests must be a mapping")]
     unknown = sorted(set(tests) - {"unique", "not_null", "accepted_values", "examples"})
     if unknown:
-        raise SegmentError(rule.path.with_suffix(".yml"), f"unknown test kind(s) {unknown}")
+        return [TestResult(rule.name, "tests", False, f"{where}: unknown test kind(s) {unknown}")]
     results = [_compiles(rule)]
     for number, example in enumerate(tests.get("examples") or [], start=1):
         results += _run_example(rule, tests, number, example)

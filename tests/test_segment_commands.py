@@ -4,6 +4,7 @@ import json
 from datetime import date
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from campaigns.spec import DEFINITIONS_DIR
@@ -263,3 +264,45 @@ def test_the_second_round_of_the_campaigns_that_load_runs_and_the_run_fails_nami
     runs = con.execute("SELECT campaign_id FROM campaign_runs WHERE round = 2").fetchall()
     con.close()
     assert runs == [("gold_thanks",)]
+
+
+def test_a_misspelt_test_kind_fails_that_rules_tests_only(tmp_path):
+    (tmp_path / "a.sql").write_text("SELECT subscriber_id FROM subscriber_profile")
+    (tmp_path / "a.yml").write_text("description: every\ntests:\n  uniqe: [subscriber_id]\n")
+    (tmp_path / "b.sql").write_text("SELECT subscriber_id FROM subscriber_profile")
+    (tmp_path / "b.yml").write_text("description: every\n")
+    rules = load_rules(tmp_path)
+    [misspelt] = run_rule_tests(rules["a"])
+    assert not misspelt.passed and "unknown test kind(s) ['uniqe']" in misspelt.detail
+    assert [r.passed for r in run_rule_tests(rules["b"])] == [True]
+
+
+def test_a_definition_not_saved_as_utf8_is_named_like_any_broken_one(settings, tmp_path):
+    """A campaign or rule file saved as GB18030 stopped every campaign with "'utf-8' codec
+    can't decode byte 0xb9", naming no file."""
+    from campaigns.catalog import Broken, load_campaigns
+
+    rules, definitions = new_rule_files(
+        tmp_path, "fine", "SELECT subscriber_id FROM subscriber_profile", "description: 每个人\n"
+    )
+    (rules / "fine.yml").write_bytes("description: 每个人\n".encode("gb18030"))
+    gbk = (DEFINITIONS_DIR / "birthday.yaml").read_text().encode("gb18030")
+    (definitions / "birthday.yaml").write_bytes(gbk)
+    broken = Broken()
+    assert load_campaigns(settings, definitions, rules, broken) == {}
+    assert "fine.yml: cannot read as UTF-8 text" in broken.rules["fine"]
+    assert "birthday.yaml: cannot read as UTF-8 text" in broken.campaigns["birthday"]
+
+
+def test_a_broken_definitions_error_is_shown_whole_brackets_and_all(capsys):
+    """Shown as console markup, "channels: [sms, email" lost its bracketed part, and a
+    "[/b]" in a file stopped the listing with a MarkupError."""
+    from careloop.cli import _show_broken
+
+    errors = ["x.yaml: channels: [sms, email: expected ']'", "y.yml: unknown key(s) [/b]"]
+    with pytest.raises(typer.Exit):
+        _show_broken(errors)
+    shown = " ".join(capsys.readouterr().err.split())
+    assert all(error in shown for error in errors), shown
+    result = runner.invoke(app, ["segment", "show", "no-such-[/b]-rule"])
+    assert result.exit_code == 2 and "no-such-[/b]-rule" in result.output, result.output

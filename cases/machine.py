@@ -266,11 +266,19 @@ def _drop_second_rounds_of_closed(con: duckdb.DuckDBPyConnection) -> None:
         SELECT second_round_action_id AS action_id, closed_at FROM manager_cases
         WHERE evaluation_id IN (SELECT case_id FROM case_inputs)
           AND status IN {_in(CLOSED)} AND second_round_action_id IS NOT NULL""")
-    con.execute(f"""
+    dropped = con.execute(f"""
         UPDATE care_actions a SET status = 'suppressed', suppression_reason = '{CLOSED_CASE}',
             updated_at = c.closed_at
         FROM closed_second_rounds c
-        WHERE {looked_up("action_id", "a.status = 'queued'", by="c")}""")
+        WHERE {looked_up("action_id", "a.status = 'queued'", by="c")}
+        RETURNING a.action_id""").fetchall()
+    if dropped:  # the case had no second round: its recovery is due from its opening (not
+        # never, as a second round never sent made it), and its page names no care given
+        con.execute(
+            "UPDATE manager_cases SET second_round_action_id = NULL "
+            "WHERE list_contains($dropped, second_round_action_id)",
+            {"dropped": [action_id for (action_id,) in dropped]},
+        )
 
 
 def apply_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> int:

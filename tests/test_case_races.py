@@ -178,6 +178,13 @@ def test_a_case_resolved_before_its_second_round_went_drops_it_for_the_follow_up
         second_round,
         "case_closed" if second_round == "suppressed" else None,
     )
+    # a case whose second round never went has none: its recovery is due from its opening
+    # (kpis.RECOVERY_DUE), where a second round never sent kept it from ever being due, and
+    # its page and lists name no care given
+    [(kept,)] = con.execute(
+        "SELECT second_round_action_id FROM manager_cases WHERE evaluation_id = 'E1'"
+    ).fetchall()
+    assert kept == (None if second_round == "suppressed" else "R2")
 
 
 def test_a_second_round_already_claimed_for_sending_is_left_to_its_send(con, settings, page):

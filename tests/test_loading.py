@@ -418,6 +418,12 @@ def test_a_record_with_more_fields_than_the_header_is_named_by_its_line(stores, 
             f"{QUOTING}; nothing loaded"
         )
     assert count(stores) == 0
+    # a long quoted field before it is a field (the csv module's limit is 131,072 characters)
+    long = write(
+        tmp_path, "long.csv", [GOOD[0].replace("李伟", '"' + "x" * 200_000 + '"'), shifted]
+    )
+    with pytest.raises(LoadError, match=r"long\.csv: line 3 has 14 field\(s\) where"):
+        load_file(stores, settings, "subscribers", long, today=TODAY)
     many = write(tmp_path, "many.csv", [shifted.replace("S3", f"M{n}") for n in range(25)])
     with pytest.raises(LoadError, match=r"line 21 has 14, and 5 more line\(s\) field\(s\) where"):
         load_file(stores, settings, "subscribers", many, today=TODAY)
@@ -431,6 +437,11 @@ def test_a_record_with_more_fields_than_the_header_is_named_by_its_line(stores, 
             "a quote opens a field that no quote closes",
         ),
         (GOOD[1].replace("Mary Smith", '"Mary" Smith'), "text follows a field's closing quote"),
+        # the csv module takes it as text, Polars does not: named by its unpaired quotes
+        (
+            GOOD[1].replace("Mary Smith", 'Mary "M Smith'),
+            "a quote inside a field that is not quoted itself",
+        ),
     ],
 )
 def test_a_quote_left_open_or_followed_by_text_is_named_by_its_line(

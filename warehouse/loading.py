@@ -15,6 +15,7 @@ import codecs
 import csv
 import json
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -376,17 +377,23 @@ _QUOTING = 'a field holding a comma or a quote is quoted, its quotes doubled ("L
 
 def _malformed(path: Path) -> str | None:
     """Which records Polars could not split, read again with Python's csv module, which says
-    where (only for such a file): a quote left open or followed by text, or more fields than
-    the header names (a field's unquoted comma shifts every field after it). The file is
-    refused whole: which field a value belongs to is no longer known."""
+    where (only for such a file): a quote left open or followed by text, a quote inside an
+    unquoted field that leaves the record's quotes unpaired ("Li "Leo Wei", which the csv
+    module takes as text and Polars does not), or more fields than the header names (a
+    field's unquoted comma shifts every field after it). The file is refused whole: which
+    field a value belongs to is no longer known."""
     wide: list[str] = []  # records of more fields than the header's
     width = more = 0
     quote = ""
+    csv.field_size_limit(sys.maxsize)  # a long quoted field is a field, not the fault
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        records, last_line = csv.reader(handle, strict=True), 0
+        lines = _Kept(handle)
+        records, last_line = csv.reader(lines, strict=True), 0
         try:
             for record in records:
                 first_line, last_line = last_line + 1, records.line_num
+                if not quote and lines.taken().count('"') % 2:
+                    quote = f"line {first_line}: {UNPAIRED_QUOTE}"
                 if not width:
                     width = len(record)  # the header: blank lines before it are no record
                 elif len(record) > width and len(wide) < SHOWN_BAD_ROWS:
@@ -394,12 +401,35 @@ def _malformed(path: Path) -> str | None:
                 elif len(record) > width:
                     more += 1
         except csv.Error as exc:
-            quote = f"line {last_line + 1}: {_QUOTE_FAULTS.get(str(exc), str(exc))}"
+            quote = quote or f"line {last_line + 1}: {_QUOTE_FAULTS.get(str(exc), str(exc))}"
     faults = [quote] if quote else []
     if wide:
         also = f", and {more:,} more line(s)" if more else ""
         faults.insert(0, f"{', '.join(wide)}{also} field(s) where the header names {width}")
     return f"{'; '.join(faults)}: {_QUOTING}; nothing loaded" if faults else None
+
+
+UNPAIRED_QUOTE = "a quote inside a field that is not quoted itself"
+
+
+class _Kept:
+    """The file's lines as the csv module reads them, each record's own kept until taken."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines, self.read = lines, list[str]()
+
+    def __iter__(self) -> _Kept:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.read.append(line)
+        return line
+
+    def taken(self) -> str:
+        """The lines read since the last call: the record just read."""
+        text, self.read = "".join(self.read), []
+        return text
 
 
 def open_source(path: Path, entity: Entity) -> Source:

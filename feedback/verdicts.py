@@ -34,21 +34,21 @@ BEFORE = (
     r"|其他(?:店|营业厅)|网上)"
 )
 # A comparison of the network ("信号比之前差", "网速越来越差") is not of the visit.
-_NETWORK = ("信号", "网速", "网络", "上网", "通话")
-NOT_THE_NETWORK = "".join(f"(?<!{word})" for word in _NETWORK)
+_NETWORK = "(?:信号|网速|网络|上网|通话)"
+NOT_THE_NETWORK = r"(?<!信号)(?<!网速)(?<!网络)(?<!上网)(?<!通话)"
 # What denies a comparison: "不比以前差", "一点也没比上次好".
-_DENIALS = (
-    *("不", "没", "没有", "并不", "并没", "并没有", "也不", "也没", "也没有"),
-    *(f"一点{also}{denial}" for also in ("也", "都", "") for denial in ("不", "没")),
-)
-_DENIED = "(?:" + "|".join(sorted(_DENIALS, key=len, reverse=True)) + ")"
+_DENIED = r"(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)?(?:不|没))"
 # Compared with before or another store, then what it was: "比上次还要" + 差 or 好; _VS when
-# the network cannot be what is compared, even denied ("信号不比以前差").
+# the network cannot be what is compared.
 _VERSUS = r"比" + BEFORE + r"(?:的)?(?:还|更|要)*"
-_VS = (
-    NOT_THE_NETWORK
-    + "".join(f"(?<!{word}{denial})" for word in _NETWORK for denial in _DENIALS)
+_VS = NOT_THE_NETWORK + _VERSUS
+# The network compared, however the comparison is denied or hedged ("信号不比以前差", "信号还是
+# 没比上次好", "网速也并不比以前差", "信号不会比以前差"): set aside before any verdict is read.
+_NETWORK_COMPARED = (
+    _NETWORK
+    + r"(?:还是|又|也|都|根本|其实|真的|并|可|倒|还|会|不|没有?|一点)*"
     + _VERSUS
+    + r"(?:差|糟|烂|好|强|快|慢|稳)"
 )
 # Blame words as thumbs type them too ("disapointed", "aweful", "horible", "terible"): one
 # spelling list for the blame and for its negation ("not disapointed").
@@ -204,7 +204,7 @@ _NO_VERDICT_IN = re.compile(
 )
 # Asking for reviews, a courtesy: their words are no verdict.
 _NOT_VERDICTS = re.compile(
-    r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b"
+    r"[求要刷]好评|好评返现|说好的好评|不好意思|\bhave a (?:good|nice|great)\b|" + _NETWORK_COMPARED
 )
 
 

@@ -224,6 +224,12 @@ def test_a_negated_word_is_turned_whatever_its_spelling(text, score):
         "信号不比以前差，就是套餐贵",  # the network, negated: still not the visit
         "网速并不比之前差",
         "信号也没比上次好",
+        # hedged or denied with a word between ("still", "again", "at all", "won't")
+        "信号还是没比上次好",
+        "网速还是没有比以前快",
+        "信号不会比以前差",
+        "网速也并不比以前差",
+        "信号根本不比以前差",
         "我手机信号越来越差，店员帮我重新设置了一下",
         "店面装修后没有以前那么好找了",  # harder to find, not worse
         "Hi this is Li Manyi from the 3rd floor",

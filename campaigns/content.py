@@ -127,16 +127,10 @@ class StepRenderer:
     ) -> tuple[str | None, str]:
         locale: Locale = context["locale"]
         survey = self.step.survey[locale] if self.step.survey else None
-        if channel == "sms":
-            body = self._text(locale, "sms", context)
-            if survey:
-                body += f" {survey}{SENTENCE_GAP[locale]}{SURVEY_HOW['sms'][locale]}"
-            return None, f"{body} {SMS_OPT_OUT[locale]}"
-        if channel == "voice":
-            body = self._text(locale, "voice", context)
-            if survey:
-                body += f" {survey}{SENTENCE_GAP[locale]}{SURVEY_HOW['voice'][locale]}"
-            return None, f"{body} {OFFER_OPT_OUT[locale]}"
+        if channel in ("sms", "voice"):
+            asked = (survey, SURVEY_HOW[channel][locale]) if survey else ()
+            opt_out = (SMS_OPT_OUT if channel == "sms" else OFFER_OPT_OUT)[locale]
+            return None, sentences(locale, self._text(locale, channel, context), *asked, opt_out)
         return self._text(locale, "email_subject", context), self._email_body(
             locale, action_id, context, survey, issued
         )
@@ -151,7 +145,7 @@ class StepRenderer:
     ) -> str:
         lines = [self._text(locale, "email_body", context)]
         if survey:
-            lines += ["", f"{survey} {SURVEY_HOW['email'][locale]}"]
+            lines += ["", sentences(locale, survey, SURVEY_HOW["email"][locale])]
             links = rating_links(action_id, self.links.public_url, self.links.secret, issued)
             lines += [f"  {score}: {url}" for score, url in links.items()]
         unsubscribe = unsubscribe_link(action_id, self.links.public_url, self.links.secret, issued)
@@ -162,6 +156,12 @@ class StepRenderer:
         # the variant the bandit chose for this row (campaigns/variants.py), else the step's own
         variant = context.get("variant") or CONTROL_VARIANT
         return self._templates[(variant, locale, field_name)].render(context).strip()
+
+
+def sentences(locale: Locale, *parts: str) -> str:
+    """Sentences one after another as the language writes them: a space between English ones,
+    none after a Chinese full stop or question mark ("满意吗？回复1-5打分")."""
+    return SENTENCE_GAP[locale].join(parts)
 
 
 def _where(variant: str, locale: str, field_name: str) -> str:

@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def test_rating_links_are_signed_and_scoped(settings):
 
 @pytest.mark.parametrize("channel", ["sms", "voice"])
 def test_a_surveys_question_and_how_to_answer_are_two_sentences(settings, channel):
-    """Every English text and call ran them together: "…with the service?Reply 1-5"."""
+    """Every English text and call ran them together ("…with the service?Reply 1-5"), and
+    every Chinese one put a space after its full stop ("满意吗？ 回复")."""
     for loaded in load_campaigns(settings).values():
         for renderer, rule in (
             (loaded.care, loaded.rule),
@@ -94,6 +96,8 @@ def test_a_surveys_question_and_how_to_answer_are_two_sentences(settings, channe
                 question = renderer.step.survey[locale]
                 how = SURVEY_HOW[channel][locale]
                 assert f"{question}{gap}{how}" in body, (loaded.campaign.name, locale, body)
+                if locale == "zh-CN":
+                    assert not re.search(r"[。？！] ", body), body
 
 
 @pytest.mark.parametrize(("years", "said"), [(1, "1 year with us"), (3, "3 years with us")])

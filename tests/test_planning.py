@@ -78,7 +78,7 @@ def test_content_is_rendered_per_locale_and_tier(con, settings):
     offers = dict(con.execute("SELECT subscriber_id, offer_code FROM care_actions").fetchall())
     assert offers == {"S1": "BDAY-10GB", "S2": "BDAY-VIP"}
     assert rows["S1"].startswith("客户1，祝您36岁生日快乐！我们为您准备了10GB 流量包")
-    assert rows["S1"].endswith("回复1-5打分（5=非常满意）。 回复TD退订")
+    assert rows["S1"].endswith("回复1-5打分（5=非常满意）。回复TD退订")
     assert rows["S2"].startswith("Dear Mary Smith,\nHappy 36th birthday!")
     assert rows["S2"].count("/r/") == 5 and "/unsubscribe/" in rows["S2"]
 

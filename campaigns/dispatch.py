@@ -341,7 +341,8 @@ def suppress_opted_out(
                 updated_at = $now
             FROM active_phone_opt_outs o
             WHERE a.status = 'queued' AND a.channel IN ('sms', 'voice')
-              AND o.phone = a.recipient AND {OPTED_OUT_BY} AND {found.rows("a")}""",
+              AND o.phone = a.recipient AND o.occurred_at > a.created_at
+              AND {OPTED_OUT_BY} AND {found.rows("a")}""",
             params,
         )
     )
@@ -390,7 +391,7 @@ def defer_outside_window(
 # What a batch needs: to check the standard again (the send window, the expiry) and to send.
 DUE_COLUMNS = """a.action_id, a.idempotency_key, a.subscriber_id, a.channel, a.recipient,
     a.subject, a.body, a.locale, a.scheduled_at, a.attempts, a.timezone, a.window_start,
-    a.window_end, a.expires_at"""
+    a.window_end, a.expires_at, a.created_at"""
 UTC_TIME = pl.Datetime("us", "UTC")
 DUE_SCHEMA = pl.Schema(
     {
@@ -404,6 +405,7 @@ DUE_SCHEMA = pl.Schema(
         "window_start": pl.Time(),
         "window_end": pl.Time(),
         "expires_at": UTC_TIME,
+        "created_at": UTC_TIME,
     }
 )
 # At most this many due actions are read at once (a reading is one scan of the open outbox):
@@ -597,10 +599,13 @@ def screen(
             LEFT JOIN (SELECT DISTINCT o.subscriber_id, o.channel FROM active_opt_outs o
                        WHERE list_contains($who, o.subscriber_id) AND {OPTED_OUT_BY}) o
               ON o.subscriber_id = a.subscriber_id AND o.channel = a.channel
-            -- the number's own opt-out, whoever's record it was made on (migration 0032)
-            LEFT JOIN (SELECT o.phone FROM active_phone_opt_outs o
+            -- the number's own opt-out, whoever's record it was made on (migration 0032),
+            -- since the action was planned: the plan heeded those before it, or the record's
+            -- consent came after them (a number given to a new customer)
+            LEFT JOIN (SELECT o.phone, o.occurred_at FROM active_phone_opt_outs o
                        WHERE list_contains($numbers, o.phone) AND {OPTED_OUT_BY}) p
-              ON p.phone = a.recipient AND a.channel IN ('sms', 'voice'))
+              ON p.phone = a.recipient AND a.channel IN ('sms', 'voice')
+             AND p.occurred_at > a.created_at)
         SELECT action_id,
             CASE WHEN opted THEN 'opted_out'
                  WHEN {EXPIRED.format(send_time=_send_time(simulated, "send_at"))} THEN 'expired'

@@ -44,6 +44,7 @@ PROFILE_COLUMNS = (
     "sms_consent",
     "email_consent",
     "voice_consent",
+    "joined_on",  # when the customer's consent began: a number's older opt-out was another's
 )
 
 
@@ -281,8 +282,10 @@ def choose_channel(plan: Plan) -> Figures:
                 {_state_sql("email", "email")} AS email_state,
                 {_state_sql("voice", "phone")} AS voice_state
             FROM plan_content c LEFT JOIN opted o USING (subscriber_id)
-            -- the number's own opt-out, whoever's record it was made on (migration 0032)
-            LEFT JOIN active_phone_opt_outs p ON p.phone = c.phone
+            -- the number's own opt-out, whoever's record it was made on (migration 0032),
+            -- since this customer joined: before, the number was someone else's (recycled)
+            LEFT JOIN active_phone_opt_outs p
+              ON p.phone = c.phone AND p.occurred_at >= c.joined_on
         )
         SELECT *,
             CASE {chosen} END AS channel,

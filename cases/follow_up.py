@@ -52,7 +52,8 @@ SELECT m.evaluation_id AS case_id, m.campaign_id, m.store_id, m.subscriber_id,
        EXISTS (SELECT 1 FROM active_opt_outs o WHERE o.subscriber_id = m.subscriber_id
                AND o.channel = c.channel)
        OR (c.channel IN ('sms', 'voice')
-           AND EXISTS (SELECT 1 FROM active_phone_opt_outs o WHERE o.phone = s.phone))
+           AND EXISTS (SELECT 1 FROM active_phone_opt_outs o
+                       WHERE o.phone = s.phone AND o.occurred_at >= s.joined_on))
            AS opted_out
 FROM manager_cases m
 JOIN subscribers s USING (subscriber_id)

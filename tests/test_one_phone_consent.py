@@ -189,13 +189,22 @@ def test_a_stop_from_a_number_stops_every_record_that_holds_it(con, settings):
 
 
 def test_a_number_that_stopped_after_planning_is_not_texted_on_another_record(con, settings):
+    """The STOP answers S1's survey and comes after S9's care was planned: dispatch's check
+    before each batch stops it, though S9 never opted out."""
     inbox = Inbox(settings.inbox_path)
     add_store(con)
+    add_subscriber(con, "S1", email=None, birthday=date(1990, 1, 1))
     add_subscriber(con, "S9", email=None, phone=SHARED)
+    add_action(con, "OLD1", "S1", recipient=SHARED, sent_at=LATER - timedelta(days=4))
     plan(con, settings)
+    con.execute(
+        "UPDATE care_actions SET created_at = ? WHERE subscriber_id = 'S9'",
+        [LATER - timedelta(days=3)],
+    )
     assert outbox(con)["S9"][:2] == ("queued", None)
-    stop_from(inbox, SHARED, "退订")  # from a number whose survey no record here got
+    stop_from(inbox, SHARED, "退订", at=LATER - timedelta(days=2))
     collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT DISTINCT subscriber_id FROM active_opt_outs").fetchall() == [("S1",)]
     stopped_at_send(con, settings, "S9")
 
 
@@ -232,3 +241,21 @@ def test_a_provider_that_says_the_number_opted_out_stops_its_other_records(con, 
     add_subscriber(con, "S9", email=None, phone=SHARED, birthday=date(1990, 6, 16))
     plan(con, settings, as_of=date(2026, 6, 16))
     assert outbox(con)["S9"][:2] == ("suppressed", "opted_out")
+
+
+def test_a_number_given_to_a_new_customer_after_its_stop_is_theirs_to_be_texted(con, settings):
+    """Numbers are given again to new customers once their holders leave: the STOP the old
+    holder sent is not the new one's, whose consent came when they joined."""
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    add_subscriber(con, "S1", email=None, left_on=date(2025, 9, 1))  # the old holder
+    add_action(con, "OLD1", "S1", recipient=SHARED, sent_at=datetime(2025, 6, 1, tzinfo=UTC))
+    stop_from(inbox, SHARED, at=datetime(2025, 6, 2, tzinfo=UTC))
+    collect(con, inbox, reply_window=WINDOW)
+    add_subscriber(con, "S9", email=None, phone=SHARED, joined_on=date(2026, 1, 10))
+    add_subscriber(con, "S8", email=None, phone=SHARED, joined_on=date(2025, 1, 10))
+    plan(con, settings)
+    got = {k: v[:2] for k, v in outbox(con).items() if k != "S1"}
+    assert got == {"S9": ("queued", None), "S8": ("suppressed", "opted_out")}
+    dispatch(con, provider(settings), now=LATER)
+    assert outbox(con)["S9"][0] == "sent"

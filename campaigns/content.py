@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import product
 from typing import Any
 
 import polars as pl
@@ -63,6 +64,13 @@ LONG_SAMPLES: dict[str, dict[str, str]] = {
 }
 
 
+# Each sample customer at each sample store, of either script.
+_SAMPLE_PEOPLE = [
+    {**customer, **{k: v for k, v in store.items() if k.startswith("store_")}}
+    for customer, store in product(LONG_SAMPLES.values(), repeat=2)
+]
+
+
 class ContentError(ValueError):
     pass
 
@@ -107,9 +115,10 @@ class StepRenderer:
         for variant, locale, field_name in self._templates:
             if field_name != "sms":
                 continue
-            sample: dict[str, Any] = dict(LONG_SAMPLES[locale])
-            sample.update({column: 1000 for column in extra_columns})
-            for code, offer in self.step.offers.items():
+            # the customer and the store may be named in either script, whatever the message's
+            # language: "成都4号店" in an English text takes it to UCS-2, 67 characters a part
+            for people, (code, offer) in product(_SAMPLE_PEOPLE, self.step.offers.items()):
+                sample: dict[str, Any] = {**people, **dict.fromkeys(extra_columns, 1000)}
                 context = {
                     **sample,
                     "locale": locale,
@@ -119,7 +128,11 @@ class StepRenderer:
                 }
                 _, body = self.render("sms", "ca_sample", context, datetime(2000, 1, 1))
                 if (count := segment_count(body)) > worst:
-                    worst, where = count, f"{_where(variant, locale, 'sms')} with offer {code}"
+                    named = f"{people['name']} of {people['store_name']}"
+                    worst, where = (
+                        count,
+                        (f"{_where(variant, locale, 'sms')} with offer {code} for {named}"),
+                    )
         return worst, where
 
     def render(

@@ -37,6 +37,13 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
             'send_window: ["21:00", "09:00"]',
             "send_window must start before it ends",
         ),
+        # within 3 parts in GSM-7, 4 once the customer's name is Chinese (UCS-2, 67 a part):
+        # the check tried Latin names and stores only, and such texts went out in 4 parts
+        (
+            "We've added {{ offer }} to your account.",
+            "We've added {{ offer }} to your account, with our warmest wishes for the year.",
+            "en.sms with offer gold for 欧阳晓东 of 乌鲁木齐12号旗舰店: 4 SMS segments",
+        ),
         # a name key and a key that is no string raised TypeErrors ("got multiple values")
         ("description:", "name: birthday2\ndescription:", "a campaign is named by its file"),
         ("description:", "1: one\ndescription:", "1: Keys should be strings"),

@@ -40,7 +40,7 @@ def test_a_template_over_the_segment_limit_is_refused_at_load(settings, tmp_path
     path.write_text(text.replace("holdout_percent: 10", "holdout_percent: 10\nsms_max_segments: 1"))
     with pytest.raises(
         CampaignError,
-        match=r"care\.messages\..*\.sms with offer .*: 2 SMS "
+        match=r"care\.messages\..*\.sms with offer .* for .* of .*: 3 SMS "
         r"segments with the survey and opt-out line; "
         r"the limit is 1",
     ):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from careloop.dates import parse_day
@@ -22,6 +22,7 @@ from careloop.groups import SummaryGroup
 from careloop.insights_cli import insights_app
 from core.output import console as output_console
 from core.output import print_json
+from core.tables import PlainTable
 
 
 class _OneLineErrors(SummaryGroup):
@@ -188,7 +189,7 @@ LONGEST_CELL = 40  # a longer text figure is a note under the table
 def _show(title: str, figures: dict[str, Any]) -> None:
     from core.output import flatten  # not through flows: Prefect takes a second to import
 
-    table = Table(title=title)
+    table = PlainTable(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
     notes = []  # a sentence (the report's period) under the table: as a cell, off a terminal,
@@ -199,7 +200,7 @@ def _show(title: str, figures: dict[str, Any]) -> None:
             notes.append(f"{row['figure']}: {value}")
         else:
             table.add_row(row["figure"], "-" if value is None else str(value))
-    table.caption = "\n".join(notes) or None
+    table.caption = Text("\n".join(notes)) if notes else None  # as written, never markup
     table.caption_justify = "left"
     console.print(table)
 
@@ -583,7 +584,7 @@ def campaigns() -> None:
     from core.settings import load_settings
 
     broken = Broken()
-    table = Table("campaign", "segment", "channels", "holdout %", "description")
+    table = PlainTable("campaign", "segment", "channels", "holdout %", "description")
     for name, loaded in load_campaigns(load_settings(), broken=broken).items():
         c = loaded.campaign
         table.add_row(
@@ -607,7 +608,7 @@ def segment_list() -> None:
     from segments.registry import load_rules
 
     broken: dict[str, str] = {}
-    table = Table("segment", "owner", "parameters", "description")
+    table = PlainTable("segment", "owner", "parameters", "description")
     for name, rule in load_rules(broken=broken).items():
         table.add_row(
             name,
@@ -747,7 +748,7 @@ def model_train() -> None:
         f"{m['held_out_dissatisfied_rate']:.1%}",
         highlight=False,
     )
-    table = Table(
+    table = PlainTable(
         "predicted (bin mean)", "observed", title="calibration on held-out ratings (quintiles)"
     )
     for point in m["calibration"]:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from careloop.dates import parse_day
 from careloop.groups import SummaryGroup
 from core.output import console as output_console
 from core.output import print_json
+from core.tables import PlainTable
 
 insights_app = typer.Typer(
     cls=SummaryGroup,
@@ -60,8 +60,8 @@ def drivers(
         return
     title = (f"drivers of {target}: {analysis.n} rows, R² {analysis.r_squared:.2f} "
              f"({analysis.method} Shapley split of R²)")  # fmt: skip
-    table = Table("attribute", "share of R²", "95% interval", "performance (mean)", "fix first",
-                  title=title)  # fmt: skip
+    table = PlainTable("attribute", "share of R²", "95% interval", "performance (mean)",
+                       "fix first", title=title)  # fmt: skip
     weak = set(analysis.fix_first())
     for d in analysis.drivers:
         shown = f"{d.interval[0]:.1%} to {d.interval[1]:.1%}" if d.interval else "-"
@@ -153,7 +153,7 @@ def kpis(
         echo_html(render_export_html(found))
         return
     percent = found.kpi.binary
-    table = Table("scope", "key", "value", "previous", "difference", "relative change",
+    table = PlainTable("scope", "key", "value", "previous", "difference", "relative change",
                   "flag", "significant", "n", title=f"{found.kpi.label}, {month}")  # fmt: skip
     for r in found.rows:
         table.add_row(
@@ -205,7 +205,7 @@ def topics(
     if fmt == "json":
         print_json({"month": chosen, "topics": [t.as_json() for t in found]})
         return
-    table = Table("topic", "this month", "last month", "hot", "examples", "stores",
+    table = PlainTable("topic", "this month", "last month", "hot", "examples", "stores",
                   title=f"dissatisfied comments by topic, {chosen}")  # fmt: skip
     for t in found:
         stores = ", ".join(f"{s} ({n})" for s, n in t.top_stores())
@@ -234,8 +234,9 @@ def variants(
     if fmt == "json":
         print_json(found.as_json())
         return
-    table = Table("variant", "sends", "outcomes", found.outcome_label, "95% interval", "P(best)",
-                  title=f"{campaign}: message variants on {found.outcome}")  # fmt: skip
+    title = f"{campaign}: message variants on {found.outcome}"
+    table = PlainTable("variant", "sends", "outcomes", found.outcome_label, "95% interval",
+                       "P(best)", title=title)  # fmt: skip
     for v in found.variants:
         shown = f"{v.interval[0]:.1%} to {v.interval[1]:.1%}" if v.interval else "-"
         rate = "-" if v.rate is None else f"{v.rate:.1%}"
@@ -308,7 +309,7 @@ def send_time(
     if fmt == "json":
         print_json(found.as_json())
         return
-    table = Table("sent at", "held-out sends", "answered", "response rate", "95% interval",
+    table = PlainTable("sent at", "held-out sends", "answered", "response rate", "95% interval",
                   "median reply (min)",
                   title=f"{campaign}: learned hour vs fixed {found.fixed_hour:02d}:00, "
                   f"sends {found.cutoff:%Y-%m-%d} to {found.until:%Y-%m-%d}")  # fmt: skip

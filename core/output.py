@@ -18,7 +18,8 @@ import polars as pl
 import polars.selectors as cs
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from core.tables import PlainTable
 
 Format = Literal["table", "csv", "json"]
 
@@ -127,7 +128,7 @@ def print_frame(frame: pl.DataFrame, fmt: Format, console: Console, title: str =
             lambda: json.dumps(rows, default=_json_value),
         )
     else:
-        table = Table(*frame.columns, title=f"{title} ({frame.height} rows)")
+        table = PlainTable(*frame.columns, title=f"{title} ({frame.height} rows)")
         for row in frame.iter_rows():
             table.add_row(*("" if v is None else str(v) for v in row))
         console.print(table)

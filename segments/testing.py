@@ -87,6 +87,9 @@ def _compiles(rule: SegmentRule) -> TestResult:
 def _run_example(
     rule: SegmentRule, tests: dict[str, Any], number: int, example: dict[str, Any]
 ) -> list[TestResult]:
+    where = rule.path.with_suffix(".yml")
+    if not isinstance(example, dict):  # this rule's example fails, and the others still run
+        return [TestResult(rule.name, f"example {number}", False, f"{where}: not a mapping")]
     label = f"example {number}: {example.get('name', '')}".rstrip(": ")
     con = duckdb.connect()
     try:
@@ -111,6 +114,8 @@ def _run_example(
         return results
     except (duckdb.Error, SegmentError, ValueError) as exc:
         return [TestResult(rule.name, label, False, str(exc).splitlines()[0])]
+    except (TypeError, AttributeError, KeyError) as exc:  # the YAML's shape: a list for a map
+        return [TestResult(rule.name, label, False, f"{where}: malformed ({exc})")]
     finally:
         con.close()
 

@@ -315,3 +315,23 @@ def test_the_reports_period_is_a_note_under_its_table_not_a_cell(tmp_path):
     assert table and max(len(line) for line in table) < 60, shown
     said = " ".join(line.strip() for line in shown)
     assert "period: No first-round care planned in this period" in said, shown
+
+
+def test_what_data_says_is_shown_as_written_in_every_table(capsys):
+    """A customer's comment, a rule's description or a campaign named with brackets is text:
+    shown as console markup, "[/b]" stopped the table with a MarkupError and "[sms, email]"
+    was dropped."""
+    import polars as pl
+    from rich.console import Console
+
+    from core.output import print_frame
+    from core.tables import PlainTable
+
+    said = ["[/b] 排队[太]久", "channels: [sms, email", "[red]x[/red]"]
+    console = Console(width=200, force_terminal=False)
+    print_frame(pl.DataFrame({"comment": said}), "table", console, "[/b] replies")
+    table = PlainTable("campaign", "description", title="[bold]campaigns")
+    table.add_row("[/i]", said[1])
+    console.print(table)
+    shown = capsys.readouterr().out
+    assert all(text in shown for text in [*said, "[/b] replies", "[bold]campaigns", "[/i]"])

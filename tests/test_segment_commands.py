@@ -306,3 +306,21 @@ def test_a_broken_definitions_error_is_shown_whole_brackets_and_all(capsys):
     assert all(error in shown for error in errors), shown
     result = runner.invoke(app, ["segment", "show", "no-such-[/b]-rule"])
     assert result.exit_code == 2 and "no-such-[/b]-rule" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "tests",
+    [
+        "  examples:\n    - just a string\n",
+        "  examples:\n    - {as_of: 2026-01-01, given: {subscribers: {subscriber_id: S1}}, "
+        "expect: []}\n",
+        "  accepted_values: [1, 2]\n  examples:\n    - {as_of: 2026-01-01, expect: []}\n",
+    ],
+)
+def test_a_malformed_test_fails_that_rule_naming_its_file(tmp_path, tests):
+    """Each stopped `segment test` for every rule with an AttributeError or a TypeError."""
+    (tmp_path / "a.sql").write_text("SELECT subscriber_id FROM subscriber_profile")
+    (tmp_path / "a.yml").write_text(f"description: every\ntests:\n{tests}")
+    results = run_rule_tests(load_rules(tmp_path)["a"])
+    failed = [r for r in results if not r.passed]
+    assert failed and all("a.yml" in r.detail for r in failed), results

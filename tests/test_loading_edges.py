@@ -239,3 +239,15 @@ def test_quarantined_rows_fixed_and_loaded_back_keep_what_their_file_had_not(
     assert stores.execute("SELECT tier, phone, email FROM subscribers").fetchall() == [
         ("silver", "+8613800000001", "c1@example.com")
     ]
+
+
+def test_a_file_named_like_a_pattern_is_that_file(stores, settings, tmp_path):  # noqa: F811
+    """Polars read a path as a glob: "list[1].csv" loaded "list1.csv" beside it, without a
+    word, or, alone, was refused as "expanded paths were empty"."""
+    named = write(tmp_path, "list[1].csv", [good(1)])
+    write(tmp_path, "list1.csv", [good(2)])
+    assert load_file(stores, settings, "subscribers", named, today=TODAY).rows_loaded == 1
+    assert stores.execute("SELECT subscriber_id FROM subscribers").fetchall() == [("S1",)]
+    parquet = tmp_path / "p[1].parquet"
+    pl.read_csv(named, infer_schema=False).write_parquet(parquet)
+    assert load_file(stores, settings, "subscribers", parquet, today=TODAY).rows_loaded == 1

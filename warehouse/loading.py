@@ -277,8 +277,9 @@ class Source:
 
     def _scan(self) -> pl.LazyFrame:
         if self.parquet:
-            return pl.scan_parquet(self.path)
-        return pl.scan_csv(self.path, infer_schema=False)
+            return pl.scan_parquet(self.path, glob=False)
+        # the file named, never a pattern: "list[1].csv" read "list1.csv" (Polars globs)
+        return pl.scan_csv(self.path, infer_schema=False, glob=False)
 
     def chunks(self, entity: Entity, rows: int) -> Iterator[pl.DataFrame]:
         """The kind's columns as trimmed text (empty is null), ``rows`` at a time, with the
@@ -437,7 +438,7 @@ def open_source(path: Path, entity: Entity) -> Source:
     parquet, quoted, header_lines = path.suffix.lower() == ".parquet", False, 1
     try:
         if parquet:
-            columns = list(pl.read_parquet_schema(path))
+            columns = list(pl.scan_parquet(path, glob=False).collect_schema())
         else:
             quoted = check_utf8(path)
             columns = pl.read_csv(path, n_rows=0, infer_schema=False).columns

@@ -351,7 +351,28 @@ def _consent_changes(con: duckdb.DuckDBPyConnection) -> int:
         WHERE intent IN ('opt_out', 'opt_in') AND channel IN ('sms', 'voice')
           AND coalesce(sender, contacted) IS NOT NULL
         ON CONFLICT DO NOTHING""")
+    _start_for_every_holder(con)
     return sum(1 for (event,) in rows if event == "opt_out")
+
+
+def _start_for_every_holder(con: duckdb.DuckDBPyConnection) -> None:
+    """START from a number gives it back to every record that holds it: a STOP from it came to
+    one record, and its START (answering another's survey) freed the number but left that
+    record opted out. Rare, so the subscribers are read by number only for pages with one."""
+    [(starts,)] = con.execute(
+        "SELECT count(*) FROM attributed WHERE intent = 'opt_in' AND channel IN ('sms', 'voice')"
+    ).fetchall()
+    if not starts:
+        return
+    con.execute("""
+        INSERT INTO opt_outs
+        SELECT s.subscriber_id, a.channel, 'opt_in', a.received_at, a.channel || '_reply',
+               a.dedupe_key || '|' || s.subscriber_id
+        FROM attributed a
+        JOIN subscribers s ON s.phone = coalesce(a.sender, a.contacted)
+        WHERE a.intent = 'opt_in' AND a.channel IN ('sms', 'voice')
+          AND s.subscriber_id IS DISTINCT FROM a.subscriber_id
+        ON CONFLICT DO NOTHING""")
 
 
 def ingest_unsubscribes(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) -> int:

@@ -259,3 +259,22 @@ def test_a_number_given_to_a_new_customer_after_its_stop_is_theirs_to_be_texted(
     assert got == {"S9": ("queued", None), "S8": ("suppressed", "opted_out")}
     dispatch(con, provider(settings), now=LATER)
     assert outbox(con)["S9"][0] == "sent"
+
+
+def test_start_from_the_number_frees_the_record_its_stop_came_to(con, settings):
+    """S1's survey got the STOP; S9's, on the same number, the START: the number was free
+    again, yet S1 stayed opted out and was never texted."""
+    inbox = Inbox(settings.inbox_path)
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    add_subscriber(con, "S9", email=None, phone=SHARED)
+    add_action(con, "OLD1", "S1", recipient=SHARED, sent_at=LATER - timedelta(days=12))
+    stop_from(inbox, SHARED, at=LATER - timedelta(days=11))
+    collect(con, inbox, reply_window=WINDOW)
+    add_action(con, "OLD9", "S9", recipient=SHARED, sent_at=LATER - timedelta(days=10))
+    stop_from(inbox, SHARED, "START", at=LATER - timedelta(days=9))
+    collect(con, inbox, reply_window=WINDOW)
+    assert con.execute("SELECT * FROM active_opt_outs").fetchall() == []
+    plan(con, settings)
+    got = {k: v[:2] for k, v in outbox(con).items()}
+    assert got["S1"] == ("queued", None) and got["S9"] == ("queued", None)

@@ -233,9 +233,7 @@ def test_a_second_round_unanswered_does_not_move_a_case_reopened_by_its_follow_u
     assert ("no answer to the second round",) not in notes
 
 
-def test_a_case_whose_second_round_was_dropped_is_due_for_recovery_from_its_opening(
-    con, settings
-):
+def test_a_case_whose_second_round_was_dropped_is_due_for_recovery_from_its_opening(con, settings):
     """Resolved while its second round was queued, the case's second round was not sent, and a
     second round never sent kept the case out of recovery's denominator for good: only the
     cases whose follow-up said 4-5 counted, and the rate read high."""
@@ -251,3 +249,22 @@ def test_a_case_whose_second_round_was_dropped_is_due_for_recovery_from_its_open
     [campaign] = [c for c in report.campaigns if c["cases"]]
     assert (campaign["second_round_sent"], campaign["recovered"]) == (0, 0)
     assert campaign["recovery_due"] == 1  # no answer to its follow-up: due, not recovered
+
+
+@pytest.mark.parametrize("ended", ["suppressed", "expired", "failed"])
+def test_a_case_whose_second_round_never_went_is_due_for_recovery_from_its_opening(
+    con, settings, ended
+):
+    """Suppressed at send (the customer opted out), expired or failed, a second round never
+    sent kept its case out of recovery's denominator for good."""
+    from insights.report import loop_report
+
+    inbox = one_case(con, settings, "open")
+    con.execute(
+        "UPDATE care_actions SET status = ?, sent_at = NULL WHERE action_id = 'R2'", [ended]
+    )
+    later = T0 + timedelta(days=30)
+    collect(con, inbox, reply_window=WINDOW, now=later)
+    report = loop_report(con, "Asia/Shanghai", now=later, reply_window_hours=72)
+    [campaign] = [c for c in report.campaigns if c["cases"]]
+    assert (campaign["second_round_sent"], campaign["recovery_due"]) == (0, 1)

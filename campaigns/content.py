@@ -171,7 +171,7 @@ class StepRenderer:
         return self._templates[(variant, locale, field_name)].render(context).strip()
 
 
-def sentences(locale: Locale, *parts: str) -> str:
+def sentences(locale: str, *parts: str) -> str:
     """Sentences one after another as the language writes them: a space between English ones,
     none after a Chinese full stop or question mark ("满意吗？回复1-5打分")."""
     return SENTENCE_GAP[locale].join(parts)

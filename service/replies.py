@@ -7,6 +7,7 @@ from functools import cache
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from campaigns.content import sentences
 from core.ivr import OFFER_OPT_OUT
 from feedback.parsing import Intent, ParsedReply
 
@@ -103,6 +104,7 @@ def voice_survey(gather_url: str, locale: str) -> str:
         "zh-CN": "请按1到5键为本次服务打分，5表示非常满意。",
         "en": "Please press 1 to 5 to rate our service, where 5 means very satisfied.",
     }
-    gather.say(f"{prompt[locale]} {OFFER_OPT_OUT[locale]}", language=VOICE_LANGUAGE[locale])
+    said = sentences(locale, prompt[locale], OFFER_OPT_OUT[locale])
+    gather.say(said, language=VOICE_LANGUAGE[locale])
     response.say(TEXT["voice_none"][locale], language=VOICE_LANGUAGE[locale])
     return str(response)

@@ -121,3 +121,10 @@ def test_a_tenure_call_says_year_or_years_as_its_text_does(settings, years, said
     for channel in ("voice", "sms"):
         _, body = tenure.care.render(channel, "ca_1", context, datetime(2026, 3, 1))
         assert said in body, body
+
+
+def test_the_calls_survey_asked_again_is_spaced_as_its_language_writes():
+    from service.replies import voice_survey
+
+    assert "非常满意。如不想" in voice_survey("https://x/g", "zh-CN")
+    assert "very satisfied. To receive" in voice_survey("https://x/g", "en")

@@ -534,13 +534,20 @@ def serve(
     from service.guard import guarded_http
 
     settings = load_settings()
+    if "public_url" not in settings.model_fields_set:
+        # links, and the sign-in form's origin, name this service: with the default's port
+        # 8000 behind another --port, a manager's sign-in went to a port where nothing ran
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings = settings.model_copy(update={"public_url": f"http://{local}:{port}"})
     check_exposure(settings, host)
     service = FeedbackService(settings)
     application = service.app()
     console.print(
         f"careloop serve on http://{host}:{port} (inbox {service.inbox.db.describe}):"
-        f" {service.enabled()}",
+        f" {service.enabled()}; links and the managers' page at {settings.public_url}"
+        " (CARELOOP_PUBLIC_URL)",
         soft_wrap=True,
+        highlight=False,
     )
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")

@@ -264,3 +264,23 @@ def test_one_client_holds_at_most_its_share_of_connections(settings):
             sock.close()
         service.kill()
         service.wait()
+
+
+def test_a_service_on_another_port_names_itself_in_its_links(tmp_path):
+    """Served on --port 18xxx with no CARELOOP_PUBLIC_URL, links and the sign-in form's
+    origin named the default port 8000: a manager's sign-in went nowhere, saying nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "CARELOOP_PUBLIC_URL"}
+    env["CARELOOP_HOME"] = str(tmp_path / "care")
+
+    def start(port):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "careloop.cli", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = process.stdout.readline()  # its first line, once it has its settings
+        process.kill()
+        process.wait()
+        return port, line
+
+    port, line = start(free_port())
+    assert f"links and the managers' page at http://127.0.0.1:{port} " in line, line

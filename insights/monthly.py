@@ -154,9 +154,13 @@ def month_reports(
     `careloop report` and the scheduled ``monthly-report`` both write."""
     first = report_month(month)
     monthly = configured_monthly_report(con, settings, month, now)
+    # the month so far, for the current one: its period said "to the 31st" on the 5th
+    last = min(
+        month_start(shift_month(month, 1)) - timedelta(days=1), business_date(settings.zone, now)
+    )
     loop = write_reports(
         con, settings.reports_dir, f"careloop: the loop in {month}", settings.timezone,
-        first, month_start(shift_month(month, 1)) - timedelta(days=1), now=now,
+        first, last, now=now,
         sla_hours=settings.case_sla_hours, reply_window_hours=settings.reply_window_hours,
         file_name=f"loop-{month}.md", variants=monthly.variants,
     )  # fmt: skip

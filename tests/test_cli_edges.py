@@ -79,6 +79,20 @@ def test_each_month_keeps_its_own_loop_report(con, settings):
     assert "# careloop: the loop in 2026-01" in titles, titles
 
 
+def test_the_current_months_loop_report_covers_it_so_far(con, settings, monkeypatch):
+    """Run on the 5th, it said "cases opened and opt-outs from 2026-12-01 to 2026-12-31"."""
+    from datetime import UTC, datetime
+
+    import core.clock
+
+    con.close()
+    monkeypatch.setattr(core.clock, "utc_now", lambda: datetime(2026, 12, 5, 8, tzinfo=UTC))
+    result = CliRunner().invoke(app, ["report", "--month", "2026-12"])
+    assert result.exit_code == 0, result.output
+    text = (settings.reports_dir / "loop-2026-12.md").read_text()
+    assert "from 2026-12-01 to 2026-12-05" in text and "2026-12-31" not in text, text
+
+
 def test_a_month_that_has_not_begun_is_refused_and_nothing_is_written(con, settings):
     """`careloop report --month 2030-01` (a typo) wrote an empty KPI report, loop report and
     lists, and exited 0."""

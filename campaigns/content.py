@@ -33,6 +33,7 @@ SURVEY_HOW: dict[Channel, dict[str, str]] = {
 }
 # Between two sentences: Chinese leaves no space after its full stop or question mark.
 SENTENCE_GAP = {"zh-CN": "", "en": " "}
+LABEL_COLON = {"zh-CN": "：", "en": ": "}  # a label's colon, full-width in Chinese
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
 EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -162,7 +163,7 @@ class StepRenderer:
             links = rating_links(action_id, self.links.public_url, self.links.secret, issued)
             lines += [f"  {score}: {url}" for score, url in links.items()]
         unsubscribe = unsubscribe_link(action_id, self.links.public_url, self.links.secret, issued)
-        lines += ["", f"{EMAIL_UNSUBSCRIBE[locale]}: {unsubscribe}"]
+        lines += ["", f"{EMAIL_UNSUBSCRIBE[locale]}{LABEL_COLON[locale]}{unsubscribe}"]
         return "\n".join(lines)
 
     def _text(self, locale: Locale, field_name: str, context: dict[str, Any]) -> str:

@@ -128,3 +128,12 @@ def test_the_calls_survey_asked_again_is_spaced_as_its_language_writes():
 
     assert "非常满意。如不想" in voice_survey("https://x/g", "zh-CN")
     assert "very satisfied. To receive" in voice_survey("https://x/g", "en")
+
+
+def test_an_emails_unsubscribe_label_takes_its_languages_colon(settings):
+    birthday = load_campaigns(settings)["birthday"]
+    for locale, label in (("zh-CN", "退订邮件：http"), ("en", "Unsubscribe: http")):
+        context = {**LONG_SAMPLES[locale], "locale": locale, "offer": "x", "offer_code": "C",
+                   "variant": "standard", "age": 30}  # fmt: skip
+        _, body = birthday.care.render("email", "ca_1", context, datetime(2026, 3, 1))
+        assert label in body, body

@@ -519,6 +519,13 @@ for _kind in ("regions", "stores", "subscribers", "visits"):
     _add_load_command(_kind)
 
 
+def own_address(host: str, port: int) -> str:
+    """The service's address as its links name it: this machine for every interface, an IPv6
+    address in brackets ("http://::1:8000" is no address)."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -537,8 +544,7 @@ def serve(
     if "public_url" not in settings.model_fields_set:
         # links, and the sign-in form's origin, name this service: with the default's port
         # 8000 behind another --port, a manager's sign-in went to a port where nothing ran
-        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        settings = settings.model_copy(update={"public_url": f"http://{local}:{port}"})
+        settings = settings.model_copy(update={"public_url": own_address(host, port)})
     check_exposure(settings, host)
     service = FeedbackService(settings)
     application = service.app()

@@ -23,7 +23,7 @@ insights_app = typer.Typer(
     help="Key drivers, hot topics, care's lift and an export's KPIs (CSV, Parquet, the warehouse).",
     no_args_is_help=True,
 )
-console = output_console()
+console = output_console(markup=False)  # its lines are the data's words, never markup
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Export = Annotated[Path, typer.Argument(help="A CSV (UTF-8, with a header) or Parquet file.")]
 

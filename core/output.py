@@ -74,13 +74,14 @@ class _TolerantStream:
 OFF_TERMINAL_WIDTH = 10_000
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr) that never fails on the output's encoding."""
+def console(*, stderr: bool = False, markup: bool = True) -> Console:
+    """A rich console on stdout (or stderr) that never fails on the output's encoding; with
+    ``markup`` off, every line is text as written (what data says: "[/b]" is no tag)."""
     stream = _TolerantStream(stderr=stderr)
     columns = os.environ.get("COLUMNS", "")
     given = columns.isdigit() and int(columns) > 0  # what rich itself would take as a width
     width = None if _on_terminal(stream) or given else OFF_TERMINAL_WIDTH
-    return Console(file=stream, width=width)  # type: ignore[arg-type]
+    return Console(file=stream, width=width, markup=markup)  # type: ignore[arg-type]
 
 
 def _on_terminal(stream: _TolerantStream) -> bool:

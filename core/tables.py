@@ -14,7 +14,9 @@ class PlainTable(Table):
     lost its bracketed words ("[sms, email")."""
 
     def __init__(self, *headers: str, title: str | None = None, **options: Any) -> None:
-        super().__init__(*headers, title=None if title is None else Text(title), **options)
+        super().__init__(title=None if title is None else Text(title), **options)
+        for header in headers:  # a data column's name, as the cells
+            self.add_column(Text(header))
 
     def add_row(self, *cells: Any, **options: Any) -> None:
         super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **options)

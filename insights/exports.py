@@ -24,10 +24,10 @@ def read_export(path: Path) -> tuple[pl.DataFrame, int]:
         raise ExportError(f"{path}: no such file")
     try:
         if path.suffix.lower() == ".parquet":
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, glob=False)  # the file named, never a pattern
             return frame.with_columns(pl.all().cast(pl.String)), 1
         check_utf8(path)
-        return pl.read_csv(path, infer_schema=False, encoding="utf8"), 2
+        return pl.read_csv(path, infer_schema=False, encoding="utf8", glob=False), 2
     except LoadError as exc:
         raise ExportError(str(exc)) from None
     except pl.exceptions.NoDataError:

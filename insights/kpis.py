@@ -101,19 +101,20 @@ WHERE ({where})
 """
 SHARED_UNITS = {"rated_units": RATED_UNITS, "case_units": CASE_UNITS}
 # A case's second round, as RECOVERY_DUE reads it: ``s`` sent, ``u`` ended unsent (suppressed
-# at send, expired, failed); made after its case opened, so both are found among the rows of
-# the period on (the zone maps skip the history).
+# at send, expired, failed, or never confirmed and then undelivered or bounced): not queued,
+# nor on its way. Made after its case opened, so both are found among the rows of the period
+# on (the zone maps skip the history).
 SECOND_ROUND = """LEFT JOIN care_actions s ON s.action_id = m.second_round_action_id
     AND s.sent_at >= $lo - INTERVAL 1 DAY
 LEFT JOIN care_actions u ON u.action_id = m.second_round_action_id
     AND u.created_at >= $lo - INTERVAL 1 DAY AND u.sent_at IS NULL
-    AND u.status IN ('suppressed', 'expired', 'failed')"""
+    AND u.status NOT IN ('queued', 'sending', 'unconfirmed')"""
 # Recovery, defined here once: a case is recovered when its second round or a follow-up after
 # its manager's resolution was rated 4-5. Like SLA compliance it counts only the cases whose
 # outcome is due: recovered, or the second round rated, or the second round's reply window
 # over (from when it was sent; with no second round, or one that never went, from when the
-# case opened: a second round suppressed at send, expired or failed once kept its case out
-# for good). A case still waiting for its answer is not counted as not recovered, so a month
+# case opened: a second round suppressed at send, expired, failed or bounced unsent once kept
+# its case out for good). A case still waiting for its answer is not counted as not recovered, so a month
 # that has just ended is not "down" against a complete one. It reads the case's second round
 # as ``s`` and ``u`` (SECOND_ROUND).
 RECOVERED = "(m.status = 'recovered')"

@@ -63,6 +63,8 @@ def run_rule_tests(rule: SegmentRule) -> list[TestResult]:
     unknown = sorted(set(tests) - {"unique", "not_null", "accepted_values", "examples"})
     if unknown:
         return [TestResult(rule.name, "tests", False, f"{where}: unknown test kind(s) {unknown}")]
+    if not isinstance(tests.get("examples") or [], list):
+        return [TestResult(rule.name, "tests", False, f"{where}: examples must be a list")]
     results = [_compiles(rule)]
     for number, example in enumerate(tests.get("examples") or [], start=1):
         results += _run_example(rule, tests, number, example)

@@ -251,7 +251,7 @@ def test_a_case_whose_second_round_was_dropped_is_due_for_recovery_from_its_open
     assert campaign["recovery_due"] == 1  # no answer to its follow-up: due, not recovered
 
 
-@pytest.mark.parametrize("ended", ["suppressed", "expired", "failed"])
+@pytest.mark.parametrize("ended", ["suppressed", "expired", "failed", "undelivered", "bounced"])
 def test_a_case_whose_second_round_never_went_is_due_for_recovery_from_its_opening(
     con, settings, ended
 ):

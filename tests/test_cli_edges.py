@@ -344,8 +344,14 @@ def test_what_data_says_is_shown_as_written_in_every_table(capsys):
     said = ["[/b] 排队[太]久", "channels: [sms, email", "[red]x[/red]"]
     console = Console(width=200, force_terminal=False)
     print_frame(pl.DataFrame({"comment": said}), "table", console, "[/b] replies")
-    table = PlainTable("campaign", "description", title="[bold]campaigns")
+    table = PlainTable("campaign", "[sms, email] [/u]", title="[bold]campaigns")
     table.add_row("[/i]", said[1])
     console.print(table)
     shown = capsys.readouterr().out
-    assert all(text in shown for text in [*said, "[/b] replies", "[bold]campaigns", "[/i]"])
+    assert all(
+        text in shown
+        for text in [*said, "[/b] replies", "[bold]campaigns", "[/i]", "[sms, email] [/u]"]
+    )
+    import careloop.insights_cli  # its lines are data: its console reads no markup
+
+    assert careloop.insights_cli.console._markup is False

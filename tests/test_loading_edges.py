@@ -245,9 +245,11 @@ def test_a_file_named_like_a_pattern_is_that_file(stores, settings, tmp_path):  
     """Polars read a path as a glob: "list[1].csv" loaded "list1.csv" beside it, without a
     word, or, alone, was refused as "expanded paths were empty"."""
     named = write(tmp_path, "list[1].csv", [good(1)])
-    write(tmp_path, "list1.csv", [good(2)])
+    write(tmp_path, "list1.csv", ["S2,Other"], "subscriber_id,name")  # another header
     assert load_file(stores, settings, "subscribers", named, today=TODAY).rows_loaded == 1
     assert stores.execute("SELECT subscriber_id FROM subscribers").fetchall() == [("S1",)]
+    alone = write(tmp_path, "only[2].csv", [good(3)])
+    assert load_file(stores, settings, "subscribers", alone, today=TODAY).rows_loaded == 1
     parquet = tmp_path / "p[1].parquet"
-    pl.read_csv(named, infer_schema=False).write_parquet(parquet)
+    pl.read_csv(named, infer_schema=False, glob=False).write_parquet(parquet)
     assert load_file(stores, settings, "subscribers", parquet, today=TODAY).rows_loaded == 1

@@ -315,6 +315,7 @@ def test_a_broken_definitions_error_is_shown_whole_brackets_and_all(capsys):
         "  examples:\n    - {as_of: 2026-01-01, given: {subscribers: {subscriber_id: S1}}, "
         "expect: []}\n",
         "  accepted_values: [1, 2]\n  examples:\n    - {as_of: 2026-01-01, expect: []}\n",
+        "  examples: 5\n",
     ],
 )
 def test_a_malformed_test_fails_that_rule_naming_its_file(tmp_path, tests):

@@ -284,3 +284,11 @@ def test_a_service_on_another_port_names_itself_in_its_links(tmp_path):
 
     port, line = start(free_port())
     assert f"links and the managers' page at http://127.0.0.1:{port} " in line, line
+
+
+def test_the_services_own_address_is_one_a_browser_takes():
+    from careloop.cli import own_address
+
+    assert own_address("::1", 8010) == "http://[::1]:8010"
+    assert own_address("0.0.0.0", 8010) == "http://127.0.0.1:8010"
+    assert own_address("127.0.0.1", 8010) == "http://127.0.0.1:8010"

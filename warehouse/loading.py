@@ -441,7 +441,7 @@ def open_source(path: Path, entity: Entity) -> Source:
             columns = list(pl.scan_parquet(path, glob=False).collect_schema())
         else:
             quoted = check_utf8(path)
-            columns = pl.read_csv(path, n_rows=0, infer_schema=False).columns
+            columns = pl.read_csv(path, n_rows=0, infer_schema=False, glob=False).columns
             # the reader skips empty lines before the header; a quoted name may span lines
             header_lines = _blank_lines_first(path) + 1 + sum(c.count("\n") for c in columns)
     except pl.exceptions.NoDataError:

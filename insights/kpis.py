@@ -114,9 +114,9 @@ LEFT JOIN care_actions u ON u.action_id = m.second_round_action_id
 # outcome is due: recovered, or the second round rated, or the second round's reply window
 # over (from when it was sent; with no second round, or one that never went, from when the
 # case opened: a second round suppressed at send, expired, failed or bounced unsent once kept
-# its case out for good). A case still waiting for its answer is not counted as not recovered, so a month
-# that has just ended is not "down" against a complete one. It reads the case's second round
-# as ``s`` and ``u`` (SECOND_ROUND).
+# its case out for good). A case still waiting for its answer is not counted as not
+# recovered, so a month that has just ended is not "down" against a complete one. It reads
+# the case's second round as ``s`` and ``u`` (SECOND_ROUND).
 RECOVERED = "(m.status = 'recovered')"
 RECOVERY_DUE = """m.status = 'recovered' OR m.recovered_score IS NOT NULL
     OR coalesce(s.sent_at, CASE WHEN m.second_round_action_id IS NULL OR u.action_id IS NOT NULL

@@ -212,3 +212,14 @@ def test_an_action_id_made_in_python_is_the_one_a_plan_makes(con):
     ).fetchall()
     assert in_sql == action_id(AS_OF, key) and in_sql.startswith("ca_20260615")
     assert len(in_sql) == len("ca_") + 24  # as long as before: it travels in every link
+
+
+def test_a_member_who_left_is_counted_as_left_not_as_unknown(con, settings):
+    """The content step counted them as "unknown subscribers", though they were known: they
+    had left the operator by the as-of date."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_subscriber(con, "S2", left_on=date(2026, 5, 1))
+    figures = plan(con, settings).figures
+    assert figures["targeted"] == 2 and figures["left_or_unknown"] == 1
+    assert "unknown_subscribers" not in figures

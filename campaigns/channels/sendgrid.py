@@ -22,6 +22,7 @@ ever arrived, settling says so in a warning, since every unsettled email then wa
 from __future__ import annotations
 
 import logging
+import re
 import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -231,10 +232,12 @@ def warn_no_events(unsettled: int, public_url: str) -> None:
 
 def unsubscribe_url(message: OutboundMessage, fallback: str) -> str:
     """The signed one-click link rendered into the body, else our plain endpoint."""
-    for line in message.body.splitlines():
-        if "/unsubscribe/" in line:
-            return line.split(": ", 1)[-1].strip()
-    return fallback
+    found = _UNSUBSCRIBE_LINK.search(message.body)
+    return found.group(0) if found else fallback
+
+
+# The link itself, whatever labels it ("Unsubscribe: ", "退订邮件：")
+_UNSUBSCRIBE_LINK = re.compile(r"https?://\S*?/unsubscribe/\S+")
 
 
 def _deliverable_syntax(address: str) -> bool:

@@ -130,10 +130,8 @@ class StepRenderer:
                 _, body = self.render("sms", "ca_sample", context, datetime(2000, 1, 1))
                 if (count := segment_count(body)) > worst:
                     named = f"{people['name']} of {people['store_name']}"
-                    worst, where = (
-                        count,
-                        (f"{_where(variant, locale, 'sms')} with offer {code} for {named}"),
-                    )
+                    where = f"{_where(variant, locale, 'sms')} with offer {code} for {named}"
+                    worst = count
         return worst, where
 
     def render(

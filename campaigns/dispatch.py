@@ -304,6 +304,7 @@ CAN_GO_AT = "CASE WHEN {outside} THEN {opening} ELSE a.scheduled_at END"
 # Expired when it cannot go out before ``expires_at``: sent at {send_at}, or now if later (a
 # simulated run sends each at its scheduled time, so passes {send_at} alone as {send_time}).
 EXPIRED = "(a.expires_at IS NOT NULL AND a.expires_at <= {send_time})"
+OPTED_OUT_SET = "status = 'suppressed', suppression_reason = 'opted_out', updated_at = $now"
 EXPIRE_SET = """status = 'expired', suppression_reason = 'expired',
     error = 'expired at ' || strftime(a.expires_at, '%Y-%m-%d %H:%M UTC')
             || ' before it could be sent',
@@ -323,29 +324,28 @@ def suppress_opted_out(
     """Opt-out is absolute: one that arrived after planning still stops the send (one made
     by ``until``, when given), the subscriber's, or for a text or a call the number's."""
     params = {"now": now, "until": until, "since": found.since}
-    suppressed = _count(
-        con.execute(
-            f"""
-            UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
-                updated_at = $now
-            FROM active_opt_outs o
-            WHERE a.status = 'queued' AND o.subscriber_id = a.subscriber_id
-              AND o.channel = a.channel AND {OPTED_OUT_BY} AND {found.rows("a")}""",
-            params,
+    return sum(
+        _count(
+            con.execute(
+                f"""UPDATE care_actions a SET {OPTED_OUT_SET} FROM {opt_outs} o
+                WHERE a.status = 'queued' AND {matched} AND {OPTED_OUT_BY}
+                  AND {found.rows("a")}""",
+                params,
+            )
         )
+        for opt_outs, matched in _OPTED_OUT_ACTIONS
     )
-    return suppressed + _count(
-        con.execute(
-            f"""
-            UPDATE care_actions a SET status = 'suppressed', suppression_reason = 'opted_out',
-                updated_at = $now
-            FROM active_phone_opt_outs o
-            WHERE a.status = 'queued' AND a.channel IN ('sms', 'voice')
-              AND o.phone = a.recipient AND o.occurred_at > a.created_at
-              AND {OPTED_OUT_BY} AND {found.rows("a")}""",
-            params,
-        )
-    )
+
+
+# Whose opt-outs stop a queued action: its subscriber's on its channel, and its number's made
+# since it was planned (the screen's rule, below).
+_OPTED_OUT_ACTIONS = (
+    ("active_opt_outs", "o.subscriber_id = a.subscriber_id AND o.channel = a.channel"),
+    (
+        "active_phone_opt_outs",
+        "a.channel IN ('sms', 'voice') AND o.phone = a.recipient AND o.occurred_at > a.created_at",
+    ),
+)
 
 
 def expire(
@@ -623,7 +623,7 @@ def screen(
 
 # What each verdict other than send does to an action still queued.
 VERDICT_SET = {
-    "opted_out": "status = 'suppressed', suppression_reason = 'opted_out', updated_at = $now",
+    "opted_out": OPTED_OUT_SET,
     "expired": EXPIRE_SET,
     "deferred": "scheduled_at = c.next_at, updated_at = $now",
 }

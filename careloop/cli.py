@@ -618,11 +618,9 @@ def _show_broken(errors: list[str]) -> None:
 @segment_app.command("list")
 def segment_list() -> None:
     """List the segment rules."""
-    from segments.registry import load_rules
-
-    broken: dict[str, str] = {}
+    rules, broken = _rules()
     table = PlainTable("segment", "owner", "parameters", "description")
-    for name, rule in load_rules(broken=broken).items():
+    for name, rule in rules.items():
         table.add_row(
             name,
             rule.owner,
@@ -678,12 +676,10 @@ def segment_preview(
 @segment_app.command("test")
 def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
     """Run the tests in the rules' YAML files (all rules, or one)."""
-    from segments.registry import load_rules
     from segments.testing import TestResult, run_rule_tests
 
-    broken: dict[str, str] = {}
-    rules = load_rules(broken=broken)
-    chosen = [_rule(name)] if name else list(rules.values())
+    rules, broken = _rules()
+    chosen = [_rule(name, (rules, broken))] if name else list(rules.values())
     results = [result for rule in chosen for result in run_rule_tests(rule)]
     if not name:  # a rule that cannot load fails its tests, and the others still run
         results += [TestResult(rule, "loads", False, error) for rule, error in broken.items()]
@@ -714,11 +710,17 @@ def audience_preview(
     print_frame(frame, _format(fmt), console, f"audience {campaign}")
 
 
-def _rule(name: str) -> Any:
+def _rules() -> tuple[dict[str, Any], dict[str, str]]:
+    """The segment rules that load, and those that cannot, each with its error."""
     from segments.registry import load_rules
 
     broken: dict[str, str] = {}
-    rules = load_rules(broken=broken)
+    return load_rules(broken=broken), broken
+
+
+def _rule(name: str, loaded: tuple[dict[str, Any], dict[str, str]] | None = None) -> Any:
+    """The named rule (of ``loaded``, the rules read already), or a one-line error."""
+    rules, broken = loaded or _rules()
     if name in broken:
         _fail(broken[name])
     if name not in rules:

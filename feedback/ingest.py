@@ -289,7 +289,10 @@ SELECT b.dedupe_key, b.channel, b.sender, b.received_at, b.intent, b.score, b.co
        CASE WHEN attribution = 'matched' THEN a.action_id END AS action_id,
        coalesce(a.subscriber_id, p.subscriber_id) AS subscriber_id,
        a.campaign_id, a.round, a.store_id, attribution,
-       a.recipient AS contacted  -- the number or address the answered care went to
+       -- a text's or a call's number: the one that texted, or the one the answered care
+       -- called (an IVR reply names its action, not its caller)
+       CASE WHEN b.channel IN ('sms', 'voice') THEN coalesce(b.sender, a.recipient) END
+           AS number
 FROM (
     SELECT b.*, a.action_id AS found_action,
         CASE WHEN a.action_id IS NULL AND b.channel = 'sms' AND p.subscriber_id IS NULL
@@ -347,9 +350,8 @@ def _consent_changes(con: duckdb.DuckDBPyConnection) -> int:
         ON CONFLICT DO NOTHING RETURNING event""").fetchall()
     con.execute("""
         INSERT INTO phone_consent
-        SELECT coalesce(sender, contacted), intent, received_at, dedupe_key FROM attributed
-        WHERE intent IN ('opt_out', 'opt_in') AND channel IN ('sms', 'voice')
-          AND coalesce(sender, contacted) IS NOT NULL
+        SELECT number, intent, received_at, dedupe_key FROM attributed
+        WHERE intent IN ('opt_out', 'opt_in') AND number IS NOT NULL
         ON CONFLICT DO NOTHING""")
     _start_for_every_holder(con)
     return sum(1 for (event,) in rows if event == "opt_out")
@@ -360,7 +362,7 @@ def _start_for_every_holder(con: duckdb.DuckDBPyConnection) -> None:
     one record, and its START (answering another's survey) freed the number but left that
     record opted out. Rare, so the subscribers are read by number only for pages with one."""
     [(starts,)] = con.execute(
-        "SELECT count(*) FROM attributed WHERE intent = 'opt_in' AND channel IN ('sms', 'voice')"
+        "SELECT count(*) FROM attributed WHERE intent = 'opt_in' AND number IS NOT NULL"
     ).fetchall()
     if not starts:
         return
@@ -368,10 +370,8 @@ def _start_for_every_holder(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO opt_outs
         SELECT s.subscriber_id, a.channel, 'opt_in', a.received_at, a.channel || '_reply',
                a.dedupe_key || '|' || s.subscriber_id
-        FROM attributed a
-        JOIN subscribers s ON s.phone = coalesce(a.sender, a.contacted)
-        WHERE a.intent = 'opt_in' AND a.channel IN ('sms', 'voice')
-          AND s.subscriber_id IS DISTINCT FROM a.subscriber_id
+        FROM attributed a JOIN subscribers s ON s.phone = a.number
+        WHERE a.intent = 'opt_in' AND s.subscriber_id IS DISTINCT FROM a.subscriber_id
         ON CONFLICT DO NOTHING""")
 
 

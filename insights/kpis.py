@@ -229,6 +229,11 @@ def shift_month(month: str, by: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+def month_last_day(month: str) -> date:
+    """``2026-02`` -> 2026-02-28: the day before the next month's first."""
+    return month_start(shift_month(month, 1)) - timedelta(days=1)
+
+
 def _units_sql() -> str:
     parts = [f"SELECT '{k.name}' AS kpi, * FROM ({k.units})" for k in KPIS]
     return " UNION ALL ".join(parts)

@@ -15,7 +15,14 @@ from core.clock import business_date, stored_range
 from core.settings import Settings
 from insights.drivers import DriverAnalysis, analyse
 from insights.exports import ExportError
-from insights.kpis import KPIS, kpi_moments, month_start, report_month, shift_month
+from insights.kpis import (
+    KPIS,
+    kpi_moments,
+    month_last_day,
+    month_start,
+    report_month,
+    shift_month,
+)
 from insights.lift import CampaignLift, retention_lifts
 from insights.panorama import Contribution, KpiRow, TrendPoint, drill_downs, kpi_rows, trend
 from insights.report import WrittenReport, write_reports
@@ -88,8 +95,7 @@ def lift_window(month: str, as_of: date, lift_days: int) -> tuple[date, date] | 
     earlier (the outcome of later care is not known yet). A report run late counts no care
     after its month. None when no day of it has passed."""
     since = month_start(shift_month(month, -11))
-    month_end = month_start(shift_month(month, 1)) - timedelta(days=1)
-    last = min(month_end, as_of - timedelta(days=lift_days))
+    last = min(month_last_day(month), as_of - timedelta(days=lift_days))
     return (since, last) if last >= since else None
 
 
@@ -155,9 +161,7 @@ def month_reports(
     first = report_month(month)
     monthly = configured_monthly_report(con, settings, month, now)
     # the month so far, for the current one: its period said "to the 31st" on the 5th
-    last = min(
-        month_start(shift_month(month, 1)) - timedelta(days=1), business_date(settings.zone, now)
-    )
+    last = min(month_last_day(month), business_date(settings.zone, now))
     loop = write_reports(
         con, settings.reports_dir, f"careloop: the loop in {month}", settings.timezone,
         first, last, now=now,

@@ -644,6 +644,9 @@ class Stage:
     spills them to disk past ``STAGE_MEMORY``), so Python holds one chunk at a time."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, entity: Entity, present: list[str]) -> None:
+        # the kind's columns the file has (Source.present): what the file says nothing of
+        # keeps what the warehouse holds, and the bad rows' CSV holds these only, so that
+        # the fixed rows loaded back do not empty the others
         self.con, self.entity, self.present = con, entity, present
         self.made: set[str] = set()
 
@@ -692,7 +695,7 @@ class Stage:
             return 0
         entity, key = self.entity, self.entity.key
         values = {c: _value_sql(entity, c) for c in entity.names}
-        others = [c for c in entity.names if c != key and c in self.present]
+        others = [c for c in self.present if c != key]
         updates = ", ".join(f"{c} = {values[c]}" for c in others)
         # Only rows that changed: a daily extract repeats most of yesterday's, and an UPDATE
         # of every one of 10 million rows needs some 2 GB in one transaction.
@@ -724,19 +727,13 @@ class Stage:
             [load_id, self.entity.table],
         )
 
-    @property
-    def file_columns(self) -> list[str]:
-        """The kind's columns the file has: the bad rows' CSV holds these only, so that the
-        fixed rows loaded back keep what the warehouse holds for the others (an empty column
-        there would empty them)."""
-        return [c for c in self.entity.names if c in self.present]
-
     def bad_rows(self) -> Iterator[tuple[Any, ...]]:
-        """The bad rows as read, by line, then their reasons; fetched a slice at a time."""
+        """The bad rows as read (the file's columns), by line, then their reasons; fetched a
+        slice at a time."""
         if "load_bad" not in self.made:
             return
         cursor = self.con.execute(
-            f"SELECT _line, {', '.join(self.file_columns)}, array_to_string(reasons, '; ') "
+            f"SELECT _line, {', '.join(self.present)}, array_to_string(reasons, '; ') "
             "FROM load_bad ORDER BY _line"
         )
         while rows := cursor.fetchmany(10_000):
@@ -848,7 +845,7 @@ def _value_sql(entity: Entity, name: str) -> str:
 def _quarantine_csv(settings: Settings, stage: Stage, result: LoadResult) -> Path:
     """The bad rows as they were, with their reasons, for whoever fixes the source."""
     path = path_inside(settings.reports_dir / "validation", result.load_id, ".quarantine.csv")
-    write_private_csv(path, ["line", *stage.file_columns, "reasons"], stage.bad_rows())
+    write_private_csv(path, ["line", *stage.present, "reasons"], stage.bad_rows())
     return path
 
 

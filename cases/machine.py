@@ -260,7 +260,9 @@ def _drop_second_rounds_of_closed(con: duckdb.DuckDBPyConnection) -> None:
     """The second rounds still queued of the cases these events closed are not sent: resolved
     by the manager, the customer gets the follow-up asking if it is sorted, not also the
     second round's apology and survey, whose answer then went to the wrong survey (a "2" to
-    it is kept on a resolved case, where the follow-up's reopens it)."""
+    it is kept on a resolved case, where the follow-up's reopens it). One already claimed for
+    sending is left to its send, but expires at the closing: if it comes back to the queue
+    (a retry, or reconcile finding it never went), the send screen expires it."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE closed_second_rounds AS
         SELECT second_round_action_id AS action_id, closed_at FROM manager_cases
@@ -272,6 +274,11 @@ def _drop_second_rounds_of_closed(con: duckdb.DuckDBPyConnection) -> None:
         FROM closed_second_rounds c
         WHERE {looked_up("action_id", "a.status = 'queued'", by="c")}
         RETURNING a.action_id""").fetchall()
+    con.execute(f"""
+        UPDATE care_actions a
+        SET expires_at = least(coalesce(a.expires_at, c.closed_at), c.closed_at)
+        FROM closed_second_rounds c
+        WHERE {looked_up("action_id", "a.status IN ('sending', 'unconfirmed')", by="c")}""")
     if dropped:  # the case had no second round: its recovery is due from its opening (not
         # never, as a second round never sent made it), and its page names no care given
         con.execute(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.testclient import TestClient
 
+from campaigns.dispatch import dispatch
 from cases.collect import collect
 from cases.publishing import publish_boards
 from core.settings import load_settings
@@ -19,6 +20,7 @@ from service.app import create_app
 from tests.factories import add_action
 from tests.manager_world import OPENED, build
 from tests.service_helpers import AUTH_TOKEN, PUBLIC_URL, sid, sms_form, twilio_post
+from tests.test_dispatch import provider
 from tests.test_manager_pages import sign_in
 
 WINDOW = timedelta(hours=72)
@@ -194,4 +196,26 @@ def test_a_second_round_already_claimed_for_sending_is_left_to_its_send(con, set
     collect(con, board.inbox, reply_window=WINDOW)
     assert con.execute("SELECT status FROM care_actions WHERE action_id = 'R2'").fetchone() == (
         "sending",
+    )
+
+
+def test_a_claimed_second_round_that_comes_back_to_the_queue_after_the_closing_is_not_sent(
+    con, settings, page
+):
+    """Claimed, then the process died before the send; the manager resolved the case
+    meanwhile. Reconcile finds the provider never had it and puts it back in the queue: the
+    customer got the closed case's apology and survey beside its follow-up."""
+    client, board, token = page
+    con.execute(
+        "UPDATE care_actions SET status = 'sending', sent_at = NULL, claimed_at = created_at "
+        "WHERE action_id = 'R2'"
+    )
+    change(client, token, "resolved")
+    collect(con, board.inbox, reply_window=WINDOW)
+    sandbox = provider(settings)
+    figures = dispatch(con, sandbox, now=datetime.now(UTC))
+    assert figures.reconciled_requeued == 1  # the provider never had it
+    assert "key-R2" not in sandbox.handed
+    assert con.execute("SELECT status FROM care_actions WHERE action_id = 'R2'").fetchone() == (
+        "expired",
     )

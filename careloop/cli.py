@@ -122,7 +122,7 @@ def main(
     ] = False,
 ) -> None:
     from core.files import close_home, owner_only_process
-    from core.settings import load_settings
+    from core.settings import load_settings, usable_home
 
     _Options.debug = debug
     # Flow logs would drown the progress bars; PREFECT_LOGGING_LEVEL=INFO brings them back.
@@ -130,7 +130,7 @@ def main(
     # Whatever the umask, what this command (and every process it starts: a temporary Prefect
     # server, the service) creates is its owner's only; so is a home an older version left open.
     owner_only_process()
-    close_home(load_settings().home)
+    close_home(usable_home(load_settings()))
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import UserError
+from core.files import private_dir
 
 # Signs links on a developer's machine; `careloop serve` refuses it on any public interface.
 DEVELOPMENT_LINK_SECRET = "careloop-local-development-only"
@@ -181,3 +182,17 @@ def load_settings(**overrides: object) -> Settings:
             )
             problems.append(f"{name}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def usable_home(settings: Settings) -> Path:
+    """The home, made (owner-only) if it is missing; one that cannot be made is refused
+    naming the setting, before a command starts anything (a temporary Prefect server)."""
+    home = settings.home
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"CARELOOP_HOME={home}: a file, not a folder")
+    try:
+        return home if home.is_dir() else private_dir(home)
+    except OSError as exc:
+        raise ConfigError(
+            f"CARELOOP_HOME={home}: cannot make it a folder ({exc.strerror})"
+        ) from None

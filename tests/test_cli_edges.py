@@ -355,3 +355,34 @@ def test_what_data_says_is_shown_as_written_in_every_table(capsys):
     import careloop.insights_cli  # its lines are data: its console reads no markup
 
     assert careloop.insights_cli.console._markup is False
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_a_home_that_cannot_be_a_folder_is_refused_naming_the_setting_before_any_server(
+    tmp_path, where
+):
+    """It failed with a bare FileNotFoundError (or NotADirectoryError), after a temporary
+    Prefect server had started."""
+    (tmp_path / "a-file").write_text("not a folder")
+    home = tmp_path / where
+    result = subprocess.run(
+        [CARELOOP, "run", "birthday", "--no-send"],
+        env=own_home(home) | {"PREFECT_HOME": str(tmp_path / "prefect")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"CARELOOP_HOME={home}:" in result.stderr
+    assert "Traceback" not in result.stderr and "Prefect server" not in result.stderr
+    assert not (tmp_path / "prefect").exists()  # nothing started
+
+
+def test_a_missing_home_is_made_owner_only(tmp_path):
+    home = tmp_path / "new" / "home"
+    result = subprocess.run(
+        [CARELOOP, "segment", "list"], env=own_home(home), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert home.is_dir() and home.stat().st_mode & 0o777 == 0o700

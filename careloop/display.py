@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from core.output import console as output_console
-from core.progress import Advance, describe
+from core.progress import SAID_BY_THE_COMMAND, Advance, describe
 
 
 class RichReporter:
@@ -64,7 +64,8 @@ class RichReporter:
 class FailureNoiseFilter(logging.Filter):
     """Prefect logs a failing run's exception with its traceback; the command prints the
     error itself, in one line, so on the console these records are dropped (the API log
-    handler still sends them to the server), as is the exit's "still processing items".
+    handler still sends them to the server), as are the exit's "still processing items" and
+    what the command says itself (``core.progress.SAID_BY_THE_COMMAND``).
     ``--debug`` leaves them in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -74,7 +75,8 @@ class FailureNoiseFilter(logging.Filter):
         draining = record.name == "EventsWorker" and record.getMessage().startswith(
             "Still processing items"
         )
-        return not (failure or draining)
+        said = all(getattr(record, k, None) == v for k, v in SAID_BY_THE_COMMAND.items())
+        return not (failure or draining or said)
 
 
 def quiet_prefect_failures() -> None:

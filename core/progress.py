@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 Advance = Callable[[float], None]
 log = logging.getLogger("careloop.progress")
+# A run log record the command line prints in its own words (a figure it reports): given as
+# ``extra``, it goes to the run's log on the server, and the console's handler drops it.
+SAID_BY_THE_COMMAND = {"said_by_the_command": True}
 
 
 class Reporter(Protocol):

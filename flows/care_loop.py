@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from campaigns.catalog import Broken, checked_campaign
 from campaigns.planning import STEPS, Figures, Plan, Step, record_run, run_steps
 from core.clock import business_date, utc_now
+from core.progress import SAID_BY_THE_COMMAND
 from flows.common import current_flow_run_id, publish, send_due, settings_for, writing_warehouse
 
 # The plans of the runs in progress, by run id. A step's task gets the run id (the UI shows
@@ -106,7 +107,7 @@ def care_loop(
         stale = past_occasion_notice(con, run_id, as_of, now or utc_now())
         if stale:
             figures["notice"] = stale
-            get_run_logger().warning(stale)
+            get_run_logger().warning(stale, extra=SAID_BY_THE_COMMAND)  # its notice line
     if send:
         figures["dispatch"] = send_due(settings, now, simulated)
     get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)

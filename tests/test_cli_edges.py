@@ -386,3 +386,18 @@ def test_a_missing_home_is_made_owner_only(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert home.is_dir() and home.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_past_as_of_is_told_once(tmp_path):
+    """The flow's warning (kept for the run's log on the server) and the command's notice
+    both printed it."""
+    env = own_home(tmp_path / "home")
+    past = ["run", "birthday", "--as-of", "2026-02-28", "--no-send"]
+    for args in (["demo-data", "--subscribers", "300"], past):
+        done = subprocess.run(
+            [CARELOOP, *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr
+    assert said.count("is in the past") == 1, said
+    assert "notice: as of 2026-02-28 is in the past" in " ".join(said.split())

@@ -115,7 +115,7 @@ def send_due(settings: Settings, now: datetime | None, simulated: bool) -> dict[
             stop_watch=None if simulated or not provider.remote else LateOptOuts(inbox),
         )
     sent = figures_dict(figures)
-    step_done("send", sent)
+    step_done("send, all campaigns", sent)  # what is due is sent, whichever run planned it
     return sent
 
 

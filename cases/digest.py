@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -20,12 +19,9 @@ from core.files import csv_bytes, plain_name, xlsx_bytes
 from core.settings import Settings
 from core.tokens import manager_link
 from warehouse.db import Held, as_held
+from warehouse.figures import CASE_LIST_SQL
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-COLUMNS = (
-    "section", "customer", "phone", "email", "campaign", "occasion", "score", "comment",
-    "opened (store time)", "status", "escalated", "second round",
-)  # fmt: skip
 TEXT = {
     "zh-CN": (
         "{store}：{open} 个待处理（{due} 个24小时内到期，{escalated} 个已升级）",
@@ -57,20 +53,22 @@ def send_digests(
     day: date,
 ) -> list[dict[str, Any]]:
     """Each manager's digest for ``day`` (business date), exactly once (cases.staff_mail); one
-    row of figures per store mailed in this run. The cases are the board's
-    (cases.publishing.board_rows), so mail and page agree."""
+    row of figures per store mailed in this run. Its figures are the board's
+    (cases.publishing.board_rows), so mail and page agree; its attachments are the list the
+    report's store lists are (warehouse.figures.CASE_LIST_SQL), so the two files agree."""
     held = as_held(warehouse)
     settle(held, mailer, now)
     stores, cases = board_rows(held.con, now, settings.case_sla_hours, CLOSED_DAYS)
     done = logged(held.con, [_key(store, day) for store in stores])
+    columns, lists = _lists(held.con, now)
     outgoing, figures = [], {}
     for store in stores:
         if (key := _key(store, day)) in done:
             continue
         mine = [c for c in cases if c["store_id"] == store["store_id"]]
-        rows: list[Sequence[Any]] = [_row(case, store["timezone"]) for case in _ordered(mine)]
+        rows = lists.get(store["store_id"], [])
         counts = _counts(mine, now)
-        mail = _mail(settings, key, store, rows, counts, now)
+        mail = _mail(settings, key, store, (columns, rows), counts, now)
         outgoing.append(Outgoing(mail, "digest", store["store_id"], len(rows)))
         figures[key] = {"store": store["store_id"], "cases": len(rows), **counts}
     results = send_once(held, mailer, outgoing, now)
@@ -81,23 +79,20 @@ def _key(store: dict[str, Any], day: date) -> str:
     return f"digest:{store['store_id']}:{day}"
 
 
-def _ordered(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """To do first (escalated first), then closed; oldest first within each."""
-    return sorted(
-        cases,
-        key=lambda c: (c["status"] not in ACTIVE, c["escalated_at"] is None, c["opened_at"]),
-    )
+Table = tuple[list[str], list[Sequence[Any]]]  # a list's columns and rows
 
 
-def _row(case: dict[str, Any], zone: str) -> list[Any]:
-    opened = case["opened_at"].astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
-    second = case["second_round_channel"]
-    return [
-        "to do" if case["status"] in ACTIVE else "closed",
-        case["customer"], case["phone"], case["email"], case["campaign_id"], case["occasion"],
-        case["score"], case["comment"], opened, case["status"], case["escalated_at"] is not None,
-        f"{second} {case['second_round_status']}" if second else None,
-    ]  # fmt: skip
+def _lists(con: duckdb.DuckDBPyConnection, now: datetime) -> tuple[list[str], dict[str, Any]]:
+    """The columns, and each store's rows, of the list the report's store lists have too
+    (warehouse.figures' CASE_LIST_SQL): the cases to do, and those closed in the last
+    CLOSED_DAYS."""
+    listed = con.execute(CASE_LIST_SQL, {"now": now, "shown": CLOSED_DAYS})
+    columns = [d[0] for d in listed.description]
+    store = columns.index("store_id")
+    rows: dict[str, list[Sequence[Any]]] = {}
+    for row in listed.fetchall():
+        rows.setdefault(row[store], []).append(row)
+    return columns, rows
 
 
 def _counts(cases: list[dict[str, Any]], now: datetime) -> dict[str, int]:
@@ -117,7 +112,7 @@ def attachment_stem(store_id: str, key: str) -> str:
 
 
 def _mail(
-    settings: Settings, key: str, store: dict[str, Any], table: list[Sequence[Any]],
+    settings: Settings, key: str, store: dict[str, Any], table: Table,
     counts: dict[str, int], now: datetime,
 ) -> StaffMail:  # fmt: skip
     days = settings.manager_link_days
@@ -133,7 +128,7 @@ def _mail(
         subject=subject.format(**values),
         text=body.format(**values),
         attachments=(
-            File(f"{stem}.csv", "text/csv", csv_bytes(COLUMNS, table)),
-            File(f"{stem}.xlsx", XLSX, xlsx_bytes({"cases": (COLUMNS, table)})),
+            File(f"{stem}.csv", "text/csv", csv_bytes(*table)),
+            File(f"{stem}.xlsx", XLSX, xlsx_bytes({"cases": table})),
         ),
     )

@@ -16,9 +16,9 @@ from insights.variants import VariantReport, variant_markdown, variant_reports
 from warehouse.db import query_dicts
 from warehouse.figures import (
     ACTIVE_SQL,
+    CASE_LIST_SQL,
     IN_SLA,
     LISTED_SHOWN_DAYS,
-    LISTED_SQL,
     OPT_OUT_DAYS,
     OPT_OUT_EVENTS_SQL,
     SLA_DUE,
@@ -35,7 +35,6 @@ AND {at} >= $lo AND {at} < $hi
 # Every case figure dates a case by when it opened, as the monthly report's case KPIs do.
 CASE_IN_PERIOD = IN_PERIOD.format(at="m.opened_at")
 OPTED_IN_PERIOD = IN_PERIOD.format(at="occurred_at")
-TO_DO, CLOSED = "to do", "closed"  # a store list's sections, as on the page
 NO_MESSAGE = f"(no message on its channel in the {OPT_OUT_DAYS} days before the opt-out)"
 LISTED_PERIOD = (
     f"every case still to do, and those closed in the last {LISTED_SHOWN_DAYS} days "
@@ -140,28 +139,6 @@ FROM care_actions WHERE round = 1 AND {IN_PERIOD.format(at="created_at")}
 # last $shown days), the ones to do first, then the closed ones (resolved by the manager or
 # recovered); the section follows the status as the page's and the mail's do. Times in the
 # store's own zone.
-STORE_LIST_SQL = f"""
-SELECT CASE WHEN {ACTIVE_SQL} THEN '{TO_DO}' ELSE '{CLOSED}' END AS section,
-       m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
-       m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
-       m.campaign_id, m.score, m.comment,
-       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
-       st.timezone AS store_timezone, m.status,
-       a.channel AS second_round_channel, a.status AS second_round_status,
-       -- the second round's rating (1-5): the column the warehouse names recovered_score
-       m.recovered_score AS second_round_score
-FROM manager_cases m
-JOIN stores st USING (store_id)
-JOIN subscribers s USING (subscriber_id)
--- A second round is care for the case's rating (opened with parent_evaluation_id set to it,
--- cases.second_round): the rest of the outbox, every first round of a year, is not hashed.
-LEFT JOIN (SELECT action_id, channel, status FROM care_actions
-           WHERE parent_evaluation_id IS NOT NULL) a ON a.action_id = m.second_round_action_id
-WHERE {LISTED_SQL}
-ORDER BY m.store_id, section = '{CLOSED}', m.score, m.opened_at
-"""
-
-
 DERIVED = ("csat", "response_rate", "recovery_rate")
 
 
@@ -275,7 +252,7 @@ def write_store_lists(
     store. Every store's file name is checked before anything is written (an id an older
     version let in names no list: the command says which)."""
     private_dir(directory)
-    listed = con.sql(STORE_LIST_SQL, params={"now": now, "shown": LISTED_SHOWN_DAYS}).pl()
+    listed = con.sql(CASE_LIST_SQL, params={"now": now, "shown": LISTED_SHOWN_DAYS}).pl()
     stores = listed.get_column("store_id").unique(maintain_order=True).to_list()
     paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in stores}
     for old in directory.glob("*.csv"):

@@ -75,9 +75,10 @@ def test_each_manager_gets_one_morning_list_with_safe_attachments(con, settings)
     st1 = mails["digest:ST1:2026-03-02"]
     assert "2 个待处理" in st1.subject and "/m/login/" in st1.text
     files = {f.name: f for f in st1.attachments}
-    rows = list(csv.reader(io.StringIO(files["ST1-2026-03-02.csv"].content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["section", "customer", "phone"] and len(rows) == 4
-    comments = [row[7] for row in rows[1:]]
+    text = files["ST1-2026-03-02.csv"].content.decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 3 and rows[0]["section"] == "to do" and rows[-1]["section"] == "closed"
+    comments = [row["comment"] for row in rows]
     assert "'" + evil in comments  # neutralised: a spreadsheet shows it as text
     sheet = (
         zipfile.ZipFile(io.BytesIO(files["ST1-2026-03-02.xlsx"].content))
@@ -93,6 +94,30 @@ def test_each_manager_gets_one_morning_list_with_safe_attachments(con, settings)
     assert "HYPERLINK" in strings  # kept, as text
     again = send_digests(con, mailer, settings, now + timedelta(hours=1), date(2026, 3, 2))
     assert again == [] and len(mailer.sent()) == 2  # once per store per day
+
+
+def test_the_mailed_list_and_the_reports_store_list_are_one_list(con, settings):
+    """They had different columns (the mail's "opened (store time)" and "escalated", the
+    report's opened_local, store_timezone and the second round's score) and orders."""
+    from insights.report import write_store_lists
+
+    mailer = world(con, settings)
+    con.execute("UPDATE manager_cases SET contacted_at = ? WHERE evaluation_id = 'E2'", [OPENED])
+    now = OPENED + timedelta(hours=49)
+    escalate_overdue(con, mailer, now, 48)  # E1 escalated: first on its list
+    send_digests(con, mailer, settings, now, date(2026, 3, 2))
+    mails = {m.key: m for m in mailer.sent()}
+    write_store_lists(con, settings.reports_dir / "store_lists", now)
+    for store in ("ST1", "ST2"):
+        (attached,) = [f for f in mails[f"digest:{store}:2026-03-02"].attachments
+                       if f.name.endswith(".csv")]  # fmt: skip
+        listed = (settings.reports_dir / "store_lists" / f"{store}.csv").read_bytes()
+        assert attached.content == listed, store  # nothing closed more than a week ago
+    with (settings.reports_dir / "store_lists" / "ST1.csv").open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["section"], bool(r["escalated_local"])) for r in rows] == [
+        ("to do", True), ("to do", False), ("closed", False)
+    ]  # fmt: skip
 
 
 def _resolve(con, case_id, at):

@@ -21,6 +21,34 @@ LISTED_SQL = (
     f"({ACTIVE_SQL} OR coalesce(m.closed_at, m.updated_at, m.opened_at) >= $now - to_days($shown))"
 )
 
+# A store manager's list of cases, as the morning mail attaches it (CSV and Excel) and the
+# report writes it (reports/store_lists/): the same columns, rows and order in both. The
+# listed cases ($now, $shown), the ones to do first, escalated first, then the lowest score
+# and the oldest. Times in the store's zone, as text: the lists are read in spreadsheets.
+TO_DO, CLOSED = "to do", "closed"  # a list's sections, as on the page
+CASE_LIST_SQL = f"""
+SELECT CASE WHEN {ACTIVE_SQL} THEN '{TO_DO}' ELSE '{CLOSED}' END AS section,
+       m.store_id, st.name AS store_name, st.manager_name, st.manager_email,
+       m.subscriber_id, s.name AS customer_name, s.phone, s.email, s.locale,
+       m.campaign_id, m.score, m.comment,
+       strftime(timezone(st.timezone, m.opened_at), '%Y-%m-%d %H:%M') AS opened_local,
+       st.timezone AS store_timezone, m.status,
+       strftime(timezone(st.timezone, m.escalated_at), '%Y-%m-%d %H:%M') AS escalated_local,
+       a.channel AS second_round_channel, a.status AS second_round_status,
+       -- the second round's rating (1-5): the column the warehouse names recovered_score
+       m.recovered_score AS second_round_score
+FROM manager_cases m
+JOIN stores st USING (store_id)
+JOIN subscribers s USING (subscriber_id)
+-- A second round is care for the case's rating (opened with parent_evaluation_id set to it,
+-- cases.second_round): the rest of the outbox, every first round of a year, is not hashed.
+LEFT JOIN (SELECT action_id, channel, status FROM care_actions
+           WHERE parent_evaluation_id IS NOT NULL) a ON a.action_id = m.second_round_action_id
+WHERE {LISTED_SQL}
+ORDER BY m.store_id, section = '{CLOSED}', m.escalated_at IS NULL, m.score, m.opened_at,
+    m.evaluation_id
+"""
+
 # SLA compliance: a case contacted within $sla hours of its opening, among the cases whose SLA
 # is due (contacted, or $sla hours passed by $now). Cases are dated by when they opened.
 IN_SLA = "(m.contacted_at <= m.opened_at + to_hours($sla))"

@@ -17,6 +17,11 @@ from feedback.parsing import ParsedReply, parse_reply
         ("再也不来了", 1),
         ("失望", 2),
         ("服务差", 2),
+        ("服务挺差的", 2),
+        ("比较差", 2),
+        ("有点差", 2),
+        ("体验挺差", 2),
+        ("挺差劲", 1),
         ("不好", 2),
         ("不怎么样", 2),
         ("Terrible", 1),
@@ -30,6 +35,7 @@ from feedback.parsing import ParsedReply, parse_reply
         # praise
         ("很好", 5),
         ("挺好的", 4),
+        ("比较好", 4),
         ("不错", 4),
         ("服务很周到", 5),
         ("great", 5),
@@ -163,6 +169,7 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "服务满意，价格不满意",
         # 差 and 一般 as other words
         "5G信号差",
+        "5G信号有点差",
         "差不多吧",
         "出差回来办的业务",
         "我一般下午去",

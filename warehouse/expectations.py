@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from core.files import PLAIN_ID, PLAIN_ID_RULE
-from core.masking import mask_email, mask_phone
+from core.masking import mask_email, mask_phone, mask_text
 from core.settings import LOCALES, Settings
 from warehouse.entities import REGION_NAME, REGION_RULE, Column, Entity
 
@@ -386,4 +386,5 @@ def shown_value(column: str, value: object) -> object:
     text = str(value)
     if column in CONTACT_COLUMNS:
         return mask_email(text) if "email" in column else mask_phone(text)
-    return value
+    masked = mask_text(text)  # a number or an address in another column (a phone as the id)
+    return value if masked == text else masked

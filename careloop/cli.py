@@ -394,7 +394,8 @@ def demo(
     from flows.demo import demo_home_in, run_demo
     from insights.report import summary_rows
 
-    demo_home_in(load_settings().home)  # a demo's own home is refused before any server starts
+    # a demo's own home is refused before any server starts, as is one a stack runs on
+    _no_stack_on(demo_home_in(load_settings().home))
     with _flow_session():
         result = run_demo(subscribers=subscribers, days=days, settle_days=settle_days, seed=seed)
     console.print(
@@ -405,6 +406,20 @@ def demo(
     console.print(f"monthly KPI report: {result.monthly_path}")
     console.print(f"loop report: {result.report_path}")
     _show_store_lists(len(result.store_rows), result.report_path.parent / "store_lists")
+
+
+def _no_stack_on(demo_home: Path) -> None:
+    """The demo deletes its home first: a stack `make up` started there (to work on the
+    demo's data) would lose its pid files and database, and `make down` could stop nothing."""
+    from careloop.stack import running_in
+    from core.errors import UserError
+
+    running = running_in(demo_home.resolve())
+    if running:
+        raise UserError(
+            f"a stack runs on the demo's home ({', '.join(running)}), which the demo deletes: "
+            f"`make down` with CARELOOP_HOME={demo_home} first"
+        )
 
 
 def _show_store_lists(files: int, folder: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,13 +58,34 @@ def start(name: str, command: list[str], env: dict[str, str], run: Path) -> None
     (run / f"{name}.pid").write_text(str(process.pid))
 
 
-def wait_for(url: str, what: str, timeout: float = 90) -> None:
+def wait_for(url: str, what: str, run: Path, name: str, timeout: float = 90) -> None:
+    """Until ``url`` answers, while the process ``name`` started is running: what answers
+    is then its own (the ports were free before it started, ``_refuse_taken_ports``)."""
+    pid = int((run / f"{name}.pid").read_text())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not group_running(pid):
+            raise SystemExit(f"{what} stopped as it started: see {run / f'{name}.log'}")
         if answers(url):
             return
         time.sleep(0.25)  # not listening yet: ask again shortly
     raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def _refuse_taken_ports() -> None:
+    """A port in use (another home's stack, or any other program) is said before anything
+    starts: the readiness checks would take the other program's answer for this stack's."""
+    for port, setting in ((PREFECT_PORT, "CARELOOP_PREFECT_PORT"),
+                          (SERVICE_PORT, "CARELOOP_SERVICE_PORT")):  # fmt: skip
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise SystemExit(
+                    f"port {port} is in use (another home's stack, or another program): "
+                    f"`make down` with that home, or set {setting} to a free port"
+                ) from None
 
 
 def wait_for_runner(run: Path) -> str:
@@ -87,6 +109,7 @@ def up() -> None:
     close_home(home)
     run = private_dir(home / "run")
     _refuse_a_second_stack(home, run)
+    _refuse_taken_ports()
     env = environment(home, settings.timezone)
     if "public_url" not in settings.model_fields_set:  # links must reach this stack's service
         env["CARELOOP_PUBLIC_URL"] = f"http://127.0.0.1:{SERVICE_PORT}"
@@ -94,7 +117,7 @@ def up() -> None:
     database = prefect_database(env)
     server = ["server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)]
     start("prefect-server", [str(BIN / "prefect"), *server], env, run)
-    wait_for(f"{api}/health", "the Prefect server")
+    wait_for(f"{api}/health", "the Prefect server", run, "prefect-server")
     # careloop's own commands find the stack's API here (careloop.runtime), so a command run
     # beside the worker takes turns with it for the warehouse.
     (run / STACK_API_FILE).write_text(api)
@@ -107,7 +130,7 @@ def up() -> None:
     start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "careloop"], env, run)
     service = [str(BIN / "careloop"), "serve", "--port", str(SERVICE_PORT)]
     start("service", service, env, run)
-    wait_for(f"http://127.0.0.1:{SERVICE_PORT}/healthz", "the feedback service")
+    wait_for(f"http://127.0.0.1:{SERVICE_PORT}/healthz", "the feedback service", run, "service")
     runner = wait_for_runner(run)
     print(f"Prefect UI       http://127.0.0.1:{PREFECT_PORT}")
     print(f"Prefect API      {api} (database: {database})")
@@ -150,9 +173,14 @@ def prefect_database(env: dict[str, str]) -> str:
     return f"PostgreSQL {redact(url)}"
 
 
+def running_in(home: Path) -> list[str]:
+    """The processes of a stack `make up` started for ``home`` that are running."""
+    return [name for name, pid in _recorded(home / "run").items() if group_running(pid)]
+
+
 def _refuse_a_second_stack(home: Path, run: Path) -> None:
     """A second `make up` would orphan the first stack's processes, beyond `make down`."""
-    running = [name for name, pid in _recorded(run).items() if group_running(pid)]
+    running = running_in(home)
     if running:
         raise SystemExit(
             f"already running for {home}: {', '.join(running)} (pids in {run}); `make down` first"

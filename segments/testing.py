@@ -130,7 +130,11 @@ def _as_date(value: object, label: str) -> date:
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
     if table not in ROW_DEFAULTS and table not in EXTRA_TABLES:
-        raise ValueError(f"given: unknown table {table!r}")
+        tables = ", ".join([*ROW_DEFAULTS, *EXTRA_TABLES])
+        raise ValueError(
+            f"given: unknown table {table!r}: examples fill the warehouse's tables ({tables}), "
+            "which the rules' views read"
+        )
     for row in rows:
         full = {**ROW_DEFAULTS.get(table, {}), **row}
         columns = ", ".join(full)

@@ -48,6 +48,19 @@ def test_a_wrong_expectation_fails_with_the_difference(tmp_path):
     assert not result.passed and result.detail == "expected ['A'], got ['A', 'B']"
 
 
+def test_an_example_given_a_view_names_the_tables_it_can_fill(tmp_path):
+    """A newcomer's first example filled `visits`, the view the rule reads: "unknown table
+    'visits'" named nothing it could give instead."""
+    (tmp_path / "r.sql").write_text("SELECT DISTINCT subscriber_id FROM visits")
+    (tmp_path / "r.yml").write_text(
+        "description: visitors\ntests:\n  examples:\n    - as_of: 2026-01-01\n"
+        "      given: {visits: [{subscriber_id: A}]}\n      expect: [A]\n"
+    )
+    [_, result] = run_rule_tests(load_rules(tmp_path)["r"])
+    assert not result.passed
+    assert "unknown table 'visits'" in result.detail and "store_visits" in result.detail
+
+
 def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path):
     """`segment test` said "0 passed, 0 failed" for a rule of bad SQL with no examples; a
     campaign using it failed only when it ran."""

@@ -321,6 +321,27 @@ def test_typed_parquet_columns_are_read_as_their_text(stores, settings, tmp_path
     ).fetchone() == (date(1990, 2, 28), True, False)
 
 
+def test_a_day_written_as_its_midnight_is_that_day(stores, settings, tmp_path):
+    """pandas keeps dates as timestamps, so a Parquet file from it had every row refused as
+    "'1990-02-28T00:00:00' is not a real date", as had a spreadsheet's "1990-02-28 00:00:00";
+    another time of day is still no date."""
+    frame = pl.read_csv(write(tmp_path, "s.csv", GOOD[:1]), infer_schema=False)
+    midnight = frame.with_columns(pl.col("birthday", "joined_on").str.to_datetime("%Y-%m-%d"))
+    midnight.write_parquet(tmp_path / "s.parquet")
+    assert load_file(stores, settings, "subscribers", tmp_path / "s.parquet", today=TODAY).success
+    spreadsheet = GOOD[1].replace("2000-02-29,2020-01-01", "2000-02-29 00:00:00,2020-01-01 00:00")
+    noon = GOOD[1].replace("S2,", "S3,").replace("2000-02-29,", "2000-02-29 12:00:00,")
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", write(tmp_path, "x.csv", [spreadsheet, noon]),
+                  today=TODAY)  # fmt: skip
+    assert refused.value.result.bad_rows == {
+        3: ["birthday '2000-02-29 12:00:00' is not a real date (YYYY-MM-DD)"]
+    }
+    assert stores.execute(
+        "SELECT subscriber_id, birthday, joined_on FROM subscribers ORDER BY 1"
+    ).fetchall() == [("S1", date(1990, 2, 28), date(2015, 4, 10))]
+
+
 def _chunked_file(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     """30 rows read 7 at a time: bad rows in the first, third and last chunks, and an id
     repeated across chunks (lines 3 and 30)."""

@@ -486,7 +486,22 @@ def _shaped(batch: pl.DataFrame, entity: Entity, lines: pl.Series) -> pl.DataFra
     each row's line."""
     absent = [c for c in entity.names if c not in batch.columns]
     batch = batch.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
-    return batch.select(_trimmed(pl.col(c)).alias(c) for c in entity.names).with_columns(lines)
+    dates = entity.of_type("date")
+
+    def shaped(name: str) -> pl.Expr:
+        value = _trimmed(pl.col(name))
+        return (_day_of_midnight(value) if name in dates else value).alias(name)
+
+    return batch.select(shaped(c) for c in entity.names).with_columns(lines)
+
+
+# A day written as its midnight: a spreadsheet's "1990-02-28 00:00:00", or a Parquet
+# timestamp column (pandas keeps dates so). Any other time of day is no date.
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?$"
+
+
+def _day_of_midnight(column: pl.Expr) -> pl.Expr:
+    return column.str.replace(_MIDNIGHT, "${1}")
 
 
 def check_utf8(path: Path) -> bool:

@@ -7,7 +7,6 @@ from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,6 +18,7 @@ from pydantic import (
 
 from core.errors import UserError
 from core.settings import LOCALES
+from core.yaml_files import YamlFileError, read_yaml
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 Channel = Literal["sms", "email", "voice"]
@@ -281,11 +281,9 @@ def check_coverage(campaign: Campaign, tiers: tuple[str, ...]) -> None:
 
 def parse_campaign(path: Path) -> Campaign:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"{path}: invalid YAML: {exc}") from None
-    except (UnicodeDecodeError, OSError) as exc:  # a GB18030 save, say: named like the rest
-        raise CampaignError(f"{path}: cannot read as UTF-8 text: {exc}") from None
+        raw = read_yaml(path) or {}
+    except YamlFileError as exc:
+        raise CampaignError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise CampaignError(f"{path}: must be a mapping")
     if raw.get("name", path.stem) != path.stem:  # a name key once failed with a TypeError

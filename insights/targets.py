@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import UserError
+from core.yaml_files import YamlFileError, read_yaml
 from insights.kpis import KPI_BY_NAME, SCOPES
 
 TARGETS_PATH = Path(__file__).resolve().parent.parent / "campaigns" / "kpi_targets.yaml"
@@ -65,12 +65,10 @@ def _check_names(by_kpi: Mapping[str, object]) -> None:
 
 def load_targets(path: Path = TARGETS_PATH) -> Targets:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(path) or {}
         return Targets.model_validate(raw)
-    except OSError as exc:
-        raise TargetsError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise TargetsError(f"{path}: not YAML: {exc}") from None
+    except YamlFileError as exc:
+        raise TargetsError(f"{path}: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top)"

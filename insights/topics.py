@@ -19,10 +19,10 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import yaml
 
 from core.clock import stored_range
 from core.errors import UserError
+from core.yaml_files import YamlFileError, read_yaml
 from insights.kpis import month_start, shift_month
 from insights.stats import Moments, compare, shown_p
 from warehouse.db import query_frame
@@ -109,7 +109,10 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 @cache
 def known_topics(path: Path = TOPICS_PATH) -> tuple[KnownTopic, ...]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = read_yaml(path) or {}
+    except YamlFileError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return tuple(_known_topic(path, name, spec) for name, spec in raw.items())
 
 

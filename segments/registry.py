@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
 from core.errors import UserError
+from core.yaml_files import YamlFileError, read_yaml
 from segments.params import ParamError, ParamSpec
 
 RULES_DIR = Path(__file__).parent / "rules"
@@ -83,9 +83,9 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if not meta_path.exists():
         raise SegmentError(sql_path, f"missing {meta_path.name} beside it")
     try:
-        meta = yaml.safe_load(_text(meta_path)) or {}
-    except yaml.YAMLError as exc:
-        raise SegmentError(meta_path, f"invalid YAML: {exc}") from None
+        meta = read_yaml(meta_path) or {}
+    except YamlFileError as exc:
+        raise SegmentError(meta_path, str(exc)) from None
     if not isinstance(meta, dict):
         raise SegmentError(meta_path, "must be a mapping")
     unknown = sorted(str(key) for key in meta if key not in RULE_KEYS)

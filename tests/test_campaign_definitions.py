@@ -47,6 +47,8 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
         # a name key and a key that is no string raised TypeErrors ("got multiple values")
         ("description:", "name: birthday2\ndescription:", "a campaign is named by its file"),
         ("description:", "1: one\ndescription:", "1: Keys should be strings"),
+        # a key given twice: PyYAML kept the last, and the file loaded
+        ("description:", "holdout_percent: 20\ndescription:", "key 'holdout_percent' given twice"),
     ],
 )
 def test_a_broken_definition_names_file_and_reason(settings, tmp_path, old, new, reason):

@@ -82,6 +82,18 @@ def test_a_rules_yaml_with_a_key_it_does_not_know_is_refused_naming_it(tmp_path)
         load_rules(tmp_path)
 
 
+def test_a_rules_yaml_with_a_parameter_given_twice_is_refused_naming_both_lines(tmp_path):
+    (tmp_path / "r.sql").write_text("SELECT subscriber_id FROM subscriber_profile LIMIT $n")
+    (tmp_path / "r.yml").write_text(
+        "description: some\nparams:\n  n: {type: integer, default: 5}\n"
+        "  n: {type: integer, default: 50}\n"
+    )
+    with pytest.raises(
+        SegmentError, match=r"r\.yml: invalid YAML: key 'n' given twice \(lines 3 and 4"
+    ):
+        load_rules(tmp_path)
+
+
 def test_segment_preview_csv_json_and_params(warehouse_with_people):
     out = runner.invoke(
         app, ["segment", "preview", "birthday", "--as-of", "2025-02-28", "--format", "csv"]

@@ -1,0 +1,46 @@
+"""YAML files people write (campaigns, segment rules, KPI targets, topics): UTF-8 text read
+as safe YAML, with a key given twice in one mapping refused. PyYAML keeps the last silently,
+so a campaign with `send_time` twice loaded, its first value gone unsaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode
+
+
+class YamlFileError(ValueError):
+    """Why a file cannot be read as YAML (the caller names the file)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<": its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's YAML, or YamlFileError: not UTF-8 text (a GB18030 save, say), not
+    readable, not YAML, or a key given twice."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise YamlFileError(f"cannot read as UTF-8 text: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise YamlFileError(f"invalid YAML: {exc}") from None

@@ -367,10 +367,15 @@ def _held_out_params(plan: Plan) -> dict[str, Any]:
     }
 
 
+SHARED_NUMBER = "shared_number"  # another member of the plan has the number: it is asked once
+
+
 def _suppress(plan: Plan) -> None:
     """``plan_final``: why each member is not contacted, if not: unreachable, capped across
-    campaigns (first rounds only: a complaint's second round passes), or held out."""
+    campaigns (first rounds only: a complaint's second round passes), held out, or another
+    member's text or call goes to the same number."""
     cap_applies = plan.round == 1
+    surveys = plan.step.survey is not None  # a greeting alone may go to each of them
     window = plan.settings.frequency_window_days
     # Contacts within the cap's window of any member's send time, as constants: a range on
     # scheduled_at that DuckDB's zone maps answer without reading a year of sends.
@@ -399,13 +404,23 @@ def _suppress(plan: Plan) -> None:
                 PARTITION BY p.subscriber_id, p.channel IS NULL
                 ORDER BY p.scheduled_at, p.action_id) AS nth_in_batch
             FROM plan_scheduled p JOIN recent r USING (action_id)
+        ), decided AS (
+            SELECT *, CASE
+                WHEN channel IS NULL THEN unreachable_reason
+                WHEN {cap_applies} AND recent_contacts + nth_in_batch > $cap THEN 'capped'
+                WHEN {_held_out_sql(plan)} THEN 'holdout'
+                END AS reason
+            FROM ranked
         )
-        SELECT *, CASE
-            WHEN channel IS NULL THEN unreachable_reason
-            WHEN {cap_applies} AND recent_contacts + nth_in_batch > $cap THEN 'capped'
-            WHEN {_held_out_sql(plan)} THEN 'holdout'
-            END AS suppression_reason
-        FROM ranked""",
+        -- One survey a number in a plan: members sharing a phone (a household's) got the
+        -- same survey at the same moment, and every answer went to one of them (a reply is
+        -- the latest survey's to its number: feedback.ingest).
+        SELECT * EXCLUDE (reason, asked),
+            CASE WHEN {surveys} AND asked AND row_number() OVER (
+                     PARTITION BY CASE WHEN asked THEN phone END
+                     ORDER BY scheduled_at, subscriber_id) > 1 THEN '{SHARED_NUMBER}'
+                 ELSE reason END AS suppression_reason
+        FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)""",
         {
             "low": span[0] if span else None,
             "high": span[1] if span else None,

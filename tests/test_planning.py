@@ -223,3 +223,22 @@ def test_a_member_who_left_is_counted_as_left_not_as_unknown(con, settings):
     figures = plan(con, settings).figures
     assert figures["targeted"] == 2 and figures["left_or_unknown"] == 1
     assert "unknown_subscribers" not in figures
+
+
+def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
+    """S1 and S2, a household on one phone, got the same survey at the same moment, and
+    every answer went to one of them (a reply is the latest survey's to its number). S3's
+    text goes: S4, who shares its number, is held out of the plan by having no consent."""
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_subscriber(con, "S2", phone="+8613800000001")
+    add_subscriber(con, "S3")
+    add_subscriber(con, "S4", phone="+8613800000003", sms_consent=False, voice_consent=False)
+    p = plan(con, settings)
+    assert outbox(con) == {
+        "S1": ("queued", None, "sms", "+8613800000001"),
+        "S2": ("suppressed", "shared_number", "sms", "+8613800000001"),
+        "S3": ("queued", None, "sms", "+8613800000003"),
+        "S4": ("queued", None, "email", "c4@example.com"),
+    }
+    assert p.figures["suppressed"] == {"shared_number": 1}

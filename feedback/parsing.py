@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from core.ivr import OPT_OUT_KEY, RATING_KEYS
@@ -407,7 +407,54 @@ def normalize(text: str) -> str:
 
 
 def parse_reply(text: str | None) -> ParsedReply:
-    cleaned = normalize(text or "")
+    """What a reply says: read on its folded copy (``normalize``), its comment given back in
+    the customer's own characters (``as_written``)."""
+    parsed = _read(text or "")
+    if parsed.comment is None:
+        return parsed
+    return replace(parsed, comment=as_written(text or "", parsed.comment))
+
+
+def as_written(text: str, comment: str) -> str:
+    """``comment``, found in the reply's folded copy, as the customer wrote it: their
+    full-width punctuation and traditional characters, which the manager's page and lists show
+    (the folded copy said "差评,退订" for "差评，退订"). Runs of whitespace stay one space. A
+    comment that is no stretch of the folded reply (a score in words rewritten, say) stays
+    as it is."""
+    folded, origin = _folded_with_origin(text)
+    start = folded.find(comment)
+    if start < 0 or not comment:
+        return comment
+    first, last = origin[start], origin[start + len(comment) - 1]
+    return " ".join(text[first : last + 1].split())
+
+
+def _folded_with_origin(text: str) -> tuple[str, list[int]]:
+    """``normalize(text)`` character by character, with the index in ``text`` each of its
+    characters comes from; ("", []) where folding a character alone differs from folding the
+    whole (a combining accent joins the letter before it)."""
+    chars: list[str] = []
+    origin: list[int] = []
+    space_at: int | None = None
+    for i, char in enumerate(text):
+        for folded in (
+            unicodedata.normalize("NFKC", char).translate(_INVISIBLE).translate(_SIMPLIFIED)
+        ):
+            if folded.isspace():
+                space_at = i if space_at is None else space_at
+                continue
+            if space_at is not None and chars:
+                chars.append(" ")
+                origin.append(space_at)
+            space_at = None
+            chars.append(folded)
+            origin.append(i)
+    folded_text = "".join(chars)
+    return (folded_text, origin) if folded_text == normalize(text) else ("", [])
+
+
+def _read(text: str) -> ParsedReply:
+    cleaned = normalize(text)
     if _BARE_DIGIT.fullmatch(cleaned):
         return ParsedReply("rating", int(cleaned[0]))
     rating = _rating(cleaned)

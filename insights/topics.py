@@ -23,6 +23,7 @@ import polars as pl
 from core.clock import stored_range
 from core.errors import UserError
 from core.yaml_files import YamlFileError, read_yaml
+from feedback.parsing import normalize
 from insights.kpis import month_start, shift_month
 from insights.stats import Moments, compare, shown_p
 from warehouse.db import query_frame
@@ -149,9 +150,11 @@ def label_topics(
     comments no known topic covers (grouped greedily by their most shared word)."""
     catalog = known_topics()
     topics = {t.name: Topic(t.name, t.label.get(locale, t.name), True) for t in catalog}
-    # Each distinct comment read once: customers often write the same few words.
-    words = {c: set(tokens(c)) for c in set(comments)}
-    known = {c: [t.name for t in catalog if t.matches(c, s)] for c, s in words.items()}
+    # Each distinct comment read once: customers often write the same few words. Read folded,
+    # as the parser reads replies: comments are kept as written (排隊 is 排队, ｗａｉｔ wait).
+    folded = {c: normalize(c) for c in set(comments)}
+    words = {c: set(tokens(f)) for c, f in folded.items()}
+    known = {c: [t.name for t in catalog if t.matches(folded[c], s)] for c, s in words.items()}
     token_sets = [words[c] for c in comments]
     assigned = [list(known[c]) for c in comments]
     rest = [i for i, names in enumerate(assigned) if not names]

@@ -48,7 +48,7 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("3 OUT OF 5", "rating", 3, None),
         ("2 out of 5 stars, rude", "rating", 2, "rude"),
         ("给2分，满分5分", "rating", 2, None),
-        ("服务很好，满分5分", "rating", 5, "服务很好,满分"),  # full marks, the only digit
+        ("服务很好，满分5分", "rating", 5, "服务很好，满分"),  # full marks, the only digit
         ("5个星", "rating", 5, None),
         ("Honestly 2 out of 5 because rude", "rating", 2, "Honestly because rude"),
         ("1 out of 5 terrible service", "rating", 1, "terrible service"),
@@ -87,13 +87,13 @@ from feedback.parsing import ParsedReply, parse_digits, parse_reply
         ("1 元旦排队好久", "rating", 1, "元旦排队好久"),  # 元旦, New Year's Day: not yuan
         ("5楼下停车方便", "rating", 5, "楼下停车方便"),  # 楼下, downstairs: not a floor
         ("1 等了2 hours", "rating", 1, "等了2 hours"),
-        ("10分钟办完，满分5分", "rating", 5, "10分钟办完,满分"),
+        ("10分钟办完，满分5分", "rating", 5, "10分钟办完，满分"),
         ("营业员态度很好+5", "rating", 5, "营业员态度很好+"),
         ("VIP窗口 5", "rating", 5, "VIP窗口"),
         ("Charged me $5", "unknown", None, "Charged me $5"),
         # a leading number that counts something else: a time, a date, a store, a wait
-        ("5点才开门，太晚了", "unknown", None, "5点才开门,太晚了"),  # NFKC: the comma
-        ("2月3日去的店，还行", "rating", 3, "2月3日去的店,还行"),  # a date; 还行 is the verdict
+        ("5点才开门，太晚了", "unknown", None, "5点才开门，太晚了"),  # as written
+        ("2月3日去的店，还行", "rating", 3, "2月3日去的店，还行"),  # a date; 还行 is the verdict
         ("5分钟就办好了", "unknown", None, "5分钟就办好了"),
         ("2 hours wait, terrible", "rating", 1, "2 hours wait, terrible"),
         ("3号店排队太久 1", "rating", 1, "3号店排队太久"),
@@ -284,7 +284,7 @@ def test_no_verdict_is_guessed(text):
 
 def test_a_verdict_keeps_the_whole_reply_as_its_comment_and_an_opt_out_beside_it():
     assert parse_reply("对这次服务不满意") == ParsedReply("rating", 2, "对这次服务不满意")
-    assert parse_reply("我不满意，退订") == ParsedReply("opt_out", 2, "我不满意,退订")
+    assert parse_reply("我不满意，退订") == ParsedReply("opt_out", 2, "我不满意，退订")
 
 
 @pytest.mark.parametrize(
@@ -348,3 +348,19 @@ def test_a_long_reply_costs_its_length():
 
     code = "from feedback.parsing import parse_reply; parse_reply('ha' * 8000 + ' 5')"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("text", "comment"),
+    [
+        ("差评，退订", "差评，退订"),  # full-width punctuation as written
+        ("沒有不滿意的，排隊太久", "沒有不滿意的，排隊太久"),  # traditional characters too
+        ("4分，服务很好，排队久了点", "服务很好，排队久了点"),  # the rating set apart
+        ("５ ｇｏｏｄ　service！", "ｇｏｏｄ service"),  # whitespace runs one space
+        ("排队\u200b太久  了", "排队\u200b太久 了"),  # what the reader dropped is kept
+    ],
+)
+def test_a_comment_is_given_back_as_the_customer_wrote_it(text, comment):
+    """The manager's page and lists showed the folded copy the parser reads: "差评,退订" for
+    "差评，退订", simplified characters for a Hong Kong customer's traditional ones."""
+    assert parse_reply(text).comment == comment

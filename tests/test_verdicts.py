@@ -138,7 +138,7 @@ def test_a_verdict_in_words_is_the_rating(text, score):
 
 def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
     assert parse_reply("满意才怪") == ParsedReply("rating", 1, "满意才怪")
-    assert parse_reply("一般般，不过态度很好").comment == "一般般,不过态度很好"
+    assert parse_reply("一般般，不过态度很好").comment == "一般般，不过态度很好"
     assert parse_reply("很不满意，服务太差").comment == "服务太差"  # the word set apart
 
 

@@ -27,13 +27,24 @@ def read_export(path: Path) -> tuple[pl.DataFrame, int]:
             frame = pl.read_parquet(path, glob=False)  # the file named, never a pattern
             return frame.with_columns(pl.all().cast(pl.String)), 1
         check_utf8(path)
-        return pl.read_csv(path, infer_schema=False, encoding="utf8", glob=False), 2
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8", glob=False)
+        return _without_blank_end(frame), 2
     except LoadError as exc:
         raise ExportError(str(exc)) from None
     except pl.exceptions.NoDataError:
         raise ExportError(f"{path}: the file is empty") from None
     except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: cannot read as CSV or Parquet: {exc}") from None
+
+
+def _without_blank_end(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows before the file's trailing blank ones (",,," as spreadsheets save an empty
+    last row): `careloop load` takes such a line for no row, and the rows keep their numbers."""
+    blank = frame.select(
+        pl.all_horizontal(pl.all().str.strip_chars().fill_null("") == "").alias("blank")
+    ).to_series()
+    kept = (~blank).arg_true()
+    return frame.head(int(kept[-1]) + 1 if len(kept) else 0)
 
 
 def require_columns(frame: pl.DataFrame, path: Path, *names: str) -> None:
@@ -79,6 +90,10 @@ def numbers(frame: pl.DataFrame, column: str, path: Path, first_row: int) -> pl.
 def bad_rows(values: pl.Series, bad: pl.Series, first_row: int) -> str:
     """``row 7 ('x'), row 9 ('')`` and how many more, for an error message."""
     indices = bad.arg_true().to_list()
-    shown = [f"row {i + first_row} ({values[i]!r})" for i in indices[:SHOWN_ROWS]]
+    shown = [f"row {i + first_row} ({_cell(values[i])})" for i in indices[:SHOWN_ROWS]]
     more = f" and {len(indices) - SHOWN_ROWS} more" if len(indices) > SHOWN_ROWS else ""
     return ", ".join(shown) + more
+
+
+def _cell(value: object) -> str:
+    return "empty" if value is None else repr(value)

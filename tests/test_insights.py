@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from careloop.cli import app
 from insights.drivers import analyse, shapley_exact
-from insights.exports import ExportError
+from insights.exports import ExportError, bad_rows, numbers, read_export
 from insights.lift import measure, measure_export
 from insights.stats import sample_size, shown_p
 from insights.topics import count_topics
@@ -199,6 +199,19 @@ def test_drivers_errors_name_the_row_and_the_column(tmp_path):
     path.write_bytes("score,等待\n5,4\n".encode("gb18030"))  # a GB18030 export
     result = runner.invoke(app, ["insights", "drivers", str(path), "--target", "score"])
     assert result.exit_code == 2 and "line 1 is not UTF-8" in result.output
+
+
+def test_a_spreadsheets_blank_last_rows_are_no_rows_and_an_empty_cell_is_said_so(tmp_path):
+    """A BOM, CRLF export ending in ",,," stopped `insights kpis` on "row 403 (None) not a
+    date", where `careloop load` takes such a line for no row."""
+    path = tmp_path / "ratings.csv"
+    path.write_bytes("\ufeffscore,wait\r\n5,4\r\n4,\r\n3,x\r\n,\r\n , \r\n".encode())
+    frame, first_row = read_export(path)
+    assert frame.height == 3  # the blank end gone, the empty cell of a row kept
+    with pytest.raises(ExportError, match=r"column wait: row 4 \('x'\) not a number$"):
+        numbers(frame, "wait", path, first_row)
+    named = bad_rows(pl.Series([None, "x"]), pl.Series([True, True]), 2)
+    assert named == "row 2 (empty), row 3 ('x')"  # it said "(None)"
 
 
 def test_a_planted_lift_lies_inside_its_interval():

@@ -215,6 +215,16 @@ def _reports(con):
         (b"", "the file is empty"),
         (HEADER.encode() + b"\n", "no rows below the header"),
         (b"subscriber_id,name\nS1,Li\n", "missing column(s) joined_on, tier, timezone"),
+        # what the header may have meant: a name written otherwise, another delimiter
+        (
+            HEADER.replace("subscriber_id,name", "Subscriber_ID,Name").encode() + b"\n",
+            "missing column(s) subscriber_id, name (the file has 'Subscriber_ID' for "
+            "subscriber_id, 'Name' for name: names are lower case, exactly)",
+        ),
+        (
+            HEADER.replace(",", ";").encode() + b"\nS1;Li\n",
+            "(its header is one column split by ';': save it comma-separated)",
+        ),
         (
             (HEADER + "\n" + GOOD[0] + "\n").encode()
             + GOOD[1].replace("Mary", "玛丽").encode("gb18030"),

@@ -71,6 +71,18 @@ def past_occasion_notice(
     )
 
 
+def empty_warehouse_notice(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Say why a run found nobody when the warehouse holds no one at all (a new home: the
+    demo's data is in its own)."""
+    [(subscribers,)] = con.execute("SELECT count(*) FROM subscribers").fetchall()
+    if subscribers:
+        return None
+    return (
+        "the warehouse holds no subscribers: load them (`careloop load subscribers FILE`), "
+        "or work on the demo's (`export CARELOOP_HOME=.careloop/demo`)"
+    )
+
+
 @flow(name="care-loop", log_prints=False)
 def care_loop(
     campaign: str,
@@ -104,10 +116,12 @@ def care_loop(
             run_steps(plan, _as_task)
         record_run(plan, current_flow_run_id())
         figures = dict(plan.figures)
-        stale = past_occasion_notice(con, run_id, as_of, now or utc_now())
-        if stale:
-            figures["notice"] = stale
-            get_run_logger().warning(stale, extra=SAID_BY_THE_COMMAND)  # its notice line
+        notice = past_occasion_notice(con, run_id, as_of, now or utc_now()) or (
+            empty_warehouse_notice(con) if not figures.get("targeted") else None
+        )
+        if notice:
+            figures["notice"] = notice
+            get_run_logger().warning(notice, extra=SAID_BY_THE_COMMAND)  # its notice line
     if send:
         figures["dispatch"] = send_due(settings, now, simulated)
     get_run_logger().info("care loop %s for %s: %s", campaign, as_of, figures)

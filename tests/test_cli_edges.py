@@ -401,3 +401,16 @@ def test_a_past_as_of_is_told_once(tmp_path):
     said = done.stdout + done.stderr
     assert said.count("is in the past") == 1, said
     assert "notice: as of 2026-02-28 is in the past" in " ".join(said.split())
+
+
+def test_a_run_on_an_empty_warehouse_says_where_the_customers_are(tmp_path):
+    """It said "targeted 0" and nothing about the warehouse holding no one (a newcomer's
+    first run, on the default home, with the demo's data in its own)."""
+    done = subprocess.run(
+        [CARELOOP, "run", "birthday", "--no-send"], env=own_home(tmp_path / "home"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert said.count("the warehouse holds no subscribers") == 1, said
+    assert "careloop load subscribers FILE" in said and "CARELOOP_HOME=.careloop/demo" in said

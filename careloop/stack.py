@@ -194,9 +194,15 @@ def down() -> None:
     groups = _recorded(run)
     for name in groups:
         (run / f"{name}.pid").unlink()
-    for pid in groups.values():
+    # The server last: a worker stopping tells it so, and logged an error when it had gone.
+    clients = {name: pid for name, pid in groups.items() if name != "prefect-server"}
+    deadline = time.monotonic() + STOP_SECONDS
+    for pid in clients.values():
         _signal(pid, signal.SIGTERM)
-    _wait_until_stopped(groups, STOP_SECONDS)
+    _wait_until_stopped(clients, STOP_SECONDS / 2)
+    if "prefect-server" in groups:
+        _signal(groups["prefect-server"], signal.SIGTERM)
+    _wait_until_stopped(groups, max(deadline - time.monotonic(), 0.0))
     for name, pid in groups.items():
         if group_running(pid):
             _signal(pid, signal.SIGKILL)

@@ -265,13 +265,13 @@ def send_time(
         typer.Option(
             parser=parse_day,
             metavar="YYYY-MM-DD",
-            help="A day in the business timezone: the held-out period's end, excluded "
+            help="A day in the business timezone: the test period's end, excluded "
             "(default: just after the campaign's last send).",
         ),
     ] = None,
     fmt: Format = "table",
 ) -> None:
-    """The learned send hour against the campaign's fixed time, on a held-out period: hours
+    """The learned send hour against the campaign's fixed time, on a test period: hours
     are learned from every survey sent before the cut-off; the campaign's later sends whose
     hour did not follow the learning (a fixed or due time, or the random exploration share)
     are split into those that went at the customer's learned hour and those at the fixed
@@ -309,8 +309,8 @@ def send_time(
     if fmt == "json":
         print_json(found.as_json())
         return
-    table = PlainTable("sent at", "held-out sends", "answered", "response rate", "95% interval",
-                  "median reply (min)",
+    table = PlainTable("sent at", "sends in the test period", "answered", "response rate",
+                  "95% interval", "median reply (min)",
                   title=f"{campaign}: learned hour vs fixed {found.fixed_hour:02d}:00, "
                   f"sends {found.cutoff:%Y-%m-%d} to {found.until:%Y-%m-%d}")  # fmt: skip
     groups = (("learned hour", found.learned), ("fixed hour", found.fixed))
@@ -324,14 +324,14 @@ def send_time(
     console.print(
         "difference: " + (f"{d.estimate * 100:+.1f} pts ({d.low * 100:+.1f} to "
                           f"{d.high * 100:+.1f}), p {d.p_value:.3g}" if d else "-")
-        + f"\ncustomers with held-out sends {found.customers}, with history "
+        + f"\ncustomers with sends in the test period {found.customers}, with history "
         f"{found.with_history}, moved from the fixed hour {found.moved}, compared "
         f"{found.compared}; sends placed by the learning, left out: {found.placed_by_learning}",
         highlight=False,
     )  # fmt: skip
     if not found.learned.n:
         console.print(
-            "no held-out send went at a learned hour: the campaign's hours did not vary "
+            "no send of the test period went at a learned hour: the campaign's hours did not vary "
             "(give send_time: learned an exploration share)",
             highlight=False,
         )

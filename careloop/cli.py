@@ -384,7 +384,13 @@ def demo(
     subscribers: Annotated[int, typer.Option(min=100, help="How many subscribers.")] = 50_000,
     days: Annotated[int, typer.Option(min=1, help="Days of campaigns.")] = 14,
     settle_days: Annotated[int, typer.Option(min=0, help="Days after, for replies.")] = 4,
-    seed: Annotated[int, typer.Option(help="Same seed, same demo.")] = 7,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Same seed and campaign files, same demo (it runs every campaign in "
+            "campaigns/definitions)."
+        ),
+    ] = 7,
 ) -> None:
     """Build a demo warehouse and run the whole loop on the sandbox, in simulated time.
 

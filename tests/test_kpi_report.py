@@ -388,6 +388,7 @@ def test_an_empty_warehouse_still_gives_a_report(con):
     assert [(r.n, r.value, r.flag) for r in report.overall()] == [(0, None, None)] * 7
     text = render_html(report)
     assert "No dissatisfied comments" in text and "No attribute ratings" in text
+    assert text.count("n = 0") == 7 and " · n = 0" not in text  # no interval, no separator
 
 
 def test_targets_file_errors_name_the_field(tmp_path):

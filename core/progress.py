@@ -117,7 +117,8 @@ def tracked(label: str, total: float | None = None) -> Iterator[Advance]:
 
 def describe(figures: Mapping[str, Any]) -> str:
     """``{"queued": {"sms": 3}, "held_out": 1, "failed": 0}`` -> ``queued (sms 3), held out 1``:
-    zeros are left out of longer lists, where they are most of what there is."""
+    zeros (a mapping of zeros too) are left out of longer lists, where they are most of what
+    there is."""
     shown = {k: v for k, v in figures.items() if len(figures) <= 3 or _nonzero(v)}
     if not shown:
         return "nothing to do"
@@ -125,7 +126,9 @@ def describe(figures: Mapping[str, Any]) -> str:
 
 
 def _nonzero(value: object) -> bool:
-    return bool(value) if isinstance(value, int | float | Mapping) else value is not None
+    if isinstance(value, Mapping):  # {"learned": 0, "fallback": 0} is nothing
+        return any(_nonzero(v) for v in value.values())
+    return bool(value) if isinstance(value, int | float) else value is not None
 
 
 def _value(value: object) -> str:

@@ -414,3 +414,16 @@ def test_a_run_on_an_empty_warehouse_says_where_the_customers_are(tmp_path):
     said = " ".join((done.stdout + done.stderr).split())
     assert said.count("the warehouse holds no subscribers") == 1, said
     assert "careloop load subscribers FILE" in said and "CARELOOP_HOME=.careloop/demo" in said
+
+
+def test_a_step_whose_figures_are_all_zero_says_nothing_to_do():
+    """An empty second round's birthday step said only "send time (learned 0, fallback 0)":
+    a mapping of zeros counted as a figure."""
+    from core.progress import describe
+
+    empty = {"queued": {}, "suppressed": {}, "held_out": 0}
+    assert describe(empty) == "queued none, suppressed none, held out 0"  # short: all shown
+    learned = {"learned": 0, "fallback": 0}
+    assert describe(empty | {"send_time": learned}) == "nothing to do"
+    some = empty | {"queued": {"sms": 3}, "send_time": learned | {"fallback": 3}}
+    assert describe(some) == "queued (sms 3), send time (learned 0, fallback 3)"

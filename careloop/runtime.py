@@ -41,8 +41,8 @@ class FlowApi:
     def describe(self) -> str:
         if self.url is None:
             return (
-                "flow runs: a temporary Prefect server (set PREFECT_API_URL, or run "
-                "`make up`, to keep them)"
+                "flow runs: a temporary Prefect server (no stack runs for this CARELOOP_HOME: "
+                "`make up` with it, or PREFECT_API_URL, keeps them)"
             )
         return f"flow runs: {self.url} ({self.source})"
 

@@ -139,11 +139,14 @@ def _flow_session() -> Iterator[None]:
     flows without heartbeats, rich progress and step figures, Prefect's failure tracebacks
     left to --debug."""
     from careloop.display import quiet_prefect_failures
-    from careloop.runtime import choose_api, in_process_flows, temporary_server
+    from careloop.runtime import choose_api, in_process_flows, service_url, temporary_server
     from core.settings import load_settings
 
-    api = choose_api(load_settings().home)
+    settings = load_settings()
+    api = choose_api(settings.home)
     err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
+    if "public_url" not in settings.model_fields_set and (url := service_url(settings.home)):
+        os.environ["CARELOOP_PUBLIC_URL"] = url  # the flows' links name the home's service
     if api.url is None:
         temporary_server()
     from prefect.context import refresh_global_settings_context
@@ -562,7 +565,8 @@ def serve(
     from service.guard import guarded_http
 
     settings = load_settings()
-    if "public_url" not in settings.model_fields_set:
+    named = "public_url" in settings.model_fields_set
+    if not named:
         # links, and the sign-in form's origin, name this service: with the default's port
         # 8000 behind another --port, a manager's sign-in went to a port where nothing ran
         settings = settings.model_copy(update={"public_url": own_address(host, port)})
@@ -578,7 +582,11 @@ def serve(
     )
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
-    with access_logging():  # our own: masked, and written off the event loop
+    # the home's other commands (dispatch's rating links, `managers link`) name it too
+    with (
+        access_logging(),
+        _named_for_the_home(settings.home, None if named else settings.public_url),
+    ):
         uvicorn.run(
             application,
             host=host,
@@ -587,6 +595,24 @@ def serve(
             access_log=False,
             http=guarded_http(settings.head_timeout_seconds, settings.connections_per_client),
         )
+
+
+@contextmanager
+def _named_for_the_home(home: Path, url: str | None) -> Iterator[None]:
+    """While the service runs, its address in the home's ``run/serve-url`` (careloop.runtime
+    .service_url), gone when it stops unless another took its place. One a SIGTERM leaves
+    (uvicorn ends the process by it after its shutdown) is read only while it answers."""
+    from careloop.runtime import SERVE_URL_FILE
+    from core.files import private_dir, write_private_text
+
+    marker = private_dir(home / "run") / SERVE_URL_FILE
+    if url:
+        write_private_text(marker, url)
+    try:
+        yield
+    finally:
+        if url and marker.exists() and marker.read_text().strip() == url:
+            marker.unlink()
 
 
 @app.command()
@@ -814,7 +840,7 @@ def managers_link(
     ] = None,
 ) -> None:
     """Print a store manager's personal sign-in link for the managers' page."""
-    from careloop.runtime import stack_public_url
+    from careloop.runtime import service_url
     from core.clock import utc_now
     from core.settings import load_settings
     from core.tokens import manager_link
@@ -826,9 +852,9 @@ def managers_link(
         _fail(f"unknown store {store_id!r}")
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
-    # CARELOOP_PUBLIC_URL when set; else the service `make up` started for this home
+    # CARELOOP_PUBLIC_URL when set; else the service running for this home
     unset = "public_url" not in settings.model_fields_set
-    url = (unset and stack_public_url(settings.home)) or settings.public_url
+    url = (unset and service_url(settings.home)) or settings.public_url
     typer.echo(manager_link(store_id, url, secret, utc_now(), valid))
 
 

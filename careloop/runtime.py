@@ -64,6 +64,21 @@ def stack_public_url(home: Path) -> str | None:
     return marker.read_text().strip() if marker.exists() and stack_api(home) else None
 
 
+SERVE_URL_FILE = "serve-url"  # a `careloop serve` of the home's own names itself, while it runs
+
+
+def service_url(home: Path) -> str | None:
+    """The home's feedback service, as links must name it when CARELOOP_PUBLIC_URL is unset:
+    the stack's, or a `careloop serve` started for the home on its own port, if it answers.
+    Links built beside one on another port named the default port 8000, where nothing ran."""
+    stacked = stack_public_url(home)
+    if stacked:
+        return stacked
+    marker = home / "run" / SERVE_URL_FILE
+    url = marker.read_text().strip() if marker.exists() else None
+    return url if url and answers(f"{url}/healthz") else None
+
+
 def answers(url: str, timeout: float = 2) -> bool:
     """Whether a server answers a GET of ``url`` (its health route) now."""
     try:

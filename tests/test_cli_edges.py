@@ -1,8 +1,10 @@
 """The insights and report commands' arguments, and local times as campaign files give them."""
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -427,3 +429,41 @@ def test_a_step_whose_figures_are_all_zero_says_nothing_to_do():
     assert describe(empty | {"send_time": learned}) == "nothing to do"
     some = empty | {"queued": {"sms": 3}, "send_time": learned | {"fallback": 3}}
     assert describe(some) == "queued (sms 3), send time (learned 0, fallback 3)"
+
+
+def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path):
+    """With `careloop serve --port` and no CARELOOP_PUBLIC_URL, the service named itself but
+    `managers link` (and dispatch's rating links) still named port 8000, where nothing ran."""
+    import requests
+
+    env = own_home(tmp_path / "home")
+    stores = tmp_path / "stores.csv"
+    stores.write_text(
+        "store_id,name,city,region,timezone,manager_name,manager_email\n"
+        "ST1,One,Shanghai,East,Asia/Shanghai,Wang,wang@example.com\n"
+    )
+    loaded = subprocess.run([CARELOOP, "load", "stores", str(stores)], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = subprocess.Popen([CARELOOP, "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        while service.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                threading.Event().wait(0.25)  # not listening yet: ask again shortly
+        link = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert link.stdout.startswith(f"http://127.0.0.1:{port}/m/login/"), link.stdout
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    # stopped (a SIGTERM may leave its marker): its address no longer answers, so not named
+    link = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert link.stdout.startswith("http://127.0.0.1:8000/m/login/"), link.stdout

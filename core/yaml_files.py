@@ -4,6 +4,7 @@ so a campaign with `send_time` twice loaded, its first value gone unsaid."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                break  # PyYAML's own reading refuses it ("found unhashable key")
             if key in seen:
                 raise ConstructorError(
                     None, None, f"key {key!r} given twice (lines {seen[key]} and {line})",

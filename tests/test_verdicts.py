@@ -35,7 +35,6 @@ from feedback.parsing import ParsedReply, parse_reply
         # praise
         ("很好", 5),
         ("挺好的", 4),
-        ("比较好", 4),
         ("不错", 4),
         ("服务很周到", 5),
         ("great", 5),
@@ -170,6 +169,13 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         # 差 and 一般 as other words
         "5G信号差",
         "5G信号有点差",
+        "5G有点差",  # the network, however it is said
+        "网比较差",
+        "通话质量有点差",
+        "价格有些差异",  # 差 as another word
+        "还是去别的店比较好",  # "better to": advice, often a complaint, not praise
+        "早知道不来比较好",
+        "比较好奇你们为什么不回电话",
         "差不多吧",
         "出差回来办的业务",
         "我一般下午去",

@@ -367,15 +367,16 @@ def _held_out_params(plan: Plan) -> dict[str, Any]:
     }
 
 
-SHARED_NUMBER = "shared_number"  # another member of the plan has the number: it is asked once
+SHARED_NUMBER = "shared_number"  # another member of the plan is asked on the number, and no email
 
 
 def _suppress(plan: Plan) -> None:
     """``plan_final``: why each member is not contacted, if not: unreachable, capped across
     campaigns (first rounds only: a complaint's second round passes), held out, or another
-    member's text or call goes to the same number."""
+    member's text or call goes to the same number (asked by email instead where it can be)."""
     cap_applies = plan.round == 1
     surveys = plan.step.survey is not None  # a greeting alone may go to each of them
+    by_email = f"({'email' in plan.step.channels} AND email_state = 'ok')"
     window = plan.settings.frequency_window_days
     # Contacts within the cap's window of any member's send time, as constants: a range on
     # scheduled_at that DuckDB's zone maps answer without reading a year of sends.
@@ -411,16 +412,21 @@ def _suppress(plan: Plan) -> None:
                 WHEN {_held_out_sql(plan)} THEN 'holdout'
                 END AS reason
             FROM ranked
-        )
         -- One survey a number in a plan: members sharing a phone (a household's) got the
         -- same survey at the same moment, and every answer went to one of them (a reply is
-        -- the latest survey's to its number: feedback.ingest).
-        SELECT * EXCLUDE (reason, asked),
-            CASE WHEN {surveys} AND asked AND row_number() OVER (
-                     PARTITION BY CASE WHEN asked THEN phone END
-                     ORDER BY scheduled_at, subscriber_id) > 1 THEN '{SHARED_NUMBER}'
+        -- the latest survey's to its number: feedback.ingest). The others are asked by email
+        -- where the campaign and they allow it; else not at all.
+        ), shared AS (
+            SELECT *, {surveys} AND asked AND row_number() OVER (
+                PARTITION BY CASE WHEN asked THEN phone END
+                ORDER BY scheduled_at, subscriber_id) > 1 AS shared
+            FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)
+        )
+        SELECT * EXCLUDE (reason, asked, shared, channel),
+            CASE WHEN shared AND {by_email} THEN 'email' ELSE channel END AS channel,
+            CASE WHEN shared AND NOT {by_email} THEN '{SHARED_NUMBER}'
                  ELSE reason END AS suppression_reason
-        FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)""",
+        FROM shared""",
         {
             "low": span[0] if span else None,
             "high": span[1] if span else None,

@@ -227,18 +227,26 @@ def test_a_member_who_left_is_counted_as_left_not_as_unknown(con, settings):
 
 def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
     """S1 and S2, a household on one phone, got the same survey at the same moment, and
-    every answer went to one of them (a reply is the latest survey's to its number). S3's
-    text goes: S4, who shares its number, is held out of the plan by having no consent."""
+    every answer went to one of them (a reply is the latest survey's to its number). S5 is
+    asked by email; S2 has none. S3's text goes: S4, who shares its number, has no consent
+    for texts or calls."""
     add_store(con)
     add_subscriber(con, "S1")
-    add_subscriber(con, "S2", phone="+8613800000001")
+    add_subscriber(con, "S2", phone="+8613800000001", email=None)
+    add_subscriber(con, "S5", phone="+8613800000001")  # asked by email instead
     add_subscriber(con, "S3")
     add_subscriber(con, "S4", phone="+8613800000003", sms_consent=False, voice_consent=False)
     p = plan(con, settings)
     assert outbox(con) == {
         "S1": ("queued", None, "sms", "+8613800000001"),
         "S2": ("suppressed", "shared_number", "sms", "+8613800000001"),
+        "S5": ("queued", None, "email", "c5@example.com"),
         "S3": ("queued", None, "sms", "+8613800000003"),
         "S4": ("queued", None, "email", "c4@example.com"),
     }
     assert p.figures["suppressed"] == {"shared_number": 1}
+    assert p.figures["queued"] == {"sms": 2, "email": 2}
+    [(subject, body)] = con.execute(
+        "SELECT subject, body FROM care_actions WHERE subscriber_id = 'S5'"
+    ).fetchall()
+    assert subject and "/r/" in body  # the email's own message, with its rating links

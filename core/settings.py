@@ -138,6 +138,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with one of {', '.join(INBOX_SCHEMES)}")
         return value
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _named_home(cls, value: object) -> object:
+        # An empty one is the current folder, which a start then made its owner's only,
+        # everything in it included (core.files.close_home)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: name careloop's folder (default .careloop)")
+        return value
+
     @field_validator("tiers", mode="before")
     @classmethod
     def _split_tiers(cls, value: object) -> object:
@@ -188,8 +197,11 @@ def usable_home(settings: Settings) -> Path:
     """The home, made (owner-only) if it is missing; one that cannot be made is refused
     naming the setting, before a command starts anything (a temporary Prefect server)."""
     home = settings.home
-    if home.exists() and not home.is_dir():
-        raise ConfigError(f"CARELOOP_HOME={home}: a file, not a folder")
+    if home.is_symlink() and not home.exists():
+        raise ConfigError(f"CARELOOP_HOME={home}: a link to nothing")
+    for path in (home, *home.parents):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"CARELOOP_HOME={home}: {path} is a file, not a folder")
     try:
         return home if home.is_dir() else private_dir(home)
     except OSError as exc:

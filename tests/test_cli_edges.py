@@ -375,7 +375,7 @@ def test_a_home_that_cannot_be_a_folder_is_refused_naming_the_setting_before_any
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert f"CARELOOP_HOME={home}:" in result.stderr
+    assert f"CARELOOP_HOME={home}: {tmp_path / 'a-file'} is a file" in result.stderr
     assert "Traceback" not in result.stderr and "Prefect server" not in result.stderr
     assert not (tmp_path / "prefect").exists()  # nothing started
 

@@ -289,3 +289,12 @@ def test_the_console_writes_past_riches_own_stdout_while_a_bar_is_live(monkeypat
     out = capsys.readouterr().out
     assert "门店 done" in out and "a plain print meanwhile" in out
     copy.copy(shown.file), copy.deepcopy(shown.file)  # a copy finds its own attributes
+
+
+@pytest.mark.parametrize("home", ["", "  "])
+def test_an_empty_home_is_refused_not_taken_for_the_current_folder(monkeypatch, home):
+    """CARELOOP_HOME= was the current folder, which every start then made its owner's only,
+    everything in it included."""
+    monkeypatch.setenv("CARELOOP_HOME", home)
+    with pytest.raises(ConfigError, match="CARELOOP_HOME: .*is empty"):
+        load_settings()

@@ -99,6 +99,15 @@ BAD = {
         "false",
         [f"subscriber_id '+86*******5672' {PLAIN_ID_REASON}"],
     ),
+    9: (  # written as people write it: spaces, no country code
+        "+1 415 555 0100,Id,+8613812345673,,,2015-04-10,gold,ST1,Asia/Shanghai,zh-CN,true,true,"
+        "false",
+        [f"subscriber_id '+1******0100' {PLAIN_ID_REASON}"],
+    ),
+    10: (
+        "13812345674,Id,+8613812345674,,,2030-01-01,gold,ST1,Asia/Shanghai,zh-CN,true,true,false",
+        ["joined_on '2030-01-01' is in the future"],  # a plain id; the date shown as it is
+    ),
 }
 
 

@@ -11,6 +11,7 @@ results are added up (``merged``) and kept with the load report.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -386,5 +387,15 @@ def shown_value(column: str, value: object) -> object:
     text = str(value)
     if column in CONTACT_COLUMNS:
         return mask_email(text) if "email" in column else mask_phone(text)
-    masked = mask_text(text)  # a number or an address in another column (a phone as the id)
+    # operators often key customers by their number (MSISDN), written as people write it
+    if column == "subscriber_id" and _PHONE_LIKE.fullmatch(text) and _digits(text) >= 7:
+        return mask_phone(re.sub(r"[^\d+]", "", text))
+    masked = mask_text(text)  # a number or an address inside another column's text
     return value if masked == text else masked
+
+
+_PHONE_LIKE = re.compile(r"\+?[\d\s().-]+")
+
+
+def _digits(text: str) -> int:
+    return sum(c.isdigit() for c in text)

@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from careloop.runtime import answers
+from core.yaml_files import YamlFileError, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,7 +60,10 @@ def deploy_all(env: dict[str, str], api: str, timezone: str) -> int:
 
 def expected_timezones(timezone: str) -> dict[str, list[str]]:
     """Each deployment's schedule timezones, as prefect.yaml asks for them."""
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    try:
+        spec = read_yaml(ROOT / "prefect.yaml")
+    except YamlFileError as exc:
+        raise SystemExit(f"{ROOT / 'prefect.yaml'}: {exc}") from None
     return {
         d["name"]: sorted(
             timezone if s["timezone"] == BUSINESS else s["timezone"] for s in d["schedules"]

@@ -192,8 +192,8 @@ def down() -> None:
     (run / STACK_API_FILE).unlink(missing_ok=True)
     (run / STACK_PUBLIC_URL_FILE).unlink(missing_ok=True)
     groups = _recorded(run)
-    for name in groups:
-        (run / f"{name}.pid").unlink()
+    for name in PROCESSES:
+        (run / f"{name}.pid").unlink(missing_ok=True)
     # The server last: a worker stopping tells it so, and logged an error when it had gone.
     clients = {name: pid for name, pid in groups.items() if name != "prefect-server"}
     deadline = time.monotonic() + STOP_SECONDS
@@ -220,11 +220,13 @@ def _wait_until_stopped(groups: dict[str, int], seconds: float) -> None:
 
 def _recorded(run: Path) -> dict[str, int]:
     """The process groups a `make up` recorded in ``run``, by name."""
-    return {
-        name: int((run / f"{name}.pid").read_text())
-        for name in PROCESSES
-        if (run / f"{name}.pid").exists()
-    }
+    recorded = {}
+    for name in PROCESSES:
+        path = run / f"{name}.pid"
+        said = path.read_text().strip() if path.exists() else ""
+        if said.isdigit():  # an empty one (a start cut short) records nothing
+            recorded[name] = int(said)
+    return recorded
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

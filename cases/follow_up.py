@@ -13,7 +13,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import yaml
 
 from campaigns.catalog import Broken, load_campaigns
 from campaigns.content import LinkSettings, StepRenderer
@@ -22,6 +21,7 @@ from campaigns.sms import segment_count
 from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
 from core.settings import Settings
+from core.yaml_files import YamlFileError, read_yaml
 from warehouse.db import query_dicts, register_frame, transaction
 
 SPEC = Path(__file__).resolve().parents[1] / "campaigns" / "follow_up.yaml"
@@ -94,7 +94,10 @@ UPDATE manager_cases SET follow_ups = $cap WHERE evaluation_id IN (SELECT case_i
 
 @cache
 def follow_up_step() -> CareStep:
-    return CareStep.model_validate(yaml.safe_load(SPEC.read_text(encoding="utf-8")))
+    try:
+        return CareStep.model_validate(read_yaml(SPEC))
+    except YamlFileError as exc:
+        raise ValueError(f"{SPEC}: {exc}") from None
 
 
 def plan_follow_ups(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> int:

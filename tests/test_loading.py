@@ -348,7 +348,9 @@ def test_a_day_written_as_its_midnight_is_that_day(stores, settings, tmp_path):
     midnight = frame.with_columns(pl.col("birthday", "joined_on").str.to_datetime("%Y-%m-%d"))
     midnight.write_parquet(tmp_path / "s.parquet")
     assert load_file(stores, settings, "subscribers", tmp_path / "s.parquet", today=TODAY).success
-    spreadsheet = GOOD[1].replace("2000-02-29,2020-01-01", "2000-02-29 00:00:00,2020-01-01 00:00")
+    spreadsheet = GOOD[1].replace(
+        "2000-02-29,2020-01-01", "2000-02-29 00:00:00,2020-01-01T00:00:00+08:00"
+    )  # a zone's midnight is the day written too
     noon = GOOD[1].replace("S2,", "S3,").replace("2000-02-29,", "2000-02-29 12:00:00,")
     with pytest.raises(LoadRefusedError) as refused:
         load_file(stores, settings, "subscribers", write(tmp_path, "x.csv", [spreadsheet, noon]),

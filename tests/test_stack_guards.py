@@ -61,3 +61,12 @@ def test_the_demo_refuses_a_home_a_stack_runs_on_and_deletes_nothing(tmp_path):
     said = " ".join(done.stderr.split())
     assert "a stack runs on the demo's home (service)" in said and "make down" in said
     assert (demo / "run" / "service.pid").read_text() == str(stack.pid)
+
+
+def test_an_empty_pid_file_records_nothing(tmp_path):
+    """A start cut short leaves one: `make demo` stopped on "invalid literal for int()"."""
+    from careloop.stack import running_in
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "worker.pid").write_text("")
+    assert running_in(tmp_path) == []

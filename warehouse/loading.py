@@ -508,8 +508,9 @@ def _shaped(batch: pl.DataFrame, entity: Entity, lines: pl.Series) -> pl.DataFra
 
 
 # A day written as its midnight: a spreadsheet's "1990-02-28 00:00:00", or a Parquet
-# timestamp column (pandas keeps dates so). Any other time of day is no date.
-_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?$"
+# timestamp column (pandas keeps dates so, localised to a zone too: the day is the one
+# written). Any other time of day is no date.
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
 
 
 def _day_of_midnight(column: pl.Expr) -> pl.Expr:

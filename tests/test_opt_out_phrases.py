@@ -176,10 +176,14 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
     ("1 不要发票也要等半天", 1, "不要发票也要等半天"),
     ("2 退定金等了一周", 2, "退定金等了一周"),  # a deposit refunded, not 退订
     ("4 removed my old SIM quickly", 4, "removed my old SIM quickly"),
-    ("店员帮我取消短信提醒业务，很快 5", 5, "店员帮我取消短信提醒业务,很快"),  # a service cancelled
+    (
+        "店员帮我取消短信提醒业务，很快 5",
+        5,
+        "店员帮我取消短信提醒业务，很快",
+    ),  # a service cancelled
     # a plan or a pack unsubscribed at the store, and a refusal, ask nothing of our messages
     ("退订了流量包还在扣费 1", 1, "退订了流量包还在扣费"),
-    ("流量包退订不了，很不满意", 1, "流量包退订不了,很不满意"),
+    ("流量包退订不了，很不满意", 1, "流量包退订不了，很不满意"),
     ("I won't unsubscribe, 5", 5, "I won't unsubscribe"),
     ("TD-LTE信号太差了 2", 2, "TD-LTE信号太差了"),  # a network standard, not TD
     ("please no more long queues 2", 2, "please no more long queues"),
@@ -188,16 +192,16 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
         1,
         "I opted out of the device insurance but they charged me",
     ),
-    ("想退订彩铃业务，店员说办不了 1", 1, "想退订彩铃业务,店员说办不了"),
+    ("想退订彩铃业务，店员说办不了 1", 1, "想退订彩铃业务，店员说办不了"),
     ("店里信号被屏蔽了 3", 3, "店里信号被屏蔽了"),
     ("店员说不用发愁 5", 5, "店员说不用发愁"),
     ("号码被列入黑名单 2", 2, "号码被列入黑名单"),
     ("Please don't stop the discount 5", 5, "Please don't stop the discount"),
-    ("不想再来了，太差", 1, "不想再来了,太差"),  # not coming back is no request to stop
+    ("不想再来了，太差", 1, "不想再来了，太差"),  # not coming back is no request to stop
     (
         "不想打电话给客服所以来了营业厅，处理很快，满意",
         4,
-        "不想打电话给客服所以来了营业厅,处理很快,满意",
+        "不想打电话给客服所以来了营业厅，处理很快，满意",
     ),
 ]
 

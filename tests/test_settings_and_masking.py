@@ -296,5 +296,5 @@ def test_an_empty_home_is_refused_not_taken_for_the_current_folder(monkeypatch, 
     """CARELOOP_HOME= was the current folder, which every start then made its owner's only,
     everything in it included."""
     monkeypatch.setenv("CARELOOP_HOME", home)
-    with pytest.raises(ConfigError, match="CARELOOP_HOME: .*is empty"):
+    with pytest.raises(ConfigError, match=r"CARELOOP_HOME: .*is empty"):
         load_settings()

@@ -340,6 +340,28 @@ def test_typed_parquet_columns_are_read_as_their_text(stores, settings, tmp_path
     ).fetchone() == (date(1990, 2, 28), True, False)
 
 
+def test_a_local_time_the_clocks_skipped_is_refused_and_one_they_repeated_is_taken(
+    stores, settings, tmp_path
+):
+    """02:30 on 2026-03-08 does not exist in New York (02:00 became 03:00): it was stored as
+    07:30 UTC, 03:30 local, a time nobody wrote. 01:30 on 2026-11-01 happens twice: taken."""
+    stores.execute(
+        "INSERT INTO stores (store_id, name, city, region, timezone, manager_name, manager_email)"
+        " VALUES ('ST2', 'NY 2', 'New York', 'US East', 'America/New_York', 'Jo', 'jo@x.com')"
+    )
+    load_file(stores, settings, "subscribers", write(tmp_path, "a.csv", GOOD), today=TODAY)
+    header = "visit_id,subscriber_id,store_id,visited_at,service_type"
+    lines = ["V1,S1,ST2,2026-03-08 02:30,repair", "V2,S1,ST2,2026-11-01 01:30,repair",
+             "V3,S1,ST1,2026-03-08 02:30,repair"]  # fmt: skip
+    result = load_file(stores, settings, "visits", write(tmp_path, "v.csv", lines, header),
+                       quarantine=True, today=date(2026, 12, 1))  # fmt: skip
+    assert result.bad_rows == {
+        2: ["visited_at '2026-03-08 02:30' is no time in its store's timezone (the clocks went on)"]
+    }
+    kept = stores.execute("SELECT visit_id FROM store_visits ORDER BY 1").fetchall()
+    assert kept == [("V2",), ("V3",)]  # Shanghai keeps no summer time
+
+
 def test_a_day_written_as_its_midnight_is_that_day(stores, settings, tmp_path):
     """pandas keeps dates as timestamps, so a Parquet file from it had every row refused as
     "'1990-02-28T00:00:00' is not a real date", as had a spreadsheet's "1990-02-28 00:00:00";

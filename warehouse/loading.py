@@ -628,8 +628,14 @@ DERIVED = {
     "visits": [
         DerivedCheck("subscriber", "subscriber_id", "is not a known subscriber"),
         DerivedCheck("store", "store_id", "is not a known store"),
+        DerivedCheck(
+            "local_time", "visited_at", "is no time in its store's timezone (the clocks went on)"
+        ),
     ],
 }
+# A time written with no offset is its store's local time (``_value_sql``): one the clocks
+# skipped that day (02:30 as New York springs forward) would be stored an hour on.
+LOCAL_TIMES = {"visits": ("visited_at", "store_id")}
 VALUE_TESTS: dict[str, Any] = {"phone": phone_validity, "email": email_validity}
 
 
@@ -660,7 +666,17 @@ def _with_references(
         for c in references
         if c.references
     )
-    register_frame(con, "incoming", frame.select("_line", *(c.name for c in references)))
+    columns = ["_line", *(c.name for c in references)]
+    if entity.kind in LOCAL_TIMES:
+        moment, store = LOCAL_TIMES[entity.kind]
+        local = f"{moment}__local"
+        zone = f"(SELECT timezone FROM stores s WHERE s.store_id = incoming.{store})"
+        flags += (
+            f", ({local} IS NULL OR timezone({zone}, timezone({zone}, {local})) = {local}"
+            f" IS NOT false) AS ok_{checks[moment]}"
+        )
+        columns.append(local)
+    register_frame(con, "incoming", frame.select(columns))
     flagged = query_frame(con, f"SELECT _line, {flags} FROM incoming")  # a plain fetch
     con.unregister("incoming")
     return frame.join(flagged.cast({"_line": pl.Int64}), on="_line", how="left")

@@ -419,15 +419,18 @@ def test_a_run_on_an_empty_warehouse_says_where_the_customers_are(tmp_path):
 
 
 def test_a_step_whose_figures_are_all_zero_says_nothing_to_do():
-    """An empty second round's birthday step said only "send time (learned 0, fallback 0)":
-    a mapping of zeros counted as a figure."""
+    """An empty second round's birthday step said only "send time (learned 0, fallback 0)"
+    (a mapping of zeros counted as a figure), where tenure's said "queued none, suppressed
+    none, held out 0": both say nothing is to do."""
     from core.progress import describe
 
     empty = {"queued": {}, "suppressed": {}, "held_out": 0}
-    assert describe(empty) == "queued none, suppressed none, held out 0"  # short: all shown
     learned = {"learned": 0, "fallback": 0}
-    assert describe(empty | {"send_time": learned}) == "nothing to do"
-    some = empty | {"queued": {"sms": 3}, "send_time": learned | {"fallback": 3}}
+    assert describe(empty) == describe(empty | {"send_time": learned}) == "nothing to do"
+    assert describe({"targeted": 0}) == "nothing to do"
+    short = empty | {"queued": {"sms": 3}}
+    assert describe(short) == "queued (sms 3), suppressed none, held out 0"  # short: all shown
+    some = short | {"send_time": learned | {"fallback": 3}}
     assert describe(some) == "queued (sms 3), send time (learned 0, fallback 3)"
 
 

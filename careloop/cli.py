@@ -726,10 +726,11 @@ def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
     from segments.testing import TestResult, run_rule_tests
 
     rules, broken = _rules()
-    chosen = [_rule(name, (rules, broken))] if name else list(rules.values())
+    # a rule that cannot load fails its tests (exit 1, named or not), and the others still run
+    failing = {n: e for n, e in broken.items() if name in (None, n)}
+    chosen = [] if name in broken else [_rule(name, (rules, broken))] if name else rules.values()
     results = [result for rule in chosen for result in run_rule_tests(rule)]
-    if not name:  # a rule that cannot load fails its tests, and the others still run
-        results += [TestResult(rule, "loads", False, error) for rule, error in broken.items()]
+    results += [TestResult(rule, "loads", False, error) for rule, error in failing.items()]
     for r in results:
         mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
         said = f"{r.rule}: {r.test}" + (f" - {r.detail}" if r.detail else "")

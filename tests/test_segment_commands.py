@@ -350,3 +350,23 @@ def test_a_malformed_test_fails_that_rule_naming_its_file(tmp_path, tests):
     results = run_rule_tests(load_rules(tmp_path)["a"])
     failed = [r for r in results if not r.passed]
     assert failed and all("a.yml" in r.detail for r in failed), results
+
+
+def test_segment_test_of_a_rule_that_cannot_load_fails_as_the_unnamed_one_does(
+    tmp_path, monkeypatch
+):
+    """Named, it stopped with exit 2 (a usage error), where `segment test` alone lists it as
+    failing to load and exits 1, as the README says of both."""
+    import segments.registry
+
+    (tmp_path / "r.sql").write_text("SELECT subscriber_id FROM subscriber_profile LIMIT $n")
+    (tmp_path / "r.yml").write_text("description: some\n")
+    real = segments.registry.load_rules
+    monkeypatch.setattr(
+        segments.registry, "load_rules", lambda broken=None: real(tmp_path, broken=broken)
+    )
+    for args in (["segment", "test", "r"], ["segment", "test"]):
+        done = runner.invoke(app, args)
+        said = " ".join(done.output.split())
+        assert done.exit_code == 1 and "FAIL r: loads" in said and "undeclared" in said, said
+    assert runner.invoke(app, ["segment", "test", "nope"]).exit_code == 2  # no such rule

@@ -58,17 +58,18 @@ class SegmentRule:
     def bind(self, as_of: date, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The parameter values for one run; an unknown override is an error naming it."""
         overrides = overrides or {}
+        declared_in = self.path.with_suffix(".yml")  # where a parameter's bounds are
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:
             raise SegmentError(
-                self.path,
+                declared_in,
                 f"unknown parameter(s) {', '.join(unknown)}; "
                 f"declared: {', '.join(sorted(self.params)) or 'none'}",
             )
         try:
             checked = {name: self.param_specs[name].check(v) for name, v in overrides.items()}
         except ParamError as exc:
-            raise SegmentError(self.path, str(exc)) from None
+            raise SegmentError(declared_in, str(exc)) from None
         values = {**self.params, **checked}
         values["as_of"] = as_of
         values["as_of_end"] = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)

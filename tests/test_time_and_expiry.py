@@ -119,6 +119,7 @@ def test_segment_parameters_are_typed_and_bounded(value, message):
     with pytest.raises(SegmentError) as refused:
         rule.bind(date(2026, 3, 1), {"lookback_hours": value})
     assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert str(refused.value).startswith(f"{rule.path.with_suffix('.yml')}: ")  # the bounds' file
 
 
 def test_list_and_number_parameters_are_checked_item_by_item():

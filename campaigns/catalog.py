@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.content import ContentError, LinkSettings, StepRenderer
-from campaigns.spec import DEFINITIONS_DIR, Campaign, CampaignError, check_coverage, parse_campaign
+from campaigns.spec import (
+    DEFINITIONS_DIR,
+    Campaign,
+    CampaignError,
+    CareStep,
+    check_coverage,
+    parse_campaign,
+)
 from core.settings import Settings
 from segments.registry import RULES_DIR, SegmentError, SegmentRule, load_rules
 
@@ -48,10 +55,8 @@ def load_campaign(
     try:
         rule.bind(date(2000, 1, 1), campaign.params)  # unknown params fail here, not mid-run
         check_coverage(campaign, settings.tiers)
-        care = StepRenderer(campaign.care, links)
-        care.trial_render(rule.columns)
-        second = StepRenderer(campaign.second_round, links)
-        second.trial_render(second_rule.columns)
+        care = _renderer("care", campaign.care, links, rule.columns)
+        second = _renderer("second_round", campaign.second_round, links, second_rule.columns)
         for name, renderer, columns in (
             ("care", care, rule.columns),
             ("second_round", second, second_rule.columns),
@@ -60,6 +65,19 @@ def load_campaign(
     except (ContentError, CampaignError, ValueError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
     return LoadedCampaign(campaign, rule, care, second, second_rule)
+
+
+def _renderer(
+    name: str, step: CareStep, links: LinkSettings, columns: dict[str, str]
+) -> StepRenderer:
+    """The step's templates compiled and tried; an error names the step ("second_round.
+    messages.zh-CN.sms"): both steps have the same fields."""
+    try:
+        renderer = StepRenderer(step, links)
+        renderer.trial_render(columns)
+    except ContentError as exc:
+        raise ContentError(f"{name}.{exc}") from None
+    return renderer
 
 
 def _check_sms_length(

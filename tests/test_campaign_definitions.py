@@ -26,8 +26,14 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "reason"),
     [
-        ("{{ age }}岁", "{{ agee }}岁", "'agee' is undefined"),
-        ("{{ offer }}，已自动", "{{ offer }，已自动", "messages.zh-CN.sms"),
+        ("{{ age }}岁", "{{ agee }}岁", "care.messages.zh-CN.sms: 'agee' is undefined"),
+        ("{{ offer }}，已自动", "{{ offer }，已自动", "care.messages.zh-CN.sms"),
+        # the step named: both have the same fields
+        (
+            "很抱歉这次没能让您满意。我们将安排",
+            "很抱歉{{ nickname }}。我们将安排",
+            "second_round.messages.zh-CN.sms: 'nickname' is undefined",
+        ),
         ("segment: birthday", "segment: birthdays", "unknown segment 'birthdays'"),
         ("    platinum: {code: BDAY-VIP", "    diamond: {code: BDAY-VIP", "unknown tier"),
         ("channels: [sms, email, voice]", "channels: [sms, fax]", "channels"),

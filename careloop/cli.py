@@ -442,6 +442,7 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
         LoadError,
         LoadRefusedError,
         bad_row_lines,
+        header_hint,
         load_file,
         report_path,
     )
@@ -466,9 +467,10 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
         raise typer.Exit(1) from None
     _ignored(result.ignored_columns)
     if result.absent_columns:
+        hint = header_hint(result.absent_columns, result.ignored_columns)  # 'Phone' for phone
         console.print(
-            f"[yellow]not in the file[/yellow]: {', '.join(result.absent_columns)} "
-            "(rows already loaded keep theirs; new rows have none)"
+            f"[yellow]not in the file[/yellow]: {escape(', '.join(result.absent_columns))}"
+            f"{escape(hint)} (rows already loaded keep theirs; new rows have none)"
         )
     console.print(
         f"{kind}: {result.rows_loaded:,} of {result.rows_read:,} rows loaded; load {result.load_id}"

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from tests.test_loading import GOOD, HEADER, TODAY, count, stores, write  # noqa: F401
-from warehouse.loading import LoadRefusedError, load_file
+from warehouse.loading import LoadRefusedError, header_hint, load_file
 
 BAD_TIER = (
     "S9,Bad Tier,+8613812345670,,1990-01-01,2015-04-10,diamond,ST1,Asia/Shanghai,zh-CN,"
@@ -253,3 +253,13 @@ def test_a_file_named_like_a_pattern_is_that_file(stores, settings, tmp_path):  
     parquet = tmp_path / "p[1].parquet"
     pl.read_csv(named, infer_schema=False, glob=False).write_parquet(parquet)
     assert load_file(stores, settings, "subscribers", parquet, today=TODAY).rows_loaded == 1
+
+
+def test_a_column_written_otherwise_is_named_beside_the_one_it_may_mean():
+    """A file with Phone and Email loaded as if it had neither, saying only that phone and
+    email were not in the file and Phone and Email were ignored (`careloop load` now adds
+    this, as a refusal for a required column does)."""
+    assert header_hint(["phone", "email", "left_on"], ["Phone", " Email ", "mobile"]) == (
+        " (the file has 'Phone' for phone, ' Email ' for email: names are lower case, exactly)"
+    )
+    assert header_hint(["phone"], ["mobile"]) == ""

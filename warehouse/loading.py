@@ -452,13 +452,15 @@ def open_source(path: Path, entity: Entity) -> Source:
     if missing and any("\r" in c for c in columns):  # the whole file read as its header
         raise LoadError(f"{path}: {LONE_CR}")
     if missing:
-        raise LoadError(f"{path}: missing column(s) {', '.join(missing)}{_hint(missing, columns)}")
+        raise LoadError(
+            f"{path}: missing column(s) {', '.join(missing)}{header_hint(missing, columns)}"
+        )
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
     return Source(path, parquet, present, ignored, quoted=quoted, header_lines=header_lines)
 
 
-def _hint(missing: list[str], columns: list[str]) -> str:
+def header_hint(missing: list[str], columns: list[str]) -> str:
     """What the header may have meant: a missing column written otherwise ("Subscriber_ID",
     " phone "), or a header split by another delimiter than the comma."""
     written = {c.strip().lower().replace(" ", "_"): c for c in columns}

@@ -469,8 +469,8 @@ def _load(kind: str, path: Path, quarantine: bool) -> None:
     if result.absent_columns:
         hint = header_hint(result.absent_columns, result.ignored_columns)  # 'Phone' for phone
         console.print(
-            f"[yellow]not in the file[/yellow]: {escape(', '.join(result.absent_columns))}"
-            f"{escape(hint)} (rows already loaded keep theirs; new rows have none)"
+            f"[yellow]not in the file[/yellow]: {escape(', '.join(result.absent_columns))}: "
+            f"rows already loaded keep theirs, new rows have none{escape(hint)}"
         )
     console.print(
         f"{kind}: {result.rows_loaded:,} of {result.rows_read:,} rows loaded; load {result.load_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -63,7 +64,9 @@ class Settings(BaseSettings):
     # Collected inbox items older than this are deleted by collect: the warehouse keeps them.
     inbox_retention_days: int = Field(default=30, ge=7)
     dispatch_batch_size: int = Field(default=500, ge=1, le=10_000)
-    public_url: str = "http://127.0.0.1:8000"
+    # Unset: where `make up` serves this home (CARELOOP_SERVICE_PORT, default 8000), so the
+    # demo's mails and a dispatch's links reach the stack started for the home.
+    public_url: str = Field(default_factory=lambda: f"http://127.0.0.1:{_service_port()}")
     link_secret: SecretStr = SecretStr(DEVELOPMENT_LINK_SECRET)
 
     # Live channels. Provider credentials keep the providers' own variable names.
@@ -174,6 +177,13 @@ class Settings(BaseSettings):
     @cached_property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+
+def _service_port() -> int:
+    said = os.environ.get("CARELOOP_SERVICE_PORT", "8000")
+    if not said.strip().isdigit() or not 0 < int(said) < 65536:
+        raise ConfigError(f"CARELOOP_SERVICE_PORT={said!r}: a port number (1 to 65535)")
+    return int(said)
 
 
 def load_settings(**overrides: object) -> Settings:

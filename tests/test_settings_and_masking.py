@@ -298,3 +298,15 @@ def test_an_empty_home_is_refused_not_taken_for_the_current_folder(monkeypatch, 
     monkeypatch.setenv("CARELOOP_HOME", home)
     with pytest.raises(ConfigError, match=r"CARELOOP_HOME: .*is empty"):
         load_settings()
+
+
+def test_links_default_to_the_port_the_homes_stack_serves_on(monkeypatch):
+    """With CARELOOP_SERVICE_PORT set, the demo's mails still linked port 8000."""
+    monkeypatch.delenv("CARELOOP_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("CARELOOP_SERVICE_PORT", "8444")
+    settings = load_settings()
+    assert settings.public_url == "http://127.0.0.1:8444"
+    assert "public_url" not in settings.model_fields_set  # a default: a serve names itself
+    monkeypatch.setenv("CARELOOP_SERVICE_PORT", "eighty")
+    with pytest.raises(ConfigError, match="CARELOOP_SERVICE_PORT='eighty': a port number"):
+        load_settings()

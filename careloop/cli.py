@@ -602,19 +602,29 @@ def serve(
 @contextmanager
 def _named_for_the_home(home: Path, url: str | None) -> Iterator[None]:
     """While the service runs, its address in the home's ``run/serve-url`` (careloop.runtime
-    .service_url), gone when it stops unless another took its place. One a SIGTERM leaves
-    (uvicorn ends the process by it after its shutdown) is read only while it answers."""
+    .service_url), gone when it stops unless another took its place. uvicorn, after its
+    shutdown, raises the SIGTERM it caught again under the handler it found: here an exit
+    that runs this cleanup (the default handler ended the process at once). One a SIGKILL
+    leaves is read only while its address answers."""
+    import signal
+
     from careloop.runtime import SERVE_URL_FILE
     from core.files import private_dir, write_private_text
 
     marker = private_dir(home / "run") / SERVE_URL_FILE
     if url:
         write_private_text(marker, url)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if url and marker.exists() and marker.read_text().strip() == url:
             marker.unlink()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @app.command()

@@ -466,7 +466,7 @@ def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path)
     finally:
         service.terminate()
         service.wait(timeout=60)
-    # stopped (a SIGTERM may leave its marker): its address no longer answers, so not named
+    assert not (tmp_path / "home" / "run" / "serve-url").exists()  # gone with it (SIGTERM)
     link = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert link.stdout.startswith("http://127.0.0.1:8000/m/login/"), link.stdout

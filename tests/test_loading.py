@@ -108,6 +108,14 @@ BAD = {
         "13812345674,Id,+8613812345674,,,2030-01-01,gold,ST1,Asia/Shanghai,zh-CN,true,true,false",
         ["joined_on '2030-01-01' is in the future"],  # a plain id; the date shown as it is
     ),
+    11: (  # a customer number, no phone number: shown as it is
+        "20240001,Id,+8613812345675,,,2015-04-10,gold,ST1,Asia/Shanghai,zh-CN,true,true,false",
+        ["subscriber_id '20240001' appears more than once (also on line 12)"],
+    ),
+    12: (
+        "20240001,Id,+8613812345676,,,2015-04-10,gold,ST1,Asia/Shanghai,zh-CN,true,true,false",
+        ["subscriber_id '20240001' appears more than once (also on line 11)"],
+    ),
 }
 
 

@@ -388,14 +388,18 @@ def shown_value(column: str, value: object) -> object:
     if column in CONTACT_COLUMNS:
         return mask_email(text) if "email" in column else mask_phone(text)
     # operators often key customers by their number (MSISDN), written as people write it
-    if column == "subscriber_id" and _PHONE_LIKE.fullmatch(text) and _digits(text) >= 7:
+    if column == "subscriber_id" and _is_phone_number(text):
         return mask_phone(re.sub(r"[^\d+]", "", text))
     masked = mask_text(text)  # a number or an address inside another column's text
     return value if masked == text else masked
 
 
-_PHONE_LIKE = re.compile(r"\+?[\d\s().-]+")
+def _is_phone_number(text: str) -> bool:
+    """A valid number as people write it ("13800138000", "+1 415 555 0100"; without a
+    country code, a Chinese one), not any run of digits: customer numbers stay readable."""
+    import phonenumbers
 
-
-def _digits(text: str) -> int:
-    return sum(c.isdigit() for c in text)
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(text, "CN")))
+    except phonenumbers.NumberParseException:
+        return False

@@ -22,6 +22,14 @@ from feedback.parsing import ParsedReply, parse_reply
         ("有点差", 2),
         ("体验挺差", 2),
         ("挺差劲", 1),
+        ("我觉得比较差", 2),
+        ("服务质量比较差", 2),
+        ("店员比较差", 2),
+        ("营业员有点差", 2),
+        ("这次比较差", 2),
+        ("服务比较好", 4),
+        ("店员态度比较好，很耐心", 4),
+        ("整体比较好", 4),
         ("不好", 2),
         ("不怎么样", 2),
         ("Terrible", 1),
@@ -172,6 +180,8 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "5G有点差",  # the network, however it is said
         "网比较差",
         "通话质量有点差",
+        "室内信号覆盖比较差",
+        "不是比较好",
         "价格有些差异",  # 差 as another word
         "还是去别的店比较好",  # "better to": advice, often a complaint, not praise
         "早知道不来比较好",

@@ -322,7 +322,10 @@ def apply_standard(plan: Plan) -> Figures:
     )  # fmt: skip
     if not plan.dry_run:
         _write_outbox(plan)
-    return {**_standard_figures(plan), **learned, **variants}
+    standard = _standard_figures(plan)
+    if not _count(plan.con, "plan_final"):  # as every campaign's: nothing queued, nor learned
+        return standard
+    return {**standard, **learned, **variants}
 
 
 def _schedule(plan: Plan) -> Figures:

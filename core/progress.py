@@ -118,10 +118,10 @@ def tracked(label: str, total: float | None = None) -> Iterator[Advance]:
 def describe(figures: Mapping[str, Any]) -> str:
     """``{"queued": {"sms": 3}, "held_out": 1, "failed": 0}`` -> ``queued (sms 3), held out 1``:
     zeros (a mapping of zeros too) are left out of longer lists, where they are most of what
-    there is; figures all zero say "nothing to do", however many there are."""
-    if not any(_nonzero(v) for v in figures.values()):
-        return "nothing to do"
+    there is."""
     shown = {k: v for k, v in figures.items() if len(figures) <= 3 or _nonzero(v)}
+    if not shown:
+        return "nothing to do"
     return ", ".join(f"{key.replace('_', ' ')} {_value(value)}" for key, value in shown.items())
 
 

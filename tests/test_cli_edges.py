@@ -418,16 +418,20 @@ def test_a_run_on_an_empty_warehouse_says_where_the_customers_are(tmp_path):
     assert "careloop load subscribers FILE" in said and "CARELOOP_HOME=.careloop/demo" in said
 
 
-def test_a_step_whose_figures_are_all_zero_says_nothing_to_do():
+def test_a_long_list_of_figures_all_zero_says_nothing_to_do():
     """An empty second round's birthday step said only "send time (learned 0, fallback 0)"
     (a mapping of zeros counted as a figure), where tenure's said "queued none, suppressed
-    none, held out 0": both say nothing is to do."""
+    none, held out 0". A plan with no members now gives only the latter
+    (test_planning), and a short list keeps its zeros ("left or unknown 0")."""
     from core.progress import describe
 
     empty = {"queued": {}, "suppressed": {}, "held_out": 0}
     learned = {"learned": 0, "fallback": 0}
-    assert describe(empty) == describe(empty | {"send_time": learned}) == "nothing to do"
-    assert describe({"targeted": 0}) == "nothing to do"
+    assert describe(empty) == "queued none, suppressed none, held out 0"
+    assert describe(empty | {"send_time": learned, "variants": {}}) == "nothing to do"
+    assert describe({"left_or_unknown": 0, "already_planned": 0}) == (
+        "left or unknown 0, already planned 0"
+    )
     short = empty | {"queued": {"sms": 3}}
     assert describe(short) == "queued (sms 3), suppressed none, held out 0"  # short: all shown
     some = short | {"send_time": learned | {"fallback": 3}}

@@ -250,3 +250,11 @@ def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
         "SELECT subject, body FROM care_actions WHERE subscriber_id = 'S5'"
     ).fetchall()
     assert subject and "/r/" in body  # the email's own message, with its rating links
+
+
+def test_a_plan_with_no_members_reports_its_standard_step_as_every_campaign_does(con, settings):
+    """An empty birthday plan said "send time (learned 0, fallback 0)" where tenure's said
+    "queued none, suppressed none, held out 0"."""
+    add_store(con)
+    p = plan(con, settings)
+    assert p.figures["queued"] == {} and "send_time" not in p.figures

@@ -425,8 +425,11 @@ def _suppress(plan: Plan) -> None:
                 ORDER BY scheduled_at, subscriber_id) > 1 AS shared
             FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)
         )
-        SELECT * EXCLUDE (reason, asked, shared, channel),
+        SELECT * EXCLUDE (reason, asked, shared, channel, scheduled_at),
             CASE WHEN shared AND {by_email} THEN 'email' ELSE channel END AS channel,
+            -- email has no send window: at its due time, as _schedule times email
+            CASE WHEN shared AND {by_email} THEN timezone(timezone, due_local)
+                 ELSE scheduled_at END AS scheduled_at,
             CASE WHEN shared AND NOT {by_email} THEN '{SHARED_NUMBER}'
                  ELSE reason END AS suppression_reason
         FROM shared""",

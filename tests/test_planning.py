@@ -1,5 +1,5 @@
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -258,3 +258,18 @@ def test_a_plan_with_no_members_reports_its_standard_step_as_every_campaign_does
     add_store(con)
     p = plan(con, settings)
     assert p.figures["queued"] == {} and "send_time" not in p.figures
+
+
+def test_a_member_asked_by_email_for_a_shared_number_goes_at_the_emails_time(con, settings):
+    """Moved to email after its text was put in the send window, the survey kept the text's
+    time: a visit at 21:30 was asked the next morning, not two hours after the visit."""
+    add_store(con)
+    add_subscriber(con, "S1", email=None)
+    add_subscriber(con, "S2", phone="+8613800000001")
+    visited = datetime(2026, 3, 1, 13, 30, tzinfo=UTC)  # 21:30 in Shanghai
+    add_visit(con, "V1", "S1", visited)
+    add_visit(con, "V2", "S2", visited)
+    plan(con, settings, "store_visit", as_of=date(2026, 3, 1))
+    sent = dict(con.execute("SELECT channel, scheduled_at FROM care_actions").fetchall())
+    assert sent["email"] == visited + timedelta(minutes=120)  # due two hours after the visit
+    assert sent["sms"] == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00, the window's opening

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -584,27 +584,41 @@ def serve(
     )
     settle_garbage_collector()  # this process serves requests only: tune its collector
     install_masking("uvicorn", "uvicorn.access", "uvicorn.error")
+    config = uvicorn.Config(
+        application,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=guarded_http(settings.head_timeout_seconds, settings.connections_per_client),
+    )
     # the home's other commands (dispatch's rating links, `managers link`) name it too
-    with (
-        access_logging(),
-        _named_for_the_home(settings.home, None if named else settings.public_url),
-    ):
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            http=guarded_http(settings.head_timeout_seconds, settings.connections_per_client),
-        )
+    own = None if named else settings.public_url
+    with access_logging(), _named_for_the_home(settings.home, own) as listening:
+        _server(config, listening).run()
+
+
+def _server(config: Any, listening: Callable[[], None]) -> Any:
+    """uvicorn's server, telling ``listening`` once it listens: a serve that could not bind
+    (its port taken) names nothing."""
+    import uvicorn
+
+    class Serving(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                listening()
+
+    return Serving(config)
 
 
 @contextmanager
-def _named_for_the_home(home: Path, url: str | None) -> Iterator[None]:
-    """While the service runs, its address in the home's ``run/serve-url`` (careloop.runtime
-    .service_url), gone when it stops unless another took its place. uvicorn, after its
-    shutdown, raises the SIGTERM it caught again under the handler it found: here an exit
-    that runs this cleanup (the default handler ended the process at once). One a SIGKILL
+def _named_for_the_home(home: Path, url: str | None) -> Iterator[Callable[[], None]]:
+    """Gives what to call once the service listens: then, and until it stops, its address is
+    in the home's ``run/serve-url`` (careloop.runtime.service_url). When it stops the file
+    says again what it said before (another serve of the home's, say), or goes. uvicorn,
+    after its shutdown, raises the SIGTERM it caught again under the handler it found: here
+    an exit that runs this (the default handler ended the process at once). One a SIGKILL
     leaves is read only while its address answers."""
     import signal
 
@@ -612,14 +626,23 @@ def _named_for_the_home(home: Path, url: str | None) -> Iterator[None]:
     from core.files import private_dir, write_private_text
 
     marker = private_dir(home / "run") / SERVE_URL_FILE
-    if url:
-        write_private_text(marker, url)
+    before = marker.read_text().strip() if marker.exists() else None
+    named: list[str] = []
+
+    def listening() -> None:
+        if url:
+            write_private_text(marker, url)
+            named.append(url)
+
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        yield
+        yield listening
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if url and marker.exists() and marker.read_text().strip() == url:
+        ours = named and marker.exists() and marker.read_text().strip() == url
+        if ours and before and before != url:
+            write_private_text(marker, before)
+        elif ours:
             marker.unlink()
 
 

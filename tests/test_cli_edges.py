@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -440,10 +442,10 @@ def test_a_long_list_of_figures_all_zero_says_nothing_to_do():
 
 def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path):
     """With `careloop serve --port` and no CARELOOP_PUBLIC_URL, the service named itself but
-    `managers link` (and dispatch's rating links) still named port 8000, where nothing ran."""
-    import requests
-
-    env = own_home(tmp_path / "home")
+    `managers link` (and dispatch's rating links) still named port 8000, where nothing ran.
+    A second serve that cannot bind names nothing (it took the first one's name away), and
+    one that stops gives the name back to the one before it."""
+    env = own_home(tmp_path / "home") | {"CARELOOP_SERVICE_PORT": "8000"}
     stores = tmp_path / "stores.csv"
     stores.write_text(
         "store_id,name,city,region,timezone,manager_name,manager_email\n"
@@ -452,9 +454,37 @@ def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path)
     loaded = subprocess.run([CARELOOP, "load", "stores", str(stores)], env=env,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
+
+    def link() -> str:
+        done = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        return done.stdout.split("/m/login/")[0]
+
+    first, second = _free_port(), _free_port()
+    with _serving(env, first):
+        assert link() == f"http://127.0.0.1:{first}"
+        taken = subprocess.run([CARELOOP, "serve", "--port", str(first)], env=env,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert taken.returncode != 0  # the port is the first one's
+        assert link() == f"http://127.0.0.1:{first}"
+        with _serving(env, second):
+            assert link() == f"http://127.0.0.1:{second}"
+        assert link() == f"http://127.0.0.1:{first}"  # the second stopped (SIGTERM)
+    assert not (tmp_path / "home" / "run" / "serve-url").exists()  # gone with the first
+    assert link() == "http://127.0.0.1:8000"
+
+
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _serving(env: dict[str, str], port: int) -> Iterator[None]:
+    """`careloop serve --port PORT` until it answers, stopped (SIGTERM) at the end."""
+    import requests
+
     service = subprocess.Popen([CARELOOP, "serve", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -464,13 +494,8 @@ def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path)
                     break
             except requests.ConnectionError:
                 threading.Event().wait(0.25)  # not listening yet: ask again shortly
-        link = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert link.stdout.startswith(f"http://127.0.0.1:{port}/m/login/"), link.stdout
+        assert service.poll() is None, "the service stopped"
+        yield
     finally:
         service.terminate()
         service.wait(timeout=60)
-    assert not (tmp_path / "home" / "run" / "serve-url").exists()  # gone with it (SIGTERM)
-    link = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert link.stdout.startswith("http://127.0.0.1:8000/m/login/"), link.stdout

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
 
 def _service_port() -> int:
     said = os.environ.get("CARELOOP_SERVICE_PORT", "8000")
-    if not said.strip().isdigit() or not 0 < int(said) < 65536:
+    if not (said.strip().isascii() and said.strip().isdigit()) or not 0 < int(said) < 65536:
         raise ConfigError(f"CARELOOP_SERVICE_PORT={said!r}: a port number (1 to 65535)")
     return int(said)
 
@@ -207,9 +207,9 @@ def usable_home(settings: Settings) -> Path:
     """The home, made (owner-only) if it is missing; one that cannot be made is refused
     naming the setting, before a command starts anything (a temporary Prefect server)."""
     home = settings.home
-    if home.is_symlink() and not home.exists():
-        raise ConfigError(f"CARELOOP_HOME={home}: a link to nothing")
     for path in (home, *home.parents):
+        if path.is_symlink() and not path.exists():
+            raise ConfigError(f"CARELOOP_HOME={home}: {path} is a link to nothing")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"CARELOOP_HOME={home}: {path} is a file, not a folder")
     try:

@@ -361,13 +361,14 @@ def test_what_data_says_is_shown_as_written_in_every_table(capsys):
     assert careloop.insights_cli.console._markup is False
 
 
-@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+@pytest.mark.parametrize("where", ["a-file", "a-file/below", "a-link/below"])
 def test_a_home_that_cannot_be_a_folder_is_refused_naming_the_setting_before_any_server(
     tmp_path, where
 ):
     """It failed with a bare FileNotFoundError (or NotADirectoryError), after a temporary
     Prefect server had started."""
     (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-link").symlink_to(tmp_path / "nowhere")
     home = tmp_path / where
     result = subprocess.run(
         [CARELOOP, "run", "birthday", "--no-send"],
@@ -377,7 +378,9 @@ def test_a_home_that_cannot_be_a_folder_is_refused_naming_the_setting_before_any
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert f"CARELOOP_HOME={home}: {tmp_path / 'a-file'} is a file" in result.stderr
+    said = " ".join(result.stderr.split())
+    blocked = tmp_path / where.split("/")[0]
+    assert f"CARELOOP_HOME={home}: {blocked} is a " in said, said
     assert "Traceback" not in result.stderr and "Prefect server" not in result.stderr
     assert not (tmp_path / "prefect").exists()  # nothing started
 

@@ -380,13 +380,15 @@ def test_a_day_written_as_its_midnight_is_that_day(stores, settings, tmp_path):
     assert load_file(stores, settings, "subscribers", tmp_path / "s.parquet", today=TODAY).success
     spreadsheet = GOOD[1].replace(
         "2000-02-29,2020-01-01", "2000-02-29 00:00:00,2020-01-01T00:00:00+08:00"
-    )  # a zone's midnight is the day written too
+    )  # a zone's midnight is the day written too; no zone is 99:99 away
+    odd = GOOD[1].replace("S2,", "S4,").replace("2000-02-29,", "2000-02-29T00:00:00+99:99,")
     noon = GOOD[1].replace("S2,", "S3,").replace("2000-02-29,", "2000-02-29 12:00:00,")
     with pytest.raises(LoadRefusedError) as refused:
-        load_file(stores, settings, "subscribers", write(tmp_path, "x.csv", [spreadsheet, noon]),
-                  today=TODAY)  # fmt: skip
+        load_file(stores, settings, "subscribers",
+                  write(tmp_path, "x.csv", [spreadsheet, noon, odd]), today=TODAY)  # fmt: skip
     assert refused.value.result.bad_rows == {
-        3: ["birthday '2000-02-29 12:00:00' is not a real date (YYYY-MM-DD)"]
+        3: ["birthday '2000-02-29 12:00:00' is not a real date (YYYY-MM-DD)"],
+        4: ["birthday '2000-02-29T00:00:00+99:99' is not a real date (YYYY-MM-DD)"],
     }
     assert stores.execute(
         "SELECT subscriber_id, birthday, joined_on FROM subscribers ORDER BY 1"

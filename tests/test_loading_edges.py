@@ -263,3 +263,4 @@ def test_a_column_written_otherwise_is_named_beside_the_one_it_may_mean():
         " (the file has 'Phone' for phone, ' Email ' for email: names are lower case, exactly)"
     )
     assert header_hint(["phone"], ["mobile"]) == ""
+    assert header_hint(["left_on"], ["notes;comments"]) == ""  # an extra column, not a split

@@ -307,6 +307,7 @@ def test_links_default_to_the_port_the_homes_stack_serves_on(monkeypatch):
     settings = load_settings()
     assert settings.public_url == "http://127.0.0.1:8444"
     assert "public_url" not in settings.model_fields_set  # a default: a serve names itself
-    monkeypatch.setenv("CARELOOP_SERVICE_PORT", "eighty")
-    with pytest.raises(ConfigError, match="CARELOOP_SERVICE_PORT='eighty': a port number"):
-        load_settings()
+    for said in ("eighty", "²", "99999"):  # '²' is a digit to str.isdigit, no int's
+        monkeypatch.setenv("CARELOOP_SERVICE_PORT", said)
+        with pytest.raises(ConfigError, match=f"CARELOOP_SERVICE_PORT='{said}': a port number"):
+            load_settings()

@@ -453,7 +453,8 @@ def open_source(path: Path, entity: Entity) -> Source:
         raise LoadError(f"{path}: {LONE_CR}")
     if missing:
         raise LoadError(
-            f"{path}: missing column(s) {', '.join(missing)}{header_hint(missing, columns)}"
+            f"{path}: missing column(s) {', '.join(missing)}"
+            f"{header_hint(missing, columns) or _split_hint(columns)}"
         )
     present = [c for c in entity.names if c in columns]
     ignored = [c for c in columns if c not in entity.names]
@@ -461,12 +462,17 @@ def open_source(path: Path, entity: Entity) -> Source:
 
 
 def header_hint(missing: list[str], columns: list[str]) -> str:
-    """What the header may have meant: a missing column written otherwise ("Subscriber_ID",
-    " phone "), or a header split by another delimiter than the comma."""
+    """What the header may have meant by a missing column: one written otherwise
+    ("Subscriber_ID", " phone ")."""
     written = {c.strip().lower().replace(" ", "_"): c for c in columns}
     otherwise = [f"{written[m]!r} for {m}" for m in missing if m in written]
     if otherwise:
         return f" (the file has {', '.join(otherwise)}: names are lower case, exactly)"
+    return ""
+
+
+def _split_hint(columns: list[str]) -> str:
+    """A header read as one column, split by another delimiter than the comma."""
     if len(columns) == 1 and (split := next((d for d in ";\t|" if d in columns[0]), None)):
         return f" (its header is one column split by {split!r}: save it comma-separated)"
     return ""
@@ -512,7 +518,7 @@ def _shaped(batch: pl.DataFrame, entity: Entity, lines: pl.Series) -> pl.DataFra
 # A day written as its midnight: a spreadsheet's "1990-02-28 00:00:00", or a Parquet
 # timestamp column (pandas keeps dates so, localised to a zone too: the day is the one
 # written). Any other time of day is no date.
-_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-](?:0\d|1[0-4]):?[0-5]\d)?$"
 
 
 def _day_of_midnight(column: pl.Expr) -> pl.Expr:

@@ -139,13 +139,13 @@ def _flow_session() -> Iterator[None]:
     flows without heartbeats, rich progress and step figures, Prefect's failure tracebacks
     left to --debug."""
     from careloop.display import quiet_prefect_failures
-    from careloop.runtime import choose_api, in_process_flows, service_url, temporary_server
+    from careloop.runtime import choose_api, in_process_flows, running_service, temporary_server
     from core.settings import load_settings
 
     settings = load_settings()
     api = choose_api(settings.home)
     err_console.print(f"[dim]{api.describe()}[/dim]", highlight=False)
-    if "public_url" not in settings.model_fields_set and (url := service_url(settings.home)):
+    if url := running_service(settings):
         os.environ["CARELOOP_PUBLIC_URL"] = url  # the flows' links name the home's service
     if api.url is None:
         temporary_server()
@@ -560,6 +560,7 @@ def serve(
     """Run the feedback service: provider webhooks, rating links and unsubscribes."""
     import uvicorn
 
+    from careloop.runtime import naming_the_service
     from core.masking import install_masking
     from core.settings import load_settings
     from service.access_log import access_logging
@@ -594,7 +595,7 @@ def serve(
     )
     # the home's other commands (dispatch's rating links, `managers link`) name it too
     own = None if named else settings.public_url
-    with access_logging(), _named_for_the_home(settings.home, own) as listening:
+    with access_logging(), naming_the_service(settings.home, own) as listening:
         _server(config, listening).run()
 
 
@@ -610,44 +611,6 @@ def _server(config: Any, listening: Callable[[], None]) -> Any:
                 listening()
 
     return Serving(config)
-
-
-@contextmanager
-def _named_for_the_home(home: Path, url: str | None) -> Iterator[Callable[[], None]]:
-    """Gives what to call once the service listens: then, and until it stops, its address is
-    in the home's ``run/serve-url`` (careloop.runtime.service_url). When it stops the file
-    says again what it said before (another serve of the home's, say), or goes. uvicorn,
-    after its shutdown, raises the SIGTERM it caught again under the handler it found: here
-    an exit that runs this (the default handler ended the process at once). One a SIGKILL
-    leaves is read only while its address answers."""
-    import signal
-
-    from careloop.runtime import SERVE_URL_FILE
-    from core.files import private_dir, write_private_text
-
-    marker = private_dir(home / "run") / SERVE_URL_FILE
-    before = marker.read_text().strip() if marker.exists() else None
-    named: list[str] = []
-
-    def listening() -> None:
-        if url:
-            write_private_text(marker, url)
-            named.append(url)
-
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        yield listening
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        ours = named and marker.exists() and marker.read_text().strip() == url
-        if ours and before and before != url:
-            write_private_text(marker, before)
-        elif ours:
-            marker.unlink()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 @app.command()
@@ -763,7 +726,10 @@ def segment_test(name: Annotated[str | None, typer.Argument()] = None) -> None:
     rules, broken = _rules()
     # a rule that cannot load fails its tests (exit 1, named or not), and the others still run
     failing = {n: e for n, e in broken.items() if name in (None, n)}
-    chosen = [] if name in broken else [_rule(name, (rules, broken))] if name else rules.values()
+    if name is None:
+        chosen = list(rules.values())
+    else:
+        chosen = [] if name in broken else [_rule(name, (rules, broken))]
     results = [result for rule in chosen for result in run_rule_tests(rule)]
     results += [TestResult(rule, "loads", False, error) for rule, error in failing.items()]
     for r in results:
@@ -876,7 +842,7 @@ def managers_link(
     ] = None,
 ) -> None:
     """Print a store manager's personal sign-in link for the managers' page."""
-    from careloop.runtime import service_url
+    from careloop.runtime import running_service
     from core.clock import utc_now
     from core.settings import load_settings
     from core.tokens import manager_link
@@ -888,9 +854,7 @@ def managers_link(
         _fail(f"unknown store {store_id!r}")
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
-    # CARELOOP_PUBLIC_URL when set; else the service running for this home
-    unset = "public_url" not in settings.model_fields_set
-    url = (unset and service_url(settings.home)) or settings.public_url
+    url = running_service(settings) or settings.public_url
     typer.echo(manager_link(store_id, url, secret, utc_now(), valid))
 
 

@@ -20,13 +20,16 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from core import EPHEMERAL_STARTUP_SECONDS
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Written by `make up` into $CARELOOP_HOME/run, removed by `make down`.
 STACK_API_FILE = "prefect-api-url"
@@ -67,16 +70,54 @@ def stack_public_url(home: Path) -> str | None:
 SERVE_URL_FILE = "serve-url"  # a `careloop serve` of the home's own names itself, while it runs
 
 
-def service_url(home: Path) -> str | None:
+def running_service(settings: Settings) -> str | None:
     """The home's feedback service, as links must name it when CARELOOP_PUBLIC_URL is unset:
     the stack's, or a `careloop serve` started for the home on its own port, if it answers.
-    Links built beside one on another port named the default port 8000, where nothing ran."""
+    Links built beside one on another port named the default port, where nothing ran."""
+    if "public_url" in settings.model_fields_set:
+        return None  # CARELOOP_PUBLIC_URL names it
+    home = settings.home
     stacked = stack_public_url(home)
     if stacked:
         return stacked
     marker = home / "run" / SERVE_URL_FILE
     url = marker.read_text().strip() if marker.exists() else None
     return url if url and answers(f"{url}/healthz") else None
+
+
+@contextmanager
+def naming_the_service(home: Path, url: str | None) -> Iterator[Callable[[], None]]:
+    """Gives what `careloop serve` calls once it listens: then, and until it stops, its
+    address (``url``; None when CARELOOP_PUBLIC_URL names it) is the home's SERVE_URL_FILE,
+    which ``running_service`` reads. When it stops the file says again what it said before
+    (another serve of the home's, say), or goes. uvicorn, after its shutdown, raises the
+    SIGTERM it caught again under the handler it found: here an exit that runs this (the
+    default ended the process at once). One a SIGKILL leaves is read only while it answers."""
+    from core.files import private_dir, write_private_text
+
+    marker = private_dir(home / "run") / SERVE_URL_FILE
+    before = marker.read_text().strip() if marker.exists() else None
+    named: list[str] = []
+
+    def listening() -> None:
+        if url:
+            write_private_text(marker, url)
+            named.append(url)
+
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield listening
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ours = named and marker.exists() and marker.read_text().strip() == url
+        if ours and before and before != url:
+            write_private_text(marker, before)
+        elif ours:
+            marker.unlink()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def answers(url: str, timeout: float = 2) -> bool:

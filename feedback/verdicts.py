@@ -36,10 +36,16 @@ BEFORE = (
 # A comparison of the network ("信号比之前差", "网速越来越差") is not of the visit.
 _NETWORK = "(?:信号|网速|网络|上网|通话)"
 NOT_THE_NETWORK = r"(?<!信号)(?<!网速)(?<!网络)(?<!上网)(?<!通话)"
-# ... nor said of it another way: "5G有点差", "网比较差", "通话质量比较差", "信号覆盖有点差"
-NOT_THE_NETWORK_SAID = (
-    NOT_THE_NETWORK + r"(?<!网)(?<![0-9][Gg])(?<!覆盖)(?<!通话质量)(?<!信号质量)(?<!网络质量)"
+# "Rather" good or bad is a verdict when said of the visit: at the start of a clause or after
+# "I think", or of what the visit was (the service, the staff, this time), with the adverbs
+# people put between ("服务还是比较好的", "店员也都比较差"). Said of anything else, it is not:
+# the network ("网速也比较差", "信号真的有点差"), the customer ("我视力比较差"), the weather.
+OF_THE_VISIT = (
+    r"(?:(?:^|(?<=[,，。.!！;；\s]))(?:我)?(?:觉得|感觉)?|服务质量|服务态度|服务|态度|体验|素质"
+    r"|效率|环境|印象|整体|总体|总的来说|总体来说|店员|营业员|员工|工作人员|这次|这回)"
+    r"(?:也|还|还是|真的|都|也都|确实|实在|就|的)*"
 )
+RATHER = r"(?:挺|蛮|还挺|比较|有点儿?|有一点|有些|相当)"
 # What denies a comparison: "不比以前差", "一点也没比上次好".
 _DENIED = r"(?:不|没有?|并不|并没有?|也不|也没有?|一点(?:也|都)?(?:不|没))"
 # Compared with before or another store, then what it was: "比上次还要" + 差 or 好; _VS when
@@ -61,7 +67,8 @@ TERRIBLE = r"terr?ible|awe?ful|horr?i(?:ble|fic)"
 # Negated blame ("不算太差", "not bad", "不比以前差", "没有退步") and negated praise ("not
 # great"): side by side they say neither, a 3 (see verdict()).
 _NOT_SO_BAD_ZH = (
-    r"(?:不算|不是|并不|没那么|没有那么|不太|不怎么|也不是|还不算|不至于)(?:很|太|那么|特别)?差"
+    r"(?:不算|不是|并不|并不是|没那么|没有那么|不太|不怎么|也不是|还不算|不至于|不觉得|没觉得)"
+    r"(?:很|太|那么|特别|比较|有点儿?|挺)?差"
     r"(?!评)|(?<![很太好真超极])不差|差评不至于|"
     + _DENIED
     + _VS
@@ -122,10 +129,9 @@ _CHINESE: list[tuple[str, int]] = [
      r"|不会再来|(?:一点|一点儿)(?:也|都)不好|(?:很|非常|特别|太)不好(?!意思)|负分", 1),
     (r"不(?:太|怎么|是很)?顺利|失望|(?<!说)不(?:太|怎么|够)?好(?!意思|看|用|找|说|办|停|拿|买|吃)|不怎么样|不咋(?:地|样)"
      r"|(?:^|服务|态度|体验|素质|效率|环境|印象|感觉)(?:也|还|还是|都|很是)?差(?=$|[\s,，.。!！~～了啊吧呀])"
-     # rather bad: "挺差", "店员比较差", "我觉得有点差" (not "差不多", "差异", "差劲" 1, nor
-     # the network's "5G有点差", "网比较差", "通话质量有点差", "信号覆盖比较差")
-     r"|" + NOT_THE_NETWORK_SAID + r"(?:挺|蛮|还挺|比较|有点儿?|有一点|有些|相当)差"
-     r"(?!不多|点|劲|评|价|远|距|别|额|异|错|强)"
+     # rather bad, of the visit: "挺差", "店员比较差", "我觉得有点差" (not "差不多", "差异",
+     # "差劲" 1)
+     r"|" + OF_THE_VISIT + RATHER + r"差(?!不多|点|劲|评|价|远|距|别|额|异|错|强)"
      r"|(?:这次|现在|今天|这回)(?:真|很|太|就|却)?不行", 2),
     # the satisfied: 满意度 rated high or low
     (r"满意度为?[0零]", 1),
@@ -137,9 +143,9 @@ _CHINESE: list[tuple[str, int]] = [
     (r"(?:非常|很|特别|超级?|真|太|十分)(?:好|棒|赞|不错|周到)(?!意思)|好极了|棒极了|完美|无可挑剔"
      r"|不能更满意|再满意不过|强烈推荐|点赞|(?<![称])赞(?!助|成)|满分|666|好评(?!返)|(?<![0-9.])(?:100|10|一百)分(?!钟|钱|之|制)",
      5),
-    # rather good, of something of the visit ("服务比较好"); not "去别的店比较好" (advice)
-    (r"(?:服务|态度|体验|环境|效率|店员|营业员|员工|整体|总体|总的来说)(?:也|还|都)?比较好"
-     r"(?!奇|像|看|找|用|办|说|吃)|(?:挺|蛮|还挺|真)好|(?:还|挺|蛮)?不错|(?:服务|态度|体验)(?:挺|还|蛮)?(?:好|周到)(?!意思)"
+    # rather good, of the visit ("服务还是比较好的"); not "去别的店比较好" (advice)
+    (OF_THE_VISIT + r"比较好(?!奇|像|看|找|用|办|说|吃)|(?:挺|蛮|还挺|真)好|(?:还|挺|蛮)?不错"
+     r"|(?:服务|态度|体验)(?:挺|还|蛮)?(?:好|周到)(?!意思)"
      r"|棒|推荐|(?:很|非常|挺|特别|十分)?顺利", 4),
     # the neutral: 一般, not 一般来说 (usually)
     (r"一般般?(?=$|[^\u4e00-\u9fff]|[吧啊呀哦了啦的呗嘛咯哈喔哎般])|中评|还行|还可以|还好"

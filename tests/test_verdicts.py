@@ -27,9 +27,17 @@ from feedback.parsing import ParsedReply, parse_reply
         ("店员比较差", 2),
         ("营业员有点差", 2),
         ("这次比较差", 2),
+        ("服务还是比较差", 2),
+        ("排队太久，比较差", 2),
         ("服务比较好", 4),
         ("店员态度比较好，很耐心", 4),
         ("整体比较好", 4),
+        ("服务还是比较好的", 4),
+        ("总体来说比较好", 4),
+        ("服务也都比较好", 4),
+        ("服务比较好但是网速有点差", 4),  # the network's is none
+        ("不算比较差", 3),  # rather bad denied, as 不算太差
+        ("我不觉得有点差", 3),
         ("不好", 2),
         ("不怎么样", 2),
         ("Terrible", 1),
@@ -182,6 +190,13 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "通话质量有点差",
         "室内信号覆盖比较差",
         "不是比较好",
+        "网速也比较差",  # the network, with words between
+        "信号真的有点差",
+        "网速感觉有点差",
+        "宽带有点差",
+        "我视力比较差，看不清短信",  # the customer, not the visit
+        "今天心情有点差",
+        "天气比较差",
         "价格有些差异",  # 差 as another word
         "还是去别的店比较好",  # "better to": advice, often a complaint, not praise
         "早知道不来比较好",

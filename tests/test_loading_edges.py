@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 
 from tests.test_loading import GOOD, HEADER, TODAY, count, stores, write  # noqa: F401
+from warehouse.expectations import shown_value
 from warehouse.loading import LoadRefusedError, header_hint, load_file
 
 BAD_TIER = (
@@ -264,3 +265,21 @@ def test_a_column_written_otherwise_is_named_beside_the_one_it_may_mean():
     )
     assert header_hint(["phone"], ["mobile"]) == ""
     assert header_hint(["left_on"], ["notes;comments"]) == ""  # an extra column, not a split
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("447911123456", "44******3456"),  # an MSISDN: its '+' left out
+        ("13800138000.0", "13*****8000"),  # a spreadsheet's float of a mobile
+        ("14912345678", "14*****5678"),  # a Chinese mobile's shape, a range the library lacks
+        ("+1 415 555 0100", "+1******0100"),
+        ("20240001", "20240001"),  # customer numbers stay readable
+        ("3000000001", "3000000001"),
+        ("2024-03-01", "2024-03-01"),
+    ],
+)
+def test_a_subscriber_id_that_may_be_a_phone_number_is_masked(given, shown):
+    """Masked when in doubt: a version that asked only whether the number was a valid
+    Chinese one showed MSISDNs and a mobile saved as a float in full."""
+    assert shown_value("subscriber_id", given) == shown

@@ -389,17 +389,27 @@ def shown_value(column: str, value: object) -> object:
         return mask_email(text) if "email" in column else mask_phone(text)
     # operators often key customers by their number (MSISDN), written as people write it
     if column == "subscriber_id" and _is_phone_number(text):
-        return mask_phone(re.sub(r"[^\d+]", "", text))
+        return mask_phone(re.sub(r"[^\d+]", "", text.strip().removesuffix(".0")))
     masked = mask_text(text)  # a number or an address inside another column's text
     return value if masked == text else masked
 
 
 def _is_phone_number(text: str) -> bool:
-    """A valid number as people write it ("13800138000", "+1 415 555 0100"; without a
-    country code, a Chinese one), not any run of digits: customer numbers stay readable."""
+    """A number as people and spreadsheets write it, masked when in doubt: valid as a Chinese
+    number ("13800138000") or, its '+' left out, as an international one ("447911123456",
+    an MSISDN), or a Chinese mobile's shape (1 and ten digits: ranges newer than the
+    library's metadata); a spreadsheet's ".0" taken off. Other customer numbers
+    ("20240001") stay readable."""
     import phonenumbers
 
-    try:
-        return bool(phonenumbers.is_valid_number(phonenumbers.parse(text, "CN")))
-    except phonenumbers.NumberParseException:
-        return False
+    written = text.strip().removesuffix(".0")
+    digits = re.sub(r"[\s().-]", "", written)
+    if re.fullmatch(r"\+?861?\d{10}|1\d{10}", digits):
+        return True
+    for candidate in (written, "+" + digits.lstrip("+")):
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(candidate, "CN")):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False

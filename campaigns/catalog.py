@@ -114,13 +114,12 @@ def load_campaigns(
     """Every campaign, checked against the rules. Given ``broken``, a campaign that cannot
     be loaded (its file, or a rule it uses) goes there and the others load; without, the
     first error raises."""
-    rules = load_rules(rules_dir, None if broken is None else broken.rules)
+    broken_rules = None if broken is None else broken.rules
+    rules = load_rules(rules_dir, broken_rules)
     catalog = {}
     for path in sorted(directory.glob("*.yaml")):
         try:
-            catalog[path.stem] = load_campaign(
-                path, rules, settings, None if broken is None else broken.rules
-            )
+            catalog[path.stem] = load_campaign(path, rules, settings, broken_rules)
         except (CampaignError, SegmentError) as exc:
             if broken is None:
                 raise

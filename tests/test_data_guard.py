@@ -23,6 +23,7 @@ import requests
 from core.errors import UserError
 from core.files import (
     csv_bytes,
+    foreign_entries,
     safe_row,
     spreadsheet_safe,
     write_private_csv,
@@ -280,6 +281,23 @@ def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
     assert (home / "prefect").is_dir()
     loose = _loose(home)
     assert not loose, "\n".join(loose)
+    # What careloop makes is what close_home knows as its own, so an open home is closed
+    assert not foreign_entries(home), foreign_entries(home)
+
+
+def test_a_shared_folder_as_home_is_refused_and_left_as_it_was(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("someone else's\n")
+    for path in (shared, shared / "notes.txt"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    done = _careloop(_env(shared), "report", "--month", "2026-02")
+    assert done.returncode != 0
+    assert "careloop did not make ('notes.txt')" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "notes.txt").stat().st_mode) == 0o644
+    assert not (shared / "warehouse.duckdb").exists()
 
 
 def test_a_home_from_an_older_version_is_made_private_on_start(tmp_path):

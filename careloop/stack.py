@@ -23,8 +23,9 @@ from pathlib import Path
 from careloop.deploy import BIN, ROOT, deploy_all
 from careloop.runner import SOCKET_FILE
 from careloop.runtime import STACK_API_FILE, STACK_PUBLIC_URL_FILE, answers
+from core.errors import UserError
 from core.files import close_home, owner_only_process, private_dir
-from core.settings import load_settings
+from core.settings import load_settings, usable_home
 
 PREFECT_PORT = int(os.environ.get("CARELOOP_PREFECT_PORT", "4200"))
 SERVICE_PORT = int(os.environ.get("CARELOOP_SERVICE_PORT", "8000"))
@@ -104,7 +105,7 @@ def wait_for_runner(run: Path) -> str:
 def up() -> None:
     started = time.monotonic()
     settings = load_settings()
-    home = settings.home.resolve()
+    home = usable_home(settings).resolve()
     owner_only_process()  # the server, worker and service inherit it: their files are private
     close_home(home)
     run = private_dir(home / "run")
@@ -268,4 +269,7 @@ def stat_fields(stat: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    {"up": up, "down": down}[sys.argv[1]]()
+    try:
+        {"up": up, "down": down}[sys.argv[1]]()
+    except UserError as exc:  # a setting or the home at fault: said, without a traceback
+        raise SystemExit(str(exc)) from None

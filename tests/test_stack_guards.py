@@ -44,6 +44,22 @@ def test_make_up_on_a_port_in_use_says_so_and_starts_nothing(tmp_path, taken_por
     assert not list((tmp_path / "care" / "run").glob("*.pid"))  # nothing started
 
 
+@pytest.mark.parametrize("home", ["shared", "shared/notes.txt"], ids=["shared", "a-file"])
+def test_make_up_on_a_home_it_cannot_have_says_why_without_a_traceback(tmp_path, home):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "notes.txt").write_text("someone else's\n")
+    up = subprocess.run(
+        [sys.executable, "-m", "careloop.stack", "up"],
+        env=_env(tmp_path / home), cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert up.returncode != 0
+    assert "Traceback" not in up.stderr
+    assert f"CARELOOP_HOME={tmp_path / home}" in up.stderr
+    assert sorted(path.name for path in shared.iterdir()) == ["notes.txt"]  # nothing started
+
+
 def test_the_demo_refuses_a_home_a_stack_runs_on_and_deletes_nothing(tmp_path):
     demo = tmp_path / "care" / "demo"
     (demo / "run").mkdir(parents=True)

@@ -1,6 +1,7 @@
-"""YAML files people write (campaigns, segment rules, KPI targets, topics): UTF-8 text read
-as safe YAML, with a key given twice in one mapping refused. PyYAML keeps the last silently,
-so a campaign with `send_time` twice loaded, its first value gone unsaid."""
+"""Files people write (campaigns, segment rules and their SQL, KPI targets, topics): UTF-8
+text, the YAML among them read as safe YAML, with a key given twice in one mapping refused.
+PyYAML keeps the last silently, so a campaign with `send_time` twice loaded, its first value
+gone unsaid."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from yaml.nodes import MappingNode
 
 
 class YamlFileError(ValueError):
-    """Why a file cannot be read as YAML (the caller names the file)."""
+    """Why a file cannot be read as text or as YAML (the caller names the file)."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -36,13 +37,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def read_yaml(path: Path) -> Any:
-    """The file's YAML, or YamlFileError: not UTF-8 text (a GB18030 save, say), not
-    readable, not YAML, or a key given twice."""
+def read_text(path: Path) -> str:
+    """The file's text, or YamlFileError: not UTF-8 (a GB18030 save, say), or not readable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as exc:
         raise YamlFileError(f"cannot read as UTF-8 text: {exc}") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's YAML, or YamlFileError: not text (``read_text``), not YAML, or a key given
+    twice."""
+    text = read_text(path)
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from core.errors import UserError
-from core.yaml_files import YamlFileError, read_yaml
+from core.yaml_files import YamlFileError, read_text, read_yaml
 from segments.params import ParamError, ParamSpec
 
 RULES_DIR = Path(__file__).parent / "rules"
@@ -121,11 +121,11 @@ def load_rule(sql_path: Path) -> SegmentRule:
 
 
 def _text(path: Path) -> str:
-    """A rule's file as UTF-8 text; one saved otherwise (GB18030, say) is named like the rest."""
+    """A rule's SQL as text; one saved otherwise (GB18030, say) is named like the rest."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise SegmentError(path, f"cannot read as UTF-8 text: {exc}") from None
+        return read_text(path)
+    except YamlFileError as exc:
+        raise SegmentError(path, str(exc)) from None
 
 
 def _param_spec(meta_path: Path, name: str, spec: object) -> ParamSpec:

@@ -14,7 +14,7 @@ from itertools import product
 from typing import Any
 
 import polars as pl
-from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.sms import segment_count
@@ -89,25 +89,35 @@ class StepRenderer:
         self.step = step
         self.links = links
         self._templates: dict[tuple[str, Locale, str], Template] = {}
+        self._parsed: dict[tuple[str, Locale, str], nodes.Template] = {}
         for variant, by_locale in step.variant_messages().items():
             for locale, messages in by_locale.items():
                 for field_name, source in messages.model_dump().items():
                     try:
                         template = _ENV.from_string(source)
+                        parsed = _ENV.parse(source)
                     except TemplateError as exc:
                         where = _where(variant, locale, field_name)
                         raise ContentError(f"{where}: {exc}") from None
                     self._templates[(variant, locale, field_name)] = template
+                    self._parsed[(variant, locale, field_name)] = parsed
 
     def trial_render(self, extra_columns: Iterable[str]) -> None:
-        """Render every template with sample values, so a bad variable fails at load time."""
+        """Check every template's names, then render it with sample values, so a bad variable,
+        filter or test fails at load time: also one in a branch the samples do not take
+        (``{% if tier == 'gold' %}{{ nmae }}{% endif %}``), which would stop a run mid-way."""
+        known = {*BASE_VARIABLES, *extra_columns}
         sample: dict[str, Any] = {name: "x" for name in BASE_VARIABLES}
         sample.update({column: 1 for column in extra_columns})
         for (variant, locale, field_name), template in self._templates.items():
+            where = _where(variant, locale, field_name)
+            unknown = _unknown_names(self._parsed[(variant, locale, field_name)], known)
+            if unknown:
+                raise ContentError(f"{where}: {unknown}")
             try:
                 template.render(sample)
             except TemplateError as exc:
-                raise ContentError(f"{_where(variant, locale, field_name)}: {exc}") from None
+                raise ContentError(f"{where}: {exc}") from None
 
     def worst_sms_segments(self, extra_columns: Iterable[str]) -> tuple[int, str]:
         """The most segments any locale's SMS takes, with long sample values and each tier's
@@ -174,6 +184,21 @@ def sentences(locale: str, *parts: str) -> str:
     """Sentences one after another as the language writes them: a space between English ones,
     none after a Chinese full stop or question mark ("满意吗？回复1-5打分")."""
     return SENTENCE_GAP[locale].join(parts)
+
+
+def _unknown_names(parsed: nodes.Template, known: set[str]) -> str | None:
+    """The first variable, filter or test a template names that it cannot have, said as
+    Jinja says it when rendering; None when every name is known."""
+    undefined = sorted(meta.find_undeclared_variables(parsed) - known)
+    if undefined:
+        return f"{undefined[0]!r} is undefined"
+    for node in parsed.find_all(nodes.Filter):
+        if node.name not in _ENV.filters:
+            return f"no filter named {node.name!r}"
+    for test in parsed.find_all(nodes.Test):
+        if test.name not in _ENV.tests:
+            return f"no test named {test.name!r}"
+    return None
 
 
 def _where(variant: str, locale: str, field_name: str) -> str:

@@ -34,6 +34,23 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
             "很抱歉{{ nickname }}。我们将安排",
             "second_round.messages.zh-CN.sms: 'nickname' is undefined",
         ),
+        # in a branch no sample takes: the check rendered samples only, and a run stopped
+        # mid-way at its first gold member
+        (
+            "{{ age }}岁",
+            "{{ age }}岁{% if tier == 'gold' %}{{ nmae }}{% endif %}",
+            "care.messages.zh-CN.sms: 'nmae' is undefined",
+        ),
+        (
+            "{{ age }}岁",
+            "{{ age }}岁{% if tier == 'gold' %}{{ name | shout }}{% endif %}",
+            "care.messages.zh-CN.sms: no filter named 'shout'",
+        ),
+        (
+            "{{ age }}岁",
+            "{{ age }}岁{% if tier == 'gold' %}{% if age is prime %}!{% endif %}{% endif %}",
+            "care.messages.zh-CN.sms: no test named 'prime'",
+        ),
         ("segment: birthday", "segment: birthdays", "unknown segment 'birthdays'"),
         ("    platinum: {code: BDAY-VIP", "    diamond: {code: BDAY-VIP", "unknown tier"),
         ("channels: [sms, email, voice]", "channels: [sms, fax]", "channels"),

@@ -17,7 +17,8 @@ command's and its children's largest resident set):
 
 - 07:00 ``careloop load visits FILE``: yesterday's visits, about 1% of subscribers;
 - 07:00-07:20 ``careloop run birthday|tenure --as-of DAY --no-send`` and
-  ``careloop run store_visit --as-of YESTERDAY --no-send`` (the file's visits);
+  ``careloop run store_visit --as-of YESTERDAY --no-send --param lookback_hours=24`` (the
+  file's visits);
 - 12:00 ``careloop dispatch`` on the sandbox provider;
 - the customers answer (not timed): the demo's simulator (``demo.simulator``) reads what the
   sandbox sent and puts the day's replies into the inbox, as the webhook service would;
@@ -103,7 +104,17 @@ def steps(visits_file: Path) -> list[Step]:
         Step(
             "run store_visit",
             "07:20",
-            ("run", "store_visit", "--as-of", str(yesterday), "--no-send"),
+            # the file's day only, as on an empty history (the rule's default reaches back
+            # 48 hours, into the year's own day before)
+            (
+                "run",
+                "store_visit",
+                "--as-of",
+                str(yesterday),
+                "--no-send",
+                "--param",
+                "lookback_hours=24",
+            ),
         ),
         Step("dispatch", "12:00", ("dispatch",)),
         Step("collect", "20:00", ("collect",)),

@@ -80,13 +80,21 @@ def test_store_visit_window_and_one_request_per_store_per_day(people):
     add_visit(people, "V3", "S1", datetime(2026, 3, 1, 7, 0, tzinfo=UTC), store_id="ST2")
     add_visit(people, "V4", "S2", datetime(2026, 2, 28, 23, 59, tzinfo=UTC))  # outside 24 h
     add_visit(people, "V5", "S3", datetime(2026, 3, 2, 0, 0, tzinfo=UTC))  # after the day
-    assert run(people, "store_visit", day) == ["S1", "S1"]
+    assert run(people, "store_visit", day, lookback_hours=24) == ["S1", "S1"]
     rows = people.execute(
         "SELECT store_id, visit_id, due_at FROM plan_target ORDER BY 1"
     ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [("ST1", "V2"), ("ST2", "V3")]
     assert rows[0][2] == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # last visit + 120 minutes
-    assert run(people, "store_visit", day, lookback_hours=48) == ["S1", "S1", "S2"]
+    assert run(people, "store_visit", day) == ["S1", "S1", "S2"]  # the default, 48 hours
+
+
+def test_a_run_on_a_business_date_takes_in_its_small_hours(people):
+    """At 03:15 on 6 December in Shanghai (19:15 UTC on the 5th) a run with the default as-of
+    (the business date, the 6th) found no visit of the last hours: with 24 hours before the
+    UTC midnight that ends the 6th, its window began at 08:00 in Shanghai, in the future."""
+    add_visit(people, "V1", "S1", datetime(2026, 12, 5, 17, 45, tzinfo=UTC))  # 01:45 on the 6th
+    assert run(people, "store_visit", date(2026, 12, 6)) == ["S1"]
 
 
 def test_store_visit_skips_visits_already_asked_about(people):

@@ -24,6 +24,8 @@ RULES_DIR = Path(__file__).parent / "rules"
 BUILTIN_PARAMS = ("as_of", "as_of_end")
 _PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
+# A statement's closing semicolon, with only comments after it ("; -- done")
+_CLOSING_SEMICOLON = re.compile(r";((?:\s*(?:--[^\n]*|/\*.*?\*/))*\s*)$", re.DOTALL)
 
 
 class SegmentError(UserError, ValueError):
@@ -50,6 +52,11 @@ class SegmentRule:
     def params(self) -> dict[str, Any]:
         """Each declared parameter's default."""
         return {name: spec.default for name, spec in self.param_specs.items()}
+
+    @property
+    def subquery(self) -> str:
+        # on lines of its own: a line comment at the SQL's end would take the parenthesis
+        return f"(\n{self.sql}\n)"
 
     @property
     def referenced_params(self) -> set[str]:
@@ -100,7 +107,7 @@ def load_rule(sql_path: Path) -> SegmentRule:
     }
     rule = SegmentRule(
         name=sql_path.stem,
-        sql=_text(sql_path).strip().rstrip(";"),
+        sql=_one_statement(sql_path, _text(sql_path)),
         path=sql_path,
         description=str(meta.get("description", "")).strip(),
         owner=str(meta.get("owner", "")),
@@ -118,6 +125,19 @@ def load_rule(sql_path: Path) -> SegmentRule:
     if not rule.description:
         raise SegmentError(meta_path, "needs a description")
     return rule
+
+
+def _one_statement(path: Path, text: str) -> str:
+    """The rule's SELECT as it is run, inside ``SELECT * FROM (...)``: without its closing
+    semicolon, comments after it kept. Several statements are refused here; SQL that does not
+    parse is left to the compile check, which says where."""
+    try:
+        count = len(duckdb.extract_statements(text))
+    except duckdb.Error:
+        count = 1
+    if count > 1:
+        raise SegmentError(path, f"holds {count} statements: a rule is one SELECT")
+    return _CLOSING_SEMICOLON.sub(r"\1", text.strip()).strip()
 
 
 def _text(path: Path) -> str:
@@ -158,7 +178,7 @@ def check_rule(con: duckdb.DuckDBPyConnection, rule: SegmentRule) -> list[str]:
     """Compile the rule against the warehouse; return its output columns or raise SegmentError."""
     try:
         described = con.execute(
-            f"DESCRIBE SELECT * FROM ({rule.sql})", rule.bind(date(2000, 1, 1))
+            f"DESCRIBE SELECT * FROM {rule.subquery}", rule.bind(date(2000, 1, 1))
         ).fetchall()
     except duckdb.Error as exc:
         raise SegmentError(rule.path, f"SQL does not compile: {_first_line(exc)}") from None
@@ -182,7 +202,9 @@ def materialize(
     columns = check_rule(con, rule)
     occasion = ", occasion" if "occasion" in columns else ""
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({rule.sql})", params)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {rule.subquery}", params
+        )
     except duckdb.Error as exc:
         reason = _first_line(exc).removeprefix("Invalid Input Error: ")
         raise SegmentError(rule.path, reason) from None

@@ -71,6 +71,36 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
     assert result.detail.startswith("SQL does not compile: Parser Error"), result.detail
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT subscriber_id FROM subscriber_profile\nWHERE tier = 'gold'  -- gold only",
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold'; -- gold only\n",
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' /* gold */ ;\n-- end",
+        "-- gold members\nSELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold';",
+    ],
+    ids=["comment-at-the-end", "comment-after-semicolon", "block-comment", "comment-first"],
+)
+def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):
+    """SQL that DuckDB runs as it is was refused as "syntax error at or near ..." once set in
+    the subquery a rule runs in: the closing line comment took the parenthesis."""
+    (tmp_path / "r.sql").write_text(sql)
+    (tmp_path / "r.yml").write_text(
+        "description: gold\ntests:\n  examples:\n    - as_of: 2026-01-01\n"
+        "      given: {subscribers: [{subscriber_id: A, tier: gold}, {subscriber_id: B}]}\n"
+        "      expect: [A]\n"
+    )
+    results = run_rule_tests(load_rules(tmp_path)["r"])
+    assert [r.detail for r in results if not r.passed] == []
+
+
+def test_a_rule_of_two_statements_is_refused_saying_so(tmp_path):
+    (tmp_path / "r.sql").write_text("SELECT 1 AS subscriber_id; SELECT 2 AS subscriber_id;")
+    (tmp_path / "r.yml").write_text("description: two\n")
+    with pytest.raises(SegmentError, match=r"r\.sql: holds 2 statements: a rule is one SELECT"):
+        load_rules(tmp_path)
+
+
 def test_a_rules_yaml_with_a_key_it_does_not_know_is_refused_naming_it(tmp_path):
     """The README once said "parameters"; the key is params, and the other was ignored: the
     rule then failed on "undeclared parameter(s)", naming its SQL, not the YAML."""

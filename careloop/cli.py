@@ -225,6 +225,9 @@ def demo_data(
             show_default=False,
         ),
     ] = DEMO_DATA_UNTIL,
+    replace_loaded: Annotated[
+        bool, typer.Option(help="Replace them even when files were loaded into them.")
+    ] = False,
 ) -> None:
     """Replace the warehouse's stores, subscribers and visits with a synthetic population."""
     from core.progress import tracked
@@ -238,6 +241,8 @@ def demo_data(
         warehouse(settings.warehouse_path) as con,
         tracked("subscribers", subscribers) as advance,
     ):
+        if not replace_loaded:
+            _nothing_loaded(con, settings.warehouse_path)
         summary = build_demo_data(
             con, subscribers=subscribers, seed=seed, until=until.date(), on_progress=advance
         )
@@ -245,6 +250,21 @@ def demo_data(
         f"{summary.stores} stores, {summary.subscribers} subscribers, "
         f"{summary.visits} visits in {settings.warehouse_path}"
     )
+
+
+def _nothing_loaded(con: Any, path: Path) -> None:
+    """The data team's loaded stores, subscribers and visits are not replaced unasked."""
+    from core.errors import UserError
+
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM load_reports WHERE rows_loaded > 0"
+    ).fetchone()
+    if row and row[0]:
+        raise UserError(
+            f"{path} holds {row[1]:,} rows from {row[0]:,} loaded file(s), which demo-data "
+            "replaces: point CARELOOP_HOME at another folder for the synthetic population, or "
+            "add --replace-loaded to replace them"
+        )
 
 
 @app.command()

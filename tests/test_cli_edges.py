@@ -17,6 +17,7 @@ from campaigns.spec import DEFINITIONS_DIR, CampaignError, parse_campaign
 from careloop.cli import app
 from careloop.groups import SummaryGroup, joined_summary
 from tests.test_send_time import simulate
+from warehouse.db import warehouse
 
 CARELOOP = Path(sys.executable).parent / "careloop"
 
@@ -502,3 +503,26 @@ def _serving(env: dict[str, str], port: int) -> Iterator[None]:
     finally:
         service.terminate()
         service.wait(timeout=60)
+
+
+def test_demo_data_does_not_replace_loaded_data_unasked(settings, tmp_path):
+    """A newcomer loaded their stores, then ran `demo-data` from the README's command list:
+    it replaced them with 48 generated stores, saying nothing of it."""
+    stores = tmp_path / "stores.csv"
+    stores.write_text(
+        "store_id,name,city,region,timezone,manager_name,manager_email\n"
+        "ST9001,店,Shanghai,East China,Asia/Shanghai,王伟,m@example.com\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["load", "stores", str(stores)]).exit_code == 0
+    refused = runner.invoke(app, ["demo-data", "--subscribers", "50"])
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.split())
+    assert "holds 1 rows from 1 loaded file(s)" in said and "--replace-loaded" in said
+    with warehouse(settings.warehouse_path) as con:
+        assert con.execute("SELECT list(store_id) FROM stores").fetchone() == (["ST9001"],)
+    replaced = runner.invoke(app, ["demo-data", "--subscribers", "50", "--replace-loaded"])
+    assert replaced.exit_code == 0, replaced.output
+    with warehouse(settings.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM subscribers").fetchone() == (50,)

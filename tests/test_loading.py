@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from core.files import xlsx_bytes
 from warehouse.expectations import PLAIN_ID_REASON
 from warehouse.loading import LoadError, LoadRefusedError, load_file
 
@@ -247,6 +248,10 @@ def _reports(con):
             + GOOD[1].replace("Mary", "玛丽").encode("gb18030"),
             "line 3 is not UTF-8",
         ),
+        # another format saved as the export: refused as "line 1 is not UTF-8 (byte 0x8f)"
+        (xlsx_bytes({"s": (HEADER.split(","), [GOOD[0].split(",")])}), "is an Excel workbook"),
+        ((HEADER + "\n" + GOOD[0] + "\n").encode("utf-16"), "is UTF-16 text"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "is an Excel 97-2003 workbook"),
     ],
 )
 def test_every_refused_file_leaves_a_report_row_and_its_json(

@@ -525,6 +525,25 @@ def _day_of_midnight(column: pl.Expr) -> pl.Expr:
     return column.str.replace(_MIDNIGHT, "${1}")
 
 
+# What a text file's first bytes show it is not: an export saved in another format was
+# refused as "line 1 is not UTF-8 (byte 0x8f)", sending its reader to the wrong fix.
+OTHER_FORMATS = (
+    (b"PK\x03\x04", "an Excel workbook (XLSX) or another ZIP file"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (XLS)"),
+    (b"\xff\xfe", "UTF-16 text (Excel's 'Unicode Text')"),
+    (b"\xfe\xff", "UTF-16 text"),
+    (b"PAR1", "a Parquet file"),
+)
+
+
+def _refuse_another_format(path: Path, head: bytes) -> None:
+    for magic, what in OTHER_FORMATS:
+        if head.startswith(magic):
+            raise LoadError(
+                f"{path}: is {what}, not CSV: save it as CSV UTF-8, or as Parquet named .parquet"
+            )
+
+
 def check_utf8(path: Path) -> bool:
     """Refuse a file that is not UTF-8 (a GB18030 export, say), naming its first bad line, or
     one with a line ending in CR alone (where no quote lets a field hold one: all its lines, as
@@ -534,6 +553,8 @@ def check_utf8(path: Path) -> bool:
     decoder = codecs.getincrementaldecoder("utf-8")()
     line, quoted, lone_cr = 1, False, None
     with path.open("rb") as handle:
+        _refuse_another_format(path, handle.read(8))
+        handle.seek(0)
         while chunk := handle.read(CHUNK_BYTES):
             if chunk.endswith(b"\r"):  # its LF, if any, begins the next chunk
                 chunk += handle.read(1)

@@ -88,8 +88,13 @@ _NOT_BAD_EN = (
 )
 _NOT_GOOD_EN = (
     NEGATION + r"\s+" + _BETWEEN + r"(?:satisfied|happy|good|great|impressed|pleased"
-    r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b|\bhardly\s+(?:great|good"
-    r"|helpful)\b|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
+    r"|helpful|nice|best|excellent|perfect|amazing|fantastic|wonderful)\b"
+    r"|\b(?:no longer|hardly|barely|scarcely)\s+" + _BETWEEN + r"(?:satisfied|happy|good|great"
+    r"|helpful|pleased|nice)\b"
+    r"|\b(?:nothing\s+|none of (?:the |them|it|us)?(?:\w+\s+)?)(?:was|were|is|are|went)\s+"
+    r"(?:good|great|helpful|nice|right|ok|okay|fine)\b|\bnot (?:one|a single) good thing\b"
+    r"|\bnothing good\b"
+    r"|\b(?:no\s*one|nobody)\s+(?:was\s+|were\s+|is\s+)?(?:helpful|nice|friendly)\b"
     r"|\b(?:didn't|did not|don't) (?:like|enjoy|love)\b|\bthanks for nothing\b"
     r"|\b(?:would\s*n[o']?t|wouldn't|do\s*n[o']?t|can't|cannot)\s+recommend\b|\bworse than\b"
     r"|\bfar from perfect\b"
@@ -154,7 +159,8 @@ _CHINESE: list[tuple[str, int]] = [
 _ENGLISH: list[tuple[str, int]] = [
     # negations: of praise 2, of blame 3 (4 where nothing was wrong at all)
     (r"\b(?:can(?:'t|not)|could(?:n't| not)) (?:complain|be happier|be more satisfied)\b"
-     r"|\bno complaints\b|\bnothing to complain\b|\bnot bad at all\b"
+     r"|\bno complaints\b|\bnothing to complain\b|\bnothing bad to say\b|\bnot bad at all\b"
+     r"|\b(?:nothing|could(?:n't| not)) (?:could )?be better\b"
      r"|\bnever (?:been )?" + DISAPPOINTED + r"\b|\bnever been happier\b"
      r"|\bno problems?(?: at all)?\b"
      r"|\b(?:not|n't) " + DISAPPOINTED + r" at all\b", 5),

@@ -92,6 +92,18 @@ from feedback.parsing import ParsedReply, parse_reply
         ("anything but satisfied", 1),
         ("less than satisfied", 2),
         ("I can't say I'm satisfied", 2),
+        # nothing, none, no longer, hardly: read as praise, 4, with no case opened
+        ("nothing was good", 2),
+        ("nothing good about it", 2),
+        ("not one good thing", 2),
+        ("none of the staff were helpful", 2),
+        ("none of it was good", 2),
+        ("no longer happy", 2),
+        ("hardly satisfied", 2),
+        ("barely satisfied", 2),
+        ("nothing bad to say", 5),
+        ("Nothing could be better", 5),
+        ("couldn't be better", 5),
         ("不给好评", 2),
         # negated blame beside negated praise is neither; traditional characters read too
         ("Not great, not terrible", 3),

@@ -18,6 +18,13 @@ from tests.service_helpers import sid, sms_form, twilio_post
 
 # (reply, the rating given with it). ZWSP = zero-width space, NBSP = non-breaking space.
 OPT_OUTS: list[tuple[str, int | None]] = [
+    # 退订 of our messages with a word for a service after it: read as a pack, no opt-out
+    ("我要退订你们的短信业务", None),
+    ("退订短信业务", None),
+    ("退订营销短信", None),
+    # plain requests that were missed
+    ("请勿再传送", None),  # 請勿再傳送, folded
+    ("别再给我推销了", None),
     # Twilio's keywords, as typed
     ("STOP", None),
     ("stop", None),
@@ -193,6 +200,12 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
         "I opted out of the device insurance but they charged me",
     ),
     ("想退订彩铃业务，店员说办不了 1", 1, "想退订彩铃业务，店员说办不了"),
+    # a pack unsubscribed with words between, and refusals with words between: opted out
+    ("帮我退订了不需要的增值业务，很满意 5", 5, "帮我退订了不需要的增值业务，很满意"),
+    ("不要给我退订 5", 5, "不要给我退订"),
+    ("我没有要退订 5", 5, "我没有要退订"),
+    ("不想退订短信 4", 4, "不想退订短信"),
+    ("退订了短信套餐 4", 4, "退订了短信套餐"),  # an SMS bundle, not our messages
     ("店里信号被屏蔽了 3", 3, "店里信号被屏蔽了"),
     ("店员说不用发愁 5", 5, "店员说不用发愁"),
     ("号码被列入黑名单 2", 2, "号码被列入黑名单"),

@@ -85,6 +85,12 @@ from feedback.parsing import ParsedReply, parse_reply
         # negated or scornful praise
         ("我很满意才怪", 1),
         ("满意个屁", 1),
+        ("不错个鬼", 1),  # rated 4
+        ("好评个鬼", 1),  # rated 5
+        ("好个屁", 1),
+        ("差差差", 1),
+        ("zero", 1),
+        ("I'd give it zero", 1),
         ("不能说满意", 2),
         ("谈不上满意", 2),
         ("离满意还差得远", 2),

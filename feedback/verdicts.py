@@ -139,6 +139,11 @@ _CHINESE: list[tuple[str, int]] = [
      # "差劲" 1)
      r"|" + OF_THE_VISIT + RATHER + r"差(?!不多|点|劲|评|价|远|距|别|额|异|错|强)"
      r"|(?:这次|现在|今天|这回)(?:真|很|太|就|却)?不行", 2),
+    # points of ten as the whole reply ("9分", "打8分"), as "10分" is: halved, rounded up, as
+    # "8/10" is; not inside a sentence, where "9分" may be minutes ("等了9分")
+    (r"^(?:打|给)?9分(?:吧|啦|了)?$", 5),
+    (r"^(?:打|给)?[78]分(?:吧|啦|了)?$", 4),
+    (r"^(?:打|给)?6分(?:吧|啦|了)?$", 3),
     # the satisfied: 满意度 rated high or low
     (r"满意度为?[0零]", 1),
     (r"满意度(?:很|非常|特别|比较|挺|极|超)?低|满意度不高", 2),

@@ -69,6 +69,11 @@ from feedback.parsing import ParsedReply, parse_reply
         ("满意度不高", 2),
         ("满意度很高", 4),
         ("满意度满分", 5),
+        # points of ten as the whole reply, as "10分" and "9/10" are read (no rating before)
+        ("9分", 5),
+        ("打8分", 4),
+        ("7分", 4),
+        ("6分", 3),
         # negations of blame: no complaint is no case
         ("没有不满意的", 4),
         ("没什么不满意的", 4),
@@ -193,6 +198,8 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "would be great if it were faster",
         "Thanks, have a good one",
         "不要退订",  # a refusal to unsubscribe: no opt-out, no verdict
+        "等了9分",  # minutes, said short
+        "9分钟",
         "我要退订这个套餐",  # a plan, not our messages
         "说不好",
         "TD是什么意思",

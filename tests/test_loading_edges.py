@@ -283,3 +283,18 @@ def test_a_subscriber_id_that_may_be_a_phone_number_is_masked(given, shown):
     """Masked when in doubt: a version that asked only whether the number was a valid
     Chinese one showed MSISDNs and a mobile saved as a float in full."""
     assert shown_value("subscriber_id", given) == shown
+
+
+def test_a_name_longer_than_a_name_is_refused_showing_its_start(stores, settings, tmp_path):  # noqa: F811
+    """A 2-million-character name loaded, and its greeting was queued as a 13,000-part SMS;
+    the reason showed the whole value."""
+    longest = good(1).replace("Name 1", "x" * 100)
+    too_long = good(2).replace("Name 2", "李" * 2_000)
+    path = write(tmp_path, "long.csv", [longest, too_long])
+    with pytest.raises(LoadRefusedError) as refused:
+        load_file(stores, settings, "subscribers", path, today=TODAY)
+    reasons = refused.value.result.bad_rows
+    assert list(reasons) == [3]
+    [reason] = reasons[3]
+    assert reason.endswith("… (2,000 characters)' is longer than 100 characters"), reason
+    assert len(reason) < 180

@@ -128,12 +128,21 @@ def _allowed(column_type: str, settings: Settings) -> tuple[list[str], str] | No
     return None
 
 
+# The longest text a field may hold: names, cities and a visit's service as people write them
+# fit with room to spare. A 2-million-character name loaded, and its greeting went out as a
+# 13,000-part SMS.
+TEXT_MAX = 100
+
+
 def _type_rules(column: Column, settings: Settings, today: date) -> list[Rule]:
     import great_expectations as gx
 
     e: Any = gx.expectations
     name = column.name
     rules = []
+    if column.type == "text":
+        too_long = e.ExpectColumnValueLengthsToBeBetween(column=name, max_value=TEXT_MAX)
+        rules.append(Rule(too_long, name, f"is longer than {TEXT_MAX} characters"))
     if column.type in PATTERNS:
         regex, reason = PATTERNS[column.type]
         rules.append(Rule(e.ExpectColumnValuesToMatchRegex(column=name, regex=regex), name, reason))
@@ -381,6 +390,9 @@ def _kept(value: Any) -> Any:
 CONTACT_COLUMNS = frozenset({"phone", "email", "manager_email", "contact_email"})
 
 
+SHOWN_MAX = 100  # characters of a refused value a reason shows (a name fits whole)
+
+
 def shown_value(column: str, value: object) -> object:
     """A refused value as reasons show it: contact data masked (the original stays in the
     quarantine table, never in a log, a printed reason or a report)."""
@@ -391,6 +403,8 @@ def shown_value(column: str, value: object) -> object:
     if column == "subscriber_id" and _is_phone_number(text):
         return mask_phone(re.sub(r"[^\d+]", "", text.strip().removesuffix(".0")))
     masked = mask_text(text)  # a number or an address inside another column's text
+    if len(masked) > SHOWN_MAX:  # its start is enough to find it by; the line names the row
+        return f"{masked[:SHOWN_MAX]}… ({len(text):,} characters)"
     return value if masked == text else masked
 
 

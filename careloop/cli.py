@@ -399,7 +399,7 @@ def report(
     console.print(f"KPI report for {chosen} (each KPI's units dated in the month): {html}")
     console.print(f"its figures (JSON): {data}")
     console.print(f"loop report: {written.path}")
-    _show_store_lists(len(written.store_rows), settings.reports_dir / "store_lists")
+    _show_store_lists(written.store_rows, settings.reports_dir / "store_lists")
 
 
 @app.command()
@@ -434,7 +434,7 @@ def demo(
     _show("careloop demo: the loop, step by step", dict(summary_rows(result.report)))
     console.print(f"monthly KPI report: {result.monthly_path}")
     console.print(f"loop report: {result.report_path}")
-    _show_store_lists(len(result.store_rows), result.report_path.parent / "store_lists")
+    _show_store_lists(result.store_rows, result.report_path.parent / "store_lists")
 
 
 def _no_stack_on(demo_home: Path) -> None:
@@ -451,8 +451,11 @@ def _no_stack_on(demo_home: Path) -> None:
         )
 
 
-def _show_store_lists(files: int, folder: Path) -> None:
-    console.print(f"store managers' lists: {files} CSV files in {folder}")
+def _show_store_lists(rows: dict[str, int], folder: Path) -> None:
+    listing = sum(1 for n in rows.values() if n)
+    console.print(
+        f"store managers' lists: {len(rows)} CSV files, {listing} with cases listed, in {folder}"
+    )
 
 
 def _load(kind: str, path: Path, quarantine: bool) -> None:

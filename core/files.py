@@ -234,7 +234,7 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
     written by polars: a year's store lists are hundreds of thousands of rows. Returns the
     rows per value. Text, integers and nulls only: polars writes other types (times, floats,
     booleans) otherwise than the csv module, and a categorical column would pass the formula
-    guard unread."""
+    guard unread. A value of ``paths`` with no rows gets the header alone."""
     for name, kind in frame.schema.items():
         if not (kind == pl.String or kind == pl.Null or kind.is_integer()):
             raise TypeError(f"column {name!r} is {kind}: write it as text or an integer")
@@ -245,6 +245,10 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
         with os.fdopen(_private_descriptor(paths[value]), "wb") as handle:
             part.rename(header).write_csv(handle, line_terminator="\r\n", include_bom=True)
         written[value] = part.height
+    for value in paths.keys() - written.keys():  # no rows: the header alone says so
+        with os.fdopen(_private_descriptor(paths[value]), "wb") as handle:
+            safe.clear().rename(header).write_csv(handle, line_terminator="\r\n", include_bom=True)
+        written[value] = 0
     return written
 
 

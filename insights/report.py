@@ -248,12 +248,15 @@ def loop_report(
 def write_store_lists(
     con: duckdb.DuckDBPyConnection, directory: Path, now: datetime
 ) -> dict[str, int]:
-    """One CSV per store manager with the cases their page shows at ``now``; returns rows per
-    store. Every store's file name is checked before anything is written (an id an older
-    version let in names no list: the command says which)."""
+    """One CSV per store manager with the cases their page shows at ``now``, every store's
+    (one with none listed has the header alone, so a re-run leaves no older list of its
+    behind, and no manager is left looking for a file); returns rows per store. Every
+    store's file name is checked before anything is written (an id an older version let in
+    names no list: the command says which)."""
     private_dir(directory)
     listed = con.sql(CASE_LIST_SQL, params={"now": now, "shown": LISTED_SHOWN_DAYS}).pl()
-    stores = listed.get_column("store_id").unique(maintain_order=True).to_list()
+    stores = [row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()]
+    stores += listed.get_column("store_id").unique(maintain_order=True).to_list()
     paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in stores}
     for old in directory.glob("*.csv"):
         old.unlink()
@@ -324,7 +327,8 @@ def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
         ),
         *_section(
             "Store managers' dissatisfied lists",
-            f"{sum(store_rows.values())} cases listed across {len(store_rows)} stores: "
+            f"{sum(store_rows.values())} cases listed across {sum(map(bool, store_rows.values()))} "
+            "stores: "
             f"{LISTED_PERIOD} (one CSV per store in store_lists/: the ones to do first, the "
             "closed ones after; times in the store's own timezone).",
             [],

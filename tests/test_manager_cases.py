@@ -19,7 +19,7 @@ from cases.digest import send_digests
 from cases.escalation import escalate_overdue
 from cases.follow_up import plan_follow_ups
 from inbox.inbox import Inbox
-from tests.factories import add_action, add_subscriber
+from tests.factories import add_action, add_store, add_subscriber
 from tests.fakes import Fault, processed_event
 from tests.manager_world import OPENED, add_case, build
 
@@ -118,6 +118,24 @@ def test_the_mailed_list_and_the_reports_store_list_are_one_list(con, settings):
     assert [(r["section"], bool(r["escalated_local"])) for r in rows] == [
         ("to do", True), ("to do", False), ("closed", False)
     ]  # fmt: skip
+
+
+def test_every_store_has_its_list_file_its_header_alone_when_nothing_is_listed(con, settings):
+    """A store with nothing listed had no file, and a re-run deleted the one an earlier
+    report had written for it: its manager found an old list or none."""
+    from insights.report import write_store_lists
+
+    world(con, settings)
+    add_store(con, store_id="ST9", name="空店")
+    folder = settings.reports_dir / "store_lists"
+    now = OPENED + timedelta(hours=1)
+    rows = write_store_lists(con, folder, now)
+    assert rows["ST9"] == 0 and rows["ST1"] > 0
+    listed = (folder / "ST1.csv").read_bytes().split(b"\r\n")[0]
+    assert (folder / "ST9.csv").read_bytes() == listed + b"\r\n"  # the same header, alone
+    con.execute("DELETE FROM manager_cases WHERE store_id = 'ST1'")
+    assert write_store_lists(con, folder, now)["ST1"] == 0
+    assert (folder / "ST1.csv").read_bytes() == listed + b"\r\n"  # the old list is gone
 
 
 def _resolve(con, case_id, at):

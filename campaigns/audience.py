@@ -15,7 +15,7 @@ import polars as pl
 from campaigns.catalog import LoadedCampaign
 from campaigns.planning import Plan, run_steps
 from core.settings import Settings
-from warehouse.db import query_frame
+from warehouse.db import query_typed_frame
 
 AUDIENCE_SQL = """
 SELECT subscriber_id, occasion,
@@ -48,4 +48,4 @@ def preview_audience(
         con, settings, campaign, as_of, round=1, run_id="preview", params=params or {}, dry_run=True
     )
     run_steps(plan)
-    return query_frame(con, AUDIENCE_SQL)
+    return query_typed_frame(con, AUDIENCE_SQL)  # a DATE stays a date, as in the warehouse

@@ -729,12 +729,13 @@ def segment_preview(
     """Print the rule's members for a date (the rule itself: no consent, caps or holdout)."""
     from core.output import print_frame
     from segments.registry import materialize
-    from warehouse.db import query_frame
+    from warehouse.db import query_typed_frame
 
     rule = _rule(name)
     with _reader() as con:
         materialize(con, rule, _day(as_of) or _today(), "preview", _params(param))
-        frame = query_frame(
+        # through Arrow: a DATE stays a date (pandas made it a midnight with no zone)
+        frame = query_typed_frame(
             con,
             "SELECT subscriber_id, * EXCLUDE (subscriber_id) FROM preview ORDER BY subscriber_id",
         )

@@ -1,7 +1,7 @@
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 import typer
@@ -400,3 +400,21 @@ def test_segment_test_of_a_rule_that_cannot_load_fails_as_the_unnamed_one_does(
         said = " ".join(done.output.split())
         assert done.exit_code == 1 and "FAIL r: loads" in said and "undeclared" in said, said
     assert runner.invoke(app, ["segment", "test", "nope"]).exit_code == 2  # no such rule
+
+
+def test_a_date_a_rule_returns_is_shown_as_a_date(warehouse_with_people, tmp_path, monkeypatch):
+    """A DATE column came out as a midnight with no zone: "2025-06-11T00:00:00" in JSON,
+    "2025-06-11 00:00:00" in CSV, neither a date nor a moment as the README writes one."""
+    (tmp_path / "born.sql").write_text(
+        "SELECT subscriber_id, birthday AS born, TIMESTAMPTZ '2026-03-01 08:00:00+00' AS seen "
+        "FROM subscriber_profile WHERE subscriber_id = 'S3'"
+    )
+    (tmp_path / "born.yml").write_text("description: when they were born\n")
+    monkeypatch.setattr("careloop.cli._rules", lambda: (load_rules(tmp_path), {}))
+    as_json = runner.invoke(app, ["segment", "preview", "born", "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    [row] = json.loads(as_json.output)
+    assert row["born"] == "1990-03-01"
+    assert datetime.fromisoformat(row["seen"]) == datetime(2026, 3, 1, 8, tzinfo=UTC)
+    as_csv = runner.invoke(app, ["segment", "preview", "born", "--format", "csv"])
+    assert as_csv.output.splitlines()[1].split(",")[:2] == ["S3", "1990-03-01"]

@@ -36,7 +36,12 @@ SENTENCE_GAP = {"zh-CN": "", "en": " "}
 LABEL_COLON = {"zh-CN": "：", "en": ": "}  # a label's colon, full-width in Chinese
 SMS_OPT_OUT = {"zh-CN": "回复TD退订", "en": "Reply STOP to opt out"}
 EMAIL_UNSUBSCRIBE = {"zh-CN": "退订邮件", "en": "Unsubscribe"}
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# A NULL a rule returns is written as nothing, not "None" (an unknown name is still an error).
+_ENV = SandboxedEnvironment(
+    undefined=StrictUndefined,
+    autoescape=False,
+    finalize=lambda value: "" if value is None else value,
+)
 
 
 def ordinal(value: object) -> str:

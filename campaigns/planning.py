@@ -26,7 +26,7 @@ from core.clock import utc_now
 from core.progress import step_done
 from core.settings import Settings
 from segments.registry import SegmentRule, materialize
-from warehouse.db import query_frame, register_frame
+from warehouse.db import query_typed_frame, register_frame
 
 # Outbox statuses that mean "this customer was (or is about to be) contacted".
 CONTACT_STATUSES = ("queued", "sending", "sent", "delivered", "unconfirmed")
@@ -159,7 +159,10 @@ def content(plan: Plan) -> Figures:
     message itself is rendered when the outbox is written, on the chosen channel only."""
     members = _join_profiles(plan)
     remaining = _drop_already_planned(plan)
-    offers = with_offers(plan.step, query_frame(plan.con, "SELECT * FROM plan_members"))
+    # through Arrow: a rule's DATE stays a date and its integers integers (through pandas a
+    # template showed "2025-06-11 00:00:00", and an age beside a NULL "21.0")
+    members_frame = query_typed_frame(plan.con, "SELECT * FROM plan_members")
+    offers = with_offers(plan.step, members_frame)
     register_frame(plan.con, "offered_members", offers)
     plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_content AS SELECT * FROM offered_members")
     plan.con.unregister("offered_members")
@@ -460,7 +463,7 @@ def _set_expiry(plan: Plan) -> None:
 
 def _render(plan: Plan) -> None:
     """``plan_messages``: the message of every member who has a channel, on that channel."""
-    reachable = query_frame(plan.con, "SELECT * FROM plan_final WHERE channel IS NOT NULL")
+    reachable = query_typed_frame(plan.con, "SELECT * FROM plan_final WHERE channel IS NOT NULL")
     register_frame(plan.con, "rendered", render_members(plan.renderer, reachable, plan.created_at))
     plan.con.execute("CREATE OR REPLACE TEMP TABLE plan_messages AS SELECT * FROM rendered")
     plan.con.unregister("rendered")

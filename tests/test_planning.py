@@ -273,3 +273,41 @@ def test_a_member_asked_by_email_for_a_shared_number_goes_at_the_emails_time(con
     sent = dict(con.execute("SELECT channel, scheduled_at FROM care_actions").fetchall())
     assert sent["email"] == visited + timedelta(minutes=120)  # due two hours after the visit
     assert sent["sms"] == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00, the window's opening
+
+
+def test_a_rules_date_and_whole_numbers_read_in_a_message_as_written(con, settings, tmp_path):
+    """Read through pandas on their way to the templates, a DATE became a midnight
+    ("1990-06-15 00:00:00") and a whole number beside a NULL a float ("36.0"); a NULL was
+    written "None"."""
+    from campaigns.catalog import load_campaign
+    from campaigns.spec import DEFINITIONS_DIR
+    from segments.registry import RULES_DIR, load_rules
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for builtin in RULES_DIR.glob("*.[sy][qm][l]"):
+        (rules / builtin.name).write_text(builtin.read_text())
+    (rules / "born.sql").write_text(
+        "SELECT b.*, p.birthday AS born, CASE WHEN b.subscriber_id = 'S2' THEN NULL "
+        "ELSE b.age END AS years FROM (" + (RULES_DIR / "birthday.sql").read_text() + ") b "
+        "JOIN subscriber_profile p USING (subscriber_id)"
+    )
+    (rules / "born.yml").write_text(
+        "description: birthdays, with the day\n"
+        "columns: {occasion: the year, age: years, born: the day, years: or NULL}\n"
+    )
+    definition = (DEFINITIONS_DIR / "birthday.yaml").read_text()
+    greeting = "{{ name }}，祝您{{ age }}岁生日快乐！"
+    assert greeting in definition
+    definition = definition.replace("segment: birthday", "segment: born").replace(
+        greeting, "{{ name }}，{{ born }}，{{ years }}岁！"
+    )
+    (tmp_path / "born.yaml").write_text(definition)
+    loaded = load_campaign(tmp_path / "born.yaml", load_rules(rules), settings)
+    add_store(con)
+    add_subscriber(con, "S1")
+    add_subscriber(con, "S2")
+    plan_loaded(con, settings, loaded)
+    bodies = dict(con.execute("SELECT subscriber_id, body FROM care_actions").fetchall())
+    assert bodies["S1"].startswith("客户1，1990-06-15，36岁！"), bodies["S1"]
+    assert bodies["S2"].startswith("客户2，1990-06-15，岁！"), bodies["S2"]  # NULL: nothing

@@ -378,10 +378,10 @@ def write_reports(
     now: datetime | None = None,
     sla_hours: int = 48,
     reply_window_hours: int = 72,
-    file_name: str = "kpi_report.md",
+    file_name: str = "loop_report.md",
     variants: list[VariantReport] | None = None,
 ) -> WrittenReport:
-    """The KPI report (Markdown, ``file_name`` in ``directory``) of care planned on business
+    """The loop report (Markdown, ``file_name`` in ``directory``) of care planned on business
     dates ``since`` to ``until`` (each open-ended when None) and one dissatisfied-customer
     CSV per store manager. ``variants``: the message tests as of ``now`` when the caller has
     them already (the monthly report does): each reads its campaign's whole test."""

@@ -43,9 +43,12 @@ class FlowApi:
 
     def describe(self) -> str:
         if self.url is None:
+            # its runs stay in that home's database, seen by the next temporary server only
+            prefect_home = os.environ.get("PREFECT_HOME", "~/.prefect")
             return (
-                "flow runs: a temporary Prefect server (no stack runs for this CARELOOP_HOME: "
-                "`make up` with it, or PREFECT_API_URL, keeps them)"
+                f"flow runs: a temporary Prefect server, recorded in {prefect_home} (no stack "
+                "runs for this CARELOOP_HOME: `make up` with it, or PREFECT_API_URL, shows "
+                "them in a UI)"
             )
         return f"flow runs: {self.url} ({self.source})"
 

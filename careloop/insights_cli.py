@@ -165,6 +165,8 @@ def kpis(
     for part in found.drilldowns.get(found.kpi.name, []):
         console.print(f"{part.scope} {part.key}: rate {_points(part.rate, percent)}, "
                       f"mix {_points(part.mix, percent)}", highlight=False)  # fmt: skip
+    # said on every surface, as drivers and lift say theirs (the JSON has excluded_rows)
+    console.print(f"rows left out for an empty value: {found.excluded}", highlight=False)
 
 
 def _points(value: float | None, percent: bool) -> str:

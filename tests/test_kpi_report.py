@@ -792,6 +792,20 @@ def test_the_panorama_on_an_export_gives_the_reports_figures(con, settings, tmp_
     assert html.exit_code == 0 and "<script" not in html.output and "ST2" in html.output
 
 
+def test_the_panorama_tables_rows_left_out_as_its_json_and_html_do(tmp_path):
+    """Only the JSON (excluded_rows) and the HTML said a row with an empty value was left
+    out; the table, what an analyst reads first, did not."""
+    path = tmp_path / "units.csv"
+    path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-02-02,,ST1\n2026-01-03,0,ST2\n")
+    args = ["insights", "kpis", str(path), "--month", "2026-02", "--date", "day", "--value",
+            "value", "--by", "store"]  # fmt: skip
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "rows left out for an empty value: 1" in table.output
+    as_json = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert json.loads(as_json.output)["excluded_rows"] == 1
+
+
 def test_the_panorama_on_an_export_names_bad_cells(tmp_path):
     path = tmp_path / "units.csv"
     path.write_text("day,value,store\n2026-02-01,1,ST1\n2026-13-01,0,ST1\n2026-02-03,x,ST2\n")

@@ -87,7 +87,7 @@ def lift(
         float | None,
         typer.Option(help="The lift to size a campaign for (default: the one measured)."),
     ] = None,
-    fmt: Format = "json",
+    fmt: Format = "table",
 ) -> None:
     """The difference between treated and held-out customers, with its 95% interval, p-value
     and the sample size a campaign needs to detect it."""

@@ -319,7 +319,7 @@ def test_lift_json_is_strict_even_when_nothing_moved(tmp_path):
     path = tmp_path / "outcomes.csv"
     path.write_text("group,outcome\n" + "treated,0\n" * 5 + "holdout,0\n" * 5)
     result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
-                                 "--outcome", "outcome"])  # fmt: skip
+                                 "--outcome", "outcome", "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     found = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert found["p_value"] == 1 and found["significant"] is False
@@ -338,9 +338,15 @@ def test_lift_command_json_and_bad_rows(tmp_path):
     path = tmp_path / "outcomes.parquet"
     frame.write_parquet(path)
     result = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
-                                 "--outcome", "renewed", "--detect", "0.05"])  # fmt: skip
+                                 "--outcome", "renewed", "--detect", "0.05",
+                                 "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     found = json.loads(result.output)
+    # a table by default, as the other insights commands give (it was JSON)
+    table = runner.invoke(app, ["insights", "lift", str(path), "--group", "group",
+                                "--outcome", "renewed"])  # fmt: skip
+    assert table.exit_code == 0 and table.output.startswith("treated "), table.output
+    assert "rows left out for an empty outcome: 1" in " ".join(table.output.split())
     assert set(found) >= {"treated_mean", "holdout_mean", "lift", "ci_low", "ci_high",
                           "p_value", "significant"}  # fmt: skip
     assert found["ci_low"] < 0.1 < found["ci_high"] and found["significant"] is True

@@ -482,7 +482,10 @@ def _check(request: dict[str, object], home: Path) -> None:
     from core.settings import load_settings
 
     if request.get("code") != code_identity():
-        raise RefusedError(f"another careloop or Python ({request.get('code')})")
+        raise RefusedError(
+            f"another careloop or Python (the command's {request.get('code')}, "
+            f"the runner's {code_identity()})"
+        )
     try:
         settings = load_settings()
     except Exception as exc:  # the command says what is wrong, in its own words

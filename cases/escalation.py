@@ -11,6 +11,7 @@ import duckdb
 
 from campaigns.channels.mail import Mailer, StaffMail
 from cases.machine import Event, apply_rows, states_where
+from cases.notes import ESCALATED, TOLD
 from cases.staff_mail import PENDING_ESCALATIONS, Outgoing, send_once, settle
 from core.masking import mask_email
 from warehouse.db import Held, as_held, query_dicts
@@ -93,7 +94,7 @@ def _mark_told(con: duckdb.DuckDBPyConnection, evaluation_ids: Sequence[str], no
         {"ids": list(evaluation_ids)},
     )
     if cases:  # one region per mail: one contact
-        told = f"told {cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'] or '')})"
+        told = f"{TOLD}{cases[0]['contact_name']} ({mask_email(cases[0]['contact_email'] or '')})"
         _mark_escalated(con, cases, now, told)
     return len(cases)
 
@@ -108,7 +109,7 @@ def _mark_escalated(
             "event": Event.ESCALATED.value,
             "occurred_at": now,
             "actor": "system",
-            "note": f"escalated: {note}",
+            "note": f"{ESCALATED}{note}",
         }
         for case in cases
     ]

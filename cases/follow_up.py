@@ -20,6 +20,7 @@ from campaigns.planning import action_id
 from campaigns.sms import segment_count
 from campaigns.spec import Campaign, CareStep, validity_seconds
 from cases.machine import Event, State, apply_rows
+from cases.notes import NO_CONSENT, NO_CONTACT, NOT_ASKED, OPTED_OUT
 from core.settings import Settings
 from core.yaml_files import YamlFileError, read_yaml
 from warehouse.db import query_dicts, register_frame, transaction
@@ -151,17 +152,17 @@ def _not_asked(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "event_key": f"follow-up:{case['case_id']}:{case['asked']}",
         "case_id": case["case_id"], "event": Event.NOT_ASKED.value,
-        "occurred_at": now, "actor": "system", "note": f"not asked again: {case['reason']}",
+        "occurred_at": now, "actor": "system", "note": f"{NOT_ASKED}{case['reason']}",
     }  # fmt: skip
 
 
 def _unreachable(case: dict[str, Any], recipient: object) -> str | None:
     if not recipient:
-        return f"no {CONTACT[case['channel']]}"
+        return f"{NO_CONTACT}{CONTACT[case['channel']]}"
     if case["opted_out"]:
-        return f"opted out of {case['channel']}"
+        return f"{OPTED_OUT}{case['channel']}"
     if not case["consent"]:
-        return f"no consent for {case['channel']}"
+        return f"{NO_CONSENT}{case['channel']}"
     return None
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from cases.machine import Event, apply_events, apply_rows, states_where
+from cases.notes import FOLLOW_UP_RATED, NO_ANSWER, RATED_AGAIN, SECOND_ROUND_RATED
 from inbox.inbox import InboxItem
 from warehouse.db import ingest_mark
 
@@ -42,7 +43,7 @@ def ingest_case_events(con: duckdb.DuckDBPyConnection, items: list[InboxItem]) -
 # the window closed. Not for a case its manager resolved meanwhile (asked the follow-up):
 # reopened by the follow-up's 1-2, it is the follow-up's answer that counts, not the older
 # silence, which once moved it to unresolved.
-UNANSWERED = """
+UNANSWERED = f"""
 WITH due AS (
     SELECT m.evaluation_id, a.action_id, a.sent_at
     FROM manager_cases m JOIN care_actions a ON a.action_id = m.second_round_action_id
@@ -58,7 +59,7 @@ WITH due AS (
 )
 SELECT 'no-answer:' || evaluation_id AS event_key, evaluation_id AS case_id,
        NULL AS store_id, $event AS event, sent_at + to_seconds($window) AS occurred_at,
-       'system' AS actor, 'no answer to the second round' AS note, NULL AS score,
+       'system' AS actor, '{NO_ANSWER}' AS note, NULL AS score,
        NULL AS comment
 FROM due WHERE action_id NOT IN (SELECT action_id FROM answered)
 """
@@ -121,7 +122,7 @@ SEEN = "case_ratings_seen"  # in ingest_state: the last latest_ratings.rated a p
 
 # The customer's ratings, as events: the second round's, the follow-ups', and another reply
 # to the survey the case came from (it updates what the case says, and opens nothing).
-RATINGS = """
+RATINGS = f"""
 SELECT 'rating:' || evaluation_id AS event_key, case_id, NULL AS store_id,
        CASE WHEN part = 'survey' THEN 'rated_again'
             WHEN part = 'second_round' AND score >= 4 THEN 'second_round_good'
@@ -130,8 +131,8 @@ SELECT 'rating:' || evaluation_id AS event_key, case_id, NULL AS store_id,
             WHEN score = 3 THEN 'follow_up_neutral'
             ELSE 'follow_up_bad' END AS event,
        received_at AS occurred_at, 'customer' AS actor,
-       CASE part WHEN 'survey' THEN 'rated the survey again '
-                 WHEN 'second_round' THEN 'second round rated ' ELSE 'follow-up rated ' END
+       CASE part WHEN 'survey' THEN '{RATED_AGAIN}'
+                 WHEN 'second_round' THEN '{SECOND_ROUND_RATED}' ELSE '{FOLLOW_UP_RATED}' END
        || score || '/5' || coalesce(': ' || comment, '') AS note,
        score, comment
 FROM case_ratings

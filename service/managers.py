@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from cases.board import Board, StoreBoard
 from cases.machine import ACTIVE, manager_moves
+from cases.notes import shown_note
 from cases.publishing import sla_left
 from core.clock import utc_now
 from core.settings import Settings
@@ -178,8 +179,9 @@ class ManagerPages:
         if request.method == "POST":
             return await self._change(request, session, case)
         page = _ENV.get_template("manager_detail.html")
+        context = self._context(session, board)
         return HTMLResponse(
-            page.render(**self._context(session, board), case=self._shown(case, board))
+            page.render(**context, case=self._shown(case, board, context["locale"]))
         )
 
     async def _form(self, request: Request) -> dict[str, str]:
@@ -250,7 +252,8 @@ class ManagerPages:
         }
 
     def _render_board(self, session: Session, board: StoreBoard) -> str:
-        shown = [self._shown(case, board) for case in board.cases]
+        locale = self._context(session, board)["locale"]
+        shown = [self._shown(case, board, locale) for case in board.cases]
         active = [c for c in shown if c["status"] in ACTIVE]
         active.sort(
             key=lambda c: (c["escalated_at"] is None, c["status"] != "open", c["opened_at"])
@@ -266,7 +269,7 @@ class ManagerPages:
             **context, active=active, closed=closed, fresh=fresh
         )
 
-    def _shown(self, case: dict[str, Any], board: StoreBoard) -> dict[str, Any]:
+    def _shown(self, case: dict[str, Any], board: StoreBoard, locale: str) -> dict[str, Any]:
         zone = board.store["timezone"]
         left = sla_left(case, datetime.now(UTC))
         return {
@@ -275,7 +278,14 @@ class ManagerPages:
             "sla_left": _duration(left) if left is not None else None,
             "sla_overdue": left is not None and left.total_seconds() < 0,
             "actions": [a for a, states in manager_moves().items() if case["status"] in states],
-            "events": [{**e, "at_local": _local(e["at"], zone)} for e in case.get("events", [])],
+            "events": [
+                {
+                    **e,
+                    "at_local": _local(e["at"], zone),
+                    "note": shown_note(e["note"], e["actor"], locale),
+                }
+                for e in case.get("events", [])
+            ],
         }
 
 

@@ -162,3 +162,32 @@ def test_bad_bodies_are_the_clients_fault_never_a_500(pages):
     assert garbled.status_code == 400
     assert client.head("/m/").status_code == 200 and client.head("/m/cases/E9").status_code == 404
     assert board.case("ST1", "E1")["status"] == "open"
+
+
+def test_careloops_notes_are_in_the_pages_language_and_what_people_wrote_as_written(pages, con):
+    """A Chinese page showed careloop's own notes in English: "follow-up rated 1/5: 话费多扣了"."""
+    from cases.notes import shown_note
+    from cases.publishing import publish_boards
+
+    client, settings, board = pages
+    sign_in(client, settings)
+    notes = [
+        ("customer", "follow-up rated 1/5: 话费多扣了"),
+        ("system", "not asked again: no consent for sms"),
+        ("manager:ST1", "no answer yet, will call"),
+    ]
+    for n, (actor, note) in enumerate(notes):
+        con.execute(
+            "INSERT INTO case_events (event_key, evaluation_id, occurred_at, actor, from_status, "
+            "to_status, note, accepted) VALUES (?, 'E2', now(), ?, 'open', 'open', ?, true)",
+            [f"note-{n}", actor, note],
+        )
+    con.execute("UPDATE manager_cases SET board_stale = true WHERE evaluation_id = 'E2'")
+    publish_boards(con, board, datetime.now(UTC), 48, watermark(con, board.inbox))
+    detail = client.get("/m/cases/E2").text
+    assert "回访评分：1/5，话费多扣了" in detail and "follow-up rated" not in detail
+    assert "未再次询问：未同意接收短信" in detail
+    assert "no answer yet, will call" in detail  # a manager's words, as written
+    # stored as written; an English page shows it so
+    assert shown_note(notes[0][1], "customer", "en") == notes[0][1]
+    assert shown_note("no answer yet", "manager:ST1", "zh-CN") == "no answer yet"

@@ -293,6 +293,9 @@ WHOLE_REPLY_SCORES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 WHOLE_REPLY_SCORES |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 WHOLE_REPLY_SCORES |= {"0": 1, "零": 1, "好": 4}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
+# After a score, what mocks it ("5分？开什么玩笑"): scorn, as "满意才怪" is; not a joke the
+# staff made ("店员很会开玩笑"). English has none here: "you're kidding, so fast!" is praise.
+_MOCKED = re.compile(r"开什么玩笑|你在?逗我|别逗了|想得美")
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
@@ -547,6 +550,8 @@ def _rating(text: str) -> ParsedReply | None:
     text = _without_full_marks(text)
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
+        if _MOCKED.search(match.group(3).lower()):  # "5分？开什么玩笑": scorn of the score
+            return ParsedReply("rating", 1, _comment(text))
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
     given = _points_given(text)
     if given:

@@ -91,6 +91,8 @@ from feedback.parsing import ParsedReply, parse_reply
         ("我很满意才怪", 1),
         ("满意个屁", 1),
         ("不错个鬼", 1),  # rated 4
+        ("5分？开什么玩笑", 1),  # rated 5
+        ("5分，别逗了", 1),
         ("好评个鬼", 1),  # rated 5
         ("好个屁", 1),
         ("差差差", 1),
@@ -172,6 +174,11 @@ from feedback.parsing import ParsedReply, parse_reply
 )
 def test_a_verdict_in_words_is_the_rating(text, score):
     assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
+
+
+@pytest.mark.parametrize("text", ["5 店员很会开玩笑", "4 you're kidding, so fast!"])
+def test_a_joke_beside_a_score_is_no_scorn_of_it(text):
+    assert parse_reply(text).score == int(text[0])
 
 
 def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():

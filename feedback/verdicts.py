@@ -237,11 +237,23 @@ _NOT_VERDICTS = re.compile(
 )
 
 
+# The network named beside what the visit was ("服务和信号都比以前好", "信号和态度都比之前差"):
+# the comparison is of the visit too, so the network is left out of the subject.
+_VISIT_AND_NETWORK = re.compile(
+    r"(服务|态度|店员|营业员|员工|体验|环境|效率)(?:和|跟|与|、|以及)"
+    + _NETWORK
+    + r"|"
+    + _NETWORK
+    + r"(?:和|跟|与|、|以及)(?=服务|态度|店员|营业员|员工|体验|环境|效率)"
+)
+
+
 def verdict(lowered: str) -> int | None:
     """The score of the verdicts said in a reply, when they agree (see the module's note)."""
+    lowered = _VISIT_AND_NETWORK.sub(r"\1", lowered.replace("\u2019", "'"))
     said = [
         int(found.lastgroup[1:])
-        for clause in _CLAUSE.findall(_NOT_VERDICTS.sub(" ", lowered.replace("\u2019", "'")))
+        for clause in _CLAUSE.findall(_NOT_VERDICTS.sub(" ", lowered))
         if not _NO_VERDICT_IN.search(clause)
         for found in _VERDICT.finditer(clause)
         if found.lastgroup

@@ -92,6 +92,10 @@ from feedback.parsing import ParsedReply, parse_reply
         ("满意个屁", 1),
         ("不错个鬼", 1),  # rated 4
         ("5分？开什么玩笑", 1),  # rated 5
+        # the visit compared beside the network: none, as the network's alone is
+        ("服务和信号都比以前好", 4),
+        ("信号和服务都比以前好", 4),
+        ("态度、网速都比之前差", 2),
         ("5分，别逗了", 1),
         ("好评个鬼", 1),  # rated 5
         ("好个屁", 1),
@@ -292,6 +296,7 @@ def test_a_negated_word_is_turned_whatever_its_spelling(text, score):
         "问题一次解决，以后不来了",  # no need to come back
         "信号比之前差很多，小王帮我换了张新卡，现在正常了",  # the network, not the visit
         "信号不比以前差，就是套餐贵",  # the network, negated: still not the visit
+        "网速和信号都比以前差",  # the network twice
         "网速并不比之前差",
         "信号也没比上次好",
         # hedged or denied with a word between ("still", "again", "at all", "won't")

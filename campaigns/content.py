@@ -153,7 +153,10 @@ class StepRenderer:
         self, channel: Channel, action_id: str, context: dict[str, Any], issued: datetime
     ) -> tuple[str | None, str]:
         locale: Locale = context["locale"]
-        survey = self.step.survey[locale] if self.step.survey else None
+        # a member the plan does not ask (another is asked on the same number) gets the care
+        # without the survey
+        asks = self.step.survey is not None and context.get("asks", True)
+        survey = self.step.survey[locale] if asks and self.step.survey else None
         if channel in ("sms", "voice"):
             asked = (survey, SURVEY_HOW[channel][locale]) if survey else ()
             opt_out = (SMS_OPT_OUT if channel == "sms" else OFFER_OPT_OUT)[locale]

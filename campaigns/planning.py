@@ -373,13 +373,11 @@ def _held_out_params(plan: Plan) -> dict[str, Any]:
     }
 
 
-SHARED_NUMBER = "shared_number"  # another member of the plan is asked on the number, and no email
-
-
 def _suppress(plan: Plan) -> None:
     """``plan_final``: why each member is not contacted, if not: unreachable, capped across
-    campaigns (first rounds only: a complaint's second round passes), held out, or another
-    member's text or call goes to the same number (asked by email instead where it can be)."""
+    campaigns (first rounds only: a complaint's second round passes) or held out; and
+    whether the member is asked the survey (``asks``): one member a number is, the others
+    by email where they can be, else given their care without it."""
     cap_applies = plan.round == 1
     surveys = plan.step.survey is not None  # a greeting alone may go to each of them
     by_email = f"({'email' in plan.step.channels} AND email_state = 'ok')"
@@ -421,7 +419,8 @@ def _suppress(plan: Plan) -> None:
         -- One survey a number in a plan: members sharing a phone (a household's) got the
         -- same survey at the same moment, and every answer went to one of them (a reply is
         -- the latest survey's to its number: feedback.ingest). The others are asked by email
-        -- where the campaign and they allow it; else not at all.
+        -- where the campaign and they allow it; else their care goes on the number without
+        -- the survey (a greeting and its gift are not lost for being a household's).
         ), shared AS (
             SELECT *, {surveys} AND asked AND row_number() OVER (
                 PARTITION BY CASE WHEN asked THEN phone END
@@ -433,8 +432,8 @@ def _suppress(plan: Plan) -> None:
             -- email has no send window: at its due time, as _schedule times email
             CASE WHEN shared AND {by_email} THEN timezone(timezone, due_local)
                  ELSE scheduled_at END AS scheduled_at,
-            CASE WHEN shared AND NOT {by_email} THEN '{SHARED_NUMBER}'
-                 ELSE reason END AS suppression_reason
+            reason AS suppression_reason,
+            {surveys} AND NOT (shared AND NOT {by_email}) AS asks
         FROM shared""",
         {
             "low": span[0] if span else None,
@@ -493,7 +492,7 @@ def _write_outbox(plan: Plan) -> None:
         SELECT action_id, idempotency_key, ?, ?, subscriber_id, occasion, ?,
             {parent}, store_id, tier, locale, channel,
             CASE WHEN channel = 'email' THEN email WHEN channel IS NOT NULL THEN phone END,
-            offer_code, m.subject, m.body, ?,
+            offer_code, m.subject, m.body, asks,
             CASE WHEN suppression_reason IS NULL THEN 'queued'
                  WHEN suppression_reason = 'holdout' THEN 'held_out'
                  ELSE 'suppressed' END,
@@ -506,7 +505,6 @@ def _write_outbox(plan: Plan) -> None:
             plan.run_id,
             plan.campaign.name,
             plan.round,
-            plan.step.survey is not None,
             plan.created_at,
             plan.created_at,
             *plan.campaign.campaign.send_window,

@@ -278,4 +278,8 @@ def test_start_from_the_number_frees_the_record_its_stop_came_to(con, settings):
     plan(con, settings)
     got = {k: v[:2] for k, v in outbox(con).items()}
     assert got["S1"] == ("queued", None)
-    assert got["S9"] == ("suppressed", "shared_number")  # the number is asked once a plan
+    assert got["S9"] == ("queued", None)  # the number is asked once a plan: S9 without it
+    asked = dict(
+        con.execute("SELECT subscriber_id, survey FROM care_actions WHERE run_id = 'r1'").fetchall()
+    )
+    assert asked == {"S1": True, "S9": False}

@@ -228,8 +228,9 @@ def test_a_member_who_left_is_counted_as_left_not_as_unknown(con, settings):
 def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
     """S1 and S2, a household on one phone, got the same survey at the same moment, and
     every answer went to one of them (a reply is the latest survey's to its number). S5 is
-    asked by email; S2 has none. S3's text goes: S4, who shares its number, has no consent
-    for texts or calls."""
+    asked by email; S2 has none, and gets the greeting and its gift on the number without
+    the survey (it was suppressed, its care lost). S3's text goes: S4, who shares its
+    number, has no consent for texts or calls."""
     add_store(con)
     add_subscriber(con, "S1")
     add_subscriber(con, "S2", phone="+8613800000001", email=None)
@@ -239,13 +240,18 @@ def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
     p = plan(con, settings)
     assert outbox(con) == {
         "S1": ("queued", None, "sms", "+8613800000001"),
-        "S2": ("suppressed", "shared_number", "sms", "+8613800000001"),
+        "S2": ("queued", None, "sms", "+8613800000001"),
         "S5": ("queued", None, "email", "c5@example.com"),
         "S3": ("queued", None, "sms", "+8613800000003"),
         "S4": ("queued", None, "email", "c4@example.com"),
     }
-    assert p.figures["suppressed"] == {"shared_number": 1}
-    assert p.figures["queued"] == {"sms": 2, "email": 2}
+    assert p.figures["suppressed"] == {}
+    assert p.figures["queued"] == {"sms": 3, "email": 2}
+    asked = dict(con.execute("SELECT subscriber_id, survey FROM care_actions").fetchall())
+    assert asked == {"S1": True, "S2": False, "S5": True, "S3": True, "S4": True}
+    texts = dict(con.execute("SELECT subscriber_id, body FROM care_actions").fetchall())
+    assert "回复1-5打分" in texts["S1"] and "回复1-5打分" not in texts["S2"]
+    assert "生日快乐" in texts["S2"] and texts["S2"].endswith("回复TD退订")
     [(subject, body)] = con.execute(
         "SELECT subject, body FROM care_actions WHERE subscriber_id = 'S5'"
     ).fetchall()

@@ -242,14 +242,17 @@ def write_private_csvs(frame: pl.DataFrame, by: str, paths: Mapping[Any, Path]) 
     header = dict(zip(frame.columns, safe_row(frame.columns), strict=True))
     written = {}
     for (value, *_), part in safe.partition_by(by, maintain_order=True, as_dict=True).items():
-        with os.fdopen(_private_descriptor(paths[value]), "wb") as handle:
-            part.rename(header).write_csv(handle, line_terminator="\r\n", include_bom=True)
+        _write_csv_frame(paths[value], part.rename(header))
         written[value] = part.height
     for value in paths.keys() - written.keys():  # no rows: the header alone says so
-        with os.fdopen(_private_descriptor(paths[value]), "wb") as handle:
-            safe.clear().rename(header).write_csv(handle, line_terminator="\r\n", include_bom=True)
+        _write_csv_frame(paths[value], safe.clear().rename(header))
         written[value] = 0
     return written
+
+
+def _write_csv_frame(path: Path, frame: pl.DataFrame) -> None:
+    with os.fdopen(_private_descriptor(path), "wb") as handle:
+        frame.write_csv(handle, line_terminator="\r\n", include_bom=True)
 
 
 # The text cells ``is_formula`` can answer without Python: null, a letter or number first

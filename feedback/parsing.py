@@ -156,7 +156,8 @@ PLEASE_STOP_ZH = re.compile(
     r"|(?:不要|别|勿)(?:再)?(?:给我|跟我)?(?:发|打|传)(?:短信|消息|信息|讯息|简讯|电话|这些|这种|了|啦|$)"
     r"|(?:不要|别|勿)(?:再)?(?:给我)?(?:来|发|传)(?:短信|消息|信息|讯息|简讯|电话)"
     r"|(?:不要|别)(?:再)?(?:sms|text|txt|msg|call)"
-    r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰|联系我|推送|给我推送|(?:给我)?推销|传送)"
+    r"|(?:不要|别|请勿|勿)(?:再)?(?:打扰|骚扰|联系我|推送|给我推送|传送)"
+    r"|(?:不要|别|请勿|勿)(?:再)?(?:给我)?(?:发|打)?推销(?:短信|电话|信息)?(?:了|啦)?(?=$|[,，.。!！])"
     r"|不想(?:再)?收到|(?:取消|关闭|关掉|停掉)(?:这个|这些|这种)?(?:短信|消息|通知|提醒|推送)++"
     r"(?!业务|服务|功能|套餐)"
     r"|(?:不需要|无需|不要|拒绝|取消|不接受|不用|别)(?:这种|这类|再)?回访|(?:不再|拒绝)接收"
@@ -176,9 +177,11 @@ _PLEASE_STOP_ZH_START = (
     "没必要", "名单", "屏蔽", "注销", "再",
 )  # fmt: skip
 _LATIN_WORD = re.compile(r"[a-z]+")
-# A refusal ("不要退订", "不要给我退订", "我没有要退订"): set aside first.
+# A refusal ("不要退订", "不要给我退订", "我没有要退订"): set aside first. Not a complaint
+# that it has not been done ("为什么还没给我退订", "还不退订") nor a threat ("不给我退订我就投诉").
 _REFUSED_ZH = re.compile(
-    r"(?:不要|不想|不用|不会|别|没有?|无需|并不想|不)(?:要|想|打算|给我|帮我)?退订"
+    r"(?<!还)(?:(?:不要|不想|不用|不会|别|无需|并不想)(?:给我|帮我)?|(?:没|不)(?!给我|帮我)"
+    r"|没有?(?:要|想|打算))退订"
 )
 # What uses the words and asks nothing of our messages: a plan or a pack unsubscribed at the
 # store ("退订了流量包还在扣费", "我要退订这个套餐", "帮我退订了不需要的增值业务"), a refusal in
@@ -193,8 +196,9 @@ _NOT_OPT_OUTS = re.compile(
 # 退订 said of our messages, whatever word for a service follows ("我要退订你们的短信业务"):
 # an opt-out, before the plans and packs above are set aside; not a bundle ("短信套餐").
 _STOP_OUR_MESSAGES_ZH = re.compile(
-    r"退订[^,，.。!！?？]{0,8}?"
-    r"(?:短信|信息|消息|通知|推送|营销|广告|来电|电话|回访|调查|评价|邮件)(?!套餐|包)"
+    r"退订(?:掉)?(?:你们|您们|贵公司|这些|这种|这类|此类|所有|全部|一切)?(?:的)?"
+    r"(?:营销|推广|广告|促销)?(?:短信|信息|消息|通知|推送|广告|来电|电话|回访|调查|邮件)"
+    r"(?!套餐|包)"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")

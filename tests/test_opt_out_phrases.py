@@ -25,6 +25,13 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     # plain requests that were missed
     ("请勿再传送", None),  # 請勿再傳送, folded
     ("别再给我推销了", None),
+    # it has not been done, or else: asked already, no refusal
+    ("为什么还没给我退订", None),
+    ("怎么还不给我退订", None),
+    ("你们还没有帮我退订吗", None),
+    ("为什么还没退订", None),
+    ("不给我退订我就投诉你们", 1),
+    ("再不给我退订就投诉到工信部", 1),
     # Twilio's keywords, as typed
     ("STOP", None),
     ("stop", None),
@@ -219,6 +226,26 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
 ]
 
 SURVEY_QUESTIONS = ("请回复数字1-5", "Please reply with a number", "回复1-5", "Reply 1-5")
+
+
+# Our messages named near 退订 or 推销 in a reply about the visit: a pack or a plan cancelled
+# with a message about it, the staff's selling. No opt-out (they were read as one).
+NOT_OPT_OUTS = [
+    "营业员帮忙退订套餐 回访电话态度也好 5",
+    "退订套餐挺快的 评价5分",
+    "退订会员后收到了通知，服务很好",
+    "退订会员 很快 收到短信确认 5分",
+    "退订套餐的确认短信已经收到",
+    "我退订了套餐还收到扣费短信",
+    "店员别再推销会员卡了，3分",
+    "服务还行就是别再给我推销办卡了",
+    "希望店员不要推销太多 4分",
+]
+
+
+@pytest.mark.parametrize("text", NOT_OPT_OUTS)
+def test_a_reply_about_a_pack_or_the_staffs_selling_is_no_opt_out(text):
+    assert parse_reply(text).intent != "opt_out"
 
 
 @pytest.mark.parametrize(("text", "score"), OPT_OUTS)

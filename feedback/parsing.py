@@ -295,7 +295,7 @@ _NEGATED_BEFORE = re.compile(
 # (below the scale: its lowest, as "0分") and a bare "好" (good; "好的", "好吧" say okay).
 WHOLE_REPLY_SCORES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 WHOLE_REPLY_SCORES |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
-WHOLE_REPLY_SCORES |= {"0": 1, "零": 1, "好": 4}
+WHOLE_REPLY_SCORES |= {"0": 1, "零": 1, "zero": 1, "好": 4}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
 # After a score, what mocks it ("5分？开什么玩笑"): scorn, as "满意才怪" is; not a joke the
 # staff made ("店员很会开玩笑"). English has none here: "you're kidding, so fast!" is praise.

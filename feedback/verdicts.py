@@ -122,9 +122,11 @@ _CHINESE: list[tuple[str, int]] = [
     (_DENIED + _VS + r"(?:好|强|快)"
      r"|" + _VS + r"(?:好|强|快)(?:不到哪|不了多少|不了哪|多少)", 2),
     (_VS + r"(?:好|快|强|方便)", 4),
-    # scorn: "满意才怪", "满意个屁", "不错个鬼", "好评个鬼", "怎么可能满意"
-    (r"(?:很|非常)?(?:满意|不错|好评|好|棒)(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)"
-     r"|(?:怎么可能|不可能)满意|差差+", 1),
+    # scorn: "满意才怪", "满意个屁", "不错个鬼", "服务好个屁", "怎么可能满意"; "差差差" (not
+    # "相差差不多"); not "比这更好是不可能的", praise
+    (r"(?:服务|态度|体验|店员|环境)?(?:也|还|真|都)?(?:很|非常)?"
+     r"(?:满意(?:个屁|你个头|个鬼|才怪|才有鬼|是不可能)|(?:不错|好评|好|棒)(?:个屁|你个头|个鬼|才怪|才有鬼))"
+     r"|(?:怎么可能|不可能)满意|(?<!相)差差+", 1),
     (r"(?:不能说|说不上|谈不上|称不上|算不上|离)(?:很|太|非常)?满意", 2),
     (r"不给好评|不会给好评", 2),
     # the dissatisfied
@@ -172,7 +174,7 @@ _ENGLISH: list[tuple[str, int]] = [
      r"|\b(?:not|n't) " + DISAPPOINTED + r" at all\b", 5),
     (_NOT_BAD_EN, 3),
     (r"\b(?:far from|anything but) (?:satisfied|happy|good)\b"
-     r"|^zero(?: stars?)?[\s.!]*$|\b(?:give|rate)\s+(?:it|them|you)\s+(?:a\s+)?zero\b", 1),
+     r"|\b(?:give|rate)\s+(?:it|them|you)\s+(?:a\s+)?zero\b", 1),
     (r"\bless than (?:satisfied|happy|helpful|great|good|impressed|pleased)\b"
      r"|\bcan(?:'t|not) say (?:i'm |i am |i was )?(?:satisfied|happy)\b", 2),
     (_NOT_GOOD_EN, 2),

@@ -100,7 +100,14 @@ from feedback.parsing import ParsedReply, parse_reply
         ("好评个鬼", 1),  # rated 5
         ("好个屁", 1),
         ("差差差", 1),
+        ("两家店价格相差差不多一百块，服务还行", 3),  # 相差, a difference: not 差差
+        ("服务好个屁", 1),
+        ("态度好个屁，爱答不理", 1),
+        ("服务好才怪，排了一小时", 1),
         ("zero", 1),
+        ("Zero stars", 1),
+        ("Zero. Nothing to complain about", 5),  # zero is the whole reply's only
+        ("服务已经很好了，要比这更好是不可能的", 5),
         ("I'd give it zero", 1),
         ("不能说满意", 2),
         ("谈不上满意", 2),
@@ -210,6 +217,7 @@ def test_a_reply_that_goes_on_from_its_rating_word_is_its_whole_comment():
         "Thanks, have a good one",
         "不要退订",  # a refusal to unsubscribe: no opt-out, no verdict
         "等了9分",  # minutes, said short
+        "比这更好是不可能的",  # praise, not scorn
         "9分钟",
         "我要退订这个套餐",  # a plan, not our messages
         "说不好",

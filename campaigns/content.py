@@ -196,8 +196,9 @@ def sentences(locale: str, *parts: str) -> str:
 
 def _unknown_names(parsed: nodes.Template, known: set[str]) -> str | None:
     """The first variable, filter or test a template names that it cannot have, said as
-    Jinja says it when rendering; None when every name is known."""
-    undefined = sorted(meta.find_undeclared_variables(parsed) - known)
+    Jinja says it when rendering; None when every name is known. A name the template sets
+    itself (in a branch too), or asks about (``is defined``, ``| default``), is its own."""
+    undefined = sorted(meta.find_undeclared_variables(parsed) - known - _own_names(parsed))
     if undefined:
         return f"{undefined[0]!r} is undefined"
     for node in parsed.find_all(nodes.Filter):
@@ -207,6 +208,17 @@ def _unknown_names(parsed: nodes.Template, known: set[str]) -> str | None:
         if test.name not in _ENV.tests:
             return f"no test named {test.name!r}"
     return None
+
+
+def _own_names(parsed: nodes.Template) -> set[str]:
+    set_here = {name.name for name in parsed.find_all(nodes.Name) if name.ctx in ("store", "param")}
+    asked = {
+        node.node.name
+        for node in [*parsed.find_all(nodes.Test), *parsed.find_all(nodes.Filter)]
+        if node.name in ("defined", "undefined", "default", "d")
+        and isinstance(node.node, nodes.Name)
+    }
+    return set_here | asked
 
 
 def _where(variant: str, locale: str, field_name: str) -> str:

@@ -162,3 +162,22 @@ def test_an_emails_unsubscribe_label_takes_its_languages_colon(settings):
                    "variant": "standard", "age": 30}  # fmt: skip
         _, body = birthday.care.render("email", "ca_1", context, datetime(2026, 3, 1))
         assert label in body, body
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% if tier == 'gold' %}{% set g = '尊敬的' %}{% else %}{% set g = '' %}{% endif %}"
+        "{{ g }}{{ name }}，{{ age }}岁生日快乐！",
+        "{% if nickname is defined %}{{ nickname }}{% else %}{{ name }}{% endif %}，{{ age }}岁！",
+        "{{ nickname | default(name) }}，{{ age }}岁！",
+        "{% for c in name %}{% set last = c %}{% endfor %}{{ last | default('') }}{{ age }}岁！",
+        "{% for i in range(2) %}{{ loop.index }}{% endfor %}{{ name }}{{ age }}岁！",
+    ],
+)
+def test_a_template_that_sets_or_asks_about_its_own_names_loads(settings, tmp_path, template):
+    """The check of every name a template uses refused names a template sets in both of
+    its branches, or uses only behind `is defined` or `default`: they render."""
+    load_campaign(
+        broken(tmp_path, "{{ name }}，祝您{{ age }}岁生日快乐！", template), load_rules(), settings
+    )

@@ -192,8 +192,26 @@ def query_typed_frame(
     type even with no row or only NULLs, and pandas is not imported for it (0.2-0.3 s of a
     command's start: a dispatch with no reply to collect between its batches imports none)."""
     close_open_result(con)
-    frame: pl.DataFrame = con.sql(sql, params=params).pl()  # a relation's: no copy of the rows
+    relation = con.sql(sql, params=params)
+    frame: pl.DataFrame = _as_polars_can(relation).pl()  # a relation's: no copy of the rows
     return frame.cast(schema) if schema is not None else frame
+
+
+# Types polars cannot take from Arrow (an interval, "now() - visited_at", or a union, also
+# inside a list or a struct): read as their text, as a template or a preview shows them.
+_NOT_FOR_POLARS = ("INTERVAL", "UNION(")
+
+
+def _as_polars_can(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    kinds = [str(kind) for kind in relation.types]
+    if not any(word in kind for kind in kinds for word in _NOT_FOR_POLARS):
+        return relation
+    columns = []
+    for name, kind in zip(relation.columns, kinds, strict=True):
+        quoted = '"' + name.replace('"', '""') + '"'
+        as_text = any(word in kind for word in _NOT_FOR_POLARS)
+        columns.append(f"CAST({quoted} AS VARCHAR) AS {quoted}" if as_text else quoted)
+    return relation.project(", ".join(columns))
 
 
 def query_dicts(

@@ -85,10 +85,14 @@ def spreadsheet_safe(value: Any) -> Any:
     return "'" + value if is_formula(value) else value
 
 
+def is_plain_id(name: str) -> bool:
+    return _PLAIN_ID.fullmatch(name) is not None
+
+
 def plain_name(name: str, suffix: str = "") -> str:
     """``name + suffix`` as a file name, once ``name`` is a plain id: never a path, never
     hidden. Every file name built from data passes here."""
-    if not _PLAIN_ID.fullmatch(name):
+    if not is_plain_id(name):
         raise UnsafeNameError(f"{name!r} cannot name a file ({PLAIN_ID_RULE})")
     return name + suffix
 

@@ -10,7 +10,13 @@ from typing import Any
 import duckdb
 
 from core.clock import stored_range, utc_now
-from core.files import path_inside, private_dir, write_private_csvs, write_private_text
+from core.files import (
+    is_plain_id,
+    path_inside,
+    private_dir,
+    write_private_csvs,
+    write_private_text,
+)
 from insights.kpis import RECOVERED, RECOVERY_DUE, SECOND_ROUND
 from insights.variants import VariantReport, variant_markdown, variant_reports
 from warehouse.db import query_dicts
@@ -255,8 +261,15 @@ def write_store_lists(
     names no list: the command says which)."""
     private_dir(directory)
     listed = con.sql(CASE_LIST_SQL, params={"now": now, "shown": LISTED_SHOWN_DAYS}).pl()
-    stores = [row[0] for row in con.execute("SELECT store_id FROM stores").fetchall()]
-    stores += listed.get_column("store_id").unique(maintain_order=True).to_list()
+    stores = listed.get_column("store_id").unique(maintain_order=True).to_list()
+    # every other store's header-only list, where its id can name a file (an id an older
+    # version let in names none, and a list of nothing is no reason to stop the report)
+    listing = set(stores)
+    stores += [
+        store_id
+        for (store_id,) in con.execute("SELECT store_id FROM stores ORDER BY 1").fetchall()
+        if store_id not in listing and is_plain_id(store_id)
+    ]
     paths = {store_id: path_inside(directory, store_id, ".csv") for store_id in stores}
     for old in directory.glob("*.csv"):
         old.unlink()

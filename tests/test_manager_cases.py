@@ -136,6 +136,9 @@ def test_every_store_has_its_list_file_its_header_alone_when_nothing_is_listed(c
     con.execute("DELETE FROM manager_cases WHERE store_id = 'ST1'")
     assert write_store_lists(con, folder, now)["ST1"] == 0
     assert (folder / "ST1.csv").read_bytes() == listed + b"\r\n"  # the old list is gone
+    # a store whose id an older version let in, with nothing listed: no file, and no stop
+    add_store(con, store_id="上海 新店", name="新店")
+    assert "上海 新店" not in write_store_lists(con, folder, now)
 
 
 def _resolve(con, case_id, at):

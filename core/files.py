@@ -34,10 +34,6 @@ PLAIN_ID_RULE = "letters, digits, -, _ or ., starting with a letter, digit or _,
 _PLAIN_ID = re.compile(PLAIN_ID)
 
 
-class HomeNotOwnError(UserError):
-    """A home careloop would have to close that holds other people's files."""
-
-
 class UnsafeNameError(UserError, ValueError):
     """A value from data that would name a file outside its folder, or a hidden one."""
 
@@ -151,11 +147,12 @@ def close_up(path: Path) -> Path:
 
 
 # What careloop makes at its home's top level: the settings' stores, the stack's folders, the
-# models insights train, the demo's home and mark; beside a store, the files its database
-# keeps next to it. A home open to others that holds anything else is a folder careloop
-# shares with other work ($HOME, say), which it must not make its owner's only.
+# models insights train, the benchmarks' and the demo's homes, the demo's mark; beside a
+# store, the files its database keeps next to it.
 _STORES = ("warehouse.duckdb", "inbox.sqlite", "sandbox.sqlite", "simulator.sqlite")
-HOME_ENTRIES = frozenset({*_STORES, "reports", "run", "prefect", "models", "demo", "DEMO.txt"})
+HOME_ENTRIES = frozenset(
+    {*_STORES, "reports", "run", "prefect", "models", "bench", "demo", "DEMO.txt"}
+)
 
 
 def _careloops(name: str) -> bool:
@@ -172,24 +169,25 @@ def foreign_entries(home: Path) -> list[str]:
 
 def close_home(home: Path) -> None:
     """A home an older version left open (0755, its files 0644) made its owner's only, on
-    start: everything in it first, the home last, so a start cut short does it again. A home
-    that is owner-only already costs one stat. An open one that holds what careloop did not
-    make is refused: closing it would close someone else's files."""
+    start: what careloop made in it first, the home last, so a start cut short does it
+    again. A home that is owner-only already costs one stat. A home that holds what careloop
+    did not make (a folder it shares with other work: $HOME, a mounted volume's lost+found)
+    keeps its own mode and the others' files theirs: only careloop's entries are closed."""
     if not home.is_dir() or not stat.S_IMODE(home.stat().st_mode) & OWNER_ONLY:
         return
-    foreign = foreign_entries(home)
-    if foreign:
-        shown = ", ".join(repr(name) for name in foreign[:3])
-        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise HomeNotOwnError(
-            f"CARELOOP_HOME={home} is open to others and holds what careloop did not make "
-            f"({shown}{more}). careloop keeps customers' data and makes its home its owner's "
-            "only: give it a folder of its own (a new or empty one)"
-        )
-    for folder, dirs, files in os.walk(home):  # links are not followed
-        for name in [*dirs, *files]:
-            close_up(Path(folder) / name)
-    close_up(home)
+    for entry in home.iterdir():
+        if _careloops(entry.name):
+            _close_tree(entry)
+    if not foreign_entries(home):
+        close_up(home)
+
+
+def _close_tree(top: Path) -> None:
+    if top.is_dir() and not top.is_symlink():
+        for folder, dirs, files in os.walk(top):  # links are not followed
+            for name in [*dirs, *files]:
+                close_up(Path(folder) / name)
+    close_up(top)
 
 
 def _private_descriptor(path: Path) -> int:

@@ -285,19 +285,24 @@ def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
     assert not foreign_entries(home), foreign_entries(home)
 
 
-def test_a_shared_folder_as_home_is_refused_and_left_as_it_was(tmp_path):
+def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
+    """Pointed at a folder shared with other work ($HOME), a start made everything in it
+    owner-only; careloop closes what it makes there, and only that."""
     shared = tmp_path / "shared"
-    shared.mkdir()
+    (shared / "photos").mkdir(parents=True)
     (shared / "notes.txt").write_text("someone else's\n")
-    for path in (shared, shared / "notes.txt"):
+    for path in (shared, shared / "photos", shared / "notes.txt"):
         path.chmod(0o755 if path.is_dir() else 0o644)
+    done = _careloop(_env(shared), "demo-data", "--subscribers", "50", "--until", "2026-03-01")
+    assert done.returncode == 0, done.stderr
+    (shared / "warehouse.duckdb").chmod(0o644)  # as an older version left it
     done = _careloop(_env(shared), "report", "--month", "2026-02")
-    assert done.returncode != 0
-    assert "careloop did not make ('notes.txt')" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "photos").stat().st_mode) == 0o755
     assert stat.S_IMODE((shared / "notes.txt").stat().st_mode) == 0o644
-    assert not (shared / "warehouse.duckdb").exists()
+    assert stat.S_IMODE((shared / "warehouse.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE((shared / "reports").stat().st_mode) == 0o700
 
 
 def test_a_home_from_an_older_version_is_made_private_on_start(tmp_path):

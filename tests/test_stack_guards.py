@@ -44,7 +44,7 @@ def test_make_up_on_a_port_in_use_says_so_and_starts_nothing(tmp_path, taken_por
     assert not list((tmp_path / "care" / "run").glob("*.pid"))  # nothing started
 
 
-@pytest.mark.parametrize("home", ["shared", "shared/notes.txt"], ids=["shared", "a-file"])
+@pytest.mark.parametrize("home", ["shared/notes.txt", "shared/notes.txt/home"])
 def test_make_up_on_a_home_it_cannot_have_says_why_without_a_traceback(tmp_path, home):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)

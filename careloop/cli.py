@@ -243,6 +243,8 @@ def demo_data(
     ):
         if not replace_loaded:
             _nothing_loaded(con, settings.warehouse_path)
+        # what those loads put there is replaced now: later runs need not ask again
+        con.execute("UPDATE load_reports SET replaced_at = now() WHERE replaced_at IS NULL")
         summary = build_demo_data(
             con, subscribers=subscribers, seed=seed, until=until.date(), on_progress=advance
         )
@@ -257,13 +259,14 @@ def _nothing_loaded(con: Any, path: Path) -> None:
     from core.errors import UserError
 
     row = con.execute(
-        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM load_reports WHERE rows_loaded > 0"
+        "SELECT count(*), max(loaded_at)::DATE FROM load_reports "
+        "WHERE rows_loaded > 0 AND replaced_at IS NULL"
     ).fetchone()
     if row and row[0]:
         raise UserError(
-            f"{path} holds {row[1]:,} rows from {row[0]:,} loaded file(s), which demo-data "
-            "replaces: point CARELOOP_HOME at another folder for the synthetic population, or "
-            "add --replace-loaded to replace them"
+            f"{path} holds what {row[0]:,} loaded file(s) put there (the last on {row[1]}), "
+            "which demo-data replaces: point CARELOOP_HOME at another folder for the synthetic "
+            "population, or add --replace-loaded to replace them"
         )
 
 

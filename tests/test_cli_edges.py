@@ -519,10 +519,13 @@ def test_demo_data_does_not_replace_loaded_data_unasked(settings, tmp_path):
     refused = runner.invoke(app, ["demo-data", "--subscribers", "50"])
     assert refused.exit_code == 2
     said = " ".join(refused.output.split())
-    assert "holds 1 rows from 1 loaded file(s)" in said and "--replace-loaded" in said
+    assert "holds what 1 loaded file(s) put there" in said and "--replace-loaded" in said
     with warehouse(settings.warehouse_path) as con:
         assert con.execute("SELECT list(store_id) FROM stores").fetchone() == (["ST9001"],)
     replaced = runner.invoke(app, ["demo-data", "--subscribers", "50", "--replace-loaded"])
     assert replaced.exit_code == 0, replaced.output
     with warehouse(settings.warehouse_path) as con:
         assert con.execute("SELECT count(*) FROM subscribers").fetchone() == (50,)
+    # replaced once, asked no more (it refused ever after, the loads long gone)
+    again = runner.invoke(app, ["demo-data", "--subscribers", "60", "--seed", "3"])
+    assert again.exit_code == 0, again.output

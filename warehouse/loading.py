@@ -872,7 +872,8 @@ def _keep_report(con: duckdb.DuckDBPyConnection, settings: Settings, result: Loa
 
 def _insert_report(con: duckdb.DuckDBPyConnection, result: LoadResult) -> None:
     con.execute(
-        "INSERT INTO load_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        "INSERT INTO load_reports (load_id, entity, source, mode, rows_read, rows_loaded, "
+        "rows_bad, success, report, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
             result.load_id,
             result.entity,

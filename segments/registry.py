@@ -24,8 +24,8 @@ RULES_DIR = Path(__file__).parent / "rules"
 BUILTIN_PARAMS = ("as_of", "as_of_end")
 _PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
-# A statement's closing semicolon, with only comments after it ("; -- done")
-_CLOSING_SEMICOLON = re.compile(r";((?:\s*(?:--[^\n]*|/\*.*?\*/))*\s*)$", re.DOTALL)
+# A statement's closing semicolons, with only comments after them ("; -- done", ";;")
+_CLOSING_SEMICOLON = re.compile(r"(?:;\s*)+((?:(?:--[^\n]*|/\*.*?\*/)\s*)*)", re.DOTALL)
 
 
 class SegmentError(UserError, ValueError):
@@ -137,7 +137,13 @@ def _one_statement(path: Path, text: str) -> str:
         count = 1
     if count > 1:
         raise SegmentError(path, f"holds {count} statements: a rule is one SELECT")
-    return _CLOSING_SEMICOLON.sub(r"\1", text.strip()).strip()
+    text = text.strip()
+    for at in (i for i, character in enumerate(text) if character == ";"):
+        closing = _CLOSING_SEMICOLON.fullmatch(text, at)
+        # not inside a quoted string ("name <> '; -- '"): quotes before it come in pairs
+        if closing and text[:at].count("'") % 2 == 0:
+            return (text[:at] + closing.group(1)).strip()
+    return text
 
 
 def _text(path: Path) -> str:

@@ -78,8 +78,15 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold'; -- gold only\n",
         "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' /* gold */ ;\n-- end",
         "-- gold members\nSELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold';",
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold';;",
+        # a semicolon and a comment inside a string are the string's
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' "
+        "AND subscriber_id <> '; -- ';",
     ],
-    ids=["comment-at-the-end", "comment-after-semicolon", "block-comment", "comment-first"],
+    ids=[
+        "comment-at-the-end", "comment-after-semicolon", "block-comment", "comment-first",
+        "two-semicolons", "in-a-string",
+    ],  # fmt: skip
 )
 def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):
     """SQL that DuckDB runs as it is was refused as "syntax error at or near ..." once set in

@@ -1,4 +1,5 @@
 import codecs
+import gzip
 import json
 import re
 from datetime import date
@@ -251,6 +252,8 @@ def _reports(con):
         # another format saved as the export: refused as "line 1 is not UTF-8 (byte 0x8f)"
         (xlsx_bytes({"s": (HEADER.split(","), [GOOD[0].split(",")])}), "is an Excel workbook"),
         ((HEADER + "\n" + GOOD[0] + "\n").encode("utf-16"), "is UTF-16 text"),
+        ((HEADER + "\n" + GOOD[0] + "\n").encode("utf-32"), "is UTF-32 text"),
+        (gzip.compress((HEADER + "\n" + GOOD[0] + "\n").encode()), "is a gzip-compressed"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "is an Excel 97-2003 workbook"),
     ],
 )

@@ -530,9 +530,12 @@ def _day_of_midnight(column: pl.Expr) -> pl.Expr:
 OTHER_FORMATS = (
     (b"PK\x03\x04", "an Excel workbook (XLSX) or another ZIP file"),
     (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (XLS)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text"),
     (b"\xff\xfe", "UTF-16 text (Excel's 'Unicode Text')"),
     (b"\xfe\xff", "UTF-16 text"),
     (b"PAR1", "a Parquet file"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
 )
 
 

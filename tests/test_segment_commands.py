@@ -84,9 +84,13 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "AND subscriber_id <> '; -- ';",
     ],
     ids=[
-        "comment-at-the-end", "comment-after-semicolon", "block-comment", "comment-first",
-        "two-semicolons", "in-a-string",
-    ],  # fmt: skip
+        "comment-at-the-end",
+        "comment-after-semicolon",
+        "block-comment",
+        "comment-first",
+        "two-semicolons",
+        "in-a-string",
+    ],
 )
 def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):
     """SQL that DuckDB runs as it is was refused as "syntax error at or near ..." once set in

@@ -32,6 +32,16 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("为什么还没退订", None),
     ("不给我退订我就投诉你们", 1),
     ("再不给我退订就投诉到工信部", 1),
+    # 推销 with the politeness after it, or a thing sold
+    ("别推销了好吗", None),
+    ("别给我推销了谢谢", None),
+    ("别给我推销东西了", None),
+    ("不要再推销任何东西", None),
+    # our messages, whoever sent them
+    ("我要退订你们发的短信业务", None),
+    ("退订本店的短信业务", None),
+    ("退订关怀短信业务", None),
+    ("退订该号码的短信业务", None),
     # Twilio's keywords, as typed
     ("STOP", None),
     ("stop", None),
@@ -240,6 +250,13 @@ NOT_OPT_OUTS = [
     "店员别再推销会员卡了，3分",
     "服务还行就是别再给我推销办卡了",
     "希望店员不要推销太多 4分",
+    # not yet: a refusal, 还 or not
+    "我还不想退订",
+    "暂时还不想退订",
+    "还不用退订",
+    "我还没有打算退订",
+    "我还不要退订，继续发",
+    "态度很好，我还不想退订",
 ]
 
 

@@ -97,6 +97,10 @@ from feedback.parsing import ParsedReply, parse_reply
         ("信号和服务都比以前好", 4),
         ("态度、网速都比之前差", 2),
         ("5分，别逗了", 1),
+        ("5分！开什么玩笑，这么快就办好了", 5),  # amazement: more is said
+        ("5分，你们别逗了，真好", 5),
+        ("好评是不可能的", 1),
+        ("给你们好评是不可能的", 1),
         ("好评个鬼", 1),  # rated 5
         ("好个屁", 1),
         ("差差差", 1),
@@ -305,6 +309,7 @@ def test_a_negated_word_is_turned_whatever_its_spelling(text, score):
         "信号比之前差很多，小王帮我换了张新卡，现在正常了",  # the network, not the visit
         "信号不比以前差，就是套餐贵",  # the network, negated: still not the visit
         "网速和信号都比以前差",  # the network twice
+        "上网体验和网速都比以前差",  # the network's experience
         "网速并不比之前差",
         "信号也没比上次好",
         # hedged or denied with a word between ("still", "again", "at all", "won't")

@@ -24,8 +24,6 @@ RULES_DIR = Path(__file__).parent / "rules"
 BUILTIN_PARAMS = ("as_of", "as_of_end")
 _PARAM_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"--[^\n]*")
-# A statement's closing semicolons, with only comments after them ("; -- done", ";;")
-_CLOSING_SEMICOLON = re.compile(r"(?:;\s*)+((?:(?:--[^\n]*|/\*.*?\*/)\s*)*)", re.DOTALL)
 
 
 class SegmentError(UserError, ValueError):
@@ -137,13 +135,29 @@ def _one_statement(path: Path, text: str) -> str:
         count = 1
     if count > 1:
         raise SegmentError(path, f"holds {count} statements: a rule is one SELECT")
-    text = text.strip()
-    for at in (i for i, character in enumerate(text) if character == ";"):
-        closing = _CLOSING_SEMICOLON.fullmatch(text, at)
-        # not inside a quoted string ("name <> '; -- '"): quotes before it come in pairs
-        if closing and text[:at].count("'") % 2 == 0:
-            return (text[:at] + closing.group(1)).strip()
-    return text
+    return _without_closing_semicolons(text.strip()).rstrip()
+
+
+def _without_closing_semicolons(sql: str) -> str:
+    """The SQL up to the semicolons that close it (what follows them is comments only), read
+    as DuckDB reads it: a ';', a quote or '--' in a string, a quoted name or a comment is
+    theirs ("name <> '; -- '", "-- members who haven't visited")."""
+    closing, at = None, 0
+    while at < len(sql):
+        for opening, ending in (("'", "'"), ('"', '"'), ("--", "\n"), ("/*", "*/")):
+            if sql.startswith(opening, at):
+                found = sql.find(ending, at + len(opening))
+                at = len(sql) if found < 0 else found + len(ending)
+                if opening in "'\"":  # a string or a name is code: a ';' before it closes nothing
+                    closing = None
+                break
+        else:
+            if sql[at] == ";":
+                closing = at if closing is None else closing
+            elif not sql[at].isspace():
+                closing = None
+            at += 1
+    return sql if closing is None else sql[:closing]
 
 
 def _text(path: Path) -> str:

@@ -82,6 +82,10 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         # a semicolon and a comment inside a string are the string's
         "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' "
         "AND subscriber_id <> '; -- ';",
+        # an apostrophe in a comment is the comment's
+        "-- members who haven't visited\nSELECT subscriber_id FROM subscriber_profile "
+        "WHERE tier = 'gold';",
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' -- don't change\n;",
     ],
     ids=[
         "comment-at-the-end",
@@ -90,6 +94,8 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "comment-first",
         "two-semicolons",
         "in-a-string",
+        "apostrophe-in-a-comment",
+        "semicolon-after-one",
     ],
 )
 def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):

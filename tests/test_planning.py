@@ -258,6 +258,20 @@ def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
     assert subject and "/r/" in body  # the email's own message, with its rating links
 
 
+def test_a_household_member_reached_only_by_call_is_not_called_at_once_with_another(
+    con, settings
+):
+    """Given the care without the survey, S2's call rang at the moment S1's did, and a key
+    pressed on it was read as S2's rating of a call that asked nothing."""
+    add_store(con)
+    add_subscriber(con, "S1", email=None, sms_consent=False)
+    add_subscriber(con, "S2", phone="+8613800000001", email=None, sms_consent=False)
+    plan(con, settings)
+    got = outbox(con)
+    assert got["S1"] == ("queued", None, "voice", "+8613800000001")
+    assert got["S2"][:2] == ("suppressed", "shared_number")
+
+
 def test_a_plan_with_no_members_reports_its_standard_step_as_every_campaign_does(con, settings):
     """An empty birthday plan said "send time (learned 0, fallback 0)" where tenure's said
     "queued none, suppressed none, held out 0"."""

@@ -169,25 +169,18 @@ def foreign_entries(home: Path) -> list[str]:
 
 def close_home(home: Path) -> None:
     """A home an older version left open (0755, its files 0644) made its owner's only, on
-    start: what careloop made in it first, the home last, so a start cut short does it
-    again. A home that is owner-only already costs one stat. A home that holds what careloop
-    did not make (a folder it shares with other work: $HOME, a mounted volume's lost+found)
-    keeps its own mode and the others' files theirs: only careloop's entries are closed."""
+    start: everything in it first, the home last, so a start cut short does it again. A home
+    that is owner-only already costs one stat. A folder that also holds what careloop did
+    not make (one shared with other work: $HOME, a team's folder) is left as it is: a
+    'reports' there may be someone's own, and what careloop writes is its owner's only."""
     if not home.is_dir() or not stat.S_IMODE(home.stat().st_mode) & OWNER_ONLY:
         return
-    for entry in home.iterdir():
-        if _careloops(entry.name):
-            _close_tree(entry)
-    if not foreign_entries(home):
-        close_up(home)
-
-
-def _close_tree(top: Path) -> None:
-    if top.is_dir() and not top.is_symlink():
-        for folder, dirs, files in os.walk(top):  # links are not followed
-            for name in [*dirs, *files]:
-                close_up(Path(folder) / name)
-    close_up(top)
+    if foreign_entries(home):
+        return
+    for folder, dirs, files in os.walk(home):  # links are not followed
+        for name in [*dirs, *files]:
+            close_up(Path(folder) / name)
+    close_up(home)
 
 
 def _private_descriptor(path: Path) -> int:

@@ -287,22 +287,24 @@ def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
 
 def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
     """Pointed at a folder shared with other work ($HOME), a start made everything in it
-    owner-only; careloop closes what it makes there, and only that."""
+    owner-only; a later version refused such a home, and the next closed a 'reports' of
+    someone's own there. It is left as it is, and what careloop writes is its owner's."""
     shared = tmp_path / "shared"
-    (shared / "photos").mkdir(parents=True)
+    (shared / "reports" / "team").mkdir(parents=True)
+    (shared / "reports" / "team" / "q3.csv").write_text("theirs\n")
     (shared / "notes.txt").write_text("someone else's\n")
-    for path in (shared, shared / "photos", shared / "notes.txt"):
+    for path in (shared, *shared.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     done = _careloop(_env(shared), "demo-data", "--subscribers", "50", "--until", "2026-03-01")
     assert done.returncode == 0, done.stderr
-    (shared / "warehouse.duckdb").chmod(0o644)  # as an older version left it
     done = _careloop(_env(shared), "report", "--month", "2026-02")
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
-    assert stat.S_IMODE((shared / "photos").stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "reports" / "team").stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "reports" / "team" / "q3.csv").stat().st_mode) == 0o644
     assert stat.S_IMODE((shared / "notes.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((shared / "warehouse.duckdb").stat().st_mode) == 0o600
-    assert stat.S_IMODE((shared / "reports").stat().st_mode) == 0o700
+    assert stat.S_IMODE((shared / "reports" / "store_lists").stat().st_mode) == 0o700
 
 
 def test_a_home_from_an_older_version_is_made_private_on_start(tmp_path):

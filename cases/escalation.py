@@ -11,7 +11,7 @@ import duckdb
 
 from campaigns.channels.mail import Mailer, StaffMail
 from cases.machine import Event, apply_rows, states_where
-from cases.notes import ESCALATED, TOLD
+from cases.notes import ESCALATED, NO_REGIONAL_CONTACT, TOLD
 from cases.staff_mail import PENDING_ESCALATIONS, Outgoing, send_once, settle
 from core.masking import mask_email
 from warehouse.db import Held, as_held, query_dicts
@@ -58,7 +58,7 @@ def escalate_overdue(
     for case in overdue:
         by_region.setdefault(case["contact_email"] and case["region"], []).append(case)
     unreachable = by_region.pop(None, [])
-    _mark_escalated(held.con, unreachable, now, "no regional contact to tell")
+    _mark_escalated(held.con, unreachable, now, NO_REGIONAL_CONTACT)
     figures["without_contact"] = len(unreachable)
     figures["escalated"] += len(unreachable)
     outgoing = {

@@ -1,6 +1,6 @@
 """The notes careloop itself writes on a case's history: stored in English, the words of the
 data, and shown on a store manager's page in the page's language. Each phrase is written
-here once, with its translation, so the page cannot miss one the writers use."""
+here once, with its translation: a writer uses these constants, never a note of its own."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ NO_CONTACT = "no "
 OPTED_OUT = "opted out of "
 NO_CONSENT = "no consent for "
 TOLD = "told "
+NO_REGIONAL_CONTACT = "no regional contact to tell"
 
 # Each phrase careloop begins a note with, and its Chinese
 _ZH = {
@@ -26,7 +27,13 @@ _ZH = {
     ESCALATED: "已上报：",
 }
 # What may follow one: why a follow-up was not asked, whom an escalation told
-_AFTER_ZH = {OPTED_OUT: "已退订", NO_CONSENT: "未同意接收", NO_CONTACT: "无", TOLD: "已通知"}
+_AFTER_ZH = {
+    NO_REGIONAL_CONTACT: "没有可通知的区域联系人",
+    OPTED_OUT: "已退订",
+    NO_CONSENT: "未同意接收",
+    NO_CONTACT: "无",
+    TOLD: "已通知",
+}
 _WORDS_ZH = {"sms": "短信", "voice": "电话", "email": "邮件", "phone": "手机号"}
 
 

@@ -191,3 +191,28 @@ def test_careloops_notes_are_in_the_pages_language_and_what_people_wrote_as_writ
     # stored as written; an English page shows it so
     assert shown_note(notes[0][1], "customer", "en") == notes[0][1]
     assert shown_note("no answer yet", "manager:ST1", "zh-CN") == "no answer yet"
+
+
+def test_every_note_careloop_writes_reads_in_chinese():
+    """"no regional contact to tell", written as a literal beside the phrases, showed as
+    "已上报：无regional contact to tell"."""
+    from cases import notes
+    from cases.follow_up import CONTACT
+
+    reasons = [
+        *(notes.NO_CONTACT + contact for contact in set(CONTACT.values())),
+        *(prefix + channel for prefix in (notes.OPTED_OUT, notes.NO_CONSENT)
+          for channel in CONTACT),
+    ]  # fmt: skip
+    written = [
+        notes.NO_ANSWER,
+        notes.ESCALATED + notes.NO_REGIONAL_CONTACT,
+        notes.ESCALATED + notes.TOLD + "Ann",
+        *(notes.NOT_ASKED + reason for reason in reasons),
+        *(rated + "2/5" for rated in (notes.RATED_AGAIN, notes.SECOND_ROUND_RATED,
+                                       notes.FOLLOW_UP_RATED)),
+    ]  # fmt: skip
+    for note in written:
+        shown = notes.shown_note(note, "system", "zh-CN") or ""
+        left = re.findall(r"[a-z]{2,}", shown.replace("Ann", ""))
+        assert not left, (note, shown)

@@ -881,8 +881,17 @@ def managers_link(
         _fail(f"unknown store {store_id!r}")
     valid = timedelta(days=days or settings.manager_link_days)
     secret = settings.link_secret.get_secret_value()
-    url = running_service(settings) or settings.public_url
-    typer.echo(manager_link(store_id, url, secret, utc_now(), valid))
+    url = running_service(settings)
+    if url is None and "public_url" not in settings.model_fields_set:
+        # the default names a port: another home's service may answer there, with its own
+        # stores, and nothing of this one's (a newcomer's link opened the demo's page)
+        err_console.print(
+            f"[yellow]notice:[/yellow] no careloop service runs for this home (`make up`, or "
+            f"`careloop serve`): the link names {escape(settings.public_url)}, which must "
+            "serve this home for it to open",
+            highlight=False,
+        )
+    typer.echo(manager_link(store_id, url or settings.public_url, secret, utc_now(), valid))
 
 
 @managers_app.command("revoke")

@@ -459,9 +459,12 @@ def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path)
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
 
+    said: list[str] = []
+
     def link() -> str:
         done = subprocess.run([CARELOOP, "managers", "link", "ST1"], env=env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        said.append(done.stderr)
         return done.stdout.split("/m/login/")[0]
 
     first, second = _free_port(), _free_port()
@@ -475,7 +478,10 @@ def test_links_name_a_serve_of_the_homes_own_on_its_port_while_it_runs(tmp_path)
             assert link() == f"http://127.0.0.1:{second}"
         assert link() == f"http://127.0.0.1:{first}"  # the second stopped (SIGTERM)
     assert not (tmp_path / "home" / "run" / "serve-url").exists()  # gone with the first
+    assert not any(said)  # while a serve of the home's answered, nothing to say
     assert link() == "http://127.0.0.1:8000"
+    # none runs: another home's service may answer on the port, and the link opened it
+    assert "no careloop service runs for this home" in " ".join(said[-1].split())
 
 
 def _free_port() -> int:

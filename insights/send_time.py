@@ -88,7 +88,7 @@ class SendTimeEvaluation:
                 "p_value": shown_p(self.difference.p_value),
             },
             "customers": {
-                "held_out": self.customers,
+                "in_test_period": self.customers,  # "held out" is the holdout group
                 "with_history": self.with_history,
                 "moved": self.moved,
                 "compared": self.compared,

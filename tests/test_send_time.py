@@ -329,6 +329,8 @@ def test_the_command_reports_the_held_out_comparison(con, settings):
     # a p-value shows its six significant digits, as on every other surface (insights.stats)
     assert shown["difference"]["p_value"] == float(f"{found.difference.p_value:.6g}")
     assert shown["customers"]["with_history"] == 3000
+    # named as the table names them: "held_out" means the holdout group everywhere else
+    assert shown["customers"]["in_test_period"] == found.customers
     table = runner.invoke(app, args)
     assert table.exit_code == 0 and "learned hour" in table.output
     unknown = runner.invoke(app, ["insights", "send-time", "--campaign", "nope"])

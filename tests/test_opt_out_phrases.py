@@ -32,6 +32,15 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("为什么还没退订", None),
     ("不给我退订我就投诉你们", 1),
     ("再不给我退订就投诉到工信部", 1),
+    ("天天发这种短信，谁还不想退订？", None),  # who would not: a question, no refusal
+    ("你们不退订我就投诉", 1),
+    ("再不退订就投诉到工信部", 1),
+    ("说了几次都没退订", None),
+    ("为何没退订", None),
+    ("迟迟不退订，天天发", None),
+    ("我要退订 你们的短信业务", None),
+    ("别推销了 谢谢", None),
+    ("别推销了吧", None),
     # 推销 with the politeness after it, or a thing sold
     ("别推销了好吗", None),
     ("别给我推销了谢谢", None),
@@ -257,6 +266,16 @@ NOT_OPT_OUTS = [
     "我还没有打算退订",
     "我还不要退订，继续发",
     "态度很好，我还不想退订",
+    "我不退订",
+    "5分，不退订",
+    # a pack named in a message is the pack's
+    "我想退订一下短信里的流量包",
+    "退订上次电话里的套餐",
+    "请帮我退订下面短信里的业务",
+    # the staff's selling, politely
+    "希望店员不要推销了谢谢 4分",
+    "店员人很好，就是别推销了好吗",
+    "那个小哥别推销了好吗，3分",
 ]
 
 

@@ -127,8 +127,8 @@ def load_rule(sql_path: Path) -> SegmentRule:
 
 def _one_statement(path: Path, text: str) -> str:
     """The rule's SELECT as it is run, inside ``SELECT * FROM (...)``: without its closing
-    semicolon, comments after it kept. Several statements are refused here; SQL that does not
-    parse is left to the compile check, which says where."""
+    semicolons and the comments after them. Several statements are refused here; SQL that
+    does not parse is left to the compile check, which says where."""
     try:
         count = len(duckdb.extract_statements(text))
     except duckdb.Error:
@@ -140,24 +140,60 @@ def _one_statement(path: Path, text: str) -> str:
 
 def _without_closing_semicolons(sql: str) -> str:
     """The SQL up to the semicolons that close it (what follows them is comments only), read
-    as DuckDB reads it: a ';', a quote or '--' in a string, a quoted name or a comment is
-    theirs ("name <> '; -- '", "-- members who haven't visited")."""
+    as DuckDB reads it: a ';', a quote or '--' in a string ('', E'', $$ $$), a quoted name or
+    a comment (block comments nest) is theirs ("name <> '; -- '", "-- haven't visited")."""
     closing, at = None, 0
     while at < len(sql):
-        for opening, ending in (("'", "'"), ('"', '"'), ("--", "\n"), ("/*", "*/")):
-            if sql.startswith(opening, at):
-                found = sql.find(ending, at + len(opening))
-                at = len(sql) if found < 0 else found + len(ending)
-                if opening in "'\"":  # a string or a name is code: a ';' before it closes nothing
-                    closing = None
-                break
+        skipped = _skipped(sql, at)
+        if skipped is not None:
+            at, is_code = skipped
+            closing = None if is_code else closing  # a ';' before a string closes nothing
+        elif sql[at] == ";":
+            closing = at if closing is None else closing
+            at += 1
         else:
-            if sql[at] == ";":
-                closing = at if closing is None else closing
-            elif not sql[at].isspace():
-                closing = None
+            closing = None if not sql[at].isspace() else closing
             at += 1
     return sql if closing is None else sql[:closing]
+
+
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _skipped(sql: str, at: int) -> tuple[int, bool] | None:
+    """Where a string, a quoted name or a comment starting at ``at`` ends, and whether it is
+    code (a string or a name) rather than a comment; None when none starts there."""
+    if sql.startswith("--", at):
+        found = sql.find("\n", at)
+        return (len(sql) if found < 0 else found + 1), False
+    if sql.startswith("/*", at):
+        depth, at = 1, at + 2
+        while depth and at < len(sql):
+            depth += sql.startswith("/*", at) - sql.startswith("*/", at)
+            at += 2 if sql.startswith(("/*", "*/"), at) else 1
+        return at, False
+    dollar = _DOLLAR_QUOTE.match(sql, at) if sql[at] == "$" else None
+    if dollar:
+        found = sql.find(dollar.group(), dollar.end())
+        return (len(sql) if found < 0 else found + len(dollar.group())), True
+    if sql[at] in "'\"":
+        escaped = sql[at] == "'" and at > 0 and sql[at - 1] in "eE"
+        return _quoted_end(sql, at, escaped), True
+    return None
+
+
+def _quoted_end(sql: str, at: int, escaped: bool) -> int:
+    quote, at = sql[at], at + 1
+    while at < len(sql):
+        if escaped and sql[at] == "\\":
+            at += 2
+        elif sql[at] == quote and sql.startswith(quote * 2, at):
+            at += 2  # a doubled quote is one inside the string
+        elif sql[at] == quote:
+            return at + 1
+        else:
+            at += 1
+    return at
 
 
 def _text(path: Path) -> str:

@@ -86,6 +86,11 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "-- members who haven't visited\nSELECT subscriber_id FROM subscriber_profile "
         "WHERE tier = 'gold';",
         "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' -- don't change\n;",
+        # block comments nest; a dollar-quoted string is a string
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold';\n"
+        "/* gold only /* was: silver */ don't widen */",
+        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' "
+        "AND subscriber_id <> $$--$$;",
     ],
     ids=[
         "comment-at-the-end",
@@ -96,6 +101,8 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "in-a-string",
         "apostrophe-in-a-comment",
         "semicolon-after-one",
+        "nested-block-comment",
+        "dollar-quoted",
     ],
 )
 def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):

@@ -170,17 +170,26 @@ def foreign_entries(home: Path) -> list[str]:
 def close_home(home: Path) -> None:
     """A home an older version left open (0755, its files 0644) made its owner's only, on
     start: everything in it first, the home last, so a start cut short does it again. A home
-    that is owner-only already costs one stat. A folder that also holds what careloop did
-    not make (one shared with other work: $HOME, a team's folder) is left as it is: a
-    'reports' there may be someone's own, and what careloop writes is its owner's only."""
+    that is owner-only already costs one stat. In a folder that also holds what careloop did
+    not make (one shared with other work: $HOME, a mounted volume's lost+found) only its
+    stores are closed, which no one else names so: a 'reports' there may be someone's own,
+    and the folder theirs."""
     if not home.is_dir() or not stat.S_IMODE(home.stat().st_mode) & OWNER_ONLY:
         return
-    if foreign_entries(home):
-        return
-    for folder, dirs, files in os.walk(home):  # links are not followed
-        for name in [*dirs, *files]:
-            close_up(Path(folder) / name)
-    close_up(home)
+    shared = bool(foreign_entries(home))
+    for entry in home.iterdir():
+        if _careloops(entry.name) and not (shared and entry.is_dir()):
+            _close_tree(entry)
+    if not shared:
+        close_up(home)
+
+
+def _close_tree(top: Path) -> None:
+    if top.is_dir() and not top.is_symlink():
+        for folder, dirs, files in os.walk(top):  # links are not followed
+            for name in [*dirs, *files]:
+                close_up(Path(folder) / name)
+    close_up(top)
 
 
 def _private_descriptor(path: Path) -> int:

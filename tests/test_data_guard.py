@@ -287,8 +287,9 @@ def test_everything_under_the_home_is_its_owners_only(tmp_path, umask):
 
 def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
     """Pointed at a folder shared with other work ($HOME), a start made everything in it
-    owner-only; a later version refused such a home, and the next closed a 'reports' of
-    someone's own there. It is left as it is, and what careloop writes is its owner's."""
+    owner-only; a later version refused such a home, the next closed a 'reports' of
+    someone's own there, and the next left an older version's open warehouse open. Only
+    careloop's stores are closed there."""
     shared = tmp_path / "shared"
     (shared / "reports" / "team").mkdir(parents=True)
     (shared / "reports" / "team" / "q3.csv").write_text("theirs\n")
@@ -297,6 +298,9 @@ def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
         path.chmod(0o755 if path.is_dir() else 0o644)
     done = _careloop(_env(shared), "demo-data", "--subscribers", "50", "--until", "2026-03-01")
     assert done.returncode == 0, done.stderr
+    (shared / "warehouse.duckdb").chmod(0o644)  # as an older version left them
+    (shared / "simulator.sqlite").write_bytes(b"")  # a store this command does not open
+    (shared / "simulator.sqlite").chmod(0o644)
     done = _careloop(_env(shared), "report", "--month", "2026-02")
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
@@ -304,6 +308,7 @@ def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
     assert stat.S_IMODE((shared / "reports" / "team" / "q3.csv").stat().st_mode) == 0o644
     assert stat.S_IMODE((shared / "notes.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((shared / "warehouse.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE((shared / "simulator.sqlite").stat().st_mode) == 0o600
     assert stat.S_IMODE((shared / "reports" / "store_lists").stat().st_mode) == 0o700
 
 

@@ -373,14 +373,14 @@ def _held_out_params(plan: Plan) -> dict[str, Any]:
     }
 
 
-SHARED_NUMBER = "shared_number"  # another member's call goes to the number, and no email
+SHARED_NUMBER = "shared_number"  # a second call to the number in the plan, and no email
 
 
 def _suppress(plan: Plan) -> None:
     """``plan_final``: why each member is not contacted, if not: unreachable, capped across
     campaigns (first rounds only: a complaint's second round passes) or held out; and
     whether the member is asked the survey (``asks``): one member a number is, the others
-    by email where they can be, else texted their care without it (a call: not at all)."""
+    by email where they can be, else given their care without it (but a second call)."""
     cap_applies = plan.round == 1
     surveys = plan.step.survey is not None  # a greeting alone may go to each of them
     by_email = f"({'email' in plan.step.channels} AND email_state = 'ok')"
@@ -422,21 +422,24 @@ def _suppress(plan: Plan) -> None:
         -- One survey a number in a plan: members sharing a phone (a household's) got the
         -- same survey at the same moment, and every answer went to one of them (a reply is
         -- the latest survey's to its number: feedback.ingest). The others are asked by email
-        -- where the campaign and they allow it; else their text goes without the survey (a
-        -- greeting and its gift are not lost for being a household's), and a call not at all.
+        -- where the campaign and they allow it; else they get their care without the survey
+        -- (a greeting and its gift are not lost for being a household's), but for a second
+        -- call to the number, which would ring at the moment the first one does.
         ), shared AS (
             SELECT *, {surveys} AND asked AND row_number() OVER (
                 PARTITION BY CASE WHEN asked THEN phone END
-                ORDER BY scheduled_at, subscriber_id) > 1 AS shared
+                ORDER BY scheduled_at, subscriber_id) > 1 AS shared,
+                {surveys} AND asked AND channel = 'voice' AND row_number() OVER (
+                PARTITION BY CASE WHEN asked AND channel = 'voice' THEN phone END
+                ORDER BY scheduled_at, subscriber_id) > 1 AS second_call
             FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)
         )
-        SELECT * EXCLUDE (reason, asked, shared, channel, scheduled_at),
+        SELECT * EXCLUDE (reason, asked, shared, second_call, channel, scheduled_at),
             CASE WHEN shared AND {by_email} THEN 'email' ELSE channel END AS channel,
             -- email has no send window: at its due time, as _schedule times email
             CASE WHEN shared AND {by_email} THEN timezone(timezone, due_local)
                  ELSE scheduled_at END AS scheduled_at,
-            -- a call at the moment another member's rings, its keys read as a rating: none
-            CASE WHEN shared AND NOT {by_email} AND channel = 'voice' THEN '{SHARED_NUMBER}'
+            CASE WHEN shared AND NOT {by_email} AND second_call THEN '{SHARED_NUMBER}'
                  ELSE reason END AS suppression_reason,
             {surveys} AND NOT (shared AND NOT {by_email}) AS asks
         FROM shared""",

@@ -298,6 +298,9 @@ FROM (
         CASE WHEN a.action_id IS NULL AND b.channel = 'sms' AND p.subscriber_id IS NULL
                  THEN 'unknown_sender'
              WHEN a.action_id IS NULL OR a.sent_at IS NULL THEN 'no_open_survey'
+             -- a key pressed on a call that asked nothing (a greeting, a household's
+             -- second member) is no rating of it
+             WHEN b.intent = 'rating' AND NOT a.survey THEN 'no_open_survey'
              WHEN b.given_action_id IS NULL
                   AND epoch(b.received_at) - epoch(a.sent_at) > $window + $lookback
                  THEN 'no_open_survey'

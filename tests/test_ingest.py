@@ -513,3 +513,18 @@ def test_an_event_with_odd_values_names_nothing_and_stops_nothing(world, inbox):
     # and the send's check of email events reads past them
     evidence = inbox.email_evidence(["A1"], "careloop_sent")
     assert evidence.events == {} and evidence.newest_send is None
+
+
+def test_a_key_pressed_on_a_call_that_asked_nothing_is_no_rating(world, inbox):
+    """A household's second member is called with the care and no survey; the call still
+    reads keys (9 opts out), and a 1 pressed on it was a matched rating of that call: a
+    dissatisfied customer the survey never asked, counted and given a case."""
+    add_action(world, "V1", "S1", channel="voice", recipient=PHONE, sent_at=T0)
+    world.execute("UPDATE care_actions SET survey = false WHERE action_id = 'V1'")
+    inbox.put("ivr", "CA1:gather", T0 + timedelta(seconds=40), {"action_id": "V1", "Digits": "1"})
+    inbox.put("ivr", "CA1:again", T0 + timedelta(seconds=50), {"action_id": "V1", "Digits": "9"})
+    collect(world, inbox, reply_window=WINDOW)
+    got = world.execute(
+        "SELECT intent, attribution FROM evaluations ORDER BY received_at"
+    ).fetchall()
+    assert got == [("rating", "no_open_survey"), ("opt_out", "matched")]

@@ -270,6 +270,15 @@ def test_a_household_member_reached_only_by_call_is_not_called_at_once_with_anot
     got = outbox(con)
     assert got["S1"] == ("queued", None, "voice", "+8613800000001")
     assert got["S2"][:2] == ("suppressed", "shared_number")
+    # texted on the number, the other is called: one call, without the survey
+    con.execute("DELETE FROM care_actions")
+    con.execute("UPDATE subscribers SET sms_consent = true WHERE subscriber_id = 'S1'")
+    plan(con, settings, run="r2")
+    got = outbox(con)
+    assert got["S1"] == ("queued", None, "sms", "+8613800000001")
+    assert got["S2"] == ("queued", None, "voice", "+8613800000001")
+    asked = dict(con.execute("SELECT subscriber_id, survey FROM care_actions").fetchall())
+    assert asked == {"S1": True, "S2": False}
 
 
 def test_a_plan_with_no_members_reports_its_standard_step_as_every_campaign_does(con, settings):

@@ -240,6 +240,17 @@ class ProfiledRelation:
     def __init__(self, profiled: Profiled, relation: duckdb.DuckDBPyRelation, sql: str) -> None:
         self._profiled, self._relation, self._sql = profiled, relation, sql
 
+    @property
+    def types(self) -> list[Any]:
+        return list(self._relation.types)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._relation.columns)
+
+    def project(self, expressions: str) -> ProfiledRelation:
+        return ProfiledRelation(self._profiled, self._relation.project(expressions), self._sql)
+
     def pl(self) -> object:
         frame = self._relation.pl()
         self._profiled.note(self._sql)

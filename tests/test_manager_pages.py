@@ -194,8 +194,8 @@ def test_careloops_notes_are_in_the_pages_language_and_what_people_wrote_as_writ
 
 
 def test_every_note_careloop_writes_reads_in_chinese():
-    """"no regional contact to tell", written as a literal beside the phrases, showed as
-    "已上报：无regional contact to tell"."""
+    """The note 'no regional contact to tell', a literal beside the phrases, showed as
+    '已上报：无regional contact to tell'."""
     from cases import notes
     from cases.follow_up import CONTACT
 

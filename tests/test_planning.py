@@ -258,9 +258,7 @@ def test_members_sharing_a_number_are_asked_once_on_it(con, settings):
     assert subject and "/r/" in body  # the email's own message, with its rating links
 
 
-def test_a_household_member_reached_only_by_call_is_not_called_at_once_with_another(
-    con, settings
-):
+def test_a_household_is_not_called_twice_at_once(con, settings):
     """Given the care without the survey, S2's call rang at the moment S1's did, and a key
     pressed on it was read as S2's rating of a call that asked nothing."""
     add_store(con)

@@ -41,6 +41,12 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("我要退订 你们的短信业务", None),
     ("别推销了 谢谢", None),
     ("别推销了吧", None),
+    # a request to stop selling, whoever it names: not one that names what was sold
+    ("经理别推销了", None),
+    ("小哥，别推销了好吗", None),
+    ("店员很好，但是你们别再推销了好吗", 5),
+    ("希望店员不要推销了谢谢 4分", 4),
+    ("退订短信里全是套餐广告", None),
     # 推销 with the politeness after it, or a thing sold
     ("别推销了好吗", None),
     ("别给我推销了谢谢", None),
@@ -272,10 +278,10 @@ NOT_OPT_OUTS = [
     "我想退订一下短信里的流量包",
     "退订上次电话里的套餐",
     "请帮我退订下面短信里的业务",
-    # the staff's selling, politely
-    "希望店员不要推销了谢谢 4分",
-    "店员人很好，就是别推销了好吗",
-    "那个小哥别推销了好吗，3分",
+    "我暂时不退订",
+    "我还是不退订了",
+    "我们不退订",
+    "我没退订过，为什么收不到短信了",
 ]
 
 

@@ -96,14 +96,14 @@ from feedback.parsing import ParsedReply, parse_reply
         ("服务和信号都比以前好", 4),
         ("信号和服务都比以前好", 4),
         ("态度、网速都比之前差", 2),
-        ("5分，别逗了", 1),
         ("5分！开什么玩笑，这么快就办好了", 5),  # amazement: after "！"
         ("5分，你们别逗了，真好", 5),  # praise after it
         ("5分？别逗了，差评", 1),
         ("5分？开什么玩笑，态度这么差", 1),
         ("5分?你在逗我,排队一小时", 1),
-        ("5分...开什么玩笑", 1),
-        ("5分，你在逗我吗", 1),
+        ("5分，开什么玩笑，太差了", 1),  # blame after it
+        ("5分，逗我笑了，店员很幽默", 5),  # a joke about something else
+        ("4分，想得美的话给5分", 4),
         ("好评是不可能不给的", 5),
         ("环境和信号都比之前好", 4),
         ("效率和网速都比以前差", 2),
@@ -197,6 +197,15 @@ from feedback.parsing import ParsedReply, parse_reply
 )
 def test_a_verdict_in_words_is_the_rating(text, score):
     assert (parse_reply(text).intent, parse_reply(text).score) == ("rating", score)
+
+
+@pytest.mark.parametrize(
+    "text", ["5分，开什么玩笑，这么快就办好了", "5分...开什么玩笑", "5,开什么玩笑,一小时"]
+)
+def test_a_score_mocked_or_marvelled_at_is_no_rating(text):
+    """Scorn or amazement, and the customer has not said which: a 1 opened a complaint for a
+    delighted customer, a 5 hid a furious one."""
+    assert parse_reply(text).score is None
 
 
 @pytest.mark.parametrize("text", ["5 店员很会开玩笑", "4 you're kidding, so fast!"])

@@ -163,9 +163,9 @@ _DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 def _skipped(sql: str, at: int) -> tuple[int, bool] | None:
     """Where a string, a quoted name or a comment starting at ``at`` ends, and whether it is
     code (a string or a name) rather than a comment; None when none starts there."""
-    if sql.startswith("--", at):
-        found = sql.find("\n", at)
-        return (len(sql) if found < 0 else found + 1), False
+    if sql.startswith("--", at):  # to the line's end: LF, or CR alone as DuckDB reads it
+        ends = [found for found in (sql.find("\n", at), sql.find("\r", at)) if found >= 0]
+        return (min(ends) + 1 if ends else len(sql)), False
     if sql.startswith("/*", at):
         depth, at = 1, at + 2
         while depth and at < len(sql):
@@ -177,9 +177,15 @@ def _skipped(sql: str, at: int) -> tuple[int, bool] | None:
         found = sql.find(dollar.group(), dollar.end())
         return (len(sql) if found < 0 else found + len(dollar.group())), True
     if sql[at] in "'\"":
-        escaped = sql[at] == "'" and at > 0 and sql[at - 1] in "eE"
+        # E'...' escapes with backslashes; a word ending in e before a quote (ELSE'\') is no E
+        prefix = sql[max(at - 2, 0) : at]
+        escaped = sql[at] == "'" and prefix[-1:] in ("e", "E") and not _word(prefix[:-1])
         return _quoted_end(sql, at, escaped), True
     return None
+
+
+def _word(text: str) -> bool:
+    return bool(text) and (text.isalnum() or text == "_")
 
 
 def _quoted_end(sql: str, at: int, escaped: bool) -> int:

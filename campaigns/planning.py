@@ -428,13 +428,18 @@ def _suppress(plan: Plan) -> None:
         ), shared AS (
             SELECT *, {surveys} AND asked AND row_number() OVER (
                 PARTITION BY CASE WHEN asked THEN phone END
-                ORDER BY scheduled_at, subscriber_id) > 1 AS shared,
-                {surveys} AND asked AND channel = 'voice' AND row_number() OVER (
-                PARTITION BY CASE WHEN asked AND channel = 'voice' THEN phone END
-                ORDER BY scheduled_at, subscriber_id) > 1 AS second_call
+                ORDER BY scheduled_at, subscriber_id) > 1 AS shared
             FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)
+        ), calling AS (  -- the calls that stay calls: not those moved to email
+            SELECT *, asked AND channel = 'voice' AND NOT (shared AND {by_email}) AS calls
+            FROM shared
+        ), second AS (
+            SELECT *, {surveys} AND calls AND row_number() OVER (
+                PARTITION BY CASE WHEN calls THEN phone END
+                ORDER BY scheduled_at, subscriber_id) > 1 AS second_call
+            FROM calling
         )
-        SELECT * EXCLUDE (reason, asked, shared, second_call, channel, scheduled_at),
+        SELECT * EXCLUDE (reason, asked, shared, calls, second_call, channel, scheduled_at),
             CASE WHEN shared AND {by_email} THEN 'email' ELSE channel END AS channel,
             -- email has no send window: at its due time, as _schedule times email
             CASE WHEN shared AND {by_email} THEN timezone(timezone, due_local)
@@ -442,7 +447,7 @@ def _suppress(plan: Plan) -> None:
             CASE WHEN shared AND NOT {by_email} AND second_call THEN '{SHARED_NUMBER}'
                  ELSE reason END AS suppression_reason,
             {surveys} AND NOT (shared AND NOT {by_email}) AS asks
-        FROM shared""",
+        FROM second""",
         {
             "low": span[0] if span else None,
             "high": span[1] if span else None,

@@ -279,6 +279,25 @@ def test_a_household_is_not_called_twice_at_once(con, settings):
     assert asked == {"S1": True, "S2": False}
 
 
+def test_a_call_moved_to_email_leaves_the_number_to_the_next_call(con, settings):
+    """S2's call, moved to email, was counted the number's first call, and S3's, the only
+    call left, was suppressed: the number was not called at all."""
+    add_store(con)
+    add_subscriber(con, "S1", email=None, voice_consent=False)  # texted, asked
+    add_subscriber(con, "S2", phone="+8613800000001", sms_consent=False)  # emailed
+    add_subscriber(con, "S3", phone="+8613800000001", email=None, sms_consent=False)
+    loaded = load_campaigns(settings)["birthday"]
+    care = loaded.campaign.care.model_copy(update={"channels": ["voice", "sms", "email"]})
+    campaign = loaded.campaign.model_copy(update={"care": care})
+    plan_loaded(con, settings, dataclasses.replace(loaded, campaign=campaign))
+    got = {k: v[:3] for k, v in outbox(con).items()}
+    assert got == {
+        "S1": ("queued", None, "sms"),
+        "S2": ("queued", None, "email"),
+        "S3": ("queued", None, "voice"),
+    }
+
+
 def test_a_plan_with_no_members_reports_its_standard_step_as_every_campaign_does(con, settings):
     """An empty birthday plan said "send time (learned 0, fallback 0)" where tenure's said
     "queued none, suppressed none, held out 0"."""

@@ -150,9 +150,8 @@ def close_up(path: Path) -> Path:
 # models insights train, the benchmarks' and the demo's homes, the demo's mark; beside a
 # store, the files its database keeps next to it.
 _STORES = ("warehouse.duckdb", "inbox.sqlite", "sandbox.sqlite", "simulator.sqlite")
-HOME_ENTRIES = frozenset(
-    {*_STORES, "reports", "run", "prefect", "models", "bench", "demo", "DEMO.txt"}
-)
+_FOLDERS = frozenset({"reports", "run", "prefect", "models", "bench", "demo"})
+HOME_ENTRIES = frozenset({*_STORES, *_FOLDERS, "DEMO.txt"})
 
 
 def _careloops(name: str) -> bool:
@@ -178,8 +177,8 @@ def close_home(home: Path) -> None:
         return
     shared = bool(foreign_entries(home))
     for entry in home.iterdir():
-        if _careloops(entry.name) and not (shared and entry.is_dir()):
-            _close_tree(entry)
+        if _careloops(entry.name) and not (shared and entry.name in _FOLDERS):
+            _close_tree(entry)  # a store's spill folder (warehouse.duckdb.tmp) included
     if not shared:
         close_up(home)
 

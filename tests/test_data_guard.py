@@ -301,6 +301,11 @@ def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
     (shared / "warehouse.duckdb").chmod(0o644)  # as an older version left them
     (shared / "simulator.sqlite").write_bytes(b"")  # a store this command does not open
     (shared / "simulator.sqlite").chmod(0o644)
+    spill = shared / "warehouse.duckdb.tmp"  # DuckDB's spill folder, the warehouse's pages
+    spill.mkdir(mode=0o755)
+    spill.chmod(0o755)
+    (spill / "block.tmp").write_bytes(b"x")
+    (spill / "block.tmp").chmod(0o644)
     done = _careloop(_env(shared), "report", "--month", "2026-02")
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
@@ -309,6 +314,8 @@ def test_a_shared_folder_as_home_keeps_the_others_files_as_they_were(tmp_path):
     assert stat.S_IMODE((shared / "notes.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((shared / "warehouse.duckdb").stat().st_mode) == 0o600
     assert stat.S_IMODE((shared / "simulator.sqlite").stat().st_mode) == 0o600
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+    assert stat.S_IMODE((spill / "block.tmp").stat().st_mode) == 0o600
     assert stat.S_IMODE((shared / "reports" / "store_lists").stat().st_mode) == 0o700
 
 

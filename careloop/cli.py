@@ -243,11 +243,12 @@ def demo_data(
     ):
         if not replace_loaded:
             _nothing_loaded(con, settings.warehouse_path)
-        # what those loads put there is replaced now: later runs need not ask again
-        con.execute("UPDATE load_reports SET replaced_at = now() WHERE replaced_at IS NULL")
         summary = build_demo_data(
             con, subscribers=subscribers, seed=seed, until=until.date(), on_progress=advance
         )
+        # what those loads put there is replaced now (a build cut short replaced nothing
+        # for certain, and asks again): later runs need not ask
+        con.execute("UPDATE load_reports SET replaced_at = now() WHERE replaced_at IS NULL")
     console.print(
         f"{summary.stores} stores, {summary.subscribers} subscribers, "
         f"{summary.visits} visits in {settings.warehouse_path}"

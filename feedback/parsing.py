@@ -178,18 +178,23 @@ _PLEASE_STOP_ZH_START = (
     "没必要", "名单", "屏蔽", "注销", "再",
 )  # fmt: skip
 _LATIN_WORD = re.compile(r"[a-z]+")
-# A refusal ("不要退订", "我还不想退订", "不要给我退订", "我没有要退订", "我暂时不退订"): set
-# aside first. Not a rhetorical question ("谁还不想退订？"), a complaint that it has not been
-# done ("为什么还没给我退订", "说了几次都没退订", "你们不退订") nor a threat ("不退订我就投诉").
-_NOT_YET = (
-    "还", "怎么", "为什么", "为何", "为啥", "迟迟", "再", "都", "一直", "仍", "依然", "总是",
-    "始终", "老是", "你们",
+# A refusal, set aside first: a wish not to ("不要退订", "我还不想退订", "不要给我退订", "我没有要
+# 退订"), or the customer's own 不退订 said as a decision ("我不退订", "我暂时不退订", "还是不退订
+# 了"). Anything else with 不退订 or 没退订 (a complaint, "说了几次都没退订", "你们就是不退订",
+# "不得不退订"; a threat, "不退订我就投诉"; a question, "谁还不想退订？") is read as asking to
+# stop: a missed request costs more than a needless one.
+_OWN_DECISION = "|".join(
+    f"(?<={word})"
+    for word in (
+        "我", "我们", "家", "暂时", "先", "目前", "就", "肯定", "当然", "才", "那就", "算了",
+        "决定", "还是",
+    )
 )  # fmt: skip
-_NOT_AFTER = "".join(f"(?<!{word})" for word in _NOT_YET)
 _REFUSED_ZH = re.compile(
     r"(?<!谁)(?<!谁还)(?:(?:不要|不想|不用|不会|别|无需|并不想|不打算)(?:给我|帮我)?"
-    rf"|没有?(?:要|想|打算)|{_NOT_AFTER}不(?!给我|帮我)|{_NOT_AFTER}(?<!还是)没(?!给我|帮我))"
-    r"退订(?![^,，。.!！?？]{0,6}就(?:投诉|举报|报警|拉黑))"
+    r"|没有?(?:要|想|打算))退订"
+    rf"|(?:^|(?<=[,，。.!！\s])|(?:{_OWN_DECISION})(?<!你们就)(?<!你们还是))不退订"
+    r"(?=$|[了呢啊吧哈,，。.!！\s])"
 )
 # What uses the words and asks nothing of our messages: a plan or a pack unsubscribed at the
 # store ("退订了流量包还在扣费", "我要退订这个套餐", "帮我退订了不需要的增值业务"), a refusal in
@@ -206,8 +211,10 @@ _NOT_OPT_OUTS = re.compile(
 _STOP_OUR_MESSAGES_ZH = re.compile(
     r"退订(?:(?!套餐|流量|业务|会员|彩铃|包月|增值)[^,，.。!！?？;；]){0,6}?"
     r"(?:短信|信息|消息|通知|推送|广告|来电|电话|回访|调查|邮件)(?!套餐|包)"
-    # a pack named in a message ("退订短信里的流量包") is the pack's
-    r"(?!(?:里|中|上)(?:的|说的|提到的)?(?:套餐|流量|业务|会员|彩铃|包月|增值))"
+    # a pack named in a message ("退订短信里的流量包", "短信里推荐的", "短信里那个彩铃") is
+    # the pack's; not a message full of packs ("退订短信里全是套餐广告")
+    r"(?!(?:里|中|上)(?:[^,，。.!！?？]{0,6}?(?:的|那个|这个))?(?:那个|这个)?"
+    r"(?:套餐|流量|业务|会员|彩铃|包月|增值))"
 )
 # Stop and unsubscribe as thumbs type them: "stopp", "Unsubcribe", "unsubscibe".
 _MISSPELT_STOP = re.compile(r"stop{2,}|stpo|sotp|stahp|unsub\w*|uns[a-z]{2,}(?:be|b)")
@@ -306,14 +313,16 @@ WHOLE_REPLY_SCORES = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 WHOLE_REPLY_SCORES |= {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 WHOLE_REPLY_SCORES |= {"0": 1, "零": 1, "zero": 1, "好": 4}
 _DIGIT = re.compile(r"^([1-5])(?![0-9])(?!\.[0-9])(分?)(.*)$", re.DOTALL)
-# A score mocked right after it ("5分？开什么玩笑"): scorn, as "满意才怪" is, when asked back
-# ("？") or with blame after it; with praise after it ("4分，开什么玩笑，服务太好了") or after
-# "！" it is amazement; said otherwise ("5分，开什么玩笑，这么快就办好了") it is unclear, and no
-# rating is read. Not a joke about something else ("逗我笑了", "逗我的小孩", "想得美的话").
-# English has none here: "you're kidding, so fast!" is praise.
+# A score mocked right after it ("5分？开什么玩笑", "5分，逗我玩呢"): scorn, as "满意才怪" is,
+# unless praise or amazement follows ("4分，开什么玩笑，服务太好了", "5分，开什么玩笑，这么快就办好
+# 了") or "！" marks it, without blame after it. Not a joke about something else ("逗我笑了",
+# "逗我的小孩", "想得美的话"). English has none here: "you're kidding, so fast!" is praise.
 _MOCKED = re.compile(
-    r"([?？,，.。…~～\s]*)(?:你们?)?(?:开什么玩笑|在?逗我(?!笑|的|家|玩)|别逗了|想得美(?!的话))"
+    r"[?？!！,，.。…~～\s]*(?:你们?)?"
+    r"(?:开什么玩笑|在?逗我(?!笑|家|的(?:小孩|孩子|宝宝))|别逗了|想得美(?!的话))"
 )
+_AMAZED = re.compile(r"快|没得说|必须|当然|满分|五星|搞定|办好|办完|太好|真好|很好|专业|贴心")
+_BLAMED = re.compile(r"差|慢|等了|排队|小时|投诉|门都没有|态度这么|烂")
 # A rating after a comment: "停车不方便 3", "I stopped at the store 4", "一般 2 分". The digit
 # stands alone (not "waited 45", "version 2.5", "A4").
 _TRAILING_DIGIT = re.compile(
@@ -568,11 +577,8 @@ def _rating(text: str) -> ParsedReply | None:
     text = _without_full_marks(text)
     match = _DIGIT.match(text)
     if match and _leading_rating(match.group(2), match.group(3)):
-        mocked = _mocked(match.group(3))  # "5分？开什么玩笑": scorn of the score
-        if mocked:
+        if _mocked(match.group(3)):  # "5分？开什么玩笑": scorn of the score
             return ParsedReply("rating", 1, _comment(text))
-        if mocked is None:
-            return None  # mocked or amazed: the customer's to say
         return ParsedReply("rating", int(match.group(1)), _comment(match.group(3)))
     given = _points_given(text)
     if given:
@@ -604,18 +610,17 @@ def _rating(text: str) -> ParsedReply | None:
     return None if said is None else ParsedReply("rating", said, _comment(text))
 
 
-def _mocked(rest: str) -> bool | None:
-    """Whether what follows a leading score mocks it (see _MOCKED): True, scorn; None,
-    unclear; False, not mocked (amazement, or no mock)."""
+def _mocked(rest: str) -> bool:
+    """Whether what follows a leading score mocks it (see _MOCKED)."""
     mock = _MOCKED.match(rest)
-    if mock is None or rest.lstrip().startswith(("!", "！")):
+    if mock is None:
         return False
-    said = verdict(rest[mock.end() :].lower())
-    if said is not None and said >= 4:
-        return False
-    if (said is not None and said <= 2) or any(mark in mock.group(1) for mark in "?？"):
+    after = rest[mock.end() :]
+    said = verdict(after.lower())
+    if (said is not None and said <= 2) or _BLAMED.search(after):
         return True
-    return None
+    praised = (said is not None and said >= 4) or _AMAZED.search(after) is not None
+    return not (praised or rest.lstrip().startswith(("!", "！")))
 
 
 def _points_given(text: str) -> ParsedReply | None:

@@ -163,9 +163,9 @@ _DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 def _skipped(sql: str, at: int) -> tuple[int, bool] | None:
     """Where a string, a quoted name or a comment starting at ``at`` ends, and whether it is
     code (a string or a name) rather than a comment; None when none starts there."""
-    if sql.startswith("--", at):  # to the line's end: LF, or CR alone as DuckDB reads it
-        ends = [found for found in (sql.find("\n", at), sql.find("\r", at)) if found >= 0]
-        return (min(ends) + 1 if ends else len(sql)), False
+    if sql.startswith("--", at):  # to the line's end (read_text made every ending a LF)
+        found = sql.find("\n", at)
+        return (len(sql) if found < 0 else found + 1), False
     if sql.startswith("/*", at):
         depth, at = 1, at + 2
         while depth and at < len(sql):

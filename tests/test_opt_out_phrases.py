@@ -47,6 +47,16 @@ OPT_OUTS: list[tuple[str, int | None]] = [
     ("店员很好，但是你们别再推销了好吗", 5),
     ("希望店员不要推销了谢谢 4分", 4),
     ("退订短信里全是套餐广告", None),
+    # 不退订 and 没退订 that are not the customer's own decision: asking, not refusing
+    ("说了N遍了，你们到底退不退订", None),
+    ("天天发广告，不得不退订", None),
+    ("如果不退订我要投诉", None),  # supposes: no rating
+    ("发了好几次也没退订", None),
+    ("仍然没退订", None),
+    ("你们就是不退订", None),
+    ("我没退订成功，还在收短信", None),
+    ("你們遲遲不退訂", None),
+    ("不退订的话我就去投诉", 1),
     # 推销 with the politeness after it, or a thing sold
     ("别推销了好吗", None),
     ("别给我推销了谢谢", None),
@@ -281,7 +291,10 @@ NOT_OPT_OUTS = [
     "我暂时不退订",
     "我还是不退订了",
     "我们不退订",
-    "我没退订过，为什么收不到短信了",
+    "还是不退订了，挺有用的",
+    "我才不退订呢",
+    "怎么退订短信里推荐的流量包",
+    "帮我退订一下短信里那个彩铃",
 ]
 
 

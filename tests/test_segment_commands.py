@@ -94,8 +94,6 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         # a word ending in e before a quote is no E'' string: its backslash is plain
         "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' "
         "AND subscriber_id NOT LIKE '%\\_%' ESCAPE'\\';",
-        # a line comment ends at a CR alone too
-        "SELECT subscriber_id FROM subscriber_profile WHERE tier = 'gold' -- c\r;",
     ],
     ids=[
         "comment-at-the-end",
@@ -109,7 +107,6 @@ def test_a_rule_that_does_not_compile_fails_its_tests_without_examples(tmp_path)
         "nested-block-comment",
         "dollar-quoted",
         "escape-after-a-word",
-        "comment-ending-in-cr",
     ],
 )
 def test_a_rule_with_comments_at_its_end_runs(tmp_path, sql):

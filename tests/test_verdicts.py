@@ -200,12 +200,25 @@ def test_a_verdict_in_words_is_the_rating(text, score):
 
 
 @pytest.mark.parametrize(
-    "text", ["5分，开什么玩笑，这么快就办好了", "5分...开什么玩笑", "5,开什么玩笑,一小时"]
+    ("text", "score"),
+    [
+        ("5分，开什么玩笑，这么快就办好了", 5),  # amazement
+        ("5分，开什么玩笑，必须5分", 5),
+        ("5，你们在逗我吗，怎么这么快", 5),
+        ("5分...开什么玩笑", 1),  # mocked, and nothing else said
+        ("5,开什么玩笑,一小时", 1),
+        ("5分？逗我玩呢", 1),
+        ("5分，你逗我的吧，等了一个小时", 1),
+        ("5分，你们在逗我吗，服务这么差", 1),
+        ("5！开什么玩笑，态度这么差", 1),  # blame after it, whatever the mark
+        ("5分，开什么玩笑，排队两个小时，给1分", 1),
+        ("5分，逗我的小孩玩，很有耐心", 5),  # a joke about something else
+    ],
 )
-def test_a_score_mocked_or_marvelled_at_is_no_rating(text):
-    """Scorn or amazement, and the customer has not said which: a 1 opened a complaint for a
-    delighted customer, a 5 hid a furious one."""
-    assert parse_reply(text).score is None
+def test_a_score_mocked_is_scorn_and_marvelled_at_is_kept(text, score):
+    """An earlier version read no rating where it could not tell, and lost the 1 a customer
+    gave after it; one before read scorn only with "？" and blame it knew as a verdict."""
+    assert parse_reply(text).score == score
 
 
 @pytest.mark.parametrize("text", ["5 店员很会开玩笑", "4 you're kidding, so fast!"])

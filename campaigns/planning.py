@@ -430,23 +430,24 @@ def _suppress(plan: Plan) -> None:
                 PARTITION BY CASE WHEN asked THEN phone END
                 ORDER BY scheduled_at, subscriber_id) > 1 AS shared
             FROM (SELECT *, reason IS NULL AND channel IN ('sms', 'voice') AS asked FROM decided)
-        ), calling AS (  -- the calls that stay calls: not those moved to email
-            SELECT *, asked AND channel = 'voice' AND NOT (shared AND {by_email}) AS calls
+        ), placed AS (  -- another member is asked on the number: by email, or not asked
+            SELECT *, shared AND {by_email} AS to_email, shared AND NOT {by_email} AS unasked
             FROM shared
-        ), second AS (
+        ), second AS (  -- the calls that stay calls, and any after the first to a number
             SELECT *, {surveys} AND calls AND row_number() OVER (
                 PARTITION BY CASE WHEN calls THEN phone END
                 ORDER BY scheduled_at, subscriber_id) > 1 AS second_call
-            FROM calling
+            FROM (SELECT *, asked AND channel = 'voice' AND NOT to_email AS calls FROM placed)
         )
-        SELECT * EXCLUDE (reason, asked, shared, calls, second_call, channel, scheduled_at),
-            CASE WHEN shared AND {by_email} THEN 'email' ELSE channel END AS channel,
+        SELECT * EXCLUDE (reason, asked, shared, to_email, unasked, calls, second_call,
+                          channel, scheduled_at),
+            CASE WHEN to_email THEN 'email' ELSE channel END AS channel,
             -- email has no send window: at its due time, as _schedule times email
-            CASE WHEN shared AND {by_email} THEN timezone(timezone, due_local)
-                 ELSE scheduled_at END AS scheduled_at,
-            CASE WHEN shared AND NOT {by_email} AND second_call THEN '{SHARED_NUMBER}'
-                 ELSE reason END AS suppression_reason,
-            {surveys} AND NOT (shared AND NOT {by_email}) AS asks
+            CASE WHEN to_email THEN timezone(timezone, due_local) ELSE scheduled_at END
+                AS scheduled_at,
+            CASE WHEN unasked AND second_call THEN '{SHARED_NUMBER}' ELSE reason END
+                AS suppression_reason,
+            {surveys} AND NOT unasked AS asks
         FROM second""",
         {
             "low": span[0] if span else None,

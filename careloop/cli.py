@@ -456,7 +456,9 @@ def _no_stack_on(demo_home: Path) -> None:
 
 
 def _show_store_lists(rows: dict[str, int], folder: Path) -> None:
-    listing = sum(1 for n in rows.values() if n)
+    from insights.report import stores_listing
+
+    listing = stores_listing(rows)
     console.print(
         f"store managers' lists: {len(rows)} CSV files, {listing} with cases listed, in {folder}"
     )

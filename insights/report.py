@@ -276,6 +276,11 @@ def write_store_lists(
     return write_private_csvs(listed, "store_id", paths)
 
 
+def stores_listing(store_rows: dict[str, int]) -> int:
+    """The stores whose lists hold a case (every store has its file: write_store_lists)."""
+    return sum(1 for rows in store_rows.values() if rows)
+
+
 def _shown(value: float | None) -> str:
     return "-" if value is None else f"{value}"
 
@@ -340,8 +345,7 @@ def _case_sections(report: LoopReport, store_rows: dict[str, int]) -> list[str]:
         ),
         *_section(
             "Store managers' dissatisfied lists",
-            f"{sum(store_rows.values())} cases listed across {sum(map(bool, store_rows.values()))} "
-            "stores: "
+            f"{sum(store_rows.values())} cases listed across {stores_listing(store_rows)} stores: "
             f"{LISTED_PERIOD} (one CSV per store in store_lists/: the ones to do first, the "
             "closed ones after; times in the store's own timezone).",
             [],

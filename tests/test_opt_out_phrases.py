@@ -242,7 +242,7 @@ STAY_RATINGS: list[tuple[str, int, str | None]] = [
         "I opted out of the device insurance but they charged me",
     ),
     ("想退订彩铃业务，店员说办不了 1", 1, "想退订彩铃业务，店员说办不了"),
-    # a pack unsubscribed with words between, and refusals with words between: opted out
+    # a pack unsubscribed with words between, and refusals with words between: no opt-out
     ("帮我退订了不需要的增值业务，很满意 5", 5, "帮我退订了不需要的增值业务，很满意"),
     ("不要给我退订 5", 5, "不要给我退订"),
     ("我没有要退订 5", 5, "我没有要退订"),
